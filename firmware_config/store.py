@@ -1,0 +1,170 @@
+"""The store file: one TOML document describing a store for every part of the system.
+
+The installer writes it once; the simulator builds its world from it, the gateway its zone
+graph and presence model, and `firmware_config` derives each node's configuration and the
+broker's set-up from it. The models here are the single definition of its shape; cross-field
+checks that need the whole document (duplicate ids, unreachable rooms...) live in
+`firmware_config.validate`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Point = tuple[float, float]
+Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ZoneKind(StrEnum):
+    """What a zone is for; the presence engine and the scorer treat kinds differently."""
+
+    OUTSIDE = "outside"
+    ENTRANCE = "entrance"
+    FLOOR = "floor"
+    FITTING_ROOM = "fitting_room"
+    TILL = "till"
+    BACKROOM = "backroom"
+
+
+class NodeRole(StrEnum):
+    ENTRANCE = "entrance"
+    FLOOR = "floor"
+    FITTING_ROOM = "fitting_room"
+    TILL = "till"
+    SHELF = "shelf"
+
+
+class StoreInfo(_Strict):
+    id: Identifier
+    name: str = ""
+    timezone: str = "UTC"
+    eddystone_namespace: Annotated[str, Field(pattern=r"^[0-9a-f]{20}$")] = "696e73746f7265000001"
+    ibeacon_uuids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]] = [
+        "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
+    ]
+    eid_rotation_exponent: Annotated[int, Field(ge=0, le=15)] = 10
+
+
+class Zone(_Strict):
+    id: Identifier
+    kind: ZoneKind
+    name: str = ""
+    polygon: Annotated[list[Point], Field(min_length=3)]
+    connects: list[Identifier] = []
+
+
+class Wall(_Strict):
+    a: Point
+    b: Point
+    attenuation_db: Annotated[float, Field(ge=0, le=60)] = 8.0
+
+
+class BleRadio(_Strict):
+    """The node's Bluetooth scanner; `ref_rssi_1m` comes from `instore calibrate`."""
+
+    ref_rssi_1m: Annotated[float, Field(ge=-100, le=0)] = -59.0
+    window_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    scan_mode: str = "passive"
+    # Advertisements weaker than this are dropped on the node: at zone scale they are noise
+    # (a phone two rooms away), and dropping them early is data minimisation.
+    rssi_floor_dbm: Annotated[float, Field(ge=-127, le=0)] = -95.0
+
+
+class Antenna(_Strict):
+    id: Annotated[int, Field(ge=1, le=16)]
+    position: Point
+    facing_deg: float = 0.0
+    zone: Identifier | None = None
+
+
+class RfidRadio(_Strict):
+    device: str
+    power_dbm: Annotated[float, Field(ge=0, le=33)] = 20.0
+    region: str = "eu"
+    antennas: Annotated[list[Antenna], Field(min_length=1)]
+
+
+class Node(_Strict):
+    id: Identifier
+    role: NodeRole
+    position: Point
+    zone: Identifier | None = None
+    ble: BleRadio | None = BleRadio()
+    rfid: RfidRadio | None = None
+
+
+class Bridge(_Strict):
+    """A bridge from the store broker to a central broker; only store events cross it."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    remote_username: str | None = None
+    cafile: str | None = None  # set to speak TLS to the central broker
+    qos: Annotated[int, Field(ge=0, le=2)] = 1
+
+
+class Broker(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 1883
+    # Address the generated broker config listens on; None means every interface (nodes
+    # reach the broker over the store LAN, while `host` is what clients connect to).
+    listen_address: str | None = None
+    tls_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    bridge: Bridge | None = None
+
+
+class Gateway(_Strict):
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    database: str = "var/gateway.db"
+    # MQTT username of the gateway; node usernames are their node ids, so it must differ.
+    mqtt_username: Identifier = "gateway"
+
+
+class StoreFile(_Strict):
+    store: StoreInfo
+    zones: Annotated[list[Zone], Field(min_length=1)]
+    walls: list[Wall] = []
+    nodes: list[Node] = []
+    broker: Broker = Broker()
+    gateway: Gateway = Gateway()
+
+    def zone(self, zone_id: str) -> Zone:
+        for z in self.zones:
+            if z.id == zone_id:
+                return z
+        raise KeyError(zone_id)
+
+    def node(self, node_id: str) -> Node:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+
+def load_store(path: str | Path) -> StoreFile:
+    """Parse and validate a store file; raises `firmware_config.validate.ConfigError` listing every problem."""
+    from firmware_config.validate import validate_text
+
+    text = Path(path).read_text(encoding="utf-8")
+    return validate_text(text, str(path))
+
+
+def parse_store_dict(data: dict) -> StoreFile:
+    return StoreFile.model_validate(data)
+
+
+def loads_toml(text: str) -> dict:
+    return tomllib.loads(text)

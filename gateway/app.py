@@ -1,0 +1,100 @@
+"""The gateway's HTTP face: the staff tablet page, its live stream, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated
+
+from fastapi import FastAPI, Header, Query, Response
+from fastapi.responses import HTMLResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from gateway.core import GatewayCore
+from gateway.mqtt_ingest import MqttIngest
+
+KEEPALIVE_S = 15.0  # comment line so proxies and tablets' Wi-Fi do not drop an idle stream
+
+
+def _page(name: str) -> str:
+    return resources.files("gateway").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def create_app(core: GatewayCore, ingest: MqttIngest | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        core.broadcaster.loop = asyncio.get_running_loop()
+        if ingest is not None:
+            ingest.start()
+        try:
+            yield
+        finally:
+            if ingest is not None:
+                ingest.stop()
+
+    app = FastAPI(title="instore gateway", version="0.1.0", lifespan=lifespan)
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/tablet", response_class=HTMLResponse, summary="Staff tablet page")
+    async def tablet() -> HTMLResponse:
+        return HTMLResponse(_page("tablet.html"))
+
+    @app.get("/api/events", summary="Staff events after an id (polling and catch-up)")
+    async def events(after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100):
+        return [dataclasses.asdict(e) for e in core.events.after(after, limit)]
+
+    @app.get("/api/stream", response_class=EventSourceResponse, summary="Live staff events (SSE, resumable)")
+    async def stream(
+        last_event_id: Annotated[str | None, Header()] = None,
+        after: Annotated[int | None, Query(ge=0, description="replay events after this id")] = None,
+    ) -> AsyncIterator[ServerSentEvent]:
+        try:
+            last = int(last_event_id) if last_event_id else (after if after is not None else core.events.last_id())
+        except ValueError:
+            last = core.events.last_id()
+        queue, cancel = core.broadcaster.subscribe()
+        core.metrics.clients.set(core.broadcaster.clients)
+        try:
+            yield ServerSentEvent(comment="connected", retry=1000)
+            while True:  # replay what was missed, in pages, then go live
+                missed = core.events.after(last)
+                for ev in missed:
+                    yield ServerSentEvent(id=str(ev.id), event=ev.kind, raw_data=ev.to_json())
+                    last = ev.id
+                if len(missed) < 1000:
+                    break
+            while True:
+                try:
+                    ev = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
+                except TimeoutError:
+                    yield ServerSentEvent(comment="keep-alive")
+                    continue
+                if ev is None:  # fell too far behind: the client reconnects and replays
+                    return
+                if ev.id <= last:
+                    continue
+                yield ServerSentEvent(id=str(ev.id), event=ev.kind, raw_data=ev.to_json())
+                last = ev.id
+        finally:
+            cancel()
+            core.metrics.clients.set(core.broadcaster.clients)
+
+    @app.get("/livez", summary="The process is alive")
+    async def livez() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Ready: database open and broker connected")
+    async def readyz(response: Response) -> dict:
+        broker = ingest is None or ingest.connected
+        if not broker:
+            response.status_code = 503
+        return {"status": "ok" if broker else "waiting", "broker": broker}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app

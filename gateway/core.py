@@ -1,0 +1,121 @@
+"""The gateway's ingest core: decoded windows in, staff events out.
+
+Called from the MQTT thread for each message. Bad messages are rejected by field, counted,
+logged at a limited rate, and never stop the messages around them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import sqlite_utils
+
+from edge import protocol
+from firmware_config.store import NodeRole, StoreFile
+from gateway.customers import customer_card, recognisable_identities
+from gateway.entry import EntryDetector, EntryParams, VisitEvent
+from gateway.events import Broadcaster, EventLog, StaffEvent
+from gateway.identities import IdentityResolver
+from gateway.metrics import GatewayMetrics
+
+log = logging.getLogger("instore.gateway")
+
+
+class RejectLog:
+    """Logs rejects at most once per `every_s` per field, and 'recovered' once when good data returns."""
+
+    def __init__(self, clock: Callable[[], float], every_s: float = 10.0):
+        self.clock, self.every_s = clock, every_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self.failing = False
+
+    def reject(self, topic: str, err: protocol.WireError) -> None:
+        self.failing = True
+        now = self.clock()
+        if now - self._last.get(err.field, -1e18) >= self.every_s:
+            n = self._suppressed.pop(err.field, 0)
+            more = f" ({n} more since last report)" if n else ""
+            log.warning("rejected message on %s: %s%s", topic, err, more)
+            self._last[err.field] = now
+        else:
+            self._suppressed[err.field] = self._suppressed.get(err.field, 0) + 1
+
+    def ok(self) -> None:
+        if self.failing:
+            self.failing = False
+            log.info("receiving valid messages again")
+
+
+class GatewayCore:
+    def __init__(
+        self,
+        store: StoreFile,
+        db: sqlite_utils.Database,
+        clock: Callable[[], float],
+        broadcaster: Broadcaster | None = None,
+        metrics: GatewayMetrics | None = None,
+        entry_params: EntryParams = EntryParams(),
+    ):
+        self.store, self.db, self.clock = store, db, clock
+        self.lock = threading.RLock()
+        self.metrics = metrics or GatewayMetrics()
+        self.broadcaster = broadcaster or Broadcaster()
+        self.events = EventLog(db, self.lock)
+        self.resolver = IdentityResolver(recognisable_identities(db))
+        entrances = frozenset(n.id for n in store.nodes if n.role == NodeRole.ENTRANCE)
+        self.entry = EntryDetector(entrances, entry_params)
+        self.rejects = RejectLog(clock)
+        self.node_status: dict[str, protocol.NodeStatus] = {}
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        try:
+            kind, msg = protocol.decode_topic(topic, payload)
+        except protocol.WireError as err:
+            self.metrics.rejects.labels(err.field).inc()
+            self.rejects.reject(topic, err)
+            return
+        if msg.store != self.store.store.id:  # type: ignore[union-attr]
+            return
+        self.rejects.ok()
+        self.metrics.messages.labels(kind).inc()
+        if isinstance(msg, protocol.BleWindow):
+            self.on_ble(msg)
+        elif isinstance(msg, protocol.NodeStatus):
+            self.node_status[msg.node] = msg
+
+    def on_ble(self, w: protocol.BleWindow) -> None:
+        self.metrics.observations.inc(len(w.observations))
+        self.metrics.footfall_adverts.inc(w.anonymous.adverts)
+        out: list[VisitEvent] = []
+        with self.lock:
+            for obs in w.observations:
+                cid = self.resolver.resolve(obs.id, w.window[1])
+                if cid is None:
+                    self.metrics.unresolved.inc()
+                    continue
+                out += self.entry.observe(w.node, cid, obs.rssi_max, obs.last, late=w.late)
+            out += self.entry.tick(w.window[1])
+            for ev in out:
+                self.emit(ev)
+
+    def emit(self, ev: VisitEvent) -> StaffEvent:
+        data: dict = {"t_obs": ev.t, "emitted_at": self.clock()}
+        if ev.node:
+            data["node"] = ev.node
+        if ev.dwell_s is not None:
+            data["dwell_s"] = ev.dwell_s
+        if ev.kind == "entered":
+            data["customer"] = customer_card(self.db, ev.customer_id)
+        staff_event = self.events.append(ev.t, ev.kind, ev.customer_id, data)
+        self.metrics.events.labels(ev.kind).inc()
+        self.broadcaster.publish(staff_event)
+        return staff_event
+
+    def forget_customer(self, customer_id: str) -> None:
+        """Consent withdrawn or erased: the resolver and the visit tracker drop them now."""
+        with self.lock:
+            self.resolver.forget(customer_id)
+            self.entry.forget(customer_id)

@@ -1,0 +1,38 @@
+"""Running the gateway process: store file -> database, core, MQTT ingest, HTTP server."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import uvicorn
+
+from firmware_config.store import StoreFile
+from gateway.app import create_app
+from gateway.core import GatewayCore
+from gateway.db import open_db
+from gateway.mqtt_ingest import MqttIngest
+
+log = logging.getLogger("instore.gateway")
+
+
+def build_gateway(
+    store: StoreFile, *, db_path: str | Path | None = None, broker_host: str | None = None,
+    broker_port: int | None = None, username: str | None = None, password: str | None = None,
+):
+    """The FastAPI app with its core and ingest wired (not yet serving)."""
+    db = open_db(db_path or store.gateway.database)
+    core = GatewayCore(store, db, clock=time.time)
+    ingest = MqttIngest(
+        store.store.id, broker_host or store.broker.host, broker_port or store.broker.port, core.handle,
+        username=username, password=password,
+        on_state=lambda up: core.metrics.mqtt_connected.set(1 if up else 0),
+    )
+    return create_app(core, ingest), core
+
+
+def run_gateway(store: StoreFile, *, host: str | None = None, port: int | None = None, **kwargs) -> None:  # noqa: ANN003
+    app, _core = build_gateway(store, **kwargs)
+    uvicorn.run(app, host=host or store.gateway.http_host, port=port or store.gateway.http_port,
+                log_level="warning", access_log=False)

@@ -1,0 +1,1 @@
+"""The `instore` command and the process orchestration used by the demo and the benchmarks."""

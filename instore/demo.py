@@ -1,0 +1,200 @@
+"""`instore demo`: the whole simulated store as real processes on this machine.
+
+Broker (Mosquitto or the embedded one), one edge-node process per BLE node of the store
+(each with the simulator's bleak backend), the gateway process, and the simulated air in
+this process. It prints the tablet URL, runs until Ctrl-C or `--duration`, then says how
+many people entered and how many alerts reached the tablet stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from firmware_config.store import StoreFile
+from gateway.db import open_db
+from instore.broker import Broker, free_port, start_broker, wait_port
+from sim.air import AirServer
+from sim.emitter import Emitter
+from sim.enrol import enrol_world
+from sim.scenario import load_scenario
+from sim.world import AgentKind, World, build_world
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "sim" / "scenarios" / "demo.toml"
+
+
+def node_file(store: StoreFile, node_id: str, broker_port: int, air_port: int) -> str:
+    uuids = ", ".join(f'"{u}"' for u in store.store.ibeacon_uuids)
+    window = store.node(node_id).ble.window_s  # type: ignore[union-attr]
+    return (
+        f'[node]\nstore = "{store.store.id}"\nid = "{node_id}"\n\n'
+        f'[broker]\nhost = "127.0.0.1"\nport = {broker_port}\n\n'
+        f'[ble]\nbackend = "sim"\nsim_air = "tcp://127.0.0.1:{air_port}"\nwindow_s = {window}\n'
+        f'ibeacon_uuids = [{uuids}]\neddystone_namespace = "{store.store.eddystone_namespace}"\n'
+    )
+
+
+@dataclass
+class AlertCounter:
+    """Follows the tablet stream like a tablet would, counting what arrives."""
+
+    url: str
+    entered: list[dict] = field(default_factory=list)
+    other: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        last = "0"
+        while not self.stop.is_set():
+            try:
+                with httpx.stream("GET", self.url, headers={"Last-Event-ID": last}, timeout=None) as r:
+                    kind = None
+                    for line in r.iter_lines():
+                        if self.stop.is_set():
+                            return
+                        if line.startswith("event:"):
+                            kind = line[6:].strip()
+                        elif line.startswith("id:"):
+                            last = line[3:].strip()
+                        elif line.startswith("data:"):
+                            ev = json.loads(line[5:])
+                            (self.entered.append(ev) if kind == "entered" else None)
+                            self.other += kind != "entered"
+            except httpx.HTTPError:
+                time.sleep(0.3)
+
+
+@dataclass
+class Summary:
+    broker: str
+    duration_s: float
+    entries_regular: int
+    entries_anonymous: int
+    entries_unconsented: int
+    passers_by: int
+    alerts: int
+    alerts_for_expected: int
+    unexpected_alerts: int
+    adverts_sent: int
+
+    def lines(self) -> list[str]:
+        return [
+            f"simulated {self.duration_s:.0f} s with the {self.broker} broker:",
+            f"  entries: {self.entries_regular} opted-in regulars, {self.entries_anonymous} anonymous shoppers, "
+            f"{self.entries_unconsented} registered without recognition consent; {self.passers_by} passers-by",
+            f"  alerts on the tablet stream: {self.alerts} "
+            f"({self.alerts_for_expected} of {self.entries_regular} opted-in regulars who entered; "
+            f"{self.unexpected_alerts} for anyone else)",
+            f"  advertisements delivered to the edge nodes: {self.adverts_sent}",
+        ]
+
+
+def _expected(world: World, until: float) -> tuple[set[str], int, int, int]:
+    regulars, anon, unconsented, passers = set(), 0, 0, 0
+    for a in world.agents:
+        if a.kind == AgentKind.PASSER_BY and a.t_start <= until:
+            passers += 1
+        if a.entered_at is None or a.entered_at > until:
+            continue
+        if a.customer is None:
+            anon += 1
+        elif a.customer.recognition_consent:
+            regulars.add(a.customer.id)
+        else:
+            unconsented += 1
+    return regulars, anon, unconsented, passers
+
+
+def run_demo(
+    scenario_path: Path = DEFAULT_SCENARIO, duration: float | None = None, broker_kind: str = "auto",
+    http_port: int = 8000, workdir: Path | None = None, echo=print,  # noqa: ANN001
+) -> Summary:
+    sc, store = load_scenario(scenario_path)
+    world = build_world(sc, store)
+    wd = workdir or Path(tempfile.mkdtemp(prefix="instore-demo-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    db_path = wd / "gateway.db"
+    db = open_db(db_path)
+    enrol_world(db, world, now=time.time())
+    db.conn.close()
+
+    broker: Broker = start_broker(broker_kind, workdir=wd)
+    echo(f"broker: {broker.kind} on 127.0.0.1:{broker.port}")
+    procs: list[subprocess.Popen] = []
+    counter = AlertCounter(f"http://127.0.0.1:{http_port}/api/stream")
+    air_sent = 0
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    try:
+        store_file = scenario_path.parent / sc.scenario.store
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "instore.cli", "gateway", "--config", str(store_file.resolve()),
+             "--db", str(db_path), "--broker-port", str(broker.port), "--port", str(http_port)],
+            env=env, stdout=open(wd / "gateway.log", "ab"), stderr=subprocess.STDOUT,
+        ))
+
+        async def live() -> int:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(NotImplementedError):
+                import signal
+
+                loop.add_signal_handler(signal.SIGINT, stop.set)
+                loop.add_signal_handler(signal.SIGTERM, stop.set)
+            epoch = time.time()
+            air = AirServer(Emitter(world, sc.scenario.seed, epoch=epoch), clock=time.time)
+            air_port = await air.start()
+            ble_nodes = [n.id for n in store.nodes if n.ble is not None]
+            for nid in ble_nodes:
+                cfg = wd / f"node-{nid}.toml"
+                cfg.write_text(node_file(store, nid, broker.port, air_port))
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "instore.cli", "edge", "--config", str(cfg)],
+                    env=env, stdout=open(wd / f"node-{nid}.log", "ab"), stderr=subprocess.STDOUT,
+                ))
+            await asyncio.to_thread(wait_port, http_port, 60.0)
+            deadline = time.monotonic() + 60
+            while sum(bool(v) for v in air.clients.values()) < len(ble_nodes) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            threading.Thread(target=counter.run, daemon=True).start()
+            echo(f"{len(ble_nodes)} edge nodes and the gateway are up; tablet: http://127.0.0.1:{http_port}/tablet")
+            t0 = time.time()
+            until = duration if duration is not None else sc.scenario.duration_s
+            await air.run(lambda: time.time() - t0, until, stop)
+            elapsed = time.time() - t0
+            await asyncio.sleep(min(3.0, max(0.0, until - elapsed)) + 2.5)  # let the last windows arrive
+            await air.close()
+            return air.sent, elapsed  # type: ignore[return-value]
+
+        air_sent, elapsed = asyncio.run(live())
+    finally:
+        counter.stop.set()
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        broker.stop()
+    regulars, anon, unconsented, passers = _expected(world, elapsed)
+    alerted = {e["customer_id"] for e in counter.entered}
+    return Summary(
+        broker=broker.kind, duration_s=elapsed, entries_regular=len(regulars), entries_anonymous=anon,
+        entries_unconsented=unconsented, passers_by=passers, alerts=len(counter.entered),
+        alerts_for_expected=len(alerted & regulars), unexpected_alerts=len(alerted - regulars), adverts_sent=air_sent,
+    )
+
+
+__all__ = ["run_demo", "free_port", "Summary"]

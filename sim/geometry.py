@@ -1,0 +1,135 @@
+"""Plane geometry for store layouts: polygons, walls and the portals between zones.
+
+Pure numpy/py functions; the simulator's radio model and the agents' walking use them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Point = tuple[float, float]
+
+
+def point_in_polygon(p: Point, poly: list[Point]) -> bool:
+    """Ray casting; points on the boundary count as inside (zones share edges)."""
+    x, y = p
+    inside = False
+    n = len(poly)
+    for i in range(n):
+        (x1, y1), (x2, y2) = poly[i], poly[(i + 1) % n]
+        if _on_segment(p, (x1, y1), (x2, y2)):
+            return True
+        if (y1 > y) != (y2 > y):
+            xi = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+            if x < xi:
+                inside = not inside
+    return inside
+
+
+def _on_segment(p: Point, a: Point, b: Point, eps: float = 1e-9) -> bool:
+    (px, py), (ax, ay), (bx, by) = p, a, b
+    cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
+    if abs(cross) > eps * max(1.0, abs(bx - ax) + abs(by - ay)):
+        return False
+    return min(ax, bx) - eps <= px <= max(ax, bx) + eps and min(ay, by) - eps <= py <= max(ay, by) + eps
+
+
+def polygon_centroid(poly: list[Point]) -> Point:
+    a = np.asarray(poly, dtype=float)
+    x, y = a[:, 0], a[:, 1]
+    x1, y1 = np.roll(x, -1), np.roll(y, -1)
+    cross = x * y1 - x1 * y
+    area = cross.sum() / 2
+    if abs(area) < 1e-12:
+        return float(x.mean()), float(y.mean())
+    return float(((x + x1) * cross).sum() / (6 * area)), float(((y + y1) * cross).sum() / (6 * area))
+
+
+def random_point_in(poly: list[Point], rng: np.random.Generator, margin: float = 0.3) -> Point:
+    """A uniformly random point inside the polygon, kept `margin` metres off its bounding box."""
+    a = np.asarray(poly, dtype=float)
+    lo, hi = a.min(axis=0) + margin, a.max(axis=0) - margin
+    if np.any(hi <= lo):
+        lo, hi = a.min(axis=0), a.max(axis=0)
+    for _ in range(200):
+        p = (float(rng.uniform(lo[0], hi[0])), float(rng.uniform(lo[1], hi[1])))
+        if point_in_polygon(p, poly):
+            return p
+    return polygon_centroid(poly)
+
+
+def shared_boundary(pa: list[Point], pb: list[Point]) -> list[tuple[Point, Point]]:
+    """Segments where the two polygons' edges overlap (colinear and touching)."""
+    out = []
+    for i in range(len(pa)):
+        a1, a2 = np.asarray(pa[i], float), np.asarray(pa[(i + 1) % len(pa)], float)
+        d = a2 - a1
+        length = float(np.hypot(*d))
+        if length == 0:
+            continue
+        u = d / length
+        for j in range(len(pb)):
+            b1, b2 = np.asarray(pb[j], float), np.asarray(pb[(j + 1) % len(pb)], float)
+            # colinear: both b points on the a line
+            if abs(np.cross(u, b1 - a1)) > 1e-6 or abs(np.cross(u, b2 - a1)) > 1e-6:
+                continue
+            s1, s2 = sorted((float(np.dot(b1 - a1, u)), float(np.dot(b2 - a1, u))))
+            lo, hi = max(0.0, s1), min(length, s2)
+            if hi - lo > 1e-6:
+                out.append((tuple(a1 + u * lo), tuple(a1 + u * hi)))
+    return out  # type: ignore[return-value]
+
+
+def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    ab = b - a
+    t = 0.0 if not ab.any() else float(np.clip(np.dot(p - a, ab) / np.dot(ab, ab), 0, 1))
+    return float(np.hypot(*(p - (a + t * ab))))
+
+
+def portal(pa: list[Point], pb: list[Point], walls: list[tuple[Point, Point]]) -> Point:
+    """Where people pass from one zone to the next: the middle of the longest wall-free run
+    of their shared boundary (the door in a glass shop front), else the middle of it."""
+    segs = shared_boundary(pa, pb)
+    if not segs:
+        ca, cb = polygon_centroid(pa), polygon_centroid(pb)
+        return (ca[0] + cb[0]) / 2, (ca[1] + cb[1]) / 2
+    wall_arr = [(np.asarray(a, float), np.asarray(b, float)) for a, b in walls]
+    best: list[np.ndarray] = []
+    fallback: list[np.ndarray] = []
+    for s1, s2 in segs:
+        a, b = np.asarray(s1, float), np.asarray(s2, float)
+        n = max(2, int(np.hypot(*(b - a)) / 0.1) + 1)
+        run: list[np.ndarray] = []
+        for t in np.linspace(0, 1, n):
+            p = a + t * (b - a)
+            fallback.append(p)
+            if all(segment_distance(p, wa, wb) > 0.05 for wa, wb in wall_arr):
+                run.append(p)
+            else:
+                if len(run) > len(best):
+                    best = run
+                run = []
+        if len(run) > len(best):
+            best = run
+    pts = best or fallback
+    mid = pts[len(pts) // 2]
+    return float(mid[0]), float(mid[1])
+
+
+def crossings(tx: np.ndarray, rx: np.ndarray, walls: np.ndarray) -> np.ndarray:
+    """Boolean (T, R, W): does the straight line tx[t] -> rx[r] cross wall w?
+
+    tx: (T, 2), rx: (R, 2), walls: (W, 4) as x1, y1, x2, y2. Vectorised segment intersection.
+    """
+    if len(walls) == 0:
+        return np.zeros((len(tx), len(rx), 0), dtype=bool)
+    p = tx[:, None, None, :]  # T,1,1,2
+    r = rx[None, :, None, :] - p  # T,R,1,2
+    q = walls[None, None, :, 0:2]  # 1,1,W,2
+    s = walls[None, None, :, 2:4] - q  # 1,1,W,2
+    rxs = r[..., 0] * s[..., 1] - r[..., 1] * s[..., 0]
+    qp = q - p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (qp[..., 0] * s[..., 1] - qp[..., 1] * s[..., 0]) / rxs
+        u = (qp[..., 0] * r[..., 1] - qp[..., 1] * r[..., 0]) / rxs
+    return (np.abs(rxs) > 1e-12) & (t > 0) & (t < 1) & (u >= 0) & (u <= 1)
