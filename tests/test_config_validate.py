@@ -1,0 +1,326 @@
+"""Store-file validation: one small bad file per class of problem, exact output lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from firmware_config.store import StoreFile
+from firmware_config.validate import (
+    ConfigError,
+    key_lines,
+    point_in_polygon,
+    validate_cli,
+    validate_file,
+    validate_text,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "firmware_config" / "examples"
+
+BASE = """\
+[store]
+id = "mini"
+timezone = "Europe/Berlin"
+
+[[zones]]
+id = "street"
+kind = "outside"
+polygon = [[0, -3], [10, -3], [10, 0], [0, 0]]
+connects = ["door"]
+
+[[zones]]
+id = "door"
+kind = "entrance"
+polygon = [[0, 0], [10, 0], [10, 2], [0, 2]]
+connects = ["floor"]
+
+[[zones]]
+id = "floor"
+kind = "floor"
+polygon = [[0, 2], [10, 2], [10, 8], [0, 8]]
+
+[[zones]]
+id = "fr1"
+kind = "fitting_room"
+polygon = [[10, 2], [12, 2], [12, 4], [10, 4]]
+connects = ["floor"]
+
+[[nodes]]
+id = "door-1"
+role = "entrance"
+position = [5, 1]
+zone = "door"
+
+[[nodes]]
+id = "fr1"
+role = "fitting_room"
+position = [11, 3]
+zone = "fr1"
+rfid = { device = "/dev/serial/by-id/usb-r1", antennas = [{ id = 1, position = [11, 3.5], zone = "fr1" }] }
+
+[[nodes]]
+id = "shelf-1"
+role = "shelf"
+position = [2, 7]
+
+[nodes.rfid]
+device = "/dev/serial/by-id/usb-r2"
+antennas = [
+  { id = 1, position = [1, 7.5] },
+  { id = 2, position = [3, 7.5], zone = "floor" },
+]
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        validate_text(text, "mini.toml")
+    return [str(p) for p in info.value.problems]
+
+
+def edit(*pairs: tuple[str, str]) -> str:
+    text = BASE
+    for old, new in pairs:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
+
+
+def test_base_is_valid_and_one_sided_connections_are_symmetric():
+    store = validate_text(BASE, "mini.toml")
+    assert isinstance(store, StoreFile)
+    # `floor` declares no connections; door->floor and fr1->floor make it reachable anyway.
+    assert store.zone("floor").connects == []
+
+
+def test_syntax_error_has_its_line():
+    assert problems(edit(("position = [5, 1]", "position = [5, 1"))) == [
+        "mini.toml:32: (syntax): Unclosed array"
+    ]
+
+
+def test_unknown_key_did_you_mean():
+    assert problems(edit(("position = [5, 1]", "positon = [5, 1]"))) == [
+        "mini.toml:28: nodes[0].position: missing required key",
+        "mini.toml:31: nodes[0].positon: unknown key (did you mean 'position'?)",
+    ]
+
+
+def test_unknown_table_and_key_without_close_match():
+    assert problems(BASE + "\n[brokr]\nport = 1883\n\n[gateway]\nxyz = 1\n") == [
+        "mini.toml:53: brokr: unknown key (did you mean 'broker'?)",
+        "mini.toml:57: gateway.xyz: unknown key "
+        "(expected one of: http_host, http_port, database, mqtt_username)",
+    ]
+
+
+def test_bad_type_and_range():
+    text = edit(
+        ('id = "shelf-1"', 'id = "shelf-1"\nble = { window_s = "fast" }'),
+        ('device = "/dev/serial/by-id/usb-r2"', 'device = "/dev/serial/by-id/usb-r2"\npower_dbm = 40'),
+    )
+    assert problems(text) == [
+        "mini.toml:43: nodes[2].ble.window_s: Input should be a valid number, "
+        "unable to parse string as a number (got 'fast')",
+        "mini.toml:49: nodes[2].rfid.power_dbm: Input should be less than or equal to 33 (got 40)",
+    ]
+
+
+def test_enum_value_and_rfid_region():
+    text = edit(
+        ('kind = "floor"', 'kind = "lobby"'),
+        ('device = "/dev/serial/by-id/usb-r2"', 'device = "/dev/serial/by-id/usb-r2"\nregion = "us"'),
+    )
+    assert problems(text) == [
+        "mini.toml:19: zones[2].kind: Input should be 'outside', 'entrance', 'floor', 'fitting_room', 'till' "
+        "or 'backroom' (got 'lobby')",
+        "mini.toml:48: nodes[2].rfid.region: must be one of 'eu', 'usa', 'korea', 'china800', 'china900' "
+        "(got 'us') (did you mean 'usa'?)",
+    ]
+
+
+def test_duplicate_zone_and_node_ids():
+    text = edit(('id = "fr1"\nkind', 'id = "floor"\nkind'), ('id = "shelf-1"', 'id = "door-1"'))
+    out = problems(text)
+    assert "mini.toml:23: zones[3].id: duplicate zone id 'floor' (first defined at line 17)" in out
+    assert "mini.toml:42: nodes[2].id: duplicate node id 'door-1' (first defined at line 28)" in out
+
+
+def test_connects_unknown_zone_and_itself():
+    assert problems(
+        edit(('connects = ["floor"]\n\n[[zones]]', 'connects = ["flor", "door", "floor"]\n\n[[zones]]'))
+    ) == [
+        "mini.toml:15: zones[1].connects[0]: unknown zone 'flor' (did you mean 'floor'?)",
+        "mini.toml:15: zones[1].connects[1]: zone 'door' connects to itself",
+    ]
+
+
+def test_node_outside_every_zone():
+    assert problems(edit(("position = [2, 7]", "position = [20, 7]"))) == [
+        "mini.toml:44: nodes[2].position: (20, 7) is outside every zone"
+    ]
+
+
+def test_node_position_not_in_its_zone():
+    assert problems(edit(("position = [11, 3]", "position = [9, 3]"))) == [
+        "mini.toml:38: nodes[1].zone: position (9, 3) is not inside zone 'fr1' (it is inside 'floor')"
+    ]
+
+
+def test_node_zone_unknown():
+    assert problems(edit(('zone = "door"', 'zone = "dor"'))) == [
+        "mini.toml:32: nodes[0].zone: unknown zone 'dor' (did you mean 'door'?)"
+    ]
+
+
+def test_fitting_room_unreachable():
+    assert problems(
+        edit(
+            (
+                'polygon = [[10, 2], [12, 2], [12, 4], [10, 4]]\nconnects = ["floor"]',
+                "polygon = [[10, 2], [12, 2], [12, 4], [10, 4]]",
+            )
+        )
+    ) == ["mini.toml:22: zones[3]: fitting room 'fr1' is not reachable from any entrance zone"]
+
+
+def test_entrance_must_connect_to_outside():
+    assert problems(edit(('connects = ["door"]', "connects = []"))) == [
+        "mini.toml:5: zones: no entrance zone connects to an outside zone"
+    ]
+
+
+def test_no_outside_and_no_entrance_zone():
+    text = edit(('kind = "outside"', 'kind = "floor"'), ('kind = "entrance"', 'kind = "floor"'))
+    assert problems(text) == [
+        "mini.toml:5: zones: no zone of kind 'entrance'",
+        "mini.toml:5: zones: no zone of kind 'outside' (the pavement or mall beyond the door)",
+    ]
+
+
+def test_outside_may_only_border_entrances():
+    assert problems(edit(('connects = ["door"]', 'connects = ["door", "floor"]'))) == [
+        "mini.toml:9: zones[0].connects[1]: zone 'floor' (floor) connects to the outside; "
+        "only entrance zones may border an outside zone"
+    ]
+
+
+def test_rfid_device_given_twice():
+    assert problems(edit(('device = "/dev/serial/by-id/usb-r2"', 'device = "/dev/serial/by-id/usb-r1"'))) == [
+        "mini.toml:47: nodes[2].rfid.device: device '/dev/serial/by-id/usb-r1' is already used by node 'fr1' "
+        "(line 39)"
+    ]
+
+
+def test_antenna_zone_unknown_and_duplicate_antenna():
+    text = edit(
+        ('{ id = 2, position = [3, 7.5], zone = "floor" }', '{ id = 1, position = [3, 7.5], zone = "flr" }')
+    )
+    assert problems(text) == [
+        "mini.toml:50: nodes[2].rfid.antennas[1].id: duplicate antenna id 1",
+        "mini.toml:50: nodes[2].rfid.antennas[1].zone: unknown zone 'flr' (did you mean 'floor'?)",
+    ]
+
+
+def test_inline_antenna_zone_unknown():
+    assert problems(edit(('position = [11, 3.5], zone = "fr1"', 'position = [11, 3.5], zone = "fr2"'))) == [
+        "mini.toml:39: nodes[1].rfid.antennas[0].zone: unknown zone 'fr2' (did you mean 'fr1'?)"
+    ]
+
+
+def test_timezone_and_broker_tls():
+    text = edit(('timezone = "Europe/Berlin"', 'timezone = "Europe/Berln"')) + "\n[broker]\ntls_port = 1883\n"
+    assert problems(text) == [
+        "mini.toml:3: store.timezone: unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)",
+        "mini.toml:54: broker.tls_port: a TLS listener needs broker.certfile",
+        "mini.toml:54: broker.tls_port: a TLS listener needs broker.keyfile",
+        "mini.toml:54: broker.tls_port: same port as broker.port (1883)",
+    ]
+
+
+def test_every_problem_reported_at_once_in_line_order():
+    text = edit(
+        ('connects = ["door"]', 'connects = ["dor"]'),
+        ("position = [5, 1]", 'position = [5, 1]\ncolour = "red"'),
+        ('id = "shelf-1"', 'id = "fr1"'),
+    )
+    out = problems(text)
+    assert out == [
+        "mini.toml:5: zones: no entrance zone connects to an outside zone",
+        "mini.toml:9: zones[0].connects[0]: unknown zone 'dor' (did you mean 'door'?)",
+        "mini.toml:32: nodes[0].colour: unknown key (expected one of: id, role, position, zone, ble, rfid)",
+        "mini.toml:43: nodes[2].id: duplicate node id 'fr1' (first defined at line 35)",
+    ]
+    lines = [int(p.split(":")[1]) for p in out]
+    assert lines == sorted(lines) and len(out) == 4
+
+
+def test_key_lines_map_tables_arrays_and_inline_values():
+    lines = key_lines(BASE)
+    assert lines[("store", "timezone")] == 3
+    assert lines[("zones", 3)] == 22
+    assert lines[("nodes", 1, "rfid", "antennas", 0, "zone")] == 39
+    assert lines[("nodes", 2, "rfid")] == 46
+    assert lines[("nodes", 2, "rfid", "antennas", 1)] == 50
+
+
+def test_point_in_polygon_includes_borders():
+    square = [(0.0, 0.0), (2.0, 0.0), (2.0, 2.0), (0.0, 2.0)]
+    assert point_in_polygon((1, 1), square)
+    assert point_in_polygon((2, 1), square) and point_in_polygon((0, 0), square)
+    assert not point_in_polygon((2.01, 1), square)
+    l_shape = [(0.0, 0.0), (4.0, 0.0), (4.0, 1.0), (1.0, 1.0), (1.0, 4.0), (0.0, 4.0)]
+    assert point_in_polygon((0.5, 3), l_shape) and not point_in_polygon((3, 3), l_shape)
+
+
+def test_cli_summary_and_failure(tmp_path):
+    assert validate_cli(EXAMPLES / "boutique.toml") == (
+        0,
+        "boutique: 7 zones, 6 nodes (1 entrance, 3 fitting rooms), 3 RFID readers: OK",
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text(edit(('zone = "door"', 'zone = "dor"')))
+    assert validate_cli(bad) == (1, f"{bad}:32: nodes[0].zone: unknown zone 'dor' (did you mean 'door'?)")
+    code, text = validate_cli(tmp_path / "missing.toml")
+    assert code == 1 and text.startswith(f"{tmp_path / 'missing.toml'}: (file): cannot read")
+
+
+def test_validate_file_returns_the_model():
+    store = validate_file(EXAMPLES / "boutique.toml")
+    assert store.store.id == "boutique" and len(store.nodes) == 6
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_edits_never_crash(data):
+    """Any edit of a valid file yields a StoreFile or a ConfigError, never another exception."""
+    lines = BASE.splitlines(keepends=True)
+    i = data.draw(st.integers(0, len(lines) - 1))
+    action = data.draw(st.sampled_from(["delete", "truncate", "insert"]))
+    if action == "delete":
+        del lines[i]
+    elif action == "truncate":
+        lines[i] = lines[i][: data.draw(st.integers(0, len(lines[i])))] + "\n"
+    else:
+        lines.insert(i, data.draw(st.text(alphabet="[]{}=\",.#'abz019 -\n", max_size=30)) + "\n")
+    try:
+        validate_text("".join(lines), "fuzz.toml")
+    except ConfigError as exc:
+        assert exc.problems and all(str(p).startswith("fuzz.toml") for p in exc.problems)
+
+
+def test_key_lines_nested_arrays_of_tables_quoted_keys_and_multiline_strings():
+    text = (
+        'a."b c".d = 1\n'
+        's = """x\n[not a table]\ny = 2"""\n'
+        "[[arr]]\nk = 1\n[[arr.sub]]\nm = 1\n[[arr]]\n[[arr.sub]]\nm = 2\n[[arr.sub]]\nm = 3\n"
+    )
+    lines = key_lines(text)
+    assert lines[("a", "b c", "d")] == 1 and lines[("s",)] == 2
+    assert ("not a table",) not in lines and ("y",) not in lines
+    assert lines[("arr", 0, "sub", 0, "m")] == 8
+    assert lines[("arr", 1, "sub", 0, "m")] == 11
+    assert lines[("arr", 1, "sub", 1, "m")] == 13
