@@ -106,6 +106,19 @@ def demo(
         typer.echo(line)
 
 
+@sim_app.command("run")
+def sim_run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML), e.g. sim/scenarios/boutique.toml.")],
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: the scenario's).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the scores and ground-truth summary as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Draw the store and the run into this PNG.")] = None,
+) -> None:
+    """Run a scenario fast on the simulator's clock and score the system against ground truth."""
+    from sim.run import run_scenario_cli
+
+    raise typer.Exit(run_scenario_cli(scenario, seed, report, plot, typer.echo))
+
+
 @decode_app.command("ble")
 def decode_ble(hexdata: Annotated[str, typer.Argument(metavar="HEX", help="Raw advertising data (AD structures).")]) -> None:
     """Decode raw advertising data: iBeacon and Eddystone frames as JSON."""
@@ -128,6 +141,37 @@ def decode_epc(hexdata: Annotated[str, typer.Argument(metavar="HEX", help="The t
     except EpcError as exc:
         _fail(f"error: {exc}")
     typer.echo(json.dumps(out, indent=2))
+
+
+@config_app.command("validate")
+def config_validate(store: Annotated[Path, typer.Argument(help="The store file (TOML).")]) -> None:
+    """Check a store file: every problem at once as file:line: key: message (exit 1), or a summary."""
+    from firmware_config.validate import validate_cli
+
+    code, text = validate_cli(store)
+    typer.echo(text, err=code != 0)
+    raise typer.Exit(code)
+
+
+@config_app.command("mosquitto")
+def config_mosquitto(
+    store: Annotated[Path, typer.Argument(help="The store file (TOML).")],
+    out: Annotated[Path, typer.Option(help="Directory for mosquitto.conf, passwd, acl and credentials.toml.")],
+    persistence_dir: Annotated[str, typer.Option(help="Mosquitto's persistence location.")] = "/var/lib/mosquitto/",
+    bridge_password_file: Annotated[Path | None, typer.Option(help="File holding the central broker's password.")] = None,
+) -> None:
+    """Generate the store broker's config: no anonymous access, per-node passwords and ACLs."""
+    from firmware_config.mosquitto import generate
+    from firmware_config.validate import ConfigError, validate_file
+
+    try:
+        parsed = validate_file(store)
+    except (ConfigError, OSError) as exc:
+        _fail(str(exc))
+    bridge_pw = bridge_password_file.read_text(encoding="utf-8").strip() if bridge_password_file else None
+    files = generate(parsed, out, persistence_dir=persistence_dir, bridge_password=bridge_pw)
+    for f in (files.conf, files.passwd, files.acl, files.credentials):
+        typer.echo(f"wrote {f}")
 
 
 @app.command()

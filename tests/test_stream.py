@@ -1,0 +1,38 @@
+"""The live stream's resume contract over real HTTP: replay strictly after Last-Event-ID."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from firmware_config.store import load_store
+from gateway.app import create_app
+from gateway.core import GatewayCore
+from gateway.db import open_db
+from gateway.entry import VisitEvent
+from tests.conftest import BOUTIQUE
+
+
+def _ids(url: str, headers: dict, n: int) -> list[int]:
+    got: list[int] = []
+    with httpx.stream("GET", url, headers=headers, timeout=10) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("id:"):
+                got.append(int(line[3:]))
+                if len(got) == n:
+                    break
+    return got
+
+
+def test_stream_replays_only_events_after_last_event_id(serve, tmp_path) -> None:  # noqa: ANN001
+    core = GatewayCore(load_store(BOUTIQUE), open_db(tmp_path / "gw.db"), clock=time.time)
+    server = serve(create_app(core))
+    ids = [core.emit(VisitEvent("entered", f"c{i}", float(i), "entrance-1")).id for i in range(5)]
+    url = f"{server.url}/api/stream"
+    assert _ids(url, {"Last-Event-ID": str(ids[1])}, 3) == ids[2:]
+    assert _ids(url + "?after=0", {}, 5) == ids
+    r = httpx.get(f"{server.url}/api/events", params={"after": ids[3]})
+    assert [e["id"] for e in r.json()] == ids[4:]
+    assert httpx.get(f"{server.url}/api/events", params={"after": -1}).status_code == 422

@@ -1,0 +1,44 @@
+"""The staff tablet page in headless Chromium: alerts appear live, and after a server restart
+the alert emitted while it was down appears exactly once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from firmware_config.store import load_store
+from gateway.app import create_app
+from gateway.core import GatewayCore
+from gateway.customers import add_customer
+from gateway.db import open_db
+from gateway.entry import VisitEvent
+from tests.conftest import BOUTIQUE
+
+pytestmark = pytest.mark.slow
+
+
+def test_alert_appears_and_a_missed_alert_is_replayed_once_after_restart(serve, browser, tmp_path) -> None:  # noqa: ANN001
+    db = open_db(tmp_path / "gw.db")
+    add_customer(db, "c1", "Alice Adler", sizes={"tops": "M"}, brands=["Linea"], now=0)
+    add_customer(db, "c2", "Bob Berg", sizes={"tops": "L"}, brands=["Mono"], now=0)
+    core = GatewayCore(load_store(BOUTIQUE), db, clock=time.time)
+    server = serve(create_app(core))
+    page = browser.new_page()
+    page.goto(f"{server.url}/tablet")
+    page.wait_for_selector("#conn.live")
+
+    core.emit(VisitEvent("entered", "c1", time.time(), "entrance-1"))
+    card = page.wait_for_selector("article.alert[data-kind=entered]")
+    assert "Alice Adler" in card.inner_text()
+    assert "tops: M" in card.inner_text() and "Linea" in card.inner_text()
+
+    server.stop()
+    page.wait_for_selector("#conn.down")
+    core.emit(VisitEvent("entered", "c2", time.time(), "entrance-1"))  # while the tablet is cut off
+    server = serve(create_app(core), port=server.port)
+    page.wait_for_function("document.querySelectorAll('article.alert').length >= 2", timeout=15000)
+    page.wait_for_timeout(1500)  # give a duplicate the chance to show up
+    names = page.locator("article.alert .who").all_inner_texts()
+    assert sorted(names) == ["Alice Adler", "Bob Berg"]
+    page.screenshot(path=str(tmp_path / "tablet.png"))
