@@ -119,3 +119,12 @@ def test_arbitrary_bytes_only_ever_raise_wire_error(data: bytes) -> None:
             p.decode(kind, data)
         except p.WireError:
             pass
+
+
+def test_published_schemas_match_the_code() -> None:
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "wire-schemas.json"
+    assert json.loads(doc.read_text()) == json.loads(json.dumps(p.json_schemas())), (
+        "docs/wire-schemas.json is stale: regenerate it from edge.protocol.json_schemas()"
+    )
