@@ -1,0 +1,56 @@
+"""BLE advertising data: pure frame parsers and encoders (iBeacon, Eddystone).
+
+The public surface is :mod:`edge.ble.frames`; the names are re-exported here.
+"""
+
+from edge.ble.frames import (
+    APPLE_COMPANY_ID,
+    EDDYSTONE_SERVICE_UUID,
+    BleFrameError,
+    EddystoneEID,
+    EddystoneEncryptedTLM,
+    EddystoneFrame,
+    EddystoneTLM,
+    EddystoneUID,
+    EddystoneURL,
+    Frame,
+    IBeacon,
+    describe_hex,
+    encode_eddystone,
+    encode_ibeacon,
+    encode_raw_advertising,
+    frame_name,
+    frame_to_dict,
+    parse_advertisement,
+    parse_eddystone,
+    parse_hex,
+    parse_ibeacon,
+    parse_raw_advertising,
+    split_ad_structures,
+)
+
+__all__ = [
+    "APPLE_COMPANY_ID",
+    "EDDYSTONE_SERVICE_UUID",
+    "BleFrameError",
+    "EddystoneEID",
+    "EddystoneEncryptedTLM",
+    "EddystoneFrame",
+    "EddystoneTLM",
+    "EddystoneUID",
+    "EddystoneURL",
+    "Frame",
+    "IBeacon",
+    "describe_hex",
+    "encode_eddystone",
+    "encode_ibeacon",
+    "encode_raw_advertising",
+    "frame_name",
+    "frame_to_dict",
+    "parse_advertisement",
+    "parse_eddystone",
+    "parse_hex",
+    "parse_ibeacon",
+    "parse_raw_advertising",
+    "split_ad_structures",
+]
