@@ -13,12 +13,12 @@ from collections.abc import Callable
 import sqlite_utils
 
 from edge import protocol
-from firmware_config.store import NodeRole, StoreFile
+from firmware_config.store import StoreFile
 from gateway.customers import customer_card, recognisable_identities
-from gateway.entry import EntryDetector, EntryParams, VisitEvent
 from gateway.events import Broadcaster, EventLog, StaffEvent
 from gateway.identities import IdentityResolver
 from gateway.metrics import GatewayMetrics
+from gateway.presence import PresenceEngine, PresenceEvent, PresenceModel, PresenceParams
 
 log = logging.getLogger("instore.gateway")
 
@@ -57,7 +57,7 @@ class GatewayCore:
         clock: Callable[[], float],
         broadcaster: Broadcaster | None = None,
         metrics: GatewayMetrics | None = None,
-        entry_params: EntryParams = EntryParams(),
+        presence_params: PresenceParams = PresenceParams(),
     ):
         self.store, self.db, self.clock = store, db, clock
         self.lock = threading.RLock()
@@ -65,8 +65,7 @@ class GatewayCore:
         self.broadcaster = broadcaster or Broadcaster()
         self.events = EventLog(db, self.lock)
         self.resolver = IdentityResolver(recognisable_identities(db))
-        entrances = frozenset(n.id for n in store.nodes if n.role == NodeRole.ENTRANCE)
-        self.entry = EntryDetector(entrances, entry_params)
+        self.presence = PresenceEngine(PresenceModel(store, presence_params))
         self.rejects = RejectLog(clock)
         self.node_status: dict[str, protocol.NodeStatus] = {}
 
@@ -86,36 +85,40 @@ class GatewayCore:
         elif isinstance(msg, protocol.NodeStatus):
             self.node_status[msg.node] = msg
 
-    def on_ble(self, w: protocol.BleWindow) -> None:
+    def on_ble(self, w: protocol.BleWindow) -> list[StaffEvent]:
+        """One node window: resolve consenting customers, update presence, emit events.
+
+        Late windows (replayed from a node's disk queue after an outage) are counted but do
+        not move anyone: their news is stale, and an "entered" alert minutes late misleads.
+        """
         self.metrics.observations.inc(len(w.observations))
         self.metrics.footfall_adverts.inc(w.anonymous.adverts)
-        out: list[VisitEvent] = []
+        t = w.window[1]
+        heard: dict[str, float] = {}
         with self.lock:
             for obs in w.observations:
-                cid = self.resolver.resolve(obs.id, w.window[1])
+                cid = self.resolver.resolve(obs.id, min(t, self.clock()))  # never ahead of our clock
                 if cid is None:
                     self.metrics.unresolved.inc()
                     continue
-                out += self.entry.observe(w.node, cid, obs.rssi_max, obs.last, late=w.late)
-            out += self.entry.tick(w.window[1])
-            for ev in out:
-                self.emit(ev)
+                heard[cid] = max(heard.get(cid, -200.0), obs.rssi_mean)
+            if w.late:
+                return []
+            return [self.emit(ev) for ev in self.presence.add_window(w.node, t, heard)]
 
-    def emit(self, ev: VisitEvent) -> StaffEvent:
-        data: dict = {"t_obs": ev.t, "emitted_at": self.clock()}
-        if ev.node:
-            data["node"] = ev.node
+    def emit(self, ev: PresenceEvent) -> StaffEvent:
+        data: dict = {"zone": ev.zone, "from": ev.previous, "confidence": ev.confidence, "emitted_at": self.clock()}
         if ev.dwell_s is not None:
             data["dwell_s"] = ev.dwell_s
         if ev.kind == "entered":
-            data["customer"] = customer_card(self.db, ev.customer_id)
-        staff_event = self.events.append(ev.t, ev.kind, ev.customer_id, data)
+            data["customer"] = customer_card(self.db, ev.identity)
+        staff_event = self.events.append(ev.t, ev.kind, ev.identity, data)
         self.metrics.events.labels(ev.kind).inc()
         self.broadcaster.publish(staff_event)
         return staff_event
 
     def forget_customer(self, customer_id: str) -> None:
-        """Consent withdrawn or erased: the resolver and the visit tracker drop them now."""
+        """Consent withdrawn or erased: the resolver and the presence engine drop them now."""
         with self.lock:
             self.resolver.forget(customer_id)
-            self.entry.forget(customer_id)
+            self.presence.forget(customer_id)

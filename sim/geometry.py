@@ -71,13 +71,17 @@ def shared_boundary(pa: list[Point], pb: list[Point]) -> list[tuple[Point, Point
         for j in range(len(pb)):
             b1, b2 = np.asarray(pb[j], float), np.asarray(pb[(j + 1) % len(pb)], float)
             # colinear: both b points on the a line
-            if abs(np.cross(u, b1 - a1)) > 1e-6 or abs(np.cross(u, b2 - a1)) > 1e-6:
+            if abs(_cross(u, b1 - a1)) > 1e-6 or abs(_cross(u, b2 - a1)) > 1e-6:
                 continue
             s1, s2 = sorted((float(np.dot(b1 - a1, u)), float(np.dot(b2 - a1, u))))
             lo, hi = max(0.0, s1), min(length, s2)
             if hi - lo > 1e-6:
                 out.append((tuple(a1 + u * lo), tuple(a1 + u * hi)))
     return out  # type: ignore[return-value]
+
+
+def _cross(u: np.ndarray, v: np.ndarray) -> float:
+    return float(u[0] * v[1] - u[1] * v[0])
 
 
 def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:

@@ -10,7 +10,7 @@ from firmware_config.store import load_store
 from gateway.app import create_app
 from gateway.core import GatewayCore
 from gateway.db import open_db
-from gateway.entry import VisitEvent
+from gateway.presence import PresenceEvent
 from tests.conftest import BOUTIQUE
 
 
@@ -29,7 +29,7 @@ def _ids(url: str, headers: dict, n: int) -> list[int]:
 def test_stream_replays_only_events_after_last_event_id(serve, tmp_path) -> None:  # noqa: ANN001
     core = GatewayCore(load_store(BOUTIQUE), open_db(tmp_path / "gw.db"), clock=time.time)
     server = serve(create_app(core))
-    ids = [core.emit(VisitEvent("entered", f"c{i}", float(i), "entrance-1")).id for i in range(5)]
+    ids = [core.emit(PresenceEvent("entered", f"c{i}", float(i), "entrance", "pavement", 0.9)).id for i in range(5)]
     url = f"{server.url}/api/stream"
     assert _ids(url, {"Last-Event-ID": str(ids[1])}, 3) == ids[2:]
     assert _ids(url + "?after=0", {}, 5) == ids

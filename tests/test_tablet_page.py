@@ -12,7 +12,7 @@ from gateway.app import create_app
 from gateway.core import GatewayCore
 from gateway.customers import add_customer
 from gateway.db import open_db
-from gateway.entry import VisitEvent
+from gateway.presence import PresenceEvent
 from tests.conftest import BOUTIQUE
 
 pytestmark = pytest.mark.slow
@@ -28,14 +28,14 @@ def test_alert_appears_and_a_missed_alert_is_replayed_once_after_restart(serve, 
     page.goto(f"{server.url}/tablet")
     page.wait_for_selector("#conn.live")
 
-    core.emit(VisitEvent("entered", "c1", time.time(), "entrance-1"))
+    core.emit(PresenceEvent("entered", "c1", time.time(), "entrance", "pavement", 0.9))
     card = page.wait_for_selector("article.alert[data-kind=entered]")
     assert "Alice Adler" in card.inner_text()
     assert "tops: M" in card.inner_text() and "Linea" in card.inner_text()
 
     server.stop()
     page.wait_for_selector("#conn.down")
-    core.emit(VisitEvent("entered", "c2", time.time(), "entrance-1"))  # while the tablet is cut off
+    core.emit(PresenceEvent("entered", "c2", time.time(), "entrance", "pavement", 0.9))  # while the tablet is cut off
     server = serve(create_app(core), port=server.port)
     page.wait_for_function("document.querySelectorAll('article.alert').length >= 2", timeout=15000)
     page.wait_for_timeout(1500)  # give a duplicate the chance to show up

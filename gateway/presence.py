@@ -1,0 +1,356 @@
+"""The presence engine: where each tracked customer is, as a filter over the store's floor plan.
+
+A hidden Markov model per identity, vectorised over all identities with numpy/scipy:
+
+- the hidden state is a *cell* of a grid laid over the store's zones (plus `away`, out of
+  radio range). People walk from a cell to its neighbours; between zones only where the
+  zone graph connects them and only near the portal between them (the door in a glass
+  shop front, a fitting room's curtain). So nobody gets from the pavement to the floor
+  except through the door, and nobody jumps from the entrance into fitting room 7;
+- the emission model predicts, for every cell, the RSSI each node should see (log-distance
+  path loss from the layout, the node's calibrated reference power, wall attenuation) and
+  how likely the node is to hear the phone at all, so *not* being heard is evidence too;
+- every step folds in all node windows received since the last step, for all identities
+  at once: a few matrix products, not a loop per device per node.
+
+Room-presence trackers pick the nearest scanner with smoothing and a timeout; they flap
+between neighbouring rooms and take long to notice an exit. Here a change of zone must be
+both possible on the floor plan and supported by the evidence of every node.
+
+Pure: windows and their timestamps in, events out; no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from firmware_config.store import StoreFile, ZoneKind
+from sim.geometry import crossings, point_in_polygon, polygon_centroid, portal
+
+AWAY = "away"
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceParams:
+    path_loss_exponent: float = 2.2  # retail floor; installers may calibrate it per store
+    sigma_db: float = 7.0  # per-window RSSI error: shadowing (~6 dB) plus model error
+    evidence_weight: float = 0.5  # windows close in time share their shadowing: count each as half
+    floor_mass: float = 1e-4  # never be certain: a sliver of belief everywhere lets the filter recover
+    outlier_share: float = 0.05  # windows far off the model (body, pocket, reflections): heavy tails
+    rssi_range_db: float = 60.0  # what an outlier may read: uniform over this span
+    sensitivity_dbm: float = -95.0  # scanners hear nothing below this
+    detect_width_db: float = 6.0  # softness of the hear/not-hear edge (shadowing blurs it)
+    adverts_per_s: float = 2.0  # opted-in phones advertise at 2 Hz (the store app's setting)
+    window_s: float = 1.0  # node window length (packets a node can hear = rate x window)
+    p_detect_max: float = 0.97  # even next to a node a phone in a pocket is sometimes missed
+    p_detect_min: float = 0.01  # reflections: a far node occasionally hears a phone
+    cell_m: float = 1.5  # grid spacing: about one walking step per second
+    portal_reach_m: float = 1.6  # cells this close to a portal connect across it
+    step_s: float = 0.5  # one filter step per this much time (all windows received meanwhile)
+    move_per_s: float = 0.35  # chance a person moves to a neighbouring cell within a second
+    stay_kinds: tuple[tuple[str, float], ...] = (  # slower movement where people browse or try on
+        ("fitting_room", 0.05), ("till", 0.2), ("floor", 0.3), ("entrance", 0.6), ("outside", 0.7),
+    )
+    away_rate_per_s: float = 0.05  # pavement edge cells <-> out of range
+    prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
+    enter_probability: float = 0.85  # P(in store) to report an entry
+    exit_probability: float = 0.15  # P(in store) below which the customer has left
+    switch_probability: float = 0.6  # zone posterior needed to report a zone change
+    room_switch_probability: float = 0.85  # higher bar into/out of a fitting room: no flapping
+    forget_after_s: float = 120.0  # stop tracking an identity not heard for this long
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    kind: str  # "entered" | "zone_changed" | "left"
+    identity: str
+    t: float  # end of the window whose evidence triggered the event
+    zone: str
+    previous: str
+    confidence: float
+    dwell_s: float | None = None  # `left`: the visit's length; `zone_changed`: time in the previous zone
+
+
+class PresenceModel:
+    """Everything precomputed from the store layout: cells, expected RSSI, transitions."""
+
+    def __init__(self, store: StoreFile, params: PresenceParams = PresenceParams()):
+        self.params = p = params
+        zones = list(store.zones)
+        self.zone_ids = [z.id for z in zones] + [AWAY]
+        self.kinds = [str(z.kind) for z in zones] + [AWAY]
+        self.z_index = {z: i for i, z in enumerate(self.zone_ids)}
+        self.zone_in_store = np.asarray([k not in (ZoneKind.OUTSIDE, AWAY) for k in self.kinds])
+        self.zone_is_room = np.asarray([k == ZoneKind.FITTING_ROOM for k in self.kinds])
+        nodes = [n for n in store.nodes if n.ble is not None]
+        self.node_ids = [n.id for n in nodes]
+        self.n_index = {n: i for i, n in enumerate(self.node_ids)}
+        node_xy = np.asarray([n.position for n in nodes], dtype=float).reshape(-1, 2)
+        ref = np.asarray([n.ble.ref_rssi_1m for n in nodes], dtype=float)  # type: ignore[union-attr]
+
+        cells, owner = [], []
+        for zi, z in enumerate(zones):
+            zc = _grid(list(z.polygon), p.cell_m)
+            cells += zc
+            owner += [zi] * len(zc)
+        self.cell_xy = xy = np.asarray(cells, dtype=float)
+        d = np.maximum(np.hypot(xy[:, None, 0] - node_xy[None, :, 0], xy[:, None, 1] - node_xy[None, :, 1]), 0.5)
+        mu = ref[None, :] - 10 * p.path_loss_exponent * np.log10(d)
+        if store.walls:
+            walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float)
+            db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
+            mu = mu - (crossings(xy, node_xy, walls) * db[None, None, :]).sum(axis=2)
+        # `away`: one virtual cell that every node hears, if at all, at the edge of sensitivity
+        self.mu = np.vstack([mu, np.full((1, len(nodes)), p.sensitivity_dbm - 3.0)])  # (K cells, N nodes)
+        owner.append(len(zones))
+        self.owner = np.asarray(owner)
+        self.away_cell = len(owner) - 1
+        n_k = len(owner)
+        self.membership = sparse.csr_matrix((np.ones(n_k), (np.arange(n_k), self.owner)), shape=(n_k, len(zones) + 1))
+        self.cell_in_store = self.zone_in_store[self.owner]
+        packets = p.adverts_per_s * p.window_s
+        p_rx = 1.0 / (1.0 + np.exp(-(self.mu - p.sensitivity_dbm) / p.detect_width_db))
+        p_det = np.clip(1.0 - (1.0 - p_rx) ** packets, p.p_detect_min, p.p_detect_max)
+        # what a node reports is the mean of the packets it *heard*: near the sensitivity only the
+        # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
+        alpha = (p.sensitivity_dbm - self.mu) / p.sigma_db
+        self.mu_heard = self.mu + p.sigma_db * _mills(alpha)
+        self._hit_t = (np.log(p_det) - np.log1p(-p_det)).T  # (N, K): heard instead of missed
+        self._miss = np.log1p(-p_det).T  # (N, K)
+        self.transition = self._transition(store)  # one step of step_s, sparse (K, K)
+
+    def _transition(self, store: StoreFile) -> sparse.csr_matrix:
+        p = self.params
+        zones = {z.id: z for z in store.zones}
+        walls = [(w.a, w.b) for w in store.walls]
+        xy, owner = self.cell_xy, self.owner[:-1]
+        n = len(owner)
+        d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
+        near = (d > 0) & (d <= p.cell_m * 1.5)
+        same = owner[:, None] == owner[None, :]
+        adj = near & same
+        for z in store.zones:  # across zones only near the portal between connected zones
+            for other in z.connects:
+                if other not in zones:
+                    continue
+                px, py = portal(list(z.polygon), list(zones[other].polygon), walls)
+                a = np.flatnonzero((owner == self.z_index[z.id])
+                                   & (np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m))
+                b = np.flatnonzero((owner == self.z_index[other])
+                                   & (np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m))
+                if len(a) and len(b):
+                    adj[np.ix_(a, b)] = True
+                    adj[np.ix_(b, a)] = True
+        move = dict(p.stay_kinds)
+        rate = np.asarray([move.get(self.kinds[o], p.move_per_s) for o in owner]) * p.step_s
+        deg = adj.sum(axis=1)
+        t = np.zeros((n + 1, n + 1))
+        t[:n, :n] = np.where(adj, (rate / np.maximum(deg, 1))[:, None], 0.0)
+        # pavement cells at the far ends of the pavement lead out of range (and back)
+        outside = np.asarray([self.kinds[o] == ZoneKind.OUTSIDE for o in owner])
+        edge = outside & _at_extent(xy, outside, p.cell_m)
+        t[np.flatnonzero(edge), n] = p.away_rate_per_s * p.step_s
+        t[n, np.flatnonzero(edge)] = p.away_rate_per_s * p.step_s / max(1, edge.sum())
+        t[np.arange(n + 1), np.arange(n + 1)] = 0.0
+        t[np.arange(n + 1), np.arange(n + 1)] = 1.0 - t.sum(axis=1)
+        return sparse.csr_matrix(t)
+
+    def log_likelihood(self, rssi: np.ndarray, heard: np.ndarray, reported: np.ndarray) -> np.ndarray:
+        """Cell log-likelihoods (I, K) of one step's windows.
+
+        rssi, heard: (I, N), the mean RSSI where node n heard identity i; reported: (N,), which
+        nodes sent a window in this step. Every reporting node contributes log P(miss) for
+        every identity (one vector, the same for all), and each (identity, node) pair that
+        was heard swaps that for log P(hit) + a heavy-tailed Gaussian of its RSSI. Only the
+        heard pairs are computed one by one: a phone is heard by a few nodes, not all.
+        """
+        p = self.params
+        n_i = len(rssi)
+        ll = np.broadcast_to(reported.astype(float) @ self._miss, (n_i, self._miss.shape[1])).copy()
+        ii, nn = np.nonzero(heard)
+        if len(ii):
+            z = (rssi[ii, nn][:, None] - self.mu_heard[:, nn].T) / p.sigma_db  # (H, K)
+            dens = (1 - p.outlier_share) * np.exp(-0.5 * z * z) / (p.sigma_db * np.sqrt(2 * np.pi))
+            term = np.log(dens + p.outlier_share / p.rssi_range_db) + self._hit_t[nn]
+            rows = sparse.csr_matrix((np.ones(len(ii)), (ii, np.arange(len(ii)))), shape=(n_i, len(ii)))
+            ll += rows @ term
+        return ll
+
+
+@dataclass
+class PresenceEngine:
+    """Tracks identities through the store; `add_window` per node window, `step` to decide."""
+
+    model: PresenceModel
+    ids: list[str] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        m = self.model
+        k, nz, nn = len(m.owner), len(m.zone_ids), len(m.node_ids)
+        self.belief = np.zeros((0, k))
+        self.inside = np.zeros(0, dtype=bool)
+        self.zone = np.zeros(0, dtype=int)
+        self.zone_since = np.zeros(0)
+        self.entered_at = np.zeros(0)
+        self.last_heard = np.zeros(0)
+        self._rssi = np.zeros((0, nn))
+        self._heard = np.zeros((0, nn), dtype=bool)
+        self._reported = np.zeros(nn, dtype=bool)
+        self._next_step: float | None = None
+        outside = ~m.cell_in_store
+        outside[m.away_cell] = False
+        prior = np.zeros(k)
+        prior[m.away_cell] = 0.5
+        prior[outside] = (0.5 - m.params.prior_in_store) / max(1, outside.sum())
+        prior[m.cell_in_store] = m.params.prior_in_store / max(1, m.cell_in_store.sum())
+        self.prior = prior / prior.sum()
+        self._nz = nz
+
+    def _add(self, identity: str, t: float) -> int:
+        i = len(self.ids)
+        self.index[identity] = i
+        self.ids.append(identity)
+        self.belief = np.vstack([self.belief, self.prior])
+        self.inside = np.append(self.inside, False)
+        self.zone = np.append(self.zone, self.model.z_index[AWAY])
+        self.zone_since = np.append(self.zone_since, t)
+        self.entered_at = np.append(self.entered_at, np.nan)
+        self.last_heard = np.append(self.last_heard, t)
+        self._rssi = np.vstack([self._rssi, np.zeros(len(self.model.node_ids))])
+        self._heard = np.vstack([self._heard, np.zeros(len(self.model.node_ids), dtype=bool)])
+        return i
+
+    def add_window(self, node_id: str, t: float, heard: dict[str, float]) -> list[PresenceEvent]:
+        """A node's window ending at `t` (identity -> mean RSSI). Steps the filter when a step is due."""
+        node = self.model.n_index.get(node_id)
+        if node is None:
+            return []
+        events: list[PresenceEvent] = []
+        if self._next_step is None:
+            self._next_step = t + self.model.params.step_s
+        elif t >= self._next_step:
+            events = self.step(self._next_step)
+            while self._next_step <= t:
+                self._next_step += self.model.params.step_s
+        for identity, value in heard.items():
+            i = self.index.get(identity)
+            if i is None:
+                i = self._add(identity, t)
+            self._rssi[i, node] = max(value, self._rssi[i, node]) if self._heard[i, node] else value
+            self._heard[i, node] = True
+            self.last_heard[i] = max(self.last_heard[i], t)
+        self._reported[node] = True
+        return events
+
+    def step(self, t: float) -> list[PresenceEvent]:
+        """Fold in the windows received since the last step (time `t`) and report changes."""
+        if not self.ids:
+            self._reported[:] = False
+            return []
+        predicted = self.belief @ self.model.transition
+        if self._reported.any():
+            ll = self.model.log_likelihood(self._rssi, self._heard, self._reported)
+            ll *= self.model.params.evidence_weight
+            post = predicted * np.exp(ll - ll.max(axis=1, keepdims=True))
+        else:
+            post = predicted
+        post /= post.sum(axis=1, keepdims=True)
+        eps = self.model.params.floor_mass
+        self.belief = (1 - eps) * post + eps / post.shape[1]
+        self._heard[:] = False
+        self._reported[:] = False
+        return self._decide(t) + self._expire(t)
+
+    def _decide(self, t: float) -> list[PresenceEvent]:
+        m, p = self.model, self.model.params
+        zone_post = np.asarray((sparse.csr_matrix(self.belief) @ m.membership).todense())
+        p_in = zone_post[:, m.zone_in_store].sum(axis=1)
+        best = zone_post.argmax(axis=1)
+        conf = zone_post[np.arange(len(best)), best]
+        events = []
+        for i in np.flatnonzero(~self.inside & (p_in >= p.enter_probability)):
+            z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
+            events.append(PresenceEvent("entered", self.ids[i], t, m.zone_ids[z], m.zone_ids[self.zone[i]],
+                                        round(float(p_in[i]), 3)))
+            self.inside[i], self.entered_at[i], self.zone[i], self.zone_since[i] = True, t, z, t
+        for i in np.flatnonzero(self.inside & (p_in <= p.exit_probability)):
+            z = int(np.argmax(np.where(m.zone_in_store, -1, zone_post[i])))
+            events.append(PresenceEvent("left", self.ids[i], t, m.zone_ids[z], m.zone_ids[self.zone[i]],
+                                        round(float(1 - p_in[i]), 3), round(t - float(self.entered_at[i]), 1)))
+            self.inside[i], self.zone[i], self.zone_since[i] = False, z, t
+        into_or_out_of_room = m.zone_is_room[best] | m.zone_is_room[self.zone]
+        bar = np.where(into_or_out_of_room, p.room_switch_probability, p.switch_probability)
+        moved = self.inside & m.zone_in_store[best] & (best != self.zone) & (conf >= bar)
+        for i in np.flatnonzero(moved):
+            old, new = int(self.zone[i]), int(best[i])
+            events.append(PresenceEvent("zone_changed", self.ids[i], t, m.zone_ids[new], m.zone_ids[old],
+                                        round(float(conf[i]), 3), round(t - float(self.zone_since[i]), 1)))
+            self.zone[i], self.zone_since[i] = new, t
+        return events
+
+    def _expire(self, t: float) -> list[PresenceEvent]:
+        """Stop tracking identities not heard for `forget_after_s`; anyone still inside has left."""
+        m = self.model
+        stale = np.flatnonzero(t - self.last_heard > m.params.forget_after_s)
+        if not len(stale):
+            return []
+        events = [
+            PresenceEvent("left", self.ids[i], float(self.last_heard[i]), AWAY, m.zone_ids[self.zone[i]], 1.0,
+                          round(float(self.last_heard[i] - self.entered_at[i]), 1))
+            for i in stale if self.inside[i]
+        ]
+        self._drop(set(int(i) for i in stale))
+        return events
+
+    def forget(self, identity: str) -> None:
+        """Consent withdrawn or erased: drop every trace of the identity now."""
+        i = self.index.get(identity)
+        if i is not None:
+            self._drop({i})
+
+    def _drop(self, rows: set[int]) -> None:
+        keep = np.asarray([i for i in range(len(self.ids)) if i not in rows], dtype=int)
+        self.ids = [self.ids[i] for i in keep]
+        self.index = {ident: i for i, ident in enumerate(self.ids)}
+        for name in ("belief", "inside", "zone", "zone_since", "entered_at", "last_heard", "_rssi", "_heard"):
+            setattr(self, name, getattr(self, name)[keep])
+
+    def zone_of(self, identity: str) -> tuple[str, bool] | None:
+        """The reported zone and whether the identity is inside the store."""
+        i = self.index.get(identity)
+        if i is None:
+            return None
+        return self.model.zone_ids[int(self.zone[i])], bool(self.inside[i])
+
+    def present(self) -> dict[str, str]:
+        """Identities reported inside the store, with their zone."""
+        return {self.ids[i]: self.model.zone_ids[int(self.zone[i])] for i in np.flatnonzero(self.inside)}
+
+
+def _mills(alpha: np.ndarray) -> np.ndarray:
+    """E[Z | Z > alpha] for a standard normal Z: the upward bias of a truncated mean."""
+    from scipy.special import log_ndtr
+
+    return np.exp(-0.5 * alpha**2 - 0.5 * np.log(2 * np.pi) - log_ndtr(-alpha))
+
+
+def _grid(poly: list[tuple[float, float]], spacing: float) -> list[tuple[float, float]]:
+    """Cell centres on a regular grid inside the polygon (at least its centroid)."""
+    a = np.asarray(poly, dtype=float)
+    (x0, y0), (x1, y1) = a.min(axis=0), a.max(axis=0)
+    nx, ny = max(1, int(round((x1 - x0) / spacing))), max(1, int(round((y1 - y0) / spacing)))
+    xs = x0 + (np.arange(nx) + 0.5) * (x1 - x0) / nx
+    ys = y0 + (np.arange(ny) + 0.5) * (y1 - y0) / ny
+    pts = [(float(x), float(y)) for x in xs for y in ys if point_in_polygon((float(x), float(y)), poly)]
+    return pts or [polygon_centroid(poly)]
+
+
+def _at_extent(xy: np.ndarray, mask: np.ndarray, spacing: float) -> np.ndarray:
+    """Cells of `mask` on the outer edge of the masked region's bounding box."""
+    pts = xy[mask]
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return (xy[:, 0] <= lo[0] + spacing / 2) | (xy[:, 0] >= hi[0] - spacing / 2)
