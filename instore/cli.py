@@ -70,11 +70,11 @@ def edge(config: Annotated[Path, typer.Option(help="The node's TOML file (see do
 @app.command()
 def gateway(
     config: Annotated[Path, typer.Option(help="The store file (TOML).")],
-    db: Annotated[Path | None, typer.Option(help="Database file (default: [gateway] database).")] = None,
-    broker_host: Annotated[str | None, typer.Option(help="Override [broker] host.")] = None,
-    broker_port: Annotated[int | None, typer.Option(help="Override [broker] port.")] = None,
-    host: Annotated[str | None, typer.Option(help="HTTP listen address (default: [gateway] http_host).")] = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port (default: [gateway] http_port).")] = None,
+    db: Annotated[Path | None, typer.Option(help="Database file (default: the store file's gateway.database).")] = None,
+    broker_host: Annotated[str | None, typer.Option(help="Override the store file's broker host.")] = None,
+    broker_port: Annotated[int | None, typer.Option(help="Override the store file's broker port.")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP listen address (default: the store file's gateway.http_host).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: the store file's gateway.http_port).")] = None,
 ) -> None:
     """Run the store gateway: ingest from MQTT, serve the staff tablet and the API."""
     from firmware_config.store import load_store
@@ -141,6 +141,74 @@ def decode_epc(hexdata: Annotated[str, typer.Argument(metavar="HEX", help="The t
     except EpcError as exc:
         _fail(f"error: {exc}")
     typer.echo(json.dumps(out, indent=2))
+
+
+@app.command()
+def calibrate(
+    store: Annotated[Path, typer.Option(help="The store file; the node's ble.ref_rssi_1m is written into it.")],
+    node: Annotated[str, typer.Option(help="The node to calibrate (its id in the store file).")],
+    beacon: Annotated[str, typer.Option(help="The beacon held 1 m from the node, as the node reports it, "
+                                              "e.g. ibeacon:f7826da6-4fa2-4e98-8024-bc5b71e0893e:1:7.")],
+    seconds: Annotated[float, typer.Option(help="How long to listen.")] = 30.0,
+    broker_host: Annotated[str | None, typer.Option(help="Override the store file's broker host.")] = None,
+    broker_port: Annotated[int | None, typer.Option(help="Override the store file's broker port.")] = None,
+    username: Annotated[str | None, typer.Option(help="Broker user (the gateway's).")] = None,
+    password_file: Annotated[Path | None, typer.Option(help="File holding that user's password.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the estimate, do not write the file.")] = False,
+) -> None:
+    """Measure a node's RSSI at 1 m from a known beacon and write it into the store file."""
+    import time
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from rich.progress import Progress
+
+    from edge import protocol
+    from firmware_config.calibrate import CalibrationError, estimate_ref_rssi, set_ref_rssi
+    from firmware_config.validate import ConfigError, validate_file
+
+    try:
+        parsed = validate_file(store)
+        parsed.node(node)
+    except (ConfigError, OSError) as exc:
+        _fail(str(exc))
+    except KeyError:
+        _fail(f"{store}: no node {node!r}")
+    samples: list[tuple[float, int]] = []
+
+    def on_message(client, userdata, msg):  # noqa: ANN001, ANN202
+        try:
+            window = protocol.decode("ble", msg.payload)
+        except protocol.WireError:
+            return
+        samples.extend((o.rssi_mean, o.n) for o in window.observations if o.id == beacon)  # type: ignore[union-attr]
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2)
+    if username:
+        c.username_pw_set(username, password_file.read_text().strip() if password_file else None)
+    c.on_message = on_message
+    try:
+        c.connect(broker_host or parsed.broker.host, broker_port or parsed.broker.port)
+    except OSError as exc:
+        _fail(f"cannot reach the broker: {exc}")
+    c.subscribe(protocol.node_topic(parsed.store.id, node, "ble"), qos=1)
+    c.loop_start()
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"listening to {node} for {beacon}", total=seconds)
+        t0 = time.monotonic()
+        while (elapsed := time.monotonic() - t0) < seconds:
+            progress.update(task, completed=elapsed)
+            time.sleep(0.2)
+    c.loop_stop()
+    c.disconnect()
+    try:
+        value = estimate_ref_rssi(samples)
+        typer.echo(f"{node}: ref_rssi_1m = {value} dBm from {sum(n for _, n in samples)} packets")
+        if not dry_run:
+            store.write_text(set_ref_rssi(store.read_text(encoding="utf-8"), node, value, str(store)), encoding="utf-8")
+            typer.echo(f"wrote {store}")
+    except (CalibrationError, ConfigError) as exc:
+        _fail(str(exc))
 
 
 @config_app.command("validate")

@@ -1,0 +1,144 @@
+"""The presence engine on hand-built stories (noise-free radio from the layout), and its
+vectorised likelihood against a plain-Python reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from firmware_config.store import load_store
+from gateway.presence import AWAY, PresenceEngine, PresenceModel, PresenceParams
+from tests.conftest import BOUTIQUE
+
+
+@pytest.fixture(scope="module")
+def model() -> PresenceModel:
+    return PresenceModel(load_store(BOUTIQUE))
+
+
+def _path(points: list[tuple[float, tuple[float, float]]], t: float) -> tuple[float, float]:
+    """Position at time t along (time, position) waypoints."""
+    ts = [p[0] for p in points]
+    xs = np.interp(t, ts, [p[1][0] for p in points])
+    ys = np.interp(t, ts, [p[1][1] for p in points])
+    return float(xs), float(ys)
+
+
+def _play(model: PresenceModel, people: dict[str, list], until: float) -> list:
+    """Every node reports a window each second (staggered); a phone is heard where the model
+    says it is more likely heard than not, at the RSSI the model expects."""
+    eng = PresenceEngine(model)
+    events = []
+    t = 0.0
+    while t < until:
+        for j, node in enumerate(model.node_ids):
+            tw = t + (j + 1) / (len(model.node_ids) + 1)
+            heard = {}
+            for who, pts in people.items():
+                if not (pts[0][0] <= tw <= pts[-1][0]):
+                    continue
+                x, y = _path(pts, tw)
+                k = int(np.argmin(np.hypot(model.cell_xy[:, 0] - x, model.cell_xy[:, 1] - y)))
+                if model._hit_t[j, k] > 0:  # P(detect) > 1/2
+                    heard[who] = float(model.mu_heard[k, j])
+            events += eng.add_window(node, tw, heard)
+        t += 1.0
+    return events
+
+
+def test_passer_by_on_the_pavement_is_never_inside(model: PresenceModel) -> None:
+    walk = [(0.0, (-5.0, -1.5)), (25.0, (25.0, -1.5))]
+    events = _play(model, {"p": walk}, 30)
+    assert [e for e in events if e.kind == "entered"] == []
+
+
+def test_customer_enters_browses_uses_fitting_room_2_and_leaves(model: PresenceModel) -> None:
+    story = [
+        (0.0, (10.0, -3.0)), (3.0, (10.0, 0.0)), (8.0, (10.0, 5.0)), (40.0, (10.0, 5.0)),  # in, browse
+        (46.0, (17.0, 8.0)), (48.0, (17.0, 10.5)), (100.0, (17.0, 10.5)),  # into fitting room 2
+        (103.0, (17.0, 7.0)), (110.0, (10.0, 1.0)), (112.0, (10.0, -1.0)), (125.0, (25.0, -1.0)),  # out
+    ]
+    events = _play(model, {"c": story}, 140)
+    kinds = [(e.kind, e.zone) for e in events]
+    assert kinds[0][0] == "entered" and 3.0 <= events[0].t <= 9.0
+    rooms = [e for e in events if e.kind == "zone_changed" and e.zone.startswith("fr")]
+    assert [e.zone for e in rooms] == ["fr2"] and 48.0 <= rooms[0].t <= 56.0
+    left = [e for e in events if e.kind == "left"]
+    assert len(left) == 1 and 112.0 <= left[0].t <= 122.0
+    assert left[0].dwell_s == pytest.approx(left[0].t - events[0].t, abs=0.2)
+    assert sum(e.kind == "entered" for e in events) == 1
+
+
+def test_two_customers_in_adjacent_fitting_rooms_stay_apart(model: PresenceModel) -> None:
+    def into(room_x: float) -> list:
+        return [(0.0, (10.0, -3.0)), (3.0, (10.0, 0.0)), (9.0, (room_x, 7.0)), (11.0, (room_x, 10.5)),
+                (120.0, (room_x, 10.5))]
+
+    events = _play(model, {"a": into(15.0), "b": into(17.0)}, 120)
+    rooms = {(e.identity, e.zone) for e in events if e.kind == "zone_changed" and e.zone.startswith("fr")}
+    assert rooms == {("a", "fr1"), ("b", "fr2")}  # each once, in the right room: no flapping
+
+
+def test_forget_drops_an_identity_at_once(model: PresenceModel) -> None:
+    eng = PresenceEngine(model)
+    eng.add_window("entrance-1", 1.0, {"c": -60.0})
+    assert eng.zone_of("c") is not None
+    eng.forget("c")
+    assert eng.zone_of("c") is None and "c" not in eng.present()
+
+
+def test_unheard_identities_expire_and_are_reported_left(model: PresenceModel) -> None:
+    eng = PresenceEngine(model, )
+    eng.inside = np.asarray([], dtype=bool)
+    eng.add_window("entrance-1", 0.0, {"c": -55.0})
+    i = eng.index["c"]
+    eng.inside[i], eng.entered_at[i] = True, 0.0
+    eng.zone[i] = model.z_index["floor"]
+    events = []
+    t = 1.0
+    while t < model.params.forget_after_s + 5:
+        events += eng.add_window("entrance-1", t, {})
+        t += 1.0
+    assert [e.kind for e in events][-1] == "left"
+    assert eng.zone_of("c") is None
+
+
+def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
+    p = model.params
+    rng = np.random.default_rng(4)
+    n_i, n_n = 5, len(model.node_ids)
+    rssi = rng.uniform(-95, -50, size=(n_i, n_n))
+    heard = rng.random((n_i, n_n)) < 0.5
+    reported = rng.random(n_n) < 0.8
+    fast = model.log_likelihood(rssi, heard, reported)
+    log_det = np.log(np.clip(1 - (1 - 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db)))
+                             ** (p.adverts_per_s * p.window_s), p.p_detect_min, p.p_detect_max))
+    log_miss = np.log1p(-np.exp(log_det))
+    for i in range(n_i):
+        for k in range(len(model.owner)):
+            ref = 0.0
+            for j in range(n_n):
+                if not reported[j]:
+                    continue
+                if heard[i, j]:
+                    z = (rssi[i, j] - model.mu_heard[k, j]) / p.sigma_db
+                    dens = (1 - p.outlier_share) * math.exp(-0.5 * z * z) / (p.sigma_db * math.sqrt(2 * math.pi))
+                    ref += math.log(dens + p.outlier_share / p.rssi_range_db) + log_det[k, j]
+                else:
+                    ref += log_miss[k, j]
+            assert fast[i, k] == pytest.approx(ref, abs=1e-9)
+
+
+def test_zone_graph_is_respected(model: PresenceModel) -> None:
+    """No transition from the pavement straight onto the sales floor or into a fitting room."""
+    t = model.transition.toarray()
+    zone = np.asarray([model.zone_ids[o] for o in model.owner])
+    for src, dst in [("pavement", "floor"), ("pavement", "fr1"), ("entrance", "fr2"), ("fr1", "fr2"), (AWAY, "floor")]:
+        assert t[np.ix_(zone == src, zone == dst)].sum() == 0.0, (src, dst)
+    assert t[np.ix_(zone == "pavement", zone == "entrance")].sum() > 0.0
+
+
+def test_parameters_are_validated_by_type() -> None:
+    assert PresenceParams().enter_probability > PresenceParams().exit_probability
