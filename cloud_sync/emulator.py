@@ -1,0 +1,511 @@
+"""A local stand-in for the WhatsApp Cloud API (FastAPI), run on loopback in tests and benches.
+
+What it imitates (``/work/shared/specs/whatsapp.md``):
+
+* ``POST /{version}/{phone_number_id}/messages``: bearer token (190 / HTTP 401), body
+  validation with :func:`cloud_sync.messages.validate` (100), templates by name and language
+  (132001) and parameter count (132000), throughput per number with a token bucket (130429),
+  optionally the pair rate per recipient (131056), and the 24 h customer-service window for
+  free-form messages (131047).  Success answers carry ``wamid.`` ids in the real shape.
+* Signed status webhooks (``sent``, ``delivered``, ``read``) posted to ``webhook_url`` after
+  small random delays from a background task, echoing ``biz_opaque_callback_data``.
+* ``POST /_emulator/inbound``: a simulated customer sends text / a button / an interactive
+  reply; it is posted as a signed inbound webhook and opens that number's window.
+
+Differences from Meta, on purpose:
+
+* 131047 is reported *asynchronously* by default (HTTP 200, then a ``failed`` status
+  webhook), which is what the real API does for re-engagement; ``window_error="sync"``
+  returns it synchronously instead (the spec allows either path).
+* Test-only endpoints under ``/_emulator/``: ``stats`` (accepted sends per idempotency key and
+  the duplicates among them), ``messages?biz_opaque_callback_data=KEY`` (a by-key lookup the
+  real API does not have: the outbox can use it to reconcile exactly), ``errors`` (inject the
+  next error, sync or by webhook, for any code) and ``reset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from . import messages, signature
+from .ratelimit import TokenBucket
+from .rules import Template, TemplateRegistry
+
+WEBHOOK_TIMEOUT_S = 5.0  # Meta gives a receiver a few seconds before it counts as failed
+WEBHOOK_RETRY_DELAYS_S = (0.2, 1.0)  # Meta retries failed deliveries (for hours; we: twice)
+
+
+@dataclass
+class EmulatorConfig:
+    access_token: str = "test-access-token"
+    app_secret: str = "test-app-secret"
+    phone_number_ids: Sequence[str] = ("106540352242922",)
+    display_phone_number: str = "15550783881"
+    waba_id: str = "102290129340398"
+    templates: Sequence[Template] = ()
+    webhook_url: str | None = None
+    webhook_delay_s: tuple[float, float] = (0.05, 0.3)  # per status step, uniform
+    auto_read: bool = True  # customers read what they get (posts a "read" status)
+    webhook_repeat: int = 1  # >1: deliver every webhook that many times, as Meta may
+    throughput_per_s: float = 80.0  # Meta's default per business number
+    throughput_burst: float | None = None  # bucket capacity; default one second's worth
+    pair_interval_s: float | None = None  # set (e.g. 6.0) to enforce 131056
+    window_s: float = 24 * 3600.0
+    enforce_window: bool = True
+    window_error: str = "async"  # "async" (like Meta) or "sync"
+    seed: int | None = None
+    clock: Callable[[], float] = field(default=time.time)
+
+
+def _error_body(code: int, message: str, details: str, subcode: int | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {
+        "message": f"(#{code}) {message}",
+        "type": "OAuthException",
+        "code": code,
+        "error_data": {"messaging_product": "whatsapp", "details": details},
+        "fbtrace_id": base64.urlsafe_b64encode(os.urandom(12)).decode().rstrip("="),
+    }
+    if subcode is not None:
+        err["error_subcode"] = subcode
+    return {"error": err}
+
+
+# Titles for errors the emulator reports (title is informational; logic keys on the code).
+TITLES = {
+    100: "Invalid parameter",
+    190: "Invalid OAuth access token",
+    130429: "Rate limit hit",
+    131000: "Something went wrong",
+    131026: "Message undeliverable",
+    131047: "Re-engagement message",
+    131048: "Spam rate limit hit",
+    131049: "This message was not delivered to maintain healthy ecosystem engagement.",
+    131050: "User has stopped marketing messages from this business",
+    131056: "(Business Account, Consumer Account) pair rate limit hit",
+    132000: "Number of parameters does not match the expected number of params",
+    132001: "Template name does not exist in the translation",
+    1: "API Unknown",
+    2: "API Service",
+}
+SYNC_HTTP_STATUS = {190: 401, 1: 500, 2: 503, 131000: 500}  # everything else: 400
+
+
+class Emulator:
+    """State and behaviour behind the FastAPI routes (one per app)."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.registry = TemplateRegistry(config.templates)
+        self.rng = random.Random(config.seed)
+        self._http: httpx.AsyncClient | None = None  # one pooled client for all webhook posts
+        self.reset()
+
+    def reset(self) -> None:
+        cfg = self.config
+        cap = cfg.throughput_burst if cfg.throughput_burst is not None else max(1.0, cfg.throughput_per_s)
+        now = cfg.clock()
+        self.buckets = {p: TokenBucket(cfg.throughput_per_s, cap, now=now) for p in cfg.phone_number_ids}
+        self.last_inbound: dict[str, float] = {}
+        self.last_sent_to: dict[str, float] = {}
+        self.sent: dict[str, dict[str, Any]] = {}  # wamid -> record
+        self.per_key: Counter[str] = Counter()
+        self.ids_by_key: dict[str, list[str]] = {}
+        self.rejected: Counter[int] = Counter()
+        self.inbound_count = 0
+        self.read_marks = 0
+        self.injected: deque[dict[str, Any]] = deque()
+        self.webhooks_posted = 0
+        self.webhooks_failed = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- helpers
+    def new_wamid(self) -> str:
+        return "wamid." + base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
+
+    def envelope(self, pnid: str, value: dict[str, Any]) -> dict[str, Any]:
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": self.config.display_phone_number, "phone_number_id": pnid},
+            **value,
+        }
+        return {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": self.config.waba_id, "changes": [{"field": "messages", "value": value}]}],
+        }
+
+    def error(self, code: int, details: str, *, subcode: int | None = None, status: int | None = None):
+        self.rejected[code] += 1
+        return JSONResponse(
+            _error_body(code, TITLES.get(code, "Error"), details, subcode),
+            status_code=status or SYNC_HTTP_STATUS.get(code, 400),
+        )
+
+    def status_payload(
+        self, pnid: str, rec: dict[str, Any], status: str, errors: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        st: dict[str, Any] = {
+            "id": rec["id"],
+            "status": status,
+            "timestamp": str(int(self.config.clock())),
+            "recipient_id": rec["to"],
+        }
+        if rec.get("key") is not None:
+            st["biz_opaque_callback_data"] = rec["key"]
+        if status in ("sent", "delivered") and rec["category"] is not None:
+            st["pricing"] = {"billable": True, "pricing_model": "PMP", "category": rec["category"]}
+        if errors:
+            st["errors"] = errors
+        return self.envelope(pnid, {"statuses": [st]})
+
+    # -- webhooks
+    async def post_webhook(self, payload: dict[str, Any]) -> int | None:
+        url = self.config.webhook_url
+        if url is None:
+            return None
+        raw = json.dumps(payload, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            signature.HEADER: signature.sign(raw, self.config.app_secret),
+        }
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S)
+        status: int | None = None
+        for _ in range(max(1, self.config.webhook_repeat)):
+            for delay in (0.0, *WEBHOOK_RETRY_DELAYS_S):
+                if delay:
+                    await asyncio.sleep(delay)
+                try:
+                    status = (await self._http.post(url, content=raw, headers=headers)).status_code
+                except httpx.HTTPError:
+                    status = None
+                if status == 200:
+                    self.webhooks_posted += 1
+                    break
+            else:
+                self.webhooks_failed += 1
+        return status
+
+    async def _status_sequence(self, pnid: str, rec: dict[str, Any], steps: list[tuple[str, Any]]) -> None:
+        lo, hi = self.config.webhook_delay_s
+        for status, errors in steps:
+            await asyncio.sleep(self.rng.uniform(lo, hi))
+            rec["status"] = status
+            await self.post_webhook(self.status_payload(pnid, rec, status, errors))
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def error_object(self, code: int, details: str) -> dict[str, Any]:
+        title = TITLES.get(code, "Error")
+        return {"code": code, "title": title, "message": title, "error_data": {"details": details}}
+
+    # -- sending
+    async def send(self, version: str, pnid: str, request: Request) -> JSONResponse:
+        cfg = self.config
+        auth = request.headers.get("authorization", "")
+        if auth != f"Bearer {cfg.access_token}":
+            return self.error(190, "Invalid OAuth 2.0 Access Token")
+        if pnid not in self.buckets:
+            return self.error(
+                100, f"Unsupported post request. Object with ID '{pnid}' does not exist", subcode=33
+            )
+        try:
+            body = json.loads(await request.body())
+        except ClientDisconnect:  # the sender died mid-request (crash tests): nothing was sent
+            return JSONResponse({}, status_code=400)
+        except ValueError:
+            return self.error(100, "Request body is not valid JSON")
+        if self.injected and (self.injected[0].get("to") in (None, body.get("to"))):
+            inj = self.injected.popleft()
+            if inj.get("mode", "sync") == "sync":
+                return self.error(
+                    inj["code"],
+                    inj.get("details", "injected"),
+                    subcode=inj.get("subcode"),
+                    status=inj.get("http_status"),
+                )
+            return self.accept(
+                pnid, body, fail=self.error_object(inj["code"], inj.get("details", "injected"))
+            )
+        try:
+            messages.validate(body)
+        except messages.MessageError as exc:
+            return self.error(100, str(exc))
+        if body.get("status") == "read":
+            self.read_marks += 1
+            return JSONResponse({"success": True})
+        now = cfg.clock()
+        if self.buckets[pnid].take(now) > 0:
+            return self.error(130429, f"Rate limit of {cfg.throughput_per_s:g} messages/s per number reached")
+        ref = messages.template_ref(body)
+        if ref is not None:
+            tpl = self.registry.get(*ref)
+            if tpl is None:
+                return self.error(132001, f"template name ({ref[0]}) does not exist in {ref[1]}")
+            got = messages.template_param_count(body)
+            if got != tpl.param_count:
+                return self.error(
+                    132000,
+                    f"body: number of localizable_params ({got}) does not match the "
+                    f"expected number of params ({tpl.param_count})",
+                )
+        to = body["to"]
+        if cfg.pair_interval_s is not None:
+            last = self.last_sent_to.get(to)
+            if last is not None and now - last < cfg.pair_interval_s:
+                return self.error(131056, f"Too many messages to {to} in a short time")
+        fail = None
+        if cfg.enforce_window and messages.is_free_form(body):
+            last_in = self.last_inbound.get(to)
+            if last_in is None or now - last_in >= cfg.window_s:
+                details = (
+                    "Message failed to send because more than 24 hours have passed since the "
+                    "customer last replied to this number."
+                )
+                if cfg.window_error == "sync":
+                    return self.error(131047, details)
+                fail = self.error_object(131047, details)
+        return self.accept(pnid, body, fail=fail)
+
+    def accept(self, pnid: str, body: dict[str, Any], *, fail: dict[str, Any] | None) -> JSONResponse:
+        now = self.config.clock()
+        to = str(body.get("to"))
+        key = body.get("biz_opaque_callback_data")
+        ref = messages.template_ref(body) if isinstance(body.get("template"), dict) else None
+        tpl = self.registry.get(*ref) if ref else None
+        last_in = self.last_inbound.get(to)
+        in_window = last_in is not None and now - last_in < self.config.window_s
+        category = tpl.category.value.lower() if tpl else ("service" if in_window else None)
+        wamid = self.new_wamid()
+        rec = {
+            "id": wamid,
+            "to": to,
+            "key": key,
+            "type": body.get("type"),
+            "at": now,
+            "status": "accepted",
+            "category": category,
+        }
+        self.sent[wamid] = rec
+        self.last_sent_to[to] = now
+        if fail is None and key is not None:
+            self.per_key[key] += 1
+            self.ids_by_key.setdefault(key, []).append(wamid)
+        steps: list[tuple[str, Any]]
+        if fail is not None:
+            steps = [("failed", [fail])]
+        else:
+            steps = [("sent", None), ("delivered", None)] + (
+                [("read", None)] if self.config.auto_read else []
+            )
+        self.spawn(self._status_sequence(pnid, rec, steps))
+        out: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": to}],
+            "messages": [{"id": wamid}],
+        }
+        if body.get("type") == "template":
+            out["messages"][0]["message_status"] = "accepted"
+        return JSONResponse(out)
+
+    # -- simulated customer
+    async def inbound(self, spec: dict[str, Any]) -> JSONResponse:
+        sender = str(spec.get("from", ""))
+        if not sender.isdigit():
+            return JSONResponse({"error": "from: E.164 digits required"}, status_code=422)
+        pnid = str(spec.get("phone_number_id") or self.config.phone_number_ids[0])
+        now = self.config.clock()
+        msg: dict[str, Any] = {"from": sender, "id": self.new_wamid(), "timestamp": str(int(now))}
+        if "text" in spec:
+            msg.update(type="text", text={"body": str(spec["text"])})
+        elif "button" in spec:
+            b = spec["button"]
+            msg.update(type="button", button={"payload": b.get("payload", ""), "text": b.get("text", "")})
+        elif "interactive" in spec:
+            i = spec["interactive"]
+            kind = i.get("type", "button_reply")
+            if kind not in ("button_reply", "list_reply"):
+                return JSONResponse(
+                    {"error": "interactive.type: button_reply or list_reply"}, status_code=422
+                )
+            reply = {"id": i.get("id", ""), "title": i.get("title", "")}
+            if kind == "list_reply" and "description" in i:
+                reply["description"] = i["description"]
+            msg.update(type="interactive", interactive={"type": kind, kind: reply})
+        else:
+            return JSONResponse({"error": "one of text, button, interactive is required"}, status_code=422)
+        if spec.get("context_id"):
+            msg["context"] = {"from": self.config.display_phone_number, "id": spec["context_id"]}
+        self.last_inbound[sender] = now
+        self.inbound_count += 1
+        value = {
+            "contacts": [{"profile": {"name": spec.get("name", "Customer")}, "wa_id": sender}],
+            "messages": [msg],
+        }
+        status = await self.post_webhook(self.envelope(pnid, value))
+        return JSONResponse({"id": msg["id"], "webhook_status": status})
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "accepted": sum(self.per_key.values()),
+            "messages_total": len(self.sent),
+            "per_key": dict(self.per_key),
+            "duplicates": {k: n for k, n in self.per_key.items() if n > 1},
+            "rejected": {str(c): n for c, n in self.rejected.items()},
+            "inbound": self.inbound_count,
+            "read_marks": self.read_marks,
+            "webhooks_posted": self.webhooks_posted,
+            "webhooks_failed": self.webhooks_failed,
+            "webhooks_pending": len(self.tasks),
+        }
+
+
+def create_emulator(config: EmulatorConfig | None = None) -> FastAPI:
+    """The emulator app; its state is ``app.state.emulator`` (an :class:`Emulator`)."""
+    emu = Emulator(config or EmulatorConfig())
+    app = FastAPI(title="WhatsApp Cloud API emulator", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.emulator = emu
+
+    @app.post("/{version}/{phone_number_id}/messages")
+    async def send(version: str, phone_number_id: str, request: Request) -> JSONResponse:
+        return await emu.send(version, phone_number_id, request)
+
+    @app.post("/_emulator/inbound")
+    async def inbound(request: Request) -> JSONResponse:
+        return await emu.inbound(await request.json())
+
+    @app.get("/_emulator/stats")
+    async def stats() -> dict[str, Any]:
+        return emu.stats()
+
+    @app.get("/_emulator/messages")
+    async def by_key(biz_opaque_callback_data: str) -> dict[str, Any]:
+        return {"ids": emu.ids_by_key.get(biz_opaque_callback_data, [])}
+
+    @app.post("/_emulator/errors")
+    async def inject(request: Request) -> dict[str, Any]:
+        spec = await request.json()
+        if not isinstance(spec.get("code"), int) or spec.get("mode", "sync") not in ("sync", "async"):
+            return JSONResponse({"error": "code (int) and mode sync|async required"}, status_code=422)
+        for _ in range(int(spec.get("count", 1))):
+            emu.injected.append(spec)
+        return {"queued": len(emu.injected)}
+
+    @app.post("/_emulator/reset")
+    async def reset() -> dict[str, Any]:
+        for task in list(emu.tasks):
+            task.cancel()
+        emu.reset()
+        return {"ok": True}
+
+    return app
+
+
+# --- Running on loopback ----------------------------------------------------------------------
+
+
+class ServerThread:
+    """Any ASGI app served by uvicorn in a daemon thread on a loopback port (0 = a free one).
+
+    uvicorn binds the port itself: handing it a pre-bound socket made every request on
+    loopback take ~40 ms here (Nagle/delayed-ACK), binding port 0 in uvicorn does not.
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not host.startswith("127.") and host not in ("localhost", "::1"):
+            raise ValueError("host: loopback only")
+        self.host, self.port = host, port
+        cfg = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+            http="h11",
+            access_log=False,
+            timeout_keep_alive=30,
+        )
+        self.server = uvicorn.Server(cfg)
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_emulator(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0) -> ServerThread:
+    """Start the emulator on loopback in a background thread; ``.url`` is its base URL."""
+    return ServerThread(create_emulator(config), host, port).start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .outbox import _parse_templates
+
+    ap = argparse.ArgumentParser(
+        prog="python -m cloud_sync.emulator", description="WhatsApp Cloud API emulator"
+    )
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8089)
+    ap.add_argument("--token", default=EmulatorConfig.access_token)
+    ap.add_argument("--app-secret", default=EmulatorConfig.app_secret)
+    ap.add_argument("--phone-number-id", default=EmulatorConfig.phone_number_ids[0])
+    ap.add_argument("--webhook-url", default=None)
+    ap.add_argument("--templates", default="", help="name:lang:CATEGORY:params,...")
+    ap.add_argument("--rate", type=float, default=80.0, help="throughput limit per number (msg/s)")
+    args = ap.parse_args(argv)
+    if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
+        ap.error("--host: loopback only")
+    cfg = EmulatorConfig(
+        access_token=args.token,
+        app_secret=args.app_secret,
+        phone_number_ids=(args.phone_number_id,),
+        webhook_url=args.webhook_url,
+        templates=_parse_templates(args.templates),
+        throughput_per_s=args.rate,
+    )
+    uvicorn.run(create_emulator(cfg), host=args.host, port=args.port, log_level="info", lifespan="off")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
