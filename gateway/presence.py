@@ -36,10 +36,10 @@ AWAY = "away"
 @dataclass(frozen=True, slots=True)
 class PresenceParams:
     path_loss_exponent: float = 2.2  # retail floor; installers may calibrate it per store
-    sigma_db: float = 7.0  # per-window RSSI error: shadowing (~6 dB) plus model error
-    evidence_weight: float = 0.5  # windows close in time share their shadowing: count each as half
-    floor_mass: float = 1e-4  # never be certain: a sliver of belief everywhere lets the filter recover
-    outlier_share: float = 0.05  # windows far off the model (body, pocket, reflections): heavy tails
+    sigma_db: float = 7.0  # a window's error on one link: shadowing (~6 dB), fading, the phone's power
+    evidence_weight: float = 0.5  # shadowing lasts seconds: consecutive windows count as half each
+    floor_mass: float = 1e-3  # never be certain: a sliver of belief at the doors lets the filter recover
+    outlier_share: float = 0.002  # windows far off the model (body, pocket, reflections): heavy tails
     rssi_range_db: float = 60.0  # what an outlier may read: uniform over this span
     sensitivity_dbm: float = -95.0  # scanners hear nothing below this
     detect_width_db: float = 6.0  # softness of the hear/not-hear edge (shadowing blurs it)
@@ -56,7 +56,8 @@ class PresenceParams:
     )
     away_rate_per_s: float = 0.05  # pavement edge cells <-> out of range
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
-    enter_probability: float = 0.85  # P(in store) to report an entry
+    enter_probability: float = 0.85  # P(in store, past the shop front) to report an entry
+    enter_depth_m: float = 2.0  # the strip inside the glass front is radio-twin of the pavement lane
     exit_probability: float = 0.15  # P(in store) below which the customer has left
     switch_probability: float = 0.6  # zone posterior needed to report a zone change
     room_switch_probability: float = 0.85  # higher bar into/out of a fitting room: no flapping
@@ -111,6 +112,12 @@ class PresenceModel:
         n_k = len(owner)
         self.membership = sparse.csr_matrix((np.ones(n_k), (np.arange(n_k), self.owner)), shape=(n_k, len(zones) + 1))
         self.cell_in_store = self.zone_in_store[self.owner]
+        outside_xy = self.cell_xy[~self.cell_in_store[:-1]]
+        depth = np.full(len(self.owner), -1.0)
+        if len(outside_xy):
+            depth[:-1] = np.hypot(self.cell_xy[:, None, 0] - outside_xy[None, :, 0],
+                                  self.cell_xy[:, None, 1] - outside_xy[None, :, 1]).min(axis=1)
+        self.cell_deep = self.cell_in_store & (depth >= p.enter_depth_m)
         packets = p.adverts_per_s * p.window_s
         p_rx = 1.0 / (1.0 + np.exp(-(self.mu - p.sensitivity_dbm) / p.detect_width_db))
         p_det = np.clip(1.0 - (1.0 - p_rx) ** packets, p.p_detect_min, p.p_detect_max)
@@ -132,6 +139,7 @@ class PresenceModel:
         near = (d > 0) & (d <= p.cell_m * 1.5)
         same = owner[:, None] == owner[None, :]
         adj = near & same
+        door = np.zeros(n + 1, dtype=bool)
         for z in store.zones:  # across zones only near the portal between connected zones
             for other in z.connects:
                 if other not in zones:
@@ -144,6 +152,8 @@ class PresenceModel:
                 if len(a) and len(b):
                     adj[np.ix_(a, b)] = True
                     adj[np.ix_(b, a)] = True
+                    if ZoneKind.OUTSIDE in (self.kinds[self.z_index[z.id]], self.kinds[self.z_index[other]]):
+                        door[a] = door[b] = True
         move = dict(p.stay_kinds)
         rate = np.asarray([move.get(self.kinds[o], p.move_per_s) for o in owner]) * p.step_s
         deg = adj.sum(axis=1)
@@ -156,16 +166,18 @@ class PresenceModel:
         t[n, np.flatnonzero(edge)] = p.away_rate_per_s * p.step_s / max(1, edge.sum())
         t[np.arange(n + 1), np.arange(n + 1)] = 0.0
         t[np.arange(n + 1), np.arange(n + 1)] = 1.0 - t.sum(axis=1)
+        self.door_cells = door  # either side of a door to the street: where a lost belief may restart
         return sparse.csr_matrix(t)
 
-    def log_likelihood(self, rssi: np.ndarray, heard: np.ndarray, reported: np.ndarray) -> np.ndarray:
+    def log_likelihood(
+        self, rssi: np.ndarray, heard: np.ndarray, reported: np.ndarray) -> np.ndarray:
         """Cell log-likelihoods (I, K) of one step's windows.
 
         rssi, heard: (I, N), the mean RSSI where node n heard identity i; reported: (N,), which
-        nodes sent a window in this step. Every reporting node contributes log P(miss) for
-        every identity (one vector, the same for all), and each (identity, node) pair that
-        was heard swaps that for log P(hit) + a heavy-tailed Gaussian of its RSSI. Only the
-        heard pairs are computed one by one: a phone is heard by a few nodes, not all.
+        nodes sent a window in this step. Every reporting node contributes log P(miss) for every
+        identity (one vector, the same for all), and each heard (identity, node) pair swaps
+        that for log P(hit) + a heavy-tailed Gaussian of its RSSI around the cell's prediction. Only heard pairs are computed one by one: a phone is
+        heard by a few nodes, not all.
         """
         p = self.params
         n_i = len(rssi)
@@ -251,16 +263,17 @@ class PresenceEngine:
         if not self.ids:
             self._reported[:] = False
             return []
-        predicted = self.belief @ self.model.transition
+        m, p = self.model, self.model.params
+        predicted = self.belief @ m.transition
         if self._reported.any():
-            ll = self.model.log_likelihood(self._rssi, self._heard, self._reported)
-            ll *= self.model.params.evidence_weight
+            ll = m.log_likelihood(self._rssi, self._heard, self._reported)
+            ll *= p.evidence_weight
             post = predicted * np.exp(ll - ll.max(axis=1, keepdims=True))
         else:
             post = predicted
         post /= post.sum(axis=1, keepdims=True)
-        eps = self.model.params.floor_mass
-        self.belief = (1 - eps) * post + eps / post.shape[1]
+        self.belief = (1 - p.floor_mass) * post
+        self.belief[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
         self._heard[:] = False
         self._reported[:] = False
         return self._decide(t) + self._expire(t)
@@ -269,10 +282,11 @@ class PresenceEngine:
         m, p = self.model, self.model.params
         zone_post = np.asarray((sparse.csr_matrix(self.belief) @ m.membership).todense())
         p_in = zone_post[:, m.zone_in_store].sum(axis=1)
+        p_deep = self.belief[:, m.cell_deep].sum(axis=1)
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         events = []
-        for i in np.flatnonzero(~self.inside & (p_in >= p.enter_probability)):
+        for i in np.flatnonzero(~self.inside & (p_deep >= p.enter_probability)):
             z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
             events.append(PresenceEvent("entered", self.ids[i], t, m.zone_ids[z], m.zone_ids[self.zone[i]],
                                         round(float(p_in[i]), 3)))
