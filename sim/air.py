@@ -44,7 +44,7 @@ class AirServer:
         try:
             hello = orjson.loads(await asyncio.wait_for(reader.readline(), timeout=10))
             node = str(hello["node"])
-        except (asyncio.TimeoutError, orjson.JSONDecodeError, KeyError, TypeError):
+        except (TimeoutError, orjson.JSONDecodeError, KeyError, TypeError):
             writer.close()
             return
         self.clients.setdefault(node, set()).add(writer)

@@ -2,11 +2,19 @@
 
 `Emitter.step(t0, t1)` returns the packets received by each node in that interval. It is the
 one source of radio truth for both ways of running: the live air server (real time, real
-edge processes) and the fast in-process run (virtual clock, no broker).
+edge processes) and the fast in-process run (virtual clock, no broker), which uses
+`step_arrays` to get the same receptions as numpy arrays instead of one object per packet.
+
+The hot path is vectorised: advertising events of all live agents are drawn in "rounds"
+(round k holds every agent's k-th advertisement in the interval, so each agent's slow
+shadowing process is advanced exactly once per advertisement, in order), then positions,
+path loss, walls, shadowing, fading and loss are computed for all transmissions x nodes at
+once. `tests/test_sim_radio.py` checks it against a plain-Python reference.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,11 +22,12 @@ import numpy as np
 from edge.ble.frames import EddystoneEID, IBeacon, encode_eddystone, encode_ibeacon
 from gateway.eid import compute_eid
 from sim.radio import RadioParams, mean_rssi, sample_packets
-from sim.world import Agent, AgentKind, World
+from sim.world import Agent, AgentKind, Trajectories, World
 
 EDDYSTONE_UUID = "0000feaa-0000-1000-8000-00805f9b34fb"
 APPLE = 0x004C
 SAMSUNG = 0x0075
+ADDRESS_ROTATION_S = 900  # phones rotate their random address about every 15 minutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +46,40 @@ class Packet:
         return list(self.service_data)
 
 
+@dataclass(frozen=True, slots=True)
+class Reception:
+    """The packets of one interval as parallel arrays, ordered by (time, agent, node).
+
+    `agent` indexes `world.agents`, `node` indexes `Emitter.nodes`.
+    """
+
+    t: np.ndarray  # float64 simulation time of the advertisement
+    agent: np.ndarray  # int64
+    node: np.ndarray  # int64
+    rssi: np.ndarray  # int16 dBm
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+_EMPTY = Reception(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16))
+
+
 def radio_params(world: World) -> RadioParams:
     r = world.scenario.radio
     return RadioParams(
-        ref_power_1m=r.ref_power_1m, path_loss_exponent=r.path_loss_exponent,
-        shadowing_sigma_db=r.shadowing_sigma_db, shadowing_tau_s=r.shadowing_tau_s,
-        fading_sigma_db=r.fading_sigma_db, sensitivity_dbm=r.sensitivity_dbm,
+        ref_power_1m=r.ref_power_1m,
+        path_loss_exponent=r.path_loss_exponent,
+        shadowing_sigma_db=r.shadowing_sigma_db,
+        shadowing_tau_s=r.shadowing_tau_s,
+        fading_sigma_db=r.fading_sigma_db,
+        sensitivity_dbm=r.sensitivity_dbm,
     )
+
+
+def stable_hash(*parts: object) -> int:
+    """A 64-bit hash that is the same in every process (Python's `hash` of str is salted)."""
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "big")
 
 
 class Emitter:
@@ -54,7 +90,7 @@ class Emitter:
     """
 
     def __init__(self, world: World, seed: int, epoch: float = 1_700_000_000.0):
-        self.world, self.epoch = world, epoch
+        self.world, self.epoch, self.seed = world, epoch, seed
         self.rng = np.random.default_rng(seed + 7919)
         self.params = radio_params(world)
         store = world.store
@@ -66,92 +102,150 @@ class Emitter:
         self.wall_db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
         self.k = store.store.eid_rotation_exponent
         self.uuid = store.store.ibeacon_uuids[0] if store.store.ibeacon_uuids else None
-        self._next_tx: dict[str, float] = {}
-        self._shadow: dict[str, np.ndarray] = {}
-        self._shadow_t: dict[str, float] = {}
-        self._anon_payload: dict[str, dict[int, bytes]] = {}
-        self._eid_cache: dict[tuple[str, int], bytes] = {}
-        self._idx = 0  # agents sorted by start time: everyone before this index has started
-        self._live: list[Agent] = []
+        self.jitter_s = world.scenario.radio.interval_jitter_s
+        agents = world.agents
+        self.traj = Trajectories(agents)
+        n = len(agents)
+        self.interval = np.asarray([a.advert_interval_s for a in agents], dtype=float)
+        self.tx_offset = np.asarray([a.tx_offset_db for a in agents], dtype=float)
+        self.next_tx = np.full(n, np.nan)
+        self.shadow = np.zeros((n, len(self.nodes)))
+        self.shadow_t = np.full(n, np.nan)
+        self._order = np.argsort(self.traj.t_start, kind="stable")
+        self._ptr = 0
+        self._live = np.zeros(0, dtype=np.int64)
+        self._anon_payload: dict[int, dict[int, bytes]] = {}
+        self._eid_cache: dict[tuple[int, int], bytes] = {}
+        self._addr_cache: dict[tuple[int, int], str] = {}
 
-    def _address(self, agent: Agent, t: float) -> str:
-        # phones rotate their random address every ~15 min; never the same across agents
-        period = int((t + self.epoch) // 900)
-        h = hash((agent.id, period, self.world.scenario.scenario.seed)) & 0xFFFFFFFFFFFF
-        h |= 0xC00000000000  # random static address type bits
-        return ":".join(f"{(h >> s) & 0xFF:02X}" for s in range(40, -8, -8))
+    # --- identities on the air --------------------------------------------------------------
 
-    def _payload(self, agent: Agent, t: float) -> tuple[dict[int, bytes], dict[str, bytes]]:
-        if agent.customer is not None:
+    def address(self, agent: int, t: float) -> str:
+        """The agent's random static address at time t (rotates every ADDRESS_ROTATION_S)."""
+        period = int((t + self.epoch) // ADDRESS_ROTATION_S)
+        key = (agent, period)
+        addr = self._addr_cache.get(key)
+        if addr is None:
+            h = stable_hash(self.world.agents[agent].id, period, self.seed) & 0xFFFFFFFFFFFF
+            h |= 0xC00000000000  # random static address type bits
+            addr = ":".join(f"{(h >> s) & 0xFF:02X}" for s in range(40, -8, -8))
+            self._addr_cache[key] = addr
+        return addr
+
+    def payload_period(self, agent: int, t: float) -> int:
+        """The payload of an agent changes only when its EID rotates: this is its period number."""
+        a = self.world.agents[agent]
+        return (int(t + self.epoch) >> self.k) if a.customer is not None else 0
+
+    def payload(self, agent: int, t: float) -> tuple[dict[int, bytes], dict[str, bytes]]:
+        a = self.world.agents[agent]
+        if a.customer is not None:
             beacon_t = int(t + self.epoch)
-            period = beacon_t >> self.k
-            key = (agent.id, period)
+            key = (agent, beacon_t >> self.k)
             eid = self._eid_cache.get(key)
             if eid is None:
-                eid = compute_eid(agent.customer.identity_key, self.k, beacon_t)
+                eid = compute_eid(a.customer.identity_key, self.k, beacon_t)
                 self._eid_cache[key] = eid
             return {}, {EDDYSTONE_UUID: encode_eddystone(EddystoneEID(tx_power=-20, eid=eid))}
-        if agent.kind == AgentKind.STAFF and self.uuid:
-            return {APPLE: encode_ibeacon(IBeacon(self.uuid, 1, agent.badge_minor or 0, -59))}, {}
-        mfr = self._anon_payload.get(agent.id)
+        if a.kind == AgentKind.STAFF and self.uuid:
+            return {APPLE: encode_ibeacon(IBeacon(self.uuid, 1, a.badge_minor or 0, -59))}, {}
+        mfr = self._anon_payload.get(agent)
         if mfr is None:
-            rnd = np.random.default_rng(abs(hash(agent.id)) % (2**32))
+            rnd = np.random.default_rng(stable_hash(a.id, self.seed) % (2**32))
             if rnd.random() < 0.6:
                 mfr = {APPLE: bytes([0x10, 0x05]) + rnd.bytes(5)}  # Apple "nearby info"
             else:
                 mfr = {SAMSUNG: bytes([0x01, 0x00]) + rnd.bytes(8)}
-            self._anon_payload[agent.id] = mfr
+            self._anon_payload[agent] = mfr
         return mfr, {}
 
-    def _active(self, t: float) -> list[Agent]:
-        agents = self.world.agents
-        while self._idx < len(agents) and agents[self._idx].t_start <= t:
-            self._live.append(agents[self._idx])
-            self._idx += 1
-        self._live = [a for a in self._live if a.t_end >= t - 1.0]
-        return [a for a in self._live if a.t_start <= t <= a.t_end]
+    # kept for callers of the first version
+    def _payload(self, agent: Agent, t: float) -> tuple[dict[int, bytes], dict[str, bytes]]:
+        return self.payload(self.world.agents.index(agent), t)
+
+    # --- stepping ---------------------------------------------------------------------------
+
+    def _live_agents(self, t0: float, t1: float) -> np.ndarray:
+        order, ts = self._order, self.traj.t_start
+        start = self._ptr
+        while self._ptr < len(order) and ts[order[self._ptr]] < t1:
+            self._ptr += 1
+        if self._ptr > start:
+            self._live = np.concatenate([self._live, order[start : self._ptr]])
+        self._live = self._live[self.traj.t_end[self._live] >= t0]
+        return self._live
+
+    def _advance_shadow(self, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """One step of each agent's AR(1) shadowing per node; every agent at most once per call."""
+        p = self.params
+        r = len(self.nodes)
+        last = self.shadow_t[a]
+        fresh = np.isnan(last)
+        dt = np.where(fresh, 0.0, np.maximum(0.0, t - np.where(fresh, t, last)))
+        if p.shadowing_tau_s > 0:
+            alpha = np.where(fresh, 0.0, np.exp(-dt / p.shadowing_tau_s))
+        else:
+            alpha = np.zeros(len(a))
+        noise = self.rng.normal(0.0, 1.0, size=(len(a), r))
+        row = (
+            alpha[:, None] * self.shadow[a]
+            + p.shadowing_sigma_db * np.sqrt(1 - alpha * alpha)[:, None] * noise
+        )
+        self.shadow[a] = row
+        self.shadow_t[a] = t
+        return row
+
+    def step_arrays(self, t0: float, t1: float) -> Reception:
+        """Receptions in [t0, t1) as arrays. Call with consecutive intervals."""
+        if not len(self.nodes):
+            return _EMPTY
+        live = self._live_agents(t0, t1)
+        if not len(live):
+            return _EMPTY
+        ts, te = self.traj.t_start[live], self.traj.t_end[live]
+        nxt = self.next_tx[live]
+        new = np.isnan(nxt)
+        if new.any():
+            nxt[new] = np.maximum(t0, ts[new]) + self.rng.uniform(0.0, self.interval[live[new]])
+        tx_a, tx_t, tx_s = [], [], []
+        due = nxt < t1
+        while due.any():
+            a, t = live[due], nxt[due]
+            ok = (t >= t0) & (t >= ts[due]) & (t <= te[due])
+            if ok.any():
+                tx_a.append(a[ok])
+                tx_t.append(t[ok])
+                tx_s.append(self._advance_shadow(a[ok], t[ok]))
+            nxt[due] = t + self.interval[a] + self.rng.uniform(0.0, self.jitter_s, size=len(a))
+            due = nxt < t1
+        self.next_tx[live] = nxt
+        if not tx_a:
+            return _EMPTY
+        a = np.concatenate(tx_a)
+        t = np.concatenate(tx_t)
+        shadow = np.concatenate(tx_s)
+        order = np.lexsort((a, t))
+        a, t, shadow = a[order], t[order], shadow[order]
+        xy = self.traj.positions(a, t)
+        mean = mean_rssi(
+            xy, self.node_xy, self.tx_offset[a], self.walls, self.wall_db, self.params, self.node_offset
+        )
+        got, rssi = sample_packets(mean, shadow, self.params, self.rng)
+        i, j = np.nonzero(got)
+        return Reception(t[i], a[i], j.astype(np.int64), rssi[i, j])
 
     def step(self, t0: float, t1: float) -> list[Packet]:
         """Packets received in [t0, t1), in time order. Call with consecutive intervals."""
-        if not len(self.nodes):
-            return []
-        tx_times: list[tuple[Agent, float]] = []
-        for a in self._active(t1):
-            nxt = self._next_tx.get(a.id)
-            if nxt is None:
-                nxt = max(t0, a.t_start) + float(self.rng.uniform(0, a.advert_interval_s))
-            while nxt < t1:
-                if nxt >= t0 and a.t_start <= nxt <= a.t_end:
-                    tx_times.append((a, nxt))
-                nxt += a.advert_interval_s + float(self.rng.uniform(0, 0.01))
-            self._next_tx[a.id] = nxt
-        if not tx_times:
-            return []
-        tx_times.sort(key=lambda p: p[1])
-        xy = np.asarray([a.position(t) for a, t in tx_times], dtype=float)
-        offs = np.asarray([a.tx_offset_db for a, _ in tx_times])
-        mean = mean_rssi(xy, self.node_xy, offs, self.walls, self.wall_db, self.params, self.node_offset)
-        shadow = np.empty_like(mean)
-        for i, (a, t) in enumerate(tx_times):
-            shadow[i] = self._shadow_row(a.id, t)
-        got, rssi = sample_packets(mean, shadow, self.params, self.rng)
-        out: list[Packet] = []
-        for i, j in zip(*np.nonzero(got), strict=True):
-            a, t = tx_times[i]
-            mfr, svc = self._payload(a, t)
-            out.append(Packet(self.nodes[j].id, t, self._address(a, t), int(rssi[i, j]), mfr, svc, a.id))
-        return out
+        rec = self.step_arrays(t0, t1)
+        return self.packets(rec)
 
-    def _shadow_row(self, agent_id: str, t: float) -> np.ndarray:
-        p = self.params
-        n = len(self.nodes)
-        row = self._shadow.get(agent_id)
-        if row is None:
-            row = self.rng.normal(0.0, p.shadowing_sigma_db, size=n)
-        else:
-            dt = max(0.0, t - self._shadow_t[agent_id])
-            a = float(np.exp(-dt / p.shadowing_tau_s)) if p.shadowing_tau_s > 0 else 0.0
-            row = a * row + self.rng.normal(0.0, p.shadowing_sigma_db * np.sqrt(1 - a * a), size=n)
-        self._shadow[agent_id] = row
-        self._shadow_t[agent_id] = t
-        return row
+    def packets(self, rec: Reception) -> list[Packet]:
+        """The receptions as one `Packet` per (advertisement, node), as bleak would deliver them."""
+        out: list[Packet] = []
+        agents = self.world.agents
+        for t, a, j, rssi in zip(
+            rec.t.tolist(), rec.agent.tolist(), rec.node.tolist(), rec.rssi.tolist(), strict=True
+        ):
+            mfr, svc = self.payload(a, t)
+            out.append(Packet(self.nodes[j].id, t, self.address(a, t), int(rssi), mfr, svc, agents[a].id))
+        return out

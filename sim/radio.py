@@ -52,4 +52,4 @@ def sample_packets(
     """One packet per pair: (received mask, integer RSSI) with fading and loss applied."""
     rssi = mean + shadow + rng.normal(0.0, params.fading_sigma_db, size=mean.shape)
     got = rng.random(mean.shape) < reception_probability(rssi, params)
-    return got, np.rint(rssi).astype(np.int16)
+    return got, np.clip(np.rint(rssi), -127, 20).astype(np.int16)  # what a radio can report

@@ -1,0 +1,253 @@
+"""UHF RFID read model: which tags each reader antenna reads, how often, how strongly.
+
+Passive tags are powered by the reader: a tag answers only when the forward power reaching
+it exceeds its sensitivity, so reads fall off sharply with distance, off the antenna's axis
+and through walls. Per antenna and tag:
+
+    forward = P_tx + G(theta) - PL(d) - walls - body          (dBm at the tag)
+    G(theta) = G0 + 10 log10(max(((1 + cos theta) / 2)^p, back lobe))   (cardioid patch)
+    PL(d)    = PL_1m + 10 n log10(d)
+    read in one inventory round with probability logistic((forward + fading - S_tag) / w)
+    RSSI at the reader = forward + fading + G(theta) - PL(d) - walls - body - backscatter loss
+
+Fitting-room partitions attenuate, so a tag in the next room is read sometimes and at a
+lower RSSI (a cross-read); a garment carried on the far side of a body loses `body_loss_db`
+with probability `body_block_probability` per window, so it is sometimes missed. Everything
+is vectorised over tags x antennas (only pairs within `max_range_m`), with `rounds` Gen2
+inventory rounds sampled per window, and produces per-window per-(tag, antenna) aggregates
+like `edge.window.RfidWindowAggregator` would from the individual reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.geometry import crossings
+from sim.scenario import Rfid
+from sim.world import ItemState, Trajectories, World
+
+_STATES = {s: i for i, s in enumerate(ItemState)}
+
+
+@dataclass(frozen=True, slots=True)
+class Antennas:
+    """Every RFID antenna of the store as arrays (index i is antenna i)."""
+
+    node: list[str]
+    ant: np.ndarray  # antenna id on its reader
+    xy: np.ndarray  # (A, 2)
+    facing: np.ndarray  # (A, 2) unit vectors
+    power_dbm: np.ndarray  # (A,)
+    zone: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.node)
+
+
+@dataclass(frozen=True, slots=True)
+class TagRead:
+    """Per-window aggregate of one tag at one antenna (times in simulation seconds)."""
+
+    node: str
+    epc: str
+    ant: int
+    n: int
+    rssi_mean: float
+    rssi_max: float
+    first: float
+    last: float
+
+
+def store_antennas(world: World) -> Antennas:
+    node, ant, xy, facing, power, zone = [], [], [], [], [], []
+    for n in world.store.nodes:
+        if n.rfid is None:
+            continue
+        for a in n.rfid.antennas:
+            node.append(n.id)
+            ant.append(a.id)
+            xy.append(a.position)
+            rad = np.radians(a.facing_deg)
+            facing.append((np.cos(rad), np.sin(rad)))
+            power.append(n.rfid.power_dbm)
+            zone.append(a.zone)
+    return Antennas(
+        node,
+        np.asarray(ant, dtype=int),
+        np.asarray(xy, float).reshape(-1, 2),
+        np.asarray(facing, float).reshape(-1, 2),
+        np.asarray(power, float),
+        zone,
+    )
+
+
+def antenna_gain_db(params: Rfid, facing: np.ndarray, ant_xy: np.ndarray, tag_xy: np.ndarray) -> np.ndarray:
+    """(T, A) gain towards each tag: a cardioid around the facing, floored at the back lobe."""
+    v = tag_xy[:, None, :] - ant_xy[None, :, :]
+    d = np.maximum(np.hypot(v[..., 0], v[..., 1]), 1e-6)
+    cos = (v[..., 0] * facing[None, :, 0] + v[..., 1] * facing[None, :, 1]) / d
+    lin = ((1.0 + cos) / 2.0) ** params.pattern_exponent
+    floor = 10 ** (-params.back_lobe_db / 10)
+    return params.antenna_gain_dbi + 10 * np.log10(np.maximum(lin, floor))
+
+
+def pair_link_budget(
+    params: Rfid, ants: Antennas, tag_xy: np.ndarray, ai: np.ndarray, walls: np.ndarray, wall_db: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like `link_budget` for C given (tag position, antenna index) pairs: (forward, one-way), each (C,)."""
+    axy = ants.xy[ai]
+    v = tag_xy - axy
+    d = np.hypot(v[:, 0], v[:, 1])
+    pl = params.path_loss_1m_db + 10 * params.path_loss_exponent * np.log10(np.maximum(d, 0.1))
+    f = ants.facing[ai]
+    cos = (v[:, 0] * f[:, 0] + v[:, 1] * f[:, 1]) / np.maximum(d, 1e-6)
+    lin = ((1.0 + cos) / 2.0) ** params.pattern_exponent
+    gain = params.antenna_gain_dbi + 10 * np.log10(np.maximum(lin, 10 ** (-params.back_lobe_db / 10)))
+    one_way = gain - pl
+    if len(walls):
+        one_way = one_way - (_pair_crossings(tag_xy, axy, walls) * wall_db[None, :]).sum(axis=1)
+    return ants.power_dbm[ai] + one_way, one_way
+
+
+def _pair_crossings(p0: np.ndarray, p1: np.ndarray, walls: np.ndarray) -> np.ndarray:
+    """(C, W): does segment p0[c] -> p1[c] cross wall w (same test as geometry.crossings)."""
+    p = p0[:, None, :]
+    r = (p1 - p0)[:, None, :]
+    q = walls[None, :, 0:2]
+    s = walls[None, :, 2:4] - q
+    rxs = r[..., 0] * s[..., 1] - r[..., 1] * s[..., 0]
+    qp = q - p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (qp[..., 0] * s[..., 1] - qp[..., 1] * s[..., 0]) / rxs
+        u = (qp[..., 0] * r[..., 1] - qp[..., 1] * r[..., 0]) / rxs
+    return (np.abs(rxs) > 1e-12) & (t > 0) & (t < 1) & (u >= 0) & (u <= 1)
+
+
+def link_budget(
+    params: Rfid, ants: Antennas, tag_xy: np.ndarray, walls: np.ndarray, wall_db: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(forward power at the tag, one-way loss incl. gain, distance), each (T, A), no noise."""
+    d = np.hypot(tag_xy[:, None, 0] - ants.xy[None, :, 0], tag_xy[:, None, 1] - ants.xy[None, :, 1])
+    pl = params.path_loss_1m_db + 10 * params.path_loss_exponent * np.log10(np.maximum(d, 0.1))
+    gain = antenna_gain_db(params, ants.facing, ants.xy, tag_xy)
+    wall = (crossings(tag_xy, ants.xy, walls) * wall_db[None, None, :]).sum(axis=2) if len(walls) else 0.0
+    one_way = gain - pl - wall
+    return ants.power_dbm[None, :] + one_way, one_way, d
+
+
+def sample_reads(
+    params: Rfid, forward: np.ndarray, one_way: np.ndarray, rounds: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`rounds` inventory rounds per pair (vectors of length C): read mask and RSSI, each (rounds, C)."""
+    fading = rng.normal(0.0, params.fading_sigma_db, size=(rounds, len(forward)))
+    fwd = forward[None, :] + fading
+    p = 1.0 / (1.0 + np.exp(-(fwd - params.tag_sensitivity_dbm) / params.read_width_db))
+    read = rng.random(fwd.shape) < p
+    rssi = np.clip(np.rint(fwd + one_way[None, :] - params.backscatter_loss_db), -127, 20)
+    return read, rssi
+
+
+class RfidModel:
+    """Steps every RFID antenna of the store through the world's item moves, window by window."""
+
+    def __init__(
+        self, world: World, params: Rfid, rng: np.random.Generator, traj: Trajectories | None = None
+    ):
+        self.world, self.params, self.rng = world, params, rng
+        self.ants = store_antennas(world)
+        self.traj = traj or Trajectories(world.agents)
+        self.walls = np.asarray([[*w.a, *w.b] for w in world.store.walls], dtype=float).reshape(-1, 4)
+        self.wall_db = np.asarray([w.attenuation_db for w in world.store.walls], dtype=float)
+        agent_idx = {a.id: i for i, a in enumerate(world.agents)}
+        items = world.items
+        self.epc = [it.epc for it in items]
+        span = max([m.t for it in items for m in it.moves if np.isfinite(m.t)], default=0.0) + 10.0
+        self.span = span
+        keys, state, carrier, xs, ys, starts = [], [], [], [], [], []
+        for i, it in enumerate(items):
+            starts.append(len(keys))
+            for m in it.moves:
+                keys.append(i * span + m.t)
+                state.append(_STATES[m.state])
+                carrier.append(agent_idx.get(m.where, -1) if m.state == ItemState.CARRIED else -1)
+                xs.append(m.xy[0] if m.xy else np.nan)
+                ys.append(m.xy[1] if m.xy else np.nan)
+        self.key = np.asarray(keys, dtype=float)
+        self.state = np.asarray(state, dtype=np.int64)
+        self.carrier = np.asarray(carrier, dtype=np.int64)
+        self.mx, self.my = np.asarray(xs, float), np.asarray(ys, float)
+        self.first = np.asarray(starts, dtype=np.int64)
+        self.n_items = len(items)
+
+    def positions(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(indices of items in the store at t, their (n, 2) positions, carried mask)."""
+        if self.n_items == 0:
+            return np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, bool)
+        idx = np.arange(self.n_items)
+        k = np.searchsorted(self.key, idx * self.span + t, side="right") - 1
+        valid = k >= self.first
+        k = np.where(valid, k, 0)
+        st = np.where(valid, self.state[k], _STATES[ItemState.ABSENT])
+        present = (
+            (st == _STATES[ItemState.SHELF])
+            | (st == _STATES[ItemState.ROOM])
+            | (st == _STATES[ItemState.CARRIED])
+        )
+        idx, k, st = idx[present], k[present], st[present]
+        carried = st == _STATES[ItemState.CARRIED]
+        xy = np.stack([self.mx[k], self.my[k]], axis=1)
+        if carried.any():
+            who = self.carrier[k[carried]]
+            pos = self.traj.positions(who, np.full(len(who), t))
+            xy[carried] = pos + np.asarray([0.25, 0.0])  # held at the side, about hip height
+        return idx, xy, carried
+
+    def window(self, t0: float, t1: float) -> list[TagRead]:
+        """Reads aggregated over [t0, t1) for every (tag, antenna) read at least once."""
+        if not len(self.ants):
+            return []
+        p = self.params
+        idx, xy, carried = self.positions((t0 + t1) / 2)
+        if not len(idx):
+            return []
+        d2 = (xy[:, None, 0] - self.ants.xy[None, :, 0]) ** 2 + (
+            xy[:, None, 1] - self.ants.xy[None, :, 1]
+        ) ** 2
+        ti, ai = np.nonzero(d2 < p.max_range_m**2)
+        if not len(ti):
+            return []
+        fwd, ow = pair_link_budget(p, self.ants, xy[ti], ai, self.walls, self.wall_db)
+        body = carried[ti] & (self.rng.random(len(ti)) < p.body_block_probability)
+        fwd = fwd - body * p.body_loss_db
+        ow = ow - body * p.body_loss_db
+        rounds = max(1, int(round(p.rounds_per_s * (t1 - t0))))
+        read, rssi = sample_reads(p, fwd, ow, rounds, self.rng)
+        n = read.sum(axis=0)
+        hit = np.nonzero(n)[0]
+        if not len(hit):
+            return []
+        read, rssi, n = read[:, hit], rssi[:, hit], n[hit]
+        ssum = np.where(read, rssi, 0.0).sum(axis=0)
+        smax = np.where(read, rssi, -1e9).max(axis=0)
+        first_r = read.argmax(axis=0)
+        last_r = rounds - 1 - read[::-1].argmax(axis=0)
+        dt = (t1 - t0) / rounds
+        node, ant, epc = self.ants.node, self.ants.ant.tolist(), self.epc
+        items = idx[ti[hit]].tolist()
+        return [
+            TagRead(
+                node[a], epc[i], ant[a], c, round(sm / c, 2), mx, t0 + (f + 0.5) * dt, t0 + (la + 0.5) * dt
+            )
+            for a, i, c, sm, mx, f, la in zip(
+                ai[hit].tolist(),
+                items,
+                n.tolist(),
+                ssum.tolist(),
+                smax.tolist(),
+                first_r.tolist(),
+                last_r.tolist(),
+                strict=True,
+            )
+        ]

@@ -1,0 +1,234 @@
+"""Scoring: ground truth and what the system reported in, metrics out. Pure functions.
+
+Method (docs/scenarios.md repeats it for readers of reports):
+
+- **Entry.** A true visit is a door crossing into the store by a registered customer with
+  recognition consent. Each `entered` event is matched to the earliest unmatched true visit
+  of the same customer whose span [crossing - ENTRY_EARLY_S, exit + ENTRY_LATE_S] contains
+  the event's observation time. Matched events are true positives; every other `entered`
+  event (anonymous, unconsented, a registered passer-by who never came in, a duplicate) is
+  a false positive; unmatched visits are misses. Latency = emission time - door crossing.
+- **Left.** For each matched visit, the first `left` event of that customer emitted after
+  its `entered` event; latency = emission time - door crossing out.
+- **Zones.** Every 1-s slice of each true visit (crossing in to crossing out) of each
+  tracked customer is checked against the zone the events say they are in at that moment:
+  `entered` puts them in the zone of the node that saw them, `zone_changed` (when a presence
+  engine reports zones) in its zone, `left` nowhere. `zone.accuracy` is the fraction of
+  slices with the right zone; `zone.presence_accuracy` only asks "in the store or not".
+- **Fitting rooms.** A report (room, epc, shown_at, gone_at) matches an unmatched true stay of
+  that garment in that room when their time spans overlap. Precision = matched reports /
+  reports, recall = matched stays / stays, latency = shown_at - stay start. Without
+  reports (no fitting-room engine yet) these metrics are None.
+- **Privacy.** Any event naming a customer without recognition consent, or anyone who is
+  not a registered customer, counts in `privacy.unconsented_identifications` (must be 0).
+
+Percentiles are numpy's default (linear interpolation between order statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.truth import AgentTruth, Truth
+
+ENTRY_EARLY_S = 30.0  # an entrance node may hear a customer strongly just before the door
+ENTRY_LATE_S = 60.0  # a detection after the exit (but within this) still belongs to the visit
+ZONE_SLICE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedEvent:
+    """A staff event as the scorer sees it; times are simulation seconds."""
+
+    kind: str  # entered | left | zone_changed | ...
+    customer_id: str | None
+    t_obs: float  # the observation that triggered it
+    emitted_at: float  # when the gateway emitted it
+    zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FittingReport:
+    room: str
+    epc: str
+    shown_at: float
+    gone_at: float | None = None  # None: still shown at the end of the run
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    v = list(values)
+    return float(np.percentile(np.asarray(v, dtype=float), q)) if v else None
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMatch:
+    customer_id: str
+    agent_id: str
+    entered_at: float
+    left_at: float | None
+    emitted_at: float  # of the matched `entered` event
+
+
+def match_entries(truth: Truth, events: list[ReportedEvent]) -> tuple[list[EntryMatch], int, int]:
+    """(matches, number of `entered` events, number of true visits)."""
+    visits: dict[str, list[AgentTruth]] = {}
+    for a in truth.agents:
+        if a.consent and a.customer_id is not None and a.entered_at is not None:
+            visits.setdefault(a.customer_id, []).append(a)
+    for vs in visits.values():
+        vs.sort(key=lambda a: a.entered_at)  # type: ignore[arg-type, return-value]
+    n_true = sum(len(v) for v in visits.values())
+    used: set[str] = set()
+    matches = []
+    entered = sorted((e for e in events if e.kind == "entered"), key=lambda e: e.emitted_at)
+    for e in entered:
+        for a in visits.get(e.customer_id or "", []):
+            end = (a.left_at if a.left_at is not None else truth.duration_s) + ENTRY_LATE_S
+            if a.id not in used and a.entered_at - ENTRY_EARLY_S <= e.t_obs <= end:  # type: ignore[operator]
+                used.add(a.id)
+                matches.append(EntryMatch(e.customer_id, a.id, a.entered_at, a.left_at, e.emitted_at))  # type: ignore[arg-type]
+                break
+    return matches, len(entered), n_true
+
+
+def score_entries(truth: Truth, events: list[ReportedEvent]) -> dict:
+    matches, n_events, n_true = match_entries(truth, events)
+    lat = [m.emitted_at - m.entered_at for m in matches]
+    left_lat = []
+    lefts: dict[str, list[ReportedEvent]] = {}
+    for e in events:
+        if e.kind == "left" and e.customer_id:
+            lefts.setdefault(e.customer_id, []).append(e)
+    for m in matches:
+        after = sorted(
+            (e for e in lefts.get(m.customer_id, []) if e.emitted_at >= m.emitted_at),
+            key=lambda e: e.emitted_at,
+        )
+        if after and m.left_at is not None:
+            left_lat.append(after[0].emitted_at - m.left_at)
+    return {
+        "entry.true_visits": n_true,
+        "entry.events": n_events,
+        "entry.detected": len(matches),
+        "entry.false_positives": n_events - len(matches),
+        "entry.precision": _ratio(len(matches), n_events),
+        "entry.recall": _ratio(len(matches), n_true),
+        "entry.latency_p50_s": percentile(lat, 50),
+        "entry.latency_p95_s": percentile(lat, 95),
+        "left.detected": len(left_lat),
+        "left.latency_p50_s": percentile(left_lat, 50),
+        "left.latency_p95_s": percentile(left_lat, 95),
+    }
+
+
+def predicted_zones(events: list[ReportedEvent]) -> dict[str, tuple[np.ndarray, list[str | None]]]:
+    """Per customer: (emission times, zone from then on) as the events tell it."""
+    out: dict[str, tuple[list[float], list[str | None]]] = {}
+    for e in sorted(events, key=lambda e: e.emitted_at):
+        if not e.customer_id or e.kind not in ("entered", "zone_changed", "left"):
+            continue
+        ts, zs = out.setdefault(e.customer_id, ([], []))
+        ts.append(e.emitted_at)
+        zs.append(None if e.kind == "left" else e.zone)
+    return {c: (np.asarray(ts), zs) for c, (ts, zs) in out.items()}
+
+
+def score_zones(truth: Truth, events: list[ReportedEvent]) -> dict:
+    pred = predicted_zones(events)
+    slices = right = present_right = 0
+    for a in truth.agents:
+        if not (a.consent and a.customer_id and a.entered_at is not None):
+            continue
+        end = a.left_at if a.left_at is not None else truth.duration_s
+        ts = np.arange(a.entered_at + ZONE_SLICE_S / 2, end, ZONE_SLICE_S)
+        if not len(ts):
+            continue
+        times, zones = pred.get(a.customer_id, (np.zeros(0), []))
+        k = np.searchsorted(times, ts, side="right") - 1
+        for t, i in zip(ts.tolist(), k.tolist(), strict=True):
+            guess = zones[i] if i >= 0 else None
+            actual = a.zone_at(t)
+            slices += 1
+            right += guess == actual
+            present_right += guess is not None
+    return {
+        "zone.slices": slices,
+        "zone.accuracy": _ratio(right, slices),
+        "zone.presence_accuracy": _ratio(present_right, slices),
+    }
+
+
+def score_fitting_rooms(truth: Truth, reports: list[FittingReport] | None) -> dict:
+    if reports is None:
+        return {
+            "fitting_room.true_stays": len(truth.room_items),
+            "fitting_room.reports": None,
+            "fitting_room.item_precision": None,
+            "fitting_room.item_recall": None,
+            "fitting_room.latency_p50_s": None,
+            "fitting_room.latency_p95_s": None,
+        }
+    stays: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(truth.room_items):
+        stays.setdefault((r.room, r.epc), []).append(i)
+    used: set[int] = set()
+    lat = []
+    matched = 0
+    for rep in sorted(reports, key=lambda r: r.shown_at):
+        gone = rep.gone_at if rep.gone_at is not None else np.inf
+        for i in stays.get((rep.room, rep.epc), []):
+            s = truth.room_items[i]
+            if i not in used and rep.shown_at < s.end and gone > s.start:
+                used.add(i)
+                matched += 1
+                lat.append(rep.shown_at - s.start)
+                break
+    return {
+        "fitting_room.true_stays": len(truth.room_items),
+        "fitting_room.reports": len(reports),
+        "fitting_room.item_precision": _ratio(matched, len(reports)),
+        "fitting_room.item_recall": _ratio(len(used), len(truth.room_items)),
+        "fitting_room.latency_p50_s": percentile(lat, 50),
+        "fitting_room.latency_p95_s": percentile(lat, 95),
+    }
+
+
+def score_privacy(truth: Truth, events: list[ReportedEvent]) -> dict:
+    consent = {a.customer_id: a.consent for a in truth.agents if a.customer_id}
+    bad = sum(1 for e in events if e.customer_id is not None and not consent.get(e.customer_id, False))
+    return {"privacy.unconsented_identifications": bad}
+
+
+def score(
+    truth: Truth,
+    events: list[ReportedEvent],
+    fitting_reports: list[FittingReport] | None = None,
+    wall_s: float | None = None,
+) -> dict:
+    """Every metric of a run as one flat dict (None where there is nothing to measure)."""
+    out: dict = {}
+    out |= score_entries(truth, events)
+    out |= score_zones(truth, events)
+    out |= score_fitting_rooms(truth, fitting_reports)
+    out |= score_privacy(truth, events)
+    kinds: dict[str, int] = {}
+    for e in events:
+        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    for k, n in sorted(kinds.items()):
+        out[f"events.{k}"] = n
+    by_kind: dict[str, int] = {}
+    for a in truth.agents:
+        by_kind[a.kind] = by_kind.get(a.kind, 0) + 1
+    for k, n in sorted(by_kind.items()):
+        out[f"agents.{k}"] = n
+    out["sim.duration_s"] = truth.duration_s
+    out["sim.wall_s"] = wall_s
+    out["sim.speedup"] = truth.duration_s / wall_s if wall_s else None
+    return out

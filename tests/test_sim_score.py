@@ -1,0 +1,134 @@
+"""The scorer on hand-made truth and reports: known precision, recall and latency, exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.score import FittingReport, ReportedEvent, percentile, score, score_fitting_rooms
+from sim.truth import AgentTruth, RoomItem, Truth, ZoneStay
+
+
+def _visitor(
+    aid: str, cid: str | None, consent: bool, t_in: float, t_out: float, kind: str = "regular"
+) -> AgentTruth:
+    stays = (
+        ZoneStay("pavement", t_in - 5, t_in),
+        ZoneStay("entrance", t_in, t_in + 5),
+        ZoneStay("floor", t_in + 5, t_out - 5),
+        ZoneStay("entrance", t_out - 5, t_out),
+        ZoneStay("pavement", t_out, t_out + 5),
+    )
+    return AgentTruth(aid, kind, cid, consent, t_in, t_out, stays)
+
+
+def _truth() -> Truth:
+    return Truth(
+        1000.0,
+        [
+            _visitor("v1", "c1", True, 100, 200),
+            _visitor("v2", "c2", True, 300, 400),
+            _visitor("v3", "c3", True, 500, 600),
+            _visitor("v4", "c4", True, 700, 800),
+            _visitor("v5", "c5", False, 100, 200),  # registered, recognition withdrawn
+            AgentTruth("p1", "passer_by", "c6", True, None, None, (ZoneStay("pavement", 0, 60),)),
+            _visitor("v6", None, False, 100, 200, kind="shopper"),
+        ],
+        [
+            RoomItem("fr1", "aa", 10, 20),
+            RoomItem("fr1", "bb", 10, 20),
+            RoomItem("fr2", "aa", 50, 70),
+            RoomItem("fr2", "cc", 80, 90),
+        ],
+    )
+
+
+def ev(kind: str, cid: str | None, t: float, zone: str | None = None) -> ReportedEvent:
+    return ReportedEvent(kind, cid, t, t, zone)
+
+
+def test_entry_precision_recall_and_latency_are_exact() -> None:
+    events = [
+        ev("entered", "c1", 101.0, "entrance"),  # latency 1
+        ev("entered", "c2", 303.0, "entrance"),  # latency 3
+        ev("entered", "c3", 505.0, "entrance"),  # latency 5
+        ev("entered", "c6", 30.0, "entrance"),  # a registered passer-by: false positive
+        ev("entered", "c1", 150.0, "entrance"),  # a duplicate for the same visit: false positive
+        ev("left", "c1", 210.0),
+        ev("left", "c2", 420.0),  # left latencies 10 and 20
+    ]
+    m = score(_truth(), events, wall_s=10.0)
+    assert m["entry.true_visits"] == 4
+    assert m["entry.events"] == 5
+    assert m["entry.precision"] == pytest.approx(3 / 5)
+    assert m["entry.recall"] == pytest.approx(3 / 4)
+    assert m["entry.latency_p50_s"] == pytest.approx(3.0)
+    assert m["entry.latency_p95_s"] == pytest.approx(4.8)  # linear interpolation over 1, 3, 5
+    assert m["left.latency_p50_s"] == pytest.approx(15.0)
+    assert m["left.latency_p95_s"] == pytest.approx(19.5)
+    assert m["privacy.unconsented_identifications"] == 0
+    assert m["sim.speedup"] == pytest.approx(100.0)
+
+
+def test_percentile_is_linear_interpolation() -> None:
+    assert percentile([1, 3, 5], 95) == pytest.approx(4.8)
+    assert percentile([], 50) is None
+
+
+def test_unconsented_and_unknown_identifications_are_counted() -> None:
+    events = [
+        ev("entered", "c5", 101.0),
+        ev("zone_changed", "c5", 120.0, "floor"),
+        ev("entered", "nobody", 5.0),
+        ev("entered", "c1", 101.0),
+    ]
+    m = score(_truth(), events)
+    assert m["privacy.unconsented_identifications"] == 3
+    assert m["entry.precision"] == pytest.approx(1 / 3)
+
+
+def test_no_events_gives_zero_recall_and_no_precision() -> None:
+    m = score(_truth(), [])
+    assert m["entry.recall"] == 0.0
+    assert m["entry.precision"] is None
+    assert m["entry.latency_p95_s"] is None
+    assert m["zone.accuracy"] == 0.0
+
+
+def test_zone_accuracy_slices_follow_the_events() -> None:
+    truth = Truth(1000.0, [_visitor("v1", "c1", True, 100, 200)])
+    # 100 one-second slices 100.5..199.5: entrance 100-105 (5), floor 105-195 (90), entrance 195-200 (5)
+    events = [
+        ev("entered", "c1", 100.0, "entrance"),
+        ev("zone_changed", "c1", 115.0, "floor"),
+        ev("left", "c1", 190.0),
+    ]
+    m = score(truth, events)
+    assert m["zone.slices"] == 100
+    # right: entrance 100.5..104.5 (5) + floor 115.5..189.5 (75) = 80; present: 100.5..189.5 = 90
+    assert m["zone.accuracy"] == pytest.approx(0.80)
+    assert m["zone.presence_accuracy"] == pytest.approx(0.90)
+
+
+def test_fitting_room_precision_recall_latency() -> None:
+    reports = [
+        FittingReport("fr1", "aa", 12.0, 21.0),  # match, latency 2
+        FittingReport("fr1", "bb", 14.0, None),  # match, latency 4
+        FittingReport("fr1", "cc", 80.0, 90.0),  # cross-read: wrong room -> false positive
+        FittingReport("fr2", "aa", 56.0, 71.0),  # match, latency 6
+        FittingReport("fr2", "aa", 60.0, 71.0),  # duplicate of a matched stay -> false positive
+    ]
+    m = score_fitting_rooms(_truth(), reports)
+    assert m["fitting_room.item_precision"] == pytest.approx(3 / 5)
+    assert m["fitting_room.item_recall"] == pytest.approx(3 / 4)
+    assert m["fitting_room.latency_p50_s"] == pytest.approx(4.0)
+    assert m["fitting_room.latency_p95_s"] == pytest.approx(5.8)
+
+
+def test_without_reports_fitting_room_metrics_are_none() -> None:
+    m = score_fitting_rooms(_truth(), None)
+    assert m["fitting_room.item_precision"] is None and m["fitting_room.true_stays"] == 4
+
+
+def test_truth_round_trips_through_json() -> None:
+    t = _truth()
+    assert Truth.from_dict(t.to_dict()) == t
