@@ -6,11 +6,18 @@ node's retained config topic; this file gives the values in force until then.
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.protocol import NodeConfig
+from firmware_config.node_config import NodeConfigError as NodeRuntimeConfigError
+from firmware_config.node_config import NodeRuntimeConfig
 
 
 class _Strict(BaseModel):
@@ -31,6 +38,9 @@ class BrokerSection(_Strict):
     tls: bool = False
     cafile: str | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=600)] = 30
+    # Longest pause between reconnect attempts (paho doubles from 1 s): after an outage the
+    # nodes of a store come back spread over this many seconds instead of all at once.
+    reconnect_max_s: Annotated[int, Field(ge=1, le=300)] = 30
 
     def resolved_password(self) -> str | None:
         if self.password_file:
@@ -48,10 +58,34 @@ class BleSection(_Strict):
     eddystone_namespace: str | None = None
 
 
+class QueueSection(_Strict):
+    """The durable outbox of windows (`edge.queue.DiskQueue`)."""
+
+    # SQLite file; unset means `$STATE_DIRECTORY/queue-<node>.db` under systemd
+    # (`StateDirectory=instore`), else memory only (a warning is logged: not durable).
+    path: str | None = None
+    max_windows: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+
+    def resolved_path(self, node_id: str, environ: Mapping[str, str] | None = None) -> str:
+        if self.path:
+            return self.path
+        state = (os.environ if environ is None else environ).get("STATE_DIRECTORY", "").split(":")[0]
+        return str(Path(state) / f"queue-{node_id}.db") if state else ":memory:"
+
+
+class HealthSection(_Strict):
+    # The retained status is re-published this often (queue depth, temperature, scanner state);
+    # connects, disconnects and config changes publish it at once anyway.
+    status_interval_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    thermal_dir: str = "/sys/class/thermal"
+
+
 class NodeFile(_Strict):
     node: NodeSection
     broker: BrokerSection = BrokerSection()
     ble: BleSection = BleSection()
+    queue: QueueSection = QueueSection()
+    health: HealthSection = HealthSection()
 
 
 class NodeConfigError(ValueError):
@@ -70,3 +104,22 @@ def load_node_config(path: str | Path) -> NodeFile:
     except ValidationError as exc:
         lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise NodeConfigError("\n".join(lines)) from None
+
+
+def runtime_from_wire(msg: NodeConfig, store: str, node: str) -> NodeRuntimeConfig:
+    """The runtime config carried by a config message for this node, or NodeRuntimeConfigError.
+
+    `settings` is a `NodeRuntimeConfig` (its `version`, `store` and `node` may be left out:
+    the envelope's are used); a message for another node or store, or whose settings disagree
+    with the envelope, is refused like any invalid field, naming it.
+    """
+    if msg.store != store:
+        raise NodeRuntimeConfigError("store", f"config is for store {msg.store!r}, this node is in {store!r}")
+    if msg.node != node:
+        raise NodeRuntimeConfigError("node", f"config is for node {msg.node!r}, this node is {node!r}")
+    data = dict(msg.settings)
+    for key, value in (("version", msg.version), ("store", msg.store), ("node", msg.node)):
+        if data.setdefault(key, value) != value:
+            message = f"{data[key]!r} disagrees with the envelope's {value!r}"
+            raise NodeRuntimeConfigError(f"settings.{key}", message)
+    return NodeRuntimeConfig.from_json(json.dumps(data))

@@ -2,6 +2,13 @@
 
 The scanner is bleak's `BleakScanner`; in simulation its backend is the simulator's
 `SimScanner` (a `BaseBleakScanner` subclass), so nothing here knows which it is talking to.
+
+Windows go through the node's durable queue (`edge.queue`, via `NodeLink.send`). What may
+change at run time (window length, scan mode, RSSI floor, which beacons are forwarded)
+arrives on the node's retained config topic and is applied without a restart; a config the
+node refuses leaves the one in force untouched and is reported, with its reason, in the
+node's retained status. The last applied config is kept with the queue, so a node rebooted
+during an outage scans with it rather than with its file's defaults.
 """
 
 from __future__ import annotations
@@ -9,19 +16,50 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from edge import protocol
 from edge.beacon_filter import ForwardPolicy, classify
-from edge.config import NodeFile
+from edge.config import NodeFile, NodeRuntimeConfigError, runtime_from_wire
 from edge.mqtt_link import NodeLink
+from edge.queue import DiskQueue
 from edge.window import BleWindowAggregator
+from firmware_config.node_config import NodeRuntimeConfig
 
 log = logging.getLogger("instore.edge")
+
+CONFIG_KEY = "applied_config"  # queue meta key holding the last applied NodeConfig (JSON)
+
+
+def read_cpu_temp(thermal_dir: str | Path = "/sys/class/thermal") -> float | None:
+    """CPU temperature in °C from the kernel's thermal zones, or None where there is none.
+
+    Prefers a zone whose type names the CPU (`cpu-thermal` on a Pi, `x86_pkg_temp` on a PC),
+    else the first readable zone. The files hold millidegrees.
+    """
+    zones = sorted(Path(thermal_dir).glob("thermal_zone*"))
+    readings: list[tuple[bool, float]] = []
+    for zone in zones:
+        try:
+            milli = int((zone / "temp").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        try:
+            kind = (zone / "type").read_text().strip().lower()
+        except OSError:
+            kind = ""
+        readings.append(("cpu" in kind or "pkg" in kind or "soc" in kind, milli / 1000.0))
+    for is_cpu, celsius in readings:
+        if is_cpu:
+            return celsius
+    return readings[0][1] if readings else None
 
 
 class BleNode:
@@ -29,21 +67,104 @@ class BleNode:
 
     def __init__(self, cfg: NodeFile, clock: Callable[[], float] = time.time):
         self.cfg, self.clock = cfg, clock
+        self.window_s = cfg.ble.window_s
+        self.scan_mode = cfg.ble.scan_mode
+        self.rssi_floor: float | None = None  # None: forward whatever the radio hears
         self.policy = ForwardPolicy(
             ibeacon_uuids=frozenset(u.lower() for u in cfg.ble.ibeacon_uuids),
             eddystone_namespace=cfg.ble.eddystone_namespace,
         )
+        self.runtime: NodeRuntimeConfig | None = None
+        self.config_version: int | None = None
+        self.config_error: str | None = None
+        self._config_lock = threading.Lock()
+        self._rescan = threading.Event()  # scan mode changed: restart the scanner
         self.agg = BleWindowAggregator(cfg.node.store, cfg.node.id)
-        self.link = NodeLink(cfg.node.store, cfg.node.id, cfg.broker, clock=clock, status_extra=self._health)
+        qpath = cfg.queue.resolved_path(cfg.node.id)
+        if qpath == ":memory:":
+            log.warning("no [queue] path and no STATE_DIRECTORY: windows queue in memory only")
+        self.queue = DiskQueue(qpath, cfg.queue.max_windows, first_seq=int(clock() * 1000))
+        self._restore_config()
+        self.link = NodeLink(
+            cfg.node.store,
+            cfg.node.id,
+            cfg.broker,
+            clock=clock,
+            status_extra=self._health,
+            on_config=self.on_config,
+            queue_=self.queue,
+        )
         self.scanner_state = "starting"
         self.adverts = 0
 
     def _health(self) -> dict:
-        return {"scanner": self.scanner_state}
+        return {
+            "scanner": self.scanner_state,
+            "config_version": self.config_version,
+            "config_error": self.config_error,
+            "queue_depth": self.queue.depth,
+            "dropped": self.queue.dropped,
+            "cpu_temp_c": read_cpu_temp(self.cfg.health.thermal_dir),
+        }
+
+    # --- runtime config ------------------------------------------------------------------
+
+    def _restore_config(self) -> None:
+        raw = self.queue.get_meta(CONFIG_KEY)
+        if raw is None:
+            return
+        try:
+            self._apply(NodeRuntimeConfig.from_json(raw))
+        except NodeRuntimeConfigError as exc:  # written by an older version: wait for the retained one
+            log.warning("ignoring stored config: %s", exc)
+
+    def on_config(self, msg: protocol.NodeConfig | protocol.WireError) -> None:
+        """A config message from the gateway (MQTT thread): apply it, or refuse and say why."""
+        if isinstance(msg, protocol.WireError):
+            self.config_error = f"undecodable config: {msg}"
+        else:
+            try:
+                runtime = runtime_from_wire(msg, self.cfg.node.store, self.cfg.node.id)
+            except NodeRuntimeConfigError as exc:
+                self.config_error = f"version {msg.version} refused: {exc}"
+                log.warning(
+                    "refused config version %s: %s (keeping version %s)",
+                    msg.version,
+                    exc,
+                    self.config_version,
+                )
+            else:
+                self._apply(runtime)
+                self.queue.set_meta(CONFIG_KEY, runtime.to_json())
+                self.config_error = None
+                log.info("applied config version %s", runtime.version)
+        if self.link.connected.is_set():
+            self.link.publish_status()
+
+    def _apply(self, rt: NodeRuntimeConfig) -> None:
+        with self._config_lock:
+            if rt.ble is not None:  # a node without a BLE section in the store keeps its file's settings
+                ble = rt.ble
+                self.window_s = ble.window_s
+                self.rssi_floor = ble.rssi_floor_dbm
+                self.policy = ForwardPolicy(
+                    ibeacon_uuids=frozenset(u.lower() for u in ble.ibeacon_uuids),
+                    eddystone_namespace=ble.eddystone_namespace,
+                )
+                if ble.scan_mode != self.scan_mode:
+                    self.scan_mode = ble.scan_mode
+                    self._rescan.set()
+            self.runtime = rt
+            self.config_version = rt.version
+
+    # --- scanning ------------------------------------------------------------------------
 
     def on_advertisement(self, device: BLEDevice, adv: AdvertisementData) -> None:
         now = self.clock()
         self.adverts += 1
+        floor = self.rssi_floor
+        if floor is not None and adv.rssi < floor:  # too far to matter at zone scale: not even counted
+            return
         s = classify(adv.manufacturer_data, adv.service_data, self.policy)
         if s is None:
             self.agg.count_anonymous(hash(device.address), now)
@@ -60,16 +181,17 @@ class BleNode:
             from sim.bleak_backend import SimScanner
 
             kwargs = {"backend": SimScanner, "air_url": self.cfg.ble.sim_air, "node_id": self.cfg.node.id}
-        return BleakScanner(self.on_advertisement, scanning_mode=self.cfg.ble.scan_mode, **kwargs)
+        return BleakScanner(self.on_advertisement, scanning_mode=self.scan_mode, **kwargs)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.link.start()
+        self._rescan.clear()
         scanner = self.make_scanner()
         await scanner.start()
         self.scanner_state = "scanning"
         log.info("node %s scanning (%s backend)", self.cfg.node.id, self.cfg.ble.backend)
-        window = self.cfg.ble.window_s
-        next_flush = self.clock() + window
+        next_flush = self.clock() + self.window_s
+        next_status = self.clock() + self.cfg.health.status_interval_s
         try:
             while not stop.is_set():
                 try:
@@ -77,13 +199,39 @@ class BleNode:
                 except TimeoutError:
                     pass
                 self.flush()
-                next_flush += window
+                next_flush += self.window_s  # a new window length applies from the next window
                 if next_flush < self.clock():  # fell behind (suspend, overload): skip, do not burst
-                    next_flush = self.clock() + window
+                    next_flush = self.clock() + self.window_s
+                if self._rescan.is_set() and not stop.is_set():
+                    self._rescan.clear()
+                    scanner = await self._restart_scanner(scanner)
+                if self.clock() >= next_status:
+                    next_status = self.clock() + self.cfg.health.status_interval_s
+                    if self.link.connected.is_set():
+                        self.link.publish_status()
         finally:
             self.scanner_state = "stopped"
             await scanner.stop()
             self.link.stop()
+            self.queue.close()
+
+    async def _restart_scanner(self, scanner: BleakScanner) -> BleakScanner:
+        """Apply a new scan mode: stop the scanner and start one with the new mode."""
+        self.scanner_state = "restarting"
+        try:
+            await scanner.stop()
+            scanner = self.make_scanner()
+            await scanner.start()
+        except Exception as exc:  # a BlueZ hiccup must not end the node: report it, retry next window
+            log.warning("scanner restart failed: %s", exc)
+            self.scanner_state = "error"
+            self._rescan.set()
+            return scanner
+        self.scanner_state = "scanning"
+        log.info("scanner restarted in %s mode", self.scan_mode)
+        if self.link.connected.is_set():
+            self.link.publish_status()
+        return scanner
 
 
 def run_node(cfg: NodeFile) -> None:

@@ -120,6 +120,7 @@ def render_conf(
         "persistence true",
         f"persistence_location {persistence}",
         "autosave_interval 60",
+        "max_queued_messages 200000  # the gateway offline for hours must not lose node windows",
         "",
         "log_dest stderr",
         "log_type error",

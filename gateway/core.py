@@ -16,9 +16,12 @@ from edge import protocol
 from firmware_config.store import StoreFile
 from gateway.customers import customer_card, recognisable_identities
 from gateway.events import Broadcaster, EventLog, StaffEvent
+from gateway.fleet import FleetMonitor
 from gateway.identities import IdentityResolver
+from gateway.kpi import FootfallBuffer
 from gateway.metrics import GatewayMetrics
 from gateway.presence import PresenceEngine, PresenceEvent, PresenceModel, PresenceParams
+from gateway.routes_rfid import RfidService
 
 log = logging.getLogger("instore.gateway")
 
@@ -68,6 +71,9 @@ class GatewayCore:
         self.presence = PresenceEngine(PresenceModel(store, presence_params))
         self.rejects = RejectLog(clock)
         self.node_status: dict[str, protocol.NodeStatus] = {}
+        self.fleet = FleetMonitor(store, clock, self.events, self.broadcaster, self.metrics)  # fleet: nodes, de-dup
+        self.rfid = RfidService(self)  # RFID: fitting rooms, shelves, EPCIS log
+        self.footfall = FootfallBuffer()  # anonymous counts per node and hour, for the dashboard
 
     def handle(self, topic: str, payload: bytes) -> None:
         try:
@@ -80,10 +86,15 @@ class GatewayCore:
             return
         self.rejects.ok()
         self.metrics.messages.labels(kind).inc()
+        if isinstance(msg, protocol.BleWindow | protocol.RfidWindow) and not self.fleet.window(msg):
+            return  # (node, seq) already processed: a re-delivery after an outage
         if isinstance(msg, protocol.BleWindow):
             self.on_ble(msg)
+        elif isinstance(msg, protocol.RfidWindow):
+            self.on_rfid(msg)
         elif isinstance(msg, protocol.NodeStatus):
             self.node_status[msg.node] = msg
+            self.fleet.status(msg)
 
     def on_ble(self, w: protocol.BleWindow) -> list[StaffEvent]:
         """One node window: resolve consenting customers, update presence, emit events.
@@ -96,6 +107,7 @@ class GatewayCore:
         t = w.window[1]
         heard: dict[str, float] = {}
         with self.lock:
+            self.footfall.add(self.db, w.node, t, w.anonymous.devices, w.anonymous.adverts)
             for obs in w.observations:
                 cid = self.resolver.resolve(obs.id, min(t, self.clock()))  # never ahead of our clock
                 if cid is None:
@@ -106,6 +118,10 @@ class GatewayCore:
                 return []
             return [self.emit(ev) for ev in self.presence.add_window(w.node, t, heard)]
 
+    def on_rfid(self, w: protocol.RfidWindow) -> list[StaffEvent]:
+        """One RFID reader window: garments in fitting rooms and on shelves (gateway.routes_rfid)."""
+        return self.rfid.on_window(w)
+
     def emit(self, ev: PresenceEvent) -> StaffEvent:
         data: dict = {"zone": ev.zone, "from": ev.previous, "confidence": ev.confidence, "emitted_at": self.clock()}
         if ev.dwell_s is not None:
@@ -115,6 +131,7 @@ class GatewayCore:
         staff_event = self.events.append(ev.t, ev.kind, ev.identity, data)
         self.metrics.events.labels(ev.kind).inc()
         self.broadcaster.publish(staff_event)
+        self.rfid.on_presence(ev)  # a customer walking into a fitting room starts its session
         return staff_event
 
     def forget_customer(self, customer_id: str) -> None:
@@ -122,3 +139,4 @@ class GatewayCore:
         with self.lock:
             self.resolver.forget(customer_id)
             self.presence.forget(customer_id)
+            self.rfid.forget_customer(customer_id)

@@ -39,7 +39,106 @@ def _m1(db: sqlite_utils.Database) -> None:
     db["events"].create_index(["customer_id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1]
+def _m2(db: sqlite_utils.Database) -> None:
+    """Clienteling: the customer record in full, staff, sessions, claims, tasks, sales, orders, KPIs.
+
+    Every table that can hold a customer's id has a `customer_id` column with an index, so a
+    card is a handful of index look-ups even with 100,000 customers, and erasure can find
+    every row (see `gateway.consent.PERSONAL_COLUMNS`).
+    """
+    customers = db["customers"]
+    customers.add_column("colours", str)  # JSON list
+    customers.add_column("updated_at", float)
+    db["identities"].create_index(["customer_id"])
+    db["staff"].create(
+        {"id": int, "username": str, "name": str, "pw_hash": str, "role": str, "active": int,
+         "created_at": float},
+        pk="id",
+    )
+    db["staff"].create_index(["username"], unique=True)
+    db["sessions"].create(
+        {"token_hash": str, "staff_id": int, "created_at": float, "expires_at": float},
+        pk="token_hash", foreign_keys=[("staff_id", "staff", "id")],
+    )
+    db["sessions"].create_index(["expires_at"])
+    db["visits"].create(
+        {"id": int, "customer_id": str, "entered_at": float, "left_at": float, "dwell_s": float,
+         "event_id": int},
+        pk="id",
+    )
+    db["visits"].create_index(["customer_id", "entered_at"])
+    db["visits"].create_index(["entered_at"])
+    db["fitting_sessions"].create(  # filled by the RFID work: one customer in one fitting room
+        {"id": int, "customer_id": str, "zone": str, "opened_at": float, "closed_at": float, "sale_id": int},
+        pk="id",
+    )
+    db["fitting_sessions"].create_index(["customer_id"])
+    db["tried_items"].create(
+        {"id": int, "session_id": int, "customer_id": str, "epc": str, "gtin": str, "at": float},
+        pk="id",
+    )
+    db["tried_items"].create_index(["customer_id", "at"])
+    db["tried_items"].create_index(["session_id"])
+    db["wishlist"].create(
+        {"id": int, "customer_id": str, "gtin": str, "description": str, "added_at": float}, pk="id",
+    )
+    db["wishlist"].create_index(["customer_id"])
+    db["sales"].create(
+        {"id": int, "ts": float, "customer_id": str, "amount_cents": int, "currency": str, "staff_id": int,
+         "till": str, "order_id": int},
+        pk="id",
+    )
+    db["sales"].create_index(["customer_id", "ts"])
+    db["sales"].create_index(["ts"])
+    db["sale_items"].create({"id": int, "sale_id": int, "epc": str, "gtin": str}, pk="id",
+                            foreign_keys=[("sale_id", "sales", "id")])
+    db["sale_items"].create_index(["sale_id"])
+    db["orders"].create(
+        {"id": int, "customer_id": str, "status": str, "location": str, "items": str, "amount_cents": int,
+         "created_at": float, "collected_at": float, "sale_id": int},
+        pk="id",
+    )
+    db["orders"].create_index(["customer_id", "status"])
+    db["tasks"].create(
+        {"id": int, "kind": str, "customer_id": str, "title": str, "due_at": float, "created_at": float,
+         "created_by": int, "done_at": float, "done_by": int},
+        pk="id",
+    )
+    db["tasks"].create_index(["customer_id", "done_at"])
+    db["tasks"].create_index(["due_at"])
+    db["notes"].create(
+        {"id": int, "customer_id": str, "staff_id": int, "at": float, "text": str}, pk="id",
+    )
+    db["notes"].create_index(["customer_id", "at"])
+    db["claims"].create(  # who is looking after a customer or a task right now: one at a time
+        {"subject": str, "customer_id": str, "staff_id": int, "at": float}, pk="subject",
+    )
+    db["claims"].create_index(["customer_id"])
+    db["alert_answers"].create(  # an "entered" alert is answered when a staff member claims the customer
+        {"event_id": int, "customer_id": str, "staff_id": int, "alert_ts": float, "answered_at": float},
+        pk="event_id",
+    )
+    db["alert_answers"].create_index(["customer_id"])
+    db["footfall"].create(  # anonymous: per hour and node, never an identifier
+        {"hour": int, "node": str, "adverts": int, "devices_max": int, "windows": int}, pk=("hour", "node"),
+    )
+    db["maintenance"].create({"key": str, "value": float}, pk="key")
+
+
+def _m3_rfid(db: sqlite_utils.Database) -> None:
+    """RFID: products catalogue and the observation log (idempotent; defined in gateway.products)."""
+    from gateway.products import migrate_rfid
+
+    migrate_rfid(db)
+
+
+def _m4_node_configs(db: sqlite_utils.Database) -> None:
+    """The node configs last published, so versions survive gateway restarts and only grow."""
+    db.execute("CREATE TABLE IF NOT EXISTS node_configs (node TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+               " body TEXT NOT NULL)")  # IF NOT EXISTS: gateways before this migration made it themselves
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3_rfid, _m4_node_configs]
 
 
 def open_db(path: str | Path) -> sqlite_utils.Database:

@@ -10,6 +10,7 @@ import uvicorn
 
 from firmware_config.store import StoreFile
 from gateway.app import create_app
+from gateway.config_push import ConfigPusher
 from gateway.core import GatewayCore
 from gateway.db import open_db
 from gateway.mqtt_ingest import MqttIngest
@@ -29,7 +30,9 @@ def build_gateway(
         username=username, password=password,
         on_state=lambda up: core.metrics.mqtt_connected.set(1 if up else 0),
     )
-    return create_app(core, ingest), core
+    pusher = ConfigPusher.from_db(store, db, core.lock, broker_host or store.broker.host,
+                                  broker_port or store.broker.port, username=username, password=password)
+    return create_app(core, ingest, pusher), core
 
 
 def run_gateway(store: StoreFile, *, host: str | None = None, port: int | None = None, **kwargs) -> None:  # noqa: ANN003

@@ -6,6 +6,7 @@ config), otherwise the embedded pure-Python broker amqtt, so the demo runs with 
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -48,8 +49,10 @@ class Broker:
             conf.write_text(
                 f"listener {self.port} 127.0.0.1\n"
                 "allow_anonymous true\n"  # loopback only: the local demo/test broker, not a store's
-                "persistence false\n"
-                "max_queued_messages 100000\n"
+                # like a store's broker: sessions and queued QoS 1 messages survive a restart
+                f"persistence true\npersistence_location {self.workdir}/\n"
+                f"user {getpass.getuser()}\n"  # as root Mosquitto would switch to `mosquitto`, who cannot write here
+                "max_queued_messages 200000\n"
                 "log_dest stderr\nlog_type error\nlog_type warning\n"
             )
             cmd = [shutil.which("mosquitto") or "mosquitto", "-c", str(conf)]

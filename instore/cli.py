@@ -26,11 +26,13 @@ app = typer.Typer(
 sim_app = typer.Typer(help="The store simulator: run scenarios fast and score them.", no_args_is_help=True)
 decode_app = typer.Typer(help="Decode captured radio data for installers (JSON out, exit 1 on bad input).",
                          no_args_is_help=True)
+staff_app = typer.Typer(help="Staff accounts for the tablets and the manager dashboard.", no_args_is_help=True)
 config_app = typer.Typer(help="Store files: validate them, generate broker and node configuration.",
                          no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
 app.add_typer(decode_app, name="decode")
 app.add_typer(config_app, name="config")
+app.add_typer(staff_app, name="staff")
 
 
 class _JsonFormatter(logging.Formatter):
@@ -240,6 +242,33 @@ def config_mosquitto(
     files = generate(parsed, out, persistence_dir=persistence_dir, bridge_password=bridge_pw)
     for f in (files.conf, files.passwd, files.acl, files.credentials):
         typer.echo(f"wrote {f}")
+
+
+@staff_app.command("add")
+def staff_add(
+    username: Annotated[str, typer.Argument(help="Sign-in name: lower-case letters, digits, '.', '_' or '-'.")],
+    store: Annotated[Path, typer.Option(help="The store file (for the database location).")],
+    role: Annotated[str, typer.Option(help="associate (tablet) or manager (tablet, dashboard, staff accounts).")] = "associate",
+    name: Annotated[str, typer.Option(help="Display name on the tablets.")] = "",
+    db: Annotated[Path | None, typer.Option(help="Database file (default: the store file's gateway.database).")] = None,
+    password_file: Annotated[Path | None, typer.Option(help="Read the password from this file instead of asking.")] = None,
+) -> None:
+    """Add a staff account (the first manager is created this way)."""
+    from firmware_config.validate import ConfigError, validate_file
+    from gateway.auth import create_staff
+    from gateway.db import open_db
+
+    try:
+        parsed = validate_file(store)
+    except (ConfigError, OSError) as exc:
+        _fail(str(exc))
+    password = (password_file.read_text(encoding="utf-8").strip() if password_file
+                else typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    try:
+        create_staff(open_db(db or parsed.gateway.database), username, password, role, name=name)
+    except ValueError as exc:
+        _fail(f"error: {exc}")
+    typer.echo(f"added {role} {username!r}")
 
 
 @app.command()

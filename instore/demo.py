@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from firmware_config.store import StoreFile
+from gateway.auth import create_staff
 from gateway.db import open_db
 from instore.broker import Broker, free_port, start_broker, wait_port
 from sim.air import AirServer
@@ -31,6 +33,7 @@ from sim.enrol import enrol_world
 from sim.scenario import load_scenario
 from sim.world import AgentKind, World, build_world
 
+DEMO_USER = "manager"
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "sim" / "scenarios" / "demo.toml"
 
 
@@ -50,6 +53,7 @@ class AlertCounter:
     """Follows the tablet stream like a tablet would, counting what arrives."""
 
     url: str
+    token: str = ""
     entered: list[dict] = field(default_factory=list)
     other: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
@@ -58,7 +62,8 @@ class AlertCounter:
         last = "0"
         while not self.stop.is_set():
             try:
-                with httpx.stream("GET", self.url, headers={"Last-Event-ID": last}, timeout=None) as r:
+                headers = {"Last-Event-ID": last, "Authorization": f"Bearer {self.token}"}
+                with httpx.stream("GET", self.url, headers=headers, timeout=None) as r:
                     kind = None
                     for line in r.iter_lines():
                         if self.stop.is_set():
@@ -127,6 +132,8 @@ def run_demo(
     db_path = wd / "gateway.db"
     db = open_db(db_path)
     enrol_world(db, world, now=time.time())
+    password = secrets.token_urlsafe(9)
+    create_staff(db, DEMO_USER, password, "manager", name="Demo manager")
     db.conn.close()
 
     broker: Broker = start_broker(broker_kind, workdir=wd)
@@ -166,8 +173,11 @@ def run_demo(
             deadline = time.monotonic() + 60
             while sum(bool(v) for v in air.clients.values()) < len(ble_nodes) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
+            counter.token = httpx.post(f"http://127.0.0.1:{http_port}/api/login",
+                                       json={"username": DEMO_USER, "password": password}).json()["token"]
             threading.Thread(target=counter.run, daemon=True).start()
-            echo(f"{len(ble_nodes)} edge nodes and the gateway are up; tablet: http://127.0.0.1:{http_port}/tablet")
+            echo(f"{len(ble_nodes)} edge nodes and the gateway are up; tablet: http://127.0.0.1:{http_port}/tablet "
+                 f"(sign in as {DEMO_USER!r}, password {password!r})")
             t0 = time.time()
             until = duration if duration is not None else sc.scenario.duration_s
             await air.run(lambda: time.time() - t0, until, stop)

@@ -32,6 +32,7 @@ from edge.window import BleWindowAggregator
 from firmware_config.store import StoreFile
 from gateway.core import GatewayCore
 from gateway.db import open_db
+from gateway.fitting_rooms import FITTING_ROOM, RoomEvent, fitting_reports
 from sim.emitter import ADDRESS_ROTATION_S, Emitter, Reception
 from sim.enrol import enrol_world
 from sim.rfid_model import RfidModel
@@ -444,10 +445,11 @@ def run_fast(
             )
         )
     wall = time.perf_counter() - wall0
-    notes = [
-        "fitting_room.*: the gateway has no fitting-room engine yet, so there are no reports to score "
-        "(the scorer is complete and tested; truth has the true stays)"
-    ]
+    notes: list[str] = []
+    reports = fitting_reports(
+        RoomEvent(ev.kind, ev.ts - epoch, ev.data["room"], FITTING_ROOM, ev.data.get("epc"))
+        for ev in core.events.after(0, limit=10**9) if ev.kind in ("item_shown", "item_gone")
+    )
     rejects = sum(
         s.value for m in core.metrics.rejects.collect() for s in m.samples if s.name.endswith("_total")
     )
@@ -461,11 +463,11 @@ def run_fast(
         "items": len(world.items),
         "items_sold": truth.items_sold,
     }
-    metrics = score(truth, events, None, wall)
+    metrics = score(truth, events, reports, wall)
     for k, v in counts.items():
         metrics[f"count.{k}"] = v
     return RunResult(
-        sc.scenario.name, sc.scenario.seed, world, truth, events, None, counts, wall, metrics, notes, payloads
+        sc.scenario.name, sc.scenario.seed, world, truth, events, reports, counts, wall, metrics, notes, payloads
     )
 
 

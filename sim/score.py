@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gateway.fitting_rooms import FittingReport  # the gateway reports, the scorer reads
 from sim.truth import AgentTruth, Truth
 
 ENTRY_EARLY_S = 30.0  # an entrance node may hear a customer strongly just before the door
@@ -48,14 +49,6 @@ class ReportedEvent:
     t_obs: float  # the observation that triggered it
     emitted_at: float  # when the gateway emitted it
     zone: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FittingReport:
-    room: str
-    epc: str
-    shown_at: float
-    gone_at: float | None = None  # None: still shown at the end of the run
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:

@@ -17,6 +17,7 @@ import pytest
 from edge.config import BleSection, BrokerSection, NodeFile, NodeSection
 from edge.node import BleNode
 from firmware_config.store import load_store
+from gateway.auth import create_staff
 from gateway.db import open_db
 from gateway.service import build_gateway
 from sim.air import AirServer
@@ -28,28 +29,31 @@ from tests.conftest import BOUTIQUE
 
 pytestmark = pytest.mark.slow
 
-OUT, DOOR, IN = (10.0, -2.5), (10.0, 0.0), (10.0, 5.0)
+OUT, DOOR, IN = (10.0, -2.5), (10.0, 0.0), (9.0, 7.5)  # in, and on to the rails by the west wall
 
 
 def _walk_in(agent_id: str, start: float, customer: Customer | None):  # noqa: ANN202
     kind = AgentKind.REGULAR if customer else AgentKind.SHOPPER
     return scripted_agent(
         agent_id, kind,
-        [(start, OUT, "pavement"), (start + 2.0, DOOR, "entrance"), (start + 6.0, IN, "floor"), (600.0, IN, "floor")],
+        [(start, OUT, "pavement"), (start + 2.0, DOOR, "entrance"), (start + 8.0, IN, "floor"), (600.0, IN, "floor")],
         customer=customer, entered_at=start + 2.0,
     )
 
 
 class StreamReader:
-    def __init__(self, url: str):
-        self.url, self.events, self.stop = url, [], threading.Event()
+    """Follows the tablet stream like a signed-in tablet, resuming with Last-Event-ID."""
+
+    def __init__(self, url: str, token: str):
+        self.url, self.token, self.events, self.stop = url, token, [], threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
         last = "0"
         while not self.stop.is_set():
             try:
-                with httpx.stream("GET", self.url, headers={"Last-Event-ID": last}, timeout=None) as r:
+                headers = {"Last-Event-ID": last, "Authorization": f"Bearer {self.token}"}
+                with httpx.stream("GET", self.url, headers=headers, timeout=None) as r:
                     for line in r.iter_lines():
                         if line.startswith("id:"):
                             last = line[3:].strip()
@@ -75,13 +79,16 @@ def test_regular_customer_alert_reaches_tablet_stream_across_a_broker_restart(mo
     sc = Scenario(scenario=ScenarioInfo(name="e2e", store=str(BOUTIQUE), duration_s=600),
                   population=Population(visitors=0, passers_by=0, staff=0))
     world = World(store=store, scenario=sc, customers=[alice, bob], agents=[
-        _walk_in("alice", 1.0, alice), _walk_in("anon", 1.0, None), _walk_in("bob", 16.0, bob),
+        _walk_in("alice", 1.0, alice), _walk_in("anon", 1.0, None), _walk_in("bob", 50.0, bob),
     ])
     db_path = tmp_path / "gw.db"
-    enrol_world(open_db(db_path), world, now=time.time())
+    db = open_db(db_path)
+    enrol_world(db, world, now=time.time())
+    create_staff(db, "ana", "correct horse battery", "associate")
     app, core = build_gateway(store, db_path=db_path, broker_port=mosquitto.port)
     http = serve(app)
-    stream = StreamReader(f"{http.url}/api/stream")
+    token = httpx.post(f"{http.url}/api/login", json={"username": "ana", "password": "correct horse battery"})
+    stream = StreamReader(f"{http.url}/api/stream", token.json()["token"])
 
     stop = asyncio.Event()
     loop = asyncio.new_event_loop()
@@ -107,7 +114,7 @@ def test_regular_customer_alert_reaches_tablet_stream_across_a_broker_restart(mo
     thread = threading.Thread(target=loop.run_until_complete, args=(air_and_nodes(),), daemon=True)
     thread.start()
     try:
-        first = stream.wait_for(lambda e: e["kind"] == "entered", timeout=12)
+        first = stream.wait_for(lambda e: e["kind"] == "entered", timeout=45)
         assert [e["customer_id"] for e in first] == ["c-alice"]
         assert first[0]["data"]["customer"]["name"] == "Alice Adler"
         assert first[0]["data"]["customer"]["sizes"] == {"tops": "M"}
@@ -116,7 +123,8 @@ def test_regular_customer_alert_reaches_tablet_stream_across_a_broker_restart(mo
         time.sleep(2.0)
         mosquitto.start()
 
-        second = stream.wait_for(lambda e: e["customer_id"] == "c-bob", timeout=25)
+        assert time.time() - t0 < 50  # the restart is over before Bob walks in at 50 s
+        second = stream.wait_for(lambda e: e["customer_id"] == "c-bob", timeout=60)
         assert second and second[0]["kind"] == "entered"
         entered = [e["customer_id"] for e in stream.events if e["kind"] == "entered"]
         assert sorted(entered) == ["c-alice", "c-bob"]  # one alert each; the anonymous phone none

@@ -7,6 +7,7 @@ import time
 import httpx
 
 from firmware_config.store import load_store
+from gateway import auth
 from gateway.app import create_app
 from gateway.core import GatewayCore
 from gateway.db import open_db
@@ -28,11 +29,14 @@ def _ids(url: str, headers: dict, n: int) -> list[int]:
 
 def test_stream_replays_only_events_after_last_event_id(serve, tmp_path) -> None:  # noqa: ANN001
     core = GatewayCore(load_store(BOUTIQUE), open_db(tmp_path / "gw.db"), clock=time.time)
+    auth.create_staff(core.db, "ana", "associate-pass", "associate")
     server = serve(create_app(core))
+    login = httpx.post(f"{server.url}/api/login", json={"username": "ana", "password": "associate-pass"})
+    bearer = {"Authorization": f"Bearer {login.json()['token']}"}  # the stream needs a staff session
     ids = [core.emit(PresenceEvent("entered", f"c{i}", float(i), "entrance", "pavement", 0.9)).id for i in range(5)]
     url = f"{server.url}/api/stream"
-    assert _ids(url, {"Last-Event-ID": str(ids[1])}, 3) == ids[2:]
-    assert _ids(url + "?after=0", {}, 5) == ids
-    r = httpx.get(f"{server.url}/api/events", params={"after": ids[3]})
+    assert _ids(url, {"Last-Event-ID": str(ids[1]), **bearer}, 3) == ids[2:]
+    assert _ids(url + "?after=0", bearer, 5) == ids
+    r = httpx.get(f"{server.url}/api/events", params={"after": ids[3]}, headers=bearer)
     assert [e["id"] for e in r.json()] == ids[4:]
-    assert httpx.get(f"{server.url}/api/events", params={"after": -1}).status_code == 422
+    assert httpx.get(f"{server.url}/api/events", params={"after": -1}, headers=bearer).status_code == 422

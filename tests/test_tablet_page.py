@@ -8,6 +8,7 @@ import time
 import pytest
 
 from firmware_config.store import load_store
+from gateway import auth
 from gateway.app import create_app
 from gateway.core import GatewayCore
 from gateway.customers import add_customer
@@ -22,10 +23,15 @@ def test_alert_appears_and_a_missed_alert_is_replayed_once_after_restart(serve, 
     db = open_db(tmp_path / "gw.db")
     add_customer(db, "c1", "Alice Adler", sizes={"tops": "M"}, brands=["Linea"], now=0)
     add_customer(db, "c2", "Bob Berg", sizes={"tops": "L"}, brands=["Mono"], now=0)
+    auth.create_staff(db, "ana", "associate-pass", "associate")
     core = GatewayCore(load_store(BOUTIQUE), db, clock=time.time)
     server = serve(create_app(core))
     page = browser.new_page()
-    page.goto(f"{server.url}/tablet")
+    page.goto(f"{server.url}/tablet")  # staff sign in first; the session cookie also opens the stream
+    page.fill("#u", "ana")
+    page.fill("#p", "associate-pass")
+    page.click("#go")
+    page.wait_for_url(f"{server.url}/tablet")
     page.wait_for_selector("#conn.live")
 
     core.emit(PresenceEvent("entered", "c1", time.time(), "entrance", "pavement", 0.9))

@@ -1,0 +1,358 @@
+"""The fleet of edge nodes: who is online, who is silent, who runs the wrong config.
+
+Three parts, from pure to shell:
+
+- `SeqWindow`: per-node de-duplication of windows on their sequence number. After an outage
+  a node re-sends what the broker never acknowledged, and the broker re-delivers what the
+  gateway never acknowledged, so the same `(node, seq)` can arrive twice; it must count once.
+- `fleet_view`: pure, from the last status and window time of every node to its state
+  (`online`, `stale`: no window for `stale_after_s`, `offline`, `unknown`) and whether it is
+  `misconfigured` (it refused its config, or runs a version behind the gateway's).
+- `FleetMonitor`: the thread-safe shell the ingest core calls; it keeps the records, counts
+  duplicates and late windows in Prometheus, and raises a `node_offline` staff event when a
+  fitting-room node goes offline (a fitting room without its reader loses alerts silently).
+
+`fleet_router` serves `/fleet` (a tablet-readable page) and `/api/fleet` (JSON).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+from prometheus_client import Counter, Gauge
+
+from edge import protocol
+from firmware_config.store import NodeRole, StoreFile
+from gateway.events import Broadcaster, EventLog
+from gateway.metrics import GatewayMetrics
+
+if TYPE_CHECKING:
+    from gateway.config_push import ConfigPusher
+    from gateway.core import GatewayCore
+
+# Seqs remembered per node. A re-delivery is at most a node's in-flight window (64) plus the
+# broker's in-flight window to the gateway behind the newest seq; 4,096 covers that with room
+# and costs ~300 KB for a 40-node store.
+SEQ_WINDOW = 4096
+# A node that is `online` but has sent no window for this long has a hung scanner or a
+# wedged loop (its MQTT keepalive still answers): show it, do not wait for the watchdog.
+STALE_AFTER_S = 30.0
+
+State = Literal["unknown", "online", "stale", "offline"]
+
+
+class SeqWindow:
+    """Recently seen sequence numbers of one node, bounded to `size`.
+
+    A seq far below everything recent (more than `size` behind the newest) cannot be a
+    re-delivery, so it means the node started again from a fresh queue (re-installed, SD card
+    replaced): the window restarts from it instead of discarding the node's data for ever.
+    """
+
+    __slots__ = ("size", "_seen", "_order", "high", "resets")
+
+    def __init__(self, size: int = SEQ_WINDOW):
+        self.size = size
+        self._seen: set[int] = set()
+        self._order: deque[int] = deque()
+        self.high = -1
+        self.resets = 0
+
+    def accept(self, seq: int) -> bool:
+        """True the first time `seq` is seen, False for a duplicate."""
+        if seq in self._seen:
+            return False
+        if self.high >= 0 and seq < self.high - self.size:
+            self._seen.clear()
+            self._order.clear()
+            self.high = -1
+            self.resets += 1
+        self._seen.add(seq)
+        self._order.append(seq)
+        if len(self._order) > self.size:
+            self._seen.discard(self._order.popleft())
+        self.high = max(self.high, seq)
+        return True
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    """What the gateway knows about one node (mutable, owned by FleetMonitor)."""
+
+    status: protocol.NodeStatus | None = None
+    status_at: float | None = None  # gateway clock when the status arrived
+    last_window_at: float | None = None  # gateway clock of the newest live window
+    windows: int = 0
+    late: int = 0
+    duplicates: int = 0
+    seqs: dict[str, SeqWindow] = field(default_factory=dict)  # per stream: ble and rfid number apart
+    online_since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node as the fleet page shows it."""
+
+    node: str
+    role: str
+    zone: str | None
+    state: State
+    misconfigured: bool
+    problems: tuple[str, ...]
+    last_window_age_s: float | None
+    config_version: int | None
+    expected_config_version: int | None
+    config_error: str | None
+    version: str | None
+    uptime_s: float | None
+    scanner: str | None
+    reader: dict | None
+    queue_depth: int
+    dropped: int
+    cpu_temp_c: float | None
+    windows: int
+    late_windows: int
+    duplicates: int
+
+
+def node_state(rec: NodeRecord | None, now: float, stale_after_s: float = STALE_AFTER_S) -> State:
+    """`offline` from the retained status, `stale` when online but silent, else `online`."""
+    if rec is None or rec.status is None:
+        return "unknown"
+    if rec.status.state == "offline":
+        return "offline"
+    last = rec.last_window_at if rec.last_window_at is not None else rec.online_since
+    if last is not None and now - last > stale_after_s:
+        return "stale"
+    return "online"
+
+
+def _uptime(rec: NodeRecord | None, now: float) -> float | None:
+    """Uptime now: the status's figure plus the time since it arrived, while the node is online."""
+    if rec is None or rec.status is None:
+        return None
+    if rec.status.state != "online" or rec.status_at is None:
+        return rec.status.uptime_s
+    return round(rec.status.uptime_s + max(0.0, now - rec.status_at), 1)
+
+
+def fleet_view(
+    store: StoreFile,
+    records: Mapping[str, NodeRecord],
+    expected: Mapping[str, int],
+    now: float,
+    stale_after_s: float = STALE_AFTER_S,
+) -> list[NodeView]:
+    """Every node of the store file (plus any unknown node that reported), in file order."""
+    ids = [n.id for n in store.nodes] + sorted(set(records) - {n.id for n in store.nodes})
+    out: list[NodeView] = []
+    for node_id in ids:
+        try:
+            info = store.node(node_id)
+            role, zone = str(info.role), info.zone
+        except KeyError:
+            role, zone = "unknown", None
+        rec = records.get(node_id)
+        st = rec.status if rec is not None else None
+        state = node_state(rec, now, stale_after_s)
+        want = expected.get(node_id)
+        problems: list[str] = []
+        if role == "unknown":
+            problems.append("not in the store file")
+        if st is not None and st.config_error:
+            problems.append(f"config refused: {st.config_error}")
+        behind = st is not None and st.state == "online" and want is not None and st.config_version != want
+        if behind:
+            problems.append(f"config version {st.config_version} is not the current {want}")  # type: ignore[union-attr]
+        misconfigured = role == "unknown" or behind or bool(st is not None and st.config_error)
+        if state == "stale":
+            problems.append(f"no window for {stale_after_s:.0f} s")
+        if st is not None and st.dropped:
+            problems.append(f"{st.dropped} windows dropped from its queue")
+        out.append(
+            NodeView(
+                node=node_id,
+                role=role,
+                zone=zone,
+                state=state,
+                misconfigured=misconfigured,
+                problems=tuple(problems),
+                last_window_age_s=None
+                if rec is None or rec.last_window_at is None
+                else round(now - rec.last_window_at, 1),
+                config_version=st.config_version if st else None,
+                expected_config_version=want,
+                config_error=st.config_error if st else None,
+                version=st.version if st else None,
+                uptime_s=_uptime(rec, now),
+                scanner=st.scanner if st else None,
+                reader=st.reader if st else None,
+                queue_depth=st.queue_depth if st else 0,
+                dropped=st.dropped if st else 0,
+                cpu_temp_c=st.cpu_temp_c if st else None,
+                windows=rec.windows if rec else 0,
+                late_windows=rec.late if rec else 0,
+                duplicates=rec.duplicates if rec else 0,
+            )
+        )
+    return out
+
+
+def summary(views: Sequence[NodeView]) -> dict[str, int]:
+    counts = {"online": 0, "stale": 0, "offline": 0, "unknown": 0, "misconfigured": 0}
+    for v in views:
+        counts[v.state] += 1
+        counts["misconfigured"] += v.misconfigured
+    return counts
+
+
+class FleetMonitor:
+    """Thread-safe fleet records fed by `GatewayCore.handle` (MQTT thread), read by the API."""
+
+    def __init__(
+        self,
+        store: StoreFile,
+        clock: Callable[[], float],
+        events: EventLog,
+        broadcaster: Broadcaster,
+        metrics: GatewayMetrics,
+        stale_after_s: float = STALE_AFTER_S,
+    ):
+        self.store, self.clock, self.events, self.broadcaster = store, clock, events, broadcaster
+        self.metrics, self.stale_after_s = metrics, stale_after_s
+        self.records: dict[str, NodeRecord] = {}
+        self.expected: dict[str, int] = {}
+        self.expected_source: Callable[[], Mapping[str, int]] | None = None  # live: the config pusher
+        self._lock = threading.Lock()
+        self._fitting_rooms = frozenset(n.id for n in store.nodes if n.role == NodeRole.FITTING_ROOM)
+        r = metrics.registry
+        self.duplicates = Counter(
+            "instore_gateway_duplicate_windows",
+            "Windows dropped as already seen (node, seq)",
+            ["kind"],
+            registry=r,
+        )
+        self.late = Counter(
+            "instore_gateway_late_windows",
+            "Windows replayed from a node's queue after an outage",
+            ["kind"],
+            registry=r,
+        )
+        self.nodes = Gauge(
+            "instore_gateway_nodes", "Nodes of the store by fleet state", ["state"], registry=r
+        )
+        for s in ("online", "stale", "offline", "unknown", "misconfigured"):
+            self.nodes.labels(s).set_function(self._counter(s))
+
+    def _counter(self, state: str) -> Callable[[], float]:
+        return lambda: float(summary(self.view())[state])
+
+    def _rec(self, node: str) -> NodeRecord:
+        rec = self.records.get(node)
+        if rec is None:
+            rec = self.records[node] = NodeRecord()
+        return rec
+
+    def window(self, msg: protocol.BleWindow | protocol.RfidWindow) -> bool:
+        """Record a window; False if `(node, kind, seq)` was already processed (drop it)."""
+        with self._lock:
+            rec = self._rec(msg.node)
+            if not rec.seqs.setdefault(msg.type, SeqWindow()).accept(msg.seq):
+                rec.duplicates += 1
+                self.duplicates.labels(msg.type).inc()
+                return False
+            rec.windows += 1
+            if msg.late:
+                rec.late += 1
+                self.late.labels(msg.type).inc()
+            else:
+                rec.last_window_at = self.clock()
+            return True
+
+    def status(self, msg: protocol.NodeStatus) -> None:
+        """Record a status; a fitting-room node going offline raises a `node_offline` event."""
+        now = self.clock()
+        with self._lock:
+            rec = self._rec(msg.node)
+            before = rec.status.state if rec.status is not None else None
+            rec.status, rec.status_at = msg, now
+            if msg.state == "online" and before != "online":
+                rec.online_since = now
+            alert = msg.state == "offline" and before != "offline" and msg.node in self._fitting_rooms
+        if alert:
+            node = self.store.node(msg.node)
+            data = {
+                "node": msg.node,
+                "zone": node.zone,
+                "role": str(node.role),
+                "message": f"Fitting-room node {msg.node} went offline",
+                "emitted_at": now,
+            }
+            ev = self.events.append(now, "node_offline", None, data)
+            self.metrics.events.labels("node_offline").inc()
+            self.broadcaster.publish(ev)
+
+    def expect(self, versions: Mapping[str, int] | Callable[[], Mapping[str, int]]) -> None:
+        """The config versions the gateway publishes (or where to read them, live): a node
+        reporting another version is misconfigured."""
+        with self._lock:
+            if callable(versions):
+                self.expected_source = versions
+            else:
+                self.expected.update(versions)
+
+    def view(self, now: float | None = None) -> list[NodeView]:
+        expected = dict(self.expected)
+        if self.expected_source is not None:
+            expected.update(self.expected_source())
+        with self._lock:
+            return fleet_view(
+                self.store, self.records, expected, self.clock() if now is None else now, self.stale_after_s
+            )
+
+    def to_json(self) -> dict:
+        views = self.view()
+        return {
+            "store": self.store.store.id,
+            "ts": self.clock(),
+            "summary": summary(views),
+            "nodes": [asdict(v) for v in views],
+        }
+
+
+def fleet_router(core: GatewayCore, pusher: ConfigPusher | None = None) -> APIRouter:
+    """`/fleet` and `/api/fleet`; the router's lifespan runs the config pusher, if any."""
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app) -> AsyncIterator[None]:  # noqa: ANN001
+        if pusher is not None:
+            core.fleet.expect(pusher.versions)
+            pusher.start()
+        try:
+            yield
+        finally:
+            if pusher is not None:
+                pusher.stop()
+
+    router = APIRouter(lifespan=lifespan)
+
+    @router.get("/fleet", response_class=HTMLResponse, summary="Fleet of edge nodes (page)")
+    async def fleet_page() -> HTMLResponse:
+        return HTMLResponse(
+            resources.files("gateway").joinpath("static", "fleet.html").read_text(encoding="utf-8")
+        )
+
+    @router.get("/api/fleet", summary="Fleet of edge nodes: state, health, config versions")
+    async def fleet_api() -> dict:
+        return core.fleet.to_json()
+
+    return router

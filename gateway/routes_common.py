@@ -1,0 +1,145 @@
+"""What the clienteling routers share: the service object and the sign-in dependencies.
+
+`Clienteling` holds what the routes need besides the request (the core, the database and
+its lock, the clock, the consent and sale hook lists) and lives on `app.state`, so routers
+are plain module-level `APIRouter`s and tests build as many apps as they like.
+
+Auth: a session token in the `instore_session` cookie (HttpOnly, SameSite=Strict; the
+tablet's EventSource sends it like any same-origin request) or an `Authorization: Bearer`
+header (the till). API routes answer 401/403; pages redirect to the sign-in page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+
+from gateway import auth
+from gateway.consent import RETENTION_DAYS, ConsentHooks, purge_identified_presence, sync_visits
+from gateway.core import GatewayCore
+from gateway.customers import Identity
+from gateway.events import StaffEvent
+from gateway.pos import SaleHooks
+
+log = logging.getLogger("instore.gateway")
+
+MAINTENANCE_EVERY_S = 300.0  # visits folded in and old identified presence purged every 5 minutes
+
+
+class Clienteling:
+    def __init__(
+        self,
+        core: GatewayCore,
+        *,
+        retention_s: float = RETENTION_DAYS * 86400.0,
+        session_ttl_s: float = auth.SESSION_TTL_S,
+    ):
+        self.core, self.db, self.lock = core, core.db, core.lock
+        self.retention_s, self.session_ttl_s = retention_s, session_ttl_s
+        self.hooks = ConsentHooks()
+        self.sale_hooks = SaleHooks()
+        self.tz = ZoneInfo(core.store.store.timezone)
+
+    def now(self) -> float:
+        return self.core.clock()
+
+    def publish(self, kind: str, customer_id: str | None, data: dict) -> StaffEvent:
+        """Append a staff event (claims, tasks) to the log and push it to every tablet."""
+        ev = self.core.events.append(self.now(), kind, customer_id, data)
+        self.core.broadcaster.publish(ev)
+        return ev
+
+    def recognise(self, ident: Identity) -> None:
+        """A new identity of a consenting customer: start recognising it now, without a restart."""
+        with self.lock:
+            self.core.resolver.add(ident)
+
+    def maintain(self) -> dict:
+        """The periodic housekeeping: visits from events, retention purge, expired sessions."""
+        now = self.now()
+        with self.lock:
+            visits = sync_visits(self.db)
+            purged = purge_identified_presence(self.db, now, self.retention_s)
+            self.db.execute("DELETE FROM sessions WHERE expires_at < ?", [now])
+        return {"visit_events": visits, "purged_rows": purged}
+
+
+def svc(request: Request) -> Clienteling:
+    return request.app.state.clienteling
+
+
+Svc = Annotated[Clienteling, Depends(svc)]
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.cookies.get(auth.COOKIE)
+
+
+def current_staff(request: Request, s: Svc) -> auth.Staff | None:
+    with s.lock:
+        return auth.session_staff(s.db, _token(request), now=s.now())
+
+
+PAGE_PREFIXES_API = ("/api/", "/pos/", "/orders")  # everything else answered with HTML is a page
+
+
+def require_staff(request: Request, s: Svc) -> auth.Staff:
+    """A valid, unexpired session. Without one, APIs answer 401 and pages redirect to sign-in."""
+    staff = current_staff(request, s)
+    if staff is None:
+        path = request.url.path
+        if request.method == "GET" and not path.startswith(PAGE_PREFIXES_API):
+            raise HTTPException(303, "sign in first", headers={"Location": f"/login?next={quote(path)}"})
+        raise HTTPException(401, "sign in first: no valid session", headers={"WWW-Authenticate": "Bearer"})
+    return staff
+
+
+def require_manager(staff: Annotated[auth.Staff, Depends(require_staff)]) -> auth.Staff:
+    if not staff.is_manager:
+        raise HTTPException(403, "managers only")
+    return staff
+
+
+StaffDep = Annotated[auth.Staff, Depends(require_staff)]
+ManagerDep = Annotated[auth.Staff, Depends(require_manager)]
+
+
+def page(name: str) -> str:
+    return resources.files("gateway").joinpath("static", name).read_text(encoding="utf-8")
+
+
+@contextlib.asynccontextmanager
+async def maintenance_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Runs `Clienteling.maintain` every few minutes while the app serves (attached to a router)."""
+
+    async def loop() -> None:
+        while True:
+            s = getattr(app.state, "clienteling", None)
+            if s is not None:
+                try:
+                    t = time.perf_counter()
+                    result = await asyncio.to_thread(s.maintain)
+                    log.debug("maintenance %s in %.3f s", result, time.perf_counter() - t)
+                except Exception:  # keep serving; the next round retries
+                    log.exception("clienteling maintenance failed")
+            await asyncio.sleep(MAINTENANCE_EVERY_S)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

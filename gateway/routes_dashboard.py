@@ -1,0 +1,75 @@
+"""The manager dashboard: server-rendered SVG charts and the same figures as JSON."""
+
+from __future__ import annotations
+
+import html
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+
+from gateway import kpi
+from gateway.auth import Staff
+from gateway.routes_common import ManagerDep, Svc, page, require_manager
+
+router = APIRouter(tags=["dashboard"])
+
+Day = Annotated[date | None, Query(description="local day, YYYY-MM-DD; default today")]
+
+
+def _figures(s, day: date | None) -> dict:  # noqa: ANN001
+    s.maintain()  # fold in the latest visits first
+    with s.lock:
+        return kpi.day_kpis(s.db, day or datetime.fromtimestamp(s.now(), s.tz).date(), s.tz)
+
+
+@router.get("/api/kpi", summary="Dashboard figures for a day (managers)")
+def figures(_: ManagerDep, s: Svc, day: Day = None) -> dict:
+    return _figures(s, day)
+
+
+@router.post("/api/maintenance", summary="Run the periodic housekeeping now (managers)")
+def maintenance(_: ManagerDep, s: Svc) -> dict:
+    return s.maintain()
+
+
+def _money(cents: float | None) -> str:
+    return "–" if cents is None else f"{cents / 100:,.2f}"
+
+
+@router.get("/dashboard", response_class=HTMLResponse, summary="Manager dashboard page")
+def dashboard(me: Annotated[Staff, Depends(require_manager)], s: Svc, day: Day = None) -> HTMLResponse:
+    k = _figures(s, day)
+    svgs = kpi.charts(k)
+    a = k["alerts"]
+    tiles = [
+        ("Recognised visits", str(int(sum(k["recognised_visits_per_hour"])))),
+        ("Alerts answered within 60 s", f"{a['answered_within_60s']} of {sum(a.values())}"),
+        ("Missed alerts", str(a["missed"])),
+        ("Average order value", _money(k["sales"]["average_order_value_cents"])),
+        ("Sales", f"{k['sales']['count']} · {_money(k['sales']['revenue_cents'])}"),
+        ("Median dwell", "–" if k["dwell"]["median_min"] is None else f"{k['dwell']['median_min']:.0f} min"),
+    ]
+    tile_html = "".join(
+        f'<div class="tile"><div class="v">{html.escape(v)}</div><div class="l">{html.escape(label)}'
+        f"</div></div>"
+        for label, v in tiles
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(u)}</td><td>{v['alerts_answered']}</td><td>{v['alerts_answered_within_60s']}</td>"
+        f"<td>{v['sales']}</td><td>{_money(v['sales_cents'])}</td></tr>"
+        for u, v in k["per_staff"].items()
+    )
+    charts = "".join(
+        f'<figure class="chart" data-chart="{name}">{svg}</figure>' for name, svg in svgs.items()
+    )
+    body = (
+        page("dashboard.html")
+        .replace("{{day}}", html.escape(k["day"]))
+        .replace("{{user}}", html.escape(me.name))
+        .replace("{{tiles}}", tile_html)
+        .replace("{{charts}}", charts)
+        .replace("{{staff_rows}}", rows)
+    )
+    return HTMLResponse(body)

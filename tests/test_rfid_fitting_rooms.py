@@ -1,0 +1,346 @@
+"""The fitting-room engine on hand-built cross-read sequences, and against a plain-Python reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gateway.fitting_rooms as fr
+from gateway.fitting_rooms import (
+    FittingRoomEngine,
+    Layout,
+    Obs,
+    Place,
+    RoomEvent,
+    fitting_reports,
+)
+
+A = "3034f7e0c80008c000000002"
+B = "3034f7e0c8000c4000000003"
+C = "3034f7e0c800068000000001"
+
+
+def layout() -> Layout:
+    places = (
+        Place("fr1", "fitting_room", "fr1"),
+        Place("fr2", "fitting_room", "fr2"),
+        Place("fr3", "fitting_room", "fr3"),
+        Place("shelf-a", "shelf", "floor"),
+    )
+    ants = {
+        ("fr1", 1): "fr1",
+        ("fr2", 1): "fr2",
+        ("fr3", 1): "fr3",
+        ("shelf-a", 1): "shelf-a",
+        ("shelf-a", 2): "shelf-a",
+    }
+    return Layout(places, ants)
+
+
+def feed(eng: FittingRoomEngine, t: float, reads: dict[str, list[tuple[str, float]]]) -> list[RoomEvent]:
+    """One second: every reader sends its window (empty ones too), as the nodes do."""
+    out: list[RoomEvent] = []
+    for node in ("fr1", "fr2", "fr3", "shelf-a"):
+        out += eng.add_window(node, t, [Obs(e, 1, 8, r) for e, r in reads.get(node, [])])
+    return out
+
+
+def kinds(events: list[RoomEvent]) -> list[tuple[str, str, str | None]]:
+    return [(e.kind, e.place, e.epc) for e in events]
+
+
+def test_cross_read_by_the_next_room_stays_in_its_room() -> None:
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 61):
+        # in fr1 at -50; fr2's antenna reads it through the partition, sometimes surprisingly well
+        events += feed(
+            eng, float(t), {"fr1": [(A, -50.0 - (t % 3))], "fr2": [(A, -62.0 if t % 7 == 0 else -70.0)]}
+        )
+    assert eng.where(A) == "fr1"
+    assert [k for k in kinds(events) if k[2] == A] == [("item_shown", "fr1", A)]
+    assert eng.items_in("fr2") == []
+
+
+def test_cross_read_arriving_first_does_not_show_the_item_in_the_wrong_room() -> None:
+    """Readers are not synchronised: the neighbour's window may come in first."""
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 6):
+        events += eng.add_window("fr2", float(t), [Obs(A, 1, 6, -66.0)])
+        events += eng.add_window("fr1", float(t), [Obs(A, 1, 8, -48.0)])
+    assert [e.place for e in events if e.kind == "item_shown"] == ["fr1"]
+
+
+def test_item_shown_within_two_windows_of_its_first_strong_read() -> None:
+    eng = FittingRoomEngine(layout())
+    shown = []
+    for t in range(1, 10):
+        shown += [
+            e for e in feed(eng, float(t), {"fr1": [(A, -52.0)]} if t >= 3 else {}) if e.kind == "item_shown"
+        ]
+    assert len(shown) == 1 and shown[0].t - 3.0 <= 1.0 + 1e-9
+
+
+def test_tag_missed_for_a_few_seconds_does_not_vanish() -> None:
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 31):
+        missing = 10 <= t < 16 or 20 <= t < 23  # 6 s behind the customer's body, then 3 s
+        events += feed(eng, float(t), {} if missing else {"fr1": [(A, -55.0)]})
+    assert eng.where(A) == "fr1"
+    assert [k[0] for k in kinds(events)].count("item_gone") == 0
+    # and once it has really gone, it is shown as gone within 10 s
+    for t in range(31, 45):
+        events += feed(eng, float(t), {})
+    gone = [e for e in events if e.kind == "item_gone"]
+    assert len(gone) == 1 and gone[0].t - 30.0 <= 10.0
+    assert gone[0].since is not None and gone[0].since <= 3.0
+
+
+def test_weak_reads_alone_never_show_an_item() -> None:
+    """A garment on the floor in front of the curtains is read by every room, weakly."""
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 120):
+        events += feed(eng, float(t), {"fr1": [(A, -72.0)], "fr2": [(A, -70.0)], "fr3": [(A, -75.0)]})
+    assert events == []
+
+
+def test_tag_carried_to_the_next_room_moves_after_hysteresis() -> None:
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 21):
+        events += feed(eng, float(t), {"fr1": [(A, -50.0)], "fr2": [(A, -70.0)]})
+    for t in range(21, 41):  # now in fr2; fr1 still hears it through the partition
+        events += feed(eng, float(t), {"fr1": [(A, -68.0)], "fr2": [(A, -49.0)]})
+    moves = [(e.kind, e.place, e.t) for e in events if e.epc == A]
+    assert [m[:2] for m in moves] == [("item_shown", "fr1"), ("item_gone", "fr1"), ("item_shown", "fr2")]
+    moved_at = moves[2][2]
+    # fr1's score forgets its -50 dBm at decay_db_per_s until fr2 leads by the margin, then MOVE_S more
+    lead_after = (-49.0 + fr.MARGIN_DB - -50.0) / fr.ROOM_PARAMS.decay_db_per_s
+    assert 21.0 + fr.MOVE_S <= moved_at <= 21.0 + lead_after + fr.MOVE_S + 1.0
+    assert moves[1][2] == moved_at  # gone from one room and shown in the other at the same moment
+
+
+def test_a_brief_strong_read_next_door_does_not_move_the_tag() -> None:
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 41):
+        hop = 20 <= t < 22  # held up against the partition for two seconds
+        events += feed(
+            eng, float(t), {"fr1": [(A, -66.0 if hop else -50.0)], "fr2": [(A, -48.0 if hop else -72.0)]}
+        )
+    assert eng.where(A) == "fr1"
+    assert [k for k in kinds(events)] == [("session_started", "fr1", None), ("item_shown", "fr1", A)]
+
+
+def test_session_from_items_lists_the_items_tried_and_ends_when_the_room_is_empty() -> None:
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 31):
+        reads = [(A, -50.0)] + ([(B, -55.0)] if t >= 5 else [])
+        events += feed(eng, float(t), {"fr2": reads})
+    for t in range(31, 50):
+        events += feed(eng, float(t), {})
+    started = [e for e in events if e.kind == "session_started"]
+    ended = [e for e in events if e.kind == "session_ended"]
+    assert len(started) == 1 and started[0].place == "fr2" and started[0].customer_id is None
+    assert len(ended) == 1 and set(ended[0].items) == {A, B} and ended[0].left_behind == ()
+    assert ended[0].session == started[0].session and ended[0].since == started[0].t
+    assert ended[0].t > max(e.t for e in events if e.kind == "item_gone") - 1e-9
+
+
+def test_session_from_presence_with_items_left_behind() -> None:
+    eng = FittingRoomEngine(layout())
+    events = eng.customer_entered("fr3", "c1", 0.5)
+    assert kinds(events) == [("session_started", "fr3", None)] and events[0].customer_id == "c1"
+    for t in range(1, 21):
+        events += feed(eng, float(t), {"fr3": [(A, -50.0), (C, -52.0)]})
+    assert [e.session for e in events if e.kind == "item_shown"] == [1, 1]
+    assert all(e.customer_id == "c1" for e in events if e.kind == "item_shown")
+    events += eng.customer_left("fr3", "c1", 20.5)
+    ended = events[-1]
+    assert ended.kind == "session_ended" and ended.customer_id == "c1"
+    assert set(ended.items) == {A, C} and set(ended.left_behind) == {A, C}
+    # the garments left behind do not open a session of their own; staff clear them later
+    for t in range(21, 41):
+        events += feed(eng, float(t), {"fr3": [(A, -50.0), (C, -52.0)]} if t < 30 else {})
+    assert [e.kind for e in events].count("session_started") == 1
+    assert eng.items_in("fr3") == []
+
+
+def test_presence_only_session_starts_and_ends() -> None:
+    eng = FittingRoomEngine(layout())
+    ev = eng.customer_entered("fr1", "c9", 10.0) + eng.customer_left("fr1", "c9", 70.0)
+    assert [e.kind for e in ev] == ["session_started", "session_ended"] and ev[1].items == ()
+    assert eng.customer_entered("nowhere", "c9", 1.0) == [] and eng.customer_left("fr1", "c9", 80.0) == []
+
+
+def test_layout_from_store_maps_rooms_shelves_and_tills() -> None:
+    from firmware_config.store import load_store
+    from tests.conftest import ROOT
+
+    lay = Layout.from_store(load_store(ROOT / "firmware_config" / "examples" / "flagship.toml"))
+    kinds_ = {p.id: p.kind for p in lay.places}
+    assert kinds_["wfr1"] == "fitting_room" and kinds_["shelf-w1"] == "shelf" and kinds_["till"] == "other"
+    assert lay.antennas[("shelf-w1", 2)] == "shelf-w1" and lay.antennas[("mfr6", 1)] == "mfr6"
+    assert len(lay.rooms()) == 12
+
+
+def test_unknown_antennas_are_counted_not_guessed() -> None:
+    eng = FittingRoomEngine(layout())
+    eng.add_window("fr1", 1.0, [Obs(A, 7, 3, -40.0)])
+    eng.add_window("ghost", 1.0, [Obs(A, 1, 3, -40.0)])
+    assert eng.unknown_antennas == {("fr1", 7): 1, ("ghost", 1): 1} and eng.tracked == 0
+
+
+def test_fitting_reports_pair_shown_and_gone() -> None:
+    ev = [
+        RoomEvent("item_shown", 1.0, "fr1", "fitting_room", A),
+        RoomEvent("item_shown", 2.0, "shelf-a", "shelf", B),
+        RoomEvent("item_gone", 9.0, "fr1", "fitting_room", A),
+        RoomEvent("item_shown", 12.0, "fr2", "fitting_room", A),
+    ]
+    assert [(r.room, r.epc, r.shown_at, r.gone_at) for r in fitting_reports(ev)] == [
+        ("fr1", A, 1.0, 9.0),
+        ("fr2", A, 12.0, None),
+    ]
+
+
+def test_slots_are_reused_after_tags_are_forgotten() -> None:
+    eng = FittingRoomEngine(layout(), capacity=16)
+    for k in range(40):  # more tags than the initial capacity: arrays grow
+        eng.add_window("fr1", 1.0, [Obs(f"30{k:022x}", 1, 1, -80.0)])
+    assert eng.tracked == 40
+    eng.add_window("fr1", 1.0 + fr.FORGET_AFTER_S + 5, [])
+    eng.advance(1.0 + fr.FORGET_AFTER_S + 10, force=True)
+    assert eng.tracked == 0 and len(eng._free) == len(eng.epcs)
+
+
+# --------------------------------------------------------------------------------------------
+# Plain-Python reference of the same rules: the vectorised engine must make the same decisions.
+
+
+class Reference:
+    def __init__(self, lay: Layout) -> None:
+        self.places = list(lay.places)
+        self.prm = [fr.DEFAULT_PARAMS[p.kind] for p in self.places]
+        self.idx = {p.id: i for i, p in enumerate(self.places)}
+        self.ant = {k: self.idx[v] for k, v in lay.antennas.items()}
+        self.s: dict[tuple[str, int], dict] = {}
+        self.cur: dict[str, tuple[int, float]] = {}
+        self.chal: dict[str, tuple[int, float]] = {}
+        self.seen: dict[str, float] = {}
+        self.last_decision = -1e18
+        self.out: list[tuple[str, float, str, str]] = []
+
+    def window(self, node: str, t: float, obs: list[Obs]) -> None:
+        best: dict[tuple[str, int], float] = {}
+        for o in obs:
+            p = self.ant.get((node, o.ant))
+            if p is not None:
+                best[(o.epc, p)] = max(best.get((o.epc, p), -1e9), o.rssi_mean)
+        for (epc, p), x in best.items():
+            st_ = self.s.setdefault((epc, p), {"peak": -1e18, "pt": 0.0, "q": -1e18, "k": -1e18, "n": 0})
+            prm = self.prm[p]
+            if x >= st_["peak"] - prm.decay_db_per_s * (t - st_["pt"]):
+                st_["peak"], st_["pt"] = x, t
+            if x >= prm.keep_dbm:
+                st_["k"] = t
+            if x >= prm.enter_dbm:
+                st_["n"] = 1 if t - st_["q"] > fr.RUN_GAP_S else st_["n"] + 1
+                st_["q"] = t
+            self.seen[epc] = max(self.seen.get(epc, -1e18), t)
+        if t - self.last_decision >= fr.DECIDE_EVERY_S:
+            self.last_decision = t
+            self.decide(t)
+
+    def decide(self, now: float) -> None:
+        for epc in sorted(self.seen):
+            if epc not in self.cur and now - self.seen[epc] > fr.RUN_GAP_S:
+                continue
+            scores = []
+            for p, prm in enumerate(self.prm):
+                st_ = self.s.get((epc, p))
+                scores.append(-1e18 if st_ is None else st_["peak"] - prm.decay_db_per_s * (now - st_["pt"]))
+            b = max(range(len(scores)), key=lambda i: (scores[i], -i))
+            stb = self.s.get((epc, b))
+            ok = (
+                stb is not None
+                and scores[b] >= self.prm[b].enter_dbm
+                and stb["n"] >= self.prm[b].confirm_n
+                and now - stb["q"] <= fr.RUN_GAP_S
+            )
+            if epc in self.cur:
+                c = self.cur[epc][0]
+                stc = self.s[(epc, c)]
+                if now - stc["k"] > self.prm[c].hold_s:
+                    self.out.append(("item_gone", now, self.places[c].id, epc))
+                    del self.cur[epc]
+                    self.chal.pop(epc, None)
+                    if ok and b != c:
+                        self.out.append(("item_shown", now, self.places[b].id, epc))
+                        self.cur[epc] = (b, now)
+                elif b != c and ok and scores[b] > scores[c] + fr.MARGIN_DB:
+                    ch = self.chal.get(epc)
+                    if ch is None or ch[0] != b:
+                        self.chal[epc] = (b, now)
+                    elif now - ch[1] >= fr.MOVE_S - 1e-9:
+                        self.out.append(("item_gone", now, self.places[c].id, epc))
+                        self.out.append(("item_shown", now, self.places[b].id, epc))
+                        self.cur[epc] = (b, now)
+                        del self.chal[epc]
+                else:
+                    self.chal.pop(epc, None)
+            elif ok:
+                self.out.append(("item_shown", now, self.places[b].id, epc))
+                self.cur[epc] = (b, now)
+
+
+EPCS = [A, B, C]
+NODES = ["fr1", "fr2", "fr3", "shelf-a"]
+_read = st.tuples(
+    st.sampled_from(EPCS),
+    st.sampled_from(NODES),
+    st.sampled_from([1, 2]),
+    st.sampled_from([-45.0, -52.0, -60.0, -64.0, -68.0, -72.0, -79.0, -86.0]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_read, max_size=8), min_size=5, max_size=60))
+def test_vectorised_engine_matches_the_reference(seconds: list[list[tuple[str, str, int, float]]]) -> None:
+    eng, ref = FittingRoomEngine(layout()), Reference(layout())
+    got: list[RoomEvent] = []
+    for k, reads in enumerate(seconds):
+        t = float(k + 1)
+        for node in NODES:
+            obs = [Obs(e, a, 4, r) for e, n, a, r in reads if n == node]
+            got += eng.add_window(node, t, obs)
+            ref.window(node, t, obs)
+    mine = [(e.kind, e.t, e.place, e.epc) for e in got if e.kind.startswith("item")]
+    assert sorted(mine) == sorted(ref.out)
+    for epc in EPCS:
+        want = ref.cur.get(epc)
+        assert eng.where(epc) == (ref.places[want[0]].id if want else None)
+
+
+def test_engine_state_arrays_stay_consistent() -> None:
+    eng = FittingRoomEngine(layout())
+    rng = np.random.default_rng(3)
+    for t in range(1, 200):
+        for node in NODES:
+            n = int(rng.integers(0, 4))
+            eng.add_window(
+                node,
+                float(t),
+                [Obs(EPCS[int(rng.integers(3))], 1, 2, float(rng.uniform(-85, -40))) for _ in range(n)],
+            )
+    shown = {e: eng.where(e) for e in EPCS}
+    for place in ("fr1", "fr2", "fr3", "shelf-a"):
+        assert eng.items_in(place) == sorted(e for e, p in shown.items() if p == place)
+    with pytest.raises(KeyError):
+        eng.room_state("shelf-a")
