@@ -36,9 +36,12 @@ AWAY = "away"
 @dataclass(frozen=True, slots=True)
 class PresenceParams:
     path_loss_exponent: float = 2.2  # retail floor; installers may calibrate it per store
-    sigma_db: float = 7.0  # a window's error on one link: shadowing (~6 dB), fading, the phone's power
+    sigma_db: float = 7.0  # a window's error on one link: shadowing (~6 dB) and fading
+    device_offsets_db: tuple[float, ...] = (-5.0, 0.0, 5.0)  # phones differ in transmit power: inferred
+    device_offset_prior: tuple[float, ...] = (0.25, 0.5, 0.25)  # jointly with where they are
     evidence_weight: float = 0.5  # shadowing lasts seconds: consecutive windows count as half each
-    floor_mass: float = 1e-3  # never be certain: a sliver of belief at the doors lets the filter recover
+    floor_mass: float = 1e-3  # never be certain: a sliver of belief inside the doors lets the filter recover
+    rssi_nodes: int = 6  # per identity and step, the strongest readings whose RSSI value is used
     outlier_share: float = 0.002  # windows far off the model (body, pocket, reflections): heavy tails
     rssi_range_db: float = 60.0  # what an outlier may read: uniform over this span
     sensitivity_dbm: float = -95.0  # scanners hear nothing below this
@@ -49,7 +52,7 @@ class PresenceParams:
     p_detect_min: float = 0.01  # reflections: a far node occasionally hears a phone
     cell_m: float = 1.5  # grid spacing: about one walking step per second
     portal_reach_m: float = 1.6  # cells this close to a portal connect across it
-    step_s: float = 0.5  # one filter step per this much time (all windows received meanwhile)
+    step_s: float = 1.0  # one filter step per this much time (all windows received meanwhile)
     move_per_s: float = 0.35  # chance a person moves to a neighbouring cell within a second
     stay_kinds: tuple[tuple[str, float], ...] = (  # slower movement where people browse or try on
         ("fitting_room", 0.05), ("till", 0.2), ("floor", 0.3), ("entrance", 0.6), ("outside", 0.7),
@@ -105,19 +108,32 @@ class PresenceModel:
             db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
             mu = mu - (crossings(xy, node_xy, walls) * db[None, None, :]).sum(axis=2)
         # `away`: one virtual cell that every node hears, if at all, at the edge of sensitivity
-        self.mu = np.vstack([mu, np.full((1, len(nodes)), p.sensitivity_dbm - 3.0)])  # (K cells, N nodes)
+        base_mu = np.vstack([mu, np.full((1, len(nodes)), p.sensitivity_dbm - 3.0)])  # (cells + away, N)
         owner.append(len(zones))
-        self.owner = np.asarray(owner)
-        self.away_cell = len(owner) - 1
-        n_k = len(owner)
-        self.membership = sparse.csr_matrix((np.ones(n_k), (np.arange(n_k), self.owner)), shape=(n_k, len(zones) + 1))
-        self.cell_in_store = self.zone_in_store[self.owner]
-        outside_xy = self.cell_xy[~self.cell_in_store[:-1]]
-        depth = np.full(len(self.owner), -1.0)
+        base_owner = np.asarray(owner)
+        n_base = len(base_owner)
+        self.n_cells = n_base  # states are (phone offset, cell): index = offset_index * n_cells + cell
+        self.away_cell = n_base - 1
+        base_in = self.zone_in_store[base_owner]
+        outside_xy = xy[~base_in[:-1]]
+        depth = np.full(n_base, -1.0)
         if len(outside_xy):
-            depth[:-1] = np.hypot(self.cell_xy[:, None, 0] - outside_xy[None, :, 0],
-                                  self.cell_xy[:, None, 1] - outside_xy[None, :, 1]).min(axis=1)
-        self.cell_deep = self.cell_in_store & (depth >= p.enter_depth_m)
+            depth[:-1] = np.hypot(xy[:, None, 0] - outside_xy[None, :, 0], xy[:, None, 1] - outside_xy[None, :, 1]).min(axis=1)
+        base_transition = self._transition(store, base_owner)  # sets self.door_cells (base)
+
+        offsets = np.asarray(p.device_offsets_db, dtype=float)
+        reps = len(offsets)
+        self.offset_prior = np.asarray(p.device_offset_prior, dtype=float) / np.sum(p.device_offset_prior)
+        self.mu = (offsets[:, None, None] + base_mu[None]).reshape(reps * n_base, -1)  # (K states, N nodes)
+        self.owner = np.tile(base_owner, reps)
+        self.cell_in_store = np.tile(base_in, reps)
+        self.cell_deep = np.tile(base_in & (depth >= p.enter_depth_m), reps)
+        self.door_cells = np.tile(self.door_cells, reps)
+        # a phone keeps its power: one block per offset; float32 halves the memory traffic of every step
+        self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
+        n_k = len(self.owner)
+        self.membership = sparse.csr_matrix((np.ones(n_k, np.float32), (np.arange(n_k), self.owner)),
+                                            shape=(n_k, len(zones) + 1))
         packets = p.adverts_per_s * p.window_s
         p_rx = 1.0 / (1.0 + np.exp(-(self.mu - p.sensitivity_dbm) / p.detect_width_db))
         p_det = np.clip(1.0 - (1.0 - p_rx) ** packets, p.p_detect_min, p.p_detect_max)
@@ -125,15 +141,38 @@ class PresenceModel:
         # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
         alpha = (p.sensitivity_dbm - self.mu) / p.sigma_db
         self.mu_heard = self.mu + p.sigma_db * _mills(alpha)
-        self._hit_t = (np.log(p_det) - np.log1p(-p_det)).T  # (N, K): heard instead of missed
-        self._miss = np.log1p(-p_det).T  # (N, K)
-        self.transition = self._transition(store)  # one step of step_s, sparse (K, K)
+        self._hit_t = (np.log(p_det) - np.log1p(-p_det)).T.astype(np.float32)  # (N, K): heard, not missed
+        self._miss = np.log1p(-p_det).T.astype(np.float32)  # (N, K)
+        self._mu_heard_t = np.ascontiguousarray(self.mu_heard.T, dtype=np.float32)  # (N, K)
+        # heavy tail: beyond this many sigmas a reading is as likely an outlier (a body, a pocket,
+        # a reflection) as far off the model: log of outlier density over the Gaussian's peak
+        peak = (1 - p.outlier_share) / (p.sigma_db * np.sqrt(2 * np.pi))
+        self._outlier_floor = np.float32(np.log(p.outlier_share / p.rssi_range_db / peak))
 
-    def _transition(self, store: StoreFile) -> sparse.csr_matrix:
+    def state_at(self, x: float, y: float, offset_db: float = 0.0) -> int:
+        """The state of a phone with this transmit offset in the cell nearest (x, y)."""
+        cell = int(np.argmin(np.hypot(self.cell_xy[:, 0] - x, self.cell_xy[:, 1] - y)))
+        return int(np.argmin(np.abs(np.asarray(self.params.device_offsets_db) - offset_db))) * self.n_cells + cell
+
+    def base_prior(self) -> np.ndarray:
+        """Where a newly heard phone is: out of range or on the street, rarely already inside."""
+        n = self.n_cells
+        base_in = self.cell_in_store[:n]
+        outside = ~base_in
+        outside[self.away_cell] = False
+        prior = np.zeros(n)
+        prior[self.away_cell] = 0.5
+        prior[outside] = (0.5 - self.params.prior_in_store) / max(1, outside.sum())
+        prior[base_in] = self.params.prior_in_store / max(1, base_in.sum())
+        prior /= prior.sum()
+        return (self.offset_prior[:, None] * prior[None, :]).reshape(-1).astype(np.float32)
+
+    def _transition(self, store: StoreFile, base_owner: np.ndarray) -> sparse.csr_matrix:
+        """One step of `step_s` between the cells (+ away) of one phone."""
         p = self.params
         zones = {z.id: z for z in store.zones}
         walls = [(w.a, w.b) for w in store.walls]
-        xy, owner = self.cell_xy, self.owner[:-1]
+        xy, owner = self.cell_xy, base_owner[:-1]
         n = len(owner)
         d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
         near = (d > 0) & (d <= p.cell_m * 1.5)
@@ -166,28 +205,27 @@ class PresenceModel:
         t[n, np.flatnonzero(edge)] = p.away_rate_per_s * p.step_s / max(1, edge.sum())
         t[np.arange(n + 1), np.arange(n + 1)] = 0.0
         t[np.arange(n + 1), np.arange(n + 1)] = 1.0 - t.sum(axis=1)
-        self.door_cells = door  # either side of a door to the street: where a lost belief may restart
+        # inside the doors to the street: where a belief stuck outside may restart. Only inside:
+        # a customer in the store never "teleports" out, they must be seen walking out
+        self.door_cells = door & self.zone_in_store[np.append(owner, len(self.zone_ids) - 1)]
         return sparse.csr_matrix(t)
 
-    def log_likelihood(
-        self, rssi: np.ndarray, heard: np.ndarray, reported: np.ndarray) -> np.ndarray:
-        """Cell log-likelihoods (I, K) of one step's windows.
+    def log_likelihood(self, rssi: np.ndarray, heard: np.ndarray, reported: np.ndarray) -> np.ndarray:
+        """State log-likelihoods (I, K) of one step's windows, up to a constant per identity.
 
         rssi, heard: (I, N), the mean RSSI where node n heard identity i; reported: (N,), which
-        nodes sent a window in this step. Every reporting node contributes log P(miss) for every
-        identity (one vector, the same for all), and each heard (identity, node) pair swaps
-        that for log P(hit) + a heavy-tailed Gaussian of its RSSI around the cell's prediction. Only heard pairs are computed one by one: a phone is
-        heard by a few nodes, not all.
+        nodes sent a window in this step. Every reporting node contributes log P(miss), every
+        heard pair swaps that for log P(hit) (two matrix products for all identities), and
+        each identity's `rssi_nodes` strongest readings add a heavy-tailed Gaussian of the RSSI
+        around each state's prediction (the far, weak readings say little beyond "heard").
         """
         p = self.params
-        n_i = len(rssi)
-        ll = np.broadcast_to(reported.astype(float) @ self._miss, (n_i, self._miss.shape[1])).copy()
-        ii, nn = np.nonzero(heard)
+        ll = reported.astype(np.float32) @ self._miss + heard.astype(np.float32) @ self._hit_t  # (I, K)
+        ii, nn = _strongest(rssi, heard, p.rssi_nodes)
         if len(ii):
-            z = (rssi[ii, nn][:, None] - self.mu_heard[:, nn].T) / p.sigma_db  # (H, K)
-            dens = (1 - p.outlier_share) * np.exp(-0.5 * z * z) / (p.sigma_db * np.sqrt(2 * np.pi))
-            term = np.log(dens + p.outlier_share / p.rssi_range_db) + self._hit_t[nn]
-            rows = sparse.csr_matrix((np.ones(len(ii)), (ii, np.arange(len(ii)))), shape=(n_i, len(ii)))
+            z = (rssi[ii, nn].astype(np.float32)[:, None] - self._mu_heard_t[nn]) * (1.0 / p.sigma_db)  # (H, K)
+            term = np.maximum(-0.5 * z * z, self._outlier_floor)
+            rows = sparse.csr_matrix((np.ones(len(ii), np.float32), (ii, np.arange(len(ii)))), shape=(len(rssi), len(ii)))
             ll += rows @ term
         return ll
 
@@ -203,7 +241,7 @@ class PresenceEngine:
     def __post_init__(self) -> None:
         m = self.model
         k, nz, nn = len(m.owner), len(m.zone_ids), len(m.node_ids)
-        self.belief = np.zeros((0, k))
+        self.belief = np.zeros((0, k), dtype=np.float32)
         self.inside = np.zeros(0, dtype=bool)
         self.zone = np.zeros(0, dtype=int)
         self.zone_since = np.zeros(0)
@@ -213,28 +251,33 @@ class PresenceEngine:
         self._heard = np.zeros((0, nn), dtype=bool)
         self._reported = np.zeros(nn, dtype=bool)
         self._next_step: float | None = None
-        outside = ~m.cell_in_store
-        outside[m.away_cell] = False
-        prior = np.zeros(k)
-        prior[m.away_cell] = 0.5
-        prior[outside] = (0.5 - m.params.prior_in_store) / max(1, outside.sum())
-        prior[m.cell_in_store] = m.params.prior_in_store / max(1, m.cell_in_store.sum())
-        self.prior = prior / prior.sum()
-        self._nz = nz
+        self._pending: dict[str, tuple[float, dict[int, float]]] = {}  # first heard since the last step
+        self.prior = m.base_prior()
 
-    def _add(self, identity: str, t: float) -> int:
-        i = len(self.ids)
-        self.index[identity] = i
-        self.ids.append(identity)
-        self.belief = np.vstack([self.belief, self.prior])
-        self.inside = np.append(self.inside, False)
-        self.zone = np.append(self.zone, self.model.z_index[AWAY])
-        self.zone_since = np.append(self.zone_since, t)
-        self.entered_at = np.append(self.entered_at, np.nan)
-        self.last_heard = np.append(self.last_heard, t)
-        self._rssi = np.vstack([self._rssi, np.zeros(len(self.model.node_ids))])
-        self._heard = np.vstack([self._heard, np.zeros(len(self.model.node_ids), dtype=bool)])
-        return i
+    def _admit(self) -> None:
+        """Start tracking the identities first heard since the last step, all at once (one copy
+        of the belief matrix per step, not one per newcomer)."""
+        if not self._pending:
+            return
+        n, nn = len(self._pending), len(self.model.node_ids)
+        first = len(self.ids)
+        for k, identity in enumerate(self._pending):
+            self.index[identity] = first + k
+            self.ids.append(identity)
+        times = np.asarray([t for t, _ in self._pending.values()])
+        self.belief = np.vstack([self.belief, np.tile(self.prior, (n, 1))])
+        self.inside = np.append(self.inside, np.zeros(n, dtype=bool))
+        self.zone = np.append(self.zone, np.full(n, self.model.z_index[AWAY]))
+        self.zone_since = np.append(self.zone_since, times)
+        self.entered_at = np.append(self.entered_at, np.full(n, np.nan))
+        self.last_heard = np.append(self.last_heard, times)
+        rssi, heard = np.zeros((n, nn)), np.zeros((n, nn), dtype=bool)
+        for k, (_, seen) in enumerate(self._pending.values()):
+            for node, value in seen.items():
+                rssi[k, node], heard[k, node] = value, True
+        self._rssi = np.vstack([self._rssi, rssi])
+        self._heard = np.vstack([self._heard, heard])
+        self._pending = {}
 
     def add_window(self, node_id: str, t: float, heard: dict[str, float]) -> list[PresenceEvent]:
         """A node's window ending at `t` (identity -> mean RSSI). Steps the filter when a step is due."""
@@ -251,7 +294,9 @@ class PresenceEngine:
         for identity, value in heard.items():
             i = self.index.get(identity)
             if i is None:
-                i = self._add(identity, t)
+                _, seen = self._pending.setdefault(identity, (t, {}))
+                seen[node] = max(value, seen.get(node, value))
+                continue
             self._rssi[i, node] = max(value, self._rssi[i, node]) if self._heard[i, node] else value
             self._heard[i, node] = True
             self.last_heard[i] = max(self.last_heard[i], t)
@@ -260,6 +305,7 @@ class PresenceEngine:
 
     def step(self, t: float) -> list[PresenceEvent]:
         """Fold in the windows received since the last step (time `t`) and report changes."""
+        self._admit()
         if not self.ids:
             self._reported[:] = False
             return []
@@ -280,7 +326,7 @@ class PresenceEngine:
 
     def _decide(self, t: float) -> list[PresenceEvent]:
         m, p = self.model, self.model.params
-        zone_post = np.asarray((sparse.csr_matrix(self.belief) @ m.membership).todense())
+        zone_post = self.belief @ m.membership
         p_in = zone_post[:, m.zone_in_store].sum(axis=1)
         p_deep = self.belief[:, m.cell_deep].sum(axis=1)
         best = zone_post.argmax(axis=1)
@@ -322,6 +368,7 @@ class PresenceEngine:
 
     def forget(self, identity: str) -> None:
         """Consent withdrawn or erased: drop every trace of the identity now."""
+        self._pending.pop(identity, None)
         i = self.index.get(identity)
         if i is not None:
             self._drop({i})
@@ -337,12 +384,24 @@ class PresenceEngine:
         """The reported zone and whether the identity is inside the store."""
         i = self.index.get(identity)
         if i is None:
-            return None
+            return (AWAY, False) if identity in self._pending else None  # heard, placed at the next step
         return self.model.zone_ids[int(self.zone[i])], bool(self.inside[i])
 
     def present(self) -> dict[str, str]:
         """Identities reported inside the store, with their zone."""
         return {self.ids[i]: self.model.zone_ids[int(self.zone[i])] for i in np.flatnonzero(self.inside)}
+
+
+def _strongest(rssi: np.ndarray, heard: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(identity, node) index pairs of each identity's `m` strongest heard readings."""
+    if heard.shape[1] <= m:
+        return np.nonzero(heard)
+    masked = np.where(heard, rssi, -np.inf)
+    top = np.argpartition(-masked, m - 1, axis=1)[:, :m]  # (I, m)
+    rows = np.repeat(np.arange(len(rssi)), m)
+    cols = top.reshape(-1)
+    keep = heard[rows, cols]
+    return rows[keep], cols[keep]
 
 
 def _mills(alpha: np.ndarray) -> np.ndarray:
