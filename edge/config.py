@@ -80,10 +80,24 @@ class HealthSection(_Strict):
     thermal_dir: str = "/sys/class/thermal"
 
 
+class RfidReaderSection(_Strict):
+    """One UHF reader on a serial port: `/dev/serial/by-id/...` (stable), a pty or `socket://`."""
+
+    url: str
+    antenna: Annotated[int, Field(ge=1, le=64)] = 1
+    power_dbm: Annotated[float, Field(ge=0, le=33)] | None = 20.0
+
+
+class RfidSection(_Strict):
+    readers: list[RfidReaderSection] = []  # none: this node has no RFID reader
+    window_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+
+
 class NodeFile(_Strict):
     node: NodeSection
     broker: BrokerSection = BrokerSection()
     ble: BleSection = BleSection()
+    rfid: RfidSection = RfidSection()
     queue: QueueSection = QueueSection()
     health: HealthSection = HealthSection()
 

@@ -30,6 +30,7 @@ from edge.beacon_filter import ForwardPolicy, classify
 from edge.config import NodeFile, NodeRuntimeConfigError, runtime_from_wire
 from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
+from edge.rfid_node import ReaderSpec, RfidReaderLoop
 from edge.window import BleWindowAggregator
 from firmware_config.node_config import NodeRuntimeConfig
 
@@ -94,12 +95,21 @@ class BleNode:
             on_config=self.on_config,
             queue_=self.queue,
         )
-        self.scanner_state = "starting"
+        self.scanner_state = "starting" if cfg.ble.enabled else "disabled"
         self.adverts = 0
+        self.rfid = (
+            RfidReaderLoop(
+                cfg.node.store, cfg.node.id,
+                [ReaderSpec(r.url, r.antenna, cfg.node.id, r.power_dbm) for r in cfg.rfid.readers],
+                lambda window: self.link.send("rfid", window), window_s=cfg.rfid.window_s, clock=clock,
+            )
+            if cfg.rfid.readers else None
+        )
 
     def _health(self) -> dict:
         return {
             "scanner": self.scanner_state,
+            "reader": self.rfid.health() if self.rfid is not None else None,
             "config_version": self.config_version,
             "config_error": self.config_error,
             "queue_depth": self.queue.depth,
@@ -172,6 +182,8 @@ class BleNode:
             self.agg.add(s.ident, float(adv.rssi), now, s.tx)
 
     def flush(self) -> None:
+        if not self.cfg.ble.enabled:  # an RFID-only node (a shelf) sends no empty BLE windows
+            return
         window = self.agg.flush(self.clock())
         self.link.send("ble", window)
 
@@ -186,10 +198,16 @@ class BleNode:
     async def run(self, stop: asyncio.Event) -> None:
         self.link.start()
         self._rescan.clear()
-        scanner = self.make_scanner()
-        await scanner.start()
-        self.scanner_state = "scanning"
-        log.info("node %s scanning (%s backend)", self.cfg.node.id, self.cfg.ble.backend)
+        rfid_stop = threading.Event()
+        rfid_thread = None
+        if self.rfid is not None:  # the readers run on their own thread: serial reads block
+            rfid_thread = threading.Thread(target=self.rfid.run, args=(rfid_stop,), name="rfid", daemon=True)
+            rfid_thread.start()
+        scanner = self.make_scanner() if self.cfg.ble.enabled else None
+        if scanner is not None:
+            await scanner.start()
+            self.scanner_state = "scanning"
+            log.info("node %s scanning (%s backend)", self.cfg.node.id, self.cfg.ble.backend)
         next_flush = self.clock() + self.window_s
         next_status = self.clock() + self.cfg.health.status_interval_s
         try:
@@ -202,7 +220,7 @@ class BleNode:
                 next_flush += self.window_s  # a new window length applies from the next window
                 if next_flush < self.clock():  # fell behind (suspend, overload): skip, do not burst
                     next_flush = self.clock() + self.window_s
-                if self._rescan.is_set() and not stop.is_set():
+                if self._rescan.is_set() and not stop.is_set() and scanner is not None:
                     self._rescan.clear()
                     scanner = await self._restart_scanner(scanner)
                 if self.clock() >= next_status:
@@ -211,7 +229,11 @@ class BleNode:
                         self.link.publish_status()
         finally:
             self.scanner_state = "stopped"
-            await scanner.stop()
+            if scanner is not None:
+                await scanner.stop()
+            if rfid_thread is not None:
+                rfid_stop.set()
+                await asyncio.to_thread(rfid_thread.join, 10.0)
             self.link.stop()
             self.queue.close()
 
