@@ -33,6 +33,7 @@ from edge.queue import DiskQueue
 from edge.rfid_node import ReaderSpec, RfidReaderLoop
 from edge.window import BleWindowAggregator
 from firmware_config.node_config import NodeRuntimeConfig
+from firmware_config.sdnotify import Notifier
 
 log = logging.getLogger("instore.edge")
 
@@ -95,6 +96,7 @@ class BleNode:
             on_config=self.on_config,
             queue_=self.queue,
         )
+        self.systemd = Notifier()  # no-op unless started by systemd with Type=notify
         self.scanner_state = "starting" if cfg.ble.enabled else "disabled"
         self.adverts = 0
         self.rfid = (
@@ -208,6 +210,7 @@ class BleNode:
             await scanner.start()
             self.scanner_state = "scanning"
             log.info("node %s scanning (%s backend)", self.cfg.node.id, self.cfg.ble.backend)
+        self.systemd.ready(f"node {self.cfg.node.id}: scanner {self.scanner_state}")
         next_flush = self.clock() + self.window_s
         next_status = self.clock() + self.cfg.health.status_interval_s
         try:
@@ -217,6 +220,7 @@ class BleNode:
                 except TimeoutError:
                     pass
                 self.flush()
+                self.systemd.watchdog()  # the loop is alive: systemd restarts the node if this stops
                 next_flush += self.window_s  # a new window length applies from the next window
                 if next_flush < self.clock():  # fell behind (suspend, overload): skip, do not burst
                     next_flush = self.clock() + self.window_s
@@ -228,6 +232,7 @@ class BleNode:
                     if self.link.connected.is_set():
                         self.link.publish_status()
         finally:
+            self.systemd.stopping()
             self.scanner_state = "stopped"
             if scanner is not None:
                 await scanner.stop()

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from gateway import routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff
+from firmware_config.sdnotify import Notifier
 from gateway.config_push import ConfigPusher
 from gateway.core import GatewayCore
 from gateway.fleet import fleet_router
@@ -28,15 +29,30 @@ def _page(name: str) -> str:
     return resources.files("gateway").joinpath("static", name).read_text(encoding="utf-8")
 
 
+async def _watchdog(systemd: Notifier) -> None:
+    """Tell systemd the event loop is alive, as often as it asks (it restarts the gateway if not)."""
+    interval = systemd.watchdog_interval()
+    if not interval:
+        return
+    while True:
+        systemd.watchdog()
+        await asyncio.sleep(interval)
+
+
 def create_app(core: GatewayCore, ingest: MqttIngest | None = None, config_pusher: ConfigPusher | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         core.broadcaster.loop = asyncio.get_running_loop()
         if ingest is not None:
             ingest.start()
+        systemd = Notifier()  # no-op unless started by systemd with Type=notify
+        systemd.ready("gateway serving")
+        watchdog = asyncio.create_task(_watchdog(systemd))
         try:
             yield
         finally:
+            watchdog.cancel()
+            systemd.stopping()
             if ingest is not None:
                 ingest.stop()
 
