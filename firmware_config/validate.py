@@ -26,6 +26,7 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from firmware_config.geometry import point_in_polygon, polygon_area
 from firmware_config.store import (
     Broker,
     Gateway,
@@ -371,40 +372,6 @@ def _valid(data: dict, section: str, model: type[M]) -> M | None:
 
 # --- geometry -----------------------------------------------------------------------------
 
-_EPS = 1e-9  # metres; a point this close to an edge counts as on it (zones share borders)
-
-
-def _on_segment(p: Point, a: Point, b: Point) -> bool:
-    (px, py), (ax, ay), (bx, by) = p, a, b
-    cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-    if abs(cross) > _EPS * max(1.0, abs(bx - ax) + abs(by - ay)):
-        return False
-    return min(ax, bx) - _EPS <= px <= max(ax, bx) + _EPS and min(ay, by) - _EPS <= py <= max(ay, by) + _EPS
-
-
-def point_in_polygon(p: Point, polygon: Sequence[Point]) -> bool:
-    """True if `p` is inside `polygon` or on its border (even-odd rule)."""
-    x, y = p
-    inside = False
-    n = len(polygon)
-    for i in range(n):
-        a, b = polygon[i], polygon[(i + 1) % n]
-        if _on_segment(p, a, b):
-            return True
-        (ax, ay), (bx, by) = a, b
-        if (ay > y) != (by > y) and x < ax + (y - ay) * (bx - ax) / (by - ay):
-            inside = not inside
-    return inside
-
-
-def polygon_area(polygon: Sequence[Point]) -> float:
-    n = len(polygon)
-    twice = sum(
-        polygon[i][0] * polygon[(i + 1) % n][1] - polygon[(i + 1) % n][0] * polygon[i][1] for i in range(n)
-    )
-    return abs(twice) / 2.0
-
-
 def _fmt_point(p: Point) -> str:
     return f"({p[0]:g}, {p[1]:g})"
 
@@ -480,7 +447,7 @@ def _check_zones(zones: list[tuple[int, Zone]], known: set[str], report: _Report
     a one-sided declaration is not an error (the installer need only write each door once).
     """
     for i, z in zones:
-        if polygon_area(z.polygon) <= _EPS:
+        if polygon_area(z.polygon) <= 1e-9:  # m²: three points on a line enclose nothing
             report.add(("zones", i, "polygon"), "polygon has zero area")
     graph: dict[str, set[str]] = {z.id: set() for _, z in zones}
     for i, z in zones:

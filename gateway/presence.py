@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
+from firmware_config.geometry import crossings, point_in_polygon, polygon_centroid, portal
 from firmware_config.store import StoreFile, ZoneKind
-from sim.geometry import crossings, point_in_polygon, polygon_centroid, portal
 
 AWAY = "away"
 
@@ -240,7 +240,7 @@ class PresenceEngine:
 
     def __post_init__(self) -> None:
         m = self.model
-        k, nz, nn = len(m.owner), len(m.zone_ids), len(m.node_ids)
+        k, nn = len(m.owner), len(m.node_ids)
         self.belief = np.zeros((0, k), dtype=np.float32)
         self.inside = np.zeros(0, dtype=bool)
         self.zone = np.zeros(0, dtype=int)

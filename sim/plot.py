@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from firmware_config.geometry import polygon_centroid
 from firmware_config.store import NodeRole, StoreFile, ZoneKind
-from sim.geometry import polygon_centroid
 
 if TYPE_CHECKING:
     from sim.run import RunResult

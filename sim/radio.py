@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.geometry import crossings
+from firmware_config.geometry import crossings
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.geometry import crossings
+from firmware_config.geometry import crossings
 from sim.scenario import Rfid
 from sim.world import ItemState, Trajectories, World
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_config.geometry import point_in_polygon, portal, random_point_in, shared_boundary
 from firmware_config.store import NodeRole, StoreFile, ZoneKind
 from gateway.epc import sgtin96_from_gtin
-from sim.geometry import point_in_polygon, portal, random_point_in, shared_boundary
 from sim.scenario import Scenario
 
 

@@ -1,6 +1,7 @@
-"""Plane geometry for store layouts: polygons, walls and the portals between zones.
+"""Plane geometry of store layouts: polygons, walls and the portals between zones.
 
-Pure numpy/py functions; the simulator's radio model and the agents' walking use them.
+Pure functions, shared by the store-file validation, the simulator (walking, radio) and the
+gateway's presence model, so all three agree on what is inside what.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def _on_segment(p: Point, a: Point, b: Point, eps: float = 1e-9) -> bool:
     if abs(cross) > eps * max(1.0, abs(bx - ax) + abs(by - ay)):
         return False
     return min(ax, bx) - eps <= px <= max(ax, bx) + eps and min(ay, by) - eps <= py <= max(ay, by) + eps
+
+
+def polygon_area(poly: list[Point]) -> float:
+    n = len(poly)
+    twice = sum(poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1] for i in range(n))
+    return abs(twice) / 2.0
 
 
 def polygon_centroid(poly: list[Point]) -> Point:
