@@ -21,8 +21,8 @@ from gateway.fleet import fleet_router
 from gateway.mqtt_ingest import MqttIngest
 from gateway.routes_common import Clienteling, require_staff
 from gateway.routes_rfid import rfid_router
+from gateway.sse import event_stream, resume_point
 
-KEEPALIVE_S = 15.0  # comment line so proxies and tablets' Wi-Fi do not drop an idle stream
 
 
 def _page(name: str) -> str:
@@ -83,36 +83,9 @@ def create_app(core: GatewayCore, ingest: MqttIngest | None = None, config_pushe
         last_event_id: Annotated[str | None, Header()] = None,
         after: Annotated[int | None, Query(ge=0, description="replay events after this id")] = None,
     ) -> AsyncIterator[ServerSentEvent]:
-        try:
-            last = int(last_event_id) if last_event_id else (after if after is not None else core.events.last_id())
-        except ValueError:
-            last = core.events.last_id()
-        queue, cancel = core.broadcaster.subscribe()
-        core.metrics.clients.set(core.broadcaster.clients)
-        try:
-            yield ServerSentEvent(comment="connected", retry=1000)
-            while True:  # replay what was missed, in pages, then go live
-                missed = core.events.after(last)
-                for ev in missed:
-                    yield ServerSentEvent(id=str(ev.id), event=ev.kind, raw_data=ev.to_json())
-                    last = ev.id
-                if len(missed) < 1000:
-                    break
-            while True:
-                try:
-                    ev = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
-                except TimeoutError:
-                    yield ServerSentEvent(comment="keep-alive")
-                    continue
-                if ev is None:  # fell too far behind: the client reconnects and replays
-                    return
-                if ev.id <= last:
-                    continue
-                yield ServerSentEvent(id=str(ev.id), event=ev.kind, raw_data=ev.to_json())
-                last = ev.id
-        finally:
-            cancel()
-            core.metrics.clients.set(core.broadcaster.clients)
+        last = resume_point(core.events, last_event_id, after)
+        async for sse in event_stream(core.events, core.broadcaster, last, on_clients=core.metrics.clients.set):
+            yield sse
 
     @app.get("/livez", summary="The process is alive")
     async def livez() -> dict:

@@ -21,7 +21,6 @@ Routes (``rfid_router(core)``):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -41,6 +40,7 @@ from gateway.epcis import LogRow, epcis_events
 from gateway.events import StaffEvent
 from gateway.fitting_rooms import FITTING_ROOM, FittingRoomEngine, Layout, Obs, RoomEvent
 from gateway.shelves import ShelfEvent, ShelfTracker
+from gateway.sse import event_stream, resume_point
 
 if TYPE_CHECKING:
     from gateway.core import GatewayCore
@@ -54,7 +54,6 @@ ROOM_KINDS = ("item_shown", "item_gone", "session_started", "session_ended")
 SHELF_KINDS = ("picked_up", "returned", "low_stock", "out_of_size")
 #: Event kinds a fitting-room screen reacts to (only ever for its own room).
 SCREEN_KINDS = (*ROOM_KINDS, "task", "task_done")
-KEEPALIVE_S = 15.0  # comment line so an idle stream is not dropped by proxies
 
 
 class RfidService:
@@ -387,14 +386,7 @@ def rfid_router(core: GatewayCore) -> APIRouter:
         after: Annotated[int | None, Query(ge=0)] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         room_or_404(room)
-        try:
-            last = (
-                int(last_event_id)
-                if last_event_id
-                else (after if after is not None else core.events.last_id())
-            )
-        except ValueError:
-            last = core.events.last_id()
+        last = resume_point(core.events, last_event_id, after)
 
         def mine(ev: StaffEvent) -> bool:
             return ev.kind in SCREEN_KINDS and (ev.data.get("room") == room or ev.kind == "task_done")
@@ -407,32 +399,8 @@ def rfid_router(core: GatewayCore) -> APIRouter:
                 raw_data=json.dumps({"id": ev.id, "kind": ev.kind, "ts": ev.ts, "epc": ev.data.get("epc")}),
             )
 
-        queue, cancel = core.broadcaster.subscribe()
-        try:
-            yield ServerSentEvent(comment="connected", retry=1000)
-            while True:
-                missed = await asyncio.to_thread(core.events.after, last)
-                for ev in missed:
-                    if mine(ev):
-                        yield wire(ev)
-                    last = ev.id
-                if len(missed) < 1000:
-                    break
-            while True:
-                try:
-                    ev = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
-                except TimeoutError:
-                    yield ServerSentEvent(comment="keep-alive")
-                    continue
-                if ev is None:
-                    return
-                if ev.id <= last:
-                    continue
-                last = ev.id
-                if mine(ev):
-                    yield wire(ev)
-        finally:
-            cancel()
+        async for sse in event_stream(core.events, core.broadcaster, last, select=mine, wire=wire):
+            yield sse
 
     @router.get(
         "/epcis/events",

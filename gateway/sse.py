@@ -1,0 +1,71 @@
+"""Resumable live streams of staff events (Server-Sent Events) for the tablets and screens.
+
+One generator for every stream: replay what the client missed (`id > Last-Event-ID`) from
+the event log, in pages, then go live from the broadcaster, skipping anything already sent.
+Keep-alive comments hold idle connections open through proxies and flaky Wi-Fi.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from fastapi.sse import ServerSentEvent
+
+from gateway.events import Broadcaster, EventLog, StaffEvent
+
+KEEPALIVE_S = 15.0
+PAGE = 1000
+
+
+def resume_point(log: EventLog, last_event_id: str | None, after: int | None) -> int:
+    """Where a stream starts: the browser's Last-Event-ID, else `?after=`, else now."""
+    try:
+        if last_event_id:
+            return int(last_event_id)
+    except ValueError:
+        pass
+    return after if after is not None else log.last_id()
+
+
+def full_event(ev: StaffEvent) -> ServerSentEvent:
+    return ServerSentEvent(id=str(ev.id), event=ev.kind, raw_data=ev.to_json())
+
+
+async def event_stream(
+    log: EventLog,
+    broadcaster: Broadcaster,
+    last: int,
+    *,
+    select: Callable[[StaffEvent], bool] = lambda ev: True,
+    wire: Callable[[StaffEvent], ServerSentEvent] = full_event,
+    on_clients: Callable[[int], None] = lambda n: None,
+) -> AsyncIterator[ServerSentEvent]:
+    queue, cancel = broadcaster.subscribe()
+    on_clients(broadcaster.clients)
+    try:
+        yield ServerSentEvent(comment="connected", retry=1000)
+        while True:  # replay what was missed, in pages, then go live
+            missed = await asyncio.to_thread(log.after, last, PAGE)
+            for ev in missed:
+                if select(ev):
+                    yield wire(ev)
+                last = ev.id
+            if len(missed) < PAGE:
+                break
+        while True:
+            try:
+                ev = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
+            except TimeoutError:
+                yield ServerSentEvent(comment="keep-alive")
+                continue
+            if ev is None:  # fell too far behind: the client reconnects and replays
+                return
+            if ev.id <= last:
+                continue
+            last = ev.id
+            if select(ev):
+                yield wire(ev)
+    finally:
+        cancel()
+        on_clients(broadcaster.clients)
