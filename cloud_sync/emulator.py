@@ -20,7 +20,10 @@ Differences from Meta, on purpose:
 * Test-only endpoints under ``/_emulator/``: ``stats`` (accepted sends per idempotency key and
   the duplicates among them), ``messages?biz_opaque_callback_data=KEY`` (a by-key lookup the
   real API does not have: the outbox can use it to reconcile exactly), ``errors`` (inject the
-  next error, sync or by webhook, for any code) and ``reset``.
+  next error, sync or by webhook, for any code; ``"endpoint": "items_batch"`` targets the
+  catalogue), ``catalogue/{catalog_id}`` (the emulated catalogue's items), ``sent?to=NUMBER`` (accepted messages with bodies) and ``reset``.
+* ``POST /{version}/{catalog_id}/items_batch``: the Catalog Batch API (UPDATE upserts,
+  CREATE, DELETE; at most 5000 requests; answers ``handles``).
 """
 
 from __future__ import annotations
@@ -134,6 +137,9 @@ class Emulator:
         self.webhooks_posted = 0
         self.webhooks_failed = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        self.catalogue: dict[str, dict[str, dict[str, Any]]] = {}  # catalog id -> retailer id -> item
+        self.catalogue_batches = 0
+        self.injected_catalogue: deque[dict[str, Any]] = deque()
 
     # -- helpers
     def new_wamid(self) -> str:
@@ -304,6 +310,7 @@ class Emulator:
             "at": now,
             "status": "accepted",
             "category": category,
+            "body": body,
         }
         self.sent[wamid] = rec
         self.last_sent_to[to] = now
@@ -326,6 +333,42 @@ class Emulator:
         if body.get("type") == "template":
             out["messages"][0]["message_status"] = "accepted"
         return JSONResponse(out)
+
+    # -- catalogue (Catalog Batch API)
+    async def items_batch(self, catalog_id: str, request: Request) -> JSONResponse:
+        """``POST /{catalog_id}/items_batch``: UPDATE (upsert) / CREATE / DELETE product items."""
+        if request.headers.get("authorization", "") != f"Bearer {self.config.access_token}":
+            return self.error(190, "Invalid OAuth 2.0 Access Token")
+        if self.injected_catalogue:
+            inj = self.injected_catalogue.popleft()
+            return self.error(inj["code"], inj.get("details", "injected"), status=inj.get("http_status"))
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, ClientDisconnect):
+            return self.error(100, "Request body is not valid JSON")
+        reqs = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(reqs, list) or not 1 <= len(reqs) <= 5000:
+            return self.error(100, "requests: a list of 1..5000 requests is required")
+        if body.get("item_type", "PRODUCT_ITEM") != "PRODUCT_ITEM":
+            return self.error(100, "item_type: only PRODUCT_ITEM is emulated")
+        items = self.catalogue.setdefault(catalog_id, {})
+        for i, r in enumerate(reqs):
+            data = r.get("data") if isinstance(r, dict) else None
+            method = r.get("method") if isinstance(r, dict) else None
+            if method not in ("CREATE", "UPDATE", "DELETE") or not isinstance(data, dict) or not data.get("id"):
+                return self.error(100, f"requests[{i}]: method CREATE|UPDATE|DELETE and data.id are required")
+            avail = data.get("availability")
+            if avail is not None and avail not in ("in stock", "out of stock", "preorder", "available for order",
+                                                   "discontinued"):
+                return self.error(100, f"requests[{i}].data.availability: {avail!r} is not allowed")
+        for r in reqs:
+            rid = str(r["data"]["id"])
+            if r["method"] == "DELETE":
+                items.pop(rid, None)
+            elif r["method"] == "CREATE" or rid in items or body.get("allow_upsert", True):
+                items[rid] = {**items.get(rid, {}), **r["data"]}
+        self.catalogue_batches += 1
+        return JSONResponse({"handles": [base64.urlsafe_b64encode(os.urandom(12)).decode().rstrip("=")]})
 
     # -- simulated customer
     async def inbound(self, spec: dict[str, Any]) -> JSONResponse:
@@ -389,6 +432,20 @@ def create_emulator(config: EmulatorConfig | None = None) -> FastAPI:
     async def send(version: str, phone_number_id: str, request: Request) -> JSONResponse:
         return await emu.send(version, phone_number_id, request)
 
+    @app.post("/{version}/{catalog_id}/items_batch")
+    async def items_batch(version: str, catalog_id: str, request: Request) -> JSONResponse:
+        return await emu.items_batch(catalog_id, request)
+
+    @app.get("/_emulator/catalogue/{catalog_id}")
+    async def catalogue(catalog_id: str) -> dict[str, Any]:
+        return {"items": emu.catalogue.get(catalog_id, {}), "batches": emu.catalogue_batches}
+
+    @app.get("/_emulator/sent")
+    async def sent(to: str) -> dict[str, Any]:
+        """Accepted messages to one number, oldest first (with their bodies and last status)."""
+        recs = [r for r in emu.sent.values() if r["to"] == to]
+        return {"messages": [{k: r[k] for k in ("id", "type", "key", "status", "body", "at")} for r in recs]}
+
     @app.post("/_emulator/inbound")
     async def inbound(request: Request) -> JSONResponse:
         return await emu.inbound(await request.json())
@@ -406,8 +463,9 @@ def create_emulator(config: EmulatorConfig | None = None) -> FastAPI:
         spec = await request.json()
         if not isinstance(spec.get("code"), int) or spec.get("mode", "sync") not in ("sync", "async"):
             return JSONResponse({"error": "code (int) and mode sync|async required"}, status_code=422)
+        queue = emu.injected_catalogue if spec.get("endpoint") == "items_batch" else emu.injected
         for _ in range(int(spec.get("count", 1))):
-            emu.injected.append(spec)
+            queue.append(spec)
         return {"queued": len(emu.injected)}
 
     @app.post("/_emulator/reset")

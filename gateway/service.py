@@ -21,6 +21,7 @@ log = logging.getLogger("instore.gateway")
 def build_gateway(
     store: StoreFile, *, db_path: str | Path | None = None, broker_host: str | None = None,
     broker_port: int | None = None, username: str | None = None, password: str | None = None,
+    whatsapp: str | Path | None = None,
 ):
     """The FastAPI app with its core and ingest wired (not yet serving)."""
     db = open_db(db_path or store.gateway.database)
@@ -32,7 +33,13 @@ def build_gateway(
     )
     pusher = ConfigPusher.from_db(store, db, core.lock, broker_host or store.broker.host,
                                   broker_port or store.broker.port, username=username, password=password)
-    return create_app(core, ingest, pusher), core
+    app = create_app(core, ingest, pusher)
+    if whatsapp is not None:  # the WhatsApp channel: webhook, inbox, outbox worker, journeys
+        from cloud_sync.service import build_service
+        from gateway.routes_whatsapp import mount_whatsapp
+
+        mount_whatsapp(app, build_service(core, whatsapp))
+    return app, core
 
 
 def run_gateway(store: StoreFile, *, host: str | None = None, port: int | None = None, **kwargs) -> None:  # noqa: ANN003

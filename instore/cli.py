@@ -77,6 +77,7 @@ def gateway(
     broker_port: Annotated[int | None, typer.Option(help="Override the store file's broker port.")] = None,
     host: Annotated[str | None, typer.Option(help="HTTP listen address (default: the store file's gateway.http_host).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: the store file's gateway.http_port).")] = None,
+    whatsapp: Annotated[Path | None, typer.Option(help="WhatsApp channel config (TOML, see docs/whatsapp.md).")] = None,
 ) -> None:
     """Run the store gateway: ingest from MQTT, serve the staff tablet and the API."""
     from firmware_config.store import load_store
@@ -88,7 +89,15 @@ def gateway(
         store = load_store(config)
     except (ConfigError, FileNotFoundError) as exc:
         _fail(str(exc))
-    run_gateway(store, host=host, port=port, db_path=db, broker_host=broker_host, broker_port=broker_port)
+    if whatsapp is not None:
+        from cloud_sync.config import load_config
+
+        try:
+            load_config(whatsapp)
+        except (ConfigError, FileNotFoundError) as exc:
+            _fail(str(exc))
+    run_gateway(store, host=host, port=port, db_path=db, broker_host=broker_host, broker_port=broker_port,
+                whatsapp=whatsapp)
 
 
 @app.command()

@@ -80,6 +80,31 @@ class AlertCounter:
                 time.sleep(0.3)
 
 
+def _whatsapp_demo(wd: Path, http_port: int):  # noqa: ANN202
+    """Start the Cloud API emulator and write the gateway's WhatsApp config pointing at it."""
+    from cloud_sync.emulator import EmulatorConfig, run_emulator
+    from cloud_sync.rules import Category, Template
+
+    secret = secrets.token_urlsafe(16)
+    templates = [Template("tried_followup", "en", Category.MARKETING, 2),
+                 Template("back_in_size", "en", Category.MARKETING, 2),
+                 Template("appointment_reminder", "en", Category.UTILITY, 2)]
+    emulator = run_emulator(EmulatorConfig(app_secret=secret, templates=templates,
+                                           webhook_url=f"http://127.0.0.1:{http_port}/whatsapp/webhook"))
+    (wd / "wa_token").write_text(EmulatorConfig.access_token)
+    (wd / "wa_app_secret").write_text(secret)
+    tpl = "".join(f'[[templates]]\nname = "{t.name}"\nlanguage = "en"\ncategory = "{t.category.value}"\n'
+                  f"params = {t.param_count}\n" for t in templates)
+    cfg = wd / "whatsapp.toml"
+    cfg.write_text(
+        f'store_name = "Demo store"\n[api]\nbase_url = "{emulator.url}"\nphone_number_id = '
+        f'"{EmulatorConfig.phone_number_ids[0]}"\ntoken_file = "wa_token"\ncatalog_id = "1000"\n'
+        f'lookup = "emulator"\n[webhook]\napp_secret_file = "wa_app_secret"\n'
+        f'verify_token = "{secrets.token_urlsafe(12)}"\n{tpl}'
+    )
+    return cfg, emulator
+
+
 @dataclass
 class Summary:
     broker: str
@@ -136,6 +161,9 @@ def run_demo(
     create_staff(db, DEMO_USER, password, "manager", name="Demo manager")
     db.conn.close()
 
+    wa_config, emulator = _whatsapp_demo(wd, http_port)  # WhatsApp channel against the local emulator
+    echo(f"WhatsApp emulator: {emulator.url} (simulate a customer: POST {emulator.url}/_emulator/inbound "
+         f"{{\"from\": \"491701234567\", \"text\": \"Hello\"}}); inbox: http://127.0.0.1:{http_port}/inbox")
     broker: Broker = start_broker(broker_kind, workdir=wd)
     echo(f"broker: {broker.kind} on 127.0.0.1:{broker.port}")
     procs: list[subprocess.Popen] = []
@@ -146,7 +174,8 @@ def run_demo(
         store_file = scenario_path.parent / sc.scenario.store
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "instore.cli", "gateway", "--config", str(store_file.resolve()),
-             "--db", str(db_path), "--broker-port", str(broker.port), "--port", str(http_port)],
+             "--db", str(db_path), "--broker-port", str(broker.port), "--port", str(http_port),
+             "--whatsapp", str(wa_config)],
             env=env, stdout=open(wd / "gateway.log", "ab"), stderr=subprocess.STDOUT,
         ))
 
@@ -198,6 +227,7 @@ def run_demo(
             except subprocess.TimeoutExpired:
                 p.kill()
         broker.stop()
+        emulator.stop()
     regulars, anon, unconsented, passers = _expected(world, elapsed)
     alerted = {e["customer_id"] for e in counter.entered}
     return Summary(
