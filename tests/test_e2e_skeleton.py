@@ -29,6 +29,7 @@ from tests.conftest import BOUTIQUE
 
 pytestmark = pytest.mark.slow
 
+BOB_AT = 75.0  # s; after Alice's alert (the presence engine takes 10-50 s) and the broker restart
 OUT, DOOR, IN = (10.0, -2.5), (10.0, 0.0), (9.0, 7.5)  # in, and on to the rails by the west wall
 
 
@@ -72,6 +73,7 @@ class StreamReader:
         return []
 
 
+@pytest.mark.timeout(300)
 def test_regular_customer_alert_reaches_tablet_stream_across_a_broker_restart(mosquitto, serve, tmp_path) -> None:  # noqa: ANN001
     store = load_store(BOUTIQUE)
     alice = Customer("c-alice", "Alice Adler", bytes(range(16)), True, {"tops": "M"}, ("Linea",))
@@ -79,7 +81,7 @@ def test_regular_customer_alert_reaches_tablet_stream_across_a_broker_restart(mo
     sc = Scenario(scenario=ScenarioInfo(name="e2e", store=str(BOUTIQUE), duration_s=600),
                   population=Population(visitors=0, passers_by=0, staff=0))
     world = World(store=store, scenario=sc, customers=[alice, bob], agents=[
-        _walk_in("alice", 1.0, alice), _walk_in("anon", 1.0, None), _walk_in("bob", 50.0, bob),
+        _walk_in("alice", 1.0, alice), _walk_in("anon", 1.0, None), _walk_in("bob", BOB_AT, bob),
     ])
     db_path = tmp_path / "gw.db"
     db = open_db(db_path)
@@ -114,7 +116,7 @@ def test_regular_customer_alert_reaches_tablet_stream_across_a_broker_restart(mo
     thread = threading.Thread(target=loop.run_until_complete, args=(air_and_nodes(),), daemon=True)
     thread.start()
     try:
-        first = stream.wait_for(lambda e: e["kind"] == "entered", timeout=45)
+        first = stream.wait_for(lambda e: e["kind"] == "entered", timeout=BOB_AT - 8)
         assert [e["customer_id"] for e in first] == ["c-alice"]
         assert first[0]["data"]["customer"]["name"] == "Alice Adler"
         assert first[0]["data"]["customer"]["sizes"] == {"tops": "M"}
@@ -123,8 +125,8 @@ def test_regular_customer_alert_reaches_tablet_stream_across_a_broker_restart(mo
         time.sleep(2.0)
         mosquitto.start()
 
-        assert time.time() - t0 < 50  # the restart is over before Bob walks in at 50 s
-        second = stream.wait_for(lambda e: e["customer_id"] == "c-bob", timeout=60)
+        assert time.time() - t0 < BOB_AT  # the broker is back before Bob walks in
+        second = stream.wait_for(lambda e: e["customer_id"] == "c-bob", timeout=120)
         assert second and second[0]["kind"] == "entered"
         entered = [e["customer_id"] for e in stream.events if e["kind"] == "entered"]
         assert sorted(entered) == ["c-alice", "c-bob"]  # one alert each; the anonymous phone none
