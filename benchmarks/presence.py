@@ -31,10 +31,10 @@ def run(quick: bool = False) -> dict:
     # warm up: every identity known
     t = 0.0
     for j, node in enumerate(nodes):
-        engine.add_window(node, t + j / len(nodes), {ids[i]: float(rssi[i, j]) for i in np.flatnonzero(heard_mask[:, j])})
-    windows = [
-        {ids[i]: float(rssi[i, j]) for i in np.flatnonzero(heard_mask[:, j])} for j in range(len(nodes))
-    ]
+        engine.add_window(
+            node, t + j / len(nodes), {ids[i]: float(rssi[i, j]) for i in np.flatnonzero(heard_mask[:, j])}
+        )
+    windows = [{ids[i]: float(rssi[i, j]) for i in np.flatnonzero(heard_mask[:, j])} for j in range(len(nodes))]
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for s in range(1, seconds + 1):
         for j, node in enumerate(nodes):

@@ -21,7 +21,8 @@ Differences from Meta, on purpose:
   the duplicates among them), ``messages?biz_opaque_callback_data=KEY`` (a by-key lookup the
   real API does not have: the outbox can use it to reconcile exactly), ``errors`` (inject the
   next error, sync or by webhook, for any code; ``"endpoint": "items_batch"`` targets the
-  catalogue), ``catalogue/{catalog_id}`` (the emulated catalogue's items), ``sent?to=NUMBER`` (accepted messages with bodies) and ``reset``.
+  catalogue), ``catalogue/{catalog_id}`` (the emulated catalogue's items), ``sent?to=NUMBER``
+  (accepted messages with bodies) and ``reset``.
 * ``POST /{version}/{catalog_id}/items_batch``: the Catalog Batch API (UPDATE upserts,
   CREATE, DELETE; at most 5000 requests; answers ``handles``).
 """
@@ -231,9 +232,7 @@ class Emulator:
         if auth != f"Bearer {cfg.access_token}":
             return self.error(190, "Invalid OAuth 2.0 Access Token")
         if pnid not in self.buckets:
-            return self.error(
-                100, f"Unsupported post request. Object with ID '{pnid}' does not exist", subcode=33
-            )
+            return self.error(100, f"Unsupported post request. Object with ID '{pnid}' does not exist", subcode=33)
         try:
             body = json.loads(await request.body())
         except ClientDisconnect:  # the sender died mid-request (crash tests): nothing was sent
@@ -249,9 +248,7 @@ class Emulator:
                     subcode=inj.get("subcode"),
                     status=inj.get("http_status"),
                 )
-            return self.accept(
-                pnid, body, fail=self.error_object(inj["code"], inj.get("details", "injected"))
-            )
+            return self.accept(pnid, body, fail=self.error_object(inj["code"], inj.get("details", "injected")))
         try:
             messages.validate(body)
         except messages.MessageError as exc:
@@ -321,9 +318,7 @@ class Emulator:
         if fail is not None:
             steps = [("failed", [fail])]
         else:
-            steps = [("sent", None), ("delivered", None)] + (
-                [("read", None)] if self.config.auto_read else []
-            )
+            steps = [("sent", None), ("delivered", None)] + ([("read", None)] if self.config.auto_read else [])
         self.spawn(self._status_sequence(pnid, rec, steps))
         out: dict[str, Any] = {
             "messaging_product": "whatsapp",
@@ -358,8 +353,13 @@ class Emulator:
             if method not in ("CREATE", "UPDATE", "DELETE") or not isinstance(data, dict) or not data.get("id"):
                 return self.error(100, f"requests[{i}]: method CREATE|UPDATE|DELETE and data.id are required")
             avail = data.get("availability")
-            if avail is not None and avail not in ("in stock", "out of stock", "preorder", "available for order",
-                                                   "discontinued"):
+            if avail is not None and avail not in (
+                "in stock",
+                "out of stock",
+                "preorder",
+                "available for order",
+                "discontinued",
+            ):
                 return self.error(100, f"requests[{i}].data.availability: {avail!r} is not allowed")
         for r in reqs:
             rid = str(r["data"]["id"])
@@ -387,9 +387,7 @@ class Emulator:
             i = spec["interactive"]
             kind = i.get("type", "button_reply")
             if kind not in ("button_reply", "list_reply"):
-                return JSONResponse(
-                    {"error": "interactive.type: button_reply or list_reply"}, status_code=422
-                )
+                return JSONResponse({"error": "interactive.type: button_reply or list_reply"}, status_code=422)
             reply = {"id": i.get("id", ""), "title": i.get("title", "")}
             if kind == "list_reply" and "description" in i:
                 reply["description"] = i["description"]
@@ -539,9 +537,7 @@ def run_emulator(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0)
 def main(argv: Sequence[str] | None = None) -> int:
     from .outbox import _parse_templates
 
-    ap = argparse.ArgumentParser(
-        prog="python -m cloud_sync.emulator", description="WhatsApp Cloud API emulator"
-    )
+    ap = argparse.ArgumentParser(prog="python -m cloud_sync.emulator", description="WhatsApp Cloud API emulator")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8089)
     ap.add_argument("--token", default=EmulatorConfig.access_token)

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from gateway.customers import has_consent
+
 from . import catalogue, inbox, journeys, messages, outbox
 from .client import CloudApiClient, emulator_lookup
 from .config import WhatsAppConfig
@@ -254,9 +256,7 @@ class WhatsAppService:
 
     def last_inbound(self, wa_id: str) -> float | None:
         with self.lock:
-            row = self.conn.execute(
-                "SELECT last_inbound_at FROM wa_contacts WHERE customer = ?", (wa_id,)
-            ).fetchone()
+            row = self.conn.execute("SELECT last_inbound_at FROM wa_contacts WHERE customer = ?", (wa_id,)).fetchone()
         return row[0] if row else None
 
     def _publish(self, customer_id: str | None, data: dict[str, Any]) -> None:
@@ -304,9 +304,7 @@ class WhatsAppService:
                     "SELECT customer FROM wa_outbox WHERE idempotency_key = ?", (ev.callback_data,)
                 ).fetchone()
             else:
-                row = self.conn.execute(
-                    "SELECT customer FROM wa_outbox WHERE wamid = ?", (ev.message_id,)
-                ).fetchone()
+                row = self.conn.execute("SELECT customer FROM wa_outbox WHERE wamid = ?", (ev.message_id,)).fetchone()
             if row is None:  # not ours, or erased since: keep no trace of it
                 self.counters["statuses_unknown"] += 1
                 return
@@ -504,9 +502,7 @@ class WhatsAppService:
             "reason": d.reason,
         }
 
-    def reply(
-        self, wa_id: str, text: str, staff_id: int | None, client_ref: str | None = None
-    ) -> dict[str, Any]:
+    def reply(self, wa_id: str, text: str, staff_id: int | None, client_ref: str | None = None) -> dict[str, Any]:
         try:
             body = messages.text(wa_id, text)
         except messages.MessageError as exc:
@@ -525,13 +521,9 @@ class WhatsAppService:
         tpl = self.policy.templates.get(name, language)
         if tpl is None:
             approved = ", ".join(sorted(f"{t.name}/{t.language}" for t in self.policy.templates)) or "none"
-            raise InboxError(
-                422, "name", f"{name!r}/{language!r} is not an approved template (approved: {approved})"
-            )
+            raise InboxError(422, "name", f"{name!r}/{language!r} is not an approved template (approved: {approved})")
         if len(params) != tpl.param_count:
-            raise InboxError(
-                422, "params", f"template {name!r} takes {tpl.param_count} parameters, got {len(params)}"
-            )
+            raise InboxError(422, "params", f"template {name!r} takes {tpl.param_count} parameters, got {len(params)}")
         try:
             body = messages.template(wa_id, name, language, body_params=list(params))
         except messages.MessageError as exc:
@@ -568,9 +560,7 @@ class WhatsAppService:
             body = messages.product(wa_id, catalog_id, p["gtin"], body=text or label)
         except messages.MessageError as exc:
             raise InboxError(422, exc.field, exc.problem) from None
-        return self._send(
-            wa_id, body, "product", f"[product] {label}", {"gtin": p["gtin"]}, staff_id, client_ref
-        )
+        return self._send(wa_id, body, "product", f"[product] {label}", {"gtin": p["gtin"]}, staff_id, client_ref)
 
     def checkout_url(self, items: Sequence[tuple[str, int]], ref: str) -> str:
         spec = ",".join(f"{g}:{q}" for g, q in items)
@@ -608,9 +598,7 @@ class WhatsAppService:
             body = messages.text(wa_id, text, preview_url=True)
         except messages.MessageError as exc:
             raise InboxError(422, exc.field, exc.problem) from None
-        out = self._send(
-            wa_id, body, "checkout", text, {"url": url, "items": [list(x) for x in basket]}, staff_id, ref
-        )
+        out = self._send(wa_id, body, "checkout", text, {"url": url, "items": [list(x) for x in basket]}, staff_id, ref)
         out["url"] = url
         return out
 
@@ -642,9 +630,7 @@ class WhatsAppService:
         except Exception:  # a receipt is a courtesy: never fail the inbox over it
             log.debug("read receipt failed", exc_info=True)
 
-    def add_appointment(
-        self, customer_id: str, kind: str, title: str, at: float, staff_id: int | None
-    ) -> int:
+    def add_appointment(self, customer_id: str, kind: str, title: str, at: float, staff_id: int | None) -> int:
         with self.lock:
             if not self.conn.execute("SELECT 1 FROM customers WHERE id = ?", (customer_id,)).fetchone():
                 raise InboxError(404, "customer_id", f"no customer {customer_id!r}")
@@ -723,9 +709,7 @@ class WhatsAppService:
             ]
             wishlist = [
                 journeys.WishlistItem(cid, g)
-                for cid, g in c.execute(
-                    "SELECT customer_id, gtin FROM wishlist WHERE gtin IS NOT NULL AND gtin != ''"
-                )
+                for cid, g in c.execute("SELECT customer_id, gtin FROM wishlist WHERE gtin IS NOT NULL AND gtin != ''")
             ]
             stock = [
                 journeys.StockEvent(g, at, b, a)
@@ -754,33 +738,16 @@ class WhatsAppService:
                     )
                 ]
             wanted = (
-                {s.customer_id for s in sessions}
-                | {w.customer_id for w in wishlist}
-                | {a.customer_id for a in appts}
+                {s.customer_id for s in sessions} | {w.customer_id for w in wishlist} | {a.customer_id for a in appts}
             )
             customers = {}
             for cid in sorted(wanted):
-                row = c.execute(
-                    "SELECT name, whatsapp, language FROM customers WHERE id = ?", (cid,)
-                ).fetchone()
+                row = c.execute("SELECT name, whatsapp, language FROM customers WHERE id = ?", (cid,)).fetchone()
                 if row is None or not row[1]:
                     continue
                 wa_id = row[1].lstrip("+")
-                consent = {
-                    p: bool(r[0])
-                    if (
-                        r := c.execute(
-                            "SELECT granted FROM consents WHERE customer_id = ? AND purpose = ? ORDER BY at DESC, id DESC "
-                            "LIMIT 1",
-                            (cid, p),
-                        ).fetchone()
-                    )
-                    else False
-                    for p in ("whatsapp_marketing", "whatsapp_service")
-                }
-                last = c.execute(
-                    "SELECT last_inbound_at FROM wa_contacts WHERE customer = ?", (wa_id,)
-                ).fetchone()
+                consent = {p: has_consent(c, cid, p) for p in ("whatsapp_marketing", "whatsapp_service")}
+                last = c.execute("SELECT last_inbound_at FROM wa_contacts WHERE customer = ?", (wa_id,)).fetchone()
                 customers[cid] = journeys.Customer(
                     cid,
                     wa_id,
@@ -878,9 +845,7 @@ class WhatsAppService:
             rows = inbox.conversations(self.conn)
         now = self.clock()
         for r in rows:
-            r["window_open"] = (
-                r["last_inbound_at"] is not None and now - r["last_inbound_at"] < self.policy.window_s
-            )
+            r["window_open"] = r["last_inbound_at"] is not None and now - r["last_inbound_at"] < self.policy.window_s
         return rows
 
     def conversation(self, wa_id: str) -> dict[str, Any]:

@@ -48,9 +48,9 @@ class StoreInfo(_Strict):
     name: str = ""
     timezone: str = "UTC"
     eddystone_namespace: Annotated[str, Field(pattern=r"^[0-9a-f]{20}$")] = "696e73746f7265000001"
-    ibeacon_uuids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]] = [
-        "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
-    ]
+    ibeacon_uuids: list[
+        Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    ] = ["f7826da6-4fa2-4e98-8024-bc5b71e0893e"]
     eid_rotation_exponent: Annotated[int, Field(ge=0, le=15)] = 10
 
 

@@ -13,8 +13,8 @@ from fastapi import Depends, FastAPI, Header, Query, Response
 from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from gateway import routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff
 from firmware_config.sdnotify import Notifier
+from gateway import routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff
 from gateway.config_push import ConfigPusher
 from gateway.core import GatewayCore
 from gateway.fleet import fleet_router
@@ -22,7 +22,6 @@ from gateway.mqtt_ingest import MqttIngest
 from gateway.routes_common import Clienteling, require_staff
 from gateway.routes_rfid import rfid_router
 from gateway.sse import event_stream, resume_point
-
 
 
 def _page(name: str) -> str:
@@ -39,7 +38,9 @@ async def _watchdog(systemd: Notifier) -> None:
         await asyncio.sleep(interval)
 
 
-def create_app(core: GatewayCore, ingest: MqttIngest | None = None, config_pusher: ConfigPusher | None = None) -> FastAPI:
+def create_app(
+    core: GatewayCore, ingest: MqttIngest | None = None, config_pusher: ConfigPusher | None = None
+) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         core.broadcaster.loop = asyncio.get_running_loop()
@@ -57,28 +58,36 @@ def create_app(core: GatewayCore, ingest: MqttIngest | None = None, config_pushe
                 ingest.stop()
 
     app = FastAPI(title="instore gateway", version="0.1.0", lifespan=lifespan)
-    app.include_router(fleet_router(core, config_pusher),  # /fleet, /api/fleet; runs the config pusher
-                       dependencies=[Depends(require_staff)])
+    app.include_router(
+        fleet_router(core, config_pusher),  # /fleet, /api/fleet; runs the config pusher
+        dependencies=[Depends(require_staff)],
+    )
 
     app.state.clienteling = Clienteling(core)  # clienteling: customers, staff app, till, dashboard
     for module in (routes_auth, routes_customers, routes_staff, routes_pos, routes_dashboard):
         app.include_router(module.router)
-    app.include_router(rfid_router(core),  # fitting-room screen, shelves, products, EPCIS export
-                       dependencies=[Depends(require_staff)])
+    app.include_router(
+        rfid_router(core),  # fitting-room screen, shelves, products, EPCIS export
+        dependencies=[Depends(require_staff)],
+    )
 
     @app.get("/", include_in_schema=False, dependencies=[Depends(require_staff)])
-    @app.get("/tablet", response_class=HTMLResponse, summary="Staff tablet page",
-             dependencies=[Depends(require_staff)])
+    @app.get("/tablet", response_class=HTMLResponse, summary="Staff tablet page", dependencies=[Depends(require_staff)])
     async def tablet() -> HTMLResponse:
         return HTMLResponse(_page("tablet.html"))
 
-    @app.get("/api/events", summary="Staff events after an id (polling and catch-up)",
-             dependencies=[Depends(require_staff)])
+    @app.get(
+        "/api/events", summary="Staff events after an id (polling and catch-up)", dependencies=[Depends(require_staff)]
+    )
     async def events(after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100):
         return [dataclasses.asdict(e) for e in core.events.after(after, limit)]
 
-    @app.get("/api/stream", response_class=EventSourceResponse, summary="Live staff events (SSE, resumable)",
-             dependencies=[Depends(require_staff)])
+    @app.get(
+        "/api/stream",
+        response_class=EventSourceResponse,
+        summary="Live staff events (SSE, resumable)",
+        dependencies=[Depends(require_staff)],
+    )
     async def stream(
         last_event_id: Annotated[str | None, Header()] = None,
         after: Annotated[int | None, Query(ge=0, description="replay events after this id")] = None,

@@ -60,7 +60,7 @@ class GatewayCore:
         clock: Callable[[], float],
         broadcaster: Broadcaster | None = None,
         metrics: GatewayMetrics | None = None,
-        presence_params: PresenceParams = PresenceParams(),
+        presence_params: PresenceParams | None = None,
     ):
         self.store, self.db, self.clock = store, db, clock
         self.lock = threading.RLock()
@@ -68,7 +68,7 @@ class GatewayCore:
         self.broadcaster = broadcaster or Broadcaster()
         self.events = EventLog(db, self.lock)
         self.resolver = IdentityResolver(recognisable_identities(db))
-        self.presence = PresenceEngine(PresenceModel(store, presence_params))
+        self.presence = PresenceEngine(PresenceModel(store, presence_params or PresenceParams()))
         self.rejects = RejectLog(clock)
         self.node_status: dict[str, protocol.NodeStatus] = {}
         self.fleet = FleetMonitor(store, clock, self.events, self.broadcaster, self.metrics)  # fleet: nodes, de-dup

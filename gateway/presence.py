@@ -55,7 +55,11 @@ class PresenceParams:
     step_s: float = 1.0  # one filter step per this much time (all windows received meanwhile)
     move_per_s: float = 0.35  # chance a person moves to a neighbouring cell within a second
     stay_kinds: tuple[tuple[str, float], ...] = (  # slower movement where people browse or try on
-        ("fitting_room", 0.05), ("till", 0.2), ("floor", 0.3), ("entrance", 0.6), ("outside", 0.7),
+        ("fitting_room", 0.05),
+        ("till", 0.2),
+        ("floor", 0.3),
+        ("entrance", 0.6),
+        ("outside", 0.7),
     )
     away_rate_per_s: float = 0.05  # pavement edge cells <-> out of range
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
@@ -118,7 +122,9 @@ class PresenceModel:
         outside_xy = xy[~base_in[:-1]]
         depth = np.full(n_base, -1.0)
         if len(outside_xy):
-            depth[:-1] = np.hypot(xy[:, None, 0] - outside_xy[None, :, 0], xy[:, None, 1] - outside_xy[None, :, 1]).min(axis=1)
+            depth[:-1] = np.hypot(xy[:, None, 0] - outside_xy[None, :, 0], xy[:, None, 1] - outside_xy[None, :, 1]).min(
+                axis=1
+            )
         base_transition = self._transition(store, base_owner)  # sets self.door_cells (base)
 
         offsets = np.asarray(p.device_offsets_db, dtype=float)
@@ -132,8 +138,9 @@ class PresenceModel:
         # a phone keeps its power: one block per offset; float32 halves the memory traffic of every step
         self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
         n_k = len(self.owner)
-        self.membership = sparse.csr_matrix((np.ones(n_k, np.float32), (np.arange(n_k), self.owner)),
-                                            shape=(n_k, len(zones) + 1))
+        self.membership = sparse.csr_matrix(
+            (np.ones(n_k, np.float32), (np.arange(n_k), self.owner)), shape=(n_k, len(zones) + 1)
+        )
         packets = p.adverts_per_s * p.window_s
         p_rx = 1.0 / (1.0 + np.exp(-(self.mu - p.sensitivity_dbm) / p.detect_width_db))
         p_det = np.clip(1.0 - (1.0 - p_rx) ** packets, p.p_detect_min, p.p_detect_max)
@@ -184,10 +191,12 @@ class PresenceModel:
                 if other not in zones:
                     continue
                 px, py = portal(list(z.polygon), list(zones[other].polygon), walls)
-                a = np.flatnonzero((owner == self.z_index[z.id])
-                                   & (np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m))
-                b = np.flatnonzero((owner == self.z_index[other])
-                                   & (np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m))
+                a = np.flatnonzero(
+                    (owner == self.z_index[z.id]) & (np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m)
+                )
+                b = np.flatnonzero(
+                    (owner == self.z_index[other]) & (np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m)
+                )
                 if len(a) and len(b):
                     adj[np.ix_(a, b)] = True
                     adj[np.ix_(b, a)] = True
@@ -225,7 +234,9 @@ class PresenceModel:
         if len(ii):
             z = (rssi[ii, nn].astype(np.float32)[:, None] - self._mu_heard_t[nn]) * (1.0 / p.sigma_db)  # (H, K)
             term = np.maximum(-0.5 * z * z, self._outlier_floor)
-            rows = sparse.csr_matrix((np.ones(len(ii), np.float32), (ii, np.arange(len(ii)))), shape=(len(rssi), len(ii)))
+            rows = sparse.csr_matrix(
+                (np.ones(len(ii), np.float32), (ii, np.arange(len(ii)))), shape=(len(rssi), len(ii))
+            )
             ll += rows @ term
         return ll
 
@@ -334,21 +345,42 @@ class PresenceEngine:
         events = []
         for i in np.flatnonzero(~self.inside & (p_deep >= p.enter_probability)):
             z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
-            events.append(PresenceEvent("entered", self.ids[i], t, m.zone_ids[z], m.zone_ids[self.zone[i]],
-                                        round(float(p_in[i]), 3)))
+            events.append(
+                PresenceEvent(
+                    "entered", self.ids[i], t, m.zone_ids[z], m.zone_ids[self.zone[i]], round(float(p_in[i]), 3)
+                )
+            )
             self.inside[i], self.entered_at[i], self.zone[i], self.zone_since[i] = True, t, z, t
         for i in np.flatnonzero(self.inside & (p_in <= p.exit_probability)):
             z = int(np.argmax(np.where(m.zone_in_store, -1, zone_post[i])))
-            events.append(PresenceEvent("left", self.ids[i], t, m.zone_ids[z], m.zone_ids[self.zone[i]],
-                                        round(float(1 - p_in[i]), 3), round(t - float(self.entered_at[i]), 1)))
+            events.append(
+                PresenceEvent(
+                    "left",
+                    self.ids[i],
+                    t,
+                    m.zone_ids[z],
+                    m.zone_ids[self.zone[i]],
+                    round(float(1 - p_in[i]), 3),
+                    round(t - float(self.entered_at[i]), 1),
+                )
+            )
             self.inside[i], self.zone[i], self.zone_since[i] = False, z, t
         into_or_out_of_room = m.zone_is_room[best] | m.zone_is_room[self.zone]
         bar = np.where(into_or_out_of_room, p.room_switch_probability, p.switch_probability)
         moved = self.inside & m.zone_in_store[best] & (best != self.zone) & (conf >= bar)
         for i in np.flatnonzero(moved):
             old, new = int(self.zone[i]), int(best[i])
-            events.append(PresenceEvent("zone_changed", self.ids[i], t, m.zone_ids[new], m.zone_ids[old],
-                                        round(float(conf[i]), 3), round(t - float(self.zone_since[i]), 1)))
+            events.append(
+                PresenceEvent(
+                    "zone_changed",
+                    self.ids[i],
+                    t,
+                    m.zone_ids[new],
+                    m.zone_ids[old],
+                    round(float(conf[i]), 3),
+                    round(t - float(self.zone_since[i]), 1),
+                )
+            )
             self.zone[i], self.zone_since[i] = new, t
         return events
 
@@ -359,9 +391,17 @@ class PresenceEngine:
         if not len(stale):
             return []
         events = [
-            PresenceEvent("left", self.ids[i], float(self.last_heard[i]), AWAY, m.zone_ids[self.zone[i]], 1.0,
-                          round(float(self.last_heard[i] - self.entered_at[i]), 1))
-            for i in stale if self.inside[i]
+            PresenceEvent(
+                "left",
+                self.ids[i],
+                float(self.last_heard[i]),
+                AWAY,
+                m.zone_ids[self.zone[i]],
+                1.0,
+                round(float(self.last_heard[i] - self.entered_at[i]), 1),
+            )
+            for i in stale
+            if self.inside[i]
         ]
         self._drop(set(int(i) for i in stale))
         return events

@@ -1,12 +1,12 @@
 """`instore`: one command for every process and tool of the connected store.
 
-    instore demo                    the whole simulated store on this machine
-    instore edge --config NODE      an edge node (Raspberry Pi)
-    instore gateway --config STORE  the store gateway
-    instore sim run SCENARIO        a fast simulated run, scored against ground truth
-    instore bench [NAME...]         benchmarks, as JSON
-    instore decode ble|epc HEX      decode a captured advertisement or tag
-    instore config validate STORE   check a store file
+instore demo                    the whole simulated store on this machine
+instore edge --config NODE      an edge node (Raspberry Pi)
+instore gateway --config STORE  the store gateway
+instore sim run SCENARIO        a fast simulated run, scored against ground truth
+instore bench [NAME...]         benchmarks, as JSON
+instore decode ble|epc HEX      decode a captured advertisement or tag
+instore config validate STORE   check a store file
 """
 
 from __future__ import annotations
@@ -21,14 +21,18 @@ import typer
 
 app = typer.Typer(
     help="Connected-store edge system: edge nodes, gateway, simulator and tools.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
 )
 sim_app = typer.Typer(help="The store simulator: run scenarios fast and score them.", no_args_is_help=True)
-decode_app = typer.Typer(help="Decode captured radio data for installers (JSON out, exit 1 on bad input).",
-                         no_args_is_help=True)
+decode_app = typer.Typer(
+    help="Decode captured radio data for installers (JSON out, exit 1 on bad input).", no_args_is_help=True
+)
 staff_app = typer.Typer(help="Staff accounts for the tablets and the manager dashboard.", no_args_is_help=True)
-config_app = typer.Typer(help="Store files: validate them, generate broker and node configuration.",
-                         no_args_is_help=True)
+config_app = typer.Typer(
+    help="Store files: validate them, generate broker and node configuration.", no_args_is_help=True
+)
 app.add_typer(sim_app, name="sim")
 app.add_typer(decode_app, name="decode")
 app.add_typer(config_app, name="config")
@@ -37,8 +41,12 @@ app.add_typer(staff_app, name="staff")
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-               "msg": record.getMessage()}
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out)
@@ -75,7 +83,9 @@ def gateway(
     db: Annotated[Path | None, typer.Option(help="Database file (default: the store file's gateway.database).")] = None,
     broker_host: Annotated[str | None, typer.Option(help="Override the store file's broker host.")] = None,
     broker_port: Annotated[int | None, typer.Option(help="Override the store file's broker port.")] = None,
-    host: Annotated[str | None, typer.Option(help="HTTP listen address (default: the store file's gateway.http_host).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="HTTP listen address (default: the store file's gateway.http_host).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: the store file's gateway.http_port).")] = None,
     whatsapp: Annotated[Path | None, typer.Option(help="WhatsApp channel config (TOML, see docs/whatsapp.md).")] = None,
 ) -> None:
@@ -96,13 +106,16 @@ def gateway(
             load_config(whatsapp)
         except (ConfigError, FileNotFoundError) as exc:
             _fail(str(exc))
-    run_gateway(store, host=host, port=port, db_path=db, broker_host=broker_host, broker_port=broker_port,
-                whatsapp=whatsapp)
+    run_gateway(
+        store, host=host, port=port, db_path=db, broker_host=broker_host, broker_port=broker_port, whatsapp=whatsapp
+    )
 
 
 @app.command()
 def demo(
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
     scenario: Annotated[Path | None, typer.Option(help="Scenario file (default: sim/scenarios/demo.toml).")] = None,
     broker: Annotated[str, typer.Option(help="auto (Mosquitto if installed), mosquitto or amqtt.")] = "auto",
     port: Annotated[int, typer.Option(help="HTTP port of the gateway (the tablet page).")] = 8000,
@@ -131,7 +144,9 @@ def sim_run(
 
 
 @decode_app.command("ble")
-def decode_ble(hexdata: Annotated[str, typer.Argument(metavar="HEX", help="Raw advertising data (AD structures).")]) -> None:
+def decode_ble(
+    hexdata: Annotated[str, typer.Argument(metavar="HEX", help="Raw advertising data (AD structures).")],
+) -> None:
     """Decode raw advertising data: iBeacon and Eddystone frames as JSON."""
     from edge.ble.frames import BleFrameError, describe_hex
 
@@ -158,8 +173,13 @@ def decode_epc(hexdata: Annotated[str, typer.Argument(metavar="HEX", help="The t
 def calibrate(
     store: Annotated[Path, typer.Option(help="The store file; the node's ble.ref_rssi_1m is written into it.")],
     node: Annotated[str, typer.Option(help="The node to calibrate (its id in the store file).")],
-    beacon: Annotated[str, typer.Option(help="The beacon held 1 m from the node, as the node reports it, "
-                                              "e.g. ibeacon:f7826da6-4fa2-4e98-8024-bc5b71e0893e:1:7.")],
+    beacon: Annotated[
+        str,
+        typer.Option(
+            help="The beacon held 1 m from the node, as the node reports it, "
+            "e.g. ibeacon:f7826da6-4fa2-4e98-8024-bc5b71e0893e:1:7."
+        ),
+    ],
     seconds: Annotated[float, typer.Option(help="How long to listen.")] = 30.0,
     broker_host: Annotated[str | None, typer.Option(help="Override the store file's broker host.")] = None,
     broker_port: Annotated[int | None, typer.Option(help="Override the store file's broker port.")] = None,
@@ -237,7 +257,9 @@ def config_mosquitto(
     store: Annotated[Path, typer.Argument(help="The store file (TOML).")],
     out: Annotated[Path, typer.Option(help="Directory for mosquitto.conf, passwd, acl and credentials.toml.")],
     persistence_dir: Annotated[str, typer.Option(help="Mosquitto's persistence location.")] = "/var/lib/mosquitto/",
-    bridge_password_file: Annotated[Path | None, typer.Option(help="File holding the central broker's password.")] = None,
+    bridge_password_file: Annotated[
+        Path | None, typer.Option(help="File holding the central broker's password.")
+    ] = None,
 ) -> None:
     """Generate the store broker's config: no anonymous access, per-node passwords and ACLs."""
     from firmware_config.mosquitto import generate
@@ -257,10 +279,14 @@ def config_mosquitto(
 def staff_add(
     username: Annotated[str, typer.Argument(help="Sign-in name: lower-case letters, digits, '.', '_' or '-'.")],
     store: Annotated[Path, typer.Option(help="The store file (for the database location).")],
-    role: Annotated[str, typer.Option(help="associate (tablet) or manager (tablet, dashboard, staff accounts).")] = "associate",
+    role: Annotated[
+        str, typer.Option(help="associate (tablet) or manager (tablet, dashboard, staff accounts).")
+    ] = "associate",
     name: Annotated[str, typer.Option(help="Display name on the tablets.")] = "",
     db: Annotated[Path | None, typer.Option(help="Database file (default: the store file's gateway.database).")] = None,
-    password_file: Annotated[Path | None, typer.Option(help="Read the password from this file instead of asking.")] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help="Read the password from this file instead of asking.")
+    ] = None,
 ) -> None:
     """Add a staff account (the first manager is created this way)."""
     from firmware_config.validate import ConfigError, validate_file
@@ -271,8 +297,11 @@ def staff_add(
         parsed = validate_file(store)
     except (ConfigError, OSError) as exc:
         _fail(str(exc))
-    password = (password_file.read_text(encoding="utf-8").strip() if password_file
-                else typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    password = (
+        password_file.read_text(encoding="utf-8").strip()
+        if password_file
+        else typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    )
     try:
         create_staff(open_db(db or parsed.gateway.database), username, password, role, name=name)
     except ValueError as exc:
@@ -282,7 +311,9 @@ def staff_add(
 
 @app.command()
 def bench(
-    names: Annotated[list[str] | None, typer.Argument(metavar="[NAME]...", help="Benchmarks to run (default: all).")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(metavar="[NAME]...", help="Benchmarks to run (default: all).")
+    ] = None,
     quick: Annotated[bool, typer.Option(help="Small sizes: a smoke run, not a measurement.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the benchmarks and exit.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Only JSON lines on stdout (no progress).")] = False,

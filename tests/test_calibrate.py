@@ -21,7 +21,9 @@ def test_writes_a_new_ble_table_and_keeps_everything_else() -> None:
     store = validate_text(out)
     assert store.node("floor-east").ble.ref_rssi_1m == -63.5
     assert store.node("floor-west").ble.ref_rssi_1m == validate_text(text).node("floor-west").ble.ref_rssi_1m
-    assert [ln for ln in text.splitlines() if ln.startswith("#")] == [ln for ln in out.splitlines() if ln.startswith("#")]
+    assert [ln for ln in text.splitlines() if ln.startswith("#")] == [
+        ln for ln in out.splitlines() if ln.startswith("#")
+    ]
 
 
 def test_updates_an_existing_value_in_an_inline_table() -> None:
