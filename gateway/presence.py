@@ -42,8 +42,7 @@ class PresenceParams:
     evidence_weight: float = 0.5  # shadowing lasts seconds: consecutive windows count as half each
     floor_mass: float = 1e-3  # never be certain: a sliver of belief inside the doors lets the filter recover
     rssi_nodes: int = 6  # per identity and step, the strongest readings whose RSSI value is used
-    outlier_share: float = 0.002  # windows far off the model (body, pocket, reflections): heavy tails
-    rssi_range_db: float = 60.0  # what an outlier may read: uniform over this span
+    tail_dof: float = 4.0  # Student t readings: one link 20 dB off for seconds (a reflection) moves little
     sensitivity_dbm: float = -95.0  # scanners hear nothing below this
     detect_width_db: float = 6.0  # softness of the hear/not-hear edge (shadowing blurs it)
     adverts_per_s: float = 2.0  # opted-in phones advertise at 2 Hz (the store app's setting)
@@ -51,6 +50,7 @@ class PresenceParams:
     p_detect_max: float = 0.97  # even next to a node a phone in a pocket is sometimes missed
     p_detect_min: float = 0.01  # reflections: a far node occasionally hears a phone
     cell_m: float = 1.5  # grid spacing: about one walking step per second
+    entrance_cell_m: float = 1.0  # finer just inside the door, where "in or still outside?" is decided
     portal_reach_m: float = 1.6  # cells this close to a portal connect across it
     step_s: float = 1.0  # one filter step per this much time (all windows received meanwhile)
     move_per_s: float = 0.35  # chance a person moves to a neighbouring cell within a second
@@ -101,18 +101,17 @@ class PresenceModel:
 
         cells, owner = [], []
         for zi, z in enumerate(zones):
-            zc = _grid(list(z.polygon), p.cell_m)
+            zc = _grid(list(z.polygon), self.spacing(str(z.kind)))
             cells += zc
             owner += [zi] * len(zc)
+        self.cell_size = np.asarray([self.spacing(self.kinds[o]) for o in owner])
         self.cell_xy = xy = np.asarray(cells, dtype=float)
-        d = np.maximum(np.hypot(xy[:, None, 0] - node_xy[None, :, 0], xy[:, None, 1] - node_xy[None, :, 1]), 0.5)
-        mu = ref[None, :] - 10 * p.path_loss_exponent * np.log10(d)
-        if store.walls:
-            walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float)
-            db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
-            mu = mu - (crossings(xy, node_xy, walls) * db[None, None, :]).sum(axis=2)
+        walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float).reshape(-1, 4)
+        wall_db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
+        mu, spread = _cell_rssi(xy, self.cell_size, np.asarray(owner), zones, node_xy, ref, walls, wall_db, p)
         # `away`: one virtual cell that every node hears, if at all, at the edge of sensitivity
         base_mu = np.vstack([mu, np.full((1, len(nodes)), p.sensitivity_dbm - 3.0)])  # (cells + away, N)
+        base_spread = np.vstack([spread, np.zeros((1, len(nodes)))])
         owner.append(len(zones))
         base_owner = np.asarray(owner)
         n_base = len(base_owner)
@@ -131,6 +130,8 @@ class PresenceModel:
         reps = len(offsets)
         self.offset_prior = np.asarray(p.device_offset_prior, dtype=float) / np.sum(p.device_offset_prior)
         self.mu = (offsets[:, None, None] + base_mu[None]).reshape(reps * n_base, -1)  # (K states, N nodes)
+        # a cell is an area, not a point: next to a node the RSSI varies by many dB within it
+        self.sigma = np.tile(np.sqrt(p.sigma_db**2 + base_spread**2), (reps, 1))  # (K, N)
         self.owner = np.tile(base_owner, reps)
         self.cell_in_store = np.tile(base_in, reps)
         self.cell_deep = np.tile(base_in & (depth >= p.enter_depth_m), reps)
@@ -146,15 +147,17 @@ class PresenceModel:
         p_det = np.clip(1.0 - (1.0 - p_rx) ** packets, p.p_detect_min, p.p_detect_max)
         # what a node reports is the mean of the packets it *heard*: near the sensitivity only the
         # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
-        alpha = (p.sensitivity_dbm - self.mu) / p.sigma_db
-        self.mu_heard = self.mu + p.sigma_db * _mills(alpha)
+        alpha = (p.sensitivity_dbm - self.mu) / self.sigma
+        self.mu_heard = self.mu + self.sigma * _mills(alpha)
         self._hit_t = (np.log(p_det) - np.log1p(-p_det)).T.astype(np.float32)  # (N, K): heard, not missed
         self._miss = np.log1p(-p_det).T.astype(np.float32)  # (N, K)
         self._mu_heard_t = np.ascontiguousarray(self.mu_heard.T, dtype=np.float32)  # (N, K)
-        # heavy tail: beyond this many sigmas a reading is as likely an outlier (a body, a pocket,
-        # a reflection) as far off the model: log of outlier density over the Gaussian's peak
-        peak = (1 - p.outlier_share) / (p.sigma_db * np.sqrt(2 * np.pi))
-        self._outlier_floor = np.float32(np.log(p.outlier_share / p.rssi_range_db / peak))
+        self._inv_sigma_t = np.ascontiguousarray(1.0 / self.sigma.T, dtype=np.float32)  # (N, K)
+        self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma.T / p.sigma_db), dtype=np.float32)  # (N, K)
+
+
+    def spacing(self, kind: str) -> float:
+        return self.params.entrance_cell_m if kind == ZoneKind.ENTRANCE else self.params.cell_m
 
     def state_at(self, x: float, y: float, offset_db: float = 0.0) -> int:
         """The state of a phone with this transmit offset in the cell nearest (x, y)."""
@@ -182,7 +185,8 @@ class PresenceModel:
         xy, owner = self.cell_xy, base_owner[:-1]
         n = len(owner)
         d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
-        near = (d > 0) & (d <= p.cell_m * 1.5)
+        size = self.cell_size
+        near = (d > 0) & (d <= np.maximum(size[:, None], size[None, :]) * 1.5)
         same = owner[:, None] == owner[None, :]
         adj = near & same
         door = np.zeros(n + 1, dtype=bool)
@@ -225,15 +229,15 @@ class PresenceModel:
         rssi, heard: (I, N), the mean RSSI where node n heard identity i; reported: (N,), which
         nodes sent a window in this step. Every reporting node contributes log P(miss), every
         heard pair swaps that for log P(hit) (two matrix products for all identities), and
-        each identity's `rssi_nodes` strongest readings add a heavy-tailed Gaussian of the RSSI
+        each identity's `rssi_nodes` strongest readings add a Student t log-density of the RSSI
         around each state's prediction (the far, weak readings say little beyond "heard").
         """
         p = self.params
         ll = reported.astype(np.float32) @ self._miss + heard.astype(np.float32) @ self._hit_t  # (I, K)
         ii, nn = _strongest(rssi, heard, p.rssi_nodes)
         if len(ii):
-            z = (rssi[ii, nn].astype(np.float32)[:, None] - self._mu_heard_t[nn]) * (1.0 / p.sigma_db)  # (H, K)
-            term = np.maximum(-0.5 * z * z, self._outlier_floor)
+            z = (rssi[ii, nn].astype(np.float32)[:, None] - self._mu_heard_t[nn]) * self._inv_sigma_t[nn]  # (H, K)
+            term = -0.5 * (p.tail_dof + 1) * np.log1p(z * z * (1.0 / p.tail_dof)) + self._log_sigma_t[nn]
             rows = sparse.csr_matrix(
                 (np.ones(len(ii), np.float32), (ii, np.arange(len(ii)))), shape=(len(rssi), len(ii))
             )
@@ -261,7 +265,8 @@ class PresenceEngine:
         self._rssi = np.zeros((0, nn))
         self._heard = np.zeros((0, nn), dtype=bool)
         self._reported = np.zeros(nn, dtype=bool)
-        self._next_step: float | None = None
+        self._due: float | None = None  # end of the step period being collected
+        self._expected = np.zeros(nn, dtype=bool)  # nodes that reported in the last step
         self._pending: dict[str, tuple[float, dict[int, float]]] = {}  # first heard since the last step
         self.prior = m.base_prior()
 
@@ -291,17 +296,25 @@ class PresenceEngine:
         self._pending = {}
 
     def add_window(self, node_id: str, t: float, heard: dict[str, float]) -> list[PresenceEvent]:
-        """A node's window ending at `t` (identity -> mean RSSI). Steps the filter when a step is due."""
+        """A node's window ending at `t` (identity -> mean RSSI). Steps the filter when a step is due.
+
+        A step folds in the windows ending in (due - step_s, due]. It runs as soon as every node
+        that reported in the previous step has reported in this one (in a store all nodes'
+        windows arrive within milliseconds), or, when a node has gone quiet, on the first window
+        of the next period: the evidence is never held back a whole window for nothing.
+        """
         node = self.model.n_index.get(node_id)
         if node is None:
             return []
         events: list[PresenceEvent] = []
-        if self._next_step is None:
-            self._next_step = t + self.model.params.step_s
-        elif t >= self._next_step:
-            events = self.step(self._next_step)
-            while self._next_step <= t:
-                self._next_step += self.model.params.step_s
+        eps = 1e-6
+        if self._due is None:
+            self._due = t
+        elif t > self._due + eps:
+            if self._reported.any():
+                events = self._step_due()
+            while self._due < t - eps:
+                self._due += self.model.params.step_s
         for identity, value in heard.items():
             i = self.index.get(identity)
             if i is None:
@@ -312,7 +325,14 @@ class PresenceEngine:
             self._heard[i, node] = True
             self.last_heard[i] = max(self.last_heard[i], t)
         self._reported[node] = True
+        if self._expected.any() and not (self._expected & ~self._reported).any():
+            events += self._step_due()
+            self._due += self.model.params.step_s
         return events
+
+    def _step_due(self) -> list[PresenceEvent]:
+        self._expected = self._reported.copy()
+        return self.step(self._due)  # type: ignore[arg-type]
 
     def step(self, t: float) -> list[PresenceEvent]:
         """Fold in the windows received since the last step (time `t`) and report changes."""
@@ -442,6 +462,40 @@ def _strongest(rssi: np.ndarray, heard: np.ndarray, m: int) -> tuple[np.ndarray,
     cols = top.reshape(-1)
     keep = heard[rows, cols]
     return rows[keep], cols[keep]
+
+
+def _cell_rssi(
+    xy: np.ndarray, size: np.ndarray, owner: np.ndarray, zones: list, node_xy: np.ndarray, ref: np.ndarray,
+    walls: np.ndarray, wall_db: np.ndarray, p: PresenceParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and spread (C, N) of the path-loss RSSI over each cell's area.
+
+    Evaluated on a 4 x 4 sub-grid of the cell (points outside its zone dropped): next to a
+    node the RSSI within one cell spans 10 dB or more, and a model that only knew the centre
+    would call a phone held right at the node an outlier of every cell.
+    """
+    sub = (np.arange(4) - 1.5) / 4
+    off = np.stack(np.meshgrid(sub, sub), axis=-1).reshape(-1, 2)  # (S, 2), in cells
+    mu = np.zeros((len(xy), len(node_xy)))
+    spread = np.zeros_like(mu)
+    for zi, z in enumerate(zones):
+        cells = np.flatnonzero(owner == zi)
+        if not len(cells):
+            continue
+        pts = xy[cells, None, :] + off[None] * size[cells, None, None]  # (c, S, 2)
+        inside = np.asarray([[point_in_polygon((float(a), float(b)), list(z.polygon)) for a, b in c] for c in pts])
+        inside[:, 0] |= ~inside.any(axis=1)  # keep at least one point per cell
+        flat = pts.reshape(-1, 2)
+        d = np.maximum(np.hypot(flat[:, None, 0] - node_xy[None, :, 0], flat[:, None, 1] - node_xy[None, :, 1]), 0.3)
+        r = ref[None, :] - 10 * p.path_loss_exponent * np.log10(d)
+        if len(walls):
+            r = r - (crossings(flat, node_xy, walls) * wall_db[None, None, :]).sum(axis=2)
+        r = r.reshape(len(cells), len(off), -1)
+        w = inside[:, :, None] / inside.sum(axis=1)[:, None, None]
+        m = (r * w).sum(axis=1)
+        mu[cells] = m
+        spread[cells] = np.sqrt((((r - m[:, None, :]) ** 2) * w).sum(axis=1))
+    return mu, spread
 
 
 def _mills(alpha: np.ndarray) -> np.ndarray:

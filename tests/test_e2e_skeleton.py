@@ -130,7 +130,8 @@ def test_regular_customer_alert_reaches_tablet_stream_across_a_broker_restart(mo
         second = stream.wait_for(lambda e: e["customer_id"] == "c-bob", timeout=180)
         assert second and second[0]["kind"] == "entered", (
             f"no alert for Bob; presence: {core.presence.zone_of('c-bob')}, "
-            f"observations {core.metrics.observations._value.get()}, unresolved {core.metrics.unresolved._value.get()}, "
+            f"observations {core.metrics.observations._value.get()}, "
+            f"unresolved {core.metrics.unresolved._value.get()}, "
             f"events {[e['kind'] + ':' + str(e['customer_id']) for e in stream.events]}"
         )
         entered = [e["customer_id"] for e in stream.events if e["kind"] == "entered"]

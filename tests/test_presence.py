@@ -120,8 +120,6 @@ def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
     fast = model.log_likelihood(rssi, heard, reported)
     p_rx = 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db))
     p_det = np.clip(1 - (1 - p_rx) ** (p.adverts_per_s * p.window_s), p.p_detect_min, p.p_detect_max)
-    peak = (1 - p.outlier_share) / (p.sigma_db * math.sqrt(2 * math.pi))
-    floor = math.log(p.outlier_share / p.rssi_range_db / peak)
     for i in range(n_i):
         strongest = sorted((j for j in range(n_n) if heard[i, j]), key=lambda j: -rssi[i, j])[: p.rssi_nodes]
         for k in range(0, len(model.owner), 7):
@@ -132,8 +130,9 @@ def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
                 if heard[i, j]:
                     ref += math.log(p_det[k, j])
                     if j in strongest:
-                        z = (rssi[i, j] - model.mu_heard[k, j]) / p.sigma_db
-                        ref += max(-0.5 * z * z, floor)
+                        sigma = model.sigma[k, j]
+                        z = (rssi[i, j] - model.mu_heard[k, j]) / sigma
+                        ref += -0.5 * (p.tail_dof + 1) * math.log1p(z * z / p.tail_dof) - math.log(sigma / p.sigma_db)
                 else:
                     ref += math.log(1 - p_det[k, j])
             assert fast[i, k] == pytest.approx(ref, abs=1e-3)
@@ -150,3 +149,54 @@ def test_zone_graph_is_respected(model: PresenceModel) -> None:
 
 def test_parameters_are_validated_by_type() -> None:
     assert PresenceParams().enter_probability > PresenceParams().exit_probability
+
+
+def test_a_cell_next_to_a_node_expects_a_spread_of_readings(model: PresenceModel) -> None:
+    """A phone held at the entrance node reads about -48 dBm: the node's own cell must explain
+    that far better than the pavement outside the door, not call it an outlier of both."""
+    j = model.node_ids.index("entrance-1")
+    at_node = model.state_at(10.0, 1.5)
+    outside = model.state_at(10.0, -1.0)
+    far = model.state_at(2.0, 11.0)  # the till, 12 m away
+    spread = np.sqrt(model.sigma[:, j] ** 2 - model.params.sigma_db**2)  # within-cell spread of the path loss
+    assert spread[at_node] > 3.0 and spread[far] < 1.0
+    rssi = np.full((1, len(model.node_ids)), -100.0)
+    heard = np.zeros_like(rssi, dtype=bool)
+    rssi[0, j], heard[0, j] = -48.0, True
+    ll = model.log_likelihood(rssi, heard, np.ones(len(model.node_ids), dtype=bool))
+    assert ll[0, at_node] - ll[0, outside] > 1.5  # 1.3 for a model that only knew cell centres
+
+
+def test_a_step_runs_as_soon_as_every_node_has_reported(model: PresenceModel) -> None:
+    """The windows of a second are folded in when the last node's arrives, not a second later."""
+    eng = PresenceEngine(model)
+    steps: list[float] = []
+    step = eng.step
+    eng.step = lambda t: steps.append(t) or step(t)  # type: ignore[method-assign]
+    for second in (1.0, 2.0):
+        for node in model.node_ids:
+            eng.add_window(node, second, {"c": -70.0})
+    assert steps == [1.0, 2.0]  # the first on the next period's first window, then at once
+    quiet = model.node_ids[1:]  # a node falls silent: the next period closes on the window after
+    for node in quiet:
+        eng.add_window(node, 3.0, {"c": -70.0})
+    assert steps == [1.0, 2.0]
+    eng.add_window(quiet[0], 4.0, {})
+    assert steps == [1.0, 2.0, 3.0]
+
+
+def test_one_link_reading_far_too_strong_does_not_bring_a_passer_in(model: PresenceModel) -> None:
+    """Shadowing has tails: a floor node hearing a passer-by 20 dB above the model for 12 s
+    (a reflection off a van) is outvoted by every other node, not taken for a customer inside."""
+    eng = PresenceEngine(model)
+    walk = [(0.0, (-5.0, -1.0)), (25.0, (25.0, -1.0))]
+    j_bad = model.node_ids.index("floor-east")
+    events = []
+    for second in range(1, 30):
+        for j, node in enumerate(model.node_ids):
+            k = model.state_at(*_path(walk, float(second)))
+            heard = {}
+            if model._hit_t[j, k] > 0 or j == j_bad:
+                heard["p"] = float(model.mu_heard[k, j]) + (20.0 if j == j_bad and 12 <= second < 24 else 0.0)
+            events += eng.add_window(node, float(second), heard)
+    assert [e for e in events if e.kind == "entered"] == []
