@@ -9,13 +9,16 @@ tracker turns shelf ones into ``picked_up`` / ``returned``) and ``session_starte
 Why it is not "the antenna that read it": fitting-room partitions are thin, so a garment in
 room 1 is also read, more weakly, by room 2's antenna (a cross-read), and a garment on the
 sales floor right in front of a curtain is read by every room's antenna. A tag belongs to the
-place whose antennas read it *consistently strongest* (an EWMA of window RSSI per tag and
-place), it must be strong enough there (absolute threshold per place kind) for a confirmation
-time before it is shown, and it moves to another place only when that place beats the current
-one by a margin for a hysteresis time. A shown tag stays through a few seconds without a
-qualifying read (the garment is behind a body, or the reader missed a window): presence
-hold-over. The thresholds below were tuned on the simulator's boutique scenario (see
-``benchmarks/fitting_rooms.py`` for the figures).
+place whose antennas read it strongest (a decaying peak of window RSSI per tag and place,
+among places still reading it), it must be strong enough there for a confirmation time before
+it is shown, and it moves to another place only when that place beats the current one by a
+margin for a hysteresis time. A fitting room's thresholds are relative to what its own antenna
+should read of a garment in the far part of the room, computed from the store file (antenna
+power, position, facing, room polygon, walls: :func:`room_levels`), because readers and rooms
+differ by 10 dB and more between stores. A shown tag stays through missed windows (the garment
+is behind a body, or far from the antenna): it is gone after a number of its place's windows
+without a read that grows the sparser its reads have been (``GONE_ODDS``). Tags a window reads
+are decided at once (a garment is shown on its own reader's window), the rest periodically.
 
 Pure: no clock (observation times come with the windows), no I/O, no logging. Vectorised over
 all tags x places with numpy; ``tests/test_rfid_fitting_rooms.py`` checks it against a plain
@@ -58,22 +61,34 @@ class PlaceParams:
 
     enter_dbm: float  # score a tag needs before it can be shown here
     keep_dbm: float  # a window read at least this strong keeps a shown tag here...
-    hold_s: float  # ...and it is gone after this long without one (presence hold-over)
+    hold_s: float  # ...and it is gone after this long without one whatever the windows say
     confirm_n: int  # windows at or above enter_dbm (gaps <= RUN_GAP_S) before a tag is shown
     decay_db_per_s: float  # how fast the arbitration score forgets a strong read
+    miss_min: int = 3  # a shown tag is gone after this many of its place's windows without a keep read...
+    miss_max: int = 9  # ...or more, up to this, the sparser its reads have been (see GONE_ODDS)
 
 
 #: Fitting rooms. Why: unblocked in-room reads sit at -40..-62 dBm, cross-reads through a
 #: partition and floor tags in front of the curtain at -66..-80 (simulator, boutique); -63
 #: splits them. A read behind the customer's body loses 12-20 dB, and a carried garment is
-#: behind the body about one window in three, independently: 8 s of hold-over makes a false
-#: "gone" rare (0.35^8 per window) and still shows a garment carried out as gone within 10 s.
-ROOM_PARAMS = PlaceParams(enter_dbm=-63.0, keep_dbm=-70.0, hold_s=8.0, confirm_n=2, decay_db_per_s=2.5)
+#: behind the body about one window in three, independently: 9 missed windows make a false
+#: "gone" rare (0.35^9 per window) and still show a garment carried out as gone within ~10 s.
+#: For rooms in a store file the enter/keep levels come from room_params instead.
+ROOM_PARAMS = PlaceParams(
+    enter_dbm=-63.0, keep_dbm=-70.0, hold_s=12.0, confirm_n=2, decay_db_per_s=2.5, miss_min=3, miss_max=9
+)
 #: Shelves. Why: shelf antennas look along a rail and read their own stock from -45 to -80; a
 #: shelf is slow-moving, so a longer hold-over trades latency for fewer spurious picked_up/returned.
-SHELF_PARAMS = PlaceParams(enter_dbm=-78.0, keep_dbm=-84.0, hold_s=20.0, confirm_n=2, decay_db_per_s=1.0)
+SHELF_PARAMS = PlaceParams(
+    enter_dbm=-78.0, keep_dbm=-84.0, hold_s=20.0, confirm_n=2, decay_db_per_s=1.0, miss_min=20, miss_max=20
+)
 #: Tills and other antennas: only there so a garment at the till is not put in a nearby room.
-OTHER_PARAMS = PlaceParams(enter_dbm=-70.0, keep_dbm=-80.0, hold_s=5.0, confirm_n=1, decay_db_per_s=2.0)
+OTHER_PARAMS = PlaceParams(
+    enter_dbm=-70.0, keep_dbm=-80.0, hold_s=5.0, confirm_n=1, decay_db_per_s=2.0, miss_min=5, miss_max=5
+)
+#: A room's enter / keep thresholds sit this far below its reference level (room_levels).
+ROOM_ENTER_BELOW_DB = 2.0
+ROOM_KEEP_BELOW_DB = 8.0
 DEFAULT_PARAMS: Mapping[str, PlaceParams] = {
     FITTING_ROOM: ROOM_PARAMS,
     SHELF: SHELF_PARAMS,
@@ -92,8 +107,113 @@ MOVE_S = 3.0
 #: Decisions are taken at most this often. Why: readers send their windows a few ms apart;
 #: deciding once per half second sees them together and keeps 40 readers cheap.
 DECIDE_EVERY_S = 0.5
+#: A shown tag is gone once the chance that a tag still there would have been missed that many
+#: windows in a row, at the rate it has been read so far, falls below this (clipped to the
+#: place's miss_min..miss_max windows). Why: a garment read every window (near the antenna,
+#: unblocked) is plainly gone after 3 missed windows; one at the far end of the room, read one
+#: window in two, needs 9 or so before its absence means anything.
+GONE_ODDS = 1e-5
 #: A tag not read anywhere for this long and not shown is forgotten (its slot reused).
 FORGET_AFTER_S = 600.0
+
+
+# ------------------------------------------------------------------------------------------
+# What a room's own antenna should see of a garment inside the room, from the store file.
+#
+# Absolute thresholds cannot serve every store: a 20 dBm reader on a 3 m deep room reads its
+# far corner at about -62 dBm, a 12 dBm reader on a 4 m deep room at about -72. So each room's
+# levels are set relative to the weakest read its antenna should get from inside the room,
+# computed with a textbook UHF link budget (the installer's site survey by calculation). Only
+# differences between rooms matter much; the constants are generic, not fitted to a store.
+
+LINK_PL_1M_DB = 31.0  # free-space loss at 1 m, 868-915 MHz
+LINK_PL_EXPONENT = 2.0  # indoor line of sight
+LINK_GAIN_DBI = 6.0  # a typical circular-polarised patch
+LINK_PATTERN_EXPONENT = 2.0  # cardioid beam of a patch ((1 + cos) / 2) ** p
+LINK_BACK_LOBE_DB = 18.0  # gain floor behind the patch
+LINK_BACKSCATTER_DB = 15.0  # tag modulation and reader losses on the way back
+LINK_TAG_SENSITIVITY_DBM = -20.0  # common passive tag chip: reads fail below this forward power
+#: The room's reference is this quantile of the levels over its floor area: its far part,
+#: without letting one corner behind a pillar of the pattern decide.
+ROOM_FAR_QUANTILE = 0.1
+ROOM_GRID_M = 0.2  # survey grid inside the room polygon (inset by one step)
+
+
+def link_rssi(
+    power_dbm: float, ant_xy: tuple[float, float], facing_deg: float, pts: np.ndarray, walls: np.ndarray
+) -> np.ndarray:
+    """Expected RSSI (dBm) of a read of a tag at each of ``pts`` (N, 2) by one antenna.
+
+    Two-way link budget: the tag's forward power is ``power + one_way``, its reply loses
+    ``one_way`` again plus the backscatter loss. A tag near the edge of its read range answers
+    only on upward fades, so the RSSI of the reads it does give sits near ``sensitivity +
+    one_way - backscatter``: the level returned is the larger of the two.
+    """
+    v = pts - np.asarray(ant_xy, dtype=np.float64)[None, :]
+    d = np.maximum(np.hypot(v[:, 0], v[:, 1]), 0.1)
+    rad = np.radians(facing_deg)
+    cos = (v[:, 0] * np.cos(rad) + v[:, 1] * np.sin(rad)) / d
+    lin = np.maximum(((1.0 + cos) / 2.0) ** LINK_PATTERN_EXPONENT, 10 ** (-LINK_BACK_LOBE_DB / 10))
+    one_way = LINK_GAIN_DBI + 10 * np.log10(lin) - LINK_PL_1M_DB - 10 * LINK_PL_EXPONENT * np.log10(d)
+    if len(walls):
+        from firmware_config.geometry import crossings
+
+        cross = crossings(pts, np.asarray([ant_xy], dtype=np.float64), walls[:, :4])[:, 0, :]
+        one_way = one_way - (cross * walls[None, :, 4]).sum(axis=1)
+    nominal = power_dbm + 2 * one_way - LINK_BACKSCATTER_DB
+    return np.maximum(nominal, LINK_TAG_SENSITIVITY_DBM + one_way - LINK_BACKSCATTER_DB)
+
+
+def _room_antennas(store: object, ants: Mapping[tuple[str, int], str], pid: str) -> list[tuple[object, object]]:
+    out = []
+    for n in store.nodes:  # type: ignore[attr-defined]
+        if n.rfid is None:
+            continue
+        for a in n.rfid.antennas:
+            if ants.get((n.id, a.id)) == pid:
+                out.append((n, a))
+    return out
+
+
+def room_levels(store: object, node: object, antenna: object) -> float:
+    """The reference level of a fitting-room antenna: what it reads of a garment in the far part
+    of its own room (``ROOM_FAR_QUANTILE`` of a survey grid over the room polygon)."""
+    from firmware_config.geometry import point_in_polygon
+
+    zone_id = antenna.zone or node.zone  # type: ignore[attr-defined]
+    poly = [tuple(p) for p in store.zone(zone_id).polygon]  # type: ignore[attr-defined]
+    xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+    g = ROOM_GRID_M
+    gx = np.arange(min(xs) + g, max(xs) - g / 2, g)
+    gy = np.arange(min(ys) + g, max(ys) - g / 2, g)
+    pts = np.asarray([(x, y) for x in gx for y in gy if point_in_polygon((x, y), poly)], dtype=np.float64)
+    if not len(pts):
+        pts = np.asarray([[sum(xs) / len(xs), sum(ys) / len(ys)]])
+    walls = np.asarray(
+        [[*w.a, *w.b, w.attenuation_db] for w in store.walls],  # type: ignore[attr-defined]
+        dtype=np.float64,
+    ).reshape(-1, 5)
+    lv = link_rssi(
+        float(node.rfid.power_dbm),  # type: ignore[attr-defined]
+        tuple(antenna.position),  # type: ignore[attr-defined]
+        float(antenna.facing_deg),  # type: ignore[attr-defined]
+        pts,
+        walls,
+    )
+    return float(np.quantile(lv, ROOM_FAR_QUANTILE))
+
+
+def room_params(far_dbm: float) -> PlaceParams:
+    """A room's thresholds from its reference level (see ROOM_ENTER_BELOW_DB, ROOM_KEEP_BELOW_DB)."""
+    return PlaceParams(
+        enter_dbm=far_dbm - ROOM_ENTER_BELOW_DB,
+        keep_dbm=far_dbm - ROOM_KEEP_BELOW_DB,
+        hold_s=ROOM_PARAMS.hold_s,
+        confirm_n=ROOM_PARAMS.confirm_n,
+        decay_db_per_s=ROOM_PARAMS.decay_db_per_s,
+        miss_min=ROOM_PARAMS.miss_min,
+        miss_max=ROOM_PARAMS.miss_max,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +267,9 @@ class Layout:
 
     places: tuple[Place, ...]
     antennas: Mapping[tuple[str, int], str]  # (node, antenna id) -> place id
+    #: Place-specific thresholds (place id -> params) overriding the per-kind defaults; from_store
+    #: derives them for fitting rooms from where the antenna is and what it looks at.
+    params: Mapping[str, PlaceParams] = field(default_factory=dict)
 
     @classmethod
     def from_store(cls, store: object) -> Layout:
@@ -173,7 +296,14 @@ class Layout:
                     pid = f"{n.id}-{a.id}"
                 places.setdefault(pid, Place(pid, kind, zone, name))
                 ants[(n.id, a.id)] = pid
-        return cls(tuple(places.values()), ants)
+        params: dict[str, PlaceParams] = {}
+        for pid, p in places.items():
+            if p.kind == FITTING_ROOM:
+                levels = [room_levels(store, n, a) for n, a in _room_antennas(store, ants, pid)]
+                if levels:
+                    far = min(lv for lv in levels)
+                    params[pid] = room_params(far)
+        return cls(tuple(places.values()), ants, params)
 
     def rooms(self) -> list[str]:
         return [p.id for p in self.places if p.kind == FITTING_ROOM]
@@ -216,18 +346,24 @@ class FittingRoomEngine:
         self.layout = layout
         prm = {**DEFAULT_PARAMS, **(params or {})}
         self.places = list(layout.places)
+        pp = [layout.params.get(p.id) or prm[p.kind] for p in self.places]
         self.place_index = {p.id: i for i, p in enumerate(self.places)}
         self.ant_place = {k: self.place_index[v] for k, v in layout.antennas.items()}
         self.node_ants: dict[str, dict[int, int]] = {}
         for (node, ant), pi in self.ant_place.items():
             self.node_ants.setdefault(node, {})[ant] = pi
-        kinds = [p.kind for p in self.places]
-        self.is_room = np.asarray([k == FITTING_ROOM for k in kinds], dtype=bool)
-        self.enter = np.asarray([prm[k].enter_dbm for k in kinds], dtype=np.float64)
-        self.keep = np.asarray([prm[k].keep_dbm for k in kinds], dtype=np.float64)
-        self.hold = np.asarray([prm[k].hold_s for k in kinds], dtype=np.float64)
-        self.confirm_n = np.asarray([prm[k].confirm_n for k in kinds], dtype=np.int64)
-        self.decay = np.asarray([prm[k].decay_db_per_s for k in kinds], dtype=np.float64)
+        self.node_places = {
+            n: np.unique(np.asarray(list(a.values()), dtype=np.int64)) for n, a in self.node_ants.items()
+        }
+        self.is_room = np.asarray([p.kind == FITTING_ROOM for p in self.places], dtype=bool)
+        self.enter = np.asarray([q.enter_dbm for q in pp], dtype=np.float64)
+        self.keep = np.asarray([q.keep_dbm for q in pp], dtype=np.float64)
+        self.hold = np.asarray([q.hold_s for q in pp], dtype=np.float64)
+        self.confirm_n = np.asarray([q.confirm_n for q in pp], dtype=np.int64)
+        self.decay = np.asarray([q.decay_db_per_s for q in pp], dtype=np.float64)
+        self.miss_min = np.asarray([q.miss_min for q in pp], dtype=np.int64)
+        self.miss_max = np.asarray([q.miss_max for q in pp], dtype=np.int64)
+        self.wins = np.zeros(len(self.places), dtype=np.int64)  # windows received per place
         self.margin, self.move_s, self.decide_every = margin_db, move_s, decide_every_s
         P = len(self.places)
         self._P = P
@@ -245,6 +381,10 @@ class FittingRoomEngine:
         self.chal = np.full(cap, -1, dtype=np.int64)
         self.chal_since = np.zeros(cap)
         self.seen = np.full(cap, -np.inf)  # last read anywhere
+        # at the current place, counted in its windows: keep reads, windows since shown, last keep read
+        self.hits = np.zeros(cap, dtype=np.int64)
+        self.win0 = np.zeros(cap, dtype=np.int64)
+        self.last_hit = np.zeros(cap, dtype=np.int64)
         self._last_decision = -np.inf
         self.now = -np.inf
         self.rooms: dict[str, _Room] = {p.id: _Room() for p in self.places if p.kind == FITTING_ROOM}
@@ -274,6 +414,9 @@ class FittingRoomEngine:
         self.chal = ext(self.chal, -1)
         self.chal_since = ext(self.chal_since, 0.0)
         self.seen = ext(self.seen, -np.inf)
+        self.hits = ext(self.hits, 0)
+        self.win0 = ext(self.win0, 0)
+        self.last_hit = ext(self.last_hit, 0)
         self.epcs.extend([None] * (new - old))
         self._free.extend(range(new - 1, old - 1, -1))
 
@@ -311,6 +454,8 @@ class FittingRoomEngine:
     def add_window(self, node: str, t: float, observations: Iterable[Obs]) -> list[RoomEvent]:
         """One reader window ending at ``t``; returns the events a due decision produced."""
         ants = self.node_ants.get(node)
+        if ants is not None:
+            self.wins[self.node_places[node]] += 1
         ti: list[int] = []
         pi: list[int] = []
         xs: list[float] = []
@@ -329,14 +474,22 @@ class FittingRoomEngine:
             for o in observations:
                 key = (node, o.ant)
                 self.unknown_antennas[key] = self.unknown_antennas.get(key, 0) + 1
-        if ti:
-            self._update(
-                np.asarray(ti, dtype=np.int64),
-                np.asarray(pi, dtype=np.int64),
-                np.asarray(xs, dtype=np.float64),
-                t,
-            )
-        return self.advance(t)
+        if not ti:
+            return self.advance(t)
+        tia = np.asarray(ti, dtype=np.int64)
+        self._update(tia, np.asarray(pi, dtype=np.int64), np.asarray(xs, dtype=np.float64), t)
+        return self._touched(tia, t)
+
+    def _touched(self, ti: np.ndarray, t: float) -> list[RoomEvent]:
+        """Decide now for the tags this window read (a garment is shown as soon as its own
+        reader's window confirms it, not at the next periodic decision); everyone else at the
+        periodic decision."""
+        if t - self._last_decision >= self.decide_every or t < self.now:
+            return self.advance(t)
+        self.now = max(self.now, t)
+        out: list[RoomEvent] = []
+        self._decide(np.unique(ti), t, out)
+        return out
 
     def add_arrays(
         self, node_of: Sequence[str], t: float, epc: Sequence[str], ant: np.ndarray, rssi: np.ndarray
@@ -347,10 +500,14 @@ class FittingRoomEngine:
             dtype=np.int64,
         )
         ok = pis >= 0
+        for n in set(node_of):
+            if n in self.node_places:
+                self.wins[self.node_places[n]] += 1
         ti = np.asarray([self._slot(e) for e, k in zip(epc, ok.tolist(), strict=True) if k], dtype=np.int64)
-        if len(ti):
-            self._update(ti, pis[ok], np.asarray(rssi, dtype=np.float64)[ok], t)
-        return self.advance(t)
+        if not len(ti):
+            return self.advance(t)
+        self._update(ti, pis[ok], np.asarray(rssi, dtype=np.float64)[ok], t)
+        return self._touched(ti, t)
 
     def _update(self, ti: np.ndarray, pi: np.ndarray, x: np.ndarray, t: float) -> None:
         # Several antennas of one place (a shelf run) in one window: keep the strongest.
@@ -368,6 +525,10 @@ class FittingRoomEngine:
         self.peak_t[tu, pu] = t
         k = x >= self.keep[pi]
         self.last_k[ti[k], pi[k]] = t
+        h = k & (self.cur[ti] == pi)
+        th = ti[h]
+        self.hits[th] += 1
+        self.last_hit[th] = self.wins[pi[h]]
         q = x >= self.enter[pi]
         if q.any():
             tq, pq = ti[q], pi[q]
@@ -399,7 +560,16 @@ class FittingRoomEngine:
         return out
 
     def _decide(self, a: np.ndarray, now: float, out: list[RoomEvent]) -> None:
+        # Only places that still read the tag compete (and the one it is shown at). Why: a garment
+        # taken off a shelf where it read at -45 must not wait, behind that decaying peak, to be
+        # shown in the room it is in.
+        # A shelf or till that stopped reading the garment it shows (taken away) holds it only at
+        # its keep level, so the room the garment is now read in takes it over after MOVE_S.
+        stale = now - self.last_k[a] > RUN_GAP_S
+        here = np.arange(self._P)[None, :] == self.cur[a][:, None]
         score = self.peak[a] - self.decay[None, :] * (now - self.peak_t[a])
+        score = np.where(stale & here & ~self.is_room[None, :], np.minimum(score, self.keep[None, :]), score)
+        score = np.where(stale & ~here, -np.inf, score)
         best = np.argmax(score, axis=1)
         rows = np.arange(len(a))
         best_score = score[rows, best]
@@ -412,7 +582,14 @@ class FittingRoomEngine:
         has = cur >= 0
         cur_c = np.where(has, cur, 0)
         cur_score = np.where(has, score[rows, cur_c], -np.inf)
-        cur_fresh = has & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
+        # read rate at the current place so far (Laplace), and how many missed windows make it gone
+        n_w = self.wins[cur_c] - self.win0[a]
+        rate = (self.hits[a] + 1.0) / (n_w + 2.0)
+        need = np.clip(
+            np.ceil(np.log(GONE_ODDS) / np.log1p(-rate)), self.miss_min[cur_c], self.miss_max[cur_c]
+        )
+        misses = self.wins[cur_c] - self.last_hit[a]
+        cur_fresh = has & (misses < need) & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
 
         # 1. shown tags whose place lost them for longer than the hold-over: gone
         gone = has & ~cur_fresh
@@ -439,6 +616,9 @@ class FittingRoomEngine:
     def _emit_shown(self, i: int, p: int, now: float, out: list[RoomEvent]) -> None:
         self.cur[i] = p
         self.cur_since[i] = now
+        self.hits[i] = 1  # the read that confirmed it
+        self.win0[i] = self.wins[p] - 1
+        self.last_hit[i] = self.wins[p]
         self.chal[i] = -1
         place = self.places[p]
         epc = self.epcs[i]

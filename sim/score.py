@@ -17,7 +17,10 @@ Method (docs/scenarios.md repeats it for readers of reports):
   slices with the right zone; `zone.presence_accuracy` only asks "in the store or not".
 - **Fitting rooms.** A report (room, epc, shown_at, gone_at) matches an unmatched true stay of
   that garment in that room when their time spans overlap. Precision = matched reports /
-  reports, recall = matched stays / stays, latency = shown_at - stay start. Without
+  reports, recall = matched stays / stays, latency = shown_at - stay start. Gone latency =
+  gone_at - stay end for each matched pair whose stay ended before the run did (a report
+  still open at the end counts as gone at the end of the run: a lower bound); it is
+  negative when the garment was dropped from the screen while still in the room. Without
   reports (no fitting-room engine yet) these metrics are None.
 - **Privacy.** Any event naming a customer without recognition consent, or anyone who is
   not a registered customer, counts in `privacy.unconsented_identifications` (must be 0).
@@ -167,12 +170,15 @@ def score_fitting_rooms(truth: Truth, reports: list[FittingReport] | None) -> di
             "fitting_room.item_recall": None,
             "fitting_room.latency_p50_s": None,
             "fitting_room.latency_p95_s": None,
+            "fitting_room.gone_latency_p50_s": None,
+            "fitting_room.gone_latency_p95_s": None,
         }
     stays: dict[tuple[str, str], list[int]] = {}
     for i, r in enumerate(truth.room_items):
         stays.setdefault((r.room, r.epc), []).append(i)
     used: set[int] = set()
     lat = []
+    gone_lat = []
     matched = 0
     for rep in sorted(reports, key=lambda r: r.shown_at):
         gone = rep.gone_at if rep.gone_at is not None else np.inf
@@ -182,6 +188,8 @@ def score_fitting_rooms(truth: Truth, reports: list[FittingReport] | None) -> di
                 used.add(i)
                 matched += 1
                 lat.append(rep.shown_at - s.start)
+                if s.end < truth.duration_s:
+                    gone_lat.append(min(gone, truth.duration_s) - s.end)
                 break
     return {
         "fitting_room.true_stays": len(truth.room_items),
@@ -190,6 +198,8 @@ def score_fitting_rooms(truth: Truth, reports: list[FittingReport] | None) -> di
         "fitting_room.item_recall": _ratio(len(used), len(truth.room_items)),
         "fitting_room.latency_p50_s": percentile(lat, 50),
         "fitting_room.latency_p95_s": percentile(lat, 95),
+        "fitting_room.gone_latency_p50_s": percentile(gone_lat, 50),
+        "fitting_room.gone_latency_p95_s": percentile(gone_lat, 95),
     }
 
 

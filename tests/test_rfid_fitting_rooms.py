@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -227,9 +229,15 @@ def test_slots_are_reused_after_tags_are_forgotten() -> None:
 class Reference:
     def __init__(self, lay: Layout) -> None:
         self.places = list(lay.places)
-        self.prm = [fr.DEFAULT_PARAMS[p.kind] for p in self.places]
+        self.prm = [lay.params.get(p.id) or fr.DEFAULT_PARAMS[p.kind] for p in self.places]
         self.idx = {p.id: i for i, p in enumerate(self.places)}
         self.ant = {k: self.idx[v] for k, v in lay.antennas.items()}
+        self.node_places: dict[str, set[int]] = {}
+        for (node, _), p in self.ant.items():
+            self.node_places.setdefault(node, set()).add(p)
+        self.wins = [0] * len(self.places)
+        self.tally: dict[str, dict] = {}  # epc -> hits, win0, last_hit at its current place
+        self.now = -1e18
         self.s: dict[tuple[str, int], dict] = {}
         self.cur: dict[str, tuple[int, float]] = {}
         self.chal: dict[str, tuple[int, float]] = {}
@@ -238,6 +246,8 @@ class Reference:
         self.out: list[tuple[str, float, str, str]] = []
 
     def window(self, node: str, t: float, obs: list[Obs]) -> None:
+        for p in self.node_places.get(node, ()):
+            self.wins[p] += 1
         best: dict[tuple[str, int], float] = {}
         for o in obs:
             p = self.ant.get((node, o.ant))
@@ -250,22 +260,45 @@ class Reference:
                 st_["peak"], st_["pt"] = x, t
             if x >= prm.keep_dbm:
                 st_["k"] = t
+                if epc in self.cur and self.cur[epc][0] == p:
+                    self.tally[epc]["hits"] += 1
+                    self.tally[epc]["last_hit"] = self.wins[p]
             if x >= prm.enter_dbm:
                 st_["n"] = 1 if t - st_["q"] > fr.RUN_GAP_S else st_["n"] + 1
                 st_["q"] = t
             self.seen[epc] = max(self.seen.get(epc, -1e18), t)
-        if t - self.last_decision >= fr.DECIDE_EVERY_S:
+        due = t - self.last_decision >= fr.DECIDE_EVERY_S
+        if best and not due and t >= self.now:
+            self.decide(t, sorted({e for e, _ in best}))  # the tags this window read, at once
+        elif due:
             self.last_decision = t
             self.decide(t)
+        self.now = max(self.now, t)
 
-    def decide(self, now: float) -> None:
-        for epc in sorted(self.seen):
+    def show(self, epc: str, p: int, now: float) -> None:
+        self.out.append(("item_shown", now, self.places[p].id, epc))
+        self.cur[epc] = (p, now)
+        self.tally[epc] = {"hits": 1, "win0": self.wins[p] - 1, "last_hit": self.wins[p]}
+
+    def fresh(self, epc: str, c: int, now: float) -> bool:
+        tl, prm = self.tally[epc], self.prm[c]
+        rate = (tl["hits"] + 1) / (self.wins[c] - tl["win0"] + 2)
+        need = min(max(math.ceil(math.log(fr.GONE_ODDS) / math.log(1 - rate)), prm.miss_min), prm.miss_max)
+        return self.wins[c] - tl["last_hit"] < need and now - self.s[(epc, c)]["k"] <= prm.hold_s
+
+    def decide(self, now: float, only: list[str] | None = None) -> None:
+        for epc in sorted(self.seen) if only is None else only:
             if epc not in self.cur and now - self.seen[epc] > fr.RUN_GAP_S:
                 continue
             scores = []
             for p, prm in enumerate(self.prm):
                 st_ = self.s.get((epc, p))
-                scores.append(-1e18 if st_ is None else st_["peak"] - prm.decay_db_per_s * (now - st_["pt"]))
+                shown_here = epc in self.cur and self.cur[epc][0] == p
+                stale = st_ is None or (now - st_["k"] > fr.RUN_GAP_S and not shown_here)
+                sc = -1e18 if stale else st_["peak"] - prm.decay_db_per_s * (now - st_["pt"])
+                if shown_here and now - st_["k"] > fr.RUN_GAP_S and self.places[p].kind != "fitting_room":
+                    sc = min(sc, prm.keep_dbm)
+                scores.append(sc)
             b = max(range(len(scores)), key=lambda i: (scores[i], -i))
             stb = self.s.get((epc, b))
             ok = (
@@ -276,28 +309,25 @@ class Reference:
             )
             if epc in self.cur:
                 c = self.cur[epc][0]
-                stc = self.s[(epc, c)]
-                if now - stc["k"] > self.prm[c].hold_s:
+                if not self.fresh(epc, c, now):
                     self.out.append(("item_gone", now, self.places[c].id, epc))
                     del self.cur[epc]
                     self.chal.pop(epc, None)
                     if ok and b != c:
-                        self.out.append(("item_shown", now, self.places[b].id, epc))
-                        self.cur[epc] = (b, now)
+                        self.show(epc, b, now)
                 elif b != c and ok and scores[b] > scores[c] + fr.MARGIN_DB:
                     ch = self.chal.get(epc)
                     if ch is None or ch[0] != b:
                         self.chal[epc] = (b, now)
-                    elif now - ch[1] >= fr.MOVE_S - 1e-9:
+                        ch = None
+                    if ch is not None and now - ch[1] >= fr.MOVE_S - 1e-9:
                         self.out.append(("item_gone", now, self.places[c].id, epc))
-                        self.out.append(("item_shown", now, self.places[b].id, epc))
-                        self.cur[epc] = (b, now)
+                        self.show(epc, b, now)
                         del self.chal[epc]
                 else:
                     self.chal.pop(epc, None)
             elif ok:
-                self.out.append(("item_shown", now, self.places[b].id, epc))
-                self.cur[epc] = (b, now)
+                self.show(epc, b, now)
 
 
 EPCS = [A, B, C]

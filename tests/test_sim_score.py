@@ -124,9 +124,27 @@ def test_fitting_room_precision_recall_latency() -> None:
     assert m["fitting_room.latency_p95_s"] == pytest.approx(5.8)
 
 
+def test_fitting_room_gone_latency_is_gone_at_minus_stay_end_of_matched_reports() -> None:
+    truth = _truth()
+    truth.room_items.append(RoomItem("fr3", "dd", 900, 1000))  # lasts until the end of the run
+    reports = [
+        FittingReport("fr1", "aa", 12.0, 21.0),  # stay ends 20: gone 1 s late
+        FittingReport("fr1", "bb", 14.0, None),  # never gone: counted as gone at the run's end (980)
+        FittingReport("fr1", "cc", 80.0, 90.0),  # unmatched: not counted
+        FittingReport("fr2", "aa", 56.0, 66.0),  # dropped 4 s before the stay ended (70): -4
+        FittingReport("fr3", "dd", 901.0, None),  # stay still open at the end: no gone latency
+    ]
+    m = score_fitting_rooms(truth, reports)
+    assert m["fitting_room.gone_latency_p50_s"] == pytest.approx(1.0)
+    assert m["fitting_room.gone_latency_p95_s"] == pytest.approx(1.0 + 0.9 * 979.0)
+    m = score_fitting_rooms(truth, reports[:1])
+    assert m["fitting_room.gone_latency_p95_s"] == pytest.approx(1.0)
+
+
 def test_without_reports_fitting_room_metrics_are_none() -> None:
     m = score_fitting_rooms(_truth(), None)
     assert m["fitting_room.item_precision"] is None and m["fitting_room.true_stays"] == 4
+    assert m["fitting_room.gone_latency_p95_s"] is None
 
 
 def test_truth_round_trips_through_json() -> None:
