@@ -1,0 +1,20 @@
+"""The oracle bound on entry latency (sim/entry_bound.py): its shares behave like a bound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim.entry_bound import entry_bound
+
+HIGH_STREET = Path(__file__).resolve().parent.parent / "sim" / "scenarios" / "high_street.toml"
+
+
+def test_more_time_or_more_false_alarms_never_catch_fewer_entrants() -> None:
+    out = entry_bound(str(HIGH_STREET), latencies=(1.2, 5.0), false_alarms=(0, 5))
+    assert out["entrants"] > 20 and out["registered_passers_by"] > 100
+    share = {(b["latency_s"], b["false_alarms"]): b["share_detected"] for b in out["bound"]}
+    thr = {b["false_alarms"]: b["threshold_dbm"] for b in out["bound"]}
+    assert all(0.0 <= s <= 1.0 for s in share.values())
+    assert share[(1.2, 0)] <= share[(5.0, 0)] and share[(1.2, 5)] <= share[(5.0, 5)]
+    assert share[(1.2, 0)] <= share[(1.2, 5)] and thr[5] <= thr[0]
+    assert share[(5.0, 5)] > 0.3  # walking right past the entrance node is plainly visible
