@@ -109,7 +109,7 @@ class PresenceModel:
         walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float).reshape(-1, 4)
         wall_db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
         mu, spread = _cell_rssi(xy, self.cell_size, np.asarray(owner), zones, node_xy, ref, walls, wall_db, p)
-        # `away`: one virtual cell that every node hears, if at all, at the edge of sensitivity
+        # `away`: one virtual cell, out of range (heard by a node only through a rare reflection)
         base_mu = np.vstack([mu, np.full((1, len(nodes)), p.sensitivity_dbm - 3.0)])  # (cells + away, N)
         base_spread = np.vstack([spread, np.zeros((1, len(nodes)))])
         owner.append(len(zones))
@@ -145,6 +145,9 @@ class PresenceModel:
         packets = p.adverts_per_s * p.window_s
         p_rx = 1.0 / (1.0 + np.exp(-(self.mu - p.sensitivity_dbm) / p.detect_width_db))
         p_det = np.clip(1.0 - (1.0 - p_rx) ** packets, p.p_detect_min, p.p_detect_max)
+        # `away` is out of range: a phone several nodes hear every second is not there, however
+        # weak it reads (a weak phone behind a body at the till is still in the store)
+        p_det[self.owner == len(zones)] = p.p_detect_min
         # what a node reports is the mean of the packets it *heard*: near the sensitivity only the
         # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
         alpha = (p.sensitivity_dbm - self.mu) / self.sigma

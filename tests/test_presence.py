@@ -120,6 +120,7 @@ def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
     fast = model.log_likelihood(rssi, heard, reported)
     p_rx = 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db))
     p_det = np.clip(1 - (1 - p_rx) ** (p.adverts_per_s * p.window_s), p.p_detect_min, p.p_detect_max)
+    p_det[np.asarray([model.zone_ids[o] == AWAY for o in model.owner])] = p.p_detect_min  # out of range
     for i in range(n_i):
         strongest = sorted((j for j in range(n_n) if heard[i, j]), key=lambda j: -rssi[i, j])[: p.rssi_nodes]
         for k in range(0, len(model.owner), 7):
@@ -200,3 +201,15 @@ def test_one_link_reading_far_too_strong_does_not_bring_a_passer_in(model: Prese
                 heard["p"] = float(model.mu_heard[k, j]) + (20.0 if j == j_bad and 12 <= second < 24 else 0.0)
             events += eng.add_window(node, float(second), heard)
     assert [e for e in events if e.kind == "entered"] == []
+
+
+def test_a_weak_phone_heard_by_several_nodes_is_not_out_of_range(model: PresenceModel) -> None:
+    """A phone reading -88 dBm at five nodes is weak (behind a body at the till), not away:
+    being heard at all is the evidence."""
+    rssi = np.full((1, len(model.node_ids)), -88.0)
+    heard = np.zeros_like(rssi, dtype=bool)
+    heard[0, :5] = True
+    ll = model.log_likelihood(rssi, heard, np.ones(len(model.node_ids), dtype=bool))
+    away = model.n_cells + model.away_cell  # the 0 dB block's away state
+    till = model.state_at(2.0, 11.0, offset_db=-5.0)
+    assert ll[0, till] - ll[0, away] > 5.0
