@@ -135,6 +135,7 @@ class PresenceModel:
         self.owner = np.tile(base_owner, reps)
         self.cell_in_store = np.tile(base_in, reps)
         self.cell_deep = np.tile(base_in & (depth >= p.enter_depth_m), reps)
+        self.deep_f32 = self.cell_deep.astype(np.float32)
         self.door_cells = np.tile(self.door_cells, reps)
         # a phone keeps its power: one block per offset; float32 halves the memory traffic of every step
         self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
@@ -157,6 +158,7 @@ class PresenceModel:
         self._mu_heard_t = np.ascontiguousarray(self.mu_heard.T, dtype=np.float32)  # (N, K)
         self._inv_sigma_t = np.ascontiguousarray(1.0 / self.sigma.T, dtype=np.float32)  # (N, K)
         self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma.T / p.sigma_db), dtype=np.float32)  # (N, K)
+        self._inv_sigma_dof_t = self._inv_sigma_t / np.float32(np.sqrt(p.tail_dof))  # z / sqrt(dof) in one product
 
 
     def spacing(self, kind: str) -> float:
@@ -238,13 +240,18 @@ class PresenceModel:
         p = self.params
         ll = reported.astype(np.float32) @ self._miss + heard.astype(np.float32) @ self._hit_t  # (I, K)
         ii, nn = _strongest(rssi, heard, p.rssi_nodes)
-        if len(ii):
-            z = (rssi[ii, nn].astype(np.float32)[:, None] - self._mu_heard_t[nn]) * self._inv_sigma_t[nn]  # (H, K)
-            term = -0.5 * (p.tail_dof + 1) * np.log1p(z * z * (1.0 / p.tail_dof)) + self._log_sigma_t[nn]
-            rows = sparse.csr_matrix(
-                (np.ones(len(ii), np.float32), (ii, np.arange(len(ii)))), shape=(len(rssi), len(ii))
-            )
-            ll += rows @ term
+        # one node at a time: its readings x all states is a block that stays in the CPU cache,
+        # and an identity has at most one reading per node, so the rows add without collisions
+        scale = np.float32(-0.5 * (p.tail_dof + 1))
+        for n in np.unique(nn):
+            rows = ii[nn == n]
+            z = rssi[rows, n].astype(np.float32)[:, None] - self._mu_heard_t[n]  # (h, K)
+            z *= self._inv_sigma_dof_t[n]
+            np.square(z, out=z)
+            np.log1p(z, out=z)
+            z *= scale
+            z += self._log_sigma_t[n]
+            ll[rows] += z
         return ll
 
 
@@ -318,15 +325,21 @@ class PresenceEngine:
                 events = self._step_due()
             while self._due < t - eps:
                 self._due += self.model.params.step_s
-        for identity, value in heard.items():
-            i = self.index.get(identity)
-            if i is None:
-                _, seen = self._pending.setdefault(identity, (t, {}))
-                seen[node] = max(value, seen.get(node, value))
-                continue
-            self._rssi[i, node] = max(value, self._rssi[i, node]) if self._heard[i, node] else value
-            self._heard[i, node] = True
-            self.last_heard[i] = max(self.last_heard[i], t)
+        if heard:
+            get = self.index.get
+            idx = np.fromiter((get(k, -1) for k in heard), dtype=np.int64, count=len(heard))
+            vals = np.fromiter(heard.values(), dtype=float, count=len(heard))
+            known = idx >= 0
+            rows, v = idx[known], vals[known]
+            col = self._rssi[rows, node]
+            self._rssi[rows, node] = np.where(self._heard[rows, node], np.maximum(col, v), v)
+            self._heard[rows, node] = True
+            self.last_heard[rows] = np.maximum(self.last_heard[rows], t)
+            if not known.all():
+                keys = list(heard)
+                for k in np.flatnonzero(~known):  # first heard: tracked from the next step
+                    _, seen = self._pending.setdefault(keys[k], (t, {}))
+                    seen[node] = max(float(vals[k]), seen.get(node, float(vals[k])))
         self._reported[node] = True
         if self._expected.any() and not (self._expected & ~self._reported).any():
             events += self._step_due()
@@ -344,16 +357,16 @@ class PresenceEngine:
             self._reported[:] = False
             return []
         m, p = self.model, self.model.params
-        predicted = self.belief @ m.transition
+        post = self.belief @ m.transition  # the prediction, then the posterior in place
         if self._reported.any():
             ll = m.log_likelihood(self._rssi, self._heard, self._reported)
+            ll -= ll.max(axis=1, keepdims=True)
             ll *= p.evidence_weight
-            post = predicted * np.exp(ll - ll.max(axis=1, keepdims=True))
-        else:
-            post = predicted
-        post /= post.sum(axis=1, keepdims=True)
-        self.belief = (1 - p.floor_mass) * post
-        self.belief[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
+            np.exp(ll, out=ll)
+            post *= ll
+        post *= ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
+        post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
+        self.belief = post
         self._heard[:] = False
         self._reported[:] = False
         return self._decide(t) + self._expire(t)
@@ -362,7 +375,7 @@ class PresenceEngine:
         m, p = self.model, self.model.params
         zone_post = self.belief @ m.membership
         p_in = zone_post[:, m.zone_in_store].sum(axis=1)
-        p_deep = self.belief[:, m.cell_deep].sum(axis=1)
+        p_deep = self.belief @ m.deep_f32
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         events = []
