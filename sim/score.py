@@ -41,6 +41,7 @@ from sim.truth import AgentTruth, Truth
 ENTRY_EARLY_S = 30.0  # an entrance node may hear a customer strongly just before the door
 ENTRY_LATE_S = 60.0  # a detection after the exit (but within this) still belongs to the visit
 ZONE_SLICE_S = 1.0
+ROOM_CHANGE_TOLERANCE_S = 10.0  # a change into a fitting room is right if the customer was there this close
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +155,36 @@ def score_zones(truth: Truth, events: list[ReportedEvent]) -> dict:
             slices += 1
             right += guess == actual
             present_right += guess is not None
+    wrong, visits = wrong_room_changes(truth, events)
     return {
         "zone.slices": slices,
         "zone.accuracy": _ratio(right, slices),
         "zone.presence_accuracy": _ratio(present_right, slices),
+        "zone.wrong_room_changes": wrong,
+        "zone.wrong_room_changes_per_100_visits": None if not visits else 100.0 * wrong / visits,
     }
+
+
+def wrong_room_changes(truth: Truth, events: list[ReportedEvent]) -> tuple[int, int]:
+    """(changes into a fitting room the customer was not in, consenting visits).
+
+    A `zone_changed` into a fitting room is right when the customer's true zone was that room
+    at some moment within ROOM_CHANGE_TOLERANCE_S of the observation that triggered it.
+    """
+    rooms = {z for z, kind in truth.zone_kinds.items() if kind == "fitting_room"}
+    stays: dict[str, list] = {}
+    visits = 0
+    for a in truth.agents:
+        if a.consent and a.customer_id and a.entered_at is not None:
+            visits += 1
+            stays.setdefault(a.customer_id, []).extend(a.stays)
+    wrong = 0
+    for e in events:
+        if e.kind != "zone_changed" or e.zone not in rooms or not e.customer_id:
+            continue
+        lo, hi = e.t_obs - ROOM_CHANGE_TOLERANCE_S, e.t_obs + ROOM_CHANGE_TOLERANCE_S
+        wrong += not any(s.zone == e.zone and s.start <= hi and s.end >= lo for s in stays.get(e.customer_id, []))
+    return wrong, visits
 
 
 def score_fitting_rooms(truth: Truth, reports: list[FittingReport] | None) -> dict:

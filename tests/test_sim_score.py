@@ -109,6 +109,23 @@ def test_zone_accuracy_slices_follow_the_events() -> None:
     assert m["zone.presence_accuracy"] == pytest.approx(0.90)
 
 
+def test_changes_into_a_room_the_customer_was_not_in_are_counted_per_100_visits() -> None:
+    stays = (ZoneStay("floor", 100, 150), ZoneStay("fr2", 150, 250), ZoneStay("floor", 250, 300))
+    truth = Truth(1000.0, [AgentTruth("v1", "regular", "c1", True, 100, 300, stays),
+                           _visitor("v2", "c2", True, 400, 500)],
+                  zone_kinds={"floor": "floor", "fr1": "fitting_room", "fr2": "fitting_room"})
+    events = [
+        ev("zone_changed", "c1", 145.0, "fr2"),  # 5 s early: within the tolerance, right
+        ev("zone_changed", "c1", 200.0, "fr1"),  # flapped into the next room: wrong
+        ev("zone_changed", "c1", 210.0, "fr2"),  # back: right
+        ev("zone_changed", "c2", 450.0, "fr1"),  # never in a room: wrong
+        ev("zone_changed", "c2", 460.0, "floor"),  # not a room: not counted
+    ]
+    m = score(truth, events)
+    assert m["zone.wrong_room_changes"] == 2
+    assert m["zone.wrong_room_changes_per_100_visits"] == pytest.approx(100.0)
+
+
 def test_fitting_room_precision_recall_latency() -> None:
     reports = [
         FittingReport("fr1", "aa", 12.0, 21.0),  # match, latency 2
