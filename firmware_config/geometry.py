@@ -97,6 +97,30 @@ def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     return float(np.hypot(*(p - (a + t * ab))))
 
 
+def open_runs(pa: list[Point], pb: list[Point], walls: list[tuple[Point, Point]]) -> list[list[np.ndarray]]:
+    """The wall-free runs of two zones' shared boundary, as points 0.1 m apart."""
+    wall_arr = [(np.asarray(a, float), np.asarray(b, float)) for a, b in walls]
+    runs: list[list[np.ndarray]] = []
+    for s1, s2 in shared_boundary(pa, pb):
+        a, b = np.asarray(s1, float), np.asarray(s2, float)
+        n = max(2, int(np.hypot(*(b - a)) / 0.1) + 1)
+        run: list[np.ndarray] = []
+        for t in np.linspace(0, 1, n):
+            p = a + t * (b - a)
+            if all(segment_distance(p, wa, wb) > 0.05 for wa, wb in wall_arr):
+                run.append(p)
+            elif run:
+                runs.append(run)
+                run = []
+        if run:
+            runs.append(run)
+    return runs
+
+
+def run_length(run: list[np.ndarray]) -> float:
+    return float(np.hypot(*(run[-1] - run[0]))) if len(run) > 1 else 0.0
+
+
 def portal(pa: list[Point], pb: list[Point], walls: list[tuple[Point, Point]]) -> Point:
     """Where people pass from one zone to the next: the middle of the longest wall-free run
     of their shared boundary (the door in a glass shop front), else the middle of it."""
@@ -104,27 +128,13 @@ def portal(pa: list[Point], pb: list[Point], walls: list[tuple[Point, Point]]) -
     if not segs:
         ca, cb = polygon_centroid(pa), polygon_centroid(pb)
         return (ca[0] + cb[0]) / 2, (ca[1] + cb[1]) / 2
-    wall_arr = [(np.asarray(a, float), np.asarray(b, float)) for a, b in walls]
-    best: list[np.ndarray] = []
-    fallback: list[np.ndarray] = []
-    for s1, s2 in segs:
-        a, b = np.asarray(s1, float), np.asarray(s2, float)
-        n = max(2, int(np.hypot(*(b - a)) / 0.1) + 1)
-        run: list[np.ndarray] = []
-        for t in np.linspace(0, 1, n):
-            p = a + t * (b - a)
-            fallback.append(p)
-            if all(segment_distance(p, wa, wb) > 0.05 for wa, wb in wall_arr):
-                run.append(p)
-            else:
-                if len(run) > len(best):
-                    best = run
-                run = []
-        if len(run) > len(best):
-            best = run
-    pts = best or fallback
-    mid = pts[len(pts) // 2]
-    return float(mid[0]), float(mid[1])
+    runs = open_runs(pa, pb, walls)
+    if runs:
+        best = max(runs, key=len)
+        mid = best[len(best) // 2]
+        return float(mid[0]), float(mid[1])
+    (x1, y1), (x2, y2) = max(segs, key=lambda s: np.hypot(s[1][0] - s[0][0], s[1][1] - s[0][1]))
+    return float(x1 + x2) / 2, float(y1 + y2) / 2
 
 
 def crossings(tx: np.ndarray, rx: np.ndarray, walls: np.ndarray) -> np.ndarray:
