@@ -67,7 +67,7 @@ class PresenceParams:
     enter_depth_m: float = 2.0  # the strip inside the glass front is radio-twin of the pavement lane
     exit_probability: float = 0.15  # P(in store) below which the customer has left
     switch_probability: float = 0.6  # zone posterior needed to report a zone change
-    room_switch_probability: float = 0.85  # higher bar into/out of a fitting room: no flapping
+    room_switch_probability: float = 0.95  # into/out of a fitting room: a wrong room is worse than a late one
     forget_after_s: float = 120.0  # stop tracking an identity not heard for this long
 
 
