@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Query, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -19,7 +19,7 @@ from gateway.config_push import ConfigPusher
 from gateway.core import GatewayCore
 from gateway.fleet import fleet_router
 from gateway.mqtt_ingest import MqttIngest
-from gateway.routes_common import Clienteling, require_staff
+from gateway.routes_common import Clienteling, current_staff, require_staff
 from gateway.routes_rfid import rfid_router
 from gateway.sse import event_stream, resume_point
 
@@ -89,11 +89,19 @@ def create_app(
         dependencies=[Depends(require_staff)],
     )
     async def stream(
+        request: Request,
         last_event_id: Annotated[str | None, Header()] = None,
         after: Annotated[int | None, Query(ge=0, description="replay events after this id")] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         last = resume_point(core.events, last_event_id, after)
-        async for sse in event_stream(core.events, core.broadcaster, last, on_clients=core.metrics.clients.set):
+        clienteling = app.state.clienteling
+
+        def signed_in() -> bool:  # signed out or expired: the stream ends, the page asks to sign in
+            return current_staff(request, clienteling) is not None
+
+        async for sse in event_stream(
+            core.events, core.broadcaster, last, on_clients=core.metrics.clients.set, allowed=signed_in
+        ):
             yield sse
 
     @app.get("/livez", summary="The process is alive")

@@ -2,7 +2,9 @@
 
 One generator for every stream: replay what the client missed (`id > Last-Event-ID`) from
 the event log, in pages, then go live from the broadcaster, skipping anything already sent.
-Keep-alive comments hold idle connections open through proxies and flaky Wi-Fi.
+Keep-alive comments hold idle connections open through proxies and flaky Wi-Fi. A stream
+that needs a staff session re-checks it every RECHECK_S and ends when it has expired or been
+signed out: a tablet left open must not go on showing customers to whoever picks it up.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi.sse import ServerSentEvent
 from gateway.events import Broadcaster, EventLog, StaffEvent
 
 KEEPALIVE_S = 15.0
+RECHECK_S = 5.0
 PAGE = 1000
 
 
@@ -40,7 +43,9 @@ async def event_stream(
     select: Callable[[StaffEvent], bool] = lambda ev: True,
     wire: Callable[[StaffEvent], ServerSentEvent] = full_event,
     on_clients: Callable[[int], None] = lambda n: None,
+    allowed: Callable[[], bool] | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
+    """`allowed` (blocking, run off the event loop): is the client still entitled to the stream?"""
     queue, cancel = broadcaster.subscribe()
     on_clients(broadcaster.clients)
     try:
@@ -53,11 +58,21 @@ async def event_stream(
                 last = ev.id
             if len(missed) < PAGE:
                 break
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + RECHECK_S
+        next_keepalive = loop.time() + KEEPALIVE_S
         while True:
+            if allowed is not None and loop.time() >= next_check:
+                if not await asyncio.to_thread(allowed):
+                    return
+                next_check = loop.time() + RECHECK_S
+            wait = min(next_keepalive, next_check if allowed is not None else next_keepalive) - loop.time()
             try:
-                ev = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
+                ev = await asyncio.wait_for(queue.get(), timeout=max(0.0, wait))
             except TimeoutError:
-                yield ServerSentEvent(comment="keep-alive")
+                if loop.time() >= next_keepalive:
+                    yield ServerSentEvent(comment="keep-alive")
+                    next_keepalive = loop.time() + KEEPALIVE_S
                 continue
             if ev is None:  # fell too far behind: the client reconnects and replays
                 return

@@ -40,3 +40,26 @@ def test_stream_replays_only_events_after_last_event_id(serve, tmp_path) -> None
     r = httpx.get(f"{server.url}/api/events", params={"after": ids[3]}, headers=bearer)
     assert [e["id"] for e in r.json()] == ids[4:]
     assert httpx.get(f"{server.url}/api/events", params={"after": -1}, headers=bearer).status_code == 422
+
+
+def test_stream_ends_when_the_session_is_signed_out(serve, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """A tablet left open must not keep showing customers once its staff member signed out."""
+    import gateway.sse
+
+    monkeypatch.setattr(gateway.sse, "RECHECK_S", 0.2)
+    core = GatewayCore(load_store(BOUTIQUE), open_db(tmp_path / "gw.db"), clock=time.time)
+    auth.create_staff(core.db, "ana", "associate-pass", "associate")
+    server = serve(create_app(core))
+    token = httpx.post(f"{server.url}/api/login", json={"username": "ana", "password": "associate-pass"}).json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    core.emit(PresenceEvent("entered", "c1", 1.0, "entrance", "pavement", 0.9))
+    lines: list[str] = []
+    started = time.monotonic()
+    with httpx.stream("GET", f"{server.url}/api/stream?after=0", headers=bearer, timeout=10) as r:
+        for line in r.iter_lines():
+            lines.append(line)
+            if line.startswith("id:"):  # the replayed alert is in: now sign out from elsewhere
+                assert httpx.post(f"{server.url}/api/logout", headers=bearer).status_code == 200
+    assert any(line.startswith("id:") for line in lines)
+    assert time.monotonic() - started < 5.0  # ended by the server within a re-check or two, not by the timeout
+    assert httpx.get(f"{server.url}/api/stream", headers=bearer, timeout=5).status_code == 401
