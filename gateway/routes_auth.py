@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import auth
-from gateway.routes_common import ManagerDep, StaffDep, Svc, page
+from gateway.routes_common import ManagerDep, StaffDep, Svc, client_address, page, throttled
 
 router = APIRouter()
 
@@ -34,13 +34,19 @@ def login_page() -> HTMLResponse:
 
 
 @router.post("/api/login", summary="Sign in: sets the session cookie and returns the token", tags=["auth"])
-def login(body: Credentials, response: Response, s: Svc) -> dict:
+def login(body: Credentials, request: Request, response: Response, s: Svc) -> dict:
     now = s.now()
+    addr = client_address(request)
+    key = f"{addr}|{body.username.lower()}"
     with s.lock:
+        throttled(s.address_throttle.retry_after(addr, now) or s.login_throttle.retry_after(key, now))
         token = auth.login(s.db, body.username, body.password, now=now, ttl_s=s.session_ttl_s)
         staff = auth.session_staff(s.db, token, now=now) if token else None
-    if token is None or staff is None:
-        raise HTTPException(401, "wrong username or password")
+        if token is None or staff is None:
+            s.login_throttle.hit(key, now)
+            s.address_throttle.hit(addr, now)
+            raise HTTPException(401, "wrong username or password")
+        s.login_throttle.clear(key)
     response.set_cookie(
         auth.COOKIE, token, max_age=int(s.session_ttl_s), httponly=True, samesite="strict", path="/"
     )

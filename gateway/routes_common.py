@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -29,6 +30,7 @@ from gateway.core import GatewayCore
 from gateway.customers import Identity
 from gateway.events import StaffEvent
 from gateway.pos import SaleHooks
+from gateway.throttle import Throttle
 
 log = logging.getLogger("instore.gateway")
 
@@ -45,6 +47,11 @@ class Clienteling:
     ):
         self.core, self.db, self.lock = core, core.db, core.lock
         self.retention_s, self.session_ttl_s = retention_s, session_ttl_s
+        # sign-in: 5 wrong passwords per address and username in 5 minutes, 20 per address;
+        # enrolment: 30 per address in 10 minutes (a kiosk enrolling a queue of customers fits)
+        self.login_throttle = Throttle(limit=5, window_s=300.0)
+        self.address_throttle = Throttle(limit=20, window_s=300.0)
+        self.enrol_throttle = Throttle(limit=30, window_s=600.0)
         self.hooks = ConsentHooks()
         self.sale_hooks = SaleHooks()
         self.tz = ZoneInfo(core.store.store.timezone)
@@ -71,6 +78,17 @@ class Clienteling:
             purged = purge_identified_presence(self.db, now, self.retention_s)
             self.db.execute("DELETE FROM sessions WHERE expires_at < ?", [now])
         return {"visit_events": visits, "purged_rows": purged}
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def throttled(retry_after: float | None) -> None:
+    """Refuse with 429 and Retry-After when a throttle says so."""
+    if retry_after is not None:
+        wait = max(1, math.ceil(retry_after))
+        raise HTTPException(429, f"too many attempts: try again in {wait} s", headers={"Retry-After": str(wait)})
 
 
 def svc(request: Request) -> Clienteling:

@@ -6,7 +6,7 @@ import json
 import secrets
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -14,7 +14,7 @@ from gateway import consent as consent_mod
 from gateway import customers, staff
 from gateway.db import PURPOSES
 from gateway.eid import IDENTITY_KEY_LEN
-from gateway.routes_common import ManagerDep, StaffDep, Svc, page
+from gateway.routes_common import ManagerDep, StaffDep, Svc, client_address, page, throttled
 
 router = APIRouter()
 
@@ -153,8 +153,12 @@ def enrol_form(s: Svc, language: Language = "en") -> dict:
     summary="Enrol a customer (public): consent rows, identity key, provisioning payload and QR",
     tags=["enrolment"],
 )
-def enrol(body: Enrolment, s: Svc) -> dict:
+def enrol(body: Enrolment, request: Request, s: Svc) -> dict:
     now = s.now()
+    addr = client_address(request)
+    with s.lock:
+        throttled(s.enrol_throttle.retry_after(addr, now))
+        s.enrol_throttle.hit(addr, now)
     cid = "c" + secrets.token_hex(8)
     with s.lock, consent_mod.transaction(s.db):
         customers.add_customer(
