@@ -166,6 +166,8 @@ class BleNode:
                 if ble.scan_mode != self.scan_mode:
                     self.scan_mode = ble.scan_mode
                     self._rescan.set()
+            if rt.rfid is not None and self.rfid is not None:  # the readers change power/region live
+                self.rfid.apply(rt.rfid.power_dbm, rt.rfid.region)
             self.runtime = rt
             self.config_version = rt.version
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.protocol import MAX_OBSERVATIONS, RfidWindow
+from edge.rfid import codec
 from edge.rfid.codec import TagNotice
 from edge.rfid.driver import ReaderDriver
 from edge.window import RfidWindowAggregator
@@ -95,6 +96,14 @@ class RfidReaderLoop:
         self.publish_errors = 0
         self.windows = 0
         self._window_start: float | None = None
+
+    def apply(self, power_dbm: float, region: str) -> None:
+        """A pushed node config: every reader takes the new power and region without a restart."""
+        code = codec.REGIONS[region]
+        for spec, drv in zip(self.readers, self.drivers, strict=True):
+            if drv.power_dbm != power_dbm or drv.region != code:
+                log.info("reader %s: power %s dBm, region %s (pushed config)", spec.name or spec.url, power_dbm, region)
+                drv.reconfigure(power_dbm=power_dbm, region=code)
 
     # ---------------------------------------------------------------------------- callbacks
 

@@ -31,9 +31,12 @@ from edge.config import (
     NodeRuntimeConfigError,
     NodeSection,
     QueueSection,
+    RfidReaderSection,
+    RfidSection,
     runtime_from_wire,
 )
 from edge.node import BleNode, read_cpu_temp
+from edge.rfid import codec
 from firmware_config.node_config import NodeRuntimeConfig, node_configs
 from firmware_config.store import load_store
 from gateway import auth
@@ -270,6 +273,21 @@ def test_scan_mode_change_restarts_the_scanner_and_rssi_floor_drops_weak_adverts
     w = node.agg.flush(1.0)
     assert [(o.id, o.n) for o in w.observations] == [(f"ibeacon:{STORE_UUID}:1:2", 1)]
     assert w.anonymous.adverts == 0
+
+
+def test_pushed_rfid_power_and_region_go_to_the_node_s_readers(tmp_path) -> None:  # noqa: ANN001
+    """The store's RFID settings replace the node file's: the running readers take them live
+    (the driver side is tested against the virtual reader in test_rfid_node.py)."""
+    cfg = node_file(1, "fr1", tmp_path).model_copy(
+        update={"rfid": RfidSection(readers=[RfidReaderSection(url="socket://127.0.0.1:9", power_dbm=20.0)])}
+    )
+    node = BleNode(cfg)
+    base = fr1_runtime(9)
+    rfid = base.rfid.model_copy(update={"power_dbm": 26.0, "region": "usa"})  # type: ignore[union-attr]
+    node.on_config(_cfg(base.model_copy(update={"rfid": rfid}).model_dump(mode="json"), version=9))
+    assert node.config_version == 9 and node.config_error is None
+    driver = node.rfid.drivers[0]  # type: ignore[union-attr]
+    assert (driver.power_dbm, driver.region) == (26.0, codec.Region.USA)
 
 
 def test_cpu_temperature_prefers_the_cpu_zone(tmp_path) -> None:  # noqa: ANN001

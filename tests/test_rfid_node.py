@@ -102,3 +102,30 @@ def test_readers_from_the_store_file() -> None:
         ReaderSpec("/dev/serial/by-id/usb-instore_uhf_fr2-if00-port0", 1, "fr2", 20.0)
     ]
     assert readers_from_store(store, "entrance-1") == []
+
+
+def test_a_pushed_power_and_region_reach_the_running_reader_without_a_restart() -> None:
+    """The gateway pushes a node config with new RFID settings: the reader is reconfigured while
+    the loop runs, and tags keep coming afterwards."""
+    from edge.rfid import codec
+
+    windows: list[RfidWindow] = []
+    core = ReaderCore(lambda now: TAGS)
+    with VirtualReaderPty(core) as pty:
+        loop = RfidReaderLoop(
+            "boutique", "fr1", [ReaderSpec(pty.link_path, name="fr1", power_dbm=20.0)], windows.append,
+            window_s=0.3, clock=time.monotonic, driver_options=FAST,
+        )
+        stop = threading.Event()
+        th = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+        th.start()
+        try:
+            assert wait_for(lambda: core.power_cdbm == 2000 and core.inventory_running)
+            loop.apply(power_dbm=26.0, region="usa")
+            assert wait_for(lambda: core.power_cdbm == 2600 and core.region == codec.Region.USA)
+            n = len(windows)
+            assert wait_for(lambda: any(w.observations for w in windows[n + 1:]))  # still reading
+            assert loop.health()["readers"][0]["reconnects"] == 0  # no restart, no reconnect
+        finally:
+            stop.set()
+            th.join(timeout=10)

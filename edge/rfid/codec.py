@@ -116,6 +116,16 @@ class Region(IntEnum):
     KOREA = 0x06
 
 
+#: The store file's region names (``[nodes.rfid] region``) as the module's region codes.
+REGIONS: dict[str, Region] = {
+    "eu": Region.EUROPE,
+    "usa": Region.USA,
+    "korea": Region.KOREA,
+    "china800": Region.CHINA_800,
+    "china900": Region.CHINA_900,
+}
+
+
 class ErrorCode(IntEnum):
     READ_FAILED = 0x09
     WRITE_FAILED = 0x10

@@ -144,6 +144,7 @@ class ReaderDriver:
         self._unexpected = 0
         self._callback_errors = 0
         self._config_errors: list[str] = []
+        self._reconfigure = threading.Event()  # set by reconfigure(), served by the reader thread
         self._last_error: str | None = None
         self._last_notice_at: float | None = None
         self._last_frame_at: float | None = None
@@ -181,6 +182,15 @@ class ReaderDriver:
                     self._lose(f"unexpected {type(exc).__name__}: {exc}")
         finally:
             self._shutdown()
+
+    def reconfigure(self, *, power_dbm: float | None = None, region: int | None = None) -> None:
+        """New power or region from a pushed node config: the reader thread stops the inventory,
+        sends the settings and starts it again at its next step (and after every reconnect)."""
+        if power_dbm is not None:
+            self.power_dbm = power_dbm
+        if region is not None:
+            self.region = region
+        self._reconfigure.set()
 
     def start(self, on_notice: NoticeCallback) -> Callable[[], None]:
         """Run on a daemon thread; returns the function that stops it (and waits for it)."""
@@ -256,6 +266,7 @@ class ReaderDriver:
             with contextlib.suppress(AttributeError, NotImplementedError):
                 port.reset_input_buffer()
             self._state = "configuring"
+            self._reconfigure.clear()  # what reconfigure() asked for is in the attributes now
             self._configure()
             self._start_inventory()
         except (serial.SerialException, OSError, _NoAnswer) as exc:
@@ -412,6 +423,11 @@ class ReaderDriver:
         return frames
 
     def _step(self) -> None:
+        if self._reconfigure.is_set():
+            self._reconfigure.clear()
+            self._configure()  # stops the running inventory first
+            self._start_inventory()
+            self._last_frame_at = self.clock()
         data = self._read_chunk()
         now = self.clock()
         for frame in self._feed(data, now):
