@@ -86,7 +86,6 @@ class BleNode:
         if qpath == ":memory:":
             log.warning("no [queue] path and no STATE_DIRECTORY: windows queue in memory only")
         self.queue = DiskQueue(qpath, cfg.queue.max_windows, first_seq=int(clock() * 1000))
-        self._restore_config()
         self.link = NodeLink(
             cfg.node.store,
             cfg.node.id,
@@ -107,6 +106,7 @@ class BleNode:
             )
             if cfg.rfid.readers else None
         )
+        self._restore_config()  # last: the stored config goes to the scanner settings and the readers
 
     def _health(self) -> dict:
         return {
