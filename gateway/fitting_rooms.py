@@ -11,14 +11,20 @@ room 1 is also read, more weakly, by room 2's antenna (a cross-read), and a garm
 sales floor right in front of a curtain is read by every room's antenna. A tag belongs to the
 place whose antennas read it strongest (a decaying peak of window RSSI per tag and place,
 among places still reading it), it must be strong enough there for a confirmation time before
-it is shown, and it moves to another place only when that place beats the current one by a
-margin for a hysteresis time. A fitting room's thresholds are relative to what its own antenna
+it is shown (or one window well above its level), and it moves to another place only when
+that place beats the current one by a margin for a hysteresis time (rooms against shelves and
+tills: on recent reads and the level the room reads it at, as shelves beside the rooms read
+the garments inside them). A fitting room's thresholds are relative to what its own antenna
 should read of a garment in the far part of the room, computed from the store file (antenna
 power, position, facing, room polygon, walls: :func:`room_levels`), because readers and rooms
 differ by 10 dB and more between stores. A shown tag stays through missed windows (the garment
 is behind a body, or far from the antenna): it is gone after a number of its place's windows
-without a read that grows the sparser its reads have been (``GONE_ODDS``). Tags a window reads
-are decided at once (a garment is shown on its own reader's window), the rest periodically.
+without a read that grows the sparser its recent reads have been (``GONE_ODDS``), or after a
+few once another place reads it stronger than it ever did while the tag was shown (it is being
+carried out: ``DEPART_DB``). Just after leaving a room, a garment needs more strong windows to
+be shown in a room again (``HOP_S``), so that carrying it out past the curtains is not a new
+try-on. Tags a window reads are decided at once (a garment is shown on its own reader's window),
+the rest periodically.
 
 Pure: no clock (observation times come with the windows), no I/O, no logging. Vectorised over
 all tags x places with numpy; ``tests/test_rfid_fitting_rooms.py`` checks it against a plain
@@ -104,6 +110,13 @@ MARGIN_DB = 6.0
 #: ...for this long before the tag moves (hysteresis). Why: a garment carried past a room or
 #: held up to the curtain must not hop back and forth; a real move lasts far longer.
 MOVE_S = 3.0
+#: A fitting room takes a garment over from a shelf or till when it reads it this much stronger
+#: than that place's recent reads (a peak decaying at FAST_DECAY_DB_PER_S), not the slow peak of
+#: the garment carried past the shelf. Why: a shelf antenna next to the rooms reads a garment
+#: inside a room 5-10 dB weaker than the room's own antenna (flagship simulator), while a
+#: garment on a shelf is read by a room antenna, if at all, far weaker.
+ROOM_OVER_PLACE_DB = 3.0
+FAST_DECAY_DB_PER_S = 2.5
 #: Decisions are taken at most this often. Why: readers send their windows a few ms apart;
 #: deciding once per half second sees them together and keeps 40 readers cheap.
 DECIDE_EVERY_S = 0.5
@@ -113,6 +126,30 @@ DECIDE_EVERY_S = 0.5
 #: unblocked) is plainly gone after 3 missed windows; one at the far end of the room, read one
 #: window in two, needs 9 or so before its absence means anything.
 GONE_ODDS = 1e-5
+#: For this long after a garment is gone from a fitting room, showing it in a room takes this many
+#: more strong windows. Why: carried out past the neighbouring curtains (or back past its own)
+#: it is read strongly for a window or two; nobody tries one garment in two rooms in a minute.
+HOP_S = 15.0
+HOP_EXTRA_N = 1
+#: A run whose strongest read is this far above the room's enter level shows the garment after
+#: one window. Why: a read that strong comes from well inside the room.
+STRONG_DB = 6.0
+#: The read rate that sets the missed windows of GONE_ODDS weighs each window by this per window
+#: of age. Why: a garment moved in the room (hung up near the antenna, carried to the far corner)
+#: changes its read rate; the last half minute tells, not the whole stay.
+RATE_DECAY = 0.97
+#: ...from a Beta(RATE_PRIOR, RATE_PRIOR) prior. Why: ten windows of reads say little yet; a garment
+#: read in all of them may still be behind its customer for six in a row.
+RATE_PRIOR = 2.0
+#: Weight of a new keep read in the running mean of a shown tag's level at its place.
+LEVEL_WEIGHT = 0.2
+#: A shown tag read by another place DEPART_DB stronger than that place read it since it was shown
+#: (and at least at that place's enter level), after DEPART_AFTER_S shown, is leaving: for
+#: DEPART_WITHIN_S it is gone after DEPART_NEED missed windows.
+DEPART_DB = 9.0
+DEPART_AFTER_S = 20.0
+DEPART_WITHIN_S = 10.0
+DEPART_NEED = 5
 #: A tag not read anywhere for this long and not shown is forgotten (its slot reused).
 FORGET_AFTER_S = 600.0
 
@@ -137,12 +174,25 @@ LINK_TAG_SENSITIVITY_DBM = -20.0  # common passive tag chip: reads fail below th
 #: without letting one corner behind a pillar of the pattern decide.
 ROOM_FAR_QUANTILE = 0.1
 ROOM_GRID_M = 0.2  # survey grid inside the room polygon (inset by one step)
+#: A room whose far part gets less than this forward power above the tag's wake-up level reads a
+#: garment there only on upward fades, one window in two or fewer, in runs of misses: a shown
+#: tag's missed-window cap there is ROOM_EDGE_MISS_MAX instead of ROOM_PARAMS.miss_max. Why: a cap
+#: of 9 for a garment read every other window drops it every few minutes (flagship simulator,
+#: 12 dBm readers); where reads are solid a lower cap shows garments carried out sooner.
+ROOM_EDGE_MARGIN_DB = 3.0
+ROOM_EDGE_MISS_MAX = 15
 
 
 def link_rssi(
-    power_dbm: float, ant_xy: tuple[float, float], facing_deg: float, pts: np.ndarray, walls: np.ndarray
+    power_dbm: float,
+    ant_xy: tuple[float, float],
+    facing_deg: float,
+    pts: np.ndarray,
+    walls: np.ndarray,
+    forward: bool = False,
 ) -> np.ndarray:
-    """Expected RSSI (dBm) of a read of a tag at each of ``pts`` (N, 2) by one antenna.
+    """Expected RSSI (dBm) of a read of a tag at each of ``pts`` (N, 2) by one antenna (with
+    ``forward``: the tag's forward power instead).
 
     Two-way link budget: the tag's forward power is ``power + one_way``, its reply loses
     ``one_way`` again plus the backscatter loss. A tag near the edge of its read range answers
@@ -160,6 +210,8 @@ def link_rssi(
 
         cross = crossings(pts, np.asarray([ant_xy], dtype=np.float64), walls[:, :4])[:, 0, :]
         one_way = one_way - (cross * walls[None, :, 4]).sum(axis=1)
+    if forward:
+        return power_dbm + one_way
     nominal = power_dbm + 2 * one_way - LINK_BACKSCATTER_DB
     return np.maximum(nominal, LINK_TAG_SENSITIVITY_DBM + one_way - LINK_BACKSCATTER_DB)
 
@@ -175,9 +227,10 @@ def _room_antennas(store: object, ants: Mapping[tuple[str, int], str], pid: str)
     return out
 
 
-def room_levels(store: object, node: object, antenna: object) -> float:
+def room_levels(store: object, node: object, antenna: object, forward: bool = False) -> float:
     """The reference level of a fitting-room antenna: what it reads of a garment in the far part
-    of its own room (``ROOM_FAR_QUANTILE`` of a survey grid over the room polygon)."""
+    of its own room (``ROOM_FAR_QUANTILE`` of a survey grid over the room polygon); with
+    ``forward``, the forward power that garment gets (against LINK_TAG_SENSITIVITY_DBM)."""
     from firmware_config.geometry import point_in_polygon
 
     zone_id = antenna.zone or node.zone  # type: ignore[attr-defined]
@@ -199,12 +252,15 @@ def room_levels(store: object, node: object, antenna: object) -> float:
         float(antenna.facing_deg),  # type: ignore[attr-defined]
         pts,
         walls,
+        forward,
     )
     return float(np.quantile(lv, ROOM_FAR_QUANTILE))
 
 
-def room_params(far_dbm: float) -> PlaceParams:
-    """A room's thresholds from its reference level (see ROOM_ENTER_BELOW_DB, ROOM_KEEP_BELOW_DB)."""
+def room_params(far_dbm: float, far_forward_dbm: float = 0.0) -> PlaceParams:
+    """A room's thresholds from its reference level (see ROOM_ENTER_BELOW_DB, ROOM_KEEP_BELOW_DB)
+    and, from the forward power its far part gets, its missed-window cap (ROOM_EDGE_MARGIN_DB)."""
+    edge = far_forward_dbm - LINK_TAG_SENSITIVITY_DBM < ROOM_EDGE_MARGIN_DB
     return PlaceParams(
         enter_dbm=far_dbm - ROOM_ENTER_BELOW_DB,
         keep_dbm=far_dbm - ROOM_KEEP_BELOW_DB,
@@ -212,7 +268,7 @@ def room_params(far_dbm: float) -> PlaceParams:
         confirm_n=ROOM_PARAMS.confirm_n,
         decay_db_per_s=ROOM_PARAMS.decay_db_per_s,
         miss_min=ROOM_PARAMS.miss_min,
-        miss_max=ROOM_PARAMS.miss_max,
+        miss_max=ROOM_EDGE_MISS_MAX if edge else ROOM_PARAMS.miss_max,
     )
 
 
@@ -299,10 +355,11 @@ class Layout:
         params: dict[str, PlaceParams] = {}
         for pid, p in places.items():
             if p.kind == FITTING_ROOM:
-                levels = [room_levels(store, n, a) for n, a in _room_antennas(store, ants, pid)]
-                if levels:
-                    far = min(lv for lv in levels)
-                    params[pid] = room_params(far)
+                ra = _room_antennas(store, ants, pid)
+                if ra:
+                    far = min(room_levels(store, n, a) for n, a in ra)
+                    fwd = max(room_levels(store, n, a, forward=True) for n, a in ra)
+                    params[pid] = room_params(far, fwd)
         return cls(tuple(places.values()), ants, params)
 
     def rooms(self) -> list[str]:
@@ -373,6 +430,8 @@ class FittingRoomEngine:
         self._free: list[int] = list(range(cap - 1, -1, -1))
         self.peak = np.full((cap, P), -np.inf)  # decaying peak: value at peak_t
         self.peak_t = np.zeros((cap, P))
+        self.fpeak = np.full((cap, P), -np.inf)  # the same at FAST_DECAY_DB_PER_S: recent reads only
+        self.fpeak_t = np.zeros((cap, P))
         self.last_q = np.full((cap, P), -np.inf)  # last window read >= enter_dbm
         self.last_k = np.full((cap, P), -np.inf)  # last window read >= keep_dbm
         self.run_n = np.zeros((cap, P), dtype=np.int64)  # strong windows in the current run
@@ -381,10 +440,16 @@ class FittingRoomEngine:
         self.chal = np.full(cap, -1, dtype=np.int64)
         self.chal_since = np.zeros(cap)
         self.seen = np.full(cap, -np.inf)  # last read anywhere
-        # at the current place, counted in its windows: keep reads, windows since shown, last keep read
-        self.hits = np.zeros(cap, dtype=np.int64)
-        self.win0 = np.zeros(cap, dtype=np.int64)
+        # at the current place, counted in its windows as of the last keep read: keep reads and
+        # windows, each weighted RATE_DECAY ** (windows ago); and that last keep read's window
+        self.hs = np.zeros(cap)
+        self.ns = np.zeros(cap)
         self.last_hit = np.zeros(cap, dtype=np.int64)
+        self.lvl = np.zeros(cap)  # running mean RSSI of those keep reads (LEVEL_WEIGHT)
+        self.left_t = np.full(cap, -np.inf)  # when it was last gone from a fitting room
+        self.omax = np.full((cap, P), -np.inf)  # strongest read at each place since shown
+        self.dep_t = np.full(cap, -np.inf)  # last read saying it is leaving its place
+        self.qmax = np.full((cap, P), -np.inf)  # strongest read of the current run of strong windows
         self._last_decision = -np.inf
         self.now = -np.inf
         self.rooms: dict[str, _Room] = {p.id: _Room() for p in self.places if p.kind == FITTING_ROOM}
@@ -406,6 +471,8 @@ class FittingRoomEngine:
 
         self.peak = ext(self.peak, -np.inf)
         self.peak_t = ext(self.peak_t, 0.0)
+        self.fpeak = ext(self.fpeak, -np.inf)
+        self.fpeak_t = ext(self.fpeak_t, 0.0)
         self.last_q = ext(self.last_q, -np.inf)
         self.last_k = ext(self.last_k, -np.inf)
         self.run_n = ext(self.run_n, 0)
@@ -414,9 +481,14 @@ class FittingRoomEngine:
         self.chal = ext(self.chal, -1)
         self.chal_since = ext(self.chal_since, 0.0)
         self.seen = ext(self.seen, -np.inf)
-        self.hits = ext(self.hits, 0)
-        self.win0 = ext(self.win0, 0)
+        self.hs = ext(self.hs, 0.0)
+        self.ns = ext(self.ns, 0.0)
         self.last_hit = ext(self.last_hit, 0)
+        self.lvl = ext(self.lvl, 0.0)
+        self.left_t = ext(self.left_t, -np.inf)
+        self.omax = ext(self.omax, -np.inf)
+        self.dep_t = ext(self.dep_t, -np.inf)
+        self.qmax = ext(self.qmax, -np.inf)
         self.epcs.extend([None] * (new - old))
         self._free.extend(range(new - 1, old - 1, -1))
 
@@ -439,9 +511,15 @@ class FittingRoomEngine:
             self._free.append(i)
         self.peak[idx] = -np.inf
         self.peak_t[idx] = 0.0
+        self.fpeak[idx] = -np.inf
+        self.fpeak_t[idx] = 0.0
         self.last_q[idx] = -np.inf
         self.last_k[idx] = -np.inf
         self.run_n[idx] = 0
+        self.left_t[idx] = -np.inf
+        self.omax[idx] = -np.inf
+        self.dep_t[idx] = -np.inf
+        self.qmax[idx] = -np.inf
         self.seen[idx] = -np.inf
         self.chal[idx] = -1
 
@@ -523,17 +601,35 @@ class FittingRoomEngine:
         tu, pu = ti[up], pi[up]
         self.peak[tu, pu] = x[up]
         self.peak_t[tu, pu] = t
+        up = x >= self.fpeak[ti, pi] - FAST_DECAY_DB_PER_S * (t - self.fpeak_t[ti, pi])
+        tu, pu = ti[up], pi[up]
+        self.fpeak[tu, pu] = x[up]
+        self.fpeak_t[tu, pu] = t
+        c = self.cur[ti]
+        dep = (
+            (c >= 0)
+            & (c != pi)
+            & (x >= np.maximum(self.omax[ti, pi] + DEPART_DB, self.enter[pi]))
+            & (t - self.cur_since[ti] >= DEPART_AFTER_S)
+        )
+        self.dep_t[ti[dep]] = t
+        self.omax[ti, pi] = np.maximum(self.omax[ti, pi], x)
         k = x >= self.keep[pi]
         self.last_k[ti[k], pi[k]] = t
         h = k & (self.cur[ti] == pi)
         th = ti[h]
-        self.hits[th] += 1
+        gap = self.wins[pi[h]] - self.last_hit[th]
+        f = RATE_DECAY**gap
+        self.hs[th] = self.hs[th] * f + 1.0
+        self.ns[th] = self.ns[th] * f + (gap if RATE_DECAY >= 1.0 else (1.0 - f) / (1.0 - RATE_DECAY))
         self.last_hit[th] = self.wins[pi[h]]
+        self.lvl[th] += LEVEL_WEIGHT * (x[h] - self.lvl[th])
         q = x >= self.enter[pi]
         if q.any():
             tq, pq = ti[q], pi[q]
             broken = t - self.last_q[tq, pq] > RUN_GAP_S
             self.run_n[tq, pq] = np.where(broken, 1, self.run_n[tq, pq] + 1)
+            self.qmax[tq, pq] = np.where(broken, x[q], np.maximum(self.qmax[tq, pq], x[q]))
             self.last_q[tq, pq] = t
         self.seen[ti] = np.maximum(self.seen[ti], t)
 
@@ -573,38 +669,78 @@ class FittingRoomEngine:
         best = np.argmax(score, axis=1)
         rows = np.arange(len(a))
         best_score = score[rows, best]
-        confirmed = (
-            (best_score >= self.enter[best])
-            & (self.run_n[a, best] >= self.confirm_n[best])
-            & (now - self.last_q[a, best] <= RUN_GAP_S)
-        )
         cur = self.cur[a]
         has = cur >= 0
         cur_c = np.where(has, cur, 0)
         cur_score = np.where(has, score[rows, cur_c], -np.inf)
-        # read rate at the current place so far (Laplace), and how many missed windows make it gone
-        n_w = self.wins[cur_c] - self.win0[a]
-        rate = (self.hits[a] + 1.0) / (n_w + 2.0)
+        # A shelf or till holding a garment that a fitting room now reads competes with the room
+        # on its recent reads only (FAST_DECAY_DB_PER_S) and by ROOM_OVER_PLACE_DB, not on the
+        # slowly decaying peak of the garment carried past it: shelves next to the rooms keep
+        # reading a garment in a room, 5-10 dB weaker than the room does.
+        rscore = np.where(self.is_room[None, :], score, -np.inf)
+        rbest = np.argmax(rscore, axis=1)
+        rbs = rscore[rows, rbest]
+        cur_fast = np.minimum(cur_score, self.fpeak[a, cur_c] - FAST_DECAY_DB_PER_S * (now - self.fpeak_t[a, cur_c]))
+        steal = has & ~self.is_room[cur_c] & (rbs > cur_fast + ROOM_OVER_PLACE_DB)
+        best = np.where(steal, rbest, best)
+        best_score = np.where(steal, rbs, best_score)
+        cur_score = np.where(steal, cur_fast + ROOM_OVER_PLACE_DB - self.margin, cur_score)
+        # recent read rate at the current place, and how many missed windows make it gone
+        rate = (self.hs[a] + RATE_PRIOR) / (self.ns[a] + 2.0 * RATE_PRIOR)
         need = np.clip(
             np.ceil(np.log(GONE_ODDS) / np.log1p(-rate)), self.miss_min[cur_c], self.miss_max[cur_c]
         )
+        # another place has just read it stronger than ever while it was here: on its way out
+        departing = has & (now - self.dep_t[a] <= DEPART_WITHIN_S)
+        need = np.where(departing, np.minimum(need, DEPART_NEED), need)
         misses = self.wins[cur_c] - self.last_hit[a]
         cur_fresh = has & (misses < need) & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
 
+        # Just out of a fitting room (or going now), a garment carried past the next curtains (or
+        # back past its own) needs HOP_EXTRA_N more strong windows to be shown in a room.
+        leaving = has & ~cur_fresh & self.is_room[cur_c]
+        recent = self.is_room[best] & ((now - self.left_t[a] < HOP_S) | leaving)
+        need_n = self.confirm_n[best] + np.where(recent, HOP_EXTRA_N, 0)
+        run = self.run_n[a, best]
+        # one read well above a room's enter level shows a garment on its own, once every reader's
+        # window of that moment is in (the next decision), unless it has just left a room
+        single = (
+            self.is_room[best]
+            & ~recent
+            & (run >= 1)
+            & (self.qmax[a, best] >= self.enter[best] + STRONG_DB)
+            & (now > self.last_q[a, best])
+        )
+        confirmed = (
+            (best_score >= self.enter[best])
+            & ((run >= need_n) | single)
+            & (now - self.last_q[a, best] <= RUN_GAP_S)
+        )
         # 1. shown tags whose place lost them for longer than the hold-over: gone
         gone = has & ~cur_fresh
         # 2. shown tags beaten by another place by the margin: challenge, move after hysteresis
-        beats = has & cur_fresh & (best != cur) & confirmed & (best_score > cur_score + self.margin)
+        # A room holds a garment against a shelf or till at the level it has been reading it at,
+        # not at its peak decayed over a gap between sparse reads: shelves next to the rooms read
+        # the garments inside them, weaker than the room but more often.
+        hold_lvl = has & self.is_room[cur_c] & ~self.is_room[best]
+        cur_score = np.where(hold_lvl, np.maximum(cur_score, self.lvl[a]), cur_score)
+        lead = has & cur_fresh & (best != cur) & (best_score > cur_score + self.margin)
+        beats = lead & confirmed
         chal = self.chal[a]
         new_chal = beats & (chal != best)
-        moving = beats & (chal == best) & (now - self.chal_since[a] >= self.move_s - 1e-9)
+        # A shelf or till that no longer reads the garment has no claim to hysteresis: it was
+        # taken away, and the room now reading it takes it over at once.
+        gone_from_cur = ~self.is_room[cur_c] & (now - self.last_k[a, cur_c] > RUN_GAP_S)
+        moving = beats & (((chal == best) & (now - self.chal_since[a] >= self.move_s - 1e-9)) | gone_from_cur)
         # 3. unshown tags confirmed somewhere: shown
         show = ~has & confirmed
 
         ci = a[new_chal]
         self.chal[ci] = best[new_chal]
         self.chal_since[ci] = now
-        self.chal[a[has & ~beats]] = -1
+        # a challenger that still leads by the margin keeps its challenge through a dip below
+        # its enter level between two of its reads
+        self.chal[a[has & ~(beats | (lead & (chal == best)))]] = -1
 
         for k in np.nonzero(gone | moving)[0].tolist():
             i = int(a[k])
@@ -616,9 +752,12 @@ class FittingRoomEngine:
     def _emit_shown(self, i: int, p: int, now: float, out: list[RoomEvent]) -> None:
         self.cur[i] = p
         self.cur_since[i] = now
-        self.hits[i] = 1  # the read that confirmed it
-        self.win0[i] = self.wins[p] - 1
+        self.hs[i] = 1.0  # the read that confirmed it
+        self.ns[i] = 1.0
         self.last_hit[i] = self.wins[p]
+        self.lvl[i] = self.peak[i, p]
+        self.omax[i] = -np.inf
+        self.dep_t[i] = -np.inf
         self.chal[i] = -1
         place = self.places[p]
         epc = self.epcs[i]
@@ -650,6 +789,9 @@ class FittingRoomEngine:
         assert epc is not None
         since = float(self.cur_since[i])
         self.cur[i] = -1
+        if self.is_room[p]:
+            self.left_t[i] = now
+            self.run_n[i, self.is_room] = 0
         self.chal[i] = -1
         room = self.rooms.get(place.id)
         session = room.session.id if room is not None and room.session is not None else None

@@ -58,9 +58,7 @@ def test_cross_read_by_the_next_room_stays_in_its_room() -> None:
     events: list[RoomEvent] = []
     for t in range(1, 61):
         # in fr1 at -50; fr2's antenna reads it through the partition, sometimes surprisingly well
-        events += feed(
-            eng, float(t), {"fr1": [(A, -50.0 - (t % 3))], "fr2": [(A, -62.0 if t % 7 == 0 else -70.0)]}
-        )
+        events += feed(eng, float(t), {"fr1": [(A, -50.0 - (t % 3))], "fr2": [(A, -62.0 if t % 7 == 0 else -70.0)]})
     assert eng.where(A) == "fr1"
     assert [k for k in kinds(events) if k[2] == A] == [("item_shown", "fr1", A)]
     assert eng.items_in("fr2") == []
@@ -80,9 +78,7 @@ def test_item_shown_within_two_windows_of_its_first_strong_read() -> None:
     eng = FittingRoomEngine(layout())
     shown = []
     for t in range(1, 10):
-        shown += [
-            e for e in feed(eng, float(t), {"fr1": [(A, -52.0)]} if t >= 3 else {}) if e.kind == "item_shown"
-        ]
+        shown += [e for e in feed(eng, float(t), {"fr1": [(A, -52.0)]} if t >= 3 else {}) if e.kind == "item_shown"]
     assert len(shown) == 1 and shown[0].t - 3.0 <= 1.0 + 1e-9
 
 
@@ -132,11 +128,70 @@ def test_a_brief_strong_read_next_door_does_not_move_the_tag() -> None:
     events: list[RoomEvent] = []
     for t in range(1, 41):
         hop = 20 <= t < 22  # held up against the partition for two seconds
-        events += feed(
-            eng, float(t), {"fr1": [(A, -66.0 if hop else -50.0)], "fr2": [(A, -48.0 if hop else -72.0)]}
-        )
+        events += feed(eng, float(t), {"fr1": [(A, -66.0 if hop else -50.0)], "fr2": [(A, -48.0 if hop else -72.0)]})
     assert eng.where(A) == "fr1"
     assert [k for k in kinds(events)] == [("session_started", "fr1", None), ("item_shown", "fr1", A)]
+
+
+def test_room_takes_a_garment_over_from_the_shelf_it_was_carried_past() -> None:
+    """A shelf that read the garment strongly as it was carried past, and still reads it weakly
+    through the curtain, does not keep it from the room it is now read in."""
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 6):
+        events += feed(eng, float(t), {"shelf-a": [(A, -45.0)]})
+    assert eng.where(A) == "shelf-a"
+    for t in range(6, 40):
+        events += feed(eng, float(t), {"shelf-a": [(A, -74.0)], "fr1": [(A, -56.0)]})
+    moved = [e.t for e in events if e.kind == "item_shown" and e.place == "fr1"]
+    assert eng.where(A) == "fr1" and len(moved) == 1
+    # once the room leads the shelf's recent reads (decaying fast) by ROOM_OVER_PLACE_DB, then
+    # MOVE_S: not when the shelf's slowly decaying -45 dBm peak is finally beaten by the margin
+    lead_after = (-45.0 + fr.ROOM_OVER_PLACE_DB - -56.0) / fr.FAST_DECAY_DB_PER_S
+    slow_after = (-45.0 + fr.MARGIN_DB - -56.0) / fr.SHELF_PARAMS.decay_db_per_s
+    assert moved[0] <= 5.0 + lead_after + fr.MOVE_S + 1.0 < 5.0 + slow_after
+
+
+def test_room_keeps_a_sparsely_read_garment_against_a_shelf_reading_it_more_often() -> None:
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 90):
+        reads = {"shelf-a": [(A, -76.0)]}
+        if t % 3 != 0:
+            reads["fr1"] = [(A, -60.0)]
+        events += feed(eng, float(t), reads)
+    assert eng.where(A) == "fr1"
+    assert [k for k in kinds(events) if k[2] == A] == [("item_shown", "fr1", A)]
+
+
+def test_garment_read_strongly_elsewhere_on_its_way_out_is_gone_sooner() -> None:
+    def run(leaving: bool) -> float:
+        eng = FittingRoomEngine(layout())
+        events: list[RoomEvent] = []
+        for t in range(1, 41):
+            reads = {"fr1": [(A, -60.0)]} if t % 2 else {}  # read one window in two
+            events += feed(eng, float(t), reads)
+        for t in range(41, 80):
+            events += feed(eng, float(t), {"shelf-a": [(A, -50.0)]} if leaving and t < 44 else {})
+        return next(e.t for e in events if e.kind == "item_gone" and e.place == "fr1")
+
+    assert run(leaving=True) <= 39 + fr.DEPART_NEED + 1 < run(leaving=False)
+
+
+def test_garment_back_past_its_room_right_after_leaving_is_not_shown_again_at_once() -> None:
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 31):
+        events += feed(eng, float(t), {"fr1": [(A, -50.0)]})
+    for t in range(31, 40):
+        events += feed(eng, float(t), {})
+    assert eng.where(A) is None
+    # carried back past the curtain for two windows: not a new try-on
+    for t in range(40, 42):
+        events += feed(eng, float(t), {"fr1": [(A, -58.0)]})
+    for t in range(42, 50):
+        events += feed(eng, float(t), {})
+    assert [e.kind for e in events if e.epc == A] == ["item_shown", "item_gone"]
 
 
 def test_session_from_items_lists_the_items_tried_and_ends_when_the_room_is_empty() -> None:
@@ -229,6 +284,7 @@ def test_slots_are_reused_after_tags_are_forgotten() -> None:
 class Reference:
     def __init__(self, lay: Layout) -> None:
         self.places = list(lay.places)
+        self.room = [p.kind == "fitting_room" for p in self.places]
         self.prm = [lay.params.get(p.id) or fr.DEFAULT_PARAMS[p.kind] for p in self.places]
         self.idx = {p.id: i for i, p in enumerate(self.places)}
         self.ant = {k: self.idx[v] for k, v in lay.antennas.items()}
@@ -236,7 +292,8 @@ class Reference:
         for (node, _), p in self.ant.items():
             self.node_places.setdefault(node, set()).add(p)
         self.wins = [0] * len(self.places)
-        self.tally: dict[str, dict] = {}  # epc -> hits, win0, last_hit at its current place
+        # epc -> hs, ns (decayed keep reads / windows), last_hit, lvl, left (last gone from a room), dep
+        self.tag: dict[str, dict] = {}
         self.now = -1e18
         self.s: dict[tuple[str, int], dict] = {}
         self.cur: dict[str, tuple[int, float]] = {}
@@ -244,6 +301,11 @@ class Reference:
         self.seen: dict[str, float] = {}
         self.last_decision = -1e18
         self.out: list[tuple[str, float, str, str]] = []
+
+    def _tag(self, epc: str) -> dict:
+        return self.tag.setdefault(
+            epc, {"hs": 0.0, "ns": 0.0, "last_hit": 0, "lvl": 0.0, "left": -math.inf, "dep": -math.inf}
+        )
 
     def window(self, node: str, t: float, obs: list[Obs]) -> None:
         for p in self.node_places.get(node, ()):
@@ -254,17 +316,47 @@ class Reference:
             if p is not None:
                 best[(o.epc, p)] = max(best.get((o.epc, p), -1e9), o.rssi_mean)
         for (epc, p), x in best.items():
-            st_ = self.s.setdefault((epc, p), {"peak": -1e18, "pt": 0.0, "q": -1e18, "k": -1e18, "n": 0})
-            prm = self.prm[p]
+            st_ = self.s.setdefault(
+                (epc, p),
+                {
+                    "peak": -math.inf,
+                    "pt": 0.0,
+                    "fp": -math.inf,
+                    "fpt": 0.0,
+                    "q": -math.inf,
+                    "k": -math.inf,
+                    "n": 0,
+                    "qmax": -math.inf,
+                    "omax": -math.inf,
+                },
+            )
+            tg, prm = self._tag(epc), self.prm[p]
             if x >= st_["peak"] - prm.decay_db_per_s * (t - st_["pt"]):
                 st_["peak"], st_["pt"] = x, t
+            if x >= st_["fp"] - fr.FAST_DECAY_DB_PER_S * (t - st_["fpt"]):
+                st_["fp"], st_["fpt"] = x, t
+            c = self.cur.get(epc)
+            if (
+                c is not None
+                and c[0] != p
+                and x >= max(st_["omax"] + fr.DEPART_DB, prm.enter_dbm)
+                and t - c[1] >= fr.DEPART_AFTER_S
+            ):
+                tg["dep"] = t
+            st_["omax"] = max(st_["omax"], x)
             if x >= prm.keep_dbm:
                 st_["k"] = t
-                if epc in self.cur and self.cur[epc][0] == p:
-                    self.tally[epc]["hits"] += 1
-                    self.tally[epc]["last_hit"] = self.wins[p]
+                if c is not None and c[0] == p:
+                    gap = self.wins[p] - tg["last_hit"]
+                    f = fr.RATE_DECAY**gap
+                    tg["hs"] = tg["hs"] * f + 1.0
+                    tg["ns"] = tg["ns"] * f + (1.0 - f) / (1.0 - fr.RATE_DECAY)
+                    tg["last_hit"] = self.wins[p]
+                    tg["lvl"] += fr.LEVEL_WEIGHT * (x - tg["lvl"])
             if x >= prm.enter_dbm:
-                st_["n"] = 1 if t - st_["q"] > fr.RUN_GAP_S else st_["n"] + 1
+                broken = t - st_["q"] > fr.RUN_GAP_S
+                st_["n"] = 1 if broken else st_["n"] + 1
+                st_["qmax"] = x if broken else max(st_["qmax"], x)
                 st_["q"] = t
             self.seen[epc] = max(self.seen.get(epc, -1e18), t)
         due = t - self.last_decision >= fr.DECIDE_EVERY_S
@@ -278,56 +370,98 @@ class Reference:
     def show(self, epc: str, p: int, now: float) -> None:
         self.out.append(("item_shown", now, self.places[p].id, epc))
         self.cur[epc] = (p, now)
-        self.tally[epc] = {"hits": 1, "win0": self.wins[p] - 1, "last_hit": self.wins[p]}
+        tg = self._tag(epc)
+        tg.update(hs=1.0, ns=1.0, last_hit=self.wins[p], lvl=self.s[(epc, p)]["peak"], dep=-math.inf)
+        for (e, _), st_ in self.s.items():
+            if e == epc:
+                st_["omax"] = -math.inf
+        self.chal.pop(epc, None)
+
+    def gone(self, epc: str, c: int, now: float) -> None:
+        self.out.append(("item_gone", now, self.places[c].id, epc))
+        del self.cur[epc]
+        self.chal.pop(epc, None)
+        if self.room[c]:
+            self._tag(epc)["left"] = now
+            for (e, p), st_ in self.s.items():
+                if e == epc and self.room[p]:
+                    st_["n"] = 0
 
     def fresh(self, epc: str, c: int, now: float) -> bool:
-        tl, prm = self.tally[epc], self.prm[c]
-        rate = (tl["hits"] + 1) / (self.wins[c] - tl["win0"] + 2)
-        need = min(max(math.ceil(math.log(fr.GONE_ODDS) / math.log(1 - rate)), prm.miss_min), prm.miss_max)
-        return self.wins[c] - tl["last_hit"] < need and now - self.s[(epc, c)]["k"] <= prm.hold_s
+        tg, prm = self.tag[epc], self.prm[c]
+        rate = (tg["hs"] + fr.RATE_PRIOR) / (tg["ns"] + 2 * fr.RATE_PRIOR)
+        need = min(max(math.ceil(math.log(fr.GONE_ODDS) / math.log1p(-rate)), prm.miss_min), prm.miss_max)
+        if now - tg["dep"] <= fr.DEPART_WITHIN_S:
+            need = min(need, fr.DEPART_NEED)
+        return self.wins[c] - tg["last_hit"] < need and now - self.s[(epc, c)]["k"] <= prm.hold_s
 
     def decide(self, now: float, only: list[str] | None = None) -> None:
         for epc in sorted(self.seen) if only is None else only:
             if epc not in self.cur and now - self.seen[epc] > fr.RUN_GAP_S:
                 continue
+            c = self.cur[epc][0] if epc in self.cur else None
             scores = []
             for p, prm in enumerate(self.prm):
                 st_ = self.s.get((epc, p))
-                shown_here = epc in self.cur and self.cur[epc][0] == p
-                stale = st_ is None or (now - st_["k"] > fr.RUN_GAP_S and not shown_here)
-                sc = -1e18 if stale else st_["peak"] - prm.decay_db_per_s * (now - st_["pt"])
-                if shown_here and now - st_["k"] > fr.RUN_GAP_S and self.places[p].kind != "fitting_room":
+                stale = st_ is None or now - st_["k"] > fr.RUN_GAP_S
+                sc = -math.inf if st_ is None else st_["peak"] - prm.decay_db_per_s * (now - st_["pt"])
+                if stale and p == c and not self.room[p]:
                     sc = min(sc, prm.keep_dbm)
+                if stale and p != c:
+                    sc = -math.inf
                 scores.append(sc)
             b = max(range(len(scores)), key=lambda i: (scores[i], -i))
+            bs = scores[b]
+            cs = scores[c] if c is not None else -math.inf
+            rooms = [scores[p] if self.room[p] else -math.inf for p in range(len(scores))]
+            rb = max(range(len(rooms)), key=lambda i: (rooms[i], -i))
+            if c is not None and not self.room[c]:
+                stc = self.s.get((epc, c))
+                fast = -math.inf if stc is None else stc["fp"] - fr.FAST_DECAY_DB_PER_S * (now - stc["fpt"])
+                cur_fast = min(cs, fast)
+                if rooms[rb] > cur_fast + fr.ROOM_OVER_PLACE_DB:
+                    b, bs, cs = rb, rooms[rb], cur_fast + fr.ROOM_OVER_PLACE_DB - fr.MARGIN_DB
             stb = self.s.get((epc, b))
+            fresh = c is None or self.fresh(epc, c, now)
+            recent = self.room[b] and (now - self._tag(epc)["left"] < fr.HOP_S or (not fresh and self.room[c]))
+            run = stb["n"] if stb is not None else 0
+            single = (
+                stb is not None
+                and self.room[b]
+                and not recent
+                and run >= 1
+                and stb["qmax"] >= self.prm[b].enter_dbm + fr.STRONG_DB
+                and now > stb["q"]
+            )
             ok = (
                 stb is not None
-                and scores[b] >= self.prm[b].enter_dbm
-                and stb["n"] >= self.prm[b].confirm_n
+                and bs >= self.prm[b].enter_dbm
+                and (run >= self.prm[b].confirm_n + (fr.HOP_EXTRA_N if recent else 0) or single)
                 and now - stb["q"] <= fr.RUN_GAP_S
             )
-            if epc in self.cur:
-                c = self.cur[epc][0]
-                if not self.fresh(epc, c, now):
-                    self.out.append(("item_gone", now, self.places[c].id, epc))
-                    del self.cur[epc]
-                    self.chal.pop(epc, None)
-                    if ok and b != c:
-                        self.show(epc, b, now)
-                elif b != c and ok and scores[b] > scores[c] + fr.MARGIN_DB:
-                    ch = self.chal.get(epc)
-                    if ch is None or ch[0] != b:
-                        self.chal[epc] = (b, now)
-                        ch = None
-                    if ch is not None and now - ch[1] >= fr.MOVE_S - 1e-9:
-                        self.out.append(("item_gone", now, self.places[c].id, epc))
-                        self.show(epc, b, now)
-                        del self.chal[epc]
-                else:
-                    self.chal.pop(epc, None)
-            elif ok:
-                self.show(epc, b, now)
+            if c is None:
+                if ok:
+                    self.show(epc, b, now)
+                continue
+            if not fresh:
+                self.gone(epc, c, now)
+                if ok and b != c:
+                    self.show(epc, b, now)
+                continue
+            if self.room[c] and not self.room[b]:
+                cs = max(cs, self.tag[epc]["lvl"])
+            lead = b != c and bs > cs + fr.MARGIN_DB
+            ch = self.chal.get(epc)
+            if lead and ok:
+                stc = self.s[(epc, c)]
+                left = not self.room[c] and now - stc["k"] > fr.RUN_GAP_S
+                if (ch is not None and ch[0] == b and now - ch[1] >= fr.MOVE_S - 1e-9) or left:
+                    self.gone(epc, c, now)
+                    self.show(epc, b, now)
+                elif ch is None or ch[0] != b:
+                    self.chal[epc] = (b, now)
+            elif not (lead and ch is not None and ch[0] == b):
+                self.chal.pop(epc, None)
 
 
 EPCS = [A, B, C]

@@ -50,7 +50,8 @@ def test_stream_ends_when_the_session_is_signed_out(serve, tmp_path, monkeypatch
     core = GatewayCore(load_store(BOUTIQUE), open_db(tmp_path / "gw.db"), clock=time.time)
     auth.create_staff(core.db, "ana", "associate-pass", "associate")
     server = serve(create_app(core))
-    token = httpx.post(f"{server.url}/api/login", json={"username": "ana", "password": "associate-pass"}).json()["token"]
+    login = httpx.post(f"{server.url}/api/login", json={"username": "ana", "password": "associate-pass"})
+    token = login.json()["token"]
     bearer = {"Authorization": f"Bearer {token}"}
     core.emit(PresenceEvent("entered", "c1", 1.0, "entrance", "pavement", 0.9))
     lines: list[str] = []
