@@ -144,10 +144,15 @@ def crossings(tx: np.ndarray, rx: np.ndarray, walls: np.ndarray) -> np.ndarray:
     """
     if len(walls) == 0:
         return np.zeros((len(tx), len(rx), 0), dtype=bool)
-    p = tx[:, None, None, :]  # T,1,1,2
-    r = rx[None, :, None, :] - p  # T,R,1,2
-    q = walls[None, None, :, 0:2]  # 1,1,W,2
-    s = walls[None, None, :, 2:4] - q  # 1,1,W,2
+    return segments_cross(tx[:, None, :], rx[None, :, :], walls)
+
+
+def segments_cross(p0: np.ndarray, p1: np.ndarray, walls: np.ndarray) -> np.ndarray:
+    """Boolean (..., W): does segment p0 -> p1 cross wall w? p0 and p1 broadcast, shape (..., 2)."""
+    p = p0[..., None, :]  # ...,1,2
+    r = p1[..., None, :] - p  # ...,1,2
+    q = walls[:, 0:2]  # W,2
+    s = walls[:, 2:4] - q  # W,2
     rxs = r[..., 0] * s[..., 1] - r[..., 1] * s[..., 0]
     qp = q - p
     with np.errstate(divide="ignore", invalid="ignore"):

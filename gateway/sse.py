@@ -59,15 +59,15 @@ async def event_stream(
             if len(missed) < PAGE:
                 break
         loop = asyncio.get_running_loop()
-        next_check = loop.time() + RECHECK_S
+        next_check = loop.time() + RECHECK_S if allowed is not None else float("inf")
         next_keepalive = loop.time() + KEEPALIVE_S
         while True:
-            if allowed is not None and loop.time() >= next_check:
-                if not await asyncio.to_thread(allowed):
+            if loop.time() >= next_check:
+                if not await asyncio.to_thread(allowed):  # type: ignore[arg-type]
                     return
                 next_check = loop.time() + RECHECK_S
-            wait = min(next_keepalive, next_check if allowed is not None else next_keepalive) - loop.time()
             try:
+                wait = min(next_keepalive, next_check) - loop.time()
                 ev = await asyncio.wait_for(queue.get(), timeout=max(0.0, wait))
             except TimeoutError:
                 if loop.time() >= next_keepalive:

@@ -63,6 +63,16 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _store_or_fail(path: Path):  # noqa: ANN202 (StoreFile, imported lazily like every command's imports)
+    """The validated store file, or every problem on stderr and exit 1."""
+    from firmware_config.validate import ConfigError, validate_file
+
+    try:
+        return validate_file(path)
+    except (ConfigError, OSError) as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def edge(config: Annotated[Path, typer.Option(help="The node's TOML file (see docs/deploy.md).")]) -> None:
     """Run an edge node: scan BLE, aggregate windows, publish to the store's broker."""
@@ -90,15 +100,11 @@ def gateway(
     whatsapp: Annotated[Path | None, typer.Option(help="WhatsApp channel config (TOML, see docs/whatsapp.md).")] = None,
 ) -> None:
     """Run the store gateway: ingest from MQTT, serve the staff tablet and the API."""
-    from firmware_config.store import load_store
     from firmware_config.validate import ConfigError
     from gateway.service import run_gateway
 
     _logging()
-    try:
-        store = load_store(config)
-    except (ConfigError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    store = _store_or_fail(config)
     if whatsapp is not None:
         from cloud_sync.config import load_config
 
@@ -196,13 +202,11 @@ def calibrate(
 
     from edge import protocol
     from firmware_config.calibrate import CalibrationError, estimate_ref_rssi, set_ref_rssi
-    from firmware_config.validate import ConfigError, validate_file
+    from firmware_config.validate import ConfigError
 
+    parsed = _store_or_fail(store)
     try:
-        parsed = validate_file(store)
         parsed.node(node)
-    except (ConfigError, OSError) as exc:
-        _fail(str(exc))
     except KeyError:
         _fail(f"{store}: no node {node!r}")
     samples: list[tuple[float, int]] = []
@@ -263,12 +267,8 @@ def config_mosquitto(
 ) -> None:
     """Generate the store broker's config: no anonymous access, per-node passwords and ACLs."""
     from firmware_config.mosquitto import generate
-    from firmware_config.validate import ConfigError, validate_file
 
-    try:
-        parsed = validate_file(store)
-    except (ConfigError, OSError) as exc:
-        _fail(str(exc))
+    parsed = _store_or_fail(store)
     bridge_pw = bridge_password_file.read_text(encoding="utf-8").strip() if bridge_password_file else None
     files = generate(parsed, out, persistence_dir=persistence_dir, bridge_password=bridge_pw)
     for f in (files.conf, files.passwd, files.acl, files.credentials):
@@ -289,14 +289,10 @@ def staff_add(
     ] = None,
 ) -> None:
     """Add a staff account (the first manager is created this way)."""
-    from firmware_config.validate import ConfigError, validate_file
     from gateway.auth import create_staff
     from gateway.db import open_db
 
-    try:
-        parsed = validate_file(store)
-    except (ConfigError, OSError) as exc:
-        _fail(str(exc))
+    parsed = _store_or_fail(store)
     password = (
         password_file.read_text(encoding="utf-8").strip()
         if password_file

@@ -29,8 +29,7 @@ def entry_bound(
     false_alarms: tuple[int, ...] = (0, 1, 2, 5), seed: int | None = None,
 ) -> dict:
     sc, store = load_scenario(scenario_path)
-    if seed is not None:
-        sc = sc.model_copy(update={"scenario": sc.scenario.model_copy(update={"seed": seed})})
+    sc = sc.with_seed(seed)
     world = build_world(sc, store)
     em = Emitter(world, seed=sc.scenario.seed)
     e = [n.id for n in em.nodes].index(node)

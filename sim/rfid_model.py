@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_config.geometry import crossings
+from firmware_config.geometry import crossings, segments_cross
 from sim.scenario import Rfid
 from sim.world import ItemState, Trajectories, World
 
@@ -107,22 +107,9 @@ def pair_link_budget(
     gain = params.antenna_gain_dbi + 10 * np.log10(np.maximum(lin, 10 ** (-params.back_lobe_db / 10)))
     one_way = gain - pl
     if len(walls):
-        one_way = one_way - (_pair_crossings(tag_xy, axy, walls) * wall_db[None, :]).sum(axis=1)
+        one_way = one_way - (segments_cross(tag_xy, axy, walls) * wall_db[None, :]).sum(axis=1)
     return ants.power_dbm[ai] + one_way, one_way
 
-
-def _pair_crossings(p0: np.ndarray, p1: np.ndarray, walls: np.ndarray) -> np.ndarray:
-    """(C, W): does segment p0[c] -> p1[c] cross wall w (same test as geometry.crossings)."""
-    p = p0[:, None, :]
-    r = (p1 - p0)[:, None, :]
-    q = walls[None, :, 0:2]
-    s = walls[None, :, 2:4] - q
-    rxs = r[..., 0] * s[..., 1] - r[..., 1] * s[..., 0]
-    qp = q - p
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (qp[..., 0] * s[..., 1] - qp[..., 1] * s[..., 0]) / rxs
-        u = (qp[..., 0] * r[..., 1] - qp[..., 1] * r[..., 0]) / rxs
-    return (np.abs(rxs) > 1e-12) & (t > 0) & (t < 1) & (u >= 0) & (u <= 1)
 
 
 def link_budget(

@@ -25,8 +25,7 @@ from sim.world import Trajectories, build_world
 
 def room_bound(scenario_path: str, seed: int | None = None, early_s: float = 3.0) -> dict:
     sc, store = load_scenario(scenario_path)
-    if seed is not None:
-        sc = sc.model_copy(update={"scenario": sc.scenario.model_copy(update={"seed": seed})})
+    sc = sc.with_seed(seed)
     world = build_world(sc, store)
     truth = build_truth(world)
     model = RfidModel(world, sc.rfid, np.random.default_rng([sc.scenario.seed, 31]), Trajectories(world.agents))

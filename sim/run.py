@@ -371,10 +371,7 @@ def run_fast(
     """
     if mode not in ("batch", "packets"):
         raise ValueError(f"mode: {mode!r} is not 'batch' or 'packets'")
-    if seed is not None:
-        scenario = scenario.model_copy(
-            update={"scenario": scenario.scenario.model_copy(update={"seed": seed})}
-        )
+    scenario = scenario.with_seed(seed)
     sc = scenario
     wall0 = time.perf_counter()
     world = build_world(sc, store)

@@ -134,6 +134,12 @@ class Scenario(_Strict):
     items: Items = Items()
     rfid: Rfid = Rfid()
 
+    def with_seed(self, seed: int | None) -> Scenario:
+        """The same scenario with another seed (None: unchanged)."""
+        if seed is None:
+            return self
+        return self.model_copy(update={"scenario": self.scenario.model_copy(update={"seed": seed})})
+
 
 class ScenarioError(ValueError):
     """An invalid scenario; the message names the file, the key and what is wrong."""

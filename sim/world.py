@@ -552,6 +552,22 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
     def tx_offset() -> float:
         return float(rng.normal(0.0, radio.tx_offset_sigma_db))
 
+    def phone_agent(aid: str, kind: AgentKind, p: _Path, customer: Customer | None, **visit: float) -> Agent:
+        """A person with a phone along a path: the store app advertises at its rate, others at random."""
+        return Agent(
+            id=aid,
+            kind=kind,
+            times=np.asarray(p.times),
+            xy=np.asarray(p.pts, dtype=float),
+            zones=p.zones,
+            tx_offset_db=tx_offset(),
+            advert_interval_s=radio.advert_interval_s
+            if customer
+            else float(rng.uniform(*radio.anonymous_interval_s)),
+            customer=customer,
+            **visit,
+        )
+
     agents: list[Agent] = []
     arrivals = np.sort(rng.uniform(0, arrivals_until, size=pop.visitors))
     for i, t0 in enumerate(arrivals):
@@ -628,22 +644,8 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
         p.walk(out_front.point(out_front.s_range[1] if sign > 0 else out_front.s_range[0], off))
         for it in buying:
             it.moves.append(ItemMove(p.t, ItemState.GONE, ""))
-        agents.append(
-            Agent(
-                id=aid,
-                kind=AgentKind.REGULAR if customer else AgentKind.SHOPPER,
-                times=np.asarray(p.times),
-                xy=np.asarray(p.pts, dtype=float),
-                zones=p.zones,
-                tx_offset_db=tx_offset(),
-                advert_interval_s=radio.advert_interval_s
-                if customer
-                else float(rng.uniform(*radio.anonymous_interval_s)),
-                customer=customer,
-                entered_at=entered_at,
-                left_at=left_at,
-            )
-        )
+        kind = AgentKind.REGULAR if customer else AgentKind.SHOPPER
+        agents.append(phone_agent(aid, kind, p, customer, entered_at=entered_at, left_at=left_at))
     for i in range(pop.passers_by):
         t0 = float(rng.uniform(0, duration))
         front = fronts[int(rng.integers(len(fronts)))]
@@ -652,20 +654,7 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
         p = _Path(t0, front.point(ends[0], lane), front.outside, float(rng.uniform(0.9, 1.6)))
         p.walk(front.point(ends[1], lane))
         customer = new_customer(consent=True) if rng.random() < pop.passer_by_regular_fraction else None
-        agents.append(
-            Agent(
-                id=f"p{i:05d}",
-                kind=AgentKind.PASSER_BY,
-                times=np.asarray(p.times),
-                xy=np.asarray(p.pts, dtype=float),
-                zones=p.zones,
-                tx_offset_db=tx_offset(),
-                advert_interval_s=radio.advert_interval_s
-                if customer
-                else float(rng.uniform(*radio.anonymous_interval_s)),
-                customer=customer,
-            )
-        )
+        agents.append(phone_agent(f"p{i:05d}", AgentKind.PASSER_BY, p, customer))
     for i in range(pop.staff):
         home = floors[i % len(floors)]
         p = _Path(0.0, plan.point(home), home, pop.walking_speed_mps)
