@@ -248,7 +248,8 @@ def calibrate(
 
 @config_app.command("validate")
 def config_validate(store: Annotated[Path, typer.Argument(help="The store file (TOML).")]) -> None:
-    """Check a store file: every problem at once as file:line: key: message (exit 1), or a summary."""
+    """Check a store file: every problem at once as file:line: key: message (exit 1), or a summary
+    followed by any warnings (valid but likely wrong, such as a fitting room open to the floor)."""
     from firmware_config.validate import validate_cli
 
     code, text = validate_cli(store)

@@ -20,7 +20,7 @@ import json
 import numpy as np
 
 from sim.emitter import Emitter
-from sim.scenario import load_scenario
+from sim.scenario import ScenarioError, load_scenario
 from sim.world import AgentKind, build_world
 
 
@@ -32,7 +32,10 @@ def entry_bound(
     sc = sc.with_seed(seed)
     world = build_world(sc, store)
     em = Emitter(world, seed=sc.scenario.seed)
-    e = [n.id for n in em.nodes].index(node)
+    names = [n.id for n in em.nodes]
+    if node not in names:
+        raise ScenarioError(f"{scenario_path}: no BLE node {node!r} in its store (nodes: {', '.join(names)})")
+    e = names.index(node)
     duration = int(np.ceil(sc.scenario.duration_s))
     parts = [em.step_arrays(float(t), float(t + 1)) for t in range(duration)]
     t = np.concatenate([r.t for r in parts])
@@ -71,7 +74,11 @@ def main() -> None:
     ap.add_argument("--node", default="entrance-1")
     ap.add_argument("--seed", type=int)
     args = ap.parse_args()
-    print(json.dumps(entry_bound(args.scenario, args.node, seed=args.seed), indent=1))
+    try:
+        out = entry_bound(args.scenario, args.node, seed=args.seed)
+    except ScenarioError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import json
 import numpy as np
 
 from sim.rfid_model import RfidModel
-from sim.scenario import load_scenario
+from sim.scenario import ScenarioError, load_scenario
 from sim.truth import build_truth
 from sim.world import Trajectories, build_world
 
@@ -60,7 +60,11 @@ def main() -> None:
     ap.add_argument("scenario")
     ap.add_argument("--seed", type=int)
     args = ap.parse_args()
-    print(json.dumps(room_bound(args.scenario, seed=args.seed)))
+    try:
+        out = room_bound(args.scenario, seed=args.seed)
+    except ScenarioError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

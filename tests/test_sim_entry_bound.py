@@ -18,3 +18,21 @@ def test_more_time_or_more_false_alarms_never_catch_fewer_entrants() -> None:
     assert share[(1.2, 0)] <= share[(5.0, 0)] and share[(1.2, 5)] <= share[(5.0, 5)]
     assert share[(1.2, 0)] <= share[(1.2, 5)] and thr[5] <= thr[0]
     assert share[(5.0, 5)] > 0.3  # walking right past the entrance node is plainly visible
+
+
+def test_bad_input_is_a_one_line_error_not_a_traceback(tmp_path) -> None:  # noqa: ANN001
+    import subprocess
+    import sys
+
+    for module, args in (
+        ("sim.entry_bound", [str(tmp_path / "missing.toml")]),
+        ("sim.entry_bound", [str(HIGH_STREET), "--node", "door"]),
+        ("sim.room_bound", [str(tmp_path / "missing.toml")]),
+    ):
+        r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+    assert "no BLE node 'door'" in subprocess.run(
+        [sys.executable, "-m", "sim.entry_bound", str(HIGH_STREET), "--node", "door"],
+        capture_output=True, text=True, timeout=60,
+    ).stderr
