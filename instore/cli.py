@@ -334,7 +334,14 @@ def bench(
 
 
 def main() -> None:
-    app()
+    """Every `instore` process runs numpy's BLAS on one thread: the gateway's products are small
+    (identities x nodes), a second BLAS thread spin-waits and doubles the CPU they cost, and on a
+    Pi the other cores are wanted by MQTT, HTTP and the edge processes."""
+    import numpy  # noqa: F401  (loads the BLAS library, so that the limit reaches it)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        app()
 
 
 if __name__ == "__main__":
