@@ -26,7 +26,7 @@ def run(quick: bool = False) -> dict:
     base = rng.integers(0, model.n_cells - 1, size=n_ids)  # a random cell each, offset 0
     states = base + model.n_cells  # the 0 dB block
     nodes = model.node_ids
-    heard_mask = model._hit_t.T[states] > 0  # (I, N): nodes that would hear each phone
+    heard_mask = model._hit_t.T[model.emit[states]] > 0  # (I, N): nodes that would hear each phone
     rssi = model.mu_heard[states] + rng.normal(0, 6, size=heard_mask.shape)
     # warm up: every identity known
     t = 0.0

@@ -7,6 +7,9 @@ A hidden Markov model per identity, vectorised over all identities with numpy/sc
   zone graph connects them and only near the portal between them (the door in a glass
   shop front, a fitting room's curtain). So nobody gets from the pavement to the floor
   except through the door, and nobody jumps from the entrance into fitting room 7;
+- on the pavement a cell is also "walking one way" or "walking the other": passers-by walk
+  past at about 1.2 m/s and rarely stop, so a phone that stays put, or whose readings do not
+  fade the way a walker's would, is soon told apart from the people going by;
 - the emission model predicts, for every cell, the RSSI each node should see (log-distance
   path loss from the layout, the node's calibrated reference power, wall attenuation) and
   how likely the node is to hear the phone at all, so *not* being heard is evidence too;
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
+from scipy.special import ndtr as _ndtr
 
 from firmware_config.geometry import crossings, point_in_polygon, polygon_centroid, portal
 from firmware_config.store import StoreFile, ZoneKind
@@ -62,8 +66,13 @@ class PresenceParams:
         ("outside", 0.7),
     )
     away_rate_per_s: float = 0.05  # pavement edge cells <-> out of range
+    walk_speed_mps: float = 1.2  # people on the pavement walk past at about this speed
+    walk_step_sigma_m: float = 0.6  # spread of one step (speeds differ, 0.9-1.6 m/s)
+    walk_stop_per_s: float = 0.02  # a walker stops (window shopping)
+    walk_start_per_s: float = 0.1  # someone standing on the pavement walks on
+    turn_in_per_s: float = 0.15  # a walker at the door turns in
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
-    enter_probability: float = 0.85  # P(in store, past the shop front) to report an entry
+    enter_probability: float = 0.8  # P(in store, past the shop front) to report an entry
     enter_depth_m: float = 2.0  # the strip inside the glass front is radio-twin of the pavement lane
     exit_probability: float = 0.15  # P(in store) below which the customer has left
     switch_probability: float = 0.6  # zone posterior needed to report a zone change
@@ -104,6 +113,17 @@ class PresenceModel:
             zc = _grid(list(z.polygon), self.spacing(str(z.kind)))
             cells += zc
             owner += [zi] * len(zc)
+        # people on the pavement walk past: each pavement cell also exists as "walking one way"
+        # and "walking the other way" (mode +1/-1); mode 0 is standing or wandering
+        street = [i for i, o in enumerate(owner) if self.kinds[o] == ZoneKind.OUTSIDE]
+        mode = [0] * len(cells)
+        for direction in (1, -1):
+            cells += [cells[i] for i in street]
+            owner += [owner[i] for i in street]
+            mode += [direction] * len(street)
+        self.mode = np.asarray(mode + [0])
+        twin = np.arange(len(self.mode))  # a walker cell's standing twin: the same place, the same radio
+        twin[len(cells) - 2 * len(street) : len(cells)] = street * 2
         self.cell_size = np.asarray([self.spacing(self.kinds[o]) for o in owner])
         self.cell_xy = xy = np.asarray(cells, dtype=float)
         walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float).reshape(-1, 4)
@@ -124,7 +144,7 @@ class PresenceModel:
             depth[:-1] = np.hypot(xy[:, None, 0] - outside_xy[None, :, 0], xy[:, None, 1] - outside_xy[None, :, 1]).min(
                 axis=1
             )
-        base_transition = self._transition(store, base_owner)  # sets self.door_cells (base)
+        base_transition = self._transition(store, base_owner, self.mode)  # sets self.door_cells (base)
 
         offsets = np.asarray(p.device_offsets_db, dtype=float)
         reps = len(offsets)
@@ -140,9 +160,9 @@ class PresenceModel:
         # a phone keeps its power: one block per offset; float32 halves the memory traffic of every step
         self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
         n_k = len(self.owner)
-        self.membership = sparse.csr_matrix(
-            (np.ones(n_k, np.float32), (np.arange(n_k), self.owner)), shape=(n_k, len(zones) + 1)
-        )
+        # dense: a (K, zones) product through BLAS is several times faster than a sparse one
+        self.membership = np.zeros((n_k, len(zones) + 1), dtype=np.float32)
+        self.membership[np.arange(n_k), self.owner] = 1.0
         packets = p.adverts_per_s * p.window_s
         p_rx = 1.0 / (1.0 + np.exp(-(self.mu - p.sensitivity_dbm) / p.detect_width_db))
         p_det = np.clip(1.0 - (1.0 - p_rx) ** packets, p.p_detect_min, p.p_detect_max)
@@ -153,13 +173,25 @@ class PresenceModel:
         # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
         alpha = (p.sensitivity_dbm - self.mu) / self.sigma
         self.mu_heard = self.mu + self.sigma * _mills(alpha)
-        self._hit_t = (np.log(p_det) - np.log1p(-p_det)).T.astype(np.float32)  # (N, K): heard, not missed
-        self._miss = np.log1p(-p_det).T.astype(np.float32)  # (N, K)
-        self._mu_heard_t = np.ascontiguousarray(self.mu_heard.T, dtype=np.float32)  # (N, K)
-        self._inv_sigma_t = np.ascontiguousarray(1.0 / self.sigma.T, dtype=np.float32)  # (N, K)
-        self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma.T / p.sigma_db), dtype=np.float32)  # (N, K)
+        # the likelihood is computed once per place (walking and standing there look alike to the
+        # radio) and spread to the states by `emit`: (K,) -> column of the (I, U) likelihood
+        places = np.flatnonzero(self.mode == 0)
+        column = np.full(n_base, -1)
+        column[places] = np.arange(len(places))
+        self.emit = (np.arange(reps)[:, None] * len(places) + column[twin][None, :]).reshape(-1)
+        self._emit_runs = _runs(self.emit)
+        u = (np.arange(reps)[:, None] * n_base + places[None, :]).reshape(-1)
+        self._hit_t = (np.log(p_det[u]) - np.log1p(-p_det[u])).T.astype(np.float32)  # (N, U): heard, not missed
+        self._miss = np.log1p(-p_det[u]).T.astype(np.float32)  # (N, U)
+        self._mu_heard_t = np.ascontiguousarray(self.mu_heard[u].T, dtype=np.float32)  # (N, U)
+        self._inv_sigma_t = np.ascontiguousarray(1.0 / self.sigma[u].T, dtype=np.float32)  # (N, U)
+        self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma[u].T / p.sigma_db), dtype=np.float32)  # (N, U)
         self._inv_sigma_dof_t = self._inv_sigma_t / np.float32(np.sqrt(p.tail_dof))  # z / sqrt(dof) in one product
 
+    def spread(self, lik: np.ndarray, post: np.ndarray) -> None:
+        """post *= lik[:, emit], in place, by contiguous runs (a column gather is slow)."""
+        for s0, s1, u0 in self._emit_runs:
+            post[:, s0:s1] *= lik[:, u0 : u0 + s1 - s0]
 
     def spacing(self, kind: str) -> float:
         return self.params.entrance_cell_m if kind == ZoneKind.ENTRANCE else self.params.cell_m
@@ -182,45 +214,53 @@ class PresenceModel:
         prior /= prior.sum()
         return (self.offset_prior[:, None] * prior[None, :]).reshape(-1).astype(np.float32)
 
-    def _transition(self, store: StoreFile, base_owner: np.ndarray) -> sparse.csr_matrix:
+    def _transition(self, store: StoreFile, base_owner: np.ndarray, mode: np.ndarray) -> sparse.csr_matrix:
         """One step of `step_s` between the cells (+ away) of one phone."""
         p = self.params
         zones = {z.id: z for z in store.zones}
         walls = [(w.a, w.b) for w in store.walls]
-        xy, owner = self.cell_xy, base_owner[:-1]
+        xy, owner, mode = self.cell_xy, base_owner[:-1], mode[:-1]
         n = len(owner)
+        free = mode == 0
         d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
         size = self.cell_size
         near = (d > 0) & (d <= np.maximum(size[:, None], size[None, :]) * 1.5)
         same = owner[:, None] == owner[None, :]
-        adj = near & same
+        adj = near & same & free[:, None] & free[None, :]
         door = np.zeros(n + 1, dtype=bool)
+        outside = np.asarray([self.kinds[o] == ZoneKind.OUTSIDE for o in owner])
+        turn = np.zeros((n, n), dtype=bool)  # walkers passing a door who turn in
+        leave = np.zeros((n, n), dtype=bool)
         for z in store.zones:  # across zones only near the portal between connected zones
             for other in z.connects:
                 if other not in zones:
                     continue
                 px, py = portal(list(z.polygon), list(zones[other].polygon), walls)
-                a = np.flatnonzero(
-                    (owner == self.z_index[z.id]) & (np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m)
-                )
-                b = np.flatnonzero(
-                    (owner == self.z_index[other]) & (np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m)
-                )
+                close = np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m
+                a = np.flatnonzero((owner == self.z_index[z.id]) & close & free)
+                b = np.flatnonzero((owner == self.z_index[other]) & close & free)
                 if len(a) and len(b):
                     adj[np.ix_(a, b)] = True
                     adj[np.ix_(b, a)] = True
                     if ZoneKind.OUTSIDE in (self.kinds[self.z_index[z.id]], self.kinds[self.z_index[other]]):
                         door[a] = door[b] = True
+                        out_side, in_side = (a, b) if outside[a[0]] else (b, a)
+                        walkers = np.flatnonzero((owner == owner[out_side[0]]) & close & ~free)
+                        turn[np.ix_(walkers, in_side)] = True
+                        leave[np.ix_(in_side, walkers)] = True  # leavers walk away along the street
+        # a leaver steps out and stands, or walks off one way or the other: a third each
+        weight = adj.astype(float)
+        weight[np.ix_(~outside, outside)] /= 3.0
+        weight[leave] = 1.0 / 3.0
         move = dict(p.stay_kinds)
         rate = np.asarray([move.get(self.kinds[o], p.move_per_s) for o in owner]) * p.step_s
-        deg = adj.sum(axis=1)
+        deg = weight.sum(axis=1)
         t = np.zeros((n + 1, n + 1))
-        t[:n, :n] = np.where(adj, (rate / np.maximum(deg, 1))[:, None], 0.0)
+        t[:n, :n] = weight * (rate / np.maximum(deg, 1e-9))[:, None]
         # pavement cells at the far ends of the pavement lead out of range (and back)
-        outside = np.asarray([self.kinds[o] == ZoneKind.OUTSIDE for o in owner])
-        edge = outside & _at_extent(xy, outside, p.cell_m)
+        edge = outside & free & _at_extent(xy, outside & free, p.cell_m)
         t[np.flatnonzero(edge), n] = p.away_rate_per_s * p.step_s
-        t[n, np.flatnonzero(edge)] = p.away_rate_per_s * p.step_s / max(1, edge.sum())
+        self._walk(t, owner, mode, turn)
         t[np.arange(n + 1), np.arange(n + 1)] = 0.0
         t[np.arange(n + 1), np.arange(n + 1)] = 1.0 - t.sum(axis=1)
         # inside the doors to the street: where a belief stuck outside may restart. Only inside:
@@ -228,8 +268,52 @@ class PresenceModel:
         self.door_cells = door & self.zone_in_store[np.append(owner, len(self.zone_ids) - 1)]
         return sparse.csr_matrix(t)
 
+    def _walk(self, t: np.ndarray, owner: np.ndarray, mode: np.ndarray, turn: np.ndarray) -> None:
+        """Walkers' rows of the transition `t` (filled in place; the diagonal is set later).
+
+        A walker moves `walk_speed_mps` along the street's long axis (a Gaussian step), may
+        stop (mode 0 of the same cell), turn in at a door, or walk out of range at the far end.
+        Out of range, phones come back walking in from either end.
+        """
+        p = self.params
+        n, xy = len(owner), self.cell_xy
+        still = {(owner[i], round(float(xy[i, 0]), 3), round(float(xy[i, 1]), 3)): i for i in np.flatnonzero(mode == 0)}
+        v = p.walk_speed_mps * p.step_s
+        entering = []
+        for zi in np.unique(owner[mode != 0]):
+            pts = xy[(owner == zi) & (mode == 0)]
+            c = pts - pts.mean(axis=0)
+            u = np.linalg.eigh(c.T @ c)[1][:, -1]  # the street's long axis
+            along, across = xy @ u, xy @ np.asarray([-u[1], u[0]])
+            for direction in (1, -1):
+                w = np.flatnonzero((owner == zi) & (mode == direction))
+                s, lat = along[w] * direction, across[w]
+                ds = s[None, :] - s[:, None] - v
+                k = np.exp(-0.5 * (ds / p.walk_step_sigma_m) ** 2 - 0.5 * ((lat[None, :] - lat[:, None]) / 0.5) ** 2)
+                k[k < 0.05] = 0.0  # a few cells ahead, not the whole street: keeps the matrix sparse
+                end = s.max() + self.cell_size[w].max() / 2
+                gone = 1.0 - _ndtr((end - s - v) / p.walk_step_sigma_m)  # walked past the street's end
+                k *= ((1.0 - gone) / k.sum(axis=1))[:, None]
+                p_turn = np.where(turn[w].any(axis=1), p.turn_in_per_s * p.step_s, 0.0)
+                p_stop = p.walk_stop_per_s * p.step_s
+                t[np.ix_(w, w)] = k * (1.0 - p_stop - p_turn)[:, None]
+                t[w, n] = gone * (1.0 - p_stop - p_turn)
+                for j, i in enumerate(w):
+                    here = still[(owner[i], round(float(xy[i, 0]), 3), round(float(xy[i, 1]), 3))]
+                    t[i, here] = p_stop
+                    t[here, i] = p.walk_start_per_s * p.step_s / 2
+                    if p_turn[j]:
+                        into = np.flatnonzero(turn[i])
+                        t[i, into] = p_turn[j] / len(into)
+                entering += list(w[s <= s.min() + self.cell_size[w].max() / 2])
+        still_edge = np.flatnonzero(t[:n, n] > 0)
+        still_edge = np.setdiff1d(still_edge, np.flatnonzero(mode != 0))
+        targets = np.concatenate([still_edge, np.asarray(entering, dtype=int)])
+        t[n, targets] = p.away_rate_per_s * p.step_s / max(1, len(targets))
+
     def log_likelihood(self, rssi: np.ndarray, heard: np.ndarray, reported: np.ndarray) -> np.ndarray:
-        """State log-likelihoods (I, K) of one step's windows, up to a constant per identity.
+        """Place log-likelihoods (I, U) of one step's windows, up to a constant per identity
+        (`ll[:, emit]` gives the states').
 
         rssi, heard: (I, N), the mean RSSI where node n heard identity i; reported: (N,), which
         nodes sent a window in this step. Every reporting node contributes log P(miss), every
@@ -238,7 +322,7 @@ class PresenceModel:
         around each state's prediction (the far, weak readings say little beyond "heard").
         """
         p = self.params
-        ll = reported.astype(np.float32) @ self._miss + heard.astype(np.float32) @ self._hit_t  # (I, K)
+        ll = reported.astype(np.float32) @ self._miss + heard.astype(np.float32) @ self._hit_t  # (I, U)
         ii, nn = _strongest(rssi, heard, p.rssi_nodes)
         # one node at a time: its readings x all states is a block that stays in the CPU cache,
         # and an identity has at most one reading per node, so the rows add without collisions
@@ -363,7 +447,7 @@ class PresenceEngine:
             ll -= ll.max(axis=1, keepdims=True)
             ll *= p.evidence_weight
             np.exp(ll, out=ll)
-            post *= ll
+            m.spread(ll, post)
         post *= ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
         post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
         self.belief = post
@@ -512,6 +596,14 @@ def _cell_rssi(
         mu[cells] = m
         spread[cells] = np.sqrt((((r - m[:, None, :]) ** 2) * w).sum(axis=1))
     return mu, spread
+
+
+def _runs(index: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, stop, index[start]) of the runs where `index` goes up by one at a time."""
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(index)]])
+    return [(int(a), int(b), int(index[a])) for a, b in zip(starts, stops, strict=True)]
 
 
 def _mills(alpha: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ def _play(model: PresenceModel, people: dict[str, list], until: float) -> list:
                     continue
                 x, y = _path(pts, tw)
                 k = model.state_at(x, y)
-                if model._hit_t[j, k] > 0:  # P(detect) > 1/2
+                if model._hit_t[j, model.emit[k]] > 0:  # P(detect) > 1/2
                     heard[who] = float(model.mu_heard[k, j])
             events += eng.add_window(node, tw, heard)
         t += 1.0
@@ -101,7 +101,7 @@ def test_unheard_identities_expire_and_are_reported_left(model: PresenceModel) -
             heard = {}
             if tw <= 60.0:
                 k = model.state_at(*_path(story["c"], tw))
-                if model._hit_t[j, k] > 0:
+                if model._hit_t[j, model.emit[k]] > 0:
                     heard["c"] = float(model.mu_heard[k, j])
             events += eng.add_window(node, tw, heard)
         t += 1.0
@@ -117,7 +117,7 @@ def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
     rssi = rng.uniform(-95, -50, size=(n_i, n_n))
     reported = rng.random(n_n) < 0.8
     heard = (rng.random((n_i, n_n)) < 0.5) & reported[None, :]  # only a reporting node hears
-    fast = model.log_likelihood(rssi, heard, reported)
+    fast = model.log_likelihood(rssi, heard, reported)[:, model.emit]  # places -> states
     p_rx = 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db))
     p_det = np.clip(1 - (1 - p_rx) ** (p.adverts_per_s * p.window_s), p.p_detect_min, p.p_detect_max)
     p_det[np.asarray([model.zone_ids[o] == AWAY for o in model.owner])] = p.p_detect_min  # out of range
@@ -164,7 +164,7 @@ def test_a_cell_next_to_a_node_expects_a_spread_of_readings(model: PresenceModel
     rssi = np.full((1, len(model.node_ids)), -100.0)
     heard = np.zeros_like(rssi, dtype=bool)
     rssi[0, j], heard[0, j] = -48.0, True
-    ll = model.log_likelihood(rssi, heard, np.ones(len(model.node_ids), dtype=bool))
+    ll = model.log_likelihood(rssi, heard, np.ones(len(model.node_ids), dtype=bool))[:, model.emit]
     assert ll[0, at_node] - ll[0, outside] > 1.5  # 1.3 for a model that only knew cell centres
 
 
@@ -197,7 +197,7 @@ def test_one_link_reading_far_too_strong_does_not_bring_a_passer_in(model: Prese
         for j, node in enumerate(model.node_ids):
             k = model.state_at(*_path(walk, float(second)))
             heard = {}
-            if model._hit_t[j, k] > 0 or j == j_bad:
+            if model._hit_t[j, model.emit[k]] > 0 or j == j_bad:
                 heard["p"] = float(model.mu_heard[k, j]) + (20.0 if j == j_bad and 12 <= second < 24 else 0.0)
             events += eng.add_window(node, float(second), heard)
     assert [e for e in events if e.kind == "entered"] == []
@@ -209,7 +209,55 @@ def test_a_weak_phone_heard_by_several_nodes_is_not_out_of_range(model: Presence
     rssi = np.full((1, len(model.node_ids)), -88.0)
     heard = np.zeros_like(rssi, dtype=bool)
     heard[0, :5] = True
-    ll = model.log_likelihood(rssi, heard, np.ones(len(model.node_ids), dtype=bool))
+    ll = model.log_likelihood(rssi, heard, np.ones(len(model.node_ids), dtype=bool))[:, model.emit]
     away = model.n_cells + model.away_cell  # the 0 dB block's away state
     till = model.state_at(2.0, 11.0, offset_db=-5.0)
     assert ll[0, till] - ll[0, away] > 5.0
+
+
+def _street_axis(model: PresenceModel) -> tuple[np.ndarray, np.ndarray]:
+    """The 0 dB block's pavement walker states, and their x (the boutique's street runs along x)."""
+    cells = np.flatnonzero(model.mode[: model.n_cells] != 0)
+    return cells + model.n_cells, model.cell_xy[cells, 0]
+
+
+def test_walkers_move_along_the_street_at_walking_speed(model: PresenceModel) -> None:
+    t = model.transition.toarray()
+    x = np.append(model.cell_xy[:, 0], np.nan)
+    x = np.tile(x, len(model.params.device_offsets_db))
+    states, xs = _street_axis(model)
+    for direction in (1, -1):
+        mid = (model.mode[states - model.n_cells] == direction) & (np.abs(xs - 10) < 1)
+        k = int(states[np.flatnonzero(mid)[0]])
+        row = t[k]
+        moved = np.nansum(row * (x - x[k])) / row[~np.isnan(x)].sum()
+        assert moved * direction == pytest.approx(model.params.walk_speed_mps, abs=0.35)
+        still = model.state_at(*model.cell_xy[k - model.n_cells])
+        assert abs(np.nansum(t[still] * (x - x[still]))) < 0.05  # standing or wandering: no drift
+
+
+def test_a_walker_at_the_end_of_the_street_walks_out_of_range(model: PresenceModel) -> None:
+    t = model.transition.toarray()
+    states, xs = _street_axis(model)
+    away = model.n_cells + model.away_cell
+    east_end = [s for s, cx in zip(states, xs, strict=True) if model.mode[s - model.n_cells] == 1 and cx == xs.max()]
+    west_end = [s for s, cx in zip(states, xs, strict=True) if model.mode[s - model.n_cells] == 1 and cx == xs.min()]
+    assert min(t[s, away] for s in east_end) > 0.3  # walking east off the east end
+    assert max(t[s, away] for s in west_end) == 0.0  # walking east from the west end: still in range
+
+
+def test_the_filter_tells_which_way_a_passer_by_walks(model: PresenceModel) -> None:
+    """A phone walking past the shop is followed as a walker going its way, which is what lets
+    a customer who stops or turns in stand out from passers-by."""
+    eng = PresenceEngine(model)
+    east = [(0.0, (-4.0, -2.0)), (20.0, (20.0, -2.0))]
+    for second in range(1, 15):
+        for j, node in enumerate(model.node_ids):
+            x, y = _path(east, float(second))
+            k = model.state_at(x, y)
+            heard = {"p": float(model.mu_heard[k, j])} if model._hit_t[j, model.emit[k]] > 0 else {}
+            eng.add_window(node, second + (j + 1) / 10, heard)
+    mode = np.tile(model.mode, len(model.params.device_offsets_db))
+    belief = eng.belief[eng.index["p"]]
+    assert belief[mode == 1].sum() > 0.8
+    assert eng.zone_of("p") == (AWAY, False)  # not inside: no zone reported
