@@ -55,6 +55,7 @@ class AlertCounter:
     url: str
     token: str = ""
     entered: list[dict] = field(default_factory=list)
+    first_alert: dict[str, float] = field(default_factory=dict)  # customer id -> wall-clock time it arrived
     other: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -74,7 +75,9 @@ class AlertCounter:
                             last = line[3:].strip()
                         elif line.startswith("data:"):
                             ev = json.loads(line[5:])
-                            (self.entered.append(ev) if kind == "entered" else None)
+                            if kind == "entered":
+                                self.entered.append(ev)
+                                self.first_alert.setdefault(ev["customer_id"], time.time())
                             self.other += kind != "entered"
             except httpx.HTTPError:
                 time.sleep(0.3)
@@ -117,8 +120,16 @@ class Summary:
     alerts_for_expected: int
     unexpected_alerts: int
     adverts_sent: int
+    regulars: list[tuple[str, float, float | None]] = field(default_factory=list)  # name, door, alert (s)
 
     def lines(self) -> list[str]:
+        """The summary printed at the end; one line per regular says when they crossed the door and
+        when their alert reached the tablet, so a missing alert is seen to be a late one or not."""
+        timings = [
+            f"    {name}: crossed the door at {door:.1f} s, "
+            + (f"alert on the tablet at {alert:.1f} s" if alert is not None else "no alert before the end")
+            for name, door, alert in self.regulars
+        ]
         return [
             f"simulated {self.duration_s:.0f} s with the {self.broker} broker:",
             f"  entries: {self.entries_regular} opted-in regulars, {self.entries_anonymous} anonymous shoppers, "
@@ -126,6 +137,7 @@ class Summary:
             f"  alerts on the tablet stream: {self.alerts} "
             f"({self.alerts_for_expected} of {self.entries_regular} opted-in regulars who entered; "
             f"{self.unexpected_alerts} for anyone else)",
+            *timings,
             f"  advertisements delivered to the edge nodes: {self.adverts_sent}",
         ]
 
@@ -213,9 +225,9 @@ def run_demo(
             elapsed = time.time() - t0
             await asyncio.sleep(min(3.0, max(0.0, until - elapsed)) + 2.5)  # let the last windows arrive
             await air.close()
-            return air.sent, elapsed  # type: ignore[return-value]
+            return air.sent, elapsed, t0  # type: ignore[return-value]
 
-        air_sent, elapsed = asyncio.run(live())
+        air_sent, elapsed, t0 = asyncio.run(live())
     finally:
         counter.stop.set()
         for p in procs:
@@ -230,10 +242,20 @@ def run_demo(
         emulator.stop()
     regulars, anon, unconsented, passers = _expected(world, elapsed)
     alerted = {e["customer_id"] for e in counter.entered}
+    doors = sorted(
+        (a.entered_at, a.customer.name, a.customer.id)
+        for a in world.agents
+        if a.customer is not None and a.customer.id in regulars and a.entered_at is not None
+    )
+    timings = [
+        (name, door, counter.first_alert[cid] - t0 if cid in counter.first_alert else None)
+        for door, name, cid in doors
+    ]
     return Summary(
         broker=broker.kind, duration_s=elapsed, entries_regular=len(regulars), entries_anonymous=anon,
         entries_unconsented=unconsented, passers_by=passers, alerts=len(counter.entered),
         alerts_for_expected=len(alerted & regulars), unexpected_alerts=len(alerted - regulars), adverts_sent=air_sent,
+        regulars=timings,
     )
 
 

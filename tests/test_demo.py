@@ -1,0 +1,30 @@
+"""`instore demo` end to end: Mosquitto, one edge process per node, the gateway process and the
+simulated air, for a minute of the demo scenario; then everything is shut down."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from instore.broker import free_port
+from instore.demo import run_demo
+
+
+def test_the_demo_alerts_regulars_who_walk_in_and_nobody_else(tmp_path: Path) -> None:
+    port = free_port()
+    said: list[str] = []
+    summary = run_demo(duration=60, broker_kind="mosquitto", http_port=port, workdir=tmp_path, echo=said.append)
+
+    assert any(f"http://127.0.0.1:{port}/tablet" in line for line in said)
+    assert summary.broker == "mosquitto" and summary.adverts_sent > 0
+    assert summary.entries_regular >= 1 and summary.entries_anonymous >= 1
+    assert summary.unexpected_alerts == 0  # anonymous shoppers and passers-by are never announced
+    assert summary.alerts_for_expected >= 1
+    alerted = [(name, door, alert) for name, door, alert in summary.regulars if alert is not None]
+    assert len(alerted) == summary.alerts_for_expected
+    assert all(alert > door for _, door, alert in alerted)  # an alert follows the door crossing
+    lines = summary.lines()
+    assert any(name in line and "crossed the door" in line for name, _, _ in summary.regulars for line in lines)
+    assert (tmp_path / "gateway.log").exists() and (tmp_path / "gateway.db").exists()
+    with socket.socket() as s:  # the gateway has stopped: its port is free again
+        s.bind(("127.0.0.1", port))
