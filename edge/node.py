@@ -31,7 +31,7 @@ from edge.config import NodeFile, NodeRuntimeConfigError, runtime_from_wire
 from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
 from edge.rfid_node import ReaderSpec, RfidReaderLoop
-from edge.window import BleWindowAggregator, next_window_end
+from edge.window import BleWindowAggregator
 from firmware_config.node_config import NodeRuntimeConfig
 from firmware_config.sdnotify import Notifier
 
@@ -213,7 +213,7 @@ class BleNode:
             self.scanner_state = "scanning"
             log.info("node %s scanning (%s backend)", self.cfg.node.id, self.cfg.ble.backend)
         self.systemd.ready(f"node {self.cfg.node.id}: scanner {self.scanner_state}")
-        next_flush = next_window_end(self.clock(), self.window_s)
+        next_flush = self.clock() + self.window_s
         next_status = self.clock() + self.cfg.health.status_interval_s
         try:
             while not stop.is_set():
@@ -223,9 +223,9 @@ class BleNode:
                     pass
                 self.flush()
                 self.systemd.watchdog()  # the loop is alive: systemd restarts the node if this stops
-                # the next boundary of the grid: a new window length applies from the next window,
-                # and a node that fell behind (suspend, overload) skips windows rather than bursting
-                next_flush = next_window_end(max(self.clock(), next_flush), self.window_s)
+                next_flush += self.window_s  # a new window length applies from the next window
+                if next_flush < self.clock():  # fell behind (suspend, overload): skip, do not burst
+                    next_flush = self.clock() + self.window_s
                 if self._rescan.is_set() and not stop.is_set() and scanner is not None:
                     self._rescan.clear()
                     scanner = await self._restart_scanner(scanner)

@@ -9,20 +9,9 @@ Pure: sightings and window boundaries come with their timestamps.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from edge.protocol import VERSION, BleObservation, BleWindow, Footfall, RfidObservation, RfidWindow
-
-
-def next_window_end(now: float, window_s: float) -> float:
-    """The first multiple of `window_s` (on the Unix clock) after `now`.
-
-    Every node closes its windows on the same grid (the Pis keep NTP time), so the gateway
-    folds windows that cover the same second, and steps as soon as the last of them arrives
-    instead of waiting for nodes whose windows started at other moments.
-    """
-    return (math.floor(now / window_s + 1e-9) + 1) * window_s
 
 
 @dataclass(slots=True)

@@ -360,7 +360,6 @@ class PresenceEngine:
         self._heard = np.zeros((0, nn), dtype=bool)
         self._reported = np.zeros(nn, dtype=bool)
         self._due: float | None = None  # end of the step period being collected
-        self._latest: float | None = None  # the latest window end in it
         self._expected = np.zeros(nn, dtype=bool)  # nodes that reported in the last step
         self._pending: dict[str, tuple[float, dict[int, float]]] = {}  # first heard since the last step
         self.prior = m.base_prior()
@@ -393,13 +392,10 @@ class PresenceEngine:
     def add_window(self, node_id: str, t: float, heard: dict[str, float]) -> list[PresenceEvent]:
         """A node's window ending at `t` (identity -> mean RSSI). Steps the filter when a step is due.
 
-        A step folds in the windows ending in (due - step_s, due]; the periods are centred on the
-        first window's end, so windows that nodes close on the same clock grid fall in the same
-        period despite a few milliseconds of jitter. It runs as soon as every node that reported
-        in the previous step has reported in this one (in a store all nodes' windows arrive
-        within milliseconds), or, when a node has gone quiet, on the first window of the next
-        period: the evidence is never held back a whole window for nothing. Its time is the
-        latest window end it folds in.
+        A step folds in the windows ending in (due - step_s, due]. It runs as soon as every node
+        that reported in the previous step has reported in this one (in a store all nodes'
+        windows arrive within milliseconds), or, when a node has gone quiet, on the first window
+        of the next period: the evidence is never held back a whole window for nothing.
         """
         node = self.model.n_index.get(node_id)
         if node is None:
@@ -407,7 +403,7 @@ class PresenceEngine:
         events: list[PresenceEvent] = []
         eps = 1e-6
         if self._due is None:
-            self._due = t + self.model.params.step_s / 2
+            self._due = t
         elif t > self._due + eps:
             if self._reported.any():
                 events = self._step_due()
@@ -429,7 +425,6 @@ class PresenceEngine:
                     _, seen = self._pending.setdefault(keys[k], (t, {}))
                     seen[node] = max(float(vals[k]), seen.get(node, float(vals[k])))
         self._reported[node] = True
-        self._latest = t if self._latest is None else max(self._latest, t)
         if self._expected.any() and not (self._expected & ~self._reported).any():
             events += self._step_due()
             self._due += self.model.params.step_s
@@ -437,8 +432,7 @@ class PresenceEngine:
 
     def _step_due(self) -> list[PresenceEvent]:
         self._expected = self._reported.copy()
-        t, self._latest = self._latest, None
-        return self.step(t)  # type: ignore[arg-type]
+        return self.step(self._due)  # type: ignore[arg-type]
 
     def step(self, t: float) -> list[PresenceEvent]:
         """Fold in the windows received since the last step (time `t`) and report changes."""

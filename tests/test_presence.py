@@ -261,18 +261,3 @@ def test_the_filter_tells_which_way_a_passer_by_walks(model: PresenceModel) -> N
     belief = eng.belief[eng.index["p"]]
     assert belief[mode == 1].sum() > 0.8
     assert eng.zone_of("p") == (AWAY, False)  # not inside: no zone reported
-
-
-def test_windows_closed_on_the_same_second_fold_into_one_step_despite_jitter(model: PresenceModel) -> None:
-    """Nodes close their windows on the clock grid; a few milliseconds of jitter either side of
-    the second must not split that second's evidence over two steps."""
-    eng = PresenceEngine(model)
-    steps: list[float] = []
-    step = eng.step
-    eng.step = lambda t: (steps.append(t), step(t))[1]  # type: ignore[method-assign]
-    jitter = [-0.004, 0.003, -0.001, 0.004, 0.0, -0.003]
-    for second in range(100, 106):
-        for j, node in enumerate(model.node_ids):
-            eng.add_window(node, second + jitter[j % len(jitter)], {"c": -70.0})
-    assert [round(t) for t in steps] == [100, 101, 102, 103, 104, 105]  # one step per second
-    assert all(round(t, 3) == round(t) + 0.004 for t in steps)  # at the latest window of the second

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from pathlib import Path
-
-import pytest
-
 from edge import protocol
-from edge.config import BleSection, BrokerSection, NodeFile, NodeSection, QueueSection
-from edge.node import BleNode
-from edge.window import BleWindowAggregator, RfidWindowAggregator, next_window_end
+from edge.window import BleWindowAggregator, RfidWindowAggregator
 
 
 def test_ble_window_aggregates_per_identifier_and_counts_anonymous_devices() -> None:
@@ -50,41 +42,3 @@ def test_rfid_window_is_per_tag_and_antenna() -> None:
     got = {(o.epc, o.ant): (o.n, o.rssi_mean, o.rssi_max) for o in w.observations}
     assert got == {("3074257bf7194e4000001a85", 1): (2, -52.0, -50), ("3074257bf7194e4000001a85", 2): (1, -70.0, -70)}
     assert protocol.decode("rfid", protocol.encode(w)) == w
-
-
-def test_window_ends_are_on_the_clock_grid() -> None:
-    assert next_window_end(10.0, 1.0) == 11.0  # a boundary now: the next one
-    assert next_window_end(10.3, 1.0) == 11.0
-    assert next_window_end(10.3, 2.5) == 12.5
-    assert next_window_end(1_700_000_000.9999, 1.0) == 1_700_000_001.0
-    assert next_window_end(1_700_000_001.0 - 1e-7, 1.0) == 1_700_000_002.0  # within float noise of one
-
-
-def test_a_node_closes_its_windows_on_the_whole_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nodes started at different moments close their windows together, so that the gateway
-    folds the same second from every node and steps as soon as the last one arrives."""
-    cfg = NodeFile(
-        node=NodeSection(store="boutique", id="entrance-1"),
-        broker=BrokerSection(port=1),
-        ble=BleSection(backend="sim", window_s=1.0),
-        queue=QueueSection(path=str(tmp_path / "queue.db")),
-    )
-    node = BleNode(cfg)
-    sent: list[tuple[str, object]] = []
-    monkeypatch.setattr(node, "make_scanner", lambda: None)  # no radio: empty windows (heartbeats)
-    monkeypatch.setattr(node.link, "start", lambda: None)
-    monkeypatch.setattr(node.link, "stop", lambda: None)
-    monkeypatch.setattr(node.link, "send", lambda kind, window: sent.append((kind, window)))
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        await asyncio.sleep(1.0 - time.time() % 1.0 + 0.37)  # start a third of the way into a second
-        task = asyncio.create_task(node.run(stop))
-        await asyncio.sleep(2.5)
-        stop.set()
-        await task
-
-    asyncio.run(run())
-    ends = [w.window[1] for kind, w in sent if kind == "ble"][:-1]  # the last one: flushed at the stop
-    assert len(ends) >= 2
-    assert all(abs(t - round(t)) < 0.1 for t in ends), ends  # on the grid, not start + k seconds
