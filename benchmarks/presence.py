@@ -24,7 +24,7 @@ def run(quick: bool = False) -> dict:
     n_ids, seconds = (300, 5) if quick else (3000, 30)
     ids = [f"c{i:05d}" for i in range(n_ids)]
     base = rng.integers(0, model.n_cells - 1, size=n_ids)  # a random cell each, offset 0
-    states = base + model.n_cells  # the 0 dB block
+    states = base + model.params.device_offsets_db.index(0.0) * model.n_cells  # the 0 dB block
     nodes = model.node_ids
     heard_mask = model._hit_t.T[model.emit[states]] > 0  # (I, N): nodes that would hear each phone
     rssi = model.mu_heard[states] + rng.normal(0, 6, size=heard_mask.shape)

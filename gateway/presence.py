@@ -41,8 +41,8 @@ AWAY = "away"
 class PresenceParams:
     path_loss_exponent: float = 2.2  # retail floor; installers may calibrate it per store
     sigma_db: float = 7.0  # a window's error on one link: shadowing (~6 dB) and fading
-    device_offsets_db: tuple[float, ...] = (-5.0, 0.0, 5.0)  # phones differ in transmit power: inferred
-    device_offset_prior: tuple[float, ...] = (0.25, 0.5, 0.25)  # jointly with where they are
+    device_offsets_db: tuple[float, ...] = (-6.0, -3.0, 0.0, 3.0, 6.0)  # phones differ in transmit power: inferred
+    device_offset_prior: tuple[float, ...] = (0.15, 0.2, 0.3, 0.2, 0.15)  # jointly with where they are
     evidence_weight: float = 0.5  # shadowing lasts seconds: consecutive windows count as half each
     floor_mass: float = 1e-3  # never be certain: a sliver of belief inside the doors lets the filter recover
     rssi_nodes: int = 6  # per identity and step, the strongest readings whose RSSI value is used

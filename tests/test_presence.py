@@ -210,15 +210,20 @@ def test_a_weak_phone_heard_by_several_nodes_is_not_out_of_range(model: Presence
     heard = np.zeros_like(rssi, dtype=bool)
     heard[0, :5] = True
     ll = model.log_likelihood(rssi, heard, np.ones(len(model.node_ids), dtype=bool))[:, model.emit]
-    away = model.n_cells + model.away_cell  # the 0 dB block's away state
+    away = _zero_db(model) + model.away_cell  # the 0 dB block's away state
     till = model.state_at(2.0, 11.0, offset_db=-5.0)
     assert ll[0, till] - ll[0, away] > 5.0
+
+
+def _zero_db(model: PresenceModel) -> int:
+    """The first state of the 0 dB transmit-offset block."""
+    return model.params.device_offsets_db.index(0.0) * model.n_cells
 
 
 def _street_axis(model: PresenceModel) -> tuple[np.ndarray, np.ndarray]:
     """The 0 dB block's pavement walker states, and their x (the boutique's street runs along x)."""
     cells = np.flatnonzero(model.mode[: model.n_cells] != 0)
-    return cells + model.n_cells, model.cell_xy[cells, 0]
+    return cells + _zero_db(model), model.cell_xy[cells, 0]
 
 
 def test_walkers_move_along_the_street_at_walking_speed(model: PresenceModel) -> None:
@@ -227,21 +232,22 @@ def test_walkers_move_along_the_street_at_walking_speed(model: PresenceModel) ->
     x = np.tile(x, len(model.params.device_offsets_db))
     states, xs = _street_axis(model)
     for direction in (1, -1):
-        mid = (model.mode[states - model.n_cells] == direction) & (np.abs(xs - 10) < 1)
+        mid = (model.mode[states - _zero_db(model)] == direction) & (np.abs(xs - 10) < 1)
         k = int(states[np.flatnonzero(mid)[0]])
         row = t[k]
         moved = np.nansum(row * (x - x[k])) / row[~np.isnan(x)].sum()
         assert moved * direction == pytest.approx(model.params.walk_speed_mps, abs=0.35)
-        still = model.state_at(*model.cell_xy[k - model.n_cells])
+        still = model.state_at(*model.cell_xy[k - _zero_db(model)])
         assert abs(np.nansum(t[still] * (x - x[still]))) < 0.05  # standing or wandering: no drift
 
 
 def test_a_walker_at_the_end_of_the_street_walks_out_of_range(model: PresenceModel) -> None:
     t = model.transition.toarray()
     states, xs = _street_axis(model)
-    away = model.n_cells + model.away_cell
-    east_end = [s for s, cx in zip(states, xs, strict=True) if model.mode[s - model.n_cells] == 1 and cx == xs.max()]
-    west_end = [s for s, cx in zip(states, xs, strict=True) if model.mode[s - model.n_cells] == 1 and cx == xs.min()]
+    away = _zero_db(model) + model.away_cell
+    walking_east = model.mode[states - _zero_db(model)] == 1
+    east_end = states[walking_east & (xs == xs.max())]
+    west_end = states[walking_east & (xs == xs.min())]
     assert min(t[s, away] for s in east_end) > 0.3  # walking east off the east end
     assert max(t[s, away] for s in west_end) == 0.0  # walking east from the west end: still in range
 
