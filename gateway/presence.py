@@ -35,6 +35,7 @@ from firmware_config.geometry import crossings, point_in_polygon, polygon_centro
 from firmware_config.store import StoreFile, ZoneKind
 
 AWAY = "away"
+WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,7 @@ class PresenceModel:
         self.mode = np.asarray(mode + [0])
         twin = np.arange(len(self.mode))  # a walker cell's standing twin: the same place, the same radio
         twin[len(cells) - 2 * len(street) : len(cells)] = street * 2
+        self._twin = twin
         self.cell_size = np.asarray([self.spacing(self.kinds[o]) for o in owner])
         self.cell_xy = xy = np.asarray(cells, dtype=float)
         walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float).reshape(-1, 4)
@@ -188,7 +190,7 @@ class PresenceModel:
         self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma[u].T / p.sigma_db), dtype=np.float32)  # (N, U)
         self._inv_sigma_dof_t = self._inv_sigma_t / np.float32(np.sqrt(p.tail_dof))  # z / sqrt(dof) in one product
 
-    def spread(self, lik: np.ndarray, post: np.ndarray) -> None:
+    def weigh(self, lik: np.ndarray, post: np.ndarray) -> None:
         """post *= lik[:, emit], in place, by contiguous runs (a column gather is slow)."""
         for s0, s1, u0 in self._emit_runs:
             post[:, s0:s1] *= lik[:, u0 : u0 + s1 - s0]
@@ -277,7 +279,6 @@ class PresenceModel:
         """
         p = self.params
         n, xy = len(owner), self.cell_xy
-        still = {(owner[i], round(float(xy[i, 0]), 3), round(float(xy[i, 1]), 3)): i for i in np.flatnonzero(mode == 0)}
         v = p.walk_speed_mps * p.step_s
         entering = []
         for zi in np.unique(owner[mode != 0]):
@@ -289,7 +290,8 @@ class PresenceModel:
                 w = np.flatnonzero((owner == zi) & (mode == direction))
                 s, lat = along[w] * direction, across[w]
                 ds = s[None, :] - s[:, None] - v
-                k = np.exp(-0.5 * (ds / p.walk_step_sigma_m) ** 2 - 0.5 * ((lat[None, :] - lat[:, None]) / 0.5) ** 2)
+                lane = (lat[None, :] - lat[:, None]) / WALK_LANE_SIGMA_M
+                k = np.exp(-0.5 * (ds / p.walk_step_sigma_m) ** 2 - 0.5 * lane**2)
                 k[k < 0.05] = 0.0  # a few cells ahead, not the whole street: keeps the matrix sparse
                 end = s.max() + self.cell_size[w].max() / 2
                 gone = 1.0 - _ndtr((end - s - v) / p.walk_step_sigma_m)  # walked past the street's end
@@ -299,15 +301,14 @@ class PresenceModel:
                 t[np.ix_(w, w)] = k * (1.0 - p_stop - p_turn)[:, None]
                 t[w, n] = gone * (1.0 - p_stop - p_turn)
                 for j, i in enumerate(w):
-                    here = still[(owner[i], round(float(xy[i, 0]), 3), round(float(xy[i, 1]), 3))]
+                    here = self._twin[i]
                     t[i, here] = p_stop
                     t[here, i] = p.walk_start_per_s * p.step_s / 2
                     if p_turn[j]:
                         into = np.flatnonzero(turn[i])
                         t[i, into] = p_turn[j] / len(into)
                 entering += list(w[s <= s.min() + self.cell_size[w].max() / 2])
-        still_edge = np.flatnonzero(t[:n, n] > 0)
-        still_edge = np.setdiff1d(still_edge, np.flatnonzero(mode != 0))
+        still_edge = np.flatnonzero((t[:n, n] > 0) & (mode == 0))
         targets = np.concatenate([still_edge, np.asarray(entering, dtype=int)])
         t[n, targets] = p.away_rate_per_s * p.step_s / max(1, len(targets))
 
@@ -447,7 +448,7 @@ class PresenceEngine:
             ll -= ll.max(axis=1, keepdims=True)
             ll *= p.evidence_weight
             np.exp(ll, out=ll)
-            m.spread(ll, post)
+            m.weigh(ll, post)
         post *= ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
         post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
         self.belief = post
