@@ -146,7 +146,7 @@ class PresenceModel:
             depth[:-1] = np.hypot(xy[:, None, 0] - outside_xy[None, :, 0], xy[:, None, 1] - outside_xy[None, :, 1]).min(
                 axis=1
             )
-        base_transition = self._transition(store, base_owner, self.mode)  # sets self.door_cells (base)
+        base_transition = self._transition(store, base_owner)  # sets self.door_cells (base)
 
         offsets = np.asarray(p.device_offsets_db, dtype=float)
         reps = len(offsets)
@@ -216,12 +216,12 @@ class PresenceModel:
         prior /= prior.sum()
         return (self.offset_prior[:, None] * prior[None, :]).reshape(-1).astype(np.float32)
 
-    def _transition(self, store: StoreFile, base_owner: np.ndarray, mode: np.ndarray) -> sparse.csr_matrix:
+    def _transition(self, store: StoreFile, base_owner: np.ndarray) -> sparse.csr_matrix:
         """One step of `step_s` between the cells (+ away) of one phone."""
         p = self.params
         zones = {z.id: z for z in store.zones}
         walls = [(w.a, w.b) for w in store.walls]
-        xy, owner, mode = self.cell_xy, base_owner[:-1], mode[:-1]
+        xy, owner, mode = self.cell_xy, base_owner[:-1], self.mode[:-1]
         n = len(owner)
         free = mode == 0
         d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
@@ -262,7 +262,7 @@ class PresenceModel:
         # pavement cells at the far ends of the pavement lead out of range (and back)
         edge = outside & free & _at_extent(xy, outside & free, p.cell_m)
         t[np.flatnonzero(edge), n] = p.away_rate_per_s * p.step_s
-        self._walk(t, owner, mode, turn)
+        self._walk(t, owner, turn)
         t[np.arange(n + 1), np.arange(n + 1)] = 0.0
         t[np.arange(n + 1), np.arange(n + 1)] = 1.0 - t.sum(axis=1)
         # inside the doors to the street: where a belief stuck outside may restart. Only inside:
@@ -270,7 +270,7 @@ class PresenceModel:
         self.door_cells = door & self.zone_in_store[np.append(owner, len(self.zone_ids) - 1)]
         return sparse.csr_matrix(t)
 
-    def _walk(self, t: np.ndarray, owner: np.ndarray, mode: np.ndarray, turn: np.ndarray) -> None:
+    def _walk(self, t: np.ndarray, owner: np.ndarray, turn: np.ndarray) -> None:
         """Walkers' rows of the transition `t` (filled in place; the diagonal is set later).
 
         A walker moves `walk_speed_mps` along the street's long axis (a Gaussian step), may
@@ -278,7 +278,7 @@ class PresenceModel:
         Out of range, phones come back walking in from either end.
         """
         p = self.params
-        n, xy = len(owner), self.cell_xy
+        n, xy, mode = len(owner), self.cell_xy, self.mode[:-1]
         v = p.walk_speed_mps * p.step_s
         entering = []
         for zi in np.unique(owner[mode != 0]):

@@ -142,8 +142,11 @@ class Summary:
         ]
 
 
-def _expected(world: World, until: float) -> tuple[set[str], int, int, int]:
-    regulars, anon, unconsented, passers = set(), 0, 0, 0
+def _expected(world: World, until: float) -> tuple[dict[str, tuple[float, str]], int, int, int]:
+    """Who entered by `until`: opted-in regulars (id -> first door crossing, name), and counts of
+    anonymous shoppers, registered customers without recognition consent and passers-by."""
+    regulars: dict[str, tuple[float, str]] = {}
+    anon, unconsented, passers = 0, 0, 0
     for a in world.agents:
         if a.kind == AgentKind.PASSER_BY and a.t_start <= until:
             passers += 1
@@ -152,7 +155,7 @@ def _expected(world: World, until: float) -> tuple[set[str], int, int, int]:
         if a.customer is None:
             anon += 1
         elif a.customer.recognition_consent:
-            regulars.add(a.customer.id)
+            regulars.setdefault(a.customer.id, (a.entered_at, a.customer.name))  # agents come in time order
         else:
             unconsented += 1
     return regulars, anon, unconsented, passers
@@ -242,19 +245,15 @@ def run_demo(
         emulator.stop()
     regulars, anon, unconsented, passers = _expected(world, elapsed)
     alerted = {e["customer_id"] for e in counter.entered}
-    doors = sorted(
-        (a.entered_at, a.customer.name, a.customer.id)
-        for a in world.agents
-        if a.customer is not None and a.customer.id in regulars and a.entered_at is not None
-    )
     timings = [
         (name, door, counter.first_alert[cid] - t0 if cid in counter.first_alert else None)
-        for door, name, cid in doors
+        for cid, (door, name) in sorted(regulars.items(), key=lambda r: r[1])
     ]
     return Summary(
         broker=broker.kind, duration_s=elapsed, entries_regular=len(regulars), entries_anonymous=anon,
         entries_unconsented=unconsented, passers_by=passers, alerts=len(counter.entered),
-        alerts_for_expected=len(alerted & regulars), unexpected_alerts=len(alerted - regulars), adverts_sent=air_sent,
+        alerts_for_expected=len(alerted & regulars.keys()), unexpected_alerts=len(alerted - regulars.keys()),
+        adverts_sent=air_sent,
         regulars=timings,
     )
 
