@@ -137,6 +137,20 @@ def portal(pa: list[Point], pb: list[Point], walls: list[tuple[Point, Point]]) -
     return float(x1 + x2) / 2, float(y1 + y2) / 2
 
 
+def passage_points(
+    pa: list[Point], pb: list[Point], walls: list[tuple[Point, Point]], step: float = 0.25, min_width: float = 0.5
+) -> list[Point]:
+    """Where people can pass between two zones: points `step` apart along every wall-free run
+    of their shared boundary at least `min_width` wide (an open boundary, such as a sales
+    floor's edge, is passable all along it; a door in a glass front only in its opening),
+    else the one `portal` (a curtain or a door drawn as a wall)."""
+    pts = [p for run in open_runs(pa, pb, walls) if run_length(run) >= min_width for p in run]
+    if not pts:
+        return [portal(pa, pb, walls)]
+    keep = max(1, int(round(step / 0.1)))  # open_runs samples every 0.1 m
+    return [(float(p[0]), float(p[1])) for p in pts[::keep]]
+
+
 def crossings(tx: np.ndarray, rx: np.ndarray, walls: np.ndarray) -> np.ndarray:
     """Boolean (T, R, W): does the straight line tx[t] -> rx[r] cross wall w?
 
@@ -159,3 +173,4 @@ def segments_cross(p0: np.ndarray, p1: np.ndarray, walls: np.ndarray) -> np.ndar
         t = (qp[..., 0] * s[..., 1] - qp[..., 1] * s[..., 0]) / rxs
         u = (qp[..., 0] * r[..., 1] - qp[..., 1] * r[..., 0]) / rxs
     return (np.abs(rxs) > 1e-12) & (t > 0) & (t < 1) & (u >= 0) & (u <= 1)
+

@@ -4,9 +4,10 @@ A hidden Markov model per identity, vectorised over all identities with numpy/sc
 
 - the hidden state is a *cell* of a grid laid over the store's zones (plus `away`, out of
   radio range). People walk from a cell to its neighbours; between zones only where the
-  zone graph connects them and only near the portal between them (the door in a glass
-  shop front, a fitting room's curtain). So nobody gets from the pavement to the floor
-  except through the door, and nobody jumps from the entrance into fitting room 7;
+  zone graph connects them and only where they can pass: anywhere along an open boundary
+  (the entrance strip and the sales floor), else at the portal (the door in a glass shop
+  front, a fitting room's curtain). So nobody gets from the pavement to the floor except
+  through the door, and nobody jumps from the entrance into fitting room 7;
 - on the pavement a cell is also "walking one way" or "walking the other": passers-by walk
   past at about 1.2 m/s and rarely stop, so a phone that stays put, or whose readings do not
   fade the way a walker's would, is soon told apart from the people going by;
@@ -31,7 +32,13 @@ import numpy as np
 from scipy import sparse
 from scipy.special import ndtr as _ndtr
 
-from firmware_config.geometry import crossings, point_in_polygon, polygon_centroid, portal
+from firmware_config.geometry import (
+    crossings,
+    passage_points,
+    point_in_polygon,
+    polygon_centroid,
+    portal,
+)
 from firmware_config.store import StoreFile, ZoneKind
 
 AWAY = "away"
@@ -233,18 +240,23 @@ class PresenceModel:
         outside = np.asarray([self.kinds[o] == ZoneKind.OUTSIDE for o in owner])
         turn = np.zeros((n, n), dtype=bool)  # walkers passing a door who turn in
         leave = np.zeros((n, n), dtype=bool)
-        for z in store.zones:  # across zones only near the portal between connected zones
+        for z in store.zones:  # across zones only where people can pass between connected zones
             for other in z.connects:
                 if other not in zones:
                     continue
-                px, py = portal(list(z.polygon), list(zones[other].polygon), walls)
-                close = np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m
-                a = np.flatnonzero((owner == self.z_index[z.id]) & close & free)
-                b = np.flatnonzero((owner == self.z_index[other]) & close & free)
-                if len(a) and len(b):
+                # from the street only through the middle of the door: a passer-by brushing its
+                # edge is not half let in
+                street = ZoneKind.OUTSIDE in (self.kinds[self.z_index[z.id]], self.kinds[self.z_index[other]])
+                pa, pb = list(z.polygon), list(zones[other].polygon)
+                for px, py in [portal(pa, pb, walls)] if street else passage_points(pa, pb, walls):
+                    close = np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m
+                    a = np.flatnonzero((owner == self.z_index[z.id]) & close & free)
+                    b = np.flatnonzero((owner == self.z_index[other]) & close & free)
+                    if not (len(a) and len(b)):
+                        continue
                     adj[np.ix_(a, b)] = True
                     adj[np.ix_(b, a)] = True
-                    if ZoneKind.OUTSIDE in (self.kinds[self.z_index[z.id]], self.kinds[self.z_index[other]]):
+                    if street:
                         door[a] = door[b] = True
                         out_side, in_side = (a, b) if outside[a[0]] else (b, a)
                         walkers = np.flatnonzero((owner == owner[out_side[0]]) & close & ~free)

@@ -267,3 +267,14 @@ def test_the_filter_tells_which_way_a_passer_by_walks(model: PresenceModel) -> N
     belief = eng.belief[eng.index["p"]]
     assert belief[mode == 1].sum() > 0.8
     assert eng.zone_of("p") == (AWAY, False)  # not inside: no zone reported
+
+
+def test_the_entrance_strip_and_the_floor_connect_all_along_their_edge(model: PresenceModel) -> None:
+    """They are one open space: a belief in the strip's west end follows a customer onto the
+    floor behind it, not only through the middle of the shop. The glass front stays shut."""
+    t = model.transition
+    strip, floor = model.state_at(2.0, 2.5), model.state_at(2.0, 3.75)
+    assert model.zone_ids[model.owner[strip]] == "entrance" and model.zone_ids[model.owner[floor]] == "floor"
+    assert t[strip, floor] > 0 and t[floor, strip] > 0
+    pavement = model.state_at(2.0, -0.7)
+    assert t[pavement, model.state_at(2.0, 0.5)] == 0

@@ -1,0 +1,34 @@
+"""Where people can pass between two zones of a store layout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from firmware_config.geometry import passage_points, portal
+
+ENTRANCE = [(0.0, 0.0), (20.0, 0.0), (20.0, 3.0), (0.0, 3.0)]
+FLOOR = [(0.0, 3.0), (20.0, 3.0), (20.0, 9.0), (0.0, 9.0)]
+
+
+def test_an_open_boundary_is_passable_all_along() -> None:
+    """The entrance strip and the sales floor are one open space: people cross anywhere."""
+    pts = passage_points(ENTRANCE, FLOOR, walls=[])
+    xs = sorted(x for x, _ in pts)
+    assert all(abs(y - 3.0) < 1e-9 for _, y in pts)
+    assert xs[0] < 0.5 and xs[-1] > 19.5
+    assert max(np.diff(xs)) < 0.3
+
+
+def test_a_door_in_a_glass_front_is_passable_only_in_its_opening() -> None:
+    pavement = [(-5.0, -4.0), (25.0, -4.0), (25.0, 0.0), (-5.0, 0.0)]
+    glass = [((0.0, 0.0), (9.0, 0.0)), ((11.0, 0.0), (20.0, 0.0))]
+    pts = passage_points(pavement, ENTRANCE, glass)
+    assert len(pts) > 4
+    assert all(8.9 < x < 11.1 and abs(y) < 1e-9 for x, y in pts)
+
+
+def test_a_boundary_drawn_as_a_wall_is_passed_at_its_portal() -> None:
+    """A fitting room's curtain is a wall in the layout: its one portal is where people pass."""
+    room = [(14.0, 9.0), (16.0, 9.0), (16.0, 12.0), (14.0, 12.0)]
+    curtain = [((14.0, 9.0), (16.0, 9.0))]
+    assert passage_points(FLOOR, room, curtain) == [portal(FLOOR, room, curtain)] == [(15.0, 9.0)]
