@@ -14,6 +14,12 @@ A hidden Markov model per identity, vectorised over all identities with numpy/sc
 - the emission model predicts, for every cell, the RSSI each node should see (log-distance
   path loss from the layout, the node's calibrated reference power, wall attenuation) and
   how likely the node is to hear the phone at all, so *not* being heard is evidence too;
+- a link's slow shadowing (body, pocket) lasts seconds, so consecutive windows are not
+  independent evidence. Phones not yet inside whose belief is undecided (at the door) have
+  the links heard in both of the last two windows judged as *changes* along each possible
+  move (`predict_pairs`): the shadowing carried over cancels, a customer's walk in counts in
+  full, and a passer-by's one link reading strong for five seconds counts once, not five
+  times. Everyone else's windows count half each;
 - every step folds in all node windows received since the last step, for all identities
   at once: a few matrix products, not a loop per device per node.
 
@@ -42,6 +48,7 @@ from firmware_config.geometry import (
 from firmware_config.store import StoreFile, ZoneKind
 
 AWAY = "away"
+NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
 WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
 
 
@@ -52,6 +59,10 @@ class PresenceParams:
     device_offsets_db: tuple[float, ...] = (-6.0, -3.0, 0.0, 3.0, 6.0)  # phones differ in transmit power: inferred
     device_offset_prior: tuple[float, ...] = (0.15, 0.2, 0.3, 0.2, 0.15)  # jointly with where they are
     evidence_weight: float = 0.5  # shadowing lasts seconds: consecutive windows count as half each
+    shadow_tau_s: float = 4.0  # how long a link's slow shadowing lasts (body, pocket, orientation)
+    change_sigma_db: float = 4.5  # a link's reading from one window to the next, beyond what the move explains
+    pair_from_probability: float = 0.01  # undecided: P(in) this far from 0 and 1; its readings judged as changes
+    pair_max: int = 128  # undecided phones judged so per step, likeliest inside first (a restart hears 3,000 at once)
     floor_mass: float = 1e-3  # never be certain: a sliver of belief inside the doors lets the filter recover
     rssi_nodes: int = 6  # per identity and step, the strongest readings whose RSSI value is used
     tail_dof: float = 4.0  # Student t readings: one link 20 dB off for seconds (a reflection) moves little
@@ -80,7 +91,7 @@ class PresenceParams:
     walk_start_per_s: float = 0.1  # someone standing on the pavement walks on
     turn_in_per_s: float = 0.15  # a walker at the door turns in
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
-    enter_probability: float = 0.8  # P(in store, past the shop front) to report an entry
+    enter_probability: float = 0.85  # P(in store, past the shop front) to report an entry
     enter_depth_m: float = 2.0  # the strip inside the glass front is radio-twin of the pavement lane
     exit_probability: float = 0.15  # P(in store) below which the customer has left
     switch_probability: float = 0.6  # zone posterior needed to report a zone change
@@ -196,11 +207,65 @@ class PresenceModel:
         self._inv_sigma_t = np.ascontiguousarray(1.0 / self.sigma[u].T, dtype=np.float32)  # (N, U)
         self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma[u].T / p.sigma_db), dtype=np.float32)  # (N, U)
         self._inv_sigma_dof_t = self._inv_sigma_t / np.float32(np.sqrt(p.tail_dof))  # z / sqrt(dof) in one product
+        # consecutive windows of one link, for phones at the door (see `predict_pairs`): the
+        # edges of one offset block's transition and, per node and offset, what each edge
+        # predicts the change of the reading to be
+        self.shadow_rho = rho = float(np.exp(-p.step_s / p.shadow_tau_s))
+        # what is news in a repeated window's level when shadowing is AR(1): (1 - rho) / (1 + rho).
+        # Without it a phone whose links hold steady (one facing away all along) is judged on its
+        # changes alone, and a customer standing just inside could stay "undecided" for a minute
+        self.paired_level_weight = (1 - rho) / (1 + rho)
+        edges = base_transition.tocoo()
+        self._pair_src, self._pair_dst = edges.row.astype(np.int64), edges.col.astype(np.int64)
+        self._pair_w = edges.data.astype(np.float32)
+        mu_b = self.mu_heard.reshape(reps, n_base, -1).transpose(2, 0, 1)  # (N, offsets, base cells)
+        self._pair_change = np.ascontiguousarray(
+            mu_b[:, :, self._pair_dst] - self.shadow_rho * mu_b[:, :, self._pair_src], dtype=np.float32
+        )  # (N, offsets, edges)
 
     def weigh(self, lik: np.ndarray, post: np.ndarray) -> None:
         """post *= lik[:, emit], in place, by contiguous runs (a column gather is slow)."""
         for s0, s1, u0 in self._emit_runs:
             post[:, s0:s1] *= lik[:, u0 : u0 + s1 - s0]
+
+    def predict_pairs(self, belief: np.ndarray, change: np.ndarray, both: np.ndarray) -> np.ndarray:
+        """The prediction `belief @ transition` (J, K), each move weighted by how well it explains
+        the change of every link heard in both of the last two windows.
+
+        A link's slow shadowing (6 dB, lasting seconds) is shared by consecutive windows, so
+        judged one window at a time a passer-by's link that reads 10 dB strong for five seconds
+        counts five times, and a customer walking in, whose readings change as the path-loss
+        model says, is believed no sooner than one standing still. Judged in pairs, what counts
+        is r_t - rho r_(t-1) around mu(to) - rho mu(from): the part of the shadowing carried
+        over from the last window cancels. change: (J, N), r_t - rho r_(t-1); both: (J, N) mask.
+        """
+        p, n_base = self.params, self.n_cells
+        k_states = belief.shape[1]
+        out = np.zeros_like(belief)
+        inv = np.float32(-0.5 / p.change_sigma_db**2)
+        change = change.astype(np.float32)
+        for a in range(0, len(belief), 16):  # (16 x edges) blocks stay small
+            rows = slice(a, min(a + 16, len(belief)))
+            c, b, prior = change[rows], both[rows], belief[rows]
+            # only moves out of states the phones may be in: a belief is a few hundred states wide
+            live = (prior > NEGLIGIBLE).any(axis=0).reshape(-1, n_base)[:, self._pair_src].reshape(-1)
+            edge = np.flatnonzero(live)  # (offset, edge) pairs, flattened
+            block, e = np.divmod(edge, len(self._pair_w))
+            src = block * n_base + self._pair_src[e]
+            dst = block * n_base + self._pair_dst[e]
+            ll = np.zeros((len(c), len(edge)), dtype=np.float32)
+            for n in np.flatnonzero(b.any(axis=0)):
+                k = np.flatnonzero(b[:, n])
+                z = c[k, n][:, None] - self._pair_change[n].reshape(-1)[edge][None, :]
+                ll[k] += z * z
+            ll *= inv
+            ll -= ll.max(axis=1, keepdims=True)
+            np.exp(ll, out=ll)
+            ll *= self._pair_w[e]
+            ll *= prior[:, src]
+            for j in range(len(c)):
+                out[a + j] = np.bincount(dst, weights=ll[j], minlength=k_states)
+        return out
 
     def spacing(self, kind: str) -> float:
         return self.params.entrance_cell_m if kind == ZoneKind.ENTRANCE else self.params.cell_m
@@ -334,9 +399,18 @@ class PresenceModel:
         each identity's `rssi_nodes` strongest readings add a Student t log-density of the RSSI
         around each state's prediction (the far, weak readings say little beyond "heard").
         """
+        ii, nn = _strongest(rssi, heard, self.params.rssi_nodes)
+        return self.detection_ll(heard, reported) + self.level_ll(rssi, ii, nn)
+
+    def detection_ll(self, heard: np.ndarray, reported: np.ndarray) -> np.ndarray:
+        """(I, U): every reporting node's log P(miss), swapped for log P(hit) where it heard."""
+        return reported.astype(np.float32) @ self._miss + heard.astype(np.float32) @ self._hit_t
+
+    def level_ll(self, rssi: np.ndarray, ii: np.ndarray, nn: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(I, U): Student t log-densities of the readings rssi[ii, nn] around each place's
+        prediction, added to `out` when given."""
         p = self.params
-        ll = reported.astype(np.float32) @ self._miss + heard.astype(np.float32) @ self._hit_t  # (I, U)
-        ii, nn = _strongest(rssi, heard, p.rssi_nodes)
+        ll = np.zeros((len(rssi), self._miss.shape[1]), dtype=np.float32) if out is None else out
         # one node at a time: its readings x all states is a block that stays in the CPU cache,
         # and an identity has at most one reading per node, so the rows add without collisions
         scale = np.float32(-0.5 * (p.tail_dof + 1))
@@ -365,12 +439,15 @@ class PresenceEngine:
         k, nn = len(m.owner), len(m.node_ids)
         self.belief = np.zeros((0, k), dtype=np.float32)
         self.inside = np.zeros(0, dtype=bool)
+        self.p_in = np.zeros(0, dtype=np.float32)  # P(in store) after the last step
         self.zone = np.zeros(0, dtype=int)
         self.zone_since = np.zeros(0)
         self.entered_at = np.zeros(0)
         self.last_heard = np.zeros(0)
         self._rssi = np.zeros((0, nn))
         self._heard = np.zeros((0, nn), dtype=bool)
+        self._last = np.zeros((0, nn))  # the readings used in the last step, for `predict_pairs`
+        self._last_used = np.zeros((0, nn), dtype=bool)
         self._reported = np.zeros(nn, dtype=bool)
         self._due: float | None = None  # end of the step period being collected
         self._expected = np.zeros(nn, dtype=bool)  # nodes that reported in the last step
@@ -390,6 +467,8 @@ class PresenceEngine:
         times = np.asarray([t for t, _ in self._pending.values()])
         self.belief = np.vstack([self.belief, np.tile(self.prior, (n, 1))])
         self.inside = np.append(self.inside, np.zeros(n, dtype=bool))
+        prior_in = (self.prior @ self.model.membership)[self.model.zone_in_store].sum()
+        self.p_in = np.append(self.p_in, np.full(n, prior_in, dtype=np.float32))
         self.zone = np.append(self.zone, np.full(n, self.model.z_index[AWAY]))
         self.zone_since = np.append(self.zone_since, times)
         self.entered_at = np.append(self.entered_at, np.full(n, np.nan))
@@ -400,6 +479,8 @@ class PresenceEngine:
                 rssi[k, node], heard[k, node] = value, True
         self._rssi = np.vstack([self._rssi, rssi])
         self._heard = np.vstack([self._heard, heard])
+        self._last = np.vstack([self._last, np.zeros((n, nn))])
+        self._last_used = np.vstack([self._last_used, np.zeros((n, nn), dtype=bool)])
         self._pending = {}
 
     def add_window(self, node_id: str, t: float, heard: dict[str, float]) -> list[PresenceEvent]:
@@ -455,15 +536,40 @@ class PresenceEngine:
             return []
         m, p = self.model, self.model.params
         post = self.belief @ m.transition  # the prediction, then the posterior in place
+        used = np.zeros_like(self._heard)
         if self._reported.any():
-            ll = m.log_likelihood(self._rssi, self._heard, self._reported)
+            ii, nn = _strongest(self._rssi, self._heard, p.rssi_nodes)
+            used[ii, nn] = True
+            # phones at the door, not yet inside: links read in both windows are judged as changes
+            paired = used & self._last_used
+            undecided = (self.p_in >= p.pair_from_probability) & (self.p_in <= 1 - p.pair_from_probability)
+            pairs = np.flatnonzero(~self.inside & undecided & paired.any(axis=1))
+            pairs = pairs[np.argsort(-self.p_in[pairs], kind="stable")[: p.pair_max]]
+            paired[np.setdiff1d(np.arange(len(self.ids)), pairs)] = False
+            level = ~paired[ii, nn]  # every other reading by its level, as before
+            ll = m.detection_ll(self._heard, self._reported)
+            ll[pairs] *= np.float32(p.evidence_weight)
+            m.level_ll(self._rssi, ii[level], nn[level], out=ll)
+            if len(pairs):
+                row = np.full(len(self.ids), -1)
+                row[pairs] = np.arange(len(pairs))
+                again = m.level_ll(self._rssi[pairs], row[ii[~level]], nn[~level])  # the paired links' levels
+                ll[pairs] += np.float32(m.paired_level_weight) * again
+                pairs = pairs[np.argsort(self.belief[pairs].argmax(axis=1))]  # alike beliefs together
+                change = self._rssi[pairs] - m.shadow_rho * self._last[pairs]
+                post[pairs] = m.predict_pairs(self.belief[pairs], change, paired[pairs])
             ll -= ll.max(axis=1, keepdims=True)
-            ll *= p.evidence_weight
+            ll *= np.float32(p.evidence_weight)
+            # a paired phone's detections count half, as everyone's; its new links are its
+            # first look at them, and count in full
+            ll[pairs] *= np.float32(1 / p.evidence_weight)
             np.exp(ll, out=ll)
             m.weigh(ll, post)
         post *= ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
         post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
         self.belief = post
+        self._last = np.where(used, self._rssi, 0.0)
+        self._last_used = used
         self._heard[:] = False
         self._reported[:] = False
         return self._decide(t) + self._expire(t)
@@ -471,7 +577,7 @@ class PresenceEngine:
     def _decide(self, t: float) -> list[PresenceEvent]:
         m, p = self.model, self.model.params
         zone_post = self.belief @ m.membership
-        p_in = zone_post[:, m.zone_in_store].sum(axis=1)
+        self.p_in = p_in = zone_post[:, m.zone_in_store].sum(axis=1)
         p_deep = self.belief @ m.deep_f32
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
@@ -550,7 +656,8 @@ class PresenceEngine:
         keep = np.asarray([i for i in range(len(self.ids)) if i not in rows], dtype=int)
         self.ids = [self.ids[i] for i in keep]
         self.index = {ident: i for i, ident in enumerate(self.ids)}
-        for name in ("belief", "inside", "zone", "zone_since", "entered_at", "last_heard", "_rssi", "_heard"):
+        per_identity = ("belief", "inside", "p_in", "zone", "zone_since", "entered_at", "last_heard")
+        for name in per_identity + ("_rssi", "_heard", "_last", "_last_used"):
             setattr(self, name, getattr(self, name)[keep])
 
     def zone_of(self, identity: str) -> tuple[str, bool] | None:
