@@ -10,7 +10,10 @@ A hidden Markov model per identity, vectorised over all identities with numpy/sc
   through the door, and nobody jumps from the entrance into fitting room 7;
 - on the pavement a cell is also "walking one way" or "walking the other": passers-by walk
   past at about 1.2 m/s and rarely stop, so a phone that stays put, or whose readings do not
-  fade the way a walker's would, is soon told apart from the people going by;
+  fade the way a walker's would, is soon told apart from the people going by. One who turns
+  in at the door is "walking in": on into the store at walking speed, never straight back
+  out, so a customer heading for the back of the shop, whose readings at the door fade just
+  like a walker's, is not taken for a passer-by who stepped out again;
 - the emission model predicts, for every cell, the RSSI each node should see (log-distance
   path loss from the layout, the node's calibrated reference power, wall attenuation) and
   how likely the node is to hear the phone at all, so *not* being heard is evidence too;
@@ -44,12 +47,15 @@ from firmware_config.geometry import (
     point_in_polygon,
     polygon_centroid,
     portal,
+    segment_distance,
+    shared_boundary,
 )
 from firmware_config.store import StoreFile, ZoneKind
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
 WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
+WALK_IN = 2  # the mode of an entrance cell's "walking in" copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,7 @@ class PresenceParams:
     walk_stop_per_s: float = 0.02  # a walker stops (window shopping)
     walk_start_per_s: float = 0.1  # someone standing on the pavement walks on
     turn_in_per_s: float = 0.15  # a walker at the door turns in
+    walk_in_stop_per_s: float = 0.2  # someone walking in slows to browsing
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
     enter_probability: float = 0.85  # P(in store, past the shop front) to report an entry
     enter_depth_m: float = 2.0  # the strip inside the glass front is radio-twin of the pavement lane
@@ -133,17 +140,19 @@ class PresenceModel:
             cells += zc
             owner += [zi] * len(zc)
         # people on the pavement walk past: each pavement cell also exists as "walking one way"
-        # and "walking the other way" (mode +1/-1); mode 0 is standing or wandering
+        # and "walking the other way" (mode +1/-1); mode 0 is standing or wandering. Someone who
+        # has just come in walks on in: each entrance cell also exists as "walking in" (WALK_IN)
         street = [i for i, o in enumerate(owner) if self.kinds[o] == ZoneKind.OUTSIDE]
+        doorway = [i for i, o in enumerate(owner) if self.kinds[o] == ZoneKind.ENTRANCE]
         mode = [0] * len(cells)
-        for direction in (1, -1):
-            cells += [cells[i] for i in street]
-            owner += [owner[i] for i in street]
-            mode += [direction] * len(street)
+        twin = list(range(len(cells)))  # a moving cell's standing twin: the same place, the same radio
+        for kind, copies in ((1, street), (-1, street), (WALK_IN, doorway)):
+            cells += [cells[i] for i in copies]
+            owner += [owner[i] for i in copies]
+            mode += [kind] * len(copies)
+            twin += copies
         self.mode = np.asarray(mode + [0])
-        twin = np.arange(len(self.mode))  # a walker cell's standing twin: the same place, the same radio
-        twin[len(cells) - 2 * len(street) : len(cells)] = street * 2
-        self._twin = twin
+        self._twin = np.asarray(twin + [len(twin)])
         self.cell_size = np.asarray([self.spacing(self.kinds[o]) for o in owner])
         self.cell_xy = xy = np.asarray(cells, dtype=float)
         walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float).reshape(-1, 4)
@@ -198,7 +207,7 @@ class PresenceModel:
         places = np.flatnonzero(self.mode == 0)
         column = np.full(n_base, -1)
         column[places] = np.arange(len(places))
-        self.emit = (np.arange(reps)[:, None] * len(places) + column[twin][None, :]).reshape(-1)
+        self.emit = (np.arange(reps)[:, None] * len(places) + column[self._twin][None, :]).reshape(-1)
         self._emit_runs = _runs(self.emit)
         u = (np.arange(reps)[:, None] * n_base + places[None, :]).reshape(-1)
         self._hit_t = (np.log(p_det[u]) - np.log1p(-p_det[u])).T.astype(np.float32)  # (N, U): heard, not missed
@@ -305,6 +314,10 @@ class PresenceModel:
         outside = np.asarray([self.kinds[o] == ZoneKind.OUTSIDE for o in owner])
         turn = np.zeros((n, n), dtype=bool)  # walkers passing a door who turn in
         leave = np.zeros((n, n), dtype=bool)
+        walk_in_of = np.full(n, -1)  # an entrance cell's walking-in copy
+        copies = np.flatnonzero(mode == WALK_IN)
+        walk_in_of[self._twin[copies]] = copies
+        doors: list[tuple[tuple[float, float], np.ndarray]] = []  # street doors and their inward direction
         for z in store.zones:  # across zones only where people can pass between connected zones
             for other in z.connects:
                 if other not in zones:
@@ -324,9 +337,12 @@ class PresenceModel:
                     if street:
                         door[a] = door[b] = True
                         out_side, in_side = (a, b) if outside[a[0]] else (b, a)
-                        walkers = np.flatnonzero((owner == owner[out_side[0]]) & close & ~free)
-                        turn[np.ix_(walkers, in_side)] = True
+                        walkers = np.flatnonzero((owner == owner[out_side[0]]) & np.isin(mode, (1, -1)) & close)
+                        into = walk_in_of[in_side]
+                        turn[np.ix_(walkers, np.where(into >= 0, into, in_side))] = True  # and walk on in
                         leave[np.ix_(in_side, walkers)] = True  # leavers walk away along the street
+                        inner = pb if outside[a[0]] else pa
+                        doors.append(((px, py), _inward((px, py), pa, pb, inner, walls)))
         # a leaver steps out and stands, or walks off one way or the other: a third each
         weight = adj.astype(float)
         weight[np.ix_(~outside, outside)] /= 3.0
@@ -340,6 +356,13 @@ class PresenceModel:
         edge = outside & free & _at_extent(xy, outside & free, p.cell_m)
         t[np.flatnonzero(edge), n] = p.away_rate_per_s * p.step_s
         self._walk(t, owner, turn)
+        # past the entrance strip: the zones it opens onto (a wall between them and the strip
+        # would otherwise be no obstacle to the Gaussian step)
+        strips = {z.id for z in store.zones if z.kind == ZoneKind.ENTRANCE}
+        onward = {o for z in store.zones if z.id in strips for o in z.connects}
+        onward |= {z.id for z in store.zones if strips & set(z.connects)}
+        onward = {o for o in onward - strips if o in zones and zones[o].kind != ZoneKind.OUTSIDE}
+        self._walk_in(t, np.isin(owner, [self.z_index[o] for o in onward]) & free, doors)
         t[np.arange(n + 1), np.arange(n + 1)] = 0.0
         t[np.arange(n + 1), np.arange(n + 1)] = 1.0 - t.sum(axis=1)
         # inside the doors to the street: where a belief stuck outside may restart. Only inside:
@@ -358,7 +381,7 @@ class PresenceModel:
         n, xy, mode = len(owner), self.cell_xy, self.mode[:-1]
         v = p.walk_speed_mps * p.step_s
         entering = []
-        for zi in np.unique(owner[mode != 0]):
+        for zi in np.unique(owner[np.isin(mode, (1, -1))]):
             pts = xy[(owner == zi) & (mode == 0)]
             c = pts - pts.mean(axis=0)
             u = np.linalg.eigh(c.T @ c)[1][:, -1]  # the street's long axis
@@ -388,6 +411,27 @@ class PresenceModel:
         still_edge = np.flatnonzero((t[:n, n] > 0) & (mode == 0))
         targets = np.concatenate([still_edge, np.asarray(entering, dtype=int)])
         t[n, targets] = p.away_rate_per_s * p.step_s / max(1, len(targets))
+
+    def _walk_in(self, t: np.ndarray, onward: np.ndarray, doors: list[tuple[tuple[float, float], np.ndarray]]) -> None:
+        """Walking-in rows of the transition `t`: on into the store from the nearest street door
+        at `walk_speed_mps` (a Gaussian step), onto the `onward` cells once across the entrance
+        strip, or slowing to browse (the standing copy). Nobody walking in steps back out."""
+        p = self.params
+        xy, mode = self.cell_xy, self.mode[:-1]
+        w = np.flatnonzero(mode == WALK_IN)
+        if not len(w) or not doors:
+            return
+        at = np.asarray([d[0] for d in doors])
+        nearest = np.argmin(np.hypot(xy[w, None, 0] - at[None, :, 0], xy[w, None, 1] - at[None, :, 1]), axis=1)
+        ahead = xy[w] + p.walk_speed_mps * p.step_s * np.asarray([d[1] for d in doors])[nearest]
+        to = np.concatenate([w, np.flatnonzero(onward)])
+        d2 = (xy[None, to, 0] - ahead[:, None, 0]) ** 2 + (xy[None, to, 1] - ahead[:, None, 1]) ** 2
+        k = np.exp(-0.5 * d2 / p.walk_step_sigma_m**2)
+        k[k < 0.05] = 0.0
+        total = k.sum(axis=1)
+        stop = np.where(total > 0, p.walk_in_stop_per_s * p.step_s, 1.0)  # nowhere ahead: browse here
+        t[np.ix_(w, to)] = k * ((1.0 - stop) / np.maximum(total, 1e-12))[:, None]
+        t[w, self._twin[w]] = stop
 
     def log_likelihood(self, rssi: np.ndarray, heard: np.ndarray, reported: np.ndarray) -> np.ndarray:
         """Place log-likelihoods (I, U) of one step's windows, up to a constant per identity
@@ -670,6 +714,16 @@ class PresenceEngine:
     def present(self) -> dict[str, str]:
         """Identities reported inside the store, with their zone."""
         return {self.ids[i]: self.model.zone_ids[int(self.zone[i])] for i in np.flatnonzero(self.inside)}
+
+
+def _inward(at: tuple[float, float], pa: list, pb: list, inner: list, walls: list) -> np.ndarray:
+    """Unit vector across the shared boundary of `pa` and `pb` at `at`, pointing into `inner`."""
+    segs = shared_boundary(pa, pb)
+    a, b = min(segs, key=lambda s: segment_distance(np.asarray(at), np.asarray(s[0]), np.asarray(s[1])))
+    u = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    normal = np.asarray([-u[1], u[0]]) / np.hypot(*u)
+    probe = (at[0] + 0.3 * normal[0], at[1] + 0.3 * normal[1])
+    return normal if point_in_polygon(probe, inner) else -normal
 
 
 def _strongest(rssi: np.ndarray, heard: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

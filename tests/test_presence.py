@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from firmware_config.store import load_store
-from gateway.presence import AWAY, PresenceEngine, PresenceModel, PresenceParams
+from gateway.presence import AWAY, WALK_IN, PresenceEngine, PresenceModel, PresenceParams
 from tests.conftest import BOUTIQUE
 
 
@@ -222,7 +222,7 @@ def _zero_db(model: PresenceModel) -> int:
 
 def _street_axis(model: PresenceModel) -> tuple[np.ndarray, np.ndarray]:
     """The 0 dB block's pavement walker states, and their x (the boutique's street runs along x)."""
-    cells = np.flatnonzero(model.mode[: model.n_cells] != 0)
+    cells = np.flatnonzero(np.isin(model.mode[: model.n_cells], (1, -1)))
     return cells + _zero_db(model), model.cell_xy[cells, 0]
 
 
@@ -317,3 +317,27 @@ def test_a_passer_by_link_reading_strong_all_along_counts_once(model: PresenceMo
                 heard["p"] = float(model.mu_heard[k, j]) + (12.0 if j == j_strong else 0.0)
             events += eng.add_window(node, float(second), heard)
     assert [e for e in events if e.kind == "entered"] == []
+
+
+def test_someone_walking_in_walks_on_in_and_never_steps_back_out(model: PresenceModel) -> None:
+    """A walker turning in at the door becomes "walking in": on into the store at walking
+    speed (onto the floor once across the strip), so a customer heading for the back reads as
+    someone walking in, not as a passer-by who stepped back out."""
+    t = model.transition.toarray()
+    z = _zero_db(model)
+    mode = model.mode[: model.n_cells]
+    walk_in = np.flatnonzero(mode == WALK_IN)
+    assert len(walk_in) and {model.zone_ids[model.owner[c]] for c in walk_in} == {"entrance"}
+    y = np.append(model.cell_xy[:, 1], np.nan)[: model.n_cells]
+    outside = np.asarray([model.kinds[o] == "outside" for o in model.owner[: model.n_cells]])
+    for c in walk_in:
+        row = t[z + c, z : z + model.n_cells]
+        assert row[outside].sum() == 0.0
+        moving = row.copy()
+        moving[model._twin[c]] = 0.0  # slowing to browse where they are
+        step = np.nansum(moving * (y - y[c])) / moving.sum()
+        assert 0.8 < step < 1.6, (model.cell_xy[c], step)  # about 1.2 m further in (+y here)
+    walkers = np.flatnonzero(np.isin(mode, (1, -1)))
+    turning = t[np.ix_(z + walkers, z + np.arange(model.n_cells))]
+    inside = model.cell_in_store[: model.n_cells]
+    assert turning[:, inside].sum() > 0 and turning[:, inside & (mode != WALK_IN)].sum() == 0.0
