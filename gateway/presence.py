@@ -98,7 +98,7 @@ class PresenceParams:
     turn_in_per_s: float = 0.15  # a walker at the door turns in
     walk_in_stop_per_s: float = 0.2  # someone walking in slows to browsing
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
-    enter_probability: float = 0.85  # P(in store, past the shop front) to report an entry
+    enter_probability: float = 0.9  # P(deep in the store) to report an entry
     enter_depth_m: float = 2.0  # the strip inside the glass front is radio-twin of the pavement lane
     exit_probability: float = 0.15  # P(in store) below which the customer has left
     switch_probability: float = 0.6  # zone posterior needed to report a zone change
