@@ -173,4 +173,3 @@ def segments_cross(p0: np.ndarray, p1: np.ndarray, walls: np.ndarray) -> np.ndar
         t = (qp[..., 0] * s[..., 1] - qp[..., 1] * s[..., 0]) / rxs
         u = (qp[..., 0] * r[..., 1] - qp[..., 1] * r[..., 0]) / rxs
     return (np.abs(rxs) > 1e-12) & (t > 0) & (t < 1) & (u >= 0) & (u <= 1)
-

@@ -147,6 +147,14 @@ class StoreFile(_Strict):
                 return z
         raise KeyError(zone_id)
 
+    def zone_graph(self) -> dict[str, set[str]]:
+        """Each zone's neighbours. `connects` is declared on one side and holds for both."""
+        graph: dict[str, set[str]] = {z.id: set(z.connects) for z in self.zones}
+        for z in self.zones:
+            for other in z.connects:
+                graph.setdefault(other, set()).add(z.id)
+        return graph
+
     def node(self, node_id: str) -> Node:
         for n in self.nodes:
             if n.id == node_id:

@@ -229,7 +229,7 @@ class PresenceModel:
         self._pair_w = edges.data.astype(np.float32)
         mu_b = self.mu_heard.reshape(reps, n_base, -1).transpose(2, 0, 1)  # (N, offsets, base cells)
         self._pair_change = np.ascontiguousarray(
-            mu_b[:, :, self._pair_dst] - self.shadow_rho * mu_b[:, :, self._pair_src], dtype=np.float32
+            mu_b[:, :, self._pair_dst] - rho * mu_b[:, :, self._pair_src], dtype=np.float32
         )  # (N, offsets, edges)
 
     def weigh(self, lik: np.ndarray, post: np.ndarray) -> None:
@@ -250,7 +250,7 @@ class PresenceModel:
         """
         p, n_base = self.params, self.n_cells
         k_states = belief.shape[1]
-        out = np.zeros_like(belief)
+        out = np.empty_like(belief)
         inv = np.float32(-0.5 / p.change_sigma_db**2)
         change = change.astype(np.float32)
         for a in range(0, len(belief), 16):  # (16 x edges) blocks stay small
@@ -358,10 +358,10 @@ class PresenceModel:
         self._walk(t, owner, turn)
         # past the entrance strip: the zones it opens onto (a wall between them and the strip
         # would otherwise be no obstacle to the Gaussian step)
-        strips = {z.id for z in store.zones if z.kind == ZoneKind.ENTRANCE}
-        onward = {o for z in store.zones if z.id in strips for o in z.connects}
-        onward |= {z.id for z in store.zones if strips & set(z.connects)}
-        onward = {o for o in onward - strips if o in zones and zones[o].kind != ZoneKind.OUTSIDE}
+        graph = store.zone_graph()
+        strips = [z.id for z in store.zones if z.kind == ZoneKind.ENTRANCE]
+        beyond = (ZoneKind.OUTSIDE, ZoneKind.ENTRANCE)
+        onward = {o for s in strips for o in graph[s] if o in zones and zones[o].kind not in beyond}
         self._walk_in(t, np.isin(owner, [self.z_index[o] for o in onward]) & free, doors)
         t[np.arange(n + 1), np.arange(n + 1)] = 0.0
         t[np.arange(n + 1), np.arange(n + 1)] = 1.0 - t.sum(axis=1)
@@ -497,6 +497,7 @@ class PresenceEngine:
         self._expected = np.zeros(nn, dtype=bool)  # nodes that reported in the last step
         self._pending: dict[str, tuple[float, dict[int, float]]] = {}  # first heard since the last step
         self.prior = m.base_prior()
+        self._prior_in = float((self.prior @ m.membership)[m.zone_in_store].sum())  # a newcomer's P(in store)
 
     def _admit(self) -> None:
         """Start tracking the identities first heard since the last step, all at once (one copy
@@ -511,8 +512,7 @@ class PresenceEngine:
         times = np.asarray([t for t, _ in self._pending.values()])
         self.belief = np.vstack([self.belief, np.tile(self.prior, (n, 1))])
         self.inside = np.append(self.inside, np.zeros(n, dtype=bool))
-        prior_in = (self.prior @ self.model.membership)[self.model.zone_in_store].sum()
-        self.p_in = np.append(self.p_in, np.full(n, prior_in, dtype=np.float32))
+        self.p_in = np.append(self.p_in, np.full(n, self._prior_in, dtype=np.float32))
         self.zone = np.append(self.zone, np.full(n, self.model.z_index[AWAY]))
         self.zone_since = np.append(self.zone_since, times)
         self.entered_at = np.append(self.entered_at, np.full(n, np.nan))
@@ -589,7 +589,9 @@ class PresenceEngine:
             undecided = (self.p_in >= p.pair_from_probability) & (self.p_in <= 1 - p.pair_from_probability)
             pairs = np.flatnonzero(~self.inside & undecided & paired.any(axis=1))
             pairs = pairs[np.argsort(-self.p_in[pairs], kind="stable")[: p.pair_max]]
-            paired[np.setdiff1d(np.arange(len(self.ids)), pairs)] = False
+            chosen = np.zeros(len(self.ids), dtype=bool)
+            chosen[pairs] = True
+            paired &= chosen[:, None]
             level = ~paired[ii, nn]  # every other reading by its level, as before
             ll = m.detection_ll(self._heard, self._reported)
             ll[pairs] *= np.float32(p.evidence_weight)

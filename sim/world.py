@@ -301,10 +301,7 @@ class _Planner:
     def __init__(self, store: StoreFile, rng: np.random.Generator, speed: float):
         self.store, self.rng, self.speed = store, rng, speed
         self.zones = {z.id: z for z in store.zones}
-        self.graph: dict[str, set[str]] = {z.id: set(z.connects) for z in store.zones}
-        for z in store.zones:  # connections are symmetric
-            for other in z.connects:
-                self.graph.setdefault(other, set()).add(z.id)
+        self.graph = store.zone_graph()
         walls = [(w.a, w.b) for w in store.walls]
         self.portals: dict[tuple[str, str], tuple[float, float]] = {}
         for a, nbrs in self.graph.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from firmware_config.geometry import passage_points, portal
@@ -32,3 +34,15 @@ def test_a_boundary_drawn_as_a_wall_is_passed_at_its_portal() -> None:
     room = [(14.0, 9.0), (16.0, 9.0), (16.0, 12.0), (14.0, 12.0)]
     curtain = [((14.0, 9.0), (16.0, 9.0))]
     assert passage_points(FLOOR, room, curtain) == [portal(FLOOR, room, curtain)] == [(15.0, 9.0)]
+
+
+
+def test_a_connection_declared_on_one_side_holds_for_both() -> None:
+    """The flagship's till declares no connection; both sales floors declare it."""
+    from firmware_config.store import load_store
+
+    store = load_store(Path(__file__).resolve().parent.parent / "firmware_config" / "examples" / "flagship.toml")
+    assert store.zone("till").connects == []
+    graph = store.zone_graph()
+    assert graph["till"] == {"floor-womens", "floor-mens", "backroom"}
+    assert "till" in graph["floor-womens"]
