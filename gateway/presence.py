@@ -11,9 +11,10 @@ A hidden Markov model per identity, vectorised over all identities with numpy/sc
 - on the pavement a cell is also "walking one way" or "walking the other": passers-by walk
   past at about 1.2 m/s and rarely stop, so a phone that stays put, or whose readings do not
   fade the way a walker's would, is soon told apart from the people going by. One who turns
-  in at the door is "walking in": on into the store at walking speed, never straight back
-  out, so a customer heading for the back of the shop, whose readings at the door fade just
-  like a walker's, is not taken for a passer-by who stepped out again;
+  in at the door is "walking in": on into the store at walking speed, straight away from the
+  door across the strip and the floor until they stop to browse, never straight back out, so
+  a customer heading for the back of the shop, whose readings at the door fade just like a
+  walker's, is not taken for a passer-by who stepped out again;
 - the emission model predicts, for every cell, the RSSI each node should see (log-distance
   path loss from the layout, the node's calibrated reference power, wall attenuation) and
   how likely the node is to hear the phone at all, so *not* being heard is evidence too;
@@ -48,6 +49,7 @@ from firmware_config.geometry import (
     polygon_centroid,
     portal,
     segment_distance,
+    segments_cross,
     shared_boundary,
 )
 from firmware_config.store import StoreFile, ZoneKind
@@ -55,7 +57,8 @@ from firmware_config.store import StoreFile, ZoneKind
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
 WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
-WALK_IN = 2  # the mode of an entrance cell's "walking in" copy
+WALK_IN = 2  # the mode of a "walking in" copy of a cell near a street door
+WALK_IN_KINDS = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # where customers walk on from the door
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,8 @@ class PresenceParams:
     walk_stop_per_s: float = 0.02  # a walker stops (window shopping)
     walk_start_per_s: float = 0.1  # someone standing on the pavement walks on
     turn_in_per_s: float = 0.15  # a walker at the door turns in
-    walk_in_stop_per_s: float = 0.2  # someone walking in slows to browsing
+    walk_in_stop_per_s: float = 0.1  # someone walking in stops to browse (or at a wall): about 10 s, 12 m, in
+    walk_in_reach_m: float = 12.0  # walking in is modelled this far from a street door
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
     enter_probability: float = 0.9  # P(deep in the store) to report an entry
     enter_depth_m: float = 2.0  # the strip inside the glass front is radio-twin of the pavement lane
@@ -143,10 +147,16 @@ class PresenceModel:
         # and "walking the other way" (mode +1/-1); mode 0 is standing or wandering. Someone who
         # has just come in walks on in: each entrance cell also exists as "walking in" (WALK_IN)
         street = [i for i, o in enumerate(owner) if self.kinds[o] == ZoneKind.OUTSIDE]
-        doorway = [i for i, o in enumerate(owner) if self.kinds[o] == ZoneKind.ENTRANCE]
+        self._doors = _street_doors(store)
+        at = np.asarray([d[0] for d in self._doors]).reshape(-1, 2)
+        reach = np.hypot(np.asarray(cells)[:, None, 0] - at[None, :, 0], np.asarray(cells)[:, None, 1] - at[None, :, 1])
+        walkable = [
+            i for i, o in enumerate(owner)
+            if self.kinds[o] in WALK_IN_KINDS and len(at) and reach[i].min() <= p.walk_in_reach_m
+        ]
         mode = [0] * len(cells)
         twin = list(range(len(cells)))  # a moving cell's standing twin: the same place, the same radio
-        for kind, copies in ((1, street), (-1, street), (WALK_IN, doorway)):
+        for kind, copies in ((1, street), (-1, street), (WALK_IN, walkable)):
             cells += [cells[i] for i in copies]
             owner += [owner[i] for i in copies]
             mode += [kind] * len(copies)
@@ -184,14 +194,16 @@ class PresenceModel:
         self.owner = np.tile(base_owner, reps)
         self.cell_in_store = np.tile(base_in, reps)
         self.cell_deep = np.tile(base_in & (depth >= p.enter_depth_m), reps)
-        self.deep_f32 = self.cell_deep.astype(np.float32)
         self.door_cells = np.tile(self.door_cells, reps)
         # a phone keeps its power: one block per offset; float32 halves the memory traffic of every step
         self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
         n_k = len(self.owner)
-        # dense: a (K, zones) product through BLAS is several times faster than a sparse one
-        self.membership = np.zeros((n_k, len(zones) + 1), dtype=np.float32)
-        self.membership[np.arange(n_k), self.owner] = 1.0
+        # dense: a (K, zones) product through BLAS is several times faster than a sparse one. Each
+        # state's zone (+ away), then whether it is deep inside: one pass over the beliefs for both
+        self.summary = np.zeros((n_k, len(zones) + 2), dtype=np.float32)
+        self.summary[np.arange(n_k), self.owner] = 1.0
+        self.summary[:, -1] = self.cell_deep
+        self.membership = self.summary[:, :-1]
         packets = p.adverts_per_s * p.window_s
         p_rx = 1.0 / (1.0 + np.exp(-(self.mu - p.sensitivity_dbm) / p.detect_width_db))
         p_det = np.clip(1.0 - (1.0 - p_rx) ** packets, p.p_detect_min, p.p_detect_max)
@@ -317,7 +329,6 @@ class PresenceModel:
         walk_in_of = np.full(n, -1)  # an entrance cell's walking-in copy
         copies = np.flatnonzero(mode == WALK_IN)
         walk_in_of[self._twin[copies]] = copies
-        doors: list[tuple[tuple[float, float], np.ndarray]] = []  # street doors and their inward direction
         for z in store.zones:  # across zones only where people can pass between connected zones
             for other in z.connects:
                 if other not in zones:
@@ -341,8 +352,6 @@ class PresenceModel:
                         into = walk_in_of[in_side]
                         turn[np.ix_(walkers, np.where(into >= 0, into, in_side))] = True  # and walk on in
                         leave[np.ix_(in_side, walkers)] = True  # leavers walk away along the street
-                        inner = pb if outside[a[0]] else pa
-                        doors.append(((px, py), _inward((px, py), pa, pb, inner, walls)))
         # a leaver steps out and stands, or walks off one way or the other: a third each
         weight = adj.astype(float)
         weight[np.ix_(~outside, outside)] /= 3.0
@@ -356,13 +365,7 @@ class PresenceModel:
         edge = outside & free & _at_extent(xy, outside & free, p.cell_m)
         t[np.flatnonzero(edge), n] = p.away_rate_per_s * p.step_s
         self._walk(t, owner, turn)
-        # past the entrance strip: the zones it opens onto (a wall between them and the strip
-        # would otherwise be no obstacle to the Gaussian step)
-        graph = store.zone_graph()
-        strips = [z.id for z in store.zones if z.kind == ZoneKind.ENTRANCE]
-        beyond = (ZoneKind.OUTSIDE, ZoneKind.ENTRANCE)
-        onward = {o for s in strips for o in graph[s] if o in zones and zones[o].kind not in beyond}
-        self._walk_in(t, np.isin(owner, [self.z_index[o] for o in onward]) & free, doors)
+        self._walk_in(t, store)
         t[np.arange(n + 1), np.arange(n + 1)] = 0.0
         t[np.arange(n + 1), np.arange(n + 1)] = 1.0 - t.sum(axis=1)
         # inside the doors to the street: where a belief stuck outside may restart. Only inside:
@@ -412,25 +415,41 @@ class PresenceModel:
         targets = np.concatenate([still_edge, np.asarray(entering, dtype=int)])
         t[n, targets] = p.away_rate_per_s * p.step_s / max(1, len(targets))
 
-    def _walk_in(self, t: np.ndarray, onward: np.ndarray, doors: list[tuple[tuple[float, float], np.ndarray]]) -> None:
-        """Walking-in rows of the transition `t`: on into the store from the nearest street door
-        at `walk_speed_mps` (a Gaussian step), onto the `onward` cells once across the entrance
-        strip, or slowing to browse (the standing copy). Nobody walking in steps back out."""
+    def _walk_in(self, t: np.ndarray, store: StoreFile) -> None:
+        """Walking-in rows of the transition `t`: on into the store at `walk_speed_mps` (a
+        Gaussian step), straight away from the street door they came in by, or slowing to browse
+        (the standing copy); at a wall, or as far from the door as walking in is modelled, they stop.
+        Nobody walking in steps back out, or through a wall.
+
+        People head from the door for where they want to be, in a roughly straight line: a
+        customer walking to the back of the shop is a few metres further in every second. A
+        belief that only diffused across the floor would lag behind them, and a walker on the
+        pavement beyond the shop front, where no glass dims the signal, would fit their
+        readings better."""
         p = self.params
         xy, mode = self.cell_xy, self.mode[:-1]
         w = np.flatnonzero(mode == WALK_IN)
-        if not len(w) or not doors:
+        if not len(w):
             return
-        at = np.asarray([d[0] for d in doors])
+        at = np.asarray([d[0] for d in self._doors])
+        inward = np.asarray([d[1] for d in self._doors])
         nearest = np.argmin(np.hypot(xy[w, None, 0] - at[None, :, 0], xy[w, None, 1] - at[None, :, 1]), axis=1)
-        ahead = xy[w] + p.walk_speed_mps * p.step_s * np.asarray([d[1] for d in doors])[nearest]
-        to = np.concatenate([w, np.flatnonzero(onward)])
-        d2 = (xy[None, to, 0] - ahead[:, None, 0]) ** 2 + (xy[None, to, 1] - ahead[:, None, 1]) ** 2
+        heading = xy[w] - (at[nearest] - inward[nearest])  # away from a point a metre outside the door
+        heading /= np.hypot(heading[:, 0], heading[:, 1])[:, None]
+        ahead = xy[w] + p.walk_speed_mps * p.step_s * heading
+        d2 = (xy[None, w, 0] - ahead[:, None, 0]) ** 2 + (xy[None, w, 1] - ahead[:, None, 1]) ** 2
         k = np.exp(-0.5 * d2 / p.walk_step_sigma_m**2)
         k[k < 0.05] = 0.0
+        rows, cols = np.nonzero(k)
+        walls = np.asarray([[*x.a, *x.b] for x in store.walls], dtype=float).reshape(-1, 4)
+        if len(walls):
+            k[rows, cols] *= ~segments_cross(xy[w[rows]], xy[w[cols]], walls).any(axis=-1)
+        room = [list(z.polygon) for z in store.zones if z.kind in WALK_IN_KINDS]
+        open_ahead = np.asarray([any(point_in_polygon((float(a), float(b)), r) for r in room) for a, b in ahead])
+        open_ahead &= np.sqrt(d2.min(axis=1)) <= 0.75 * self.cell_size[w]  # still where walking in is modelled
+        stop = np.where(open_ahead & (k.sum(axis=1) > 0), p.walk_in_stop_per_s * p.step_s, 1.0)
         total = k.sum(axis=1)
-        stop = np.where(total > 0, p.walk_in_stop_per_s * p.step_s, 1.0)  # nowhere ahead: browse here
-        t[np.ix_(w, to)] = k * ((1.0 - stop) / np.maximum(total, 1e-12))[:, None]
+        t[np.ix_(w, w)] = k * ((1.0 - stop) / np.maximum(total, 1e-12))[:, None]
         t[w, self._twin[w]] = stop
 
     def log_likelihood(self, rssi: np.ndarray, heard: np.ndarray, reported: np.ndarray) -> np.ndarray:
@@ -622,9 +641,9 @@ class PresenceEngine:
 
     def _decide(self, t: float) -> list[PresenceEvent]:
         m, p = self.model, self.model.params
-        zone_post = self.belief @ m.membership
+        summary = self.belief @ m.summary
+        zone_post, p_deep = summary[:, :-1], summary[:, -1]
         self.p_in = p_in = zone_post[:, m.zone_in_store].sum(axis=1)
-        p_deep = self.belief @ m.deep_f32
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         events = []
@@ -716,6 +735,21 @@ class PresenceEngine:
     def present(self) -> dict[str, str]:
         """Identities reported inside the store, with their zone."""
         return {self.ids[i]: self.model.zone_ids[int(self.zone[i])] for i in np.flatnonzero(self.inside)}
+
+
+def _street_doors(store: StoreFile) -> list[tuple[tuple[float, float], np.ndarray]]:
+    """Every door between the street and the store: where it is, and the unit vector into the store."""
+    zones = {z.id: z for z in store.zones}
+    walls = [(w.a, w.b) for w in store.walls]
+    doors = []
+    for a, onward in store.zone_graph().items():
+        if a not in zones or zones[a].kind != ZoneKind.OUTSIDE:
+            continue
+        for b in sorted(o for o in onward if o in zones and zones[o].kind != ZoneKind.OUTSIDE):
+            pa, pb = list(zones[a].polygon), list(zones[b].polygon)
+            at = portal(pa, pb, walls)
+            doors.append((at, _inward(at, pa, pb, pb, walls)))
+    return doors
 
 
 def _inward(at: tuple[float, float], pa: list, pb: list, inner: list, walls: list) -> np.ndarray:

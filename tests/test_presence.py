@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from firmware_config.geometry import segments_cross
 from firmware_config.store import load_store
 from gateway.presence import AWAY, WALK_IN, PresenceEngine, PresenceModel, PresenceParams
 from tests.conftest import BOUTIQUE
@@ -319,24 +320,47 @@ def test_a_passer_by_link_reading_strong_all_along_counts_once(model: PresenceMo
     assert [e for e in events if e.kind == "entered"] == []
 
 
+def test_a_customer_heading_straight_for_the_back_is_announced_on_the_way(model: PresenceModel) -> None:
+    """Walking from the door to the back corner by the till takes 9 s; a belief that only
+    wandered across the floor lagged metres behind them while a walker leaving along the
+    pavement kept pace, and the entry came 17 s after the door."""
+    door = 6.5  # along the pavement from the east, in at the door, straight on to (6, 10.5)
+    story = [(0.0, (16.0, -2.0)), (5.0, (10.0, -2.0)), (door, (10.0, 0.0)), (door + 9.0, (6.0, 10.5))]
+    story.append((60.0, (6.0, 10.5)))
+    entered = [e for e in _play(model, {"c": story}, 60) if e.kind == "entered"]
+    assert len(entered) == 1 and entered[0].t - door <= 10.0, [(e.zone, e.t) for e in entered]
+
+
 def test_someone_walking_in_walks_on_in_and_never_steps_back_out(model: PresenceModel) -> None:
     """A walker turning in at the door becomes "walking in": on into the store at walking
-    speed (onto the floor once across the strip), so a customer heading for the back reads as
-    someone walking in, not as a passer-by who stepped back out."""
+    speed, straight away from the door, across the strip and over the floor, so a customer
+    heading for the back reads as someone walking in, not as a passer-by who stepped back out
+    and walked off along the pavement."""
     t = model.transition.toarray()
     z = _zero_db(model)
     mode = model.mode[: model.n_cells]
     walk_in = np.flatnonzero(mode == WALK_IN)
-    assert len(walk_in) and {model.zone_ids[model.owner[c]] for c in walk_in} == {"entrance"}
-    y = np.append(model.cell_xy[:, 1], np.nan)[: model.n_cells]
+    zones = {model.zone_ids[model.owner[c]] for c in walk_in}
+    assert {"entrance", "floor"} <= zones <= {"entrance", "floor", "till"}  # never a fitting room
+    door = np.asarray([10.0, 0.0])  # the boutique's street door
+    xy = model.cell_xy
+    far = np.append(np.hypot(*(xy - door).T), np.nan)[: model.n_cells]
     outside = np.asarray([model.kinds[o] == "outside" for o in model.owner[: model.n_cells]])
+    walls = np.asarray([[*w.a, *w.b] for w in load_store(BOUTIQUE).walls], dtype=float)
+    onward = 0
     for c in walk_in:
         row = t[z + c, z : z + model.n_cells]
         assert row[outside].sum() == 0.0
         moving = row.copy()
         moving[model._twin[c]] = 0.0  # slowing to browse where they are
-        step = np.nansum(moving * (y - y[c])) / moving.sum()
-        assert 0.8 < step < 1.6, (model.cell_xy[c], step)  # about 1.2 m further in (+y here)
+        if moving.sum() == 0.0:  # at the back wall: nowhere further to walk
+            continue
+        onward += 1
+        to = np.flatnonzero(moving)
+        assert not segments_cross(xy[c], xy[to], walls).any(), xy[c]  # not through a wall or curtain
+        step = np.nansum(moving * (far - far[c])) / moving.sum()
+        assert 0.6 < step < 1.6, (xy[c], step)  # about 1.2 m further from the door
+    assert onward > 0.8 * len(walk_in)
     walkers = np.flatnonzero(np.isin(mode, (1, -1)))
     turning = t[np.ix_(z + walkers, z + np.arange(model.n_cells))]
     inside = model.cell_in_store[: model.n_cells]
