@@ -145,7 +145,8 @@ class PresenceModel:
             owner += [zi] * len(zc)
         # people on the pavement walk past: each pavement cell also exists as "walking one way"
         # and "walking the other way" (mode +1/-1); mode 0 is standing or wandering. Someone who
-        # has just come in walks on in: each entrance cell also exists as "walking in" (WALK_IN)
+        # has just come in walks on in: each cell near a street door where customers walk (the
+        # strip, the floor, the till) also exists as "walking in" (WALK_IN)
         street = [i for i, o in enumerate(owner) if self.kinds[o] == ZoneKind.OUTSIDE]
         self._doors = _street_doors(store)
         at = np.asarray([d[0] for d in self._doors]).reshape(-1, 2)
@@ -326,7 +327,7 @@ class PresenceModel:
         outside = np.asarray([self.kinds[o] == ZoneKind.OUTSIDE for o in owner])
         turn = np.zeros((n, n), dtype=bool)  # walkers passing a door who turn in
         leave = np.zeros((n, n), dtype=bool)
-        walk_in_of = np.full(n, -1)  # an entrance cell's walking-in copy
+        walk_in_of = np.full(n, -1)  # a cell's walking-in copy, where it has one
         copies = np.flatnonzero(mode == WALK_IN)
         walk_in_of[self._twin[copies]] = copies
         for z in store.zones:  # across zones only where people can pass between connected zones
