@@ -150,11 +150,11 @@ class PresenceModel:
         street = [i for i, o in enumerate(owner) if self.kinds[o] == ZoneKind.OUTSIDE]
         self._doors = _street_doors(store)
         at = np.asarray([d[0] for d in self._doors]).reshape(-1, 2)
-        reach = np.hypot(np.asarray(cells)[:, None, 0] - at[None, :, 0], np.asarray(cells)[:, None, 1] - at[None, :, 1])
-        walkable = [
-            i for i, o in enumerate(owner)
-            if self.kinds[o] in WALK_IN_KINDS and len(at) and reach[i].min() <= p.walk_in_reach_m
-        ]
+        pts = np.asarray(cells)
+        near_door = np.hypot(pts[:, None, 0] - at[None, :, 0], pts[:, None, 1] - at[None, :, 1]).min(
+            axis=1, initial=np.inf
+        ) <= p.walk_in_reach_m
+        walkable = [i for i, o in enumerate(owner) if self.kinds[o] in WALK_IN_KINDS and near_door[i]]
         mode = [0] * len(cells)
         twin = list(range(len(cells)))  # a moving cell's standing twin: the same place, the same radio
         for kind, copies in ((1, street), (-1, street), (WALK_IN, walkable)):
@@ -448,8 +448,8 @@ class PresenceModel:
         room = [list(z.polygon) for z in store.zones if z.kind in WALK_IN_KINDS]
         open_ahead = np.asarray([any(point_in_polygon((float(a), float(b)), r) for r in room) for a, b in ahead])
         open_ahead &= np.sqrt(d2.min(axis=1)) <= 0.75 * self.cell_size[w]  # still where walking in is modelled
-        stop = np.where(open_ahead & (k.sum(axis=1) > 0), p.walk_in_stop_per_s * p.step_s, 1.0)
         total = k.sum(axis=1)
+        stop = np.where(open_ahead & (total > 0), p.walk_in_stop_per_s * p.step_s, 1.0)
         t[np.ix_(w, w)] = k * ((1.0 - stop) / np.maximum(total, 1e-12))[:, None]
         t[w, self._twin[w]] = stop
 
@@ -749,18 +749,18 @@ def _street_doors(store: StoreFile) -> list[tuple[tuple[float, float], np.ndarra
         for b in sorted(o for o in onward if o in zones and zones[o].kind != ZoneKind.OUTSIDE):
             pa, pb = list(zones[a].polygon), list(zones[b].polygon)
             at = portal(pa, pb, walls)
-            doors.append((at, _inward(at, pa, pb, pb, walls)))
+            doors.append((at, _inward(at, pa, pb)))
     return doors
 
 
-def _inward(at: tuple[float, float], pa: list, pb: list, inner: list, walls: list) -> np.ndarray:
-    """Unit vector across the shared boundary of `pa` and `pb` at `at`, pointing into `inner`."""
+def _inward(at: tuple[float, float], pa: list, pb: list) -> np.ndarray:
+    """Unit vector across the shared boundary of `pa` and `pb` at `at`, pointing into `pb`."""
     segs = shared_boundary(pa, pb)
     a, b = min(segs, key=lambda s: segment_distance(np.asarray(at), np.asarray(s[0]), np.asarray(s[1])))
     u = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
     normal = np.asarray([-u[1], u[0]]) / np.hypot(*u)
     probe = (at[0] + 0.3 * normal[0], at[1] + 0.3 * normal[1])
-    return normal if point_in_polygon(probe, inner) else -normal
+    return normal if point_in_polygon(probe, pb) else -normal
 
 
 def _strongest(rssi: np.ndarray, heard: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
