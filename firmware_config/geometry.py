@@ -137,6 +137,23 @@ def portal(pa: list[Point], pb: list[Point], walls: list[tuple[Point, Point]]) -
     return float(x1 + x2) / 2, float(y1 + y2) / 2
 
 
+def door_opening(position: Point, width_m: float, pa: list[Point], pb: list[Point]) -> tuple[Point, Point]:
+    """The two jambs of a door: `width_m` along the part of the zones' shared boundary nearest
+    to `position`, centred on `position` projected onto it (clipped to that boundary)."""
+    segs = shared_boundary(pa, pb)
+    p = np.asarray(position, float)
+    if not segs:
+        return (float(p[0]), float(p[1])), (float(p[0]), float(p[1]))
+    a, b = min(segs, key=lambda s: segment_distance(p, np.asarray(s[0], float), np.asarray(s[1], float)))
+    a_, b_ = np.asarray(a, float), np.asarray(b, float)
+    length = float(np.hypot(*(b_ - a_)))
+    u = (b_ - a_) / length
+    s_mid = float(np.clip(np.dot(p - a_, u), 0.0, length))
+    lo, hi = max(0.0, s_mid - width_m / 2), min(length, s_mid + width_m / 2)
+    j1, j2 = a_ + lo * u, a_ + hi * u
+    return (float(j1[0]), float(j1[1])), (float(j2[0]), float(j2[1]))
+
+
 def passage_points(
     pa: list[Point], pb: list[Point], walls: list[tuple[Point, Point]], step: float = 0.25, min_width: float = 0.5
 ) -> list[Point]:

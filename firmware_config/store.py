@@ -35,6 +35,13 @@ class ZoneKind(StrEnum):
     BACKROOM = "backroom"
 
 
+class DoorKind(StrEnum):
+    """A street door lets people in from outside; an internal door joins two zones of the store."""
+
+    STREET = "street"
+    INTERNAL = "internal"
+
+
 class NodeRole(StrEnum):
     ENTRANCE = "entrance"
     FLOOR = "floor"
@@ -60,6 +67,20 @@ class Zone(_Strict):
     name: str = ""
     polygon: Annotated[list[Point], Field(min_length=3)]
     connects: list[Identifier] = []
+
+
+class Door(_Strict):
+    """A declared opening between two zones: people pass only through its width.
+
+    `position` is the middle of the opening, on the two zones' shared boundary; the opening
+    runs `width_m` along that boundary (`firmware_config.geometry.door_opening`).
+    """
+
+    id: Identifier
+    zones: tuple[Identifier, Identifier]
+    position: Point
+    width_m: Annotated[float, Field(gt=0, le=30)] = 1.0
+    kind: DoorKind = DoorKind.STREET
 
 
 class Wall(_Strict):
@@ -137,6 +158,7 @@ class StoreFile(_Strict):
     store: StoreInfo
     zones: Annotated[list[Zone], Field(min_length=1)]
     walls: list[Wall] = []
+    doors: list[Door] = []
     nodes: list[Node] = []
     broker: Broker = Broker()
     gateway: Gateway = Gateway()
@@ -154,6 +176,13 @@ class StoreFile(_Strict):
             for other in z.connects:
                 graph.setdefault(other, set()).add(z.id)
         return graph
+
+    def doors_between(self, a: str, b: str) -> list[Door]:
+        """The declared doors joining zones `a` and `b` (either order)."""
+        return [d for d in self.doors if set(d.zones) == {a, b}]
+
+    def street_doors(self) -> list[Door]:
+        return [d for d in self.doors if d.kind == DoorKind.STREET]
 
     def node(self, node_id: str) -> Node:
         for n in self.nodes:

@@ -46,3 +46,24 @@ def test_a_connection_declared_on_one_side_holds_for_both() -> None:
     graph = store.zone_graph()
     assert graph["till"] == {"floor-womens", "floor-mens", "backroom"}
     assert "till" in graph["floor-womens"]
+
+
+def test_door_opening_is_centred_on_the_position_along_the_shared_boundary():
+    from firmware_config.geometry import door_opening
+
+    street = [(-5, -4), (25, -4), (25, 0), (-5, 0)]
+    shop = [(0, 0), (20, 0), (20, 3), (0, 3)]
+    a, b = door_opening((10, 0.2), 1.8, street, shop)
+    assert sorted([a, b]) == [(9.1, 0.0), (10.9, 0.0)]
+    # a door near a corner is clipped to the boundary the two zones share
+    a, b = door_opening((19.5, 0), 2.0, street, shop)
+    assert sorted([a, b]) == [(18.5, 0.0), (20.0, 0.0)]
+
+
+def test_store_file_lists_declared_doors_by_zone_pair():
+    from firmware_config.store import load_store
+
+    store = load_store("firmware_config/examples/boutique.toml")
+    assert [d.id for d in store.doors_between("entrance", "pavement")] == ["front"]
+    assert [d.id for d in store.street_doors()] == ["front"]
+    assert store.doors_between("floor", "till") == []
