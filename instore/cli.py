@@ -149,6 +149,43 @@ def sim_run(
     raise typer.Exit(run_scenario_cli(scenario, seed, report, plot, typer.echo))
 
 
+@sim_app.command("library")
+def sim_library(
+    scenarios: Annotated[
+        list[str] | None, typer.Argument(help="Scenario files or library names (default: all of sim/scenarios/).")
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds to run each scenario with: a range (1-3) or a list (1,4).")] = "1-3",
+    jobs: Annotated[int, typer.Option(min=1, help="Runs at a time, each in its own process.")] = 2,
+    out: Annotated[Path | None, typer.Option(help="Write every run's report as one JSON list here.")] = None,
+    before: Annotated[
+        Path | None, typer.Option(help="A JSON list written earlier with --out: cells show 'before -> now'.")
+    ] = None,
+) -> None:
+    """Run the whole scenario library with several seeds and print one Markdown table.
+
+    Targets are measured this way: every scenario, seeds 1 to 3, not the one that looks best.
+    """
+    from rich.progress import Progress
+
+    from sim.library import load_reports, parse_seeds, run_library, scenario_paths, table
+
+    try:
+        seed_list = parse_seeds(seeds)
+        old = load_reports(before) if before else None
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    paths = scenario_paths(scenarios or [])
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        _fail(f"scenario file not found: {', '.join(missing)}")
+    with Progress(transient=True) as prog:
+        task = prog.add_task("scenarios x seeds", total=len(paths) * len(seed_list))
+        reports = run_library(paths, seed_list, jobs, on_done=lambda _r: prog.advance(task))
+    if out is not None:
+        out.write_text(json.dumps(reports, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    typer.echo(table(reports, before=old))
+
+
 @decode_app.command("ble")
 def decode_ble(
     hexdata: Annotated[str, typer.Argument(metavar="HEX", help="Raw advertising data (AD structures).")],
