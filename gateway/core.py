@@ -67,8 +67,11 @@ class GatewayCore:
         self.metrics = metrics or GatewayMetrics()
         self.broadcaster = broadcaster or Broadcaster()
         self.events = EventLog(db, self.lock)
-        self.resolver = IdentityResolver(recognisable_identities(db))
+        identities = recognisable_identities(db)
+        self.resolver = IdentityResolver(identities)
         self.presence = PresenceEngine(PresenceModel(store, presence_params or PresenceParams()))
+        for ident in identities:  # a key fob at 1 Hz must not be judged as a phone at 10 Hz
+            self.presence.set_rate(ident.customer_id, ident.adverts_per_s)
         self.rejects = RejectLog(clock)
         self.node_status: dict[str, protocol.NodeStatus] = {}
         self.fleet = FleetMonitor(store, clock, self.events, self.broadcaster, self.metrics)  # fleet: nodes, de-dup

@@ -41,6 +41,8 @@ class Identity:
     value: str
     k: int = 0
     epoch: int = 0
+    carrier: str | None = None  # "android_app", "key_fob", ...; None: not recorded
+    adverts_per_s: float | None = None  # its advertising rate; None: the presence engine's default
 
 
 def add_customer(
@@ -99,6 +101,7 @@ def has_consent(db: sqlite_utils.Database, customer_id: str, purpose: str) -> bo
 def link_identity(db: sqlite_utils.Database, ident: Identity) -> None:
     db["identities"].insert({
         "customer_id": ident.customer_id, "kind": ident.kind, "value": ident.value, "k": ident.k, "epoch": ident.epoch,
+        "carrier": ident.carrier, "adverts_per_s": ident.adverts_per_s,
     })
 
 
@@ -106,7 +109,7 @@ def recognisable_identities(db: sqlite_utils.Database) -> list[Identity]:
     """Identities of customers whose latest recognition consent is a grant."""
     rows = db.execute(
         """
-        SELECT i.customer_id, i.kind, i.value, i.k, i.epoch FROM identities i
+        SELECT i.customer_id, i.kind, i.value, i.k, i.epoch, i.carrier, i.adverts_per_s FROM identities i
         WHERE (SELECT c.granted FROM consents c WHERE c.customer_id = i.customer_id AND c.purpose = 'recognition'
                ORDER BY c.at DESC, c.id DESC LIMIT 1) = 1
         """

@@ -138,7 +138,16 @@ def _m4_node_configs(db: sqlite_utils.Database) -> None:
                " body TEXT NOT NULL)")  # IF NOT EXISTS: gateways before this migration made it themselves
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3_rfid, _m4_node_configs]
+def _m5_identity_carrier(db: sqlite_utils.Database) -> None:
+    """What carries an identity (the store app, a key fob) and how often it advertises: the
+    presence engine weighs "not heard" by it. NULL for identities enrolled before: the default rate."""
+    db["identities"].add_column("carrier", str)
+    db["identities"].add_column("adverts_per_s", float)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier,
+]
 
 
 def open_db(path: str | Path) -> sqlite_utils.Database:

@@ -77,7 +77,7 @@ class PresenceParams:
     tail_dof: float = 4.0  # Student t readings: one link 20 dB off for seconds (a reflection) moves little
     sensitivity_dbm: float = -95.0  # scanners hear nothing below this
     detect_width_db: float = 6.0  # softness of the hear/not-hear edge (shadowing blurs it)
-    adverts_per_s: float = 2.0  # opted-in phones advertise at 2 Hz (the store app's setting)
+    adverts_per_s: float = 2.0  # for identities whose record gives no rate (each carrier's own rate otherwise)
     window_s: float = 1.0  # node window length (packets a node can hear = rate x window)
     p_detect_max: float = 0.97  # even next to a node a phone in a pocket is sometimes missed
     p_detect_min: float = 0.01  # reflections: a far node occasionally hears a phone
@@ -205,12 +205,7 @@ class PresenceModel:
         self.summary[np.arange(n_k), self.owner] = 1.0
         self.summary[:, -1] = self.cell_deep
         self.membership = self.summary[:, :-1]
-        packets = p.adverts_per_s * p.window_s
         p_rx = 1.0 / (1.0 + np.exp(-(self.mu - p.sensitivity_dbm) / p.detect_width_db))
-        p_det = np.clip(1.0 - (1.0 - p_rx) ** packets, p.p_detect_min, p.p_detect_max)
-        # `away` is out of range: a phone several nodes hear every second is not there, however
-        # weak it reads (a weak phone behind a body at the till is still in the store)
-        p_det[self.owner == len(zones)] = p.p_detect_min
         # what a node reports is the mean of the packets it *heard*: near the sensitivity only the
         # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
         alpha = (p.sensitivity_dbm - self.mu) / self.sigma
@@ -223,8 +218,10 @@ class PresenceModel:
         self.emit = (np.arange(reps)[:, None] * len(places) + column[self._twin][None, :]).reshape(-1)
         self._emit_runs = _runs(self.emit)
         u = (np.arange(reps)[:, None] * n_base + places[None, :]).reshape(-1)
-        self._hit_t = (np.log(p_det[u]) - np.log1p(-p_det[u])).T.astype(np.float32)  # (N, U): heard, not missed
-        self._miss = np.log1p(-p_det[u]).T.astype(np.float32)  # (N, U)
+        self._p_rx_u = p_rx[u]  # (U, N): one packet's chance of being heard
+        self._away_u = self.owner[u] == len(zones)
+        self._detection: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # per advertising rate
+        self._miss, self._hit_t = self.detection_tables(p.adverts_per_s)
         self._mu_heard_t = np.ascontiguousarray(self.mu_heard[u].T, dtype=np.float32)  # (N, U)
         self._inv_sigma_t = np.ascontiguousarray(1.0 / self.sigma[u].T, dtype=np.float32)  # (N, U)
         self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma[u].T / p.sigma_db), dtype=np.float32)  # (N, U)
@@ -466,9 +463,34 @@ class PresenceModel:
         ii, nn = _strongest(rssi, heard, self.params.rssi_nodes)
         return self.detection_ll(heard, reported) + self.level_ll(rssi, ii, nn)
 
-    def detection_ll(self, heard: np.ndarray, reported: np.ndarray) -> np.ndarray:
-        """(I, U): every reporting node's log P(miss), swapped for log P(hit) where it heard."""
-        return reported.astype(np.float32) @ self._miss + heard.astype(np.float32) @ self._hit_t
+    def detection_tables(self, adverts_per_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(log P(miss), log P(hit) - log P(miss)), each (N, U), for a carrier advertising at this
+        rate: a node's window hears it if any of its rate x window packets gets through."""
+        tables = self._detection.get(adverts_per_s)
+        if tables is None:
+            p = self.params
+            p_det = np.clip(1.0 - (1.0 - self._p_rx_u) ** (adverts_per_s * p.window_s), p.p_detect_min, p.p_detect_max)
+            # `away` is out of range: a phone several nodes hear every second is not there, however
+            # weak it reads (a weak phone behind a body at the till is still in the store)
+            p_det[self._away_u] = p.p_detect_min
+            miss = np.log1p(-p_det)
+            tables = self._detection[adverts_per_s] = (
+                miss.T.astype(np.float32),
+                (np.log(p_det) - miss).T.astype(np.float32),
+            )
+        return tables
+
+    def detection_ll(self, heard: np.ndarray, reported: np.ndarray, rates: np.ndarray | None = None) -> np.ndarray:
+        """(I, U): every reporting node's log P(miss), swapped for log P(hit) where it heard;
+        `rates` (I,): each identity's advertising rate (default: `adverts_per_s` for all)."""
+        if rates is None:
+            return reported.astype(np.float32) @ self._miss + heard.astype(np.float32) @ self._hit_t
+        out = np.empty((len(heard), self._miss.shape[1]), dtype=np.float32)
+        for rate in np.unique(rates):
+            rows = rates == rate
+            miss, hit = self.detection_tables(float(rate))
+            out[rows] = reported.astype(np.float32) @ miss + heard[rows].astype(np.float32) @ hit
+        return out
 
     def level_ll(self, rssi: np.ndarray, ii: np.ndarray, nn: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(I, U): Student t log-densities of the readings rssi[ii, nn] around each place's
@@ -492,11 +514,15 @@ class PresenceModel:
 
 @dataclass
 class PresenceEngine:
-    """Tracks identities through the store; `add_window` per node window, `step` to decide."""
+    """Tracks identities through the store; `add_window` per node window, `step` to decide.
+
+    `rates`: each identity's advertising rate from its record (`set_rate`); others get the default.
+    """
 
     model: PresenceModel
     ids: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         m = self.model
@@ -508,6 +534,7 @@ class PresenceEngine:
         self.zone_since = np.zeros(0)
         self.entered_at = np.zeros(0)
         self.last_heard = np.zeros(0)
+        self.rate = np.zeros(0)  # adverts per second of each tracked identity
         self._rssi = np.zeros((0, nn))
         self._heard = np.zeros((0, nn), dtype=bool)
         self._last = np.zeros((0, nn))  # the readings used in the last step, for `predict_pairs`
@@ -537,6 +564,8 @@ class PresenceEngine:
         self.zone_since = np.append(self.zone_since, times)
         self.entered_at = np.append(self.entered_at, np.full(n, np.nan))
         self.last_heard = np.append(self.last_heard, times)
+        default = self.model.params.adverts_per_s
+        self.rate = np.append(self.rate, [self.rates.get(i, default) for i in self._pending])
         rssi, heard = np.zeros((n, nn)), np.zeros((n, nn), dtype=bool)
         for k, (_, seen) in enumerate(self._pending.values()):
             for node, value in seen.items():
@@ -613,7 +642,7 @@ class PresenceEngine:
             chosen[pairs] = True
             paired &= chosen[:, None]
             level = ~paired[ii, nn]  # every other reading by its level, as before
-            ll = m.detection_ll(self._heard, self._reported)
+            ll = m.detection_ll(self._heard, self._reported, self.rate)
             ll[pairs] *= np.float32(p.evidence_weight)
             m.level_ll(self._rssi, ii[level], nn[level], out=ll)
             if len(pairs):
@@ -711,9 +740,20 @@ class PresenceEngine:
         self._drop(set(int(i) for i in stale))
         return events
 
+    def set_rate(self, identity: str, adverts_per_s: float | None) -> None:
+        """Record how often an identity advertises; with two carriers the slower one, so that
+        "not heard" never counts for more than the customer's slowest carrier warrants."""
+        if adverts_per_s:
+            rate = min(adverts_per_s, self.rates.get(identity, adverts_per_s))
+            self.rates[identity] = rate
+            i = self.index.get(identity)
+            if i is not None:
+                self.rate[i] = rate
+
     def forget(self, identity: str) -> None:
         """Consent withdrawn or erased: drop every trace of the identity now."""
         self._pending.pop(identity, None)
+        self.rates.pop(identity, None)
         i = self.index.get(identity)
         if i is not None:
             self._drop({i})
@@ -722,7 +762,7 @@ class PresenceEngine:
         keep = np.asarray([i for i in range(len(self.ids)) if i not in rows], dtype=int)
         self.ids = [self.ids[i] for i in keep]
         self.index = {ident: i for i, ident in enumerate(self.ids)}
-        per_identity = ("belief", "inside", "p_in", "zone", "zone_since", "entered_at", "last_heard")
+        per_identity = ("belief", "inside", "p_in", "zone", "zone_since", "entered_at", "last_heard", "rate")
         for name in per_identity + ("_rssi", "_heard", "_last", "_last_used"):
             setattr(self, name, getattr(self, name)[keep])
 

@@ -69,6 +69,7 @@ class Clienteling:
         """A new identity of a consenting customer: start recognising it now, without a restart."""
         with self.lock:
             self.core.resolver.add(ident)
+            self.core.presence.set_rate(ident.customer_id, ident.adverts_per_s)
 
     def maintain(self) -> dict:
         """The periodic housekeeping: visits from events, retention purge, expired sessions."""

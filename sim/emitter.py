@@ -8,8 +8,8 @@ edge processes) and the fast in-process run (virtual clock, no broker), which us
 The hot path is vectorised: advertising events of all live agents are drawn in "rounds"
 (round k holds every agent's k-th advertisement in the interval, so each agent's slow
 shadowing process is advanced exactly once per advertisement, in order), then positions,
-path loss, walls, shadowing, fading and loss are computed for all transmissions x nodes at
-once. `tests/test_sim_radio.py` checks it against a plain-Python reference.
+path loss, walls, the wearer's body, shadowing, fading and loss are computed for all
+transmissions x nodes at once. `tests/test_sim_radio.py` checks it against a plain-Python reference.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.ble.frames import EddystoneEID, IBeacon, encode_eddystone, encode_ibeacon
 from gateway.eid import compute_eid
-from sim.radio import RadioParams, mean_rssi, sample_packets
+from sim.radio import CARRY_POSITIONS, RadioParams, body_loss, mean_rssi, sample_packets, walk_headings
 from sim.world import Agent, AgentKind, Trajectories, World
 
 EDDYSTONE_UUID = "0000feaa-0000-1000-8000-00805f9b34fb"
@@ -74,6 +74,8 @@ def radio_params(world: World) -> RadioParams:
         shadowing_tau_s=r.shadowing_tau_s,
         fading_sigma_db=r.fading_sigma_db,
         sensitivity_dbm=r.sensitivity_dbm,
+        body_loss_db=r.body_loss_db,
+        packet_loss=r.packet_loss,
     )
 
 
@@ -108,6 +110,9 @@ class Emitter:
         n = len(agents)
         self.interval = np.asarray([a.advert_interval_s for a in agents], dtype=float)
         self.tx_offset = np.asarray([a.tx_offset_db for a in agents], dtype=float)
+        self.carry = np.asarray([CARRY_POSITIONS.index(a.carry) for a in agents], dtype=np.int64)
+        tr = self.traj
+        self.heading = walk_headings(tr.x, tr.y, tr.start, tr.stop)  # per waypoint: the way on from there
         self.next_tx = np.full(n, np.nan)
         self.shadow = np.zeros((n, len(self.nodes)))
         self.shadow_t = np.full(n, np.nan)
@@ -230,9 +235,17 @@ class Emitter:
         mean = mean_rssi(
             xy, self.node_xy, self.tx_offset[a], self.walls, self.wall_db, self.params, self.node_offset
         )
+        mean -= body_loss(xy, self.headings(a, t), self.carry[a], self.node_xy, self.params.body_loss_db)
         got, rssi = sample_packets(mean, shadow, self.params, self.rng)
         i, j = np.nonzero(got)
         return Reception(t[i], a[i], j.astype(np.int64), rssi[i, j])
+
+    def headings(self, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Which way agents `a` face at times `t`: the heading of the waypoint last passed."""
+        tr = self.traj
+        q = a * tr.span + np.clip(t, tr.t_start[a], tr.t_end[a])
+        lo = np.searchsorted(tr.key, q, side="right") - 1
+        return self.heading[np.clip(lo, tr.start[a], tr.stop[a] - 1)]
 
     def step(self, t0: float, t1: float) -> list[Packet]:
         """Packets received in [t0, t1), in time order. Call with consecutive intervals."""

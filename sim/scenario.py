@@ -60,17 +60,44 @@ class Population(_Strict):
         return self
 
 
+SHARE_TOLERANCE = 1e-6  # shares written with a few decimals must still add up to exactly 1
+
+
+def _check_shares(what: str, shares: dict[str, float]) -> None:
+    """Shares of one whole must add up to 1; the error lists every key and its value."""
+    total = sum(shares.values())
+    if abs(total - 1.0) > SHARE_TOLERANCE:
+        terms = " + ".join(f"{k} {v:g}" for k, v in shares.items())
+        raise ValueError(f"{what}: {terms} = {total:g}, the shares must add up to 1")
+
+
+class Carry(_Strict):
+    """Where people carry their phone or fob (sim/radio.py CARRY says what each costs)."""
+
+    hand: Annotated[float, Field(ge=0, le=1)] = 0.3
+    front_pocket: Annotated[float, Field(ge=0, le=1)] = 0.3
+    back_pocket: Annotated[float, Field(ge=0, le=1)] = 0.15
+    bag: Annotated[float, Field(ge=0, le=1)] = 0.25
+
+    @model_validator(mode="after")
+    def _sum(self) -> Carry:
+        _check_shares("carry", {k: getattr(self, k) for k in type(self).model_fields})
+        return self
+
+
 class Radio(_Strict):
     ref_power_1m: float = -59.0
     path_loss_exponent: Annotated[float, Field(ge=1.5, le=5)] = 2.2
     shadowing_sigma_db: Annotated[float, Field(ge=0, le=20)] = 6.0
     shadowing_tau_s: Annotated[float, Field(ge=0)] = 4.0
     fading_sigma_db: Annotated[float, Field(ge=0, le=20)] = 2.0
-    tx_offset_sigma_db: Annotated[float, Field(ge=0, le=20)] = 3.0
+    tx_offset_sigma_db: Annotated[float, Field(ge=0, le=20)] = 7.0  # anonymous phones: Android's spread
     sensitivity_dbm: float = -95.0
-    advert_interval_s: Annotated[float, Field(gt=0, le=10)] = 0.5  # opted-in phones: 2 Hz
     anonymous_interval_s: tuple[float, float] = (0.2, 1.0)
     interval_jitter_s: Annotated[float, Field(ge=0, le=1)] = 0.01  # BLE adds 0-10 ms per event
+    body_loss_db: Annotated[float, Field(ge=0, le=40)] = 12.0  # the wearer's body fully between phone and node
+    packet_loss: Annotated[float, Field(ge=0, lt=1)] = 0.25  # adverts lost to interference, at any RSSI
+    carry: Carry = Carry()
 
     @model_validator(mode="after")
     def _ranges(self) -> Radio:
@@ -78,6 +105,64 @@ class Radio(_Strict):
         if self.anonymous_interval_s[0] <= 0:
             raise ValueError("anonymous_interval_s: the shortest advertising interval must be above 0")
         return self
+
+
+Rate = Annotated[float, Field(gt=0, le=50)]
+
+
+class Carrier(_Strict):
+    """One kind of identity carrier: how many registered customers carry it, how it advertises."""
+
+    share: Annotated[float, Field(ge=0, le=1)]  # of registered customers
+    rates_hz: tuple[Rate, ...]  # advertising rates it can run at
+    rate_weights: tuple[Annotated[float, Field(ge=0)], ...]  # how often each rate is chosen
+    tx_offset_db: Annotated[float, Field(ge=-30, le=30)] = 0.0  # mean transmit power against a typical phone
+    tx_sigma_db: Annotated[float, Field(ge=0, le=20)]  # spread of transmit power from one unit to the next
+
+    @model_validator(mode="after")
+    def _weights(self) -> Carrier:
+        if not self.rates_hz:
+            raise ValueError("rates_hz: give at least one advertising rate")
+        if len(self.rate_weights) != len(self.rates_hz):
+            raise ValueError(
+                f"rate_weights: {len(self.rate_weights)} weights for {len(self.rates_hz)} rates_hz, need one each"
+            )
+        if sum(self.rate_weights) <= 0:
+            raise ValueError("rate_weights: at least one weight must be above 0")
+        return self
+
+
+class AndroidApp(Carrier):
+    """The store app on Android: AdvertiseSettings' low latency / balanced / low power modes."""
+
+    share: Annotated[float, Field(ge=0, le=1)] = 0.8
+    rates_hz: tuple[Rate, ...] = (10.0, 4.0, 1.0)  # 100 ms / 250 ms / 1000 ms
+    rate_weights: tuple[Annotated[float, Field(ge=0)], ...] = (0.2, 0.4, 0.4)
+    tx_sigma_db: Annotated[float, Field(ge=0, le=20)] = 7.0  # Google's calibration table, 551 models
+
+
+class KeyFob(Carrier):
+    """An Eddystone-EID key fob: one slow rate, a fixed power known from its datasheet."""
+
+    share: Annotated[float, Field(ge=0, le=1)] = 0.2
+    rates_hz: tuple[Rate, ...] = (1.0,)
+    rate_weights: tuple[Annotated[float, Field(ge=0)], ...] = (1.0,)
+    tx_sigma_db: Annotated[float, Field(ge=0, le=20)] = 1.0  # one model, units within a dB of each other
+
+
+class Carriers(_Strict):
+    """What registered customers carry, one field per kind (an iPhone carrier is a new field)."""
+
+    android_app: AndroidApp = AndroidApp()
+    key_fob: KeyFob = KeyFob()
+
+    @model_validator(mode="after")
+    def _sum(self) -> Carriers:
+        _check_shares("carriers", {f"{k}.share": c.share for k, c in self.kinds()})
+        return self
+
+    def kinds(self) -> list[tuple[str, Carrier]]:
+        return [(k, getattr(self, k)) for k in type(self).model_fields]
 
 
 class Items(_Strict):
@@ -131,6 +216,7 @@ class Scenario(_Strict):
     scenario: ScenarioInfo
     population: Population = Population()
     radio: Radio = Radio()
+    carriers: Carriers = Carriers()
     items: Items = Items()
     rfid: Rfid = Rfid()
 

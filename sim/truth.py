@@ -33,6 +33,7 @@ class AgentTruth:
     entered_at: float | None  # door crossing in
     left_at: float | None  # door crossing out
     stays: tuple[ZoneStay, ...]
+    carrier: str = ""  # what transmitted: a [carriers] kind, "phone" (anonymous) or "badge" (staff)
 
     def zone_at(self, t: float) -> str | None:
         for s in self.stays:
@@ -123,6 +124,7 @@ def build_truth(world: World) -> Truth:
                 a.entered_at,
                 a.left_at,
                 stays,
+                a.carrier,
             )
         )
     room_items: list[RoomItem] = []

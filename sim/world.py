@@ -26,6 +26,10 @@ from firmware_config.store import NodeRole, StoreFile, ZoneKind
 from gateway.epc import sgtin96_from_gtin
 from sim.scenario import Scenario
 
+ANONYMOUS_PHONE = "phone"  # the carrier of someone we may not identify
+BADGE = "badge"  # a staff member's iBeacon badge, worn on the chest
+RADIO_STREAM = 15  # the radio draws (carriers, power, carry) have their own random stream: paths never move with them
+
 
 class AgentKind(StrEnum):
     PASSER_BY = "passer_by"
@@ -59,6 +63,8 @@ class Agent:
     badge_minor: int | None = None
     entered_at: float | None = None  # door crossing into the store (ground truth)
     left_at: float | None = None  # door crossing out of the store
+    carrier: str = ANONYMOUS_PHONE  # what transmits: a carrier kind of [carriers], or ANONYMOUS_PHONE / BADGE
+    carry: str = "hand"  # where it is carried: a key of sim.radio.CARRY
 
     @property
     def t_start(self) -> float:
@@ -546,22 +552,39 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
         customers.append(c)
         return c
 
-    def tx_offset() -> float:
-        return float(rng.normal(0.0, radio.tx_offset_sigma_db))
+    radio_rng = np.random.default_rng([sc.scenario.seed, RADIO_STREAM])
+    carriers = sc.carriers.kinds()
+    carrier_p = np.asarray([c.share for _, c in carriers])
+    carry_names = list(type(radio.carry).model_fields)
+    carry_p = np.asarray([getattr(radio.carry, k) for k in carry_names])
+
+    def pick(weights: np.ndarray) -> int:
+        return int(radio_rng.choice(len(weights), p=weights / weights.sum()))
+
+    def tx_offset(sigma_db: float, mean_db: float = 0.0) -> float:
+        return float(radio_rng.normal(mean_db, sigma_db))
 
     def phone_agent(aid: str, kind: AgentKind, p: _Path, customer: Customer | None, **visit: float) -> Agent:
-        """A person with a phone along a path: the store app advertises at its rate, others at random."""
+        """A person along a path with what they carry: a registered customer's carrier advertises
+        at a rate of its kind, anonymous phones at random."""
+        if customer is None:
+            carrier, offset = ANONYMOUS_PHONE, tx_offset(radio.tx_offset_sigma_db)
+            interval = float(radio_rng.uniform(*radio.anonymous_interval_s))
+        else:
+            carrier, c = carriers[pick(carrier_p)]
+            offset = tx_offset(c.tx_sigma_db, c.tx_offset_db)
+            interval = 1.0 / c.rates_hz[pick(np.asarray(c.rate_weights))]
         return Agent(
             id=aid,
             kind=kind,
             times=np.asarray(p.times),
             xy=np.asarray(p.pts, dtype=float),
             zones=p.zones,
-            tx_offset_db=tx_offset(),
-            advert_interval_s=radio.advert_interval_s
-            if customer
-            else float(rng.uniform(*radio.anonymous_interval_s)),
+            tx_offset_db=offset,
+            advert_interval_s=interval,
             customer=customer,
+            carrier=carrier,
+            carry=carry_names[pick(carry_p)],
             **visit,
         )
 
@@ -668,9 +691,11 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
                 times=np.asarray(p.times),
                 xy=np.asarray(p.pts, dtype=float),
                 zones=p.zones,
-                tx_offset_db=tx_offset(),
+                tx_offset_db=tx_offset(sc.carriers.key_fob.tx_sigma_db),  # a beacon of one model, as a fob
                 advert_interval_s=1.0,
                 badge_minor=i + 1,
+                carrier=BADGE,
+                carry="chest",
             )
         )
     agents.sort(key=lambda a: (a.t_start, a.id))

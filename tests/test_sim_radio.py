@@ -8,9 +8,13 @@ import random
 import numpy as np
 import pytest
 
-from sim.radio import RadioParams, mean_rssi, sample_packets
+from sim.emitter import Emitter
+from sim.radio import CARRY, CARRY_POSITIONS, RadioParams, body_loss, mean_rssi, sample_packets, walk_headings
 from sim.rfid_model import Antennas, link_budget, pair_link_budget, sample_reads
-from sim.scenario import Rfid
+from sim.scenario import Rfid, Scenario, load_scenario
+from sim.world import AgentKind, World, build_world, scripted_agent
+
+BOUTIQUE = "sim/scenarios/boutique.toml"
 
 
 def _cross(p, q, a, b) -> bool:  # noqa: ANN001
@@ -62,7 +66,7 @@ def test_vectorised_mean_rssi_matches_the_reference() -> None:
 
 
 def test_rssi_statistics_follow_the_path_loss_law_and_sigma() -> None:
-    p = RadioParams(shadowing_sigma_db=6.0, fading_sigma_db=2.0, sensitivity_dbm=-200.0)
+    p = RadioParams(shadowing_sigma_db=6.0, fading_sigma_db=2.0, sensitivity_dbm=-200.0, packet_loss=0.0)
     rng = np.random.default_rng(5)
     d = np.asarray([1.0, 2.0, 4.0, 8.0, 16.0])
     tx = np.stack([d, np.zeros_like(d)], axis=1)
@@ -94,13 +98,125 @@ def test_a_wall_lowers_the_rssi_by_its_attenuation() -> None:
 
 
 def test_reception_gets_rarer_towards_the_sensitivity() -> None:
-    p = RadioParams(shadowing_sigma_db=0.0, fading_sigma_db=0.0)
+    p = RadioParams(shadowing_sigma_db=0.0, fading_sigma_db=0.0, packet_loss=0.0)
     rng = np.random.default_rng(1)
     m = np.full((1, 20_000), p.sensitivity_dbm)
     got, _ = sample_packets(m, np.zeros_like(m), p, rng)
     assert got.mean() == pytest.approx(0.5, abs=0.02)  # half lost exactly at the sensitivity
     got, _ = sample_packets(m + 15, np.zeros_like(m), p, rng)
     assert got.mean() > 0.99
+
+
+def test_interference_loses_the_scenario_share_of_strong_packets() -> None:
+    rng = np.random.default_rng(2)
+    for loss in (0.15, 0.25, 0.4):
+        p = RadioParams(shadowing_sigma_db=0.0, fading_sigma_db=0.0, packet_loss=loss)
+        m = np.full((1, 40_000), p.sensitivity_dbm + 40)  # far above the sensitivity edge
+        got, _ = sample_packets(m, np.zeros_like(m), p, rng)
+        assert 1 - got.mean() == pytest.approx(loss, abs=0.01)
+
+
+def ref_heading(times, xy, t) -> float:  # noqa: ANN001
+    """The heading of the last step taken by time t, else of the first step to come, else 0."""
+    steps = [
+        (times[k], math.atan2(xy[k + 1][1] - xy[k][1], xy[k + 1][0] - xy[k][0]))
+        for k in range(len(times) - 1)
+        if math.hypot(xy[k + 1][0] - xy[k][0], xy[k + 1][1] - xy[k][1]) > 1e-6
+    ]
+    passed = [h for t0, h in steps if t0 <= t]
+    return passed[-1] if passed else (steps[0][1] if steps else 0.0)
+
+
+def ref_body_loss(tx, heading, carry, rx, body_db) -> float:  # noqa: ANN001
+    side_deg, own = CARRY[carry]
+    side = heading + math.radians(side_deg)
+    d = math.hypot(rx[0] - tx[0], rx[1] - tx[1])
+    cos = ((rx[0] - tx[0]) * math.cos(side) + (rx[1] - tx[1]) * math.sin(side)) / d if d > 0 else 1.0
+    return own + body_db * ((1 - cos) / 2) ** 2
+
+
+def test_body_loss_matches_the_reference() -> None:
+    rng = random.Random(4)
+    tx = [(rng.uniform(0, 20), rng.uniform(0, 12)) for _ in range(50)]
+    heading = [rng.uniform(-math.pi, math.pi) for _ in tx]
+    carry = [rng.choice(CARRY_POSITIONS) for _ in tx]
+    rx = [(10, 1.5), (4, 7), (14, 6), tx[0]]  # the last one on top of a phone: no direction, no body
+    got = body_loss(
+        np.asarray(tx), np.asarray(heading), np.asarray([CARRY_POSITIONS.index(c) for c in carry]),
+        np.asarray(rx, float), 12.0,
+    )
+    ref = [[ref_body_loss(a, h, c, b, 12.0) for b in rx] for a, h, c in zip(tx, heading, carry, strict=True)]
+    assert np.allclose(got, ref, atol=1e-9)
+
+
+def test_the_body_costs_most_when_it_is_between_phone_and_node() -> None:
+    """Walking towards +x: a node ahead and one behind, for a phone in the hand and one in a back pocket."""
+    rx = np.asarray([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])  # ahead, behind, to the left
+    codes = np.asarray([CARRY_POSITIONS.index("hand"), CARRY_POSITIONS.index("back_pocket")])
+    loss = body_loss(np.zeros((2, 2)), np.zeros(2), codes, rx, 12.0)
+    hand, back = loss
+    assert hand[0] == pytest.approx(0.0) and hand[1] == pytest.approx(12.0)  # in hand: the body shields what is behind
+    assert back[1] == pytest.approx(2.0) and back[0] == pytest.approx(14.0)  # back pocket: the reverse
+    assert hand[0] < hand[2] < hand[1]  # to the side: part of it
+    turned = body_loss(np.zeros((1, 2)), np.asarray([math.pi]), codes[:1], rx, 12.0)[0]
+    assert turned[0] == pytest.approx(12.0) and turned[1] == pytest.approx(0.0)  # turn round: it swaps
+
+
+def test_headings_follow_the_walk_and_keep_the_last_one_while_standing() -> None:
+    paths = [
+        [(0, 0), (0, 0), (3, 0), (3, 0), (3, 4), (3, 4)],  # stands, walks +x, stands, walks +y, stands
+        [(1, 1)],  # never moves
+        [(5, 5), (5, 2), (5, 2)],
+    ]
+    x = np.asarray([p[0] for path in paths for p in path], float)
+    y = np.asarray([p[1] for path in paths for p in path], float)
+    stop = np.cumsum([len(p) for p in paths])
+    start = stop - [len(p) for p in paths]
+    got = walk_headings(x, y, start, stop)
+    ref = [ref_heading(list(range(len(path))), path, k) for path in paths for k in range(len(path))]
+    assert np.allclose(got, ref)
+    assert np.allclose(got[:6], [0, 0, 0, math.pi / 2, math.pi / 2, math.pi / 2])  # the stop after +x keeps +x
+
+
+def _quiet_world(**radio: float) -> tuple[World, Scenario]:
+    sc, store = load_scenario(BOUTIQUE)
+    quiet = dict(shadowing_sigma_db=0.0, fading_sigma_db=0.0, sensitivity_dbm=-200.0, packet_loss=0.0) | radio
+    sc = sc.model_copy(update={"radio": sc.radio.model_copy(update=quiet)})
+    walk = [(0.0, (2.0, 2.0), "floor"), (5.0, (8.0, 2.0), "floor"), (20.0, (8.0, 2.0), "floor"),
+            (30.0, (8.0, 8.0), "floor"), (40.0, (2.0, 8.0), "floor")]
+    agents = []
+    for k, carry in enumerate(("hand", "front_pocket", "back_pocket", "bag")):
+        a = scripted_agent(f"a{k}", AgentKind.SHOPPER, walk, advert_interval_s=0.3 + 0.1 * k, tx_offset_db=k - 1.5)
+        a.carry = carry
+        agents.append(a)
+    return World(store=store, scenario=sc, agents=agents, customers=[]), sc
+
+
+def test_the_emitter_matches_the_plain_reference_with_body_and_heading() -> None:
+    """Noise off: every packet's RSSI is the reference's path loss, walls and body, rounded."""
+    world, sc = _quiet_world()
+    em = Emitter(world, seed=3)
+    rec = em.step_arrays(0.0, 41.0)
+    assert len(rec) > 500
+    p = em.params
+    walls = [(*w.a, *w.b) for w in world.store.walls]
+    wall_db = [w.attenuation_db for w in world.store.walls]
+    rx = [tuple(xy) for xy in em.node_xy]
+    for t, a, j, rssi in zip(rec.t, rec.agent, rec.node, rec.rssi, strict=True):
+        ag = world.agents[a]
+        tx = ag.position(float(t))
+        mean = ref_mean_rssi([tx], [rx[j]], [ag.tx_offset_db], walls, wall_db, p, [em.node_offset[j]])[0][0]
+        h = ref_heading(ag.times.tolist(), ag.xy.tolist(), float(t))
+        mean -= ref_body_loss(tx, h, ag.carry, rx[j], sc.radio.body_loss_db)
+        assert abs(rssi - mean) <= 0.5 + 1e-6
+
+
+def test_the_emitter_loses_the_scenario_share_of_packets() -> None:
+    world, _ = _quiet_world(packet_loss=0.3)
+    em = Emitter(world, seed=4)
+    rec = em.step_arrays(0.0, 41.0)
+    sent = sum(len(np.arange(0.0, 40.0, a.advert_interval_s)) for a in world.agents) * len(em.nodes)
+    assert 1 - len(rec) / sent == pytest.approx(0.3, abs=0.03)
 
 
 def _ants(xy, facing_deg, power) -> Antennas:  # noqa: ANN001
@@ -180,3 +296,39 @@ def test_a_body_between_tag_and_antenna_makes_reads_fail_more_often() -> None:
     clear, _ = sample_reads(params, fwd[:, 0], ow[:, 0], 4000, rng)
     blocked, _ = sample_reads(params, fwd[:, 0] - params.body_loss_db, ow[:, 0], 4000, rng)
     assert blocked.mean() < clear.mean() - 0.3
+
+
+def test_carrier_mix_rates_power_and_carry_match_the_scenario() -> None:
+    """A large seeded world: every share and spread within a few standard errors of the scenario's."""
+    sc, store = load_scenario(BOUTIQUE)
+    pop = sc.population.model_copy(update=dict(visitors=0, staff=0, passers_by=8000, passer_by_regular_fraction=0.5))
+    sc = sc.model_copy(update={"population": pop, "items": sc.items.model_copy(update={"enabled": False})})
+    agents = build_world(sc, store).agents
+    registered = [a for a in agents if a.customer is not None]
+    assert len(registered) > 3500
+    for kind, c in sc.carriers.kinds():
+        mine = [a for a in registered if a.carrier == kind]
+        assert len(mine) / len(registered) == pytest.approx(c.share, abs=0.03)
+        offsets = np.asarray([a.tx_offset_db for a in mine])
+        assert offsets.std() == pytest.approx(c.tx_sigma_db, rel=0.1)
+        assert offsets.mean() == pytest.approx(c.tx_offset_db, abs=0.1 + 3 * c.tx_sigma_db / math.sqrt(len(mine)))
+        rates = np.asarray([1 / a.advert_interval_s for a in mine])
+        for rate, w in zip(c.rates_hz, c.rate_weights, strict=True):
+            assert np.isclose(rates, rate).mean() == pytest.approx(w / sum(c.rate_weights), abs=0.04)
+    anonymous = np.asarray([a.tx_offset_db for a in agents if a.customer is None])
+    assert anonymous.std() == pytest.approx(sc.radio.tx_offset_sigma_db, rel=0.1)  # phones' spread, ~7 dB
+    for carry in CARRY_POSITIONS[:4]:
+        share = np.mean([a.carry == carry for a in agents])
+        assert share == pytest.approx(getattr(sc.radio.carry, carry), abs=0.03)
+
+
+def test_carrier_and_carry_shares_must_add_up_to_one() -> None:
+    base = {"scenario": {"name": "x", "store": "s.toml", "duration_s": 60}}
+    with pytest.raises(ValueError, match=r"android_app.share 0.8 \+ key_fob.share 0.3 = 1.1"):
+        Scenario.model_validate(base | {"carriers": {"key_fob": {"share": 0.3}}})
+    with pytest.raises(ValueError, match=r"carry: .*bag 0.35 = 1.1"):
+        Scenario.model_validate(base | {"radio": {"carry": {"bag": 0.35}}})
+    with pytest.raises(ValueError, match="rate_weights: 1 weights for 2 rates_hz"):
+        Scenario.model_validate(base | {"carriers": {"key_fob": {"rates_hz": [1.0, 0.5]}}})
+    ok = Scenario.model_validate(base | {"carriers": {"android_app": {"share": 0.5}, "key_fob": {"share": 0.5}}})
+    assert ok.carriers.key_fob.tx_sigma_db == 1.0  # a kind's other defaults stay its own
