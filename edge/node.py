@@ -1,7 +1,8 @@
 """The edge node process: scan, aggregate, publish. Same code on a Pi and in simulation.
 
-The scanner is bleak's `BleakScanner`; in simulation its backend is the simulator's
-`SimScanner` (a `BaseBleakScanner` subclass), so nothing here knows which it is talking to.
+The scanner is bleak's `BleakScanner`; in simulation the node file names the simulator's
+backend (a `BaseBleakScanner` subclass) as an import string, so nothing here knows which it is
+talking to (`edge.scanning`: passive scanning with BlueZ patterns, active as the fallback).
 
 Windows go through the node's durable queue (`edge.queue`, via `NodeLink.send`). What may
 change at run time (window length, scan mode, RSSI floor, which beacons are forwarded)
@@ -31,6 +32,7 @@ from edge.config import NodeFile, NodeRuntimeConfigError, runtime_from_wire
 from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
 from edge.rfid_node import ReaderSpec, RfidReaderLoop
+from edge.scanning import ScannerStarter, bluez_args, resolve_backend
 from edge.window import BleWindowAggregator
 from firmware_config.node_config import NodeRuntimeConfig
 from firmware_config.sdnotify import Notifier
@@ -97,6 +99,7 @@ class BleNode:
         )
         self.systemd = Notifier()  # no-op unless started by systemd with Type=notify
         self.scanner_state = "starting" if cfg.ble.enabled else "disabled"
+        self.starter = ScannerStarter(self.make_scanner)
         self.adverts = 0
         self.rfid = (
             RfidReaderLoop(
@@ -158,6 +161,8 @@ class BleNode:
             if rt.ble is not None:  # a node without a BLE section in the store keeps its file's settings
                 ble = rt.ble
                 self.window_s = ble.window_s
+                if ble.rssi_floor_dbm != self.rssi_floor:  # BlueZ filters by it: a new scan applies it
+                    self._rescan.set()
                 self.rssi_floor = ble.rssi_floor_dbm
                 self.policy = ForwardPolicy(
                     ibeacon_uuids=frozenset(u.lower() for u in ble.ibeacon_uuids),
@@ -191,13 +196,24 @@ class BleNode:
         window = self.agg.flush(self.clock())
         self.link.send("ble", window)
 
-    def make_scanner(self) -> BleakScanner:
+    def make_scanner(self, mode: str) -> BleakScanner:
+        """A scanner in `mode` on the configured backend (not started)."""
         kwargs: dict = {}
-        if self.cfg.ble.backend == "sim":
-            from sim.bleak_backend import SimScanner
+        backend = resolve_backend(self.cfg.ble.backend)
+        if backend is not None:
+            kwargs = {"backend": backend, "air_url": self.cfg.ble.sim_air, "node_id": self.cfg.node.id}
+        return BleakScanner(
+            self.on_advertisement,
+            scanning_mode=mode,  # type: ignore[arg-type]  # "active" or "passive": bleak wants a Literal
+            bluez=bluez_args(self.rssi_floor),
+            **kwargs,
+        )
 
-            kwargs = {"backend": SimScanner, "air_url": self.cfg.ble.sim_air, "node_id": self.cfg.node.id}
-        return BleakScanner(self.on_advertisement, scanning_mode=self.scan_mode, **kwargs)
+    async def _start_scanner(self) -> BleakScanner:
+        scanner, mode = await self.starter.start(self.scan_mode)
+        refused = "" if mode == self.scan_mode else f" {mode} ({self.scan_mode} refused)"
+        self.scanner_state = f"scanning{refused}"
+        return scanner
 
     async def run(self, stop: asyncio.Event) -> None:
         self.link.start()
@@ -207,10 +223,8 @@ class BleNode:
         if self.rfid is not None:  # the readers run on their own thread: serial reads block
             rfid_thread = threading.Thread(target=self.rfid.run, args=(rfid_stop,), name="rfid", daemon=True)
             rfid_thread.start()
-        scanner = self.make_scanner() if self.cfg.ble.enabled else None
+        scanner = await self._start_scanner() if self.cfg.ble.enabled else None
         if scanner is not None:
-            await scanner.start()
-            self.scanner_state = "scanning"
             log.info("node %s scanning (%s backend)", self.cfg.node.id, self.cfg.ble.backend)
         self.systemd.ready(f"node {self.cfg.node.id}: scanner {self.scanner_state}")
         next_flush = self.clock() + self.window_s
@@ -249,15 +263,13 @@ class BleNode:
         self.scanner_state = "restarting"
         try:
             await scanner.stop()
-            scanner = self.make_scanner()
-            await scanner.start()
+            scanner = await self._start_scanner()
         except Exception as exc:  # a BlueZ hiccup must not end the node: report it, retry next window
             log.warning("scanner restart failed: %s", exc)
             self.scanner_state = "error"
             self._rescan.set()
             return scanner
-        self.scanner_state = "scanning"
-        log.info("scanner restarted in %s mode", self.scan_mode)
+        log.info("scanner restarted (%s)", self.scanner_state)
         if self.link.connected.is_set():
             self.link.publish_status()
         return scanner
