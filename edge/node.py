@@ -40,6 +40,21 @@ from firmware_config.sdnotify import Notifier
 log = logging.getLogger("instore.edge")
 
 CONFIG_KEY = "applied_config"  # queue meta key holding the last applied NodeConfig (JSON)
+#: Uptime before disk rates are reported. Why: over a shorter time the start-up writes dominate.
+MIN_RATE_UPTIME_S = 60.0
+DAY_S = 86_400.0
+
+
+def read_write_bytes(io_file: str | Path = "/proc/self/io") -> int | None:
+    """Bytes this process caused to be written to storage (Linux), or None where unknown."""
+    try:
+        for line in Path(io_file).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == "write_bytes":
+                return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def read_cpu_temp(thermal_dir: str | Path = "/sys/class/thermal") -> float | None:
@@ -87,7 +102,7 @@ class BleNode:
         qpath = cfg.queue.resolved_path(cfg.node.id)
         if qpath == ":memory:":
             log.warning("no [queue] path and no STATE_DIRECTORY: windows queue in memory only")
-        self.queue = DiskQueue(qpath, cfg.queue.max_windows, first_seq=int(clock() * 1000))
+        self.queue = DiskQueue(qpath, cfg.queue.max_windows, first_seq=int(clock() * 1000), clock=clock)
         self.link = NodeLink(
             cfg.node.store,
             cfg.node.id,
@@ -120,6 +135,19 @@ class BleNode:
             "queue_depth": self.queue.depth,
             "dropped": self.queue.dropped,
             "cpu_temp_c": read_cpu_temp(self.cfg.health.thermal_dir),
+            **self._disk_rates(),
+        }
+
+    def _disk_rates(self) -> dict:
+        """The SD card's load since start, per day (absent during the first minute)."""
+        uptime = self.clock() - self.link.started_at
+        if uptime < MIN_RATE_UPTIME_S:
+            return {}
+        written = read_write_bytes()
+        per_day = DAY_S / uptime
+        return {
+            "disk_writes_per_day": self.queue.commits * per_day,
+            "disk_bytes_per_day": None if written is None else written * per_day,
         }
 
     # --- runtime config ------------------------------------------------------------------
