@@ -189,7 +189,7 @@ class BleNode:
             if rt.ble is not None:  # a node without a BLE section in the store keeps its file's settings
                 ble = rt.ble
                 self.window_s = ble.window_s
-                if ble.rssi_floor_dbm != self.rssi_floor:  # BlueZ filters by it: a new scan applies it
+                if ble.rssi_floor_dbm != self.rssi_floor:  # an active scan's BlueZ filter holds it: rescan
                     self._rescan.set()
                 self.rssi_floor = ble.rssi_floor_dbm
                 self.policy = ForwardPolicy(
