@@ -50,8 +50,10 @@ class BrokerSection(_Strict):
 
 class BleSection(_Strict):
     enabled: bool = True
-    backend: Literal["bleak", "sim"] = "bleak"
-    sim_air: str | None = None  # tcp://host:port of the simulator's air server (backend = "sim")
+    # "bleak": the platform's radio (BlueZ on a Pi); else `module:Class`, another bleak scanner
+    # backend, e.g. the simulator's "sim.bleak_backend:SimScanner" (imported only then).
+    backend: Annotated[str, Field(pattern=r"^(bleak|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")] = "bleak"
+    sim_air: str | None = None  # tcp://host:port of the simulator's air server (a simulated backend)
     window_s: Annotated[float, Field(gt=0, le=10)] = 1.0
     scan_mode: Literal["active", "passive"] = "passive"
     ibeacon_uuids: list[str] = []

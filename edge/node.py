@@ -1,7 +1,8 @@
 """The edge node process: scan, aggregate, publish. Same code on a Pi and in simulation.
 
-The scanner is bleak's `BleakScanner`; in simulation its backend is the simulator's
-`SimScanner` (a `BaseBleakScanner` subclass), so nothing here knows which it is talking to.
+The scanner is bleak's `BleakScanner`; in simulation the node file names the simulator's
+backend (a `BaseBleakScanner` subclass) as an import string, so nothing here knows which it is
+talking to (`edge.scanning`: passive scanning with BlueZ patterns, active as the fallback).
 
 Windows go through the node's durable queue (`edge.queue`, via `NodeLink.send`). What may
 change at run time (window length, scan mode, RSSI floor, which beacons are forwarded)
@@ -31,6 +32,7 @@ from edge.config import NodeFile, NodeRuntimeConfigError, runtime_from_wire
 from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
 from edge.rfid_node import ReaderSpec, RfidReaderLoop
+from edge.scanning import ScannerStarter, bluez_args, resolve_backend
 from edge.window import BleWindowAggregator
 from firmware_config.node_config import NodeRuntimeConfig
 from firmware_config.sdnotify import Notifier
@@ -38,6 +40,21 @@ from firmware_config.sdnotify import Notifier
 log = logging.getLogger("instore.edge")
 
 CONFIG_KEY = "applied_config"  # queue meta key holding the last applied NodeConfig (JSON)
+#: Uptime before disk rates are reported. Why: over a shorter time the start-up writes dominate.
+MIN_RATE_UPTIME_S = 60.0
+DAY_S = 86_400.0
+
+
+def read_write_bytes(io_file: str | Path = "/proc/self/io") -> int | None:
+    """Bytes this process caused to be written to storage (Linux), or None where unknown."""
+    try:
+        for line in Path(io_file).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == "write_bytes":
+                return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def read_cpu_temp(thermal_dir: str | Path = "/sys/class/thermal") -> float | None:
@@ -85,7 +102,7 @@ class BleNode:
         qpath = cfg.queue.resolved_path(cfg.node.id)
         if qpath == ":memory:":
             log.warning("no [queue] path and no STATE_DIRECTORY: windows queue in memory only")
-        self.queue = DiskQueue(qpath, cfg.queue.max_windows, first_seq=int(clock() * 1000))
+        self.queue = DiskQueue(qpath, cfg.queue.max_windows, first_seq=int(clock() * 1000), clock=clock)
         self.link = NodeLink(
             cfg.node.store,
             cfg.node.id,
@@ -97,6 +114,7 @@ class BleNode:
         )
         self.systemd = Notifier()  # no-op unless started by systemd with Type=notify
         self.scanner_state = "starting" if cfg.ble.enabled else "disabled"
+        self.starter = ScannerStarter(self.make_scanner)
         self.adverts = 0
         self.rfid = (
             RfidReaderLoop(
@@ -117,6 +135,19 @@ class BleNode:
             "queue_depth": self.queue.depth,
             "dropped": self.queue.dropped,
             "cpu_temp_c": read_cpu_temp(self.cfg.health.thermal_dir),
+            **self._disk_rates(),
+        }
+
+    def _disk_rates(self) -> dict:
+        """The SD card's load since start, per day (absent during the first minute)."""
+        uptime = self.clock() - self.link.started_at
+        if uptime < MIN_RATE_UPTIME_S:
+            return {}
+        written = read_write_bytes()
+        per_day = DAY_S / uptime
+        return {
+            "disk_writes_per_day": self.queue.commits * per_day,
+            "disk_bytes_per_day": None if written is None else written * per_day,
         }
 
     # --- runtime config ------------------------------------------------------------------
@@ -158,6 +189,8 @@ class BleNode:
             if rt.ble is not None:  # a node without a BLE section in the store keeps its file's settings
                 ble = rt.ble
                 self.window_s = ble.window_s
+                if ble.rssi_floor_dbm != self.rssi_floor:  # an active scan's BlueZ filter holds it: rescan
+                    self._rescan.set()
                 self.rssi_floor = ble.rssi_floor_dbm
                 self.policy = ForwardPolicy(
                     ibeacon_uuids=frozenset(u.lower() for u in ble.ibeacon_uuids),
@@ -191,13 +224,24 @@ class BleNode:
         window = self.agg.flush(self.clock())
         self.link.send("ble", window)
 
-    def make_scanner(self) -> BleakScanner:
+    def make_scanner(self, mode: str) -> BleakScanner:
+        """A scanner in `mode` on the configured backend (not started)."""
         kwargs: dict = {}
-        if self.cfg.ble.backend == "sim":
-            from sim.bleak_backend import SimScanner
+        backend = resolve_backend(self.cfg.ble.backend)
+        if backend is not None:
+            kwargs = {"backend": backend, "air_url": self.cfg.ble.sim_air, "node_id": self.cfg.node.id}
+        return BleakScanner(
+            self.on_advertisement,
+            scanning_mode=mode,  # type: ignore[arg-type]  # "active" or "passive": bleak wants a Literal
+            bluez=bluez_args(self.rssi_floor),
+            **kwargs,
+        )
 
-            kwargs = {"backend": SimScanner, "air_url": self.cfg.ble.sim_air, "node_id": self.cfg.node.id}
-        return BleakScanner(self.on_advertisement, scanning_mode=self.scan_mode, **kwargs)
+    async def _start_scanner(self) -> BleakScanner:
+        scanner, mode = await self.starter.start(self.scan_mode)
+        refused = "" if mode == self.scan_mode else f" {mode} ({self.scan_mode} refused)"
+        self.scanner_state = f"scanning{refused}"
+        return scanner
 
     async def run(self, stop: asyncio.Event) -> None:
         self.link.start()
@@ -207,10 +251,8 @@ class BleNode:
         if self.rfid is not None:  # the readers run on their own thread: serial reads block
             rfid_thread = threading.Thread(target=self.rfid.run, args=(rfid_stop,), name="rfid", daemon=True)
             rfid_thread.start()
-        scanner = self.make_scanner() if self.cfg.ble.enabled else None
+        scanner = await self._start_scanner() if self.cfg.ble.enabled else None
         if scanner is not None:
-            await scanner.start()
-            self.scanner_state = "scanning"
             log.info("node %s scanning (%s backend)", self.cfg.node.id, self.cfg.ble.backend)
         self.systemd.ready(f"node {self.cfg.node.id}: scanner {self.scanner_state}")
         next_flush = self.clock() + self.window_s
@@ -249,15 +291,13 @@ class BleNode:
         self.scanner_state = "restarting"
         try:
             await scanner.stop()
-            scanner = self.make_scanner()
-            await scanner.start()
+            scanner = await self._start_scanner()
         except Exception as exc:  # a BlueZ hiccup must not end the node: report it, retry next window
             log.warning("scanner restart failed: %s", exc)
             self.scanner_state = "error"
             self._rescan.set()
             return scanner
-        self.scanner_state = "scanning"
-        log.info("scanner restarted in %s mode", self.scan_mode)
+        log.info("scanner restarted (%s)", self.scanner_state)
         if self.link.connected.is_set():
             self.link.publish_status()
         return scanner

@@ -170,6 +170,8 @@ class NodeStatus(_Msg):
     queue_depth: Annotated[int, Field(ge=0)] = 0
     dropped: Annotated[int, Field(ge=0)] = 0
     cpu_temp_c: float | None = None
+    disk_writes_per_day: Annotated[float, Field(ge=0)] | None = None  # SD card wear (docs/deploy.md)
+    disk_bytes_per_day: Annotated[float, Field(ge=0)] | None = None
 
 
 class NodeConfig(_Msg):

@@ -1,14 +1,22 @@
-"""The node's durable outbox: every window is on disk before it is published.
+"""The node's durable outbox: every window the broker has not acknowledged survives a restart.
 
 paho-mqtt keeps unacknowledged messages in memory only, so a node that loses power while the
-broker is unreachable would lose the whole outage. Here each window is written to SQLite (WAL)
-first, with the node's next sequence number, and deleted only when the broker acknowledges it
-(PUBACK). After a reconnect or a restart the rows are drained in sequence order. The queue is
-bounded: at the bound the oldest windows are dropped (the newest are the most useful) and
-counted, persistently, so the fleet view can say how much an outage cost.
+broker is unreachable would lose the whole outage. Here each window gets the node's next
+sequence number and waits in memory; once the oldest has waited `WRITE_AFTER_S` for the
+broker's acknowledgement (PUBACK), every unacknowledged window is written to SQLite (WAL) in
+one transaction, and deleted once acknowledged. With the broker up, windows are acknowledged within milliseconds
+and never touch the SD card; during an outage the card sees one batch every `WRITE_AFTER_S`.
 
-No MQTT here and no clock: the link (`edge.mqtt_link.NodeLink`) decides what to publish when.
-Thread-safe: the scan loop writes, the MQTT thread acknowledges.
+The durability promise (docs/deploy.md): a power cut loses at most the windows of the last
+`WRITE_AFTER_S` plus one window that the broker had not acknowledged; a clean stop, and any
+outage however long (up to the bound), loses nothing. Sequence numbers are reserved on disk a
+block ahead, so a restart after a power cut never repeats a number the broker may have seen.
+After a reconnect or a restart the rows are drained in sequence order. The queue is bounded:
+at the bound the oldest windows are dropped (the newest are the most useful) and counted,
+persistently, so the fleet view can say how much an outage cost.
+
+No MQTT here; the clock is injected. Thread-safe: the scan loop writes, the MQTT thread
+acknowledges.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +32,13 @@ from pathlib import Path
 # One window per second for a day is 86,400; 100,000 rows of ~1 KiB is ~100 MB on the SD card,
 # comfortably inside a Pi's storage and a day longer than any outage worth replaying.
 DEFAULT_MAX_WINDOWS = 100_000
+#: Seconds an unacknowledged window waits in memory before it is written. Why: a LAN broker
+#: acknowledges in milliseconds, so only an outage's windows reach the card, in batches of 5 s;
+#: a power cut during an outage loses at most these last seconds.
+WRITE_AFTER_S = 5.0
+#: Sequence numbers reserved on disk at a time. Why: one write per 10,000 windows (hours), and
+#: the gateway accepts the gap a power cut leaves (it only refuses numbers it has seen).
+SEQ_BLOCK = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,36 +58,49 @@ class DiskQueue:
     keeps the same semantics for the life of the process only. `first_seq` numbers the first
     window of a fresh queue; callers pass the wall clock in milliseconds so that a node whose
     queue was lost (memory-only, re-imaged card) continues above its old numbers instead of
-    repeating them, which the gateway would discard as duplicates.
+    repeating them, which the gateway would discard as duplicates. Windows younger than
+    `write_after_s` live in memory (`_fresh`, always the newest); older ones are on disk.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], max_windows: int = DEFAULT_MAX_WINDOWS, first_seq: int = 0
+        self,
+        path: str | os.PathLike[str],
+        max_windows: int = DEFAULT_MAX_WINDOWS,
+        first_seq: int = 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        write_after_s: float = WRITE_AFTER_S,
     ):
         if max_windows < 1:
             raise ValueError(f"max_windows: must be at least 1, got {max_windows}")
         self.path, self.max_windows = str(path), max_windows
+        self.clock, self.write_after_s = clock, write_after_s
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._fresh: dict[int, tuple[float, QueuedWindow]] = {}  # seq -> (put at, window), oldest first
+        self._acked_on_disk: set[int] = set()  # deleted at the next write
+        self.commits = 0  # transactions written (each one fsync): the card's wear
+        self.rows_written = 0
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a window acknowledged to the caller survives a power cut, not only a crash;
-            # at one window a second the fsync costs nothing a Pi would notice.
+            # FULL: a committed batch survives a power cut, not only a crash; batches are rare.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS windows (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
                 " late INTEGER NOT NULL, payload BLOB NOT NULL)"
             )
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._depth = int(self._db.execute("SELECT COUNT(*) FROM windows").fetchone()[0])
+            self._on_disk = int(self._db.execute("SELECT COUNT(*) FROM windows").fetchone()[0])
             stored = self._meta("next_seq")
             self._next = int(stored) if stored is not None else first_seq
             top = self._db.execute("SELECT MAX(seq) FROM windows").fetchone()[0]
             if top is not None and top >= self._next:  # never reuse a number that is on disk
                 self._next = int(top) + 1
+            self._reserved = self._next  # numbers below this are safe to hand out
             self._dropped = int(self._meta("dropped") or 0)
+            self._last_write = clock()
 
     # --- meta -------------------------------------------------------------------------
 
@@ -93,76 +122,132 @@ class DiskQueue:
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._set_meta(key, value)
+            self.commits += 1
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _write(self, now: float, *, everything: bool = False, next_seq: int | None = None) -> None:
+        """One transaction: windows due (or all), acknowledged deletions, the bound, the numbering."""
+        due = [w for t, w in self._fresh.values() if everything or now - t >= self.write_after_s]
+        if not (due or self._acked_on_disk or next_seq is not None or self._over_bound()):
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT INTO windows (seq, kind, late, payload) VALUES (?, ?, ?, ?)",
+                [(w.seq, w.kind, int(w.late), w.payload) for w in due],
+            )
+            before = self._db.total_changes
+            self._db.executemany("DELETE FROM windows WHERE seq = ?", [(s,) for s in self._acked_on_disk])
+            deleted = self._db.total_changes - before
+            live = self._on_disk + len(due) - deleted
+            excess = max(0, live + len(self._fresh) - len(due) - self.max_windows)
+            from_disk = min(excess, live)
+            if from_disk:
+                self._db.execute(
+                    "DELETE FROM windows WHERE seq IN (SELECT seq FROM windows ORDER BY seq LIMIT ?)", (from_disk,)
+                )
+            if excess:
+                self._set_meta("dropped", str(self._dropped + excess))
+            if next_seq is not None:
+                self._set_meta("next_seq", str(next_seq))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        for w in due:
+            del self._fresh[w.seq]
+        for s in list(self._fresh)[: excess - from_disk]:  # the bound reaches into memory: oldest first
+            del self._fresh[s]
+        self._acked_on_disk.clear()
+        self._on_disk = live - from_disk
+        self._dropped += excess
+        self._last_write = now
+        self.commits += 1
+        self.rows_written += len(due)
+
+    def _over_bound(self) -> bool:
+        return self._on_disk - len(self._acked_on_disk) + len(self._fresh) > self.max_windows
+
+    def _tick(self) -> None:
+        now = self.clock()
+        oldest = next(iter(self._fresh.values()), None)
+        due = oldest is not None and now - oldest[0] >= self.write_after_s
+        if due:  # the oldest has waited long enough: it and all younger ones go in one batch
+            self._write(now, everything=True)
+        elif self._over_bound() or (self._acked_on_disk and now - self._last_write >= self.write_after_s):
+            self._write(now)
 
     # --- queue ------------------------------------------------------------------------
 
     def put(self, kind: str, late: bool, encode: Callable[[int], bytes]) -> int:
-        """Assign the next sequence number, store `encode(seq)`, return the number.
+        """Assign the next sequence number, keep `encode(seq)`, return the number.
 
-        The number and the row are committed together, so a restart never reuses a number.
-        Drops the oldest rows beyond `max_windows` and counts them.
+        A number is handed out only once it is reserved on disk, so a restart never reuses it.
+        Drops the oldest windows beyond `max_windows` and counts them.
         """
         with self._lock:
             seq = self._next
-            payload = encode(seq)
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT INTO windows (seq, kind, late, payload) VALUES (?, ?, ?, ?)",
-                    (seq, kind, int(late), payload),
-                )
-                self._set_meta("next_seq", str(seq + 1))
-                excess = self._depth + 1 - self.max_windows
-                if excess > 0:
-                    cur = self._db.execute(
-                        "DELETE FROM windows WHERE seq IN (SELECT seq FROM windows ORDER BY seq LIMIT ?)",
-                        (excess,),
-                    )
-                    self._set_meta("dropped", str(self._dropped + cur.rowcount))
-                else:
-                    cur = None
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            if seq >= self._reserved:
+                self._reserved = seq + SEQ_BLOCK
+                self._write(self.clock(), next_seq=self._reserved)
+            self._fresh[seq] = (self.clock(), QueuedWindow(seq, kind, late, encode(seq)))
             self._next = seq + 1
-            self._depth += 1
-            if cur is not None:
-                self._depth -= cur.rowcount
-                self._dropped += cur.rowcount
+            self._tick()
             return seq
 
     def after(self, seq: int, limit: int) -> list[QueuedWindow]:
-        """Up to `limit` stored windows with a sequence number above `seq`, oldest first."""
+        """Up to `limit` unacknowledged windows with a sequence number above `seq`, oldest first."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, kind, late, payload FROM windows WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, limit),
-            ).fetchall()
-        return [QueuedWindow(int(r[0]), str(r[1]), bool(r[2]), bytes(r[3])) for r in rows]
+            out: list[QueuedWindow] = []
+            if self._on_disk > len(self._acked_on_disk):
+                skip = sum(1 for a in self._acked_on_disk if a > seq)  # still on disk, to be deleted
+                rows = self._db.execute(
+                    "SELECT seq, kind, late, payload FROM windows WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (seq, limit + skip),
+                ).fetchall()
+                out = [
+                    QueuedWindow(int(r[0]), str(r[1]), bool(r[2]), bytes(r[3]))
+                    for r in rows
+                    if r[0] not in self._acked_on_disk
+                ][:limit]
+            for s, (_, w) in self._fresh.items():
+                if len(out) >= limit:
+                    break
+                if s > seq:
+                    out.append(w)
+            return out
 
     def ack(self, seqs: Iterable[int]) -> int:
-        """Delete acknowledged windows (already dropped ones are ignored); returns how many went."""
-        batch = [(s,) for s in seqs]
-        if not batch:
-            return 0
+        """Forget acknowledged windows (already dropped ones are ignored); returns how many went.
+
+        A window still in memory never reaches the disk; one on disk is deleted with the next write.
+        """
+        gone = 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            before = self._db.total_changes
-            self._db.executemany("DELETE FROM windows WHERE seq = ?", batch)
-            gone = self._db.total_changes - before
-            self._db.execute("COMMIT")
-            self._depth -= gone
-            return gone
+            for s in seqs:
+                if self._fresh.pop(s, None) is not None:
+                    gone += 1
+                elif s not in self._acked_on_disk and s < self._next:
+                    self._acked_on_disk.add(s)
+                    gone += 1
+            self._tick()
+        return gone
 
     def mark_all_late(self) -> int:
         """Flag every stored window late: used at start-up, when anything on disk is a replay."""
         with self._lock:
             return self._db.execute("UPDATE windows SET late = 1 WHERE late = 0").rowcount
 
+    def flush(self) -> None:
+        """Write every unacknowledged window now (a clean stop)."""
+        with self._lock:
+            self._reserved = self._next
+            self._write(self.clock(), everything=True, next_seq=self._next)
+
     @property
     def depth(self) -> int:
-        return self._depth
+        return max(0, self._on_disk - len(self._acked_on_disk)) + len(self._fresh)
 
     @property
     def dropped(self) -> int:
@@ -173,5 +258,7 @@ class DiskQueue:
         return self._next
 
     def close(self) -> None:
+        """Write what is unacknowledged and close: a clean stop loses nothing."""
+        self.flush()
         with self._lock:
             self._db.close()

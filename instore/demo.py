@@ -43,7 +43,8 @@ def node_file(store: StoreFile, node_id: str, broker_port: int, air_port: int) -
     return (
         f'[node]\nstore = "{store.store.id}"\nid = "{node_id}"\n\n'
         f'[broker]\nhost = "127.0.0.1"\nport = {broker_port}\n\n'
-        f'[ble]\nbackend = "sim"\nsim_air = "tcp://127.0.0.1:{air_port}"\nwindow_s = {window}\n'
+        f'[ble]\nbackend = "sim.bleak_backend:SimScanner"\n'
+        f'sim_air = "tcp://127.0.0.1:{air_port}"\nwindow_s = {window}\n'
         f'ibeacon_uuids = [{uuids}]\neddystone_namespace = "{store.store.eddystone_namespace}"\n'
     )
 

@@ -105,7 +105,7 @@ def test_regular_customer_alert_reaches_tablet_stream_across_a_broker_restart(mo
             cfg = NodeFile(
                 node=NodeSection(store=store.store.id, id=n.id),
                 broker=BrokerSection(port=mosquitto.port),
-                ble=BleSection(backend="sim", sim_air=f"tcp://127.0.0.1:{port}",
+                ble=BleSection(backend="sim.bleak_backend:SimScanner", sim_air=f"tcp://127.0.0.1:{port}",
                                ibeacon_uuids=list(store.store.ibeacon_uuids),
                                eddystone_namespace=store.store.eddystone_namespace),
             )

@@ -55,7 +55,7 @@ def node_file(port: int, node: str, tmp_path: Path, **ble) -> NodeFile:  # noqa:
     return NodeFile(
         node=NodeSection(store="boutique", id=node),
         broker=BrokerSection(port=port, reconnect_max_s=1),
-        ble=BleSection(backend="sim", **ble),
+        ble=BleSection(backend="sim.bleak_backend:SimScanner", **ble),
         queue=QueueSection(path=str(tmp_path / f"{node}-queue.db")),
     )
 
@@ -238,8 +238,8 @@ class FakeScanner:
 
 
 class FakeScanNode(BleNode):
-    def make_scanner(self):  # noqa: ANN201
-        return FakeScanner(self.scan_mode)
+    def make_scanner(self, mode: str):  # noqa: ANN201
+        return FakeScanner(mode)
 
 
 def _ibeacon_adv(rssi: int) -> tuple[BLEDevice, AdvertisementData]:

@@ -246,5 +246,6 @@ def test_queue_bound_drops_the_oldest_and_the_status_reports_it(broker, gateway,
     assert view.dropped == 30 and "30 windows dropped from its queue" in view.problems
     link.stop()
     assert link.queue.depth == 0
+    link.queue.close()
     reopened = DiskQueue(tmp_path / "q.db", max_windows=20)
     assert reopened.dropped == 30 and reopened.next_seq == 50  # counted across restarts too

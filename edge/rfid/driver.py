@@ -69,6 +69,10 @@ BACKOFF_MAX_S = 5.0
 INVENTORY_ROUNDS = 0xFFFF
 #: Most bytes taken in one read. Why: bounds the work between two silence/stop checks.
 MAX_CHUNK_BYTES = 65536
+#: Pause after the first byte of a burst before taking what has arrived. Why: a reader at its
+#: link's cap sends ~480 notices/s, each its own wake-up; gathering 20 ms of them into one read
+#: cuts the wake-ups tenfold (most of the node's CPU for RFID) and keeps a notice < 50 ms late.
+COALESCE_S = 0.02
 #: Minimum seconds between repeated warnings of one kind. Why: a wedged line must not flood logs.
 LOG_INTERVAL_S = 30.0
 
@@ -103,7 +107,9 @@ class ReaderDriver:
         idle_flush_s: float = IDLE_FLUSH_S,
         backoff_initial_s: float = BACKOFF_INITIAL_S,
         backoff_max_s: float = BACKOFF_MAX_S,
+        coalesce_s: float = COALESCE_S,
         serial_factory: SerialFactory | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if session is not None and session not in (0, 1):
             # S2/S3 make a tag that stays in the field go quiet after its first read.
@@ -126,7 +132,10 @@ class ReaderDriver:
         self.idle_flush_s = idle_flush_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
+        self.coalesce_s = coalesce_s
         self._serial_factory = serial_factory or serial.serial_for_url
+        self._sleep = sleep
+        self._reads = 0  # read calls on the port: the reader thread's wake-ups
 
         self._lock = threading.Lock()
         self._port: Any = None
@@ -239,6 +248,7 @@ class ReaderDriver:
                 "frames_rejected": rejected,
                 "frames_rejected_total": sum(rejected.values()),
                 "garbage_bytes": garbage,
+                "reads": self._reads,
                 "reader_errors": dict(self._reader_errors),
                 "reconnects": self._reconnects,
                 "connects": self._connects,
@@ -395,17 +405,25 @@ class ReaderDriver:
             raise serial.SerialException("port closed")
         port.write(data)
 
-    def _read_chunk(self) -> bytes:
-        """Wait up to the read timeout for a byte, then take whatever else is already there."""
+    def _read_chunk(self, coalesce_s: float = 0.0) -> bytes:
+        """Wait up to the read timeout for a byte, then take whatever else is already there.
+
+        With `coalesce_s`, the rest of the burst and the notices behind it are given that long
+        to arrive first (the inventory stream; command answers are read at once).
+        """
         port = self._port
         if port is None:
             raise serial.SerialException("port closed")
         data: bytes = port.read(1)
+        self._reads += 1
         if data:
+            if coalesce_s > 0:
+                self._sleep(coalesce_s)
             # A tty reports the exact count; socket:// only says "some" (1), so loop until dry.
             waiting = port.in_waiting
             while waiting and len(data) < MAX_CHUNK_BYTES:
-                data += port.read(waiting)
+                data += port.read(min(waiting, MAX_CHUNK_BYTES - len(data)))
+                self._reads += 1
                 waiting = port.in_waiting
         return data
 
@@ -428,7 +446,7 @@ class ReaderDriver:
             self._configure()  # stops the running inventory first
             self._start_inventory()
             self._last_frame_at = self.clock()
-        data = self._read_chunk()
+        data = self._read_chunk(self.coalesce_s)
         now = self.clock()
         for frame in self._feed(data, now):
             self._dispatch(frame, now)

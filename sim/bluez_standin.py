@@ -1,0 +1,205 @@
+"""A stand-in `bluetoothd` on a private D-Bus, so bleak's real BlueZ backend runs in tests.
+
+`PrivateBus` starts a `dbus-daemon` on a socket in a temporary directory; a node process given
+`DBUS_SYSTEM_BUS_ADDRESS` (`PrivateBus.env()`) takes it for the system bus. `StandInBlueZ` owns
+`org.bluez` there: one powered adapter `/org/bluez/hci0`, discovery (active scanning), the
+advertisement-monitor manager of BlueZ's `--experimental` mode (passive scanning, only where
+asked for, honouring the monitor's or-patterns as BlueZ does), and a device cache: the first
+advertisement of an address is an `InterfacesAdded` signal, each further one a
+`PropertiesChanged` signal, as BlueZ sends them. Nothing is sent while nobody scans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+BLUEZ = "org.bluez"
+ADAPTER_PATH = "/org/bluez/hci0"
+ADAPTER = "org.bluez.Adapter1"
+DEVICE = "org.bluez.Device1"
+MONITOR_MANAGER = "org.bluez.AdvertisementMonitorManager1"
+OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
+AD_SERVICE_DATA_16 = 0x16
+AD_MANUFACTURER_DATA = 0xFF
+BASE_UUID_TAIL = "-0000-1000-8000-00805f9b34fb"
+#: How long to wait for a registered monitor's object before reading its patterns. Why: bleak
+#: exports it only after RegisterMonitor has returned.
+MONITOR_LOOKUP_TRIES, MONITOR_LOOKUP_PAUSE_S = 50, 0.01
+
+
+class PrivateBus:
+    """A `dbus-daemon` of our own, stopped with `close()`."""
+
+    def __init__(self) -> None:
+        daemon = shutil.which("dbus-daemon")
+        if daemon is None:
+            raise FileNotFoundError("dbus-daemon is not installed (apt-get install dbus-daemon)")
+        self._dir = tempfile.TemporaryDirectory(prefix="instore-dbus-")
+        self.address = f"unix:path={Path(self._dir.name) / 'bus'}"
+        self.proc = subprocess.Popen(
+            [daemon, "--session", "--nofork", "--nopidfile", f"--address={self.address}", "--print-address=1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()  # printed once it listens
+
+    def env(self) -> dict[str, str]:
+        """Environment for a process that should take this bus for the system bus."""
+        return {"DBUS_SYSTEM_BUS_ADDRESS": self.address}
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(5)
+        self._dir.cleanup()
+
+
+def ad_structures(mfr: dict[int, bytes], svc: dict[str, bytes]) -> list[tuple[int, bytes]]:
+    """(AD type, data) of an advertisement, as on the air: what BlueZ matches patterns against."""
+    out = [(AD_MANUFACTURER_DATA, company.to_bytes(2, "little") + data) for company, data in mfr.items()]
+    for uuid, data in svc.items():
+        if uuid.startswith("0000") and uuid.endswith(BASE_UUID_TAIL):
+            out.append((AD_SERVICE_DATA_16, int(uuid[4:8], 16).to_bytes(2, "little") + data))
+    return out
+
+
+def matches(patterns: list[tuple[int, int, bytes]], structures: list[tuple[int, bytes]]) -> bool:
+    """BlueZ's or-patterns: any pattern whose AD type holds its content at its position."""
+    return any(
+        ad_type == t and data[start : start + len(content)] == content
+        for start, t, content in patterns
+        for ad_type, data in structures
+    )
+
+
+class StandInBlueZ:
+    """`org.bluez` on a bus: see the module docstring. `passive=False` is BlueZ without `--experimental`."""
+
+    def __init__(self, address: str, *, passive: bool = True) -> None:
+        self.address, self.passive = address, passive
+        self.bus: MessageBus | None = None
+        self.discovering = False
+        self.monitors: dict[tuple[str, str], list[tuple[int, int, bytes]] | None] = {}  # (client, path) -> patterns
+        self.devices: set[str] = set()
+        self.signals = 0
+        self.calls: list[str] = []  # "Interface.Member" of every method call, in order
+
+    async def start(self) -> StandInBlueZ:
+        self.bus = await MessageBus(bus_address=self.address, bus_type=BusType.SYSTEM).connect()
+        self.bus.add_message_handler(self._handle)
+        await self.bus.request_name(BLUEZ)
+        return self
+
+    def close(self) -> None:
+        if self.bus is not None:
+            self.bus.disconnect()
+
+    @property
+    def scanning(self) -> bool:
+        return self.discovering or any(p is not None for p in self.monitors.values())
+
+    # --- advertisements -------------------------------------------------------------
+
+    def advertise(self, addr: str, rssi: int, mfr: dict[int, bytes], svc: dict[str, bytes]) -> bool:
+        """One advertisement heard by the adapter; True if it was signalled to the clients."""
+        if self.bus is None or not self.scanning:
+            return False
+        if not self.discovering and not any(
+            p is not None and matches(p, ad_structures(mfr, svc)) for p in self.monitors.values()
+        ):
+            return False  # passive only: BlueZ keeps what no monitor's pattern matches
+        path = f"{ADAPTER_PATH}/dev_{addr.replace(':', '_')}"
+        props = {
+            "RSSI": Variant("n", rssi),
+            "ManufacturerData": Variant("a{qv}", {k: Variant("ay", v) for k, v in mfr.items()}),
+            "ServiceData": Variant("a{sv}", {k: Variant("ay", v) for k, v in svc.items()}),
+        }
+        if path in self.devices:
+            msg = Message.new_signal(path, PROPERTIES, "PropertiesChanged", "sa{sv}as", [DEVICE, props, []])
+        else:
+            self.devices.add(path)
+            props |= {
+                "Address": Variant("s", addr),
+                "AddressType": Variant("s", "random"),
+                "Alias": Variant("s", addr.replace(":", "-")),
+                "Adapter": Variant("o", ADAPTER_PATH),
+                "UUIDs": Variant("as", list(svc)),
+                "Paired": Variant("b", False),
+                "Bonded": Variant("b", False),
+                "Trusted": Variant("b", False),
+                "Blocked": Variant("b", False),
+                "LegacyPairing": Variant("b", False),
+                "Connected": Variant("b", False),
+                "ServicesResolved": Variant("b", False),
+            }
+            msg = Message.new_signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, {DEVICE: props}])
+        self.bus.send(msg)
+        self.signals += 1
+        return True
+
+    # --- method calls ---------------------------------------------------------------
+
+    def _adapter_props(self) -> dict[str, Variant]:
+        return {
+            "Address": Variant("s", "00:00:5E:00:53:01"),
+            "AddressType": Variant("s", "public"),
+            "Name": Variant("s", "instore-standin"),
+            "Alias": Variant("s", "instore-standin"),
+            "Powered": Variant("b", True),
+            "Discovering": Variant("b", self.discovering),
+            "Roles": Variant("as", ["central", "peripheral"]),
+            "UUIDs": Variant("as", []),
+        }
+
+    def _handle(self, msg: Message) -> Message | bool | None:
+        if msg.message_type != MessageType.METHOD_CALL or msg.destination != BLUEZ:
+            return None
+        call = f"{msg.interface}.{msg.member}"
+        self.calls.append(call)
+        if call == f"{OBJECT_MANAGER}.GetManagedObjects" and msg.path == "/":
+            objects = {ADAPTER_PATH: {ADAPTER: self._adapter_props()}}
+            if self.passive:
+                objects[ADAPTER_PATH][MONITOR_MANAGER] = {}
+            return Message.new_method_return(msg, "a{oa{sa{sv}}}", [objects])
+        if msg.path == ADAPTER_PATH and msg.interface == ADAPTER and msg.member in (
+            "SetDiscoveryFilter", "StartDiscovery", "StopDiscovery",
+        ):
+            if msg.member != "SetDiscoveryFilter":
+                self.discovering = msg.member == "StartDiscovery"
+            return Message.new_method_return(msg)
+        if msg.path == ADAPTER_PATH and msg.interface == MONITOR_MANAGER and self.passive:
+            key = (str(msg.sender), str(msg.body[0]))
+            if msg.member == "RegisterMonitor":
+                self.monitors[key] = None
+                asyncio.get_running_loop().create_task(self._read_patterns(key))
+                return Message.new_method_return(msg)
+            if msg.member == "UnregisterMonitor":
+                self.monitors.pop(key, None)
+                return Message.new_method_return(msg)
+        return Message.new_error(msg, UNKNOWN_METHOD, f"stand-in BlueZ has no {call} at {msg.path}")
+
+    async def _read_patterns(self, key: tuple[str, str]) -> None:
+        """Ask the client's monitor object for its patterns (it appears just after registering)."""
+        assert self.bus is not None
+        client, path = key
+        for _ in range(MONITOR_LOOKUP_TRIES):
+            reply = await self.bus.call(
+                Message(
+                    destination=client, path=path, interface=PROPERTIES, member="Get",
+                    signature="ss", body=["org.bluez.AdvertisementMonitor1", "Patterns"],
+                )
+            )
+            if reply.message_type == MessageType.METHOD_RETURN:
+                if key in self.monitors:
+                    self.monitors[key] = [(int(s), int(t), bytes(c)) for s, t, c in reply.body[0].value]
+                return
+            await asyncio.sleep(MONITOR_LOOKUP_PAUSE_S)

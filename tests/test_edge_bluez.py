@@ -1,0 +1,84 @@
+"""The node on bleak's real BlueZ backend, against a stand-in `bluetoothd` on a private D-Bus:
+passive scanning with the beacon patterns where BlueZ offers it, active scanning where not."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+
+import pytest
+
+from edge.ble.frames import EddystoneEID, IBeacon, encode_eddystone, encode_ibeacon
+from edge.config import BleSection, NodeFile, NodeSection
+from edge.node import BleNode
+from sim.bluez_standin import PrivateBus, StandInBlueZ
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux" or shutil.which("dbus-daemon") is None, reason="needs Linux and dbus-daemon"
+)
+
+STORE_UUID = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
+EID = bytes.fromhex("0123456789abcdef")
+EDDYSTONE = "0000feaa-0000-1000-8000-00805f9b34fb"
+ADVERTS = [  # (address, rssi, manufacturer data, service data)
+    ("02:00:00:00:00:01", -60, {0x004C: encode_ibeacon(IBeacon(STORE_UUID, 1, 7, -59))}, {}),
+    ("02:00:00:00:00:02", -70, {}, {EDDYSTONE: encode_eddystone(EddystoneEID(-20, EID))}),
+    ("02:00:00:00:00:03", -65, {0x004C: bytes.fromhex("1005031c2a0b5e")}, {}),  # a phone: never forwarded
+]
+
+
+@pytest.fixture
+def bus(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    private = PrivateBus()
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", private.address)
+    yield private
+    private.close()
+
+
+def scan(bus: PrivateBus, passive: bool) -> tuple[BleNode, StandInBlueZ]:
+    """Start the node's scanner on the stand-in, send every advert twice, stop."""
+    node = BleNode(NodeFile(node=NodeSection(store="s1", id="n1"), ble=BleSection(ibeacon_uuids=[STORE_UUID])))
+
+    async def go() -> StandInBlueZ:
+        bluez = await StandInBlueZ(bus.address, passive=passive).start()
+        try:
+            scanner = await node._start_scanner()  # noqa: SLF001
+            for _ in range(100):  # the stand-in reads the monitor's patterns just after it registers
+                if bluez.discovering or any(p is not None for p in bluez.monitors.values()):
+                    break
+                await asyncio.sleep(0.01)
+            for _ in range(2):  # first InterfacesAdded, then PropertiesChanged
+                for addr, rssi, mfr, svc in ADVERTS:
+                    bluez.advertise(addr, rssi, mfr, svc)
+            await asyncio.sleep(0.3)
+            await scanner.stop()
+        finally:
+            bluez.close()
+        return bluez
+
+    return node, asyncio.run(go())
+
+
+def test_passive_scan_on_bluez_forwards_the_beacons_and_keeps_phones_off_dbus(bus: PrivateBus) -> None:
+    node, bluez = scan(bus, passive=True)
+    assert node.scanner_state == "scanning"
+    assert "org.bluez.AdvertisementMonitorManager1.RegisterMonitor" in bluez.calls
+    assert "org.bluez.Adapter1.StartDiscovery" not in bluez.calls
+    assert bluez.signals == 4  # the two beacons, twice: the phone matched no pattern
+    window = node.agg.flush(1e9)
+    assert {(o.id, o.n) for o in window.observations} == {
+        (f"ibeacon:{STORE_UUID}:1:7", 2),
+        (f"eid:{EID.hex()}", 2),
+    }
+    assert window.anonymous.adverts == 0
+
+
+def test_bluez_without_experimental_falls_back_to_active_scanning(bus: PrivateBus) -> None:
+    node, bluez = scan(bus, passive=False)
+    assert node.scanner_state == "scanning active (passive refused)"
+    assert "org.bluez.Adapter1.StartDiscovery" in bluez.calls
+    assert bluez.signals == 6
+    window = node.agg.flush(1e9)
+    assert len(window.observations) == 2
+    assert window.anonymous.adverts == 2 and window.anonymous.devices == 1
