@@ -313,9 +313,9 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def _fields_at(loc: Sequence[str | int]) -> list[str]:
-    """Keys allowed at `loc` in the store file (for did-you-mean), [] if unknown."""
-    tp: Any = StoreFile
+def _fields_at(loc: Sequence[str | int], root: type[BaseModel] = StoreFile) -> list[str]:
+    """Keys allowed at `loc` in a `root` document (for did-you-mean), [] if unknown."""
+    tp: Any = root
     for part in loc:
         tp = _unwrap(tp)
         if isinstance(part, int):
@@ -333,10 +333,10 @@ def _fields_at(loc: Sequence[str | int]) -> list[str]:
     return []
 
 
-def _structural_message(err: Any) -> str:
+def _structural_message(err: Any, root: type[BaseModel] = StoreFile) -> str:
     kind, loc = err["type"], err["loc"]
     if kind == "extra_forbidden":
-        allowed = _fields_at(loc[:-1])
+        allowed = _fields_at(loc[:-1], root)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
         if close:
             return f"unknown key (did you mean {close[0]!r}?)"
@@ -350,12 +350,20 @@ def _structural_message(err: Any) -> str:
     return message
 
 
-def _structural(data: dict, report: _Report) -> None:
+def _structural(data: dict, report: _Report, root: type[BaseModel] = StoreFile) -> None:
     try:
-        StoreFile.model_validate(data)
+        root.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            report.add(err["loc"], _structural_message(err))
+            report.add(err["loc"], _structural_message(err, root))
+
+
+def model_problems(data: dict, root: type[BaseModel], filename: str, lines: dict[KeyPath, int]) -> list[Problem]:
+    """Structural problems of `data` as a `root` document, in line order: unknown keys with a
+    did-you-mean, types, ranges. For other TOML documents checked like store files (scenarios)."""
+    report = _Report(filename, lines)
+    _structural(data, report, root)
+    return report.sorted()
 
 
 def _valid_items(data: dict, section: str, model: type[M]) -> list[tuple[int, M]]:
@@ -745,6 +753,19 @@ def _cross_field(data: dict, report: _Report) -> None:
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$|\s*\(at end of document\)$")
 
 
+def syntax_problem(exc: tomllib.TOMLDecodeError, text: str, filename: str) -> Problem:
+    """A TOML syntax error as a Problem with its line."""
+    message = str(exc)
+    match = _TOML_AT.search(message)
+    if match is None:
+        line = None
+    elif match.group(1):
+        line = int(match.group(1))
+    else:  # "at end of document"
+        line = text.count("\n") + 1
+    return Problem(filename, line, "(syntax)", _TOML_AT.sub("", message))
+
+
 def validate_text(text: str, filename: str = "<store>") -> StoreFile:
     """Parse and check a store file; raise ConfigError listing every problem, in line order.
 
@@ -754,16 +775,21 @@ def validate_text(text: str, filename: str = "<store>") -> StoreFile:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        match = _TOML_AT.search(message)
-        if match is None:
-            line = None
-        elif match.group(1):
-            line = int(match.group(1))
-        else:  # "at end of document"
-            line = text.count("\n") + 1
-        raise ConfigError([Problem(filename, line, "(syntax)", _TOML_AT.sub("", message))]) from None
-    report = _Report(filename, key_lines(text))
+        raise ConfigError([syntax_problem(exc, text, filename)]) from None
+    lines = key_lines(text)
+    if "scenario" in data and "zones" not in data:
+        raise ConfigError(
+            [
+                Problem(
+                    filename,
+                    line_of(lines, ("scenario",)),
+                    "(document)",
+                    f"this is a scenario file ([scenario]), not a store file: run it with `instore sim run "
+                    f"{filename}`; the store file it simulates is the one its scenario.store names",
+                )
+            ]
+        )
+    report = _Report(filename, lines)
     _structural(data, report)
     _cross_field(data, report)
     if report.problems:
