@@ -223,15 +223,8 @@ def load_scenario(path: str | Path) -> tuple[Scenario, StoreFile]:
 
 def store_problem(store: StoreFile) -> str | None:
     """What makes a valid store file unusable for simulation, or None."""
-    kinds = {z.id: z.kind for z in store.zones}
-    links = {(z.id, c) for z in store.zones for c in z.connects} | {
-        (c, z.id) for z in store.zones for c in z.connects
-    }
-    if not any(k == ZoneKind.OUTSIDE for k in kinds.values()):
+    if not any(z.kind == ZoneKind.OUTSIDE for z in store.zones):
         return "no zone of kind 'outside': shoppers need somewhere to come from"
-    doors = [
-        (a, b) for a, b in links if kinds.get(a) == ZoneKind.OUTSIDE and kinds.get(b) == ZoneKind.ENTRANCE
-    ]
-    if not doors:
-        return "no 'entrance' zone connects to an 'outside' zone: nobody could enter"
+    if not store.street_doors():
+        return "no street door ([[doors]] of kind 'street'): nobody could enter"
     return None

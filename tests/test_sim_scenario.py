@@ -92,3 +92,9 @@ def test_sim_run_repeats_the_store_file_warnings_before_the_run(tmp_path: Path) 
         f"warning: {store}:{line}: zones.fr1: open to zone 'floor' along 2.9 m with no wall "
         "(a curtain is at most 2 m): declare the partition in [[walls]]"
     )
+
+
+def test_every_library_scenario_loads_with_its_store() -> None:
+    for path in sorted((ROOT / "sim" / "scenarios").glob("*.toml")):
+        sc, store = load_scenario(path)
+        assert sc.scenario.name == path.stem and store.street_doors(), path.name
