@@ -827,12 +827,14 @@ def summary(store: StoreFile) -> str:
 MAX_ROOM_OPENING_M = 2.0
 #: Zones overlapping by less than this are rounding in the coordinates, not a drawing mistake.
 MIN_OVERLAP_M2 = 0.01
+#: A shop front may be open this much beyond its doors (slack where glass meets a door frame).
+MAX_FRONT_GAP_M = 0.5
 
 
 def advice(store: StoreFile, filename: str = "", lines: dict[KeyPath, int] | None = None) -> list[str]:
     """Valid but likely wrong: fitting rooms open to a neighbouring zone along more than a
-    curtain, and zones whose areas overlap. With `filename` (and the file's `key_lines`) each
-    warning says where, like the errors.
+    curtain, zones whose areas overlap, and a shop front open beyond its doors. With
+    `filename` (and the file's `key_lines`) each warning says where, like the errors.
 
     Found through the simulator: a room whose side has no wall is read from the floor beside
     it, and both the presence engine and the garment tracker put people and items in it. A
@@ -863,6 +865,20 @@ def advice(store: StoreFile, filename: str = "", lines: dict[KeyPath, int] | Non
                         f"(a curtain is at most {MAX_ROOM_OPENING_M:.0f} m): declare the partition in [[walls]]",
                     )
                 )
+    for i, street in enumerate(store.zones):
+        if street.kind != ZoneKind.OUTSIDE:
+            continue
+        for inner in store.zones:
+            gap = _open_beyond_doors(store, street, inner, walls) if inner.kind != ZoneKind.OUTSIDE else 0.0
+            if gap > MAX_FRONT_GAP_M:
+                out.append(
+                    warn(
+                        i,
+                        street,
+                        f"open to zone {inner.id!r} along {gap:.1f} m beyond its doors with no wall: draw the "
+                        "shop front (glass, wall) in [[walls]], or the radio sees through it",
+                    )
+                )
     for i, a in enumerate(store.zones):
         for b in store.zones[i + 1 :]:
             area = overlap_area(list(a.polygon), list(b.polygon))
@@ -876,6 +892,22 @@ def advice(store: StoreFile, filename: str = "", lines: dict[KeyPath, int] | Non
                     )
                 )
     return out
+
+
+def _open_beyond_doors(store: StoreFile, a: Zone, b: Zone, walls: list[tuple[Point, Point]]) -> float:
+    """Metres of the two zones' shared boundary with neither a wall nor a declared door."""
+    pa, pb = list(a.polygon), list(b.polygon)
+    openings = [
+        [np.asarray(j, float) for j in door_opening(d.position, d.width_m, pa, pb)]
+        for d in store.doors_between(a.id, b.id)
+    ]
+    step = 0.1  # open_runs samples the boundary every 0.1 m
+    return step * sum(
+        1
+        for run in open_runs(pa, pb, walls)
+        for p in run
+        if all(segment_distance(p, j1, j2) > WALL_CLEARANCE_M for j1, j2 in openings)
+    )
 
 
 def file_advice(store: StoreFile, path: str | Path) -> list[str]:

@@ -81,6 +81,10 @@ width_m = 1.8
 """
 
 
+# Shop-front glass either side of BASE's door, ending at its jambs.
+GLASS_FRONT = "\n[[walls]]\na = [0, 0]\nb = [4.1, 0]\n[[walls]]\na = [5.9, 0]\nb = [10, 0]\n"
+
+
 def problems(text: str) -> list[str]:
     with pytest.raises(ConfigError) as info:
         validate_text(text, "mini.toml")
@@ -378,8 +382,7 @@ def test_door_opening_covered_by_glass():
         "remove or split the wall where the door is"
     ]
     # glass either side of the door, ending at its jambs, is a shop front
-    front = "\n[[walls]]\na = [0, 0]\nb = [4.1, 0]\n[[walls]]\na = [5.9, 0]\nb = [10, 0]\n"
-    assert len(validate_text(BASE + front, "mini.toml").walls) == 2
+    assert len(validate_text(BASE + GLASS_FRONT, "mini.toml").walls) == 2
 
 
 def test_street_boundary_needs_a_door():
@@ -405,16 +408,26 @@ def test_duplicate_door_ids():
 def test_overlapping_zones_are_a_warning(tmp_path):
     overlapping = tmp_path / "overlap.toml"
     floor = "polygon = [[0, 2], [10, 2], [10, 8], [0, 8]]"
-    overlapping.write_text(BASE.replace(floor, floor.replace("2]", "1.5]")))
+    overlapping.write_text(BASE.replace(floor, floor.replace("2]", "1.5]")) + GLASS_FRONT)
     code, out = validate_cli(overlapping)
     assert code == 0 and out.splitlines()[1:] == [
         f"warning: {overlapping}:11: zones.door: overlaps zone 'floor' by 5.00 m² (zones meet at their edges; "
         "a place inside both has no one zone)"
     ]
-    assert validate_cli(tmp_path / "overlap.toml")[1].count("warning") == 1
-    fine = tmp_path / "fine.toml"
-    fine.write_text(BASE)
-    assert validate_cli(fine) == (0, "mini: 4 zones, 3 nodes (1 entrance, 1 fitting room), 2 RFID readers: OK")
+
+
+def test_a_shop_front_open_beyond_its_doors_is_a_warning(tmp_path):
+    """BASE draws no shop front: the street is open to the entrance along 10 m, 1.8 m of it
+    the door. The radio model then sees through the front, so the installer is told."""
+    open_front = tmp_path / "open.toml"
+    open_front.write_text(BASE)
+    assert validate_cli(open_front)[1].splitlines()[1:] == [
+        f"warning: {open_front}:5: zones.street: open to zone 'door' along 8.2 m beyond its doors with no wall: "
+        "draw the shop front (glass, wall) in [[walls]], or the radio sees through it"
+    ]
+    glazed = tmp_path / "glazed.toml"
+    glazed.write_text(BASE + GLASS_FRONT)
+    assert validate_cli(glazed) == (0, "mini: 4 zones, 3 nodes (1 entrance, 1 fitting room), 2 RFID readers: OK")
 
 
 def test_validate_file_returns_the_model():
