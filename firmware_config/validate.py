@@ -521,6 +521,7 @@ def _check_topology(zones: list[tuple[int, Zone]], graph: dict[str, set[str]], d
                 )
             elif pair == {ZoneKind.OUTSIDE, ZoneKind.ENTRANCE} and frozenset((z.id, other)) not in door_pairs:
                 report.add(("zones", i, "connects", j), _no_door_message(z, zones_by_id[other], walls))
+                door_pairs.add(frozenset((z.id, other)))  # once per pair, however many sides declare it
     reached = set(entrances)
     todo = list(entrances)
     while todo:
