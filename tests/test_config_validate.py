@@ -391,7 +391,8 @@ def test_street_boundary_needs_a_door():
         "mini.toml:9: zones[0].connects[0]: street boundary with no door: declare it in [[doors]] with "
         'zones = ["street", "door"] and kind = "street"'
     ]
-    both_sides = no_door.replace('connects = ["floor"]', 'connects = ["floor", "street"]')
+    door_zone = 'polygon = [[0, 0], [10, 0], [10, 2], [0, 2]]\nconnects = ["floor"]'
+    both_sides = no_door.replace(door_zone, door_zone.replace('"floor"', '"floor", "street"'))
     assert len(problems(both_sides)) == 1  # one error per street boundary, however it is declared
     glazed = no_door + "[[walls]]\na = [0, 0]\nb = [10, 0]\n"
     assert problems(glazed) == [
