@@ -168,7 +168,7 @@ def _problems(data: dict, filename: str, lines: dict) -> list[Problem]:
             loc = tuple(p.key.split(".")) + (named.group(1),)
             p = Problem(p.file, line_of(lines, loc) or p.line, key, named.group(2))
         out.append(p)
-    return out
+    return sorted(out, key=lambda p: (p.line is None, p.line or 0))
 
 
 def store_path(path: str | Path, sc: Scenario) -> Path:
