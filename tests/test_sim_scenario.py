@@ -3,6 +3,7 @@ kind of file named when a scenario and a store file are mixed up."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,19 @@ def test_every_library_scenario_loads_with_its_store() -> None:
     for path in sorted((ROOT / "sim" / "scenarios").glob("*.toml")):
         sc, store = load_scenario(path)
         assert sc.scenario.name == path.stem and store.street_doors(), path.name
+
+
+@pytest.mark.parametrize("name", ["corner", "mall_unit", "two_doors", "deep_narrow"])
+def test_library_stores_run_to_the_end(tmp_path: Path, name: str) -> None:
+    """A short run of each library store: the world, the radio and the engines take its shape."""
+    sc, _ = load_scenario(ROOT / "sim" / "scenarios" / f"{name}.toml")
+    store = (ROOT / "sim" / "scenarios" / sc.scenario.store).resolve()
+    short = tmp_path / "short.toml"
+    short.write_text(
+        f'[scenario]\nname = "{name}"\nstore = "{store}"\nduration_s = 120\narrivals_until_s = 30\n'
+        "[population]\nvisitors = 4\npassers_by = 4\nregular_fraction = 1\nunconsented_fraction = 0\n"
+    )
+    out: list[str] = []
+    assert run_scenario_cli(short, report_path=tmp_path / "r.json", echo=out.append) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["metrics"]["entry.recall"] is not None and report["metrics"]["sim.duration_s"] == 120
