@@ -25,6 +25,7 @@ def store_text(nodes: int = 60, rooms: int = 16) -> str:
         'connects = ["floor"]\n',
         '[[zones]]\nid = "floor"\nkind = "floor"\n'
         f"polygon = [[0, 3], [{width}, 3], [{width}, 30], [0, 30]]\n",
+        f'[[doors]]\nid = "front"\nzones = ["street", "entrance"]\nposition = [{rooms}, 0]\nwidth_m = 2\n',
     ]
     for r in range(rooms):
         x = 2 * r

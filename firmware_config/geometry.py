@@ -91,6 +91,56 @@ def _cross(u: np.ndarray, v: np.ndarray) -> float:
     return float(u[0] * v[1] - u[1] * v[0])
 
 
+def overlap_area(pa: list[Point], pb: list[Point]) -> float:
+    """Area where the interiors of two simple polygons overlap (0 for neighbours sharing an edge).
+
+    Exact for any simple polygons, convex or not: between consecutive x of the vertices and edge
+    crossings no edge ends or crosses another, so the overlap's height is linear in x there and
+    its value mid-slab times the slab's width is the slab's area."""
+    xs = {float(x) for x, _ in pa} | {float(x) for x, _ in pb}
+    for i in range(len(pa)):
+        for j in range(len(pb)):
+            hit = _crossing(pa[i], pa[(i + 1) % len(pa)], pb[j], pb[(j + 1) % len(pb)])
+            if hit is not None:
+                xs.add(hit[0])
+    edges = sorted(xs)
+    area = 0.0
+    for x0, x1 in zip(edges, edges[1:], strict=False):
+        if x1 - x0 > 1e-12:
+            xm = (x0 + x1) / 2
+            area += _common_length(_spans(pa, xm), _spans(pb, xm)) * (x1 - x0)
+    return area
+
+
+def _crossing(a1: Point, a2: Point, b1: Point, b2: Point) -> Point | None:
+    """Where segments a1-a2 and b1-b2 cross (not parallel), else None."""
+    rx, ry = a2[0] - a1[0], a2[1] - a1[1]
+    sx, sy = b2[0] - b1[0], b2[1] - b1[1]
+    denom = rx * sy - ry * sx
+    if abs(denom) < 1e-12:
+        return None
+    qx, qy = b1[0] - a1[0], b1[1] - a1[1]
+    t, u = (qx * sy - qy * sx) / denom, (qx * ry - qy * rx) / denom
+    if 0 <= t <= 1 and 0 <= u <= 1:
+        return a1[0] + t * rx, a1[1] + t * ry
+    return None
+
+
+def _spans(poly: list[Point], x: float) -> list[tuple[float, float]]:
+    """The y intervals of the vertical line at `x` (no vertex there) inside the polygon."""
+    ys = []
+    for i in range(len(poly)):
+        (x1, y1), (x2, y2) = poly[i], poly[(i + 1) % len(poly)]
+        if (x1 < x) != (x2 < x):
+            ys.append(y1 + (x - x1) * (y2 - y1) / (x2 - x1))
+    ys.sort()
+    return list(zip(ys[::2], ys[1::2], strict=False))
+
+
+def _common_length(sa: list[tuple[float, float]], sb: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(a1, b1) - max(a0, b0)) for a0, a1 in sa for b0, b1 in sb)
+
+
 def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     ab = b - a
     t = 0.0 if not ab.any() else float(np.clip(np.dot(p - a, ab) / np.dot(ab, ab), 0, 1))

@@ -5,7 +5,8 @@ one go, with a line to jump to. So validation runs in three layers that all repo
 list: TOML syntax (tomllib stops at the first syntax error), structure (the pydantic models in
 `firmware_config.store`: unknown keys with a did-you-mean, types, ranges) and cross-field
 checks that need the whole document (duplicate ids, unknown zones, nodes outside their zone,
-unreachable fitting rooms, the entrance/outside topology, RFID devices given twice).
+unreachable fitting rooms, the entrance/outside topology, doors and street boundaries, RFID
+devices given twice).
 
 `tomllib` on Python 3.11 gives no line numbers for keys, so a light scanner maps every key
 path to its line (see `key_lines`).
@@ -24,11 +25,23 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from firmware_config.geometry import open_runs, point_in_polygon, polygon_area, run_length
+from firmware_config.geometry import (
+    door_opening,
+    open_runs,
+    overlap_area,
+    point_in_polygon,
+    polygon_area,
+    run_length,
+    segment_distance,
+    shared_boundary,
+)
 from firmware_config.store import (
     Broker,
+    Door,
+    DoorKind,
     Gateway,
     Node,
     NodeRole,
@@ -300,9 +313,9 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def _fields_at(loc: Sequence[str | int]) -> list[str]:
-    """Keys allowed at `loc` in the store file (for did-you-mean), [] if unknown."""
-    tp: Any = StoreFile
+def _fields_at(loc: Sequence[str | int], root: type[BaseModel] = StoreFile) -> list[str]:
+    """Keys allowed at `loc` in a `root` document (for did-you-mean), [] if unknown."""
+    tp: Any = root
     for part in loc:
         tp = _unwrap(tp)
         if isinstance(part, int):
@@ -320,10 +333,10 @@ def _fields_at(loc: Sequence[str | int]) -> list[str]:
     return []
 
 
-def _structural_message(err: Any) -> str:
+def _structural_message(err: Any, root: type[BaseModel] = StoreFile) -> str:
     kind, loc = err["type"], err["loc"]
     if kind == "extra_forbidden":
-        allowed = _fields_at(loc[:-1])
+        allowed = _fields_at(loc[:-1], root)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
         if close:
             return f"unknown key (did you mean {close[0]!r}?)"
@@ -337,12 +350,20 @@ def _structural_message(err: Any) -> str:
     return message
 
 
-def _structural(data: dict, report: _Report) -> None:
+def _structural(data: dict, report: _Report, root: type[BaseModel] = StoreFile) -> None:
     try:
-        StoreFile.model_validate(data)
+        root.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            report.add(err["loc"], _structural_message(err))
+            report.add(err["loc"], _structural_message(err, root))
+
+
+def model_problems(data: dict, root: type[BaseModel], filename: str, lines: dict[KeyPath, int]) -> list[Problem]:
+    """Structural problems of `data` as a `root` document, in line order: unknown keys with a
+    did-you-mean, types, ranges. For other TOML documents checked like store files (scenarios)."""
+    report = _Report(filename, lines)
+    _structural(data, report, root)
+    return report.sorted()
 
 
 def _valid_items(data: dict, section: str, model: type[M]) -> list[tuple[int, M]]:
@@ -464,13 +485,17 @@ def _check_zones(zones: list[tuple[int, Zone]], known: set[str], report: _Report
     return graph
 
 
-def _check_topology(zones: list[tuple[int, Zone]], graph: dict[str, set[str]], report: _Report) -> None:
-    """Entrances lead outside, the outside leads only to entrances, fitting rooms are reachable.
+def _check_topology(zones: list[tuple[int, Zone]], graph: dict[str, set[str]], data: dict, report: _Report) -> None:
+    """Entrances lead outside through a declared door, the outside leads only to entrances,
+    fitting rooms are reachable.
 
     The presence engine counts a visit from the entrance crossing and never expects a shopper
     to appear in a fitting room it cannot walk to, so these are errors, not style.
     """
     kind = {z.id: z.kind for _, z in zones}
+    zones_by_id = {z.id: z for _, z in zones}
+    walls = [(w.a, w.b) for _, w in _valid_items(data, "walls", Wall)]
+    door_pairs = {frozenset(d) for d in _raw_door_zones(data)}
     index = {z.id: i for i, z in zones}
     entrances = [z for z, k in kind.items() if k is ZoneKind.ENTRANCE]
     outside = [z for z, k in kind.items() if k is ZoneKind.OUTSIDE]
@@ -494,6 +519,9 @@ def _check_topology(zones: list[tuple[int, Zone]], graph: dict[str, set[str]], r
                     f"zone {inner!r} ({kind[inner].value}) connects to the outside; "
                     "only entrance zones may border an outside zone",
                 )
+            elif pair == {ZoneKind.OUTSIDE, ZoneKind.ENTRANCE} and frozenset((z.id, other)) not in door_pairs:
+                report.add(("zones", i, "connects", j), _no_door_message(z, zones_by_id[other], walls))
+                door_pairs.add(frozenset((z.id, other)))  # once per pair, however many sides declare it
     reached = set(entrances)
     todo = list(entrances)
     while todo:
@@ -507,6 +535,115 @@ def _check_topology(zones: list[tuple[int, Zone]], graph: dict[str, set[str]], r
                 report.add(
                     ("zones", index[zid]), f"fitting room {zid!r} is not reachable from any entrance zone"
                 )
+
+
+#: A door's `position` may lie this far off its zones' shared boundary: slack for drawing
+#: the door from a plan; further off, the installer has most likely named the wrong zones.
+DOOR_ON_BOUNDARY_M = 0.3
+#: A point of a door's opening this close to a wall is covered by it (as in geometry.open_runs).
+WALL_CLEARANCE_M = 0.05
+
+
+def _raw_door_zones(data: dict) -> list[tuple[str, str]]:
+    """The zone pairs doors declare, read raw so a door with another problem still counts."""
+    items = data.get("doors")
+    if not isinstance(items, list):
+        return []
+    out = []
+    for d in items:
+        zones = d.get("zones") if isinstance(d, dict) else None
+        if isinstance(zones, list) and len(zones) == 2 and all(isinstance(z, str) for z in zones):
+            out.append((zones[0], zones[1]))
+    return out
+
+
+def _no_door_message(a: Zone, b: Zone, walls: list[tuple[Point, Point]]) -> str:
+    pair = f"zones = [{a.id!r}, {b.id!r}]".replace("'", '"')
+    glazed = shared_boundary(list(a.polygon), list(b.polygon)) and not open_runs(
+        list(a.polygon), list(b.polygon), walls
+    )
+    return (
+        "street boundary with no door"
+        + (" (walled all along: nobody walks through glass)" if glazed else "")
+        + f": declare it in [[doors]] with {pair} and kind = \"street\""
+    )
+
+
+def _covering_wall(jambs: tuple[Point, Point], walls: list[tuple[int, Wall]]) -> int | None:
+    """Index of a wall over the opening between the jambs (one ending at a jamb does not count)."""
+    a, b = np.asarray(jambs[0], float), np.asarray(jambs[1], float)
+    width = float(np.hypot(*(b - a)))
+    if width <= 2 * WALL_CLEARANCE_M:
+        return None
+    inner = np.linspace(WALL_CLEARANCE_M / width + 1e-3, 1 - WALL_CLEARANCE_M / width - 1e-3, 50)
+    for k, w in walls:
+        wa, wb = np.asarray(w.a, float), np.asarray(w.b, float)
+        if any(segment_distance(a + t * (b - a), wa, wb) <= WALL_CLEARANCE_M for t in inner):
+            return k
+    return None
+
+
+def _check_doors(
+    data: dict, zones: list[tuple[int, Zone]], graph: dict[str, set[str]], report: _Report
+) -> None:
+    """Each door joins two connected zones of the right kinds, on their shared boundary, and
+    its opening is free of walls (a door drawn over the glass is no way in)."""
+    by_id = {z.id: z for _, z in zones}
+    walls = _valid_items(data, "walls", Wall)
+    for i, d in _valid_items(data, "doors", Door):
+        unknown = [j for j, zid in enumerate(d.zones) if zid not in by_id]
+        for j in unknown:
+            report.add(("doors", i, "zones", j), f"unknown zone {d.zones[j]!r}" + _did_you_mean(d.zones[j], by_id))
+        if unknown:
+            continue
+        a, b = by_id[d.zones[0]], by_id[d.zones[1]]
+        if a.id == b.id:
+            report.add(("doors", i, "zones"), f"a door joins two different zones (got {a.id!r} twice)")
+            continue
+        outside = [z.id for z in (a, b) if z.kind is ZoneKind.OUTSIDE]
+        if d.kind is DoorKind.STREET and len(outside) != 1:
+            report.add(
+                ("doors", i, "kind"),
+                f"a street door joins an outside zone to the store (got {a.id!r} ({a.kind.value}) "
+                f"and {b.id!r} ({b.kind.value}))",
+            )
+        elif d.kind is DoorKind.INTERNAL and outside:
+            report.add(
+                ("doors", i, "kind"), f"zone {outside[0]!r} is outside: a door to it is kind = \"street\""
+            )
+        if b.id not in graph.get(a.id, ()):
+            report.add(
+                ("doors", i, "zones"),
+                f"zones {a.id!r} and {b.id!r} are not connected: add {b.id!r} to zone {a.id!r}'s connects",
+            )
+        segs = shared_boundary(list(a.polygon), list(b.polygon))
+        if not segs:
+            report.add(("doors", i, "zones"), f"zones {a.id!r} and {b.id!r} share no boundary")
+            continue
+        p = np.asarray(d.position, float)
+        off = min(segment_distance(p, np.asarray(s1, float), np.asarray(s2, float)) for s1, s2 in segs)
+        if off > DOOR_ON_BOUNDARY_M:
+            report.add(
+                ("doors", i, "position"),
+                f"{_fmt_point(d.position)} is {off:.1f} m from the boundary of {a.id!r} and {b.id!r} "
+                f"(at most {DOOR_ON_BOUNDARY_M:g} m)",
+            )
+            continue
+        jambs = door_opening(d.position, d.width_m, list(a.polygon), list(b.polygon))
+        if float(np.hypot(jambs[1][0] - jambs[0][0], jambs[1][1] - jambs[0][1])) < d.width_m - 1e-6:
+            report.add(
+                ("doors", i, "width_m"),
+                f"{d.width_m:g} m does not fit on the boundary of {a.id!r} and {b.id!r} around "
+                f"{_fmt_point(d.position)} (it ends within {d.width_m / 2:g} m of the position)",
+            )
+        k = _covering_wall(jambs, walls)
+        if k is not None:
+            lo, hi = sorted(jambs)
+            report.add(
+                ("doors", i),
+                f"the opening from {_fmt_point(lo)} to {_fmt_point(hi)} is covered by the wall "
+                f"at line {report.line(('walls', k))}: remove or split the wall where the door is",
+            )
 
 
 def _check_nodes(
@@ -599,12 +736,14 @@ def _cross_field(data: dict, report: _Report) -> None:
     _check_store(data, report)
     _check_duplicate_ids(data, "zones", "zone", report)
     _check_duplicate_ids(data, "nodes", "node", report)
+    _check_duplicate_ids(data, "doors", "door", report)
     zones = _valid_items(data, "zones", Zone)
     known = set(_raw_ids(data, "zones"))
     graph = _check_zones(zones, known, report)
     if _all_valid(data, "zones", zones):
         # Topology over a partial zone list would report the missing zone's consequences.
-        _check_topology(zones, graph, report)
+        _check_topology(zones, graph, data, report)
+        _check_doors(data, zones, graph, report)
     _check_nodes(_valid_items(data, "nodes", Node), zones, data, report)
     _check_walls(data, report)
     _check_broker(data, report)
@@ -613,6 +752,19 @@ def _cross_field(data: dict, report: _Report) -> None:
 # --- public surface -------------------------------------------------------------------------
 
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$|\s*\(at end of document\)$")
+
+
+def syntax_problem(exc: tomllib.TOMLDecodeError, text: str, filename: str) -> Problem:
+    """A TOML syntax error as a Problem with its line."""
+    message = str(exc)
+    match = _TOML_AT.search(message)
+    if match is None:
+        line = None
+    elif match.group(1):
+        line = int(match.group(1))
+    else:  # "at end of document"
+        line = text.count("\n") + 1
+    return Problem(filename, line, "(syntax)", _TOML_AT.sub("", message))
 
 
 def validate_text(text: str, filename: str = "<store>") -> StoreFile:
@@ -624,16 +776,21 @@ def validate_text(text: str, filename: str = "<store>") -> StoreFile:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        match = _TOML_AT.search(message)
-        if match is None:
-            line = None
-        elif match.group(1):
-            line = int(match.group(1))
-        else:  # "at end of document"
-            line = text.count("\n") + 1
-        raise ConfigError([Problem(filename, line, "(syntax)", _TOML_AT.sub("", message))]) from None
-    report = _Report(filename, key_lines(text))
+        raise ConfigError([syntax_problem(exc, text, filename)]) from None
+    lines = key_lines(text)
+    if "scenario" in data and "zones" not in data:
+        raise ConfigError(
+            [
+                Problem(
+                    filename,
+                    line_of(lines, ("scenario",)),
+                    "(document)",
+                    f"this is a scenario file ([scenario]), not a store file: run it with `instore sim run "
+                    f"{filename}`; the store file it simulates is the one its scenario.store names",
+                )
+            ]
+        )
+    report = _Report(filename, lines)
     _structural(data, report)
     _cross_field(data, report)
     if report.problems:
@@ -669,17 +826,31 @@ def summary(store: StoreFile) -> str:
 #: A fitting room's opening wider than this is more than a curtain: garments and phones just
 #: outside it read as strongly as inside, in the room's RFID antenna and its BLE node alike.
 MAX_ROOM_OPENING_M = 2.0
+#: Zones overlapping by less than this are rounding in the coordinates, not a drawing mistake.
+MIN_OVERLAP_M2 = 0.01
+#: A shop front may be open this much beyond its doors (slack where glass meets a door frame).
+MAX_FRONT_GAP_M = 0.5
 
 
-def advice(store: StoreFile) -> list[str]:
-    """Valid but likely wrong: fitting rooms open to a neighbouring zone along more than a curtain.
+def advice(store: StoreFile, filename: str = "", lines: dict[KeyPath, int] | None = None) -> list[str]:
+    """Valid but likely wrong: fitting rooms open to a neighbouring zone along more than a
+    curtain, zones whose areas overlap, and a shop front open beyond its doors. With
+    `filename` (and the file's `key_lines`) each warning says where, like the errors.
 
     Found through the simulator: a room whose side has no wall is read from the floor beside
-    it, and both the presence engine and the garment tracker put people and items in it.
+    it, and both the presence engine and the garment tracker put people and items in it. A
+    place inside two zones is claimed by both: the presence grid has cells for it in each,
+    and which zone someone standing there is "in" depends on who asks.
     """
     walls = [(w.a, w.b) for w in store.walls]
+
+    def warn(i: int, zone: Zone, message: str) -> str:
+        line = line_of(lines or {}, ("zones", i))
+        where = f"{filename}:{line}: " if filename and line else f"{filename}: " if filename else ""
+        return f"warning: {where}zones.{zone.id}: {message}"
+
     out = []
-    for room in store.zones:
+    for i, room in enumerate(store.zones):
         if room.kind != ZoneKind.FITTING_ROOM:
             continue
         for other in store.zones:
@@ -688,10 +859,65 @@ def advice(store: StoreFile) -> list[str]:
             opening = sum(run_length(r) for r in open_runs(list(room.polygon), list(other.polygon), walls))
             if opening > MAX_ROOM_OPENING_M:
                 out.append(
-                    f"warning: zones.{room.id}: open to zone {other.id!r} along {opening:.1f} m with no wall "
-                    f"(a curtain is at most {MAX_ROOM_OPENING_M:.0f} m): declare the partition in [[walls]]"
+                    warn(
+                        i,
+                        room,
+                        f"open to zone {other.id!r} along {opening:.1f} m with no wall "
+                        f"(a curtain is at most {MAX_ROOM_OPENING_M:.0f} m): declare the partition in [[walls]]",
+                    )
+                )
+    for i, street in enumerate(store.zones):
+        if street.kind != ZoneKind.OUTSIDE:
+            continue
+        for inner in store.zones:
+            gap = _open_beyond_doors(store, street, inner, walls) if inner.kind != ZoneKind.OUTSIDE else 0.0
+            if gap > MAX_FRONT_GAP_M:
+                out.append(
+                    warn(
+                        i,
+                        street,
+                        f"open to zone {inner.id!r} along {gap:.1f} m beyond its doors with no wall: draw the "
+                        "shop front (glass, wall) in [[walls]], or the radio sees through it",
+                    )
+                )
+    for i, a in enumerate(store.zones):
+        for b in store.zones[i + 1 :]:
+            area = overlap_area(list(a.polygon), list(b.polygon))
+            if area >= MIN_OVERLAP_M2:
+                out.append(
+                    warn(
+                        i,
+                        a,
+                        f"overlaps zone {b.id!r} by {area:.2f} m² (zones meet at their edges; "
+                        "a place inside both has no one zone)",
+                    )
                 )
     return out
+
+
+def _open_beyond_doors(store: StoreFile, a: Zone, b: Zone, walls: list[tuple[Point, Point]]) -> float:
+    """Metres of the two zones' shared boundary with neither a wall nor a declared door."""
+    pa, pb = list(a.polygon), list(b.polygon)
+    openings = [
+        [np.asarray(j, float) for j in door_opening(d.position, d.width_m, pa, pb)]
+        for d in store.doors_between(a.id, b.id)
+    ]
+    step = 0.1  # open_runs samples the boundary every 0.1 m
+    return step * sum(
+        1
+        for run in open_runs(pa, pb, walls)
+        for p in run
+        if all(segment_distance(p, j1, j2) > WALL_CLEARANCE_M for j1, j2 in openings)
+    )
+
+
+def file_advice(store: StoreFile, path: str | Path) -> list[str]:
+    """`advice` for a store file read from `path`, each warning with its file and line."""
+    try:
+        lines = key_lines(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        lines = {}
+    return advice(store, str(path), lines)
 
 
 def validate_cli(path: str | Path) -> tuple[int, str]:
@@ -700,4 +926,4 @@ def validate_cli(path: str | Path) -> tuple[int, str]:
         store = validate_file(path)
     except ConfigError as exc:
         return 1, "\n".join(str(p) for p in exc.problems)
-    return 0, "\n".join([summary(store), *advice(store)])
+    return 0, "\n".join([summary(store), *file_advice(store, path)])

@@ -5,8 +5,8 @@ A hidden Markov model per identity, vectorised over all identities with numpy/sc
 - the hidden state is a *cell* of a grid laid over the store's zones (plus `away`, out of
   radio range). People walk from a cell to its neighbours; between zones only where the
   zone graph connects them and only where they can pass: anywhere along an open boundary
-  (the entrance strip and the sales floor), else at the portal (the door in a glass shop
-  front, a fitting room's curtain). So nobody gets from the pavement to the floor except
+  (the entrance strip and the sales floor), at a declared street door (`[[doors]]`), else at
+  the portal (a fitting room's curtain). So nobody gets from the pavement to the floor except
   through the door, and nobody jumps from the entrance into fitting room 7;
 - on the pavement a cell is also "walking one way" or "walking the other": passers-by walk
   past at about 1.2 m/s and rarely stop, so a phone that stays put, or whose readings do not
@@ -44,10 +44,10 @@ from scipy.special import ndtr as _ndtr
 
 from firmware_config.geometry import (
     crossings,
+    door_opening,
     passage_points,
     point_in_polygon,
     polygon_centroid,
-    portal,
     segment_distance,
     segments_cross,
     shared_boundary,
@@ -335,7 +335,7 @@ class PresenceModel:
                 # edge is not half let in
                 street = ZoneKind.OUTSIDE in (self.kinds[self.z_index[z.id]], self.kinds[self.z_index[other]])
                 pa, pb = list(z.polygon), list(zones[other].polygon)
-                for px, py in [portal(pa, pb, walls)] if street else passage_points(pa, pb, walls):
+                for px, py in _door_middles(store, z.id, other) if street else passage_points(pa, pb, walls):
                     close = np.hypot(xy[:, 0] - px, xy[:, 1] - py) <= p.portal_reach_m
                     a = np.flatnonzero((owner == self.z_index[z.id]) & close & free)
                     b = np.flatnonzero((owner == self.z_index[other]) & close & free)
@@ -779,18 +779,26 @@ class PresenceEngine:
 
 
 def _street_doors(store: StoreFile) -> list[tuple[tuple[float, float], np.ndarray]]:
-    """Every door between the street and the store: where it is, and the unit vector into the store."""
+    """Every declared street door: the middle of its opening, and the unit vector into the store."""
     zones = {z.id: z for z in store.zones}
-    walls = [(w.a, w.b) for w in store.walls]
     doors = []
-    for a, onward in store.zone_graph().items():
-        if a not in zones or zones[a].kind != ZoneKind.OUTSIDE:
-            continue
-        for b in sorted(o for o in onward if o in zones and zones[o].kind != ZoneKind.OUTSIDE):
-            pa, pb = list(zones[a].polygon), list(zones[b].polygon)
-            at = portal(pa, pb, walls)
-            doors.append((at, _inward(at, pa, pb)))
+    for d in store.street_doors():
+        a, b = sorted(d.zones, key=lambda zid: zones[zid].kind != ZoneKind.OUTSIDE)  # outside first
+        pa, pb = list(zones[a].polygon), list(zones[b].polygon)
+        at = _door_middle(d.position, d.width_m, pa, pb)
+        doors.append((at, _inward(at, pa, pb)))
     return doors
+
+
+def _door_middles(store: StoreFile, a: str, b: str) -> list[tuple[float, float]]:
+    """The middle of each declared door between zones `a` and `b`."""
+    pa, pb = list(store.zone(a).polygon), list(store.zone(b).polygon)
+    return [_door_middle(d.position, d.width_m, pa, pb) for d in store.doors_between(a, b)]
+
+
+def _door_middle(position: tuple[float, float], width_m: float, pa: list, pb: list) -> tuple[float, float]:
+    (x1, y1), (x2, y2) = door_opening(position, width_m, pa, pb)
+    return (x1 + x2) / 2, (y1 + y2) / 2
 
 
 def _inward(at: tuple[float, float], pa: list, pb: list) -> np.ndarray:

@@ -36,7 +36,7 @@ from gateway.fitting_rooms import FITTING_ROOM, RoomEvent, fitting_reports
 from sim.emitter import ADDRESS_ROTATION_S, Emitter, Reception
 from sim.enrol import enrol_world
 from sim.rfid_model import RfidModel
-from sim.scenario import Scenario, ScenarioError, load_scenario
+from sim.scenario import Scenario, ScenarioError, load_scenario, store_path
 from sim.score import FittingReport, ReportedEvent, score
 from sim.truth import Truth, build_truth
 from sim.world import World, build_world
@@ -476,6 +476,7 @@ def run_scenario_cli(
     echo: Callable[[str], None] = print,
 ) -> int:
     """`instore sim run`: run, print the score table, write the report/truth/plot; returns the exit code."""
+    from firmware_config.validate import file_advice
     from sim.report import print_table, write_report
 
     try:
@@ -483,6 +484,8 @@ def run_scenario_cli(
     except ScenarioError as exc:
         echo(f"error: {exc}")
         return 1
+    for warning in file_advice(store, store_path(scenario_path, sc)):
+        echo(warning)
     try:
         result = run_fast(sc, store, seed=seed, progress=sys.stderr.isatty())
     except ValueError as exc:  # a scenario the world builder cannot realise (e.g. a bad catalogue)

@@ -6,14 +6,23 @@ reads) and adds the population and the radio conditions. See docs/scenarios.md.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from firmware_config.store import StoreFile, ZoneKind
-from firmware_config.validate import ConfigError, validate_text
+from firmware_config.validate import (
+    ConfigError,
+    Problem,
+    key_lines,
+    line_of,
+    model_problems,
+    syntax_problem,
+    validate_text,
+)
 
 
 class _Strict(BaseModel):
@@ -228,51 +237,80 @@ class Scenario(_Strict):
 
 
 class ScenarioError(ValueError):
-    """An invalid scenario; the message names the file, the key and what is wrong."""
+    """An invalid scenario; each line names the file, the line, the key and what is wrong."""
+
+
+# A model validator's error has the model's location; `_check_ranges` names the key first.
+_NAMED = re.compile(r"^Value error, (\w+): (.*)$", re.DOTALL)
+
+
+def _problems(data: dict, filename: str, lines: dict) -> list[Problem]:
+    """Structural problems of a scenario document, like a store file's (did-you-mean included)."""
+    out = []
+    for p in model_problems(data, Scenario, filename, lines):
+        named = _NAMED.match(p.message)
+        if named:
+            key = f"{p.key}.{named.group(1)}"
+            loc = tuple(p.key.split(".")) + (named.group(1),)
+            p = Problem(p.file, line_of(lines, loc) or p.line, key, named.group(2))
+        out.append(p)
+    return sorted(out, key=lambda p: (p.line is None, p.line or 0))
+
+
+def store_path(path: str | Path, sc: Scenario) -> Path:
+    """The store file a scenario names (relative to the scenario file)."""
+    return (Path(path).parent / sc.scenario.store).resolve()
 
 
 def load_scenario(path: str | Path) -> tuple[Scenario, StoreFile]:
+    """Parse and check a scenario and its store file; ScenarioError lists every problem."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: {exc}") from None
     try:
-        sc = Scenario.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ScenarioError("\n".join(lines)) from None
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(str(syntax_problem(exc, text, str(path)))) from None
+    lines = key_lines(text)
+
+    def where(*loc: str) -> str:
+        line = line_of(lines, loc)
+        return f"{path}:{line}: {'.'.join(loc)}" if line else f"{path}: {'.'.join(loc)}"
+
+    if "zones" in data and "scenario" not in data:
+        raise ScenarioError(
+            f"{path}: (document): this is a store file ([[zones]]), not a scenario: check it with "
+            f"`instore config validate {path}`; to simulate it, write a scenario whose scenario.store "
+            "names it (see sim/scenarios/ and docs/scenarios.md)"
+        )
+    problems = _problems(data, str(path), lines)
+    if problems:
+        raise ScenarioError("\n".join(map(str, problems)))
+    sc = Scenario.model_validate(data)
     if sc.items.catalogue is not None:
         cat = (path.parent / sc.items.catalogue).resolve()
         if not cat.is_file():
-            raise ScenarioError(f"{path}: items.catalogue: catalogue file {cat} not found")
+            raise ScenarioError(f"{where('items', 'catalogue')}: catalogue file {cat} not found")
         sc = sc.model_copy(update={"items": sc.items.model_copy(update={"catalogue": str(cat)})})
-    store_path = (path.parent / sc.scenario.store).resolve()
+    store_file = store_path(path, sc)
     try:
-        store = validate_text(store_path.read_text(encoding="utf-8"), str(store_path))
+        store = validate_text(store_file.read_text(encoding="utf-8"), str(store_file))
     except FileNotFoundError:
-        raise ScenarioError(f"{path}: scenario.store: store file {store_path} not found") from None
+        raise ScenarioError(f"{where('scenario', 'store')}: store file {store_file} not found") from None
     except ConfigError as exc:
-        raise ScenarioError(f"{path}: scenario.store: invalid store file:\n{exc}") from None
+        raise ScenarioError(f"{where('scenario', 'store')}: invalid store file:\n{exc}") from None
     problem = store_problem(store)
     if problem:
-        raise ScenarioError(f"{path}: scenario.store: {store_path.name}: {problem}")
+        raise ScenarioError(f"{where('scenario', 'store')}: {store_file.name}: {problem}")
     return sc, store
 
 
 def store_problem(store: StoreFile) -> str | None:
     """What makes a valid store file unusable for simulation, or None."""
-    kinds = {z.id: z.kind for z in store.zones}
-    links = {(z.id, c) for z in store.zones for c in z.connects} | {
-        (c, z.id) for z in store.zones for c in z.connects
-    }
-    if not any(k == ZoneKind.OUTSIDE for k in kinds.values()):
+    if not any(z.kind == ZoneKind.OUTSIDE for z in store.zones):
         return "no zone of kind 'outside': shoppers need somewhere to come from"
-    doors = [
-        (a, b) for a, b in links if kinds.get(a) == ZoneKind.OUTSIDE and kinds.get(b) == ZoneKind.ENTRANCE
-    ]
-    if not doors:
-        return "no 'entrance' zone connects to an 'outside' zone: nobody could enter"
+    if not store.street_doors():
+        return "no street door ([[doors]] of kind 'street'): nobody could enter"
     return None

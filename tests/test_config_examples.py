@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from benchmarks import config_validate
@@ -56,3 +57,41 @@ def test_systemd_units_are_notify_watchdog_and_unprivileged():
         assert service["User"] == ["instore"] and service["NoNewPrivileges"] == ["yes"]
         assert service["ExecStart"][0].endswith(command)
     assert _unit("instore-edge.service")["Service"]["SupplementaryGroups"] == ["bluetooth dialout"]
+
+
+LIBRARY = {  # the scenario library's stores beyond the boutique and flagship: file -> summary line
+    "corner.toml": "corner: 7 zones, 7 nodes (1 entrance, 2 fitting rooms), 2 RFID readers: OK",
+    "mall_unit.toml": "mall-unit: 6 zones, 6 nodes (1 entrance, 2 fitting rooms), 2 RFID readers: OK",
+    "two_doors.toml": "two-doors: 9 zones, 10 nodes (2 entrances, 3 fitting rooms), 3 RFID readers: OK",
+    "deep_narrow.toml": "deep-narrow: 7 zones, 8 nodes (1 entrance, 3 fitting rooms), 3 RFID readers: OK",
+}
+
+
+def test_library_stores_validate_without_warnings_and_are_installed_like_the_boutique():
+    """Each validates cleanly; an entrance node stands within 3 m of every street door, and every
+    fitting room has its own node with an RFID antenna covering it."""
+    for name, line in LIBRARY.items():
+        assert validate_cli(EXAMPLES / name) == (0, line), name
+        store = validate_file(EXAMPLES / name)
+        entrances = [n.position for n in store.nodes if n.role is NodeRole.ENTRANCE]
+        for door in store.street_doors():
+            assert min(math.dist(door.position, p) for p in entrances) <= 3.0, (name, door.id)
+        for room in (z.id for z in store.zones if z.kind is ZoneKind.FITTING_ROOM):
+            readers = [n for n in store.nodes if n.zone == room and n.rfid is not None]
+            assert readers and readers[0].rfid.antennas[0].zone == room, (name, room)
+
+
+def test_library_stores_have_the_shapes_they_promise():
+    corner = validate_file(EXAMPLES / "corner.toml")
+    (door,) = corner.street_doors()
+    assert door.position[1] != 0  # not on the y = 0 front ...
+    main = corner.zone("main-street")  # ... which faces a door-less main street
+    assert main.kind is ZoneKind.OUTSIDE and not [d for d in corner.doors if "main-street" in d.zones]
+    mall = validate_file(EXAMPLES / "mall_unit.toml")
+    (front,) = mall.street_doors()
+    assert front.width_m == 4 and mall.zone(front.zones[0]).kind is ZoneKind.OUTSIDE
+    two = validate_file(EXAMPLES / "two_doors.toml")
+    assert len({d.zones[0] for d in two.street_doors()}) == 2  # two doors onto two different outside zones
+    deep = validate_file(EXAMPLES / "deep_narrow.toml")
+    rooms = [z for z in deep.zones if z.kind is ZoneKind.FITTING_ROOM]
+    assert rooms and all(min(y for _, y in z.polygon) >= 25 for z in rooms)  # at the back of a 30 m shop

@@ -72,7 +72,17 @@ antennas = [
   { id = 1, position = [1, 7.5] },
   { id = 2, position = [3, 7.5], zone = "floor" },
 ]
+
+[[doors]]
+id = "front"
+zones = ["street", "door"]
+position = [5, 0]
+width_m = 1.8
 """
+
+
+# Shop-front glass either side of BASE's door, ending at its jambs.
+GLASS_FRONT = "\n[[walls]]\na = [0, 0]\nb = [4.1, 0]\n[[walls]]\na = [5.9, 0]\nb = [10, 0]\n"
 
 
 def problems(text: str) -> list[str]:
@@ -111,8 +121,8 @@ def test_unknown_key_did_you_mean():
 
 def test_unknown_table_and_key_without_close_match():
     assert problems(BASE + "\n[brokr]\nport = 1883\n\n[gateway]\nxyz = 1\n") == [
-        "mini.toml:53: brokr: unknown key (did you mean 'broker'?)",
-        "mini.toml:57: gateway.xyz: unknown key "
+        "mini.toml:59: brokr: unknown key (did you mean 'broker'?)",
+        "mini.toml:63: gateway.xyz: unknown key "
         "(expected one of: http_host, http_port, database, mqtt_username)",
     ]
 
@@ -189,7 +199,9 @@ def test_fitting_room_unreachable():
 
 def test_entrance_must_connect_to_outside():
     assert problems(edit(('connects = ["door"]', "connects = []"))) == [
-        "mini.toml:5: zones: no entrance zone connects to an outside zone"
+        "mini.toml:5: zones: no entrance zone connects to an outside zone",
+        "mini.toml:55: doors[0].zones: zones 'street' and 'door' are not connected: "
+        "add 'door' to zone 'street''s connects",
     ]
 
 
@@ -198,6 +210,8 @@ def test_no_outside_and_no_entrance_zone():
     assert problems(text) == [
         "mini.toml:5: zones: no zone of kind 'entrance'",
         "mini.toml:5: zones: no zone of kind 'outside' (the pavement or mall beyond the door)",
+        "mini.toml:53: doors[0].kind: a street door joins an outside zone to the store "
+        "(got 'street' (floor) and 'door' (floor))",
     ]
 
 
@@ -235,9 +249,9 @@ def test_timezone_and_broker_tls():
     text = edit(('timezone = "Europe/Berlin"', 'timezone = "Europe/Berln"')) + "\n[broker]\ntls_port = 1883\n"
     assert problems(text) == [
         "mini.toml:3: store.timezone: unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)",
-        "mini.toml:54: broker.tls_port: a TLS listener needs broker.certfile",
-        "mini.toml:54: broker.tls_port: a TLS listener needs broker.keyfile",
-        "mini.toml:54: broker.tls_port: same port as broker.port (1883)",
+        "mini.toml:60: broker.tls_port: a TLS listener needs broker.certfile",
+        "mini.toml:60: broker.tls_port: a TLS listener needs broker.keyfile",
+        "mini.toml:60: broker.tls_port: same port as broker.port (1883)",
     ]
 
 
@@ -253,9 +267,11 @@ def test_every_problem_reported_at_once_in_line_order():
         "mini.toml:9: zones[0].connects[0]: unknown zone 'dor' (did you mean 'door'?)",
         "mini.toml:32: nodes[0].colour: unknown key (expected one of: id, role, position, zone, ble, rfid)",
         "mini.toml:43: nodes[2].id: duplicate node id 'fr1' (first defined at line 35)",
+        "mini.toml:56: doors[0].zones: zones 'street' and 'door' are not connected: "
+        "add 'door' to zone 'street''s connects",
     ]
     lines = [int(p.split(":")[1]) for p in out]
-    assert lines == sorted(lines) and len(out) == 4
+    assert lines == sorted(lines) and len(out) == 5
 
 
 def test_key_lines_map_tables_arrays_and_inline_values():
@@ -289,18 +305,132 @@ def test_cli_summary_and_failure(tmp_path):
 
 
 def test_a_fitting_room_open_along_a_side_is_flagged_but_valid(tmp_path):
-    """The example boutique's fr1 has no wall towards the floor alcove (x = 14): valid, but the
-    installer is told, because the room is then read from the floor beside it."""
-    code, text = validate_cli(EXAMPLES / "boutique.toml")
-    assert code == 0 and text.splitlines()[1:] == [
-        "warning: zones.fr1: open to zone 'floor' along 2.9 m with no wall (a curtain is at most 2 m): "
-        "declare the partition in [[walls]]"
-    ]
-    walled = tmp_path / "walled.toml"
-    walled.write_text(
-        (EXAMPLES / "boutique.toml").read_text() + "\n[[walls]]\na = [14, 9]\nb = [14, 12]\nattenuation_db = 6\n"
+    """A fitting room with no wall on one side is valid, but the installer is told where,
+    because the room is then read from the floor beside it. The example boutique walls all
+    three rooms, so it gets no warning."""
+    assert validate_cli(EXAMPLES / "boutique.toml") == (
+        0,
+        "boutique: 7 zones, 6 nodes (1 entrance, 3 fitting rooms), 3 RFID readers: OK",
     )
-    assert validate_cli(walled) == (0, "boutique: 7 zones, 6 nodes (1 entrance, 3 fitting rooms), 3 RFID readers: OK")
+    text = (EXAMPLES / "boutique.toml").read_text()
+    side_wall = "[[walls]]\na = [14, 9]\nb = [14, 12]\nattenuation_db = 6\n"
+    assert text.count(side_wall) == 1
+    opened = tmp_path / "opened.toml"
+    opened.write_text(text.replace(side_wall, ""))
+    line = text.splitlines().index('id = "fr1"')  # the [[zones]] header above it, 1-based
+    code, out = validate_cli(opened)
+    assert code == 0 and out.splitlines()[1:] == [
+        f"warning: {opened}:{line}: zones.fr1: open to zone 'floor' along 2.9 m with no wall "
+        "(a curtain is at most 2 m): declare the partition in [[walls]]"
+    ]
+
+
+def _door(**fields: str) -> str:
+    """BASE with its door's fields replaced."""
+    head, door = BASE.split("[[doors]]")
+    for key, value in fields.items():
+        old = next(line for line in door.splitlines() if line.startswith(f"{key} ="))
+        door = door.replace(old, f"{key} = {value}")
+    return head + "[[doors]]" + door
+
+
+def test_doors_join_known_different_connected_zones():
+    assert problems(_door(zones='["street", "dor"]')) == [
+        "mini.toml:9: zones[0].connects[0]: street boundary with no door: declare it in [[doors]] with "
+        'zones = ["street", "door"] and kind = "street"',
+        "mini.toml:55: doors[0].zones[1]: unknown zone 'dor' (did you mean 'door'?)",
+    ]
+    assert problems(_door(zones='["door", "door"]')) == [
+        "mini.toml:9: zones[0].connects[0]: street boundary with no door: declare it in [[doors]] with "
+        'zones = ["street", "door"] and kind = "street"',
+        "mini.toml:55: doors[0].zones: a door joins two different zones (got 'door' twice)",
+    ]
+    assert problems(_door(zones='["door", "floor"]', position="[5, 2]")) == [
+        "mini.toml:9: zones[0].connects[0]: street boundary with no door: declare it in [[doors]] with "
+        'zones = ["street", "door"] and kind = "street"',
+        "mini.toml:53: doors[0].kind: a street door joins an outside zone to the store "
+        "(got 'door' (entrance) and 'floor' (floor))",
+    ]
+    unconnected = _door(zones='["door", "fr1"]', position="[10, 2]") + 'kind = "internal"\n'
+    assert problems(unconnected)[1:] == [
+        "mini.toml:55: doors[0].zones: zones 'door' and 'fr1' are not connected: add 'fr1' to zone 'door''s connects",
+        "mini.toml:55: doors[0].zones: zones 'door' and 'fr1' share no boundary",
+    ]
+
+
+def test_internal_door_to_the_outside_is_a_street_door():
+    assert problems(BASE + 'kind = "internal"\n') == [
+        'mini.toml:58: doors[0].kind: zone \'street\' is outside: a door to it is kind = "street"'
+    ]
+
+
+def test_door_position_on_the_boundary_and_width_that_fits():
+    assert validate_text(_door(position="[5, 0.25]"), "mini.toml").doors[0].position == (5, 0.25)
+    assert problems(_door(position="[5, 1]")) == [
+        "mini.toml:56: doors[0].position: (5, 1) is 1.0 m from the boundary of 'street' and 'door' (at most 0.3 m)"
+    ]
+    assert problems(_door(position="[9.5, 0]")) == [
+        "mini.toml:57: doors[0].width_m: 1.8 m does not fit on the boundary of 'street' and 'door' around "
+        "(9.5, 0) (it ends within 0.9 m of the position)"
+    ]
+
+
+def test_door_opening_covered_by_glass():
+    glass = "\n[[walls]]\na = [0, 0]\nb = [10, 0]\nattenuation_db = 4\n"
+    assert problems(BASE + glass) == [
+        "mini.toml:53: doors[0]: the opening from (4.1, 0) to (5.9, 0) is covered by the wall at line 59: "
+        "remove or split the wall where the door is"
+    ]
+    # glass either side of the door, ending at its jambs, is a shop front
+    assert len(validate_text(BASE + GLASS_FRONT, "mini.toml").walls) == 2
+
+
+def test_street_boundary_needs_a_door():
+    no_door = BASE[: BASE.index("[[doors]]")]
+    assert problems(no_door) == [
+        "mini.toml:9: zones[0].connects[0]: street boundary with no door: declare it in [[doors]] with "
+        'zones = ["street", "door"] and kind = "street"'
+    ]
+    door_zone = 'polygon = [[0, 0], [10, 0], [10, 2], [0, 2]]\nconnects = ["floor"]'
+    both_sides = no_door.replace(door_zone, door_zone.replace('"floor"', '"floor", "street"'))
+    assert len(problems(both_sides)) == 1  # one error per street boundary, however it is declared
+    glazed = no_door + "[[walls]]\na = [0, 0]\nb = [10, 0]\n"
+    assert problems(glazed) == [
+        "mini.toml:9: zones[0].connects[0]: street boundary with no door (walled all along: nobody walks "
+        'through glass): declare it in [[doors]] with zones = ["street", "door"] and kind = "street"'
+    ]
+
+
+def test_duplicate_door_ids():
+    second = '\n[[doors]]\nid = "front"\nzones = ["street", "door"]\nposition = [8, 0]\n'
+    assert problems(BASE + second) == [
+        "mini.toml:60: doors[1].id: duplicate door id 'front' (first defined at line 53)"
+    ]
+
+
+def test_overlapping_zones_are_a_warning(tmp_path):
+    overlapping = tmp_path / "overlap.toml"
+    floor = "polygon = [[0, 2], [10, 2], [10, 8], [0, 8]]"
+    overlapping.write_text(BASE.replace(floor, floor.replace("2]", "1.5]")) + GLASS_FRONT)
+    code, out = validate_cli(overlapping)
+    assert code == 0 and out.splitlines()[1:] == [
+        f"warning: {overlapping}:11: zones.door: overlaps zone 'floor' by 5.00 m² (zones meet at their edges; "
+        "a place inside both has no one zone)"
+    ]
+
+
+def test_a_shop_front_open_beyond_its_doors_is_a_warning(tmp_path):
+    """BASE draws no shop front: the street is open to the entrance along 10 m, 1.8 m of it
+    the door. The radio model then sees through the front, so the installer is told."""
+    open_front = tmp_path / "open.toml"
+    open_front.write_text(BASE)
+    assert validate_cli(open_front)[1].splitlines()[1:] == [
+        f"warning: {open_front}:5: zones.street: open to zone 'door' along 8.2 m beyond its doors with no wall: "
+        "draw the shop front (glass, wall) in [[walls]], or the radio sees through it"
+    ]
+    glazed = tmp_path / "glazed.toml"
+    glazed.write_text(BASE + GLASS_FRONT)
+    assert validate_cli(glazed) == (0, "mini: 4 zones, 3 nodes (1 entrance, 1 fitting room), 2 RFID readers: OK")
 
 
 def test_validate_file_returns_the_model():

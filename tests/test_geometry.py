@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from firmware_config.geometry import passage_points, portal
+from firmware_config.geometry import overlap_area, passage_points, portal
 
 ENTRANCE = [(0.0, 0.0), (20.0, 0.0), (20.0, 3.0), (0.0, 3.0)]
 FLOOR = [(0.0, 3.0), (20.0, 3.0), (20.0, 9.0), (0.0, 9.0)]
@@ -67,3 +68,13 @@ def test_store_file_lists_declared_doors_by_zone_pair():
     assert [d.id for d in store.doors_between("entrance", "pavement")] == ["front"]
     assert [d.id for d in store.street_doors()] == ["front"]
     assert store.doors_between("floor", "till") == []
+
+
+def test_overlap_area_of_neighbours_nested_and_l_shaped_zones():
+    strip = [(0, 0), (10, 0), (10, 3), (0, 3)]
+    assert overlap_area(strip, [(0, 3), (10, 3), (10, 9), (0, 9)]) == 0.0  # sharing an edge
+    assert overlap_area(strip, [(0, 2.9), (10, 2.9), (10, 9), (0, 9)]) == pytest.approx(1.0)  # a 0.1 m sliver
+    assert overlap_area(strip, strip) == pytest.approx(30.0)
+    ell = [(0, 0), (10, 0), (10, 4), (4, 4), (4, 10), (0, 10)]
+    assert overlap_area(ell, [(5, 5), (9, 5), (9, 9), (5, 9)]) == 0.0  # in the L's notch
+    assert overlap_area(ell, [(3, 3), (6, 3), (6, 6), (3, 6)]) == pytest.approx(5.0)  # round its inner corner

@@ -165,7 +165,7 @@ def _write(tmp_path: Path, body: str) -> Path:
         ("duration_s = -5\n", "scenario.duration_s: Input should be greater than 0"),
         (
             "duration_s = 60\n[population]\nvisitorz = 3\n",
-            "population.visitorz: Extra inputs are not permitted",
+            "population.visitorz: unknown key (did you mean 'visitors'?)",
         ),
         (
             "duration_s = 60\n[population]\nbrowse_dwell_s = [50, 10]\n",
