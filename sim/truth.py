@@ -33,6 +33,8 @@ class AgentTruth:
     entered_at: float | None  # door crossing in
     left_at: float | None  # door crossing out
     stays: tuple[ZoneStay, ...]
+    party: str | None = None  # visitors who came together share a party id
+    party_size: int = 1
 
     def zone_at(self, t: float) -> str | None:
         for s in self.stays:
@@ -123,6 +125,8 @@ def build_truth(world: World) -> Truth:
                 a.entered_at,
                 a.left_at,
                 stays,
+                a.party,
+                a.party_size,
             )
         )
     room_items: list[RoomItem] = []
