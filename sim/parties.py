@@ -17,6 +17,7 @@ BESIDE_M = (0.3, 0.7)  # where a member stands while the party stops: this far f
 ALONE_MIN_DWELL_S = 40.0  # only a stop at least this long leaves time to browse alone and come back
 ALONE_MIN_S = 10.0  # time spent at their own spot when browsing alone
 WAIT_M = 0.8  # people waiting for a fitting room stand this far from its opening, on the floor
+ROOM_MAX_WAIT_S = 300.0  # a party facing a longer queue for every room gives trying on a miss
 ROOM_BUFFER_S = 2.0  # a room is booked this much longer than the first member's stay (the others' lag)
 
 

@@ -25,7 +25,7 @@ from firmware_config.geometry import point_in_polygon
 from firmware_config.store import NodeRole, StoreFile, ZoneKind
 from gateway.epc import sgtin96_from_gtin
 from sim.lanes import Lanes, project
-from sim.parties import LAG_S, ROOM_BUFFER_S, RoomBook, follow, party_sizes, wait_spots
+from sim.parties import LAG_S, ROOM_BUFFER_S, ROOM_MAX_WAIT_S, RoomBook, follow, party_sizes, wait_spots
 from sim.paths import FloorPlan, Gate, Walk
 from sim.scenario import Population, Scenario
 
@@ -484,26 +484,31 @@ class _Trip:
     room_span: tuple[int, int] | None  # waypoint indices at the wait spot before and after the room
 
 
-def _try_on(site: _Site, sc: Scenario, p: Walk, stock: _Stock | None, carried: list[Item]) -> tuple[int, int]:
+def _try_on(
+    site: _Site, sc: Scenario, p: Walk, stock: _Stock | None, carried: list[Item]
+) -> tuple[int, int] | None:
     """Queue for the fitting room that is free first, try on, leave some garments there.
-    Returns the waypoint indices at the wait spot before and after."""
+    Returns the waypoint indices at the wait spot before and after, or None when every queue
+    is too long."""
     pop, rng = sc.population, site.rng
     dwell = float(rng.uniform(*pop.fitting_dwell_s))
-    best: tuple[float, str, float] | None = None
+    best: tuple[float, float, str, tuple[float, float]] | None = None
     for room in rng.permutation(sorted(site.waits)).tolist():
         spot, floor = site.waits[room]
-        walk_to = site.plan.length(p.pts[-1], p.zone, spot, floor, site.via) / p.speed
+        there = p.t + site.plan.length(p.pts[-1], p.zone, spot, floor, site.via) / p.speed
         inside = site.plan.point(room, rng)
         walk_in = site.plan.length(spot, floor, inside, room) / p.speed
-        start = site.book.free_from(room, p.t + walk_to, 2 * walk_in + dwell + ROOM_BUFFER_S)
-        if best is None or start < best[0]:
-            best = (start, room, inside)  # type: ignore[assignment]
-    start, room, inside = best  # type: ignore[misc]
+        start = site.book.free_from(room, there, 2 * walk_in + dwell + ROOM_BUFFER_S)
+        if best is None or start - there < best[0]:
+            best = (start - there, start, room, inside)
+    wait, start, room, inside = best  # type: ignore[misc]
+    if wait > ROOM_MAX_WAIT_S:
+        return None
     spot, floor = site.waits[room]
     site.go(p, floor, target=spot)
     before = len(p.pts) - 1
     p.dwell(start - p.t)
-    site.go(p, room, target=inside)  # type: ignore[arg-type]
+    site.go(p, room, target=inside)
     p.dwell(dwell)
     if stock is not None:
         kept = []

@@ -82,7 +82,7 @@ def test_one_party_per_fitting_room_and_others_wait(busy: World) -> None:
     party = {a.id: a.party for a in busy.agents}
     rooms = {z for z, k in truth.zone_kinds.items() if k == "fitting_room"}
     stays = [(s.zone, s.start, s.end, party[a.id]) for a in truth.agents for s in a.stays if s.zone in rooms]
-    assert len(stays) > 40  # three rooms, a busy hour: they were contested
+    assert len(stays) > 25  # three rooms, a busy hour: they were contested
     for i, (room, start, end, p) in enumerate(stays):
         for room2, start2, end2, p2 in stays[i + 1 :]:
             if room2 == room and start < end2 and start2 < end:
