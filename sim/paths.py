@@ -28,7 +28,7 @@ from firmware_config.geometry import (
     segments_cross,
     shared_boundary,
 )
-from firmware_config.store import StoreFile
+from firmware_config.store import StoreFile, ZoneKind
 
 CLEARANCE_M = 0.25  # people keep this far from inner corners, wall ends and zone edges
 SIDE_M = 0.1  # an opening's two nodes stand this far either side of it
@@ -87,6 +87,15 @@ def distance_to_segments(p: np.ndarray, segs: np.ndarray) -> float:
     return float(np.hypot(*(a + t[:, None] * ab - p).T).min())
 
 
+def _walls_near(walls: np.ndarray, poly: list[Point]) -> np.ndarray:
+    """The walls that reach into the polygon's bounding box: the only ones a walk in it can meet."""
+    a = np.asarray(poly, float)
+    lo, hi = a.min(axis=0) - 1e-6, a.max(axis=0) + 1e-6
+    wlo = np.minimum(walls[:, 0:2], walls[:, 2:4])
+    whi = np.maximum(walls[:, 0:2], walls[:, 2:4])
+    return walls[np.all(whi >= lo, axis=1) & np.all(wlo <= hi, axis=1)]
+
+
 def reflex_corners(poly: list[Point], pull: float) -> list[np.ndarray]:
     """The polygon's inner (reflex) corners, moved `pull` metres off both adjacent edges into it."""
     a = np.asarray(poly, float)
@@ -106,12 +115,16 @@ def reflex_corners(poly: list[Point], pull: float) -> list[np.ndarray]:
 
 
 def street_gates(store: StoreFile, gates: list[Gate]) -> list[Gate]:
-    """The openings from an outside zone into the store, outside zone first."""
+    """The openings from an outside zone into the sales area (not a stock room's delivery door),
+    outside zone first."""
     kinds = {z.id: z.kind for z in store.zones}
+    sales = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)
     out = []
     for g in gates:
-        if (kinds[g.a] == "outside") != (kinds[g.b] == "outside"):
-            out.append(g if kinds[g.a] == "outside" else Gate(g.b, g.a, g.p2, g.p1))
+        if kinds[g.a] == ZoneKind.OUTSIDE and kinds[g.b] in sales:
+            out.append(g)
+        elif kinds[g.b] == ZoneKind.OUTSIDE and kinds[g.a] in sales:
+            out.append(Gate(g.b, g.a, g.p2, g.p1))
     return out
 
 
@@ -150,7 +163,7 @@ class FloorPlan:
     def __init__(self, store: StoreFile):
         self.polys = {z.id: list(z.polygon) for z in store.zones}
         self.walls = np.asarray([[*w.a, *w.b] for w in store.walls], float).reshape(-1, 4)
-        self.block = {z: np.concatenate([polygon_edges(p), self.walls]) for z, p in self.polys.items()}
+        self.block = {z: np.concatenate([polygon_edges(p), _walls_near(self.walls, p)]) for z, p in self.polys.items()}
         self.gates = find_gates(store)
         self.street = street_gates(store, self.gates)
         xy: list[np.ndarray] = []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_config.geometry import point_in_polygon
+from firmware_config.geometry import point_in_polygon, polygon_centroid
 from firmware_config.store import NodeRole, StoreFile, ZoneKind
 from gateway.epc import sgtin96_from_gtin
 from sim.lanes import Lanes, project
@@ -324,6 +324,7 @@ class _Site:
         self.rooms = [z for z, k in kinds.items() if k == ZoneKind.FITTING_ROOM]
         self.tills = [z for z, k in kinds.items() if k == ZoneKind.TILL]
         self.waits = wait_spots(self.plan, self.rooms)
+        self.centres = {r: polygon_centroid(self.plan.polys[r]) for r in self.rooms}
         self.book = RoomBook(self.rooms)
 
     def pick(self, options: list):  # noqa: ANN201
@@ -492,19 +493,21 @@ def _try_on(
     is too long."""
     pop, rng = sc.population, site.rng
     dwell = float(rng.uniform(*pop.fitting_dwell_s))
-    best: tuple[float, float, str, tuple[float, float]] | None = None
-    for room in rng.permutation(sorted(site.waits)).tolist():
-        spot, floor = site.waits[room]
-        there = p.t + site.plan.length(p.pts[-1], p.zone, spot, floor, site.via) / p.speed
-        inside = site.plan.point(room, rng)
-        walk_in = site.plan.length(spot, floor, inside, room) / p.speed
-        start = site.book.free_from(room, there, 2 * walk_in + dwell + ROOM_BUFFER_S)
-        if best is None or start - there < best[0]:
-            best = (start - there, start, room, inside)
-    wait, start, room, inside = best  # type: ignore[misc]
-    if wait > ROOM_MAX_WAIT_S:
-        return None
+
+    def wait_at(room: str) -> float:  # a quick guess from straight-line distances, to choose the room
+        spot, _ = site.waits[room]
+        there = p.t + float(np.hypot(*np.subtract(spot, p.pts[-1]))) / p.speed
+        walk_in = float(np.hypot(*np.subtract(spot, site.centres[room]))) / p.speed
+        return site.book.free_from(room, there, 2 * walk_in + dwell + ROOM_BUFFER_S) - there
+
+    room = min(rng.permutation(sorted(site.waits)).tolist(), key=wait_at)
     spot, floor = site.waits[room]
+    there = p.t + site.plan.length(p.pts[-1], p.zone, spot, floor, site.via) / p.speed
+    inside = site.plan.point(room, rng)
+    walk_in = site.plan.length(spot, floor, inside, room) / p.speed
+    start = site.book.free_from(room, there, 2 * walk_in + dwell + ROOM_BUFFER_S)
+    if start - there > ROOM_MAX_WAIT_S:
+        return None
     site.go(p, floor, target=spot)
     before = len(p.pts) - 1
     p.dwell(start - p.t)
