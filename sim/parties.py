@@ -8,6 +8,8 @@ with them (docs/scenarios.md, "How people move").
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from sim.paths import FloorPlan, Walk
@@ -59,7 +61,8 @@ def wait_spots(plan: FloorPlan, rooms: list[str]) -> dict[str, tuple[tuple[float
         for g in plan.gates:
             if room not in (g.a, g.b):
                 continue
-            c = g.crossing_points()[len(g.crossing_points()) // 2]
+            points = g.crossing_points()
+            c = points[len(points) // 2]
             sa, sb = plan.sides(g, c)
             near, floor = (sb, g.b) if g.a == room else (sa, g.a)
             if near is None:
@@ -89,8 +92,7 @@ def follow(
     keep = [k for k in range(len(lead.pts)) if not (outside_room and outside_room[0] < k < outside_room[1])]
     lo, hi = (lead.times[outside_room[0]], lead.times[outside_room[1]]) if outside_room else (0.0, -1.0)
     w = Walk(lead.times[0] + lag, lead.pts[0], lead.zones[0][1], lead.speed)
-    w.times = [lead.times[k] + lag for k in keep]
-    w.pts = [lead.pts[k] for k in keep]
+    w.times, w.pts = [lead.times[k] + lag for k in keep], [lead.pts[k] for k in keep]
     w.zones = [(t + lag, z) for t, z in lead.zones if not lo < t < hi]
     zone_of = _zone_lookup(w)
     stops = [m for m in range(1, len(w.pts) - 2) if w.pts[m] == w.pts[m + 1] and w.times[m + 1] > w.times[m]]
@@ -104,7 +106,7 @@ def follow(
     return w
 
 
-def _zone_lookup(w: Walk):  # noqa: ANN202
+def _zone_lookup(w: Walk) -> Callable[[float], str]:
     times = [t for t, _ in w.zones]
     zones = [z for _, z in w.zones]
     return lambda t: zones[max(0, int(np.searchsorted(times, t, side="right")) - 1)]
@@ -120,7 +122,15 @@ def _stand_beside(w: Walk, m: int, zone: str, plan: FloorPlan, rng: np.random.Ge
         w.pts[m] = w.pts[m + 1] = (float(p[0]), float(p[1]))
 
 
-def _browse_alone(w: Walk, m: int, zone_of, plan: FloorPlan, rng, floors: list[str], via: frozenset[str]) -> None:  # noqa: ANN001
+def _browse_alone(
+    w: Walk,
+    m: int,
+    zone_of: Callable[[float], str],
+    plan: FloorPlan,
+    rng: np.random.Generator,
+    floors: list[str],
+    via: frozenset[str],
+) -> None:
     """During the stop at m, m+1: walk to a spot of one's own, browse there, and come back in time."""
     here, zone = w.pts[m], zone_of(w.times[m])
     dst = floors[int(rng.integers(len(floors)))]

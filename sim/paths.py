@@ -147,7 +147,7 @@ def find_gates(store: StoreFile) -> list[Gate]:
             continue
         runs = [r for r in open_runs(polys[a], polys[b], walls) if run_length(r) >= MIN_OPENING_M]
         if runs:
-            out += [Gate(a, b, tuple(map(float, r[0])), tuple(map(float, r[-1]))) for r in runs]  # type: ignore[arg-type]
+            out += [Gate(a, b, _pt(r[0]), _pt(r[-1])) for r in runs]
             continue
         segs = shared_boundary(polys[a], polys[b])
         if segs:
