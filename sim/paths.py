@@ -157,6 +157,20 @@ def find_gates(store: StoreFile) -> list[Gate]:
     return out
 
 
+def _openings(gates: list[Gate]) -> dict[frozenset[str], np.ndarray]:
+    """Per pair of zones, the parts of their openings people may cross anywhere along (JAMB_M
+    clear of the ends), as (n, 4) segments; curtains (a single point) have none."""
+    out: dict[frozenset[str], list[list[float]]] = {}
+    for g in gates:
+        p1, p2 = np.asarray(g.p1, float), np.asarray(g.p2, float)
+        length = float(np.hypot(*(p2 - p1)))
+        if length <= 2 * JAMB_M:
+            continue
+        u = (p2 - p1) / length
+        out.setdefault(frozenset((g.a, g.b)), []).append([*(p1 + JAMB_M * u), *(p2 - JAMB_M * u)])
+    return {k: np.asarray(v, float) for k, v in out.items()}
+
+
 class FloorPlan:
     """The store's walkable plan: which straight walks are allowed, and shortest routes."""
 
@@ -166,6 +180,8 @@ class FloorPlan:
         self.block = {z: np.concatenate([polygon_edges(p), _walls_near(self.walls, p)]) for z, p in self.polys.items()}
         self.gates = find_gates(store)
         self.street = street_gates(store, self.gates)
+        self.edges = {z: polygon_edges(p) for z, p in self.polys.items()}
+        self.openings = _openings(self.gates)
         xy: list[np.ndarray] = []
         zone: list[str] = []
         cross: dict[tuple[int, int], np.ndarray] = {}
@@ -308,7 +324,49 @@ class FloorPlan:
                 c = self.cross[(u, v)]
                 out.append(((float(c[0]), float(c[1])), str(self.zone[v])))
             out.append(((float(self.xy[v][0]), float(self.xy[v][1])), str(self.zone[v])))
-        return out + end
+        return self._straighten((_pt(p), src_zone), out + end)
+
+    def _straighten(
+        self, start: tuple[Point, str], route: list[tuple[tuple[float, float], str]]
+    ) -> list[tuple[tuple[float, float], str]]:
+        """Cross each opening where the straight line from the point before it to the point after
+        it meets the boundary, when that line stays in the two zones and meets no wall: a wide
+        opening is crossed anywhere along it, not only at its nodes."""
+        out = [start]
+        k = 0
+        while k < len(route):
+            xy, zone = route[k]
+            if zone != out[-1][1] and len(out) >= 2 and k + 2 < len(route):
+                c = self._crossing(out[-2][0], route[k + 2][0], out[-1][1], zone)
+                if c is not None:
+                    out[-1] = (c, zone)
+                    k += 2
+                    continue
+            out.append((xy, zone))
+            k += 1
+        return out[1:]
+
+    def _crossing(self, p: Point, q: Point, za: str, zb: str) -> tuple[float, float] | None:
+        """Where the straight walk p (in za) -> q (in zb) crosses into zb, if it does so once,
+        inside an opening between the two, and meets no wall; else None."""
+        a, b = np.asarray(p, float), np.asarray(q, float)
+        openings = self.openings.get(frozenset((za, zb)))
+        if openings is None or segments_cross(a, b, self.walls).any():
+            return None
+        edges = np.concatenate([self.edges[za], self.edges[zb]])
+        hit = segments_cross(a, b, edges)
+        if not hit.any():
+            return None
+        e = edges[hit]
+        d = b - a
+        s = e[:, 2:4] - e[:, 0:2]
+        t = ((e[:, 0] - a[0]) * s[:, 1] - (e[:, 1] - a[1]) * s[:, 0]) / (d[0] * s[:, 1] - d[1] * s[:, 0])
+        if (t.max() - t.min()) * float(np.hypot(*d)) > 1e-6:
+            return None  # leaves a zone somewhere else too
+        c = a + float(t.mean()) * d
+        if distance_to_segments(c, openings) > 1e-6:
+            return None
+        return _pt(c)
 
     def length(self, src: Point, src_zone: str, dst: Point, dst_zone: str, via: frozenset[str] = frozenset()) -> float:
         """Walking distance of `route`."""
