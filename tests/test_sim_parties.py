@@ -60,6 +60,8 @@ def test_parties_cross_the_door_within_a_second_and_stay_together(busy: World) -
             d = [np.hypot(*np.subtract(a.position(t), lead.position(t))) for t in ts]
             close.append(np.mean(np.asarray(d) < 2.0))
     assert np.mean(close) > 0.8  # mostly together
+    two_phones = [m for m in groups if sum(a.customer is not None for a in m) >= 2]
+    assert two_phones  # each member is registered or not on their own
 
 
 def test_a_member_may_browse_alone_and_rejoin() -> None:
