@@ -191,6 +191,7 @@ def store_problem(store: StoreFile) -> str | None:
     links = {(z.id, c) for z in store.zones for c in z.connects} | {
         (c, z.id) for z in store.zones for c in z.connects
     }
+    links |= {(a, b) for d in store.doors for a, b in (d.zones, d.zones[::-1])}  # a declared door joins too
     if not any(k == ZoneKind.OUTSIDE for k in kinds.values()):
         return "no zone of kind 'outside': shoppers need somewhere to come from"
     doors = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from firmware_config.geometry import point_in_polygon
 from firmware_config.store import parse_store_dict
 from sim.lanes import Lanes
 from sim.paths import FloorPlan
-from sim.scenario import Items, Population, Scenario, ScenarioInfo
+from sim.scenario import Items, Population, Scenario, ScenarioInfo, store_problem
 from sim.world import AgentKind, build_world
 
 SHOP = [(0, 0), (10, 0), (10, 10), (0, 10)]
@@ -75,3 +77,13 @@ def test_passers_by_follow_the_l_shaped_pavement_and_visitors_use_the_side_door(
         assert door[0] == pytest.approx(0.0) and 4.5 < door[1] < 5.5
         before = [a.position(float(t)) for t in np.linspace(a.t_start, a.entered_at, 50)]  # type: ignore[arg-type]
         assert all(point_in_polygon(p, PAVEMENT) and not _strictly_inside(p, SHOP) for p in before)
+
+
+def test_a_declared_street_door_joins_without_connects() -> None:
+    layout = copy.deepcopy(CORNER_SHOP)
+    del layout["zones"][0]["connects"]
+    store = parse_store_dict(layout)
+    assert store_problem(store) is None
+    assert [(g.a, g.b) for g in FloorPlan(store).street] == [("pavement", "shop")]
+    layout["doors"] = []
+    assert "nobody could enter" in (store_problem(parse_store_dict(layout)) or "")
