@@ -18,16 +18,29 @@ ENTRANCE_DEPTH = 3.0
 
 
 def _layout(
-    w: float, d: float, notch: tuple[float, float] | None, room_w: float, partition: bool, room_door: bool = True
+    w: float,
+    d: float,
+    notch: tuple[float, float] | None,
+    room_w: float,
+    partition: bool,
+    room_door: bool = True,
+    corner: bool = False,
 ) -> dict:
     """A shop front on a pavement, an entrance strip, a floor that is L-shaped (or worse) round a
-    neighbour's unit in one back corner and a walled fitting room with a door in the other."""
+    neighbour's unit in one back corner and a walled fitting room with a door in the other. A
+    corner shop has an L-shaped pavement round its left side and its door on that side street."""
     floor = [(0, ENTRANCE_DEPTH), (w, ENTRANCE_DEPTH)]
+    pavement = [(-4, -4), (w + 4, -4), (w + 4, 0), (-4, 0)]
+    walls = [((0, 0), (w / 2 - 0.9, 0)), ((w / 2 + 0.9, 0), (w, 0))]
+    door = (w / 2, 0)
+    if corner:
+        pavement = [(-4, -4), (w + 4, -4), (w + 4, 0), (0, 0), (0, d + 4), (-4, d + 4)]
+        walls = [((0, 0), (w, 0)), ((0, 0), (0, 0.6)), ((0, 2.4), (0, d))]
+        door = (0, 1.5)
     zones = [
-        {"id": "pavement", "kind": "outside", "polygon": [(-4, -4), (w + 4, -4), (w + 4, 0), (-4, 0)]},
+        {"id": "pavement", "kind": "outside", "polygon": pavement},
         {"id": "entrance", "kind": "entrance", "polygon": [(0, 0), (w, 0), (w, ENTRANCE_DEPTH), (0, ENTRANCE_DEPTH)]},
     ]
-    walls = [((0, 0), (w / 2 - 0.9, 0)), ((w / 2 + 0.9, 0), (w, 0))]
     if notch:
         a, b = notch
         floor += [(w, d - b), (w - a, d - b), (w - a, d)]
@@ -57,7 +70,7 @@ def _layout(
         walls.append(((w * 0.3, y), (w * 0.6, y)))
     zones.append({"id": "floor", "kind": "floor", "polygon": floor, "connects": ["entrance", "fr1"]})
     zones[1]["connects"] = ["pavement"]
-    doors = [{"id": "front", "zones": ["pavement", "entrance"], "position": (w / 2, 0), "width_m": 1.8}]
+    doors = [{"id": "front", "zones": ["pavement", "entrance"], "position": door, "width_m": 1.8}]
     if room_door:
         doors.append(
             {
@@ -78,6 +91,7 @@ layouts = st.builds(
     notch=st.one_of(st.none(), st.tuples(st.floats(2, 5), st.floats(2, 4))),
     room_w=st.floats(1.5, 3.0),
     partition=st.booleans(),
+    corner=st.booleans(),
 )
 
 
@@ -102,7 +116,7 @@ def _near_boundary(p: tuple[float, float], poly: list) -> bool:
     return any(segment_distance(np.asarray(p), np.asarray(a, float), np.asarray(b, float)) < 1e-6 for a, b in edges)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layout=layouts, seed=st.integers(1, 10_000))
 def test_no_walk_crosses_a_wall_or_leaves_its_zone(layout: dict, seed: int) -> None:
     store = parse_store_dict(layout)
