@@ -181,6 +181,7 @@ class FloorPlan:
         self.gates = find_gates(store)
         self.street = street_gates(store, self.gates)
         self.edges = {z: polygon_edges(p) for z, p in self.polys.items()}
+        self._shared = lru_cache(maxsize=None)(lambda a, b: shared_boundary(self.polys[a], self.polys[b]))
         self.openings = _openings(self.gates)
         xy: list[np.ndarray] = []
         zone: list[str] = []
@@ -222,6 +223,7 @@ class FloorPlan:
         # Nodes reachable from a street door: a point that sees none (behind a counter) is not
         # where a customer can stand.
         self.reachable = np.isin(label, label[doors]) if doors else np.ones(n, dtype=bool)
+        self.split = {z for z in self.polys if not self.reachable[self.zone == z].all()}  # e.g. a counter across
 
     def _wall_ends(self, zone: str) -> list[np.ndarray]:
         """Points just past each free end of a wall (and to either side), to walk round it."""
@@ -249,7 +251,7 @@ class FloorPlan:
 
     def sides(self, g: Gate, c: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The points SIDE_M either side of crossing point c: (in zone a, in zone b)."""
-        segs = shared_boundary(self.polys[g.a], self.polys[g.b])
+        segs = self._shared(g.a, g.b)
         if not segs:
             return None, None
         s1, s2 = min(
@@ -274,7 +276,7 @@ class FloorPlan:
         poly = self.polys[zone]
         for _ in range(POINT_TRIES):
             p = np.asarray(random_point_in(poly, rng), float)
-            if self.clear(p, zone) and self.reachable[self._reach(p, zone)[0]].any():
+            if self.clear(p, zone) and (zone not in self.split or self.reachable[self._reach(p, zone)[0]].any()):
                 return float(p[0]), float(p[1])
         nodes = self.xy[(self.zone == zone) & self.reachable]
         p = nodes[int(rng.integers(len(nodes)))] if len(nodes) else np.asarray(random_point_in(poly, rng))
