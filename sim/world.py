@@ -3,7 +3,9 @@
 Every agent's whole itinerary is generated up front from the scenario and the seed, so the
 ground truth (which zone, when; when they crossed the door; where each garment was) is
 known exactly and a run can be repeated bit for bit. Positions at any time come from
-interpolating the waypoints.
+interpolating the waypoints. Walks are planned on the floor plan (sim/paths.py), outside
+along lanes (sim/lanes.py); visitors come in parties and queue for fitting rooms
+(sim/parties.py).
 
 Garments: the store's shelves hold tagged items (SGTIN-96 EPCs minted from the product
 catalogue's GTINs). A shopper picks some up while browsing, carries them, may take them
