@@ -17,6 +17,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("entry.recall", "consenting regulars' visits that produced an entered event", ">= 0.99"),
     ("entry.latency_p50_s", "door crossing -> entered event, median (s)", "<= 1.2"),
     ("entry.latency_p95_s", "door crossing -> entered event, 95th percentile (s)", "<= 2.5"),
+    ("entry.party.recall", "the same, for members of parties of 2 or more", ">= 0.99"),
+    ("entry.party.latency_p95_s", "door crossing -> entered event, party members, p95 (s)", "<= 2.5"),
     ("left.latency_p95_s", "door crossing out -> left event, 95th percentile (s)", "<= 10"),
     ("zone.accuracy", "1-s slices of tracked visits with the right zone", ">= 0.95"),
     ("zone.presence_accuracy", "1-s slices of tracked visits shown as in the store", ""),

@@ -47,6 +47,9 @@ class ScenarioInfo(_Strict):
     arrivals_until_s: Annotated[float, Field(gt=0)] | None = None  # default: duration minus 20 min
 
 
+_Weight = Annotated[float, Field(ge=0)]
+
+
 class Population(_Strict):
     visitors: Annotated[int, Field(ge=0)] = 100
     regular_fraction: Annotated[float, Field(ge=0, le=1)] = 0.3  # of visitors: opted-in regulars
@@ -62,10 +65,16 @@ class Population(_Strict):
     browse_dwell_s: tuple[float, float] = (20.0, 120.0)
     fitting_dwell_s: tuple[float, float] = (120.0, 420.0)
     till_dwell_s: tuple[float, float] = (30.0, 90.0)
+    # Relative weights of parties of 1, 2, 3 and 4 people (`visitors` counts people).
+    party_size_weights: tuple[_Weight, _Weight, _Weight, _Weight] = (0.55, 0.3, 0.1, 0.05)
+    party_split_probability: Annotated[float, Field(ge=0, le=1)] = 0.2  # a member browses alone for a while
+    room_companion_probability: Annotated[float, Field(ge=0, le=1)] = 0.2  # a member goes into the fitting room too
 
     @model_validator(mode="after")
     def _ranges(self) -> Population:
         _check_ranges(self, "browse_stops", "browse_dwell_s", "fitting_dwell_s", "till_dwell_s")
+        if sum(self.party_size_weights) <= 0:
+            raise ValueError("party_size_weights: at least one party size needs a weight above 0")
         return self
 
 

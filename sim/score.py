@@ -8,6 +8,7 @@ Method (docs/scenarios.md repeats it for readers of reports):
   the event's observation time. Matched events are true positives; every other `entered`
   event (anonymous, unconsented, a registered passer-by who never came in, a duplicate) is
   a false positive; unmatched visits are misses. Latency = emission time - door crossing.
+  `entry.party.*` repeats recall and latency for members of parties of two or more.
 - **Left.** For each matched visit, the first `left` event of that customer emitted after
   its `entered` event; latency = emission time - door crossing out.
 - **Zones.** Every 1-s slice of each true visit (crossing in to crossing out) of each
@@ -95,6 +96,21 @@ def match_entries(truth: Truth, events: list[ReportedEvent]) -> tuple[list[Entry
     return matches, len(entered), n_true
 
 
+def score_party_entries(truth: Truth, matches: list[EntryMatch]) -> dict:
+    """Entry recall and latency of members of parties of two or more (a door sensor and BLE are
+    hardest to match when several people come in together)."""
+    members = {
+        a.id for a in truth.agents if a.party_size >= 2 and a.consent and a.customer_id and a.entered_at is not None
+    }
+    lat = [m.emitted_at - m.entered_at for m in matches if m.agent_id in members]
+    return {
+        "entry.party.true_visits": len(members),
+        "entry.party.recall": _ratio(len(lat), len(members)),
+        "entry.party.latency_p50_s": percentile(lat, 50),
+        "entry.party.latency_p95_s": percentile(lat, 95),
+    }
+
+
 def score_entries(truth: Truth, events: list[ReportedEvent]) -> dict:
     matches, n_events, n_true = match_entries(truth, events)
     lat = [m.emitted_at - m.entered_at for m in matches]
@@ -122,7 +138,7 @@ def score_entries(truth: Truth, events: list[ReportedEvent]) -> dict:
         "left.detected": len(left_lat),
         "left.latency_p50_s": percentile(left_lat, 50),
         "left.latency_p95_s": percentile(left_lat, 95),
-    }
+    } | score_party_entries(truth, matches)
 
 
 def predicted_zones(events: list[ReportedEvent]) -> dict[str, tuple[np.ndarray, list[str | None]]]:

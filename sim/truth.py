@@ -34,6 +34,8 @@ class AgentTruth:
     left_at: float | None  # door crossing out
     stays: tuple[ZoneStay, ...]
     carrier: str = ""  # what transmitted: a [carriers] kind, "phone" (anonymous) or "badge" (staff)
+    party: str | None = None  # visitors who came together share a party id
+    party_size: int = 1
 
     def zone_at(self, t: float) -> str | None:
         for s in self.stays:
@@ -125,6 +127,8 @@ def build_truth(world: World) -> Truth:
                 a.left_at,
                 stays,
                 a.carrier,
+                a.party,
+                a.party_size,
             )
         )
     room_items: list[RoomItem] = []

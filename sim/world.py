@@ -3,7 +3,9 @@
 Every agent's whole itinerary is generated up front from the scenario and the seed, so the
 ground truth (which zone, when; when they crossed the door; where each garment was) is
 known exactly and a run can be repeated bit for bit. Positions at any time come from
-interpolating the waypoints.
+interpolating the waypoints. Walks are planned on the floor plan (sim/paths.py), outside
+along lanes (sim/lanes.py); visitors come in parties and queue for fitting rooms
+(sim/parties.py).
 
 Garments: the store's shelves hold tagged items (SGTIN-96 EPCs minted from the product
 catalogue's GTINs). A shopper picks some up while browsing, carries them, may take them
@@ -14,17 +16,20 @@ till (a sold item is restocked after a while) and puts the rest back on a shelf.
 from __future__ import annotations
 
 import csv
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
-from firmware_config.geometry import point_in_polygon, portal, random_point_in, shared_boundary
+from firmware_config.geometry import point_in_polygon, polygon_centroid
 from firmware_config.store import NodeRole, StoreFile, ZoneKind
 from gateway.epc import sgtin96_from_gtin
-from sim.scenario import Scenario
+from sim.lanes import Lanes, project
+from sim.parties import LAG_S, ROOM_BUFFER_S, ROOM_MAX_WAIT_S, RoomBook, follow, party_sizes, wait_spots
+from sim.paths import FloorPlan, Gate, Walk
+from sim.scenario import Population, Scenario
 
 ANONYMOUS_PHONE = "phone"  # the carrier of someone we may not identify
 BADGE = "badge"  # a staff member's iBeacon badge, worn on the chest
@@ -65,6 +70,8 @@ class Agent:
     left_at: float | None = None  # door crossing out of the store
     carrier: str = ANONYMOUS_PHONE  # what transmits: a carrier kind of [carriers], or ANONYMOUS_PHONE / BADGE
     carry: str = "hand"  # where it is carried: a key of sim.radio.CARRY
+    party: str | None = None  # visitors who came together share a party id
+    party_size: int = 1
 
     @property
     def t_start(self) -> float:
@@ -249,7 +256,6 @@ class World:
     scenario: Scenario
     agents: list[Agent]
     customers: list[Customer]
-    portals: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     shelves: list[Shelf] = field(default_factory=list)
     items: list[Item] = field(default_factory=list)
 
@@ -301,119 +307,82 @@ class Trajectories:
         )
 
 
-class _Planner:
-    """Walks agents through the zone graph, via the portals between zones."""
-
-    def __init__(self, store: StoreFile, rng: np.random.Generator, speed: float):
-        self.store, self.rng, self.speed = store, rng, speed
-        self.zones = {z.id: z for z in store.zones}
-        self.graph = store.zone_graph()
-        walls = [(w.a, w.b) for w in store.walls]
-        self.portals: dict[tuple[str, str], tuple[float, float]] = {}
-        for a, nbrs in self.graph.items():
-            for b in nbrs:
-                if (b, a) in self.portals:
-                    self.portals[(a, b)] = self.portals[(b, a)]
-                elif a in self.zones and b in self.zones:
-                    self.portals[(a, b)] = portal(
-                        list(self.zones[a].polygon), list(self.zones[b].polygon), walls
-                    )
-
-    def route(self, src: str, dst: str) -> list[str]:
-        prev: dict[str, str | None] = {src: None}
-        q = deque([src])
-        while q:
-            cur = q.popleft()
-            if cur == dst:
-                break
-            for n in sorted(self.graph.get(cur, ())):
-                if n not in prev:
-                    prev[n] = cur
-                    q.append(n)
-        if dst not in prev:
-            raise ValueError(f"zone {dst!r} is unreachable from {src!r}")
-        path = [dst]
-        while prev[path[-1]] is not None:
-            path.append(prev[path[-1]])  # type: ignore[arg-type]
-        return path[::-1]
-
-    def point(self, zone: str) -> tuple[float, float]:
-        return random_point_in(list(self.zones[zone].polygon), self.rng)
+TRANSIT = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # zones people walk through on the way elsewhere
+VISITOR_LANE_M = (0.3, 3.0)  # how far from the store side visitors walk along the outside zone
+SAME_DOOR_PROBABILITY = 0.7  # visitors leave by the door they came in; else by any street door
+PASSER_BY_SPEED_MPS = (0.9, 1.6)
+PASSER_BY_LANE_SIGMA_M = 0.5  # passers-by spread this much around the scenario's lane
+STAFF_DWELL_S = (30.0, 300.0)
+PUT_BACK_S = (5.0, 20.0)  # at the shelf, putting garments back
 
 
-class _Path:
-    def __init__(self, t: float, xy: tuple[float, float], zone: str, speed: float):
-        self.times, self.pts, self.zones, self.speed = [t], [xy], [(t, zone)], speed
+class _Site:
+    """What itineraries are planned on: the floor plan, its lanes, the zones by kind."""
 
-    @property
-    def t(self) -> float:
-        return self.times[-1]
+    def __init__(self, store: StoreFile, rng: np.random.Generator):
+        self.plan = FloorPlan(store)
+        if not self.plan.street:
+            raise ValueError("store: no street door or opening joins an 'outside' zone to the store")
+        self.lanes = Lanes(store, self.plan)
+        self.rng = rng
+        kinds = {z.id: z.kind for z in store.zones}
+        self.via = frozenset(z for z, k in kinds.items() if k in TRANSIT)
+        entrances = sorted({g.b for g in self.plan.street})
+        self.floors = [z for z, k in kinds.items() if k == ZoneKind.FLOOR] or entrances
+        self.rooms = [z for z, k in kinds.items() if k == ZoneKind.FITTING_ROOM]
+        self.tills = [z for z, k in kinds.items() if k == ZoneKind.TILL]
+        self.waits = wait_spots(self.plan, self.rooms)
+        self.centres = {r: polygon_centroid(self.plan.polys[r]) for r in self.rooms}
+        self.book = RoomBook(self.rooms)
 
-    def walk(self, xy: tuple[float, float]) -> None:
-        x0, y0 = self.pts[-1]
-        self.times.append(self.t + float(np.hypot(xy[0] - x0, xy[1] - y0)) / self.speed)
-        self.pts.append(xy)
+    def pick(self, options: list):  # noqa: ANN201
+        return options[int(self.rng.integers(len(options)))]
 
-    def dwell(self, seconds: float) -> None:
-        self.times.append(self.t + seconds)
-        self.pts.append(self.pts[-1])
+    def go(self, p: Walk, dst: str, target: tuple[float, float] | None = None) -> None:
+        """Walk on the floor plan to `target` (default: a random spot) in zone `dst`."""
+        target = target if target is not None else self.plan.point(dst, self.rng)
+        p.follow(self.plan.route(p.pts[-1], p.zone, target, dst, self.via))
 
-    def enter(self, zone: str) -> None:
-        self.zones.append((self.t, zone))
+    def arrive(self, t0: float, door: Gate, lane_m: float, forward: bool, speed: float) -> tuple[Walk, float]:
+        """Along a lane of the door's outside zone, turning in at the door: (walk, door crossing time)."""
+        lane = self.lanes.lane(door.a, lane_m)
+        lane = lane if forward else lane[::-1]
+        c = door.random_crossing(self.rng)
+        out, inside = self.plan.sides(door, c)
+        k, q = project(lane, out)  # type: ignore[arg-type]
+        p = Walk(t0, (float(lane[0][0]), float(lane[0][1])), door.a, speed)
+        for xy in [*lane[1 : k + 1], q]:
+            p.walk((float(xy[0]), float(xy[1])))
+        p.follow(self.plan.route(p.pts[-1], door.a, tuple(out), door.a))  # type: ignore[arg-type]
+        p.walk((float(c[0]), float(c[1])))
+        crossed = p.t
+        p.enter(door.b)
+        p.walk((float(inside[0]), float(inside[1])))  # type: ignore[index]
+        return p, crossed
 
+    def depart(self, p: Walk, door: Gate, lane_m: float, forward: bool) -> float:
+        """Out through the door and away along a lane; returns the door crossing time."""
+        c = door.random_crossing(self.rng)
+        out, inside = self.plan.sides(door, c)
+        p.follow(self.plan.route(p.pts[-1], p.zone, tuple(inside), door.b, self.via))  # type: ignore[arg-type]
+        p.walk((float(c[0]), float(c[1])))
+        crossed = p.t
+        p.enter(door.a)
+        p.walk((float(out[0]), float(out[1])))  # type: ignore[index]
+        lane = self.lanes.lane(door.a, lane_m)
+        lane = lane if forward else lane[::-1]
+        k, q = project(lane, out)  # type: ignore[arg-type]
+        p.follow(self.plan.route(p.pts[-1], door.a, (float(q[0]), float(q[1])), door.a))
+        for xy in lane[k + 1 :]:
+            p.walk((float(xy[0]), float(xy[1])))
+        return crossed
 
-def _go(plan: _Planner, path: _Path, src: str, dst: str, target: tuple[float, float] | None = None) -> None:
-    route = plan.route(src, dst)
-    for a, b in zip(route, route[1:], strict=False):
-        path.walk(plan.portals[(a, b)])
-        path.enter(b)
-    path.walk(target if target is not None else plan.point(dst))
-
-
-@dataclass(frozen=True, slots=True)
-class _Front:
-    """A door from the outside to an entrance, with the pavement's lane geometry around it."""
-
-    outside: str
-    entrance: str
-    door: np.ndarray  # the portal point
-    along: np.ndarray  # unit vector along the shop front
-    away: np.ndarray  # unit normal pointing away from the store
-    s_range: tuple[float, float]  # extent of the outside zone along the front, relative to the door
-    depth: float  # how far the outside zone reaches away from the front
-
-    def point(self, s: float, off: float) -> tuple[float, float]:
-        p = self.door + s * self.along + off * self.away
-        return float(p[0]), float(p[1])
-
-
-def _fronts(store: StoreFile, plan: _Planner) -> list[_Front]:
-    kinds = {z.id: z.kind for z in store.zones}
-    out = []
-    for o in sorted(z for z, k in kinds.items() if k == ZoneKind.OUTSIDE):
-        for e in sorted(plan.graph.get(o, ())):
-            if kinds.get(e) != ZoneKind.ENTRANCE:
-                continue
-            door = np.asarray(plan.portals[(o, e)], dtype=float)
-            opoly = list(store.zone(o).polygon)
-            segs = shared_boundary(opoly, list(store.zone(e).polygon))
-            if segs:
-                a, b = max(segs, key=lambda s: np.hypot(s[1][0] - s[0][0], s[1][1] - s[0][1]))
-                along = np.asarray(b, float) - np.asarray(a, float)
-                along /= np.linalg.norm(along)
-            else:
-                along = np.asarray([1.0, 0.0])
-            away = np.asarray([-along[1], along[0]])
-            if not point_in_polygon(tuple(door + 0.2 * away), opoly):  # type: ignore[arg-type]
-                away = -away
-            rel = np.asarray(opoly, dtype=float) - door
-            s = rel @ along
-            depth = float(max((rel @ away).max(), 0.6))
-            out.append(_Front(o, e, door, along, away, (float(s.min()), float(s.max())), depth))
-    return out
+    def lane_m(self, zone: str) -> float:
+        hi = min(VISITOR_LANE_M[1], self.lanes.width(zone) - VISITOR_LANE_M[0])
+        return float(self.rng.uniform(VISITOR_LANE_M[0], max(VISITOR_LANE_M[0] + 0.01, hi)))
 
 
-def _shelves(store: StoreFile, sc: Scenario, plan: _Planner, floors: list[str]) -> list[Shelf]:
+def _shelves(store: StoreFile, sc: Scenario, site: _Site, rng: np.random.Generator) -> list[Shelf]:
     """Shelf nodes of the store file are shelves; a store without any gets some on each floor."""
     out = []
     for n in store.nodes:
@@ -450,9 +419,9 @@ def _shelves(store: StoreFile, sc: Scenario, plan: _Planner, floors: list[str]) 
         )
     if out:
         return out
-    for z in floors:
+    for z in site.floors:
         for i in range(sc.items.shelves_per_floor):
-            xy = plan.point(z)
+            xy = site.plan.point(z, rng)
             out.append(Shelf(f"shelf-{z}-{i + 1}", z, xy, xy))
     return out
 
@@ -514,24 +483,173 @@ class _Stock:
         self.mint(item.product, item.home, t + float(self.rng.uniform(*self.sc.items.restock_s)))
 
 
+@dataclass
+class _Trip:
+    """A party's visit as its first member walks it."""
+
+    walk: Walk
+    entered_at: float
+    left_at: float
+    room_span: tuple[int, int] | None  # waypoint indices at the wait spot before and after the room
+
+
+def _try_on(
+    site: _Site, sc: Scenario, p: Walk, stock: _Stock | None, carried: list[Item]
+) -> tuple[int, int] | None:
+    """Queue for the fitting room that is free first, try on, leave some garments there.
+    Returns the waypoint indices at the wait spot before and after, or None when every queue
+    is too long."""
+    pop, rng = sc.population, site.rng
+    dwell = float(rng.uniform(*pop.fitting_dwell_s))
+
+    def wait_at(room: str) -> float:  # a quick guess from straight-line distances, to choose the room
+        spot, _ = site.waits[room]
+        there = p.t + float(np.hypot(*np.subtract(spot, p.pts[-1]))) / p.speed
+        walk_in = float(np.hypot(*np.subtract(spot, site.centres[room]))) / p.speed
+        return site.book.free_from(room, there, 2 * walk_in + dwell + ROOM_BUFFER_S) - there
+
+    room = min(rng.permutation(sorted(site.waits)).tolist(), key=wait_at)
+    spot, floor = site.waits[room]
+    there = p.t + site.plan.length(p.pts[-1], p.zone, spot, floor, site.via) / p.speed
+    inside = site.plan.point(room, rng)
+    walk_in = site.plan.length(spot, floor, inside, room) / p.speed
+    start = site.book.free_from(room, there, 2 * walk_in + dwell + ROOM_BUFFER_S)
+    if start - there > ROOM_MAX_WAIT_S:
+        return None
+    site.go(p, floor, target=spot)
+    before = len(p.pts) - 1
+    p.dwell(start - p.t)
+    site.go(p, room, target=inside)
+    p.dwell(dwell)
+    if stock is not None:
+        kept = []
+        for it in carried:
+            if rng.random() < sc.items.leave_in_room_probability:
+                stock.leave_in_room(it, room, site.plan.point(room, rng), p.t)
+            else:
+                kept.append(it)
+        carried[:] = kept
+    site.go(p, floor, target=spot)
+    site.book.take(room, start, p.t + ROOM_BUFFER_S)
+    return before, len(p.pts) - 1
+
+
+def _shop(
+    site: _Site, sc: Scenario, stock: _Stock | None, by_zone: dict[str, list[Shelf]], aid: str, t0: float
+) -> _Trip:
+    """One visit: in by a street door, browse, maybe try on, put back, maybe pay, out by a door."""
+    pop, rng = sc.population, site.rng
+    door = site.pick(site.plan.street)
+    lane_m = site.lane_m(door.a)
+    forward = bool(rng.random() < 0.5)
+    p, entered_at = site.arrive(t0, door, lane_m, forward, pop.walking_speed_mps)
+    want = int(rng.integers(sc.items.pick[0], sc.items.pick[1] + 1)) if stock else 0
+    carried: list[Item] = []
+    for _ in range(int(rng.integers(pop.browse_stops[0], pop.browse_stops[1] + 1))):
+        dst = site.pick(site.floors)
+        near = by_zone.get(dst)
+        if stock is not None and near and len(carried) < want:
+            shelf = site.pick(near)
+            site.go(p, dst, target=shelf.stand)
+            p.dwell(float(rng.uniform(*pop.browse_dwell_s)))
+            n = min(want - len(carried), int(rng.integers(1, 3)))
+            carried += stock.pick(shelf.id, p.t, n, aid)
+        else:
+            site.go(p, dst)
+            p.dwell(float(rng.uniform(*pop.browse_dwell_s)))
+    room_span = None
+    if site.waits and rng.random() < pop.fitting_room_probability:
+        room_span = _try_on(site, sc, p, stock, carried)
+    till = site.pick(site.tills) if site.tills and rng.random() < pop.purchase_probability else None
+    buying = [it for it in carried if till is not None and rng.random() < sc.items.buy_probability]
+    returning = [it for it in carried if it not in buying]
+    if stock is not None and returning:
+        shelf = stock.shelves[returning[0].home]
+        site.go(p, shelf.zone, target=shelf.stand)
+        p.dwell(float(rng.uniform(*PUT_BACK_S)))
+        for it in returning:
+            stock.put_back(it, shelf.id, p.t)
+    if till is not None:
+        site.go(p, till)
+        p.dwell(float(rng.uniform(*pop.till_dwell_s)))
+        for it in buying:
+            stock.sell(it, p.t)  # type: ignore[union-attr]
+    out = door if len(site.plan.street) == 1 or rng.random() < SAME_DOOR_PROBABILITY else site.pick(site.plan.street)
+    if out.a != door.a:
+        lane_m, forward = site.lane_m(out.a), bool(rng.random() < 0.5)
+    left_at = site.depart(p, out, lane_m, forward)
+    for it in buying:
+        it.moves.append(ItemMove(p.t, ItemState.GONE, ""))
+    return _Trip(p, entered_at, left_at, room_span)
+
+
+def _visitors(
+    site: _Site,
+    sc: Scenario,
+    stock: _Stock | None,
+    by_zone: dict[str, list[Shelf]],
+    arrivals_until: float,
+    new_customer: Callable[[bool], Customer],
+    phone_agent: Callable[..., Agent],
+) -> list[Agent]:
+    """Parties arriving at random: the first member plans the visit, the others follow it."""
+    pop, rng = sc.population, site.rng
+    agents: list[Agent] = []
+    sizes = party_sizes(pop.visitors, pop.party_size_weights, rng)
+    arrivals = np.sort(rng.uniform(0, arrivals_until, size=len(sizes)))
+    for g, (size, t0) in enumerate(zip(sizes, arrivals, strict=True)):
+        trip = _shop(site, sc, stock, by_zone, f"v{len(agents):05d}", float(t0))
+        for m in range(size):
+            customer = None
+            if rng.random() < pop.regular_fraction:
+                customer = new_customer(not (rng.random() < pop.unconsented_fraction))
+            lag, p = 0.0, trip.walk
+            if m:
+                lag = float(rng.uniform(*LAG_S))
+                outside = None if rng.random() < pop.room_companion_probability else trip.room_span
+                alone = (site.floors, site.via) if rng.random() < pop.party_split_probability else None
+                p = follow(trip.walk, site.plan, rng, lag, outside_room=outside, alone=alone)
+            kind = AgentKind.REGULAR if customer else AgentKind.SHOPPER
+            visit = {"entered_at": trip.entered_at + lag, "left_at": trip.left_at + lag}
+            a = phone_agent(f"v{len(agents):05d}", kind, p, customer, **visit)
+            a.party, a.party_size = f"g{g:05d}", size
+            agents.append(a)
+    return agents
+
+
+def _passers_by(
+    site: _Site,
+    pop: Population,
+    duration: float,
+    new_customer: Callable[[bool], Customer],
+    phone_agent: Callable[..., Agent],
+) -> list[Agent]:
+    """People walking along a lane of an outside zone from one end to the other."""
+    rng = site.rng
+    agents = []
+    for i in range(pop.passers_by):
+        zone = site.pick(site.lanes.zones)
+        lane = site.lanes.lane(zone, pop.passer_by_lane_m + float(rng.normal(0, PASSER_BY_LANE_SIGMA_M)))
+        lane = lane if rng.random() < 0.5 else lane[::-1]
+        p = Walk(float(rng.uniform(0, duration)), (float(lane[0][0]), float(lane[0][1])), zone, 1.0)
+        p.speed = float(rng.uniform(*PASSER_BY_SPEED_MPS))
+        for xy in lane[1:]:
+            p.walk((float(xy[0]), float(xy[1])))
+        customer = new_customer(True) if rng.random() < pop.passer_by_regular_fraction else None
+        agents.append(phone_agent(f"p{i:05d}", AgentKind.PASSER_BY, p, customer))
+    return agents
+
+
 def build_world(sc: Scenario, store: StoreFile) -> World:
     rng = np.random.default_rng(sc.scenario.seed)
     pop, radio = sc.population, sc.radio
-    plan = _Planner(store, rng, pop.walking_speed_mps)
-    kinds = {z.id: z.kind for z in store.zones}
-    fronts = _fronts(store, plan)
-    if not fronts:
-        raise ValueError("store: no 'entrance' zone connects to an 'outside' zone")
-    entrances = sorted({f.entrance for f in fronts})
-    floors = [z for z, k in kinds.items() if k == ZoneKind.FLOOR] or entrances
-    rooms = [z for z, k in kinds.items() if k == ZoneKind.FITTING_ROOM]
-    tills = [z for z, k in kinds.items() if k == ZoneKind.TILL]
+    site = _Site(store, rng)
     duration = sc.scenario.duration_s
     arrivals_until = sc.scenario.arrivals_until_s or max(duration * 0.3, duration - 1200)
     stock: _Stock | None = None
     shelves: list[Shelf] = []
     if sc.items.enabled:
-        shelves = _shelves(store, sc, plan, floors)
+        shelves = _shelves(store, sc, site, rng)
         stock = _Stock(sc, rng, shelves, load_catalogue(sc.items.catalogue or CATALOGUE))
     by_zone: dict[str, list[Shelf]] = {}
     for s in shelves:
@@ -564,7 +682,7 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
     def tx_offset(sigma_db: float, mean_db: float = 0.0) -> float:
         return float(radio_rng.normal(mean_db, sigma_db))
 
-    def phone_agent(aid: str, kind: AgentKind, p: _Path, customer: Customer | None, **visit: float) -> Agent:
+    def phone_agent(aid: str, kind: AgentKind, p: Walk, customer: Customer | None, **visit: float) -> Agent:
         """A person along a path with what they carry: a registered customer's carrier advertises
         at a rate of its kind, anonymous phones at random."""
         if customer is None:
@@ -588,102 +706,14 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
             **visit,
         )
 
-    agents: list[Agent] = []
-    arrivals = np.sort(rng.uniform(0, arrivals_until, size=pop.visitors))
-    for i, t0 in enumerate(arrivals):
-        aid = f"v{i:05d}"
-        regular = rng.random() < pop.regular_fraction
-        customer = None
-        if regular:
-            customer = new_customer(consent=not (rng.random() < pop.unconsented_fraction))
-        front = fronts[int(rng.integers(len(fronts)))]
-        sign = 1.0 if rng.random() < 0.5 else -1.0
-        off = float(rng.uniform(0.3, max(0.31, min(3.0, front.depth - 0.3))))
-        s_end = front.s_range[0] if sign > 0 else front.s_range[1]
-        p = _Path(float(t0), front.point(s_end, off), front.outside, pop.walking_speed_mps)
-        p.walk(front.point(0.0, off))
-        p.walk(front.point(0.0, 0.0))
-        p.enter(front.entrance)
-        entered_at = p.t
-        here = front.entrance
-        want = int(rng.integers(sc.items.pick[0], sc.items.pick[1] + 1)) if stock else 0
-        carried: list[Item] = []
-        for _ in range(int(rng.integers(pop.browse_stops[0], pop.browse_stops[1] + 1))):
-            dst = floors[int(rng.integers(len(floors)))]
-            near = by_zone.get(dst)
-            if stock is not None and near and len(carried) < want:
-                shelf = near[int(rng.integers(len(near)))]
-                _go(plan, p, here, dst, target=shelf.stand)
-                p.dwell(float(rng.uniform(*pop.browse_dwell_s)))
-                n = min(want - len(carried), int(rng.integers(1, 3)))
-                carried += stock.pick(shelf.id, p.t, n, aid)
-            else:
-                _go(plan, p, here, dst)
-                p.dwell(float(rng.uniform(*pop.browse_dwell_s)))
-            here = dst
-        if rooms and rng.random() < pop.fitting_room_probability:
-            room = rooms[int(rng.integers(len(rooms)))]
-            _go(plan, p, here, room)
-            p.dwell(float(rng.uniform(*pop.fitting_dwell_s)))
-            here = room
-            if stock is not None:
-                kept = []
-                for it in carried:
-                    if rng.random() < sc.items.leave_in_room_probability:
-                        stock.leave_in_room(it, room, plan.point(room), p.t)
-                    else:
-                        kept.append(it)
-                carried = kept
-        till = (
-            tills[int(rng.integers(len(tills)))]
-            if tills and rng.random() < pop.purchase_probability
-            else None
-        )
-        buying = [it for it in carried if till is not None and rng.random() < sc.items.buy_probability]
-        returning = [it for it in carried if it not in buying]
-        if stock is not None and returning:
-            shelf = stock.shelves[returning[0].home]
-            _go(plan, p, here, shelf.zone, target=shelf.stand)
-            here = shelf.zone
-            p.dwell(float(rng.uniform(5, 20)))
-            for it in returning:
-                stock.put_back(it, shelf.id, p.t)
-        if till is not None:
-            _go(plan, p, here, till)
-            p.dwell(float(rng.uniform(*pop.till_dwell_s)))
-            here = till
-            for it in buying:
-                stock.sell(it, p.t)  # type: ignore[union-attr]
-        out_front = (
-            front if len(fronts) == 1 or rng.random() < 0.7 else fronts[int(rng.integers(len(fronts)))]
-        )
-        _go(plan, p, here, out_front.entrance, target=out_front.point(0.0, 0.0))
-        left_at = p.t
-        p.enter(out_front.outside)
-        p.walk(out_front.point(0.0, off))
-        p.walk(out_front.point(out_front.s_range[1] if sign > 0 else out_front.s_range[0], off))
-        for it in buying:
-            it.moves.append(ItemMove(p.t, ItemState.GONE, ""))
-        kind = AgentKind.REGULAR if customer else AgentKind.SHOPPER
-        agents.append(phone_agent(aid, kind, p, customer, entered_at=entered_at, left_at=left_at))
-    for i in range(pop.passers_by):
-        t0 = float(rng.uniform(0, duration))
-        front = fronts[int(rng.integers(len(fronts)))]
-        lane = float(np.clip(pop.passer_by_lane_m + rng.normal(0, 0.5), 0.2, max(0.2, front.depth - 0.2)))
-        ends = front.s_range if rng.random() < 0.5 else front.s_range[::-1]
-        p = _Path(t0, front.point(ends[0], lane), front.outside, float(rng.uniform(0.9, 1.6)))
-        p.walk(front.point(ends[1], lane))
-        customer = new_customer(consent=True) if rng.random() < pop.passer_by_regular_fraction else None
-        agents.append(phone_agent(f"p{i:05d}", AgentKind.PASSER_BY, p, customer))
+    agents = _visitors(site, sc, stock, by_zone, arrivals_until, new_customer, phone_agent)
+    agents += _passers_by(site, pop, duration, new_customer, phone_agent)
     for i in range(pop.staff):
-        home = floors[i % len(floors)]
-        p = _Path(0.0, plan.point(home), home, pop.walking_speed_mps)
-        here = home
+        home = site.floors[i % len(site.floors)]
+        p = Walk(0.0, site.plan.point(home, rng), home, pop.walking_speed_mps)
         while p.t < duration:
-            dst = floors[int(rng.integers(len(floors)))]
-            _go(plan, p, here, dst)
-            here = dst
-            p.dwell(float(rng.uniform(30, 300)))
+            site.go(p, site.pick(site.floors))
+            p.dwell(float(rng.uniform(*STAFF_DWELL_S)))
         agents.append(
             Agent(
                 id=f"s{i:03d}",
@@ -707,7 +737,6 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
         scenario=sc,
         agents=agents,
         customers=customers,
-        portals=plan.portals,
         shelves=shelves,
         items=items,
     )

@@ -167,3 +167,24 @@ def test_without_reports_fitting_room_metrics_are_none() -> None:
 def test_truth_round_trips_through_json() -> None:
     t = _truth()
     assert Truth.from_dict(t.to_dict()) == t
+
+
+def test_party_members_are_scored_apart() -> None:
+    t = _truth()
+    # c2 and c3 came in together (a party of two with the anonymous shopper v6 making three)
+    for aid in ("v2", "v3", "v6"):
+        i = next(k for k, a in enumerate(t.agents) if a.id == aid)
+        a = t.agents[i]
+        t.agents[i] = AgentTruth(
+            a.id, a.kind, a.customer_id, a.consent, a.entered_at, a.left_at, a.stays, party="g1", party_size=3
+        )
+    events = [
+        ev("entered", "c1", 101.0, "entrance"),  # alone: latency 1
+        ev("entered", "c2", 303.0, "entrance"),  # in the party: latency 3
+        ev("entered", "c4", 709.0, "entrance"),  # alone: latency 9
+    ]
+    m = score(t, events)
+    assert m["entry.party.true_visits"] == 2  # c2 and c3: the anonymous member is not a visit to detect
+    assert m["entry.party.recall"] == pytest.approx(0.5)
+    assert m["entry.party.latency_p50_s"] == pytest.approx(3.0)
+    assert m["entry.recall"] == pytest.approx(0.75)
