@@ -384,6 +384,9 @@ def share_at(margins: np.ndarray, scores: np.ndarray, lat: np.ndarray, latency: 
 
 def entry_bound(sc: Scenario, store: StoreFile, tick_s: float = 1.0) -> dict:
     """The oracle's figures for one scenario (its seed) as a JSON-ready dict."""
+    if not lanes(store):
+        raise ScenarioError(f"{sc.scenario.store}: no street door between an outside zone and the store: "
+                            "the oracle needs a declared [[doors]] entry with kind = \"street\"")
     world = build_world(sc, store)
     em, rec = record_radio(world, sc.scenario.seed, tick_s)
     entrants, margins, scores, lat = oracle_margins(world, em, rec)
@@ -422,7 +425,11 @@ def bound_cli(doc: str, run) -> None:  # noqa: ANN001
     except (ScenarioError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     for seed in seeds:
-        print(json.dumps(run(sc.with_seed(seed), store)), flush=True)
+        try:
+            out = run(sc.with_seed(seed), store)
+        except (ScenarioError, ValueError) as exc:  # a scenario the world builder or the oracle cannot use
+            raise SystemExit(f"error: {args.scenario}: {exc}") from None
+        print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

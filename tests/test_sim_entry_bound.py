@@ -127,3 +127,14 @@ def test_cli_prints_one_json_line_per_seed_and_one_line_errors(tmp_path) -> None
         r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_store_without_a_street_door_is_a_clear_error() -> None:
+    from sim.entry_bound import entry_bound
+    from sim.scenario import ScenarioError
+
+    store = load_store(BOUTIQUE)
+    doorless = store.model_copy(update={"doors": []})
+    assert lanes(doorless) == []
+    with pytest.raises(ScenarioError, match="no street door"):
+        entry_bound(_recorded_boutique(1), doorless)
