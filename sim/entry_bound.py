@@ -37,7 +37,6 @@ WALK_IN_DEPTHS_M = (2.0, 5.0)  # a walker turning in goes straight in this far, 
 LANE_STEP_M = 0.5  # spacing of the lane offsets tried (passers-by spread over the pavement)
 LANE_EDGE_M = 0.2  # nobody walks closer than this to the shop front or the kerb
 TIME_STEP_S = 0.25  # spacing of the passing / crossing times tried (half an advert interval)
-OFFSET_LIMIT_SIGMAS = 3.0  # the best transmit offset is searched within this many sd of the spread
 ROUNDING_VAR_DB2 = 1.0 / 12.0  # radios report whole dBm: rounding adds this variance
 CHUNK_POSITIONS = 150_000  # hypothesised positions evaluated at once (memory, not results)
 GRID_STEP_M = 0.05  # mean tables for hypotheses: far below the 2 dB fading, a few cm off at walls
@@ -109,7 +108,7 @@ class _Readings:
     sums in time order give the likelihood at every horizon.
     """
 
-    def __init__(self, t: np.ndarray, node: np.ndarray, rssi: np.ndarray, p: RadioParams, offset_sd: float):
+    def __init__(self, t: np.ndarray, node: np.ndarray, rssi: np.ndarray, p: RadioParams, offset_limit: float):
         order = np.lexsort((node, t))
         self.t, self.node, self.y = t[order], node[order], rssi[order].astype(float)
         n = len(self.t)
@@ -131,7 +130,7 @@ class _Readings:
             last_t[j], last_p[j] = tk, (1 - pred / total) * pred
         self.u = self._whiten(np.ones((n, 1)))[:, 0]
         self.u2 = np.concatenate([[0.0], np.cumsum(self.u**2)])
-        self.limit = OFFSET_LIMIT_SIGMAS * offset_sd
+        self.limit = offset_limit  # the best transmit offset is searched within +/- this
 
     def _whiten(self, x: np.ndarray) -> np.ndarray:
         """Innovations / their sd of residuals x (n, H), link by link in time order."""
@@ -319,7 +318,7 @@ def oracle_margins(world: World, em: Emitter, rec: Reception) -> tuple[dict, np.
     """(entrant crossing times by agent id, entrant margins (E, L), passer scores (P, L), latency grid)."""
     lat = np.union1d(np.arange(0.0, LATENCY_MAX_S + 1e-9, LATENCY_STEP_S), LATENCIES_S)
     orc = _Oracle(em, lanes(world.store))
-    offset_sd = max(world.scenario.radio.tx_offset_sigma_db, 1.0)
+    offset_limit = max([abs(a.tx_offset_db) for a in world.agents], default=0.0)  # any offset the world has
     p = radio_params(world)
     by_agent = np.argsort(rec.agent, kind="stable")
     bounds = np.searchsorted(rec.agent[by_agent], np.arange(len(world.agents) + 1))
@@ -327,7 +326,7 @@ def oracle_margins(world: World, em: Emitter, rec: Reception) -> tuple[dict, np.
     def readings(i: int, until: float = np.inf) -> _Readings:
         sel = by_agent[bounds[i] : bounds[i + 1]]
         sel = sel[rec.t[sel] <= until]
-        return _Readings(rec.t[sel], rec.node[sel], rec.rssi[sel], p, offset_sd)
+        return _Readings(rec.t[sel], rec.node[sel], rec.rssi[sel], p, offset_limit)
 
     entrants, margins, scores = {}, [], []
     for i, a in enumerate(world.agents):

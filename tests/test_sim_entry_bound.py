@@ -47,7 +47,7 @@ def test_the_link_likelihood_is_the_exact_gaussian_ar1_likelihood() -> None:
     node = rng.integers(0, 3, 40)
     y = rng.normal(-70, 6, 40).round()
     mean = rng.normal(-70, 3, (40, 2))
-    r = _Readings(t, node, y, p, offset_sd=1e-9)  # offset pinned to 0
+    r = _Readings(t, node, y, p, offset_limit=0.0)  # offset pinned to 0
     ll = r.prefix_ll(mean[np.lexsort((node, t))])
     order = np.lexsort((node, r.t))  # already sorted: identity
     assert (order == np.arange(40)).all()
@@ -68,8 +68,8 @@ def test_the_best_transmit_offset_is_found() -> None:
     node = np.zeros(30, dtype=int)
     mean = np.full((30, 1), -75.0)
     y = -75.0 + rng.normal(0, 2, 30)
-    nominal = _Readings(t, node, y, p, offset_sd=3.0).prefix_ll(mean)[-1, 0]
-    louder = _Readings(t, node, y + 6.0, p, offset_sd=3.0).prefix_ll(mean)[-1, 0]
+    nominal = _Readings(t, node, y, p, offset_limit=9.0).prefix_ll(mean)[-1, 0]
+    louder = _Readings(t, node, y + 6.0, p, offset_limit=9.0).prefix_ll(mean)[-1, 0]
     assert louder == pytest.approx(nominal, abs=1e-6)
 
 
