@@ -138,3 +138,15 @@ def test_a_store_without_a_street_door_is_a_clear_error() -> None:
     assert lanes(doorless) == []
     with pytest.raises(ScenarioError, match="no street door"):
         entry_bound(_recorded_boutique(1), doorless)
+
+
+def test_an_entrant_counts_once_their_evidence_beats_all_but_f_passers_by() -> None:
+    lat = np.asarray([0.0, 1.2, 2.5, 3.0, 5.0, 10.0])
+    margins = np.asarray([[0, 1, 5, 2, 2, 2], [0, 0, 0, 3, 3, 9], [0, 0, 0, 0, 0, 0.5]], dtype=float)
+    scores = np.asarray([[0, 4, 4, 4, 4, 4], [0, 2, 2, 2, 2, 2], [0, 0, 1, 1, 1, 1]], dtype=float)
+    assert share_at(margins, scores, lat, 2.5, 0) == pytest.approx(1 / 3)  # 5 > 4; the dip to 2 later keeps it
+    assert share_at(margins, scores, lat, 3.0, 1) == pytest.approx(2 / 3)  # beats the 2nd-best passer-by (2)
+    assert share_at(margins, scores, lat, 10.0, 5) == 1.0  # fewer passers-by than the budget: anything heard
+    out = summarise(margins, scores, lat, latencies=(2.5, 10.0), false_alarms=(0,))
+    assert [b["share_announced"] for b in out["bound"]] == [0.333, 0.667]
+    assert out["latency"][0]["never"] == 1 and out["latency"][0]["p50_s"] == 10.0
