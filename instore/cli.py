@@ -142,11 +142,15 @@ def sim_run(
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the scenario's).")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the scores and ground-truth summary as JSON here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Draw the store and the run into this PNG.")] = None,
+    targets: Annotated[
+        Path | None,
+        typer.Option(help="Metric limits (TOML) to mark met or missed (default: sim/targets.toml)."),
+    ] = None,
 ) -> None:
     """Run a scenario fast on the simulator's clock and score the system against ground truth."""
     from sim.run import run_scenario_cli
 
-    raise typer.Exit(run_scenario_cli(scenario, seed, report, plot, typer.echo))
+    raise typer.Exit(run_scenario_cli(scenario, seed, report, plot, typer.echo, targets))
 
 
 @sim_app.command("library")

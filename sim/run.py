@@ -474,14 +474,19 @@ def run_scenario_cli(
     report_path: str | Path | None = None,
     plot_path: str | Path | None = None,
     echo: Callable[[str], None] = print,
+    targets_path: str | Path | None = None,
 ) -> int:
-    """`instore sim run`: run, print the score table, write the report/truth/plot; returns the exit code."""
+    """`instore sim run`: run, print the score table, write the report/truth/plot; returns the exit code.
+
+    Missed targets are reported, not failed: the exit code is 0 whenever the run completes."""
     from firmware_config.validate import file_advice
     from sim.report import print_table, write_report
+    from sim.targets import LIBRARY_TARGETS, TargetError, load_targets
 
     try:
         sc, store = load_scenario(scenario_path)
-    except ScenarioError as exc:
+        targets = load_targets(targets_path if targets_path is not None else LIBRARY_TARGETS)
+    except (ScenarioError, TargetError) as exc:
         echo(f"error: {exc}")
         return 1
     for warning in file_advice(store, store_path(scenario_path, sc)):
@@ -491,9 +496,9 @@ def run_scenario_cli(
     except ValueError as exc:  # a scenario the world builder cannot realise (e.g. a bad catalogue)
         echo(f"error: {scenario_path}: {exc}")
         return 1
-    print_table(result)
+    print_table(result, targets=targets)
     if report_path is not None:
-        write_report(result, report_path)
+        write_report(result, report_path, targets)
         truth_path = Path(report_path).with_suffix(".truth.json")
         result.truth.write(truth_path)
         echo(f"report: {report_path}  ground truth: {truth_path}")
