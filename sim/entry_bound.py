@@ -23,7 +23,7 @@ import numpy as np
 from firmware_config.geometry import door_opening, point_in_polygon
 from firmware_config.store import StoreFile, ZoneKind
 from sim.emitter import Emitter, Reception, radio_params
-from sim.radio import RadioParams, mean_rssi
+from sim.radio import RadioParams, body_loss, mean_rssi
 from sim.scenario import Scenario, ScenarioError, load_scenario
 from sim.world import AgentKind, World, build_world
 
@@ -42,13 +42,16 @@ CHUNK_POSITIONS = 150_000  # hypothesised positions evaluated at once (memory, n
 GRID_STEP_M = 0.05  # mean tables for hypotheses: far below the 2 dB fading, a few cm off at walls
 
 
-def extra_terms_db(tx_xy: np.ndarray, heading: np.ndarray, rx_xy: np.ndarray) -> np.ndarray:
-    """Deterministic per-(advertisement, node) terms beyond `mean_rssi`, shape (T, R).
+def extra_terms_db(tx_xy: np.ndarray, heading: np.ndarray, rx_xy: np.ndarray, carry: int, body_db: float) -> np.ndarray:
+    """Deterministic per-(advertisement, node) terms beyond `mean_rssi`, shape (T, R): the
+    wearer's body (`sim.radio.body_loss`) for the agent's own carry position.
 
-    The one place where further known terms of the radio model (such as a heading-dependent
-    body loss) join the oracle's mean; `heading` holds unit walking directions (0 when still).
+    `heading` holds unit walking directions; standing still (0) is taken as facing +x, where the
+    simulator keeps the last direction walked (a small misfit of the hypotheses, not of true paths,
+    which `_true_ll` evaluates with the emitter's own headings).
     """
-    return np.zeros((len(tx_xy), len(rx_xy)))
+    angle = np.arctan2(heading[:, 1], heading[:, 0])
+    return -body_loss(tx_xy, angle, np.full(len(tx_xy), carry), rx_xy, body_db)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,19 +181,20 @@ class _Oracle:
         self.shape = np.ceil((hi - lo) / GRID_STEP_M).astype(int) + 1
         gx, gy = (lo[i] + GRID_STEP_M * np.arange(self.shape[i]) for i in range(2))
         self.grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
-        self.tables: dict[tuple[float, float], np.ndarray] = {}
+        self.tables: dict[tuple[float, float, int], np.ndarray] = {}
 
-    def _table(self, heading: tuple[float, float]) -> np.ndarray:
-        tab = self.tables.get(heading)
+    def _table(self, heading: tuple[float, float], carry: int) -> np.ndarray:
+        key = (*heading, carry)
+        tab = self.tables.get(key)
         if tab is None:
             em, g = self.em, self.grid
             head = np.broadcast_to(np.asarray(heading), g.shape)
             tab = (mean_rssi(g, em.node_xy, np.zeros(len(g)), em.walls, em.wall_db, self.params, em.node_offset)
-                   + extra_terms_db(g, head, em.node_xy))
-            tab = self.tables[heading] = tab.reshape(*self.shape, -1)
+                   + extra_terms_db(g, head, em.node_xy, carry, self.params.body_loss_db))
+            tab = self.tables[key] = tab.reshape(*self.shape, -1)
         return tab
 
-    def means(self, r: _Readings, knots_t: np.ndarray, knots_xy: np.ndarray) -> np.ndarray:
+    def means(self, r: _Readings, knots_t: np.ndarray, knots_xy: np.ndarray, carry: int) -> np.ndarray:
         """(n, H) mean RSSI along H piecewise-linear paths (knot times (H, K), points (H, K, 2))."""
         t = r.t[None, :, None]
         seg_t0, seg_t1 = knots_t[:, None, :-1], knots_t[:, None, 1:]
@@ -208,7 +212,7 @@ class _Oracle:
         out = np.empty(len(xy))
         for c in np.unique(which):
             sel = which == c
-            out[sel] = self._lookup(self._table((float(codes[c, 0]), float(codes[c, 1]))), xy[sel], node[sel])
+            out[sel] = self._lookup(self._table((float(codes[c, 0]), float(codes[c, 1])), carry), xy[sel], node[sel])
         return out.reshape(len(knots_t), -1).T
 
     def _lookup(self, tab: np.ndarray, xy: np.ndarray, node: np.ndarray) -> np.ndarray:
@@ -218,15 +222,16 @@ class _Oracle:
         return ((1 - fx) * (1 - fy) * tab[x0, y0, node] + fx * (1 - fy) * tab[x0 + 1, y0, node]
                 + (1 - fx) * fy * tab[x0, y0 + 1, node] + fx * fy * tab[x0 + 1, y0 + 1, node])
 
-    def exact(self, r: _Readings, xy: np.ndarray, heading: np.ndarray) -> np.ndarray:
-        """Mean RSSI at each reading's own node for true positions (n, 2)."""
+    def exact(self, r: _Readings, xy: np.ndarray, angle: np.ndarray, carry: int) -> np.ndarray:
+        """Mean RSSI at each reading's own node for true positions (n, 2) and headings (radians)."""
         em = self.em
         out = np.empty(len(xy))
         for j in np.unique(r.node):
             sel = r.node == j
             rx = em.node_xy[j : j + 1]
             out[sel] = (mean_rssi(xy[sel], rx, np.zeros(sel.sum()), em.walls, em.wall_db, self.params,
-                                  em.node_offset[j : j + 1]) + extra_terms_db(xy[sel], heading[sel], rx))[:, 0]
+                                  em.node_offset[j : j + 1])
+                       - body_loss(xy[sel], angle[sel], np.full(sel.sum(), carry), rx, self.params.body_loss_db))[:, 0]
         return out
 
     def passing(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -270,10 +275,8 @@ def _true_ll(orc: _Oracle, r: _Readings, agent: int) -> np.ndarray:
     traj = orc.em.traj
     idx = np.full(len(r.t), agent)
     xy = traj.positions(idx, r.t)
-    ahead = traj.positions(idx, r.t + 0.1) - traj.positions(idx, r.t - 0.1)
-    norm = np.hypot(ahead[:, 0], ahead[:, 1])
-    heading = np.where(norm[:, None] > 1e-6, ahead / np.maximum(norm, 1e-9)[:, None], 0.0)
-    return r.prefix_ll(orc.exact(r, xy, heading)[:, None])[:, 0]
+    angle = orc.em.headings(idx, r.t)
+    return r.prefix_ll(orc.exact(r, xy, angle, int(orc.em.carry[agent]))[:, None])[:, 0]
 
 
 def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.ndarray) -> np.ndarray:
@@ -289,7 +292,7 @@ def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.
     best = np.full(len(lat), -np.inf)
     step = max(1, CHUNK_POSITIONS // max(len(r.t), 1))
     for s in range(0, len(kt), step):
-        ll = r.prefix_ll(orc.means(r, kt[s : s + step], kx[s : s + step]))  # (n + 1, h)
+        ll = r.prefix_ll(orc.means(r, kt[s : s + step], kx[s : s + step], int(orc.em.carry[agent])))  # (n + 1, h)
         gone = r.count(life[s : s + step, 1])  # readings after the walk ended cannot be theirs
         valid = k[:, None] <= gone[None, :]
         best = np.maximum(best, np.where(valid, ll[k], -np.inf).max(axis=1, initial=-np.inf))
@@ -307,7 +310,7 @@ def _passer_scores(orc: _Oracle, r: _Readings, agent: int, lat: np.ndarray) -> n
     best = np.zeros(len(lat))  # announcing before anything is heard proves nothing either way
     step = max(1, CHUNK_POSITIONS // len(r.t))
     for s in range(0, len(kt), step):
-        ll = r.prefix_ll(orc.means(r, kt[s : s + step], kx[s : s + step]))
+        ll = r.prefix_ll(orc.means(r, kt[s : s + step], kx[s : s + step], int(orc.em.carry[agent])))
         k = r.count(cross[s : s + step, None] + lat[None, :])  # (h, L)
         h = np.arange(ll.shape[1])[:, None]
         best = np.maximum(best, (ll[k, h] - true[k]).max(axis=0))
