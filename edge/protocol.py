@@ -170,6 +170,7 @@ class NodeStatus(_Msg):
     queue_depth: Annotated[int, Field(ge=0)] = 0
     dropped: Annotated[int, Field(ge=0)] = 0
     cpu_temp_c: float | None = None
+    clock_synced: bool | None = None  # the node's clock is NTP-synchronised (None: not reported)
 
 
 class NodeConfig(_Msg):

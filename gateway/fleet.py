@@ -32,6 +32,7 @@ from edge import protocol
 from firmware_config.store import NodeRole, StoreFile
 from gateway.events import Broadcaster, EventLog
 from gateway.metrics import GatewayMetrics
+from gateway.timecheck import MAX_AHEAD_S, OffsetEstimate, Verdict, check_window_time
 
 if TYPE_CHECKING:
     from gateway.config_push import ConfigPusher
@@ -94,6 +95,8 @@ class NodeRecord:
     duplicates: int = 0
     seqs: dict[str, SeqWindow] = field(default_factory=dict)  # per stream: ble and rfid number apart
     online_since: float | None = None
+    offset: OffsetEstimate = field(default_factory=OffsetEstimate)  # node clock minus gateway clock
+    time_rejects: int = 0  # windows stamped ahead of the gateway's clock or far behind
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,9 @@ class NodeView:
     windows: int
     late_windows: int
     duplicates: int
+    clock_offset_s: float | None
+    clock_synced: bool | None
+    time_rejects: int
 
 
 def node_state(rec: NodeRecord | None, now: float, stale_after_s: float = STALE_AFTER_S) -> State:
@@ -174,6 +180,11 @@ def fleet_view(
         misconfigured = role == "unknown" or behind or bool(st is not None and st.config_error)
         if state == "stale":
             problems.append(f"no window for {stale_after_s:.0f} s")
+        offset = rec.offset.offset_s if rec is not None else None
+        if offset is not None and abs(offset) > MAX_AHEAD_S:
+            problems.append(f"clock {offset:+.0f} s off the gateway's")
+        if st is not None and st.clock_synced is False:
+            problems.append("clock not synchronised")
         if st is not None and st.dropped:
             problems.append(f"{st.dropped} windows dropped from its queue")
         out.append(
@@ -200,6 +211,9 @@ def fleet_view(
                 windows=rec.windows if rec else 0,
                 late_windows=rec.late if rec else 0,
                 duplicates=rec.duplicates if rec else 0,
+                clock_offset_s=rec.offset.offset_s if rec else None,
+                clock_synced=st.clock_synced if st else None,
+                time_rejects=rec.time_rejects if rec else 0,
             )
         )
     return out
@@ -245,6 +259,13 @@ class FleetMonitor:
             ["kind"],
             registry=r,
         )
+        self.time_rejects = Counter(
+            "instore_gateway_time_rejects",
+            "Windows rejected for their timestamp, by node and reason (ahead, behind)",
+            ["node", "reason"],
+            registry=r,
+        )
+        self._known = frozenset(n.id for n in store.nodes)
         self.nodes = Gauge(
             "instore_gateway_nodes", "Nodes of the store by fleet state", ["state"], registry=r
         )
@@ -259,6 +280,24 @@ class FleetMonitor:
         if rec is None:
             rec = self.records[node] = NodeRecord()
         return rec
+
+    def check_time(self, msg: protocol.BleWindow | protocol.RfidWindow) -> Verdict:
+        """Check a window's end against our clock; live windows feed the node's offset estimate.
+
+        `ahead` and `behind` are counted here and must be dropped by the caller.
+        """
+        now = self.clock()
+        end = msg.window[1]
+        verdict = check_window_time(end, now)
+        with self._lock:
+            rec = self._rec(msg.node)
+            if not msg.late:
+                rec.offset.add(end, now)
+            if verdict in ("ahead", "behind"):
+                rec.time_rejects += 1
+                label = msg.node if msg.node in self._known else "other"  # bounded label values
+                self.time_rejects.labels(label, verdict).inc()
+        return verdict
 
     def window(self, msg: protocol.BleWindow | protocol.RfidWindow) -> bool:
         """Record a window; False if `(node, kind, seq)` was already processed (drop it)."""
