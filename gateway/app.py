@@ -10,14 +10,17 @@ from importlib import resources
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from firmware_config.sdnotify import Notifier
 from gateway import routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff
 from gateway.config_push import ConfigPusher
 from gateway.core import GatewayCore
+from gateway.db import MAX_ROW_ID
 from gateway.fleet import fleet_router
+from gateway.guards import RequestGuards
 from gateway.mqtt_ingest import MqttIngest
 from gateway.routes_common import Clienteling, current_staff, require_staff
 from gateway.routes_rfid import rfid_router
@@ -58,6 +61,15 @@ def create_app(
                 ingest.stop()
 
     app = FastAPI(title="instore gateway", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(RequestGuards)  # body size limits per route, the Origin check
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming each field and what is wrong, without echoing the input: it may be a password,
+        or a NaN that JSON cannot carry (the default handler answers 500 for `{"name": NaN}`)."""
+        detail = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     app.include_router(
         fleet_router(core, config_pusher),  # /fleet, /api/fleet; runs the config pusher
         dependencies=[Depends(require_staff)],
@@ -79,7 +91,9 @@ def create_app(
     @app.get(
         "/api/events", summary="Staff events after an id (polling and catch-up)", dependencies=[Depends(require_staff)]
     )
-    async def events(after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100):
+    async def events(
+        after: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ):
         return [dataclasses.asdict(e) for e in core.events.after(after, limit)]
 
     @app.get(
@@ -91,7 +105,7 @@ def create_app(
     async def stream(
         request: Request,
         last_event_id: Annotated[str | None, Header()] = None,
-        after: Annotated[int | None, Query(ge=0, description="replay events after this id")] = None,
+        after: Annotated[int | None, Query(ge=0, le=MAX_ROW_ID, description="replay events after this id")] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         last = resume_point(core.events, last_event_id, after)
         clienteling = app.state.clienteling

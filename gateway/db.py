@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlite_utils
 
 PURPOSES = ("recognition", "whatsapp_service", "whatsapp_marketing")
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer: a larger id matches no row and overflows the driver
 
 
 def _m1(db: sqlite_utils.Database) -> None:
