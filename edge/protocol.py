@@ -233,8 +233,8 @@ def decode(kind: str, payload: bytes | str) -> Message:
         raise WireError("v", "missing contract version")
     if data["v"] != VERSION:
         raise WireError("v", f"unsupported contract version {data['v']!r} (this is v{VERSION})")
-    try:
-        return model.model_validate(data)
+    try:  # strict: JSON types as documented, no coercion ("seq": "7" is not a number)
+        return model.model_validate_json(payload, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
