@@ -26,13 +26,19 @@ def build_gateway(
     """The FastAPI app with its core and ingest wired (not yet serving)."""
     db = open_db(db_path or store.gateway.database)
     core = GatewayCore(store, db, clock=time.time)
+
+    def on_state(up: bool) -> None:
+        core.metrics.mqtt_connected.set(1 if up else 0)
+        if up:
+            pusher.publish_all()  # retained node configs, again after every reconnect
+
     ingest = MqttIngest(
         store.store.id, broker_host or store.broker.host, broker_port or store.broker.port, core.handle,
-        username=username, password=password,
-        on_state=lambda up: core.metrics.mqtt_connected.set(1 if up else 0),
+        username=username, password=password, on_state=on_state,
     )
+    # one connection: the generated broker config binds the client id to the username
     pusher = ConfigPusher.from_db(store, db, core.lock, broker_host or store.broker.host,
-                                  broker_port or store.broker.port, username=username, password=password)
+                                  broker_port or store.broker.port, client=ingest.client)
     app = create_app(core, ingest, pusher)
     if whatsapp is not None:  # the WhatsApp channel: webhook, inbox, outbox worker, journeys
         from cloud_sync.service import build_service
