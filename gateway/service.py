@@ -17,6 +17,10 @@ from gateway.mqtt_ingest import MqttIngest
 
 log = logging.getLogger("instore.gateway")
 
+# On SIGTERM, open requests get this long to finish, then are cancelled: a live stream never
+# finishes by itself, and without a bound uvicorn would wait for it (systemd's stop: 5 s).
+SHUTDOWN_GRACE_S = 2
+
 
 def build_gateway(
     store: StoreFile, *, db_path: str | Path | None = None, broker_host: str | None = None,
@@ -51,4 +55,4 @@ def build_gateway(
 def run_gateway(store: StoreFile, *, host: str | None = None, port: int | None = None, **kwargs) -> None:  # noqa: ANN003
     app, _core = build_gateway(store, **kwargs)
     uvicorn.run(app, host=host or store.gateway.http_host, port=port or store.gateway.http_port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)

@@ -1,6 +1,7 @@
 """docs/deploy.md on one machine, as the installer runs it: the generated broker config (no
 anonymous clients, client id bound to the username), `instore staff add` from another
-directory, `instore gateway` signing in with its password file; the first manager signs in."""
+directory, `instore gateway` signing in with its password file; the first manager signs in;
+SIGTERM stops the gateway within 5 s while a tablet holds its live stream."""
 
 from __future__ import annotations
 
@@ -122,12 +123,25 @@ def test_deploy_guide_on_one_machine(tmp_path: Path) -> None:
         # the first manager, added from another directory, signs in to the service's database
         login = httpx.post(f"{base}/api/login", json={"username": "mia", "password": "manager-password"})
         assert login.status_code == 200, login.text
+        # SIGTERM (systemd's stop) ends the gateway within 5 s while a tablet holds its live stream
+        with httpx.stream("GET", f"{base}/api/stream", cookies=login.cookies, timeout=30) as stream:
+            assert next(stream.iter_lines()).startswith(":")  # the stream is open
+            started = time.monotonic()
+            gw.terminate()
+            try:
+                gw.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            took = time.monotonic() - started
+        assert took < 5.0, f"SIGTERM took {took:.1f} s with a live stream open"
     finally:
         for c in clients:
             c.disconnect()
             c.loop_stop()
-        gw.terminate()
-        gw.wait(10)
+        if gw.poll() is None:
+            gw.kill()
+            gw.wait()
         broker.stop()
     log = (tmp_path / "gateway.log").read_text()
     assert "refused" not in log, log
+
