@@ -139,7 +139,17 @@ def _m4_node_configs(db: sqlite_utils.Database) -> None:
                " body TEXT NOT NULL)")  # IF NOT EXISTS: gateways before this migration made it themselves
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1, _m2, _m3_rfid, _m4_node_configs]
+def _m5_customer_numbers(db: sqlite_utils.Database) -> None:
+    """A customer's previous WhatsApp numbers: erasure and export must reach every number they had."""
+    db["customer_numbers"].create(
+        {"customer_id": str, "whatsapp": str, "until": float}, foreign_keys=[("customer_id", "customers", "id")]
+    )
+    db["customer_numbers"].create_index(["customer_id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m1, _m2, _m3_rfid, _m4_node_configs, _m5_customer_numbers
+]
 
 
 def open_db(path: str | Path) -> sqlite_utils.Database:
@@ -151,6 +161,7 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     if str(path) != ":memory:":
         db.enable_wal()
     db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA secure_delete = ON")  # erased rows are overwritten, not left readable in free pages
     version = db.execute("PRAGMA user_version").fetchone()[0]
     for i, migrate in enumerate(MIGRATIONS[version:], start=version + 1):
         with conn:
