@@ -7,11 +7,13 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from firmware_config.sdnotify import Notifier
@@ -60,7 +62,9 @@ def create_app(
             if ingest is not None:
                 ingest.stop()
 
-    app = FastAPI(title="instore gateway", version="0.1.0", lifespan=lifespan)
+    # the API docs are served below: behind sign-in, and from the package (no CDN in a shop)
+    app = FastAPI(title="instore gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.add_middleware(RequestGuards)  # body size limits per route, the Origin check
 
     @app.exception_handler(RequestValidationError)
@@ -117,6 +121,23 @@ def create_app(
             core.events, core.broadcaster, last, on_clients=core.metrics.clients.set, allowed=signed_in
         ):
             yield sse
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_staff)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_staff)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="instore gateway API", swagger_favicon_url="/icon.svg",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js", swagger_css_url="/docs/assets/swagger-ui.css",
+        )
+
+    @app.get("/docs/assets/{name}", include_in_schema=False, dependencies=[Depends(require_staff)])
+    async def docs_asset(name: Literal["swagger-ui-bundle.js", "swagger-ui.css"]) -> FileResponse:
+        import swagger_ui_bundle
+
+        return FileResponse(Path(swagger_ui_bundle.swagger_ui_path) / name)
 
     @app.get("/livez", summary="The process is alive")
     async def livez() -> dict:

@@ -91,3 +91,16 @@ def test_sign_in_never_redirects_off_site(serve, browser, gw) -> None:  # noqa: 
     page.click("#go")
     page.wait_for_url(f"{url}/fleet?x=1")
     ctx.close()
+
+
+def test_api_docs_need_sign_in_and_no_cdn(gw) -> None:  # noqa: ANN001, F811
+    clients, _, _ = gw
+    public = clients["public"]
+    for path in ("/docs", "/openapi.json", "/docs/assets/swagger-ui-bundle.js"):
+        assert public.get(path).status_code in (303, 401), path
+    page = clients["ana"].get("/docs")
+    assert page.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    js = clients["ana"].get("/docs/assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and "SwaggerUIBundle" in js.text
+    assert clients["ana"].get("/openapi.json").json()["info"]["title"] == "instore gateway"
