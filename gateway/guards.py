@@ -1,4 +1,5 @@
-"""Request guards in front of every route: body size limits (413) and the Origin check (403).
+"""Request guards in front of every route: body size limits (413) and the Origin check (403);
+over HTTPS every response also carries HSTS, so a tablet never falls back to plain HTTP.
 
 Both run before a route reads anything: a 150 MB POST to the webhook is refused at its
 Content-Length (or when the streamed body passes the limit), never held in memory, and a
@@ -23,6 +24,7 @@ BODY_LIMITS: tuple[tuple[str, int], ...] = (
 )
 DEFAULT_BODY_LIMIT = 64 * 1024  # every other JSON body (an enrolment with its consent wording is ~10 KB)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+HSTS = b"max-age=31536000"  # a year: the gateway's HTTPS is permanent once set up (no includeSubDomains)
 
 
 def body_limit(path: str) -> int:
@@ -63,6 +65,8 @@ class RequestGuards:
             await _too_large(limit)(scope, receive, send)
             return
         received = 0
+        if scope.get("scheme") == "https":
+            send = _with_hsts(send)
 
         async def limited() -> Message:  # a chunked body is counted as it streams in
             nonlocal received
@@ -74,6 +78,15 @@ class RequestGuards:
             return msg
 
         await self.app(scope, limited, send)
+
+
+def _with_hsts(send: Send) -> Send:
+    async def sender(msg: Message) -> None:
+        if msg["type"] == "http.response.start":
+            msg = {**msg, "headers": [*msg.get("headers", []), (b"strict-transport-security", HSTS)]}
+        await send(msg)
+
+    return sender
 
 
 def _too_large(limit: int) -> JSONResponse:

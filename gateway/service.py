@@ -52,7 +52,12 @@ def build_gateway(
     return app, core
 
 
-def run_gateway(store: StoreFile, *, host: str | None = None, port: int | None = None, **kwargs) -> None:  # noqa: ANN003
+def run_gateway(
+    store: StoreFile, *, host: str | None = None, port: int | None = None, tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None, **kwargs,  # noqa: ANN003
+) -> None:
+    """Serve until SIGTERM; HTTPS when a certificate and key are given (`instore config tls`)."""
     app, _core = build_gateway(store, **kwargs)
     uvicorn.run(app, host=host or store.gateway.http_host, port=port or store.gateway.http_port,
-                log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+                ssl_certfile=tls_cert, ssl_keyfile=tls_key)

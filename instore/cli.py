@@ -106,6 +106,10 @@ def gateway(
             envvar="INSTORE_MQTT_PASSWORD_FILE",
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM; see `instore config tls`).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """Run the store gateway: ingest from MQTT, serve the staff tablet and the API.
 
@@ -123,6 +127,8 @@ def gateway(
         except OSError as exc:
             _fail(f"{mqtt_password_file}: {exc.strerror}")
         username = store.gateway.mqtt_username
+    if (tls_cert is None) != (tls_key is None):
+        _fail("--tls-cert and --tls-key go together")
     if whatsapp is not None:
         from cloud_sync.config import load_config
 
@@ -133,6 +139,7 @@ def gateway(
     run_gateway(
         store, host=host, port=port, db_path=db or store_relative(config, store.gateway.database),
         broker_host=broker_host, broker_port=broker_port, whatsapp=whatsapp, username=username, password=password,
+        tls_cert=tls_cert, tls_key=tls_key,
     )
 
 
@@ -293,6 +300,28 @@ def config_mosquitto(
     files = generate(parsed, out, persistence_dir=persistence_dir, bridge_password=bridge_pw, store_file=store)
     for f in (files.conf, files.passwd, files.acl, files.credentials):
         typer.echo(f"wrote {f}")
+
+
+@config_app.command("tls")
+def config_tls(
+    store: Annotated[Path, typer.Argument(help="The store file (TOML).")],
+    out: Annotated[Path, typer.Option(help="Directory for ca.crt, ca.key, server.crt and server.key.")],
+    name: Annotated[
+        list[str] | None,
+        typer.Option(help="A host name or address the gateway and broker are reached at (repeatable; default: "
+                     "the store file's gateway.http_host and broker.host, localhost, 127.0.0.1)."),
+    ] = None,
+) -> None:
+    """A store-local CA and a server certificate for the gateway's HTTPS and the broker's TLS listener."""
+    from firmware_config.tls import generate
+
+    parsed = _store_or_fail(store)
+    names = name or [parsed.gateway.http_host, parsed.broker.host, "localhost", "127.0.0.1"]
+    names = [n for n in dict.fromkeys(names) if n not in ("0.0.0.0", "::")]
+    files = generate(parsed.store.id, out, names)
+    for f in (files.ca_cert, files.ca_key, files.cert, files.key):
+        typer.echo(f"wrote {f}")
+    typer.echo(f"certificate for: {', '.join(names)}; install {files.ca_cert} on every tablet")
 
 
 @staff_app.command("add")
