@@ -72,3 +72,44 @@ def test_the_gateway_serves_https_with_secure_cookies_and_hsts(tmp_path: Path) -
     finally:
         gw.terminate()
         gw.wait(10)
+
+
+def test_the_broker_tls_listener_uses_the_same_ca_with_paths_relative_to_the_store_file(tmp_path: Path) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from firmware_config.mosquitto import generate
+    from firmware_config.validate import validate_file
+    from tests.test_config_mosquitto import PASSWORDS, RUN_AS, Broker_
+
+    port, tls_port = _free_port(), _free_port()
+    etc = tmp_path / "etc"
+    tls.generate("boutique", etc / "tls", ["127.0.0.1"])
+    text = BOUTIQUE.read_text(encoding="utf-8").replace(
+        "port = 1883\n",
+        f'port = {port}\nlisten_address = "127.0.0.1"\ntls_port = {tls_port}\ncafile = "tls/ca.crt"\n'
+        'certfile = "tls/server.crt"\nkeyfile = "tls/server.key"\n',
+    )
+    store_path = etc / "store.toml"
+    store_path.write_text(text, encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    files = generate(validate_file(store_path), tmp_path / "mosq", PASSWORDS, persistence_dir=tmp_path / "data",
+                     run_as_user=RUN_AS, store_file=store_path)
+    assert f"certfile {etc / 'tls' / 'server.crt'}" in files.conf.read_text().splitlines()
+    broker = Broker_(files.conf, port)
+    try:
+        got: list = []
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gateway")
+        c.tls_set(ca_certs=str(etc / "tls" / "ca.crt"))
+        c.username_pw_set("gateway", PASSWORDS["gateway"])
+        c.on_connect = lambda c, ud, flags, rc, props: got.append(rc)
+        c.connect("127.0.0.1", tls_port)
+        c.loop_start()
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        c.disconnect()
+        c.loop_stop()
+        assert got and not got[0].is_failure
+    finally:
+        broker.stop()
