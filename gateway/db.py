@@ -147,8 +147,17 @@ def _m5_customer_numbers(db: sqlite_utils.Database) -> None:
     db["customer_numbers"].create_index(["customer_id"])
 
 
+def _m6_screens(db: sqlite_utils.Database) -> None:
+    """Fitting-room screens (gateway.screens): a device bound to one room, valid until revoked."""
+    db["screens"].create(
+        {"id": int, "token_hash": str, "room": str, "created_at": float, "created_by": int, "revoked_at": float},
+        pk="id",
+    )
+    db["screens"].create_index(["token_hash"], unique=True)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m1, _m2, _m3_rfid, _m4_node_configs, _m5_customer_numbers
+    _m1, _m2, _m3_rfid, _m4_node_configs, _m5_customer_numbers, _m6_screens
 ]
 
 
