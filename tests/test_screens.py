@@ -76,4 +76,12 @@ def test_fleet_page_lists_screens_and_revokes_in_german_and_english(gw, browser)
             page.click("#screen-list button")
             page.wait_for_selector("#screen-list li", state="detached")
             assert core.db.execute("SELECT COUNT(*) FROM screens WHERE revoked_at IS NULL").fetchone()[0] == 0
+            setup = ctx.new_page()  # on the room's page a manager makes the device its screen
+            setup.goto(f"{base}/fitting-room/fr3")
+            setup.click("#make-screen")
+            setup.wait_for_function("document.getElementById('make-screen').hidden")
+            assert ctx.request.get(f"{base}/api/me").status == 401  # the device is a screen now
+            assert ctx.request.get(f"{base}/api/fitting-room/fr3").status == 200
+            rooms = core.db.execute("SELECT room FROM screens WHERE revoked_at IS NULL").fetchall()
+            assert rooms == [("fr3",)]
         ctx.close()
