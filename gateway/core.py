@@ -91,9 +91,10 @@ class GatewayCore:
         if isinstance(msg, protocol.BleWindow | protocol.RfidWindow):
             verdict = self.fleet.check_time(msg)
             if verdict in ("ahead", "behind"):  # a node clock set wrong: counted by node in fleet
-                lag = self.clock() - msg.window[1]
-                self.rejects.reject(topic, protocol.WireError("window", f"ends {abs(lag):.0f} s {verdict} of"
-                                                                        " the gateway's clock"))
+                gap = abs(self.clock() - msg.window[1])
+                where = "ahead of" if verdict == "ahead" else "behind"
+                err = protocol.WireError("window", f"ends {gap:.0f} s {where} the gateway's clock")
+                self.rejects.reject(topic, err)
                 return
             if verdict == "lagging" and not msg.late:  # stale news, e.g. re-delivered after a restart
                 msg = msg.model_copy(update={"late": True})
