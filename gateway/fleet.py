@@ -32,7 +32,7 @@ from edge import protocol
 from firmware_config.store import NodeRole, StoreFile
 from gateway.events import Broadcaster, EventLog
 from gateway.metrics import GatewayMetrics
-from gateway.timecheck import MAX_AHEAD_S, OffsetEstimate, Verdict, check_window_time
+from gateway.timecheck import MAX_AHEAD_S, OffsetEstimate, Verdict, check_window_time, gateway_skew
 
 if TYPE_CHECKING:
     from gateway.config_push import ConfigPusher
@@ -155,8 +155,11 @@ def fleet_view(
     expected: Mapping[str, int],
     now: float,
     stale_after_s: float = STALE_AFTER_S,
+    skew_s: float = 0.0,
 ) -> list[NodeView]:
-    """Every node of the store file (plus any unknown node that reported), in file order."""
+    """Every node of the store file (plus any unknown node that reported), in file order.
+
+    `skew_s`: how far most nodes see the gateway's clock behind; a node is off only against that."""
     ids = [n.id for n in store.nodes] + sorted(set(records) - {n.id for n in store.nodes})
     out: list[NodeView] = []
     for node_id in ids:
@@ -181,8 +184,9 @@ def fleet_view(
         if state == "stale":
             problems.append(f"no window for {stale_after_s:.0f} s")
         offset = rec.offset.offset_s if rec is not None else None
-        if offset is not None and abs(offset) > MAX_AHEAD_S:
-            problems.append(f"clock {offset:+.0f} s off the gateway's")
+        if offset is not None and abs(offset - skew_s) > MAX_AHEAD_S:
+            problems.append(f"clock {offset - skew_s:+.0f} s off the other nodes'" if skew_s
+                            else f"clock {offset:+.0f} s off the gateway's")
         if st is not None and st.clock_synced is False:
             problems.append("clock not synchronised")
         if st is not None and st.dropped:
@@ -266,6 +270,7 @@ class FleetMonitor:
             registry=r,
         )
         self._known = frozenset(n.id for n in store.nodes)
+        self.skew_s, self._skew_at = 0.0, float("-inf")  # the gateway's clock error as the nodes agree on it
         self.nodes = Gauge(
             "instore_gateway_nodes", "Nodes of the store by fleet state", ["state"], registry=r
         )
@@ -288,11 +293,14 @@ class FleetMonitor:
         """
         now = self.clock()
         end = msg.window[1]
-        verdict = check_window_time(end, now)
         with self._lock:
             rec = self._rec(msg.node)
             if not msg.late:
                 rec.offset.add(end, now)
+            if not now - 1.0 < self._skew_at <= now:  # once a second: a max over every node's samples
+                offsets = [r.offset.offset_s for r in self.records.values()]
+                self.skew_s, self._skew_at = gateway_skew([o for o in offsets if o is not None]), now
+            verdict = check_window_time(end, now + self.skew_s)
             if verdict in ("ahead", "behind"):
                 rec.time_rejects += 1
                 label = msg.node if msg.node in self._known else "other"  # bounded label values
@@ -353,7 +361,8 @@ class FleetMonitor:
             expected.update(self.expected_source())
         with self._lock:
             return fleet_view(
-                self.store, self.records, expected, self.clock() if now is None else now, self.stale_after_s
+                self.store, self.records, expected, self.clock() if now is None else now, self.stale_after_s,
+                self.skew_s,
             )
 
     def to_json(self) -> dict:
@@ -362,6 +371,7 @@ class FleetMonitor:
             "store": self.store.store.id,
             "ts": self.clock(),
             "summary": summary(views),
+            "gateway_clock_behind_s": round(self.skew_s, 1),  # non-zero: most nodes see the gateway's clock off
             "nodes": [asdict(v) for v in views],
         }
 

@@ -27,6 +27,9 @@ MAX_CATCHUP_S = 600.0
 # Offset samples kept per node: a minute of windows; the smallest transit time among them
 # is the closest to the true offset.
 OFFSET_SAMPLES = 60
+# The gateway doubts its own clock (stepped back, or not yet synchronised after a boot) when at
+# least this many nodes, and most of those it hears, see it off in the same direction.
+CONSENSUS_NODES = 2
 
 Verdict = Literal["ok", "ahead", "behind", "lagging"]
 
@@ -40,6 +43,22 @@ def check_window_time(end: float, now: float) -> Verdict:
     if end < now - LIVE_LAG_S:
         return "lagging"
     return "ok"
+
+
+def gateway_skew(offsets: list[float]) -> float:
+    """How far the gateway's clock is behind the nodes' (negative: ahead), 0 unless they agree.
+
+    One node a day ahead is that node's fault; every node an hour ahead means the gateway's
+    clock stepped back, and rejecting them all would silence the store until it caught up.
+    """
+    if len(offsets) < CONSENSUS_NODES:
+        return 0.0
+    ahead = sorted(o for o in offsets if o > MAX_AHEAD_S)
+    behind = sorted(o for o in offsets if o < -MAX_AHEAD_S)
+    for side in (ahead, behind):
+        if len(side) >= CONSENSUS_NODES and 2 * len(side) > len(offsets):
+            return side[len(side) // 2]  # the median of the agreeing nodes
+    return 0.0
 
 
 class OffsetEstimate:

@@ -125,3 +125,30 @@ def test_node_status_carries_its_clock_sync_state() -> None:
     core.handle(protocol.node_topic("boutique", "fr1", "status"), protocol.encode(st))
     fr1 = next(v for v in core.fleet.view() if v.node == "fr1")
     assert fr1.clock_synced is False and "clock not synchronised" in fr1.problems
+
+
+def test_when_the_gateway_clock_steps_back_the_agreeing_nodes_are_still_heard() -> None:
+    db, clock, core, _ = _setup(True)
+    feed = WireFeeder(core, clock)
+    node_time = clock.t
+    for _ in range(3):  # the store as it was, gateway and nodes agreeing
+        node_time += 1
+        clock.t = node_time
+        for node, rssi in ON_FLOOR.items():
+            feed.send(node, node_time, None, rssi)
+    gateway_error = 3600.0  # then the gateway's clock steps back an hour (fake-hwclock after a reboot)
+    for _ in range(12):
+        node_time += 1
+        clock.t = node_time - gateway_error
+        for node, rssi in ON_FLOOR.items():
+            feed.send(node, node_time, IBEACON.format(7), rssi)
+        feed.send("fr3", node_time + DAY, None, None)  # one node a day ahead is still that node's fault
+    assert abs(core.fleet.skew_s - gateway_error) < 1.0
+    assert core.fleet.to_json()["gateway_clock_behind_s"] == round(core.fleet.skew_s, 1)
+    kinds = [r[0] for r in db.execute("SELECT kind FROM events ORDER BY id").fetchall()]
+    assert kinds[:1] == ["entered"]  # the customer is announced despite the gateway's clock
+    rejected = metric(core, "instore_gateway_time_rejects_total", node="floor-west", reason="ahead")
+    assert rejected <= 2  # only until the nodes agreed (within about a second)
+    views = {v.node: v for v in core.fleet.view()}
+    assert not any("clock" in p for p in views["floor-west"].problems)
+    assert any("off the other nodes" in p for p in views["fr3"].problems)
