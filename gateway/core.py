@@ -117,11 +117,12 @@ class GatewayCore:
         self.metrics.observations.inc(len(w.observations))
         self.metrics.footfall_adverts.inc(w.anonymous.adverts)
         t = w.window[1]
+        now = min(t, self.clock() + self.fleet.skew_s)  # never ahead of our clock (as the nodes correct it)
         heard: dict[str, float] = {}
         with self.lock:
             self.footfall.add(self.db, w.node, t, w.anonymous.devices, w.anonymous.adverts)
             for obs in w.observations:
-                cid = self.resolver.resolve(obs.id, min(t, self.clock()))  # never ahead of our clock
+                cid = self.resolver.resolve(obs.id, now)
                 if cid is None:
                     self.metrics.unresolved.inc()
                     continue
