@@ -65,8 +65,10 @@ def gateway_subscriber(port: int, db_path: str, expected: int, qos: int, ready, 
             add_customer(db, f"c{i}", f"Customer {i}", now=T0)
             record_consent(db, f"c{i}", "recognition", True, now=T0)
             link_identity(db, Identity(f"c{i}", "eid", k.hex(), 10, 0))
-    core = GatewayCore(load_store(STORE), db, clock=time.time)
     state = {"n": 0, "first": 0.0, "last": 0.0}
+    # the gateway's clock follows the windows' (the i-th ends at T0 + i / nodes + 0.5): it rejects
+    # windows stamped far from its own time, and these are generated faster than real time
+    core = GatewayCore(load_store(STORE), db, clock=lambda: T0 + state["n"] / len(NODES) + 0.5)
 
     def on_message(client, userdata, msg):  # noqa: ANN001, ANN202
         now = time.perf_counter()

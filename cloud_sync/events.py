@@ -7,7 +7,7 @@ Shape (spec "Webhooks"): ``{"object": "whatsapp_business_account", "entry": [{"c
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,8 +218,21 @@ def _items(value: Mapping[str, Any], key: str, path: str) -> list[Mapping[str, A
     return raw
 
 
-def parse(payload: Any) -> list[Event]:
-    """All events of one webhook POST, in payload order; raises :class:`WebhookPayloadError`."""
+def _value_errors(value: Mapping[str, Any], path: str, pnid: str | None) -> tuple[ErrorEvent, ...]:
+    return tuple(ErrorEvent(e, pnid) for e in _errs(value, path, "value"))
+
+
+# What a malformed item can raise while it is read (a string where an object belongs, ...).
+_ITEM_FAULTS = (WebhookPayloadError, TypeError, ValueError, AttributeError, KeyError)
+
+
+def parse(payload: Any, skipped: list[WebhookPayloadError] | None = None) -> list[Event]:
+    """All events of one webhook POST, in payload order; raises :class:`WebhookPayloadError`.
+
+    With a `skipped` list, a malformed status, message or error is appended there and the
+    items beside it are still returned: one status we do not know (Meta added ``played``)
+    must not drop the valid ones in the same batch. The envelope must still be well formed.
+    """
     if not isinstance(payload, Mapping):
         raise WebhookPayloadError("body", "must be a JSON object")
     if payload.get("object") != "whatsapp_business_account":
@@ -228,6 +241,18 @@ def parse(payload: Any) -> list[Event]:
     if not isinstance(entries, list):
         raise WebhookPayloadError("entry", "must be a list")
     out: list[Event] = []
+
+    def item(path: str, read: Callable[..., Event | tuple[Event, ...]], *args: Any) -> None:
+        try:
+            got = read(*args)
+        except _ITEM_FAULTS as exc:
+            err = exc if isinstance(exc, WebhookPayloadError) else WebhookPayloadError(path, f"malformed: {exc}")
+            if skipped is None:
+                raise err from None
+            skipped.append(err)
+            return
+        out.extend(got if isinstance(got, tuple) else (got,))
+
     for ei, entry in enumerate(entries):
         changes = entry.get("changes") if isinstance(entry, Mapping) else None
         if not isinstance(changes, list):
@@ -241,15 +266,16 @@ def parse(payload: Any) -> list[Event]:
                 raise WebhookPayloadError(path, "must be an object")
             meta = value.get("metadata") or {}
             pnid = meta.get("phone_number_id") if isinstance(meta, Mapping) else None
+            pnid = pnid if isinstance(pnid, str) else None
             names = {}
             for c in _items(value, "contacts", path):
                 profile = c.get("profile")
                 if isinstance(c.get("wa_id"), str) and isinstance(profile, Mapping):
-                    names[c["wa_id"]] = profile.get("name")
+                    name = profile.get("name")
+                    names[c["wa_id"]] = name if isinstance(name, str) else None
             for i, s in enumerate(_items(value, "statuses", path)):
-                out.append(_status(s, f"{path}.statuses[{i}]", pnid))
+                item(f"{path}.statuses[{i}]", _status, s, f"{path}.statuses[{i}]", pnid)
             for i, m in enumerate(_items(value, "messages", path)):
-                out.append(_message(m, f"{path}.messages[{i}]", pnid, names))
-            for e in _errs(value, path, "value"):
-                out.append(ErrorEvent(e, pnid))
+                item(f"{path}.messages[{i}]", _message, m, f"{path}.messages[{i}]", pnid, names)
+            item(f"{path}.errors", _value_errors, value, path, pnid)
     return out

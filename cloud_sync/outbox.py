@@ -118,6 +118,7 @@ def connect(db_path: str | Path, *, synchronous: str = "FULL") -> sqlite3.Connec
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA secure_delete=ON")  # an erased customer's rows are overwritten, not left in free pages
     return conn
 
 

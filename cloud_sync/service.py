@@ -389,10 +389,13 @@ class WhatsAppService:
         return cancel
 
     def erase_customer(self, customer_id: str) -> None:
-        """Erasure: every WhatsApp row of the customer goes (outbox, statuses, window, inbox)."""
-        wa_id = self.number_of(customer_id)
+        """Erasure: every WhatsApp row of the customer goes (outbox, statuses, window, inbox), for
+        every number they ever had."""
+        from gateway.consent import customer_numbers
+
         with self.lock:
-            if wa_id:
+            for number in customer_numbers(self.core.db, customer_id):
+                wa_id = number.lstrip("+")
                 inbox.erase_number(self.conn, wa_id, customer_id)
                 # stream rows from before the number was linked to this customer
                 self.conn.execute(

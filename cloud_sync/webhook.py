@@ -4,7 +4,8 @@
   ``hub.challenge``) -> 200 with the challenge as plain text, else 403.
 * ``POST``: the ``X-Hub-Signature-256`` HMAC of the *raw* body is checked first; unsigned or
   badly signed requests get 401 and change nothing.  The body is then parsed into typed events
-  (:mod:`cloud_sync.events`) and passed to the injected handlers.
+  (:mod:`cloud_sync.events`) and passed to the injected handlers. A malformed or unknown item
+  (a status value Meta added later) is logged and skipped; the items beside it are kept.
 
 Meta redelivers a webhook that was not answered 200 quickly, so every event is de-duplicated
 (statuses by message id + status, inbound messages by message id) and an event is marked seen
@@ -84,6 +85,7 @@ class WebhookProcessor:
         self._lock = threading.Lock()  # serialises dedupe check + handling + mark
         self.handled = 0
         self.duplicates = 0
+        self.skipped = 0  # malformed or unknown items left out of their batch
 
     def _opt_out(self, wa_id: str) -> bool:
         if self.handlers.on_opt_out is None:
@@ -153,17 +155,21 @@ def create_webhook_router(
             return PlainTextResponse("client disconnected", status_code=400)
         if not signature.verify(raw, request.headers.get(signature.HEADER), app_secret):
             return PlainTextResponse("bad signature", status_code=401)
+        skipped: list[WebhookPayloadError] = []
         try:
-            evs = events.parse(json.loads(raw))
-        except (ValueError, WebhookPayloadError) as exc:
-            # Signed but malformed: tell the sender, change nothing.
+            evs = events.parse(json.loads(raw), skipped)
+        except (ValueError, RecursionError, WebhookPayloadError) as exc:
+            # Signed but malformed envelope: tell the sender, change nothing.
             return PlainTextResponse(f"bad payload: {exc}", status_code=400)
+        for err in skipped:  # one odd item (a status we do not know) never drops those beside it
+            log.warning("webhook item skipped: %s", err)
+        processor.skipped += len(skipped)
         try:
             new = await run_in_threadpool(processor.process, evs)
         except Exception:
             # Not marked seen: answering 500 makes Meta deliver again later.
             log.exception("webhook handler failed; asking for redelivery")
             return PlainTextResponse("handler failed", status_code=500)
-        return PlainTextResponse(f"ok {new}/{len(evs)}")
+        return PlainTextResponse(f"ok {new}/{len(evs)}" + (f", {len(skipped)} skipped" if skipped else ""))
 
     return router

@@ -172,6 +172,7 @@ class NodeStatus(_Msg):
     cpu_temp_c: float | None = None
     disk_writes_per_day: Annotated[float, Field(ge=0)] | None = None  # SD card wear (docs/deploy.md)
     disk_bytes_per_day: Annotated[float, Field(ge=0)] | None = None
+    clock_synced: bool | None = None  # the node's clock is NTP-synchronised (None: not reported)
 
 
 class NodeConfig(_Msg):
@@ -234,8 +235,8 @@ def decode(kind: str, payload: bytes | str) -> Message:
         raise WireError("v", "missing contract version")
     if data["v"] != VERSION:
         raise WireError("v", f"unsupported contract version {data['v']!r} (this is v{VERSION})")
-    try:
-        return model.model_validate(data)
+    try:  # strict: JSON types as documented, no coercion ("seq": "7" is not a number)
+        return model.model_validate_json(payload, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

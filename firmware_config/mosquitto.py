@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.protocol import KINDS, ROOT
+from firmware_config.paths import store_relative
 from firmware_config.store import StoreFile
 
 # mosquitto_passwd 2.0 defaults: 101 PBKDF2 iterations (its own choice, kept so hashes look
@@ -103,9 +104,15 @@ def render_conf(
     persistence_dir: str | Path = DEFAULT_PERSISTENCE_DIR,
     bridge_password: str | None = None,
     run_as_user: str | None = None,
+    store_file: str | Path | None = None,
 ) -> str:
-    """The main `mosquitto.conf` (Mosquitto 2.0 syntax)."""
+    """The main `mosquitto.conf` (Mosquitto 2.0 syntax); relative certificate paths are taken
+    relative to `store_file` (Mosquitto would read them from its own working directory)."""
     b = store.broker
+
+    def path(value: str) -> str:
+        return str(store_relative(store_file, value)) if store_file is not None else value
+
     where = f" {b.listen_address}" if b.listen_address else ""
     persistence = str(persistence_dir).rstrip("/") + "/"
     lines = [
@@ -114,6 +121,8 @@ def render_conf(
         "per_listener_settings false",
         *([f"user {run_as_user}"] if run_as_user else []),
         "allow_anonymous false",
+        "# The client id is the username: no client takes over another's session by its id.",
+        "use_username_as_clientid true",
         f"password_file {passwd_path}",
         f"acl_file {acl_path}",
         "",
@@ -135,8 +144,8 @@ def render_conf(
     if b.tls_port is not None:
         lines += ["", f"listener {b.tls_port}{where}", "protocol mqtt"]
         if b.cafile:
-            lines.append(f"cafile {b.cafile}")
-        lines += [f"certfile {b.certfile}", f"keyfile {b.keyfile}", "tls_version tlsv1.2"]
+            lines.append(f"cafile {path(b.cafile)}")
+        lines += [f"certfile {path(b.certfile)}", f"keyfile {path(b.keyfile)}", "tls_version tlsv1.2"]
     if b.bridge is not None:
         br = b.bridge
         lines += [
@@ -158,7 +167,7 @@ def render_conf(
         if bridge_password:
             lines.append(f"remote_password {bridge_password}")
         if br.cafile:
-            lines += [f"bridge_cafile {br.cafile}", "bridge_tls_version tlsv1.2"]
+            lines += [f"bridge_cafile {path(br.cafile)}", "bridge_tls_version tlsv1.2"]
     return "\n".join(lines) + "\n"
 
 
@@ -191,6 +200,7 @@ def generate(
     persistence_dir: str | Path = DEFAULT_PERSISTENCE_DIR,
     bridge_password: str | None = None,
     run_as_user: str | None = None,
+    store_file: str | Path | None = None,
 ) -> GeneratedFiles:
     """Write `mosquitto.conf`, `passwd`, `acl` and `credentials.toml` into `out_dir`.
 
@@ -229,6 +239,7 @@ def generate(
         persistence_dir=persistence_dir,
         bridge_password=bridge_password,
         run_as_user=run_as_user,
+        store_file=store_file,
     )
     _write(files.conf, conf, 0o640 if bridge_password else 0o644)
     return files

@@ -7,17 +7,22 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from firmware_config.sdnotify import Notifier
-from gateway import routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff
+from gateway import routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff, screens
 from gateway.config_push import ConfigPusher
 from gateway.core import GatewayCore
+from gateway.db import MAX_ROW_ID
 from gateway.fleet import fleet_router
+from gateway.guards import RequestGuards
 from gateway.mqtt_ingest import MqttIngest
 from gateway.routes_common import Clienteling, current_staff, require_staff
 from gateway.routes_rfid import rfid_router
@@ -57,18 +62,29 @@ def create_app(
             if ingest is not None:
                 ingest.stop()
 
-    app = FastAPI(title="instore gateway", version="0.1.0", lifespan=lifespan)
+    # the API docs are served below: behind sign-in, and from the package (no CDN in a shop)
+    app = FastAPI(title="instore gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_middleware(RequestGuards)  # body size limits per route, the Origin check
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming each field and what is wrong, without echoing the input: it may be a password,
+        or a NaN that JSON cannot carry (the default handler answers 500 for `{"name": NaN}`)."""
+        detail = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     app.include_router(
         fleet_router(core, config_pusher),  # /fleet, /api/fleet; runs the config pusher
         dependencies=[Depends(require_staff)],
     )
 
     app.state.clienteling = Clienteling(core)  # clienteling: customers, staff app, till, dashboard
-    for module in (routes_auth, routes_customers, routes_staff, routes_pos, routes_dashboard):
+    for module in (routes_auth, routes_customers, routes_staff, routes_pos, routes_dashboard, screens):
         app.include_router(module.router)
     app.include_router(
         rfid_router(core),  # fitting-room screen, shelves, products, EPCIS export
-        dependencies=[Depends(require_staff)],
+        dependencies=[Depends(screens.require_staff_or_room_screen)],  # a room's screen: its room's routes only
     )
 
     @app.get("/", include_in_schema=False, dependencies=[Depends(require_staff)])
@@ -79,7 +95,9 @@ def create_app(
     @app.get(
         "/api/events", summary="Staff events after an id (polling and catch-up)", dependencies=[Depends(require_staff)]
     )
-    async def events(after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100):
+    async def events(
+        after: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ):
         return [dataclasses.asdict(e) for e in core.events.after(after, limit)]
 
     @app.get(
@@ -91,7 +109,7 @@ def create_app(
     async def stream(
         request: Request,
         last_event_id: Annotated[str | None, Header()] = None,
-        after: Annotated[int | None, Query(ge=0, description="replay events after this id")] = None,
+        after: Annotated[int | None, Query(ge=0, le=MAX_ROW_ID, description="replay events after this id")] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         last = resume_point(core.events, last_event_id, after)
         clienteling = app.state.clienteling
@@ -103,6 +121,23 @@ def create_app(
             core.events, core.broadcaster, last, on_clients=core.metrics.clients.set, allowed=signed_in
         ):
             yield sse
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_staff)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_staff)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="instore gateway API", swagger_favicon_url="/icon.svg",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js", swagger_css_url="/docs/assets/swagger-ui.css",
+        )
+
+    @app.get("/docs/assets/{name}", include_in_schema=False, dependencies=[Depends(require_staff)])
+    async def docs_asset(name: Literal["swagger-ui-bundle.js", "swagger-ui.css"]) -> FileResponse:
+        import swagger_ui_bundle
+
+        return FileResponse(Path(swagger_ui_bundle.swagger_ui_path) / name)
 
     @app.get("/livez", summary="The process is alive")
     async def livez() -> dict:

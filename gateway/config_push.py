@@ -84,11 +84,18 @@ class ConfigPusher:
         username: str | None = None,
         password: str | None = None,
         client_id: str | None = None,
+        client: mqtt.Client | None = None,
     ):
         self.store, self.configs = store, dict(configs)
         self.host, self.port = host, port
         self.published = threading.Event()  # set after the first complete publication
         self.publications = 0
+        # A shared client (the gateway's ingest connection; the broker binds client id to
+        # username, so the gateway has one connection): its owner calls `publish_all` on connect.
+        self._owned = client is None
+        if client is not None:
+            self.client = client
+            return
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"instore-gateway-{store.store.id}-config",
@@ -135,9 +142,11 @@ class ConfigPusher:
         protocol.publish(self.client, topic, msg, qos=1, retain=True)
 
     def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=30)
-        self.client.loop_start()
+        if self._owned:
+            self.client.connect_async(self.host, self.port, keepalive=30)
+            self.client.loop_start()
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        if self._owned:
+            self.client.disconnect()
+            self.client.loop_stop()

@@ -149,12 +149,23 @@ def personal_columns(db: sqlite_utils.Database) -> list[tuple[str, str]]:
     return out
 
 
+def customer_numbers(db: sqlite_utils.Database, customer_id: str) -> list[str]:
+    """Every WhatsApp number the customer ever gave (E.164 with +): the current one first."""
+    current = db.execute("SELECT whatsapp FROM customers WHERE id = ?", [customer_id]).fetchone()
+    numbers = [current[0]] if current and current[0] else []
+    for (number,) in db.execute(
+        "SELECT whatsapp FROM customer_numbers WHERE customer_id = ? ORDER BY until DESC", [customer_id]
+    ):
+        if number and number not in numbers:
+            numbers.append(number)
+    return numbers
+
+
 def customer_needles(db: sqlite_utils.Database, customer_id: str) -> list[str]:
-    """The strings that identify a customer: id, WhatsApp number (with and without +), beacon values."""
+    """The strings that identify a customer: id, every WhatsApp number (with and without +), beacon values."""
     needles = [customer_id]
-    row = db.execute("SELECT whatsapp FROM customers WHERE id = ?", [customer_id]).fetchone()
-    if row and row[0]:
-        needles += [row[0], row[0].lstrip("+")]
+    for number in customer_numbers(db, customer_id):
+        needles += [number, number.lstrip("+")]
     for (value,) in db.execute("SELECT value FROM identities WHERE customer_id = ?", [customer_id]):
         needles.append(value)
     return needles
@@ -202,6 +213,8 @@ def erase_customer(db: sqlite_utils.Database, core: Forgetter, hooks: ConsentHoo
                 "INSERT INTO events (id, ts, kind, customer_id, data) VALUES (?, 0, 'erased', NULL, '{}')",
                 [max_event],
             )
+    if not db.conn.in_transaction:  # the old page versions in the WAL go too (secure_delete zeroed the rest)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return True
 
 
@@ -224,6 +237,23 @@ def export_customer(db: sqlite_utils.Database, customer_id: str) -> dict | None:
             if table == "events":
                 r["data"] = json.loads(r["data"])
         out[table] = rows
+    # tables keyed by a WhatsApp number rather than the customer id (the outbox, its statuses, ...)
+    numbers = [v for n in customer_numbers(db, customer_id) for v in (n, n.lstrip("+"))]
+    marks = ",".join("?" * len(numbers))
+    by_table: dict[str, list[str]] = {}
+    for table, col in personal_columns(db):
+        by_table.setdefault(table, []).append(col)
+    for table, cols in by_table.items():
+        if not numbers or table in ("customers", "customer_numbers"):
+            continue
+        where = " OR ".join(f'"{c}" IN ({marks})' for c in cols)
+        cur = db.execute(f'SELECT * FROM "{table}" WHERE {where} ORDER BY rowid', numbers * len(cols))
+        names = [c[0] for c in cur.description]
+        seen = {json.dumps(r, sort_keys=True, default=str) for r in out.get(table, [])}
+        extra = [r for r in (dict(zip(names, row, strict=True)) for row in cur.fetchall())
+                 if json.dumps(r, sort_keys=True, default=str) not in seen]
+        if extra or table in out:
+            out[table] = out.get(table, []) + extra
     sale_ids = [s["id"] for s in out.get("sales", [])]
     out["sale_items"] = [
         {"sale_id": r[0], "epc": r[1], "gtin": r[2]}

@@ -7,6 +7,7 @@ logged at a limited rate, and never stop the messages around them.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ from gateway.kpi import FootfallBuffer
 from gateway.metrics import GatewayMetrics
 from gateway.presence import PresenceEngine, PresenceEvent, PresenceModel, PresenceParams
 from gateway.routes_rfid import RfidService
+from gateway.timecheck import MAX_CATCHUP_S
 
 log = logging.getLogger("instore.gateway")
 
@@ -89,8 +91,18 @@ class GatewayCore:
             return
         self.rejects.ok()
         self.metrics.messages.labels(kind).inc()
-        if isinstance(msg, protocol.BleWindow | protocol.RfidWindow) and not self.fleet.window(msg):
-            return  # (node, seq) already processed: a re-delivery after an outage
+        if isinstance(msg, protocol.BleWindow | protocol.RfidWindow):
+            verdict = self.fleet.check_time(msg)
+            if verdict in ("ahead", "behind"):  # a node clock set wrong: counted by node in fleet
+                gap = abs(self.clock() - msg.window[1])
+                where = "ahead of" if verdict == "ahead" else "behind"
+                err = protocol.WireError("window", f"ends {gap:.0f} s {where} the gateway's clock")
+                self.rejects.reject(topic, err)
+                return
+            if verdict == "lagging" and not msg.late:  # stale news, e.g. re-delivered after a restart
+                msg = msg.model_copy(update={"late": True})
+            if not self.fleet.window(msg):
+                return  # (node, seq) already processed: a re-delivery after an outage
         if isinstance(msg, protocol.BleWindow):
             self.on_ble(msg)
         elif isinstance(msg, protocol.RfidWindow):
@@ -108,18 +120,27 @@ class GatewayCore:
         self.metrics.observations.inc(len(w.observations))
         self.metrics.footfall_adverts.inc(w.anonymous.adverts)
         t = w.window[1]
+        now = min(t, self.clock() + self.fleet.skew_s)  # never ahead of our clock (as the nodes correct it)
         heard: dict[str, float] = {}
         with self.lock:
             self.footfall.add(self.db, w.node, t, w.anonymous.devices, w.anonymous.adverts)
             for obs in w.observations:
-                cid = self.resolver.resolve(obs.id, min(t, self.clock()))  # never ahead of our clock
+                cid = self.resolver.resolve(obs.id, now)
                 if cid is None:
                     self.metrics.unresolved.inc()
                     continue
                 heard[cid] = max(heard.get(cid, -200.0), obs.rssi_mean)
             if w.late:
                 return []
+            self._bound_catch_up(t)
             return [self.emit(ev) for ev in self.presence.add_window(w.node, t, heard)]
+
+    def _bound_catch_up(self, t: float) -> None:
+        """After a gap longer than MAX_CATCHUP_S the engine jumps (on its step grid) instead of
+        stepping through every second of it under the lock: one window costs bounded work."""
+        due, step = self.presence._due, self.presence.model.params.step_s
+        if due is not None and t - due > MAX_CATCHUP_S:
+            self.presence._due = due + math.floor((t - due - MAX_CATCHUP_S) / step) * step
 
     def on_rfid(self, w: protocol.RfidWindow) -> list[StaffEvent]:
         """One RFID reader window: garments in fitting rooms and on shelves (gateway.routes_rfid)."""

@@ -71,6 +71,12 @@ def update_customer(db: sqlite_utils.Database, customer_id: str, changes: dict, 
     if row.get("whatsapp"):
         row["whatsapp"] = normalise_whatsapp(row["whatsapp"])
     row["updated_at"] = now
+    if row.get("whatsapp") is not None:  # keep the number being replaced: erasure reaches it too
+        db.execute(
+            "INSERT INTO customer_numbers (customer_id, whatsapp, until) SELECT id, whatsapp, ? FROM customers "
+            "WHERE id = ? AND whatsapp != '' AND whatsapp != ?",
+            [now, customer_id, row["whatsapp"]],
+        )
     cur = db.execute(
         f"UPDATE customers SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
         [*row.values(), customer_id],

@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlite_utils
 
 PURPOSES = ("recognition", "whatsapp_service", "whatsapp_marketing")
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer: a larger id matches no row and overflows the driver
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -145,8 +146,25 @@ def _m5_identity_carrier(db: sqlite_utils.Database) -> None:
     db["identities"].add_column("adverts_per_s", float)
 
 
+def _m6_customer_numbers(db: sqlite_utils.Database) -> None:
+    """A customer's previous WhatsApp numbers: erasure and export must reach every number they had."""
+    db["customer_numbers"].create(
+        {"customer_id": str, "whatsapp": str, "until": float}, foreign_keys=[("customer_id", "customers", "id")]
+    )
+    db["customer_numbers"].create_index(["customer_id"])
+
+
+def _m7_screens(db: sqlite_utils.Database) -> None:
+    """Fitting-room screens (gateway.screens): a device bound to one room, valid until revoked."""
+    db["screens"].create(
+        {"id": int, "token_hash": str, "room": str, "created_at": float, "created_by": int, "revoked_at": float},
+        pk="id",
+    )
+    db["screens"].create_index(["token_hash"], unique=True)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier,
+    _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens
 ]
 
 
@@ -159,6 +177,7 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     if str(path) != ":memory:":
         db.enable_wal()
     db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA secure_delete = ON")  # erased rows are overwritten, not left readable in free pages
     version = db.execute("PRAGMA user_version").fetchone()[0]
     for i, migrate in enumerate(MIGRATIONS[version:], start=version + 1):
         with conn:

@@ -32,6 +32,7 @@ from edge import protocol
 from firmware_config.store import NodeRole, StoreFile
 from gateway.events import Broadcaster, EventLog
 from gateway.metrics import GatewayMetrics
+from gateway.timecheck import MAX_AHEAD_S, OffsetEstimate, Verdict, check_window_time, gateway_skew
 
 if TYPE_CHECKING:
     from gateway.config_push import ConfigPusher
@@ -94,6 +95,8 @@ class NodeRecord:
     duplicates: int = 0
     seqs: dict[str, SeqWindow] = field(default_factory=dict)  # per stream: ble and rfid number apart
     online_since: float | None = None
+    offset: OffsetEstimate = field(default_factory=OffsetEstimate)  # node clock minus gateway clock
+    time_rejects: int = 0  # windows stamped ahead of the gateway's clock or far behind
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,9 @@ class NodeView:
     windows: int
     late_windows: int
     duplicates: int
+    clock_offset_s: float | None
+    clock_synced: bool | None
+    time_rejects: int
 
 
 def node_state(rec: NodeRecord | None, now: float, stale_after_s: float = STALE_AFTER_S) -> State:
@@ -149,8 +155,11 @@ def fleet_view(
     expected: Mapping[str, int],
     now: float,
     stale_after_s: float = STALE_AFTER_S,
+    skew_s: float = 0.0,
 ) -> list[NodeView]:
-    """Every node of the store file (plus any unknown node that reported), in file order."""
+    """Every node of the store file (plus any unknown node that reported), in file order.
+
+    `skew_s`: how far most nodes see the gateway's clock behind; a node is off only against that."""
     ids = [n.id for n in store.nodes] + sorted(set(records) - {n.id for n in store.nodes})
     out: list[NodeView] = []
     for node_id in ids:
@@ -174,6 +183,12 @@ def fleet_view(
         misconfigured = role == "unknown" or behind or bool(st is not None and st.config_error)
         if state == "stale":
             problems.append(f"no window for {stale_after_s:.0f} s")
+        offset = rec.offset.offset_s if rec is not None else None
+        if offset is not None and abs(offset - skew_s) > MAX_AHEAD_S:
+            problems.append(f"clock {offset - skew_s:+.0f} s off the other nodes'" if skew_s
+                            else f"clock {offset:+.0f} s off the gateway's")
+        if st is not None and st.clock_synced is False:
+            problems.append("clock not synchronised")
         if st is not None and st.dropped:
             problems.append(f"{st.dropped} windows dropped from its queue")
         out.append(
@@ -200,6 +215,9 @@ def fleet_view(
                 windows=rec.windows if rec else 0,
                 late_windows=rec.late if rec else 0,
                 duplicates=rec.duplicates if rec else 0,
+                clock_offset_s=rec.offset.offset_s if rec else None,
+                clock_synced=st.clock_synced if st else None,
+                time_rejects=rec.time_rejects if rec else 0,
             )
         )
     return out
@@ -245,6 +263,14 @@ class FleetMonitor:
             ["kind"],
             registry=r,
         )
+        self.time_rejects = Counter(
+            "instore_gateway_time_rejects",
+            "Windows rejected for their timestamp, by node and reason (ahead, behind)",
+            ["node", "reason"],
+            registry=r,
+        )
+        self._known = frozenset(n.id for n in store.nodes)
+        self.skew_s, self._skew_at = 0.0, float("-inf")  # the gateway's clock error as the nodes agree on it
         self.nodes = Gauge(
             "instore_gateway_nodes", "Nodes of the store by fleet state", ["state"], registry=r
         )
@@ -259,6 +285,27 @@ class FleetMonitor:
         if rec is None:
             rec = self.records[node] = NodeRecord()
         return rec
+
+    def check_time(self, msg: protocol.BleWindow | protocol.RfidWindow) -> Verdict:
+        """Check a window's end against our clock; live windows feed the node's offset estimate.
+
+        `ahead` and `behind` are counted here and must be dropped by the caller.
+        """
+        now = self.clock()
+        end = msg.window[1]
+        with self._lock:
+            rec = self._rec(msg.node)
+            if not msg.late:
+                rec.offset.add(end, now)
+            if not now - 1.0 < self._skew_at <= now:  # once a second: a max over every node's samples
+                offsets = [r.offset.offset_s for r in self.records.values()]
+                self.skew_s, self._skew_at = gateway_skew([o for o in offsets if o is not None]), now
+            verdict = check_window_time(end, now + self.skew_s)
+            if verdict in ("ahead", "behind"):
+                rec.time_rejects += 1
+                label = msg.node if msg.node in self._known else "other"  # bounded label values
+                self.time_rejects.labels(label, verdict).inc()
+        return verdict
 
     def window(self, msg: protocol.BleWindow | protocol.RfidWindow) -> bool:
         """Record a window; False if `(node, kind, seq)` was already processed (drop it)."""
@@ -314,7 +361,8 @@ class FleetMonitor:
             expected.update(self.expected_source())
         with self._lock:
             return fleet_view(
-                self.store, self.records, expected, self.clock() if now is None else now, self.stale_after_s
+                self.store, self.records, expected, self.clock() if now is None else now, self.stale_after_s,
+                self.skew_s,
             )
 
     def to_json(self) -> dict:
@@ -323,6 +371,7 @@ class FleetMonitor:
             "store": self.store.store.id,
             "ts": self.clock(),
             "summary": summary(views),
+            "gateway_clock_behind_s": round(self.skew_s, 1),  # non-zero: most nodes see the gateway's clock off
             "nodes": [asdict(v) for v in views],
         }
 

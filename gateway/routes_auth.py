@@ -48,7 +48,8 @@ def login(body: Credentials, request: Request, response: Response, s: Svc) -> di
             raise HTTPException(401, "wrong username or password")
         s.login_throttle.clear(key)
     response.set_cookie(
-        auth.COOKIE, token, max_age=int(s.session_ttl_s), httponly=True, samesite="strict", path="/"
+        auth.COOKIE, token, max_age=int(s.session_ttl_s), httponly=True, samesite="strict", path="/",
+        secure=request.url.scheme == "https",  # over HTTPS the browser never sends it in clear
     )
     return {
         "token": token,

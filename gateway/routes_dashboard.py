@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -15,7 +15,9 @@ from gateway.routes_common import ManagerDep, Svc, page, require_manager
 
 router = APIRouter(tags=["dashboard"])
 
-Day = Annotated[date | None, Query(description="local day, YYYY-MM-DD; default today")]
+# A day's figures need the days either side of it (time zones, the hour labels) to exist.
+FIRST_DAY, LAST_DAY = date.min + timedelta(days=1), date.max - timedelta(days=1)
+Day = Annotated[date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="local day, YYYY-MM-DD; default today")]
 
 
 def _figures(s, day: date | None) -> dict:  # noqa: ANN001

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge import protocol
 from gateway import products as catalogue
+from gateway.db import MAX_ROW_ID
 from gateway.epcis import LogRow, epcis_events
 from gateway.events import StaffEvent
 from gateway.fitting_rooms import FITTING_ROOM, FittingRoomEngine, Layout, Obs, RoomEvent
@@ -383,7 +384,7 @@ def rfid_router(core: GatewayCore) -> APIRouter:
     async def room_stream(
         room: Room,
         last_event_id: Annotated[str | None, Header()] = None,
-        after: Annotated[int | None, Query(ge=0)] = None,
+        after: Annotated[int | None, Query(ge=0, le=MAX_ROW_ID)] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         room_or_404(room)
         last = resume_point(core.events, last_event_id, after)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import staff
+from gateway.db import MAX_ROW_ID
 from gateway.routes_common import StaffDep, Svc, maintenance_lifespan
 
 router = APIRouter(lifespan=maintenance_lifespan)
@@ -121,7 +122,7 @@ def add_task(body: NewTask, me: StaffDep, s: Svc) -> dict:
 
 
 @router.post("/api/tasks/{task_id}/done", summary="Mark a task done", tags=["staff"])
-def task_done(task_id: Annotated[int, Path(ge=1)], me: StaffDep, s: Svc) -> dict:
+def task_done(task_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], me: StaffDep, s: Svc) -> dict:
     with s.lock:
         try:
             cid = staff.complete_task(s.db, task_id, me.id, now=s.now())

@@ -17,6 +17,10 @@ from gateway.mqtt_ingest import MqttIngest
 
 log = logging.getLogger("instore.gateway")
 
+# On SIGTERM, open requests get this long to finish, then are cancelled: a live stream never
+# finishes by itself, and without a bound uvicorn would wait for it (systemd's stop: 5 s).
+SHUTDOWN_GRACE_S = 2
+
 
 def build_gateway(
     store: StoreFile, *, db_path: str | Path | None = None, broker_host: str | None = None,
@@ -26,13 +30,19 @@ def build_gateway(
     """The FastAPI app with its core and ingest wired (not yet serving)."""
     db = open_db(db_path or store.gateway.database)
     core = GatewayCore(store, db, clock=time.time)
+
+    def on_state(up: bool) -> None:
+        core.metrics.mqtt_connected.set(1 if up else 0)
+        if up:
+            pusher.publish_all()  # retained node configs, again after every reconnect
+
     ingest = MqttIngest(
         store.store.id, broker_host or store.broker.host, broker_port or store.broker.port, core.handle,
-        username=username, password=password,
-        on_state=lambda up: core.metrics.mqtt_connected.set(1 if up else 0),
+        username=username, password=password, on_state=on_state,
     )
+    # one connection: the generated broker config binds the client id to the username
     pusher = ConfigPusher.from_db(store, db, core.lock, broker_host or store.broker.host,
-                                  broker_port or store.broker.port, username=username, password=password)
+                                  broker_port or store.broker.port, client=ingest.client)
     app = create_app(core, ingest, pusher)
     if whatsapp is not None:  # the WhatsApp channel: webhook, inbox, outbox worker, journeys
         from cloud_sync.service import build_service
@@ -42,7 +52,12 @@ def build_gateway(
     return app, core
 
 
-def run_gateway(store: StoreFile, *, host: str | None = None, port: int | None = None, **kwargs) -> None:  # noqa: ANN003
+def run_gateway(
+    store: StoreFile, *, host: str | None = None, port: int | None = None, tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None, **kwargs,  # noqa: ANN003
+) -> None:
+    """Serve until SIGTERM; HTTPS when a certificate and key are given (`instore config tls`)."""
     app, _core = build_gateway(store, **kwargs)
     uvicorn.run(app, host=host or store.gateway.http_host, port=port or store.gateway.http_port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+                ssl_certfile=tls_cert, ssl_keyfile=tls_key)

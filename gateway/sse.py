@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi.sse import ServerSentEvent
 
+from gateway.db import MAX_ROW_ID
 from gateway.events import Broadcaster, EventLog, StaffEvent
 
 KEEPALIVE_S = 15.0
@@ -24,7 +25,7 @@ PAGE = 1000
 def resume_point(log: EventLog, last_event_id: str | None, after: int | None) -> int:
     """Where a stream starts: the browser's Last-Event-ID, else `?after=`, else now."""
     try:
-        if last_event_id:
+        if last_event_id and 0 <= int(last_event_id) <= MAX_ROW_ID:
             return int(last_event_id)
     except ValueError:
         pass

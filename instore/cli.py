@@ -98,13 +98,37 @@ def gateway(
     ] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: the store file's gateway.http_port).")] = None,
     whatsapp: Annotated[Path | None, typer.Option(help="WhatsApp channel config (TOML, see docs/whatsapp.md).")] = None,
+    mqtt_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the gateway's MQTT password (its line in credentials.toml); the username is "
+            "the store file's gateway.mqtt_username.",
+            envvar="INSTORE_MQTT_PASSWORD_FILE",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM; see `instore config tls`).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
 ) -> None:
-    """Run the store gateway: ingest from MQTT, serve the staff tablet and the API."""
+    """Run the store gateway: ingest from MQTT, serve the staff tablet and the API.
+
+    Paths in the store file (the database) are relative to the store file."""
+    from firmware_config.paths import store_relative
     from firmware_config.validate import ConfigError
     from gateway.service import run_gateway
 
     _logging()
     store = _store_or_fail(config)
+    username = password = None
+    if mqtt_password_file is not None:
+        try:
+            password = mqtt_password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            _fail(f"{mqtt_password_file}: {exc.strerror}")
+        username = store.gateway.mqtt_username
+    if (tls_cert is None) != (tls_key is None):
+        _fail("--tls-cert and --tls-key go together")
     if whatsapp is not None:
         from cloud_sync.config import load_config
 
@@ -113,7 +137,9 @@ def gateway(
         except (ConfigError, FileNotFoundError) as exc:
             _fail(str(exc))
     run_gateway(
-        store, host=host, port=port, db_path=db, broker_host=broker_host, broker_port=broker_port, whatsapp=whatsapp
+        store, host=host, port=port, db_path=db or store_relative(config, store.gateway.database),
+        broker_host=broker_host, broker_port=broker_port, whatsapp=whatsapp, username=username, password=password,
+        tls_cert=tls_cert, tls_key=tls_key,
     )
 
 
@@ -312,9 +338,31 @@ def config_mosquitto(
 
     parsed = _store_or_fail(store)
     bridge_pw = bridge_password_file.read_text(encoding="utf-8").strip() if bridge_password_file else None
-    files = generate(parsed, out, persistence_dir=persistence_dir, bridge_password=bridge_pw)
+    files = generate(parsed, out, persistence_dir=persistence_dir, bridge_password=bridge_pw, store_file=store)
     for f in (files.conf, files.passwd, files.acl, files.credentials):
         typer.echo(f"wrote {f}")
+
+
+@config_app.command("tls")
+def config_tls(
+    store: Annotated[Path, typer.Argument(help="The store file (TOML).")],
+    out: Annotated[Path, typer.Option(help="Directory for ca.crt, ca.key, server.crt and server.key.")],
+    name: Annotated[
+        list[str] | None,
+        typer.Option(help="A host name or address the gateway and broker are reached at (repeatable; default: "
+                     "the store file's gateway.http_host and broker.host, localhost, 127.0.0.1)."),
+    ] = None,
+) -> None:
+    """A store-local CA and a server certificate for the gateway's HTTPS and the broker's TLS listener."""
+    from firmware_config.tls import generate
+
+    parsed = _store_or_fail(store)
+    names = name or [parsed.gateway.http_host, parsed.broker.host, "localhost", "127.0.0.1"]
+    names = [n for n in dict.fromkeys(names) if n not in ("0.0.0.0", "::")]
+    files = generate(parsed.store.id, out, names)
+    for f in (files.ca_cert, files.ca_key, files.cert, files.key):
+        typer.echo(f"wrote {f}")
+    typer.echo(f"certificate for: {', '.join(names)}; install {files.ca_cert} on every tablet")
 
 
 @staff_app.command("add")
@@ -330,7 +378,9 @@ def staff_add(
         Path | None, typer.Option(help="Read the password from this file instead of asking.")
     ] = None,
 ) -> None:
-    """Add a staff account (the first manager is created this way)."""
+    """Add a staff account (the first manager is created this way); the database is the one the
+    gateway uses: the store file's gateway.database, relative to the store file."""
+    from firmware_config.paths import store_relative
     from gateway.auth import create_staff
     from gateway.db import open_db
 
@@ -341,7 +391,7 @@ def staff_add(
         else typer.prompt("password", hide_input=True, confirmation_prompt=True)
     )
     try:
-        create_staff(open_db(db or parsed.gateway.database), username, password, role, name=name)
+        create_staff(open_db(db or store_relative(store, parsed.gateway.database)), username, password, role, name=name)
     except ValueError as exc:
         _fail(f"error: {exc}")
     typer.echo(f"added {role} {username!r}")

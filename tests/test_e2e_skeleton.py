@@ -152,7 +152,8 @@ def test_gateway_counts_and_survives_malformed_messages(tmp_path) -> None:  # no
     core.handle(topic, b"{garbage")
     core.handle(topic, json.dumps({**BLE, "v": 9}).encode())
     core.handle(topic, json.dumps(replace_obs(BLE, rssi_max="x")).encode())
-    core.handle(topic, json.dumps(BLE).encode())  # good data around bad data is not lost
+    now = time.time()  # the gateway's clock: windows stamped far from it are rejected
+    core.handle(topic, json.dumps({**BLE, "window": [now - 1, now]}).encode())  # good data around bad is kept
     m = core.metrics
     assert m.rejects.labels("payload")._value.get() == 1
     assert m.rejects.labels("v")._value.get() == 1

@@ -191,7 +191,8 @@ def test_store_and_forward_across_a_node_restart_with_redelivery_deduplicated(
     first = make_link(port, "floor-west", DiskQueue(qfile, first_seq=500))
     first.start()
     agg = BleWindowAggregator(STORE, "floor-west")
-    seqs = [first.send("ble", agg.flush(1000.0 + i)) for i in range(30)]
+    t0 = time.time() - 30  # windows of the last half minute: the gateway rejects clocks far off
+    seqs = [first.send("ble", agg.flush(t0 + i)) for i in range(30)]
     assert seqs == list(range(500, 530))
     first.stop()  # the process ends with 30 windows on disk
     first.queue.close()
@@ -211,7 +212,7 @@ def test_store_and_forward_across_a_node_restart_with_redelivery_deduplicated(
     second = make_link(port, "floor-west", q)
     second.start()
     wait_until(second.connected.is_set, 10, "restarted node connected")
-    more = [second.send("ble", agg.flush(2000.0 + i)) for i in range(5)]
+    more = [second.send("ble", agg.flush(time.time() + i * 0.1)) for i in range(5)]
     assert more == list(range(530, 535))  # numbering continues, never repeats
     wait_until(lambda: len(gateway.seqs("floor-west")) >= 35 and second.queue.depth == 0, 15, "drained")
     time.sleep(0.3)
@@ -231,8 +232,9 @@ def test_queue_bound_drops_the_oldest_and_the_status_reports_it(broker, gateway,
     link = make_link(port, "fr2", DiskQueue(tmp_path / "q.db", max_windows=20, first_seq=0))
     link.start()
     agg = BleWindowAggregator(STORE, "fr2")
+    t0 = time.time() - 50  # windows of the last minute: the gateway rejects clocks far off
     for i in range(50):
-        link.send("ble", agg.flush(100.0 + i))
+        link.send("ble", agg.flush(t0 + i))
     assert link.queue.depth == 20 and link.queue.dropped == 30
     assert [r.seq for r in link.queue.after(-1, 100)] == list(range(30, 50))  # the newest are kept
     broker.start()

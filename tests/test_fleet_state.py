@@ -39,7 +39,7 @@ def status(node: str, state: str = "online", **kw) -> protocol.NodeStatus:  # no
 
 def window(node: str, seq: int, late: bool = False) -> protocol.BleWindow:
     return protocol.BleWindow(
-        v=1, store="boutique", node=node, seq=seq, window=(1.0, 2.0), late=late, observations=[]
+        v=1, store="boutique", node=node, seq=seq, window=(999.0, 1000.0), late=late, observations=[]
     )
 
 

@@ -66,6 +66,11 @@ def test_topics_carry_the_version_and_parse_back() -> None:
         (lambda d: {**d, "observations": [d["observations"][0]] * (p.MAX_OBSERVATIONS + 1)},
          "observations", "at most"),
         (lambda d: {**d, "extra": 1}, "extra", "Extra inputs"),
+        # strict decoding (docs/wire.md): no type coercion
+        (lambda d: {**d, "seq": "7"}, "seq", "integer"),
+        (lambda d: {**d, "late": "true"}, "late", "boolean"),
+        (lambda d: {**d, "window": ["100", "101"]}, "window[0]", "number"),
+        (lambda d: {**d, "observations": [{**d["observations"][0], "n": 3.0}]}, "observations[0].n", "integer"),
     ],
 )
 def test_malformed_ble_payloads_name_the_field(mutate, field: str, fragment: str) -> None:  # noqa: ANN001

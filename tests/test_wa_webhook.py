@@ -378,3 +378,44 @@ def test_parse_fuzz_only_raises_payload_errors(value: Any) -> None:
             events.parse(payload)
         except WebhookPayloadError:
             pass
+
+
+def test_a_batch_is_handled_item_by_item_unknown_status_skipped(post: Any) -> None:
+    batch = envelope(
+        {
+            "statuses": [
+                {"id": "wamid.P", "status": "played", "timestamp": "1767225600", "recipient_id": TO},
+                {"id": "wamid.D", "status": "delivered", "timestamp": "1767225601", "recipient_id": TO},
+                "not an object either",
+            ],
+            "messages": [
+                {"from": TO, "id": "wamid.T", "timestamp": "1767225602", "type": "text", "text": "no body"},
+                {"from": TO, "id": "wamid.OK", "timestamp": "1767225603", "type": "text", "text": {"body": "hi"}},
+            ],
+        }
+    )
+    batch["entry"][0]["changes"][0]["value"]["statuses"].pop()  # (a list of objects is the envelope's rule)
+    r = post(batch)
+    assert r.status_code == 200 and "2 skipped" in r.text
+    assert [s.message_id for s in REC.statuses] == ["wamid.D"]
+    assert [m.message_id for m in REC.messages] == ["wamid.OK"]
+    assert ROUTER.processor.skipped >= 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000,  # nested beyond the parser's recursion
+        json.dumps(envelope({"messages": [{"from": TO, "id": "x", "timestamp": "1", "type": "button",
+                                           "button": ["a"]}]})).encode(),
+        json.dumps(envelope({"messages": [{"from": TO, "id": "x", "timestamp": "1", "type": "order",
+                                           "order": {"product_items": [{"product_retailer_id": "a",
+                                                                        "quantity": {}}]}}]})).encode(),
+        b'{"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", '
+        b'"value": {"metadata": [], "statuses": [{"id": "x", "status": "sent", "timestamp": 1e999}]}}]}]}',
+    ],
+)
+def test_oddly_shaped_signed_bodies_are_4xx_or_skipped_never_500(post: Any, raw: bytes) -> None:
+    r = post(None, raw=raw)
+    assert r.status_code in (200, 400), r.text
+    assert REC.statuses == [] and REC.messages == []
