@@ -62,7 +62,7 @@ def test_detection_likelihood_uses_each_identitys_rate(model: PresenceModel) -> 
     reported = rng.random(n) < 0.8
     heard = (rng.random((len(rates), n)) < 0.5) & reported
     ll = model.detection_ll(heard, reported, rates)[:, model.emit]
-    p_rx = 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db))
+    p_rx = 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db)) * (1 - p.packet_loss)
     away = np.asarray([model.zone_ids[o] == AWAY for o in model.owner])
     for i, rate in enumerate(rates):
         p_det = np.clip(1 - (1 - p_rx) ** (rate * p.window_s), p.p_detect_min, p.p_detect_max)

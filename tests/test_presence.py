@@ -10,7 +10,7 @@ import pytest
 
 from firmware_config.geometry import segments_cross
 from firmware_config.store import load_store
-from gateway.presence import AWAY, WALK_IN, PresenceEngine, PresenceModel, PresenceParams
+from gateway.presence import AWAY, WALK_IN, PresenceEngine, PresenceModel, PresenceParams, _body_loss
 from tests.conftest import BOUTIQUE
 
 
@@ -119,7 +119,7 @@ def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
     reported = rng.random(n_n) < 0.8
     heard = (rng.random((n_i, n_n)) < 0.5) & reported[None, :]  # only a reporting node hears
     fast = model.log_likelihood(rssi, heard, reported)[:, model.emit]  # places -> states
-    p_rx = 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db))
+    p_rx = 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db)) * (1 - p.packet_loss)
     p_det = np.clip(1 - (1 - p_rx) ** (p.adverts_per_s * p.window_s), p.p_detect_min, p.p_detect_max)
     p_det[np.asarray([model.zone_ids[o] == AWAY for o in model.owner])] = p.p_detect_min  # out of range
     for i in range(n_i):
@@ -160,13 +160,15 @@ def test_a_cell_next_to_a_node_expects_a_spread_of_readings(model: PresenceModel
     at_node = model.state_at(10.0, 1.5)
     outside = model.state_at(10.0, -1.0)
     far = model.state_at(2.0, 11.0)  # the till, 12 m away
-    spread = np.sqrt(model.sigma[:, j] ** 2 - model.params.sigma_db**2)  # within-cell spread of the path loss
-    assert spread[at_node] > 3.0 and spread[far] < 1.0
+    _, body_sd = _body_loss(model.params.body_loss_db)  # the wearer's body, the same in every cell
+    spread = model.sigma[[at_node, far], j] ** 2 - model.params.sigma_db**2 - body_sd**2
+    assert math.sqrt(spread[0]) > 3.0 and math.sqrt(max(spread[1], 0.0)) < 1.0  # the path loss's within the cell
     rssi = np.full((1, len(model.node_ids)), -100.0)
     heard = np.zeros_like(rssi, dtype=bool)
     rssi[0, j], heard[0, j] = -48.0, True
     ll = model.log_likelihood(rssi, heard, np.ones(len(model.node_ids), dtype=bool))[:, model.emit]
-    assert ll[0, at_node] - ll[0, outside] > 1.5  # 1.3 for a model that only knew cell centres
+    # 1.7 without the wearer's body, whose 4.5 dB spread on every link blurs all readings alike
+    assert ll[0, at_node] - ll[0, outside] > 1.0
 
 
 def test_a_step_runs_as_soon_as_every_node_has_reported(model: PresenceModel) -> None:
@@ -266,7 +268,7 @@ def test_the_filter_tells_which_way_a_passer_by_walks(model: PresenceModel) -> N
             eng.add_window(node, second + (j + 1) / 10, heard)
     mode = np.tile(model.mode, len(model.params.device_offsets_db))
     belief = eng.belief[eng.index["p"]]
-    assert belief[mode == 1].sum() > 0.8
+    assert belief[mode == 1].sum() > 0.6  # 0.8 when a miss next to a node was near impossible (no packet loss)
     assert eng.zone_of("p") == (AWAY, False)  # not inside: no zone reported
 
 
@@ -328,7 +330,8 @@ def test_a_customer_heading_straight_for_the_back_is_announced_on_the_way(model:
     story = [(0.0, (16.0, -2.0)), (5.0, (10.0, -2.0)), (door, (10.0, 0.0)), (door + 9.0, (6.0, 10.5))]
     story.append((60.0, (6.0, 10.5)))
     entered = [e for e in _play(model, {"c": story}, 60) if e.kind == "entered"]
-    assert len(entered) == 1 and entered[0].t - door <= 10.0, [(e.zone, e.t) for e in entered]
+    # 10 s when a miss next to a node was near impossible: with a third of adverts lost, a window says less
+    assert len(entered) == 1 and entered[0].t - door <= 12.0, [(e.zone, e.t) for e in entered]
 
 
 def test_someone_walking_in_walks_on_in_and_never_steps_back_out(model: PresenceModel) -> None:
