@@ -79,7 +79,8 @@ class PresenceParams:
     rssi_nodes: int = 6  # per identity and step, the strongest readings whose RSSI value is used
     tail_dof: float = 4.0  # Student t readings: one link 20 dB off for seconds (a reflection) moves little
     sensitivity_dbm: float = -95.0  # scanners hear nothing below this
-    detect_width_db: float = 6.0  # softness of the hear/not-hear edge (shadowing blurs it)
+    detect_width_db: float = 2.0  # softness of one packet's hear/not-hear edge: fast fading (the slow part is a link's)
+    detect_quadrature: int = 41  # points of the average over a link's slow spread (+/-5 SD): log P right to 1e-4
     adverts_per_s: float = 2.0  # for identities whose record gives no rate (each carrier's own rate otherwise)
     window_s: float = 1.0  # node window length (packets a node can hear = rate x window)
     p_detect_max: float = 0.97  # even next to a node a phone in a pocket is sometimes missed
@@ -203,7 +204,6 @@ class PresenceModel:
         # dense: a (K, zones) product through BLAS is several times faster than a sparse one
         self.membership = np.zeros((n_k, len(zones) + 1), dtype=np.float32)  # each state's zone (+ away)
         self.membership[np.arange(n_k), self.owner] = 1.0
-        p_rx = 1.0 / (1.0 + np.exp(-(self.mu - p.sensitivity_dbm) / p.detect_width_db))
         # what a node reports is the mean of the packets it *heard*: near the sensitivity only the
         # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
         alpha = (p.sensitivity_dbm - self.mu) / self.sigma
@@ -216,7 +216,7 @@ class PresenceModel:
         self.emit = (np.arange(reps)[:, None] * len(places) + column[self._twin][None, :]).reshape(-1)
         self._emit_runs = _runs(self.emit)
         u = (np.arange(reps)[:, None] * n_base + places[None, :]).reshape(-1)
-        self._p_rx_u = p_rx[u]  # (U, N): one packet's chance of being heard
+        self._mu_u, self._sigma_u = self.mu[u], self.sigma[u]  # (U, N): what a window's packets share
         self._away_u = self.owner[u] == len(zones)
         self._detection: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # per advertising rate
         self._miss, self._hit_t = self.detection_tables(p.adverts_per_s)
@@ -467,8 +467,7 @@ class PresenceModel:
         tables = self._detection.get(adverts_per_s)
         if tables is None:
             p = self.params
-            p_packet = self._p_rx_u * (1.0 - p.packet_loss)
-            p_det = np.clip(1.0 - (1.0 - p_packet) ** (adverts_per_s * p.window_s), p.p_detect_min, p.p_detect_max)
+            p_det = np.clip(self.p_detect(adverts_per_s), p.p_detect_min, p.p_detect_max)
             # `away` is out of range: a phone several nodes hear every second is not there, however
             # weak it reads (a weak phone behind a body at the till is still in the store)
             p_det[self._away_u] = p.p_detect_min
@@ -478,6 +477,25 @@ class PresenceModel:
                 (np.log(p_det) - miss).T.astype(np.float32),
             )
         return tables
+
+    def p_detect(self, adverts_per_s: float) -> np.ndarray:
+        """(U, N): the chance a node's window hears at least one of the rate x window packets.
+
+        The packets of one window share the link's slow part (shadowing, the body, where in the
+        cell the phone is): a link 10 dB down loses all ten packets of a 10 Hz phone, not one
+        in ten. So average over that slow spread, and only the fast fading and
+        the interference loss are independent from packet to packet."""
+        p = self.params
+        z = np.linspace(-5.0, 5.0, p.detect_quadrature)  # the packets' edge is sharp: even steps beat Gauss-Hermite
+        w = np.exp(-0.5 * z**2)
+        w /= w.sum()
+        n = adverts_per_s * p.window_s
+        out = np.zeros_like(self._mu_u)
+        for zq, wq in zip(z, w, strict=True):
+            level = self._mu_u + zq * self._sigma_u
+            p_packet = (1.0 - p.packet_loss) / (1.0 + np.exp(-(level - p.sensitivity_dbm) / p.detect_width_db))
+            out += wq * (1.0 - (1.0 - p_packet) ** n)
+        return out
 
     def detection_ll(self, heard: np.ndarray, reported: np.ndarray, rates: np.ndarray | None = None) -> np.ndarray:
         """(I, U): every reporting node's log P(miss), swapped for log P(hit) where it heard;

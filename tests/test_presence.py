@@ -111,6 +111,21 @@ def test_unheard_identities_expire_and_are_reported_left(model: PresenceModel) -
     assert eng.zone_of("c") is None  # and after `forget_after_s` it is not tracked at all
 
 
+def p_detect_reference(model: PresenceModel, rate: float) -> np.ndarray:
+    """(K, N) P(a window hears the phone): the packets of a window share the link's slow part, a
+    normal of the state's sigma; each then gets through on its own (fast fading, interference)."""
+    p = model.params
+    z = np.linspace(-6.0, 6.0, 241)
+    weight = np.exp(-0.5 * z**2)
+    weight /= weight.sum()
+    level = model.mu[:, :, None] + model.sigma[:, :, None] * z  # (K, N, z)
+    per_packet = (1 - p.packet_loss) / (1 + np.exp(-(level - p.sensitivity_dbm) / p.detect_width_db))
+    p_det = ((1 - (1 - per_packet) ** (rate * p.window_s)) * weight).sum(axis=2)
+    p_det = np.clip(p_det, p.p_detect_min, p.p_detect_max)
+    p_det[np.asarray([model.zone_ids[o] == AWAY for o in model.owner])] = p.p_detect_min  # out of range
+    return p_det
+
+
 def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
     p = model.params
     rng = np.random.default_rng(4)
@@ -119,9 +134,7 @@ def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
     reported = rng.random(n_n) < 0.8
     heard = (rng.random((n_i, n_n)) < 0.5) & reported[None, :]  # only a reporting node hears
     fast = model.log_likelihood(rssi, heard, reported)[:, model.emit]  # places -> states
-    p_rx = 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db)) * (1 - p.packet_loss)
-    p_det = np.clip(1 - (1 - p_rx) ** (p.adverts_per_s * p.window_s), p.p_detect_min, p.p_detect_max)
-    p_det[np.asarray([model.zone_ids[o] == AWAY for o in model.owner])] = p.p_detect_min  # out of range
+    p_det = p_detect_reference(model, p.adverts_per_s)
     for i in range(n_i):
         strongest = sorted((j for j in range(n_n) if heard[i, j]), key=lambda j: -rssi[i, j])[: p.rssi_nodes]
         for k in range(0, len(model.owner), 7):
@@ -268,7 +281,9 @@ def test_the_filter_tells_which_way_a_passer_by_walks(model: PresenceModel) -> N
             eng.add_window(node, second + (j + 1) / 10, heard)
     mode = np.tile(model.mode, len(model.params.device_offsets_db))
     belief = eng.belief[eng.index["p"]]
-    assert belief[mode == 1].sum() > 0.6  # 0.8 when a miss next to a node was near impossible (no packet loss)
+    # walking east, not west. Whether walking or standing stays open longer than it did (0.8 walking): with a
+    # third of adverts lost and a window's packets sharing their link's shadowing, 2 to 3 nodes hear it here
+    assert belief[mode == 1].sum() > 3 * belief[mode == -1].sum() and belief[mode == 1].sum() > 0.4
     assert eng.zone_of("p") == (AWAY, False)  # not inside: no zone reported
 
 
