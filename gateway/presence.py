@@ -16,8 +16,10 @@ A hidden Markov model per identity, vectorised over all identities with numpy/sc
   a customer heading for the back of the shop, whose readings at the door fade just like a
   walker's, is not taken for a passer-by who stepped out again;
 - the emission model predicts, for every cell, the RSSI each node should see (log-distance
-  path loss from the layout, the node's calibrated reference power, wall attenuation) and
-  how likely the node is to hear the phone at all, so *not* being heard is evidence too;
+  path loss from the layout, the node's calibrated reference power, wall attenuation, the
+  wearer's body on average) and how likely the node is to hear the phone at all, so *not*
+  being heard is evidence too, if weak: adverts are lost to interference, and a window's
+  packets share their link's shadowing (docs/presence.md);
 - a link's slow shadowing (body, pocket) lasts seconds, so consecutive windows are not
   independent evidence. Phones not yet inside whose belief is undecided (at the door) have
   the links heard in both of the last two windows judged as *changes* along each possible
