@@ -16,8 +16,10 @@ A hidden Markov model per identity, vectorised over all identities with numpy/sc
   a customer heading for the back of the shop, whose readings at the door fade just like a
   walker's, is not taken for a passer-by who stepped out again;
 - the emission model predicts, for every cell, the RSSI each node should see (log-distance
-  path loss from the layout, the node's calibrated reference power, wall attenuation) and
-  how likely the node is to hear the phone at all, so *not* being heard is evidence too;
+  path loss from the layout, the node's calibrated reference power, wall attenuation, the
+  wearer's body on average) and how likely the node is to hear the phone at all, so *not*
+  being heard is evidence too, if weak: adverts are lost to interference, and a window's
+  packets share their link's shadowing (docs/presence.md);
 - a link's slow shadowing (body, pocket) lasts seconds, so consecutive windows are not
   independent evidence. Phones not yet inside whose belief is undecided (at the door) have
   the links heard in both of the last two windows judged as *changes* along each possible
@@ -65,8 +67,11 @@ WALK_IN_KINDS = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # where cust
 class PresenceParams:
     path_loss_exponent: float = 2.2  # retail floor; installers may calibrate it per store
     sigma_db: float = 7.0  # a window's error on one link: shadowing (~6 dB) and fading
-    device_offsets_db: tuple[float, ...] = (-6.0, -3.0, 0.0, 3.0, 6.0)  # phones differ in transmit power: inferred
-    device_offset_prior: tuple[float, ...] = (0.15, 0.2, 0.3, 0.2, 0.15)  # jointly with where they are
+    body_loss_db: float = 12.0  # the wearer's torso between phone and node: 5-15 dB measured, by which way they face
+    carry_loss_db: float = 2.0  # pocket or bag fabric: 0-4 dB, about 2 on average
+    # transmit power, inferred with the place: 5 dB steps err by 1.4 dB SD, little against the ~8 dB of a link
+    device_offsets_db: tuple[float, ...] = (-15.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0)
+    device_offset_sigma_db: float = 7.0  # Android models' spread (SD of 551 models; 5-95 % range 28 dB)
     evidence_weight: float = 0.5  # shadowing lasts seconds: consecutive windows count as half each
     shadow_tau_s: float = 4.0  # how long a link's slow shadowing lasts (body, pocket, orientation)
     change_sigma_db: float = 4.5  # a link's reading from one window to the next, beyond what the move explains
@@ -76,10 +81,12 @@ class PresenceParams:
     rssi_nodes: int = 6  # per identity and step, the strongest readings whose RSSI value is used
     tail_dof: float = 4.0  # Student t readings: one link 20 dB off for seconds (a reflection) moves little
     sensitivity_dbm: float = -95.0  # scanners hear nothing below this
-    detect_width_db: float = 6.0  # softness of the hear/not-hear edge (shadowing blurs it)
+    detect_width_db: float = 2.0  # softness of one packet's hear/not-hear edge: fast fading (the slow part is a link's)
+    detect_quadrature: int = 41  # points of the average over a link's slow spread (+/-5 SD): log P right to 1e-4
     adverts_per_s: float = 2.0  # for identities whose record gives no rate (each carrier's own rate otherwise)
     window_s: float = 1.0  # node window length (packets a node can hear = rate x window)
     p_detect_max: float = 0.97  # even next to a node a phone in a pocket is sometimes missed
+    packet_loss: float = 0.35  # adverts lost to interference at any RSSI: 15-40 % measured; high: misses weigh little
     p_detect_min: float = 0.01  # reflections: a far node occasionally hears a phone
     cell_m: float = 1.5  # grid spacing: about one walking step per second
     entrance_cell_m: float = 1.0  # finer just inside the door, where "in or still outside?" is decided
@@ -102,8 +109,7 @@ class PresenceParams:
     walk_in_stop_per_s: float = 0.1  # someone walking in stops to browse (or at a wall): about 10 s, 12 m, in
     walk_in_reach_m: float = 12.0  # walking in is modelled this far from a street door
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
-    enter_probability: float = 0.9  # P(deep in the store) to report an entry
-    enter_depth_m: float = 2.0  # the strip inside the glass front is radio-twin of the pavement lane
+    enter_probability: float = 0.9  # P(in store) to report an entry: only a door lets belief in, so it says "crossed"
     exit_probability: float = 0.15  # P(in store) below which the customer has left
     switch_probability: float = 0.6  # zone posterior needed to report a zone change
     room_switch_probability: float = 0.95  # into/out of a fitting room: a wrong room is worse than a late one
@@ -169,43 +175,37 @@ class PresenceModel:
         walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float).reshape(-1, 4)
         wall_db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
         mu, spread = _cell_rssi(xy, self.cell_size, np.asarray(owner), zones, node_xy, ref, walls, wall_db, p)
+        # the wearer's body: which way they face is unknown, so each link loses its average over
+        # headings and varies by its spread (the slow shadowing comes on top)
+        body_db, body_sd = _body_loss(p.body_loss_db)
+        mu -= body_db + p.carry_loss_db
         # `away`: one virtual cell, out of range (heard by a node only through a rare reflection)
         base_mu = np.vstack([mu, np.full((1, len(nodes)), p.sensitivity_dbm - 3.0)])  # (cells + away, N)
-        base_spread = np.vstack([spread, np.zeros((1, len(nodes)))])
+        base_spread = np.vstack([np.sqrt(spread**2 + body_sd**2), np.zeros((1, len(nodes)))])
         owner.append(len(zones))
         base_owner = np.asarray(owner)
         n_base = len(base_owner)
         self.n_cells = n_base  # states are (phone offset, cell): index = offset_index * n_cells + cell
         self.away_cell = n_base - 1
         base_in = self.zone_in_store[base_owner]
-        outside_xy = xy[~base_in[:-1]]
-        depth = np.full(n_base, -1.0)
-        if len(outside_xy):
-            depth[:-1] = np.hypot(xy[:, None, 0] - outside_xy[None, :, 0], xy[:, None, 1] - outside_xy[None, :, 1]).min(
-                axis=1
-            )
         base_transition = self._transition(store, base_owner)  # sets self.door_cells (base)
 
         offsets = np.asarray(p.device_offsets_db, dtype=float)
         reps = len(offsets)
-        self.offset_prior = np.asarray(p.device_offset_prior, dtype=float) / np.sum(p.device_offset_prior)
+        self.offset_prior = np.exp(-0.5 * (offsets / p.device_offset_sigma_db) ** 2)
+        self.offset_prior /= self.offset_prior.sum()
         self.mu = (offsets[:, None, None] + base_mu[None]).reshape(reps * n_base, -1)  # (K states, N nodes)
         # a cell is an area, not a point: next to a node the RSSI varies by many dB within it
         self.sigma = np.tile(np.sqrt(p.sigma_db**2 + base_spread**2), (reps, 1))  # (K, N)
         self.owner = np.tile(base_owner, reps)
         self.cell_in_store = np.tile(base_in, reps)
-        self.cell_deep = np.tile(base_in & (depth >= p.enter_depth_m), reps)
         self.door_cells = np.tile(self.door_cells, reps)
         # a phone keeps its power: one block per offset; float32 halves the memory traffic of every step
         self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
         n_k = len(self.owner)
-        # dense: a (K, zones) product through BLAS is several times faster than a sparse one. Each
-        # state's zone (+ away), then whether it is deep inside: one pass over the beliefs for both
-        self.summary = np.zeros((n_k, len(zones) + 2), dtype=np.float32)
-        self.summary[np.arange(n_k), self.owner] = 1.0
-        self.summary[:, -1] = self.cell_deep
-        self.membership = self.summary[:, :-1]
-        p_rx = 1.0 / (1.0 + np.exp(-(self.mu - p.sensitivity_dbm) / p.detect_width_db))
+        # dense: a (K, zones) product through BLAS is several times faster than a sparse one
+        self.membership = np.zeros((n_k, len(zones) + 1), dtype=np.float32)  # each state's zone (+ away)
+        self.membership[np.arange(n_k), self.owner] = 1.0
         # what a node reports is the mean of the packets it *heard*: near the sensitivity only the
         # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
         alpha = (p.sensitivity_dbm - self.mu) / self.sigma
@@ -218,7 +218,7 @@ class PresenceModel:
         self.emit = (np.arange(reps)[:, None] * len(places) + column[self._twin][None, :]).reshape(-1)
         self._emit_runs = _runs(self.emit)
         u = (np.arange(reps)[:, None] * n_base + places[None, :]).reshape(-1)
-        self._p_rx_u = p_rx[u]  # (U, N): one packet's chance of being heard
+        self._mu_u, self._sigma_u = self.mu[u], self.sigma[u]  # (U, N): what a window's packets share
         self._away_u = self.owner[u] == len(zones)
         self._detection: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # per advertising rate
         self._miss, self._hit_t = self.detection_tables(p.adverts_per_s)
@@ -469,7 +469,7 @@ class PresenceModel:
         tables = self._detection.get(adverts_per_s)
         if tables is None:
             p = self.params
-            p_det = np.clip(1.0 - (1.0 - self._p_rx_u) ** (adverts_per_s * p.window_s), p.p_detect_min, p.p_detect_max)
+            p_det = np.clip(self.p_detect(adverts_per_s), p.p_detect_min, p.p_detect_max)
             # `away` is out of range: a phone several nodes hear every second is not there, however
             # weak it reads (a weak phone behind a body at the till is still in the store)
             p_det[self._away_u] = p.p_detect_min
@@ -479,6 +479,25 @@ class PresenceModel:
                 (np.log(p_det) - miss).T.astype(np.float32),
             )
         return tables
+
+    def p_detect(self, adverts_per_s: float) -> np.ndarray:
+        """(U, N): the chance a node's window hears at least one of the rate x window packets.
+
+        The packets of one window share the link's slow part (shadowing, the body, where in the
+        cell the phone is): a link 10 dB down loses all ten packets of a 10 Hz phone, not one
+        in ten. So average over that slow spread, and only the fast fading and
+        the interference loss are independent from packet to packet."""
+        p = self.params
+        z = np.linspace(-5.0, 5.0, p.detect_quadrature)  # the packets' edge is sharp: even steps beat Gauss-Hermite
+        w = np.exp(-0.5 * z**2)
+        w /= w.sum()
+        n = adverts_per_s * p.window_s
+        out = np.zeros_like(self._mu_u)
+        for zq, wq in zip(z, w, strict=True):
+            level = self._mu_u + zq * self._sigma_u
+            p_packet = (1.0 - p.packet_loss) / (1.0 + np.exp(-(level - p.sensitivity_dbm) / p.detect_width_db))
+            out += wq * (1.0 - (1.0 - p_packet) ** n)
+        return out
 
     def detection_ll(self, heard: np.ndarray, reported: np.ndarray, rates: np.ndarray | None = None) -> np.ndarray:
         """(I, U): every reporting node's log P(miss), swapped for log P(hit) where it heard;
@@ -671,13 +690,12 @@ class PresenceEngine:
 
     def _decide(self, t: float) -> list[PresenceEvent]:
         m, p = self.model, self.model.params
-        summary = self.belief @ m.summary
-        zone_post, p_deep = summary[:, :-1], summary[:, -1]
+        zone_post = self.belief @ m.membership
         self.p_in = p_in = zone_post[:, m.zone_in_store].sum(axis=1)
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         events = []
-        for i in np.flatnonzero(~self.inside & (p_deep >= p.enter_probability)):
+        for i in np.flatnonzero(~self.inside & (p_in >= p.enter_probability)):
             z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
             events.append(
                 PresenceEvent(
@@ -855,6 +873,12 @@ def _cell_rssi(
         mu[cells] = m
         spread[cells] = np.sqrt((((r - m[:, None, :]) ** 2) * w).sum(axis=1))
     return mu, spread
+
+
+def _body_loss(body_db: float) -> tuple[float, float]:
+    """Mean and SD (dB) of the body term body_db x ((1 - cos a) / 2)^2 over a uniform heading a:
+    (1 - cos a) / 2 = sin^2(a / 2), whose 2nd and 4th powers average 3/8 and 35/128."""
+    return body_db * 3 / 8, body_db * float(np.sqrt(35 / 128 - (3 / 8) ** 2))
 
 
 def _runs(index: np.ndarray) -> list[tuple[int, int, int]]:

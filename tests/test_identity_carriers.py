@@ -10,11 +10,12 @@ from firmware_config.store import load_store
 from gateway.core import GatewayCore
 from gateway.customers import Identity, add_customer, link_identity, recognisable_identities, record_consent
 from gateway.db import open_db
-from gateway.presence import AWAY, PresenceEngine, PresenceModel
+from gateway.presence import PresenceEngine, PresenceModel
 from sim.enrol import enrol_world
 from sim.scenario import load_scenario
 from sim.world import build_world
 from tests.conftest import BOUTIQUE
+from tests.test_presence import p_detect_reference
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +63,8 @@ def test_detection_likelihood_uses_each_identitys_rate(model: PresenceModel) -> 
     reported = rng.random(n) < 0.8
     heard = (rng.random((len(rates), n)) < 0.5) & reported
     ll = model.detection_ll(heard, reported, rates)[:, model.emit]
-    p_rx = 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db))
-    away = np.asarray([model.zone_ids[o] == AWAY for o in model.owner])
     for i, rate in enumerate(rates):
-        p_det = np.clip(1 - (1 - p_rx) ** (rate * p.window_s), p.p_detect_min, p.p_detect_max)
-        p_det[away] = p.p_detect_min
+        p_det = p_detect_reference(model, rate)
         ref = np.where(heard[i], np.log(p_det), np.log1p(-p_det))[:, reported].sum(axis=1)
         assert np.allclose(ll[i], ref, atol=1e-3)
     default = model.detection_ll(heard, reported)[:, model.emit]

@@ -10,7 +10,7 @@ import pytest
 
 from firmware_config.geometry import segments_cross
 from firmware_config.store import load_store
-from gateway.presence import AWAY, WALK_IN, PresenceEngine, PresenceModel, PresenceParams
+from gateway.presence import AWAY, WALK_IN, PresenceEngine, PresenceModel, PresenceParams, _body_loss
 from tests.conftest import BOUTIQUE
 
 
@@ -111,6 +111,21 @@ def test_unheard_identities_expire_and_are_reported_left(model: PresenceModel) -
     assert eng.zone_of("c") is None  # and after `forget_after_s` it is not tracked at all
 
 
+def p_detect_reference(model: PresenceModel, rate: float) -> np.ndarray:
+    """(K, N) P(a window hears the phone): the packets of a window share the link's slow part, a
+    normal of the state's sigma; each then gets through on its own (fast fading, interference)."""
+    p = model.params
+    z = np.linspace(-6.0, 6.0, 241)
+    weight = np.exp(-0.5 * z**2)
+    weight /= weight.sum()
+    level = model.mu[:, :, None] + model.sigma[:, :, None] * z  # (K, N, z)
+    per_packet = (1 - p.packet_loss) / (1 + np.exp(-(level - p.sensitivity_dbm) / p.detect_width_db))
+    p_det = ((1 - (1 - per_packet) ** (rate * p.window_s)) * weight).sum(axis=2)
+    p_det = np.clip(p_det, p.p_detect_min, p.p_detect_max)
+    p_det[np.asarray([model.zone_ids[o] == AWAY for o in model.owner])] = p.p_detect_min  # out of range
+    return p_det
+
+
 def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
     p = model.params
     rng = np.random.default_rng(4)
@@ -119,9 +134,7 @@ def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
     reported = rng.random(n_n) < 0.8
     heard = (rng.random((n_i, n_n)) < 0.5) & reported[None, :]  # only a reporting node hears
     fast = model.log_likelihood(rssi, heard, reported)[:, model.emit]  # places -> states
-    p_rx = 1 / (1 + np.exp(-(model.mu - p.sensitivity_dbm) / p.detect_width_db))
-    p_det = np.clip(1 - (1 - p_rx) ** (p.adverts_per_s * p.window_s), p.p_detect_min, p.p_detect_max)
-    p_det[np.asarray([model.zone_ids[o] == AWAY for o in model.owner])] = p.p_detect_min  # out of range
+    p_det = p_detect_reference(model, p.adverts_per_s)
     for i in range(n_i):
         strongest = sorted((j for j in range(n_n) if heard[i, j]), key=lambda j: -rssi[i, j])[: p.rssi_nodes]
         for k in range(0, len(model.owner), 7):
@@ -160,13 +173,15 @@ def test_a_cell_next_to_a_node_expects_a_spread_of_readings(model: PresenceModel
     at_node = model.state_at(10.0, 1.5)
     outside = model.state_at(10.0, -1.0)
     far = model.state_at(2.0, 11.0)  # the till, 12 m away
-    spread = np.sqrt(model.sigma[:, j] ** 2 - model.params.sigma_db**2)  # within-cell spread of the path loss
-    assert spread[at_node] > 3.0 and spread[far] < 1.0
+    _, body_sd = _body_loss(model.params.body_loss_db)  # the wearer's body, the same in every cell
+    spread = model.sigma[[at_node, far], j] ** 2 - model.params.sigma_db**2 - body_sd**2
+    assert math.sqrt(spread[0]) > 3.0 and math.sqrt(max(spread[1], 0.0)) < 1.0  # the path loss's within the cell
     rssi = np.full((1, len(model.node_ids)), -100.0)
     heard = np.zeros_like(rssi, dtype=bool)
     rssi[0, j], heard[0, j] = -48.0, True
     ll = model.log_likelihood(rssi, heard, np.ones(len(model.node_ids), dtype=bool))[:, model.emit]
-    assert ll[0, at_node] - ll[0, outside] > 1.5  # 1.3 for a model that only knew cell centres
+    # 1.7 without the wearer's body, whose 4.5 dB spread on every link blurs all readings alike
+    assert ll[0, at_node] - ll[0, outside] > 1.0
 
 
 def test_a_step_runs_as_soon_as_every_node_has_reported(model: PresenceModel) -> None:
@@ -266,7 +281,9 @@ def test_the_filter_tells_which_way_a_passer_by_walks(model: PresenceModel) -> N
             eng.add_window(node, second + (j + 1) / 10, heard)
     mode = np.tile(model.mode, len(model.params.device_offsets_db))
     belief = eng.belief[eng.index["p"]]
-    assert belief[mode == 1].sum() > 0.8
+    # walking east, not west. Whether walking or standing stays open longer than it did (0.8 walking): with a
+    # third of adverts lost and a window's packets sharing their link's shadowing, 2 to 3 nodes hear it here
+    assert belief[mode == 1].sum() > 3 * belief[mode == -1].sum() and belief[mode == 1].sum() > 0.4
     assert eng.zone_of("p") == (AWAY, False)  # not inside: no zone reported
 
 
@@ -328,7 +345,8 @@ def test_a_customer_heading_straight_for_the_back_is_announced_on_the_way(model:
     story = [(0.0, (16.0, -2.0)), (5.0, (10.0, -2.0)), (door, (10.0, 0.0)), (door + 9.0, (6.0, 10.5))]
     story.append((60.0, (6.0, 10.5)))
     entered = [e for e in _play(model, {"c": story}, 60) if e.kind == "entered"]
-    assert len(entered) == 1 and entered[0].t - door <= 10.0, [(e.zone, e.t) for e in entered]
+    # 10 s when a miss next to a node was near impossible: with a third of adverts lost, a window says less
+    assert len(entered) == 1 and entered[0].t - door <= 12.0, [(e.zone, e.t) for e in entered]
 
 
 def test_someone_walking_in_walks_on_in_and_never_steps_back_out(model: PresenceModel) -> None:
@@ -365,3 +383,37 @@ def test_someone_walking_in_walks_on_in_and_never_steps_back_out(model: Presence
     turning = t[np.ix_(z + walkers, z + np.arange(model.n_cells))]
     inside = model.cell_in_store[: model.n_cells]
     assert turning[:, inside].sum() > 0 and turning[:, inside & (mode != WALK_IN)].sum() == 0.0
+
+
+def test_a_key_fob_behind_its_wearer_that_loses_a_third_of_its_adverts_stays_in_the_store(
+    model: PresenceModel,
+) -> None:
+    """A 1 Hz fob in a back pocket, three minutes in the store: its wearer's body holds every
+    link `body_db` dB below the layout's mean, and each node misses one window in three on top
+    (interference). That is what a fob does: announced once, within a minute, and never "left"
+    (the old model, which expected 97 % of windows next to a node, took 77 s)."""
+    story = [(0.0, (10.0, -3.0)), (3.0, (10.0, 0.0)), (8.0, (10.0, 5.0)), (60.0, (10.0, 5.0)),
+             (70.0, (4.0, 8.0)), (180.0, (4.0, 8.0))]
+    body_db = 6.0
+    eng = PresenceEngine(model)
+    eng.set_rate("fob", 1.0)
+    _, hit = model.detection_tables(1.0)
+    events = []
+    for second in range(180):
+        k = model.state_at(*_path(story, second + 0.5))
+        for j, node in enumerate(model.node_ids):
+            heard = {}
+            if hit[j, model.emit[k]] > 0 and (second + j) % 3:  # P(hit) > 1/2, and not the lost third
+                heard["fob"] = float(model.mu_heard[k, j]) - body_db
+            events += eng.add_window(node, second + (j + 1) / 10, heard)
+    assert [e.kind for e in events if e.kind != "zone_changed"] == ["entered"]
+    assert next(e.t for e in events if e.kind == "entered") < 60.0
+    assert eng.present() == {"fob": "floor"}
+
+
+def test_the_body_term_is_the_shadow_cone_averaged_over_headings() -> None:
+    """body_db x ((1 - cos a) / 2)^2 over a uniform heading a: its mean and SD, as the engine uses."""
+    a = np.linspace(-np.pi, np.pi, 100_001)
+    loss = 12.0 * ((1 - np.cos(a)) / 2) ** 2
+    mean, sd = _body_loss(12.0)
+    assert mean == pytest.approx(loss.mean(), abs=1e-3) and sd == pytest.approx(loss.std(), abs=1e-3)
