@@ -6,8 +6,8 @@ their readings up to L after the door crossing along their true path with the be
 explanation (any lane, offset, speed 0.9-1.6 m/s, passing time); for each registered
 passer-by, the best walked-in explanation with their true walk. The likelihood is the radio
 model's own (Gaussian AR(1) shadowing shared by a link's consecutive readings, per-packet
-fading, best transmit offset), so by Neyman-Pearson no engine on the same radio separates the
-two better. docs/scenarios.md explains the method and how to read the output.
+fading, best transmit offset, and every advertisement a node missed), so by Neyman-Pearson no
+engine on the same radio separates the two better. docs/scenarios.md explains the method and how to read the output.
 
     python -m sim.entry_bound sim/scenarios/boutique.toml [--seeds 1-3] [--duration S]
 """
