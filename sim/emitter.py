@@ -63,6 +63,7 @@ class Reception:
 
 
 _EMPTY = Reception(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16))
+_NONE_SENT = (np.zeros(0), np.zeros(0, np.int64))
 
 
 def radio_params(world: World) -> RadioParams:
@@ -117,6 +118,7 @@ class Emitter:
         self.shadow = np.zeros((n, len(self.nodes)))
         self.shadow_t = np.full(n, np.nan)
         self._order = np.argsort(self.traj.t_start, kind="stable")
+        self.sent: tuple[np.ndarray, np.ndarray] = _NONE_SENT  # (time, agent) of every advert of the last step
         self._ptr = 0
         self._live = np.zeros(0, dtype=np.int64)
         self._anon_payload: dict[int, dict[int, bytes]] = {}
@@ -201,7 +203,12 @@ class Emitter:
         return row
 
     def step_arrays(self, t0: float, t1: float) -> Reception:
-        """Receptions in [t0, t1) as arrays. Call with consecutive intervals."""
+        """Receptions in [t0, t1) as arrays. Call with consecutive intervals.
+
+        Every advertisement sent, heard or not, is left in `self.sent` (ground truth for the
+        oracle, which also weighs the misses; nothing in the system under test sees it).
+        """
+        self.sent = _NONE_SENT
         if not len(self.nodes):
             return _EMPTY
         live = self._live_agents(t0, t1)
@@ -231,6 +238,7 @@ class Emitter:
         shadow = np.concatenate(tx_s)
         order = np.lexsort((a, t))
         a, t, shadow = a[order], t[order], shadow[order]
+        self.sent = (t, a)
         xy = self.traj.positions(a, t)
         mean = mean_rssi(
             xy, self.node_xy, self.tx_offset[a], self.walls, self.wall_db, self.params, self.node_offset

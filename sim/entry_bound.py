@@ -6,8 +6,8 @@ their readings up to L after the door crossing along their true path with the be
 explanation (any lane, offset, speed 0.9-1.6 m/s, passing time); for each registered
 passer-by, the best walked-in explanation with their true walk. The likelihood is the radio
 model's own (Gaussian AR(1) shadowing shared by a link's consecutive readings, per-packet
-fading, best transmit offset), so by Neyman-Pearson no engine on the same radio separates the
-two better. docs/scenarios.md explains the method and how to read the output.
+fading, best transmit offset, and every advertisement a node missed), so by Neyman-Pearson no
+engine on the same radio separates the two better. docs/scenarios.md explains the method and how to read the output.
 
     python -m sim.entry_bound sim/scenarios/boutique.toml [--seeds 1-3] [--duration S]
 """
@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit, log_expit
 
 from firmware_config.geometry import door_opening, point_in_polygon
 from firmware_config.store import StoreFile, ZoneKind
@@ -40,6 +41,10 @@ TIME_STEP_S = 0.25  # spacing of the passing / crossing times tried (half an adv
 ROUNDING_VAR_DB2 = 1.0 / 12.0  # radios report whole dBm: rounding adds this variance
 CHUNK_POSITIONS = 150_000  # hypothesised positions evaluated at once (memory, not results)
 GRID_STEP_M = 0.05  # mean tables for hypotheses: far below the 2 dB fading, a few cm off at walls
+OFFSET_STEP_DB = 2.0  # transmit offsets where the misses are weighed; far finer than their ~5-dB edge
+COARSE_OFFSETS = 5  # offsets the misses are weighed at to bound a hypothesis before weighing it fully
+TOP_FIRST = 4  # hypotheses per horizon fully weighed first, to prune the rest (speed only)
+PROBIT_SCALE = np.pi / 8  # E[logistic(x)], x ~ N(m, v) ~= logistic(m / sqrt(1 + v pi / 8)) (probit match)
 
 
 def extra_terms_db(tx_xy: np.ndarray, heading: np.ndarray, rx_xy: np.ndarray, carry: int, body_db: float) -> np.ndarray:
@@ -89,76 +94,182 @@ def lanes(store: StoreFile) -> list[Lane]:
     return out
 
 
-def record_radio(world: World, seed: int, tick_s: float = 1.0) -> tuple[Emitter, Reception]:
+@dataclass(frozen=True, slots=True)
+class Recording(Reception):
+    """Every reception of a run, and every advertisement sent (heard or not), in time order."""
+
+    sent_t: np.ndarray
+    sent_agent: np.ndarray
+
+
+def record_radio(world: World, seed: int, tick_s: float = 1.0) -> tuple[Emitter, Recording]:
     """Every reception of a run, stepped as `sim.run.run_fast` steps it (same seed, same tick)."""
     em = Emitter(world, seed=seed)
     duration = world.scenario.scenario.duration_s
-    parts = [em.step_arrays(i * tick_s, min((i + 1) * tick_s, duration))
-             for i in range(int(np.ceil(duration / tick_s - 1e-9)))]
+    parts, sent = [], []
+    for i in range(int(np.ceil(duration / tick_s - 1e-9))):
+        parts.append(em.step_arrays(i * tick_s, min((i + 1) * tick_s, duration)))
+        sent.append(em.sent)
     parts = [p for p in parts if len(p)]
-    if not parts:
-        return em, Reception(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16))
-    cat = [np.concatenate([getattr(p, f) for p in parts]) for f in ("t", "agent", "node", "rssi")]
-    return em, Reception(*cat)
+    cat = [np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0, dt)
+           for f, dt in (("t", float), ("agent", np.int64), ("node", np.int64), ("rssi", np.int16))]
+    return em, Recording(*cat, np.concatenate([s[0] for s in sent] or [np.zeros(0)]),
+                         np.concatenate([s[1] for s in sent] or [np.zeros(0, np.int64)]))
 
 
 class _Readings:
-    """One agent's readings and the exact Gaussian log-likelihood of any hypothesised mean.
+    """One agent's readings and misses, and their log-likelihood under any hypothesised mean.
 
-    Each link (agent, node) is slow AR(1) shadowing plus per-packet fading: a Kalman filter
-    per link turns its readings into independent innovations whose gains do not depend on the
-    hypothesised mean, so one pass, vectorised over hypotheses, whitens them all, and prefix
-    sums in time order give the likelihood at every horizon.
+    Events are the readings and, from the first reading on, every (advertisement, node) pair
+    that was not heard. Each link (agent, node) is slow AR(1) shadowing plus per-packet fading:
+    a Kalman filter per link turns its readings into independent innovations whose gains do not
+    depend on the hypothesised mean, so one pass, vectorised over hypotheses, whitens them all,
+    and prefix sums in time order give the likelihood at every horizon. A miss costs
+    log(1 - P(heard)), with the link's shadowing predicted from its earlier readings (a reading's
+    own chance of being heard depends only on its level, the same under every hypothesis).
     """
 
-    def __init__(self, t: np.ndarray, node: np.ndarray, rssi: np.ndarray, p: RadioParams, offset_limit: float):
+    def __init__(self, t: np.ndarray, node: np.ndarray, rssi: np.ndarray, p: RadioParams, offset_limit: float,
+                 sent: np.ndarray | None = None, n_nodes: int = 0):
+        self.p = p
+        t, node, y = np.asarray(t, float), np.asarray(node, np.int64), np.asarray(rssi, float)
+        read = np.ones(len(t), bool)
+        if sent is not None and len(t):
+            tx = np.unique(sent[sent >= t.min()])
+            heard = np.zeros((len(tx), n_nodes), bool)
+            heard[np.searchsorted(tx, t), node] = True
+            i, j = np.nonzero(~heard)
+            t, node = np.concatenate([t, tx[i]]), np.concatenate([node, j])
+            y, read = np.concatenate([y, np.full(len(i), np.nan)]), np.concatenate([read, np.zeros(len(i), bool)])
         order = np.lexsort((node, t))
-        self.t, self.node, self.y = t[order], node[order], rssi[order].astype(float)
-        n = len(self.t)
+        self.t, self.node, self.read = t[order], node[order], read[order]
+        self.ri, self.mi = np.flatnonzero(self.read), np.flatnonzero(~self.read)
+        self.y = y[order][self.ri]
+        self.n_read = np.concatenate([[0], np.cumsum(self.read)])  # readings among the first k events
+        n = len(self.ri)
         noise = p.fading_sigma_db**2 + ROUNDING_VAR_DB2
         var_s = p.shadowing_sigma_db**2
-        self.link = np.unique(self.node, return_inverse=True)[1].reshape(-1)
-        self.a, self.gain, self.scale = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.link = self.node[self.ri]
+        self.a, self.gain, self.scale, post = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
         last_t: dict[int, float] = {}
         last_p: dict[int, float] = {}
-        for k, (j, tk) in enumerate(zip(self.link.tolist(), self.t.tolist(), strict=True)):
+        for k, (j, tk) in enumerate(zip(self.link.tolist(), self.t[self.ri].tolist(), strict=True)):
             if j in last_t:
-                dt = tk - last_t[j]
-                a = float(np.exp(-dt / p.shadowing_tau_s)) if p.shadowing_tau_s > 0 else 0.0
+                a = self._decay(tk - last_t[j])
                 pred = a * a * last_p[j] + var_s * (1 - a * a)
             else:
                 a, pred = 0.0, var_s
             total = pred + noise
             self.a[k], self.gain[k], self.scale[k] = a, pred / total, 1 / np.sqrt(total)
             last_t[j], last_p[j] = tk, (1 - pred / total) * pred
-        self.u = self._whiten(np.ones((n, 1)))[:, 0]
-        self.u2 = np.concatenate([[0.0], np.cumsum(self.u**2)])
+            post[k] = last_p[j]
+        # a miss: the link's last reading before it (-1: none), the decay since, the spread of its level
+        tm, nm = self.t[self.mi], self.node[self.mi]
+        self.m_last = np.full(len(self.mi), -1)
+        for j in np.unique(nm):
+            at = np.flatnonzero(self.link == j)
+            if not len(at):
+                continue  # a node that never heard them: nothing to predict its shadowing from
+            sel = nm == j
+            k = np.searchsorted(self.t[self.ri][at], tm[sel], side="right") - 1
+            self.m_last[sel] = np.where(k >= 0, at[np.maximum(k, 0)], -1)
+        has = self.m_last >= 0
+        self.m_a = np.where(has, self._decay(tm - self.t[self.ri][np.maximum(self.m_last, 0)]), 0.0) * has
+        var = np.where(has, self.m_a**2 * post[np.maximum(self.m_last, 0)] if n else 0.0, 0.0)
+        var = var + var_s * (1 - self.m_a**2) + p.fading_sigma_db**2
+        self.m_sd = np.sqrt(p.loss_width_db**2 + PROBIT_SCALE * var)  # the logistic edge widened by it
+        self.u, filt_u = self._whiten(np.ones((n, 1)))
+        self.u, self.m_u = self.u[:, 0], self._predict(filt_u)[:, 0]
+        self.u2 = np.concatenate([[0.0], np.cumsum(self._spread(self.u**2))])
         self.limit = offset_limit  # the best transmit offset is searched within +/- this
+        steps = int(np.ceil(2 * offset_limit / OFFSET_STEP_DB)) if offset_limit > 0 else 0
+        self.offsets = np.linspace(-offset_limit, offset_limit, steps + 1) if steps else np.zeros(1)
 
-    def _whiten(self, x: np.ndarray) -> np.ndarray:
-        """Innovations / their sd of residuals x (n, H), link by link in time order."""
+    def _decay(self, dt: np.ndarray | float) -> np.ndarray:
+        tau = self.p.shadowing_tau_s
+        return np.exp(-np.asarray(dt) / tau) if tau > 0 else np.zeros_like(np.asarray(dt, float))
+
+    def _spread(self, x: np.ndarray) -> np.ndarray:
+        """Values per reading (n, ...) -> per event, zero at misses."""
+        out = np.zeros((len(self.t), *x.shape[1:]))
+        out[self.ri] = x
+        return out
+
+    def _predict(self, filt: np.ndarray) -> np.ndarray:
+        """The shadowing each miss's link is expected to have, from its filtered states (n, H)."""
+        if not len(filt):
+            return np.zeros((len(self.mi), filt.shape[1]))
+        return self.m_a[:, None] * filt[np.maximum(self.m_last, 0)]
+
+    def _whiten(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Innovations / their sd of residuals x (n, H), link by link in time order, and the
+        filtered shadowing after each reading."""
         state = np.zeros((int(self.link.max()) + 1 if len(self.link) else 0, x.shape[1]))
-        out = np.empty_like(x)
+        out, filt = np.empty_like(x), np.empty_like(x)
         for k, j in enumerate(self.link.tolist()):
             e = x[k] - self.a[k] * state[j]
             out[k] = e * self.scale[k]
-            state[j] = self.a[k] * state[j] + self.gain[k] * e
-        return out
+            state[j] = filt[k] = self.a[k] * state[j] + self.gain[k] * e
+        return out, filt
 
-    def prefix_ll(self, mean: np.ndarray) -> np.ndarray:
-        """(n + 1, H): log-likelihood (up to a shared constant) of the first k readings under
-        each of H means (n, H), at the best transmit offset for that prefix."""
-        e = self._whiten(self.y[:, None] - mean)
+    def prefix_ll(self, mean: np.ndarray, until: np.ndarray | None = None) -> np.ndarray:
+        """(events + 1, H): log-likelihood (up to a shared constant) of the first k events under
+        each of H means (events, H), at the best transmit offset for that prefix."""
+        rows = np.broadcast_to(np.arange(len(self.t) + 1)[:, None], (len(self.t) + 1, mean.shape[1]))
+        return self.ll_at(mean, rows, until)
+
+    def ll_at(self, mean: np.ndarray, rows: np.ndarray, until: np.ndarray | None = None,
+              upper: bool = False) -> np.ndarray:
+        """(S, H): log-likelihood of the first rows[s, h] events under mean[:, h]. Misses after
+        `until` (H,) cost nothing: the hypothesised person has gone and sends nothing. With
+        `upper`, a cheaper upper limit of it: the misses weighed at COARSE_OFFSETS offsets only,
+        each standing for the offsets above it (a louder phone is missed less)."""
+        e, filt = self._whiten(self.y[:, None] - mean[self.ri])
         z = np.zeros((1, e.shape[1]))
-        e2 = np.concatenate([z, np.cumsum(e * e, axis=0)])
-        ue = np.concatenate([z, np.cumsum(self.u[:, None] * e, axis=0)])
-        u2 = self.u2[:, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            o = np.clip(np.where(u2 > 0, ue / u2, 0.0), -self.limit, self.limit)
-        return -0.5 * (e2 - 2 * o * ue + o * o * u2)
+        e2 = np.take_along_axis(np.concatenate([z, np.cumsum(self._spread(e * e), axis=0)]), rows, axis=0)
+        ue = np.take_along_axis(np.concatenate([z, np.cumsum(self._spread(self.u[:, None] * e), axis=0)]), rows, 0)
+        u2 = self.u2[rows]
+        if not len(self.mi):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                o = np.clip(np.where(u2 > 0, ue / u2, 0.0), -self.limit, self.limit)
+            return -0.5 * (e2 - 2 * o * ue + o * o * u2)
+        p = self.p
+        o = np.linspace(self.offsets[0], self.offsets[-1], min(COARSE_OFFSETS, len(self.offsets))) if upper \
+            else self.offsets
+        base = (mean[self.mi] + self._predict(filt) - p.sensitivity_dbm) / self.m_sd[:, None]
+        x = base[..., None] + ((1 - self.m_u) / self.m_sd)[:, None, None] * o  # (M, H, offsets)
+        miss = np.log1p(-(1 - p.packet_loss) * expit(x)) if p.packet_loss > 0 else log_expit(-x)  # log P(missed)
+        if until is not None:
+            miss *= (self.t[self.mi][:, None] <= until[None, :])[..., None]
+        d = np.concatenate([np.zeros((1, *miss.shape[1:])), np.cumsum(miss, axis=0)])
+        d = np.take_along_axis(d, (rows - self.n_read[rows])[..., None], axis=0)  # misses among the first rows
+        return self._best_offset(e2[..., None], ue[..., None], u2[..., None], d, o, upper)
+
+    @staticmethod
+    def _best_offset(e2: np.ndarray, ue: np.ndarray, u2: np.ndarray, d: np.ndarray, o: np.ndarray,
+                     upper: bool) -> np.ndarray:
+        """Max over the offset of the Gaussian part (quadratic in it) plus the misses' part, known
+        on the offset grid o and taken as linear between its points (it is smooth and concave);
+        `upper`: the misses' part taken as its value at each grid point's lower end instead."""
+
+        def total(x: np.ndarray, dx: np.ndarray) -> np.ndarray:
+            return -0.5 * (e2 - 2 * x * ue + x * x * u2) + dx
+
+        best = total(o, d).max(axis=2)
+        if len(o) > 1 and upper:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                x = np.clip(np.where(u2 > 0, ue / u2, 0.0), o[:-1], o[1:])
+            best = np.maximum(best, total(x, d[..., :-1]).max(axis=2))
+        elif len(o) > 1:
+            slope = np.diff(d, axis=2) / np.diff(o)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                top = np.where(u2 > 0, (ue + slope) / u2, np.where(ue + slope > 0, np.inf, -np.inf))
+            x = np.clip(top, o[:-1], o[1:])
+            best = np.maximum(best, total(x, d[..., :-1] + slope * (x - o[:-1])).max(axis=2))
+        return best
 
     def count(self, horizon: np.ndarray) -> np.ndarray:
-        """Readings at or before each horizon time."""
+        """Events at or before each horizon time."""
         return np.searchsorted(self.t, horizon, side="right")
 
 
@@ -194,9 +305,12 @@ class _Oracle:
             tab = self.tables[key] = tab.reshape(*self.shape, -1)
         return tab
 
-    def means(self, r: _Readings, knots_t: np.ndarray, knots_xy: np.ndarray, carry: int) -> np.ndarray:
-        """(n, H) mean RSSI along H piecewise-linear paths (knot times (H, K), points (H, K, 2))."""
-        t = r.t[None, :, None]
+    def means(self, r: _Readings, knots_t: np.ndarray, knots_xy: np.ndarray, carry: int,
+              rows: np.ndarray | None = None) -> np.ndarray:
+        """(n, H) mean RSSI at r's events (or those in `rows`) along H piecewise-linear paths (knot
+        times (H, K), points (H, K, 2))."""
+        ev_t, ev_node = (r.t, r.node) if rows is None else (r.t[rows], r.node[rows])
+        t = ev_t[None, :, None]
         seg_t0, seg_t1 = knots_t[:, None, :-1], knots_t[:, None, 1:]
         f = np.clip((t - seg_t0) / np.maximum(seg_t1 - seg_t0, 1e-9), 0.0, 1.0)  # (H, n, K-1)
         step = knots_xy[:, 1:] - knots_xy[:, :-1]  # (H, K-1, 2)
@@ -208,7 +322,7 @@ class _Oracle:
         moving = (f > 0) & (f < 1)
         which = (moving * leg[:, None, :]).max(axis=2).reshape(-1)
         which = np.where(which > 0, which - 1, int(np.flatnonzero((codes == 0).all(axis=1))[0]))
-        node = np.tile(r.node, len(knots_t))
+        node = np.tile(ev_node, len(knots_t))
         out = np.empty(len(xy))
         for c in np.unique(which):
             sel = which == c
@@ -279,8 +393,37 @@ def _true_ll(orc: _Oracle, r: _Readings, agent: int) -> np.ndarray:
     return r.prefix_ll(orc.exact(r, xy, angle, int(orc.em.carry[agent]))[:, None])[:, 0]
 
 
+def _best_score(orc: _Oracle, r: _Readings, carry: int, hyp: tuple, rows: np.ndarray, sub: np.ndarray,
+                until: np.ndarray | None, initial: float) -> np.ndarray:
+    """max over hypotheses h of ll(first rows[h, s] events | h) - sub[h, s], per column s.
+
+    Every hypothesis is first bounded from above cheaply (`ll_at(upper=True)`), then weighed in
+    full: the TOP_FIRST best bounds of each column first, then only hypotheses whose bound still
+    beats the best so far (the same result as weighing all, far cheaper).
+    """
+    kt, kx = hyp
+    step = max(1, CHUNK_POSITIONS // max(len(r.t), 1))
+
+    def scores(idx: np.ndarray, upper: bool) -> np.ndarray:
+        out = np.empty((len(idx), rows.shape[1]))
+        for s in range(0, len(idx), step):
+            i = idx[s : s + step]
+            ll = r.ll_at(orc.means(r, kt[i], kx[i], carry), rows[i].T, None if until is None else until[i], upper)
+            out[s : s + step] = ll.T - sub[i]
+        return out
+
+    best = np.full(rows.shape[1], initial)
+    if not len(kt):
+        return best
+    upper = scores(np.arange(len(kt)), True)
+    top = np.unique(np.argsort(-upper, axis=0)[:TOP_FIRST].reshape(-1))
+    best = np.maximum(best, scores(top, False).max(axis=0))
+    rest = np.setdiff1d(np.flatnonzero((upper > best[None, :]).any(axis=1)), top)
+    return np.maximum(best, scores(rest, False).max(axis=0, initial=-np.inf))
+
+
 def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.ndarray) -> np.ndarray:
-    """True path minus best walk-past explanation, for the readings up to t0 + each latency."""
+    """True path minus best walk-past explanation, for the events up to t0 + each latency."""
     k = r.count(t0 + lat)
     true = _true_ll(orc, r, agent)[k]
     if not len(r.t):
@@ -288,14 +431,10 @@ def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.
     walk = max(abs(s) for ln in orc.lanes for s in ln.s_range) / PASSER_SPEEDS[0]
     kt, kx, life = orc.passing(_grid(r.t[0] - walk, r.t[0] + walk))
     ok = (life[:, 0] <= r.t[0]) & (life[:, 1] >= r.t[0])  # there from the first reading on
-    kt, kx, life = kt[ok], kx[ok], life[ok]
-    best = np.full(len(lat), -np.inf)
-    step = max(1, CHUNK_POSITIONS // max(len(r.t), 1))
-    for s in range(0, len(kt), step):
-        ll = r.prefix_ll(orc.means(r, kt[s : s + step], kx[s : s + step], int(orc.em.carry[agent])))  # (n + 1, h)
-        gone = r.count(life[s : s + step, 1])  # readings after the walk ended cannot be theirs
-        valid = k[:, None] <= gone[None, :]
-        best = np.maximum(best, np.where(valid, ll[k], -np.inf).max(axis=1, initial=-np.inf))
+    kt, kx, end = kt[ok], kx[ok], life[ok, 1]
+    valid = r.n_read[k][None, :] <= r.n_read[r.count(end)][:, None]  # no reading after the walk ended
+    rows = np.broadcast_to(k[None, :], valid.shape)
+    best = _best_score(orc, r, int(orc.em.carry[agent]), (kt, kx), rows, np.where(valid, 0.0, np.inf), end, -np.inf)
     return true - best
 
 
@@ -304,20 +443,15 @@ def _passer_scores(orc: _Oracle, r: _Readings, agent: int, lat: np.ndarray) -> n
     if not len(r.t):
         return np.zeros(len(lat))
     true = _true_ll(orc, r, agent)
-    kt, kx, cross = orc.walking_in(_grid(r.t[0] - 10.0, r.t[-1]))
+    kt, kx, cross = orc.walking_in(_grid(r.t[0] - 10.0, r.t[r.ri[-1]]))  # crossings up to the last reading
     ok = kt[:, 0] <= r.t[0]
     kt, kx, cross = kt[ok], kx[ok], cross[ok]
-    best = np.zeros(len(lat))  # announcing before anything is heard proves nothing either way
-    step = max(1, CHUNK_POSITIONS // len(r.t))
-    for s in range(0, len(kt), step):
-        ll = r.prefix_ll(orc.means(r, kt[s : s + step], kx[s : s + step], int(orc.em.carry[agent])))
-        k = r.count(cross[s : s + step, None] + lat[None, :])  # (h, L)
-        h = np.arange(ll.shape[1])[:, None]
-        best = np.maximum(best, (ll[k, h] - true[k]).max(axis=0))
-    return best
+    rows = r.count(cross[:, None] + lat[None, :])  # (h, L)
+    # announcing before anything is heard proves nothing either way: the score starts at 0
+    return _best_score(orc, r, int(orc.em.carry[agent]), (kt, kx), rows, true[rows], None, 0.0)
 
 
-def oracle_margins(world: World, em: Emitter, rec: Reception) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+def oracle_margins(world: World, em: Emitter, rec: Recording) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """(entrant crossing times by agent id, entrant margins (E, L), passer scores (P, L), latency grid)."""
     lat = np.union1d(np.arange(0.0, LATENCY_MAX_S + 1e-9, LATENCY_STEP_S), LATENCIES_S)
     orc = _Oracle(em, lanes(world.store))
@@ -326,10 +460,14 @@ def oracle_margins(world: World, em: Emitter, rec: Reception) -> tuple[dict, np.
     by_agent = np.argsort(rec.agent, kind="stable")
     bounds = np.searchsorted(rec.agent[by_agent], np.arange(len(world.agents) + 1))
 
+    sent = np.argsort(rec.sent_agent, kind="stable")
+    sent_bounds = np.searchsorted(rec.sent_agent[sent], np.arange(len(world.agents) + 1))
+
     def readings(i: int, until: float = np.inf) -> _Readings:
         sel = by_agent[bounds[i] : bounds[i + 1]]
         sel = sel[rec.t[sel] <= until]
-        return _Readings(rec.t[sel], rec.node[sel], rec.rssi[sel], p, offset_limit)
+        tx = rec.sent_t[sent[sent_bounds[i] : sent_bounds[i + 1]]]
+        return _Readings(rec.t[sel], rec.node[sel], rec.rssi[sel], p, offset_limit, tx[tx <= until], len(em.nodes))
 
     entrants, margins, scores = {}, [], []
     for i, a in enumerate(world.agents):
