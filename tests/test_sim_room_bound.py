@@ -15,6 +15,8 @@ from sim.truth import build_truth
 from sim.world import build_world
 from tests.conftest import BOUTIQUE
 
+pytestmark = pytest.mark.timeout(300)  # a simulated run and its oracle: slow on a busy machine
+
 
 def _busy_rooms(seed: int) -> Scenario:
     """Ten minutes in which nearly every visitor tries something on."""
