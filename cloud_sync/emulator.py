@@ -1,6 +1,6 @@
 """A local stand-in for the WhatsApp Cloud API (FastAPI), run on loopback in tests and benches.
 
-What it imitates (``/work/shared/specs/whatsapp.md``):
+What it imitates (the contract in ``docs/whatsapp.md``):
 
 * ``POST /{version}/{phone_number_id}/messages``: bearer token (190 / HTTP 401), body
   validation with :func:`cloud_sync.messages.validate` (100), templates by name and language

@@ -5,7 +5,7 @@ Every builder returns a plain ``dict`` ready to be JSON-encoded and runs it thro
 calls the same :func:`validate` so that a body our client would refuse is also one the
 emulator answers with error 100 (invalid parameter), like the real API.
 
-Limits follow Meta's published Cloud API reference (see ``/work/shared/specs/whatsapp.md``);
+Limits follow Meta's published Cloud API reference (see ``docs/whatsapp.md``);
 where the spec page is silent (list/product limits, header/footer lengths) the values are
 Meta's documented ones.
 """
