@@ -21,7 +21,15 @@ import numpy as np
 
 from edge.ble.frames import EddystoneEID, IBeacon, encode_eddystone, encode_ibeacon
 from gateway.eid import compute_eid
-from sim.radio import CARRY_POSITIONS, RadioParams, body_loss, mean_rssi, sample_packets, walk_headings
+from sim.radio import (
+    CARRY_POSITIONS,
+    RadioParams,
+    body_loss,
+    mean_rssi,
+    sample_packets,
+    walk_headings,
+    wall_loss,
+)
 from sim.world import Agent, AgentKind, Trajectories, World
 
 EDDYSTONE_UUID = "0000feaa-0000-1000-8000-00805f9b34fb"
@@ -123,6 +131,7 @@ class Emitter:
         self._live = np.zeros(0, dtype=np.int64)
         self._anon_payload: dict[int, dict[int, bytes]] = {}
         self._eid_cache: dict[tuple[int, int], bytes] = {}
+        self._spot_walls: dict[int, np.ndarray] = {}  # wall loss to every node from each standing spot
         self._addr_cache: dict[tuple[int, int], str] = {}
 
     # --- identities on the air --------------------------------------------------------------
@@ -239,14 +248,35 @@ class Emitter:
         order = np.lexsort((a, t))
         a, t, shadow = a[order], t[order], shadow[order]
         self.sent = (t, a)
-        xy = self.traj.positions(a, t)
+        xy, spot = self.traj.locate(a, t)
         mean = mean_rssi(
-            xy, self.node_xy, self.tx_offset[a], self.walls, self.wall_db, self.params, self.node_offset
+            xy, self.node_xy, self.tx_offset[a], self.walls, self.wall_db, self.params, self.node_offset,
+            walls_db=self._walls_db(xy, spot),
         )
         mean -= body_loss(xy, self.headings(a, t), self.carry[a], self.node_xy, self.params.body_loss_db)
         got, rssi = sample_packets(mean, shadow, self.params, self.rng)
         i, j = np.nonzero(got)
         return Reception(t[i], a[i], j.astype(np.int64), rssi[i, j])
+
+    def _walls_db(self, xy: np.ndarray, spot: np.ndarray) -> np.ndarray:
+        """`wall_loss` of each advert to every node; people standing still (spot >= 0) reuse the
+        loss of their spot, computed once: the wall test is the emitter's largest cost."""
+        out = np.zeros((len(xy), len(self.nodes)))
+        if not len(self.walls):
+            return out
+        walking = spot < 0
+        if walking.any():
+            out[walking] = wall_loss(xy[walking], self.node_xy, self.walls, self.wall_db)
+        if not walking.all():
+            keys, first, inv = np.unique(spot[~walking], return_index=True, return_inverse=True)
+            cache = self._spot_walls
+            new = [i for i, k in enumerate(keys.tolist()) if k not in cache]
+            if new:
+                rows = wall_loss(xy[~walking][first[new]], self.node_xy, self.walls, self.wall_db)
+                for i, row in zip(new, rows, strict=True):
+                    cache[int(keys[i])] = row
+            out[~walking] = np.stack([cache[k] for k in keys.tolist()])[inv]
+        return out
 
     def headings(self, a: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Which way agents `a` face at times `t`: the heading of the waypoint last passed."""

@@ -45,18 +45,27 @@ BODY_SHADOW_POWER = 2.0  # the torso shadows a cone behind it; to the side the s
 STILL_M = 1e-6  # a waypoint step shorter than this is standing still: the heading is kept
 
 
+def wall_loss(tx_xy: np.ndarray, rx_xy: np.ndarray, walls: np.ndarray, wall_db: np.ndarray) -> np.ndarray:
+    """dB lost to the walls each straight line tx -> rx crosses, shape (T, R)."""
+    return (crossings(tx_xy, rx_xy, walls) * wall_db[None, None, :]).sum(axis=2)
+
+
 def mean_rssi(
     tx_xy: np.ndarray, rx_xy: np.ndarray, tx_offset_db: np.ndarray, walls: np.ndarray, wall_db: np.ndarray,
-    params: RadioParams, rx_ref_offset_db: np.ndarray | None = None,
+    params: RadioParams, rx_ref_offset_db: np.ndarray | None = None, walls_db: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Deterministic part of the RSSI, shape (T, R): path loss and walls, no noise."""
+    """Deterministic part of the RSSI, shape (T, R): path loss and walls, no noise.
+
+    `walls_db`: the `wall_loss` of these pairs when the caller already has it (a cache)."""
     d = np.hypot(tx_xy[:, None, 0] - rx_xy[None, :, 0], tx_xy[:, None, 1] - rx_xy[None, :, 1])
     d = np.maximum(d, params.min_distance_m)
     rssi = params.ref_power_1m + tx_offset_db[:, None] - 10.0 * params.path_loss_exponent * np.log10(d)
     if rx_ref_offset_db is not None:
         rssi = rssi + rx_ref_offset_db[None, :]
-    if len(walls):
-        rssi = rssi - (crossings(tx_xy, rx_xy, walls) * wall_db[None, None, :]).sum(axis=2)
+    if walls_db is not None:
+        rssi = rssi - walls_db
+    elif len(walls):
+        rssi = rssi - wall_loss(tx_xy, rx_xy, walls, wall_db)
     return rssi
 
 

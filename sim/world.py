@@ -289,8 +289,13 @@ class Trajectories:
 
     def positions(self, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
         """(n, 2) positions of agents `idx` at times `t` (clamped to their first/last waypoint)."""
+        return self.locate(idx, t)[0]
+
+    def locate(self, idx: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (n, 2) and, for agents standing still, the index of the waypoint they stand
+        at (-1 while walking): the same spot gives the same key, so its radio paths can be cached."""
         if len(idx) == 0:
-            return np.zeros((0, 2))
+            return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
         t = np.clip(t, self.t_start[idx], self.t_end[idx])
         q = idx * self.span + t
         hi = np.searchsorted(self.key, q, side="left")
@@ -302,9 +307,11 @@ class Trajectories:
         with np.errstate(invalid="ignore", divide="ignore"):
             f = np.where(k1 > k0, (q - k0) / (k1 - k0), 0.0)
         f = np.clip(f, 0.0, 1.0)
-        return np.stack(
+        xy = np.stack(
             [self.x[lo] + f * (self.x[hi] - self.x[lo]), self.y[lo] + f * (self.y[hi] - self.y[lo])], axis=1
         )
+        still = (self.x[lo] == self.x[hi]) & (self.y[lo] == self.y[hi])
+        return xy, np.where(still, lo, -1)
 
 
 TRANSIT = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # zones people walk through on the way elsewhere

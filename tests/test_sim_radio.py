@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from sim.emitter import Emitter
-from sim.radio import CARRY, CARRY_POSITIONS, RadioParams, body_loss, mean_rssi, sample_packets, walk_headings
+from sim.radio import (
+    CARRY,
+    CARRY_POSITIONS,
+    RadioParams,
+    body_loss,
+    mean_rssi,
+    sample_packets,
+    walk_headings,
+    wall_loss,
+)
 from sim.rfid_model import Antennas, link_budget, pair_link_budget, sample_reads
 from sim.scenario import Rfid, Scenario, load_scenario
 from sim.world import AgentKind, World, build_world, scripted_agent
@@ -209,6 +218,24 @@ def test_the_emitter_matches_the_plain_reference_with_body_and_heading() -> None
         h = ref_heading(ag.times.tolist(), ag.xy.tolist(), float(t))
         mean -= ref_body_loss(tx, h, ag.carry, rx[j], sc.radio.body_loss_db)
         assert abs(rssi - mean) <= 0.5 + 1e-6
+
+
+def test_standing_people_reuse_their_spot_s_wall_loss_exactly() -> None:
+    """The emitter caches the wall loss of a standing spot; it must equal the loss computed afresh."""
+    sc, store = load_scenario("sim/scenarios/flagship.toml")
+    sc = sc.model_copy(update={"scenario": sc.scenario.model_copy(update={"duration_s": 240.0})})
+    em = Emitter(build_world(sc, store), seed=1)
+    seen_standing = seen_walking = 0
+    for k in range(240):
+        em.step_arrays(float(k), float(k + 1))
+        t, a = em.sent
+        xy, spot = em.traj.locate(a, t)
+        assert np.array_equal(xy, em.traj.positions(a, t))
+        got = em._walls_db(xy, spot)
+        assert np.array_equal(got, wall_loss(xy, em.node_xy, em.walls, em.wall_db))
+        seen_standing += int((spot >= 0).sum())
+        seen_walking += int((spot < 0).sum())
+    assert seen_standing > 1000 and seen_walking > 100 and len(em._spot_walls) > 10
 
 
 def test_the_emitter_loses_the_scenario_share_of_packets() -> None:
