@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -97,15 +98,15 @@ class NodeLink:
         c.on_publish = self._on_publish
         self.client = c
 
-    def _status(self, state: str) -> protocol.NodeStatus:
+    def _status(self, state: Literal["online", "offline"]) -> protocol.NodeStatus:
         extra = self.status_extra() if state == "online" else {}
         extra.setdefault("queue_depth", self.queue.depth)
         extra.setdefault("dropped", self.queue.dropped)
         return protocol.NodeStatus(
-            v=protocol.VERSION,  # type: ignore[arg-type]  # Literal[1] on the model
+            v=protocol.VERSION,
             store=self.store,
             node=self.node,
-            state=state,  # type: ignore[arg-type]
+            state=state,
             ts=self.clock(),
             version=SOFTWARE_VERSION,
             uptime_s=max(0.0, self.clock() - self.started_at),
@@ -145,7 +146,7 @@ class NodeLink:
             log.warning("refused config: %s", exc)
             self.on_config(exc)
             return
-        self.on_config(cfg)  # type: ignore[arg-type]
+        self.on_config(cfg)
 
     # --- the publisher thread ----------------------------------------------------------
 

@@ -17,12 +17,13 @@ Topics (`<store>` and `<node>` are store-file identifiers):
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
-VERSION = 1
+VERSION: Final = 1
 ROOT = f"instore/v{VERSION}"
 
 MAX_PAYLOAD_BYTES = 512 * 1024  # a node with 40 antennas in a busy hour stays far below this
@@ -198,7 +199,7 @@ class StoreEvent(_Msg):
 
 
 Message = BleWindow | RfidWindow | NodeStatus | NodeConfig | StoreEvent
-_MODELS: dict[str, type[_Msg]] = {
+_MODELS: dict[str, type[Message]] = {
     "ble": BleWindow,
     "rfid": RfidWindow,
     "status": NodeStatus,
@@ -207,7 +208,7 @@ _MODELS: dict[str, type[_Msg]] = {
 }
 
 
-def _field_of(err: dict) -> str:
+def _field_of(err: ErrorDetails) -> str:
     out = ""
     for part in err["loc"]:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -247,10 +248,10 @@ def decode_topic(topic: str, payload: bytes | str) -> tuple[str, Message]:
     """Decode a message received on a node topic; checks that the topic and payload agree."""
     store, node, kind = parse_node_topic(topic)
     msg = decode(kind, payload)
-    if getattr(msg, "store", store) != store:
-        raise WireError("store", f"payload store {msg.store!r} does not match topic store {store!r}")
-    if getattr(msg, "node", node) != node:
-        raise WireError("node", f"payload node {msg.node!r} does not match topic node {node!r}")
+    if (got := getattr(msg, "store", store)) != store:
+        raise WireError("store", f"payload store {got!r} does not match topic store {store!r}")
+    if (got := getattr(msg, "node", node)) != node:
+        raise WireError("node", f"payload node {got!r} does not match topic node {node!r}")
     return kind, msg
 
 

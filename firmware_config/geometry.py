@@ -84,7 +84,7 @@ def shared_boundary(pa: list[Point], pb: list[Point]) -> list[tuple[Point, Point
             lo, hi = max(0.0, s1), min(length, s2)
             if hi - lo > 1e-6:
                 out.append((tuple(a1 + u * lo), tuple(a1 + u * hi)))
-    return out  # type: ignore[return-value]
+    return out
 
 
 def _cross(u: np.ndarray, v: np.ndarray) -> float:

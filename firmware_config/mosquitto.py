@@ -142,6 +142,7 @@ def render_conf(
         "protocol mqtt",
     ]
     if b.tls_port is not None:
+        assert b.certfile and b.keyfile, "validation requires both for a TLS listener"
         lines += ["", f"listener {b.tls_port}{where}", "protocol mqtt"]
         if b.cafile:
             lines.append(f"cafile {path(b.cafile)}")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from gateway.db import inserted_id
+
 ROLES = ("associate", "manager")
 SESSION_TTL_S = 12 * 3600.0  # one long shift: staff sign in once a day on a shared tablet
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~16 MiB, tens of ms: slow for guessing, fine for a login
@@ -87,7 +89,7 @@ def create_staff(
         "INSERT INTO staff (username, name, pw_hash, role, active, created_at) VALUES (?, ?, ?, ?, 1, ?)",
         [username, name or username, hash_password(password), role, time.time() if now is None else now],
     )
-    return int(cur.lastrowid)
+    return inserted_id(cur)
 
 
 def _token_hash(token: str) -> str:

@@ -34,7 +34,7 @@ _TABLE = "node_configs"
 def config_message(cfg: NodeRuntimeConfig) -> tuple[str, protocol.NodeConfig]:
     """The topic and wire message carrying one node's runtime config."""
     msg = protocol.NodeConfig(
-        v=protocol.VERSION,  # type: ignore[arg-type]  # Literal[1] on the model
+        v=protocol.VERSION,
         store=cfg.store,
         node=cfg.node,
         version=cfg.version,

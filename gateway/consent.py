@@ -18,6 +18,7 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import sqlite_utils
 
@@ -81,7 +82,7 @@ class ConsentHooks:
         return lambda: self.on_erase.remove(fn)
 
 
-class Forgetter:
+class Forgetter(Protocol):
     """What a withdrawal needs from the gateway: `GatewayCore` has exactly this method."""
 
     def forget_customer(self, customer_id: str) -> None: ...  # pragma: no cover

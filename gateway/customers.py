@@ -50,7 +50,7 @@ def add_customer(
     sizes: dict | None = None, brands: list[str] | None = None, notes: str = "", now: float,
     colours: list[str] | None = None,
 ) -> None:
-    db["customers"].insert({
+    db.table("customers").insert({
         "id": customer_id, "name": name, "whatsapp": normalise_whatsapp(whatsapp) if whatsapp else "",
         "language": language, "sizes": json.dumps(sizes or {}), "brands": json.dumps(brands or []),
         "notes": notes,
@@ -90,7 +90,7 @@ def record_consent(
 ) -> None:
     if purpose not in PURPOSES:
         raise ValueError(f"purpose: unknown purpose {purpose!r}, expected one of {', '.join(PURPOSES)}")
-    db["consents"].insert({
+    db.table("consents").insert({
         "customer_id": customer_id, "purpose": purpose, "granted": int(granted), "at": now,
         "method": method, "wording": wording,
     })
@@ -105,7 +105,7 @@ def has_consent(db: sqlite_utils.Database, customer_id: str, purpose: str) -> bo
 
 
 def link_identity(db: sqlite_utils.Database, ident: Identity) -> None:
-    db["identities"].insert({
+    db.table("identities").insert({
         "customer_id": ident.customer_id, "kind": ident.kind, "value": ident.value, "k": ident.k, "epoch": ident.epoch,
         "carrier": ident.carrier, "adverts_per_s": ident.adverts_per_s,
     })

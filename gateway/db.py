@@ -17,27 +17,34 @@ PURPOSES = ("recognition", "whatsapp_service", "whatsapp_marketing")
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer: a larger id matches no row and overflows the driver
 
 
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid an INSERT just made (typed: sqlite3 declares it optional for other statements)."""
+    if cur.lastrowid is None:
+        raise RuntimeError("no row was inserted")
+    return cur.lastrowid
+
+
 def _m1(db: sqlite_utils.Database) -> None:
-    db["customers"].create(
+    db.table("customers").create(
         {"id": str, "name": str, "whatsapp": str, "language": str, "sizes": str, "brands": str,
          "notes": str, "created_at": float},
         pk="id",
     )
-    db["consents"].create(
+    db.table("consents").create(
         {"id": int, "customer_id": str, "purpose": str, "granted": int, "at": float, "method": str, "wording": str},
         pk="id", foreign_keys=[("customer_id", "customers", "id")],
     )
-    db["consents"].create_index(["customer_id", "purpose", "at"])
-    db["identities"].create(
+    db.table("consents").create_index(["customer_id", "purpose", "at"])
+    db.table("identities").create(
         {"id": int, "customer_id": str, "kind": str, "value": str, "k": int, "epoch": int},
         pk="id", foreign_keys=[("customer_id", "customers", "id")],
     )
-    db["identities"].create_index(["kind", "value"], unique=True)
-    db["events"].create(
+    db.table("identities").create_index(["kind", "value"], unique=True)
+    db.table("events").create(
         {"id": int, "ts": float, "kind": str, "customer_id": str, "data": str},
         pk="id",
     )
-    db["events"].create_index(["customer_id"])
+    db.table("events").create_index(["customer_id"])
 
 
 def _m2(db: sqlite_utils.Database) -> None:
@@ -47,83 +54,83 @@ def _m2(db: sqlite_utils.Database) -> None:
     card is a handful of index look-ups even with 100,000 customers, and erasure can find
     every row (see `gateway.consent.PERSONAL_COLUMNS`).
     """
-    customers = db["customers"]
+    customers = db.table("customers")
     customers.add_column("colours", str)  # JSON list
     customers.add_column("updated_at", float)
-    db["identities"].create_index(["customer_id"])
-    db["staff"].create(
+    db.table("identities").create_index(["customer_id"])
+    db.table("staff").create(
         {"id": int, "username": str, "name": str, "pw_hash": str, "role": str, "active": int,
          "created_at": float},
         pk="id",
     )
-    db["staff"].create_index(["username"], unique=True)
-    db["sessions"].create(
+    db.table("staff").create_index(["username"], unique=True)
+    db.table("sessions").create(
         {"token_hash": str, "staff_id": int, "created_at": float, "expires_at": float},
         pk="token_hash", foreign_keys=[("staff_id", "staff", "id")],
     )
-    db["sessions"].create_index(["expires_at"])
-    db["visits"].create(
+    db.table("sessions").create_index(["expires_at"])
+    db.table("visits").create(
         {"id": int, "customer_id": str, "entered_at": float, "left_at": float, "dwell_s": float,
          "event_id": int},
         pk="id",
     )
-    db["visits"].create_index(["customer_id", "entered_at"])
-    db["visits"].create_index(["entered_at"])
-    db["fitting_sessions"].create(  # filled by the RFID work: one customer in one fitting room
+    db.table("visits").create_index(["customer_id", "entered_at"])
+    db.table("visits").create_index(["entered_at"])
+    db.table("fitting_sessions").create(  # filled by the RFID work: one customer in one fitting room
         {"id": int, "customer_id": str, "zone": str, "opened_at": float, "closed_at": float, "sale_id": int},
         pk="id",
     )
-    db["fitting_sessions"].create_index(["customer_id"])
-    db["tried_items"].create(
+    db.table("fitting_sessions").create_index(["customer_id"])
+    db.table("tried_items").create(
         {"id": int, "session_id": int, "customer_id": str, "epc": str, "gtin": str, "at": float},
         pk="id",
     )
-    db["tried_items"].create_index(["customer_id", "at"])
-    db["tried_items"].create_index(["session_id"])
-    db["wishlist"].create(
+    db.table("tried_items").create_index(["customer_id", "at"])
+    db.table("tried_items").create_index(["session_id"])
+    db.table("wishlist").create(
         {"id": int, "customer_id": str, "gtin": str, "description": str, "added_at": float}, pk="id",
     )
-    db["wishlist"].create_index(["customer_id"])
-    db["sales"].create(
+    db.table("wishlist").create_index(["customer_id"])
+    db.table("sales").create(
         {"id": int, "ts": float, "customer_id": str, "amount_cents": int, "currency": str, "staff_id": int,
          "till": str, "order_id": int},
         pk="id",
     )
-    db["sales"].create_index(["customer_id", "ts"])
-    db["sales"].create_index(["ts"])
-    db["sale_items"].create({"id": int, "sale_id": int, "epc": str, "gtin": str}, pk="id",
+    db.table("sales").create_index(["customer_id", "ts"])
+    db.table("sales").create_index(["ts"])
+    db.table("sale_items").create({"id": int, "sale_id": int, "epc": str, "gtin": str}, pk="id",
                             foreign_keys=[("sale_id", "sales", "id")])
-    db["sale_items"].create_index(["sale_id"])
-    db["orders"].create(
+    db.table("sale_items").create_index(["sale_id"])
+    db.table("orders").create(
         {"id": int, "customer_id": str, "status": str, "location": str, "items": str, "amount_cents": int,
          "created_at": float, "collected_at": float, "sale_id": int},
         pk="id",
     )
-    db["orders"].create_index(["customer_id", "status"])
-    db["tasks"].create(
+    db.table("orders").create_index(["customer_id", "status"])
+    db.table("tasks").create(
         {"id": int, "kind": str, "customer_id": str, "title": str, "due_at": float, "created_at": float,
          "created_by": int, "done_at": float, "done_by": int},
         pk="id",
     )
-    db["tasks"].create_index(["customer_id", "done_at"])
-    db["tasks"].create_index(["due_at"])
-    db["notes"].create(
+    db.table("tasks").create_index(["customer_id", "done_at"])
+    db.table("tasks").create_index(["due_at"])
+    db.table("notes").create(
         {"id": int, "customer_id": str, "staff_id": int, "at": float, "text": str}, pk="id",
     )
-    db["notes"].create_index(["customer_id", "at"])
-    db["claims"].create(  # who is looking after a customer or a task right now: one at a time
+    db.table("notes").create_index(["customer_id", "at"])
+    db.table("claims").create(  # who is looking after a customer or a task right now: one at a time
         {"subject": str, "customer_id": str, "staff_id": int, "at": float}, pk="subject",
     )
-    db["claims"].create_index(["customer_id"])
-    db["alert_answers"].create(  # an "entered" alert is answered when a staff member claims the customer
+    db.table("claims").create_index(["customer_id"])
+    db.table("alert_answers").create(  # an "entered" alert is answered when a staff member claims the customer
         {"event_id": int, "customer_id": str, "staff_id": int, "alert_ts": float, "answered_at": float},
         pk="event_id",
     )
-    db["alert_answers"].create_index(["customer_id"])
-    db["footfall"].create(  # anonymous: per hour and node, never an identifier
+    db.table("alert_answers").create_index(["customer_id"])
+    db.table("footfall").create(  # anonymous: per hour and node, never an identifier
         {"hour": int, "node": str, "adverts": int, "devices_max": int, "windows": int}, pk=("hour", "node"),
     )
-    db["maintenance"].create({"key": str, "value": float}, pk="key")
+    db.table("maintenance").create({"key": str, "value": float}, pk="key")
 
 
 def _m3_rfid(db: sqlite_utils.Database) -> None:
@@ -142,25 +149,25 @@ def _m4_node_configs(db: sqlite_utils.Database) -> None:
 def _m5_identity_carrier(db: sqlite_utils.Database) -> None:
     """What carries an identity (the store app, a key fob) and how often it advertises: the
     presence engine weighs "not heard" by it. NULL for identities enrolled before: the default rate."""
-    db["identities"].add_column("carrier", str)
-    db["identities"].add_column("adverts_per_s", float)
+    db.table("identities").add_column("carrier", str)
+    db.table("identities").add_column("adverts_per_s", float)
 
 
 def _m6_customer_numbers(db: sqlite_utils.Database) -> None:
     """A customer's previous WhatsApp numbers: erasure and export must reach every number they had."""
-    db["customer_numbers"].create(
+    db.table("customer_numbers").create(
         {"customer_id": str, "whatsapp": str, "until": float}, foreign_keys=[("customer_id", "customers", "id")]
     )
-    db["customer_numbers"].create_index(["customer_id"])
+    db.table("customer_numbers").create_index(["customer_id"])
 
 
 def _m7_screens(db: sqlite_utils.Database) -> None:
     """Fitting-room screens (gateway.screens): a device bound to one room, valid until revoked."""
-    db["screens"].create(
+    db.table("screens").create(
         {"id": int, "token_hash": str, "room": str, "created_at": float, "created_by": int, "revoked_at": float},
         pk="id",
     )
-    db["screens"].create_index(["token_hash"], unique=True)
+    db.table("screens").create_index(["token_hash"], unique=True)
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from gateway.db import inserted_id
+
 
 @dataclass(frozen=True, slots=True)
 class StaffEvent:
@@ -41,7 +43,7 @@ class EventLog:
                 "INSERT INTO events (ts, kind, customer_id, data) VALUES (?, ?, ?, ?)",
                 [ts, kind, customer_id, json.dumps(data)],
             )
-            return StaffEvent(int(cur.lastrowid), ts, kind, customer_id, data)
+            return StaffEvent(inserted_id(cur), ts, kind, customer_id, data)
 
     def after(self, last_id: int, limit: int = 1000) -> list[StaffEvent]:
         with self.lock:
@@ -79,7 +81,7 @@ class Broadcaster:
                 self._queues.discard(q)
                 while not q.empty():
                     q.get_nowait()
-                q.put_nowait(None)  # type: ignore[arg-type]
+                q.put_nowait(None)
             else:
                 q.put_nowait(ev)
 

@@ -35,8 +35,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from firmware_config.store import Antenna, Node, StoreFile
 
 __all__ = [
     "FittingReport",
@@ -216,9 +220,9 @@ def link_rssi(
     return np.maximum(nominal, LINK_TAG_SENSITIVITY_DBM + one_way - LINK_BACKSCATTER_DB)
 
 
-def _room_antennas(store: object, ants: Mapping[tuple[str, int], str], pid: str) -> list[tuple[object, object]]:
+def _room_antennas(store: StoreFile, ants: Mapping[tuple[str, int], str], pid: str) -> list[tuple[Node, Antenna]]:
     out = []
-    for n in store.nodes:  # type: ignore[attr-defined]
+    for n in store.nodes:
         if n.rfid is None:
             continue
         for a in n.rfid.antennas:
@@ -227,14 +231,16 @@ def _room_antennas(store: object, ants: Mapping[tuple[str, int], str], pid: str)
     return out
 
 
-def room_levels(store: object, node: object, antenna: object, forward: bool = False) -> float:
+def room_levels(store: StoreFile, node: Node, antenna: Antenna, forward: bool = False) -> float:
     """The reference level of a fitting-room antenna: what it reads of a garment in the far part
     of its own room (``ROOM_FAR_QUANTILE`` of a survey grid over the room polygon); with
     ``forward``, the forward power that garment gets (against LINK_TAG_SENSITIVITY_DBM)."""
     from firmware_config.geometry import point_in_polygon
 
-    zone_id = antenna.zone or node.zone  # type: ignore[attr-defined]
-    poly = [tuple(p) for p in store.zone(zone_id).polygon]  # type: ignore[attr-defined]
+    zone_id = antenna.zone or node.zone
+    if zone_id is None or node.rfid is None:
+        raise ValueError(f"node {node.id!r} antenna {antenna.id}: not an RFID antenna in a zone")
+    poly = [(float(p[0]), float(p[1])) for p in store.zone(zone_id).polygon]
     xs, ys = [p[0] for p in poly], [p[1] for p in poly]
     g = ROOM_GRID_M
     gx = np.arange(min(xs) + g, max(xs) - g / 2, g)
@@ -243,13 +249,13 @@ def room_levels(store: object, node: object, antenna: object, forward: bool = Fa
     if not len(pts):
         pts = np.asarray([[sum(xs) / len(xs), sum(ys) / len(ys)]])
     walls = np.asarray(
-        [[*w.a, *w.b, w.attenuation_db] for w in store.walls],  # type: ignore[attr-defined]
+        [[*w.a, *w.b, w.attenuation_db] for w in store.walls],
         dtype=np.float64,
     ).reshape(-1, 5)
     lv = link_rssi(
-        float(node.rfid.power_dbm),  # type: ignore[attr-defined]
-        tuple(antenna.position),  # type: ignore[attr-defined]
-        float(antenna.facing_deg),  # type: ignore[attr-defined]
+        float(node.rfid.power_dbm),
+        (antenna.position[0], antenna.position[1]),
+        float(antenna.facing_deg),
         pts,
         walls,
         forward,
@@ -328,16 +334,13 @@ class Layout:
     params: Mapping[str, PlaceParams] = field(default_factory=dict)
 
     @classmethod
-    def from_store(cls, store: object) -> Layout:
-        """Fitting-room antennas -> their room; shelf nodes -> the shelf (node id); others -> their zone.
-
-        ``store`` is a ``firmware_config.store.StoreFile`` (duck-typed so this stays import-light).
-        """
-        kinds = {z.id: str(z.kind) for z in store.zones}  # type: ignore[attr-defined]
-        names = {z.id: z.name for z in store.zones}  # type: ignore[attr-defined]
+    def from_store(cls, store: StoreFile) -> Layout:
+        """Fitting-room antennas -> their room; shelf nodes -> the shelf (node id); others -> their zone."""
+        kinds = {z.id: str(z.kind) for z in store.zones}
+        names = {z.id: z.name for z in store.zones}
         places: dict[str, Place] = {}
         ants: dict[tuple[str, int], str] = {}
-        for n in store.nodes:  # type: ignore[attr-defined]
+        for n in store.nodes:
             if n.rfid is None:
                 continue
             for a in n.rfid.antennas:

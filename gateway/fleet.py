@@ -178,8 +178,8 @@ def fleet_view(
         if st is not None and st.config_error:
             problems.append(f"config refused: {st.config_error}")
         behind = st is not None and st.state == "online" and want is not None and st.config_version != want
-        if behind:
-            problems.append(f"config version {st.config_version} is not the current {want}")  # type: ignore[union-attr]
+        if behind and st is not None:
+            problems.append(f"config version {st.config_version} is not the current {want}")
         misconfigured = role == "unknown" or behind or bool(st is not None and st.config_error)
         if state == "stale":
             problems.append(f"no window for {stale_after_s:.0f} s")

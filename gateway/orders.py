@@ -49,6 +49,14 @@ def get_order(db: sqlite_utils.Database, order_id: int) -> dict | None:
     return out
 
 
+def existing_order(db: sqlite_utils.Database, order_id: int) -> dict:
+    """An order that must exist (just written or listed)."""
+    order = get_order(db, order_id)
+    if order is None:
+        raise LookupError(f"order {order_id} not found")
+    return order
+
+
 def set_status(db: sqlite_utils.Database, order_id: int, status: str, *, now: float) -> dict:
     """Close an order (collected/cancelled). LookupError if unknown, ValueError if it is not open."""
     if status not in STATUSES[1:]:
@@ -62,11 +70,11 @@ def set_status(db: sqlite_utils.Database, order_id: int, status: str, *, now: fl
         "UPDATE orders SET status = ?, collected_at = ? WHERE id = ?",
         [status, now if status == "collected" else None, order_id],
     )
-    return get_order(db, order_id)  # type: ignore[return-value]
+    return existing_order(db, order_id)
 
 
 def list_orders(db: sqlite_utils.Database, status: str | None = None) -> list[dict]:
     sql, args = "SELECT id FROM orders", []
     if status:
         sql, args = sql + " WHERE status = ?", [status]
-    return [get_order(db, r[0]) for r in db.execute(sql + " ORDER BY id DESC LIMIT 500", args)]  # type: ignore[misc]
+    return [existing_order(db, r[0]) for r in db.execute(sql + " ORDER BY id DESC LIMIT 500", args)]

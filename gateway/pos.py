@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from gateway.consent import transaction
+from gateway.db import inserted_id
 from gateway.epc import EpcError, Sgtin, decode_epc, gs1_check_digit
 
 MAX_ITEMS = 200  # one basket; more is a till bug, not a customer
@@ -89,12 +90,12 @@ def record_sale(
     if staff_id is None and customer_id is not None:
         staff_id = claimant(db, customer_id)
     with transaction(db):
-        sale_id = int(
+        sale_id = inserted_id(
             db.execute(
                 "INSERT INTO sales (ts, customer_id, amount_cents, currency, staff_id, till, order_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [now, customer_id, amount_cents, currency, staff_id, till, order_id],
-            ).lastrowid
+            )
         )
         for epc, gtin in items:
             db.execute("INSERT INTO sale_items (sale_id, epc, gtin) VALUES (?, ?, ?)", [sale_id, epc, gtin])

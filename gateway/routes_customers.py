@@ -230,7 +230,10 @@ def edit(customer_id: CustomerId, body: CustomerEdit, _: StaffDep, s: Svc) -> di
     with s.lock:
         if not customers.update_customer(s.db, customer_id, changes, now=s.now()):
             raise _404(customer_id)
-        return customers.customer_card(s.db, customer_id)  # type: ignore[return-value]
+        card = customers.customer_card(s.db, customer_id)
+        if card is None:
+            raise _404(customer_id)
+        return card
 
 
 @router.post(

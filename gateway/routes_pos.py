@@ -105,7 +105,7 @@ def create_order(body: Order, _: StaffDep, s: Svc) -> dict:
             raise HTTPException(404, str(err).strip("'\"")) from err
         except ValueError as err:
             raise HTTPException(409, str(err)) from err
-        return orders_mod.get_order(s.db, body.order_id)  # type: ignore[return-value]
+        return orders_mod.existing_order(s.db, body.order_id)
 
 
 @router.get("/orders", summary="Orders, optionally by status")

@@ -351,7 +351,7 @@ def rfid_router(core: GatewayCore) -> APIRouter:
     from gateway.routes_common import require_manager, require_staff
 
     router = APIRouter(tags=["rfid"])
-    svc: RfidService = core.rfid  # type: ignore[attr-defined]
+    svc: RfidService = core.rfid
     tz = ZoneInfo(core.store.store.timezone)
 
     def room_or_404(room: str) -> str:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import auth
-from gateway.db import MAX_ROW_ID
+from gateway.db import MAX_ROW_ID, inserted_id
 from gateway.routes_common import ManagerDep, Svc, current_staff, require_staff
 
 COOKIE = "instore_screen"
@@ -31,7 +31,7 @@ def create_screen(db: sqlite_utils.Database, room: str, staff_id: int, now: floa
         "INSERT INTO screens (token_hash, room, created_at, created_by) VALUES (?, ?, ?, ?)",
         [auth._token_hash(token), room, now, staff_id],
     )
-    return int(cur.lastrowid), token
+    return inserted_id(cur), token
 
 
 def screen_room(db: sqlite_utils.Database, token: str | None) -> str | None:

@@ -53,18 +53,18 @@ async def event_stream(
         yield ServerSentEvent(comment="connected", retry=1000)
         while True:  # replay what was missed, in pages, then go live
             missed = await asyncio.to_thread(log.after, last, PAGE)
-            for ev in missed:
-                if select(ev):
-                    yield wire(ev)
-                last = ev.id
+            for old in missed:
+                if select(old):
+                    yield wire(old)
+                last = old.id
             if len(missed) < PAGE:
                 break
         loop = asyncio.get_running_loop()
         next_check = loop.time() + RECHECK_S if allowed is not None else float("inf")
         next_keepalive = loop.time() + KEEPALIVE_S
         while True:
-            if loop.time() >= next_check:
-                if not await asyncio.to_thread(allowed):  # type: ignore[arg-type]
+            if allowed is not None and loop.time() >= next_check:
+                if not await asyncio.to_thread(allowed):
                     return
                 next_check = loop.time() + RECHECK_S
             try:

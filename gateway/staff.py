@@ -12,6 +12,8 @@ import re
 
 import sqlite_utils
 
+from gateway.db import inserted_id
+
 ALERT_ANSWER_WINDOW_S = 15 * 60.0  # a claim this long after an "entered" alert still answers it (late)
 ANSWERED_IN_S = 60.0  # the store's target: a regular is greeted within a minute
 SUBJECT = re.compile(r"^(customer|task):([A-Za-z0-9_.:-]{1,64})$")
@@ -132,7 +134,7 @@ def add_task(
         "VALUES (?, ?, ?, ?, ?, ?)",
         [kind, customer_id, title, due_at, now, created_by],
     )
-    return int(cur.lastrowid)
+    return inserted_id(cur)
 
 
 def complete_task(db: sqlite_utils.Database, task_id: int, staff_id: int, *, now: float) -> str | None:
@@ -175,11 +177,11 @@ def open_tasks(db: sqlite_utils.Database, *, due_before: float | None = None) ->
 def add_note(db: sqlite_utils.Database, customer_id: str, staff_id: int, text: str, *, now: float) -> int:
     if not db.execute("SELECT 1 FROM customers WHERE id = ?", [customer_id]).fetchone():
         raise NotFound(f"customer {customer_id!r} not found")
-    return int(
+    return inserted_id(
         db.execute(
             "INSERT INTO notes (customer_id, staff_id, at, text) VALUES (?, ?, ?, ?)",
             [customer_id, staff_id, now, text],
-        ).lastrowid
+        )
     )
 
 

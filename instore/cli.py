@@ -283,7 +283,7 @@ def calibrate(
             window = protocol.decode("ble", msg.payload)
         except protocol.WireError:
             return
-        samples.extend((o.rssi_mean, o.n) for o in window.observations if o.id == beacon)  # type: ignore[union-attr]
+        samples.extend((o.rssi_mean, o.n) for o in window.observations if o.id == beacon)
 
     c = mqtt.Client(CallbackAPIVersion.VERSION2)
     if username:

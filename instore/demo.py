@@ -39,7 +39,10 @@ DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "sim" / "scenarios" 
 
 def node_file(store: StoreFile, node_id: str, broker_port: int, air_port: int) -> str:
     uuids = ", ".join(f'"{u}"' for u in store.store.ibeacon_uuids)
-    window = store.node(node_id).ble.window_s  # type: ignore[union-attr]
+    ble = store.node(node_id).ble
+    if ble is None:
+        raise ValueError(f"node {node_id!r} has no BLE radio")
+    window = ble.window_s
     return (
         f'[node]\nstore = "{store.store.id}"\nid = "{node_id}"\n\n'
         f'[broker]\nhost = "127.0.0.1"\nport = {broker_port}\n\n'
@@ -195,7 +198,7 @@ def run_demo(
             env=env, stdout=open(wd / "gateway.log", "ab"), stderr=subprocess.STDOUT,
         ))
 
-        async def live() -> int:
+        async def live() -> tuple[int, float, float]:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             with contextlib.suppress(NotImplementedError):
@@ -229,7 +232,7 @@ def run_demo(
             elapsed = time.time() - t0
             await asyncio.sleep(min(3.0, max(0.0, until - elapsed)) + 2.5)  # let the last windows arrive
             await air.close()
-            return air.sent, elapsed, t0  # type: ignore[return-value]
+            return air.sent, elapsed, t0
 
         air_sent, elapsed, t0 = asyncio.run(live())
     finally:

@@ -42,7 +42,7 @@ class Lanes:
         best, pair = -1.0, (0, 1)
         for i in range(len(edges)):
             for j in range(i + 1, len(edges)):
-                d = self.plan.length(tuple(mids[i]), zone, tuple(mids[j]), zone)  # type: ignore[arg-type]
+                d = self.plan.length(tuple(mids[i]), zone, tuple(mids[j]), zone)
                 if d > best:
                     best, pair = d, (i, j)
         out = []
@@ -84,7 +84,7 @@ class Lanes:
                     w[i, j] = w[j, i] = max(float(np.hypot(*(pts[j] - pts[i]))), 1e-6)
         dist, pred = shortest_path(csr_matrix(w), method="D", return_predecessors=True, indices=[0])
         if not np.isfinite(dist[0, 1]):  # corners too close to the far side: the plain shortest walk
-            route = self.plan.route(tuple(ends[0]), zone, tuple(ends[1]), zone)  # type: ignore[arg-type]
+            route = self.plan.route(tuple(ends[0]), zone, tuple(ends[1]), zone)
             return np.asarray([ends[0]] + [p for p, _ in route], float)
         seq = [1]
         while seq[-1] != 0:

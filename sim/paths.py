@@ -285,7 +285,7 @@ class FloorPlan:
     def _all_pairs(self, allowed: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
         keep = np.isin(self.zone, list(allowed))
         w = self.weights * keep[:, None] * keep[None, :]
-        return shortest_path(csr_matrix(w), method="D", return_predecessors=True)  # type: ignore[return-value]
+        return shortest_path(csr_matrix(w), method="D", return_predecessors=True)
 
     def _reach(self, p: np.ndarray, zone: str) -> tuple[np.ndarray, np.ndarray]:
         """The nodes of the zone that p sees, and how far they are."""

@@ -152,7 +152,8 @@ class RfidModel:
         self.epc = [it.epc for it in items]
         span = max([m.t for it in items for m in it.moves if np.isfinite(m.t)], default=0.0) + 10.0
         self.span = span
-        keys, state, carrier, xs, ys, starts = [], [], [], [], [], []
+        keys: list[float] = []
+        state, carrier, xs, ys, starts = [], [], [], [], []
         for i, it in enumerate(items):
             starts.append(len(keys))
             for m in it.moves:

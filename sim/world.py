@@ -350,35 +350,41 @@ class _Site:
         target = target if target is not None else self.plan.point(dst, self.rng)
         p.follow(self.plan.route(p.pts[-1], p.zone, target, dst, self.via))
 
+    def _sides(self, door: Gate, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out, inside = self.plan.sides(door, c)
+        if out is None or inside is None:  # validation makes every declared door a shared boundary
+            raise ValueError(f"door between {door.a!r} and {door.b!r} is not on their shared boundary")
+        return out, inside
+
     def arrive(self, t0: float, door: Gate, lane_m: float, forward: bool, speed: float) -> tuple[Walk, float]:
         """Along a lane of the door's outside zone, turning in at the door: (walk, door crossing time)."""
         lane = self.lanes.lane(door.a, lane_m)
         lane = lane if forward else lane[::-1]
         c = door.random_crossing(self.rng)
-        out, inside = self.plan.sides(door, c)
-        k, q = project(lane, out)  # type: ignore[arg-type]
+        out, inside = self._sides(door, c)
+        k, q = project(lane, out)
         p = Walk(t0, (float(lane[0][0]), float(lane[0][1])), door.a, speed)
         for xy in [*lane[1 : k + 1], q]:
             p.walk((float(xy[0]), float(xy[1])))
-        p.follow(self.plan.route(p.pts[-1], door.a, tuple(out), door.a))  # type: ignore[arg-type]
+        p.follow(self.plan.route(p.pts[-1], door.a, (float(out[0]), float(out[1])), door.a))
         p.walk((float(c[0]), float(c[1])))
         crossed = p.t
         p.enter(door.b)
-        p.walk((float(inside[0]), float(inside[1])))  # type: ignore[index]
+        p.walk((float(inside[0]), float(inside[1])))
         return p, crossed
 
     def depart(self, p: Walk, door: Gate, lane_m: float, forward: bool) -> float:
         """Out through the door and away along a lane; returns the door crossing time."""
         c = door.random_crossing(self.rng)
-        out, inside = self.plan.sides(door, c)
-        p.follow(self.plan.route(p.pts[-1], p.zone, tuple(inside), door.b, self.via))  # type: ignore[arg-type]
+        out, inside = self._sides(door, c)
+        p.follow(self.plan.route(p.pts[-1], p.zone, (float(inside[0]), float(inside[1])), door.b, self.via))
         p.walk((float(c[0]), float(c[1])))
         crossed = p.t
         p.enter(door.a)
-        p.walk((float(out[0]), float(out[1])))  # type: ignore[index]
+        p.walk((float(out[0]), float(out[1])))
         lane = self.lanes.lane(door.a, lane_m)
         lane = lane if forward else lane[::-1]
-        k, q = project(lane, out)  # type: ignore[arg-type]
+        k, q = project(lane, out)
         p.follow(self.plan.route(p.pts[-1], door.a, (float(q[0]), float(q[1])), door.a))
         for xy in lane[k + 1 :]:
             p.walk((float(xy[0]), float(xy[1])))
@@ -579,8 +585,9 @@ def _shop(
     if till is not None:
         site.go(p, till)
         p.dwell(float(rng.uniform(*pop.till_dwell_s)))
-        for it in buying:
-            stock.sell(it, p.t)  # type: ignore[union-attr]
+        for it in buying:  # only a store with stock has anything to buy
+            assert stock is not None
+            stock.sell(it, p.t)
     out = door if len(site.plan.street) == 1 or rng.random() < SAME_DOOR_PROBABILITY else site.pick(site.plan.street)
     if out.a != door.a:
         lane_m, forward = site.lane_m(out.a), bool(rng.random() < 0.5)
@@ -617,8 +624,10 @@ def _visitors(
                 alone = (site.floors, site.via) if rng.random() < pop.party_split_probability else None
                 p = follow(trip.walk, site.plan, rng, lag, outside_room=outside, alone=alone)
             kind = AgentKind.REGULAR if customer else AgentKind.SHOPPER
-            visit = {"entered_at": trip.entered_at + lag, "left_at": trip.left_at + lag}
-            a = phone_agent(f"v{len(agents):05d}", kind, p, customer, **visit)
+            a = phone_agent(
+                f"v{len(agents):05d}", kind, p, customer,
+                entered_at=trip.entered_at + lag, left_at=trip.left_at + lag,
+            )
             a.party, a.party_size = f"g{g:05d}", size
             agents.append(a)
     return agents
@@ -689,7 +698,10 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
     def tx_offset(sigma_db: float, mean_db: float = 0.0) -> float:
         return float(radio_rng.normal(mean_db, sigma_db))
 
-    def phone_agent(aid: str, kind: AgentKind, p: Walk, customer: Customer | None, **visit: float) -> Agent:
+    def phone_agent(
+        aid: str, kind: AgentKind, p: Walk, customer: Customer | None,
+        entered_at: float | None = None, left_at: float | None = None,
+    ) -> Agent:
         """A person along a path with what they carry: a registered customer's carrier advertises
         at a rate of its kind, anonymous phones at random."""
         if customer is None:
@@ -710,7 +722,8 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
             customer=customer,
             carrier=carrier,
             carry=carry_names[pick(carry_p)],
-            **visit,
+            entered_at=entered_at,
+            left_at=left_at,
         )
 
     agents = _visitors(site, sc, stock, by_zone, arrivals_until, new_customer, phone_agent)

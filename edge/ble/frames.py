@@ -323,7 +323,7 @@ def parse_advertisement(
     frames: list[Frame] = []
     apple = manufacturer_data.get(APPLE_COMPANY_ID)
     if apple and apple[0] == IBEACON_TYPE:
-        frames.append(parse_ibeacon(apple))  # type: ignore[arg-type]  # not None for type 0x02
+        frames.append(parse_ibeacon(apple))  # type: ignore[arg-type]  # the caller checked type 0x02, so not None
     eddystone = service_data.get(EDDYSTONE_SERVICE_UUID)
     if eddystone is not None:
         frames.append(parse_eddystone(eddystone))
