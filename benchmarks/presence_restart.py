@@ -18,14 +18,13 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 
-from edge import protocol
+from benchmarks._sim_windows import ble_windows
 from gateway import staff
 from gateway.auth import create_staff
 from gateway.core import GatewayCore
 from gateway.db import open_db
-from sim.emitter import Emitter
 from sim.enrol import enrol_world
-from sim.run import EPOCH, _BleEdge
+from sim.run import EPOCH
 from sim.scenario import load_scenario
 from sim.world import build_world
 
@@ -51,9 +50,6 @@ def _hour(restarts: int, duration_s: float, db_path: Path) -> dict:
 
     core = start()
     inside = {a.customer.id: (a.entered_at, a.left_at) for a in world.agents if a.customer and a.entered_at}
-    emitter = Emitter(world, seed=sc.scenario.seed, epoch=EPOCH)
-    ble = _BleEdge(world, emitter, EPOCH, "batch")
-    topics = {n.id: protocol.node_topic(store.store.id, n.id, "ble") for n in store.nodes}
     at = list(np.linspace(duration_s / (restarts + 1), duration_s, restarts, endpoint=False)) if restarts else []
     down_until = -1.0
     seen = 0
@@ -61,38 +57,36 @@ def _hour(restarts: int, duration_s: float, db_path: Path) -> dict:
     entries: dict[str, int] = {}  # "entered" per customer (each comes once in a run)
     reannounced, lost, checked = 0, 0, 0
     restart_s: list[float] = []
-    tick = min(n.ble.window_s for n in store.nodes if n.ble is not None)
-    for i in range(int(np.ceil(duration_s / tick))):
-        t0, t1 = i * tick, min((i + 1) * tick, duration_s)
-        ble.pending.add(emitter.step_arrays(t0, t1))
-        for end, j, data in ble.flush(t1):
-            if end < down_until:
-                continue
+    tick_end = 0.0
+    for t1, end, topic, data in ble_windows(world, sc.scenario.seed):
+        if t1 != tick_end:  # the last tick's windows are all in: staff act, the gateway may be restarted
+            for ev in core.events.after(seen, limit=10**6):  # the tablets' view: claim whoever is announced
+                seen = ev.id
+                if ev.kind == "entered":
+                    reannounced += ev.customer_id in announced
+                    announced.add(ev.customer_id)
+                    entries[ev.customer_id] = entries.get(ev.customer_id, 0) + 1
+                    staff.claim(core.db, f"customer:{ev.customer_id}", staff_id, now=now[0])
+                elif ev.kind == "left":
+                    announced.discard(ev.customer_id)
+            if at and tick_end >= at[0]:
+                at.pop(0)
+                before = dict(core.presence.present())
+                del core  # killed
+                w0 = time.perf_counter()
+                core = start()
+                restart_s.append(time.perf_counter() - w0)
+                down_until = tick_end + DOWN_S
+                shown = {p["customer_id"]: p for p in staff.present_now(core.db, core.presence.present())}
+                for cid in before:
+                    entered, left = inside.get(cid, (None, None))
+                    if entered is not None and entered <= tick_end and (left is None or left > down_until):
+                        checked += 1
+                        lost += shown.get(cid, {}).get("claimed_by") != "ana"
+            tick_end = t1
+        if end >= down_until:
             now[0] = end + EPOCH
-            core.handle(topics[ble.nodes[j].id], data)
-        for ev in core.events.after(seen, limit=10**6):  # the tablets' view: claim whoever is announced
-            seen = ev.id
-            if ev.kind == "entered":
-                reannounced += ev.customer_id in announced
-                announced.add(ev.customer_id)
-                entries[ev.customer_id] = entries.get(ev.customer_id, 0) + 1
-                staff.claim(core.db, f"customer:{ev.customer_id}", staff_id, now=now[0])
-            elif ev.kind == "left":
-                announced.discard(ev.customer_id)
-        if at and t1 >= at[0]:
-            at.pop(0)
-            before = dict(core.presence.present())
-            del core  # killed
-            w0 = time.perf_counter()
-            core = start()
-            restart_s.append(time.perf_counter() - w0)
-            down_until = t1 + DOWN_S
-            shown = {p["customer_id"]: p for p in staff.present_now(core.db, core.presence.present())}
-            for cid in before:
-                entered, left = inside.get(cid, (None, None))
-                if entered is not None and entered <= t1 and (left is None or left > t1 + DOWN_S):
-                    checked += 1
-                    lost += shown.get(cid, {}).get("claimed_by") != "ana"
+            core.handle(topic, data)
     return {
         "entered": sum(entries.values()),
         "repeated_entered": sum(entries.values()) - len(entries),  # a customer announced twice in one visit
