@@ -581,7 +581,7 @@ class PresenceEngine:
     """Tracks identities through the store; `add_window` per node window, `step` to decide.
 
     `rates`: each identity's advertising rate from its record (`set_rate`); others get the default.
-    `phones`: each registered identity's learned transmit offset (`learn` at every "left"): a
+    `phones`: each registered identity's transmit offset, learned at every "left" (`_learn`): a
     returning customer's belief starts from their own phone, not the population's spread.
     """
 
@@ -630,15 +630,12 @@ class PresenceEngine:
             for node, value in seen.items():
                 rssi[k, node], heard[k, node] = value, True
         self._append(list(self._pending), belief, times, rssi, heard)
-        self.p_in[-n:] = self._prior_in
-        self.zone[-n:] = self.model.z_index[AWAY]
-        self.entered_at[-n:] = np.nan
         self._pending = {}
 
     def _append(
         self, ids: list[str], belief: np.ndarray, times: np.ndarray, rssi: np.ndarray, heard: np.ndarray
     ) -> None:
-        """New rows, outside and not yet announced; their windows so far in `rssi`/`heard`."""
+        """New rows, not yet announced, placed at the next step; their windows so far in `rssi`/`heard`."""
         n, nn = len(ids), len(self.model.node_ids)
         first = len(self.ids)
         for k, identity in enumerate(ids):
@@ -646,10 +643,10 @@ class PresenceEngine:
             self.ids.append(identity)
         self.belief = np.vstack([self.belief, belief])
         self.inside = np.append(self.inside, np.zeros(n, dtype=bool))
-        self.p_in = np.append(self.p_in, np.zeros(n, dtype=np.float32))
-        self.zone = np.append(self.zone, np.zeros(n, dtype=int))
+        self.p_in = np.append(self.p_in, np.full(n, self._prior_in, dtype=np.float32))
+        self.zone = np.append(self.zone, np.full(n, self.model.z_index[AWAY]))
         self.zone_since = np.append(self.zone_since, times)
-        self.entered_at = np.append(self.entered_at, times)
+        self.entered_at = np.append(self.entered_at, np.full(n, np.nan))
         self.last_heard = np.append(self.last_heard, times)
         default = self.model.params.adverts_per_s
         self.rate = np.append(self.rate, [self.rates.get(i, default) for i in ids])
