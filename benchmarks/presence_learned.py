@@ -1,4 +1,4 @@
-"""Benchmark `presence_learned`: a regular's second visit with their phone learned.
+"""Benchmark `presence-learned`: a regular's second visit with their phone learned.
 
 The simulator's regulars come once per run (each registered visitor is a new customer), so a
 second visit is the same run again: the same world and seed (the same customers, phones,
@@ -24,7 +24,7 @@ from sim.score import ReportedEvent, match_entries, percentile
 from sim.truth import build_truth
 from sim.world import World, build_world
 
-NAME = "presence_learned"
+NAME = "presence-learned"
 SCENARIOS = Path(__file__).resolve().parent.parent / "sim" / "scenarios"
 DURATION_S = 1800.0
 TARGET_P95_CUT = 0.30

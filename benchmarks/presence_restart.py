@@ -1,4 +1,4 @@
-"""Benchmark `presence_restart`: 20 gateway restarts during a busy simulated hour.
+"""Benchmark `presence-restart`: 20 gateway restarts during a busy simulated hour.
 
 The boutique's and the high street's hour of the simulator (sim/scenarios/) in fast mode, the
 gateway on a database file. Staff claim every customer announced. Every three minutes the gateway is
@@ -28,7 +28,7 @@ from sim.run import EPOCH
 from sim.scenario import load_scenario
 from sim.world import build_world
 
-NAME = "presence_restart"
+NAME = "presence-restart"
 SCENARIOS = Path(__file__).resolve().parent.parent / "sim" / "scenarios"
 RESTARTS = 20
 DOWN_S = 5.0  # a systemd restart: the windows meanwhile are lost (replayed late, they move nobody anyway)
