@@ -22,6 +22,7 @@ from gateway.identities import IdentityResolver
 from gateway.kpi import FootfallBuffer
 from gateway.metrics import GatewayMetrics
 from gateway.presence import PresenceEngine, PresenceEvent, PresenceModel, PresenceParams
+from gateway.presence_store import PresenceStore
 from gateway.routes_rfid import RfidService
 from gateway.timecheck import MAX_CATCHUP_S
 
@@ -74,6 +75,8 @@ class GatewayCore:
         self.presence = PresenceEngine(PresenceModel(store, presence_params or PresenceParams()))
         for ident in identities:  # a key fob at 1 Hz must not be judged as a phone at 10 Hz
             self.presence.set_rate(ident.customer_id, ident.adverts_per_s)
+        self.presence_store = PresenceStore(db)  # who is inside, and learned phones, survive a restart
+        self.presence_store.restore(self.presence, {i.customer_id for i in identities}, clock())
         self.rejects = RejectLog(clock)
         self.node_status: dict[str, protocol.NodeStatus] = {}
         self.fleet = FleetMonitor(store, clock, self.events, self.broadcaster, self.metrics)  # fleet: nodes, de-dup
@@ -153,6 +156,7 @@ class GatewayCore:
         if ev.kind == "entered":
             data["customer"] = customer_card(self.db, ev.identity)
         staff_event = self.events.append(ev.t, ev.kind, ev.identity, data)
+        self.presence_store.record(ev, staff_event.id, self.presence)
         self.metrics.events.labels(ev.kind).inc()
         self.broadcaster.publish(staff_event)
         self.rfid.on_presence(ev)  # a customer walking into a fitting room starts its session
@@ -163,4 +167,5 @@ class GatewayCore:
         with self.lock:
             self.resolver.forget(customer_id)
             self.presence.forget(customer_id)
+            self.presence_store.forget(customer_id)
             self.rfid.forget_customer(customer_id)

@@ -114,6 +114,25 @@ class PresenceParams:
     switch_probability: float = 0.6  # zone posterior needed to report a zone change
     room_switch_probability: float = 0.95  # into/out of a fitting room: a wrong room is worse than a late one
     forget_after_s: float = 120.0  # stop tracking an identity not heard for this long
+    learned_offset_min_sd_db: float = 3.0  # a learned phone's prior is never narrower: pocket or hand, 5 dB grid
+    restore_doubt: float = 0.05  # belief a customer restored after a restart left while the gateway was down
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedPhone:
+    """A registered identity's transmit offset learned over its visits (docs/presence.md)."""
+
+    offset_db: float  # mean of the visits' posteriors
+    var_db2: float  # variance of their equal mixture: each visit's own doubt plus how visits differ
+    visits: int
+
+    def after(self, mean_db: float, var_db2: float) -> LearnedPhone:
+        """Fold in one more visit's posterior mean and variance (exact moments of the mixture)."""
+        n = self.visits + 1
+        mean = self.offset_db + (mean_db - self.offset_db) / n
+        second = self.var_db2 + self.offset_db**2
+        second += (var_db2 + mean_db**2 - second) / n
+        return LearnedPhone(mean, max(0.0, second - mean**2), n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,8 +313,9 @@ class PresenceModel:
         cell = int(np.argmin(np.hypot(self.cell_xy[:, 0] - x, self.cell_xy[:, 1] - y)))
         return int(np.argmin(np.abs(np.asarray(self.params.device_offsets_db) - offset_db))) * self.n_cells + cell
 
-    def base_prior(self) -> np.ndarray:
-        """Where a newly heard phone is: out of range or on the street, rarely already inside."""
+    def base_prior(self, offset_weights: np.ndarray | None = None) -> np.ndarray:
+        """Where a newly heard phone is: out of range or on the street, rarely already inside;
+        its transmit offset from `offset_weights` (default: the population's prior)."""
         n = self.n_cells
         base_in = self.cell_in_store[:n]
         outside = ~base_in
@@ -305,7 +325,32 @@ class PresenceModel:
         prior[outside] = (0.5 - self.params.prior_in_store) / max(1, outside.sum())
         prior[base_in] = self.params.prior_in_store / max(1, base_in.sum())
         prior /= prior.sum()
-        return (self.offset_prior[:, None] * prior[None, :]).reshape(-1).astype(np.float32)
+        weights = self.offset_prior if offset_weights is None else offset_weights
+        return (weights[:, None] * prior[None, :]).reshape(-1).astype(np.float32)
+
+    def offset_weights(self, phone: LearnedPhone) -> np.ndarray:
+        """A prior over the offset grid centred on a learned phone, instead of the population's."""
+        offsets = np.asarray(self.params.device_offsets_db)
+        sd = max(float(np.sqrt(phone.var_db2)), self.params.learned_offset_min_sd_db)
+        w = np.exp(-0.5 * ((offsets - phone.offset_db) / sd) ** 2)
+        return w / w.sum()
+
+    def offset_posterior(self, belief: np.ndarray) -> tuple[float, float]:
+        """Mean and variance (dB) of the transmit offset under one identity's belief (K,)."""
+        offsets = np.asarray(self.params.device_offsets_db)
+        w = belief.reshape(len(offsets), self.n_cells).sum(axis=1, dtype=float)
+        w /= w.sum()
+        mean = float(w @ offsets)
+        return mean, float(w @ (offsets - mean) ** 2)
+
+    def zone_belief(self, zone: str, offset_weights: np.ndarray | None = None) -> np.ndarray | None:
+        """A belief spread evenly over where one stands in `zone` (None if the store has no such zone)."""
+        z = self.z_index.get(zone)
+        if z is None or not self.zone_in_store[z]:
+            return None
+        place = ((self.owner[: self.n_cells] == z) & (self.mode == 0)).astype(float)
+        weights = self.offset_prior if offset_weights is None else offset_weights
+        return (weights[:, None] * (place / place.sum())[None, :]).reshape(-1).astype(np.float32)
 
     def _transition(self, store: StoreFile, base_owner: np.ndarray) -> sparse.csr_matrix:
         """One step of `step_s` between the cells (+ away) of one phone."""
@@ -536,12 +581,15 @@ class PresenceEngine:
     """Tracks identities through the store; `add_window` per node window, `step` to decide.
 
     `rates`: each identity's advertising rate from its record (`set_rate`); others get the default.
+    `phones`: each registered identity's transmit offset, learned at every "left" (`_learn`): a
+    returning customer's belief starts from their own phone, not the population's spread.
     """
 
     model: PresenceModel
     ids: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=dict)
+    phones: dict[str, LearnedPhone] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         m = self.model
@@ -571,12 +619,29 @@ class PresenceEngine:
         if not self._pending:
             return
         n, nn = len(self._pending), len(self.model.node_ids)
+        times = np.asarray([t for t, _ in self._pending.values()])
+        belief = np.tile(self.prior, (n, 1))
+        for k, identity in enumerate(self._pending):  # a regular's own phone, where learned
+            phone = self.phones.get(identity)
+            if phone is not None:
+                belief[k] = self.model.base_prior(self.model.offset_weights(phone))
+        rssi, heard = np.zeros((n, nn)), np.zeros((n, nn), dtype=bool)
+        for k, (_, seen) in enumerate(self._pending.values()):
+            for node, value in seen.items():
+                rssi[k, node], heard[k, node] = value, True
+        self._append(list(self._pending), belief, times, rssi, heard)
+        self._pending = {}
+
+    def _append(
+        self, ids: list[str], belief: np.ndarray, times: np.ndarray, rssi: np.ndarray, heard: np.ndarray
+    ) -> None:
+        """New rows, not yet announced, placed at the next step; their windows so far in `rssi`/`heard`."""
+        n, nn = len(ids), len(self.model.node_ids)
         first = len(self.ids)
-        for k, identity in enumerate(self._pending):
+        for k, identity in enumerate(ids):
             self.index[identity] = first + k
             self.ids.append(identity)
-        times = np.asarray([t for t, _ in self._pending.values()])
-        self.belief = np.vstack([self.belief, np.tile(self.prior, (n, 1))])
+        self.belief = np.vstack([self.belief, belief])
         self.inside = np.append(self.inside, np.zeros(n, dtype=bool))
         self.p_in = np.append(self.p_in, np.full(n, self._prior_in, dtype=np.float32))
         self.zone = np.append(self.zone, np.full(n, self.model.z_index[AWAY]))
@@ -584,16 +649,38 @@ class PresenceEngine:
         self.entered_at = np.append(self.entered_at, np.full(n, np.nan))
         self.last_heard = np.append(self.last_heard, times)
         default = self.model.params.adverts_per_s
-        self.rate = np.append(self.rate, [self.rates.get(i, default) for i in self._pending])
-        rssi, heard = np.zeros((n, nn)), np.zeros((n, nn), dtype=bool)
-        for k, (_, seen) in enumerate(self._pending.values()):
-            for node, value in seen.items():
-                rssi[k, node], heard[k, node] = value, True
+        self.rate = np.append(self.rate, [self.rates.get(i, default) for i in ids])
         self._rssi = np.vstack([self._rssi, rssi])
         self._heard = np.vstack([self._heard, heard])
         self._last = np.vstack([self._last, np.zeros((n, nn))])
         self._last_used = np.vstack([self._last_used, np.zeros((n, nn), dtype=bool)])
-        self._pending = {}
+
+    def restore(self, identity: str, zone: str, entered_at: float, zone_since: float, t: float) -> bool:
+        """Resume an identity announced before a gateway restart as inside `zone`, without a new
+        "entered": its belief is concentrated in that zone (its own phone's offsets, where learned),
+        with `restore_doubt` of the newcomer's prior in case they left while the gateway was down;
+        silent for `forget_after_s` from `t`, or heard leaving, they get their "left".
+        False (nothing restored) if the store has no such zone any more or the identity is tracked."""
+        m, p = self.model, self.model.params
+        phone = self.phones.get(identity)
+        weights = m.offset_weights(phone) if phone is not None else None
+        here = m.zone_belief(zone, weights)
+        if here is None or identity in self.index or identity in self._pending:
+            return False
+        belief = (1 - p.restore_doubt) * here + p.restore_doubt * m.base_prior(weights)
+        nn = len(m.node_ids)
+        self._append([identity], belief[None, :], np.asarray([t]), np.zeros((1, nn)), np.zeros((1, nn), dtype=bool))
+        i = len(self.ids) - 1
+        self.inside[i], self.zone[i] = True, m.z_index[zone]
+        self.zone_since[i], self.entered_at[i] = zone_since, entered_at
+        self.p_in[i] = float((belief @ m.membership)[m.zone_in_store].sum())
+        return True
+
+    def _learn(self, i: int) -> None:
+        """A visit ends: fold its posterior over the phone's transmit offset into the learned phone."""
+        mean, var = self.model.offset_posterior(self.belief[i])
+        identity = self.ids[i]
+        self.phones[identity] = self.phones.get(identity, LearnedPhone(0.0, 0.0, 0)).after(mean, var)
 
     def add_window(self, node_id: str, t: float, heard: dict[str, float]) -> list[PresenceEvent]:
         """A node's window ending at `t` (identity -> mean RSSI). Steps the filter when a step is due.
@@ -717,6 +804,7 @@ class PresenceEngine:
                 )
             )
             self.inside[i], self.zone[i], self.zone_since[i] = False, z, t
+            self._learn(int(i))
         into_or_out_of_room = m.zone_is_room[best] | m.zone_is_room[self.zone]
         bar = np.where(into_or_out_of_room, p.room_switch_probability, p.switch_probability)
         moved = self.inside & m.zone_in_store[best] & (best != self.zone) & (conf >= bar)
@@ -755,6 +843,8 @@ class PresenceEngine:
             for i in stale
             if self.inside[i]
         ]
+        for i in stale[self.inside[stale]]:
+            self._learn(int(i))
         self._drop(set(int(i) for i in stale))
         return events
 
@@ -772,6 +862,7 @@ class PresenceEngine:
         """Consent withdrawn or erased: drop every trace of the identity now."""
         self._pending.pop(identity, None)
         self.rates.pop(identity, None)
+        self.phones.pop(identity, None)
         i = self.index.get(identity)
         if i is not None:
             self._drop({i})
