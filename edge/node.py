@@ -339,15 +339,15 @@ class BleNode:
         return scanner
 
 
-def run_node(cfg: NodeFile) -> None:
-    """Run until SIGINT/SIGTERM."""
+def run_node(cfg: NodeFile, advert_socket: Callable[[], EventSocket | None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM (`advert_socket`: see BleNode; the benchmark feeds one)."""
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await BleNode(cfg).run(stop)
+        await BleNode(cfg, advert_socket=advert_socket).run(stop)
 
     try:
         asyncio.run(main())
