@@ -4,7 +4,7 @@ The scanner is bleak's `BleakScanner`; in simulation the node file names the sim
 backend (a `BaseBleakScanner` subclass) as an import string, so nothing here knows which it is
 talking to (`edge.scanning`: passive scanning with BlueZ patterns, active as the fallback).
 Where the node may, it reads the advertisements from the kernel's management socket instead of
-bleak's callbacks (`edge.mgmt_source`); bleak still starts and stops the scan.
+bleak's callbacks (`edge.mgmt_source`), and D-Bus only starts and stops the scan (`edge.bluez_control`).
 
 Windows go through the node's durable queue (`edge.queue`, via `NodeLink.send`). What may
 change at run time (window length, scan mode, RSSI floor, which beacons are forwarded)
@@ -36,7 +36,7 @@ from edge.mgmt_source import EventSocket, MgmtSource, MgmtSourceError, choose_so
 from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
 from edge.rfid_node import ReaderSpec, RfidReaderLoop
-from edge.scanning import PLATFORM_BACKEND, ScannerStarter, bluez_args, resolve_backend
+from edge.scanning import PLATFORM_BACKEND, Scanner, ScannerStarter, bluez_args, resolve_backend
 from edge.window import BleWindowAggregator
 from firmware_config.node_config import NodeRuntimeConfig
 from firmware_config.sdnotify import Notifier
@@ -246,14 +246,19 @@ class BleNode:
         window = self.agg.flush(self.clock())
         self.link.send("ble", window)
 
-    def make_scanner(self, mode: str) -> BleakScanner:
-        """A scanner in `mode` on the configured backend (not started)."""
+    def make_scanner(self, mode: str) -> Scanner:
+        """A scanner in `mode` on the configured backend (not started); with the kernel's socket on
+        BlueZ, only the scan control."""
+        if self.mgmt is not None and self.cfg.ble.backend == PLATFORM_BACKEND:
+            from edge.bluez_control import BlueZScanControl  # Linux only (dbus-fast)
+
+            return BlueZScanControl(mode, self.rssi_floor)
         kwargs: dict = {}
         backend = resolve_backend(self.cfg.ble.backend)
         if backend is not None:
             kwargs = {"backend": backend, "air_url": self.cfg.ble.sim_air, "node_id": self.cfg.node.id}
         return BleakScanner(
-            self.on_advertisement if self.mgmt is None else None,  # with mgmt, bleak only controls
+            self.on_advertisement if self.mgmt is None else None,  # a simulated backend, fed by a socket
             scanning_mode=mode,  # type: ignore[arg-type]  # "active" or "passive": bleak wants a Literal
             bluez=bluez_args(self.rssi_floor),
             **kwargs,
@@ -264,7 +269,7 @@ class BleNode:
             return None  # a simulated backend delivers its own advertisements
         return choose_source(self.cfg.ble.source)
 
-    async def _start_scanner(self) -> BleakScanner:
+    async def _start_scanner(self) -> Scanner:
         scanner, mode = await self.starter.start(self.scan_mode)
         refused = "" if mode == self.scan_mode else f" {mode} ({self.scan_mode} refused)"
         self.scanner_state = f"scanning{refused}"
@@ -322,7 +327,7 @@ class BleNode:
             self.link.stop()
             self.queue.close()
 
-    async def _restart_scanner(self, scanner: BleakScanner) -> BleakScanner:
+    async def _restart_scanner(self, scanner: Scanner) -> Scanner:
         """Apply a new scan mode: stop the scanner and start one with the new mode."""
         self.scanner_state = "restarting"
         try:

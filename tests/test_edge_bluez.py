@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import sys
 import time
 
@@ -14,9 +15,14 @@ from bleak import BleakClient
 from bleak.exc import BleakDBusError
 
 from edge.ble.frames import EddystoneEID, IBeacon, encode_eddystone, encode_ibeacon
-from edge.config import BleSection, NodeFile, NodeSection
+from edge.config import BleSection, BrokerSection, NodeFile, NodeSection
 from edge.node import BleNode
+from instore.broker import free_port
 from sim.bluez_standin import Peripheral, PrivateBus, StandInBlueZ
+from tests.test_edge_mgmt import EDDYSTONE as EDDYSTONE_RAW
+from tests.test_edge_mgmt import IBEACON as IBEACON_RAW
+from tests.test_edge_mgmt import PHONE as PHONE_RAW
+from tests.test_edge_mgmt import device_found
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or shutil.which("dbus-daemon") is None, reason="needs Linux and dbus-daemon"
@@ -127,3 +133,50 @@ def test_a_failed_connection_is_a_clear_bluez_error(bus: PrivateBus) -> None:
     phone = Peripheral("02:00:00:00:01:02", {IDENTITY_SERVICE: {IDENTITY_CHAR: b"x"}}, failure_probability=1.0)
     with pytest.raises(BleakDBusError, match=r"org\.bluez\.Error\.Failed.*le-connection-abort-by-remote"):
         connect_and_read(bus, phone)
+
+
+@pytest.mark.parametrize("passive", [True, False])
+def test_with_the_kernel_socket_dbus_only_controls_the_scan(bus: PrivateBus, passive: bool) -> None:
+    """BlueZ still signals the beacons, but the node counts each advertisement once, from the socket."""
+    ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cfg = NodeFile(
+        node=NodeSection(store="s1", id="n1"),
+        broker=BrokerSection(port=free_port()),  # nobody listens: windows stay queued
+        ble=BleSection(ibeacon_uuids=[STORE_UUID], window_s=0.05),
+    )
+    node = BleNode(cfg, advert_socket=lambda: ours)
+
+    async def go() -> StandInBlueZ:
+        bluez = await StandInBlueZ(bus.address, passive=passive).start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(node.run(stop))
+        try:
+            for _ in range(300):  # passive: the stand-in reads the monitor's patterns just after it registers
+                if bluez.discovering or any(p is not None for p in bluez.monitors.values()):
+                    break
+                await asyncio.sleep(0.01)
+            for addr, rssi, mfr, svc in ADVERTS:
+                bluez.advertise(addr, rssi, mfr, svc)
+            for addr, rssi, raw in (
+                ("02:00:00:00:00:01", -60, IBEACON_RAW),
+                ("02:00:00:00:00:02", -70, EDDYSTONE_RAW),
+                ("02:00:00:00:00:03", -65, PHONE_RAW),
+            ):
+                kernel.send(device_found(addr, rssi, raw))
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if node.adverts >= 3:
+                    break
+            await asyncio.sleep(0.1)  # time for any D-Bus signal that would count twice
+        finally:
+            stop.set()
+            await task
+            bluez.close()
+            kernel.close()
+        return bluez
+
+    bluez = asyncio.run(go())
+    assert bluez.signals == (2 if passive else 3)  # BlueZ signals; the node does not listen
+    assert node.adverts == 3
+    expected = ["RegisterMonitor", "UnregisterMonitor"] if passive else ["StartDiscovery", "StopDiscovery"]
+    assert [c.rsplit(".", 1)[1] for c in bluez.calls if c.rsplit(".", 1)[1] in expected] == expected
