@@ -220,3 +220,11 @@ def test_running_node_reads_adverts_from_the_socket_and_bleak_only_controls() ->
         asyncio.run(go())
     assert ControlOnly.callbacks == [None]  # bleak's own callbacks would count each advert twice
     assert n.adverts == 1 and n.queue.depth >= 1
+
+
+def test_the_edge_unit_grants_only_what_the_management_socket_needs() -> None:
+    unit = (Path(__file__).resolve().parents[1] / "deploy" / "instore-edge.service").read_text()
+    lines = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert lines["AmbientCapabilities"] == lines["CapabilityBoundingSet"] == "CAP_NET_ADMIN"
+    assert "AF_BLUETOOTH" in lines["RestrictAddressFamilies"].split()
+    assert lines["User"] == "instore" and lines["NoNewPrivileges"] == "yes"
