@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from edge.ble.frames import BleFrameError
+from edge.ble.frames import AD_MANUFACTURER_DATA, AD_SERVICE_DATA_16, BleFrameError
 from edge.ble.mgmt import DeviceFound, MgmtEventError, eir_data, parse_event
+from edge.scanning import EDDYSTONE_SERVICE_DATA, IBEACON_PREFIX
 
 log = logging.getLogger("instore.edge.mgmt")
 
@@ -34,6 +35,15 @@ ADAPTER_INDEX = 0
 MAX_EVENT = 6 + 0xFFFF
 #: Log the 1st malformed event and then every this many. Why: a flood must not flood the journal.
 MALFORMED_LOG_EVERY = 1000
+#: After a wake-up, wait this long before the next. Why: one wake-up per batch of events rather
+#: than per advertisement (as for the RFID readers); a window's timing does not notice 20 ms.
+COALESCE_S = 0.02
+#: AD type and opening bytes of the store's beacon formats (BlueZ's or-patterns, `edge.scanning`):
+#: an advertisement holding neither is counted anonymously without being split into its fields.
+BEACON_MARKERS = (
+    bytes((AD_MANUFACTURER_DATA,)) + IBEACON_PREFIX,
+    bytes((AD_SERVICE_DATA_16,)) + EDDYSTONE_SERVICE_DATA,
+)
 
 Advert = Callable[[bytes, int, dict[int, bytes], dict[str, bytes]], None]  # address, rssi, mfr, svc
 
@@ -116,16 +126,18 @@ def choose_source(
 class MgmtSource:
     """Reads device-found events from a socket on the event loop and hands each advert on."""
 
-    def __init__(self, sock: EventSocket, on_advert: Advert, index: int = ADAPTER_INDEX) -> None:
-        self.sock, self.on_advert, self.index = sock, on_advert, index
+    def __init__(
+        self, sock: EventSocket, on_advert: Advert, index: int = ADAPTER_INDEX, coalesce_s: float = COALESCE_S
+    ) -> None:
+        self.sock, self.on_advert, self.index, self.coalesce_s = sock, on_advert, index, coalesce_s
         self.events = 0  # device-found events passed on
         self.malformed = 0  # events skipped as malformed or truncated
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.sock.setblocking(False)
-        loop.add_reader(self.sock.fileno(), self.drain)
         self._loop = loop
+        loop.add_reader(self.sock.fileno(), self.drain)
 
     def stop(self) -> None:
         if self._loop is not None:
@@ -133,18 +145,25 @@ class MgmtSource:
             self._loop = None
         self.sock.close()
 
+    def _rearm(self) -> None:
+        if self._loop is not None:  # not stopped meanwhile
+            self._loop.add_reader(self.sock.fileno(), self.drain)
+
     def drain(self) -> None:
-        """Handle every event waiting on the socket (one wake-up, many events)."""
+        """Handle every event waiting on the socket, then rest `coalesce_s` (one wake-up, many events)."""
         while True:
             try:
                 buf = self.sock.recv(MAX_EVENT)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             if not buf:  # the other end closed (a socketpair): nothing more will come
                 if self._loop is not None:
                     self._loop.remove_reader(self.sock.fileno())
                 return
             self.handle(buf)
+        if self._loop is not None and self.coalesce_s > 0:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop.call_later(self.coalesce_s, self._rearm)
 
     def handle(self, buf: bytes) -> None:
         """One event: an advert goes on; anything malformed is counted, logged and skipped."""
@@ -152,7 +171,8 @@ class MgmtSource:
             ev = parse_event(buf)
             if ev is None or ev.index != self.index or ev.rssi is None:
                 return
-            mfr, svc = eir_data(ev.eir)
+            maybe_beacon = any(marker in ev.eir for marker in BEACON_MARKERS)
+            mfr, svc = eir_data(ev.eir) if maybe_beacon else ({}, {})  # the others: counted only
         except (MgmtEventError, BleFrameError) as exc:
             self._malformed(buf, exc)
             return

@@ -109,7 +109,7 @@ MALFORMED = {
     "parameter length": event(0x0012, bytes(20))[:-3],
     "fixed part": event(0x0012, bytes(10)),
     "EIR length": device_found("02:00:00:00:00:09", -60, IBEACON)[:-1],
-    "AD structure": device_found("02:00:00:00:00:09", -60, bytes.fromhex("1aff4c00")),
+    "AD structure": device_found("02:00:00:00:00:09", -60, IBEACON[:-3]),  # a beacon cut short
 }
 
 
@@ -133,6 +133,45 @@ def test_malformed_events_are_counted_and_logged_and_good_ones_around_them_kept(
     warnings = [r.getMessage() for r in caplog.records if r.name == "instore.edge.mgmt"]
     assert len(warnings) == 1 and "malformed management event (1 so far)" in warnings[0]
     assert "byte 2" in warnings[0]  # the first one: its header stops after 2 bytes
+
+
+class RecordingLoop:
+    """The three event-loop calls MgmtSource makes, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def add_reader(self, fd: int, callback: Any) -> None:
+        self.calls.append(("add_reader", fd))
+
+    def remove_reader(self, fd: int) -> None:
+        self.calls.append(("remove_reader", fd))
+
+    def call_later(self, delay: float, callback: Any) -> None:
+        self.calls.append(("call_later", delay))
+
+
+def test_one_wake_up_reads_every_waiting_event_then_rests() -> None:
+    ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    n, loop = node(), RecordingLoop()
+    source = MgmtSource(ours, n.on_advert, coalesce_s=0.02)
+    with ours, kernel:
+        source.start(loop)  # type: ignore[arg-type]  # duck-typed loop
+        for i in range(3):
+            kernel.send(device_found(f"02:00:00:00:00:0{i}", -60, IBEACON))
+        source.drain()
+        assert source.events == 3
+        fd = ours.fileno()
+        assert loop.calls == [("add_reader", fd), ("remove_reader", fd), ("call_later", 0.02)]
+
+
+def test_other_devices_are_counted_without_splitting_their_advertisement() -> None:
+    """Only what could be a store beacon is parsed; a phone's broken AD structure is still one phone."""
+    n = node()
+    source = feed(n, [device_found("02:00:00:00:00:03", -65, PHONE + bytes.fromhex("1aff4c00"))])
+    assert (source.events, source.malformed) == (1, 0)
+    window = n.agg.flush(1e9)
+    assert window.observations == [] and (window.anonymous.adverts, window.anonymous.devices) == (1, 1)
 
 
 def refuse() -> Any:
