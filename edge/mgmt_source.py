@@ -1,8 +1,8 @@
 """Advertisements from the kernel's Bluetooth management socket (thin adapter, Linux).
 
 Where the node holds CAP_NET_ADMIN it reads advertisements straight from the kernel's mgmt
-control channel and parses the raw bytes itself (`edge.ble.mgmt`); BlueZ over D-Bus (bleak)
-still starts and stops the scan. Without the capability the kernel lets the socket open but
+control channel and parses the raw bytes itself (`edge.ble.mgmt`); BlueZ over D-Bus still
+starts and stops the scan (`edge.bluez_control`). Without the capability the kernel lets the socket open but
 withholds device-found events, so `auto` checks the capability too and otherwise keeps the
 D-Bus path, saying so in the log. Why and how to grant it: docs/deploy.md.
 """
@@ -31,8 +31,9 @@ HCI_CHANNEL_CONTROL = 3
 CAP_NET_ADMIN = 12  # bit in /proc/<pid>/status CapEff
 #: The controller the node listens to. Why: bleak scans on hci0 unless told otherwise.
 ADAPTER_INDEX = 0
-#: Largest event the kernel sends: 6-byte header and up to 65,535 parameter bytes.
-MAX_EVENT = 6 + 0xFFFF
+#: Read size: the longest device-found event (1,650 bytes of extended advertising data, 22 of
+#: header and fields) fits. Why not 64 KiB: each read allocates it. Longer events are other kinds.
+MAX_EVENT = 2048
 #: Log the 1st malformed event and then every this many. Why: a flood must not flood the journal.
 MALFORMED_LOG_EVERY = 1000
 #: After a wake-up, wait this long before the next. Why: one wake-up per batch of events rather
@@ -45,7 +46,7 @@ BEACON_MARKERS = (
     bytes((AD_SERVICE_DATA_16,)) + EDDYSTONE_SERVICE_DATA,
 )
 
-Advert = Callable[[bytes, int, dict[int, bytes], dict[str, bytes]], None]  # address, rssi, mfr, svc
+Advert = Callable[[bytes, int, dict[int, bytes], dict[str, bytes]], None]  # device key, rssi, mfr, svc
 
 
 class EventSocket(Protocol):

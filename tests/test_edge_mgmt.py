@@ -99,6 +99,7 @@ def test_parsed_event_carries_address_rssi_and_the_dicts_bleak_would_have() -> N
 
 def test_other_events_and_other_controllers_are_ignored() -> None:
     assert parse_event(event(0x0006, bytes(4))) is None  # New Settings: not an advertisement
+    assert parse_event(event(0x0006, bytes(4000))[:2048]) is None  # another kind, cut short by the read size
     n = node()
     source = feed(n, [device_found("02:00:00:00:00:01", -60, IBEACON, index=1)])  # hci1, not hci0
     assert source.events == 0 and n.agg.flush(1e9).observations == []

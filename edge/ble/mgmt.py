@@ -64,22 +64,22 @@ class DeviceFound:
 def parse_event(buf: bytes) -> DeviceFound | None:
     """One event read from the control channel -> DeviceFound, or None for any other event.
 
-    Raises MgmtEventError for a truncated header, a parameter length that disagrees with the
-    bytes read, or a device-found event whose fields or EIR length do not fit.
+    Raises MgmtEventError for a truncated header, or a device-found event whose parameter
+    length, fields or EIR length disagree with the bytes read.
     """
     if len(buf) < MGMT_HEADER.size:
         raise MgmtEventError(len(buf), f"event header truncated: {len(buf)} of {MGMT_HEADER.size} bytes")
     code, index, plen = MGMT_HEADER.unpack_from(buf)
-    if len(buf) != MGMT_HEADER.size + plen:
-        raise MgmtEventError(
-            MGMT_HEADER.size, f"event 0x{code:04x} says {plen} parameter bytes, {len(buf) - MGMT_HEADER.size} follow"
-        )
     if code == MGMT_EV_DEVICE_FOUND:
         start = MGMT_HEADER.size
     elif code == MGMT_EV_ADV_MONITOR_DEVICE_FOUND:
         start = MGMT_HEADER.size + MONITOR_HANDLE_LEN
     else:
-        return None
+        return None  # not checked further: the reader may have cut a long one short
+    if len(buf) != MGMT_HEADER.size + plen:
+        raise MgmtEventError(
+            MGMT_HEADER.size, f"event 0x{code:04x} says {plen} parameter bytes, {len(buf) - MGMT_HEADER.size} follow"
+        )
     if len(buf) < start + DEVICE_FOUND.size:
         have = len(buf) - start
         raise MgmtEventError(len(buf), f"event 0x{code:04x} truncated: {have} of {DEVICE_FOUND.size} fixed bytes")
