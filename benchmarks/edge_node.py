@@ -5,9 +5,11 @@ disk queue on a file), fed 50, 200, 500 and 1,000 advertisements/s (a third the 
 iBeacons, a sixth Eddystone-EIDs, the rest other phones), and 500/s plus a virtual RFID reader
 at its link's cap (~480 notices/s); once through the simulated bleak backend, once through
 bleak's real BlueZ backend and a stand-in `bluetoothd` on a private D-Bus (passive scanning,
-so BlueZ keeps the phones). Per phase: the CPU share of one core (node plus dbus-daemon), RSS,
-wake-ups/s (context switches of all its threads), bytes it wrote to storage per day, and the
-start-up time until it scans. Figures from /proc (Linux).
+so BlueZ keeps the phones). Then 500 and 1,000/s on the kernel-socket path: the stand-in BlueZ
+still controls the scan and signals the beacons, and every advertisement also arrives as a mgmt
+Device Found event through a socketpair, as the kernel sends them. Per phase: the CPU share of
+one core (node plus dbus-daemon), RSS, wake-ups/s (context switches of all its threads), bytes
+it wrote to storage per day, and the start-up time until it scans. Figures from /proc (Linux).
 
     python -m benchmarks.edge_node [--quick]
 """
@@ -17,10 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import shutil
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -38,6 +43,8 @@ NAME = "edge"
 ROOT = Path(__file__).resolve().parent.parent
 STORE_UUID = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
 RATES = (50, 200, 500, 1000)
+#: Rates run on the kernel-socket path, beside the D-Bus path's.
+MGMT_RATES = (500, 1000)
 #: The phase the issue's whole-node target is set for: advertisements/s with a reader attached.
 RFID_PHASE_RATE = 500
 #: Targets (issue 24), for this machine: CPU share of one core, RSS, start-up, disk per day.
@@ -122,15 +129,30 @@ class Air:
         self._thread.join(5)
 
 
-class BluezAir:
-    """The stand-in BlueZ on a private D-Bus (`sim.bluez_standin`) hearing advertisements at a fixed rate."""
+def mgmt_event(a: Advert) -> bytes:
+    """One advertisement as the kernel's mgmt Device Found event (0x0012) on hci0."""
+    addr, rssi, mfr, svc = a
+    eir = bytes.fromhex("020106")  # flags
+    for company, data in mfr.items():
+        eir += bytes((3 + len(data), 0xFF)) + company.to_bytes(2, "little") + data
+    for uuid, data in svc.items():  # 16-bit service UUIDs (0000xxxx-0000-1000-8000-00805f9b34fb)
+        eir += bytes((3 + len(data), 0x16)) + int(uuid[4:8], 16).to_bytes(2, "little") + data
+    params = bytes.fromhex(addr.replace(":", ""))[::-1] + struct.pack("<BbIH", 2, rssi, 0, len(eir)) + eir
+    return struct.pack("<HHH", 0x0012, 0, len(params)) + params
 
-    def __init__(self, rate: float) -> None:
+
+class BluezAir:
+    """The stand-in BlueZ on a private D-Bus (`sim.bluez_standin`) hearing advertisements at a fixed rate;
+    with `kernel`, each is also sent there as the kernel's mgmt event."""
+
+    def __init__(self, rate: float, kernel: socket.socket | None = None) -> None:
         from sim.bluez_standin import PrivateBus
 
         self.rate, self.sent, self.signalled = rate, 0, 0
         self.bus = PrivateBus()
         self.adverts = adverts(600)
+        self.kernel = kernel
+        self.events = [mgmt_event(a) for a in self.adverts]
         self._stop, self._started = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
         self._thread.start()
@@ -150,7 +172,10 @@ class BluezAir:
                 t0 = t0 or time.monotonic()
                 due = int((time.monotonic() - t0) * self.rate) - self.sent
                 for k in range(max(0, due)):
-                    self.signalled += bluez.advertise(*self.adverts[(self.sent + k) % len(self.adverts)])
+                    i = (self.sent + k) % len(self.adverts)
+                    self.signalled += bluez.advertise(*self.adverts[i])
+                    if self.kernel is not None:
+                        self.kernel.send(self.events[i])
                 self.sent += max(0, due)
         finally:
             bluez.close()
@@ -179,8 +204,10 @@ def proc_sample(pid: int) -> dict[str, float]:
 
 
 def node_file(tmp: Path, broker_port: int, air_port: int | None, reader: str | None) -> Path:
-    """The node's file: the simulated backend on `air_port`, or BlueZ (the stand-in) without one."""
+    """The node's file: the simulated backend on `air_port`, or BlueZ (the stand-in) over D-Bus without one
+    (the kernel-socket phases hand the node its socket instead)."""
     backend = f'backend = "sim.bleak_backend:SimScanner"\nsim_air = "tcp://127.0.0.1:{air_port}"\n' if air_port else ""
+    backend = backend or 'source = "dbus"\n'
     text = (
         f'[node]\nstore = "bench"\nid = "n1"\n\n[broker]\nport = {broker_port}\n\n'
         f'[ble]\n{backend}ibeacon_uuids = ["{STORE_UUID}"]\n\n[queue]\npath = "{tmp / "queue.db"}"\n'
@@ -192,22 +219,43 @@ def node_file(tmp: Path, broker_port: int, air_port: int | None, reader: str | N
     return path
 
 
-def phase(rate: int, rfid: bool, bluez: bool, seconds: float, warmup: float, broker_port: int) -> dict[str, Any]:
-    """One node process at `rate` advertisements/s (and a reader): its figures over `seconds`."""
+def serve_node(config: str, fd: int) -> None:
+    """The node process of a kernel-socket phase: `instore edge` reading mgmt events from fd `fd`."""
+    from edge.config import load_node_config
+    from edge.node import run_node
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+    sock = socket.socket(fileno=fd)
+    run_node(load_node_config(config), advert_socket=lambda: sock)
+
+
+def phase(
+    rate: int, rfid: bool, bluez: bool, seconds: float, warmup: float, broker_port: int, mgmt: bool = False
+) -> dict[str, Any]:
+    """One node process at `rate` advertisements/s (and a reader): its figures over `seconds`.
+
+    `mgmt`: on the stand-in BlueZ path, the node reads advertisements from a socketpair fed as the
+    kernel's management socket would be."""
     from sim.rfid_reader import ReaderCore, VirtualReaderPty
 
-    air = BluezAir(rate) if bluez else Air(rate)
+    node_end, kernel_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if mgmt else (None, None)
+    air = BluezAir(rate, kernel_end) if bluez else Air(rate)
     tags = [(bytes([0x30, i]) + bytes(10), -50 - i % 30) for i in range(60)]  # a full fitting room
     pty = VirtualReaderPty(ReaderCore(lambda now: tags)) if rfid else None
     with tempfile.TemporaryDirectory(prefix="instore-bench-edge-") as tmpdir:
         tmp = Path(tmpdir)
         cfg = node_file(tmp, broker_port, None if isinstance(air, BluezAir) else air.port, pty.path if pty else None)
         env = {**os.environ, "PYTHONPATH": str(ROOT), **(air.bus.env() if isinstance(air, BluezAir) else {})}
+        command = ["-m", "instore.cli", "edge", "--config", str(cfg)]
+        if node_end is not None:
+            command = ["-m", "benchmarks.edge_node", "--serve-node", str(cfg), "--fd", str(node_end.fileno())]
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "instore.cli", "edge", "--config", str(cfg)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            [sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            pass_fds=() if node_end is None else (node_end.fileno(),),
         )
+        if node_end is not None:
+            node_end.close()  # the node holds its own copy
         started = threading.Event()
         startup: list[float] = []
 
@@ -237,10 +285,12 @@ def phase(rate: int, rfid: bool, bluez: bool, seconds: float, warmup: float, bro
             air.close()
             if pty is not None:
                 pty.close()
+            if kernel_end is not None:
+                kernel_end.close()
     dt = t_b - t_a
     dbus_cpu = (db["cpu"] - da["cpu"]) / dt if da and db else 0.0
     return {
-        "path": "bluez" if bluez else "sim",
+        "path": "mgmt" if mgmt else "bluez" if bluez else "sim",
         "adverts_per_s": round((sent_b - sent_a) / dt, 1),
         "dbus_signals_per_s": round((signalled_b - signalled_a) / dt, 1) if bluez else None,
         "rfid": rfid,
@@ -262,9 +312,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         for bluez in paths:
             phases += [phase(r, False, bluez, seconds, warmup, broker.port) for r in RATES]
             phases.append(phase(RFID_PHASE_RATE, True, bluez, seconds, warmup, broker.port))
+        if True in paths:
+            phases += [phase(r, False, True, seconds, warmup, broker.port, mgmt=True) for r in MGMT_RATES]
     finally:
         broker.stop()
-    worst = phases[-len(RATES) - 1 :]  # the real BlueZ path where there is one
+    worst = [p for p in phases if p["path"] == ("bluez" if True in paths else "sim")]  # the real BlueZ path
     busy, top = worst[-1], worst[len(RATES) - 1]
     startup = statistics.median(p["startup_s"] for p in phases)
     return {
@@ -293,7 +345,13 @@ def run(quick: bool = False) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    print(json.dumps(run(quick=ap.parse_args().quick), indent=2))
+    ap.add_argument("--serve-node", metavar="CONFIG", help=argparse.SUPPRESS)  # a kernel-socket phase's node
+    ap.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_node:
+        serve_node(args.serve_node, args.fd)
+        return
+    print(json.dumps(run(quick=args.quick), indent=2))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,9 @@ class BleSection(_Strict):
     sim_air: str | None = None  # tcp://host:port of the simulator's air server (a simulated backend)
     window_s: Annotated[float, Field(gt=0, le=10)] = 1.0
     scan_mode: Literal["active", "passive"] = "passive"
+    # Where advertisements are read (the platform's backend only): "mgmt" the kernel's management
+    # socket (needs CAP_NET_ADMIN), "dbus" bleak's D-Bus signals, "auto" mgmt where it can be used.
+    source: Literal["auto", "mgmt", "dbus"] = "auto"
     ibeacon_uuids: list[str] = []
     eddystone_namespace: str | None = None
 

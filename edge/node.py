@@ -3,6 +3,8 @@
 The scanner is bleak's `BleakScanner`; in simulation the node file names the simulator's
 backend (a `BaseBleakScanner` subclass) as an import string, so nothing here knows which it is
 talking to (`edge.scanning`: passive scanning with BlueZ patterns, active as the fallback).
+Where the node may, it reads the advertisements from the kernel's management socket instead of
+bleak's callbacks (`edge.mgmt_source`), and D-Bus only starts and stops the scan (`edge.bluez_control`).
 
 Windows go through the node's durable queue (`edge.queue`, via `NodeLink.send`). What may
 change at run time (window length, scan mode, RSSI floor, which beacons are forwarded)
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,10 +32,11 @@ from bleak.backends.scanner import AdvertisementData
 from edge import protocol
 from edge.beacon_filter import ForwardPolicy, classify
 from edge.config import NodeFile, NodeRuntimeConfigError, runtime_from_wire
+from edge.mgmt_source import EventSocket, MgmtSource, MgmtSourceError, choose_source
 from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
 from edge.rfid_node import ReaderSpec, RfidReaderLoop
-from edge.scanning import ScannerStarter, bluez_args, resolve_backend
+from edge.scanning import PLATFORM_BACKEND, Scanner, ScannerStarter, bluez_args, resolve_backend
 from edge.window import BleWindowAggregator
 from firmware_config.node_config import NodeRuntimeConfig
 from firmware_config.sdnotify import Notifier
@@ -84,8 +88,17 @@ def read_cpu_temp(thermal_dir: str | Path = "/sys/class/thermal") -> float | Non
 class BleNode:
     """Glue between the scanner callback, the window aggregator and the MQTT link."""
 
-    def __init__(self, cfg: NodeFile, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        cfg: NodeFile,
+        clock: Callable[[], float] = time.time,
+        advert_socket: Callable[[], EventSocket | None] | None = None,
+    ):
+        """`advert_socket` gives the socket advertisements are read from, None for bleak's callbacks
+        (default: `ble.source` decides, for the platform's backend)."""
         self.cfg, self.clock = cfg, clock
+        self.advert_socket = advert_socket or self._choose_advert_socket
+        self.mgmt: MgmtSource | None = None
         self.window_s = cfg.ble.window_s
         self.scan_mode = cfg.ble.scan_mode
         self.rssi_floor: float | None = None  # None: forward whatever the radio hears
@@ -127,8 +140,12 @@ class BleNode:
         self._restore_config()  # last: the stored config goes to the scanner settings and the readers
 
     def _health(self) -> dict:
+        scanner = self.scanner_state
+        if self.mgmt is not None:  # the status schema has no field for it: the scanner state carries it
+            malformed = f", {self.mgmt.malformed} malformed events" if self.mgmt.malformed else ""
+            scanner += f" (mgmt{malformed})"
         return {
-            "scanner": self.scanner_state,
+            "scanner": scanner,
             "reader": self.rfid.health() if self.rfid is not None else None,
             "config_version": self.config_version,
             "config_error": self.config_error,
@@ -207,16 +224,21 @@ class BleNode:
     # --- scanning ------------------------------------------------------------------------
 
     def on_advertisement(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        """bleak's callback (the D-Bus path)."""
+        self.on_advert(device.address, adv.rssi, adv.manufacturer_data, adv.service_data)
+
+    def on_advert(self, device: str | bytes, rssi: int, mfr: dict[int, bytes], svc: dict[str, bytes]) -> None:
+        """One advertisement from either path; `device` tells devices apart, never leaves the node."""
         now = self.clock()
         self.adverts += 1
         floor = self.rssi_floor
-        if floor is not None and adv.rssi < floor:  # too far to matter at zone scale: not even counted
+        if floor is not None and rssi < floor:  # too far to matter at zone scale: not even counted
             return
-        s = classify(adv.manufacturer_data, adv.service_data, self.policy)
+        s = classify(mfr, svc, self.policy)
         if s is None:
-            self.agg.count_anonymous(hash(device.address), now)
+            self.agg.count_anonymous(hash(device), now)
         else:
-            self.agg.add(s.ident, float(adv.rssi), now, s.tx)
+            self.agg.add(s.ident, float(rssi), now, s.tx)
 
     def flush(self) -> None:
         if not self.cfg.ble.enabled:  # an RFID-only node (a shelf) sends no empty BLE windows
@@ -224,20 +246,30 @@ class BleNode:
         window = self.agg.flush(self.clock())
         self.link.send("ble", window)
 
-    def make_scanner(self, mode: str) -> BleakScanner:
-        """A scanner in `mode` on the configured backend (not started)."""
+    def make_scanner(self, mode: str) -> Scanner:
+        """A scanner in `mode` on the configured backend (not started); with the kernel's socket on
+        BlueZ, only the scan control."""
+        if self.mgmt is not None and self.cfg.ble.backend == PLATFORM_BACKEND:
+            from edge.bluez_control import BlueZScanControl  # Linux only (dbus-fast)
+
+            return BlueZScanControl(mode, self.rssi_floor)
         kwargs: dict = {}
         backend = resolve_backend(self.cfg.ble.backend)
         if backend is not None:
             kwargs = {"backend": backend, "air_url": self.cfg.ble.sim_air, "node_id": self.cfg.node.id}
         return BleakScanner(
-            self.on_advertisement,
+            self.on_advertisement if self.mgmt is None else None,  # a simulated backend, fed by a socket
             scanning_mode=mode,  # type: ignore[arg-type]  # "active" or "passive": bleak wants a Literal
             bluez=bluez_args(self.rssi_floor),
             **kwargs,
         )
 
-    async def _start_scanner(self) -> BleakScanner:
+    def _choose_advert_socket(self) -> EventSocket | None:
+        if self.cfg.ble.backend != PLATFORM_BACKEND or sys.platform != "linux":
+            return None  # a simulated backend delivers its own advertisements
+        return choose_source(self.cfg.ble.source)
+
+    async def _start_scanner(self) -> Scanner:
         scanner, mode = await self.starter.start(self.scan_mode)
         refused = "" if mode == self.scan_mode else f" {mode} ({self.scan_mode} refused)"
         self.scanner_state = f"scanning{refused}"
@@ -251,9 +283,16 @@ class BleNode:
         if self.rfid is not None:  # the readers run on their own thread: serial reads block
             rfid_thread = threading.Thread(target=self.rfid.run, args=(rfid_stop,), name="rfid", daemon=True)
             rfid_thread.start()
-        scanner = await self._start_scanner() if self.cfg.ble.enabled else None
-        if scanner is not None:
-            log.info("node %s scanning (%s backend)", self.cfg.node.id, self.cfg.ble.backend)
+        scanner = None
+        if self.cfg.ble.enabled:
+            sock = self.advert_socket()
+            if sock is not None:
+                self.mgmt = MgmtSource(sock, self.on_advert)
+                self.mgmt.start(asyncio.get_running_loop())
+            scanner = await self._start_scanner()
+            source = "mgmt" if self.mgmt is not None else "bleak callbacks"
+            log.info("node %s scanning (%s backend, advertisements from %s)", self.cfg.node.id, self.cfg.ble.backend,
+                     source)
         self.systemd.ready(f"node {self.cfg.node.id}: scanner {self.scanner_state}")
         next_flush = self.clock() + self.window_s
         next_status = self.clock() + self.cfg.health.status_interval_s
@@ -280,13 +319,15 @@ class BleNode:
             self.scanner_state = "stopped"
             if scanner is not None:
                 await scanner.stop()
+            if self.mgmt is not None:
+                self.mgmt.stop()
             if rfid_thread is not None:
                 rfid_stop.set()
                 await asyncio.to_thread(rfid_thread.join, 10.0)
             self.link.stop()
             self.queue.close()
 
-    async def _restart_scanner(self, scanner: BleakScanner) -> BleakScanner:
+    async def _restart_scanner(self, scanner: Scanner) -> Scanner:
         """Apply a new scan mode: stop the scanner and start one with the new mode."""
         self.scanner_state = "restarting"
         try:
@@ -303,14 +344,18 @@ class BleNode:
         return scanner
 
 
-def run_node(cfg: NodeFile) -> None:
-    """Run until SIGINT/SIGTERM."""
+def run_node(cfg: NodeFile, advert_socket: Callable[[], EventSocket | None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM (`advert_socket`: see BleNode; the benchmark feeds one)."""
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await BleNode(cfg).run(stop)
+        await BleNode(cfg, advert_socket=advert_socket).run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except MgmtSourceError as exc:  # asked for explicitly and impossible: say so, not a traceback
+        log.error("%s", exc)
+        raise SystemExit(2) from None

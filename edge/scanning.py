@@ -14,8 +14,8 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
-from bleak import BleakScanner
 from bleak.args.bluez import BlueZScannerArgs, OrPattern
 from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.scanner import BaseBleakScanner
@@ -30,6 +30,13 @@ EDDYSTONE_SERVICE_DATA = EDDYSTONE_UUID16.to_bytes(2, "little")
 IBEACON_PREFIX = APPLE_COMPANY_ID.to_bytes(2, "little") + bytes((IBEACON_TYPE, IBEACON_LENGTH))
 #: The platform's own bleak backend (BlueZ on a Pi).
 PLATFORM_BACKEND = "bleak"
+
+
+class Scanner(Protocol):
+    """What the node needs of a scanner: bleak's, or BlueZ scan control alone (`edge.bluez_control`)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 def beacon_or_patterns() -> list[OrPattern]:
@@ -65,11 +72,11 @@ def resolve_backend(name: str) -> type[BaseBleakScanner] | None:
 class ScannerStarter:
     """Starts scanners in the mode asked for, falling back to active once passive was refused."""
 
-    def __init__(self, make: Callable[[str], BleakScanner]):
+    def __init__(self, make: Callable[[str], Scanner]):
         self.make = make
         self.passive_refused: str | None = None  # why passive failed, once it has
 
-    async def start(self, mode: str) -> tuple[BleakScanner, str]:
+    async def start(self, mode: str) -> tuple[Scanner, str]:
         """A started scanner and the mode it really scans in."""
         if mode == "passive" and self.passive_refused is None:
             try:

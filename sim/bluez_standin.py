@@ -7,15 +7,25 @@ advertisement-monitor manager of BlueZ's `--experimental` mode (passive scanning
 asked for, honouring the monitor's or-patterns as BlueZ does), and a device cache: the first
 advertisement of an address is an `InterfacesAdded` signal, each further one a
 `PropertiesChanged` signal, as BlueZ sends them. Nothing is sent while nobody scans.
+
+Connections: a `Peripheral` (say an iPhone running the store's app in the background) is heard
+every 50 ms while a discovery runs, accepts `org.bluez.Device1.Connect` after its connection time
+(or fails it with its failure probability, as a device walking away does), then exposes its
+GATT services and characteristics under the device path and sets `ServicesResolved`, so
+bleak's real BlueZ backend can `connect()` and `read_gatt_char(uuid)`; `Disconnect` removes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
@@ -25,6 +35,19 @@ ADAPTER_PATH = "/org/bluez/hci0"
 ADAPTER = "org.bluez.Adapter1"
 DEVICE = "org.bluez.Device1"
 MONITOR_MANAGER = "org.bluez.AdvertisementMonitorManager1"
+GATT_SERVICE = "org.bluez.GattService1"
+GATT_CHARACTERISTIC = "org.bluez.GattCharacteristic1"
+ERROR_FAILED = "org.bluez.Error.Failed"
+ERROR_NOT_CONNECTED = "org.bluez.Error.NotConnected"
+UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
+#: What BlueZ answers Connect when the link could not be made (the device left, or refused).
+CONNECT_FAILED = "le-connection-abort-by-remote"
+#: First GATT handle of a peripheral's services. Why: 1-9 are the GAP/GATT services BlueZ hides.
+FIRST_HANDLE = 0x000A
+#: How often a peripheral is heard while a discovery runs. Why: short, so a test finds it at once.
+PERIPHERAL_ADVERT_INTERVAL_S = 0.05
+#: The ATT MTU a connection reports (BlueZ's `MTU` property; bleak derives write sizes from it).
+ATT_MTU = 185
 OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
@@ -34,6 +57,11 @@ BASE_UUID_TAIL = "-0000-1000-8000-00805f9b34fb"
 #: How long to wait for a registered monitor's object before reading its patterns. Why: bleak
 #: exports it only after RegisterMonitor has returned.
 MONITOR_LOOKUP_TRIES, MONITOR_LOOKUP_PAUSE_S = 50, 0.01
+
+
+def device_path(address: str) -> str:
+    """BlueZ's object path of a device on the adapter."""
+    return f"{ADAPTER_PATH}/dev_{address.replace(':', '_')}"
 
 
 class PrivateBus:
@@ -81,11 +109,32 @@ def matches(patterns: list[tuple[int, int, bytes]], structures: list[tuple[int, 
     )
 
 
+@dataclass
+class Peripheral:
+    """A simulated device that accepts connections: what it advertises, its GATT, how connecting goes."""
+
+    address: str
+    services: dict[str, dict[str, bytes]]  # service UUID -> characteristic UUID -> value (readable)
+    rssi: int = -60
+    mfr: dict[int, bytes] = field(default_factory=dict)
+    svc: dict[str, bytes] = field(default_factory=dict)
+    connect_s: float = 0.05  # from Connect to the link being up
+    failure_probability: float = 0.0  # chance that a Connect fails after connect_s
+
+
 class StandInBlueZ:
     """`org.bluez` on a bus: see the module docstring. `passive=False` is BlueZ without `--experimental`."""
 
-    def __init__(self, address: str, *, passive: bool = True) -> None:
+    def __init__(
+        self, address: str, *, passive: bool = True, peripherals: tuple[Peripheral, ...] = (), seed: int = 0
+    ) -> None:
         self.address, self.passive = address, passive
+        self.peripherals = {device_path(p.address): p for p in peripherals}
+        self.connected: set[str] = set()  # device paths with a link up
+        self._gatt: dict[str, list[str]] = {}  # device path -> its GATT object paths
+        self._values: dict[str, bytes] = {}  # characteristic path -> value
+        self._rng = random.Random(seed)
+        self._tasks: set[asyncio.Task[None]] = set()  # connections, advertising (a reference keeps them alive)
         self.bus: MessageBus | None = None
         self.discovering = False
         self.monitors: dict[tuple[str, str], list[tuple[int, int, bytes]] | None] = {}  # (client, path) -> patterns
@@ -117,7 +166,7 @@ class StandInBlueZ:
             p is not None and matches(p, ad_structures(mfr, svc)) for p in self.monitors.values()
         ):
             return False  # passive only: BlueZ keeps what no monitor's pattern matches
-        path = f"{ADAPTER_PATH}/dev_{addr.replace(':', '_')}"
+        path = device_path(addr)
         props = {
             "RSSI": Variant("n", rssi),
             "ManufacturerData": Variant("a{qv}", {k: Variant("ay", v) for k, v in mfr.items()}),
@@ -146,6 +195,99 @@ class StandInBlueZ:
         self.signals += 1
         return True
 
+    # --- connections ----------------------------------------------------------------
+
+    async def _announce_peripherals(self) -> None:
+        """Peripherals in range are heard while a discovery runs."""
+        while self.discovering:
+            for p in self.peripherals.values():
+                self.advertise(p.address, p.rssi, p.mfr, p.svc)
+            await asyncio.sleep(PERIPHERAL_ADVERT_INTERVAL_S)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _device_changed(self, path: str, **props: Variant) -> None:
+        assert self.bus is not None
+        self.bus.send(Message.new_signal(path, PROPERTIES, "PropertiesChanged", "sa{sv}as", [DEVICE, props, []]))
+
+    async def _connect(self, msg: Message) -> None:
+        """Device1.Connect: the link after the peripheral's connection time, or a failure."""
+        assert self.bus is not None
+        path = str(msg.path)
+        p = self.peripherals.get(path)
+        await asyncio.sleep(p.connect_s if p is not None else 0.0)
+        if p is None or self._rng.random() < p.failure_probability:
+            self.bus.send(Message.new_error(msg, ERROR_FAILED, CONNECT_FAILED))
+            return
+        if path not in self.connected:
+            self.connected.add(path)
+            self._device_changed(path, Connected=Variant("b", True))
+        self.bus.send(Message.new_method_return(msg))
+        self._resolve_services(path, p)
+
+    def _resolve_services(self, path: str, p: Peripheral) -> None:
+        """Export the peripheral's GATT objects, then say the services are resolved (as BlueZ does)."""
+        assert self.bus is not None
+        handle = FIRST_HANDLE
+        objects: list[str] = []
+        for service_uuid, chars in p.services.items():
+            service_path = f"{path}/service{handle:04x}"
+            handle += 1
+            props = {
+                "UUID": Variant("s", service_uuid),
+                "Device": Variant("o", path),
+                "Primary": Variant("b", True),
+                "Includes": Variant("ao", []),
+            }
+            self._added(service_path, GATT_SERVICE, props)
+            objects.append(service_path)
+            for char_uuid, value in chars.items():
+                char_path = f"{service_path}/char{handle:04x}"
+                handle += 2  # declaration and value
+                props = {
+                    "UUID": Variant("s", char_uuid),
+                    "Service": Variant("o", service_path),
+                    "Value": Variant("ay", b""),
+                    "Notifying": Variant("b", False),
+                    "Flags": Variant("as", ["read"]),
+                    "MTU": Variant("q", ATT_MTU),
+                }
+                self._added(char_path, GATT_CHARACTERISTIC, props)
+                self._values[char_path] = value
+                objects.append(char_path)
+        self._gatt[path] = objects
+        self._device_changed(path, ServicesResolved=Variant("b", True))
+
+    def _added(self, path: str, interface: str, props: dict[str, Variant]) -> None:
+        assert self.bus is not None
+        body = [path, {interface: props}]
+        self.bus.send(Message.new_signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", body))
+
+    def _disconnect(self, msg: Message) -> Message:
+        """Device1.Disconnect: services unresolved, link down, GATT objects removed."""
+        assert self.bus is not None
+        path = str(msg.path)
+        if path in self.connected:
+            self.connected.discard(path)
+            self._device_changed(path, ServicesResolved=Variant("b", False))
+            self._device_changed(path, Connected=Variant("b", False))
+            for obj in reversed(self._gatt.pop(path, [])):
+                interface = GATT_CHARACTERISTIC if obj in self._values else GATT_SERVICE
+                self._values.pop(obj, None)
+                self.bus.send(Message.new_signal("/", OBJECT_MANAGER, "InterfacesRemoved", "oas", [obj, [interface]]))
+        return Message.new_method_return(msg)
+
+    def _read_value(self, msg: Message) -> Message:
+        path = str(msg.path)
+        if path not in self._values:
+            return Message.new_error(msg, UNKNOWN_OBJECT, f"stand-in BlueZ has no characteristic {path}")
+        if path.rsplit("/", 2)[0] not in self.connected:
+            return Message.new_error(msg, ERROR_NOT_CONNECTED, "Not Connected")
+        return Message.new_method_return(msg, "ay", [self._values[path]])
+
     # --- method calls ---------------------------------------------------------------
 
     def _adapter_props(self) -> dict[str, Variant]:
@@ -173,9 +315,21 @@ class StandInBlueZ:
         if msg.path == ADAPTER_PATH and msg.interface == ADAPTER and msg.member in (
             "SetDiscoveryFilter", "StartDiscovery", "StopDiscovery",
         ):
+            if msg.member == "StartDiscovery" and not self.discovering and self.peripherals:
+                self._spawn(self._announce_peripherals())
             if msg.member != "SetDiscoveryFilter":
                 self.discovering = msg.member == "StartDiscovery"
             return Message.new_method_return(msg)
+        if msg.interface == DEVICE and msg.member in ("Connect", "Disconnect") and msg.path not in self.devices:
+            return Message.new_error(msg, UNKNOWN_OBJECT, f"stand-in BlueZ has no device {msg.path}")
+        if msg.interface == DEVICE:
+            if msg.member == "Connect":
+                self._spawn(self._connect(msg))
+                return True
+            if msg.member == "Disconnect":
+                return self._disconnect(msg)
+        if msg.interface == GATT_CHARACTERISTIC and msg.member == "ReadValue":
+            return self._read_value(msg)
         if msg.path == ADAPTER_PATH and msg.interface == MONITOR_MANAGER and self.passive:
             key = (str(msg.sender), str(msg.body[0]))
             if msg.member == "RegisterMonitor":
