@@ -284,19 +284,19 @@ class BleNode:
             rfid_thread = threading.Thread(target=self.rfid.run, args=(rfid_stop,), name="rfid", daemon=True)
             rfid_thread.start()
         scanner = None
-        if self.cfg.ble.enabled:
-            sock = self.advert_socket()
-            if sock is not None:
-                self.mgmt = MgmtSource(sock, self.on_advert)
-                self.mgmt.start(asyncio.get_running_loop())
-            scanner = await self._start_scanner()
-            source = "mgmt" if self.mgmt is not None else "bleak callbacks"
-            log.info("node %s scanning (%s backend, advertisements from %s)", self.cfg.node.id, self.cfg.ble.backend,
-                     source)
-        self.systemd.ready(f"node {self.cfg.node.id}: scanner {self.scanner_state}")
-        next_flush = self.clock() + self.window_s
-        next_status = self.clock() + self.cfg.health.status_interval_s
-        try:
+        try:  # from here on, a failure (the scanner not starting) still stops the link and the readers
+            if self.cfg.ble.enabled:
+                sock = self.advert_socket()
+                if sock is not None:
+                    self.mgmt = MgmtSource(sock, self.on_advert)
+                    self.mgmt.start(asyncio.get_running_loop())
+                scanner = await self._start_scanner()
+                source = "mgmt" if self.mgmt is not None else "bleak callbacks"
+                log.info("node %s scanning (%s backend, advertisements from %s)", self.cfg.node.id,
+                         self.cfg.ble.backend, source)
+            self.systemd.ready(f"node {self.cfg.node.id}: scanner {self.scanner_state}")
+            next_flush = self.clock() + self.window_s
+            next_status = self.clock() + self.cfg.health.status_interval_s
             while not stop.is_set():
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_flush - self.clock()))

@@ -92,6 +92,25 @@ def test_refused_passive_scan_falls_back_to_active_with_one_warning(caplog: pyte
     assert len(warnings) == 1 and "--experimental" in warnings[0].getMessage()
 
 
+class NoAdapterScanner(RefusingScanner):
+    """A backend on a node whose Bluetooth adapter is gone."""
+
+    async def start(self) -> None:
+        raise BleakError("no Bluetooth adapter")
+
+
+def test_a_scanner_that_cannot_start_still_stops_the_link_and_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    ble = BleSection(backend=__name__ + ":NoAdapterScanner")
+    node = BleNode(NodeFile(node=NodeSection(store="s1", id="n1"), ble=ble))
+    stopped: list[str] = []
+    monkeypatch.setattr(node.link, "start", lambda: None)  # no broker needed
+    monkeypatch.setattr(node.link, "stop", lambda: stopped.append("link"))
+    monkeypatch.setattr(node.queue, "close", lambda: stopped.append("queue"))
+    with pytest.raises(BleakError, match="no Bluetooth adapter"):
+        asyncio.run(node.run(asyncio.Event()))
+    assert stopped == ["link", "queue"] and node.scanner_state == "stopped"
+
+
 def test_active_start_failure_is_not_hidden() -> None:
     async def broken(mode: str) -> Any:
         raise BleakError("no adapter")
