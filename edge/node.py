@@ -29,6 +29,7 @@ from bleak.backends.scanner import AdvertisementData
 from edge import protocol
 from edge.beacon_filter import ForwardPolicy, classify
 from edge.config import NodeFile, NodeRuntimeConfigError, runtime_from_wire
+from edge.door.link import DoorLink
 from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
 from edge.rfid_node import ReaderSpec, RfidReaderLoop
@@ -124,12 +125,16 @@ class BleNode:
             )
             if cfg.rfid.readers else None
         )
+        self.door = (  # crossings go out at once through the link's queue, not in windows
+            DoorLink(cfg.node.store, cfg.node.id, cfg.door, self.link.send, clock) if cfg.door is not None else None
+        )
         self._restore_config()  # last: the stored config goes to the scanner settings and the readers
 
     def _health(self) -> dict:
         return {
             "scanner": self.scanner_state,
             "reader": self.rfid.health() if self.rfid is not None else None,
+            "door": self.door.health() if self.door is not None else None,
             "config_version": self.config_version,
             "config_error": self.config_error,
             "queue_depth": self.queue.depth,
@@ -251,6 +256,8 @@ class BleNode:
         if self.rfid is not None:  # the readers run on their own thread: serial reads block
             rfid_thread = threading.Thread(target=self.rfid.run, args=(rfid_stop,), name="rfid", daemon=True)
             rfid_thread.start()
+        if self.door is not None:  # on its own thread too: GPIO edges and I2C reads
+            self.door.start()
         scanner = await self._start_scanner() if self.cfg.ble.enabled else None
         if scanner is not None:
             log.info("node %s scanning (%s backend)", self.cfg.node.id, self.cfg.ble.backend)
@@ -283,6 +290,8 @@ class BleNode:
             if rfid_thread is not None:
                 rfid_stop.set()
                 await asyncio.to_thread(rfid_thread.join, 10.0)
+            if self.door is not None:
+                await asyncio.to_thread(self.door.stop)
             self.link.stop()
             self.queue.close()
 
