@@ -321,3 +321,23 @@ def test_door_link_reports_a_sensor_it_cannot_open(tmp_path) -> None:  # noqa: A
     link.open()
     health = link.health()
     assert health.state == "error" and "cannot open the tof sensor" in health.detail
+
+
+def test_node_with_a_door_section_queues_crossings_and_reports_the_sensor(tmp_path, mock_pins) -> None:  # noqa: ANN001
+    from edge.node import BleNode
+
+    path = write_node(tmp_path, 'kind = "beam"\ndoor = "front"\npin_a = 17\npin_b = 27\ndebounce_s = 0.0')
+    clock = Clock()
+    node = BleNode(load_node_config(path), clock=clock)
+    assert node.door is not None
+    node.door.open()
+    a, b = mock_pins.pin(17), mock_pins.pin(27)
+    for t, pin, low in [(0.0, b, 1), (0.2, a, 1), (0.4, b, 0), (0.6, a, 0)]:
+        clock.t = 1000.0 + t
+        pin.drive_low() if low else pin.drive_high()
+    (row,) = node.queue.after(-1, 10)
+    msg = protocol.decode("door", row.payload)
+    assert row.kind == "door" and isinstance(msg, protocol.DoorCrossings) and msg.crossings[0].direction == "out"
+    assert node._health()["door"].state == "ok"
+    node.door.stop()
+    node.queue.close()
