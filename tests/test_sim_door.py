@@ -139,10 +139,9 @@ def test_a_run_feeds_door_messages_to_the_gateway_and_keeps_every_other_score() 
     assert run.metrics["door.counted_in"] == counted_in  # what the gateway decoded and counted
     assert run.metrics["door.footfall_error"] == pytest.approx(abs(counted_in - len(entries)) / len(entries))
     assert Truth.from_dict(json.loads(json.dumps(t.to_dict()))) == t  # the truth file lists them too
-    assert run.notes == [f"door sensor: {counted_in} counted in for {len(entries)} true entries (footfall error "
-                         f"{run.metrics['door.footfall_error']:.1%}); missed {run.metrics['door.missed']}, side by "
-                         f"side {run.metrics['door.pair_missed']}, offline {run.metrics['door.offline_missed']}, wrong "
-                         f"way {run.metrics['door.wrong_direction']}, false triggers {run.metrics['door.false_triggers']}"]
+    (note,) = run.notes  # the score table's line
+    assert note.startswith(f"door sensor: {counted_in} counted in for {len(entries)} true entries (footfall error ")
+    assert f"side by side {run.metrics['door.pair_missed']}," in note
 
 
 def test_door_messages_are_the_wire_format() -> None:
