@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.protocol import NodeConfig
 from firmware_config.node_config import NodeConfigError as NodeRuntimeConfigError
@@ -98,6 +99,52 @@ class RfidSection(_Strict):
     window_s: Annotated[float, Field(gt=0, le=10)] = 1.0
 
 
+_BEAM_KEYS = ("pin_a", "pin_b", "beam_broken")
+_TOF_KEYS = (
+    "bus", "address", "roi_centre_a", "roi_centre_b", "roi_width", "threshold_mm", "min_mm", "timing_budget_ms"
+)
+
+
+class DoorSection(_Strict):
+    """A door-crossing sensor on this node (edge/door, docs/door.md); absent: none."""
+
+    kind: Literal["beam", "tof"]
+    door: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]  # the store file's [[doors]] id
+    inside: Literal["a", "b"] = "b"  # which beam / zone is on the shop side (walk through once to check)
+    debounce_s: Annotated[float, Field(ge=0, le=0.5)] = 0.03  # a change must hold this long to count
+    blocked_after_s: Annotated[float, Field(gt=0, le=3600)] = 120.0  # occupied longer: reported as blocked
+    # kind = "beam": BCM pin numbers of the two receivers, and the level a broken beam reads
+    pin_a: Annotated[int, Field(ge=0, le=27)] | None = None
+    pin_b: Annotated[int, Field(ge=0, le=27)] | None = None
+    beam_broken: Literal["low", "high"] = "low"
+    # kind = "tof": the VL53L1X's bus and address, its two ROIs (centre SPAD, width), the distances
+    bus: Annotated[int, Field(ge=0, le=31)] = 1
+    address: Annotated[int, Field(ge=0x08, le=0x77)] = 0x29
+    roi_centre_a: Annotated[int, Field(ge=0, le=255)] = 167
+    roi_centre_b: Annotated[int, Field(ge=0, le=255)] = 231
+    roi_width: Annotated[int, Field(ge=4, le=8)] = 8
+    threshold_mm: Annotated[int, Field(gt=0, le=4000)] = 1600  # below this someone is in the zone
+    min_mm: Annotated[int, Field(ge=0, le=4000)] = 0  # above this (raise it if the door leaf swings through)
+    timing_budget_ms: Literal[20, 33, 50, 100, 200, 500] = 33
+
+    @model_validator(mode="after")
+    def _kind_keys(self) -> DoorSection:
+        other = _TOF_KEYS if self.kind == "beam" else _BEAM_KEYS
+        for key in other:
+            if key in self.model_fields_set:
+                raise ValueError(f"{key}: not a setting of kind = {self.kind!r}")
+        if self.kind == "beam":
+            if self.pin_a is None or self.pin_b is None:
+                raise ValueError(f"{'pin_a' if self.pin_a is None else 'pin_b'}: required for kind = 'beam'")
+            if self.pin_a == self.pin_b:
+                raise ValueError(f"pin_b: the two beams need two pins, both are {self.pin_a}")
+        elif self.roi_centre_a == self.roi_centre_b:
+            raise ValueError(f"roi_centre_b: the two zones need two ROI centres, both are {self.roi_centre_a}")
+        elif self.min_mm >= self.threshold_mm:
+            raise ValueError(f"min_mm: {self.min_mm} must be below threshold_mm {self.threshold_mm}")
+        return self
+
+
 class NodeFile(_Strict):
     node: NodeSection
     broker: BrokerSection = BrokerSection()
@@ -105,6 +152,7 @@ class NodeFile(_Strict):
     rfid: RfidSection = RfidSection()
     queue: QueueSection = QueueSection()
     health: HealthSection = HealthSection()
+    door: DoorSection | None = None
 
 
 class NodeConfigError(ValueError):
@@ -121,8 +169,18 @@ def load_node_config(path: str | Path) -> NodeFile:
     try:
         return NodeFile.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{path}: {_key_of(e['loc'], e['msg'])}" for e in exc.errors()]
         raise NodeConfigError("\n".join(lines)) from None
+
+
+_NAMED = re.compile(r"^Value error, (\w+): (.*)$", re.DOTALL)  # a section validator names its key first
+
+
+def _key_of(loc: tuple, msg: str) -> str:
+    """`door.pin_b: message` for an error a section's validator raised about one of its keys."""
+    key = ".".join(str(p) for p in loc)
+    named = _NAMED.match(msg)
+    return f"{key}.{named.group(1)}: {named.group(2)}" if named else f"{key}: {msg}"
 
 
 def runtime_from_wire(msg: NodeConfig, store: str, node: str) -> NodeRuntimeConfig:

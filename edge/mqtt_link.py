@@ -70,7 +70,7 @@ class NodeLink:
         self.connected = threading.Event()
         self.status_topic = protocol.node_topic(store, node, "status")
         self.config_topic = protocol.node_topic(store, node, "config")
-        self._topics = {kind: protocol.node_topic(store, node, kind) for kind in ("ble", "rfid")}
+        self._topics = {kind: protocol.node_topic(store, node, kind) for kind in ("ble", "rfid", "door")}
         # Publisher-thread state (only that thread touches _inflight/_handed/_draining).
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -219,14 +219,14 @@ class NodeLink:
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
         self.client.loop_start()
 
-    def send(self, kind: str, msg: protocol.BleWindow | protocol.RfidWindow) -> int:
+    def send(self, kind: str, msg: protocol.BleWindow | protocol.RfidWindow | protocol.DoorCrossings) -> int:
         """Queue one window on disk under the node's next sequence number; returns the number.
 
         The window is marked `late` when the broker is unreachable at this moment: it will
         arrive after the outage and must not raise live alerts.
         """
         if kind not in self._topics:
-            raise protocol.WireError("kind", f"not a window kind: {kind!r}")
+            raise protocol.WireError("kind", f"not a queued kind: {kind!r}")
         late = msg.late or not self.connected.is_set()
         seq = self.queue.put(
             kind, late, lambda s: protocol.encode(msg.model_copy(update={"seq": s, "late": late}))

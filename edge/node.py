@@ -32,6 +32,7 @@ from bleak.backends.scanner import AdvertisementData
 from edge import protocol
 from edge.beacon_filter import ForwardPolicy, classify
 from edge.config import NodeFile, NodeRuntimeConfigError, runtime_from_wire
+from edge.door.link import DoorLink
 from edge.mgmt_source import EventSocket, MgmtSource, MgmtSourceError, choose_source
 from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
@@ -137,6 +138,9 @@ class BleNode:
             )
             if cfg.rfid.readers else None
         )
+        self.door = (  # crossings go out at once through the link's queue, not in windows
+            DoorLink(cfg.node.store, cfg.node.id, cfg.door, self.link.send, clock) if cfg.door is not None else None
+        )
         self._restore_config()  # last: the stored config goes to the scanner settings and the readers
 
     def _health(self) -> dict:
@@ -147,6 +151,7 @@ class BleNode:
         return {
             "scanner": scanner,
             "reader": self.rfid.health() if self.rfid is not None else None,
+            "door": self.door.health() if self.door is not None else None,
             "config_version": self.config_version,
             "config_error": self.config_error,
             "queue_depth": self.queue.depth,
@@ -285,6 +290,8 @@ class BleNode:
             rfid_thread.start()
         scanner = None
         try:  # from here on, a failure (the scanner not starting) still stops the link and the readers
+            if self.door is not None:  # on its own thread too: GPIO edges and I2C reads
+                self.door.start()
             if self.cfg.ble.enabled:
                 sock = self.advert_socket()
                 if sock is not None:
@@ -324,6 +331,8 @@ class BleNode:
             if rfid_thread is not None:
                 rfid_stop.set()
                 await asyncio.to_thread(rfid_thread.join, 10.0)
+            if self.door is not None:
+                await asyncio.to_thread(self.door.stop)
             self.link.stop()
             self.queue.close()
 

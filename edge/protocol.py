@@ -10,6 +10,7 @@ Topics (`<store>` and `<node>` are store-file identifiers):
 
 - `instore/v1/<store>/node/<node>/ble`     BleWindow, QoS 1
 - `instore/v1/<store>/node/<node>/rfid`    RfidWindow, QoS 1
+- `instore/v1/<store>/node/<node>/door`    DoorCrossings, QoS 1, sent at once (not in windows)
 - `instore/v1/<store>/node/<node>/status`  NodeStatus, retained; the Last Will sets it offline
 - `instore/v1/<store>/node/<node>/config`  NodeConfig, retained, gateway -> node
 - `instore/v1/<store>/event/<kind>`        StoreEvent, gateway output (the only topics bridged)
@@ -20,7 +21,7 @@ from __future__ import annotations
 from typing import Annotated, Final, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
 
 VERSION: Final = 1
@@ -29,7 +30,9 @@ ROOT = f"instore/v{VERSION}"
 MAX_PAYLOAD_BYTES = 512 * 1024  # a node with 40 antennas in a busy hour stays far below this
 MAX_OBSERVATIONS = 2000  # per window: more distinct tags/beacons in one second means a broken node
 
-KINDS = ("ble", "rfid", "status", "config")
+MAX_CROSSINGS = 100  # per door message: a node sends each crossing at once, more means a replayed backlog
+
+KINDS = ("ble", "rfid", "status", "config", "door")
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,47}$"
 Name = Annotated[str, Field(pattern=_ID)]
@@ -155,6 +158,53 @@ class RfidWindow(_Window):
     reader: str = "ok"
 
 
+class DoorCrossing(_Msg):
+    """One person through the door: when (Unix s), which way, and how sure the sensor is."""
+
+    t: Time
+    direction: Literal["in", "out"]
+    confidence: Annotated[float, Field(ge=0, le=1)]
+
+
+class DoorCrossings(_Msg):
+    """A door sensor's crossings (edge/door), published the moment they are known.
+
+    `door` is the store file's door id; `sensor` the kind of counter (the simulator also
+    models thermal and stereo 3-D counters). Sequence numbers share the node's queue with
+    its windows; `late` marks crossings drained from the queue after an outage.
+    """
+
+    v: Literal[1]
+    type: Literal["door"] = "door"
+    store: Name
+    node: Name
+    seq: Annotated[int, Field(ge=0)]
+    ts: Time  # when the node sent it
+    late: bool = False
+    door: Name
+    sensor: Literal["beam", "tof", "thermal", "stereo"]
+    crossings: Annotated[list[DoorCrossing], Field(min_length=1, max_length=MAX_CROSSINGS)]
+
+    @field_validator("crossings")
+    @classmethod
+    def _not_after_sending(cls, crossings: list[DoorCrossing], info: ValidationInfo) -> list[DoorCrossing]:
+        ts = info.data.get("ts")  # absent when ts itself is invalid (reported on its own)
+        for i, c in enumerate(crossings):
+            if ts is not None and c.t > ts:
+                raise ValueError(f"[{i}].t {c.t} is after the message time ts {ts}: a node cannot report the future")
+        return crossings
+
+
+class DoorHealth(_Msg):
+    """The door sensor's state in the node status: a blocked beam, no readings, bus errors."""
+
+    sensor: Literal["beam", "tof"]
+    state: Literal["ok", "starting", "blocked", "no_data", "error"]
+    detail: str = ""
+    crossings: Annotated[int, Field(ge=0)] = 0  # since the node started
+    errors: Annotated[int, Field(ge=0)] = 0  # bus errors since the node started
+
+
 class NodeStatus(_Msg):
     v: Literal[1]
     type: Literal["status"] = "status"
@@ -168,6 +218,7 @@ class NodeStatus(_Msg):
     config_error: str | None = None
     scanner: str | None = None
     reader: dict | None = None
+    door: DoorHealth | None = None  # a node with a door sensor ([door] in its file)
     queue_depth: Annotated[int, Field(ge=0)] = 0
     dropped: Annotated[int, Field(ge=0)] = 0
     cpu_temp_c: float | None = None
@@ -198,10 +249,11 @@ class StoreEvent(_Msg):
     data: dict
 
 
-Message = BleWindow | RfidWindow | NodeStatus | NodeConfig | StoreEvent
+Message = BleWindow | RfidWindow | DoorCrossings | NodeStatus | NodeConfig | StoreEvent
 _MODELS: dict[str, type[Message]] = {
     "ble": BleWindow,
     "rfid": RfidWindow,
+    "door": DoorCrossings,
     "status": NodeStatus,
     "config": NodeConfig,
     "event": StoreEvent,
@@ -216,7 +268,7 @@ def _field_of(err: ErrorDetails) -> str:
 
 
 def decode(kind: str, payload: bytes | str) -> Message:
-    """Decode one payload of `kind` ('ble', 'rfid', 'status', 'config', 'event').
+    """Decode one payload of `kind` ('ble', 'rfid', 'door', 'status', 'config', 'event').
 
     Raises WireError naming the field: `payload` for size/JSON problems, `v` for a version
     we do not speak, otherwise the dotted path (`observations[3].rssi_max`).

@@ -110,6 +110,8 @@ class GatewayCore:
             self.on_ble(msg)
         elif isinstance(msg, protocol.RfidWindow):
             self.on_rfid(msg)
+        elif isinstance(msg, protocol.DoorCrossings):
+            self.on_door(msg)
         elif isinstance(msg, protocol.NodeStatus):
             self.node_status[msg.node] = msg
             self.fleet.status(msg)
@@ -148,6 +150,13 @@ class GatewayCore:
     def on_rfid(self, w: protocol.RfidWindow) -> list[StaffEvent]:
         """One RFID reader window: garments in fitting rooms and on shelves (gateway.routes_rfid)."""
         return self.rfid.on_window(w)
+
+    def on_door(self, m: protocol.DoorCrossings) -> None:
+        """A door sensor's crossings (edge/door): counted by direction; presence fusion comes later."""
+        if not self.fleet.window(m):
+            return  # (node, seq) already processed: a re-delivery after an outage
+        for c in m.crossings:
+            self.metrics.door_crossings.labels(c.direction).inc()
 
     def emit(self, ev: PresenceEvent) -> StaffEvent:
         data: dict = {"zone": ev.zone, "from": ev.previous, "confidence": ev.confidence, "emitted_at": self.clock()}

@@ -307,7 +307,7 @@ class FleetMonitor:
                 self.time_rejects.labels(label, verdict).inc()
         return verdict
 
-    def window(self, msg: protocol.BleWindow | protocol.RfidWindow) -> bool:
+    def window(self, msg: protocol.BleWindow | protocol.RfidWindow | protocol.DoorCrossings) -> bool:
         """Record a window; False if `(node, kind, seq)` was already processed (drop it)."""
         with self._lock:
             rec = self._rec(msg.node)

@@ -36,7 +36,7 @@ class MqttIngest:
         if reason_code.is_failure:
             log.warning("broker refused the gateway: %s", reason_code)
             return
-        client.subscribe([(protocol.node_filter(self.store_id, kind), 1) for kind in ("ble", "rfid", "status")])
+        client.subscribe([(protocol.node_filter(self.store_id, kind), 1) for kind in ("ble", "rfid", "door", "status")])
         self.connected = True
         self.on_state(True)
         log.info("gateway subscribed at %s:%s", self.host, self.port)

@@ -33,6 +33,7 @@ from firmware_config.store import StoreFile
 from gateway.core import GatewayCore
 from gateway.db import open_db
 from gateway.fitting_rooms import FITTING_ROOM, RoomEvent, fitting_reports
+from sim.door_sensor import DoorFeed
 from sim.emitter import ADDRESS_ROTATION_S, Emitter, Reception
 from sim.enrol import enrol_world
 from sim.rfid_model import RfidModel
@@ -387,6 +388,7 @@ def run_fast(
         model = RfidModel(world, sc.rfid, np.random.default_rng([sc.scenario.seed, 31]), emitter.traj)
         if len(model.ants):
             rfid = _RfidEdge(world, model, epoch, sc.rfid.window_s, mode)
+    door = DoorFeed(world, store, truth, epoch) if sc.door_sensor.doors else None  # sent at once, by arrival
     if tick_s is None:
         wins = [n.ble.window_s for n in store.nodes if n.ble is not None] + (
             [sc.rfid.window_s] if rfid else []
@@ -399,11 +401,11 @@ def run_fast(
         update, stop = _progress_bar(duration)
     elif callable(progress):
         update = lambda t: progress(t, duration)  # noqa: E731
-    windows = {"ble": 0, "rfid": 0}
+    windows = {"ble": 0, "rfid": 0, "door": 0}
     topics = {
         (n.id, kind): protocol.node_topic(store.store.id, n.id, kind)
         for n in store.nodes
-        for kind in ("ble", "rfid")
+        for kind in ("ble", "rfid", "door")
     }
     payloads: list[bytes] = []
     every = max(1, int(round(60.0 / tick_s)))
@@ -417,6 +419,8 @@ def run_fast(
             if rfid is not None:
                 for end, node, data in rfid.flush(t1):
                     out.append((end, 1, node, "rfid", data))
+            if door is not None:
+                out += [(arrival, 2, node, "door", data) for arrival, node, data in door.due(t1)]
             out.sort(key=lambda x: (x[0], x[1], x[2]))
             for end, _, node, kind, data in out:
                 now[0] = end + epoch
@@ -461,6 +465,11 @@ def run_fast(
         "items_sold": truth.items_sold,
     }
     metrics = score(truth, events, reports, wall)
+    if door is not None:
+        counted_in = sum(s.value for m in core.metrics.door_crossings.collect() for s in m.samples
+                         if s.name.endswith("_total") and s.labels["direction"] == "in")
+        metrics |= door.metrics(counted_in) | {"count.door_messages": windows["door"]}
+        notes.append(door.note(metrics))
     for k, v in counts.items():
         metrics[f"count.{k}"] = v
     return RunResult(

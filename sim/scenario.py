@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -230,6 +230,43 @@ class Rfid(_Strict):
     max_range_m: Annotated[float, Field(gt=0, le=50)] = 8.0  # pairs further apart are never evaluated
 
 
+DoorSensorKind = Literal["beam", "tof", "thermal", "stereo"]
+_Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class PairMiss(_Strict):
+    """The second of a side-by-side pair is missed, per counter: a beam and a two-zone ToF see
+    one body; overhead thermal and stereo counters separate the two."""
+
+    beam: _Probability = 0.5
+    tof: _Probability = 0.5
+    thermal: _Probability = 0.1
+    stereo: _Probability = 0.1
+
+
+class DoorSensor(_Strict):
+    """Door-crossing counters on street doors (sim/door_sensor.py); none by default.
+
+    The defaults are published counter figures, each with its source in docs/scenarios.md.
+    """
+
+    doors: dict[str, DoorSensorKind] = {}  # street door id -> the counter on it
+    detect_probability: _Probability = 0.95  # a single person is counted
+    pair_gap_s: Annotated[float, Field(ge=0, le=5)] = 0.5  # closer behind the one before: side by side
+    pair_miss_probability: PairMiss = PairMiss()
+    direction_error: _Probability = 0.025  # a counted crossing reported the wrong way
+    false_triggers_per_h: Annotated[float, Field(ge=0, le=100)] = 1.0  # door swing, trolley, a step in and out
+    report_delay_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] = (0.3, 0.15)  # mean, sd
+    transport_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] = (0.05, 0.2)  # uniform
+    offline_per_h: Annotated[float, Field(ge=0, le=10)] = 0.1  # the sensor drops out now and then ...
+    offline_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] = (60.0, 300.0)  # ... for minutes
+
+    @model_validator(mode="after")
+    def _ranges(self) -> DoorSensor:
+        _check_ranges(self, "transport_s", "offline_s")
+        return self
+
+
 class Scenario(_Strict):
     scenario: ScenarioInfo
     population: Population = Population()
@@ -237,6 +274,7 @@ class Scenario(_Strict):
     carriers: Carriers = Carriers()
     items: Items = Items()
     rfid: Rfid = Rfid()
+    door_sensor: DoorSensor = DoorSensor()
 
     def with_seed(self, seed: int | None) -> Scenario:
         """The same scenario with another seed (None: unchanged)."""
@@ -313,6 +351,14 @@ def load_scenario(path: str | Path) -> tuple[Scenario, StoreFile]:
     problem = store_problem(store)
     if problem:
         raise ScenarioError(f"{where('scenario', 'store')}: {store_file.name}: {problem}")
+    street = {d.id for d in store.street_doors()}
+    for door in sc.door_sensor.doors:
+        if door not in street:
+            known = ", ".join(sorted(street))
+            raise ScenarioError(
+                f"{where('door_sensor', 'doors', door)}: {store_file.name} has no street door {door!r} (its street "
+                f"doors: {known})"
+            )
     return sc, store
 
 

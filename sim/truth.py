@@ -54,6 +54,33 @@ class RoomItem:
     end: float
 
 
+@dataclass(frozen=True, slots=True)
+class DoorPass:
+    """Someone crossing a street door that has a door sensor, and what the sensor made of it."""
+
+    agent: str
+    party: str | None
+    door: str
+    t: float
+    direction: str  # in | out
+    outcome: str  # sensed | missed | pair_missed (side by side with the one before) | offline
+
+
+@dataclass(frozen=True, slots=True)
+class DoorReport:
+    """A crossing the door sensor sent: a true pass (`agent`) or a false trigger (`agent` None)."""
+
+    door: str
+    node: str
+    sensor: str
+    t: float  # the crossing as reported
+    direction: str  # as reported (wrong now and then)
+    confidence: float
+    sent_at: float  # when the node sent it
+    arrival: float  # when the gateway got it
+    agent: str | None
+
+
 @dataclass
 class Truth:
     duration_s: float
@@ -62,6 +89,9 @@ class Truth:
     zone_kinds: dict[str, str] = field(default_factory=dict)
     items_total: int = 0
     items_sold: int = 0
+    door_passes: list[DoorPass] = field(default_factory=list)  # only at doors with a sensor
+    door_reports: list[DoorReport] = field(default_factory=list)
+    door_offline: list[tuple[str, float, float]] = field(default_factory=list)  # (door, from, to)
 
     def by_id(self) -> dict[str, AgentTruth]:
         return {a.id: a for a in self.agents}
@@ -82,6 +112,9 @@ class Truth:
             dict(d["zone_kinds"]),
             d.get("items_total", 0),
             d.get("items_sold", 0),
+            [DoorPass(**p) for p in d.get("door_passes", [])],
+            [DoorReport(**r) for r in d.get("door_reports", [])],
+            [(o[0], o[1], o[2]) for o in d.get("door_offline", [])],
         )
 
     def write(self, path: str | Path) -> None:

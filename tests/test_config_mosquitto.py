@@ -181,6 +181,17 @@ def test_node_cannot_publish_as_another_node_or_as_the_gateway(store_broker):
     assert seen == [(f"{STORE}/node/fr1/ble", b"own")]
 
 
+def test_node_publishes_only_its_own_door_crossings(store_broker):
+    connect, files = store_broker
+    assert f"pattern write {STORE}/node/%u/door" in files.acl.read_text().splitlines()
+    gw = connect("gateway")
+    gw.subscribe(f"{STORE}/node/+/door")
+    entrance = connect("entrance-1")
+    entrance.publish(f"{STORE}/node/floor-east/door", b"spoofed")
+    entrance.publish(f"{STORE}/node/entrance-1/door", b"own")
+    assert gw.until(f"{STORE}/node/entrance-1/door") == [(f"{STORE}/node/entrance-1/door", b"own")]
+
+
 def test_node_reads_only_its_own_config(store_broker):
     connect, _ = store_broker
     gw = connect("gateway")

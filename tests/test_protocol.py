@@ -29,8 +29,10 @@ RFID = {
 STATUS = {"v": 1, "type": "status", "store": "boutique", "node": "fr1", "state": "online", "ts": 10.0,
           "version": "0.1.0", "uptime_s": 3.5, "config_version": 2, "queue_depth": 0, "dropped": 0}
 CONFIG = {"v": 1, "type": "config", "store": "boutique", "node": "fr1", "version": 3, "settings": {"window_s": 1.0}}
+DOOR = {"v": 1, "type": "door", "store": "boutique", "node": "entrance-1", "seq": 12, "ts": 100.4, "door": "front",
+        "sensor": "beam", "crossings": [{"t": 100.1, "direction": "in", "confidence": 0.95}]}
 EVENT = {"v": 1, "type": "event", "store": "boutique", "kind": "entered", "ts": 11.0, "data": {"visit": 1}}
-ALL = {"ble": BLE, "rfid": RFID, "status": STATUS, "config": CONFIG, "event": EVENT}
+ALL = {"ble": BLE, "rfid": RFID, "door": DOOR, "status": STATUS, "config": CONFIG, "event": EVENT}
 
 
 @pytest.mark.parametrize("kind", sorted(ALL))
@@ -80,6 +82,54 @@ def test_malformed_ble_payloads_name_the_field(mutate, field: str, fragment: str
         p.decode("ble", payload)
     assert exc.value.field == field
     assert fragment in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "fragment"),
+    [
+        (lambda d: {**d, "crossings": []}, "crossings", "at least 1"),
+        (lambda d: {**d, "crossings": d["crossings"] * (p.MAX_CROSSINGS + 1)}, "crossings", "at most"),
+        (lambda d: {**d, "crossings": [{**d["crossings"][0], "direction": "up"}]},
+         "crossings[0].direction", "'in' or 'out'"),
+        (lambda d: {**d, "crossings": [{**d["crossings"][0], "confidence": 1.5}]},
+         "crossings[0].confidence", "less than or equal to 1"),
+        (lambda d: {**d, "crossings": [{**d["crossings"][0], "t": "100.1"}]}, "crossings[0].t", "number"),
+        (lambda d: {**d, "crossings": [{**d["crossings"][0], "t": 101.0}]}, "crossings", "after the message time"),
+        (lambda d: {**d, "sensor": "camera"}, "sensor", "'beam', 'tof', 'thermal' or 'stereo'"),
+        (lambda d: {**d, "door": "Front Door"}, "door", "pattern"),
+        (lambda d: {k: v for k, v in d.items() if k != "door"}, "door", "Field required"),
+        (lambda d: {**d, "seq": -1}, "seq", "greater than or equal to 0"),
+        (lambda d: {**d, "late": 1}, "late", "boolean"),
+        (lambda d: {**d, "window": [1.0, 2.0]}, "window", "Extra inputs"),
+    ],
+)
+def test_malformed_door_payloads_name_the_field(mutate, field: str, fragment: str) -> None:  # noqa: ANN001
+    with pytest.raises(p.WireError) as exc:
+        p.decode("door", json.dumps(mutate(DOOR)))
+    assert exc.value.field == field
+    assert fragment in str(exc.value)
+
+
+def test_door_crossings_travel_on_their_own_topic_and_round_trip_late() -> None:
+    topic = p.node_topic("boutique", "entrance-1", "door")
+    assert topic == "instore/v1/boutique/node/entrance-1/door"
+    kind, msg = p.decode_topic(topic, json.dumps(DOOR))
+    assert kind == "door" and isinstance(msg, p.DoorCrossings)
+    assert msg.crossings[0].direction == "in" and msg.crossings[0].t == 100.1
+    replayed = msg.model_copy(update={"late": True, "seq": 13})
+    assert p.decode("door", p.encode(replayed)) == replayed
+    with pytest.raises(p.WireError) as exc:
+        p.decode_topic("instore/v1/boutique/node/floor-east/door", json.dumps(DOOR))
+    assert exc.value.field == "node"
+
+
+def test_status_carries_the_door_sensors_health() -> None:
+    health = {"sensor": "beam", "state": "blocked", "detail": "beam b blocked for 180 s", "crossings": 4}
+    msg = p.decode("status", json.dumps({**STATUS, "door": health}))
+    assert isinstance(msg, p.NodeStatus) and msg.door is not None and msg.door.state == "blocked"
+    with pytest.raises(p.WireError) as exc:
+        p.decode("status", json.dumps({**STATUS, "door": {**health, "state": "broken"}}))
+    assert exc.value.field == "door.state"
 
 
 def test_oversized_payload_is_rejected_before_parsing() -> None:

@@ -1,0 +1,191 @@
+"""The simulated door counter: the world's true door crossings in, what a sensor reports out.
+
+Pure: the true crossings come from the agents' itineraries (their door crossing times and
+where they were then), the sensor's misses, pair misses, wrong directions, false triggers,
+delays and offline spells from the scenario's `[door_sensor]` figures (docs/scenarios.md,
+each with its source) and one random stream of its own, so a scenario without a door sensor
+draws nothing and keeps every score. `DoorFeed` turns the reports into the `door` messages a
+node would send, for `sim.run.run_fast` to hand to the gateway in arrival order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge import protocol
+from edge.door.zones import CLEAN_CONFIDENCE
+from firmware_config.geometry import door_opening, segment_distance
+from firmware_config.store import NodeRole, StoreFile
+from sim.scenario import DoorSensor
+from sim.score import percentile
+from sim.truth import DoorPass, DoorReport, Truth
+from sim.world import World
+
+DOOR_STREAM = 41  # the door sensors' own random stream: the world and the radio never move with it
+ON_DOOR_M = 0.3  # a crossing this close to a door's opening went through that door
+MIN_REPORT_DELAY_S = 0.05  # a counter reports once both of its zones are free again: never at once
+FLIP = {"in": "out", "out": "in"}
+
+
+@dataclass(frozen=True, slots=True)
+class SensedDoor:
+    id: str
+    kind: str
+    node: str  # the edge node that carries the sensor: the entrance node nearest the door
+    jambs: tuple[np.ndarray, np.ndarray]
+
+
+def sensed_doors(store: StoreFile, cfg: DoorSensor) -> list[SensedDoor]:
+    """The street doors with a sensor, each with the node that reports it."""
+    polys = {z.id: list(z.polygon) for z in store.zones}
+    out = []
+    for d in store.street_doors():
+        if d.id not in cfg.doors:
+            continue
+        j1, j2 = door_opening(d.position, d.width_m, polys[d.zones[0]], polys[d.zones[1]])
+        nodes = [n for n in store.nodes if n.role == NodeRole.ENTRANCE] or list(store.nodes)
+        node = min(nodes, key=lambda n: float(np.hypot(n.position[0] - d.position[0], n.position[1] - d.position[1])))
+        out.append(SensedDoor(d.id, cfg.doors[d.id], node.id, (np.asarray(j1, float), np.asarray(j2, float))))
+    return out
+
+
+def true_crossings(world: World, doors: list[SensedDoor]) -> list[tuple[str, str | None, str, float, str]]:
+    """(agent, party, door, t, direction) of every crossing through a sensed door during the run."""
+    duration = world.scenario.scenario.duration_s
+    out = []
+    for a in world.agents:
+        for t, direction in ((a.entered_at, "in"), (a.left_at, "out")):
+            if t is None or not 0.0 <= t < duration:
+                continue
+            p = np.asarray(a.position(t))
+            near = [(segment_distance(p, *d.jambs), d) for d in doors]
+            dist, door = min(near, key=lambda x: x[0], default=(np.inf, None))
+            if door is not None and dist <= ON_DOOR_M:
+                out.append((a.id, a.party, door.id, float(t), direction))
+    return sorted(out, key=lambda c: (c[2], c[3], c[0]))
+
+
+def _spells(rng: np.random.Generator, cfg: DoorSensor, duration: float) -> list[tuple[float, float]]:
+    n = int(rng.poisson(cfg.offline_per_h * duration / 3600.0))
+    starts = np.sort(rng.uniform(0.0, duration, n))
+    return [(float(s), float(s + rng.uniform(*cfg.offline_s))) for s in starts]
+
+
+def simulate(
+    crossings: list[tuple[str, str | None, str, float, str]],
+    doors: list[SensedDoor],
+    cfg: DoorSensor,
+    duration: float,
+    rng: np.random.Generator,
+) -> tuple[list[DoorPass], list[DoorReport], list[tuple[str, float, float]]]:
+    """What each door's sensor makes of its crossings: (passes with their fate, reports, offline spells)."""
+    passes: list[DoorPass] = []
+    reports: list[DoorReport] = []
+    offline: list[tuple[str, float, float]] = []
+
+    def report(door: SensedDoor, t: float, direction: str, agent: str | None) -> None:
+        sent = t + max(MIN_REPORT_DELAY_S, float(rng.normal(*cfg.report_delay_s)))
+        arrival = sent + float(rng.uniform(*cfg.transport_s))
+        reports.append(DoorReport(door.id, door.node, door.kind, t, direction, CLEAN_CONFIDENCE, sent, arrival, agent))
+
+    for door in doors:
+        spells = _spells(rng, cfg, duration)
+        offline += [(door.id, a, b) for a, b in spells]
+
+        def down(t: float, spells: list[tuple[float, float]] = spells) -> bool:
+            return any(a <= t < b for a, b in spells)
+
+        last = {"in": -np.inf, "out": -np.inf}
+        pair_miss = getattr(cfg.pair_miss_probability, door.kind)
+        for agent, party, d, t, direction in crossings:
+            if d != door.id:
+                continue
+            beside = t - last[direction] < cfg.pair_gap_s
+            last[direction] = t
+            if down(t):
+                outcome = "offline"
+            elif rng.random() >= cfg.detect_probability:
+                outcome = "missed"
+            elif beside and rng.random() < pair_miss:
+                outcome = "pair_missed"
+            else:
+                outcome = "sensed"
+                wrong = rng.random() < cfg.direction_error
+                report(door, t, FLIP[direction] if wrong else direction, agent)
+            passes.append(DoorPass(agent, party, door.id, t, direction, outcome))
+        n_false = int(rng.poisson(cfg.false_triggers_per_h * duration / 3600.0))
+        for t in np.sort(rng.uniform(0.0, duration, n_false)).tolist():
+            if not down(t):
+                report(door, t, "in" if rng.random() < 0.5 else "out", None)
+    reports.sort(key=lambda r: (r.arrival, r.node))
+    return passes, reports, offline
+
+
+class DoorFeed:
+    """The door sensors of a run: the ground truth's door lists and the messages, by arrival."""
+
+    def __init__(self, world: World, store: StoreFile, truth: Truth, epoch: float):
+        cfg = world.scenario.door_sensor
+        doors = sensed_doors(store, cfg)
+        rng = np.random.default_rng([world.scenario.scenario.seed, DOOR_STREAM])
+        duration = world.scenario.scenario.duration_s
+        truth.door_passes, truth.door_reports, truth.door_offline = simulate(
+            true_crossings(world, doors), doors, cfg, duration, rng
+        )
+        self.truth = truth
+        seq: dict[str, int] = {}
+        self.messages: list[tuple[float, str, bytes]] = []  # (arrival, node, payload)
+        for r in truth.door_reports:
+            seq[r.node] = seq.get(r.node, -1) + 1
+            crossing = protocol.DoorCrossing(t=r.t + epoch, direction=r.direction, confidence=r.confidence)  # type: ignore[arg-type]
+            msg = protocol.DoorCrossings(
+                v=protocol.VERSION, store=store.store.id, node=r.node, seq=seq[r.node], ts=r.sent_at + epoch,
+                door=r.door, sensor=r.sensor, crossings=[crossing],  # type: ignore[arg-type]
+            )
+            self.messages.append((r.arrival, r.node, protocol.encode(msg)))
+        self._next = 0
+
+    def due(self, t: float) -> list[tuple[float, str, bytes]]:
+        """The messages that arrive at the gateway by simulation time t, not handed out before."""
+        start = self._next
+        while self._next < len(self.messages) and self.messages[self._next][0] <= t:
+            self._next += 1
+        return self.messages[start:self._next]
+
+    def metrics(self, counted_in: float) -> dict:
+        """Footfall against the truth: `counted_in` is what the gateway counted as inward."""
+        return door_metrics(self.truth, counted_in)
+
+    @staticmethod
+    def note(m: dict) -> str:
+        """One line for the score table: the sensor's footfall against the truth."""
+        error = m["door.footfall_error"]
+        return (
+            f"door sensor: {m['door.counted_in']} counted in for {m['door.true_entries']} true entries"
+            + ("" if error is None else f" (footfall error {error:.1%})")
+            + f"; missed {m['door.missed']}, side by side {m['door.pair_missed']}, offline {m['door.offline_missed']},"
+            f" wrong way {m['door.wrong_direction']}, false triggers {m['door.false_triggers']}"
+        )
+
+
+def door_metrics(truth: Truth, counted_in: float) -> dict:
+    """`door.footfall_error` = |counted inward crossings - true entries| / true entries, and its parts."""
+    entries = sum(p.direction == "in" for p in truth.door_passes)
+    outcomes = {k: sum(p.outcome == k for p in truth.door_passes) for k in ("missed", "pair_missed", "offline")}
+    true_dir = {(p.agent, p.t): p.direction for p in truth.door_passes}
+    wrong = sum(r.agent is not None and true_dir.get((r.agent, r.t)) != r.direction for r in truth.door_reports)
+    delay = [r.arrival - r.t for r in truth.door_reports if r.agent is not None]
+    return {
+        "door.true_entries": entries,
+        "door.counted_in": int(counted_in),
+        "door.footfall_error": abs(counted_in - entries) / entries if entries else None,
+        "door.missed": outcomes["missed"],
+        "door.pair_missed": outcomes["pair_missed"],
+        "door.offline_missed": outcomes["offline"],
+        "door.wrong_direction": wrong,
+        "door.false_triggers": sum(r.agent is None for r in truth.door_reports),
+        "door.report_delay_p50_s": percentile(delay, 50),
+        "door.report_delay_p95_s": percentile(delay, 95),
+    }
