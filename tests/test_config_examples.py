@@ -56,7 +56,9 @@ def test_systemd_units_are_notify_watchdog_and_unprivileged():
         assert int(service["WatchdogSec"][0]) > 0
         assert service["User"] == ["instore"] and service["NoNewPrivileges"] == ["yes"]
         assert service["ExecStart"][0].endswith(command)
-    assert _unit("instore-edge.service")["Service"]["SupplementaryGroups"] == ["bluetooth dialout"]
+    edge = _unit("instore-edge.service")["Service"]
+    assert edge["SupplementaryGroups"] == ["bluetooth dialout gpio i2c"]  # BLE, the RFID reader, the door sensor
+    assert {"char-ttyUSB rw", "char-gpiochip rw", "char-i2c rw"} <= set(edge["DeviceAllow"])
 
 
 LIBRARY = {  # the scenario library's stores beyond the boutique and flagship: file -> summary line
