@@ -72,6 +72,9 @@ class PresenceParams:
     # transmit power, inferred with the place: 5 dB steps err by 1.4 dB SD, little against the ~8 dB of a link
     device_offsets_db: tuple[float, ...] = (-15.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0)
     device_offset_sigma_db: float = 7.0  # Android models' spread (SD of 551 models; 5-95 % range 28 dB)
+    # the wearer turns: the torso then shades every link at once (up to 12 dB), which looks like a
+    # change of transmit power, not a move; per second, the chance the effective offset steps up or down
+    offset_step_per_s: float = 0.02
     evidence_weight: float = 0.5  # shadowing lasts seconds: consecutive windows count as half each
     shadow_tau_s: float = 4.0  # how long a link's slow shadowing lasts (body, pocket, orientation)
     change_sigma_db: float = 4.5  # a link's reading from one window to the next, beyond what the move explains
@@ -265,6 +268,17 @@ class PresenceModel:
         """post *= lik[:, emit], in place, by contiguous runs (a column gather is slow)."""
         for s0, s1, u0 in self._emit_runs:
             post[:, s0:s1] *= lik[:, u0 : u0 + s1 - s0]
+
+    def drift(self, post: np.ndarray) -> None:
+        """In place: each phone's effective offset (power plus the wearer's body) steps to a
+        neighbouring offset with `offset_step_per_s` per step, either way."""
+        q = np.float32(self.params.offset_step_per_s * self.params.step_s)
+        if q <= 0 or len(post) == 0:
+            return
+        b = post.reshape(len(post), -1, self.n_cells)
+        up, down = q * b[:, :-1], q * b[:, 1:]
+        b[:, :-1] += down - up
+        b[:, 1:] += up - down
 
     def predict_pairs(self, belief: np.ndarray, change: np.ndarray, both: np.ndarray) -> np.ndarray:
         """The prediction `belief @ transition` (J, K), each move weighted by how well it explains
@@ -735,6 +749,7 @@ class PresenceEngine:
             return []
         m, p = self.model, self.model.params
         post = self.belief @ m.transition  # the prediction, then the posterior in place
+        m.drift(post)
         used = np.zeros_like(self._heard)
         if self._reported.any():
             ii, nn = _strongest(self._rssi, self._heard, p.rssi_nodes)

@@ -411,6 +411,41 @@ def test_a_key_fob_behind_its_wearer_that_loses_a_third_of_its_adverts_stays_in_
     assert eng.present() == {"fob": "floor"}
 
 
+def _turning_customer(params: PresenceParams) -> tuple[list, float]:
+    """A loud phone (+5 dB) in, two minutes facing the nodes by the fitting rooms, then to the
+    till at the back, where its wearer turns their back on every node: all links 12 dB down.
+    Returns the events and the lowest P(in store) once at the till."""
+    model = PresenceModel(load_store(BOUTIQUE), params)
+    story = [(0.0, (10.0, -3.0)), (3.0, (10.0, 0.0)), (12.0, (15.0, 8.0)), (120.0, (15.0, 8.0)),
+             (132.0, (2.5, 11.0)), (240.0, (2.5, 11.0))]
+    eng = PresenceEngine(model)
+    events, lowest = [], 1.0
+    for second in range(240):
+        x, y = _path(story, second + 0.5)
+        turned = second >= 132
+        k = model.state_at(x, y, offset_db=5.0)
+        audible = model.state_at(x, y, offset_db=-5.0 if turned else 5.0)
+        for j, node in enumerate(model.node_ids):
+            heard = {}
+            if model._hit_t[j, model.emit[audible]] > 0:  # noqa: SLF001  # P(hit) > 1/2
+                heard["c"] = float(model.mu_heard[k, j]) - (12.0 if turned else 0.0)
+            events += eng.add_window(node, second + (j + 1) / 10, heard)
+        if turned:
+            lowest = min(lowest, float(eng.p_in[eng.index["c"]]))
+    return events, lowest
+
+
+def test_a_customer_turning_their_back_on_every_node_stays_in_the_store() -> None:
+    """The body shades all links at once: a change of the effective offset, not a walk out
+    through the door. With a fixed offset the belief walked half of them out (in the boutique
+    simulation, all the way: "left", then "entered" again)."""
+    events, lowest = _turning_customer(PresenceParams())
+    assert [e.kind for e in events if e.kind != "zone_changed"] == ["entered"]
+    assert lowest > 0.9
+    _, fixed = _turning_customer(PresenceParams(offset_step_per_s=0.0))
+    assert fixed < 0.6
+
+
 def test_the_body_term_is_the_shadow_cone_averaged_over_headings() -> None:
     """body_db x ((1 - cos a) / 2)^2 over a uniform heading a: its mean and SD, as the engine uses."""
     a = np.linspace(-np.pi, np.pi, 100_001)
