@@ -158,11 +158,15 @@ class RfidWindow(_Window):
     reader: str = "ok"
 
 
+Direction = Literal["in", "out"]
+DoorSensorKind = Literal["beam", "tof", "thermal", "stereo"]  # the simulator also models thermal and stereo 3-D
+
+
 class DoorCrossing(_Msg):
     """One person through the door: when (Unix s), which way, and how sure the sensor is."""
 
     t: Time
-    direction: Literal["in", "out"]
+    direction: Direction
     confidence: Annotated[float, Field(ge=0, le=1)]
 
 
@@ -182,7 +186,7 @@ class DoorCrossings(_Msg):
     ts: Time  # when the node sent it
     late: bool = False
     door: Name
-    sensor: Literal["beam", "tof", "thermal", "stereo"]
+    sensor: DoorSensorKind
     crossings: Annotated[list[DoorCrossing], Field(min_length=1, max_length=MAX_CROSSINGS)]
 
     @field_validator("crossings")

@@ -34,7 +34,7 @@ __all__ = ["ReaderSpec", "RfidReaderLoop", "readers_from_store"]
 log = logging.getLogger("instore.edge.rfid")
 
 Clock = Callable[[], float]
-Publish = Callable[[RfidWindow], None]
+Publish = Callable[[RfidWindow], object]  # what it returns (a queue position) is not used
 
 #: Window length. Why: the gateway's fitting-room engine decides on 1-s evidence; shorter
 #: windows multiply messages, longer ones delay "shown in the room".

@@ -39,7 +39,7 @@ class Scanner(Protocol):
     async def stop(self) -> None: ...
 
 
-def beacon_or_patterns() -> list[OrPattern]:
+def beacon_or_patterns() -> list[OrPattern | tuple[int, AdvertisementDataType, bytes]]:
     """BlueZ advertisement-monitor patterns matching the store's beacon formats (any one suffices)."""
     return [
         OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, EDDYSTONE_SERVICE_DATA),

@@ -173,13 +173,13 @@ def _m7_screens(db: sqlite_utils.Database) -> None:
 def _m8_presence_state(db: sqlite_utils.Database) -> None:
     """Who is in the store, written as it changes, so a restart announces nobody again
     (gateway.presence_store); and each identity's phone as learned over its visits (NULL: not yet)."""
-    db["presence_state"].create(
+    db.table("presence_state").create(
         {"customer_id": str, "zone": str, "entered_at": float, "zone_since": float, "alert_event": int},
         pk="customer_id",
     )
-    db["identities"].add_column("offset_db", float)
-    db["identities"].add_column("offset_var_db2", float)
-    db["identities"].add_column("offset_visits", int)
+    db.table("identities").add_column("offset_db", float)
+    db.table("identities").add_column("offset_var_db2", float)
+    db.table("identities").add_column("offset_visits", int)
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [

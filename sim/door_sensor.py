@@ -26,13 +26,13 @@ from sim.world import World
 DOOR_STREAM = 41  # the door sensors' own random stream: the world and the radio never move with it
 ON_DOOR_M = 0.3  # a crossing this close to a door's opening went through that door
 MIN_REPORT_DELAY_S = 0.05  # a counter reports once both of its zones are free again: never at once
-FLIP = {"in": "out", "out": "in"}
+FLIP: dict[protocol.Direction, protocol.Direction] = {"in": "out", "out": "in"}
 
 
 @dataclass(frozen=True, slots=True)
 class SensedDoor:
     id: str
-    kind: str
+    kind: protocol.DoorSensorKind
     node: str  # the edge node that carries the sensor: the entrance node nearest the door
     jambs: tuple[np.ndarray, np.ndarray]
 
@@ -51,12 +51,16 @@ def sensed_doors(store: StoreFile, cfg: DoorSensor) -> list[SensedDoor]:
     return out
 
 
-def true_crossings(world: World, doors: list[SensedDoor]) -> list[tuple[str, str | None, str, float, str]]:
+Crossing = tuple[str, str | None, str, float, protocol.Direction]  # agent, party, door, t, direction
+
+
+def true_crossings(world: World, doors: list[SensedDoor]) -> list[Crossing]:
     """(agent, party, door, t, direction) of every crossing through a sensed door during the run."""
     duration = world.scenario.scenario.duration_s
-    out = []
+    out: list[Crossing] = []
+    ways: tuple[protocol.Direction, protocol.Direction] = ("in", "out")
     for a in world.agents:
-        for t, direction in ((a.entered_at, "in"), (a.left_at, "out")):
+        for t, direction in zip((a.entered_at, a.left_at), ways, strict=True):
             if t is None or not 0.0 <= t < duration:
                 continue
             p = np.asarray(a.position(t))
@@ -74,7 +78,7 @@ def _spells(rng: np.random.Generator, cfg: DoorSensor, duration: float) -> list[
 
 
 def simulate(
-    crossings: list[tuple[str, str | None, str, float, str]],
+    crossings: list[Crossing],
     doors: list[SensedDoor],
     cfg: DoorSensor,
     duration: float,
@@ -85,7 +89,7 @@ def simulate(
     reports: list[DoorReport] = []
     offline: list[tuple[str, float, float]] = []
 
-    def report(door: SensedDoor, t: float, direction: str, agent: str | None) -> None:
+    def report(door: SensedDoor, t: float, direction: protocol.Direction, agent: str | None) -> None:
         sent = t + max(MIN_REPORT_DELAY_S, float(rng.normal(*cfg.report_delay_s)))
         arrival = sent + float(rng.uniform(*cfg.transport_s))
         reports.append(DoorReport(door.id, door.node, door.kind, t, direction, CLEAN_CONFIDENCE, sent, arrival, agent))
@@ -139,10 +143,10 @@ class DoorFeed:
         self.messages: list[tuple[float, str, bytes]] = []  # (arrival, node, payload)
         for r in truth.door_reports:
             seq[r.node] = seq.get(r.node, -1) + 1
-            crossing = protocol.DoorCrossing(t=r.t + epoch, direction=r.direction, confidence=r.confidence)  # type: ignore[arg-type]
+            crossing = protocol.DoorCrossing(t=r.t + epoch, direction=r.direction, confidence=r.confidence)
             msg = protocol.DoorCrossings(
                 v=protocol.VERSION, store=store.store.id, node=r.node, seq=seq[r.node], ts=r.sent_at + epoch,
-                door=r.door, sensor=r.sensor, crossings=[crossing],  # type: ignore[arg-type]
+                door=r.door, sensor=r.sensor, crossings=[crossing],
             )
             self.messages.append((r.arrival, r.node, protocol.encode(msg)))
         self._next = 0

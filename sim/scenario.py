@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.protocol import DoorSensorKind
 from firmware_config.store import StoreFile, ZoneKind
 from firmware_config.validate import (
     ConfigError,
@@ -230,7 +231,6 @@ class Rfid(_Strict):
     max_range_m: Annotated[float, Field(gt=0, le=50)] = 8.0  # pairs further apart are never evaluated
 
 
-DoorSensorKind = Literal["beam", "tof", "thermal", "stereo"]
 _Probability = Annotated[float, Field(ge=0, le=1)]
 
 

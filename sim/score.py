@@ -81,17 +81,20 @@ def match_entries(truth: Truth, events: list[ReportedEvent]) -> tuple[list[Entry
         if a.consent and a.customer_id is not None and a.entered_at is not None:
             visits.setdefault(a.customer_id, []).append(a)
     for vs in visits.values():
-        vs.sort(key=lambda a: a.entered_at)  # type: ignore[arg-type, return-value]
+        vs.sort(key=lambda a: a.entered_at or 0.0)  # every visit here has entered
     n_true = sum(len(v) for v in visits.values())
     used: set[str] = set()
     matches = []
     entered = sorted((e for e in events if e.kind == "entered"), key=lambda e: e.emitted_at)
     for e in entered:
-        for a in visits.get(e.customer_id or "", []):
+        if e.customer_id is None:
+            continue
+        for a in visits.get(e.customer_id, []):
             end = (a.left_at if a.left_at is not None else truth.duration_s) + ENTRY_LATE_S
-            if a.id not in used and a.entered_at - ENTRY_EARLY_S <= e.t_obs <= end:  # type: ignore[operator]
+            start = (a.entered_at or 0.0) - ENTRY_EARLY_S
+            if a.id not in used and start <= e.t_obs <= end:
                 used.add(a.id)
-                matches.append(EntryMatch(e.customer_id, a.id, a.entered_at, a.left_at, e.emitted_at))  # type: ignore[arg-type]
+                matches.append(EntryMatch(e.customer_id, a.id, a.entered_at or 0.0, a.left_at, e.emitted_at))
                 break
     return matches, len(entered), n_true
 

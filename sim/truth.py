@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edge.protocol import Direction, DoorSensorKind
 from firmware_config.store import ZoneKind
 from sim.world import Agent, ItemState, World
 
@@ -62,7 +63,7 @@ class DoorPass:
     party: str | None
     door: str
     t: float
-    direction: str  # in | out
+    direction: Direction
     outcome: str  # sensed | missed | pair_missed (side by side with the one before) | offline
 
 
@@ -72,9 +73,9 @@ class DoorReport:
 
     door: str
     node: str
-    sensor: str
+    sensor: DoorSensorKind
     t: float  # the crossing as reported
-    direction: str  # as reported (wrong now and then)
+    direction: Direction  # as reported (wrong now and then)
     confidence: float
     sent_at: float  # when the node sent it
     arrival: float  # when the gateway got it
