@@ -50,10 +50,15 @@ class NodeRole(StrEnum):
     SHELF = "shelf"
 
 
+# The languages the staff pages and the enrolment page are translated into (gateway/i18n).
+PAGE_LANGUAGES = ("de", "en")
+
+
 class StoreInfo(_Strict):
     id: Identifier
     name: str = ""
     timezone: str = "UTC"
+    language: str | None = None  # the pages' default language; unset: each browser's own preference
     eddystone_namespace: Annotated[str, Field(pattern=r"^[0-9a-f]{20}$")] = "696e73746f7265000001"
     ibeacon_uuids: list[
         Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]

@@ -39,6 +39,7 @@ from firmware_config.geometry import (
     shared_boundary,
 )
 from firmware_config.store import (
+    PAGE_LANGUAGES,
     Broker,
     Door,
     DoorKind,
@@ -424,6 +425,12 @@ def _check_store(data: dict, report: _Report) -> None:
         report.add(
             ("store", "timezone"),
             f"unknown time zone {info.timezone!r}" + _did_you_mean(info.timezone, zones),
+        )
+    if info.language is not None and info.language not in PAGE_LANGUAGES:
+        report.add(
+            ("store", "language"),
+            f"unknown page language {info.language!r}, expected one of {', '.join(PAGE_LANGUAGES)}"
+            + _did_you_mean(info.language, PAGE_LANGUAGES),
         )
     seen: dict[str, int] = {}
     for i, uuid in enumerate(info.ibeacon_uuids):

@@ -255,6 +255,16 @@ def test_timezone_and_broker_tls():
     ]
 
 
+def test_store_language():
+    assert validate_text(edit(('timezone = "Europe/Berlin"', 'timezone = "Europe/Berlin"\nlanguage = "de"')),
+                         "mini.toml").store.language == "de"
+    assert validate_text(BASE, "mini.toml").store.language is None  # optional: browsers decide
+    text = edit(('timezone = "Europe/Berlin"', 'timezone = "Europe/Berlin"\nlanguage = "DE"'))
+    assert problems(text) == [
+        "mini.toml:4: store.language: unknown page language 'DE', expected one of de, en",
+    ]
+
+
 def test_every_problem_reported_at_once_in_line_order():
     text = edit(
         ('connects = ["door"]', 'connects = ["dor"]'),
