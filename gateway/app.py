@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,14 +22,11 @@ from gateway.core import GatewayCore
 from gateway.db import MAX_ROW_ID
 from gateway.fleet import fleet_router
 from gateway.guards import RequestGuards
+from gateway.i18n import web as i18n_web
 from gateway.mqtt_ingest import MqttIngest
 from gateway.routes_common import Clienteling, current_staff, require_staff
 from gateway.routes_rfid import rfid_router
 from gateway.sse import event_stream, resume_point
-
-
-def _page(name: str) -> str:
-    return resources.files("gateway").joinpath("static", name).read_text(encoding="utf-8")
 
 
 async def _watchdog(systemd: Notifier) -> None:
@@ -89,8 +85,8 @@ def create_app(
 
     @app.get("/", include_in_schema=False, dependencies=[Depends(require_staff)])
     @app.get("/tablet", response_class=HTMLResponse, summary="Staff tablet page", dependencies=[Depends(require_staff)])
-    async def tablet() -> HTMLResponse:
-        return HTMLResponse(_page("tablet.html"))
+    async def tablet(request: Request) -> HTMLResponse:
+        return HTMLResponse(i18n_web.page(request, "tablet.html", core.store.store.language))
 
     @app.get(
         "/api/events", summary="Staff events after an id (polling and catch-up)", dependencies=[Depends(require_staff)]

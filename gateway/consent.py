@@ -33,22 +33,31 @@ PRESENCE_KINDS = ("entered", "left", "zone_changed")  # staff events that say wh
 ANONYMISE_ON_ERASE = ("sales", "orders")
 
 # The wording shown on the enrolment page, per purpose and language. The page shows exactly
-# this text and posts it back; the consent row records it verbatim. Change the text, and
-# the version key changes with it, so old rows keep saying what was actually agreed to.
+# this text and posts it back; the consent row records it verbatim with its language. Change the
+# text, and the version key changes with it, so old rows keep saying what was actually agreed to.
 WORDING: dict[str, dict[str, str]] = {
     "recognition": {
         "en": "Recognise me when I visit: the store app sends a rotating Bluetooth signal from my phone. "
         "The store's sensors link it to my profile so staff know I am here and what sizes and brands "
         "I like. The store records when I came, how long I stayed and which areas I visited, and "
         "deletes these visit records after 30 days. I can withdraw at any time; recognition stops at once.",
+        "de": "Mich bei meinen Besuchen erkennen: Die Store-App sendet von meinem Smartphone ein wechselndes "
+        "Bluetooth-Signal. Die Sensoren des Geschäfts ordnen es meinem Profil zu, damit das Personal weiß, dass "
+        "ich da bin und welche Größen und Marken ich mag. Das Geschäft speichert, wann ich kam, wie lange ich "
+        "blieb und welche Bereiche ich besucht habe, und löscht diese Besuchsdaten nach 30 Tagen. Ich kann "
+        "jederzeit widerrufen; die Erkennung endet sofort.",
     },
     "whatsapp_service": {
         "en": "Send me service messages on WhatsApp: pickup orders ready, appointments and replies to my "
         "questions. I can withdraw at any time; queued messages are cancelled at once.",
+        "de": "Mir Servicenachrichten per WhatsApp senden: abholbereite Bestellungen, Termine und Antworten auf "
+        "meine Fragen. Ich kann jederzeit widerrufen; wartende Nachrichten werden sofort gestrichen.",
     },
     "whatsapp_marketing": {
         "en": "Send me news and offers on WhatsApp (at most one message a week). I can withdraw at any time; "
         "queued messages are cancelled at once.",
+        "de": "Mir Neuigkeiten und Angebote per WhatsApp senden (höchstens eine Nachricht pro Woche). Ich kann "
+        "jederzeit widerrufen; wartende Nachrichten werden sofort gestrichen.",
     },
 }
 
@@ -56,6 +65,11 @@ WORDING: dict[str, dict[str, str]] = {
 def wording_for(purpose: str, language: str = "en") -> str:
     texts = WORDING[purpose]
     return texts.get(language, texts["en"])
+
+
+def wording_language(purpose: str, wording: str) -> str:
+    """Which language's wording this is ("" for words of staff's own): the record keeps what was shown."""
+    return next((lang for lang, text in WORDING.get(purpose, {}).items() if text == wording), "")
 
 
 @dataclass
@@ -114,7 +128,10 @@ def set_consent(
     wording: str,
 ) -> None:
     """Record a grant or withdrawal; a withdrawal stops the purpose everywhere before returning."""
-    record_consent(db, customer_id, purpose, granted, now=now, method=method, wording=wording)
+    record_consent(
+        db, customer_id, purpose, granted, now=now, method=method, wording=wording,
+        language=wording_language(purpose, wording),
+    )
     if granted:
         return
     if purpose == "recognition":

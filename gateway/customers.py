@@ -86,13 +86,14 @@ def update_customer(db: sqlite_utils.Database, customer_id: str, changes: dict, 
 
 def record_consent(
     db: sqlite_utils.Database, customer_id: str, purpose: str, granted: bool, *, now: float,
-    method: str = "staff-tablet", wording: str = "",
+    method: str = "staff-tablet", wording: str = "", language: str = "",
 ) -> None:
+    """One consent row; `language` is the language of `wording` as shown ("" if not one of the store's texts)."""
     if purpose not in PURPOSES:
         raise ValueError(f"purpose: unknown purpose {purpose!r}, expected one of {', '.join(PURPOSES)}")
     db.table("consents").insert({
         "customer_id": customer_id, "purpose": purpose, "granted": int(granted), "at": now,
-        "method": method, "wording": wording,
+        "method": method, "wording": wording, "language": language,
     })
 
 

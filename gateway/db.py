@@ -182,9 +182,14 @@ def _m8_presence_state(db: sqlite_utils.Database) -> None:
     db.table("identities").add_column("offset_visits", int)
 
 
+def _m9_consent_language(db: sqlite_utils.Database) -> None:
+    """Which language's consent wording was shown ("de", "en"; "" for staff's own words)."""
+    db.table("consents").add_column("language", str, not_null_default="")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
-    _m8_presence_state,
+    _m8_presence_state, _m9_consent_language,
 ]
 
 

@@ -21,16 +21,16 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from typing import TYPE_CHECKING, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from prometheus_client import Counter, Gauge
 
 from edge import protocol
 from firmware_config.store import NodeRole, StoreFile
 from gateway.events import Broadcaster, EventLog
+from gateway.i18n import web as i18n_web
 from gateway.metrics import GatewayMetrics
 from gateway.timecheck import MAX_AHEAD_S, OffsetEstimate, Verdict, check_window_time, gateway_skew
 
@@ -395,10 +395,8 @@ def fleet_router(core: GatewayCore, pusher: ConfigPusher | None = None) -> APIRo
     router = APIRouter(lifespan=lifespan)
 
     @router.get("/fleet", response_class=HTMLResponse, summary="Fleet of edge nodes (page)")
-    async def fleet_page() -> HTMLResponse:
-        return HTMLResponse(
-            resources.files("gateway").joinpath("static", "fleet.html").read_text(encoding="utf-8")
-        )
+    async def fleet_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(i18n_web.page(request, "fleet.html", core.store.store.language))
 
     @router.get("/api/fleet", summary="Fleet of edge nodes: state, health, config versions")
     async def fleet_api() -> dict:

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import auth
+from gateway.i18n import web as i18n_web
 from gateway.routes_common import ManagerDep, StaffDep, Svc, client_address, page, throttled
 
 router = APIRouter()
@@ -29,8 +30,8 @@ class NewStaff(BaseModel):
 
 
 @router.get("/login", response_class=HTMLResponse, summary="Staff sign-in page", tags=["auth"])
-def login_page() -> HTMLResponse:
-    return HTMLResponse(page("login.html"))
+def login_page(request: Request, s: Svc) -> HTMLResponse:
+    return HTMLResponse(i18n_web.page(request, "login.html", s.core.store.store.language))
 
 
 @router.post("/api/login", summary="Sign in: sets the session cookie and returns the token", tags=["auth"])

@@ -11,10 +11,11 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway import consent as consent_mod
-from gateway import customers, staff
+from gateway import customers, i18n, staff
 from gateway.db import PURPOSES
 from gateway.eid import IDENTITY_KEY_LEN
-from gateway.routes_common import ManagerDep, StaffDep, Svc, client_address, page, throttled
+from gateway.i18n import web as i18n_web
+from gateway.routes_common import ManagerDep, StaffDep, Svc, client_address, throttled
 
 router = APIRouter()
 
@@ -120,8 +121,8 @@ def _new_identity(s, cid: str) -> bytes:  # noqa: ANN001
 
 
 @router.get("/enrol", response_class=HTMLResponse, summary="Public enrolment page", tags=["enrolment"])
-def enrol_page() -> HTMLResponse:
-    return HTMLResponse(page("enrol.html"))
+def enrol_page(request: Request, s: Svc) -> HTMLResponse:
+    return HTMLResponse(i18n_web.page(request, "enrol.html", s.core.store.store.language))
 
 
 @router.get(
@@ -130,19 +131,15 @@ def enrol_page() -> HTMLResponse:
     tags=["enrolment"],
 )
 def enrol_form(s: Svc, language: Language = "en") -> dict:
+    days = round(s.retention_s / 86400)
     return {
         "store": s.core.store.store.name,
         "purposes": [{"purpose": p, "wording": consent_mod.wording_for(p, language)} for p in PURPOSES],
         "size_categories": list(SIZE_CATEGORIES),
         "retention_days": round(s.retention_s / 86400),
         "recorded": [
-            "your name",
-            "your WhatsApp number (only if you give it)",
-            "your sizes, brands and colours",
-            "which purposes you agreed to, when, and the exact wording shown",
-            "if you choose recognition: when you visit, how long and which areas (kept for "
-            f"{round(s.retention_s / 86400)} days)",
-            "purchases made at the till when you tell staff who you are",
+            i18n.t(language, f"enrol.recorded.{item}", days=days)
+            for item in ("name", "whatsapp", "preferences", "consent", "visits", "purchases")
         ],
     }
 
@@ -174,7 +171,8 @@ def enrol(body: Enrolment, request: Request, s: Svc) -> dict:
         )
         for purpose, shown in body.consents.items():
             customers.record_consent(
-                s.db, cid, purpose, True, now=now, method="enrolment-page", wording=shown
+                s.db, cid, purpose, True, now=now, method="enrolment-page", wording=shown,
+                language=consent_mod.wording_language(purpose, shown),
             )
         # the key only exists if recognition was agreed to: no key, nothing that could ever be tracked
         key = _new_identity(s, cid) if "recognition" in body.consents else None

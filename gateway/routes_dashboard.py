@@ -6,12 +6,13 @@ import html
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from gateway import kpi
+from gateway import i18n, kpi
 from gateway.auth import Staff
-from gateway.routes_common import ManagerDep, Svc, page, require_manager
+from gateway.i18n import web as i18n_web
+from gateway.routes_common import ManagerDep, Svc, require_manager
 
 router = APIRouter(tags=["dashboard"])
 
@@ -36,22 +37,30 @@ def maintenance(_: ManagerDep, s: Svc) -> dict:
     return s.maintain()
 
 
-def _money(cents: float | None) -> str:
-    return "–" if cents is None else f"{cents / 100:,.2f}"
+def _money(cents: float | None, lang: str) -> str:
+    return "–" if cents is None else i18n.number(cents / 100, lang, digits=2)
 
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="Manager dashboard page")
-def dashboard(me: Annotated[Staff, Depends(require_manager)], s: Svc, day: Day = None) -> HTMLResponse:
+def dashboard(
+    me: Annotated[Staff, Depends(require_manager)], s: Svc, request: Request, day: Day = None
+) -> HTMLResponse:
     k = _figures(s, day)
     svgs = kpi.charts(k)
     a = k["alerts"]
+    lang = i18n_web.language(request, s.core.store.store.language)
+    num = lambda v: i18n.number(v, lang)  # noqa: E731
+    dwell = k["dwell"]["median_min"]
     tiles = [
-        ("Recognised visits", str(int(sum(k["recognised_visits_per_hour"])))),
-        ("Alerts answered within 60 s", f"{a['answered_within_60s']} of {sum(a.values())}"),
-        ("Missed alerts", str(a["missed"])),
-        ("Average order value", _money(k["sales"]["average_order_value_cents"])),
-        ("Sales", f"{k['sales']['count']} · {_money(k['sales']['revenue_cents'])}"),
-        ("Median dwell", "–" if k["dwell"]["median_min"] is None else f"{k['dwell']['median_min']:.0f} min"),
+        (i18n.t(lang, "dash.recognised_visits"), num(int(sum(k["recognised_visits_per_hour"])))),
+        (
+            i18n.t(lang, "dash.answered_within_60s"),
+            i18n.t(lang, "dash.n_of_m", n=num(a["answered_within_60s"]), m=num(sum(a.values()))),
+        ),
+        (i18n.t(lang, "dash.missed_alerts"), num(a["missed"])),
+        (i18n.t(lang, "dash.average_order_value"), _money(k["sales"]["average_order_value_cents"], lang)),
+        (i18n.t(lang, "dash.sales"), f"{num(k['sales']['count'])} · {_money(k['sales']['revenue_cents'], lang)}"),
+        (i18n.t(lang, "dash.median_dwell"), "–" if dwell is None else i18n.t(lang, "dash.minutes", n=num(dwell))),
     ]
     tile_html = "".join(
         f'<div class="tile"><div class="v">{html.escape(v)}</div><div class="l">{html.escape(label)}'
@@ -60,14 +69,15 @@ def dashboard(me: Annotated[Staff, Depends(require_manager)], s: Svc, day: Day =
     )
     rows = "".join(
         f"<tr><td>{html.escape(u)}</td><td>{v['alerts_answered']}</td><td>{v['alerts_answered_within_60s']}</td>"
-        f"<td>{v['sales']}</td><td>{_money(v['sales_cents'])}</td></tr>"
+        f"<td>{v['sales']}</td><td>{_money(v['sales_cents'], lang)}</td></tr>"
         for u, v in k["per_staff"].items()
     )
     charts = "".join(
         f'<figure class="chart" data-chart="{name}">{svg}</figure>' for name, svg in svgs.items()
     )
     body = (
-        page("dashboard.html")
+        i18n_web.page(request, "dashboard.html", s.core.store.store.language)
+        .replace("{{day_shown}}", html.escape(i18n.day(k["day"], lang)))
         .replace("{{day}}", html.escape(k["day"]))
         .replace("{{user}}", html.escape(me.name))
         .replace("{{tiles}}", tile_html)

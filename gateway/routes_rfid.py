@@ -25,11 +25,10 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +39,7 @@ from gateway.db import MAX_ROW_ID
 from gateway.epcis import LogRow, epcis_events
 from gateway.events import StaffEvent
 from gateway.fitting_rooms import FITTING_ROOM, FittingRoomEngine, Layout, Obs, RoomEvent
+from gateway.i18n import web as i18n_web
 from gateway.shelves import ShelfEvent, ShelfTracker
 from gateway.sse import event_stream, resume_point
 
@@ -241,7 +241,7 @@ class RfidService:
                         "variants": catalogue.variants(db, g, floor) if g else [],
                     }
                 )
-            greeting = None
+            greeting = first_name = None
             if len(state["customers"]) == 1:
                 from gateway.customers import has_consent
 
@@ -249,12 +249,14 @@ class RfidService:
                 if has_consent(db, cid, "recognition"):
                     row = db.execute("SELECT name FROM customers WHERE id = ?", [cid]).fetchone()
                     if row and row[0]:
-                        greeting = f"Hello {row[0].split()[0]}"
+                        first_name = row[0].split()[0]
+                        greeting = f"Hello {first_name}"
         return {
             "room": room,
             "name": self.room_names.get(room, room),
             "items": items,
             "greeting": greeting,
+            "greeting_name": first_name,  # the screen greets in its own language
             "session": state["session"]["id"] if state["session"] else None,
         }
 
@@ -322,10 +324,6 @@ class HelpRequest(BaseModel):
     size: Annotated[str, Field(max_length=20)] | None = None
 
 
-def _page(name: str) -> str:
-    return resources.files("gateway").joinpath("static", name).read_text(encoding="utf-8")
-
-
 def _since(value: str | None, tz: ZoneInfo, now: float) -> float:
     """``since`` as UNIX seconds or an ISO date / date-time; default: start of today (store time)."""
     if value is None or value == "":
@@ -360,9 +358,9 @@ def rfid_router(core: GatewayCore) -> APIRouter:
         return room
 
     @router.get("/fitting-room/{room}", response_class=HTMLResponse, summary="Fitting-room screen")
-    async def room_page(room: Room) -> HTMLResponse:
+    async def room_page(room: Room, request: Request) -> HTMLResponse:
         room_or_404(room)
-        return HTMLResponse(_page("fitting_room.html"))
+        return HTMLResponse(i18n_web.page(request, "fitting_room.html", core.store.store.language))
 
     @router.get("/api/fitting-room/{room}", summary="Garments in a fitting room, other sizes and colours")
     def room_state(room: Room) -> dict:

@@ -23,13 +23,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from cloud_sync.service import InboxError, WhatsAppService
-from gateway.routes_common import ManagerDep, StaffDep, page, require_staff
+from gateway.i18n import web as i18n_web
+from gateway.routes_common import ManagerDep, StaffDep, require_staff
 
 WaId = Annotated[str, Path(pattern=r"^[1-9][0-9]{6,14}$", description="E.164 digits without '+'")]
 ClientRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{4,64}$")]
@@ -218,5 +219,6 @@ def mount_whatsapp(app: FastAPI, service: WhatsAppService) -> None:
         dependencies=[Depends(require_staff)],
         tags=["whatsapp"],
     )
-    async def inbox_page() -> HTMLResponse:
-        return HTMLResponse(page("inbox.html"))
+    async def inbox_page(request: Request) -> HTMLResponse:
+        store_language = app.state.clienteling.core.store.store.language
+        return HTMLResponse(i18n_web.page(request, "inbox.html", store_language))

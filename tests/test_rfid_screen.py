@@ -121,7 +121,7 @@ def test_screen_shows_garments_and_call_staff_reaches_the_tablet(gw, browser) ->
     feed.seconds(4, [TEE_M, SHIRT])  # two garments arrive, live over the room's stream
     card = screen.wait_for_selector(f"article.item[data-epc='{TEE_M}']")
     text = card.inner_text()
-    assert "Organic tee" in text and "Size M" in text and "black" in text and "19.95 EUR" in text
+    assert "Organic tee" in text and "Size M" in text and "black" in text and "€19.95" in text
     assert card.query_selector(".pic") is not None  # picture placeholder
     assert (
         card.query_selector(".variants span.in[data-gtin='04061234000026']") is not None
