@@ -183,30 +183,35 @@ def _bar(title: str, labels: list[str], series: dict[str, list[float]], colours:
     return _svg(fig)
 
 
-def charts(k: dict) -> dict[str, str]:
-    """The dashboard's charts as inline SVG strings, keyed by name."""
+def charts(k: dict, lang: str = "en") -> dict[str, str]:
+    """The dashboard's charts as inline SVG strings, keyed by name, labelled in `lang`."""
     import matplotlib
+
+    from gateway.i18n import t
 
     with _CHART_LOCK, matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "instore"}):
         staff = list(k["per_staff"])
         return {
             "traffic": _bar(
-                "Footfall (anonymous devices) and recognised visits per hour",
+                t(lang, "chart.traffic"),
                 k["hours"],
-                {"footfall": k["footfall_per_hour"], "recognised visits": k["recognised_visits_per_hour"]},
+                {
+                    t(lang, "chart.footfall"): k["footfall_per_hour"],
+                    t(lang, "chart.recognised_visits"): k["recognised_visits_per_hour"],
+                },
                 ["#9bb7ad", "#0a7d5a"],
             ),
             "dwell": _bar(
-                "Dwell time of recognised visits",
+                t(lang, "chart.dwell"),
                 k["dwell"]["labels"],
-                {"visits": k["dwell"]["counts"]},
+                {t(lang, "chart.visits"): k["dwell"]["counts"]},
                 ["#0a7d5a"],
             ),
             "alerts": _bar(
-                "Entry alerts",
-                ["within 60 s", "later", "missed"],
+                t(lang, "chart.alerts"),
+                [t(lang, "chart.within_60s"), t(lang, "chart.later"), t(lang, "chart.missed")],
                 {
-                    "alerts": [
+                    t(lang, "chart.alerts_series"): [
                         k["alerts"]["answered_within_60s"],
                         k["alerts"]["answered_late"],
                         k["alerts"]["missed"],
@@ -215,11 +220,11 @@ def charts(k: dict) -> dict[str, str]:
                 ["#b35c00"],
             ),
             "staff": _bar(
-                "Per staff member",
+                t(lang, "chart.per_staff"),
                 staff or ["-"],
                 {
-                    "alerts answered": [k["per_staff"][s]["alerts_answered"] for s in staff] or [0],
-                    "sales": [k["per_staff"][s]["sales"] for s in staff] or [0],
+                    t(lang, "chart.alerts_answered"): [k["per_staff"][s]["alerts_answered"] for s in staff] or [0],
+                    t(lang, "chart.sales"): [k["per_staff"][s]["sales"] for s in staff] or [0],
                 },
                 ["#0a7d5a", "#3d5a80"],
             ),

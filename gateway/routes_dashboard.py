@@ -46,9 +46,9 @@ def dashboard(
     me: Annotated[Staff, Depends(require_manager)], s: Svc, request: Request, day: Day = None
 ) -> HTMLResponse:
     k = _figures(s, day)
-    svgs = kpi.charts(k)
-    a = k["alerts"]
     lang = i18n_web.language(request, s.core.store.store.language)
+    svgs = kpi.charts(k, lang)
+    a = k["alerts"]
     num = lambda v: i18n.number(v, lang)  # noqa: E731
     dwell = k["dwell"]["median_min"]
     tiles = [

@@ -36,7 +36,8 @@ def catalogue(lang: str) -> dict[str, str]:
 
 def t(lang: str, key: str, **args: object) -> str:
     """A message in `lang`, English if missing there (the catalogue test keeps both complete), else the key."""
-    text = catalogue(lang).get(key) or catalogue("en").get(key) or key
+    own = catalogue(lang).get(key) if lang in LANGUAGES else None
+    text = own or catalogue("en").get(key) or key
     return _ARG.sub(lambda m: str(args.get(m.group(1), m.group(0))), text)
 
 
