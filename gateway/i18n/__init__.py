@@ -82,7 +82,9 @@ def _script(lang: str) -> str:
     messages = json.dumps(catalogue(lang), ensure_ascii=False).replace("</", "<\\/")
     return (
         "<style>.lang-switches { display:inline-flex; gap:4px; } .lang-switches button { width:auto; min-height:36px;"
-        " min-width:44px; margin:0; padding:4px 10px; font-size:15px; }</style>\n"
+        " min-width:44px; margin:0; padding:4px 10px; font-size:15px; }"
+        " .lang-switches button[aria-pressed=true] { font-weight:700; box-shadow:inset 0 -3px 0 currentColor; }"
+        "</style>\n"
         f"<script>const LANG = {json.dumps(lang)}; const MSG = {messages};\n"
         "function t(k, a) { const s = MSG[k] || k;"
         " return a ? s.replace(/\\{(\\w+)\\}/g, (m, n) => n in a ? a[n] : m) : s; }\n"
