@@ -81,3 +81,21 @@ def test_enrolment_in_german_then_english(german_store, browser) -> None:  # noq
     page.wait_for_selector("input[name=purpose][value=recognition]")
     assert _text(page, "label[for=name]") == "Your name"
     assert consent_mod.WORDING["recognition"]["en"] in page.locator(".wording").all_text_contents()
+
+
+@pytest.mark.parametrize("width", [390, 768, 1280])
+def test_the_german_tablet_never_scrolls_sideways(german_store, browser, width: int) -> None:  # noqa: ANN001
+    """German is the longer language: the header (name, sound, connection, language, sign out)
+    wraps on a phone instead of pushing "Abmelden" off the screen."""
+    core, server = german_store
+    page = browser.new_context(viewport={"width": width, "height": 800}, service_workers="block").new_page()
+    page.goto(server.url + "/tablet")
+    page.fill("#u", "ana")
+    page.fill("#p", "ana-password")
+    page.click("#go")
+    page.wait_for_selector("#conn.live")
+    core.emit(PresenceEvent("entered", "c1", time.time(), "entrance", "pavement", 0.9))
+    page.wait_for_selector("article.alert[data-kind=entered]")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    box = page.locator("#logout").bounding_box()
+    assert box is not None and box["x"] + box["width"] <= width
