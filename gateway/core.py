@@ -129,12 +129,15 @@ class GatewayCore:
         heard: dict[str, float] = {}
         with self.lock:
             self.footfall.add(self.db, w.node, t, w.anonymous.devices, w.anonymous.adverts)
-            for obs in w.observations:
-                cid = self.resolver.resolve(obs.id, now)
+            customers = self.resolver.resolve_many([obs.id for obs in w.observations], now)
+            unresolved = 0
+            for obs, cid in zip(w.observations, customers, strict=True):
                 if cid is None:
-                    self.metrics.unresolved.inc()
+                    unresolved += 1
                     continue
                 heard[cid] = max(heard.get(cid, -200.0), obs.rssi_mean)
+            if unresolved:
+                self.metrics.unresolved.inc(unresolved)
             if w.late:
                 return []
             self._bound_catch_up(t)

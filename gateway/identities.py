@@ -3,6 +3,10 @@
 Static iBeacon ids are a dictionary lookup; Eddystone-EIDs go through the `EidResolver`
 tables. Anything that does not resolve to a customer with recognition consent is not a
 person we may recognise: it is counted and dropped, never stored.
+
+All nodes' windows of one second end at the same time and mostly hear the same phones, so
+answers are kept while `now` stays the same: each id is resolved once per second, not once
+per node that heard it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ class IdentityResolver:
         self._static: dict[str, str] = {}
         self._eid = EidResolver()
         self._by_customer: dict[str, list[Identity]] = {}
+        self._now: float | None = None  # the `now` the cached answers hold for
+        self._cache: dict[str, str | None] = {}
         for ident in identities:
             self.add(ident)
 
     def add(self, ident: Identity) -> None:
+        self._cache.clear()
         self._by_customer.setdefault(ident.customer_id, []).append(ident)
         if ident.kind == "eid":
             self._eid.add(ident.customer_id, bytes.fromhex(ident.value), ident.k, ident.epoch)
@@ -28,6 +35,7 @@ class IdentityResolver:
 
     def forget(self, customer_id: str) -> None:
         """Consent withdrawn or customer erased: stop recognising them at once."""
+        self._cache.clear()
         for ident in self._by_customer.pop(customer_id, []):
             if ident.kind == "eid":
                 self._eid.remove(ident.customer_id)
@@ -35,9 +43,22 @@ class IdentityResolver:
                 self._static.pop(ident.value, None)
 
     def resolve(self, observed_id: str, now: float) -> str | None:
-        if observed_id.startswith("eid:"):
-            return self._eid.resolve(bytes.fromhex(observed_id[4:]), now)
-        return self._static.get(observed_id)
+        return self.resolve_many([observed_id], now)[0]
+
+    def resolve_many(self, observed_ids: list[str], now: float) -> list[str | None]:
+        """The customer behind each observed id at time `now` (None: not one we may recognise)."""
+        if now != self._now:
+            self._now = now
+            self._cache.clear()
+        cache = self._cache
+        new = [i for i in dict.fromkeys(observed_ids) if i not in cache]
+        if new:
+            eids = [i for i in new if i.startswith("eid:")]
+            if eids:
+                cache.update(zip(eids, self._eid.resolve_many([bytes.fromhex(i[4:]) for i in eids], now), strict=True))
+            get = self._static.get
+            cache.update((i, get(i)) for i in new if not i.startswith("eid:"))
+        return [cache[i] for i in observed_ids]
 
     def __len__(self) -> int:
         return len(self._by_customer)

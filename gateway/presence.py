@@ -61,6 +61,7 @@ NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth
 WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
 WALK_IN = 2  # the mode of a "walking in" copy of a cell near a street door
 WALK_IN_KINDS = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # where customers walk on from the door
+LEVEL_BLOCK_ROWS = 256  # identities per block of `level_ll`: a block's likelihood rows stay in the CPU cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,13 +562,20 @@ class PresenceModel:
     def detection_ll(self, heard: np.ndarray, reported: np.ndarray, rates: np.ndarray | None = None) -> np.ndarray:
         """(I, U): every reporting node's log P(miss), swapped for log P(hit) where it heard;
         `rates` (I,): each identity's advertising rate (default: `adverts_per_s` for all)."""
-        if rates is None:
-            return reported.astype(np.float32) @ self._miss + heard.astype(np.float32) @ self._hit_t
+        distinct = np.unique(rates) if rates is not None else [self.params.adverts_per_s]
+        missed = reported.astype(np.float32)
+        if len(distinct) == 1:  # everyone alike: no row selection, one product written in place
+            miss, hit = self.detection_tables(float(distinct[0]))
+            out = heard.astype(np.float32) @ hit
+            out += missed @ miss
+            return out
         out = np.empty((len(heard), self._miss.shape[1]), dtype=np.float32)
-        for rate in np.unique(rates):
+        for rate in distinct:
             rows = rates == rate
             miss, hit = self.detection_tables(float(rate))
-            out[rows] = reported.astype(np.float32) @ miss + heard[rows].astype(np.float32) @ hit
+            part = heard[rows].astype(np.float32) @ hit
+            part += missed @ miss
+            out[rows] = part
         return out
 
     def level_ll(self, rssi: np.ndarray, ii: np.ndarray, nn: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -575,18 +583,28 @@ class PresenceModel:
         prediction, added to `out` when given."""
         p = self.params
         ll = np.zeros((len(rssi), self._miss.shape[1]), dtype=np.float32) if out is None else out
-        # one node at a time: its readings x all states is a block that stays in the CPU cache,
-        # and an identity has at most one reading per node, so the rows add without collisions
+        # a block of identities at a time, and in it one node at a time: the block's rows of `ll`
+        # and a node's readings x all places stay in the CPU cache. An identity has at most one
+        # reading per node, so the rows add without collisions, in node order as ever
         scale = np.float32(-0.5 * (p.tail_dof + 1))
-        for n in np.unique(nn):
-            rows = ii[nn == n]
-            z = rssi[rows, n].astype(np.float32)[:, None] - self._mu_heard_t[n]  # (h, K)
-            z *= self._inv_sigma_dof_t[n]
-            np.square(z, out=z)
-            np.log1p(z, out=z)
-            z *= scale
-            z += self._log_sigma_t[n]
-            ll[rows] += z
+        order = np.argsort(ii, kind="stable")
+        ii, nn = ii[order], nn[order]
+        values = rssi[ii, nn].astype(np.float32)
+        block = LEVEL_BLOCK_ROWS
+        cuts = np.searchsorted(ii, np.arange(0, len(ll) + block, block)).tolist()
+        for a, s0, s1 in zip(range(0, len(ll), block), cuts, cuts[1:], strict=False):
+            if s0 == s1:
+                continue
+            rows_b, nodes_b, values_b, ll_b = ii[s0:s1] - a, nn[s0:s1], values[s0:s1], ll[a : a + block]
+            for n in np.unique(nodes_b).tolist():
+                at = nodes_b == n
+                z = values_b[at][:, None] - self._mu_heard_t[n]  # (h, U)
+                z *= self._inv_sigma_dof_t[n]
+                np.square(z, out=z)
+                np.log1p(z, out=z)
+                z *= scale
+                z += self._log_sigma_t[n]
+                ll_b[rows_b[at]] += z
         return ll
 
 

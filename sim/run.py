@@ -204,7 +204,7 @@ class _BleEdge:
             )
             ident = codes[inv]
         tt = rec.t + self.epoch
-        obs: dict[tuple[int, int], list[tuple[float, dict]]] = {}
+        obs: dict[tuple[int, int], list[dict]] = {}
         fwd = ident >= 0
         if fwd.any():
             node, wk, idc, t, rssi = (
@@ -219,31 +219,21 @@ class _BleEdge:
             brk = np.flatnonzero((np.diff(node) != 0) | (np.diff(wk) != 0) | (np.diff(idc) != 0)) + 1
             starts = np.concatenate([[0], brk])
             stops = np.concatenate([brk, [len(t)]])
-            sums = np.add.reduceat(rssi, starts).tolist()
-            maxs = np.maximum.reduceat(rssi, starts).tolist()
-            tl = t.tolist()
-            for s0, s1, sm, mx, code, nd, k in zip(
-                starts.tolist(),
-                stops.tolist(),
-                sums,
-                maxs,
-                idc[starts].tolist(),
-                node[starts].tolist(),
-                wk[starts].tolist(),
-                strict=True,
+            counts = stops - starts
+            means = np.add.reduceat(rssi, starts) / counts  # int / int, correctly rounded as in Python
+            maxs = np.maximum.reduceat(rssi, starts).astype(float)
+            # a window lists its observations by first reception (then ident): groups in that order
+            first, last = t[starts], t[stops - 1]
+            g_node, g_wk, g_idc = node[starts], wk[starts], idc[starts]
+            go = np.lexsort((g_idc, first, g_wk, g_node))
+            idents, txs = self.idents, self.ident_tx
+            for cnt, mean, mx, t0, t1, code, nd, k in zip(
+                *(a[go].tolist() for a in (counts, means, maxs, first, last, g_idc, g_node, g_wk)), strict=True
             ):
-                cnt = s1 - s0
-                o = {
-                    "id": self.idents[code],
-                    "n": cnt,
-                    "rssi_mean": round(sm / cnt, 2),
-                    "rssi_max": float(mx),
-                    "first": tl[s0],
-                    "last": tl[s1 - 1],
-                }
-                if self.ident_tx[code] is not None:
-                    o["tx"] = self.ident_tx[code]
-                obs.setdefault((nd, k), []).append((tl[s0], o))
+                o = {"id": idents[code], "n": cnt, "rssi_mean": round(mean, 2), "rssi_max": mx, "first": t0, "last": t1}
+                if txs[code] is not None:
+                    o["tx"] = txs[code]
+                obs.setdefault((nd, k), []).append(o)
         anon: dict[tuple[int, int], tuple[int, int]] = {}
         an = ~fwd
         if an.any():
@@ -260,7 +250,7 @@ class _BleEdge:
         out = []
         for j, k in ends:
             start, end = self._window_times(j, k)
-            o = [x[1] for x in sorted(obs.get((j, k), []), key=lambda x: x[0])]
+            o = obs.get((j, k), [])
             d, a = anon.get((j, k), (0, 0))
             payload = {
                 "v": VERSION,
