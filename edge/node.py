@@ -33,6 +33,7 @@ from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
 from edge.rfid_node import ReaderSpec, RfidReaderLoop
 from edge.scanning import ScannerStarter, bluez_args, resolve_backend
+from edge.timesync import read_clock_synced
 from edge.window import BleWindowAggregator
 from firmware_config.node_config import NodeRuntimeConfig
 from firmware_config.sdnotify import Notifier
@@ -135,6 +136,7 @@ class BleNode:
             "queue_depth": self.queue.depth,
             "dropped": self.queue.dropped,
             "cpu_temp_c": read_cpu_temp(self.cfg.health.thermal_dir),
+            "clock_synced": read_clock_synced(),
             **self._disk_rates(),
         }
 
