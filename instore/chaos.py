@@ -221,12 +221,14 @@ class Proc:
     log: Path
     env: dict[str, str]
     popen: subprocess.Popen | None = None
-    down: bool = False  # held down by a fault
+    down: int = 0  # faults holding it down (two network cuts may overlap)
     killed: bool = False  # SIGKILLed by a fault: its restart is expected
     restarts: int = 0
     crashes: int = 0  # deaths no fault caused
 
     def start(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            return
         self.ctrl.mkdir(parents=True, exist_ok=True)
         with self.log.open("a") as log:
             self.popen = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=log, env=self.env,
@@ -382,10 +384,18 @@ class Run:
         p = self.procs
         self.events.append(f"{f.at_s:.1f}s {f.kind} {f.target}".strip())
         if f.kind in ("broker_restart", "network_cut"):
-            p["broker"].down = True
-            p["broker"].popen.terminate()  # type: ignore[union-attr]
-            p["broker"].popen.wait()  # type: ignore[union-attr]
-            return lambda: (setattr(p["broker"], "down", False), p["broker"].start())
+            broker = p["broker"]
+            broker.down += 1
+            if broker.popen is not None and broker.popen.poll() is None:
+                broker.popen.terminate()
+                broker.popen.wait()
+
+            def heal() -> None:
+                broker.down -= 1
+                if not broker.down:
+                    broker.start()
+
+            return heal
         if f.kind == "gateway_kill":
             self.scrape()
             p["gateway"].kill()  # the supervisor starts it again, like systemd
