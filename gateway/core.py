@@ -15,6 +15,7 @@ import sqlite_utils
 
 from edge import protocol
 from firmware_config.store import StoreFile
+from gateway.carryover import CarriedOver
 from gateway.customers import customer_card, recognisable_identities
 from gateway.events import Broadcaster, EventLog, StaffEvent
 from gateway.fleet import FleetMonitor
@@ -69,6 +70,7 @@ class GatewayCore:
         self.metrics = metrics or GatewayMetrics()
         self.broadcaster = broadcaster or Broadcaster()
         self.events = EventLog(db, self.lock)
+        self.carried = CarriedOver.from_db(db, clock())  # inside when the last process stopped
         identities = recognisable_identities(db)
         self.resolver = IdentityResolver(identities)
         self.presence = PresenceEngine(PresenceModel(store, presence_params or PresenceParams()))
@@ -133,7 +135,8 @@ class GatewayCore:
             if w.late:
                 return []
             self._bound_catch_up(t)
-            return [self.emit(ev) for ev in self.presence.add_window(w.node, t, heard)]
+            events = self.presence.add_window(w.node, t, heard)
+            return [self.emit(ev) for ev in events if not self.carried.continues(ev)]
 
     def _bound_catch_up(self, t: float) -> None:
         """After a gap longer than MAX_CATCHUP_S the engine jumps (on its step grid) instead of
