@@ -459,13 +459,57 @@ def _produced(ctrl: Path) -> set[tuple[str, int]]:
     return {(k, int(s)) for k, _, s in (ln.partition(" ") for ln in lines if ln.count(" ") == 1)}
 
 
+class _Air:
+    """The simulator's radio for one run, in its own thread: `world` from `busy_from` on."""
+
+    def __init__(self, world: Any, seed: int, busy_from: float, until: float):
+        import asyncio
+
+        from sim.air import AirServer
+        from sim.emitter import Emitter
+
+        self.loop, ready = asyncio.new_event_loop(), threading.Event()
+        self.stop = asyncio.Event()
+
+        async def air() -> None:
+            t0 = time.time()
+            server = AirServer(Emitter(world, seed=seed, epoch=t0 - busy_from), clock=time.time)
+            self.port = await server.start()
+            ready.set()
+            await server.run(lambda: busy_from + time.time() - t0, busy_from + until, self.stop)
+            await server.close()
+
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(air(),), daemon=True)
+        self.thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the simulated air did not start")
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(10)
+
+
+def _play(run: Run, plan: list[Fault], duration_s: float) -> None:
+    """Inject the faults at their times, heal them, restart what dies; then let the queues drain."""
+    t0 = time.monotonic()
+    pending = sorted(plan, key=lambda f: f.at_s)
+    healing: list[tuple[float, Callable[[], None]]] = []
+    while time.monotonic() - t0 < duration_s + SETTLE_S or healing:
+        now = time.monotonic() - t0
+        while pending and pending[0].at_s <= now:
+            f = pending.pop(0)
+            healing.append((now + f.duration_s, run.inject(f)))
+        for item in [h for h in healing if h[0] <= now]:
+            item[1]()
+            healing.remove(item)
+        for p in run.procs.values():
+            p.supervise()
+        time.sleep(0.1)
+
+
 def run_once(seed: int, duration_s: float, faults: list[Fault] | None = None, count: int = 3) -> dict[str, Any]:
     """One run; `faults` (default: `count` planned from `seed`) are injected at their times."""
-    import asyncio
-
     from firmware_config.store import load_store
-    from sim.air import AirServer
-    from sim.emitter import Emitter
     from sim.scenario import load_scenario
     from sim.world import build_world
 
@@ -476,95 +520,73 @@ def run_once(seed: int, duration_s: float, faults: list[Fault] | None = None, co
         world = build_world(sc.with_seed(seed), load_store(STORE))
         busy_from = busiest_start([a.entered_at for a in world.agents if a.entered_at is not None and a.customer
                                    and a.customer.recognition_consent], FAULT_WINDOW[1] * duration_s)
-        loop, ready = asyncio.new_event_loop(), threading.Event()
-        port: list[int] = []
-        stop_air: list[asyncio.Event] = []
-
-        async def air() -> None:
-            t0 = time.time()
-            server = AirServer(Emitter(world, seed=seed, epoch=t0 - busy_from), clock=time.time)
-            port.append(await server.start())
-            stop_air.append(asyncio.Event())
-            ready.set()
-            await server.run(lambda: busy_from + time.time() - t0, busy_from + duration_s + 3 * SETTLE_S,
-                             stop_air[0])
-            await server.close()
-
-        air_thread = threading.Thread(target=loop.run_until_complete, args=(air(),), daemon=True)
-        air_thread.start()
-        ready.wait(10)
-        run.setup(port[0], world)
-        procs = run.procs
-        procs["broker"].start()
-        time.sleep(0.5)
-        for name, p in procs.items():
-            if name != "broker":
+        air = _Air(world, seed, busy_from, duration_s + 3 * SETTLE_S)
+        run.setup(air.port, world)
+        procs, audit, stream = run.procs, None, None
+        try:
+            procs["broker"].start()
+            time.sleep(0.5)
+            for p in procs.values():
                 p.start()
-        audit = run.auditor()
-        stream = _Stream(f"http://127.0.0.1:{run.http}")
-        t0, wall0 = time.monotonic(), time.time()
-        pending = sorted(plan, key=lambda f: f.at_s)
-        healing: list[tuple[float, Callable[[], None]]] = []
-        while time.monotonic() - t0 < duration_s or healing:
-            now = time.monotonic() - t0
-            while pending and pending[0].at_s <= now:
-                f = pending.pop(0)
-                healing.append((now + f.duration_s, run.inject(f)))
-            for item in [h for h in healing if h[0] <= now]:
-                item[1]()
-                healing.remove(item)
+            audit = run.auditor()
+            stream = _Stream(f"http://127.0.0.1:{run.http}")
+            wall0 = time.time()
+            _play(run, plan, duration_s)
+            stream.connected.wait(10)
+            run.scrape()
+            stream_open = stream.connected.is_set()
+            took: dict[str, float | None] = {"gateway": procs["gateway"].stop()}  # the stream still open
+            for node in run.nodes:
+                took[node] = procs[node].stop()
+            time.sleep(1.0)  # the auditor hears the last windows
+            took["broker"] = procs["broker"].stop()
+        finally:
+            if stream is not None:
+                stream.stop.set()
+            if audit is not None:
+                audit.loop_stop()
+                audit.disconnect()
             for p in procs.values():
-                p.supervise()
-            time.sleep(0.1)
-        settle_until = time.monotonic() + SETTLE_S
-        while time.monotonic() < settle_until:
-            for p in procs.values():
-                p.supervise()
-            time.sleep(0.2)
-        stream.connected.wait(10)
-        run.scrape()
-        stream_open = stream.connected.is_set()
-        took: dict[str, float | None] = {"gateway": procs["gateway"].stop()}
-        stream.stop.set()
-        for node in run.nodes:
-            took[node] = procs[node].stop()
-        time.sleep(1.0)  # the auditor hears the last windows
-        audit.loop_stop()
-        audit.disconnect()
-        procs["broker"].stop()
-        loop.call_soon_threadsafe(stop_air[0].set)
-        air_thread.join(10)
+                p.kill()
+            air.close()
         produced = {n: _produced(procs[n].ctrl) for n in run.nodes}
-        books = tally(produced, run.heard, run.late)
         con = sqlite3.connect(run.workdir / "gateway.db")
-        alerts = con.execute("SELECT kind, customer_id, ts FROM events WHERE kind IN ('entered', 'left') ORDER BY id")
-        events = alerts.fetchall()
+        events = con.execute(
+            "SELECT kind, customer_id, ts FROM events WHERE kind IN ('entered', 'left') ORDER BY id"
+        ).fetchall()
         con.close()
-        dupes = duplicate_alerts(events)
-        stuck = sorted(n for n, t in took.items() if t is None)
-        rejected = _labelled(run.metrics, "instore_gateway_rejects", "field")
-        rejected.update({f"time_{k}": v for k, v in _labelled(run.metrics, "instore_gateway_time_rejects",
-                                                                "reason").items()})
-        rejected["duplicate"] = sum(_labelled(run.metrics, "instore_gateway_duplicate_windows", "kind").values())
-        return {
-            "seed": seed,
-            "scenario_from_s": round(busy_from, 1),
-            "faults": [asdict(f) for f in plan],
-            "windows": {**books, "gateway_messages": sum(_labelled(run.metrics, "instore_gateway_messages",
-                                                                   "kind").values()),
-                        "gateway_late": sum(_labelled(run.metrics, "instore_gateway_late_windows", "kind").values()),
-                        "rejected": {k: v for k, v in rejected.items() if v}},
-            "alerts": sum(1 for k, _, _ in events if k == "entered"),
-            "duplicate_alerts": len(dupes),
-            "duplicate_alerts_at_s": [round(ts - wall0, 1) for _, ts in dupes],
-            "restarts": {n: p.restarts for n, p in procs.items() if p.restarts},
-            "crashes": {n: p.crashes for n, p in procs.items() if p.crashes},
-            "stuck": stuck,
-            "gateway_sigterm_s": None if took["gateway"] is None else round(took["gateway"], 2),
-            "gateway_sigterm_with_stream": stream_open,
-            "ok": books["lost"] == 0 and not dupes and not stuck
-            and took["gateway"] is not None and took["gateway"] < STOP_WITHIN_S,
-        }
+    return _report(run, plan, busy_from, produced, events, took, stream_open, wall0)
+
+
+def _report(run: Run, plan: list[Fault], busy_from: float, produced: dict[str, set[tuple[str, int]]],
+            events: list[tuple[str, str | None, float]], took: dict[str, float | None], stream_open: bool,
+            wall0: float) -> dict[str, Any]:
+    books = tally(produced, run.heard, run.late)
+    dupes = duplicate_alerts(events)
+    stuck = sorted(n for n, t in took.items() if t is None)
+    m = run.metrics
+    rejected = _labelled(m, "instore_gateway_rejects", "field")
+    rejected.update({f"time_{k}": v for k, v in _labelled(m, "instore_gateway_time_rejects", "reason").items()})
+    rejected["duplicate"] = sum(_labelled(m, "instore_gateway_duplicate_windows", "kind").values())
+    gateway_stop = took["gateway"]
+    return {
+        "seed": run.seed,
+        "scenario_from_s": round(busy_from, 1),
+        "faults": [asdict(f) for f in plan],
+        "windows": {**books, "gateway_messages": sum(_labelled(m, "instore_gateway_messages", "kind").values()),
+                    "gateway_late": sum(_labelled(m, "instore_gateway_late_windows", "kind").values()),
+                    "rejected": {k: v for k, v in rejected.items() if v}},
+        "alerts": sum(1 for k, _, _ in events if k == "entered"),
+        "duplicate_alerts": len(dupes),
+        "duplicate_alerts_at_s": [round(ts - wall0, 1) for _, ts in dupes],
+        "restarts": {n: p.restarts for n, p in run.procs.items() if p.restarts},
+        "crashes": {n: p.crashes for n, p in run.procs.items() if p.crashes},
+        "stuck": stuck,
+        "gateway_sigterm_s": None if gateway_stop is None else round(gateway_stop, 2),
+        "gateway_sigterm_with_stream": stream_open,
+        "ok": books["lost"] == 0 and not dupes and not stuck and not any(p.crashes for p in run.procs.values())
+        and gateway_stop is not None and gateway_stop < STOP_WITHIN_S and stream_open,
+    }
 
 
 def run_chaos(runs: int, seed: int, duration_s: float, count: int,

@@ -181,6 +181,8 @@ def test_deploy_guide_on_one_machine(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (store.parent / "var" / "gateway.db").exists() and not (elsewhere / "var").exists()
 
+    trust = ssl.create_default_context(cafile=tls / "ca.crt")  # the tablet trusts the store CA, nothing else
+    web = httpx.Client(base_url=f"https://127.0.0.1:{http}", verify=trust, timeout=10)
     broker = Broker_(out / "mosquitto.conf", port)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     gw = subprocess.Popen(
@@ -192,8 +194,6 @@ def test_deploy_guide_on_one_machine(tmp_path: Path) -> None:
     clients: list[mqtt.Client] = []
     nodes: list[subprocess.Popen] = []
     radio: Radio | None = None
-    trust = ssl.create_default_context(cafile=tls / "ca.crt")  # the tablet trusts the store CA, nothing else
-    web = httpx.Client(base_url=f"https://127.0.0.1:{http}", verify=trust, timeout=10)
     try:
         def ready() -> bool:
             try:
