@@ -589,25 +589,20 @@ def _report(run: Run, plan: list[Fault], busy_from: float, produced: dict[str, s
     }
 
 
-def run_chaos(runs: int, seed: int, duration_s: float, count: int,
-              progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """`runs` runs with seeds `seed`, `seed + 1`, ...; the report sums their books."""
-    results = []
-    for i in range(runs):
-        results.append(run_once(seed + i, duration_s, count=count))
-        if progress is not None:
-            progress(i + 1)
+def summarise(results: list[dict[str, Any]], seed: int, duration_s: float) -> dict[str, Any]:
+    """The report over runs: their books summed, the verdicts combined, every run kept."""
     total: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
     for r in results:
         total.update({k: v for k, v in r["windows"].items() if isinstance(v, int)})
         rejected.update(r["windows"]["rejected"])
     return {
-        "runs": runs,
+        "runs": len(results),
         "seed": seed,
         "duration_s": duration_s,
         "faults": dict(Counter(f["kind"] for r in results for f in r["faults"])),
         "windows": {**total, "rejected": dict(rejected)},
+        "alerts": sum(r["alerts"] for r in results),
         "lost_windows": total["lost"],
         "duplicate_alerts": sum(r["duplicate_alerts"] for r in results),
         "stuck_processes": sum(len(r["stuck"]) for r in results),
@@ -616,6 +611,17 @@ def run_chaos(runs: int, seed: int, duration_s: float, count: int,
         "ok": all(r["ok"] for r in results),
         "per_run": results,
     }
+
+
+def run_chaos(runs: int, seed: int, duration_s: float, count: int,
+              after_run: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """`runs` runs with seeds `seed`, `seed + 1`, ...; `after_run` gets the report so far after each."""
+    results: list[dict[str, Any]] = []
+    for i in range(runs):
+        results.append(run_once(seed + i, duration_s, count=count))
+        if after_run is not None:
+            after_run(summarise(results, seed, duration_s))
+    return summarise(results, seed, duration_s)
 
 
 if __name__ == "__main__":  # `python -m instore.chaos CTRL_DIR instore-args...`: the shim
