@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -266,10 +267,8 @@ class Run:
     """Everything one run starts, in `workdir`."""
 
     workdir: Path
-    duration_s: float
     seed: int
     procs: dict[str, Proc] = field(default_factory=dict)
-    events: list[str] = field(default_factory=list)  # what was done when, for the report
 
     def __post_init__(self) -> None:
         from firmware_config.store import load_store
@@ -288,13 +287,11 @@ class Run:
         data = self.workdir / "mosquitto"
         data.mkdir(exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(
-            (f"user {os.environ.get('USER', 'root')}\n" if os.geteuid() == 0 else "")
+        conf.write_text(  # as root, Mosquitto would drop to a user that cannot read the run's directory
+            ("user root\n" if os.geteuid() == 0 else "")
             + f"listener {self.mqtt} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {data}/\nautosave_interval 1\nmax_queued_messages 200000\n"
         )
-        import shutil
-
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         return Proc("broker", [exe, "-c", str(conf)], data, self.workdir / "mosquitto.log", self.env)
 
@@ -382,7 +379,6 @@ class Run:
     def inject(self, f: Fault) -> Callable[[], None]:
         """Start fault `f`; returns what heals it."""
         p = self.procs
-        self.events.append(f"{f.at_s:.1f}s {f.kind} {f.target}".strip())
         if f.kind in ("broker_restart", "network_cut"):
             broker = p["broker"]
             broker.down += 1
@@ -514,7 +510,7 @@ def run_once(seed: int, duration_s: float, faults: list[Fault] | None = None, co
     from sim.world import build_world
 
     with tempfile.TemporaryDirectory(prefix="instore-chaos-") as tmp:
-        run = Run(Path(tmp), duration_s, seed)
+        run = Run(Path(tmp), seed)
         plan = faults if faults is not None else plan_faults(random.Random(seed), duration_s, run.nodes, count)
         sc, _ = load_scenario(SCENARIO)
         world = build_world(sc.with_seed(seed), load_store(STORE))
