@@ -19,6 +19,7 @@ exists (the way `faketime` and a full filesystem would, without root or a tmpfs)
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -33,6 +34,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edge.config import BleSection
+from edge.queue import WRITE_AFTER_S
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE = ROOT / "firmware_config" / "examples" / "boutique.toml"
@@ -55,6 +59,9 @@ DISK_FULL_S = 15.0  # a node's writes fail this long
 CLOCK_FAULT_S = 15.0  # a clock stays wrong this long, then its time service corrects it
 NODE_CLOCK_JUMP_S = 86_400.0  # a node without RTC boots a day ahead
 GATEWAY_CLOCK_BACK_S = -3_600.0  # the gateway's clock steps back an hour
+# A SIGKILL (or power cut) may cost a node the windows its queue had not yet written: those of
+# the last WRITE_AFTER_S plus one (edge/queue.py, docs/deploy.md), one a second by default.
+KILL_MAY_LOSE = math.ceil(WRITE_AFTER_S / BleSection.model_fields["window_s"].default) + 1
 SETTLE_S = 20.0  # after the last fault is healed: queues drain, the auditor hears the replays
 STOP_WITHIN_S = 5.0  # SIGTERM must stop a process within this (systemd's stop)
 CLOCK_POLL_S = 0.2  # how often a shimmed process re-reads its clock offset
@@ -121,16 +128,23 @@ def tally(
     produced: Mapping[str, set[tuple[str, int]]],
     heard: Mapping[str, Counter[tuple[str, int]]],
     late: Mapping[str, set[tuple[str, int]]],
+    at_risk: Mapping[str, set[tuple[str, int]]],
 ) -> dict[str, Any]:
-    """Per node: windows produced, reaching the broker (delivered), late, lost, redelivered."""
-    out: dict[str, Any] = {"sent": 0, "delivered": 0, "late": 0, "lost": 0, "redelivered": 0, "lost_by_node": {}}
+    """Per node: windows produced, reaching the broker (delivered), late, lost, redelivered.
+
+    A window `at_risk` (among the last a SIGKILLed node had not yet written: the queue's
+    documented power-cut loss) that did not arrive is counted apart, as `lost_to_sigkill`."""
+    out: dict[str, Any] = {"sent": 0, "delivered": 0, "late": 0, "lost": 0, "lost_to_sigkill": 0,
+                           "redelivered": 0, "lost_by_node": {}}
     for node, made in produced.items():
         got = heard.get(node, Counter())
-        lost = made - set(got)
+        missing = made - set(got)
+        lost = missing - at_risk.get(node, set())
         out["sent"] += len(made)
         out["delivered"] += len(made & set(got))
         out["late"] += len(late.get(node, set()) & made)
         out["lost"] += len(lost)
+        out["lost_to_sigkill"] += len(missing) - len(lost)
         out["redelivered"] += sum(n - 1 for n in got.values() if n > 1)
         if lost:
             out["lost_by_node"][node] = sorted(lost)[:20]
@@ -279,6 +293,7 @@ class Run:
         self.env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.heard: dict[str, Counter[tuple[str, int]]] = {}
         self.late: dict[str, set[tuple[str, int]]] = {}
+        self.at_risk: dict[str, set[tuple[str, int]]] = {}  # what SIGKILLed nodes may have lost
         self.metrics: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -398,6 +413,8 @@ class Run:
             return lambda: None
         if f.kind == "node_kill":
             p[f.target].kill()
+            last = _produced_in_order(p[f.target].ctrl)[-KILL_MAY_LOSE:]
+            self.at_risk.setdefault(f.target, set()).update(last)
             return lambda: None
         if f.kind == "node_disk_full":
             self._set(f.target, "disk_full", "")
@@ -447,12 +464,13 @@ def _labelled(metrics: Mapping[str, float], name: str, label: str) -> Counter[st
     return out
 
 
-def _produced(ctrl: Path) -> set[tuple[str, int]]:
+def _produced_in_order(ctrl: Path) -> list[tuple[str, int]]:
+    """The windows a node's queue took, in order (every process the node ran, one after another)."""
     try:
         lines = (ctrl / "produced").read_text().split("\n")
     except FileNotFoundError:
-        return set()
-    return {(k, int(s)) for k, _, s in (ln.partition(" ") for ln in lines if ln.count(" ") == 1)}
+        return []
+    return [(k, int(s)) for k, _, s in (ln.partition(" ") for ln in lines if ln.count(" ") == 1)]
 
 
 class _Air:
@@ -545,7 +563,7 @@ def run_once(seed: int, duration_s: float, faults: list[Fault] | None = None, co
             for p in procs.values():
                 p.kill()
             air.close()
-        produced = {n: _produced(procs[n].ctrl) for n in run.nodes}
+        produced = {n: set(_produced_in_order(procs[n].ctrl)) for n in run.nodes}
         con = sqlite3.connect(run.workdir / "gateway.db")
         events = con.execute(
             "SELECT kind, customer_id, ts FROM events WHERE kind IN ('entered', 'left') ORDER BY id"
@@ -557,7 +575,7 @@ def run_once(seed: int, duration_s: float, faults: list[Fault] | None = None, co
 def _report(run: Run, plan: list[Fault], busy_from: float, produced: dict[str, set[tuple[str, int]]],
             events: list[tuple[str, str | None, float]], took: dict[str, float | None], stream_open: bool,
             wall0: float) -> dict[str, Any]:
-    books = tally(produced, run.heard, run.late)
+    books = tally(produced, run.heard, run.late, run.at_risk)
     dupes = duplicate_alerts(events)
     stuck = sorted(n for n, t in took.items() if t is None)
     m = run.metrics
