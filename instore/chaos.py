@@ -129,22 +129,27 @@ def tally(
     heard: Mapping[str, Counter[tuple[str, int]]],
     late: Mapping[str, set[tuple[str, int]]],
     at_risk: Mapping[str, set[tuple[str, int]]],
+    stored: Mapping[str, set[tuple[str, int]]],
 ) -> dict[str, Any]:
     """Per node: windows produced, reaching the broker (delivered), late, lost, redelivered.
 
     A window `at_risk` (among the last a SIGKILLed node had not yet written: the queue's
-    documented power-cut loss) that did not arrive is counted apart, as `lost_to_sigkill`."""
+    documented power-cut loss) that did not arrive is counted apart, as `lost_to_sigkill`; one
+    still `stored` in the stopped node's queue is not lost either (it goes out at the next
+    start) but counted as `undelivered_in_queue`."""
     out: dict[str, Any] = {"sent": 0, "delivered": 0, "late": 0, "lost": 0, "lost_to_sigkill": 0,
-                           "redelivered": 0, "lost_by_node": {}}
+                           "undelivered_in_queue": 0, "redelivered": 0, "lost_by_node": {}}
     for node, made in produced.items():
         got = heard.get(node, Counter())
         missing = made - set(got)
-        lost = missing - at_risk.get(node, set())
+        waiting = missing & stored.get(node, set())
+        lost = missing - waiting - at_risk.get(node, set())
         out["sent"] += len(made)
         out["delivered"] += len(made & set(got))
         out["late"] += len(late.get(node, set()) & made)
         out["lost"] += len(lost)
-        out["lost_to_sigkill"] += len(missing) - len(lost)
+        out["undelivered_in_queue"] += len(waiting)
+        out["lost_to_sigkill"] += len(missing) - len(waiting) - len(lost)
         out["redelivered"] += sum(n - 1 for n in got.values() if n > 1)
         if lost:
             out["lost_by_node"][node] = sorted(lost)[:20]
@@ -464,6 +469,17 @@ def _labelled(metrics: Mapping[str, float], name: str, label: str) -> Counter[st
     return out
 
 
+def _stored(queue_db: Path) -> set[tuple[str, int]]:
+    """The windows a stopped node still holds in its queue file."""
+    if not queue_db.exists():
+        return set()
+    con = sqlite3.connect(queue_db)
+    try:
+        return {(str(k), int(s)) for k, s in con.execute("SELECT kind, seq FROM windows")}
+    finally:
+        con.close()
+
+
 def _produced_in_order(ctrl: Path) -> list[tuple[str, int]]:
     """The windows a node's queue took, in order (every process the node ran, one after another)."""
     try:
@@ -564,18 +580,19 @@ def run_once(seed: int, duration_s: float, faults: list[Fault] | None = None, co
                 p.kill()
             air.close()
         produced = {n: set(_produced_in_order(procs[n].ctrl)) for n in run.nodes}
+        stored = {n: _stored(run.workdir / f"queue-{n}.db") for n in run.nodes}
         con = sqlite3.connect(run.workdir / "gateway.db")
         events = con.execute(
             "SELECT kind, customer_id, ts FROM events WHERE kind IN ('entered', 'left') ORDER BY id"
         ).fetchall()
         con.close()
-    return _report(run, plan, busy_from, produced, events, took, stream_open, wall0)
+    return _report(run, plan, busy_from, produced, stored, events, took, stream_open, wall0)
 
 
 def _report(run: Run, plan: list[Fault], busy_from: float, produced: dict[str, set[tuple[str, int]]],
-            events: list[tuple[str, str | None, float]], took: dict[str, float | None], stream_open: bool,
-            wall0: float) -> dict[str, Any]:
-    books = tally(produced, run.heard, run.late, run.at_risk)
+            stored: dict[str, set[tuple[str, int]]], events: list[tuple[str, str | None, float]],
+            took: dict[str, float | None], stream_open: bool, wall0: float) -> dict[str, Any]:
+    books = tally(produced, run.heard, run.late, run.at_risk, stored)
     dupes = duplicate_alerts(events)
     stuck = sorted(n for n, t in took.items() if t is None)
     m = run.metrics

@@ -43,7 +43,7 @@ def test_a_short_run_gets_only_the_faults_that_fit() -> None:
 def test_windows_not_heard_are_lost_and_heard_twice_redelivered() -> None:
     produced = {"n1": {("ble", 0), ("ble", 1), ("ble", 2)}, "n2": {("ble", 5)}}
     heard = {"n1": Counter({("ble", 0): 1, ("ble", 2): 2}), "n2": Counter({("ble", 5): 1})}
-    books = chaos.tally(produced, heard, {"n1": {("ble", 2)}}, {})
+    books = chaos.tally(produced, heard, {"n1": {("ble", 2)}}, {}, {})
     assert books["sent"] == 4 and books["delivered"] == 3 and books["lost"] == 1 and books["late"] == 1
     assert books["redelivered"] == 1 and books["lost_by_node"] == {"n1": [("ble", 1)]}
 
@@ -52,9 +52,16 @@ def test_the_last_unwritten_windows_of_a_killed_node_are_counted_apart() -> None
     produced = {"n1": {("ble", s) for s in range(10)}}
     heard = {"n1": Counter({("ble", s): 1 for s in range(4)})}  # killed while the broker was away
     at_risk = {"n1": {("ble", s) for s in range(10 - chaos.KILL_MAY_LOSE, 10)}}
-    books = chaos.tally(produced, heard, {}, at_risk)
+    books = chaos.tally(produced, heard, {}, at_risk, {})
     assert books["lost_to_sigkill"] == chaos.KILL_MAY_LOSE  # the queue's documented power-cut loss
     assert books["lost"] == 10 - 4 - chaos.KILL_MAY_LOSE  # anything beyond it is lost for real
+
+
+def test_windows_still_in_a_stopped_nodes_queue_are_not_lost() -> None:
+    produced = {"n1": {("ble", s) for s in range(5)}}
+    heard = {"n1": Counter({("ble", 0): 1, ("ble", 1): 1})}
+    books = chaos.tally(produced, heard, {}, {}, {"n1": {("ble", 3), ("ble", 4)}})
+    assert books["undelivered_in_queue"] == 2 and books["lost"] == 1 and books["lost_by_node"] == {"n1": [("ble", 2)]}
 
 
 def test_an_entry_alert_for_someone_inside_is_a_duplicate() -> None:
