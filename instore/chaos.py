@@ -615,7 +615,8 @@ def _report(run: Run, plan: list[Fault], busy_from: float, produced: dict[str, s
         "stuck": stuck,
         "gateway_sigterm_s": None if gateway_stop is None else round(gateway_stop, 2),
         "gateway_sigterm_with_stream": stream_open,
-        "ok": books["lost"] == 0 and not dupes and not stuck and not any(p.crashes for p in run.procs.values())
+        "ok": books["lost"] == books["undelivered_in_queue"] == 0 and not dupes and not stuck
+        and not any(p.crashes for p in run.procs.values())
         and gateway_stop is not None and gateway_stop < STOP_WITHIN_S and stream_open,
     }
 
