@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -180,7 +181,10 @@ class BleNode:
                 )
             else:
                 self._apply(runtime)
-                self.queue.set_meta(CONFIG_KEY, runtime.to_json())
+                try:
+                    self.queue.set_meta(CONFIG_KEY, runtime.to_json())
+                except sqlite3.OperationalError as exc:  # a full card: applied, but not kept for a reboot
+                    log.warning("config version %s applied but not stored: %s", runtime.version, exc)
                 self.config_error = None
                 log.info("applied config version %s", runtime.version)
         if self.link.connected.is_set():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edge.queue import SEQ_BLOCK, WRITE_AFTER_S, DiskQueue
 
 WINDOW_S = 1.0
@@ -133,3 +135,24 @@ def test_a_full_card_still_bounds_the_queue(tmp_path: Path) -> None:
     for _ in range(200):
         put(q, clock)
     assert q.depth <= 50 + WRITE_AFTER_S and q.dropped >= 150 - WRITE_AFTER_S
+
+
+def test_a_config_arriving_while_the_card_is_full_is_applied_and_does_not_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It arrives in paho's network thread: an exception there would stop the node's MQTT loop
+    (found by `instore chaos`: a gateway restart pushed configs to a node with a full card)."""
+    import sqlite3
+
+    from edge.node import BleNode
+    from tests.test_fleet_config import _cfg, fr1_runtime, node_file
+
+    node = BleNode(node_file(1, "fr1", tmp_path))
+
+    def full(key: str, value: str) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(node.queue, "set_meta", full)
+    node.on_config(_cfg(fr1_runtime(9).model_dump(mode="json"), version=9))
+    assert node.config_version == 9 and node.config_error is None
+    node.queue.close()
