@@ -1,9 +1,10 @@
 """Benchmark ``outbox``: WhatsApp outbox throughput against the emulator over loopback HTTP.
 
-1. Throughput: token bucket at 200/s (above Meta's 80/s default), emulator limit 1000/s,
-   status webhooks off: how many messages/s the worker (claim, send, record) sustains.
-   Target >= 80 msg/s.  For information, the same with signed status webhooks posted back to
-   a receiver in the same process (3 webhooks/message, each written to the outbox DB).
+1. Throughput: token bucket at 200/s (above Meta's 80/s default), emulator limit 1000/s, and
+   each message drawing its three signed status webhooks (sent, delivered, read) over HTTP to
+   the receiver, which writes each into the outbox DB, as Meta would: how many messages/s the
+   worker (claim, send, record) sustains.  Target >= 80 msg/s.  For information, the same
+   with the status webhooks off.  Emulator, receiver and worker share one process (and GIL).
 2. Pacing: bucket at 20/s; the measured send rate (first to last ``sent_at``) must be within
    5 % of 20/s.
 """
@@ -57,14 +58,14 @@ def _paced(n: int) -> float:
 
 def run(quick: bool = False) -> dict[str, Any]:
     n = 150 if quick else 1500
+    tput_hooks = _throughput(n, 200.0, webhooks=True)
     tput = _throughput(n, 200.0, webhooks=False)
-    tput_hooks = _throughput(n // 3 if quick else n // 2, 200.0, webhooks=True)
     paced = _paced(21 if quick else 101)
     err = abs(paced - PACED_RATE) / PACED_RATE
     return {
         "messages": n,
-        "throughput_msgs_per_s": round(tput, 1),
-        "throughput_with_status_webhooks_msgs_per_s": round(tput_hooks, 1),
+        "throughput_msgs_per_s": round(tput_hooks, 1),
+        "throughput_without_status_webhooks_msgs_per_s": round(tput, 1),
         "paced_rate_configured_msgs_per_s": PACED_RATE,
         "paced_rate_measured_msgs_per_s": round(paced, 2),
         "paced_rate_error_pct": round(100 * err, 2),
@@ -72,7 +73,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             "throughput_msgs_per_s": f">= {TARGET_MSGS_PER_S:g}",
             "paced_rate_error_pct": f"<= {100 * PACING_TOLERANCE:g}",
         },
-        "target_met": tput >= TARGET_MSGS_PER_S and err <= PACING_TOLERANCE,
+        "target_met": tput_hooks >= TARGET_MSGS_PER_S and err <= PACING_TOLERANCE,
     }
 
 

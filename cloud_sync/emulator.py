@@ -54,6 +54,9 @@ from .rules import Template, TemplateRegistry
 
 WEBHOOK_TIMEOUT_S = 5.0  # Meta gives a receiver a few seconds before it counts as failed
 WEBHOOK_RETRY_DELAYS_S = (0.2, 1.0)  # Meta retries failed deliveries (for hours; we: twice)
+# Webhook posts in flight at once, each on a kept-alive connection: more only grows httpx's pool,
+# whose bookkeeping costs O(waiting x connections) per request and closes surplus connections.
+WEBHOOK_CONNECTIONS = 4
 
 
 @dataclass
@@ -119,6 +122,7 @@ class Emulator:
         self.registry = TemplateRegistry(config.templates)
         self.rng = random.Random(config.seed)
         self._http: httpx.AsyncClient | None = None  # one pooled client for all webhook posts
+        self._posting: asyncio.Semaphore | None = None  # bounds posts in flight to the pool size
         self.reset()
 
     def reset(self) -> None:
@@ -191,15 +195,18 @@ class Emulator:
             "Content-Type": "application/json",
             signature.HEADER: signature.sign(raw, self.config.app_secret),
         }
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S)
+        if self._http is None or self._posting is None:
+            limits = httpx.Limits(max_connections=WEBHOOK_CONNECTIONS, max_keepalive_connections=WEBHOOK_CONNECTIONS)
+            self._http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S, limits=limits)
+            self._posting = asyncio.Semaphore(WEBHOOK_CONNECTIONS)
         status: int | None = None
         for _ in range(max(1, self.config.webhook_repeat)):
             for delay in (0.0, *WEBHOOK_RETRY_DELAYS_S):
                 if delay:
                     await asyncio.sleep(delay)
                 try:
-                    status = (await self._http.post(url, content=raw, headers=headers)).status_code
+                    async with self._posting:
+                        status = (await self._http.post(url, content=raw, headers=headers)).status_code
                 except httpx.HTTPError:
                     status = None
                 if status == 200:

@@ -25,9 +25,17 @@ the observed webhook latency (minutes, not seconds, in production) and keep the 
 a late webhook still moves a re-queued row out of ``'pending'`` before it is re-sent, which
 narrows the window further.  The emulator's lookup (3b) closes the gap completely in tests,
 and its per-key counter (``GET /_emulator/stats``) is how the crash test proves "none twice".
-Power loss is covered only with ``synchronous=FULL`` (the default); a SIGKILL is covered by
-WAL with any setting.  One worker per database: two workers would each reconcile the other's
-in-flight rows.
+Power loss is covered only with ``synchronous=FULL`` (the worker's default) on the one write
+exactly-once rests on: the claim (step 2), fsynced before the HTTP call.  Every other write
+(outcomes, deferrals, reconciliation, status webhooks) commits with ``NORMAL``, without an
+fsync: a power cut may lose the last of them, which leaves a row in ``'sending'`` (resolved
+by step 3 as after a crash) or a status not yet recorded (Meta's ``sent`` webhook for a row
+still ``'accepted'`` changes nothing).  Only a power cut that loses a recorded ``sent``
+status of a row whose worker also died mid-send can lead to a re-send; the next claim's
+fsync makes everything before it durable, so the window is the time between two sends (and
+a later ``delivered`` or ``read`` webhook still stops the re-send, as above).  A SIGKILL is
+covered by WAL with any setting.  One worker per database: two workers would each reconcile
+the other's in-flight rows.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ MAX_ATTEMPTS = 8  # ~4 min of backoff at base 1 s: long enough for a blip, short
 RECONCILE_AFTER_S = 120.0  # production: well above Meta's usual webhook latency (seconds)
 POLL_INTERVAL_S = 0.25  # idle poll: new rows from other connections show up within this
 PAIR_BACKOFF_CAP_S = 300.0  # 131056 retry delay ceiling for one recipient
+SINK_SYNCHRONOUS = "NORMAL"  # status webhooks: no fsync per commit (3 per message cost 3 fsyncs)
 
 TERMINAL = ("accepted", "sent", "delivered", "read", "failed", "refused", "needs_template")
 
@@ -109,10 +118,14 @@ CREATE TABLE IF NOT EXISTS wa_contacts (
 """
 
 
+def _check_synchronous(level: str) -> None:
+    if level not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ValueError("synchronous: must be OFF, NORMAL, FULL or EXTRA")
+
+
 def connect(db_path: str | Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     """Autocommit connection in WAL mode; callers group writes with ``BEGIN IMMEDIATE``."""
-    if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-        raise ValueError("synchronous: must be OFF, NORMAL, FULL or EXTRA")
+    _check_synchronous(synchronous)
     conn = sqlite3.connect(str(db_path), isolation_level=None, timeout=30.0, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
@@ -243,17 +256,23 @@ class OutboxSink:
     """Webhook handlers (``on_status``, ``on_message``) writing into the outbox database.
 
     Pass them to :func:`cloud_sync.webhook.create_webhook_router`; one connection per thread.
+    ``synchronous="NORMAL"`` (the default) commits a status without an fsync: a SIGKILL loses
+    nothing, a power cut may lose the last statuses; see the module docstring for why that
+    cannot cause a duplicate send on its own.
     """
 
-    def __init__(self, db_path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, db_path: str | Path, *, clock: Callable[[], float] = time.time, synchronous: str = SINK_SYNCHRONOUS
+    ) -> None:
         self._db_path = db_path
         self._clock = clock
+        self._synchronous = synchronous
         self._local = threading.local()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = connect(self._db_path)
+            conn = self._local.conn = connect(self._db_path, synchronous=self._synchronous)
         return conn
 
     def on_status(self, ev: StatusEvent) -> None:
@@ -289,9 +308,11 @@ class OutboxWorker:
         poll_interval_s: float = POLL_INTERVAL_S,
         on_alert: Callable[[CloudApiError], object] | None = None,
         on_opt_out: Callable[[str], object] | None = None,
-        synchronous: str = "FULL",
+        synchronous: str = "FULL",  # the claim's; every other write commits with NORMAL (module docstring)
     ) -> None:
-        self.conn = connect(db_path, synchronous=synchronous)
+        _check_synchronous(synchronous)
+        self.conn = connect(db_path, synchronous="NORMAL")
+        self._claim_synchronous = synchronous
         init_schema(self.conn)
         self.client = client
         self.rules = rules
@@ -485,16 +506,26 @@ class OutboxWorker:
         while (wait := self.bucket.take(self.clock())) > 0:
             self.sleep(wait)
         now = self.clock()
-        claimed = self.conn.execute(
-            "UPDATE wa_outbox SET status = 'sending', sending_since = ?, attempts = attempts + 1 "
-            "WHERE id = ? AND status = 'pending'",
-            (now, row["id"]),
-        ).rowcount
-        if not claimed:
+        if not self._claim(row["id"], now):
             return True
         res = self.client.send(body)
         self._finish(row, res, self.clock())
         return True
+
+    def _claim(self, row_id: int, now: float) -> bool:
+        """``pending -> sending``, made durable before the send (the write exactly-once rests on)."""
+        self.conn.execute(f"PRAGMA synchronous={self._claim_synchronous}")
+        try:
+            return (
+                self.conn.execute(
+                    "UPDATE wa_outbox SET status = 'sending', sending_since = ?, attempts = attempts + 1 "
+                    "WHERE id = ? AND status = 'pending'",
+                    (now, row_id),
+                ).rowcount
+                == 1
+            )
+        finally:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
 
     def _idle(self) -> bool:
         return (

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -38,6 +39,7 @@ from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
 from edge.rfid_node import ReaderSpec, RfidReaderLoop
 from edge.scanning import PLATFORM_BACKEND, Scanner, ScannerStarter, bluez_args, resolve_backend
+from edge.timesync import read_clock_synced
 from edge.window import BleWindowAggregator
 from firmware_config.node_config import NodeRuntimeConfig
 from firmware_config.sdnotify import Notifier
@@ -157,6 +159,7 @@ class BleNode:
             "queue_depth": self.queue.depth,
             "dropped": self.queue.dropped,
             "cpu_temp_c": read_cpu_temp(self.cfg.health.thermal_dir),
+            "clock_synced": read_clock_synced(),
             **self._disk_rates(),
         }
 
@@ -200,7 +203,10 @@ class BleNode:
                 )
             else:
                 self._apply(runtime)
-                self.queue.set_meta(CONFIG_KEY, runtime.to_json())
+                try:
+                    self.queue.set_meta(CONFIG_KEY, runtime.to_json())
+                except sqlite3.OperationalError as exc:  # a full card: applied, but not kept for a reboot
+                    log.warning("config version %s applied but not stored: %s", runtime.version, exc)
                 self.config_error = None
                 log.info("applied config version %s", runtime.version)
         if self.link.connected.is_set():

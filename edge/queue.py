@@ -15,12 +15,18 @@ After a reconnect or a restart the rows are drained in sequence order. The queue
 at the bound the oldest windows are dropped (the newest are the most useful) and counted,
 persistently, so the fleet view can say how much an outage cost.
 
+A full or failing card (SQLite's "database or disk is full", an I/O error) does not stop the
+node: the windows stay in memory, still bounded, the failure is counted and logged, and the
+write is retried every `WRITE_AFTER_S`. Until it succeeds the power-cut promise is suspended
+(memory is all there is); sequence numbers go on from memory, reserved on disk at the retry.
+
 No MQTT here; the clock is injected. Thread-safe: the scan loop writes, the MQTT thread
 acknowledges.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -28,6 +34,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # One window per second for a day is 86,400; 100,000 rows of ~1 KiB is ~100 MB on the SD card,
 # comfortably inside a Pi's storage and a day longer than any outage worth replaying.
@@ -83,6 +91,8 @@ class DiskQueue:
         self._acked_on_disk: set[int] = set()  # deleted at the next write
         self.commits = 0  # transactions written (each one fsync): the card's wear
         self.rows_written = 0
+        self.write_errors = 0  # writes the card refused (full, failing); the windows stayed in memory
+        self._retry_at = float("-inf")  # after a refused write, none is tried before this
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed batch survives a power cut, not only a crash; batches are rare.
@@ -166,6 +176,25 @@ class DiskQueue:
         self.commits += 1
         self.rows_written += len(due)
 
+    def _try_write(self, now: float, **kw: object) -> bool:
+        """`_write`, except that a card refusing it leaves the windows in memory (see the module doc)."""
+        if now < self._retry_at:
+            return False
+        try:
+            self._write(now, **kw)  # type: ignore[arg-type]
+        except sqlite3.OperationalError as exc:
+            self.write_errors += 1
+            self._retry_at = now + self.write_after_s
+            if self.write_errors == 1 or self.write_errors % 100 == 0:
+                log.warning("queue write failed (%s); %d windows kept in memory", exc, len(self._fresh))
+            excess = min(len(self._fresh), self._on_disk - len(self._acked_on_disk) + len(self._fresh)
+                         - self.max_windows)
+            for s in list(self._fresh)[: max(0, excess)]:  # the bound holds in memory too: oldest first
+                del self._fresh[s]
+            self._dropped += max(0, excess)
+            return False
+        return True
+
     def _over_bound(self) -> bool:
         return self._on_disk - len(self._acked_on_disk) + len(self._fresh) > self.max_windows
 
@@ -174,9 +203,9 @@ class DiskQueue:
         oldest = next(iter(self._fresh.values()), None)
         due = oldest is not None and now - oldest[0] >= self.write_after_s
         if due:  # the oldest has waited long enough: it and all younger ones go in one batch
-            self._write(now, everything=True)
+            self._try_write(now, everything=True)
         elif self._over_bound() or (self._acked_on_disk and now - self._last_write >= self.write_after_s):
-            self._write(now)
+            self._try_write(now)
 
     # --- queue ------------------------------------------------------------------------
 
@@ -188,9 +217,8 @@ class DiskQueue:
         """
         with self._lock:
             seq = self._next
-            if seq >= self._reserved:
+            if seq >= self._reserved and self._try_write(self.clock(), next_seq=seq + SEQ_BLOCK):
                 self._reserved = seq + SEQ_BLOCK
-                self._write(self.clock(), next_seq=self._reserved)
             self._fresh[seq] = (self.clock(), QueuedWindow(seq, kind, late, encode(seq)))
             self._next = seq + 1
             self._tick()
@@ -235,9 +263,16 @@ class DiskQueue:
         return gone
 
     def mark_all_late(self) -> int:
-        """Flag every stored window late: used at start-up, when anything on disk is a replay."""
+        """Flag every stored window late: used at start-up, when anything on disk is a replay.
+
+        A card refusing the write leaves them as they are (the gateway treats old news as late)."""
         with self._lock:
-            return self._db.execute("UPDATE windows SET late = 1 WHERE late = 0").rowcount
+            try:
+                return self._db.execute("UPDATE windows SET late = 1 WHERE late = 0").rowcount
+            except sqlite3.OperationalError as exc:
+                self.write_errors += 1
+                log.warning("queue: could not mark stored windows late (%s)", exc)
+                return 0
 
     def flush(self) -> None:
         """Write every unacknowledged window now (a clean stop)."""

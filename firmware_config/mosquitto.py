@@ -121,8 +121,6 @@ def render_conf(
         "per_listener_settings false",
         *([f"user {run_as_user}"] if run_as_user else []),
         "allow_anonymous false",
-        "# The client id is the username: no client takes over another's session by its id.",
-        "use_username_as_clientid true",
         f"password_file {passwd_path}",
         f"acl_file {acl_path}",
         "",
@@ -138,12 +136,15 @@ def render_conf(
         "log_type information",
         "connection_messages true",
         "",
+        "# The client id is the username: no client takes over another's session by its id. Set on",
+        "# each listener: Mosquitto 2.0 opens a default listener on 1883 for it if set before one.",
         f"listener {b.port}{where}",
         "protocol mqtt",
+        "use_username_as_clientid true",
     ]
     if b.tls_port is not None:
         assert b.certfile and b.keyfile, "validation requires both for a TLS listener"
-        lines += ["", f"listener {b.tls_port}{where}", "protocol mqtt"]
+        lines += ["", f"listener {b.tls_port}{where}", "protocol mqtt", "use_username_as_clientid true"]
         if b.cafile:
             lines.append(f"cafile {path(b.cafile)}")
         lines += [f"certfile {path(b.certfile)}", f"keyfile {path(b.keyfile)}", "tls_version tlsv1.2"]

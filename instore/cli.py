@@ -424,6 +424,40 @@ def bench(
         typer.echo(json.dumps(run_one(found[name], quick=quick)))
 
 
+@app.command()
+def chaos(
+    runs: Annotated[int, typer.Option(min=1, help="Runs, each with its own seed (seed, seed + 1, ...).")] = 1,
+    seed: Annotated[int, typer.Option(help="The first run's seed (faults, their times and the scenario).")] = 1,
+    duration: Annotated[
+        float, typer.Option(min=30, help="Seconds of the busy hour each run plays in real time.")
+    ] = 120.0,
+    faults: Annotated[int, typer.Option(min=0, help="Faults injected per run.")] = 3,
+    out: Annotated[Path | None, typer.Option(help="Write the full JSON report (every run) here.")] = None,
+) -> None:
+    """Fault injection through the real processes: Mosquitto, the gateway and edge nodes fed by the
+    simulator; then checks that no window was lost, no alert doubled, no process stuck (docs/deploy.md)."""
+    import signal
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from instore.chaos import run_chaos
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped campaign still stops what it started
+
+    def after_run(report: dict) -> None:  # the report so far: a long campaign can be read while it runs
+        prog.update(task, completed=report["runs"])
+        if out is not None:
+            out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    with Progress(TextColumn("chaos runs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(file=sys.stderr), transient=True) as prog:
+        task = prog.add_task("chaos", total=runs)
+        report = run_chaos(runs, seed, duration, faults, after_run=after_run)
+    typer.echo(json.dumps({k: v for k, v in report.items() if k != "per_run"}, indent=2))
+    raise typer.Exit(0 if report["ok"] else 1)
+
+
 #: Commands that never use numpy. Why: they start without loading it (an edge node in < 0.3 s).
 LIGHT_COMMANDS = frozenset({"edge", "decode"})
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edge.queue import SEQ_BLOCK, WRITE_AFTER_S, DiskQueue
 
 WINDOW_S = 1.0
@@ -104,3 +106,53 @@ def test_the_node_reports_its_disk_load_per_day(tmp_path: Path) -> None:
     status = node.link._status("online")  # noqa: SLF001 - the status the node publishes
     assert status.disk_writes_per_day == node.queue.commits * 24 > 0
     assert status.disk_writes_per_day <= (3600 / WRITE_AFTER_S + 2) * 24
+
+
+def test_a_full_card_keeps_the_windows_in_memory_and_writes_them_when_it_has_room(tmp_path: Path) -> None:
+    clock = Clock()
+    q = DiskQueue(tmp_path / "q.db", clock=clock)
+    sent = [put(q, clock) for _ in range(20)]  # an outage: windows go to the card in batches
+    pages = q._db.execute("PRAGMA page_count").fetchone()[0]  # noqa: SLF001 - the card is full from here
+    q._db.execute(f"PRAGMA max_page_count = {pages}")  # noqa: SLF001 - SQLite's own "disk is full"
+    sent += [put(q, clock) for _ in range(SEQ_BLOCK + 600)]  # past a sequence block: nothing raises
+    assert q.write_errors > 0 and q.depth == len(sent) and q.dropped == 0
+    assert q.write_errors <= len(sent) / WRITE_AFTER_S + 2  # retried every few seconds, not per window
+    q._db.execute("PRAGMA max_page_count = 1073741823")  # noqa: SLF001 - room again
+    sent.append(put(q, clock))
+    clock.now += WRITE_AFTER_S
+    sent.append(put(q, clock))
+    q.close()
+    again = DiskQueue(tmp_path / "q.db")
+    assert [w.seq for w in again.after(-1, len(sent) + 10)] == sent  # all of it reached the card in order
+    assert again.put("ble", False, lambda seq: b"{}") > sent[-1]  # numbering goes on above what was handed out
+
+
+def test_a_full_card_still_bounds_the_queue(tmp_path: Path) -> None:
+    clock = Clock()
+    q = DiskQueue(tmp_path / "q.db", max_windows=50, clock=clock)
+    put(q, clock)
+    q._db.execute(f"PRAGMA max_page_count = {q._db.execute('PRAGMA page_count').fetchone()[0]}")  # noqa: SLF001
+    for _ in range(200):
+        put(q, clock)
+    assert q.depth <= 50 + WRITE_AFTER_S and q.dropped >= 150 - WRITE_AFTER_S
+
+
+def test_a_config_arriving_while_the_card_is_full_is_applied_and_does_not_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It arrives in paho's network thread: an exception there would stop the node's MQTT loop
+    (found by `instore chaos`: a gateway restart pushed configs to a node with a full card)."""
+    import sqlite3
+
+    from edge.node import BleNode
+    from tests.test_fleet_config import _cfg, fr1_runtime, node_file
+
+    node = BleNode(node_file(1, "fr1", tmp_path))
+
+    def full(key: str, value: str) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(node.queue, "set_meta", full)
+    node.on_config(_cfg(fr1_runtime(9).model_dump(mode="json"), version=9))
+    assert node.config_version == 9 and node.config_error is None
+    node.queue.close()

@@ -307,3 +307,21 @@ def test_ambiguous_transport_error_parks_row(stack: Stack) -> None:
     (row,) = rows(stack)
     assert row["status"] == "sending" and row["error_detail"].startswith("ambiguous")
     assert not w.step()  # not re-sent while it might have gone out
+
+
+def test_only_the_claim_waits_for_the_disk(stack: Stack) -> None:
+    """The claim is fsynced (FULL) before the HTTP call; the outcome commits without an fsync."""
+    enqueue_templates(stack, 1)
+    w = worker(stack)
+    log: list[str] = []
+    w.conn.set_trace_callback(log.append)
+    assert w.step()
+    w.close()
+    sync_before = {}
+    level = None
+    for stmt in log:
+        if stmt.startswith("PRAGMA synchronous="):
+            level = stmt.split("=", 1)[1]
+        elif stmt.startswith("UPDATE wa_outbox SET status = "):
+            sync_before[stmt.split("'")[1]] = level
+    assert sync_before == {"sending": "FULL", "accepted": "NORMAL"}
