@@ -270,16 +270,23 @@ class PresenceModel:
         for s0, s1, u0 in self._emit_runs:
             post[:, s0:s1] *= lik[:, u0 : u0 + s1 - s0]
 
-    def drift(self, post: np.ndarray) -> None:
+    def drift(self, post: np.ndarray, weights: np.ndarray) -> None:
         """In place: each phone's effective offset (power plus the wearer's body) steps to a
-        neighbouring offset with `offset_step_per_s` per step, either way."""
+        neighbouring offset, at most `offset_step_per_s` per step, as a Metropolis walk whose
+        stationary distribution is the row's offset prior `weights` (n, offsets): the drift
+        lets a turn shade every link, and never by itself pulls a phone away from its prior
+        (the population's, or its own learned one)."""
         q = np.float32(self.params.offset_step_per_s * self.params.step_s)
         if q <= 0 or len(post) == 0:
             return
+        w = np.maximum(weights, np.float32(1e-30))
+        ratio = w[:, 1:] / w[:, :-1]
+        up = (q * np.minimum(1, ratio))[:, :, None]  # o -> o+1
+        down = (q * np.minimum(1, 1 / ratio))[:, :, None]  # o+1 -> o
         b = post.reshape(len(post), -1, self.n_cells)
-        up, down = q * b[:, :-1], q * b[:, 1:]
-        b[:, :-1] += down - up
-        b[:, 1:] += up - down
+        rise, fall = up * b[:, :-1], down * b[:, 1:]
+        b[:, :-1] += fall - rise
+        b[:, 1:] += rise - fall
 
     def predict_pairs(self, belief: np.ndarray, change: np.ndarray, both: np.ndarray) -> np.ndarray:
         """The prediction `belief @ transition` (J, K), each move weighted by how well it explains
@@ -627,6 +634,7 @@ class PresenceEngine:
         m = self.model
         k, nn = len(m.owner), len(m.node_ids)
         self.belief = np.zeros((0, k), dtype=np.float32)
+        self.offset_w = np.zeros((0, len(m.offset_prior)), dtype=np.float32)  # each row's offset prior (drift)
         self.inside = np.zeros(0, dtype=bool)
         self.p_in = np.zeros(0, dtype=np.float32)  # P(in store) after the last step
         self.zone = np.zeros(0, dtype=int)
@@ -653,27 +661,37 @@ class PresenceEngine:
         n, nn = len(self._pending), len(self.model.node_ids)
         times = np.asarray([t for t, _ in self._pending.values()])
         belief = np.tile(self.prior, (n, 1))
+        weights = np.tile(self.model.offset_prior, (n, 1))
         for k, identity in enumerate(self._pending):  # a regular's own phone, where learned
             phone = self.phones.get(identity)
             if phone is not None:
-                belief[k] = self.model.base_prior(self.model.offset_weights(phone))
+                weights[k] = self.model.offset_weights(phone)
+                belief[k] = self.model.base_prior(weights[k])
         rssi, heard = np.zeros((n, nn)), np.zeros((n, nn), dtype=bool)
         for k, (_, seen) in enumerate(self._pending.values()):
             for node, value in seen.items():
                 rssi[k, node], heard[k, node] = value, True
-        self._append(list(self._pending), belief, times, rssi, heard)
+        self._append(list(self._pending), belief, weights, times, rssi, heard)
         self._pending = {}
 
     def _append(
-        self, ids: list[str], belief: np.ndarray, times: np.ndarray, rssi: np.ndarray, heard: np.ndarray
+        self,
+        ids: list[str],
+        belief: np.ndarray,
+        weights: np.ndarray,
+        times: np.ndarray,
+        rssi: np.ndarray,
+        heard: np.ndarray,
     ) -> None:
-        """New rows, not yet announced, placed at the next step; their windows so far in `rssi`/`heard`."""
+        """New rows, not yet announced, placed at the next step; `weights` their offset priors,
+        their windows so far in `rssi`/`heard`."""
         n, nn = len(ids), len(self.model.node_ids)
         first = len(self.ids)
         for k, identity in enumerate(ids):
             self.index[identity] = first + k
             self.ids.append(identity)
         self.belief = np.vstack([self.belief, belief])
+        self.offset_w = np.vstack([self.offset_w, weights.astype(np.float32)])
         self.inside = np.append(self.inside, np.zeros(n, dtype=bool))
         self.p_in = np.append(self.p_in, np.full(n, self._prior_in, dtype=np.float32))
         self.zone = np.append(self.zone, np.full(n, self.model.z_index[AWAY]))
@@ -701,7 +719,10 @@ class PresenceEngine:
             return False
         belief = (1 - p.restore_doubt) * here + p.restore_doubt * m.base_prior(weights)
         nn = len(m.node_ids)
-        self._append([identity], belief[None, :], np.asarray([t]), np.zeros((1, nn)), np.zeros((1, nn), dtype=bool))
+        w = m.offset_prior if weights is None else weights
+        self._append(
+            [identity], belief[None, :], w[None, :], np.asarray([t]), np.zeros((1, nn)), np.zeros((1, nn), dtype=bool)
+        )
         i = len(self.ids) - 1
         self.inside[i], self.zone[i] = True, m.z_index[zone]
         self.zone_since[i], self.entered_at[i] = zone_since, entered_at
@@ -767,7 +788,7 @@ class PresenceEngine:
             return []
         m, p = self.model, self.model.params
         post = self.belief @ m.transition  # the prediction, then the posterior in place
-        m.drift(post)
+        m.drift(post, self.offset_w)
         used = np.zeros_like(self._heard)
         if self._reported.any():
             ii, nn = _strongest(self._rssi, self._heard, p.rssi_nodes)
@@ -904,7 +925,9 @@ class PresenceEngine:
         keep = np.asarray([i for i in range(len(self.ids)) if i not in rows], dtype=int)
         self.ids = [self.ids[i] for i in keep]
         self.index = {ident: i for i, ident in enumerate(self.ids)}
-        per_identity = ("belief", "inside", "p_in", "zone", "zone_since", "entered_at", "last_heard", "rate")
+        per_identity = (
+            "belief", "offset_w", "inside", "p_in", "zone", "zone_since", "entered_at", "last_heard", "rate"
+        )
         for name in per_identity + ("_rssi", "_heard", "_last", "_last_used"):
             setattr(self, name, getattr(self, name)[keep])
 
