@@ -463,8 +463,8 @@ def create_emulator(config: EmulatorConfig | None = None) -> FastAPI:
     async def by_key(biz_opaque_callback_data: str) -> dict[str, Any]:
         return {"ids": emu.ids_by_key.get(biz_opaque_callback_data, [])}
 
-    @app.post("/_emulator/errors")
-    async def inject(request: Request) -> dict[str, Any]:
+    @app.post("/_emulator/errors", response_model=None)
+    async def inject(request: Request) -> dict[str, Any] | JSONResponse:
         spec = await request.json()
         if not isinstance(spec.get("code"), int) or spec.get("mode", "sync") not in ("sync", "async"):
             return JSONResponse({"error": "code (int) and mode sync|async required"}, status_code=422)

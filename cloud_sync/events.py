@@ -115,7 +115,9 @@ def _normalise(text: str) -> str:
 
 def is_stop(text: str | None) -> bool:
     """True when a free-text reply asks to stop (STOP, Stopp!, ARRÊT, alto, basta, ...)."""
-    return bool(text) and _normalise(text) in STOP_WORDS  # type: ignore[arg-type]
+    if not text:
+        return False
+    return _normalise(text) in STOP_WORDS
 
 
 def is_opt_out(msg: InboundMessage) -> bool:

@@ -395,7 +395,7 @@ def _validate_interactive(inter: Mapping[str, Any]) -> None:
             _str(reply, "title", f"{path}.reply", max_len=MAX_BUTTON_TITLE)
             if bid in seen:
                 raise MessageError(f"{path}.reply.id", f"duplicate button id {bid!r}")
-            seen.add(bid)  # type: ignore[arg-type]
+            seen.add(bid)  # type: ignore[arg-type]  # required: _str raised if it was missing
     elif kind == "list":
         _str(action, "button", "interactive.action", max_len=MAX_LIST_BUTTON)
         sections = _list(action, "sections", "interactive.action", min_len=1, max_len=MAX_SECTIONS)
@@ -416,7 +416,7 @@ def _validate_interactive(inter: Mapping[str, Any]) -> None:
                 _str(r, "description", rpath, max_len=MAX_ROW_DESCRIPTION, required=False)
                 if rid in ids:
                     raise MessageError(f"{rpath}.id", f"duplicate row id {rid!r}")
-                ids.add(rid)  # type: ignore[arg-type]
+                ids.add(rid)  # type: ignore[arg-type]  # required: _str raised if it was missing
             total += len(rows)
         if total > MAX_LIST_ROWS:
             raise MessageError("interactive.action.sections", f"{total} rows in total, max {MAX_LIST_ROWS}")

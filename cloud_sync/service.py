@@ -760,9 +760,9 @@ class WhatsAppService:
                     consent["whatsapp_service"],
                     last[0] if last else None,
                 )
-            gtins = {g for s in sessions for g in s.gtins} | {e.gtin for e in stock}
+            wanted_gtins = {g for s in sessions for g in s.gtins} | {e.gtin for e in stock}
             prods = {}
-            for g in sorted(gtins):
+            for g in sorted(wanted_gtins):
                 r = c.execute("SELECT gtin, name, size, colour FROM products WHERE gtin = ?", (g,)).fetchone()
                 if r:
                     prods[g] = journeys.ProductInfo(r[0], r[1] or g, r[2] or "", r[3] or "")

@@ -181,7 +181,7 @@ class DiskQueue:
         if now < self._retry_at:
             return False
         try:
-            self._write(now, **kw)  # type: ignore[arg-type]
+            self._write(now, **kw)  # type: ignore[arg-type]  # the keywords of `_write`, passed through
         except sqlite3.OperationalError as exc:
             self.write_errors += 1
             self._retry_at = now + self.write_after_s

@@ -90,7 +90,7 @@ class GatewayCore:
             self.metrics.rejects.labels(err.field).inc()
             self.rejects.reject(topic, err)
             return
-        if msg.store != self.store.store.id:  # type: ignore[union-attr]
+        if msg.store != self.store.store.id:
             return
         self.rejects.ok()
         self.metrics.messages.labels(kind).inc()
@@ -99,8 +99,8 @@ class GatewayCore:
             if verdict in ("ahead", "behind"):  # a node clock set wrong: counted by node in fleet
                 gap = abs(self.clock() - msg.window[1])
                 where = "ahead of" if verdict == "ahead" else "behind"
-                err = protocol.WireError("window", f"ends {gap:.0f} s {where} the gateway's clock")
-                self.rejects.reject(topic, err)
+                wrong = protocol.WireError("window", f"ends {gap:.0f} s {where} the gateway's clock")
+                self.rejects.reject(topic, wrong)
                 return
             if verdict == "lagging" and not msg.late:  # stale news, e.g. re-delivered after a restart
                 msg = msg.model_copy(update={"late": True})

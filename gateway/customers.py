@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from dataclasses import dataclass
 
 import sqlite_utils
@@ -97,7 +98,7 @@ def record_consent(
     })
 
 
-def has_consent(db: sqlite_utils.Database, customer_id: str, purpose: str) -> bool:
+def has_consent(db: sqlite_utils.Database | sqlite3.Connection, customer_id: str, purpose: str) -> bool:
     row = db.execute(
         "SELECT granted FROM consents WHERE customer_id = ? AND purpose = ? ORDER BY at DESC, id DESC LIMIT 1",
         [customer_id, purpose],

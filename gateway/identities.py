@@ -11,12 +11,14 @@ per node that heard it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from gateway.customers import Identity
 from gateway.eid import EidResolver
 
 
 class IdentityResolver:
-    def __init__(self, identities: list[Identity] = ()):  # type: ignore[assignment]
+    def __init__(self, identities: Iterable[Identity] = ()):
         self._static: dict[str, str] = {}
         self._eid = EidResolver()
         self._by_customer: dict[str, list[Identity]] = {}

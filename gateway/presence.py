@@ -151,6 +151,7 @@ class PresenceEvent:
 
 
 class PresenceModel:
+    door_cells: np.ndarray  # states inside a street door (set with the transition model)
     """Everything precomputed from the store layout: cells, expected RSSI, transitions."""
 
     def __init__(self, store: StoreFile, params: PresenceParams = PresenceParams()):
@@ -165,7 +166,7 @@ class PresenceModel:
         self.node_ids = [n.id for n in nodes]
         self.n_index = {n: i for i, n in enumerate(self.node_ids)}
         node_xy = np.asarray([n.position for n in nodes], dtype=float).reshape(-1, 2)
-        ref = np.asarray([n.ble.ref_rssi_1m for n in nodes], dtype=float)  # type: ignore[union-attr]
+        ref = np.asarray([n.ble.ref_rssi_1m for n in nodes if n.ble is not None], dtype=np.float64)
 
         cells, owner = [], []
         for zi, z in enumerate(zones):
@@ -778,7 +779,9 @@ class PresenceEngine:
 
     def _step_due(self) -> list[PresenceEvent]:
         self._expected = self._reported.copy()
-        return self.step(self._due)  # type: ignore[arg-type]
+        if self._due is None:  # nothing collected yet
+            return []
+        return self.step(self._due)
 
     def step(self, t: float) -> list[PresenceEvent]:
         """Fold in the windows received since the last step (time `t`) and report changes."""
@@ -979,7 +982,8 @@ def _inward(at: tuple[float, float], pa: list, pb: list) -> np.ndarray:
 def _strongest(rssi: np.ndarray, heard: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """(identity, node) index pairs of each identity's `m` strongest heard readings."""
     if heard.shape[1] <= m:
-        return np.nonzero(heard)
+        ii, nn = np.nonzero(heard)
+        return ii, nn
     masked = np.where(heard, rssi, -np.inf)
     top = np.argpartition(-masked, m - 1, axis=1)[:, :m]  # (I, m)
     rows = np.repeat(np.arange(len(rssi)), m)

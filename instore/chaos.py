@@ -163,7 +163,7 @@ def parse_metrics(text: str, names: Iterable[str]) -> Counter[str]:
     for line in text.splitlines():
         if line.startswith(wanted):
             key, _, value = line.rpartition(" ")
-            out[key.removesuffix("_total").replace("_total{", "{")] += float(value)
+            out[key.removesuffix("_total").replace("_total{", "{")] += int(float(value))  # counts: whole
     return out
 
 
@@ -193,16 +193,16 @@ def shim(ctrl: Path, argv: list[str]) -> None:
             raise sqlite3.OperationalError("database or disk is full")
 
     class Conn(sqlite3.Connection):
-        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
             check(sql)
             return super().execute(sql, *args)
 
-        def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
             check(sql)
             return super().executemany(sql, *args)
 
     connect = sqlite3.connect
-    sqlite3.connect = lambda *a, **k: connect(*a, **{"factory": Conn, **k})  # type: ignore[assignment]
+    sqlite3.connect = lambda *a, **k: connect(*a, **{"factory": Conn, **k})
     if argv[:1] == ["edge"]:
         from edge import queue
 
@@ -213,7 +213,7 @@ def shim(ctrl: Path, argv: list[str]) -> None:
             os.write(fd, f"{kind} {seq}\n".encode())
             return seq
 
-        queue.DiskQueue.put = logged_put  # type: ignore[method-assign]
+        queue.DiskQueue.put = logged_put  # type: ignore[method-assign]  # in the shimmed child process only
     from instore.cli import main
 
     sys.argv = ["instore", *argv]
@@ -351,7 +351,7 @@ class Run:
         from paho.mqtt.enums import CallbackAPIVersion
 
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="chaos-auditor", clean_session=False)
-        c.reconnect_delay_set(0.2, 1)
+        c.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho sleeps for it: a fraction works
 
         def on_connect(client, userdata, flags, rc, props):  # noqa: ANN001, ANN202
             client.subscribe(f"instore/v1/{self.store_id}/node/+/+", qos=1)

@@ -108,7 +108,9 @@ class Emitter:
         self.nodes = [n for n in store.nodes if n.ble is not None]
         self.node_xy = np.asarray([n.position for n in self.nodes], dtype=float).reshape(-1, 2)
         # a node's calibration differs from the nominal reference: model it as a receiver offset
-        self.node_offset = np.asarray([n.ble.ref_rssi_1m - self.params.ref_power_1m for n in self.nodes])  # type: ignore[union-attr]
+        self.node_offset = np.asarray(
+            [n.ble.ref_rssi_1m - self.params.ref_power_1m for n in self.nodes if n.ble is not None]
+        )
         self.walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float).reshape(-1, 4)
         self.wall_db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
         self.k = store.store.eid_rotation_exponent

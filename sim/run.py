@@ -107,7 +107,7 @@ class _BleEdge:
             eddystone_namespace=store.store.eddystone_namespace,
         )
         self.nodes = emitter.nodes
-        self.win = np.asarray([n.ble.window_s for n in self.nodes], dtype=float)  # type: ignore[union-attr]
+        self.win = np.asarray([n.ble.window_s for n in self.nodes if n.ble is not None], dtype=np.float64)
         self.next_end = self.win.copy()  # end of each node's open window
         self.seq = [0] * len(self.nodes)
         self.aggs = [BleWindowAggregator(self.store_id, n.id) for n in self.nodes]
@@ -250,7 +250,7 @@ class _BleEdge:
         out = []
         for j, k in ends:
             start, end = self._window_times(j, k)
-            o = obs.get((j, k), [])
+            seen = obs.get((j, k), [])
             d, a = anon.get((j, k), (0, 0))
             payload = {
                 "v": VERSION,
@@ -260,7 +260,7 @@ class _BleEdge:
                 "window": [start + self.epoch, end + self.epoch],
                 "late": False,
                 "type": "ble",
-                "observations": o,
+                "observations": seen,
                 "anonymous": {"devices": d, "adverts": a},
             }
             self.seq[j] += 1
@@ -311,8 +311,8 @@ class _RfidEdge:
                     "reader": "ok",
                 }
                 if self.mode == "packets":  # the reference: through the models and protocol.encode
-                    msg = RfidWindow(
-                        **{**payload, "observations": [RfidObservation(**o) for o in by_node[n]]}
+                    msg = RfidWindow.model_validate(
+                        {**payload, "observations": [RfidObservation(**o) for o in by_node[n]]}
                     )
                     data = protocol.encode(msg)
                 else:
