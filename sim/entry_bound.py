@@ -15,6 +15,7 @@ engine on the same radio separates the two better. docs/scenarios.md explains th
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ LANE_EDGE_M = 0.2  # nobody walks closer than this to the shop front or the kerb
 TIME_STEP_S = 0.25  # spacing of the passing / crossing times tried (half an advert interval)
 ROUNDING_VAR_DB2 = 1.0 / 12.0  # radios report whole dBm: rounding adds this variance
 CHUNK_POSITIONS = 150_000  # hypothesised positions evaluated at once (memory, not results)
+MEANS_CACHE_POSITIONS = 40_000_000  # hypothesised means kept between the two passes (320 MB at most)
 GRID_STEP_M = 0.05  # mean tables for hypotheses: far below the 2 dB fading, a few cm off at walls
 OFFSET_STEP_DB = 2.0  # transmit offsets where the misses are weighed; far finer than their ~5-dB edge
 COARSE_OFFSETS = 5  # offsets the misses are weighed at to bound a hypothesis before weighing it fully
@@ -178,12 +180,32 @@ class _Readings:
         var = np.where(has, self.m_a**2 * post[np.maximum(self.m_last, 0)] if n else 0.0, 0.0)
         var = var + var_s * (1 - self.m_a**2) + p.fading_sigma_db**2
         self.m_sd = np.sqrt(p.loss_width_db**2 + PROBIT_SCALE * var)  # the logistic edge widened by it
+        rank = np.zeros(n, np.int64)  # how many earlier readings the same link has
+        for j in np.unique(self.link):
+            at = np.flatnonzero(self.link == j)
+            rank[at] = np.arange(len(at))
+        self._rounds = [(k, self.link[k]) for k in (np.flatnonzero(rank == i) for i in range(rank.max(initial=-1) + 1))]
         self.u, filt_u = self._whiten(np.ones((n, 1)))
         self.u, self.m_u = self.u[:, 0], self._predict(filt_u)[:, 0]
         self.u2 = np.concatenate([[0.0], np.cumsum(self._spread(self.u**2))])
         self.limit = offset_limit  # the best transmit offset is searched within +/- this
         steps = int(np.ceil(2 * offset_limit / OFFSET_STEP_DB)) if offset_limit > 0 else 0
         self.offsets = np.linspace(-offset_limit, offset_limit, steps + 1) if steps else np.zeros(1)
+
+    def head(self, k: int) -> _Readings:
+        """The same readings cut after the first k events: every term is causal, so the
+        likelihood of any prefix up to k is unchanged, and cheaper."""
+        nr = int(self.n_read[k])
+        nm = k - nr
+        out = copy.copy(self)
+        out.t, out.node, out.read, out.n_read, out.u2 = self.t[:k], self.node[:k], self.read[:k], \
+            self.n_read[: k + 1], self.u2[: k + 1]
+        out.ri, out.y, out.link, out.a, out.gain, out.scale, out.u = (
+            x[:nr] for x in (self.ri, self.y, self.link, self.a, self.gain, self.scale, self.u))
+        out.mi, out.m_last, out.m_a, out.m_sd, out.m_u = (
+            x[:nm] for x in (self.mi, self.m_last, self.m_a, self.m_sd, self.m_u))
+        out._rounds = [(i[i < nr], j[i < nr]) for i, j in self._rounds if i[0] < nr]
+        return out
 
     def _decay(self, dt: np.ndarray | float) -> np.ndarray:
         tau = self.p.shadowing_tau_s
@@ -203,13 +225,15 @@ class _Readings:
 
     def _whiten(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Innovations / their sd of residuals x (n, H), link by link in time order, and the
-        filtered shadowing after each reading."""
+        filtered shadowing after each reading. Links are independent, so the i-th readings of
+        all links are filtered in one step (`_rounds`)."""
         state = np.zeros((int(self.link.max()) + 1 if len(self.link) else 0, x.shape[1]))
         out, filt = np.empty_like(x), np.empty_like(x)
-        for k, j in enumerate(self.link.tolist()):
-            e = x[k] - self.a[k] * state[j]
-            out[k] = e * self.scale[k]
-            state[j] = filt[k] = self.a[k] * state[j] + self.gain[k] * e
+        for k, j in self._rounds:
+            a = self.a[k, None]
+            e = x[k] - a * state[j]
+            out[k] = e * self.scale[k, None]
+            state[j] = filt[k] = a * state[j] + self.gain[k, None] * e
         return out, filt
 
     def prefix_ll(self, mean: np.ndarray, until: np.ndarray | None = None) -> np.ndarray:
@@ -226,8 +250,9 @@ class _Readings:
         each standing for the offsets above it (a louder phone is missed less)."""
         e, filt = self._whiten(self.y[:, None] - mean[self.ri])
         z = np.zeros((1, e.shape[1]))
-        e2 = np.take_along_axis(np.concatenate([z, np.cumsum(self._spread(e * e), axis=0)]), rows, axis=0)
-        ue = np.take_along_axis(np.concatenate([z, np.cumsum(self._spread(self.u[:, None] * e), axis=0)]), rows, 0)
+        reads = self.n_read[rows]  # prefix sums over the readings alone: misses add nothing here
+        e2 = np.take_along_axis(np.concatenate([z, np.cumsum(e * e, axis=0)]), reads, axis=0)
+        ue = np.take_along_axis(np.concatenate([z, np.cumsum(self.u[:, None] * e, axis=0)]), reads, 0)
         u2 = self.u2[rows]
         if not len(self.mi):
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -292,18 +317,21 @@ class _Oracle:
         self.shape = np.ceil((hi - lo) / GRID_STEP_M).astype(int) + 1
         gx, gy = (lo[i] + GRID_STEP_M * np.arange(self.shape[i]) for i in range(2))
         self.grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
-        self.tables: dict[tuple[float, float, int], np.ndarray] = {}
+        self.flat = np.zeros(0)  # every mean table built so far, flattened one after the other
+        self.base: dict[tuple[float, float, int], int] = {}  # (heading, carry) -> its table's start in `flat`
 
-    def _table(self, heading: tuple[float, float], carry: int) -> np.ndarray:
+    def _table(self, heading: tuple[float, float], carry: int) -> int:
+        """Where the mean table for this walking direction and carry position starts in `flat`."""
         key = (*heading, carry)
-        tab = self.tables.get(key)
-        if tab is None:
+        base = self.base.get(key)
+        if base is None:
             em, g = self.em, self.grid
             head = np.broadcast_to(np.asarray(heading), g.shape)
             tab = (mean_rssi(g, em.node_xy, np.zeros(len(g)), em.walls, em.wall_db, self.params, em.node_offset)
                    + extra_terms_db(g, head, em.node_xy, carry, self.params.body_loss_db))
-            tab = self.tables[key] = tab.reshape(*self.shape, -1)
-        return tab
+            base = self.base[key] = len(self.flat)
+            self.flat = np.concatenate([self.flat, tab.reshape(-1)])
+        return base
 
     def means(self, r: _Readings, knots_t: np.ndarray, knots_xy: np.ndarray, carry: int,
               rows: np.ndarray | None = None) -> np.ndarray:
@@ -314,27 +342,30 @@ class _Oracle:
         seg_t0, seg_t1 = knots_t[:, None, :-1], knots_t[:, None, 1:]
         f = np.clip((t - seg_t0) / np.maximum(seg_t1 - seg_t0, 1e-9), 0.0, 1.0)  # (H, n, K-1)
         step = knots_xy[:, 1:] - knots_xy[:, :-1]  # (H, K-1, 2)
-        xy = (knots_xy[:, None, 0] + np.einsum("hnk,hkd->hnd", f, step)).reshape(-1, 2)
+        x, y = knots_xy[:, None, 0, 0], knots_xy[:, None, 0, 1]
+        for k in range(step.shape[1]):
+            x, y = x + f[..., k] * step[:, None, k, 0], y + f[..., k] * step[:, None, k, 1]
         length = np.maximum(np.hypot(step[..., 0], step[..., 1]), 1e-9)[..., None]
         unit = np.round(step / length, 3)  # (H, K-1, 2) walking direction of each leg
         codes, leg = np.unique(np.concatenate([[[0.0, 0.0]], unit.reshape(-1, 2)]), axis=0, return_inverse=True)
         leg = leg.reshape(-1)[1:].reshape(unit.shape[:2]) + 1  # 0 is reserved for standing still
-        moving = (f > 0) & (f < 1)
-        which = (moving * leg[:, None, :]).max(axis=2).reshape(-1)
-        which = np.where(which > 0, which - 1, int(np.flatnonzero((codes == 0).all(axis=1))[0]))
-        node = np.tile(ev_node, len(knots_t))
-        out = np.empty(len(xy))
-        for c in np.unique(which):
-            sel = which == c
-            out[sel] = self._lookup(self._table((float(codes[c, 0]), float(codes[c, 1])), carry), xy[sel], node[sel])
-        return out.reshape(len(knots_t), -1).T
+        which = (((f > 0) & (f < 1)) * leg[:, None, :]).max(axis=2)  # (H, n): the leg walked, 0 if none
+        bases = np.asarray([self._table((float(c[0]), float(c[1])), carry) for c in codes])
+        still = bases[int(np.flatnonzero((codes == 0).all(axis=1))[0])]
+        base = np.where(which > 0, bases[np.maximum(which - 1, 0)], still)
+        return self._lookup(base, x, y, ev_node[None, :]).T
 
-    def _lookup(self, tab: np.ndarray, xy: np.ndarray, node: np.ndarray) -> np.ndarray:
-        g = np.clip((xy - self.origin) / GRID_STEP_M, 0, self.shape - 1.000001)
-        i, f = np.floor(g).astype(int), g - np.floor(g)
-        x0, y0, fx, fy = i[:, 0], i[:, 1], f[:, 0], f[:, 1]
-        return ((1 - fx) * (1 - fy) * tab[x0, y0, node] + fx * (1 - fy) * tab[x0 + 1, y0, node]
-                + (1 - fx) * fy * tab[x0, y0 + 1, node] + fx * fy * tab[x0 + 1, y0 + 1, node])
+    def _lookup(self, base: np.ndarray, x: np.ndarray, y: np.ndarray, node: np.ndarray) -> np.ndarray:
+        """Bilinear interpolation in the tables starting at `base`, at points (x, y), for `node`."""
+        nx, ny, nr = int(self.shape[0]), int(self.shape[1]), len(self.em.node_xy)
+        gx = np.clip((x - self.origin[0]) / GRID_STEP_M, 0, nx - 1.000001)
+        gy = np.clip((y - self.origin[1]) / GRID_STEP_M, 0, ny - 1.000001)
+        x0, y0 = np.floor(gx), np.floor(gy)
+        fx, fy = gx - x0, gy - y0
+        i = base + (x0.astype(np.int64) * ny + y0.astype(np.int64)) * nr + node
+        tab = self.flat
+        return ((1 - fx) * (1 - fy) * tab.take(i) + fx * (1 - fy) * tab.take(i + ny * nr)
+                + (1 - fx) * fy * tab.take(i + nr) + fx * fy * tab.take(i + ny * nr + nr))
 
     def exact(self, r: _Readings, xy: np.ndarray, angle: np.ndarray, carry: int) -> np.ndarray:
         """Mean RSSI at each reading's own node for true positions (n, 2) and headings (radians)."""
@@ -399,22 +430,52 @@ def _best_score(orc: _Oracle, r: _Readings, carry: int, hyp: tuple, rows: np.nda
 
     Every hypothesis is first bounded from above cheaply (`ll_at(upper=True)`), then weighed in
     full: the TOP_FIRST best bounds of each column first, then only hypotheses whose bound still
-    beats the best so far (the same result as weighing all, far cheaper).
+    beats the best so far (the same result as weighing all, far cheaper). The hypotheses' means
+    are computed once for both passes while they fit in MEANS_CACHE_POSITIONS.
     """
-    kt, kx = hyp
-    step = max(1, CHUNK_POSITIONS // max(len(r.t), 1))
+    best = np.full(rows.shape[1], initial)
+    # a hypothesis only needs the events of the columns it can win (sub < inf): none, or a prefix
+    ok = np.isfinite(sub)
+    rows = np.where(ok, rows, 0)
+    need = rows.max(axis=1, initial=0)
+    live = np.flatnonzero(ok.any(axis=1))
+    live = live[np.argsort(need[live], kind="stable")]  # chunks of similar prefixes
+    if not len(live):
+        return best
+    kt, kx, rows, sub, need = hyp[0][live], hyp[1][live], rows[live], sub[live], need[live]
+    until = None if until is None else until[live]
+    chunks, i = [], 0
+    while i < len(kt):
+        j = min(len(kt), i + max(1, CHUNK_POSITIONS // max(1, int(need[i]))))
+        while j - i > 1 and (j - i) * need[j - 1] > CHUNK_POSITIONS:
+            j = i + max(1, CHUNK_POSITIONS // int(need[j - 1]))
+        chunks.append(np.arange(i, j))
+        i = j
+    heads = [r.head(int(need[c[-1]])) for c in chunks]
+    keep = sum(len(c) * int(need[c[-1]]) for c in chunks) <= MEANS_CACHE_POSITIONS
+    cache: dict[int, np.ndarray] = {}
+
+    def means(c: int) -> np.ndarray:
+        m = cache.get(c)
+        if m is None:
+            m = orc.means(heads[c], kt[chunks[c]], kx[chunks[c]], carry)
+            if keep:
+                cache[c] = m
+        return m
 
     def scores(idx: np.ndarray, upper: bool) -> np.ndarray:
+        """Scores of hypotheses idx (sorted), chunk by chunk."""
         out = np.empty((len(idx), rows.shape[1]))
-        for s in range(0, len(idx), step):
-            i = idx[s : s + step]
-            ll = r.ll_at(orc.means(r, kt[i], kx[i], carry), rows[i].T, None if until is None else until[i], upper)
-            out[s : s + step] = ll.T - sub[i]
+        at = np.searchsorted(idx, [c[0] for c in chunks] + [len(kt)])
+        for c in range(len(chunks)):
+            if at[c] == at[c + 1]:
+                continue
+            i = idx[at[c] : at[c + 1]]
+            m = means(c)[:, i - chunks[c][0]]
+            ll = heads[c].ll_at(m, rows[i].T, None if until is None else until[i], upper)
+            out[at[c] : at[c + 1]] = ll.T - sub[i]
         return out
 
-    best = np.full(rows.shape[1], initial)
-    if not len(kt):
-        return best
     upper = scores(np.arange(len(kt)), True)
     top = np.unique(np.argsort(-upper, axis=0)[:TOP_FIRST].reshape(-1))
     best = np.maximum(best, scores(top, False).max(axis=0))
