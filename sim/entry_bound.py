@@ -25,6 +25,9 @@ from scipy.special import expit, log_expit
 from firmware_config.geometry import door_opening, point_in_polygon
 from firmware_config.store import StoreFile, ZoneKind
 from sim.emitter import Emitter, Reception, radio_params
+from sim.lanes import LANE_EDGE_M as PASSER_EDGE_M
+from sim.lanes import Lanes
+from sim.paths import FloorPlan
 from sim.radio import RadioParams, body_loss, mean_rssi
 from sim.scenario import Scenario, ScenarioError, load_scenario
 from sim.world import AgentKind, World, build_world
@@ -94,6 +97,14 @@ def lanes(store: StoreFile) -> list[Lane]:
         offsets = np.arange(LANE_EDGE_M, max(LANE_EDGE_M, depth - LANE_EDGE_M) + 1e-9, LANE_STEP_M)
         out.append(Lane(centre, along, away, (float(s.min()), float(s.max())), offsets))
     return out
+
+
+def passer_lanes(store: StoreFile) -> list[np.ndarray]:
+    """Every lane a passer-by may walk (`sim.lanes`, as the simulator plans them): along each
+    outside zone, with or without a door, LANE_STEP_M apart across it; (K, 2) points each."""
+    ln = Lanes(store, FloorPlan(store))
+    return [ln.lane(z, float(off)) for z in ln.zones
+            for off in np.arange(PASSER_EDGE_M, max(PASSER_EDGE_M, ln.width(z) - PASSER_EDGE_M) + 1e-9, LANE_STEP_M)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,11 +317,11 @@ class _Oracle:
     interpolated bilinearly; true paths use `mean_rssi` directly.
     """
 
-    def __init__(self, em: Emitter, lanes_: list[Lane]):
-        self.em, self.lanes = em, lanes_
+    def __init__(self, em: Emitter, lanes_: list[Lane], paths: list[np.ndarray]):
+        self.em, self.lanes, self.paths = em, lanes_, paths
         self.params = em.params
         pts = [ln.centre + s * ln.along + o * ln.away for ln in lanes_ for s in ln.s_range
-               for o in (ln.offsets[-1] + LANE_EDGE_M, -max(WALK_IN_DEPTHS_M))]
+               for o in (ln.offsets[-1] + LANE_EDGE_M, -max(WALK_IN_DEPTHS_M))] + [p for path in paths for p in path]
         lo = np.min(pts, axis=0) - 2 * GRID_STEP_M if pts else np.zeros(2)
         hi = np.max(pts, axis=0) + 2 * GRID_STEP_M if pts else np.ones(2)
         self.origin = lo
@@ -379,20 +390,20 @@ class _Oracle:
                        - body_loss(xy[sel], angle[sel], np.full(sel.sum(), carry), rx, self.params.body_loss_db))[:, 0]
         return out
 
-    def passing(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Walk-past paths whose passing time (at the door) is in `times`: knots and (start, end)."""
+    def passing(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Walk-past paths there at time t: along every passer-by lane, either way, at every speed,
+        starting every TIME_STEP_S; knots (shorter lanes end standing still) and (start, end)."""
+        k = max(len(p) for p in self.paths)
         kt, kx, life = [], [], []
-        for ln in self.lanes:
-            for sign in (1.0, -1.0):
-                s0, s1 = (ln.s_range[0], ln.s_range[1]) if sign > 0 else (ln.s_range[1], ln.s_range[0])
-                for off in ln.offsets:
-                    for v in PASSER_SPEEDS:
-                        t0, t1 = times + s0 * sign / v, times + s1 * sign / v
-                        p0 = ln.centre + s0 * ln.along + off * ln.away
-                        p1 = ln.centre + s1 * ln.along + off * ln.away
-                        kt.append(np.stack([t0, t1], axis=1))
-                        kx.append(np.broadcast_to(np.stack([p0, p1]), (len(times), 2, 2)))
-                        life.append(np.stack([t0, t1], axis=1))
+        for path in self.paths:
+            for pts in (path, path[::-1]):
+                pts = np.concatenate([pts, np.repeat(pts[-1:], k - len(pts), axis=0)])
+                s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
+                for v in PASSER_SPEEDS:
+                    t0 = _grid(t - s[-1] / v, t)
+                    kt.append(t0[:, None] + s[None, :] / v)
+                    kx.append(np.broadcast_to(pts, (len(t0), k, 2)))
+                    life.append(np.stack([t0, t0 + s[-1] / v], axis=1))
         return np.concatenate(kt), np.concatenate(kx), np.concatenate(life)
 
     def walking_in(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -489,10 +500,8 @@ def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.
     true = _true_ll(orc, r, agent)[k]
     if not len(r.t):
         return np.zeros(len(lat))
-    walk = max(abs(s) for ln in orc.lanes for s in ln.s_range) / PASSER_SPEEDS[0]
-    kt, kx, life = orc.passing(_grid(r.t[0] - walk, r.t[0] + walk))
-    ok = (life[:, 0] <= r.t[0]) & (life[:, 1] >= r.t[0])  # there from the first reading on
-    kt, kx, end = kt[ok], kx[ok], life[ok, 1]
+    kt, kx, life = orc.passing(r.t[0])  # there from the first reading on
+    end = life[:, 1]
     valid = r.n_read[k][None, :] <= r.n_read[r.count(end)][:, None]  # no reading after the walk ended
     rows = np.broadcast_to(k[None, :], valid.shape)
     best = _best_score(orc, r, int(orc.em.carry[agent]), (kt, kx), rows, np.where(valid, 0.0, np.inf), end, -np.inf)
@@ -515,7 +524,7 @@ def _passer_scores(orc: _Oracle, r: _Readings, agent: int, lat: np.ndarray) -> n
 def oracle_margins(world: World, em: Emitter, rec: Recording) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """(entrant crossing times by agent id, entrant margins (E, L), passer scores (P, L), latency grid)."""
     lat = np.union1d(np.arange(0.0, LATENCY_MAX_S + 1e-9, LATENCY_STEP_S), LATENCIES_S)
-    orc = _Oracle(em, lanes(world.store))
+    orc = _Oracle(em, lanes(world.store), passer_lanes(world.store))
     offset_limit = max([abs(a.tx_offset_db) for a in world.agents], default=0.0)  # any offset the world has
     p = radio_params(world)
     by_agent = np.argsort(rec.agent, kind="stable")
