@@ -32,7 +32,7 @@ from sim.radio import RadioParams, body_loss, mean_rssi
 from sim.scenario import Scenario, ScenarioError, load_scenario
 from sim.world import AgentKind, World, build_world
 
-LATENCIES_S = (1.2, 2.5, 3.0, 5.0, 10.0)  # the latencies the issues' targets are stated at
+LATENCIES_S = (1.2, 2.5, 3.0, 4.0, 5.0, 10.0)  # the latencies the issues' targets are stated at
 FALSE_ALARMS = (0, 1, 2, 5)  # passers-by the oracle may announce
 LATENCY_STEP_S = 0.25  # resolution of the oracle's own latency percentiles
 LATENCY_MAX_S = 20.0  # an entrant not separated by then counts as "later than this"
