@@ -474,24 +474,28 @@ def _best_score(orc: _Oracle, r: _Readings, carry: int, hyp: tuple, rows: np.nda
                 cache[c] = m
         return m
 
-    def scores(idx: np.ndarray, upper: bool) -> np.ndarray:
-        """Scores of hypotheses idx (sorted), chunk by chunk."""
-        out = np.empty((len(idx), rows.shape[1]))
+    def scores(idx: np.ndarray, upper: bool, wanted: np.ndarray) -> np.ndarray:
+        """Scores of hypotheses idx (sorted), chunk by chunk, in the columns some of them may win
+        (`wanted`); -inf elsewhere."""
+        out = np.full((len(idx), rows.shape[1]), -np.inf)
         at = np.searchsorted(idx, [c[0] for c in chunks] + [len(kt)])
         for c in range(len(chunks)):
-            if at[c] == at[c + 1]:
-                continue
             i = idx[at[c] : at[c + 1]]
+            cols = np.flatnonzero(wanted[i].any(axis=0))
+            if not len(cols):
+                continue
             m = means(c)[:, i - chunks[c][0]]
-            ll = heads[c].ll_at(m, rows[i].T, None if until is None else until[i], upper)
-            out[at[c] : at[c + 1]] = ll.T - sub[i]
+            ll = heads[c].ll_at(m, rows[i][:, cols].T, None if until is None else until[i], upper)
+            out[at[c] : at[c + 1], cols] = ll.T - sub[i][:, cols]
         return out
 
-    upper = scores(np.arange(len(kt)), True)
+    ok = np.isfinite(sub)
+    upper = scores(np.arange(len(kt)), True, ok)
     top = np.unique(np.argsort(-upper, axis=0)[:TOP_FIRST].reshape(-1))
-    best = np.maximum(best, scores(top, False).max(axis=0))
-    rest = np.setdiff1d(np.flatnonzero((upper > best[None, :]).any(axis=1)), top)
-    return np.maximum(best, scores(rest, False).max(axis=0, initial=-np.inf))
+    best = np.maximum(best, scores(top, False, ok).max(axis=0))
+    beats = upper > best[None, :]  # where a hypothesis may still beat the best so far
+    rest = np.setdiff1d(np.flatnonzero(beats.any(axis=1)), top)
+    return np.maximum(best, scores(rest, False, beats).max(axis=0, initial=-np.inf))
 
 
 def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.ndarray) -> np.ndarray:
