@@ -17,7 +17,7 @@ from pathlib import Path
 
 LIBRARY = Path(__file__).resolve().parent / "scenarios"
 
-ORACLE_MAX_DURATION_S = 3600.0  # oracles run on at most the first hour (the flagship's day is too long for them)
+ORACLE_MAX_DURATION_S = 3600.0  # oracles run on at most an hour: a day is far too long for them
 ORACLE_LATENCIES_S = (2.5, 4.0, 10.0)  # the entry latencies the oracle table shows (the issues' targets)
 ROOM_LATENCIES_S = (2.0, 3.0)  # the fitting-room latencies it shows
 
