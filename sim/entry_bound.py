@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit, log_expit
+from scipy.special import log_expit
 
 from firmware_config.geometry import door_opening, point_in_polygon
 from firmware_config.store import StoreFile, ZoneKind
@@ -273,8 +273,13 @@ class _Readings:
         o = np.linspace(self.offsets[0], self.offsets[-1], min(COARSE_OFFSETS, len(self.offsets))) if upper \
             else self.offsets
         base = (mean[self.mi] + self._predict(filt) - p.sensitivity_dbm) / self.m_sd[:, None]
-        x = base[..., None] + ((1 - self.m_u) / self.m_sd)[:, None, None] * o  # (M, H, offsets)
-        miss = np.log1p(-(1 - p.packet_loss) * expit(x)) if p.packet_loss > 0 else log_expit(-x)  # log P(missed)
+        slope = ((1 - self.m_u) / self.m_sd)[:, None] * o  # (M, offsets): how the offset moves each miss
+        if p.packet_loss > 0:  # log P(missed) = log(1 - (1 - loss) expit(x)), exp(-x) as a product: one exp per (M, H)
+            with np.errstate(over="ignore"):
+                z = np.exp(-base)[..., None] * np.exp(-slope)[:, None, :]  # (M, H, offsets)
+            miss = np.log1p(-(1 - p.packet_loss) / (1 + z))
+        else:
+            miss = log_expit(-(base[..., None] + slope[:, None, :]))
         if until is not None:
             miss *= (self.t[self.mi][:, None] <= until[None, :])[..., None]
         d = np.concatenate([np.zeros((1, *miss.shape[1:])), np.cumsum(miss, axis=0)])
