@@ -194,8 +194,8 @@ def sim_library(
         bool, typer.Option(help="Run the entry and fitting-room oracles (the bounds) instead of the system.")
     ] = False,
     max_duration: Annotated[
-        float, typer.Option(min=1, help="With --oracle: simulated seconds at most per scenario.")
-    ] = 3600.0,
+        float | None, typer.Option(min=1, help="With --oracle: simulated seconds at most per scenario (an hour).")
+    ] = None,
 ) -> None:
     """Run the whole scenario library with several seeds and print one Markdown table.
 
@@ -217,9 +217,10 @@ def sim_library(
     with Progress(transient=True) as prog:
         task = prog.add_task("scenarios x seeds", total=len(paths) * len(seed_list))
         if oracle:
-            from sim.library import oracle_table, run_oracles
+            from sim.library import ORACLE_MAX_DURATION_S, oracle_table, run_oracles
 
-            results = run_oracles(paths, seed_list, jobs, max_duration, on_done=lambda _r: prog.advance(task))
+            cap = max_duration or ORACLE_MAX_DURATION_S
+            results = run_oracles(paths, seed_list, jobs, cap, on_done=lambda _r: prog.advance(task))
         else:
             reports = run_library(paths, seed_list, jobs, on_done=lambda _r: prog.advance(task))
     if oracle:
