@@ -3,7 +3,7 @@
 The oracle sees every node's reading of every advertisement and knows each person's true
 path. For each consenting registered entrant and latency L it compares the likelihood of
 their readings up to L after the door crossing along their true path with the best walk-past
-explanation (any lane, offset, speed 0.9-1.6 m/s, passing time); for each registered
+explanation (any passer-by lane of `sim.lanes`, offset, speed 0.9-1.6 m/s, start); for each registered
 passer-by, the best walked-in explanation with their true walk. The likelihood is the radio
 model's own (Gaussian AR(1) shadowing shared by a link's consecutive readings, per-packet
 fading, best transmit offset, and every advertisement a node missed), so by Neyman-Pearson no
@@ -66,7 +66,7 @@ def extra_terms_db(tx_xy: np.ndarray, heading: np.ndarray, rx_xy: np.ndarray, ca
 
 @dataclass(frozen=True, slots=True)
 class Lane:
-    """A street door seen from the pavement: where passers-by walk and walkers turn in."""
+    """A street door seen from the pavement: where walkers turn in (passers-by: `passer_lanes`)."""
 
     centre: np.ndarray  # middle of the door opening
     along: np.ndarray  # unit vector along the front
