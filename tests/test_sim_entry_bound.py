@@ -214,3 +214,16 @@ def test_passers_by_on_a_doorless_main_street_are_explained_by_a_walk_past() -> 
         assert _true_ll(orc, r, i)[-1] - best < 5.0, a.id
         checked += 1
     assert checked >= 3
+
+
+def test_the_oracle_table_shows_each_seed_at_no_false_alarm() -> None:
+    from sim.library import oracle_table
+
+    lat = np.asarray([0.0, 2.5, 4.0, 10.0])
+    margins = np.asarray([[0, 5, 5, 5], [0, 0, 3, 3], [0, 0, 0, 9]], dtype=float)
+    scores = np.asarray([[0, 4, 4, 4], [0, 2, 2, 2]], dtype=float)
+    entry = {"entrants": 3, **summarise(margins, scores, lat, latencies=(2.5, 4.0, 10.0))}
+    room = {"stays": 0, **summarise(np.zeros((0, 4)), np.zeros((0, 4)), lat, latencies=(2.0, 3.0))}
+    rows = oracle_table([{"scenario": "corner", "seed": 2, "entry": entry, "room": room}]).splitlines()
+    assert len(rows) == 3
+    assert rows[2] == "| corner | 2 | 3 | 0 | 0.333 | 0.333 | 0.667 | 10.0 / n/a | n/a | n/a | n/a / n/a |"
