@@ -190,6 +190,12 @@ def sim_library(
     before: Annotated[
         Path | None, typer.Option(help="A JSON list written earlier with --out: cells show 'before -> now'.")
     ] = None,
+    oracle: Annotated[
+        bool, typer.Option(help="Run the entry and fitting-room oracles (the bounds) instead of the system.")
+    ] = False,
+    max_duration: Annotated[
+        float | None, typer.Option(min=1, help="With --oracle: simulated seconds at most per scenario (an hour).")
+    ] = None,
 ) -> None:
     """Run the whole scenario library with several seeds and print one Markdown table.
 
@@ -210,7 +216,18 @@ def sim_library(
         _fail(f"scenario file not found: {', '.join(missing)}")
     with Progress(transient=True) as prog:
         task = prog.add_task("scenarios x seeds", total=len(paths) * len(seed_list))
-        reports = run_library(paths, seed_list, jobs, on_done=lambda _r: prog.advance(task))
+        if oracle:
+            from sim.library import ORACLE_MAX_DURATION_S, oracle_table, run_oracles
+
+            cap = max_duration or ORACLE_MAX_DURATION_S
+            results = run_oracles(paths, seed_list, jobs, cap, on_done=lambda _r: prog.advance(task))
+        else:
+            reports = run_library(paths, seed_list, jobs, on_done=lambda _r: prog.advance(task))
+    if oracle:
+        if out is not None:
+            out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        typer.echo(oracle_table(results))
+        return
     if out is not None:
         out.write_text(json.dumps(reports, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     typer.echo(table(reports, before=old))

@@ -3,7 +3,7 @@
 The oracle sees every node's reading of every advertisement and knows each person's true
 path. For each consenting registered entrant and latency L it compares the likelihood of
 their readings up to L after the door crossing along their true path with the best walk-past
-explanation (any lane, offset, speed 0.9-1.6 m/s, passing time); for each registered
+explanation (any passer-by lane of `sim.lanes`, offset, speed 0.9-1.6 m/s, start); for each registered
 passer-by, the best walked-in explanation with their true walk. The likelihood is the radio
 model's own (Gaussian AR(1) shadowing shared by a link's consecutive readings, per-packet
 fading, best transmit offset, and every advertisement a node missed), so by Neyman-Pearson no
@@ -15,20 +15,24 @@ engine on the same radio separates the two better. docs/scenarios.md explains th
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit, log_expit
+from scipy.special import log_expit
 
 from firmware_config.geometry import door_opening, point_in_polygon
 from firmware_config.store import StoreFile, ZoneKind
 from sim.emitter import Emitter, Reception, radio_params
+from sim.lanes import LANE_EDGE_M as PASSER_EDGE_M
+from sim.lanes import Lanes
+from sim.paths import FloorPlan
 from sim.radio import RadioParams, body_loss, mean_rssi
 from sim.scenario import Scenario, ScenarioError, load_scenario
 from sim.world import AgentKind, World, build_world
 
-LATENCIES_S = (1.2, 2.5, 3.0, 5.0, 10.0)  # the latencies the issues' targets are stated at
+LATENCIES_S = (1.2, 2.5, 3.0, 4.0, 5.0, 10.0)  # the latencies the issues' targets are stated at
 FALSE_ALARMS = (0, 1, 2, 5)  # passers-by the oracle may announce
 LATENCY_STEP_S = 0.25  # resolution of the oracle's own latency percentiles
 LATENCY_MAX_S = 20.0  # an entrant not separated by then counts as "later than this"
@@ -40,6 +44,7 @@ LANE_EDGE_M = 0.2  # nobody walks closer than this to the shop front or the kerb
 TIME_STEP_S = 0.25  # spacing of the passing / crossing times tried (half an advert interval)
 ROUNDING_VAR_DB2 = 1.0 / 12.0  # radios report whole dBm: rounding adds this variance
 CHUNK_POSITIONS = 150_000  # hypothesised positions evaluated at once (memory, not results)
+MEANS_CACHE_POSITIONS = 40_000_000  # hypothesised means kept between the two passes (320 MB at most)
 GRID_STEP_M = 0.05  # mean tables for hypotheses: far below the 2 dB fading, a few cm off at walls
 OFFSET_STEP_DB = 2.0  # transmit offsets where the misses are weighed; far finer than their ~5-dB edge
 COARSE_OFFSETS = 5  # offsets the misses are weighed at to bound a hypothesis before weighing it fully
@@ -61,7 +66,7 @@ def extra_terms_db(tx_xy: np.ndarray, heading: np.ndarray, rx_xy: np.ndarray, ca
 
 @dataclass(frozen=True, slots=True)
 class Lane:
-    """A street door seen from the pavement: where passers-by walk and walkers turn in."""
+    """A street door seen from the pavement: where walkers turn in (passers-by: `passer_lanes`)."""
 
     centre: np.ndarray  # middle of the door opening
     along: np.ndarray  # unit vector along the front
@@ -92,6 +97,14 @@ def lanes(store: StoreFile) -> list[Lane]:
         offsets = np.arange(LANE_EDGE_M, max(LANE_EDGE_M, depth - LANE_EDGE_M) + 1e-9, LANE_STEP_M)
         out.append(Lane(centre, along, away, (float(s.min()), float(s.max())), offsets))
     return out
+
+
+def passer_lanes(store: StoreFile) -> list[np.ndarray]:
+    """Every lane a passer-by may walk (`sim.lanes`, as the simulator plans them): along each
+    outside zone, with or without a door, LANE_STEP_M apart across it; (K, 2) points each."""
+    ln = Lanes(store, FloorPlan(store))
+    return [ln.lane(z, float(off)) for z in ln.zones
+            for off in np.arange(PASSER_EDGE_M, max(PASSER_EDGE_M, ln.width(z) - PASSER_EDGE_M) + 1e-9, LANE_STEP_M)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +191,32 @@ class _Readings:
         var = np.where(has, self.m_a**2 * post[np.maximum(self.m_last, 0)] if n else 0.0, 0.0)
         var = var + var_s * (1 - self.m_a**2) + p.fading_sigma_db**2
         self.m_sd = np.sqrt(p.loss_width_db**2 + PROBIT_SCALE * var)  # the logistic edge widened by it
+        rank = np.zeros(n, np.int64)  # how many earlier readings the same link has
+        for j in np.unique(self.link):
+            at = np.flatnonzero(self.link == j)
+            rank[at] = np.arange(len(at))
+        self._rounds = [(k, self.link[k]) for k in (np.flatnonzero(rank == i) for i in range(rank.max(initial=-1) + 1))]
         self.u, filt_u = self._whiten(np.ones((n, 1)))
         self.u, self.m_u = self.u[:, 0], self._predict(filt_u)[:, 0]
         self.u2 = np.concatenate([[0.0], np.cumsum(self._spread(self.u**2))])
         self.limit = offset_limit  # the best transmit offset is searched within +/- this
         steps = int(np.ceil(2 * offset_limit / OFFSET_STEP_DB)) if offset_limit > 0 else 0
         self.offsets = np.linspace(-offset_limit, offset_limit, steps + 1) if steps else np.zeros(1)
+
+    def head(self, k: int) -> _Readings:
+        """The same readings cut after the first k events: every term is causal, so the
+        likelihood of any prefix up to k is unchanged, and cheaper."""
+        nr = int(self.n_read[k])
+        nm = k - nr
+        out = copy.copy(self)
+        out.t, out.node, out.read, out.n_read, out.u2 = self.t[:k], self.node[:k], self.read[:k], \
+            self.n_read[: k + 1], self.u2[: k + 1]
+        out.ri, out.y, out.link, out.a, out.gain, out.scale, out.u = (
+            x[:nr] for x in (self.ri, self.y, self.link, self.a, self.gain, self.scale, self.u))
+        out.mi, out.m_last, out.m_a, out.m_sd, out.m_u = (
+            x[:nm] for x in (self.mi, self.m_last, self.m_a, self.m_sd, self.m_u))
+        out._rounds = [(i[i < nr], j[i < nr]) for i, j in self._rounds if i[0] < nr]
+        return out
 
     def _decay(self, dt: np.ndarray | float) -> np.ndarray:
         tau = self.p.shadowing_tau_s
@@ -203,13 +236,15 @@ class _Readings:
 
     def _whiten(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Innovations / their sd of residuals x (n, H), link by link in time order, and the
-        filtered shadowing after each reading."""
+        filtered shadowing after each reading. Links are independent, so the i-th readings of
+        all links are filtered in one step (`_rounds`)."""
         state = np.zeros((int(self.link.max()) + 1 if len(self.link) else 0, x.shape[1]))
         out, filt = np.empty_like(x), np.empty_like(x)
-        for k, j in enumerate(self.link.tolist()):
-            e = x[k] - self.a[k] * state[j]
-            out[k] = e * self.scale[k]
-            state[j] = filt[k] = self.a[k] * state[j] + self.gain[k] * e
+        for k, j in self._rounds:
+            a = self.a[k, None]
+            e = x[k] - a * state[j]
+            out[k] = e * self.scale[k, None]
+            state[j] = filt[k] = a * state[j] + self.gain[k, None] * e
         return out, filt
 
     def prefix_ll(self, mean: np.ndarray, until: np.ndarray | None = None) -> np.ndarray:
@@ -226,8 +261,9 @@ class _Readings:
         each standing for the offsets above it (a louder phone is missed less)."""
         e, filt = self._whiten(self.y[:, None] - mean[self.ri])
         z = np.zeros((1, e.shape[1]))
-        e2 = np.take_along_axis(np.concatenate([z, np.cumsum(self._spread(e * e), axis=0)]), rows, axis=0)
-        ue = np.take_along_axis(np.concatenate([z, np.cumsum(self._spread(self.u[:, None] * e), axis=0)]), rows, 0)
+        reads = self.n_read[rows]  # prefix sums over the readings alone: misses add nothing here
+        e2 = np.take_along_axis(np.concatenate([z, np.cumsum(e * e, axis=0)]), reads, axis=0)
+        ue = np.take_along_axis(np.concatenate([z, np.cumsum(self.u[:, None] * e, axis=0)]), reads, 0)
         u2 = self.u2[rows]
         if not len(self.mi):
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -237,8 +273,13 @@ class _Readings:
         o = np.linspace(self.offsets[0], self.offsets[-1], min(COARSE_OFFSETS, len(self.offsets))) if upper \
             else self.offsets
         base = (mean[self.mi] + self._predict(filt) - p.sensitivity_dbm) / self.m_sd[:, None]
-        x = base[..., None] + ((1 - self.m_u) / self.m_sd)[:, None, None] * o  # (M, H, offsets)
-        miss = np.log1p(-(1 - p.packet_loss) * expit(x)) if p.packet_loss > 0 else log_expit(-x)  # log P(missed)
+        slope = ((1 - self.m_u) / self.m_sd)[:, None] * o  # (M, offsets): how the offset moves each miss
+        if p.packet_loss > 0:  # log P(missed) = log(1 - (1 - loss) expit(x)), exp(-x) as a product: one exp per (M, H)
+            with np.errstate(over="ignore"):
+                z = np.exp(-base)[..., None] * np.exp(-slope)[:, None, :]  # (M, H, offsets)
+            miss = np.log1p(-(1 - p.packet_loss) / (1 + z))
+        else:
+            miss = log_expit(-(base[..., None] + slope[:, None, :]))
         if until is not None:
             miss *= (self.t[self.mi][:, None] <= until[None, :])[..., None]
         d = np.concatenate([np.zeros((1, *miss.shape[1:])), np.cumsum(miss, axis=0)])
@@ -281,29 +322,32 @@ class _Oracle:
     interpolated bilinearly; true paths use `mean_rssi` directly.
     """
 
-    def __init__(self, em: Emitter, lanes_: list[Lane]):
-        self.em, self.lanes = em, lanes_
+    def __init__(self, em: Emitter, lanes_: list[Lane], paths: list[np.ndarray]):
+        self.em, self.lanes, self.paths = em, lanes_, paths
         self.params = em.params
         pts = [ln.centre + s * ln.along + o * ln.away for ln in lanes_ for s in ln.s_range
-               for o in (ln.offsets[-1] + LANE_EDGE_M, -max(WALK_IN_DEPTHS_M))]
+               for o in (ln.offsets[-1] + LANE_EDGE_M, -max(WALK_IN_DEPTHS_M))] + [p for path in paths for p in path]
         lo = np.min(pts, axis=0) - 2 * GRID_STEP_M if pts else np.zeros(2)
         hi = np.max(pts, axis=0) + 2 * GRID_STEP_M if pts else np.ones(2)
         self.origin = lo
         self.shape = np.ceil((hi - lo) / GRID_STEP_M).astype(int) + 1
         gx, gy = (lo[i] + GRID_STEP_M * np.arange(self.shape[i]) for i in range(2))
         self.grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
-        self.tables: dict[tuple[float, float, int], np.ndarray] = {}
+        self.flat = np.zeros(0)  # every mean table built so far, flattened one after the other
+        self.base: dict[tuple[float, float, int], int] = {}  # (heading, carry) -> its table's start in `flat`
 
-    def _table(self, heading: tuple[float, float], carry: int) -> np.ndarray:
+    def _table(self, heading: tuple[float, float], carry: int) -> int:
+        """Where the mean table for this walking direction and carry position starts in `flat`."""
         key = (*heading, carry)
-        tab = self.tables.get(key)
-        if tab is None:
+        base = self.base.get(key)
+        if base is None:
             em, g = self.em, self.grid
             head = np.broadcast_to(np.asarray(heading), g.shape)
             tab = (mean_rssi(g, em.node_xy, np.zeros(len(g)), em.walls, em.wall_db, self.params, em.node_offset)
                    + extra_terms_db(g, head, em.node_xy, carry, self.params.body_loss_db))
-            tab = self.tables[key] = tab.reshape(*self.shape, -1)
-        return tab
+            base = self.base[key] = len(self.flat)
+            self.flat = np.concatenate([self.flat, tab.reshape(-1)])
+        return base
 
     def means(self, r: _Readings, knots_t: np.ndarray, knots_xy: np.ndarray, carry: int,
               rows: np.ndarray | None = None) -> np.ndarray:
@@ -314,27 +358,30 @@ class _Oracle:
         seg_t0, seg_t1 = knots_t[:, None, :-1], knots_t[:, None, 1:]
         f = np.clip((t - seg_t0) / np.maximum(seg_t1 - seg_t0, 1e-9), 0.0, 1.0)  # (H, n, K-1)
         step = knots_xy[:, 1:] - knots_xy[:, :-1]  # (H, K-1, 2)
-        xy = (knots_xy[:, None, 0] + np.einsum("hnk,hkd->hnd", f, step)).reshape(-1, 2)
+        x, y = knots_xy[:, None, 0, 0], knots_xy[:, None, 0, 1]
+        for k in range(step.shape[1]):
+            x, y = x + f[..., k] * step[:, None, k, 0], y + f[..., k] * step[:, None, k, 1]
         length = np.maximum(np.hypot(step[..., 0], step[..., 1]), 1e-9)[..., None]
         unit = np.round(step / length, 3)  # (H, K-1, 2) walking direction of each leg
         codes, leg = np.unique(np.concatenate([[[0.0, 0.0]], unit.reshape(-1, 2)]), axis=0, return_inverse=True)
         leg = leg.reshape(-1)[1:].reshape(unit.shape[:2]) + 1  # 0 is reserved for standing still
-        moving = (f > 0) & (f < 1)
-        which = (moving * leg[:, None, :]).max(axis=2).reshape(-1)
-        which = np.where(which > 0, which - 1, int(np.flatnonzero((codes == 0).all(axis=1))[0]))
-        node = np.tile(ev_node, len(knots_t))
-        out = np.empty(len(xy))
-        for c in np.unique(which):
-            sel = which == c
-            out[sel] = self._lookup(self._table((float(codes[c, 0]), float(codes[c, 1])), carry), xy[sel], node[sel])
-        return out.reshape(len(knots_t), -1).T
+        which = (((f > 0) & (f < 1)) * leg[:, None, :]).max(axis=2)  # (H, n): the leg walked, 0 if none
+        bases = np.asarray([self._table((float(c[0]), float(c[1])), carry) for c in codes])
+        still = bases[int(np.flatnonzero((codes == 0).all(axis=1))[0])]
+        base = np.where(which > 0, bases[np.maximum(which - 1, 0)], still)
+        return self._lookup(base, x, y, ev_node[None, :]).T
 
-    def _lookup(self, tab: np.ndarray, xy: np.ndarray, node: np.ndarray) -> np.ndarray:
-        g = np.clip((xy - self.origin) / GRID_STEP_M, 0, self.shape - 1.000001)
-        i, f = np.floor(g).astype(int), g - np.floor(g)
-        x0, y0, fx, fy = i[:, 0], i[:, 1], f[:, 0], f[:, 1]
-        return ((1 - fx) * (1 - fy) * tab[x0, y0, node] + fx * (1 - fy) * tab[x0 + 1, y0, node]
-                + (1 - fx) * fy * tab[x0, y0 + 1, node] + fx * fy * tab[x0 + 1, y0 + 1, node])
+    def _lookup(self, base: np.ndarray, x: np.ndarray, y: np.ndarray, node: np.ndarray) -> np.ndarray:
+        """Bilinear interpolation in the tables starting at `base`, at points (x, y), for `node`."""
+        nx, ny, nr = int(self.shape[0]), int(self.shape[1]), len(self.em.node_xy)
+        gx = np.clip((x - self.origin[0]) / GRID_STEP_M, 0, nx - 1.000001)
+        gy = np.clip((y - self.origin[1]) / GRID_STEP_M, 0, ny - 1.000001)
+        x0, y0 = np.floor(gx), np.floor(gy)
+        fx, fy = gx - x0, gy - y0
+        i = base + (x0.astype(np.int64) * ny + y0.astype(np.int64)) * nr + node
+        tab = self.flat
+        return ((1 - fx) * (1 - fy) * tab.take(i) + fx * (1 - fy) * tab.take(i + ny * nr)
+                + (1 - fx) * fy * tab.take(i + nr) + fx * fy * tab.take(i + ny * nr + nr))
 
     def exact(self, r: _Readings, xy: np.ndarray, angle: np.ndarray, carry: int) -> np.ndarray:
         """Mean RSSI at each reading's own node for true positions (n, 2) and headings (radians)."""
@@ -348,20 +395,20 @@ class _Oracle:
                        - body_loss(xy[sel], angle[sel], np.full(sel.sum(), carry), rx, self.params.body_loss_db))[:, 0]
         return out
 
-    def passing(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Walk-past paths whose passing time (at the door) is in `times`: knots and (start, end)."""
+    def passing(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Walk-past paths there at time t: along every passer-by lane, either way, at every speed,
+        starting every TIME_STEP_S; knots (shorter lanes end standing still) and (start, end)."""
+        k = max(len(p) for p in self.paths)
         kt, kx, life = [], [], []
-        for ln in self.lanes:
-            for sign in (1.0, -1.0):
-                s0, s1 = (ln.s_range[0], ln.s_range[1]) if sign > 0 else (ln.s_range[1], ln.s_range[0])
-                for off in ln.offsets:
-                    for v in PASSER_SPEEDS:
-                        t0, t1 = times + s0 * sign / v, times + s1 * sign / v
-                        p0 = ln.centre + s0 * ln.along + off * ln.away
-                        p1 = ln.centre + s1 * ln.along + off * ln.away
-                        kt.append(np.stack([t0, t1], axis=1))
-                        kx.append(np.broadcast_to(np.stack([p0, p1]), (len(times), 2, 2)))
-                        life.append(np.stack([t0, t1], axis=1))
+        for path in self.paths:
+            for pts in (path, path[::-1]):
+                pts = np.concatenate([pts, np.repeat(pts[-1:], k - len(pts), axis=0)])
+                s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
+                for v in PASSER_SPEEDS:
+                    t0 = _grid(t - s[-1] / v, t)
+                    kt.append(t0[:, None] + s[None, :] / v)
+                    kx.append(np.broadcast_to(pts, (len(t0), k, 2)))
+                    life.append(np.stack([t0, t0 + s[-1] / v], axis=1))
         return np.concatenate(kt), np.concatenate(kx), np.concatenate(life)
 
     def walking_in(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -399,27 +446,61 @@ def _best_score(orc: _Oracle, r: _Readings, carry: int, hyp: tuple, rows: np.nda
 
     Every hypothesis is first bounded from above cheaply (`ll_at(upper=True)`), then weighed in
     full: the TOP_FIRST best bounds of each column first, then only hypotheses whose bound still
-    beats the best so far (the same result as weighing all, far cheaper).
+    beats the best so far (the same result as weighing all, far cheaper). The hypotheses' means
+    are computed once for both passes while they fit in MEANS_CACHE_POSITIONS.
     """
-    kt, kx = hyp
-    step = max(1, CHUNK_POSITIONS // max(len(r.t), 1))
+    best = np.full(rows.shape[1], initial)
+    # a hypothesis only needs the events of the columns it can win (sub < inf): none, or a prefix
+    ok = np.isfinite(sub)
+    rows = np.where(ok, rows, 0)
+    need = rows.max(axis=1, initial=0)
+    live = np.flatnonzero(ok.any(axis=1))
+    live = live[np.argsort(need[live], kind="stable")]  # chunks of similar prefixes
+    if not len(live):
+        return best
+    kt, kx, rows, sub, need = hyp[0][live], hyp[1][live], rows[live], sub[live], need[live]
+    until = None if until is None else until[live]
+    chunks, i = [], 0
+    while i < len(kt):
+        j = min(len(kt), i + max(1, CHUNK_POSITIONS // max(1, int(need[i]))))
+        while j - i > 1 and (j - i) * need[j - 1] > CHUNK_POSITIONS:
+            j = i + max(1, CHUNK_POSITIONS // int(need[j - 1]))
+        chunks.append(np.arange(i, j))
+        i = j
+    heads = [r.head(int(need[c[-1]])) for c in chunks]
+    keep = sum(len(c) * int(need[c[-1]]) for c in chunks) <= MEANS_CACHE_POSITIONS
+    cache: dict[int, np.ndarray] = {}
 
-    def scores(idx: np.ndarray, upper: bool) -> np.ndarray:
-        out = np.empty((len(idx), rows.shape[1]))
-        for s in range(0, len(idx), step):
-            i = idx[s : s + step]
-            ll = r.ll_at(orc.means(r, kt[i], kx[i], carry), rows[i].T, None if until is None else until[i], upper)
-            out[s : s + step] = ll.T - sub[i]
+    def means(c: int) -> np.ndarray:
+        m = cache.get(c)
+        if m is None:
+            m = orc.means(heads[c], kt[chunks[c]], kx[chunks[c]], carry)
+            if keep:
+                cache[c] = m
+        return m
+
+    def scores(idx: np.ndarray, upper: bool, wanted: np.ndarray) -> np.ndarray:
+        """Scores of hypotheses idx (sorted), chunk by chunk, in the columns some of them may win
+        (`wanted`); -inf elsewhere."""
+        out = np.full((len(idx), rows.shape[1]), -np.inf)
+        at = np.searchsorted(idx, [c[0] for c in chunks] + [len(kt)])
+        for c in range(len(chunks)):
+            i = idx[at[c] : at[c + 1]]
+            cols = np.flatnonzero(wanted[i].any(axis=0))
+            if not len(cols):
+                continue
+            m = means(c)[:, i - chunks[c][0]]
+            ll = heads[c].ll_at(m, rows[i][:, cols].T, None if until is None else until[i], upper)
+            out[at[c] : at[c + 1], cols] = ll.T - sub[i][:, cols]
         return out
 
-    best = np.full(rows.shape[1], initial)
-    if not len(kt):
-        return best
-    upper = scores(np.arange(len(kt)), True)
+    ok = np.isfinite(sub)
+    upper = scores(np.arange(len(kt)), True, ok)
     top = np.unique(np.argsort(-upper, axis=0)[:TOP_FIRST].reshape(-1))
-    best = np.maximum(best, scores(top, False).max(axis=0))
-    rest = np.setdiff1d(np.flatnonzero((upper > best[None, :]).any(axis=1)), top)
-    return np.maximum(best, scores(rest, False).max(axis=0, initial=-np.inf))
+    best = np.maximum(best, scores(top, False, ok).max(axis=0))
+    beats = upper > best[None, :]  # where a hypothesis may still beat the best so far
+    rest = np.setdiff1d(np.flatnonzero(beats.any(axis=1)), top)
+    return np.maximum(best, scores(rest, False, beats).max(axis=0, initial=-np.inf))
 
 
 def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.ndarray) -> np.ndarray:
@@ -428,10 +509,8 @@ def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.
     true = _true_ll(orc, r, agent)[k]
     if not len(r.t):
         return np.zeros(len(lat))
-    walk = max(abs(s) for ln in orc.lanes for s in ln.s_range) / PASSER_SPEEDS[0]
-    kt, kx, life = orc.passing(_grid(r.t[0] - walk, r.t[0] + walk))
-    ok = (life[:, 0] <= r.t[0]) & (life[:, 1] >= r.t[0])  # there from the first reading on
-    kt, kx, end = kt[ok], kx[ok], life[ok, 1]
+    kt, kx, life = orc.passing(r.t[0])  # there from the first reading on
+    end = life[:, 1]
     valid = r.n_read[k][None, :] <= r.n_read[r.count(end)][:, None]  # no reading after the walk ended
     rows = np.broadcast_to(k[None, :], valid.shape)
     best = _best_score(orc, r, int(orc.em.carry[agent]), (kt, kx), rows, np.where(valid, 0.0, np.inf), end, -np.inf)
@@ -454,7 +533,7 @@ def _passer_scores(orc: _Oracle, r: _Readings, agent: int, lat: np.ndarray) -> n
 def oracle_margins(world: World, em: Emitter, rec: Recording) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """(entrant crossing times by agent id, entrant margins (E, L), passer scores (P, L), latency grid)."""
     lat = np.union1d(np.arange(0.0, LATENCY_MAX_S + 1e-9, LATENCY_STEP_S), LATENCIES_S)
-    orc = _Oracle(em, lanes(world.store))
+    orc = _Oracle(em, lanes(world.store), passer_lanes(world.store))
     offset_limit = max([abs(a.tx_offset_db) for a in world.agents], default=0.0)  # any offset the world has
     p = radio_params(world)
     by_agent = np.argsort(rec.agent, kind="stable")

@@ -4,6 +4,8 @@ Every target is measured on every scenario in `sim/scenarios/` with seeds 1 to 3
 the scenario that looks best. `run_library` runs each (scenario, seed) in its own process
 (`jobs` at a time), `table` lays the scores out as Markdown (one row per scenario and
 metric, one column per seed) and `compare` puts two such runs side by side (before -> after).
+`run_oracles` runs the entry and fitting-room oracles (`sim.entry_bound`, `sim.room_bound`) the
+same way and `oracle_table` lays out their bounds.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 LIBRARY = Path(__file__).resolve().parent / "scenarios"
+
+ORACLE_MAX_DURATION_S = 3600.0  # oracles run on at most an hour: a day is far too long for them
+ORACLE_LATENCIES_S = (2.5, 4.0, 10.0)  # the entry latencies the oracle table shows (the issues' targets)
+ROOM_LATENCIES_S = (2.0, 3.0)  # the fitting-room latencies it shows
 
 # The metrics the library table shows, in order; others stay in the JSON.
 METRICS: tuple[str, ...] = (
@@ -75,6 +81,26 @@ def _run_one(path: str, seed: int) -> dict:
     return rep
 
 
+def _oracle_one(path: str, seed: int, max_duration_s: float) -> dict:
+    """Both oracles on one (scenario, seed), the scenario cut to `max_duration_s` at most."""
+    import time
+
+    from sim.entry_bound import entry_bound
+    from sim.room_bound import room_bound
+    from sim.scenario import load_scenario
+
+    sc, store = load_scenario(path)
+    info = sc.scenario
+    if info.duration_s > max_duration_s:
+        sc = sc.model_copy(update={"scenario": info.model_copy(update={"duration_s": max_duration_s})})
+    sc = sc.with_seed(seed)
+    cpu0 = time.process_time()
+    out = {"scenario": info.name, "seed": seed, "duration_s": sc.scenario.duration_s,
+           "entry": entry_bound(sc, store), "room": room_bound(sc, store)}
+    out["cpu_s"] = round(time.process_time() - cpu0, 1)
+    return out
+
+
 def run_library(
     paths: list[Path], seeds: list[int], jobs: int = 2, on_done: Callable[[dict], None] | None = None
 ) -> list[dict]:
@@ -89,6 +115,22 @@ def run_library(
             results[futures[fut]] = rep
             if on_done is not None:
                 on_done(rep)
+    return [results[r] for r in runs]
+
+
+def run_oracles(
+    paths: list[Path], seeds: list[int], jobs: int = 2, max_duration_s: float = ORACLE_MAX_DURATION_S,
+    on_done: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Both oracles on every (scenario, seed), `jobs` processes at a time; results in library order."""
+    runs = [(str(p), s) for p in paths for s in seeds]
+    results: dict[tuple[str, int], dict] = {}
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(_oracle_one, p, s, max_duration_s): (p, s) for p, s in runs}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            if on_done is not None:
+                on_done(results[futures[fut]])
     return [results[r] for r in runs]
 
 
@@ -122,6 +164,30 @@ def table(reports: list[dict], metrics: Iterable[str] = METRICS, before: list[di
                     v = f"{_fmt(old[name][s].get(m))} → {v}"
                 cells.append(v)
             lines.append(f"| {name} | {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def oracle_table(results: list[dict]) -> str:
+    """Markdown: one row per (scenario, seed): the entry oracle's share of entrants announced
+    within each ORACLE_LATENCIES_S at no false alarm and its p50 / p95 latency, and the same
+    for the fitting-room oracle at ROOM_LATENCIES_S."""
+
+    def share(bound: dict, latency: float) -> object:
+        return next((b["share_announced"] for b in bound["bound"]
+                     if b["latency_s"] == latency and b["false_alarms"] == 0), None)
+
+    def pct(bound: dict) -> str:
+        lat = next(x for x in bound["latency"] if x["false_alarms"] == 0)
+        return f"{_fmt(lat['p50_s'])} / {_fmt(lat['p95_s'])}"
+
+    head = ([f"entry ≤ {_fmt(L)} s" for L in ORACLE_LATENCIES_S] + ["entry p50 / p95 s"]
+            + [f"room ≤ {_fmt(L)} s" for L in ROOM_LATENCIES_S] + ["room p50 / p95 s"])
+    lines = ["| scenario | seed | entrants | stays | " + " | ".join(head) + " |", "|---" * (len(head) + 4) + "|"]
+    for r in results:
+        e, m = r["entry"], r["room"]
+        cells = ([_fmt(share(e, L)) for L in ORACLE_LATENCIES_S] + [pct(e)]
+                 + [_fmt(share(m, L)) for L in ROOM_LATENCIES_S] + [pct(m)])
+        lines.append(f"| {r['scenario']} | {r['seed']} | {e['entrants']} | {m['stays']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
