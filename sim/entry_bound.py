@@ -90,7 +90,7 @@ def lanes(store: StoreFile) -> list[Lane]:
         centre = (a + b) / 2
         along = (b - a) / max(float(np.hypot(*(b - a))), 1e-9)
         away = np.asarray([-along[1], along[0]])
-        if not point_in_polygon(tuple(centre + 0.2 * away), opoly):  # type: ignore[arg-type]
+        if not point_in_polygon(tuple(centre + 0.2 * away), opoly):
             away = -away
         rel = np.asarray(opoly, float) - centre
         s, depth = rel @ along, float((rel @ away).max())
@@ -126,8 +126,11 @@ def record_radio(world: World, seed: int, tick_s: float = 1.0) -> tuple[Emitter,
     parts = [p for p in parts if len(p)]
     cat = [np.concatenate([getattr(p, f) for p in parts]) if parts else np.zeros(0, dt)
            for f, dt in (("t", float), ("agent", np.int64), ("node", np.int64), ("rssi", np.int16))]
-    return em, Recording(*cat, np.concatenate([s[0] for s in sent] or [np.zeros(0)]),
-                         np.concatenate([s[1] for s in sent] or [np.zeros(0, np.int64)]))
+    return em, Recording(
+        t=cat[0], agent=cat[1], node=cat[2], rssi=cat[3],
+        sent_t=np.concatenate([s[0] for s in sent] or [np.zeros(0)]),
+        sent_agent=np.concatenate([s[1] for s in sent] or [np.zeros(0, np.int64)]),
+    )
 
 
 class _Readings:
@@ -167,8 +170,9 @@ class _Readings:
         last_t: dict[int, float] = {}
         last_p: dict[int, float] = {}
         for k, (j, tk) in enumerate(zip(self.link.tolist(), self.t[self.ri].tolist(), strict=True)):
+            a: float
             if j in last_t:
-                a = self._decay(tk - last_t[j])
+                a = float(self._decay(tk - last_t[j]))
                 pred = a * a * last_p[j] + var_s * (1 - a * a)
             else:
                 a, pred = 0.0, var_s
@@ -211,7 +215,7 @@ class _Readings:
         out = copy.copy(self)
         out.t, out.node, out.read, out.n_read, out.u2 = self.t[:k], self.node[:k], self.read[:k], \
             self.n_read[: k + 1], self.u2[: k + 1]
-        out.ri, out.y, out.link, out.a, out.gain, out.scale, out.u = (
+        out.ri, out.y, out.link, out.a, out.gain, out.scale, out.u = (  # type: ignore[assignment]  # slices alike
             x[:nr] for x in (self.ri, self.y, self.link, self.a, self.gain, self.scale, self.u))
         out.mi, out.m_last, out.m_a, out.m_sd, out.m_u = (
             x[:nm] for x in (self.mi, self.m_last, self.m_a, self.m_sd, self.m_u))
