@@ -63,6 +63,14 @@ def test_same_seed_same_truth_and_report(store, batch_run) -> None:  # noqa: ANN
     assert other.truth != batch_run.truth
 
 
+def test_the_radio_in_its_own_process_gives_the_same_run(store, batch_run) -> None:  # noqa: ANN001
+    """`pipeline` (the default) makes the windows in a forked process: the same windows, events
+    and counts as made in line, tick by tick."""
+    inline = run_fast(_small(), store, keep_payloads=True, pipeline=False)
+    assert inline.payloads == batch_run.payloads and inline.events == batch_run.events
+    assert inline.counts == batch_run.counts and inline.counts["ble_packets"] > 0
+
+
 def test_batch_windows_equal_the_per_packet_reference_through_the_edge_aggregator(store, batch_run) -> None:  # noqa: ANN001
     ref = run_fast(_small(), store, mode="packets", keep_payloads=True)
     assert len(ref.payloads) == len(batch_run.payloads) > 1000
