@@ -15,9 +15,10 @@ from edge import protocol
 from firmware_config.store import load_store
 from sim.door_sensor import SensedDoor, simulate
 from sim.run import run_fast
-from sim.scenario import DoorSensor, Population, Scenario, ScenarioError, ScenarioInfo, load_scenario
+from sim.scenario import DoorSensor, Population, Scenario, ScenarioInfo, load_scenario
 from sim.truth import Truth
 from tests.conftest import BOUTIQUE, ROOT
+from tests.test_sim_scenario import HEAD, errors
 
 HOURS = 200.0
 DURATION = HOURS * 3600.0
@@ -85,17 +86,6 @@ def test_false_triggers_per_open_hour_and_offline_spells() -> None:
     assert abs(len(spells) / HOURS - 0.5) < 0.2 and all(60 <= b - a <= 300 for _, a, b in spells)
     down = [p for p in passes if p.outcome == "offline"]
     assert down and all(any(a <= p.t < b for _, a, b in spells) for p in down)
-
-
-HEAD = f'[scenario]\nname = "x"\nstore = "{BOUTIQUE}"\nduration_s = 60\n'
-
-
-def errors(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / "s.toml"
-    path.write_text(text)
-    with pytest.raises(ScenarioError) as info:
-        load_scenario(path)
-    return str(info.value).replace(str(path), "s.toml").splitlines()
 
 
 def test_scenario_door_sensor_table_is_validated_with_file_line_and_key(tmp_path: Path) -> None:
