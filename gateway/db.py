@@ -187,9 +187,15 @@ def _m9_consent_language(db: sqlite_utils.Database) -> None:
     db.table("consents").add_column("language", str, not_null_default="")
 
 
+def _m_tasks(db: sqlite_utils.Database) -> None:
+    """Tasks for the tablet's board: urgent ones ring; one may be assigned to a staff member (NULL: open)."""
+    db.table("tasks").add_column("urgent", int, not_null_default=0)
+    db.table("tasks").add_column("assigned_to", int)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
-    _m8_presence_state, _m9_consent_language,
+    _m8_presence_state, _m9_consent_language, _m_tasks,
 ]
 
 

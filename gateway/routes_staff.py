@@ -30,6 +30,8 @@ class NewTask(BaseModel):
     due_at: Annotated[float, Field(ge=0, le=32503680000)] | None = (
         None  # seconds since the epoch, before 3000
     )
+    urgent: bool = False  # rings on every tablet
+    assigned_to: Annotated[str, Field(min_length=1, max_length=64)] | None = None  # a username; None: open
 
 
 @router.get("/api/present", summary="Customers in the store now, where, and who is with them", tags=["staff"])
@@ -102,6 +104,7 @@ def tasks(_: StaffDep, s: Svc, due: Literal["today", "all"] = "all") -> list[dic
 def add_task(body: NewTask, me: StaffDep, s: Svc) -> dict:
     with s.lock:
         try:
+            assignee = staff.staff_id(s.db, body.assigned_to) if body.assigned_to else None
             tid = staff.add_task(
                 s.db,
                 kind=body.kind,
@@ -110,13 +113,18 @@ def add_task(body: NewTask, me: StaffDep, s: Svc) -> dict:
                 due_at=body.due_at,
                 created_by=me.id,
                 now=s.now(),
+                urgent=body.urgent,
+                assigned_to=assignee,
             )
         except staff.NotFound as err:
             raise HTTPException(404, str(err)) from err
         s.publish(
             "task",
             body.customer_id,
-            {"id": tid, "title": body.title, "kind": body.kind, "due_at": body.due_at, "by": me.username},
+            {
+                "id": tid, "title": body.title, "kind": body.kind, "due_at": body.due_at, "by": me.username,
+                "urgent": body.urgent, "assigned_to": body.assigned_to,
+            },
         )
     return {"id": tid}
 

@@ -121,7 +121,10 @@ def add_task(
     due_at: float | None,
     created_by: int | None,
     now: float,
+    urgent: bool = False,
+    assigned_to: int | None = None,
 ) -> int:
+    """A task (open to anyone unless `assigned_to` a staff member); urgent ones ring on the tablets."""
     if kind not in TASK_KINDS:
         raise ValueError(f"kind: must be one of {', '.join(TASK_KINDS)}")
     if (
@@ -129,12 +132,22 @@ def add_task(
         and not db.execute("SELECT 1 FROM customers WHERE id = ?", [customer_id]).fetchone()
     ):
         raise NotFound(f"customer {customer_id!r} not found")
+    if assigned_to is not None and not db.execute("SELECT 1 FROM staff WHERE id = ?", [assigned_to]).fetchone():
+        raise NotFound(f"staff member {assigned_to} not found")
     cur = db.execute(
-        "INSERT INTO tasks (kind, customer_id, title, due_at, created_at, created_by) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [kind, customer_id, title, due_at, now, created_by],
+        "INSERT INTO tasks (kind, customer_id, title, due_at, created_at, created_by, urgent, assigned_to) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [kind, customer_id, title, due_at, now, created_by, int(urgent), assigned_to],
     )
     return inserted_id(cur)
+
+
+def staff_id(db: sqlite_utils.Database, username: str) -> int:
+    """The id of an active staff account; NotFound naming the username otherwise."""
+    row = db.execute("SELECT id FROM staff WHERE username = ? AND active = 1", [username]).fetchone()
+    if row is None:
+        raise NotFound(f"assigned_to: no staff member {username!r}")
+    return int(row[0])
 
 
 def complete_task(db: sqlite_utils.Database, task_id: int, staff_id: int, *, now: float) -> str | None:
@@ -150,9 +163,10 @@ def complete_task(db: sqlite_utils.Database, task_id: int, staff_id: int, *, now
 def open_tasks(db: sqlite_utils.Database, *, due_before: float | None = None) -> list[dict]:
     """Open tasks (due before `due_before`, or undated), with customer name and claim holder."""
     sql = (
-        "SELECT t.id, t.kind, t.title, t.customer_id, c.name, t.due_at, s.username FROM tasks t "
-        "LEFT JOIN customers c ON c.id = t.customer_id "
+        "SELECT t.id, t.kind, t.title, t.customer_id, c.name, t.due_at, s.username, t.urgent, a.username "
+        "FROM tasks t LEFT JOIN customers c ON c.id = t.customer_id "
         "LEFT JOIN claims k ON k.subject = 'task:' || t.id LEFT JOIN staff s ON s.id = k.staff_id "
+        "LEFT JOIN staff a ON a.id = t.assigned_to "
         "WHERE t.done_at IS NULL"
     )
     args: list = []
@@ -169,6 +183,8 @@ def open_tasks(db: sqlite_utils.Database, *, due_before: float | None = None) ->
             "customer": r[4],
             "due_at": r[5],
             "claimed_by": r[6],
+            "urgent": bool(r[7]),
+            "assigned_to": r[8],
         }
         for r in db.execute(sql, args)
     ]

@@ -1,8 +1,8 @@
 // instore staff app service worker: keeps the app shell available when the store Wi-Fi blips.
 // Pages: network first, the last good copy when offline. APIs and the live stream: never cached
 // (stale customer data is worse than none, and the stream resumes by Last-Event-ID itself).
-const CACHE = 'instore-shell-v1';
-const SHELL = ['/manifest.webmanifest', '/icon.svg'];
+const CACHE = 'instore-shell-v2';
+const SHELL = ['/manifest.webmanifest', '/icon.svg', '/icon-192.png', '/icon-512.png', '/apple-touch-icon.png'];
 
 self.addEventListener('install', e => { e.waitUntil(caches.open(CACHE).then(c => c.addAll(SHELL))); self.skipWaiting(); });
 self.addEventListener('activate', e => {
