@@ -37,7 +37,7 @@ def test_alert_appears_and_a_missed_alert_is_replayed_once_after_restart(serve, 
     core.emit(PresenceEvent("entered", "c1", time.time(), "entrance", "pavement", 0.9))
     card = page.wait_for_selector("article.alert[data-kind=entered]")
     assert "Alice Adler" in card.inner_text()
-    assert "tops: M" in card.inner_text() and "Linea" in card.inner_text()
+    assert "tops M" in card.inner_text() and "Linea" in card.inner_text()
 
     server.stop()
     page.wait_for_selector("#conn.down")
