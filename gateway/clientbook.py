@@ -18,7 +18,7 @@ def client_book(db: sqlite_utils.Database, q: str = "", *, limit: int = CLIENT_B
     args: list = []
     where = ""
     if q.strip():
-        digits = "".join(ch for ch in q if ch.isdigit())
+        digits = "".join(ch for ch in q if ch.isdigit()).lstrip("0")  # "0170 ..." is "+49 170 ..." written at home
         where = "WHERE c.name LIKE ? ESCAPE '\\'"
         args.append("%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         if len(digits) >= 3:  # three digits are a number fragment; fewer match nearly every number
@@ -45,7 +45,7 @@ def _items(db: sqlite_utils.Database, sale_id: int) -> list[dict]:
 
 
 def profile(db: sqlite_utils.Database, customer_id: str) -> dict | None:
-    """The customer record plus what the page shows with it: purchases with items, open tasks, in store since."""
+    """The record plus what the page shows: purchases with items, lifetime spend, open tasks, in store since."""
     rec = customer_record(db, customer_id)
     if rec is None:
         return None
@@ -55,6 +55,13 @@ def profile(db: sqlite_utils.Database, customer_id: str) -> dict | None:
         for r in db.execute(
             "SELECT id, kind, title, due_at, urgent FROM tasks WHERE customer_id = ? AND done_at IS NULL "
             "ORDER BY due_at IS NULL, due_at, id",
+            [customer_id],
+        )
+    ]
+    rec["lifetime"] = [  # lifetime spend per currency (a store sells in one; a change of currency stays apart)
+        {"currency": r[0], "amount_cents": r[1]}
+        for r in db.execute(
+            "SELECT currency, SUM(amount_cents) FROM sales WHERE customer_id = ? GROUP BY currency ORDER BY currency",
             [customer_id],
         )
     ]
