@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from firmware_config.store import load_store
-from gateway import auth
+from gateway import auth, i18n, staff
 from gateway.app import create_app
 from gateway.core import GatewayCore
 from gateway.customers import add_customer, record_consent
@@ -55,8 +55,8 @@ def store(serve, tmp_path: Path):  # noqa: ANN001, ANN201
     return core, serve(create_app(core))
 
 
-def sign_in(browser, url: str, *, lang: str = "en"):  # noqa: ANN001, ANN201
-    ctx = browser.new_context(locale="en-US", permissions=["notifications"], service_workers="block",
+def sign_in(browser, url: str, *, lang: str = "en", workers: str = "block"):  # noqa: ANN001, ANN201
+    ctx = browser.new_context(locale="en-US", permissions=["notifications"], service_workers=workers,
                               viewport={"width": 1280, "height": 900})
     ctx.add_cookies([{"name": "instore_lang", "value": lang, "url": url}])
     page = ctx.new_page()
@@ -184,3 +184,41 @@ def test_the_client_book_finds_by_name_and_opens_the_customer_page(store, tablet
     page.fill("#task-due", "2030-01-02T10:00")
     page.click("#task-form button")
     page.wait_for_selector("#tasks li:has-text('Send the new linen shirts')")
+
+
+def _english_only() -> list[str]:
+    """English messages (their text before any slot) that German does not share: none may show in German."""
+    en, de = i18n.catalogue("en"), i18n.catalogue("de")
+    heads = {en[k].split("{")[0].strip() for k in en if en[k] != de[k]}
+    return sorted(h for h in heads if len(h) >= 8 and h not in de.values())
+
+
+def test_german_pages_show_no_english_text(store, tablet_browser) -> None:  # noqa: ANN001
+    core, server = store
+    page = sign_in(tablet_browser, server.url, lang="de")
+    entered(core, "c00001")
+    page.locator("article.alert[data-customer=c00001] >> text=Größen").wait_for()
+    english = _english_only()
+    for path in ("/tablet", "/clients", "/customer/c00001"):
+        if path != "/tablet":
+            page.goto(server.url + path)
+            page.wait_for_load_state("load")
+            page.wait_for_timeout(500)
+        text = page.inner_text("body")
+        assert [e for e in english if e in text] == [], path
+
+
+def test_offline_the_tablet_says_so_and_keeps_what_it_last_knew(store, tablet_browser) -> None:  # noqa: ANN001
+    core, server = store
+    staff.add_task(core.db, kind="followup", title="Call Alice back", customer_id="c00001", due_at=None,
+                   created_by=None, now=time.time())
+    page = sign_in(tablet_browser, server.url, workers="allow")
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.reload()  # through the service worker, which keeps this copy of the page
+    page.wait_for_selector("#tasks .row.task")
+    server.stop()
+    page.reload()  # the gateway is gone: the kept page, the kept panels, and a clear word about it
+    page.wait_for_selector("#offline:not([hidden])", timeout=15000)
+    assert "Offline: showing what was last known" in page.inner_text("#offline")
+    assert page.inner_text("#empty").startswith("Offline")  # not "no regular customers have come in yet"
+    assert "Call Alice back" in page.inner_text("#tasks")
