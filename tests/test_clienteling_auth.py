@@ -32,6 +32,9 @@ PUBLIC = {
     ("GET", "/manifest.webmanifest"),
     ("GET", "/sw.js"),
     ("GET", "/icon.svg"),
+    ("GET", "/icon-192.png"),  # home-screen icons: fetched before anyone signs in
+    ("GET", "/icon-512.png"),
+    ("GET", "/apple-touch-icon.png"),
 }
 KNOWN_MANAGER = {
     ("GET", "/dashboard"),
