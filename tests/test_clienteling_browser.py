@@ -64,7 +64,7 @@ def test_sign_in_live_feed_claim_and_dashboard(serve, browser, tmp_path) -> None
     Feeder(core, clock).seconds(10, IBEACON.format(7))  # Alice walks in: the presence engine announces her
     card = ana.wait_for_selector("article.alert[data-kind=entered][data-customer=c1]")
     text = card.inner_text()
-    assert "Alice Adler" in text and "tops: M" in text and "Linea" in text
+    assert "Alice Adler" in text and "tops M" in text and "Linea" in text
     assert "Pickup order 1042 ready, back room shelf B" in text
     ana.wait_for_selector("#present .row[data-customer=c1] >> text=floor", timeout=10000)
 
