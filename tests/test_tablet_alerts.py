@@ -56,8 +56,8 @@ def store(serve, tmp_path: Path):  # noqa: ANN001, ANN201
 
 
 def sign_in(browser, url: str, *, lang: str = "en", workers: str = "block"):  # noqa: ANN001, ANN201
-    ctx = browser.new_context(locale="en-US", permissions=["notifications"], service_workers=workers,
-                              viewport={"width": 1280, "height": 900})
+    ctx = browser.new_context(locale="en-US", permissions=["notifications", "screen-wake-lock"],
+                              service_workers=workers, viewport={"width": 1280, "height": 900})
     ctx.add_cookies([{"name": "instore_lang", "value": lang, "url": url}])
     page = ctx.new_page()
     page.goto(url + "/tablet")
@@ -85,6 +85,7 @@ def test_an_alert_rings_and_notifies_within_a_second_and_the_visit_is_one_live_c
     page = sign_in(tablet_browser, server.url)
     touch(page)
     assert page.get_attribute("#sound", "aria-pressed") == "true"  # on by default
+    page.wait_for_function("window.instoreAlerts.awake")  # the screen stays on while signed in
 
     t0 = entered(core, "c00001")
     page.wait_for_function("window.instoreAlerts.log.length === 1", timeout=5000)
@@ -95,7 +96,7 @@ def test_an_alert_rings_and_notifies_within_a_second_and_the_visit_is_one_live_c
     assert page.title().startswith("(1) ") and page.is_visible("#banner")
 
     card = page.locator("article.alert[data-customer=c00001]")
-    card.locator("text=Mono").wait_for()
+    card.locator("text=✓ recognition").wait_for()  # the profile fills in after the alert
     text = card.inner_text()
     assert "Alice Adler" in text and "Sizes" in text and "tops M" in text and "Colours" in text and "Verde" in text
     assert "€89.00" in text and "✓ recognition" in text

@@ -22,3 +22,7 @@ self.addEventListener('fetch', e => {
   }
   if (SHELL.includes(url.pathname)) e.respondWith(caches.match(e.request).then(r => r || fetch(e.request)));
 });
+self.addEventListener('notificationclick', e => {   // a tap on an alert brings the tablet page forward
+  e.notification.close();
+  e.waitUntil(self.clients.matchAll({type: 'window'}).then(ws => ws.length ? ws[0].focus() : self.clients.openWindow('/tablet')));
+});
