@@ -133,13 +133,16 @@ def test_a_reload_keeps_sound_on_after_one_touch(store, tablet_browser) -> None:
     assert page.get_attribute("#sound", "data-state") == "off"
 
 
-def test_a_fitting_room_request_rings_differently(store, tablet_browser) -> None:  # noqa: ANN001
+def test_a_fitting_room_request_rings_its_own_ring_and_notifies(store, tablet_browser) -> None:  # noqa: ANN001
     _, server = store
     page = sign_in(tablet_browser, server.url)
     touch(page)
     assert page.locator("#requests").count() == 1  # where requests.js puts its cards
-    assert page.evaluate("window.instoreRing('request')") is True
-    assert page.evaluate("window.instoreRing('regular')") is True
+    status = page.evaluate("fetch('/api/fitting-room/fr2/request', {method: 'POST', headers: {'Content-Type': "
+                           "'application/json'}, body: JSON.stringify({kind: 'staff'})}).then(r => r.status)")
+    assert status == 201
+    page.wait_for_function("window.instoreAlerts.log.some(e => e.kind === 'request' && e.rang && e.notified)")
+    assert page.evaluate("window.instoreRing('regular')") is True  # for other scripts of the page
     assert page.evaluate("window.instoreAlerts.chimes") == 2
 
 
