@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
+from firmware_config.store import OpeningHours
+from gateway.door_counts import ESTIMATE
+from gateway.kpi_period import day_footfall
 from gateway.staff import ANSWERED_IN_S
 
 DWELL_BUCKETS_MIN = (5, 10, 20, 40)  # a quick pickup, a browse, a try-on, a long visit, beyond
@@ -65,8 +68,8 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
     return start.timestamp(), (start + timedelta(days=1)).timestamp()
 
 
-def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo) -> dict:
-    """All dashboard figures for one local day, as JSON-ready data."""
+def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo, opening: OpeningHours | None = None) -> dict:
+    """All dashboard figures for one local day, as JSON-ready data; `footfall` counts opening hours only."""
     t0, t1 = day_bounds(day, tz)
     hours = [t0 + 3600 * i for i in range(int(round((t1 - t0) / 3600)))]
     labels = [datetime.fromtimestamp(h, tz).strftime("%H") for h in hours]
@@ -133,6 +136,7 @@ def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo) -> dict:
         "day": day.isoformat(),
         "hours": labels,
         "footfall_per_hour": per_hour(footfall_rows),
+        "footfall": day_footfall(db, day, opening, tz),
         "recognised_visits_per_hour": per_hour(visit_rows),
         "dwell": {
             "labels": dwell_labels,
@@ -191,13 +195,16 @@ def charts(k: dict, lang: str = "en") -> dict[str, str]:
 
     with _CHART_LOCK, matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "instore"}):
         staff = list(k["per_staff"])
+        foot = k["footfall"]  # open hours only; recognised visits picked out for the same hours
+        recognised = dict(zip(k["hours"], k["recognised_visits_per_hour"], strict=True))
+        visitors = "chart.visitors_estimate" if foot["source"] == ESTIMATE else "chart.visitors"
         return {
             "traffic": _bar(
                 t(lang, "chart.traffic"),
-                k["hours"],
+                foot["hours"] or ["-"],
                 {
-                    t(lang, "chart.footfall"): k["footfall_per_hour"],
-                    t(lang, "chart.recognised_visits"): k["recognised_visits_per_hour"],
+                    t(lang, visitors): foot["visitors_in"] or [0],
+                    t(lang, "chart.recognised_visits"): [recognised.get(h, 0) for h in foot["hours"]] or [0],
                 },
                 ["#9bb7ad", "#0a7d5a"],
             ),

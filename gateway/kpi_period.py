@@ -1,0 +1,83 @@
+"""Footfall, sales and conversion in opening hours, per day and per week, and the week-on-week trend.
+
+Conversion is in-store sales per visitor, both counted in opening hours only: visitors from the
+door sensor (gateway.door_counts), or its labelled estimate when there is none. See docs/kpi.md.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlite_utils
+
+from firmware_config.store import OpeningHours
+from gateway import door_counts
+from gateway.opening_hours import open_hour_starts, open_spans
+
+TREND_DAYS = 7  # the trend compares the week up to a day with the week before it
+
+
+def open_sales(db: sqlite_utils.Database, spans: list[tuple[float, float]]) -> tuple[int, int]:
+    """In-store sales (count, cents) in the open spans."""
+    n = cents = 0
+    for t0, t1 in spans:
+        a, b = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM sales WHERE ts >= ? AND ts < ?", [t0, t1]
+        ).fetchone()
+        n, cents = n + a, cents + b
+    return n, cents
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def day_footfall(db: sqlite_utils.Database, day: date, opening: OpeningHours | None, tz: ZoneInfo) -> dict:
+    """One day's open hours: visitors in/out per hour, sales, conversion (JSON-ready)."""
+    starts = open_hour_starts(day, opening, tz)
+    ff = door_counts.visitors(db, starts)
+    n, cents = open_sales(db, open_spans(day, opening, tz))
+    visitors = sum(ff.visitors_in)
+    return {
+        "source": ff.source,
+        "hours": [datetime.fromtimestamp(h, tz).strftime("%H") for h in starts],
+        "visitors_in": ff.visitors_in,
+        "visitors_out": ff.visitors_out,
+        "visitors": visitors,
+        "sales": n,
+        "revenue_cents": cents,
+        "conversion": _ratio(n, visitors),
+        "average_order_value_cents": _ratio(cents, n),
+    }
+
+
+def period(db: sqlite_utils.Database, last: date, days: int, opening: OpeningHours | None, tz: ZoneInfo) -> dict:
+    """The `days` days up to `last`: visitors, sales, revenue, conversion, AOV; an estimate if any day is."""
+    per_day = [day_footfall(db, last - timedelta(days=i), opening, tz) for i in range(days)]
+    visitors = sum(d["visitors"] for d in per_day)
+    n = sum(d["sales"] for d in per_day)
+    cents = sum(d["revenue_cents"] for d in per_day)
+    estimate = any(d["source"] == door_counts.ESTIMATE for d in per_day if d["hours"])
+    return {
+        "first_day": (last - timedelta(days=days - 1)).isoformat(),
+        "last_day": last.isoformat(),
+        "source": door_counts.ESTIMATE if estimate else door_counts.DOOR,
+        "visitors": visitors,
+        "sales": n,
+        "revenue_cents": cents,
+        "conversion": _ratio(n, visitors),
+        "average_order_value_cents": _ratio(cents, n),
+    }
+
+
+def change(now: float | None, before: float | None) -> float | None:
+    """Relative change (0.1 = +10 %); None when there is nothing to compare with."""
+    return None if now is None or not before else (now - before) / before
+
+
+def week_on_week(db: sqlite_utils.Database, last: date, opening: OpeningHours | None, tz: ZoneInfo) -> dict:
+    this = period(db, last, TREND_DAYS, opening, tz)
+    before = period(db, last - timedelta(days=TREND_DAYS), TREND_DAYS, opening, tz)
+    keys = ("visitors", "sales", "revenue_cents", "conversion", "average_order_value_cents")
+    return {"this_week": this, "previous_week": before, "change": {k: change(this[k], before[k]) for k in keys}}
