@@ -144,6 +144,9 @@ class ShopSection(_Strict):
     # {items}: "gtin:qty,gtin:qty"; {ref}: a reference for the conversation; {store}: the store id.
     checkout_url: str = "https://shop.example.com/cart?items={items}&ref={ref}"
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    # The gateway's address as customers' phones reach it: checkout links then go through its
+    # click counter (`<link_base_url>/r/<token>`, gateway.links); unset, they point at the shop directly.
+    link_base_url: Annotated[str, Field(pattern=r"^https://[^/?#]+(/[^?#]*)?$")] | None = None
 
     @field_validator("checkout_url")
     @classmethod

@@ -592,6 +592,12 @@ class WhatsAppService:
             lines.append(f"{qty} x {p['name']}" + (f" ({p['size']})" if p["size"] else ""))
         ref = client_ref or secrets.token_hex(6)
         url = self.checkout_url(basket, ref)
+        if self.cfg.shop.link_base_url:  # through the gateway's click counter (gateway.links)
+            from gateway import links
+
+            cid = self.customer_for(wa_id)
+            with self.lock:
+                url = links.shorten(self.db, url, cid, ref, self.clock(), self.cfg.shop.link_base_url)
         text = (
             f"Your basket at {self.cfg.store_name}: "
             + "; ".join(lines)
