@@ -11,6 +11,7 @@ import html
 from datetime import datetime
 from typing import Annotated
 
+from babel import Locale
 from babel.numbers import format_percent
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
@@ -57,7 +58,9 @@ class Fmt:
         return "–" if cents is None else i18n.price(cents, self.currency, self.lang)
 
     def pct(self, share: float | None) -> str:
-        return "–" if share is None else format_percent(share, "#,##0.0 %", locale=self.lang)
+        """A share with one decimal in the locale's own pattern ("50.0%", "50,0 %")."""
+        pattern = Locale.parse(self.lang).percent_formats[None].pattern.replace("#0", "#0.0", 1)
+        return "–" if share is None else format_percent(share, pattern, locale=self.lang)
 
     def mins(self, seconds: float | None) -> str:
         return "–" if seconds is None else i18n.t(self.lang, "dash.minutes", n=self.num(seconds / 60))
