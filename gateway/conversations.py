@@ -1,9 +1,9 @@
 """Conversation KPIs from the WhatsApp inbox: conversations, first response time, missed, per staff.
 
 Pure: inbox rows in, figures out. A conversation starts with a customer's message after a day
-without messages in that thread (WhatsApp's own 24-hour service window); its first response
-is the first message a staff member sends after it (journey messages are not responses). Waiting
-is measured in opening time (gateway.opening_hours): a message at closing time waits until the
+without messages between customer and staff in that thread (WhatsApp's own 24-hour service
+window; an automatic journey message does not count, so a reply to one opens a conversation).
+Its first response is the first message a staff member sends after it. Waiting is measured in opening time (gateway.opening_hours): a message at closing time waits until the
 shop opens. A conversation is missed when its first response took longer than the allowed wait,
 or has not come and the wait is already over. See docs/kpi.md.
 """
@@ -52,7 +52,8 @@ def conversations(
                 waited = open_seconds(start, r.at)
                 out.append(Conversation(thread, start, r.staff_id, waited, waited > missed_after_s))
                 start = None
-            previous = r.at
+            if r.direction == "in" or r.staff_id is not None:  # a journey's message opens nothing by itself
+                previous = r.at
         if start is not None:
             out.append(Conversation(thread, start, None, None, open_seconds(start, now) > missed_after_s))
     return sorted(out, key=lambda c: c.started_at)

@@ -108,7 +108,8 @@ def test_conversations_first_response_in_opening_time_and_missed_per_staff() -> 
         InboxRow("bob", mon_10 + 7 * 3600 + 1800, "in", None),  # 17:30
         InboxRow("bob", mon_10 + 7 * 3600 + 1800 + 60, "out", None),  # a journey message is no answer
         InboxRow("bob", mon_10 + 24 * 3600 + 900, "out", 8),  # ben, tuesday 10:15: 45 open minutes
-        InboxRow("carl", mon_10 + 3600, "in", None),  # never answered
+        InboxRow("carl", mon_10 + 3000, "out", None),  # a journey message ...
+        InboxRow("carl", mon_10 + 3600, "in", None),  # ... carl replies to it, and is never answered
         InboxRow("alice", mon_10 + 3 * DAY, "in", None),  # after a silent day: a new conversation
     ]
     convs = conversations(rows, now=mon_10 + 3 * DAY + 600, missed_after_s=1800, open_seconds=wait)

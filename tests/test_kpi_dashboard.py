@@ -25,7 +25,8 @@ from tests.test_wa_inbox import ALICE, ENV, config_text, make_service
 
 BASE = load_store(BOUTIQUE)
 STORE = BASE.model_copy(update={"store": BASE.store.model_copy(
-    update={"opening_hours": OpeningHours(mon="10:00-18:00", tue="10:00-18:00", wed="10:00-18:00")}
+    update={"opening_hours": OpeningHours(
+        mon="10:00-18:00", tue="10:00-18:00", wed="10:00-18:00", thu="10:00-18:00", fri="10:00-18:00", sat="10:00-18:00")}
 )})
 MON_10 = 1_772_442_000.0  # Monday 2 March 2026, 10:00 in Berlin
 H = 3600.0
