@@ -15,7 +15,7 @@ from gateway.app import create_app
 from gateway.core import GatewayCore
 from gateway.customers import add_customer
 from gateway.db import open_db
-from tests.test_kpi_dashboard import DAY, MON_10, STORE, H, Clock
+from tests.test_kpi_dashboard import DAY, MON_10, STORE, Clock, H
 
 pytestmark = pytest.mark.slow
 PHONE = {"width": 390, "height": 844}

@@ -25,8 +25,7 @@ from tests.test_wa_inbox import ALICE, ENV, config_text, make_service
 
 BASE = load_store(BOUTIQUE)
 STORE = BASE.model_copy(update={"store": BASE.store.model_copy(
-    update={"opening_hours": OpeningHours(
-        mon="10:00-18:00", tue="10:00-18:00", wed="10:00-18:00", thu="10:00-18:00", fri="10:00-18:00", sat="10:00-18:00")}
+    update={"opening_hours": OpeningHours(**{day: "10:00-18:00" for day in ("mon", "tue", "wed", "thu", "fri", "sat")})}
 )})
 MON_10 = 1_772_442_000.0  # Monday 2 March 2026, 10:00 in Berlin
 H = 3600.0
