@@ -17,8 +17,8 @@ from gateway.routes_common import Clienteling, ManagerDep, StaffDep, Svc
 
 router = APIRouter(tags=["dashboard"])
 
-# A day's figures need the days either side of it (time zones, the hour labels) to exist.
-FIRST_DAY, LAST_DAY = date.min + timedelta(days=15), date.max - timedelta(days=1)  # the trend looks 2 weeks back
+# A day's figures need the days they look back on (up to 92 days of WhatsApp figures) and the next one to exist.
+FIRST_DAY, LAST_DAY = date.min + timedelta(days=100), date.max - timedelta(days=1)
 Day = Annotated[date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="local day, YYYY-MM-DD; default today")]
 
 WHATSAPP_DAYS = 7  # the WhatsApp tables cover the week up to the day shown: a day has too few messages

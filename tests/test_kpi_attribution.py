@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import date
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from firmware_config.store import OpeningHours
 from gateway.attribution import Message, Outcome, add_online_orders, attribute, replies
 from gateway.conversations import InboxRow, conversations, per_staff, percentile, summary
 from gateway.opening_hours import open_hour_starts, open_seconds
+from tests.conftest import BOUTIQUE
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -128,3 +131,31 @@ def test_conversations_first_response_in_opening_time_and_missed_per_staff() -> 
 def test_percentile_of_few_values() -> None:
     assert percentile([], 0.9) is None and percentile([42.0], 0.9) == 42.0
     assert percentile([float(v) for v in range(1, 11)], 0.9) == 9.1
+
+
+def test_opening_hours_errors_name_file_line_and_key() -> None:
+    from firmware_config.validate import ConfigError, validate_text
+
+    text = (BOUTIQUE.read_text().replace(
+        'eid_rotation_exponent = 10', 'eid_rotation_exponent = 10\n[store.opening_hours]\nmon = "18:00-10:00"\n'
+        'tue = "9-18"\nsat = "10:00-24:00"\n', 1))
+    with pytest.raises(ConfigError) as err:
+        validate_text(text, "shop.toml")
+    lines = str(err.value).splitlines()
+    assert any(line.startswith("shop.toml:13: store.opening_hours.mon:") and "closes at or before it opens" in line
+               for line in lines), lines
+    assert any(line.startswith("shop.toml:14: store.opening_hours.tue:") for line in lines), lines
+    assert not any("opening_hours.sat" in line for line in lines)  # "24:00" closes at midnight
+
+
+def test_svg_bars_scale_to_whole_number_ticks_and_escape_labels() -> None:
+    import re
+
+    from gateway.svg_chart import bar_chart
+
+    svg = bar_chart("Visits <today>", ["10", "11", "a&b"], {"in": [0, 5, 10], "out": [1, 2, 3]}, ["#000", "#111"])
+    heights = [float(h) for h in re.findall(r'height="([\d.]+)" fill="#\d+"><title>', svg)]
+    assert len(heights) == 6 and heights[0] == 0 and abs(heights[4] - 2 * heights[2]) < 0.2  # 10 twice as tall as 5
+    ticks = [int(v) for v in re.findall(r'text-anchor="end">(\d+)<', svg)]
+    assert ticks == sorted(ticks) and ticks[0] == 0 and ticks[-1] >= 10 and len(set(ticks)) == len(ticks)
+    assert "Visits &lt;today&gt;" in svg and "a&amp;b" in svg and "<today>" not in svg
