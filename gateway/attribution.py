@@ -61,13 +61,13 @@ def attribute(messages: Iterable[Message], outcomes: Iterable[Outcome], window_s
         ms.sort(key=lambda m: (m.at, m.id))
         times[cid] = [m.at for m in ms]
     for o in sorted(outcomes, key=lambda o: o.at):
-        ms = by_customer.get(o.customer_id)
-        if not ms:
+        sent = by_customer.get(o.customer_id)
+        if not sent:
             continue
         i = bisect.bisect_left(times[o.customer_id], o.at) - 1  # the last message strictly before it
-        if i < 0 or o.at - ms[i].at > window_s:
+        if i < 0 or o.at - sent[i].at > window_s:
             continue
-        c = credits[ms[i].id]
+        c = credits[sent[i].id]
         if o.kind == "visit" and c.visit_at is None:
             c.visit_at = o.at
         elif o.kind == "fitting" and c.fitting_at is None:

@@ -31,7 +31,8 @@ def open_spans(day: date, hours: OpeningHours | None, tz: ZoneInfo) -> list[tupl
         opens, closes = text.split("-")
         span = (midnight + _clock(opens), midnight + _clock(closes))
     # local wall-clock times through the zone: a daylight-saving day has 23 or 25 hours
-    return [tuple(d.replace(tzinfo=tz).timestamp() for d in span)]  # type: ignore[list-item]  # a pair
+    start, end = (d.replace(tzinfo=tz).timestamp() for d in span)
+    return [(start, end)]
 
 
 def open_hour_starts(day: date, hours: OpeningHours | None, tz: ZoneInfo) -> list[float]:
