@@ -192,7 +192,7 @@ def _m_door_crossings(db: sqlite_utils.Database) -> None:
     db.table("door_crossings").create(
         {"id": int, "ts": float, "node": str, "door": str, "direction": str, "confidence": float}, pk="id",
     )
-    db.table("door_crossings").create_index(["ts"])
+    db.table("door_crossings").create_index(["ts", "direction"])  # covers the per-hour counts
 
 
 def _m_links(db: sqlite_utils.Database) -> None:

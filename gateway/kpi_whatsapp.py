@@ -7,7 +7,6 @@ gateway.conversations. A gateway without the WhatsApp channel has no inbox: ever
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import sqlite_utils
@@ -18,16 +17,17 @@ from gateway.attribution import Message, Outcome
 NOT_SENT = ("failed", "refused", "needs_template", "cancelled", "pending", "sending")  # never reached a phone
 
 
-def _channel(kind: str, purpose: str | None, data: dict, staff_id: int | None) -> tuple[str, str]:
+def _channel(kind: str, purpose: str | None, campaign: str | None, template: str | None,
+             staff_id: int | None) -> tuple[str, str]:
     """(channel, name) of an outbound inbox row: journeys and campaigns by name, staff messages by kind."""
     if kind.startswith("journey:"):
         return "journey", kind.split(":", 1)[1]
-    if data.get("campaign"):
-        return "campaign", str(data["campaign"])
+    if campaign:
+        return "campaign", campaign
     if kind == "checkout":
         return "checkout", "checkout"
     if purpose == "marketing" and staff_id is None:
-        return "campaign", str(data.get("template") or kind)
+        return "campaign", template or kind
     return "staff", "reply"
 
 
@@ -40,9 +40,10 @@ def _messages(db: sqlite_utils.Database, t0: float, t1: float) -> tuple[list[Mes
     out: list[Message] = []
     threads: dict[int, str] = {}
     tokens: dict[int, str] = {}
-    for mid, wa_id, cid, kind, data, staff_id, at, purpose, sent_at, status in db.execute(
-        "SELECT i.id, i.wa_id, i.customer_id, i.kind, i.data, i.staff_id, i.at, o.purpose, o.sent_at, o.status "
-        "FROM wa_inbox i LEFT JOIN wa_outbox o ON o.idempotency_key = i.outbox_key "
+    for mid, wa_id, cid, kind, url, campaign, template, staff_id, at, purpose, sent_at, status in db.execute(
+        "SELECT i.id, i.wa_id, i.customer_id, i.kind, json_extract(i.data, '$.url'), "
+        "json_extract(i.data, '$.campaign'), json_extract(i.data, '$.template'), i.staff_id, i.at, o.purpose, "
+        "o.sent_at, o.status FROM wa_inbox i LEFT JOIN wa_outbox o ON o.idempotency_key = i.outbox_key "
         "WHERE i.direction = 'out' AND i.at >= ? AND i.at < ?",
         [t0 - 86400.0, t1],  # queued up to a day before (quiet hours) and sent in the period
     ):
@@ -51,11 +52,10 @@ def _messages(db: sqlite_utils.Database, t0: float, t1: float) -> tuple[list[Mes
         when = sent_at or at
         if not t0 <= when < t1:
             continue
-        payload = json.loads(data or "{}")
-        channel, name = _channel(kind, purpose, payload, staff_id)
+        channel, name = _channel(kind, purpose, campaign, template, staff_id)
         out.append(Message(mid, cid, when, channel, name, staff_id))
         threads[mid] = wa_id
-        token = links.token_of(str(payload.get("url") or ""))
+        token = links.token_of(str(url or ""))
         if token:
             tokens[mid] = token
     return out, threads, tokens
@@ -110,9 +110,11 @@ def figures(
         )
         clicks = _clicks(db, tokens)
         attribution.add_online_orders(credits, _online_orders(db, tokens))
-        inbound = db.execute(
-            "SELECT id, wa_id, at, direction FROM wa_inbox WHERE at >= ? AND at < ?", [t0 - 86400.0, horizon]
+        thread_rows = db.execute(  # both directions, for replies and conversations
+            "SELECT id, wa_id, at, direction, staff_id FROM wa_inbox WHERE at >= ? AND at < ?",
+            [t0 - conversations.CONVERSATION_GAP_S, horizon],
         ).fetchall()
+        inbound = [(i, w, at, d) for i, w, at, d, _ in thread_rows if at >= t0 - 86400.0]
         answered = attribution.replies(inbound, window_s)
         for m in msgs:
             row = campaigns.setdefault((m.channel, m.name), _new_row())
@@ -128,10 +130,7 @@ def figures(
             row["revenue_cents"] += c.sale_cents
             row["online_orders"] += c.online_orders
             row["online_cents"] += c.online_cents
-        rows = [conversations.InboxRow(w, at, d, s) for w, at, d, s in db.execute(
-            "SELECT wa_id, at, direction, staff_id FROM wa_inbox WHERE at >= ? AND at < ?",
-            [t0 - conversations.CONVERSATION_GAP_S, min(t1 + window_s, now)],
-        )]
+        rows = [conversations.InboxRow(w, at, d, s) for _, w, at, d, s in thread_rows]
         convs = [c for c in conversations.conversations(rows, now, missed_after_s, open_seconds)
                  if t0 <= c.started_at < t1]
     return {

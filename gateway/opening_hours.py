@@ -6,6 +6,7 @@ opening hours every hour counts (a store that never said when it opens is treate
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,8 @@ def _clock(hhmm: str) -> timedelta:
     return timedelta(hours=int(h), minutes=int(m))
 
 
-def open_spans(day: date, hours: OpeningHours | None, tz: ZoneInfo) -> list[tuple[float, float]]:
+@functools.lru_cache(maxsize=1024)  # the same few days, for every message of a week's figures
+def open_spans(day: date, hours: OpeningHours | None, tz: ZoneInfo) -> tuple[tuple[float, float], ...]:
     """The day's open spans as (start, end) Unix times; the whole day when no hours are given."""
     midnight = datetime.combine(day, time(0))
     if hours is None:
@@ -27,12 +29,12 @@ def open_spans(day: date, hours: OpeningHours | None, tz: ZoneInfo) -> list[tupl
     else:
         text = getattr(hours, WEEKDAYS[day.weekday()])
         if text is None:
-            return []
+            return ()
         opens, closes = text.split("-")
         span = (midnight + _clock(opens), midnight + _clock(closes))
     # local wall-clock times through the zone: a daylight-saving day has 23 or 25 hours
     start, end = (d.replace(tzinfo=tz).timestamp() for d in span)
-    return [(start, end)]
+    return ((start, end),)
 
 
 def open_hour_starts(day: date, hours: OpeningHours | None, tz: ZoneInfo) -> list[float]:
