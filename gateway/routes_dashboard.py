@@ -132,16 +132,15 @@ def dashboard(
         _tile(t("dash.median_dwell"), "–" if k["dwell"]["median_min"] is None
               else t("dash.minutes", n=f.num(k["dwell"]["median_min"]))),
     ]
-    y = routes_kpi.summary(s, shown)
+    y = routes_kpi.summary(s, shown, trend)  # on the page, the week's trend is the tiles' (up to the day shown)
     yf = y["figures"]
     summary = t(
         "dash.summary_text", day=i18n.day(y["day"], lang), visitors=f.num(yf["visitors"]), sales=f.num(yf["sales"]),
         revenue=f.money(yf["revenue_cents"]), conversion=f.pct(yf["conversion"]),
         conversations=f.num(y["conversations"]["conversations"]), missed=f.num(y["conversations"]["missed"]),
     )
-    week = y["trend"]["change"]
-    summary_week = t("dash.summary_week", revenue=f.change(week["revenue_cents"]) or "–",
-                     visitors=f.change(week["visitors"]) or "–", conversion=f.change(week["conversion"]) or "–")
+    summary_week = t("dash.summary_week", revenue=f.change(ch["revenue_cents"]) or "–",
+                     visitors=f.change(ch["visitors"]) or "–", conversion=f.change(ch["conversion"]) or "–")
     staff_conv = wa["per_staff"]
     staff_rows = [
         [u, f.num(v["alerts_answered"]), f.num(v["alerts_answered_within_60s"]), f.num(v["sales"]),

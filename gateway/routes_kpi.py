@@ -50,13 +50,14 @@ def trend(s: Clienteling, last: date) -> dict:
         return kpi_period.week_on_week(s.db, last, s.core.store.store.opening_hours, s.tz)
 
 
-def summary(s: Clienteling, day: date) -> dict:
-    """The manager's daily summary: the day before `day` and the week up to it against the week before."""
+def summary(s: Clienteling, day: date, week: dict | None = None) -> dict:
+    """The manager's daily summary: the day before `day` and the week up to it against the week before
+    (`week`: that trend when the caller has it already)."""
     yesterday = day - timedelta(days=1)
     with s.lock:
         figures = kpi_period.day_footfall(s.db, yesterday, s.core.store.store.opening_hours, s.tz)
     return {"day": yesterday.isoformat(), "figures": figures,
-            "conversations": whatsapp(s, yesterday, 1)["conversations"], "trend": trend(s, yesterday)}
+            "conversations": whatsapp(s, yesterday, 1)["conversations"], "trend": week or trend(s, yesterday)}
 
 
 @router.get("/api/kpi/whatsapp", summary="WhatsApp figures of the week up to a day (managers)")
