@@ -160,7 +160,10 @@ def test_whatsapp_figures_per_journey_and_staff_and_erasure(gw) -> None:  # noqa
     assert rows(mia.get("/api/kpi/conversations.csv").text)[2][:4] == ["ana", "1", "1", "0"]
     # ana's own page shows her conversations; the dashboard and the store's tables are managers' only
     assert clients["ana"].get("/api/kpi/me").json()["conversations"]["answered"] == 1
-    assert clients["ana"].get("/my").status_code == 200
+    clients["ana"].cookies.set("instore_lang", "de")
+    mine = clients["ana"].get("/my").text
+    assert '<html lang="de">' in mine and "Meine Zahlen" in mine and "{{" not in mine
+    assert "Beantwortete Gespräche" in mine and "mia" not in mine  # her own figures, nobody else's
     for path in ("/dashboard", "/api/kpi/whatsapp", "/api/kpi/staff.csv"):
         assert clients["ana"].get(path).status_code == 403, path
 
