@@ -12,9 +12,7 @@ with perfect recognition. See docs/kpi.md.
 
 from __future__ import annotations
 
-import json
 import random
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +144,3 @@ def score_month(m: Month, seed: int) -> dict:
                             "revenue": err(row["revenue_cents"], caused_cents)},
     }
 
-
-if __name__ == "__main__":
-    for s in [int(a) for a in sys.argv[1:]] or [1, 2, 3]:
-        print(json.dumps(score_month(Month(), s)))
