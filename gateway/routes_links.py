@@ -21,6 +21,7 @@ Token = Annotated[str, Path(max_length=64, description="the link's token")]
 def follow(token: Token, s: Svc) -> RedirectResponse:
     with s.lock:
         url = links.follow(s.db, token, s.now())
+    s.core.metrics.link_clicks.labels("redirected" if url else "unknown").inc()
     if url is None:
         raise HTTPException(404, "no such link")
     # no-store: every click reaches the gateway and is counted; no-referrer: the shop never sees the token

@@ -189,6 +189,7 @@ def test_redirect_counts_clicks_and_goes_only_where_the_gateway_linked(gw) -> No
     for bad in ("A" * 22, "https:%2F%2Fevil.example", "short", "x" * 65):
         assert public.get(f"/r/{bad}", follow_redirects=False).status_code in (404, 422), bad
     assert core.db.execute("SELECT COUNT(*) FROM link_clicks").fetchone()[0] == 2
+    assert core.metrics.link_clicks.labels("unknown")._value.get() >= 2  # bad input is counted, never stored
 
 
 def test_checkout_links_go_through_the_gateway_when_it_has_a_public_address(tmp_path) -> None:  # noqa: ANN001
