@@ -164,6 +164,22 @@ class ShopSection(_Strict):
         return v
 
 
+class DailySummarySection(_Strict):
+    """The manager's daily summary as a WhatsApp utility template (cloud_sync.daily_summary)."""
+
+    # The manager's customer id: enrolled like a customer, with their WhatsApp number and the
+    # service consent, which is checked before every send. Unset: no summary is sent.
+    customer: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    template: Annotated[str, Field(pattern=_TEMPLATE_NAME)] = "daily_summary"  # 5 parameters, see docs/kpi.md
+    at: str = "08:30"  # local time; yesterday's figures are final by then
+
+    @field_validator("at")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        _hhmm(v)
+        return v
+
+
 class CatalogueSection(_Strict):
     enabled: bool = True
     interval_s: Annotated[float, Field(ge=1, le=86400)] = 300.0
@@ -188,6 +204,7 @@ class WhatsAppConfig(_Strict):
     shop: ShopSection = ShopSection()
     catalogue: CatalogueSection = CatalogueSection()
     outbox: OutboxSection = OutboxSection()
+    daily_summary: DailySummarySection = DailySummarySection()
 
     # secrets, resolved at load time (not from the TOML)
     access_token: str = ""
@@ -219,6 +236,8 @@ class WhatsAppConfig(_Strict):
         ):
             if j.enabled and self.journeys.enabled and j.template not in names:
                 raise ValueError(f"journeys.{key}.template: {j.template!r} is not in [[templates]]")
+        if self.daily_summary.customer and self.daily_summary.template not in names:
+            raise ValueError(f"daily_summary.template: {self.daily_summary.template!r} is not in [[templates]]")
         return self
 
     # -- derived objects
