@@ -110,9 +110,11 @@ def figures(
         )
         clicks = _clicks(db, tokens)
         attribution.add_online_orders(credits, _online_orders(db, tokens))
-        thread_rows = db.execute(  # both directions, for replies and conversations
-            "SELECT id, wa_id, at, direction, staff_id FROM wa_inbox WHERE at >= ? AND at < ?",
-            [t0 - conversations.CONVERSATION_GAP_S, horizon],
+        start = t0 - conversations.CONVERSATION_GAP_S
+        thread_rows = db.execute(  # both directions, for replies and conversations, of threads active in the period
+            "SELECT id, wa_id, at, direction, staff_id FROM wa_inbox WHERE at >= ? AND at < ? AND wa_id IN "
+            "(SELECT wa_id FROM wa_inbox WHERE at >= ? AND at < ?)",
+            [start, horizon, start, t1],
         ).fetchall()
         inbound = [(i, w, at, d) for i, w, at, d, _ in thread_rows if at >= t0 - 86400.0]
         answered = attribution.replies(inbound, window_s)
