@@ -144,6 +144,9 @@ class ShopSection(_Strict):
     # {items}: "gtin:qty,gtin:qty"; {ref}: a reference for the conversation; {store}: the store id.
     checkout_url: str = "https://shop.example.com/cart?items={items}&ref={ref}"
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    # The gateway's address as customers' phones reach it: checkout links then go through its
+    # click counter (`<link_base_url>/r/<token>`, gateway.links); unset, they point at the shop directly.
+    link_base_url: Annotated[str, Field(pattern=r"^https://[^/?#]+(/[^?#]*)?$")] | None = None
 
     @field_validator("checkout_url")
     @classmethod
@@ -158,6 +161,22 @@ class ShopSection(_Strict):
             raise ValueError(
                 f"only {{items}}, {{ref}} and {{store}} placeholders are allowed ({exc})"
             ) from None
+        return v
+
+
+class DailySummarySection(_Strict):
+    """The manager's daily summary as a WhatsApp utility template (cloud_sync.daily_summary)."""
+
+    # The manager's customer id: enrolled like a customer, with their WhatsApp number and the
+    # service consent, which is checked before every send. Unset: no summary is sent.
+    customer: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    template: Annotated[str, Field(pattern=_TEMPLATE_NAME)] = "daily_summary"  # 5 parameters, see docs/kpi.md
+    at: str = "08:30"  # local time; yesterday's figures are final by then
+
+    @field_validator("at")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        _hhmm(v)
         return v
 
 
@@ -185,6 +204,7 @@ class WhatsAppConfig(_Strict):
     shop: ShopSection = ShopSection()
     catalogue: CatalogueSection = CatalogueSection()
     outbox: OutboxSection = OutboxSection()
+    daily_summary: DailySummarySection = DailySummarySection()
 
     # secrets, resolved at load time (not from the TOML)
     access_token: str = ""
@@ -216,6 +236,8 @@ class WhatsAppConfig(_Strict):
         ):
             if j.enabled and self.journeys.enabled and j.template not in names:
                 raise ValueError(f"journeys.{key}.template: {j.template!r} is not in [[templates]]")
+        if self.daily_summary.customer and self.daily_summary.template not in names:
+            raise ValueError(f"daily_summary.template: {self.daily_summary.template!r} is not in [[templates]]")
         return self
 
     # -- derived objects

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS wa_inbox (
 );
 CREATE INDEX IF NOT EXISTS wa_inbox_thread ON wa_inbox(wa_id, id);
 CREATE INDEX IF NOT EXISTS wa_inbox_customer ON wa_inbox(customer_id);
+CREATE INDEX IF NOT EXISTS wa_inbox_at ON wa_inbox(at);  -- the dashboard's period figures (gateway.kpi_whatsapp)
 """
 
 MAX_THREAD = 200  # messages returned per conversation page: a tablet screen's worth and more

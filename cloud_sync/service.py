@@ -27,13 +27,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from gateway.customers import has_consent
 
-from . import catalogue, inbox, journeys, messages, outbox
+from . import catalogue, daily_summary, inbox, journeys, messages, outbox
 from .client import CloudApiClient, emulator_lookup
 from .config import WhatsAppConfig
 from .events import ErrorEvent, InboundMessage, StatusEvent
@@ -141,12 +142,15 @@ class WhatsAppService:
             "journey_messages": 0,
         }
         self.last_catalogue: catalogue.SyncResult | None = None
+        self.clienteling: Clienteling | None = None  # set by attach()
+        self.summary_sent: date | None = None  # the last day whose daily summary went out
 
     # ------------------------------------------------------------------ wiring
 
     def attach(self, clienteling: Clienteling) -> None:
         """Register the consent hooks (withdrawal per WhatsApp purpose, erasure)."""
         self.hooks = clienteling.hooks
+        self.clienteling = clienteling  # the dashboard's figures, for the daily summary
         for purpose in CANCEL_ON_WITHDRAW:
             self._cancels.append(self.hooks.register_withdraw(purpose, self._withdraw_hook(purpose)))
         self._cancels.append(self.hooks.register_erase(self.erase_customer))
@@ -181,7 +185,8 @@ class WhatsAppService:
                 on_opt_out=self.on_opt_out,
             )
             self._spawn("wa-outbox", self._run_worker)
-        if self.cfg.journeys.enabled or (self.cfg.catalogue.enabled and self.cfg.api.catalog_id):
+        if self.cfg.journeys.enabled or (self.cfg.catalogue.enabled and self.cfg.api.catalog_id) \
+                or self.cfg.daily_summary.customer:
             self._spawn("wa-ticker", self._run_ticker)
 
     def stop(self) -> None:
@@ -228,6 +233,7 @@ class WhatsAppService:
                 if self.cfg.catalogue.enabled and self.cfg.api.catalog_id and now >= next_c:
                     next_c = now + self.cfg.catalogue.interval_s
                     self.sync_catalogue()
+                self.summary_sent = daily_summary.tick(self, self.summary_sent)
             except Exception:
                 log.exception("whatsapp journeys/catalogue round failed")
             self._stop.wait(1.0)
@@ -592,6 +598,12 @@ class WhatsAppService:
             lines.append(f"{qty} x {p['name']}" + (f" ({p['size']})" if p["size"] else ""))
         ref = client_ref or secrets.token_hex(6)
         url = self.checkout_url(basket, ref)
+        if self.cfg.shop.link_base_url:  # through the gateway's click counter (gateway.links)
+            from gateway import links
+
+            cid = self.customer_for(wa_id)
+            with self.lock:
+                url = links.shorten(self.db, url, cid, ref, self.clock(), self.cfg.shop.link_base_url)
         text = (
             f"Your basket at {self.cfg.store_name}: "
             + "; ".join(lines)

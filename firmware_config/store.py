@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Point = tuple[float, float]
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]
@@ -54,6 +54,33 @@ class NodeRole(StrEnum):
 PAGE_LANGUAGES = ("de", "en")
 
 
+HoursSpan = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
+
+
+class OpeningHours(_Strict):
+    """The hours a store is open, per weekday ("09:30-19:00", local time); a day left out is closed.
+
+    The dashboard's figures (footfall, conversion, missed conversations) count open hours only.
+    """
+
+    mon: HoursSpan | None = None
+    tue: HoursSpan | None = None
+    wed: HoursSpan | None = None
+    thu: HoursSpan | None = None
+    fri: HoursSpan | None = None
+    sat: HoursSpan | None = None
+    sun: HoursSpan | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _opens_before_closing(cls, v: str | None) -> str | None:
+        if v is not None:
+            opens, closes = v.split("-")
+            if closes <= opens:
+                raise ValueError(f"{v!r}: closes at or before it opens (a span runs within one day)")
+        return v
+
+
 class StoreInfo(_Strict):
     id: Identifier
     name: str = ""
@@ -64,6 +91,7 @@ class StoreInfo(_Strict):
         Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     ] = ["f7826da6-4fa2-4e98-8024-bc5b71e0893e"]
     eid_rotation_exponent: Annotated[int, Field(ge=0, le=15)] = 10
+    opening_hours: OpeningHours | None = None  # unset: every hour counts on the dashboard
 
 
 class Zone(_Strict):
@@ -151,12 +179,21 @@ class Broker(_Strict):
     bridge: Bridge | None = None
 
 
+class Kpi(_Strict):
+    """How the dashboard judges WhatsApp: attribution window and when a conversation counts as missed."""
+
+    attribution_window_days: Annotated[float, Field(gt=0, le=90)] = 7.0
+    missed_after_min: Annotated[float, Field(gt=0, le=1440)] = 30.0  # open-hours minutes without a reply
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"  # the dashboard's amounts
+
+
 class Gateway(_Strict):
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8000
     database: str = "var/gateway.db"
     # MQTT username of the gateway; node usernames are their node ids, so it must differ.
     mqtt_username: Identifier = "gateway"
+    kpi: Kpi = Kpi()
 
 
 class StoreFile(_Strict):

@@ -25,6 +25,8 @@ from gateway.guards import RequestGuards
 from gateway.i18n import web as i18n_web
 from gateway.mqtt_ingest import MqttIngest
 from gateway.routes_common import Clienteling, current_staff, require_staff
+from gateway.routes_kpi import router as kpi_router
+from gateway.routes_links import router as links_router
 from gateway.routes_rfid import rfid_router
 from gateway.sse import event_stream, resume_point
 
@@ -78,6 +80,8 @@ def create_app(
     app.state.clienteling = Clienteling(core)  # clienteling: customers, staff app, till, dashboard
     for module in (routes_auth, routes_customers, routes_staff, routes_pos, routes_dashboard, screens, routes_tablet):
         app.include_router(module.router)
+    app.include_router(kpi_router)  # the KPI API and CSV export
+    app.include_router(links_router)  # the short-link redirect, online orders through links
     app.include_router(
         rfid_router(core),  # fitting-room screen, shelves, products, EPCIS export
         dependencies=[Depends(screens.require_staff_or_room_screen)],  # a room's screen: its room's routes only

@@ -16,6 +16,7 @@ import sqlite_utils
 from edge import protocol
 from firmware_config.store import StoreFile
 from gateway.customers import customer_card, recognisable_identities
+from gateway.door_counts import record_crossings
 from gateway.events import Broadcaster, EventLog, StaffEvent
 from gateway.fleet import FleetMonitor
 from gateway.identities import IdentityResolver
@@ -160,6 +161,8 @@ class GatewayCore:
             return  # (node, seq) already processed: a re-delivery after an outage
         for c in m.crossings:
             self.metrics.door_crossings.labels(c.direction).inc()
+        with self.lock:
+            record_crossings(self.db, m)  # footfall for the dashboard (gateway.door_counts)
 
     def emit(self, ev: PresenceEvent) -> StaffEvent:
         data: dict = {"zone": ev.zone, "from": ev.previous, "confidence": ev.confidence, "emitted_at": self.clock()}

@@ -187,15 +187,39 @@ def _m9_consent_language(db: sqlite_utils.Database) -> None:
     db.table("consents").add_column("language", str, not_null_default="")
 
 
-def _m_tasks(db: sqlite_utils.Database) -> None:
+def _m10_tasks(db: sqlite_utils.Database) -> None:
     """Tasks for the tablet's board: urgent ones ring; one may be assigned to a staff member (NULL: open)."""
     db.table("tasks").add_column("urgent", int, not_null_default=0)
     db.table("tasks").add_column("assigned_to", int)
 
 
+def _m11_door_crossings(db: sqlite_utils.Database) -> None:
+    """Every door crossing the sensors report, for footfall (gateway.door_counts): anonymous, no person."""
+    db.table("door_crossings").create(
+        {"id": int, "ts": float, "node": str, "door": str, "direction": str, "confidence": float}, pk="id",
+    )
+    db.table("door_crossings").create_index(["ts", "direction"])  # covers the per-hour counts
+
+
+def _m12_links(db: sqlite_utils.Database) -> None:
+    """Short links in WhatsApp messages (gateway.links): the target, its clicks, online orders through it."""
+    db.table("links").create(
+        {"token": str, "url": str, "customer_id": str, "ref": str, "created_at": float}, pk="token",
+    )
+    db.table("links").create_index(["customer_id"])
+    db.table("links").create_index(["ref"])
+    db.table("link_clicks").create({"token": str, "at": float})  # no address, no device: a count
+    db.table("link_clicks").create_index(["token"])
+    db.table("link_orders").create(  # the shop's order id, once; no person (the link's row says whose)
+        {"id": int, "token": str, "order_ref": str, "ts": float, "amount_cents": int, "currency": str}, pk="id",
+    )
+    db.table("link_orders").create_index(["order_ref"], unique=True)
+    db.table("link_orders").create_index(["token"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
-    _m8_presence_state, _m9_consent_language, _m_tasks,
+    _m8_presence_state, _m9_consent_language, _m10_tasks, _m11_door_crossings, _m12_links,
 ]
 
 

@@ -2,24 +2,24 @@
 
 Footfall is anonymous: per hour and node, the number of adverts heard and the peak number
 of distinct non-store devices in one window, never an identifier; it is kept after
-identified presence is purged. Charts are rendered on the server as SVG with matplotlib
-(no CDN, no JavaScript: the back office may be offline), imported lazily because the
-import costs about a second and only the dashboard needs it.
+identified presence is purged. Charts are rendered on the server as SVG (gateway.svg_chart:
+no CDN, no JavaScript, the back office may be offline).
 """
 
 from __future__ import annotations
 
-import io
-import threading
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
+from firmware_config.store import OpeningHours
+from gateway.door_counts import ESTIMATE
+from gateway.kpi_period import day_footfall
 from gateway.staff import ANSWERED_IN_S
+from gateway.svg_chart import bar_chart
 
 DWELL_BUCKETS_MIN = (5, 10, 20, 40)  # a quick pickup, a browse, a try-on, a long visit, beyond
-_CHART_LOCK = threading.Lock()  # matplotlib's font cache and rcParams are process-global
 
 
 def record_footfall(
@@ -65,8 +65,8 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
     return start.timestamp(), (start + timedelta(days=1)).timestamp()
 
 
-def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo) -> dict:
-    """All dashboard figures for one local day, as JSON-ready data."""
+def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo, opening: OpeningHours | None = None) -> dict:
+    """All dashboard figures for one local day, as JSON-ready data; `footfall` counts opening hours only."""
     t0, t1 = day_bounds(day, tz)
     hours = [t0 + 3600 * i for i in range(int(round((t1 - t0) / 3600)))]
     labels = [datetime.fromtimestamp(h, tz).strftime("%H") for h in hours]
@@ -133,6 +133,7 @@ def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo) -> dict:
         "day": day.isoformat(),
         "hours": labels,
         "footfall_per_hour": per_hour(footfall_rows),
+        "footfall": day_footfall(db, day, opening, tz),
         "recognised_visits_per_hour": per_hour(visit_rows),
         "dwell": {
             "labels": dwell_labels,
@@ -149,83 +150,49 @@ def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo) -> dict:
     }
 
 
-def _svg(fig) -> str:  # noqa: ANN001
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    text = buf.getvalue()
-    return text[text.index("<svg") :]
-
-
-def _bar(title: str, labels: list[str], series: dict[str, list[float]], colours: list[str]) -> str:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 2.6), dpi=96)
-    ax = fig.add_subplot()
-    n = len(series)
-    width = 0.8 / n
-    for i, ((name, values), colour) in enumerate(zip(series.items(), colours, strict=False)):
-        ax.bar(
-            [x + (i - (n - 1) / 2) * width for x in range(len(labels))],
-            values,
-            width,
-            label=name,
-            color=colour,
-        )
-    from matplotlib.ticker import MaxNLocator
-
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylim(bottom=0, top=max(1.0, *(max(v, default=0) for v in series.values())) * 1.1)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(title, fontsize=11, loc="left")
-    ax.spines[["top", "right"]].set_visible(False)
-    if n > 1:
-        ax.legend(fontsize=8, frameon=False)
-    return _svg(fig)
-
-
 def charts(k: dict, lang: str = "en") -> dict[str, str]:
     """The dashboard's charts as inline SVG strings, keyed by name, labelled in `lang`."""
-    import matplotlib
-
     from gateway.i18n import t
 
-    with _CHART_LOCK, matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "instore"}):
-        staff = list(k["per_staff"])
-        return {
-            "traffic": _bar(
-                t(lang, "chart.traffic"),
-                k["hours"],
-                {
-                    t(lang, "chart.footfall"): k["footfall_per_hour"],
-                    t(lang, "chart.recognised_visits"): k["recognised_visits_per_hour"],
-                },
-                ["#9bb7ad", "#0a7d5a"],
-            ),
-            "dwell": _bar(
-                t(lang, "chart.dwell"),
-                k["dwell"]["labels"],
-                {t(lang, "chart.visits"): k["dwell"]["counts"]},
-                ["#0a7d5a"],
-            ),
-            "alerts": _bar(
-                t(lang, "chart.alerts"),
-                [t(lang, "chart.within_60s"), t(lang, "chart.later"), t(lang, "chart.missed")],
-                {
-                    t(lang, "chart.alerts_series"): [
-                        k["alerts"]["answered_within_60s"],
-                        k["alerts"]["answered_late"],
-                        k["alerts"]["missed"],
-                    ]
-                },
-                ["#b35c00"],
-            ),
-            "staff": _bar(
-                t(lang, "chart.per_staff"),
-                staff or ["-"],
-                {
-                    t(lang, "chart.alerts_answered"): [k["per_staff"][s]["alerts_answered"] for s in staff] or [0],
-                    t(lang, "chart.sales"): [k["per_staff"][s]["sales"] for s in staff] or [0],
-                },
-                ["#0a7d5a", "#3d5a80"],
-            ),
-        }
+    staff = list(k["per_staff"])
+    foot = k["footfall"]  # open hours only; recognised visits picked out for the same hours
+    recognised = dict(zip(k["hours"], k["recognised_visits_per_hour"], strict=True))
+    visitors = "chart.visitors_estimate" if foot["source"] == ESTIMATE else "chart.visitors"
+    return {
+        "traffic": bar_chart(
+            t(lang, "chart.traffic"),
+            foot["hours"] or ["-"],
+            {
+                t(lang, visitors): foot["visitors_in"] or [0],
+                t(lang, "chart.recognised_visits"): [recognised.get(h, 0) for h in foot["hours"]] or [0],
+            },
+            ["#9bb7ad", "#0a7d5a"],
+        ),
+        "dwell": bar_chart(
+            t(lang, "chart.dwell"),
+            k["dwell"]["labels"],
+            {t(lang, "chart.visits"): k["dwell"]["counts"]},
+            ["#0a7d5a"],
+        ),
+        "alerts": bar_chart(
+            t(lang, "chart.alerts"),
+            [t(lang, "chart.within_60s"), t(lang, "chart.later"), t(lang, "chart.missed")],
+            {
+                t(lang, "chart.alerts_series"): [
+                    k["alerts"]["answered_within_60s"],
+                    k["alerts"]["answered_late"],
+                    k["alerts"]["missed"],
+                ]
+            },
+            ["#b35c00"],
+        ),
+        "staff": bar_chart(
+            t(lang, "chart.per_staff"),
+            staff or ["-"],
+            {
+                t(lang, "chart.alerts_answered"): [k["per_staff"][s]["alerts_answered"] for s in staff] or [0],
+                t(lang, "chart.sales"): [k["per_staff"][s]["sales"] for s in staff] or [0],
+            },
+            ["#0a7d5a", "#3d5a80"],
+        ),
+    }

@@ -23,6 +23,8 @@ class GatewayMetrics:
         self.door_crossings = Counter("instore_gateway_door_crossings", "Door sensor crossings, by direction",
                                       ["direction"], registry=r)
         self.events = Counter("instore_gateway_events", "Staff events emitted, by kind", ["kind"], registry=r)
+        self.link_clicks = Counter("instore_gateway_link_clicks", "Short-link requests: redirected or unknown token",
+                                   ["result"], registry=r)
         self.clients = Gauge("instore_gateway_live_clients", "Connected live-stream clients", registry=r)
         self.mqtt_connected = Gauge("instore_gateway_mqtt_connected", "1 while connected to the broker", registry=r)
 

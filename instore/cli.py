@@ -179,6 +179,24 @@ def sim_run(
     raise typer.Exit(run_scenario_cli(scenario, seed, report, plot, typer.echo, targets))
 
 
+@sim_app.command("month")
+def sim_month(
+    seeds: Annotated[str, typer.Option(help="Seeds: a range (1-3) or a list (1,4).")] = "1-3",
+    days: Annotated[int, typer.Option(min=7, max=92, help="Days to play.")] = 30,
+    recall: Annotated[float, typer.Option(min=0, max=1, help="Share of visits the store recognises.")] = 0.98,
+) -> None:
+    """A month of a boutique's regulars: follow-ups, returns, purchases; attribution against ground truth."""
+    from sim.library import parse_seeds
+    from sim.month import Month, score_month
+
+    try:
+        seed_list = parse_seeds(seeds)
+    except ValueError as exc:
+        _fail(str(exc))
+    for seed in seed_list:
+        typer.echo(json.dumps(score_month(Month(days=days, recognition_recall=recall), seed)))
+
+
 @sim_app.command("library")
 def sim_library(
     scenarios: Annotated[

@@ -81,7 +81,7 @@ def test_sign_in_live_feed_claim_and_dashboard(serve, browser, tmp_path) -> None
     mia = _sign_in(browser, server.url, "mia", "mia-password", path="/dashboard")
     charts = mia.locator("figure.chart svg")
     assert charts.count() == 4
-    assert mia.locator("figure.chart[data-chart=traffic] svg >> text=Footfall").count() >= 1
+    assert mia.locator("figure.chart[data-chart=traffic] svg >> text=Visitors").count() >= 1
     box = charts.first.bounding_box()
     assert box is not None and box["width"] > 300 and box["height"] > 100  # actually drawn, not empty
     assert "ana" in mia.inner_text("#staff")

@@ -123,7 +123,7 @@ def test_unknown_table_and_key_without_close_match():
     assert problems(BASE + "\n[brokr]\nport = 1883\n\n[gateway]\nxyz = 1\n") == [
         "mini.toml:59: brokr: unknown key (did you mean 'broker'?)",
         "mini.toml:63: gateway.xyz: unknown key "
-        "(expected one of: http_host, http_port, database, mqtt_username)",
+        "(expected one of: http_host, http_port, database, mqtt_username, kpi)",
     ]
 
 

@@ -1,0 +1,161 @@
+"""Last-touch attribution on hand-built histories, replies to messages, and conversation KPIs."""
+
+from __future__ import annotations
+
+from datetime import date
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from firmware_config.store import OpeningHours
+from gateway.attribution import Message, Outcome, add_online_orders, attribute, replies
+from gateway.conversations import InboxRow, conversations, per_staff, percentile, summary
+from gateway.opening_hours import open_hour_starts, open_seconds
+from tests.conftest import BOUTIQUE
+
+DAY = 86400.0
+WEEK = 7 * DAY
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def msg(mid: int, at: float, cid: str | None = "alice", channel: str = "journey", name: str = "tried") -> Message:
+    return Message(mid, cid, at, channel, name)
+
+
+def test_the_window_is_inclusive_at_its_end_and_excludes_outcomes_before_the_message() -> None:
+    credits = attribute(
+        [msg(1, 0.0), msg(2, 0.0, "bob")],
+        [Outcome("alice", WEEK, "visit"), Outcome("bob", WEEK + 1, "visit"), Outcome("bob", 0.0, "sale", 900)],
+        WEEK,
+    )
+    assert credits[1].visit_at == WEEK  # exactly at the window's end: still credited
+    assert credits[2].visit_at is None  # a second later: not
+    assert credits[2].sale_at is None  # at the same moment as the message: it cannot have caused it
+
+
+def test_last_touch_credits_the_latest_message_before_each_outcome() -> None:
+    credits = attribute(
+        [msg(1, 0.0), msg(2, 2 * DAY, channel="campaign", name="spring")],
+        [
+            Outcome("alice", 1 * DAY, "visit"),  # after message 1 only
+            Outcome("alice", 3 * DAY, "visit"),  # after both: the later one wins
+            Outcome("alice", 3 * DAY + 600, "fitting"),
+            Outcome("alice", 3 * DAY + 1800, "sale", 12_900),
+        ],
+        WEEK,
+    )
+    assert (credits[1].visit_at, credits[1].fitting_at, credits[1].sale_cents) == (1 * DAY, None, 0)
+    assert (credits[2].visit_at, credits[2].fitting_at) == (3 * DAY, 3 * DAY + 600)
+    assert (credits[2].sale_at, credits[2].sale_cents) == (3 * DAY + 1800, 12_900)
+
+
+def test_a_message_gets_only_its_customers_next_visit_and_sale() -> None:
+    credits = attribute(
+        [msg(1, 0.0)],
+        [Outcome("alice", 2 * DAY, "sale", 5000), Outcome("alice", 1 * DAY, "sale", 3000),
+         Outcome("alice", 1 * DAY, "visit"), Outcome("alice", 2 * DAY, "visit"), Outcome("carl", 1 * DAY, "visit")],
+        WEEK,
+    )
+    assert (credits[1].visit_at, credits[1].sale_at, credits[1].sale_cents) == (1 * DAY, 1 * DAY, 3000)
+
+
+def test_unknown_numbers_and_erased_customers_are_never_credited() -> None:
+    # an erased customer's messages and visits are deleted; what remains (anonymised sales) has no customer
+    credits = attribute([msg(1, 0.0, cid=None)], [Outcome("alice", DAY, "visit")], WEEK)
+    assert credits == {}
+
+
+def test_online_orders_go_to_the_message_whose_link_was_used() -> None:
+    credits = attribute([msg(1, 0.0, channel="checkout"), msg(2, DAY)], [], WEEK)
+    add_online_orders(credits, [(1, 4990), (1, 1000), (99, 500)])
+    assert (credits[1].online_orders, credits[1].online_cents) == (2, 5990)
+    assert credits[2].online_orders == 0
+
+
+def test_a_reply_answers_the_last_outbound_message_within_the_window() -> None:
+    rows = [
+        (1, "alice", 0.0, "out"), (2, "alice", 100.0, "out"), (3, "alice", 200.0, "in"),  # answers 2, not 1
+        (4, "bob", 0.0, "out"), (5, "bob", WEEK + 1, "in"),  # too late
+        (6, "carl", 50.0, "in"),  # nothing to answer
+    ]
+    assert replies(rows, WEEK) == {2}
+
+
+def open_10_to_18() -> OpeningHours:
+    return OpeningHours(mon="10:00-18:00", tue="10:00-18:00")
+
+
+def test_open_seconds_and_hours_follow_the_opening_hours() -> None:
+    hours = open_10_to_18()
+    monday = date(2026, 3, 2)
+    starts = open_hour_starts(monday, hours, BERLIN)
+    assert len(starts) == 8 and starts[0] == 1_772_442_000.0  # 10:00 Berlin
+    assert open_hour_starts(date(2026, 3, 1), hours, BERLIN) == []  # sunday: closed
+    assert len(open_hour_starts(monday, None, BERLIN)) == 24
+    mon_17 = 1_772_442_000.0 + 7 * 3600
+    tue_11 = mon_17 + 18 * 3600
+    assert open_seconds(mon_17, tue_11, hours, BERLIN) == 2 * 3600  # 17-18 on monday, 10-11 on tuesday
+
+
+def test_conversations_first_response_in_opening_time_and_missed_per_staff() -> None:
+    hours = open_10_to_18()
+    mon_10 = 1_772_442_000.0
+
+    def wait(a: float, b: float) -> float:
+        return open_seconds(a, b, hours, BERLIN)
+
+    rows = [
+        InboxRow("alice", mon_10 + 60, "in", None),
+        InboxRow("alice", mon_10 + 120, "in", None),  # the same conversation
+        InboxRow("alice", mon_10 + 360, "out", 7),  # ana answers after 5 min
+        InboxRow("bob", mon_10 + 7 * 3600 + 1800, "in", None),  # 17:30
+        InboxRow("bob", mon_10 + 7 * 3600 + 1800 + 60, "out", None),  # a journey message is no answer
+        InboxRow("bob", mon_10 + 24 * 3600 + 900, "out", 8),  # ben, tuesday 10:15: 45 open minutes
+        InboxRow("carl", mon_10 + 3000, "out", None),  # a journey message ...
+        InboxRow("carl", mon_10 + 3600, "in", None),  # ... carl replies to it, and is never answered
+        InboxRow("alice", mon_10 + 3 * DAY, "in", None),  # after a silent day: a new conversation
+    ]
+    convs = conversations(rows, now=mon_10 + 3 * DAY + 600, missed_after_s=1800, open_seconds=wait)
+    assert [(c.thread, c.responder, c.response_s, c.missed) for c in convs] == [
+        ("alice", 7, 300.0, False),
+        ("carl", None, None, True),
+        ("bob", 8, 2700.0, True),
+        ("alice", None, None, False),  # thursday: closed, so not yet missed
+    ]
+    s = summary(convs)
+    assert (s["conversations"], s["answered"], s["missed"]) == (4, 2, 2)
+    assert s["first_response_median_s"] == 1500.0 and s["first_response_p90_s"] == 2460.0
+    assert per_staff(convs) == {7: summary(convs[:1]), 8: summary(convs[2:3])}
+
+
+def test_percentile_of_few_values() -> None:
+    assert percentile([], 0.9) is None and percentile([42.0], 0.9) == 42.0
+    assert percentile([float(v) for v in range(1, 11)], 0.9) == 9.1
+
+
+def test_opening_hours_errors_name_file_line_and_key() -> None:
+    from firmware_config.validate import ConfigError, validate_text
+
+    text = (BOUTIQUE.read_text().replace(
+        'eid_rotation_exponent = 10', 'eid_rotation_exponent = 10\n[store.opening_hours]\nmon = "18:00-10:00"\n'
+        'tue = "9-18"\nsat = "10:00-24:00"\n', 1))
+    with pytest.raises(ConfigError) as err:
+        validate_text(text, "shop.toml")
+    lines = str(err.value).splitlines()
+    assert any(line.startswith("shop.toml:13: store.opening_hours.mon:") and "closes at or before it opens" in line
+               for line in lines), lines
+    assert any(line.startswith("shop.toml:14: store.opening_hours.tue:") for line in lines), lines
+    assert not any("opening_hours.sat" in line for line in lines)  # "24:00" closes at midnight
+
+
+def test_svg_bars_scale_to_whole_number_ticks_and_escape_labels() -> None:
+    import re
+
+    from gateway.svg_chart import bar_chart
+
+    svg = bar_chart("Visits <today>", ["10", "11", "a&b"], {"in": [0, 5, 10], "out": [1, 2, 3]}, ["#000", "#111"])
+    heights = [float(h) for h in re.findall(r'height="([\d.]+)" fill="#\d+"><title>', svg)]
+    assert len(heights) == 6 and heights[0] == 0 and abs(heights[4] - 2 * heights[2]) < 0.2  # 10 twice as tall as 5
+    ticks = [int(v) for v in re.findall(r'text-anchor="end">(\d+)<', svg)]
+    assert ticks == sorted(ticks) and ticks[0] == 0 and ticks[-1] >= 10 and len(set(ticks)) == len(ticks)
+    assert "Visits &lt;today&gt;" in svg and "a&amp;b" in svg and "<today>" not in svg
