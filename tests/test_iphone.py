@@ -184,3 +184,32 @@ def test_node_reads_background_iphones_through_bluez_and_forwards_their_eids(mon
     assert window.anonymous.devices >= 1  # the ordinary iPhone: counted, never connected to
     assert "4A:00:00:00:02:01".replace(":", "_") not in " ".join(bluez.calls)
     assert bluez.connected == set()
+
+
+def test_an_erased_customers_phone_and_fob_are_never_recognised_again(tmp_path) -> None:  # noqa: ANN001
+    """The EID a node reads from the iPhone app (or hears from the Android app) and the fob's EID
+    resolve through the same resolver: both go with the customer, also across a restart."""
+    from firmware_config.store import load_store
+    from gateway.consent import ConsentHooks, erase_customer
+    from gateway.core import GatewayCore
+    from gateway.customers import Identity, add_customer, link_identity, record_consent
+    from gateway.db import open_db
+    from gateway.eid import compute_eid
+    from tests.conftest import BOUTIQUE
+
+    now, epoch = 1_800_000_000, 1_799_000_000
+    app_key, fob_key = bytes(range(16)), bytes(range(16, 32))
+    db = open_db(tmp_path / "gw.db")
+    add_customer(db, "c1", "Carla", now=now)
+    record_consent(db, "c1", "recognition", True, now=now - 1)
+    link_identity(db, Identity("c1", "eid", app_key.hex(), 10, 0, "iphone_app", 1.0))
+    link_identity(db, Identity("c1", "eid", fob_key.hex(), 10, epoch, "key_fob", 1.0))
+    store = load_store(BOUTIQUE)
+    core = GatewayCore(store, db, clock=lambda: float(now))
+    phone = f"eid:{compute_eid(app_key, 10, now).hex()}"
+    fob = f"eid:{compute_eid(fob_key, 10, now - epoch).hex()}"
+    assert core.resolver.resolve_many([phone, fob], now) == ["c1", "c1"]  # two carriers, one customer
+    assert erase_customer(db, core, ConsentHooks(), "c1")
+    assert core.resolver.resolve_many([phone, fob], now + 1) == [None, None]
+    restarted = GatewayCore(store, open_db(tmp_path / "gw.db"), clock=lambda: float(now))
+    assert restarted.resolver.resolve_many([phone, fob], now + 2) == [None, None]
