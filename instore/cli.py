@@ -473,7 +473,8 @@ def fob_provision(
     """
     import asyncio
 
-    from instore.fob import FobError, Gateway, provision
+    from gateway.fob_provision import FobError, provision
+    from instore.fob import Gateway
 
     try:
         key = bytes.fromhex(lock_key)

@@ -24,8 +24,9 @@ from gateway.core import GatewayCore
 from gateway.customers import add_customer, record_consent
 from gateway.db import open_db
 from gateway.eid import compute_eid
+from gateway.fob_provision import FobError, Provisioned, provision
 from instore.cli import app as cli_app
-from instore.fob import FobError, Gateway, Provisioned, provision
+from instore.fob import Gateway
 from sim.bluez_standin import Peripheral, PrivateBus, StandInBlueZ
 from sim.virtual_fob import VirtualFob
 from tests.conftest import BOUTIQUE
@@ -210,3 +211,33 @@ def test_cli_help_explains_the_provisioning() -> None:
     out = CliRunner().invoke(cli_app, ["fob", "provision", "--help"], terminal_width=120).output
     for words in ("Eddystone", "lock key", "--customer", "--gateway", "INSTORE_FOB_LOCK_KEY"):
         assert words in out
+
+
+@needs_dbus
+def test_staff_button_provisions_with_the_gateways_adapter_and_binds(bus: PrivateBus, gateway) -> None:  # noqa: ANN001
+    """The enrolment page's button: the gateway itself provisions (its event loop, bleak's BlueZ
+    backend) and binds the key; a wrong lock key comes back as a named 422 and binds nothing."""
+    import threading
+
+    core, gw, _ = gateway
+    fob = new_fob()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    bluez = asyncio.run_coroutine_threadsafe(StandInBlueZ(bus.address, peripherals=(fob.peripheral(),)).start(), loop)
+    standin = bluez.result(10)
+    try:
+        r = gw.http.post("/api/customers/alice/fob/provision", json={"address": FOB_ADDRESS, "lock_key": "00" * 16})
+        assert r.status_code == 422 and "wrong lock key" in r.json()["detail"]["message"]
+        assert fob_rows(core) == []
+        r = gw.http.post("/api/customers/bob/fob/provision", json={"address": FOB_ADDRESS, "lock_key": LOCK_KEY.hex()})
+        assert r.status_code == 409 and fob.identity_key is None  # no consent: the fob was not touched
+        r = gw.http.post(
+            "/api/customers/alice/fob/provision", json={"address": FOB_ADDRESS, "lock_key": LOCK_KEY.hex()}, timeout=30
+        )
+        assert r.status_code == 201, r.text
+        assert fob_rows(core) == [("alice", "key_fob", 1.0)] and heard(core, fob) == "alice"
+    finally:
+        loop.call_soon_threadsafe(standin.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
