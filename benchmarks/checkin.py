@@ -53,7 +53,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from gateway.routes_whatsapp import mount_whatsapp
 
     n = 30 if quick else 200
-    customers = 20
+    customers = n  # one check-in each: a second one at the same place is a double scan (no alert)
     store = Path(__file__).resolve().parent.parent / "firmware_config" / "examples" / "boutique.toml"
     with tempfile.TemporaryDirectory(prefix="bench-checkin-") as tmp:
         emu = run_emulator(EmulatorConfig(app_secret=SECRET, webhook_delay_s=(0.01, 0.05), seed=1))

@@ -32,6 +32,7 @@ PLACE_KINDS = (ZoneKind.ENTRANCE, ZoneKind.TILL, ZoneKind.FITTING_ROOM)  # where
 WORDS = {"de": re.compile(r"\beinchecken\b", re.I), "en": re.compile(r"\bcheck[- ]?in\b", re.I)}
 TAG = re.compile(r"#([a-z0-9][a-z0-9_-]{0,47})\b")  # the place: a zone id of the store file
 STALE_S = 600.0  # a check-in redelivered later than this alerts nobody: the customer may be gone
+REPEAT_S = 600.0  # the same customer at the same place again within this: a double scan, not news
 WHATSAPP_PURPOSES = ("whatsapp_service", "whatsapp_marketing")
 ALERT_KIND = "entered"  # the same staff alert as an entry; data.checked_in marks it
 
@@ -111,7 +112,8 @@ class CheckIns:
         self.service, self.clienteling = service, clienteling
         self.cfg = service.cfg.checkin
         self.places = places(service.core.store)
-        self.counters = {o.value: 0 for o in Outcome} | {"stale": 0}
+        self.counters = {o.value: 0 for o in Outcome} | {"stale": 0, "repeat": 0}
+        self.last: dict[tuple[str, str | None], float] = {}  # (customer, place) -> time of the last alert
 
     def on_message(self, msg: InboundMessage, customer_id: str | None) -> Outcome | None:
         """A new inbound message: if it is a check-in, alert (or not) and reply; else None."""
@@ -130,6 +132,12 @@ class CheckIns:
             row = db.execute("SELECT name, language FROM customers WHERE id = ?", [customer_id]).fetchone()
             card = customer_card(db, customer_id) if customer_id else None
         outcome = decide(customer_id, consents)
+        if outcome is Outcome.WELCOME and customer_id is not None:
+            key, t = (customer_id, place.zone if place else None), float(msg.timestamp)
+            if t - self.last.get(key, -REPEAT_S) < REPEAT_S:
+                self.counters["repeat"] += 1
+                return None
+            self.last[key] = t
         self.counters[outcome.value] += 1
         if outcome is Outcome.WELCOME:
             data: dict[str, Any] = {

@@ -108,6 +108,12 @@ def test_known_customer_checks_in_alert_visit_and_welcome_in_their_language(stac
     # an ordinary message is not a check-in
     assert post_signed(client, inbound_payload(ALICE, "Danke!", "wamid.c2", clock.t - 1)) == 200
     assert len(_entries(core)) == 1 and len(_outbox(core, ALICE)) == 1
+    # scanning the same code again (a new message) is a double scan: no second alert or reply
+    assert post_signed(client, inbound_payload(ALICE, "Einchecken: Umkleide 1 #fr1", "wamid.c3", clock.t)) == 200
+    assert len(_entries(core)) == 1 and svc.checkin.counters["repeat"] == 1
+    # another place in the same visit is news: the team sees her at the till
+    assert post_signed(client, inbound_payload(ALICE, "Einchecken: Kasse 1 #till", "wamid.c4", clock.t)) == 200
+    assert [e.data["checked_in"]["place"] for e in _entries(core)] == ["fr1", "till"]
 
 
 def test_unknown_number_gets_the_enrolment_link_and_no_alert(stack) -> None:  # noqa: ANN001
