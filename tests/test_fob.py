@@ -241,3 +241,36 @@ def test_staff_button_provisions_with_the_gateways_adapter_and_binds(bus: Privat
         loop.call_soon_threadsafe(standin.close)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+@needs_dbus
+def test_a_node_scanning_bluez_hears_the_provisioned_fob_and_the_gateway_names_it(bus: PrivateBus, gateway) -> None:  # noqa: ANN001
+    """After provisioning, the virtual fob broadcasts its EID: a node's scanner (bleak on BlueZ,
+    passive with the beacon patterns) forwards it, and the gateway resolves it to the customer."""
+    from edge.config import BleSection, NodeFile, NodeSection
+    from edge.node import BleNode
+
+    core, gw, _ = gateway
+    fob = new_fob()
+    gw.register("alice", run_provision(bus, fob.peripheral()))
+    node = BleNode(NodeFile(node=NodeSection(store="s1", id="n1"), ble=BleSection()))
+
+    async def go() -> None:
+        bluez = await StandInBlueZ(bus.address, passive=True).start()
+        try:
+            scanner = await node._start_scanner()  # noqa: SLF001
+            for _ in range(100):  # the stand-in reads the monitor's patterns just after it registers
+                if any(p is not None for p in bluez.monitors.values()):
+                    break
+                await asyncio.sleep(0.01)
+            for _ in range(3):
+                bluez.advertise(FOB_ADDRESS, -62, {}, fob.advertisement())
+            await asyncio.sleep(0.3)
+            await scanner.stop()
+        finally:
+            bluez.close()
+
+    asyncio.run(go())
+    [obs] = node.agg.flush(time.time()).observations
+    assert obs.n == 3 and obs.id.startswith("eid:")
+    assert core.resolver.resolve(obs.id, time.time()) == "alice"
