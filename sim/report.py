@@ -115,6 +115,13 @@ def print_table(result: RunResult, file: TextIO | None = None, targets: dict[str
     console = Console(file=file or sys.stdout, width=130)
     console.print(table)
     console.print(carrier_table(m))
+    if "carrier.iphone_app.connections_per_node_min" in m:
+        console.print(
+            f"background iPhones: {_fmt(m['carrier.iphone_app.connections_per_node_min'])} connections per node "
+            f"per minute (busiest node), peak {m['carrier.iphone_app.peak_concurrent_links']} links, "
+            f"{m['carrier.iphone_app.failed_reads']} failed reads, identity read p95 "
+            f"{_fmt(m['carrier.iphone_app.read_latency_p95_s'])} s after the first advertisement"
+        )
     console.print(f"counts: {counts}")
     for k, v in result.counts.items():
         console.print(f"  {k}: {v:,}")

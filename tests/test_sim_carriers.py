@@ -4,10 +4,13 @@ visitors recognised, entry latency, unconsented identifications."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
 from firmware_config.store import load_store
+from sim.report import print_table
 from sim.run import run_fast
 from sim.scenario import Carriers, IphoneApp, KeyFob, Scenario
 from sim.score import ReportedEvent
@@ -38,6 +41,10 @@ def test_iphones_are_read_within_the_budget_and_recognised(run) -> None:  # noqa
     for carrier in ("android_app", "key_fob", "iphone_app"):
         assert m[f"carrier.{carrier}.unconsented_identifications"] == 0
     assert m["privacy.unconsented_identifications"] == 0
+    out = io.StringIO()
+    print_table(run, file=out)
+    table = out.getvalue()
+    assert "per carrier" in table and "iphone_app" in table and "key_fob" in table and "background iPhones" in table
 
 
 def test_iphone_reads_are_the_same_in_both_aggregation_modes(run) -> None:  # noqa: ANN001
