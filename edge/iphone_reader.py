@@ -32,6 +32,7 @@ def address_text(device: str | bytes) -> str:
 class IphoneReader:
     def __init__(
         self,
+        service_uuid: str,
         char_uuid: str,
         forward: Forward,
         clock: Callable[[], float],
@@ -39,7 +40,7 @@ class IphoneReader:
         tracker: IphoneTracker | None = None,
         client_factory: Callable[..., Any] | None = None,
     ) -> None:
-        self.char_uuid, self.forward, self.clock = char_uuid, forward, clock
+        self.service_uuid, self.char_uuid, self.forward, self.clock = service_uuid, char_uuid, forward, clock
         self.tracker = tracker or IphoneTracker()
         self.client_factory = client_factory
         self.rssi: dict[str, float] = {}  # last RSSI per address, for the read's own observation
@@ -89,6 +90,8 @@ class IphoneReader:
         client = self.client_factory(address, timeout=READ_TIMEOUT_S)
         await client.connect()
         try:
+            if client.services.get_service(self.service_uuid) is None:
+                return b""  # another app's service set the same bit: not the store app (a failed read)
             return bytes(await client.read_gatt_char(self.char_uuid))
         finally:
             await client.disconnect()

@@ -135,7 +135,8 @@ class BleNode:
         self.starter = ScannerStarter(self.make_scanner)
         self.adverts = 0
         self.iphones = (  # background iPhones: connect and read the app's identity (edge/iphone.py)
-            IphoneReader(cfg.ble.iphone.identity_uuid, self._forward, clock) if cfg.ble.iphone is not None else None
+            IphoneReader(cfg.ble.iphone.service_uuid, cfg.ble.iphone.identity_uuid, self._forward, clock)
+            if cfg.ble.iphone is not None else None
         )
         self.rfid = (
             RfidReaderLoop(
