@@ -192,6 +192,20 @@ class OutboxSection(_Strict):
     worker: bool = True  # run the sending worker in the gateway process
 
 
+class CheckinSection(_Strict):
+    """WhatsApp check-in (cloud_sync.checkin): the number the QR codes open, where newcomers enrol."""
+
+    number: Annotated[str, Field(pattern=r"^[1-9][0-9]{6,14}$")]  # the business number, E.164 digits (wa.me)
+    enrol_url: str  # the public enrolment page, sent to numbers we do not know
+
+    @field_validator("enrol_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith("https://") and not v.startswith("http://127."):
+            raise ValueError("must be an https:// URL")
+        return v
+
+
 class WhatsAppConfig(_Strict):
     timezone: str | None = None  # default: the store file's timezone
     store_name: Annotated[str, Field(min_length=1, max_length=60)] = "our store"
@@ -205,6 +219,7 @@ class WhatsAppConfig(_Strict):
     catalogue: CatalogueSection = CatalogueSection()
     outbox: OutboxSection = OutboxSection()
     daily_summary: DailySummarySection = DailySummarySection()
+    checkin: CheckinSection | None = None  # unset: no check-in (texts are ordinary messages)
 
     # secrets, resolved at load time (not from the TOML)
     access_token: str = ""

@@ -35,6 +35,7 @@ from urllib.parse import quote
 from gateway.customers import has_consent
 
 from . import catalogue, daily_summary, inbox, journeys, messages, outbox
+from .checkin import CheckIns
 from .client import CloudApiClient, emulator_lookup
 from .config import WhatsAppConfig
 from .events import ErrorEvent, InboundMessage, StatusEvent
@@ -130,6 +131,7 @@ class WhatsAppService:
             send_opt_out_confirmation=self.confirm_opt_out,
         )
         self.hooks: Any = None
+        self.checkin: CheckIns | None = None  # set by attach() when the config has [checkin]
         self._cancels: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -154,6 +156,8 @@ class WhatsAppService:
         for purpose in CANCEL_ON_WITHDRAW:
             self._cancels.append(self.hooks.register_withdraw(purpose, self._withdraw_hook(purpose)))
         self._cancels.append(self.hooks.register_erase(self.erase_customer))
+        if self.cfg.checkin is not None:
+            self.checkin = CheckIns(self, clienteling)
 
     def webhook_router(self) -> APIRouter:
         return create_webhook_router(
@@ -301,6 +305,8 @@ class WhatsAppService:
                     **extra,
                 },
             )
+        if self.checkin is not None:  # "check-in" from a QR code: alert and reply (cloud_sync.checkin)
+            self.checkin.on_message(msg, cid)
 
     def on_status(self, ev: StatusEvent) -> None:
         now = self.clock()

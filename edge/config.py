@@ -49,6 +49,18 @@ class BrokerSection(_Strict):
         return self.password
 
 
+UUID128 = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+class IphoneSection(_Strict):
+    """iPhones with the store app in the background (edge/iphone.py, docs/carriers.md): the bit the
+    app's service sets in Apple's overflow area (measured per iOS version), and what to read."""
+
+    overflow_bit: Annotated[int, Field(ge=0, le=127)]
+    service_uuid: Annotated[str, Field(pattern=UUID128)]  # the app's GATT service (what sets the bit)
+    identity_uuid: Annotated[str, Field(pattern=UUID128)]  # its readable characteristic: the current EID
+
+
 class BleSection(_Strict):
     enabled: bool = True
     # "bleak": the platform's radio (BlueZ on a Pi); else `module:Class`, another bleak scanner
@@ -62,6 +74,7 @@ class BleSection(_Strict):
     source: Literal["auto", "mgmt", "dbus"] = "auto"
     ibeacon_uuids: list[str] = []
     eddystone_namespace: str | None = None
+    iphone: IphoneSection | None = None  # unset: background iPhones are counted anonymously
 
 
 class QueueSection(_Strict):

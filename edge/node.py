@@ -34,6 +34,8 @@ from edge import protocol
 from edge.beacon_filter import ForwardPolicy, classify
 from edge.config import NodeFile, NodeRuntimeConfigError, runtime_from_wire
 from edge.door.link import DoorLink
+from edge.iphone import is_candidate
+from edge.iphone_reader import IphoneReader
 from edge.mgmt_source import EventSocket, MgmtSource, MgmtSourceError, choose_source
 from edge.mqtt_link import NodeLink
 from edge.queue import DiskQueue
@@ -132,6 +134,10 @@ class BleNode:
         self.scanner_state = "starting" if cfg.ble.enabled else "disabled"
         self.starter = ScannerStarter(self.make_scanner)
         self.adverts = 0
+        self.iphones = (  # background iPhones: connect and read the app's identity (edge/iphone.py)
+            IphoneReader(cfg.ble.iphone.service_uuid, cfg.ble.iphone.identity_uuid, self._forward, clock)
+            if cfg.ble.iphone is not None else None
+        )
         self.rfid = (
             RfidReaderLoop(
                 cfg.node.store, cfg.node.id,
@@ -246,16 +252,28 @@ class BleNode:
         if floor is not None and rssi < floor:  # too far to matter at zone scale: not even counted
             return
         s = classify(mfr, svc, self.policy)
-        if s is None:
-            self.agg.count_anonymous(hash(device), now)
-        else:
+        if s is not None:
             self.agg.add(s.ident, float(rssi), now, s.tx)
+            return
+        iphone = self.cfg.ble.iphone
+        if self.iphones is not None and iphone is not None and is_candidate(mfr, iphone.overflow_bit):
+            ident = self.iphones.candidate(device, rssi)
+            if ident is not None:
+                self.agg.add(ident, float(rssi), now)
+                return
+        self.agg.count_anonymous(hash(device), now)
+
+    def _forward(self, ident: str, rssi: float, t: float) -> None:
+        """An identity just read from a background iPhone: an observation like an advertised one."""
+        self.agg.add(ident, rssi, t)
 
     def flush(self) -> None:
         if not self.cfg.ble.enabled:  # an RFID-only node (a shelf) sends no empty BLE windows
             return
         window = self.agg.flush(self.clock())
         self.link.send("ble", window)
+        if self.iphones is not None:
+            self.iphones.expire()
 
     def make_scanner(self, mode: str) -> Scanner:
         """A scanner in `mode` on the configured backend (not started); with the kernel's socket on
@@ -332,6 +350,8 @@ class BleNode:
             self.scanner_state = "stopped"
             if scanner is not None:
                 await scanner.stop()
+            if self.iphones is not None:
+                await self.iphones.close()
             if self.mgmt is not None:
                 self.mgmt.stop()
             if rfid_thread is not None:

@@ -16,7 +16,16 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from firmware_config.sdnotify import Notifier
-from gateway import routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff, routes_tablet, screens
+from gateway import (
+    routes_auth,
+    routes_customers,
+    routes_dashboard,
+    routes_fob,
+    routes_pos,
+    routes_staff,
+    routes_tablet,
+    screens,
+)
 from gateway.config_push import ConfigPusher
 from gateway.core import GatewayCore
 from gateway.db import MAX_ROW_ID
@@ -78,7 +87,8 @@ def create_app(
     )
 
     app.state.clienteling = Clienteling(core)  # clienteling: customers, staff app, till, dashboard
-    for module in (routes_auth, routes_customers, routes_staff, routes_pos, routes_dashboard, screens, routes_tablet):
+    for module in (routes_auth, routes_customers, routes_staff, routes_pos, routes_dashboard, screens, routes_tablet,
+                   routes_fob):
         app.include_router(module.router)
     app.include_router(kpi_router)  # the KPI API and CSV export
     app.include_router(links_router)  # the short-link redirect, online orders through links

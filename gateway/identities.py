@@ -7,6 +7,9 @@ person we may recognise: it is counted and dropped, never stored.
 All nodes' windows of one second end at the same time and mostly hear the same phones, so
 answers are kept while `now` stays the same: each id is resolved once per second, not once
 per node that heard it.
+
+A customer may carry several EID identities (the app and a key fob): each is registered in the
+`EidResolver` under its own id, `<customer>/<key hex>`, and resolves to the customer.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class IdentityResolver:
         self._cache.clear()
         self._by_customer.setdefault(ident.customer_id, []).append(ident)
         if ident.kind == "eid":
-            self._eid.add(ident.customer_id, bytes.fromhex(ident.value), ident.k, ident.epoch)
+            self._eid.add(_eid_id(ident), bytes.fromhex(ident.value), ident.k, ident.epoch)
         else:
             self._static[ident.value] = ident.customer_id
 
@@ -40,7 +43,7 @@ class IdentityResolver:
         self._cache.clear()
         for ident in self._by_customer.pop(customer_id, []):
             if ident.kind == "eid":
-                self._eid.remove(ident.customer_id)
+                self._eid.remove(_eid_id(ident))
             else:
                 self._static.pop(ident.value, None)
 
@@ -57,10 +60,15 @@ class IdentityResolver:
         if new:
             eids = [i for i in new if i.startswith("eid:")]
             if eids:
-                cache.update(zip(eids, self._eid.resolve_many([bytes.fromhex(i[4:]) for i in eids], now), strict=True))
+                found = self._eid.resolve_many([bytes.fromhex(i[4:]) for i in eids], now)
+                cache.update((i, f.rpartition("/")[0] if f else None) for i, f in zip(eids, found, strict=True))
             get = self._static.get
             cache.update((i, get(i)) for i in new if not i.startswith("eid:"))
         return [cache[i] for i in observed_ids]
 
     def __len__(self) -> int:
         return len(self._by_customer)
+
+
+def _eid_id(ident: Identity) -> str:
+    return f"{ident.customer_id}/{ident.value}"

@@ -211,6 +211,10 @@ def mount_whatsapp(app: FastAPI, service: WhatsAppService) -> None:
     app.state.whatsapp = service
     app.include_router(service.webhook_router())  # public: the signature is the authentication
     app.include_router(api_router(service))
+    if service.cfg.checkin is not None:  # the printable check-in QR codes
+        from gateway.routes_checkin import mount_checkin
+
+        mount_checkin(app, service.cfg.checkin)
 
     @app.get(
         "/inbox",

@@ -7,6 +7,7 @@ instore sim run SCENARIO        a fast simulated run, scored against ground trut
 instore bench [NAME...]         benchmarks, as JSON
 instore decode ble|epc HEX      decode a captured advertisement or tag
 instore config validate STORE   check a store file
+instore fob provision ADDRESS   register a loyalty key fob for a customer
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(decode_app, name="decode")
 app.add_typer(config_app, name="config")
 app.add_typer(staff_app, name="staff")
+fob_app = typer.Typer(
+    help="Loyalty key fobs (Eddystone-EID beacons) for regulars without the app.", no_args_is_help=True
+)
+app.add_typer(fob_app, name="fob")
 
 
 class _JsonFormatter(logging.Formatter):
@@ -457,6 +462,53 @@ def bench(
         if not json_out:
             typer.echo(f"running {name}...", err=True)
         typer.echo(json.dumps(run_one(found[name], quick=quick)))
+
+
+@fob_app.command("provision")
+def fob_provision(
+    address: Annotated[str, typer.Argument(help="The fob's Bluetooth address, e.g. C4:7C:8D:6A:12:34.")],
+    customer: Annotated[str, typer.Option(help="The customer id the fob is for (from the customer record).")],
+    gateway: Annotated[str, typer.Option(help="The gateway's URL, e.g. https://gateway.local:8443.")],
+    user: Annotated[str, typer.Option(help="Your staff username.")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, envvar="INSTORE_PASSWORD", help="Your staff password.")
+    ],
+    lock_key: Annotated[
+        str,
+        typer.Option(envvar="INSTORE_FOB_LOCK_KEY", help="The fob's 16-byte lock key as 32 hex digits (from its box)."),
+    ],
+    k: Annotated[int, typer.Option(min=0, max=15, help="Rotation exponent: a new EID every 2^k seconds.")] = 10,
+) -> None:
+    """Register a loyalty key fob over the Eddystone Configuration GATT Service and bind it to a customer.
+
+    Press the fob's button (it is connectable for about 30 s) and hold it next to this machine's
+    Bluetooth adapter. The command checks at the gateway that the customer agreed to be
+    recognised, unlocks the fob with its lock key (an AES challenge: the key never goes on air),
+    registers an Eddystone-EID slot by Curve25519 key exchange, sets the rotation exponent, reads
+    the slot back and checks the fob's EID against the derived identity key, and only then binds
+    that key to the customer at the gateway. A wrong lock key, a device that is not an Eddystone
+    fob or a connection dropped midway stops with a message and registers nothing: run it again.
+    """
+    import asyncio
+
+    from gateway.fob_provision import FobError, provision
+    from instore.fob import Gateway
+
+    try:
+        key = bytes.fromhex(lock_key)
+        if len(key) != 16:
+            raise ValueError
+    except ValueError:
+        _fail("--lock-key: must be 32 hex digits (16 bytes)")
+    try:
+        gw = Gateway(gateway, user, password)
+        name = gw.check_customer(customer)
+        typer.echo(f"provisioning the fob {address} for {name}...", err=True)
+        fob = asyncio.run(provision(address, key, k))
+        gw.register(customer, fob)
+    except FobError as exc:
+        _fail(f"fob not registered: {exc}")
+    typer.echo(json.dumps({"customer_id": customer, "carrier": "key_fob", "k": fob.k, "registered": True}))
 
 
 @app.command()

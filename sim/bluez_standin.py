@@ -13,6 +13,9 @@ every 50 ms while a discovery runs, accepts `org.bluez.Device1.Connect` after it
 (or fails it with its failure probability, as a device walking away does), then exposes its
 GATT services and characteristics under the device path and sets `ServicesResolved`, so
 bleak's real BlueZ backend can `connect()` and `read_gatt_char(uuid)`; `Disconnect` removes them.
+A peripheral with a `gatt` server (say a key fob's Eddystone configuration service,
+sim/virtual_fob.py) answers reads and `WriteValue` itself: its ATT errors reach the client as
+BlueZ's D-Bus errors, and a `LinkLost` drops the link mid-operation as a fob moving away does.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import tempfile
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
@@ -39,6 +42,13 @@ GATT_SERVICE = "org.bluez.GattService1"
 GATT_CHARACTERISTIC = "org.bluez.GattCharacteristic1"
 ERROR_FAILED = "org.bluez.Error.Failed"
 ERROR_NOT_CONNECTED = "org.bluez.Error.NotConnected"
+#: How BlueZ's GATT client reports a peer's ATT error codes over D-Bus (src/gatt-client.c):
+#: the permission errors by name, the rest as Failed with the code in the message.
+ATT_ERRORS = {
+    0x02: ("org.bluez.Error.NotPermitted", "Read not permitted"),
+    0x03: ("org.bluez.Error.NotPermitted", "Write not permitted"),
+    0x0D: ("org.bluez.Error.InvalidArguments", "Invalid Attribute value length"),
+}
 UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 #: What BlueZ answers Connect when the link could not be made (the device left, or refused).
 CONNECT_FAILED = "le-connection-abort-by-remote"
@@ -109,6 +119,28 @@ def matches(patterns: list[tuple[int, int, bytes]], structures: list[tuple[int, 
     )
 
 
+class AttError(Exception):
+    """A GATT server's refusal: the ATT error code (0x02 read not permitted, 0x03 write not permitted, ...)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"ATT error 0x{code:02x}")
+        self.code = code
+
+
+class LinkLost(Exception):
+    """The link dropped during a read or write (the device moved out of range)."""
+
+
+class GattServer(Protocol):
+    """A peripheral's own GATT behaviour: values computed per read, writes that change state."""
+
+    def connected(self) -> None: ...
+
+    def read(self, char_uuid: str) -> bytes: ...
+
+    def write(self, char_uuid: str, value: bytes) -> None: ...
+
+
 @dataclass
 class Peripheral:
     """A simulated device that accepts connections: what it advertises, its GATT, how connecting goes."""
@@ -120,6 +152,7 @@ class Peripheral:
     svc: dict[str, bytes] = field(default_factory=dict)
     connect_s: float = 0.05  # from Connect to the link being up
     failure_probability: float = 0.0  # chance that a Connect fails after connect_s
+    gatt: GattServer | None = None  # answers reads and writes itself; None: the fixed values above
 
 
 class StandInBlueZ:
@@ -133,6 +166,7 @@ class StandInBlueZ:
         self.connected: set[str] = set()  # device paths with a link up
         self._gatt: dict[str, list[str]] = {}  # device path -> its GATT object paths
         self._values: dict[str, bytes] = {}  # characteristic path -> value
+        self._char_uuid: dict[str, str] = {}  # characteristic path -> its UUID
         self._rng = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()  # connections, advertising (a reference keeps them alive)
         self.bus: MessageBus | None = None
@@ -224,6 +258,8 @@ class StandInBlueZ:
             return
         if path not in self.connected:
             self.connected.add(path)
+            if p.gatt is not None:
+                p.gatt.connected()
             self._device_changed(path, Connected=Variant("b", True))
         self.bus.send(Message.new_method_return(msg))
         self._resolve_services(path, p)
@@ -252,11 +288,12 @@ class StandInBlueZ:
                     "Service": Variant("o", service_path),
                     "Value": Variant("ay", b""),
                     "Notifying": Variant("b", False),
-                    "Flags": Variant("as", ["read"]),
+                    "Flags": Variant("as", ["read", "write"] if p.gatt is not None else ["read"]),
                     "MTU": Variant("q", ATT_MTU),
                 }
                 self._added(char_path, GATT_CHARACTERISTIC, props)
                 self._values[char_path] = value
+                self._char_uuid[char_path] = char_uuid
                 objects.append(char_path)
         self._gatt[path] = objects
         self._device_changed(path, ServicesResolved=Variant("b", True))
@@ -267,9 +304,13 @@ class StandInBlueZ:
         self.bus.send(Message.new_signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", body))
 
     def _disconnect(self, msg: Message) -> Message:
-        """Device1.Disconnect: services unresolved, link down, GATT objects removed."""
+        """Device1.Disconnect: the link goes down (see `_link_down`)."""
+        self._link_down(str(msg.path))
+        return Message.new_method_return(msg)
+
+    def _link_down(self, path: str) -> None:
+        """Services unresolved, link down, GATT objects removed."""
         assert self.bus is not None
-        path = str(msg.path)
         if path in self.connected:
             self.connected.discard(path)
             self._device_changed(path, ServicesResolved=Variant("b", False))
@@ -277,16 +318,33 @@ class StandInBlueZ:
             for obj in reversed(self._gatt.pop(path, [])):
                 interface = GATT_CHARACTERISTIC if obj in self._values else GATT_SERVICE
                 self._values.pop(obj, None)
+                self._char_uuid.pop(obj, None)
                 self.bus.send(Message.new_signal("/", OBJECT_MANAGER, "InterfacesRemoved", "oas", [obj, [interface]]))
-        return Message.new_method_return(msg)
 
-    def _read_value(self, msg: Message) -> Message:
+    def _char_call(self, msg: Message) -> Message:
+        """ReadValue / WriteValue on a characteristic of a connected device."""
         path = str(msg.path)
         if path not in self._values:
             return Message.new_error(msg, UNKNOWN_OBJECT, f"stand-in BlueZ has no characteristic {path}")
-        if path.rsplit("/", 2)[0] not in self.connected:
+        device = path.rsplit("/", 2)[0]
+        if device not in self.connected:
             return Message.new_error(msg, ERROR_NOT_CONNECTED, "Not Connected")
-        return Message.new_method_return(msg, "ay", [self._values[path]])
+        server = self.peripherals[device].gatt
+        if server is None:
+            if msg.member == "WriteValue":
+                return Message.new_error(msg, *ATT_ERRORS[0x03])
+            return Message.new_method_return(msg, "ay", [self._values[path]])
+        try:
+            if msg.member == "WriteValue":
+                server.write(self._char_uuid[path], bytes(msg.body[0]))
+                return Message.new_method_return(msg)
+            return Message.new_method_return(msg, "ay", [server.read(self._char_uuid[path])])
+        except AttError as err:
+            name, text = ATT_ERRORS.get(err.code, (ERROR_FAILED, f"Operation failed with ATT error: 0x{err.code:02x}"))
+            return Message.new_error(msg, name, text)
+        except LinkLost:
+            self._link_down(device)
+            return Message.new_error(msg, ERROR_FAILED, "Not connected")
 
     # --- method calls ---------------------------------------------------------------
 
@@ -328,8 +386,8 @@ class StandInBlueZ:
                 return True
             if msg.member == "Disconnect":
                 return self._disconnect(msg)
-        if msg.interface == GATT_CHARACTERISTIC and msg.member == "ReadValue":
-            return self._read_value(msg)
+        if msg.interface == GATT_CHARACTERISTIC and msg.member in ("ReadValue", "WriteValue"):
+            return self._char_call(msg)
         if msg.path == ADAPTER_PATH and msg.interface == MONITOR_MANAGER and self.passive:
             key = (str(msg.sender), str(msg.body[0]))
             if msg.member == "RegisterMonitor":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.ble.frames import EddystoneEID, IBeacon, encode_eddystone, encode_ibeacon
+from edge.iphone import MASK_LEN, OVERFLOW_TYPE
 from gateway.eid import compute_eid
 from sim.radio import (
     CARRY_POSITIONS,
@@ -34,6 +35,7 @@ from sim.world import Agent, AgentKind, Trajectories, World
 
 EDDYSTONE_UUID = "0000feaa-0000-1000-8000-00805f9b34fb"
 APPLE = 0x004C
+IPHONE_APP = "iphone_app"  # the [carriers] kind whose identity a node must read over GATT
 SAMSUNG = 0x0075
 ADDRESS_ROTATION_S = 900  # phones rotate their random address about every 15 minutes
 
@@ -135,6 +137,8 @@ class Emitter:
         self._eid_cache: dict[tuple[int, int], bytes] = {}
         self._spot_walls: dict[int, np.ndarray] = {}  # wall loss to every node from each standing spot
         self._addr_cache: dict[tuple[int, int], str] = {}
+        bit = world.scenario.carriers.iphone_app.overflow_bit
+        self.overflow = bytes((OVERFLOW_TYPE,)) + (1 << bit).to_bytes(MASK_LEN, "little")  # bit p: byte p // 8
 
     # --- identities on the air --------------------------------------------------------------
 
@@ -157,6 +161,8 @@ class Emitter:
 
     def payload(self, agent: int, t: float) -> tuple[dict[int, bytes], dict[str, bytes]]:
         a = self.world.agents[agent]
+        if a.customer is not None and a.carrier == IPHONE_APP:  # backgrounded: only the overflow bit
+            return {APPLE: self.overflow}, {}
         if a.customer is not None:
             beacon_t = int(t + self.epoch)
             key = (agent, beacon_t >> self.k)

@@ -34,6 +34,29 @@ ROWS: list[tuple[str, str]] = [
 _MARK = {True: "[green]met[/green]", False: "[red]missed[/red]", None: "n/a"}
 
 
+CARRIER_COLUMNS = (  # (metric suffix, column) of the per-carrier table
+    ("visits", "registered visits"),
+    ("recognised", "recognised"),
+    ("latency_p50_s", "entry latency p50 (s)"),
+    ("latency_p95_s", "entry latency p95 (s)"),
+    ("unconsented_identifications", "unconsented identifications"),
+)
+
+
+def carrier_table(m: dict):  # noqa: ANN201  (a rich Table, imported lazily)
+    """Per identity carrier (sim.score_carriers): recognised share, entry latency, privacy."""
+    from rich.table import Table
+
+    table = Table(title="per carrier")
+    table.add_column("carrier")
+    for _, column in CARRIER_COLUMNS:
+        table.add_column(column, justify="right")
+    carriers = sorted({k.split(".")[1] for k in m if k.startswith("carrier.")})
+    for c in carriers:
+        table.add_row(c, *(_fmt(m.get(f"carrier.{c}.{suffix}")) for suffix, _ in CARRIER_COLUMNS))
+    return table
+
+
 def _fmt(v: object) -> str:
     if v is None:
         return "n/a"
@@ -91,6 +114,14 @@ def print_table(result: RunResult, file: TextIO | None = None, targets: dict[str
     )
     console = Console(file=file or sys.stdout, width=130)
     console.print(table)
+    console.print(carrier_table(m))
+    if "carrier.iphone_app.connections_per_node_min" in m:
+        console.print(
+            f"background iPhones: {_fmt(m['carrier.iphone_app.connections_per_node_min'])} connections per node "
+            f"per minute (busiest node), peak {m['carrier.iphone_app.peak_concurrent_links']} links, "
+            f"{m['carrier.iphone_app.failed_reads']} failed reads, identity read p95 "
+            f"{_fmt(m['carrier.iphone_app.read_latency_p95_s'])} s after the first advertisement"
+        )
     console.print(f"counts: {counts}")
     for k, v in result.counts.items():
         console.print(f"  {k}: {v:,}")

@@ -34,13 +34,16 @@ from edge.window import BleWindowAggregator
 from firmware_config.store import StoreFile
 from gateway.core import GatewayCore
 from gateway.db import open_db
+from gateway.eid import compute_eid
 from gateway.fitting_rooms import FITTING_ROOM, RoomEvent, fitting_reports
 from sim.door_sensor import DoorFeed
-from sim.emitter import ADDRESS_ROTATION_S, Emitter, Reception
+from sim.emitter import ADDRESS_ROTATION_S, IPHONE_APP, Emitter, Reception
 from sim.enrol import enrol_world
+from sim.iphone_model import IphoneNodes
 from sim.rfid_model import RfidModel
 from sim.scenario import Scenario, ScenarioError, load_scenario, store_path
 from sim.score import FittingReport, ReportedEvent, score
+from sim.score_carriers import score_carriers
 from sim.truth import Truth, build_truth
 from sim.world import World, build_world
 
@@ -121,6 +124,37 @@ class _BleEdge:
         self.ident_tx: list[int | None] = []
         self._ident_code: dict[str, int] = {}
         self.packets = 0
+        self.is_iphone = np.asarray([a.customer is not None and a.carrier == IPHONE_APP for a in world.agents], bool)
+        self.iphones = (  # nodes connect to background iPhones to read their identity (sim/iphone_model.py)
+            IphoneNodes(len(self.nodes), world.scenario.carriers.iphone_app, world.scenario.scenario.seed, self._eid)
+            if self.is_iphone.any() else None
+        )
+
+    def _eid(self, agent: int, t: float) -> str:
+        """What an iPhone's identity characteristic holds at simulation time t: its current EID."""
+        customer = self.world.agents[agent].customer
+        assert customer is not None
+        return "eid:" + compute_eid(customer.identity_key, self.em.k, int(t + self.epoch)).hex()
+
+    def _code(self, ident: str, tx: int | None) -> int:
+        code = self._ident_code.get(ident)
+        if code is None:
+            code = self._ident_code[ident] = len(self.idents)
+            self.idents.append(ident)
+            self.ident_tx.append(tx)
+        return code
+
+    def _iphone_codes(self, rec: Reception) -> dict[int, int]:
+        """Ident code per iPhone reception (-1: its identity not read yet), node by node in time order."""
+        if self.iphones is None or not len(rec):
+            return {}
+        idx = np.flatnonzero(self.is_iphone[rec.agent])
+        out = {}
+        for i in idx[np.lexsort((rec.t[idx], rec.node[idx]))].tolist():
+            a, t = int(rec.agent[i]), float(rec.t[i])
+            ident = self.iphones.heard(int(rec.node[i]), a, self.em.address(a, t), t)
+            out[i] = -1 if ident is None else self._code(ident, None)
+        return out
 
     def _ident_of(self, agent: int, t: float) -> int:
         key = agent * _KEY + self.em.payload_period(agent, t)
@@ -128,15 +162,7 @@ class _BleEdge:
         if code is None:
             mfr, svc = self.em.payload(agent, t)
             s = classify(mfr, svc, self.policy)
-            if s is None:
-                code = -1
-            else:
-                code = self._ident_code.get(s.ident, -2)
-                if code == -2:
-                    code = len(self.idents)
-                    self._ident_code[s.ident] = code
-                    self.idents.append(s.ident)
-                    self.ident_tx.append(s.tx)
+            code = -1 if s is None else self._code(s.ident, s.tx)
             self._sighting[key] = code
         return code
 
@@ -176,6 +202,7 @@ class _BleEdge:
         for i, (j, k) in enumerate(zip(rec.node.tolist(), widx.tolist(), strict=True)):
             by_window.setdefault((j, k), []).append(i)
         packets = self.em.packets(rec)
+        iphone = self._iphone_codes(rec)
         out = []
         for j, k in ends:
             agg = self.aggs[j]
@@ -183,7 +210,9 @@ class _BleEdge:
                 pk = packets[i]
                 t = pk.t + self.epoch
                 s = classify(pk.manufacturer_data, pk.service_data, self.policy)
-                if s is None:
+                if i in iphone and iphone[i] >= 0:
+                    agg.add(self.idents[iphone[i]], float(pk.rssi), t)
+                elif s is None:
                     agg.count_anonymous(hash(pk.address), t)
                 else:
                     agg.add(s.ident, float(pk.rssi), t, s.tx)
@@ -206,6 +235,8 @@ class _BleEdge:
                 [self._ident_of(int(rec.agent[i]), float(rec.t[i])) for i in first.tolist()], dtype=np.int64
             )
             ident = codes[inv]
+            for i, code in self._iphone_codes(rec).items():
+                ident[i] = code
         tt = rec.t + self.epoch
         obs: dict[tuple[int, int], list[dict]] = {}
         fwd = ident >= 0
@@ -345,9 +376,10 @@ class _Radio:
             out += [(end, 1, node, "rfid", data) for end, node, data in self.rfid.flush(t1)]
         return out
 
-    def counts(self) -> tuple[int, int]:
-        """(BLE packets, RFID reads) so far."""
-        return self.ble.packets, self.rfid.reads if self.rfid else 0
+    def counts(self) -> tuple[int, int, dict]:
+        """(BLE packets, RFID reads, the background iPhones' connection figures) so far."""
+        iphones = self.ble.iphones.metrics(self.duration) if self.ble.iphones is not None else {}
+        return self.ble.packets, self.rfid.reads if self.rfid else 0, iphones
 
 
 def _produce(radio: _Radio, n_ticks: int, conn: Connection) -> None:
@@ -359,7 +391,7 @@ def _produce(radio: _Radio, n_ticks: int, conn: Connection) -> None:
 
 
 def _radio_ticks(
-    radio: _Radio, n_ticks: int, pipeline: bool, counts: list[tuple[int, int]]
+    radio: _Radio, n_ticks: int, pipeline: bool, counts: list[tuple[int, int, dict]]
 ) -> Generator[Batch, None, None]:
     """Each tick's windows in order (the radio's counts go to `counts` at the end); with
     `pipeline`, made by a forked process (the machine's second core) while the caller ingests."""
@@ -463,7 +495,7 @@ def run_fast(
     }
     payloads: list[bytes] = []
     every = max(1, int(round(60.0 / tick_s)))
-    radio_counts: list[tuple[int, int]] = []
+    radio_counts: list[tuple[int, int, dict]] = []
     ticks = _radio_ticks(_Radio(emitter, ble, rfid, tick_s, duration), n_ticks, pipeline, radio_counts)
     try:
         for i, batch in enumerate(ticks):
@@ -483,7 +515,7 @@ def run_fast(
         ticks.close()
         if stop is not None:
             stop()
-    ble_packets, rfid_reads = radio_counts[0]
+    ble_packets, rfid_reads, iphone_metrics = radio_counts[0]
     zone_of = {n.id: n.zone for n in store.nodes}
     events = []
     for ev in core.events.after(0, limit=10**9):
@@ -516,7 +548,7 @@ def run_fast(
         "items": len(world.items),
         "items_sold": truth.items_sold,
     }
-    metrics = score(truth, events, reports, wall)
+    metrics = score(truth, events, reports, wall) | score_carriers(truth, events) | iphone_metrics
     if door is not None:
         counted_in = sum(s.value for m in core.metrics.door_crossings.collect() for s in m.samples
                          if s.name.endswith("_total") and s.labels["direction"] == "in")

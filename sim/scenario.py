@@ -169,11 +169,25 @@ class KeyFob(Carrier):
     tx_sigma_db: Annotated[float, Field(ge=0, le=20)] = 1.0  # one model, units within a dB of each other
 
 
+class IphoneApp(Carrier):
+    """The store app on an iPhone in the background: only Apple's overflow-area bit is on air, and a
+    node must connect to read the identity (edge/iphone.py). Figures and sources: docs/carriers.md."""
+
+    share: Annotated[float, Field(ge=0, le=1)] = 0.0  # off unless a scenario gives iPhones a share
+    rates_hz: tuple[Rate, ...] = (1.0,)  # background advertising is best effort and slow (Apple)
+    rate_weights: tuple[Annotated[float, Field(ge=0)], ...] = (1.0,)
+    tx_sigma_db: Annotated[float, Field(ge=0, le=20)] = 3.0  # few iPhone models, close in power
+    overflow_bit: Annotated[int, Field(ge=0, le=127)] = 83  # the app's service bit (measured per iOS)
+    connect_s: tuple[Annotated[float, Field(gt=0, le=30)], Annotated[float, Field(gt=0, le=30)]] = (0.3, 2.0)
+    failure_probability: Annotated[float, Field(ge=0, le=1)] = 0.1  # iOS misses ~10 % of connections (Herald)
+
+
 class Carriers(_Strict):
-    """What registered customers carry, one field per kind (an iPhone carrier is a new field)."""
+    """What registered customers carry, one field per kind."""
 
     android_app: AndroidApp = AndroidApp()
     key_fob: KeyFob = KeyFob()
+    iphone_app: IphoneApp = IphoneApp()
 
     @model_validator(mode="after")
     def _sum(self) -> Carriers:

@@ -1,0 +1,106 @@
+"""Provisioning a loyalty key fob over the Eddystone Configuration GATT Service with bleak (the
+shell around gateway/eddystone_config.py): used by `instore fob provision` (instore/fob.py) and
+by the enrolment page's staff button (gateway/routes_fob.py), which bind the key afterwards.
+
+Order, so that no fob is ever half-registered: the gateway is asked first whether the customer
+may be recognised (nothing touches the fob otherwise); the fob is unlocked, given an EID slot
+from a fresh Curve25519 key pair and read back; only when its current EID matches the identity
+key we derived is the key sent to the gateway. Any failure before that leaves the gateway
+untouched (a fob written but not confirmed is re-provisioned by running again). The protocol
+itself is gateway/eddystone_config.py; docs/carriers.md has the steps and their sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from gateway import eddystone_config as ec
+
+CONNECT_TIMEOUT_S = 20.0  # finding and connecting to a fob held next to the reader
+READBACK_WAIT_S = 3.0  # Google's Beaconfig waits this long before reading an EID slot back
+DEFAULT_K = 10  # rotation exponent: a new EID every 2^10 s (~17 min), the store file's default
+
+
+class FobError(Exception):
+    """A provisioning failure with the message staff see; the gateway was not changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioned:
+    identity_key: bytes
+    k: int
+    epoch: int  # Unix time at which the fob's counter read 0 (the gateway's resolver needs it)
+
+
+async def provision(
+    address: str,
+    lock_key: bytes,
+    k: int = DEFAULT_K,
+    *,
+    now: Callable[[], float] = time.time,
+    readback_wait_s: float = READBACK_WAIT_S,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    client_factory: Callable[..., Any] | None = None,
+) -> Provisioned:
+    """Unlock, register an EID slot, read it back and check it; FobError with a clear message otherwise."""
+    from bleak import BleakClient
+    from bleak.exc import BleakError
+
+    client = (client_factory or BleakClient)(address, timeout=connect_timeout_s)
+    try:
+        await client.connect()
+    except (BleakError, TimeoutError, OSError) as exc:  # OSError: no Bluetooth stack on this machine
+        raise FobError(
+            f"cannot connect to {address}: {exc or 'timed out'}; press the fob's button and hold it close"
+        ) from None
+    step = "reading the lock state"
+    try:
+        if client.services.get_service(ec.SERVICE) is None:
+            raise FobError(f"{address} is not an Eddystone fob: it has no Eddystone configuration service")
+        if (await client.read_gatt_char(ec.LOCK_STATE))[:1] == bytes((ec.LOCKED,)):
+            step = "unlocking"
+            challenge = bytes(await client.read_gatt_char(ec.UNLOCK))
+            try:
+                await client.write_gatt_char(ec.UNLOCK, ec.unlock_token(lock_key, challenge), response=True)
+            except BleakError:
+                if not client.is_connected:
+                    raise
+            if (await client.read_gatt_char(ec.LOCK_STATE))[:1] == bytes((ec.LOCKED,)):
+                raise FobError("wrong lock key: the fob stayed locked (check the key printed on its box)")
+        step = "reading its capabilities"
+        caps = ec.parse_capabilities(bytes(await client.read_gatt_char(ec.CAPABILITIES)))
+        if not caps.eid:
+            raise FobError(f"{address} cannot broadcast Eddystone-EID (frame types 0x{caps.frame_types:04x})")
+        step = "writing the EID slot"
+        resolver = X25519PrivateKey.generate()
+        resolver_public = ec.public_bytes(resolver)
+        await client.write_gatt_char(ec.ACTIVE_SLOT, b"\x00", response=True)
+        await client.write_gatt_char(ec.ADV_SLOT_DATA, ec.eid_slot_write(resolver_public, k), response=True)
+        await asyncio.sleep(readback_wait_s)
+        step = "reading the EID slot back"
+        slot = ec.parse_eid_slot(bytes(await client.read_gatt_char(ec.ADV_SLOT_DATA)))
+        read_at = now()
+        beacon_public = bytes(await client.read_gatt_char(ec.PUBLIC_ECDH_KEY))
+        ik = ec.identity_key(resolver, beacon_public, resolver_public, beacon_public)
+        if not ec.readback_matches(ik, slot, k):
+            raise FobError("the fob's EID does not match the key we agreed: it did not register it; run again")
+        step = "finishing"
+        await client.write_gatt_char(ec.REMAIN_CONNECTABLE, b"\x00", response=True)  # back to beacon duty
+        return Provisioned(ik, k, round(read_at - slot.clock))
+    except ec.FrameError as exc:
+        raise FobError(f"unexpected answer while {step}: {exc}") from None
+    except BleakError as exc:
+        if not client.is_connected:
+            raise FobError(
+                f"the connection dropped while {step}: the fob was not registered; hold it close and run again"
+            ) from None
+        raise FobError(f"the fob refused while {step}: {exc}") from None
+    finally:
+        if client.is_connected:
+            await client.disconnect()
