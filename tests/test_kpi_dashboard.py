@@ -7,8 +7,8 @@ import csv
 import io
 import json
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from cloud_sync import inbox, outbox
 from cloud_sync.config import parse_config
@@ -40,18 +40,21 @@ class Clock:
 
 
 @pytest.fixture
-def gw():  # noqa: ANN201
+def gw(serve):  # noqa: ANN001, ANN201
     clock = Clock()
     core = GatewayCore(STORE, open_db(":memory:"), clock=clock)
     for user, role in (("mia", "manager"), ("ana", "associate")):
         auth.create_staff(core.db, user, f"{user}-password", role, now=clock.t)
+    srv = serve(create_app(core))
     clients = {}
     for user in ("mia", "ana"):
-        c = TestClient(create_app(core))
+        c = httpx.Client(base_url=srv.url, timeout=10)
         assert c.post("/api/login", json={"username": user, "password": f"{user}-password"}).status_code == 200
         clients[user] = c
-    clients["public"] = TestClient(create_app(core))
-    return clients, core, clock
+    clients["public"] = httpx.Client(base_url=srv.url, timeout=10)
+    yield clients, core, clock
+    for c in clients.values():
+        c.close()
 
 
 def door(seq: int, t: float, direction: str) -> bytes:
