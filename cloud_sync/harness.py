@@ -30,7 +30,8 @@ from fastapi import FastAPI
 from . import messages
 from .client import CloudApiClient
 from .emulator import EmulatorConfig, ServerThread, create_emulator
-from .outbox import OutboxSink, connect, enqueue, init_schema, row_counts
+from .migrations import migrate
+from .outbox import OutboxSink, connect, enqueue, row_counts
 from .rules import Category, Policy, Rules, Template, TemplateRegistry
 from .webhook import WebhookHandlers, create_webhook_router
 
@@ -67,7 +68,7 @@ class Stack:
             self.workdir = Path(self._tmp.name)
         self.db_path = self.workdir / "outbox.db"
         self.conn = connect(self.db_path)
-        init_schema(self.conn)
+        migrate(self.conn)
         self.sink = OutboxSink(self.db_path)
         handlers = self.handlers or WebhookHandlers(
             on_status=self.sink.on_status, on_message=self.sink.on_message

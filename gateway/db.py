@@ -187,9 +187,15 @@ def _m9_consent_language(db: sqlite_utils.Database) -> None:
     db.table("consents").add_column("language", str, not_null_default="")
 
 
+def _m_customers_whatsapp(db: sqlite_utils.Database) -> None:
+    """Customers by WhatsApp number: every inbound message looks its sender up (IF NOT EXISTS: the
+    WhatsApp channel made this index itself before it moved into the numbered migrations)."""
+    db.execute("CREATE INDEX IF NOT EXISTS wa_customers_whatsapp ON customers(whatsapp)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
-    _m8_presence_state, _m9_consent_language,
+    _m8_presence_state, _m9_consent_language, _m_customers_whatsapp,
 ]
 
 

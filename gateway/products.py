@@ -308,6 +308,11 @@ def products(db: sqlite_utils.Database, gtins: list[str]) -> dict[str, dict]:
     return {r[0]: _row(r) for r in db.execute(f"SELECT {_COLS} FROM products WHERE gtin IN ({marks})", gtins)}
 
 
+def all_products(db: sqlite_utils.Database) -> list[dict]:
+    """The whole catalogue, in import order."""
+    return [_row(r) for r in db.execute(f"SELECT {_COLS} FROM products")]
+
+
 def variants(db: sqlite_utils.Database, gtin: str, floor: Mapping[str, int]) -> list[dict]:
     """The other sizes and colours of ``gtin``'s model, with stock on the floor and in the back room.
 

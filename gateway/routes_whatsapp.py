@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from cloud_sync.service import InboxError, WhatsAppService
 from gateway.i18n import web as i18n_web
 from gateway.routes_common import ManagerDep, StaffDep, require_staff
+from gateway.whatsapp_host import GatewayHost
 
 WaId = Annotated[str, Path(pattern=r"^[1-9][0-9]{6,14}$", description="E.164 digits without '+'")]
 ClientRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{4,64}$")]
@@ -207,7 +208,9 @@ def api_router(service: WhatsAppService) -> APIRouter:
 
 def mount_whatsapp(app: FastAPI, service: WhatsAppService) -> None:
     """Add the webhook, the inbox page and its API to the gateway app; register the consent hooks."""
-    service.attach(app.state.clienteling)
+    if isinstance(service.gateway, GatewayHost):  # the consent hooks exist with the app
+        service.gateway.hooks = app.state.clienteling.hooks
+    service.attach()
     app.state.whatsapp = service
     app.include_router(service.webhook_router())  # public: the signature is the authentication
     app.include_router(api_router(service))
