@@ -78,7 +78,6 @@ class _Server:
 
 def run(quick: bool = False) -> dict[str, Any]:
     from cloud_sync.config import parse_config
-    from cloud_sync.emulator import EmulatorConfig, run_emulator
     from firmware_config.store import load_store
     from gateway import auth
     from gateway.app import create_app
@@ -87,6 +86,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from gateway.db import open_db
     from gateway.routes_whatsapp import mount_whatsapp
     from gateway.whatsapp_host import whatsapp_service
+    from sim.whatsapp_emulator import EmulatorConfig, run_emulator
 
     n = 40 if quick else 300
     customers = 20

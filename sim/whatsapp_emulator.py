@@ -48,9 +48,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from . import messages, signature
-from .ratelimit import TokenBucket
-from .rules import Template, TemplateRegistry
+from cloud_sync import messages, signature
+from cloud_sync.ratelimit import TokenBucket
+from cloud_sync.rules import Template, TemplateRegistry
 
 WEBHOOK_TIMEOUT_S = 5.0  # Meta gives a receiver a few seconds before it counts as failed
 WEBHOOK_RETRY_DELAYS_S = (0.2, 1.0)  # Meta retries failed deliveries (for hours; we: twice)
@@ -542,9 +542,9 @@ def run_emulator(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .outbox import _parse_templates
+    from cloud_sync.outbox import _parse_templates
 
-    ap = argparse.ArgumentParser(prog="python -m cloud_sync.emulator", description="WhatsApp Cloud API emulator")
+    ap = argparse.ArgumentParser(prog="python -m sim.whatsapp_emulator", description="WhatsApp Cloud API emulator")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8089)
     ap.add_argument("--token", default=EmulatorConfig.access_token)
