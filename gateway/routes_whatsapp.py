@@ -140,6 +140,14 @@ def api_router(service: WhatsAppService) -> APIRouter:
     async def assign(wa_id: WaId, body: Assign) -> dict:
         return await call(service.assign, wa_id, body.staff)
 
+    _picker_routes(r, service, call)
+    return r
+
+
+def _picker_routes(r: APIRouter, service: WhatsAppService, call) -> None:  # noqa: ANN001
+    """What the inbox's pickers and managers' buttons read and run (templates, products, staff,
+    appointments, journeys, catalogue, counters)."""
+
     @r.get("/templates", summary="Approved templates (name, language, category, parameter count)")
     async def templates() -> list[dict]:
         return service.templates()
@@ -202,8 +210,6 @@ def api_router(service: WhatsAppService) -> APIRouter:
             "worker_running": worker is not None and worker.halted is None,
             "halted": str(worker.halted) if worker is not None and worker.halted else None,
         }
-
-    return r
 
 
 def mount_whatsapp(app: FastAPI, service: WhatsAppService) -> None:
