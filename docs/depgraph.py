@@ -83,46 +83,35 @@ def imports(root: Path, packages: tuple[str, ...] = PACKAGES) -> list[Import]:
     return out
 
 
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(graph.get(start, ()))
+    while todo:
+        v = todo.pop()
+        if v not in seen:
+            seen.add(v)
+            todo += graph.get(v, ())
+    return seen
+
+
 def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
-    """The strongly connected components with more than one node (Tarjan)."""
+    """The groups of nodes that reach each other (strongly connected components of 2 or more)."""
     graph: dict[str, set[str]] = {}
     for a, b in edges:
         graph.setdefault(a, set()).add(b)
-        graph.setdefault(b, set())
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
+    reach = {v: _reachable(graph, v) for v in graph}
     found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in sorted(graph[v]):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
     for v in sorted(graph):
-        if v not in index:
-            visit(v)
+        if v in reach[v] and not any(v in c for c in found):
+            found.append(sorted(w for w in reach[v] if v in reach.get(w, ())))
     return found
 
 
 def mermaid(edges: set[tuple[str, str]], title: str) -> str:
     ids = {n: n.replace(".", "_") for e in edges for n in e}
     lines = [f"%% {title}", "graph LR"]
-    lines += [f"  {ids[a]}[{a}] --> {ids[b]}[{b}]" for a, b in sorted(edges)]
+    lines += [f"  {ids[n]}[{n}]" for n in sorted(ids) if ids[n] != n]
+    lines += [f"  {ids[a]} --> {ids[b]}" for a, b in sorted(edges)]
     return "\n".join(lines)
 
 

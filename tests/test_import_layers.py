@@ -74,3 +74,4 @@ def test_the_graph_sees_known_edges() -> None:
     assert ("gateway.whatsapp_host", "cloud_sync.port", True) in found
     assert ("instore.cli", "benchmarks", False) in found
     assert ("gateway.routes_rfid", "gateway.core", False) in found  # under TYPE_CHECKING
+    assert depgraph.cycles({("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("d", "e")}) == [["a", "b", "c"]]
