@@ -42,8 +42,6 @@ def _payload(sender: str, text: str, mid: str) -> dict[str, Any]:
 def run(quick: bool = False) -> dict[str, Any]:
     from cloud_sync import signature
     from cloud_sync.config import parse_config
-    from cloud_sync.emulator import EmulatorConfig, run_emulator
-    from cloud_sync.service import WhatsAppService
     from firmware_config.store import load_store
     from gateway import auth
     from gateway.app import create_app
@@ -51,6 +49,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     from gateway.customers import add_customer, record_consent
     from gateway.db import open_db
     from gateway.routes_whatsapp import mount_whatsapp
+    from gateway.whatsapp_host import whatsapp_service
+    from sim.whatsapp_emulator import EmulatorConfig, run_emulator
 
     n = 30 if quick else 200
     customers = n  # one check-in each: a second one at the same place is a double scan (no alert)
@@ -64,7 +64,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             record_consent(db, f"c{i}", "whatsapp_service", True, now=now)
         auth.create_staff(db, "bench", "bench-password", "associate", now=now)
         core = GatewayCore(load_store(store), db, clock=time.time)
-        svc = WhatsAppService(core, parse_config(CONFIG.format(base=emu.url) + CHECKIN, environ=ENV))
+        svc = whatsapp_service(core, parse_config(CONFIG.format(base=emu.url) + CHECKIN, environ=ENV))
         app = create_app(core)
         mount_whatsapp(app, svc)
         gw = _Server(app).start()

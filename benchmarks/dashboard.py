@@ -93,7 +93,7 @@ def fill(db, scale: float, rng: random.Random) -> dict:  # noqa: ANN001
 
 
 def run(quick: bool = False) -> dict:
-    from cloud_sync import inbox, outbox
+    from cloud_sync import migrations
     from firmware_config.store import OpeningHours, load_store
     from gateway.app import create_app
     from gateway.auth import create_staff
@@ -107,8 +107,7 @@ def run(quick: bool = False) -> dict:
     store = base.model_copy(update={"store": base.store.model_copy(update={"opening_hours": hours})})
     with tempfile.TemporaryDirectory() as tmp:
         db = open_db(Path(tmp) / "gw.db")
-        outbox.init_schema(db.conn)
-        inbox.init_schema(db.conn)
+        migrations.migrate(db.conn)
         for i in range(1, 6):
             create_staff(db, f"staff{i}", "staff-password", "associate")
         create_staff(db, "bench", "bench-password", "manager")

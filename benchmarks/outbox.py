@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cloud_sync.emulator import EmulatorConfig
-from cloud_sync.harness import Stack, enqueue_templates, permissive_rules
 from cloud_sync.outbox import OutboxWorker
 from cloud_sync.ratelimit import TokenBucket
+from sim.whatsapp_emulator import EmulatorConfig
+from sim.whatsapp_harness import Stack, enqueue_templates, permissive_rules
 
 NAME = "outbox"
 TARGET_MSGS_PER_S = 80.0

@@ -31,19 +31,12 @@ from typing import Any
 
 import httpx
 
+from .migrations import migrate
 from .ratelimit import backoff_delay
 
 MAX_BATCH = 5000  # Meta's limit of requests per items_batch call
 RETRY_CODES = frozenset({1, 2, 4, 17, 341, 130429, 131000, 80014})  # transient / rate-limit codes
 MAX_ATTEMPTS = 5  # a minute or so of backoff: enough for a blip; the next sync run retries anyway
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS wa_catalogue_state (
-    retailer_id TEXT PRIMARY KEY,
-    digest TEXT NOT NULL,
-    synced_at REAL NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +166,7 @@ class CatalogueSync:
 
     def sync(self, conn: sqlite3.Connection, items: Iterable[StockItem]) -> SyncResult:
         """Send what changed since the last successful sync; record digests batch by batch."""
-        conn.executescript(SCHEMA)
+        migrate(conn)
         synced = {r[0]: r[1] for r in conn.execute("SELECT retailer_id, digest FROM wa_catalogue_state")}
         datas = changes(items, synced)
         sent = failed = 0

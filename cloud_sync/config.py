@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from firmware_config.validate import ConfigError, Problem, key_lines, line_of
+from firmware_config.validate import ConfigError, KeyPath, Problem, key_lines, line_of
 
 from .rules import Category, FrequencyCap, Policy, QuietHours, Template, TemplateRegistry
 
@@ -193,7 +193,7 @@ class OutboxSection(_Strict):
 
 
 class CheckinSection(_Strict):
-    """WhatsApp check-in (cloud_sync.checkin): the number the QR codes open, where newcomers enrol."""
+    """WhatsApp check-in (gateway.checkin): the number the QR codes open, where newcomers enrol."""
 
     number: Annotated[str, Field(pattern=r"^[1-9][0-9]{6,14}$")]  # the business number, E.164 digits (wa.me)
     enrol_url: str  # the public enrolment page, sent to numbers we do not know
@@ -299,15 +299,7 @@ def parse_config(
     try:
         cfg = WhatsAppConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            key = ".".join(str(p) for p in loc) or "(document)"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            problems.append(Problem(filename, line_of(lines, loc), key, msg))
-        raise ConfigError(sorted(problems, key=lambda p: (p.line is None, p.line or 0))) from None
+        raise _config_error(exc, filename, lines) from None
     base = base_dir or Path(".")
     problems = []
     secrets: dict[str, str] = {}
@@ -341,6 +333,17 @@ def parse_config(
     if problems:
         raise ConfigError(problems)
     return cfg.model_copy(update={**secrets, "verify_token": verify})
+
+
+def _config_error(exc: ValidationError, filename: str, lines: dict[KeyPath, int]) -> ConfigError:
+    """Every validation problem as file:line: key: message, in line order."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc) or "(document)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        problems.append(Problem(filename, line_of(lines, loc), key, msg))
+    return ConfigError(sorted(problems, key=lambda p: (p.line is None, p.line or 0)))
 
 
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> WhatsAppConfig:

@@ -14,15 +14,13 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from babel import Locale
-from babel.numbers import format_percent
-
-from gateway import i18n
+from .channel import InboxError
 
 if TYPE_CHECKING:
-    from .service import WhatsAppService
+    from .outbound import Outbound
 
 log = logging.getLogger("instore.whatsapp")
+FALLBACK_LANGUAGE = "de"  # the stores' first language, for a manager record without one
 
 
 def due(now: float, at: str, tz: ZoneInfo, last_sent: date | None) -> date | None:
@@ -34,50 +32,21 @@ def due(now: float, at: str, tz: ZoneInfo, last_sent: date | None) -> date | Non
     return None if last_sent == yesterday else yesterday
 
 
-def _pct(share: float | None, lang: str, signed: bool = False) -> str:
-    """A share with one decimal in the locale's own pattern ("12.5%", "12,5 %")."""
-    if share is None:
-        return "–"
-    pattern = Locale.parse(lang).percent_formats[None].pattern.replace("#0", "#0.0", 1)
-    text = format_percent(share, pattern, locale=lang)
-    return ("+" + text) if signed and share > 0 else text
-
-
-def params(summary: dict, lang: str, currency: str) -> list[str]:
-    """The template's six parameters in the manager's language (routes_kpi.summary's figures)."""
-    f = summary["figures"]
-    return [
-        i18n.day(summary["day"], lang),
-        i18n.number(f["visitors"], lang),
-        i18n.price(f["revenue_cents"], currency, lang),
-        _pct(f["conversion"], lang),
-        i18n.number(summary["conversations"]["missed"], lang),
-        _pct(summary["trend"]["change"]["revenue_cents"], lang, signed=True),
-    ]
-
-
-def tick(service: WhatsAppService, last_sent: date | None) -> date | None:
+def tick(service: Outbound, last_sent: date | None) -> date | None:
     """Send the summary if it is due; returns the day now sent (or still the last one)."""
-    from gateway import routes_kpi
-
-    from .service import InboxError
-
     cfg = service.cfg.daily_summary
-    clienteling = service.clienteling
-    if cfg.customer is None or clienteling is None:
+    if cfg.customer is None:
         return last_sent
-    day = due(service.clock(), cfg.at, clienteling.tz, last_sent)
+    day = due(service.clock(), cfg.at, ZoneInfo(service.gateway.timezone), last_sent)
     if day is None:
         return last_sent
-    number = service.number_of(cfg.customer)
-    if number is None:
+    contact = service.gateway.contact(cfg.customer)
+    number = contact.whatsapp.lstrip("+") if contact and contact.whatsapp else None
+    if contact is None or number is None:
         log.warning("daily summary: customer %r has no WhatsApp number", cfg.customer)
         return day  # nothing to send to today; tried again tomorrow
-    with service.lock:
-        row = service.db.execute("SELECT language FROM customers WHERE id = ?", [cfg.customer]).fetchone()
-    lang = row[0] if row and row[0] in i18n.LANGUAGES else i18n.FALLBACK
-    figures = routes_kpi.summary(clienteling, day + timedelta(days=1))
-    values = params(figures, lang, clienteling.core.store.gateway.kpi.currency)
+    lang = contact.language or FALLBACK_LANGUAGE
+    values = service.gateway.daily_summary(day, lang)
     try:
         service.send_template(number, cfg.template, lang, values, None, client_ref=f"daily-summary-{day.isoformat()}")
     except InboxError as exc:  # no consent, template not approved in that language: said once a day

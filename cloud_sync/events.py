@@ -242,42 +242,52 @@ def parse(payload: Any, skipped: list[WebhookPayloadError] | None = None) -> lis
     entries = payload.get("entry")
     if not isinstance(entries, list):
         raise WebhookPayloadError("entry", "must be a list")
-    out: list[Event] = []
-
-    def item(path: str, read: Callable[..., Event | tuple[Event, ...]], *args: Any) -> None:
-        try:
-            got = read(*args)
-        except _ITEM_FAULTS as exc:
-            err = exc if isinstance(exc, WebhookPayloadError) else WebhookPayloadError(path, f"malformed: {exc}")
-            if skipped is None:
-                raise err from None
-            skipped.append(err)
-            return
-        out.extend(got if isinstance(got, tuple) else (got,))
-
+    items = _Collector(skipped)
     for ei, entry in enumerate(entries):
         changes = entry.get("changes") if isinstance(entry, Mapping) else None
         if not isinstance(changes, list):
             raise WebhookPayloadError(f"entry[{ei}].changes", "must be a list")
         for ci, change in enumerate(changes):
-            path = f"entry[{ei}].changes[{ci}].value"
             if not isinstance(change, Mapping) or change.get("field") != "messages":
                 continue  # other subscribed fields (templates, account) are not ours
-            value = change.get("value")
-            if not isinstance(value, Mapping):
-                raise WebhookPayloadError(path, "must be an object")
-            meta = value.get("metadata") or {}
-            pnid = meta.get("phone_number_id") if isinstance(meta, Mapping) else None
-            pnid = pnid if isinstance(pnid, str) else None
-            names = {}
-            for c in _items(value, "contacts", path):
-                profile = c.get("profile")
-                if isinstance(c.get("wa_id"), str) and isinstance(profile, Mapping):
-                    name = profile.get("name")
-                    names[c["wa_id"]] = name if isinstance(name, str) else None
-            for i, s in enumerate(_items(value, "statuses", path)):
-                item(f"{path}.statuses[{i}]", _status, s, f"{path}.statuses[{i}]", pnid)
-            for i, m in enumerate(_items(value, "messages", path)):
-                item(f"{path}.messages[{i}]", _message, m, f"{path}.messages[{i}]", pnid, names)
-            item(f"{path}.errors", _value_errors, value, path, pnid)
-    return out
+            _read_value(change.get("value"), f"entry[{ei}].changes[{ci}].value", items)
+    return items.out
+
+
+class _Collector:
+    """The events read so far; a malformed item goes to `skipped`, or raises when there is none."""
+
+    def __init__(self, skipped: list[WebhookPayloadError] | None) -> None:
+        self.out: list[Event] = []
+        self.skipped = skipped
+
+    def add(self, path: str, read: Callable[..., Event | tuple[Event, ...]], *args: Any) -> None:
+        try:
+            got = read(*args)
+        except _ITEM_FAULTS as exc:
+            err = exc if isinstance(exc, WebhookPayloadError) else WebhookPayloadError(path, f"malformed: {exc}")
+            if self.skipped is None:
+                raise err from None
+            self.skipped.append(err)
+            return
+        self.out.extend(got if isinstance(got, tuple) else (got,))
+
+
+def _read_value(value: Any, path: str, items: _Collector) -> None:
+    """One change's value: its statuses, then its messages, then its errors."""
+    if not isinstance(value, Mapping):
+        raise WebhookPayloadError(path, "must be an object")
+    meta = value.get("metadata") or {}
+    pnid = meta.get("phone_number_id") if isinstance(meta, Mapping) else None
+    pnid = pnid if isinstance(pnid, str) else None
+    names = {}
+    for c in _items(value, "contacts", path):
+        profile = c.get("profile")
+        if isinstance(c.get("wa_id"), str) and isinstance(profile, Mapping):
+            name = profile.get("name")
+            names[c["wa_id"]] = name if isinstance(name, str) else None
+    for i, s in enumerate(_items(value, "statuses", path)):
+        items.add(f"{path}.statuses[{i}]", _status, s, f"{path}.statuses[{i}]", pnid)
+    for i, m in enumerate(_items(value, "messages", path)):
+        items.add(f"{path}.messages[{i}]", _message, m, f"{path}.messages[{i}]", pnid, names)
+    items.add(f"{path}.errors", _value_errors, value, path, pnid)

@@ -24,42 +24,7 @@ from typing import Any
 
 from .events import InboundMessage
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS wa_conversations (
-    wa_id TEXT PRIMARY KEY,
-    customer_id TEXT,
-    profile_name TEXT,
-    unread INTEGER NOT NULL DEFAULT 0,
-    assigned_staff_id INTEGER,
-    assigned_at REAL,
-    last_at REAL NOT NULL,
-    last_inbound_at REAL
-);
-CREATE INDEX IF NOT EXISTS wa_conversations_last ON wa_conversations(last_at);
-CREATE INDEX IF NOT EXISTS wa_conversations_customer ON wa_conversations(customer_id);
-CREATE TABLE IF NOT EXISTS wa_inbox (
-    id INTEGER PRIMARY KEY,
-    wa_id TEXT NOT NULL,
-    customer_id TEXT,
-    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
-    message_id TEXT UNIQUE,
-    outbox_key TEXT UNIQUE,
-    kind TEXT NOT NULL,
-    text TEXT NOT NULL,
-    data TEXT,
-    staff_id INTEGER,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS wa_inbox_thread ON wa_inbox(wa_id, id);
-CREATE INDEX IF NOT EXISTS wa_inbox_customer ON wa_inbox(customer_id);
-CREATE INDEX IF NOT EXISTS wa_inbox_at ON wa_inbox(at);  -- the dashboard's period figures (gateway.kpi_whatsapp)
-"""
-
 MAX_THREAD = 200  # messages returned per conversation page: a tablet screen's worth and more
-
-
-def init_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
 
 
 def summary(msg: InboundMessage) -> tuple[str, dict[str, Any]]:

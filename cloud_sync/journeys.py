@@ -204,11 +204,7 @@ def _tried(snap: Snapshot, now: float, s: JourneySettings) -> list[Outgoing]:
         if now < due or now > due + s.tried_max_late_s:
             continue  # not yet (a purchase may still come) / too late to be welcome
         purchased = {g for p in bought.get(cid, ()) if p.at >= first for g in p.gtins}
-        gtins: list[str] = []
-        for sess in sorted(sessions, key=lambda x: x.closed_at):
-            for g in sess.gtins:
-                if g and g not in purchased and g not in gtins:
-                    gtins.append(g)
+        gtins = _tried_not_bought(sessions, purchased)
         if not gtins:
             continue
         labels = [snap.products[g].label if g in snap.products else g for g in gtins[: s.tried_max_items]]
@@ -222,6 +218,15 @@ def _tried(snap: Snapshot, now: float, s: JourneySettings) -> list[Outgoing]:
         if body is not None:
             out.append(Outgoing(f"j:{TRIED}:{cid}:{day}", TRIED, cid, c.wa_id, body, Purpose.MARKETING, due))
     return out
+
+
+def _tried_not_bought(sessions: list[FittingSession], purchased: set[str]) -> list[str]:
+    """The GTINs tried on that day and not bought since, once each, in the order tried."""
+    gtins: list[str] = []
+    for g in (g for sess in sorted(sessions, key=lambda x: x.closed_at) for g in sess.gtins):
+        if g and g not in purchased and g not in gtins:
+            gtins.append(g)
+    return gtins
 
 
 def _back(snap: Snapshot, now: float, s: JourneySettings) -> list[Outgoing]:

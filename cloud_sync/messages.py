@@ -294,12 +294,7 @@ def validate(body: Mapping[str, Any]) -> dict[str, Any]:
     if body.get("messaging_product") != PRODUCT:
         raise MessageError("messaging_product", f"must be {PRODUCT!r}")
     if body.get("status") == "read" or "message_id" in body:
-        if body.get("status") != "read":
-            raise MessageError("status", "must be 'read' for a mark-as-read request")
-        mid = _str(body, "message_id", "", max_len=512)
-        assert mid is not None
-        if not mid.startswith("wamid."):
-            raise MessageError("message_id", "must be a 'wamid.' id")
+        _validate_read(body)
         return dict(body)
     to = body.get("to")
     if not isinstance(to, str) or not _TO_RE.match(to):
@@ -318,6 +313,16 @@ def validate(body: Mapping[str, Any]) -> dict[str, Any]:
     else:
         _validate_interactive(_obj(body, "interactive", ""))
     return dict(body)
+
+
+def _validate_read(body: Mapping[str, Any]) -> None:
+    """A mark-as-read request."""
+    if body.get("status") != "read":
+        raise MessageError("status", "must be 'read' for a mark-as-read request")
+    mid = _str(body, "message_id", "", max_len=512)
+    assert mid is not None
+    if not mid.startswith("wamid."):
+        raise MessageError("message_id", "must be a 'wamid.' id")
 
 
 def _validate_text(t: Mapping[str, Any]) -> None:
@@ -340,32 +345,38 @@ def _validate_template(t: Mapping[str, Any]) -> None:
     if not isinstance(comps, list):
         raise MessageError("template.components", "must be a list")
     for ci, comp in enumerate(comps):
-        path = f"template.components[{ci}]"
-        if not isinstance(comp, Mapping):
-            raise MessageError(path, "must be an object")
-        ctype = comp.get("type")
-        if ctype not in ("header", "body", "button"):
-            raise MessageError(f"{path}.type", "must be 'header', 'body' or 'button'")
-        params = comp.get("parameters", [])
-        if not isinstance(params, list):
-            raise MessageError(f"{path}.parameters", "must be a list")
-        if ctype == "button":
-            if comp.get("sub_type") not in ("quick_reply", "url"):
-                raise MessageError(f"{path}.sub_type", "must be 'quick_reply' or 'url'")
-            idx = comp.get("index")
-            if not (isinstance(idx, str) and idx.isdigit() and int(idx) < 10):
-                raise MessageError(f"{path}.index", "must be a string digit '0'..'9'")
-        for pi, p in enumerate(params):
-            ppath = f"{path}.parameters[{pi}]"
-            if not isinstance(p, Mapping):
-                raise MessageError(ppath, "must be an object")
-            ptype = p.get("type")
-            if ptype == "text":
-                _str(p, "text", ppath, max_len=MAX_TEMPLATE_PARAM)
-            elif ptype == "payload":
-                _str(p, "payload", ppath, max_len=MAX_BUTTON_ID)
-            elif ptype not in ("currency", "date_time", "image", "document", "video"):
-                raise MessageError(f"{ppath}.type", f"unsupported parameter type {ptype!r}")
+        _validate_component(comp, f"template.components[{ci}]")
+
+
+def _validate_component(comp: Any, path: str) -> None:
+    if not isinstance(comp, Mapping):
+        raise MessageError(path, "must be an object")
+    ctype = comp.get("type")
+    if ctype not in ("header", "body", "button"):
+        raise MessageError(f"{path}.type", "must be 'header', 'body' or 'button'")
+    params = comp.get("parameters", [])
+    if not isinstance(params, list):
+        raise MessageError(f"{path}.parameters", "must be a list")
+    if ctype == "button":
+        if comp.get("sub_type") not in ("quick_reply", "url"):
+            raise MessageError(f"{path}.sub_type", "must be 'quick_reply' or 'url'")
+        idx = comp.get("index")
+        if not (isinstance(idx, str) and idx.isdigit() and int(idx) < 10):
+            raise MessageError(f"{path}.index", "must be a string digit '0'..'9'")
+    for pi, p in enumerate(params):
+        _validate_parameter(p, f"{path}.parameters[{pi}]")
+
+
+def _validate_parameter(p: Any, ppath: str) -> None:
+    if not isinstance(p, Mapping):
+        raise MessageError(ppath, "must be an object")
+    ptype = p.get("type")
+    if ptype == "text":
+        _str(p, "text", ppath, max_len=MAX_TEMPLATE_PARAM)
+    elif ptype == "payload":
+        _str(p, "payload", ppath, max_len=MAX_BUTTON_ID)
+    elif ptype not in ("currency", "date_time", "image", "document", "video"):
+        raise MessageError(f"{ppath}.type", f"unsupported parameter type {ptype!r}")
 
 
 def _validate_interactive(inter: Mapping[str, Any]) -> None:
@@ -384,66 +395,82 @@ def _validate_interactive(inter: Mapping[str, Any]) -> None:
         _str(_obj(inter, "body", "interactive"), "text", "interactive.body", max_len=MAX_INTERACTIVE_BODY)
     action = _obj(inter, "action", "interactive")
     if kind == "button":
-        buttons = _list(action, "buttons", "interactive.action", min_len=1, max_len=MAX_BUTTONS)
-        seen: set[str] = set()
-        for i, b in enumerate(buttons):
-            path = f"interactive.action.buttons[{i}]"
-            if not isinstance(b, Mapping) or b.get("type") != "reply":
-                raise MessageError(f"{path}.type", "must be 'reply'")
-            reply = _obj(b, "reply", path)
-            bid = _str(reply, "id", f"{path}.reply", max_len=MAX_BUTTON_ID)
-            _str(reply, "title", f"{path}.reply", max_len=MAX_BUTTON_TITLE)
-            if bid in seen:
-                raise MessageError(f"{path}.reply.id", f"duplicate button id {bid!r}")
-            seen.add(bid)  # type: ignore[arg-type]  # required: _str raised if it was missing
+        _validate_buttons(action)
     elif kind == "list":
-        _str(action, "button", "interactive.action", max_len=MAX_LIST_BUTTON)
-        sections = _list(action, "sections", "interactive.action", min_len=1, max_len=MAX_SECTIONS)
-        total = 0
-        ids: set[str] = set()
-        for si, s in enumerate(sections):
-            path = f"interactive.action.sections[{si}]"
-            if not isinstance(s, Mapping):
-                raise MessageError(path, "must be an object")
-            _str(s, "title", path, max_len=MAX_SECTION_TITLE, required=len(sections) > 1)
-            rows = _list(s, "rows", path, min_len=1, max_len=MAX_LIST_ROWS)
-            for ri, r in enumerate(rows):
-                rpath = f"{path}.rows[{ri}]"
-                if not isinstance(r, Mapping):
-                    raise MessageError(rpath, "must be an object")
-                rid = _str(r, "id", rpath, max_len=MAX_ROW_ID)
-                _str(r, "title", rpath, max_len=MAX_ROW_TITLE)
-                _str(r, "description", rpath, max_len=MAX_ROW_DESCRIPTION, required=False)
-                if rid in ids:
-                    raise MessageError(f"{rpath}.id", f"duplicate row id {rid!r}")
-                ids.add(rid)  # type: ignore[arg-type]  # required: _str raised if it was missing
-            total += len(rows)
-        if total > MAX_LIST_ROWS:
-            raise MessageError("interactive.action.sections", f"{total} rows in total, max {MAX_LIST_ROWS}")
+        _validate_list(action)
     elif kind == "product":
         _str(action, "catalog_id", "interactive.action", max_len=64)
         _str(action, "product_retailer_id", "interactive.action", max_len=100)
     else:  # product_list
         if "header" not in inter:
             raise MessageError("interactive.header", "is required for product_list")
-        _str(action, "catalog_id", "interactive.action", max_len=64)
-        sections = _list(action, "sections", "interactive.action", min_len=1, max_len=MAX_SECTIONS)
-        total = 0
-        for si, s in enumerate(sections):
-            path = f"interactive.action.sections[{si}]"
-            if not isinstance(s, Mapping):
-                raise MessageError(path, "must be an object")
-            _str(s, "title", path, max_len=MAX_SECTION_TITLE)
-            items = _list(s, "product_items", path, min_len=1, max_len=MAX_PRODUCT_ITEMS)
-            for ii, item in enumerate(items):
-                if not isinstance(item, Mapping):
-                    raise MessageError(f"{path}.product_items[{ii}]", "must be an object")
-                _str(item, "product_retailer_id", f"{path}.product_items[{ii}]", max_len=100)
-            total += len(items)
-        if total > MAX_PRODUCT_ITEMS:
-            raise MessageError(
-                "interactive.action.sections", f"{total} products in total, max {MAX_PRODUCT_ITEMS}"
-            )
+        _validate_product_list(action)
+
+
+def _validate_buttons(action: Mapping[str, Any]) -> None:
+    buttons = _list(action, "buttons", "interactive.action", min_len=1, max_len=MAX_BUTTONS)
+    seen: set[str] = set()
+    for i, b in enumerate(buttons):
+        path = f"interactive.action.buttons[{i}]"
+        if not isinstance(b, Mapping) or b.get("type") != "reply":
+            raise MessageError(f"{path}.type", "must be 'reply'")
+        reply = _obj(b, "reply", path)
+        bid = _str(reply, "id", f"{path}.reply", max_len=MAX_BUTTON_ID)
+        _str(reply, "title", f"{path}.reply", max_len=MAX_BUTTON_TITLE)
+        if bid in seen:
+            raise MessageError(f"{path}.reply.id", f"duplicate button id {bid!r}")
+        seen.add(bid)  # type: ignore[arg-type]  # required: _str raised if it was missing
+
+
+def _validate_list(action: Mapping[str, Any]) -> None:
+    _str(action, "button", "interactive.action", max_len=MAX_LIST_BUTTON)
+    sections = _list(action, "sections", "interactive.action", min_len=1, max_len=MAX_SECTIONS)
+    total = 0
+    ids: set[str] = set()
+    for si, s in enumerate(sections):
+        path = f"interactive.action.sections[{si}]"
+        if not isinstance(s, Mapping):
+            raise MessageError(path, "must be an object")
+        _str(s, "title", path, max_len=MAX_SECTION_TITLE, required=len(sections) > 1)
+        rows = _list(s, "rows", path, min_len=1, max_len=MAX_LIST_ROWS)
+        for ri, r in enumerate(rows):
+            _validate_row(r, f"{path}.rows[{ri}]", ids)
+        total += len(rows)
+    if total > MAX_LIST_ROWS:
+        raise MessageError("interactive.action.sections", f"{total} rows in total, max {MAX_LIST_ROWS}")
+
+
+def _validate_row(r: Any, rpath: str, ids: set[str]) -> None:
+    """One list row; its id must be new in ``ids`` (across sections), and is added."""
+    if not isinstance(r, Mapping):
+        raise MessageError(rpath, "must be an object")
+    rid = _str(r, "id", rpath, max_len=MAX_ROW_ID)
+    _str(r, "title", rpath, max_len=MAX_ROW_TITLE)
+    _str(r, "description", rpath, max_len=MAX_ROW_DESCRIPTION, required=False)
+    if rid in ids:
+        raise MessageError(f"{rpath}.id", f"duplicate row id {rid!r}")
+    ids.add(rid)  # type: ignore[arg-type]  # required: _str raised if it was missing
+
+
+def _validate_product_list(action: Mapping[str, Any]) -> None:
+    _str(action, "catalog_id", "interactive.action", max_len=64)
+    sections = _list(action, "sections", "interactive.action", min_len=1, max_len=MAX_SECTIONS)
+    total = 0
+    for si, s in enumerate(sections):
+        path = f"interactive.action.sections[{si}]"
+        if not isinstance(s, Mapping):
+            raise MessageError(path, "must be an object")
+        _str(s, "title", path, max_len=MAX_SECTION_TITLE)
+        items = _list(s, "product_items", path, min_len=1, max_len=MAX_PRODUCT_ITEMS)
+        for ii, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise MessageError(f"{path}.product_items[{ii}]", "must be an object")
+            _str(item, "product_retailer_id", f"{path}.product_items[{ii}]", max_len=100)
+        total += len(items)
+    if total > MAX_PRODUCT_ITEMS:
+        raise MessageError(
+            "interactive.action.sections", f"{total} products in total, max {MAX_PRODUCT_ITEMS}"
+        )
 
 
 # --- Queries used by the rules engine and the emulator --------------------------------------

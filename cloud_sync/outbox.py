@@ -55,6 +55,7 @@ from . import messages
 from .client import CloudApiClient, SendResult
 from .errors import PAIR_RATE_INTERVAL_S, Action, CloudApiError
 from .events import STATUS_ORDER, InboundMessage, StatusEvent
+from .migrations import migrate
 from .ratelimit import TokenBucket, backoff_delay
 from .rules import Decision, DecisionKind, Purpose, Rules
 
@@ -63,7 +64,6 @@ __all__ = [
     "OutboxWorker",
     "OutboxSink",
     "connect",
-    "init_schema",
     "enqueue",
     "record_status",
     "record_inbound",
@@ -77,45 +77,6 @@ PAIR_BACKOFF_CAP_S = 300.0  # 131056 retry delay ceiling for one recipient
 SINK_SYNCHRONOUS = "NORMAL"  # status webhooks: no fsync per commit (3 per message cost 3 fsyncs)
 
 TERMINAL = ("accepted", "sent", "delivered", "read", "failed", "refused", "needs_template")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS wa_outbox (
-    id INTEGER PRIMARY KEY,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    customer TEXT NOT NULL,
-    body TEXT NOT NULL,
-    purpose TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    due_at REAL NOT NULL,
-    created_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    sending_since REAL,
-    sent_at REAL,
-    wamid TEXT,
-    error_code INTEGER,
-    error_action TEXT,
-    error_detail TEXT
-);
-CREATE INDEX IF NOT EXISTS wa_outbox_due ON wa_outbox(status, due_at);
-CREATE INDEX IF NOT EXISTS wa_outbox_wamid ON wa_outbox(wamid);
-CREATE INDEX IF NOT EXISTS wa_outbox_customer ON wa_outbox(customer, purpose, sent_at);
-CREATE TABLE IF NOT EXISTS wa_status_events (
-    message_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    callback_data TEXT,
-    recipient_id TEXT,
-    timestamp INTEGER,
-    error_code INTEGER,
-    error_action TEXT,
-    received_at REAL NOT NULL,
-    PRIMARY KEY (message_id, status)
-);
-CREATE INDEX IF NOT EXISTS wa_status_cb ON wa_status_events(callback_data);
-CREATE TABLE IF NOT EXISTS wa_contacts (
-    customer TEXT PRIMARY KEY,
-    last_inbound_at REAL
-);
-"""
 
 
 def _check_synchronous(level: str) -> None:
@@ -133,10 +94,6 @@ def connect(db_path: str | Path, *, synchronous: str = "FULL") -> sqlite3.Connec
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA secure_delete=ON")  # an erased customer's rows are overwritten, not left in free pages
     return conn
-
-
-def init_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
 
 
 def enqueue(
@@ -313,7 +270,7 @@ class OutboxWorker:
         _check_synchronous(synchronous)
         self.conn = connect(db_path, synchronous="NORMAL")
         self._claim_synchronous = synchronous
-        init_schema(self.conn)
+        migrate(self.conn)
         self.client = client
         self.rules = rules
         self.clock = clock

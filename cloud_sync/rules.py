@@ -176,22 +176,9 @@ def decide(
     marketing_sent_at: Sequence[float] = (),
 ) -> Decision:
     """Decision for one message body at ``now`` (see the module docstring for the order)."""
-    effective = purpose
-    ref = messages.template_ref(body)
-    if ref is not None:
-        tpl = policy.templates.get(*ref)
-        if tpl is None:
-            return Decision(DecisionKind.REFUSE, reason=f"template {ref[0]!r}/{ref[1]!r} is not registered")
-        got = messages.template_param_count(body)
-        if got != tpl.param_count:
-            return Decision(
-                DecisionKind.REFUSE,
-                reason=f"template {tpl.name!r} takes {tpl.param_count} parameters, got {got}",
-            )
-        if tpl.category is Category.MARKETING:
-            effective = Purpose.MARKETING
-        elif purpose is Purpose.SERVICE:
-            effective = _CATEGORY_PURPOSE[tpl.category]
+    effective = _effective_purpose(body, purpose, policy)
+    if isinstance(effective, Decision):
+        return effective
 
     window_open = last_inbound_at is not None and 0 <= now - last_inbound_at < policy.window_s
     window_end = (last_inbound_at + policy.window_s) if last_inbound_at is not None else now
@@ -208,6 +195,41 @@ def decide(
     if free_form and not window_open:
         return Decision(DecisionKind.NEEDS_TEMPLATE, reason="outside the 24 h customer-service window")
 
+    when, reasons = _release(now, effective, policy, marketing_sent_at)
+    if when <= now:
+        return SEND_NOW
+    if free_form and when >= window_end:
+        return Decision(
+            DecisionKind.NEEDS_TEMPLATE, reason=f"{' and '.join(reasons)} outlast the 24 h window"
+        )
+    return Decision(DecisionKind.DEFER, until=when, reason=" and ".join(reasons))
+
+
+def _effective_purpose(body: Mapping[str, Any], purpose: Purpose, policy: Policy) -> Purpose | Decision:
+    """A template's category decides the purpose; an unknown template or a wrong parameter count is refused."""
+    ref = messages.template_ref(body)
+    if ref is None:
+        return purpose
+    tpl = policy.templates.get(*ref)
+    if tpl is None:
+        return Decision(DecisionKind.REFUSE, reason=f"template {ref[0]!r}/{ref[1]!r} is not registered")
+    got = messages.template_param_count(body)
+    if got != tpl.param_count:
+        return Decision(
+            DecisionKind.REFUSE,
+            reason=f"template {tpl.name!r} takes {tpl.param_count} parameters, got {got}",
+        )
+    if tpl.category is Category.MARKETING:
+        return Purpose.MARKETING
+    if purpose is Purpose.SERVICE:
+        return _CATEGORY_PURPOSE[tpl.category]
+    return purpose
+
+
+def _release(
+    now: float, effective: Purpose, policy: Policy, marketing_sent_at: Sequence[float]
+) -> tuple[float, list[str]]:
+    """When the message may go (the marketing cap, then quiet hours), and why it waits."""
     when = now
     reasons: list[str] = []
     if effective is Purpose.MARKETING:
@@ -220,13 +242,7 @@ def decide(
         if end is not None:
             when = end
             reasons.append("quiet hours")
-    if when <= now:
-        return SEND_NOW
-    if free_form and when >= window_end:
-        return Decision(
-            DecisionKind.NEEDS_TEMPLATE, reason=f"{' and '.join(reasons)} outlast the 24 h window"
-        )
-    return Decision(DecisionKind.DEFER, until=when, reason=" and ".join(reasons))
+    return when, reasons
 
 
 @dataclass(frozen=True, slots=True)

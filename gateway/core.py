@@ -17,14 +17,14 @@ from edge import protocol
 from firmware_config.store import StoreFile
 from gateway.customers import customer_card, recognisable_identities
 from gateway.door_counts import record_crossings
-from gateway.events import Broadcaster, EventLog, StaffEvent
+from gateway.events import Broadcaster, EventLog, StaffBus, StaffEvent
 from gateway.fleet import FleetMonitor
 from gateway.identities import IdentityResolver
 from gateway.kpi import FootfallBuffer
 from gateway.metrics import GatewayMetrics
 from gateway.presence import PresenceEngine, PresenceEvent, PresenceModel, PresenceParams
 from gateway.presence_store import PresenceStore
-from gateway.routes_rfid import RfidService
+from gateway.rfid_service import RfidService
 from gateway.timecheck import MAX_CATCHUP_S
 
 log = logging.getLogger("instore.gateway")
@@ -71,6 +71,7 @@ class GatewayCore:
         self.metrics = metrics or GatewayMetrics()
         self.broadcaster = broadcaster or Broadcaster()
         self.events = EventLog(db, self.lock)
+        self.bus = StaffBus(self.events, self.broadcaster, clock, self.metrics.events)
         identities = recognisable_identities(db)
         self.resolver = IdentityResolver(identities)
         self.presence = PresenceEngine(PresenceModel(store, presence_params or PresenceParams()))
@@ -80,8 +81,9 @@ class GatewayCore:
         self.presence_store.restore(self.presence, {i.customer_id for i in identities}, clock())
         self.rejects = RejectLog(clock)
         self.node_status: dict[str, protocol.NodeStatus] = {}
-        self.fleet = FleetMonitor(store, clock, self.events, self.broadcaster, self.metrics)  # fleet: nodes, de-dup
-        self.rfid = RfidService(self)  # RFID: fitting rooms, shelves, EPCIS log
+        self.fleet = FleetMonitor(store, clock, self.bus, self.metrics)  # fleet: nodes, de-dup
+        self.rfid = RfidService(store, db, self.lock, clock, self.bus)  # RFID: fitting rooms, shelves, EPCIS log
+        self.bus.subscribe(self.rfid.on_staff_event)  # a customer walking into a fitting room starts its session
         self.footfall = FootfallBuffer()  # anonymous counts per node and hour, for the dashboard
 
     def handle(self, topic: str, payload: bytes) -> None:
@@ -152,7 +154,7 @@ class GatewayCore:
             self.presence._due = due + math.floor((t - due - MAX_CATCHUP_S) / step) * step
 
     def on_rfid(self, w: protocol.RfidWindow) -> list[StaffEvent]:
-        """One RFID reader window: garments in fitting rooms and on shelves (gateway.routes_rfid)."""
+        """One RFID reader window: garments in fitting rooms and on shelves (gateway.rfid_service)."""
         return self.rfid.on_window(w)
 
     def on_door(self, m: protocol.DoorCrossings) -> None:
@@ -165,16 +167,13 @@ class GatewayCore:
             record_crossings(self.db, m)  # footfall for the dashboard (gateway.door_counts)
 
     def emit(self, ev: PresenceEvent) -> StaffEvent:
-        data: dict = {"zone": ev.zone, "from": ev.previous, "confidence": ev.confidence, "emitted_at": self.clock()}
+        data: dict = {"zone": ev.zone, "from": ev.previous, "confidence": ev.confidence}
         if ev.dwell_s is not None:
             data["dwell_s"] = ev.dwell_s
         if ev.kind == "entered":
             data["customer"] = customer_card(self.db, ev.identity)
-        staff_event = self.events.append(ev.t, ev.kind, ev.identity, data)
+        staff_event = self.bus.publish(ev.kind, ev.identity, data, at=ev.t)
         self.presence_store.record(ev, staff_event.id, self.presence)
-        self.metrics.events.labels(ev.kind).inc()
-        self.broadcaster.publish(staff_event)
-        self.rfid.on_presence(ev)  # a customer walking into a fitting room starts its session
         return staff_event
 
     def forget_customer(self, customer_id: str) -> None:

@@ -217,9 +217,15 @@ def _m12_links(db: sqlite_utils.Database) -> None:
     db.table("link_orders").create_index(["token"])
 
 
+def _m13_customers_whatsapp(db: sqlite_utils.Database) -> None:
+    """Customers by WhatsApp number: every inbound message looks its sender up (IF NOT EXISTS: the
+    WhatsApp channel made this index itself before it moved into the numbered migrations)."""
+    db.execute("CREATE INDEX IF NOT EXISTS wa_customers_whatsapp ON customers(whatsapp)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
-    _m8_presence_state, _m9_consent_language, _m10_tasks, _m11_door_crossings, _m12_links,
+    _m8_presence_state, _m9_consent_language, _m10_tasks, _m11_door_crossings, _m12_links, _m13_customers_whatsapp,
 ]
 
 

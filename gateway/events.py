@@ -1,5 +1,8 @@
-"""The staff-facing event log and its live fan-out.
+"""The staff-facing event log, its live fan-out, and the one bus that publishes to both.
 
+`StaffBus.publish` is the only way an event is made: it checks the data against its kind's
+model (`gateway.staff_events`), stamps it with the injected clock, stores it, counts it by
+kind and fans it out to the tablets and to in-process subscribers (docs/events.md).
 Every alert is first a row in SQLite with an increasing id; live clients get it pushed, and
 a client that reconnects with `Last-Event-ID` gets every row after that id replayed, so a
 tablet that lost Wi-Fi for a minute misses nothing and sees nothing twice.
@@ -10,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlite_utils
+from prometheus_client import Counter
 
+from gateway import staff_events
 from gateway.db import inserted_id
 
 
@@ -88,3 +94,34 @@ class Broadcaster:
     @property
     def clients(self) -> int:
         return len(self._queues)
+
+
+class StaffBus:
+    """Check, stamp, store, count, fan out: every staff event goes through `publish`.
+
+    Subscribers (engines, channels) run in the publishing thread after the event is stored
+    and pushed, so an event they publish in turn follows the one that caused it.
+    """
+
+    def __init__(self, log: EventLog, broadcaster: Broadcaster, clock: Callable[[], float], counter: Counter):
+        self.log, self.broadcaster, self.clock, self.counter = log, broadcaster, clock, counter
+        self._subscribers: list[Callable[[StaffEvent], None]] = []
+
+    def subscribe(self, fn: Callable[[StaffEvent], None]) -> Callable[[], None]:
+        """Call `fn` with every published event; returns the unsubscribe function."""
+        self._subscribers.append(fn)
+        return lambda: self._subscribers.remove(fn)
+
+    def publish(
+        self, kind: str, customer_id: str | None, data: Mapping[str, Any], *, at: float | None = None
+    ) -> StaffEvent:
+        """`at`: when it happened, if not now (an observation's time); `emitted_at` is always now."""
+        now = self.clock()
+        stamped = {**data, "emitted_at": now}
+        staff_events.check(kind, stamped)
+        ev = self.log.append(now if at is None else at, kind, customer_id, stamped)
+        self.counter.labels(kind).inc()
+        self.broadcaster.publish(ev)
+        for fn in list(self._subscribers):
+            fn(ev)
+        return ev

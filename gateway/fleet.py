@@ -29,14 +29,13 @@ from prometheus_client import Counter, Gauge
 
 from edge import protocol
 from firmware_config.store import NodeRole, StoreFile
-from gateway.events import Broadcaster, EventLog
+from gateway.events import StaffBus
 from gateway.i18n import web as i18n_web
 from gateway.metrics import GatewayMetrics
 from gateway.timecheck import MAX_AHEAD_S, OffsetEstimate, Verdict, check_window_time, gateway_skew
 
 if TYPE_CHECKING:
     from gateway.config_push import ConfigPusher
-    from gateway.core import GatewayCore
 
 # Seqs remembered per node. A re-delivery is at most a node's in-flight window (64) plus the
 # broker's in-flight window to the gateway behind the newest seq; 4,096 covers that with room
@@ -238,12 +237,11 @@ class FleetMonitor:
         self,
         store: StoreFile,
         clock: Callable[[], float],
-        events: EventLog,
-        broadcaster: Broadcaster,
+        bus: StaffBus,
         metrics: GatewayMetrics,
         stale_after_s: float = STALE_AFTER_S,
     ):
-        self.store, self.clock, self.events, self.broadcaster = store, clock, events, broadcaster
+        self.store, self.clock, self.bus = store, clock, bus
         self.metrics, self.stale_after_s = metrics, stale_after_s
         self.records: dict[str, NodeRecord] = {}
         self.expected: dict[str, int] = {}
@@ -340,11 +338,8 @@ class FleetMonitor:
                 "zone": node.zone,
                 "role": str(node.role),
                 "message": f"Fitting-room node {msg.node} went offline",
-                "emitted_at": now,
             }
-            ev = self.events.append(now, "node_offline", None, data)
-            self.metrics.events.labels("node_offline").inc()
-            self.broadcaster.publish(ev)
+            self.bus.publish("node_offline", None, data, at=now)
 
     def expect(self, versions: Mapping[str, int] | Callable[[], Mapping[str, int]]) -> None:
         """The config versions the gateway publishes (or where to read them, live): a node
@@ -376,7 +371,7 @@ class FleetMonitor:
         }
 
 
-def fleet_router(core: GatewayCore, pusher: ConfigPusher | None = None) -> APIRouter:
+def fleet_router(fleet: FleetMonitor, pusher: ConfigPusher | None = None) -> APIRouter:
     """`/fleet` and `/api/fleet`; the router's lifespan runs the config pusher, if any."""
     import contextlib
     from collections.abc import AsyncIterator
@@ -384,7 +379,7 @@ def fleet_router(core: GatewayCore, pusher: ConfigPusher | None = None) -> APIRo
     @contextlib.asynccontextmanager
     async def lifespan(app) -> AsyncIterator[None]:  # noqa: ANN001
         if pusher is not None:
-            core.fleet.expect(pusher.versions)
+            fleet.expect(pusher.versions)
             pusher.start()
         try:
             yield
@@ -396,10 +391,10 @@ def fleet_router(core: GatewayCore, pusher: ConfigPusher | None = None) -> APIRo
 
     @router.get("/fleet", response_class=HTMLResponse, summary="Fleet of edge nodes (page)")
     async def fleet_page(request: Request) -> HTMLResponse:
-        return HTMLResponse(i18n_web.page(request, "fleet.html", core.store.store.language))
+        return HTMLResponse(i18n_web.page(request, "fleet.html", fleet.store.store.language))
 
     @router.get("/api/fleet", summary="Fleet of edge nodes: state, health, config versions")
     async def fleet_api() -> dict:
-        return core.fleet.to_json()
+        return fleet.to_json()
 
     return router

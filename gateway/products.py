@@ -159,7 +159,6 @@ def parse_products_csv(text: str, filename: str = "<csv>") -> ImportResult:
     Header problems (a missing required column, an unknown or duplicated column) make the whole
     file unusable: they come back as errors with no products.
     """
-    errors: list[str] = []
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     try:
         header = next(reader)
@@ -168,25 +167,7 @@ def parse_products_csv(text: str, filename: str = "<csv>") -> ImportResult:
     except csv.Error as exc:
         return ImportResult([], [f"{filename}:1: header: {exc}"])
     cols = [h.strip().lower() for h in header]
-    price_col: str | None = None
-    price_cur: str | None = None
-    seen: set[str] = set()
-    for c in cols:
-        if c in seen:
-            errors.append(f"{filename}:1: {c}: duplicated column")
-        seen.add(c)
-        m = PRICE_COLUMN.match(c)
-        if m:
-            if price_col is not None:
-                errors.append(f"{filename}:1: {c}: a second price column (already {price_col})")
-            price_col, price_cur = c, (m.group(1) or "").upper() or None
-        elif c not in REQUIRED and c not in OPTIONAL:
-            errors.append(
-                f"{filename}:1: {c}: unknown column (expected {', '.join(REQUIRED + OPTIONAL)}, price)"
-            )
-    for c in REQUIRED:
-        if c not in seen:
-            errors.append(f"{filename}:1: {c}: required column missing")
+    errors, price_col, price_cur = _check_header(cols, filename)
     if errors:
         return ImportResult([], errors)
     out: list[Product] = []
@@ -203,61 +184,83 @@ def parse_products_csv(text: str, filename: str = "<csv>") -> ImportResult:
                 errors.append(f"{filename}:{line}: row: {len(row)} fields, the header has {len(cols)}")
                 continue
             rec = {c: v.strip() for c, v in zip(cols, row, strict=True)}
-            row_errors: list[str] = []
-            for c, v in rec.items():
-                if len(v) > MAX_FIELD:
-                    row_errors.append(f"{filename}:{line}: {c}: longer than {MAX_FIELD} characters")
-            gtin = ""
-            try:
-                gtin = gtin14(rec["gtin"])
-            except ValueError as exc:
-                row_errors.append(f"{filename}:{line}: gtin: {exc}")
-            if gtin and gtin in gtins:
-                row_errors.append(f"{filename}:{line}: gtin: {rec['gtin']} already on row {gtins[gtin]}")
-            if not rec["name"]:
-                row_errors.append(f"{filename}:{line}: name: empty")
-            cents: int | None = None
-            if price_col is not None and rec[price_col]:
-                try:
-                    cents = _price_cents(rec[price_col])
-                except ValueError as exc:
-                    row_errors.append(f"{filename}:{line}: {price_col}: {exc}")
-            currency = (rec.get("currency") or price_cur or DEFAULT_CURRENCY).upper()
-            if not re.fullmatch(r"[A-Z]{3}", currency):
-                row_errors.append(f"{filename}:{line}: currency: {currency!r} is not an ISO 4217 code")
-            backroom = 0
-            if rec.get("backroom"):
-                if not rec["backroom"].isdigit():
-                    row_errors.append(
-                        f"{filename}:{line}: backroom: {rec['backroom']!r} is not a whole number >= 0"
-                    )
-                else:
-                    backroom = int(rec["backroom"])
-            url = rec.get("image_url", "")
-            if url and not re.match(r"^(https?://|/)", url):
-                row_errors.append(f"{filename}:{line}: image_url: {url!r} is not an http(s) URL or a path")
-            if row_errors:
-                errors.extend(row_errors)
-                continue
-            gtins[gtin] = line
-            out.append(
-                Product(
-                    gtin=gtin,
-                    model=rec.get("model") or model_key(rec.get("brand", ""), rec["name"]),
-                    name=rec["name"],
-                    brand=rec.get("brand", ""),
-                    colour=rec.get("colour", ""),
-                    size=rec.get("size", ""),
-                    price_cents=cents,
-                    currency=currency,
-                    category=rec.get("category", ""),
-                    image_url=url,
-                    backroom=backroom,
-                )
-            )
+            product, row_errors = _product(rec, f"{filename}:{line}", price_col, price_cur, gtins)
+            errors.extend(row_errors)
+            if product is not None:
+                gtins[product.gtin] = line
+                out.append(product)
     except csv.Error as exc:
         errors.append(f"{filename}:{reader.line_num}: row: {exc}")
     return ImportResult(out, errors)
+
+
+def _check_header(cols: list[str], filename: str) -> tuple[list[str], str | None, str | None]:
+    """The header's problems, the price column and the currency its name gives (``price_eur``)."""
+    errors: list[str] = []
+    price_col: str | None = None
+    price_cur: str | None = None
+    seen: set[str] = set()
+    for c in cols:
+        if c in seen:
+            errors.append(f"{filename}:1: {c}: duplicated column")
+        seen.add(c)
+        m = PRICE_COLUMN.match(c)
+        if m:
+            if price_col is not None:
+                errors.append(f"{filename}:1: {c}: a second price column (already {price_col})")
+            price_col, price_cur = c, (m.group(1) or "").upper() or None
+        elif c not in REQUIRED and c not in OPTIONAL:
+            errors.append(
+                f"{filename}:1: {c}: unknown column (expected {', '.join(REQUIRED + OPTIONAL)}, price)"
+            )
+    errors += [f"{filename}:1: {c}: required column missing" for c in REQUIRED if c not in seen]
+    return errors, price_col, price_cur
+
+
+def _product(
+    rec: dict[str, str], where: str, price_col: str | None, price_cur: str | None, gtins: dict[str, int]
+) -> tuple[Product | None, list[str]]:
+    """One row as a product, or its problems (``where`` is ``file:line``), in column order."""
+    errors = [f"{where}: {c}: longer than {MAX_FIELD} characters" for c, v in rec.items() if len(v) > MAX_FIELD]
+    gtin = ""
+    try:
+        gtin = gtin14(rec["gtin"])
+    except ValueError as exc:
+        errors.append(f"{where}: gtin: {exc}")
+    if gtin and gtin in gtins:
+        errors.append(f"{where}: gtin: {rec['gtin']} already on row {gtins[gtin]}")
+    if not rec["name"]:
+        errors.append(f"{where}: name: empty")
+    cents: int | None = None
+    if price_col is not None and rec[price_col]:
+        try:
+            cents = _price_cents(rec[price_col])
+        except ValueError as exc:
+            errors.append(f"{where}: {price_col}: {exc}")
+    currency = (rec.get("currency") or price_cur or DEFAULT_CURRENCY).upper()
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        errors.append(f"{where}: currency: {currency!r} is not an ISO 4217 code")
+    backroom = rec.get("backroom") or "0"
+    if not backroom.isdigit():
+        errors.append(f"{where}: backroom: {backroom!r} is not a whole number >= 0")
+    url = rec.get("image_url", "")
+    if url and not re.match(r"^(https?://|/)", url):
+        errors.append(f"{where}: image_url: {url!r} is not an http(s) URL or a path")
+    if errors:
+        return None, errors
+    return Product(
+        gtin=gtin,
+        model=rec.get("model") or model_key(rec.get("brand", ""), rec["name"]),
+        name=rec["name"],
+        brand=rec.get("brand", ""),
+        colour=rec.get("colour", ""),
+        size=rec.get("size", ""),
+        price_cents=cents,
+        currency=currency,
+        category=rec.get("category", ""),
+        image_url=url,
+        backroom=int(backroom),
+    ), []
 
 
 def import_products(db: sqlite_utils.Database, result: ImportResult, *, strict: bool = True) -> int:
@@ -306,6 +309,11 @@ def products(db: sqlite_utils.Database, gtins: list[str]) -> dict[str, dict]:
         return {}
     marks = ",".join("?" * len(gtins))
     return {r[0]: _row(r) for r in db.execute(f"SELECT {_COLS} FROM products WHERE gtin IN ({marks})", gtins)}
+
+
+def all_products(db: sqlite_utils.Database) -> list[dict]:
+    """The whole catalogue, in import order."""
+    return [_row(r) for r in db.execute(f"SELECT {_COLS} FROM products")]
 
 
 def variants(db: sqlite_utils.Database, gtin: str, floor: Mapping[str, int]) -> list[dict]:

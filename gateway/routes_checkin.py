@@ -1,7 +1,7 @@
 """The printable check-in QR codes (managers): one per entrance, till and fitting room.
 
 Each code is a WhatsApp click-to-chat link with the prepared check-in text in the page's
-language (cloud_sync.checkin); the SVG is made here on the server (segno), so printing needs
+language (gateway.checkin); the SVG is made here on the server (segno), so printing needs
 no network and no script library.
 """
 
@@ -12,7 +12,7 @@ import html
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from cloud_sync import checkin
+from gateway import checkin
 from cloud_sync.config import CheckinSection
 from gateway.i18n import localise
 from gateway.i18n import web as i18n_web

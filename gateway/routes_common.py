@@ -60,10 +60,8 @@ class Clienteling:
         return self.core.clock()
 
     def publish(self, kind: str, customer_id: str | None, data: dict) -> StaffEvent:
-        """Append a staff event (claims, tasks) to the log and push it to every tablet."""
-        ev = self.core.events.append(self.now(), kind, customer_id, data)
-        self.core.broadcaster.publish(ev)
-        return ev
+        """A staff event (claims, tasks) through the bus: stored, counted, pushed to every tablet."""
+        return self.core.bus.publish(kind, customer_id, data)
 
     def recognise(self, ident: Identity) -> None:
         """A new identity of a consenting customer: start recognising it now, without a restart."""

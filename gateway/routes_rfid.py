@@ -1,11 +1,4 @@
-"""The RFID side of the gateway: ingest glue (:class:`RfidService`) and its HTTP routes.
-
-``RfidService`` sits between the pure engines and the world: it feeds reader windows to the
-:class:`~gateway.fitting_rooms.FittingRoomEngine`, shelf decisions to the
-:class:`~gateway.shelves.ShelfTracker`, presence (who walked into which fitting room) to the
-engine's sessions; it writes decisions to ``rfid_log`` (the EPCIS export's source), fitting
-sessions to ``fitting_sessions``/``tried_items``, and every event to the staff event log, from
-where it is pushed live.
+"""The RFID side of the gateway's HTTP API (the ingest glue is :mod:`gateway.rfid_service`).
 
 Routes (``rfid_router(core)``):
 
@@ -33,281 +26,24 @@ from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge import protocol
 from gateway import products as catalogue
 from gateway.db import MAX_ROW_ID
-from gateway.epcis import LogRow, epcis_events
+from gateway.epcis import epcis_events
 from gateway.events import StaffEvent
-from gateway.fitting_rooms import FITTING_ROOM, FittingRoomEngine, Layout, Obs, RoomEvent
 from gateway.i18n import web as i18n_web
-from gateway.shelves import ShelfEvent, ShelfTracker
+from gateway.rfid_service import ROOM_KINDS, RfidService
+from gateway.routes_common import require_manager, require_staff
 from gateway.sse import event_stream, resume_point
 
 if TYPE_CHECKING:
     from gateway.core import GatewayCore
-    from gateway.presence import PresenceEvent
 
-__all__ = ["ROOM_KINDS", "RfidService", "rfid_router"]
+__all__ = ["rfid_router"]
 
 log = logging.getLogger("instore.gateway.rfid")
 
-ROOM_KINDS = ("item_shown", "item_gone", "session_started", "session_ended")
-SHELF_KINDS = ("picked_up", "returned", "low_stock", "out_of_size")
 #: Event kinds a fitting-room screen reacts to (only ever for its own room).
 SCREEN_KINDS = (*ROOM_KINDS, "task", "task_done")
-
-
-class RfidService:
-    """Ingest glue between the MQTT thread, the engines, the database and the event log."""
-
-    def __init__(self, core: GatewayCore):
-        self.core = core
-        self.layout = Layout.from_store(core.store)
-        self.engine = FittingRoomEngine(self.layout)
-        self.shelves = ShelfTracker()
-        self.room_names = {p.id: (p.name or p.id) for p in self.layout.places if p.kind == FITTING_ROOM}
-        self._session_rows: dict[int, int] = {}  # engine session id -> fitting_sessions row id
-        self.windows = 0
-        self.late_windows = 0
-
-    # ------------------------------------------------------------------------------ ingest
-
-    def on_window(self, w: protocol.RfidWindow) -> list[StaffEvent]:
-        """One reader window. Late windows (replayed after an outage) are counted, not applied:
-        a garment's position minutes ago must not move it now."""
-        if w.late:
-            self.late_windows += 1
-            return []
-        obs = [Obs(o.epc, o.ant, o.n, o.rssi_mean, o.rssi_max) for o in w.observations]
-        with self.core.lock:
-            self.windows += 1
-            return self._apply(self.engine.add_window(w.node, w.window[1], obs))
-
-    def on_presence(self, ev: PresenceEvent) -> list[StaffEvent]:
-        """A presence event: customers walking into / out of fitting rooms drive sessions."""
-        out: list[RoomEvent] = []
-        with self.core.lock:
-            rooms = self.engine.rooms
-            if ev.kind in ("zone_changed", "left") and ev.previous in rooms:
-                out += self.engine.customer_left(ev.previous, ev.identity, ev.t)
-            if ev.kind == "left":
-                for rid, room in rooms.items():
-                    if ev.identity in room.customers:
-                        out += self.engine.customer_left(rid, ev.identity, ev.t)
-            if ev.kind in ("zone_changed", "entered") and ev.zone in rooms:
-                out += self.engine.customer_entered(ev.zone, ev.identity, ev.t)
-            return self._apply(out)
-
-    def forget_customer(self, customer_id: str) -> None:
-        with self.core.lock:
-            for room in self.engine.rooms.values():
-                room.customers.pop(customer_id, None)
-                if room.session is not None and room.session.customer_id == customer_id:
-                    room.session.customer_id = None
-
-    def _apply(self, events: list[RoomEvent]) -> list[StaffEvent]:
-        if not events:
-            return []
-        db = self.core.db
-        out: list[StaffEvent] = []
-        log_rows = []
-        for ev in events:
-            if ev.epc is not None:
-                log_rows.append(
-                    {
-                        "t": ev.t,
-                        "kind": ev.kind,
-                        "epc": ev.epc,
-                        "gtin": self.shelves.gtin(ev.epc),
-                        "place": ev.place,
-                        "place_kind": ev.place_kind,
-                        "session": ev.session,
-                    }
-                )
-            if ev.place_kind == FITTING_ROOM:
-                self._sessions(ev)
-                out.append(
-                    self._emit(
-                        ev.t,
-                        ev.kind,
-                        ev.customer_id if ev.kind.startswith("session") else None,
-                        self._room_data(ev),
-                    )
-                )
-        for sev in self.shelves.feed(events):
-            if sev.epc is not None:
-                log_rows.append(
-                    {
-                        "t": sev.t,
-                        "kind": sev.kind,
-                        "epc": sev.epc,
-                        "gtin": sev.gtin,
-                        "place": sev.shelf,
-                        "place_kind": "shelf",
-                        "session": None,
-                    }
-                )
-            out.append(self._emit(sev.t, sev.kind, None, self._shelf_data(sev)))
-        if log_rows:
-            db.table("rfid_log").insert_all(log_rows)
-        return out
-
-    def _emit(self, t: float, kind: str, customer_id: str | None, data: dict) -> StaffEvent:
-        data["t_obs"] = t
-        data["emitted_at"] = self.core.clock()
-        ev = self.core.events.append(t, kind, customer_id, data)
-        self.core.broadcaster.publish(ev)
-        return ev
-
-    def _room_data(self, ev: RoomEvent) -> dict:
-        d: dict = {"room": ev.place, "session": ev.session}
-        if ev.epc is not None:
-            d["epc"] = ev.epc
-            d["gtin"] = self.shelves.gtin(ev.epc)
-        if ev.kind == "session_ended":
-            d["items_tried"] = [{"epc": e, "gtin": self.shelves.gtin(e)} for e in ev.items]
-            d["left_behind"] = list(ev.left_behind)
-            d["started"] = ev.since
-        return d
-
-    def _shelf_data(self, sev: ShelfEvent) -> dict:
-        d: dict = {"shelf": sev.shelf, "gtin": sev.gtin, "count": sev.count}
-        if sev.epc is not None:
-            d["epc"] = sev.epc
-        if sev.kind in ("low_stock", "out_of_size") and sev.gtin:
-            p = catalogue.product(self.core.db, sev.gtin)
-            if p is not None:
-                d.update(
-                    {"name": p["name"], "size": p["size"], "colour": p["colour"], "backroom": p["backroom"]}
-                )
-        return d
-
-    def _sessions(self, ev: RoomEvent) -> None:
-        """Mirror sessions into the clienteling tables (``fitting_sessions``, ``tried_items``)."""
-        db = self.core.db
-        if "fitting_sessions" not in db.table_names() or ev.session is None:
-            return
-        if ev.kind == "session_started":
-            cur = db.execute(
-                "INSERT INTO fitting_sessions (customer_id, zone, opened_at) VALUES (?, ?, ?)",
-                [ev.customer_id, ev.place, ev.t],
-            )
-            self._session_rows[ev.session] = int(cur.lastrowid or 0)
-        elif ev.kind == "item_shown" and ev.session in self._session_rows:
-            db.execute(
-                "INSERT INTO tried_items (session_id, customer_id, epc, gtin, at) VALUES (?, ?, ?, ?, ?)",
-                [
-                    self._session_rows[ev.session],
-                    ev.customer_id,
-                    ev.epc,
-                    self.shelves.gtin(ev.epc or ""),
-                    ev.t,
-                ],
-            )
-        elif ev.kind == "session_ended" and ev.session in self._session_rows:
-            row = self._session_rows.pop(ev.session)
-            db.execute(
-                "UPDATE fitting_sessions SET closed_at = ?, customer_id = COALESCE(customer_id, ?) "
-                "WHERE id = ?",
-                [ev.t, ev.customer_id, row],
-            )
-
-    # ------------------------------------------------------------------------------ queries
-
-    def room_view(self, room: str) -> dict:
-        """What the fitting-room screen shows: garments with details, other sizes/colours, greeting."""
-        db = self.core.db
-        with self.core.lock:
-            state = self.engine.room_state(room)
-            floor = self.shelves.floor_counts()
-            gtins = {e: self.shelves.gtin(e) for e in state["items"]}
-            known = catalogue.products(db, sorted({g for g in gtins.values() if g}))
-            items = []
-            for epc in state["items"]:
-                g = gtins[epc]
-                p = known.get(g or "")
-                items.append(
-                    {
-                        "epc": epc,
-                        "gtin": g,
-                        "known": p is not None,
-                        "name": p["name"] if p else "Garment",
-                        "brand": p["brand"] if p else "",
-                        "size": p["size"] if p else "",
-                        "colour": p["colour"] if p else "",
-                        "price_cents": p["price_cents"] if p else None,
-                        "currency": p["currency"] if p else "",
-                        "image_url": p["image_url"] if p else "",
-                        "variants": catalogue.variants(db, g, floor) if g else [],
-                    }
-                )
-            greeting = first_name = None
-            if len(state["customers"]) == 1:
-                from gateway.customers import has_consent
-
-                cid = state["customers"][0]
-                if has_consent(db, cid, "recognition"):
-                    row = db.execute("SELECT name FROM customers WHERE id = ?", [cid]).fetchone()
-                    if row and row[0]:
-                        first_name = row[0].split()[0]
-                        greeting = f"Hello {first_name}"
-        return {
-            "room": room,
-            "name": self.room_names.get(room, room),
-            "items": items,
-            "greeting": greeting,
-            "greeting_name": first_name,  # the screen greets in its own language
-            "session": state["session"]["id"] if state["session"] else None,
-        }
-
-    def request_help(
-        self, room: str, kind: Literal["size", "staff"], gtin: str | None, size: str | None
-    ) -> dict:
-        """A customer pressed "request another size" or "call staff": a claimable task for staff."""
-        from gateway import staff as staff_tasks
-
-        name = self.room_names.get(room, room)
-        if kind == "size":
-            p = catalogue.product(self.core.db, gtin) if gtin else None
-            what = (p["name"] if p else "a garment") + (f" in {size}" if size else " in another size")
-            title = f"{name}: bring {what}"
-        else:
-            title = f"{name}: customer asks for help"
-        with self.core.lock:
-            db = self.core.db
-            row = db.execute("SELECT id FROM tasks WHERE title = ? AND done_at IS NULL", [title]).fetchone()
-            if row is not None:  # pressed twice: one task, not two
-                return {"id": int(row[0]), "title": title, "duplicate": True}
-            now = self.core.clock()
-            tid = staff_tasks.add_task(
-                db, kind="task", title=title, customer_id=None, due_at=None, created_by=None, now=now
-            )
-            self._emit(
-                now,
-                "task",
-                None,
-                {
-                    "id": tid,
-                    "title": title,
-                    "kind": "task",
-                    "room": room,
-                    "request": kind,
-                    "gtin": gtin,
-                    "size": size,
-                    "due_at": None,
-                    "by": f"fitting-room:{room}",
-                },
-            )
-        return {"id": tid, "title": title, "duplicate": False}
-
-    def log_rows(self, since: float, until: float | None = None) -> list[LogRow]:
-        sql = "SELECT id, t, kind, epc, place, place_kind FROM rfid_log WHERE t >= ?"
-        args: list = [since]
-        if until is not None:
-            sql += " AND t < ?"
-            args.append(until)
-        with self.core.lock:
-            return [LogRow(*r) for r in self.core.db.execute(sql + " ORDER BY t, id", args)]
 
 
 # ------------------------------------------------------------------------------------ routes
@@ -346,8 +82,6 @@ def _since(value: str | None, tz: ZoneInfo, now: float) -> float:
 
 def rfid_router(core: GatewayCore) -> APIRouter:
     """The RFID routes bound to ``core`` (its ``rfid`` service)."""
-    from gateway.routes_common import require_manager, require_staff
-
     router = APIRouter(tags=["rfid"])
     svc: RfidService = core.rfid
     tz = ZoneInfo(core.store.store.timezone)

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from cloud_sync.service import InboxError, WhatsAppService
 from gateway.i18n import web as i18n_web
 from gateway.routes_common import ManagerDep, StaffDep, require_staff
+from gateway.whatsapp_host import GatewayHost
 
 WaId = Annotated[str, Path(pattern=r"^[1-9][0-9]{6,14}$", description="E.164 digits without '+'")]
 ClientRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{4,64}$")]
@@ -139,6 +140,14 @@ def api_router(service: WhatsAppService) -> APIRouter:
     async def assign(wa_id: WaId, body: Assign) -> dict:
         return await call(service.assign, wa_id, body.staff)
 
+    _picker_routes(r, service, call)
+    return r
+
+
+def _picker_routes(r: APIRouter, service: WhatsAppService, call) -> None:  # noqa: ANN001
+    """What the inbox's pickers and managers' buttons read and run (templates, products, staff,
+    appointments, journeys, catalogue, counters)."""
+
     @r.get("/templates", summary="Approved templates (name, language, category, parameter count)")
     async def templates() -> list[dict]:
         return service.templates()
@@ -202,18 +211,21 @@ def api_router(service: WhatsAppService) -> APIRouter:
             "halted": str(worker.halted) if worker is not None and worker.halted else None,
         }
 
-    return r
-
 
 def mount_whatsapp(app: FastAPI, service: WhatsAppService) -> None:
     """Add the webhook, the inbox page and its API to the gateway app; register the consent hooks."""
-    service.attach(app.state.clienteling)
+    if isinstance(service.gateway, GatewayHost):  # the consent hooks exist with the app
+        service.gateway.hooks = app.state.clienteling.hooks
+        service.gateway.clienteling = app.state.clienteling
+    service.attach()
     app.state.whatsapp = service
     app.include_router(service.webhook_router())  # public: the signature is the authentication
     app.include_router(api_router(service))
-    if service.cfg.checkin is not None:  # the printable check-in QR codes
+    if service.cfg.checkin is not None:  # check-in by WhatsApp, and its printable QR codes
+        from gateway.checkin import CheckIns
         from gateway.routes_checkin import mount_checkin
 
+        app.state.checkin = CheckIns(service, app.state.clienteling.core)
         mount_checkin(app, service.cfg.checkin)
 
     @app.get(

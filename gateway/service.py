@@ -45,10 +45,10 @@ def build_gateway(
                                   broker_port or store.broker.port, client=ingest.client)
     app = create_app(core, ingest, pusher)
     if whatsapp is not None:  # the WhatsApp channel: webhook, inbox, outbox worker, journeys
-        from cloud_sync.service import build_service
         from gateway.routes_whatsapp import mount_whatsapp
+        from gateway.whatsapp_host import build_whatsapp
 
-        mount_whatsapp(app, build_service(core, whatsapp))
+        mount_whatsapp(app, build_whatsapp(core, whatsapp))
     return app, core
 
 

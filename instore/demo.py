@@ -89,8 +89,8 @@ class AlertCounter:
 
 def _whatsapp_demo(wd: Path, http_port: int):  # noqa: ANN202
     """Start the Cloud API emulator and write the gateway's WhatsApp config pointing at it."""
-    from cloud_sync.emulator import EmulatorConfig, run_emulator
     from cloud_sync.rules import Category, Template
+    from sim.whatsapp_emulator import EmulatorConfig, run_emulator
 
     secret = secrets.token_urlsafe(16)
     templates = [Template("tried_followup", "en", Category.MARKETING, 2),

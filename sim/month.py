@@ -81,10 +81,9 @@ def simulate(m: Month, seed: int) -> MonthTruth:
 
 def _fill(db, truth: MonthTruth) -> None:  # noqa: ANN001
     """What the gateway would have stored: messages, recognised visits, sales (anonymous if unrecognised)."""
-    from cloud_sync import inbox, outbox
+    from cloud_sync import migrations
 
-    outbox.init_schema(db.conn)
-    inbox.init_schema(db.conn)
+    migrations.migrate(db.conn)
     numbers = {cid for cid, _, _ in truth.visits} | {m.customer_id for m in truth.messages if m.customer_id}
     for cid in sorted(numbers):
         db.execute("INSERT INTO customers (id, name, whatsapp, language, sizes, brands, notes, created_at) "

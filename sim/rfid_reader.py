@@ -158,72 +158,85 @@ class ReaderCore:
         return bytes(out)
 
     def handle(self, frame: Frame, now: float) -> bytes:
-        """Answer one decoded host frame."""
-        bad = self._error(ErrorCode.BAD_COMMAND)
-        if frame.type != FrameType.COMMAND:
-            return bad
-        cmd, p = frame.command, frame.params
-        if cmd == Command.MODULE_INFO:
-            if len(p) != 1 or p[0] not in self.info:
-                return bad
-            return self._frame(FrameType.RESPONSE, cmd, bytes((p[0],)) + self.info[p[0]].encode("ascii"))
-        if cmd == Command.SINGLE_INVENTORY:
-            if p:
-                return bad
-            out = self._round(now, Command.SINGLE_INVENTORY)
-            return out or self._error(ErrorCode.NO_TAG)
-        if cmd == Command.MULTIPLE_INVENTORY:
-            if len(p) != 3 or p[0] != codec.MULTI_INVENTORY_RESERVED:
-                return bad
-            rounds = p[1] << 8 | p[2]
-            if rounds == 0:
-                return bad
-            self.inventory_running = True
-            self.rounds_left = rounds
-            self.next_round_at = now
-            return b""
-        if cmd == Command.STOP_INVENTORY:
-            if p:
-                return bad
-            self.inventory_running = False
-            self.rounds_left = 0
-            return self._ok(cmd)
-        if cmd == Command.SET_POWER:
-            if len(p) != 2:
-                return bad
-            value = p[0] << 8 | p[1]
-            if not MIN_POWER_CDBM <= value <= MAX_POWER_CDBM:
-                return bad
-            self.power_cdbm = value
-            return self._ok(cmd)
-        if cmd == Command.GET_POWER:
-            if p:
-                return bad
-            return self._frame(FrameType.RESPONSE, cmd, self.power_cdbm.to_bytes(2, "big"))
-        if cmd == Command.SET_REGION:
-            if len(p) != 1 or p[0] not in VALID_REGIONS:
-                return bad
-            self.region = p[0]
-            return self._ok(cmd)
-        if cmd == Command.GET_REGION:
-            if p:
-                return bad
-            return self._frame(FrameType.RESPONSE, cmd, bytes((self.region,)))
-        if cmd == Command.SET_QUERY:
-            if len(p) != 2 or p[1] & 0x07:
-                return bad
-            self.query = p[0] << 8 | p[1]
-            return self._ok(cmd)
-        if cmd == Command.GET_QUERY:
-            if p:
-                return bad
-            return self._frame(FrameType.RESPONSE, cmd, self.query.to_bytes(2, "big"))
-        if cmd == Command.SET_BAUD:
-            if len(p) != 2 or not (p[0] << 8 | p[1]):
-                return bad
-            self.baud = (p[0] << 8 | p[1]) * 100
-            return b""
-        return bad
+        """Answer one decoded host frame; anything malformed or unknown gets BAD_COMMAND."""
+        answer = _COMMANDS.get(frame.command) if frame.type == FrameType.COMMAND else None
+        out = answer(self, frame.params, now) if answer is not None else None
+        return self._error(ErrorCode.BAD_COMMAND) if out is None else out
+
+    # -- commands: each answers its parameters, or None when they are malformed ----------------
+
+    def _module_info(self, p: bytes, now: float) -> bytes | None:
+        if len(p) != 1 or p[0] not in self.info:
+            return None
+        return self._frame(FrameType.RESPONSE, Command.MODULE_INFO, bytes((p[0],)) + self.info[p[0]].encode("ascii"))
+
+    def _single_inventory(self, p: bytes, now: float) -> bytes | None:
+        if p:
+            return None
+        return self._round(now, Command.SINGLE_INVENTORY) or self._error(ErrorCode.NO_TAG)
+
+    def _multiple_inventory(self, p: bytes, now: float) -> bytes | None:
+        if len(p) != 3 or p[0] != codec.MULTI_INVENTORY_RESERVED or not (p[1] << 8 | p[2]):
+            return None
+        self.inventory_running = True
+        self.rounds_left = p[1] << 8 | p[2]
+        self.next_round_at = now
+        return b""
+
+    def _stop_inventory(self, p: bytes, now: float) -> bytes | None:
+        if p:
+            return None
+        self.inventory_running = False
+        self.rounds_left = 0
+        return self._ok(Command.STOP_INVENTORY)
+
+    def _set_power(self, p: bytes, now: float) -> bytes | None:
+        if len(p) != 2 or not MIN_POWER_CDBM <= (p[0] << 8 | p[1]) <= MAX_POWER_CDBM:
+            return None
+        self.power_cdbm = p[0] << 8 | p[1]
+        return self._ok(Command.SET_POWER)
+
+    def _get_power(self, p: bytes, now: float) -> bytes | None:
+        return None if p else self._frame(FrameType.RESPONSE, Command.GET_POWER, self.power_cdbm.to_bytes(2, "big"))
+
+    def _set_region(self, p: bytes, now: float) -> bytes | None:
+        if len(p) != 1 or p[0] not in VALID_REGIONS:
+            return None
+        self.region = p[0]
+        return self._ok(Command.SET_REGION)
+
+    def _get_region(self, p: bytes, now: float) -> bytes | None:
+        return None if p else self._frame(FrameType.RESPONSE, Command.GET_REGION, bytes((self.region,)))
+
+    def _set_query(self, p: bytes, now: float) -> bytes | None:
+        if len(p) != 2 or p[1] & 0x07:
+            return None
+        self.query = p[0] << 8 | p[1]
+        return self._ok(Command.SET_QUERY)
+
+    def _get_query(self, p: bytes, now: float) -> bytes | None:
+        return None if p else self._frame(FrameType.RESPONSE, Command.GET_QUERY, self.query.to_bytes(2, "big"))
+
+    def _set_baud(self, p: bytes, now: float) -> bytes | None:
+        if len(p) != 2 or not (p[0] << 8 | p[1]):
+            return None
+        self.baud = (p[0] << 8 | p[1]) * 100
+        return b""
+
+
+_COMMANDS: dict[int, Callable[[ReaderCore, bytes, float], bytes | None]] = {
+    Command.MODULE_INFO: ReaderCore._module_info,
+    Command.SINGLE_INVENTORY: ReaderCore._single_inventory,
+    Command.MULTIPLE_INVENTORY: ReaderCore._multiple_inventory,
+    Command.STOP_INVENTORY: ReaderCore._stop_inventory,
+    Command.SET_POWER: ReaderCore._set_power,
+    Command.GET_POWER: ReaderCore._get_power,
+    Command.SET_REGION: ReaderCore._set_region,
+    Command.GET_REGION: ReaderCore._get_region,
+    Command.SET_QUERY: ReaderCore._set_query,
+    Command.GET_QUERY: ReaderCore._get_query,
+    Command.SET_BAUD: ReaderCore._set_baud,
+}
 
 
 class VirtualReaderPty:

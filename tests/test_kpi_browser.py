@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync import inbox, outbox
+from cloud_sync import inbox, migrations
 from edge import protocol
 from gateway import auth
 from gateway.app import create_app
@@ -25,8 +25,7 @@ DESKTOP = {"width": 1280, "height": 900}
 def fill_history(core: GatewayCore, days: int = 14, seed: int = 1) -> None:
     """Door crossings, sales and WhatsApp messages for the `days` days up to Monday (opening hours 10-18)."""
     rng = random.Random(seed)
-    outbox.init_schema(core.db.conn)
-    inbox.init_schema(core.db.conn)
+    migrations.migrate(core.db.conn)
     ana = core.db.execute("SELECT id FROM staff WHERE username = 'ana'").fetchone()[0]
     topic = protocol.node_topic("boutique", "entrance-1", "door")
     seq = 0

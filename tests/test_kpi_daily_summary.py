@@ -13,6 +13,7 @@ from cloud_sync.service import WhatsAppService
 from gateway.app import create_app
 from gateway.customers import add_customer
 from gateway.routes_whatsapp import mount_whatsapp
+from gateway.whatsapp_host import whatsapp_service
 from tests.test_wa_inbox import ALICE, ENV, T0, config_text, make_service
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -33,7 +34,7 @@ def _summary_rows(core) -> list[dict]:  # noqa: ANN001
 
 def _service(core, clock, manager: str) -> WhatsAppService:  # noqa: ANN001
     cfg = parse_config(config_text(extra=SUMMARY + f'[daily_summary]\ncustomer = "{manager}"\n'), environ=ENV)
-    svc = WhatsAppService(core, cfg, clock=clock)
+    svc = whatsapp_service(core, cfg, clock=clock)
     mount_whatsapp(create_app(core), svc)  # attaches the service to the dashboard's figures
     return svc
 

@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from cloud_sync import inbox, outbox
+from cloud_sync import inbox, migrations
 from cloud_sync.config import parse_config
 from edge import protocol
 from firmware_config.store import OpeningHours, load_store
@@ -110,8 +110,7 @@ def test_without_a_door_sensor_the_figures_are_a_labelled_estimate(gw) -> None: 
 
 
 def _wa_tables(core: GatewayCore) -> None:
-    outbox.init_schema(core.db.conn)
-    inbox.init_schema(core.db.conn)
+    migrations.migrate(core.db.conn)
 
 
 def _out(core: GatewayCore, wa_id: str, cid: str | None, kind: str, at: float, staff: int | None = None,

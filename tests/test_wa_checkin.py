@@ -10,13 +10,13 @@ from urllib.parse import parse_qs, unquote, urlparse
 import httpx
 import pytest
 
-from cloud_sync import checkin
 from cloud_sync.config import ConfigError, parse_config
-from cloud_sync.service import WhatsAppService
 from firmware_config.store import ZoneKind, load_store
+from gateway import checkin
 from gateway.app import create_app
 from gateway.consent import sync_visits
 from gateway.routes_whatsapp import mount_whatsapp
+from gateway.whatsapp_host import whatsapp_service
 from tests.conftest import BOUTIQUE
 from tests.test_wa_inbox import ALICE, BOB, ENV, config_text, inbound_payload, make_service, post_signed
 
@@ -69,13 +69,13 @@ def test_checkin_config_is_checked_with_its_line() -> None:
 def stack(tmp_path: Path, serve):  # noqa: ANN001, ANN201
     first, core, clock = make_service(tmp_path)
     first.close()
-    svc = WhatsAppService(core, parse_config(config_text(extra=CHECKIN), environ=ENV), clock=clock)
+    svc = whatsapp_service(core, parse_config(config_text(extra=CHECKIN), environ=ENV), clock=clock)
     core.db.execute("UPDATE customers SET language = 'de' WHERE id = 'alice'")
     app = create_app(core)
     mount_whatsapp(app, svc)
     server = serve(app)
     client = httpx.Client(base_url=server.url, timeout=10)
-    yield svc, core, clock, client
+    yield app.state.checkin, core, clock, client  # the check-in shell (gateway.checkin)
     client.close()
     svc.close()
 
@@ -92,7 +92,7 @@ def _entries(core) -> list:  # noqa: ANN001
 
 
 def test_known_customer_checks_in_alert_visit_and_welcome_in_their_language(stack) -> None:  # noqa: ANN001
-    svc, core, clock, client = stack
+    checkins, core, clock, client = stack
     payload = inbound_payload(ALICE, "Einchecken: Umkleide 1 #fr1", "wamid.c1", clock.t - 2)
     assert post_signed(client, payload) == 200
     assert post_signed(client, payload) == 200  # Meta redelivers: one alert, one reply
@@ -110,23 +110,23 @@ def test_known_customer_checks_in_alert_visit_and_welcome_in_their_language(stac
     assert len(_entries(core)) == 1 and len(_outbox(core, ALICE)) == 1
     # scanning the same code again (a new message) is a double scan: no second alert or reply
     assert post_signed(client, inbound_payload(ALICE, "Einchecken: Umkleide 1 #fr1", "wamid.c3", clock.t)) == 200
-    assert len(_entries(core)) == 1 and svc.checkin.counters["repeat"] == 1
+    assert len(_entries(core)) == 1 and checkins.counters["repeat"] == 1
     # another place in the same visit is news: the team sees her at the till
     assert post_signed(client, inbound_payload(ALICE, "Einchecken: Kasse 1 #till", "wamid.c4", clock.t)) == 200
     assert [e.data["checked_in"]["place"] for e in _entries(core)] == ["fr1", "till"]
 
 
 def test_unknown_number_gets_the_enrolment_link_and_no_alert(stack) -> None:  # noqa: ANN001
-    svc, core, clock, client = stack
+    checkins, core, clock, client = stack
     assert post_signed(client, inbound_payload(STRANGER, "Check in: Till 1 #till", "wamid.u1", clock.t)) == 200
     assert _entries(core) == []
     [(_, body)] = _outbox(core, STRANGER)
     assert ENROL_URL in body["text"]["body"] and body["text"]["body"].startswith("Hello!")
-    assert svc.checkin is not None and svc.checkin.counters["enrol"] == 1
+    assert checkins.counters["enrol"] == 1
 
 
 def test_withdrawn_consent_no_alert_and_a_polite_reply(stack) -> None:  # noqa: ANN001
-    svc, core, clock, client = stack
+    checkins, core, clock, client = stack
     r = client.post("/api/login", json={"username": "mia", "password": "mia-password"})
     assert r.status_code == 200
     r = client.post("/api/customers/bob/consent", json={"purpose": "whatsapp_service", "granted": False})
@@ -138,7 +138,7 @@ def test_withdrawn_consent_no_alert_and_a_polite_reply(stack) -> None:  # noqa: 
 
 
 def test_erased_customer_is_never_checked_in_again(stack) -> None:  # noqa: ANN001
-    svc, core, clock, client = stack
+    checkins, core, clock, client = stack
     assert client.post("/api/login", json={"username": "mia", "password": "mia-password"}).status_code == 200
     assert client.delete("/api/customers/alice").status_code == 200
     assert post_signed(client, inbound_payload(ALICE, "Einchecken #fr1", "wamid.e1", clock.t)) == 200
@@ -149,14 +149,14 @@ def test_erased_customer_is_never_checked_in_again(stack) -> None:  # noqa: ANN0
 
 
 def test_stale_redelivery_alerts_nobody(stack) -> None:  # noqa: ANN001
-    svc, core, clock, client = stack
+    checkins, core, clock, client = stack
     late = clock.t - checkin.STALE_S - 60
     assert post_signed(client, inbound_payload(ALICE, "check in #door", "wamid.s1", late)) == 200
     assert _entries(core) == [] and _outbox(core, ALICE) == []
 
 
 def test_qr_page_is_for_managers_and_holds_one_code_per_place(stack) -> None:  # noqa: ANN001
-    svc, core, clock, client = stack
+    checkins, core, clock, client = stack
     assert client.post("/api/login", json={"username": "ana", "password": "ana-password"}).status_code == 200
     assert client.get("/checkin-codes").status_code == 403
     assert client.post("/api/login", json={"username": "mia", "password": "mia-password"}).status_code == 200

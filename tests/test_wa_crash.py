@@ -1,6 +1,6 @@
 """SIGKILL a worker subprocess at random moments: every message delivered, none twice.
 
-10 runs here; ``WA_CRASH_RUNS=100`` raises it, or run ``python -m cloud_sync.harness crash --runs 100``.
+10 runs here; ``WA_CRASH_RUNS=100`` raises it, or run ``python -m sim.whatsapp_harness crash --runs 100``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from cloud_sync.harness import crash_runs
+from sim.whatsapp_harness import crash_runs
 
 RUNS = int(os.environ.get("WA_CRASH_RUNS", "10"))
 

@@ -10,8 +10,8 @@ import pytest
 from cloud_sync import messages as m
 from cloud_sync.errors import Action
 from cloud_sync.events import InboundMessage, StatusEvent
-from cloud_sync.harness import Stack
 from cloud_sync.webhook import WebhookHandlers
+from sim.whatsapp_harness import Stack
 
 TO = "491701234567"
 
@@ -126,7 +126,7 @@ def test_invalid_parameter_100(stack: Stack) -> None:
 
 def test_unknown_phone_number_100(stack: Stack) -> None:
     from cloud_sync.client import CloudApiClient
-    from cloud_sync.harness import TOKEN, VERSION
+    from sim.whatsapp_harness import TOKEN, VERSION
 
     with CloudApiClient(stack.url, VERSION, "999", TOKEN) as c:
         res = c.send(m.template(TO, "order_ready", "de", body_params=["A1"]))

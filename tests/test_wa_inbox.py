@@ -20,6 +20,7 @@ from gateway.core import GatewayCore
 from gateway.customers import add_customer, record_consent
 from gateway.db import open_db
 from gateway.routes_whatsapp import mount_whatsapp
+from gateway.whatsapp_host import whatsapp_service
 from tests.conftest import BOUTIQUE
 from tests.test_clienteling_consent import Clock
 
@@ -119,7 +120,7 @@ def make_service(
 
     core = GatewayCore(load_store(BOUTIQUE), db, clock=_t.time if real_clock else clock)
     cfg = parse_config(config_text(base_url, worker=worker), environ=ENV)
-    return WhatsAppService(core, cfg, clock=_t.time if real_clock else clock), core, clock
+    return whatsapp_service(core, cfg, clock=_t.time if real_clock else clock), core, clock
 
 
 def inbound_payload(sender: str, text: str, mid: str, ts: float) -> dict:

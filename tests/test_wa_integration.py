@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from cloud_sync import messages, outbox
-from cloud_sync.emulator import EmulatorConfig, run_emulator
 from gateway.app import create_app
 from gateway.customers import has_consent
 from gateway.routes_whatsapp import mount_whatsapp
+from sim.whatsapp_emulator import EmulatorConfig, run_emulator
 from tests.test_wa_inbox import ALICE, SECRET, make_service
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cloud_sync import journeys as J
-from cloud_sync import outbox
+from cloud_sync import migrations, outbox
 from cloud_sync.rules import QuietHours, quiet_end
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -103,7 +103,7 @@ def simulate(
     """Run the engine every ``step_s`` for a week; queue into a real outbox table."""
     world = World()
     conn = outbox.connect(":memory:")
-    outbox.init_schema(conn)
+    migrations.migrate(conn)
     queued: list[J.Outgoing] = []
     t = at(0, 0)
     while t < at(7, 0):
@@ -171,7 +171,7 @@ def test_free_form_inside_the_window_template_outside() -> None:
 def test_re_running_is_deterministic_and_enqueues_nothing_twice() -> None:
     world = World()
     conn = outbox.connect(":memory:")
-    outbox.init_schema(conn)
+    migrations.migrate(conn)
     t = at(2, 12)
     first = J.plan(world.snapshot(t), t, SETTINGS)
     again = J.plan(world.snapshot(t), t, SETTINGS)

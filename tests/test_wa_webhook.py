@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud_sync import events, signature
-from cloud_sync.emulator import ServerThread
 from cloud_sync.errors import Action
 from cloud_sync.events import ErrorEvent, InboundMessage, StatusEvent, WebhookPayloadError
 from cloud_sync.webhook import MemoryDeduper, WebhookHandlers, create_webhook_router
+from sim.whatsapp_emulator import ServerThread
 
 SECRET = "app-secret"
 VERIFY = "verify-me"

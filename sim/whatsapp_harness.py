@@ -2,7 +2,7 @@
 
 Used by the tests, the ``outbox`` benchmark and by hand::
 
-    python -m cloud_sync.harness crash --runs 100 --messages 200
+    python -m sim.whatsapp_harness crash --runs 100 --messages 200
 
 Everything listens on 127.0.0.1 only, on ports the OS picks.
 """
@@ -27,12 +27,13 @@ from zoneinfo import ZoneInfo
 import httpx
 from fastapi import FastAPI
 
-from . import messages
-from .client import CloudApiClient
-from .emulator import EmulatorConfig, ServerThread, create_emulator
-from .outbox import OutboxSink, connect, enqueue, init_schema, row_counts
-from .rules import Category, Policy, Rules, Template, TemplateRegistry
-from .webhook import WebhookHandlers, create_webhook_router
+from cloud_sync import messages
+from cloud_sync.client import CloudApiClient
+from cloud_sync.migrations import migrate
+from cloud_sync.outbox import OutboxSink, connect, enqueue, row_counts
+from cloud_sync.rules import Category, Policy, Rules, Template, TemplateRegistry
+from cloud_sync.webhook import WebhookHandlers, create_webhook_router
+from sim.whatsapp_emulator import EmulatorConfig, ServerThread, create_emulator
 
 VERSION = "v23.0"
 PHONE_NUMBER_ID = "106540352242922"
@@ -67,7 +68,7 @@ class Stack:
             self.workdir = Path(self._tmp.name)
         self.db_path = self.workdir / "outbox.db"
         self.conn = connect(self.db_path)
-        init_schema(self.conn)
+        migrate(self.conn)
         self.sink = OutboxSink(self.db_path)
         handlers = self.handlers or WebhookHandlers(
             on_status=self.sink.on_status, on_message=self.sink.on_message
@@ -254,7 +255,7 @@ def crash_runs(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cloud_sync.harness")
+    ap = argparse.ArgumentParser(prog="python -m sim.whatsapp_harness")
     sub = ap.add_subparsers(dest="cmd", required=True)
     crash = sub.add_parser("crash", help="SIGKILL a worker repeatedly; check none lost, none twice")
     crash.add_argument("--runs", type=int, default=100)

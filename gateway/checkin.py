@@ -2,31 +2,26 @@
 prepared text; the signed inbound text recognises a consenting customer and alerts staff.
 
 Pure parts (places from the store file, the prepared text, the click-to-chat link, parsing an
-inbound text, the decision) take data; :class:`CheckIns` is the shell the WhatsApp service calls
-for every new inbound message. Why check-in alerts look like entries, and what is (not) stored:
-docs/whatsapp.md, "Check-in".
+inbound text, the decision) take data; :class:`CheckIns` is the shell: it hears every inbound
+WhatsApp message on the staff-event bus and answers through the channel. Why check-in alerts
+look like entries, and what is (not) stored: docs/whatsapp.md, "Check-in".
 """
 
 from __future__ import annotations
 
 import enum
 import re
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
+from cloud_sync.channel import EVENT_KIND
+from cloud_sync.service import WhatsAppService
 from firmware_config.store import StoreFile, ZoneKind
 from gateway import i18n
-
-from . import messages
-from .events import InboundMessage
-from .rules import Purpose
-
-if TYPE_CHECKING:
-    from gateway.routes_common import Clienteling
-
-    from .service import WhatsAppService
+from gateway.core import GatewayCore
+from gateway.customers import customer_card, has_consent
+from gateway.events import StaffEvent
 
 PLACE_KINDS = (ZoneKind.ENTRANCE, ZoneKind.TILL, ZoneKind.FITTING_ROOM)  # where a check-in QR code hangs
 WORDS = {"de": re.compile(r"\beinchecken\b", re.I), "en": re.compile(r"\bcheck[- ]?in\b", re.I)}
@@ -107,53 +102,55 @@ def reply_text(outcome: Outcome, lang: str, *, name: str, place: Place | None, s
 class CheckIns:
     """The shell: reads the customer and consent, publishes the alert, queues the reply."""
 
-    def __init__(self, service: WhatsAppService, clienteling: Clienteling) -> None:
+    def __init__(self, service: WhatsAppService, core: GatewayCore) -> None:
         assert service.cfg.checkin is not None
-        self.service, self.clienteling = service, clienteling
+        self.service, self.core = service, core
         self.cfg = service.cfg.checkin
-        self.places = places(service.core.store)
+        self.places = places(core.store)
         self.counters = {o.value: 0 for o in Outcome} | {"stale": 0, "repeat": 0}
         self.last: dict[tuple[str, str | None], float] = {}  # (customer, place) -> time of the last alert
+        self.unsubscribe = core.bus.subscribe(self.on_staff_event)
 
-    def on_message(self, msg: InboundMessage, customer_id: str | None) -> Outcome | None:
-        """A new inbound message: if it is a check-in, alert (or not) and reply; else None."""
-        from gateway.customers import customer_card, has_consent
+    def on_staff_event(self, ev: StaffEvent) -> None:
+        """Every new inbound WhatsApp text passes here (the channel publishes it on the bus)."""
+        d = ev.data
+        if ev.kind == EVENT_KIND and d.get("direction") == "in" and d.get("type") == "text":
+            self.on_message(str(d["wa_id"]), str(d["message_id"]), d.get("text"), float(d["at"]), ev.customer_id)
 
-        found = parse(msg.text if msg.type == "text" else None, self.places)
+    def on_message(self, sender: str, message_id: str, text: str | None, at: float,
+                   customer_id: str | None) -> Outcome | None:
+        """A new inbound text: if it is a check-in, alert (or not) and reply; else None."""
+        found = parse(text, self.places)
         if found is None:
             return None
         text_lang, place = found
-        if self.service.clock() - float(msg.timestamp) > STALE_S:
+        if self.core.clock() - at > STALE_S:
             self.counters["stale"] += 1
             return None
-        db, store = self.service.db, self.service.core.store.store
-        with self.service.lock:
+        db, store = self.core.db, self.core.store.store
+        with self.core.lock:
             consents = {p: has_consent(db, customer_id, p) for p in WHATSAPP_PURPOSES} if customer_id else {}
             row = db.execute("SELECT name, language FROM customers WHERE id = ?", [customer_id]).fetchone()
             card = customer_card(db, customer_id) if customer_id else None
         outcome = decide(customer_id, consents)
         if outcome is Outcome.WELCOME and customer_id is not None:
-            key, t = (customer_id, place.zone if place else None), float(msg.timestamp)
-            if t - self.last.get(key, -REPEAT_S) < REPEAT_S:
+            key = (customer_id, place.zone if place else None)
+            if at - self.last.get(key, -REPEAT_S) < REPEAT_S:
                 self.counters["repeat"] += 1
                 return None
-            self.last[key] = t
+            self.last[key] = at
         self.counters[outcome.value] += 1
         if outcome is Outcome.WELCOME:
             data: dict[str, Any] = {
                 "zone": place.zone if place else None,
                 "from": None,
                 "confidence": 1.0,
-                "emitted_at": time.time(),
                 "customer": card,
                 "checked_in": {"via": "whatsapp", "place": place.zone if place else None},
             }
-            self.clienteling.publish(ALERT_KIND, customer_id, data)
+            self.core.bus.publish(ALERT_KIND, customer_id, data)
         name, lang = (row[0], row[1]) if row else ("", text_lang)
         body = reply_text(outcome, lang, name=name, place=place, store=self.service.cfg.store_name or store.name,
                           enrol_url=self.cfg.enrol_url)
-        self.service._queue(
-            msg.sender, messages.text(msg.sender, body), Purpose.SERVICE, f"checkin:{msg.message_id}", "text", body,
-            {"checkin": outcome.value}, None, self.service.clock(),
-        )
+        self.service.answer(sender, body, f"checkin:{message_id}", {"checkin": outcome.value})
         return outcome

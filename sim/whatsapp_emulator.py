@@ -48,9 +48,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from . import messages, signature
-from .ratelimit import TokenBucket
-from .rules import Template, TemplateRegistry
+from cloud_sync import messages, signature
+from cloud_sync.ratelimit import TokenBucket
+from cloud_sync.rules import Template, TemplateRegistry
 
 WEBHOOK_TIMEOUT_S = 5.0  # Meta gives a receiver a few seconds before it counts as failed
 WEBHOOK_RETRY_DELAYS_S = (0.2, 1.0)  # Meta retries failed deliveries (for hours; we: twice)
@@ -234,12 +234,10 @@ class Emulator:
 
     # -- sending
     async def send(self, version: str, pnid: str, request: Request) -> JSONResponse:
-        cfg = self.config
-        auth = request.headers.get("authorization", "")
-        if auth != f"Bearer {cfg.access_token}":
-            return self.error(190, "Invalid OAuth 2.0 Access Token")
-        if pnid not in self.buckets:
-            return self.error(100, f"Unsupported post request. Object with ID '{pnid}' does not exist", subcode=33)
+        """Answer like the Cloud API, in its order: caller, body, injected faults, validity, limits, window."""
+        refused = self._caller_refused(pnid, request)
+        if refused is not None:
+            return refused
         try:
             body = json.loads(await request.body())
         except ClientDisconnect:  # the sender died mid-request (crash tests): nothing was sent
@@ -247,15 +245,7 @@ class Emulator:
         except ValueError:
             return self.error(100, "Request body is not valid JSON")
         if self.injected and (self.injected[0].get("to") in (None, body.get("to"))):
-            inj = self.injected.popleft()
-            if inj.get("mode", "sync") == "sync":
-                return self.error(
-                    inj["code"],
-                    inj.get("details", "injected"),
-                    subcode=inj.get("subcode"),
-                    status=inj.get("http_status"),
-                )
-            return self.accept(pnid, body, fail=self.error_object(inj["code"], inj.get("details", "injected")))
+            return self._inject(pnid, body)
         try:
             messages.validate(body)
         except messages.MessageError as exc:
@@ -263,38 +253,65 @@ class Emulator:
         if body.get("status") == "read":
             self.read_marks += 1
             return JSONResponse({"success": True})
-        now = cfg.clock()
+        now = self.config.clock()
+        refused = self._limits_refused(pnid, body, now)
+        return refused if refused is not None else self._accept_in_window(pnid, body, now)
+
+    def _caller_refused(self, pnid: str, request: Request) -> JSONResponse | None:
+        if request.headers.get("authorization", "") != f"Bearer {self.config.access_token}":
+            return self.error(190, "Invalid OAuth 2.0 Access Token")
+        if pnid not in self.buckets:
+            return self.error(100, f"Unsupported post request. Object with ID '{pnid}' does not exist", subcode=33)
+        return None
+
+    def _inject(self, pnid: str, body: dict[str, Any]) -> JSONResponse:
+        """The next injected fault: an error answer (sync) or an accepted send that fails later."""
+        inj = self.injected.popleft()
+        if inj.get("mode", "sync") == "sync":
+            return self.error(
+                inj["code"],
+                inj.get("details", "injected"),
+                subcode=inj.get("subcode"),
+                status=inj.get("http_status"),
+            )
+        return self.accept(pnid, body, fail=self.error_object(inj["code"], inj.get("details", "injected")))
+
+    def _limits_refused(self, pnid: str, body: dict[str, Any], now: float) -> JSONResponse | None:
+        """Throughput per number, the template's registration and parameters, the pair rate."""
+        cfg = self.config
         if self.buckets[pnid].take(now) > 0:
             return self.error(130429, f"Rate limit of {cfg.throughput_per_s:g} messages/s per number reached")
         ref = messages.template_ref(body)
-        if ref is not None:
-            tpl = self.registry.get(*ref)
-            if tpl is None:
-                return self.error(132001, f"template name ({ref[0]}) does not exist in {ref[1]}")
-            got = messages.template_param_count(body)
-            if got != tpl.param_count:
-                return self.error(
-                    132000,
-                    f"body: number of localizable_params ({got}) does not match the "
-                    f"expected number of params ({tpl.param_count})",
-                )
-        to = body["to"]
-        if cfg.pair_interval_s is not None:
-            last = self.last_sent_to.get(to)
-            if last is not None and now - last < cfg.pair_interval_s:
-                return self.error(131056, f"Too many messages to {to} in a short time")
-        fail = None
-        if cfg.enforce_window and messages.is_free_form(body):
-            last_in = self.last_inbound.get(to)
-            if last_in is None or now - last_in >= cfg.window_s:
-                details = (
-                    "Message failed to send because more than 24 hours have passed since the "
-                    "customer last replied to this number."
-                )
-                if cfg.window_error == "sync":
-                    return self.error(131047, details)
-                fail = self.error_object(131047, details)
-        return self.accept(pnid, body, fail=fail)
+        tpl = self.registry.get(*ref) if ref is not None else None
+        if ref is not None and tpl is None:
+            return self.error(132001, f"template name ({ref[0]}) does not exist in {ref[1]}")
+        got = messages.template_param_count(body)
+        if tpl is not None and got != tpl.param_count:
+            return self.error(
+                132000,
+                f"body: number of localizable_params ({got}) does not match the "
+                f"expected number of params ({tpl.param_count})",
+            )
+        last = self.last_sent_to.get(body["to"])
+        if cfg.pair_interval_s is not None and last is not None and now - last < cfg.pair_interval_s:
+            return self.error(131056, f"Too many messages to {body['to']} in a short time")
+        return None
+
+    def _accept_in_window(self, pnid: str, body: dict[str, Any], now: float) -> JSONResponse:
+        """Free-form messages outside the customer's 24 h window fail (at once or by webhook)."""
+        cfg = self.config
+        last_in = self.last_inbound.get(body["to"])
+        if not (cfg.enforce_window and messages.is_free_form(body)) or (
+            last_in is not None and now - last_in < cfg.window_s
+        ):
+            return self.accept(pnid, body, fail=None)
+        details = (
+            "Message failed to send because more than 24 hours have passed since the "
+            "customer last replied to this number."
+        )
+        if cfg.window_error == "sync":
+            return self.error(131047, details)
+        return self.accept(pnid, body, fail=self.error_object(131047, details))
 
     def accept(self, pnid: str, body: dict[str, Any], *, fail: dict[str, Any] | None) -> JSONResponse:
         now = self.config.clock()
@@ -542,9 +559,9 @@ def run_emulator(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .outbox import _parse_templates
+    from cloud_sync.outbox import _parse_templates
 
-    ap = argparse.ArgumentParser(prog="python -m cloud_sync.emulator", description="WhatsApp Cloud API emulator")
+    ap = argparse.ArgumentParser(prog="python -m sim.whatsapp_emulator", description="WhatsApp Cloud API emulator")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8089)
     ap.add_argument("--token", default=EmulatorConfig.access_token)
