@@ -401,7 +401,7 @@ def _fmt_point(p: Point) -> str:
 # --- cross-field checks ---------------------------------------------------------------------
 
 SCAN_MODES = ("passive", "active")
-# The reader module's region codes (specs/rfid.md, command 0x07): the region sets the legal
+# The reader module's region codes (docs/rfid.md, command 0x07): the region sets the legal
 # frequency hopping table, so a wrong one is a regulatory problem, not a tuning one.
 RFID_REGIONS = ("eu", "usa", "korea", "china800", "china900")
 

@@ -1,6 +1,6 @@
 """Eddystone-EID: compute ephemeral identifiers and resolve sightings to registered identities.
 
-See ``shared/specs/ble.md``. A customer's app or fob broadcasts an 8-byte EID that changes
+See ``docs/ble.md``. A customer's app or fob broadcasts an 8-byte EID that changes
 every 2^K seconds; only the gateway, which holds the identity key (IK) agreed at enrolment,
 can tell whose it is. Resolving by trying every IK per sighting would cost two AES
 operations times the number of customers, so :class:`EidResolver` precomputes a table

@@ -12,7 +12,7 @@ Two layers:
   caps notices near 480/s as on the real module. ``unplug()``/``replug()`` make the tty vanish
   and come back (possibly as another ``/dev/pts/N``; the symlink is removed and recreated).
 
-Behaviour beyond the spec's examples, chosen to match common module firmware:
+Behaviour beyond the examples in docs/rfid.md, chosen to match common module firmware:
 * corrupted host frames (bad checksum/end) are ignored, like a UART that lost sync;
 * a frame of the wrong type, an unknown command or a malformed parameter block is answered
   with the failure response ``0xFF`` code ``0x17``;

@@ -1,4 +1,4 @@
-"""edge.ble.frames: spec examples, captured-style fixtures, round trips, malformed input, fuzzing."""
+"""edge.ble.frames: the examples of docs/ble.md, captured-style fixtures, round trips, malformed input, fuzzing."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ EDDYSTONE_KEY = "0000feaa-0000-1000-8000-00805f9b34fb"
 UUID_HEX = "F7826DA64FA24E988024BC5B71E0893E"
 UUID_CANON = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
 
-# The spec's iBeacon example: flags, then manufacturer data 4C 00 02 15 <uuid> 01 02 03 04 C5.
+# The iBeacon example of docs/ble.md: flags, then manufacturer data 4C 00 02 15 <uuid> 01 02 03 04 C5.
 SPEC_IBEACON = (
     "02 01 06 1A FF 4C 00 02 15 " + " ".join(UUID_HEX[i : i + 2] for i in range(0, 32, 2)) + " 01 02 03 04 C5"
 )
@@ -63,7 +63,7 @@ def test_wire_constants_are_pinned() -> None:
     assert (F.AD_LOCAL_NAME, F.AD_TX_POWER) == (0x09, 0x0A)
 
 
-# --- spec example and fixtures --------------------------------------------------------------
+# --- documented example and fixtures --------------------------------------------------------
 
 
 def test_spec_ibeacon_example() -> None:

@@ -1,4 +1,4 @@
-"""gateway.eid: the spec's EID test vectors, and resolution across rotations, skew and removal."""
+"""gateway.eid: the published EID test vectors (docs/ble.md), and resolution across rotations, skew and removal."""
 
 from __future__ import annotations
 

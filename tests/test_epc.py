@@ -1,4 +1,4 @@
-"""GS1 EPC decoding/encoding: every vector of shared/specs/rfid.md section 2, malformed EPCs."""
+"""GS1 EPC decoding/encoding: every vector of docs/rfid.md section 2, malformed EPCs."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from gateway.epc import (
     sgtin96_from_gtin,
 )
 
-# (hex, tag URI, GTIN-14) from the spec's vector table.
+# (hex, tag URI, GTIN-14) from the vector tables of docs/rfid.md.
 SGTIN96_VECTORS = [
     ("3074257BF7194E4000001A85", "urn:epc:tag:sgtin-96:3.0614141.812345.6789", "80614141123458"),
     ("3034257BF7194E4000001A85", "urn:epc:tag:sgtin-96:1.0614141.812345.6789", "80614141123458"),
@@ -94,7 +94,7 @@ def test_sgtin198_gs1_annex_e(hex_: str) -> None:
     assert epc.scheme == "sgtin-198"
     assert (epc.filter, epc.company_prefix, epc.item_reference) == (3, "0614141", "712345")
     assert epc.serial == "32a/b"
-    # The URI forms escape "/" as %2F (GS1 TDS; the spec prints the serial unescaped).
+    # The URI forms escape "/" as %2F (GS1 TDS; docs/rfid.md).
     assert epc.tag_uri == "urn:epc:tag:sgtin-198:3.0614141.712345.32a%2Fb"
     assert epc.pure_identity_uri == "urn:epc:id:sgtin:0614141.712345.32a%2Fb"
     assert epc.gtin14 == "70614141123451"

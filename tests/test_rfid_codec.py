@@ -1,4 +1,4 @@
-"""The reader protocol codec: every example frame of shared/specs/rfid.md, byte for byte,
+"""The reader protocol codec: every example frame of docs/rfid.md, byte for byte,
 round trips, and a seeded fuzz of the stream decoder."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from edge.rfid.codec import (
     encode_frame,
 )
 
-# --- wire constants pinned as literals (shared/specs/rfid.md section 1) ---------------------
+# --- wire constants pinned as literals (docs/rfid.md section 1) -------------------------------
 
 SPEC_NOTICE = bytes.fromhex("BB 02 22 00 11 C9 34 00 30 75 1F EB 70 5C 59 04 E3 D5 0D 70 3A 76 EF 7E")
 SPEC_EPC = bytes.fromhex("30751FEB705C5904E3D50D70")
@@ -28,7 +28,7 @@ SPEC_NO_TAG = bytes.fromhex("BB 01 FF 00 01 15 16 7E")
 SPEC_TAG_ERROR = bytes.fromhex("BB 01 FF 00 10 A3 0E 34 00 30 75 1F EB 70 5C 59 04 E3 D5 0D 70 02 7E")
 SPEC_STOP_ACK = bytes.fromhex("BB 01 28 00 01 00 2A 7E")
 SPEC_POWER_ACK = bytes.fromhex("BB 01 B6 00 01 00 B8 7E")
-# The spec prints this answer with checksum 0x22, but the sum of its bytes gives 0x92: the
+# The module's documentation prints this answer with checksum 0x22, but the sum of its bytes gives 0x92: the
 # printed frame is an erratum (a correct parser rejects it). The corrected frame:
 MODULE_INFO_ANSWER = bytes.fromhex("BB 01 03 00 10 00 4D 31 30 30 20 32 36 64 42 6D 20 56 31 2E 30 92 7E")
 SPEC_MODULE_INFO_ANSWER_AS_PRINTED = MODULE_INFO_ANSWER[:-2] + b"\x22\x7e"

@@ -56,7 +56,7 @@ def field(epcs: list[bytes], rssi: int = -55) -> Callable[[float], list[tuple[by
     return lambda now: [(e, rssi - i) for i, e in enumerate(epcs)]
 
 
-# --- ReaderCore: each command per the spec ---------------------------------------------------
+# --- ReaderCore: each command as docs/rfid.md describes it ------------------------------------
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def core() -> ReaderCore:
 
 def test_core_module_info(core: ReaderCore) -> None:
     answer = core.receive(h("BB 00 03 00 01 00 04 7E"), 0.0)
-    # ASCII "M100 26dBm V1.0" after the 0x00 sub-command; checksum 0x92 (the spec prints 0x22,
+    # ASCII "M100 26dBm V1.0" after the 0x00 sub-command; checksum 0x92 (the documentation prints 0x22,
     # which does not match its own bytes: see test_rfid_codec).
     assert answer == h("BB 01 03 00 10 00 4D 31 30 30 20 32 36 64 42 6D 20 56 31 2E 30 92 7E")
     (frame,) = StreamDecoder().feed(core.receive(codec.cmd_module_info(codec.INFO_SOFTWARE), 0.0))

@@ -19,14 +19,14 @@ from gateway.db import open_db
 from gateway.epcis import LogRow, epc_uri, epcis_document, tz_offset
 from tests.conftest import BOUTIQUE, ROOT
 
-SHARED = ROOT.parent / "shared" / "data" / "epcis"  # CI has shared/ beside the repo
+EPCIS_ASSETS = ROOT / "tests" / "assets" / "epcis"  # GS1's schema and example event (source: tests/assets/README.md)
 EPC = "3034f7e0c80008c000000002"
 T0 = 1_714_557_600.0  # 2024-05-01 10:00:00 UTC
 
 
 @pytest.fixture(scope="module")
 def validator() -> Draft7Validator:
-    schema = json.loads((SHARED / "EPCIS-JSON-Schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((EPCIS_ASSETS / "EPCIS-JSON-Schema.json").read_text(encoding="utf-8"))
     return Draft7Validator(schema, format_checker=FormatChecker())
 
 
@@ -35,7 +35,7 @@ def errors(v: Draft7Validator, doc: dict) -> list[str]:
 
 
 def test_format_checks_are_on(validator: Draft7Validator) -> None:
-    example = json.loads((SHARED / "ObjectEvent.example.json").read_text(encoding="utf-8"))
+    example = json.loads((EPCIS_ASSETS / "ObjectEvent.json").read_text(encoding="utf-8"))
     assert errors(validator, example) == []
     bad = dict(example, eventTime="yesterday")
     assert errors(validator, bad), "eventTime 'yesterday' must be rejected: format checking is off"

@@ -1,6 +1,6 @@
 """Pure parsers and encoders for BLE advertising data: Apple iBeacon and Eddystone frames.
 
-See ``shared/specs/ble.md``. Everything here is pure: bytes in, frozen slotted dataclasses
+See ``docs/ble.md``. Everything here is pure: bytes in, frozen slotted dataclasses
 (or ``None`` / a precise :class:`BleFrameError`) out; no logging, no clock, no I/O.
 
 Two entry points, for the two shapes advertising data arrives in:
@@ -56,7 +56,7 @@ __all__ = [
     "split_ad_structures",
 ]
 
-# --- wire constants (pinned literals; tests check them against the spec's examples) ---------
+# --- wire constants (pinned literals; tests check them against docs/ble.md's examples) -----
 
 AD_FLAGS = 0x01
 AD_UUID16_COMPLETE = 0x03

@@ -1,6 +1,6 @@
 """Pure codec for the common low-cost UHF reader module serial protocol (M100 chip family).
 
-Frame layout (see ``shared/specs/rfid.md`` section 1)::
+Frame layout (see ``docs/rfid.md`` section 1)::
 
     HEADER | Type | Command | PL_MSB | PL_LSB | Parameters (PL bytes) | Checksum | END
 
@@ -8,9 +8,9 @@ The checksum is the low byte of the sum of Type, Command, PL_MSB, PL_LSB and the
 There is **no byte escaping**: END and HEADER bytes may occur inside the parameters, so frames
 are delimited by the length field and validated by checksum and end byte.
 
-Spec erratum: the module-info answer printed in the spec ends ``... 30 22 7E``, but its bytes
-sum to checksum ``0x92``; a correct parser rejects the printed frame. The virtual reader sends
-``0x92`` and the tests pin both facts.
+Erratum: the module-info answer printed in the module's documentation ends ``... 30 22 7E``,
+but its bytes sum to checksum ``0x92``; a correct parser rejects the printed frame. The virtual
+reader sends ``0x92`` and the tests pin both facts.
 
 Everything in this module is pure: bytes in, frozen slotted dataclasses (or a precise
 ``FrameError``) out; no logging, no clock, no I/O.
@@ -365,7 +365,7 @@ _CRC_TABLE = _crc_table()
 
 
 def crc16_gen2(data: bytes | bytearray | memoryview) -> int:
-    """The EPC Gen2 CRC-16 a tag backscatters over PC+EPC (``0x3A76`` for the spec example)."""
+    """The EPC Gen2 CRC-16 a tag backscatters over PC+EPC (``0x3A76`` for the example in docs/rfid.md)."""
     crc = 0xFFFF
     table = _CRC_TABLE
     for b in data:
