@@ -103,6 +103,8 @@ class NodeLink:
         extra = self.status_extra() if state == "online" else {}
         extra.setdefault("queue_depth", self.queue.depth)
         extra.setdefault("dropped", self.queue.dropped)
+        extra.setdefault("disk_full", self.queue.disk_full)
+        extra.setdefault("held_in_memory", self.queue.held_in_memory)
         return protocol.NodeStatus(
             v=protocol.VERSION,
             store=self.store,

@@ -165,6 +165,21 @@ def test_a_full_card_keeps_the_windows_in_memory_and_writes_them_when_it_has_roo
     assert again.put("ble", False, lambda seq: b"{}") > sent[-1]  # numbering goes on above what was handed out
 
 
+def test_the_node_status_says_when_its_card_is_full(tmp_path: Path) -> None:
+    clock = Clock()
+    q = DiskQueue(tmp_path / "q.db", clock=clock)
+    link = NodeLink("s1", "n1", BrokerSection(), clock=clock, queue_=q)
+    put(q, clock)
+    assert (link._status("online").disk_full, link._status("online").held_in_memory) == (False, 0)  # noqa: SLF001
+    q._db.execute(f"PRAGMA max_page_count = {q._db.execute('PRAGMA page_count').fetchone()[0]}")  # noqa: SLF001
+    while not q.disk_full:
+        put(q, clock)
+    held = [put(q, clock) for _ in range(3)]
+    for state in ("online", "offline"):  # the Last Will and the clean stop's status say it too
+        status = link._status(state)  # noqa: SLF001 - the status the node publishes
+        assert status.disk_full is True and status.held_in_memory == q.held_in_memory >= len(held)
+
+
 def test_a_full_card_still_bounds_the_queue(tmp_path: Path) -> None:
     clock = Clock()
     q = DiskQueue(tmp_path / "q.db", max_windows=50, clock=clock)
