@@ -238,7 +238,8 @@ class DiskQueue:
             self._try_write(now, spill=True)
         elif self._over_bound() or (self._acked_on_disk and now - self._last_write >= DELETE_EVERY_S):
             self._try_write(now)
-        elif self.disk_full and now >= self._retry_at:  # nothing waits, but is the card still full?
+        elif self.disk_full and now >= self._retry_at and self._next < self._reserved:
+            # nothing waits, but is the card still full? (Past the reservation, `put` asks itself.)
             self._try_write(now, next_seq=self._reserved)  # rewrites the reservation it already has
 
     # --- queue ------------------------------------------------------------------------
