@@ -7,7 +7,9 @@ at its link's cap (~480 notices/s); once through the simulated bleak backend, on
 bleak's real BlueZ backend and a stand-in `bluetoothd` on a private D-Bus (passive scanning,
 so BlueZ keeps the phones). Then 500 and 1,000/s on the kernel-socket path: the stand-in BlueZ
 still controls the scan and signals the beacons, and every advertisement also arrives as a mgmt
-Device Found event through a socketpair, as the kernel sends them. Per phase: the CPU share of
+Device Found event through a socketpair, as the kernel sends them. Last, a broker outage: the
+simulated backend at 200/s with no broker listening, so every window goes to the disk queue.
+Per phase: the CPU share of
 one core (node plus dbus-daemon), RSS, wake-ups/s (context switches of all its threads), bytes
 it wrote to storage per day, and the start-up time until it scans. Figures from /proc (Linux).
 
@@ -47,6 +49,9 @@ RATES = (50, 200, 500, 1000)
 MGMT_RATES = (500, 1000)
 #: The phase the issue's whole-node target is set for: advertisements/s with a reader attached.
 RFID_PHASE_RATE = 500
+#: Advertisements/s of the broker-outage phase. Why: a busy store's rate; what it measures (the
+#: queue writing windows) depends on the window rate, not on the advertisements.
+OUTAGE_RATE = 200
 #: Targets (issue 24), for this machine: CPU share of one core, RSS, start-up, disk per day.
 TARGET_CPU_500_RFID = 0.05
 TARGET_CPU_1000 = 0.08
@@ -230,12 +235,13 @@ def serve_node(config: str, fd: int) -> None:
 
 
 def phase(
-    rate: int, rfid: bool, bluez: bool, seconds: float, warmup: float, broker_port: int, mgmt: bool = False
+    rate: int, rfid: bool, bluez: bool, seconds: float, warmup: float, broker_port: int, mgmt: bool = False,
+    broker_up: bool = True,
 ) -> dict[str, Any]:
     """One node process at `rate` advertisements/s (and a reader): its figures over `seconds`.
 
     `mgmt`: on the stand-in BlueZ path, the node reads advertisements from a socketpair fed as the
-    kernel's management socket would be."""
+    kernel's management socket would be. `broker_up` False: nothing listens on `broker_port`."""
     from sim.rfid_reader import ReaderCore, VirtualReaderPty
 
     node_end, kernel_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if mgmt else (None, None)
@@ -291,6 +297,7 @@ def phase(
     dbus_cpu = (db["cpu"] - da["cpu"]) / dt if da and db else 0.0
     return {
         "path": "mgmt" if mgmt else "bluez" if bluez else "sim",
+        "broker_up": broker_up,
         "adverts_per_s": round((sent_b - sent_a) / dt, 1),
         "dbus_signals_per_s": round((signalled_b - signalled_a) / dt, 1) if bluez else None,
         "rfid": rfid,
@@ -314,14 +321,16 @@ def run(quick: bool = False) -> dict[str, Any]:
             phases.append(phase(RFID_PHASE_RATE, True, bluez, seconds, warmup, broker.port))
         if True in paths:
             phases += [phase(r, False, True, seconds, warmup, broker.port, mgmt=True) for r in MGMT_RATES]
+        outage = phase(OUTAGE_RATE, False, False, seconds, warmup, free_port(), broker_up=False)
     finally:
         broker.stop()
     worst = [p for p in phases if p["path"] == ("bluez" if True in paths else "sim")]  # the real BlueZ path
     busy, top = worst[-1], worst[len(RATES) - 1]
     startup = statistics.median(p["startup_s"] for p in phases)
     return {
-        "phases": phases,
+        "phases": [*phases, outage],
         "broker": broker.kind,
+        "outage_disk_mb_per_day": outage["disk_mb_per_day"],  # the disk target is for a reachable broker
         "startup_s_median": startup,
         "targets": {
             "cpu_500_plus_reader": TARGET_CPU_500_RFID,

@@ -8,8 +8,9 @@ Windows go through the node's disk queue (`edge.queue.DiskQueue`), never straigh
 `send` stores the window with the next sequence number, and one publisher thread hands
 stored windows to paho in sequence order, at most `INFLIGHT_MAX` at a time, deleting each on
 its PUBACK. paho's own offline queue is never used for windows (it is memory, lost on a
-restart); while the broker is unreachable windows only accumulate on disk, marked `late`,
-and are drained in order after the reconnect.
+restart); while the broker is unreachable windows only accumulate on disk, marked `late` and
+written as they come (those in flight when the connection dropped too), and are drained in
+order after the reconnect.
 
 Ordering across a reconnect: windows paho had in flight when the connection dropped are
 re-sent by paho itself right after the CONNACK; the publisher waits until those are
@@ -102,6 +103,8 @@ class NodeLink:
         extra = self.status_extra() if state == "online" else {}
         extra.setdefault("queue_depth", self.queue.depth)
         extra.setdefault("dropped", self.queue.dropped)
+        extra.setdefault("disk_full", self.queue.disk_full)
+        extra.setdefault("held_in_memory", self.queue.held_in_memory)
         return protocol.NodeStatus(
             v=protocol.VERSION,
             store=self.store,
@@ -129,6 +132,7 @@ class NodeLink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):  # noqa: ANN001
         self.connected.clear()
+        self.queue.spill()  # what paho had in flight is undeliverable now: on disk before a crash can take it
         if reason_code != 0:
             log.warning("lost broker connection (%s); windows queue on disk until it returns", reason_code)
 

@@ -225,6 +225,8 @@ class NodeStatus(_Msg):
     door: DoorHealth | None = None  # a node with a door sensor ([door] in its file)
     queue_depth: Annotated[int, Field(ge=0)] = 0
     dropped: Annotated[int, Field(ge=0)] = 0
+    disk_full: bool | None = None  # the queue's last write was refused (None: not reported)
+    held_in_memory: Annotated[int, Field(ge=0)] = 0  # windows only in memory because of that
     cpu_temp_c: float | None = None
     disk_writes_per_day: Annotated[float, Field(ge=0)] | None = None  # SD card wear (docs/deploy.md)
     disk_bytes_per_day: Annotated[float, Field(ge=0)] | None = None

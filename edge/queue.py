@@ -1,15 +1,20 @@
 """The node's durable outbox: every window the broker has not acknowledged survives a restart.
 
-paho-mqtt keeps unacknowledged messages in memory only, so a node that loses power while the
-broker is unreachable would lose the whole outage. Here each window gets the node's next
-sequence number and waits in memory; once the oldest has waited `WRITE_AFTER_S` for the
-broker's acknowledgement (PUBACK), every unacknowledged window is written to SQLite (WAL) in
-one transaction, and deleted once acknowledged. With the broker up, windows are acknowledged within milliseconds
-and never touch the SD card; during an outage the card sees one batch every `WRITE_AFTER_S`.
+paho-mqtt keeps unacknowledged messages in memory only, so a node that is killed or loses
+power while the broker is unreachable would lose the whole outage. Here each window gets the
+node's next sequence number. While the broker is reachable it waits in memory for the
+broker's acknowledgement (PUBACK), which comes within milliseconds, and never touches the SD
+card. A window that cannot be delivered is written to a SQLite file (WAL) at once: one put
+while the link is down (`late`), every window in memory when the link reports the broker
+gone (`spill`), and any left unacknowledged for `SPILL_AFTER_S` (a connection that died
+without a word). Those writes are plain writes to the OS (`synchronous=NORMAL`); an fsync
+(`synchronous=FULL` on one commit) happens at most every `SYNC_EVERY_S`. Acknowledged rows are
+deleted in batches.
 
-The durability promise (docs/deploy.md): a power cut loses at most the windows of the last
-`WRITE_AFTER_S` plus one window that the broker had not acknowledged; a clean stop, and any
-outage however long (up to the bound), loses nothing. Sequence numbers are reserved on disk a
+The durability promise (docs/deploy.md): a SIGKILL or crash loses nothing that was undeliverable
+(the kernel keeps what the process wrote); a power cut loses at most the windows of the last
+`SYNC_EVERY_S` that the broker had not acknowledged; a clean stop, and any outage however long
+(up to the bound), loses nothing. Sequence numbers are reserved on disk (with an fsync) a
 block ahead, so a restart after a power cut never repeats a number the broker may have seen.
 After a reconnect or a restart the rows are drained in sequence order. The queue is bounded:
 at the bound the oldest windows are dropped (the newest are the most useful) and counted,
@@ -17,8 +22,9 @@ persistently, so the fleet view can say how much an outage cost.
 
 A full or failing card (SQLite's "database or disk is full", an I/O error) does not stop the
 node: the windows stay in memory, still bounded, the failure is counted and logged, and the
-write is retried every `WRITE_AFTER_S`. Until it succeeds the power-cut promise is suspended
-(memory is all there is); sequence numbers go on from memory, reserved on disk at the retry.
+write is retried every `RETRY_AFTER_S`. Until it succeeds the crash and power-cut promises are
+suspended (memory is all there is; `disk_full` and `held_in_memory` say so in the node's
+status); sequence numbers go on from memory, reserved on disk at the retry.
 
 No MQTT here; the clock is injected. Thread-safe: the scan loop writes, the MQTT thread
 acknowledges.
@@ -40,10 +46,21 @@ log = logging.getLogger(__name__)
 # One window per second for a day is 86,400; 100,000 rows of ~1 KiB is ~100 MB on the SD card,
 # comfortably inside a Pi's storage and a day longer than any outage worth replaying.
 DEFAULT_MAX_WINDOWS = 100_000
-#: Seconds an unacknowledged window waits in memory before it is written. Why: a LAN broker
-#: acknowledges in milliseconds, so only an outage's windows reach the card, in batches of 5 s;
-#: a power cut during an outage loses at most these last seconds.
-WRITE_AFTER_S = 5.0
+#: Seconds a window may wait for the broker's acknowledgement before it is written anyway. Why: a
+#: LAN broker acknowledges in milliseconds; this long without one, the connection is as good as
+#: dead (paho notices a silent one only after 1.5 keep-alives), and a crash would lose the window.
+SPILL_AFTER_S = 1.0
+#: Seconds between two fsyncs of the queue file at most. Why: a power cut then loses at most
+#: these last seconds of an outage, while an fsync per window (one a second per kind) would cost
+#: the card a flash block rewrite each.
+SYNC_EVERY_S = 5.0
+#: Seconds before a write the card refused is tried again. Why: each attempt on a full card
+#: costs a failing transaction and a log line; the windows wait in memory meanwhile.
+RETRY_AFTER_S = 5.0
+#: Seconds between two deletions of acknowledged rows at most. Why: a drain acknowledges
+#: thousands of windows a second; a crash before a batch only replays windows the gateway
+#: recognises as duplicates.
+DELETE_EVERY_S = 5.0
 #: Sequence numbers reserved on disk at a time. Why: one write per 10,000 windows (hours), and
 #: the gateway accepts the gap a power cut leaves (it only refuses numbers it has seen).
 SEQ_BLOCK = 10_000
@@ -66,8 +83,9 @@ class DiskQueue:
     keeps the same semantics for the life of the process only. `first_seq` numbers the first
     window of a fresh queue; callers pass the wall clock in milliseconds so that a node whose
     queue was lost (memory-only, re-imaged card) continues above its old numbers instead of
-    repeating them, which the gateway would discard as duplicates. Windows younger than
-    `write_after_s` live in memory (`_fresh`, always the newest); older ones are on disk.
+    repeating them, which the gateway would discard as duplicates. Windows awaiting the
+    broker's acknowledgement, and those the card refused, live in memory (`_fresh`, always the
+    newest); the others are on disk.
     """
 
     def __init__(
@@ -77,26 +95,29 @@ class DiskQueue:
         first_seq: int = 0,
         *,
         clock: Callable[[], float] = time.monotonic,
-        write_after_s: float = WRITE_AFTER_S,
     ):
         if max_windows < 1:
             raise ValueError(f"max_windows: must be at least 1, got {max_windows}")
         self.path, self.max_windows = str(path), max_windows
-        self.clock, self.write_after_s = clock, write_after_s
+        self.clock = clock
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._fresh: dict[int, tuple[float, QueuedWindow]] = {}  # seq -> (put at, window), oldest first
         self._acked_on_disk: set[int] = set()  # deleted at the next write
-        self.commits = 0  # transactions written (each one fsync): the card's wear
+        self.commits = 0  # transactions written: the card's wear
+        self.syncs = 0  # of those, the ones that waited for an fsync
         self.rows_written = 0
         self.write_errors = 0  # writes the card refused (full, failing); the windows stayed in memory
+        self.disk_full = False  # the last write was refused: windows wait in memory until one succeeds
         self._retry_at = float("-inf")  # after a refused write, none is tried before this
+        self._synced_at = float("-inf")  # the last commit that waited for an fsync
+        self._syncing = False  # the connection's current `synchronous` setting is FULL
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed batch survives a power cut, not only a crash; batches are rare.
-            self._db.execute("PRAGMA synchronous=FULL")
+            # NORMAL: a commit is a plain write to the OS; `_write` switches to FULL for the fsyncs.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS windows (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
                 " late INTEGER NOT NULL, payload BLOB NOT NULL)"
@@ -131,16 +152,21 @@ class DiskQueue:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
-            self._set_meta(key, value)
+            self._set_meta(key, value)  # rare (a new config): with the next fsync is soon enough
             self.commits += 1
 
     # --- writing ----------------------------------------------------------------------
 
-    def _write(self, now: float, *, everything: bool = False, next_seq: int | None = None) -> None:
-        """One transaction: windows due (or all), acknowledged deletions, the bound, the numbering."""
-        due = [w for t, w in self._fresh.values() if everything or now - t >= self.write_after_s]
+    def _write(self, now: float, *, spill: bool = False, next_seq: int | None = None, sync: bool = False) -> None:
+        """One transaction: the windows in memory (`spill`), acknowledged deletions, the bound, the
+        numbering; it waits for an fsync when asked (`sync`) or when the last is `SYNC_EVERY_S` old."""
+        due = [w for _, w in self._fresh.values()] if spill else []
         if not (due or self._acked_on_disk or next_seq is not None or self._over_bound()):
             return
+        sync = sync or now - self._synced_at >= SYNC_EVERY_S
+        if sync != self._syncing:  # outside a transaction: SQLite ignores it inside one
+            self._db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+            self._syncing = sync
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany(
@@ -163,7 +189,8 @@ class DiskQueue:
                 self._set_meta("next_seq", str(next_seq))
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite ends it itself on a full disk
+                self._db.execute("ROLLBACK")
             raise
         for w in due:
             del self._fresh[w.seq]
@@ -175,6 +202,9 @@ class DiskQueue:
         self._last_write = now
         self.commits += 1
         self.rows_written += len(due)
+        if sync:
+            self._synced_at = now
+            self.syncs += 1
 
     def _try_write(self, now: float, **kw: object) -> bool:
         """`_write`, except that a card refusing it leaves the windows in memory (see the module doc)."""
@@ -184,7 +214,8 @@ class DiskQueue:
             self._write(now, **kw)  # type: ignore[arg-type]  # the keywords of `_write`, passed through
         except sqlite3.OperationalError as exc:
             self.write_errors += 1
-            self._retry_at = now + self.write_after_s
+            self.disk_full = True
+            self._retry_at = now + RETRY_AFTER_S
             if self.write_errors == 1 or self.write_errors % 100 == 0:
                 log.warning("queue write failed (%s); %d windows kept in memory", exc, len(self._fresh))
             excess = min(len(self._fresh), self._on_disk - len(self._acked_on_disk) + len(self._fresh)
@@ -193,36 +224,46 @@ class DiskQueue:
                 del self._fresh[s]
             self._dropped += max(0, excess)
             return False
+        self.disk_full = False
         return True
 
     def _over_bound(self) -> bool:
         return self._on_disk - len(self._acked_on_disk) + len(self._fresh) > self.max_windows
 
-    def _tick(self) -> None:
+    def _tick(self, undeliverable: bool = False) -> None:
         now = self.clock()
         oldest = next(iter(self._fresh.values()), None)
-        due = oldest is not None and now - oldest[0] >= self.write_after_s
-        if due:  # the oldest has waited long enough: it and all younger ones go in one batch
-            self._try_write(now, everything=True)
-        elif self._over_bound() or (self._acked_on_disk and now - self._last_write >= self.write_after_s):
+        spill = oldest is not None and (undeliverable or now - oldest[0] >= SPILL_AFTER_S)
+        if spill:  # every window in memory goes, in one transaction
+            self._try_write(now, spill=True)
+        elif self._over_bound() or (self._acked_on_disk and now - self._last_write >= DELETE_EVERY_S):
             self._try_write(now)
+        elif self.disk_full and now >= self._retry_at and self._next < self._reserved:
+            # nothing waits, but is the card still full? (Past the reservation, `put` asks itself.)
+            self._try_write(now, next_seq=self._reserved)  # rewrites the reservation it already has
 
     # --- queue ------------------------------------------------------------------------
 
     def put(self, kind: str, late: bool, encode: Callable[[int], bytes]) -> int:
         """Assign the next sequence number, keep `encode(seq)`, return the number.
 
+        A `late` window (the broker unreachable) is written at once, with any others in memory.
         A number is handed out only once it is reserved on disk, so a restart never reuses it.
         Drops the oldest windows beyond `max_windows` and counts them.
         """
         with self._lock:
             seq = self._next
-            if seq >= self._reserved and self._try_write(self.clock(), next_seq=seq + SEQ_BLOCK):
+            if seq >= self._reserved and self._try_write(self.clock(), next_seq=seq + SEQ_BLOCK, sync=True):
                 self._reserved = seq + SEQ_BLOCK
             self._fresh[seq] = (self.clock(), QueuedWindow(seq, kind, late, encode(seq)))
             self._next = seq + 1
-            self._tick()
+            self._tick(undeliverable=late)
             return seq
+
+    def spill(self) -> None:
+        """Write every window in memory now: the broker is gone and they cannot be delivered."""
+        with self._lock:
+            self._tick(undeliverable=True)
 
     def after(self, seq: int, limit: int) -> list[QueuedWindow]:
         """Up to `limit` unacknowledged windows with a sequence number above `seq`, oldest first."""
@@ -278,7 +319,7 @@ class DiskQueue:
         """Write every unacknowledged window now (a clean stop)."""
         with self._lock:
             self._reserved = self._next
-            self._write(self.clock(), everything=True, next_seq=self._next)
+            self._write(self.clock(), spill=True, next_seq=self._next, sync=True)
 
     @property
     def depth(self) -> int:
@@ -287,6 +328,11 @@ class DiskQueue:
     @property
     def dropped(self) -> int:
         return self._dropped
+
+    @property
+    def held_in_memory(self) -> int:
+        """Windows only in memory because the card refused them (0 while it takes writes)."""
+        return len(self._fresh) if self.disk_full else 0
 
     @property
     def next_seq(self) -> int:

@@ -193,6 +193,11 @@ class Gateway(_Strict):
     database: str = "var/gateway.db"
     # MQTT username of the gateway; node usernames are their node ids, so it must differ.
     mqtt_username: Identifier = "gateway"
+    # The gateway's own broker connection (docs/deploy.md): TLS trusting this CA on `mqtt_port`
+    # (default broker.tls_port) when set, else plain on broker.port. Paths relative to the store file.
+    mqtt_cafile: str | None = None
+    mqtt_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    mqtt_password_file: str | None = None  # the password of mqtt_username (a credentials.toml line)
     kpi: Kpi = Kpi()
 
 

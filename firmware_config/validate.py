@@ -739,6 +739,17 @@ def _check_broker(data: dict, report: _Report) -> None:
                 report.add(("broker", name), "set without broker.tls_port (no TLS listener would use it)")
 
 
+def _check_gateway_broker(data: dict, report: _Report) -> None:
+    """The gateway's TLS connection needs a port with a TLS listener behind it."""
+    gateway, broker = _valid(data, "gateway", Gateway), _valid(data, "broker", Broker)
+    if gateway is None or broker is None or gateway.mqtt_cafile is None:
+        return
+    if gateway.mqtt_port is None and broker.tls_port is None:
+        report.add(("gateway", "mqtt_cafile"), "TLS to the broker needs gateway.mqtt_port or broker.tls_port")
+    elif gateway.mqtt_port == broker.port:
+        report.add(("gateway", "mqtt_port"), f"broker.port ({broker.port}) is the plain listener, not TLS")
+
+
 def _cross_field(data: dict, report: _Report) -> None:
     _check_store(data, report)
     _check_duplicate_ids(data, "zones", "zone", report)
@@ -754,6 +765,7 @@ def _cross_field(data: dict, report: _Report) -> None:
     _check_nodes(_valid_items(data, "nodes", Node), zones, data, report)
     _check_walls(data, report)
     _check_broker(data, report)
+    _check_gateway_broker(data, report)
 
 
 # --- public surface -------------------------------------------------------------------------

@@ -118,6 +118,8 @@ class NodeView:
     reader: dict | None
     queue_depth: int
     dropped: int
+    disk_full: bool | None
+    held_in_memory: int
     cpu_temp_c: float | None
     windows: int
     late_windows: int
@@ -210,6 +212,8 @@ def fleet_view(
                 reader=st.reader if st else None,
                 queue_depth=st.queue_depth if st else 0,
                 dropped=st.dropped if st else 0,
+                disk_full=st.disk_full if st else None,
+                held_in_memory=st.held_in_memory if st else 0,
                 cpu_temp_c=st.cpu_temp_c if st else None,
                 windows=rec.windows if rec else 0,
                 late_windows=rec.late if rec else 0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -18,7 +19,9 @@ class MqttIngest:
         self, store_id: str, host: str, port: int, handle: Callable[[str, bytes], None],
         username: str | None = None, password: str | None = None,
         on_state: Callable[[bool], None] | None = None, client_id: str | None = None,
+        cafile: str | Path | None = None,
     ):
+        """`cafile`: speak TLS to the broker, trusting this CA (the store's, `instore config tls`)."""
         self.store_id, self.host, self.port, self.handle = store_id, host, port, handle
         self.on_state = on_state or (lambda up: None)
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"instore-gateway-{store_id}",
@@ -26,6 +29,8 @@ class MqttIngest:
         c.reconnect_delay_set(min_delay=1, max_delay=15)
         if username:
             c.username_pw_set(username, password)
+        if cafile is not None:
+            c.tls_set(ca_certs=str(cafile))
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message

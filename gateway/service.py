@@ -25,9 +25,9 @@ SHUTDOWN_GRACE_S = 2
 def build_gateway(
     store: StoreFile, *, db_path: str | Path | None = None, broker_host: str | None = None,
     broker_port: int | None = None, username: str | None = None, password: str | None = None,
-    whatsapp: str | Path | None = None,
+    broker_cafile: str | Path | None = None, whatsapp: str | Path | None = None,
 ):
-    """The FastAPI app with its core and ingest wired (not yet serving)."""
+    """The FastAPI app with its core and ingest wired (not yet serving); `broker_cafile`: TLS."""
     db = open_db(db_path or store.gateway.database)
     core = GatewayCore(store, db, clock=time.time)
 
@@ -38,7 +38,7 @@ def build_gateway(
 
     ingest = MqttIngest(
         store.store.id, broker_host or store.broker.host, broker_port or store.broker.port, core.handle,
-        username=username, password=password, on_state=on_state,
+        username=username, password=password, on_state=on_state, cafile=broker_cafile,
     )
     # one connection: the generated broker config binds the client id to the username
     pusher = ConfigPusher.from_db(store, db, core.lock, broker_host or store.broker.host,

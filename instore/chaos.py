@@ -19,7 +19,6 @@ exists (the way `faketime` and a full filesystem would, without root or a tmpfs)
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
@@ -35,8 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.config import BleSection
-from edge.queue import WRITE_AFTER_S
+from edge.queue import RETRY_AFTER_S
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE = ROOT / "firmware_config" / "examples" / "boutique.toml"
@@ -59,9 +57,10 @@ DISK_FULL_S = 15.0  # a node's writes fail this long
 CLOCK_FAULT_S = 15.0  # a clock stays wrong this long, then its time service corrects it
 NODE_CLOCK_JUMP_S = 86_400.0  # a node without RTC boots a day ahead
 GATEWAY_CLOCK_BACK_S = -3_600.0  # the gateway's clock steps back an hour
-# A SIGKILL (or power cut) may cost a node the windows its queue had not yet written: those of
-# the last WRITE_AFTER_S plus one (edge/queue.py, docs/deploy.md), one a second by default.
-KILL_MAY_LOSE = math.ceil(WRITE_AFTER_S / BleSection.model_fields["window_s"].default) + 1
+# A SIGKILL may cost a node the one window on its way from the queue to a reachable broker at
+# that instant; what could not be delivered is already written (edge/queue.py, docs/deploy.md).
+# With its card full, everything it held in memory since the card filled is at risk as well.
+KILL_MAY_LOSE = 1
 SETTLE_S = 20.0  # after the last fault is healed: queues drain, the auditor hears the replays
 STOP_WITHIN_S = 5.0  # SIGTERM must stop a process within this (systemd's stop)
 CLOCK_POLL_S = 0.2  # how often a shimmed process re-reads its clock offset
@@ -299,6 +298,7 @@ class Run:
         self.heard: dict[str, Counter[tuple[str, int]]] = {}
         self.late: dict[str, set[tuple[str, int]]] = {}
         self.at_risk: dict[str, set[tuple[str, int]]] = {}  # what SIGKILLed nodes may have lost
+        self.full_from: dict[str, tuple[int, float]] = {}  # node -> (windows produced, healed at) at its full card
         self.metrics: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -418,12 +418,20 @@ class Run:
             return lambda: None
         if f.kind == "node_kill":
             p[f.target].kill()
-            last = _produced_in_order(p[f.target].ctrl)[-KILL_MAY_LOSE:]
-            self.at_risk.setdefault(f.target, set()).update(last)
+            produced = _produced_in_order(p[f.target].ctrl)
+            first, healed = self.full_from.get(f.target, (len(produced), 0.0))
+            held = produced[first:] if time.monotonic() - healed < RETRY_AFTER_S + 1 else []  # the queue's retry
+            self.at_risk.setdefault(f.target, set()).update(produced[-KILL_MAY_LOSE:], held)
             return lambda: None
         if f.kind == "node_disk_full":
             self._set(f.target, "disk_full", "")
-            return lambda: self._set(f.target, "disk_full", None)
+            self.full_from[f.target] = (len(_produced_in_order(p[f.target].ctrl)), float("inf"))
+
+            def heal_disk() -> None:
+                self._set(f.target, "disk_full", None)
+                self.full_from[f.target] = (self.full_from[f.target][0], time.monotonic())
+
+            return heal_disk
         if f.kind == "node_clock_jump":
             self._set(f.target, "clock_offset", str(NODE_CLOCK_JUMP_S))
             return lambda: self._set(f.target, "clock_offset", None)

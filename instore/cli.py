@@ -97,7 +97,12 @@ def gateway(
     config: Annotated[Path, typer.Option(help="The store file (TOML).")],
     db: Annotated[Path | None, typer.Option(help="Database file (default: the store file's gateway.database).")] = None,
     broker_host: Annotated[str | None, typer.Option(help="Override the store file's broker host.")] = None,
-    broker_port: Annotated[int | None, typer.Option(help="Override the store file's broker port.")] = None,
+    broker_port: Annotated[
+        int | None, typer.Option(help="Override the broker port (default: gateway.mqtt_port, see docs/deploy.md).")
+    ] = None,
+    broker_cafile: Annotated[
+        Path | None, typer.Option(help="Speak TLS to the broker trusting this CA (default: gateway.mqtt_cafile).")
+    ] = None,
     host: Annotated[
         str | None, typer.Option(help="HTTP listen address (default: the store file's gateway.http_host).")
     ] = None,
@@ -106,8 +111,8 @@ def gateway(
     mqtt_password_file: Annotated[
         Path | None,
         typer.Option(
-            help="File holding the gateway's MQTT password (its line in credentials.toml); the username is "
-            "the store file's gateway.mqtt_username.",
+            help="File holding the gateway's MQTT password (its line in credentials.toml; default: "
+            "gateway.mqtt_password_file); the username is the store file's gateway.mqtt_username.",
             envvar="INSTORE_MQTT_PASSWORD_FILE",
         ),
     ] = None,
@@ -121,17 +126,21 @@ def gateway(
     Paths in the store file (the database) are relative to the store file."""
     from firmware_config.paths import store_relative
     from firmware_config.validate import ConfigError
+    from gateway.broker_login import broker_login
     from gateway.service import run_gateway
 
     _logging()
     store = _store_or_fail(config)
-    username = password = None
-    if mqtt_password_file is not None:
+    login = broker_login(store, config, host=broker_host, port=broker_port, cafile=broker_cafile,
+                         password_file=mqtt_password_file)
+    password = None
+    if login.password_file is not None:
         try:
-            password = mqtt_password_file.read_text(encoding="utf-8").strip()
+            password = login.password_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            _fail(f"{mqtt_password_file}: {exc.strerror}")
-        username = store.gateway.mqtt_username
+            _fail(f"{login.password_file}: {exc.strerror}")
+    if login.cafile is not None and not login.cafile.is_file():
+        _fail(f"{login.cafile}: no such file (the broker's CA certificate, gateway.mqtt_cafile)")
     if (tls_cert is None) != (tls_key is None):
         _fail("--tls-cert and --tls-key go together")
     if whatsapp is not None:
@@ -143,8 +152,8 @@ def gateway(
             _fail(str(exc))
     run_gateway(
         store, host=host, port=port, db_path=db or store_relative(config, store.gateway.database),
-        broker_host=broker_host, broker_port=broker_port, whatsapp=whatsapp, username=username, password=password,
-        tls_cert=tls_cert, tls_key=tls_key,
+        broker_host=login.host, broker_port=login.port, broker_cafile=login.cafile, whatsapp=whatsapp,
+        username=login.username, password=password, tls_cert=tls_cert, tls_key=tls_key,
     )
 
 
@@ -390,14 +399,16 @@ def config_tls(
     name: Annotated[
         list[str] | None,
         typer.Option(help="A host name or address the gateway and broker are reached at (repeatable; default: "
-                     "the store file's gateway.http_host and broker.host, localhost, 127.0.0.1)."),
+                     "the store file's gateway.http_host and broker.host, localhost, 127.0.0.1). The store "
+                     "file's broker.host is always included: the gateway reaches the broker there over TLS."),
     ] = None,
 ) -> None:
     """A store-local CA and a server certificate for the gateway's HTTPS and the broker's TLS listener."""
     from firmware_config.tls import generate
 
     parsed = _store_or_fail(store)
-    names = name or [parsed.gateway.http_host, parsed.broker.host, "localhost", "127.0.0.1"]
+    names = [*name, parsed.broker.host] if name else [parsed.gateway.http_host, parsed.broker.host, "localhost",
+                                                      "127.0.0.1"]
     names = [n for n in dict.fromkeys(names) if n not in ("0.0.0.0", "::")]
     files = generate(parsed.store.id, out, names)
     for f in (files.ca_cert, files.ca_key, files.cert, files.key):

@@ -123,7 +123,8 @@ def test_unknown_table_and_key_without_close_match():
     assert problems(BASE + "\n[brokr]\nport = 1883\n\n[gateway]\nxyz = 1\n") == [
         "mini.toml:59: brokr: unknown key (did you mean 'broker'?)",
         "mini.toml:63: gateway.xyz: unknown key "
-        "(expected one of: http_host, http_port, database, mqtt_username, kpi)",
+        "(expected one of: http_host, http_port, database, mqtt_username, mqtt_cafile, mqtt_port, mqtt_password_file, "
+        "kpi)",
     ]
 
 
@@ -252,6 +253,17 @@ def test_timezone_and_broker_tls():
         "mini.toml:60: broker.tls_port: a TLS listener needs broker.certfile",
         "mini.toml:60: broker.tls_port: a TLS listener needs broker.keyfile",
         "mini.toml:60: broker.tls_port: same port as broker.port (1883)",
+    ]
+
+
+def test_the_gateways_tls_to_the_broker_needs_a_tls_port():
+    assert problems(BASE + '\n[gateway]\nmqtt_cafile = "tls/ca.crt"\n') == [
+        "mini.toml:60: gateway.mqtt_cafile: TLS to the broker needs gateway.mqtt_port or broker.tls_port",
+    ]
+    tls = '\n[broker]\ntls_port = 8883\ncertfile = "s.crt"\nkeyfile = "s.key"\n'
+    validate_text(BASE + tls + '\n[gateway]\nmqtt_cafile = "tls/ca.crt"\n', "mini.toml")  # the deployment's
+    assert problems(BASE + tls + '\n[gateway]\nmqtt_cafile = "tls/ca.crt"\nmqtt_port = 1883\n') == [
+        "mini.toml:66: gateway.mqtt_port: broker.port (1883) is the plain listener, not TLS",
     ]
 
 

@@ -1,7 +1,8 @@
 """docs/deploy.md on one machine, as the installer runs it: a store CA and certificate from
 `instore config tls`, the generated broker config (no anonymous clients, client id bound to the
 username, a TLS listener with that certificate), `instore staff add` from another directory,
-`instore gateway` signing in with its password file and serving HTTPS; a customer enrols over
+`instore gateway` signing in to that TLS listener as its own broker user with its password file
+and serving HTTPS; a customer enrols over
 HTTPS, real `instore edge` nodes (the simulated radio as their Bluetooth backend) publish
 through the broker's TLS listener with their own passwords, and the signed-in tablet, trusting
 only the store CA, gets the customer's entry alert on its live stream; SIGTERM stops the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_config.paths import store_relative
 from firmware_config.store import load_store
+from gateway.broker_login import broker_login
 from sim.air import AirServer
 from sim.emitter import Emitter
 from sim.scenario import Population, Scenario, ScenarioInfo
@@ -50,12 +53,14 @@ def instore(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
 
 
 def store_file(tmp_path: Path, port: int, tls_port: int) -> Path:
-    """The boutique with its broker on free ports (TLS as docs/deploy.md says) and a relative database."""
+    """The boutique with its broker on free ports (TLS as docs/deploy.md says), a relative database,
+    and the gateway reaching the broker over TLS."""
     text = BOUTIQUE.read_text(encoding="utf-8")
-    assert 'database = "var/gateway.db"' in text
+    assert 'database = "var/gateway.db"\n' in text
     assert '[broker]\nhost = "127.0.0.1"\nport = 1883\n' in text
     text = text.replace("port = 1883\n", f'port = {port}\nlisten_address = "127.0.0.1"\ntls_port = {tls_port}\n'
                         'cafile = "tls/ca.crt"\ncertfile = "tls/server.crt"\nkeyfile = "tls/server.key"\n')
+    text = text.replace('database = "var/gateway.db"\n', 'database = "var/gateway.db"\nmqtt_cafile = "tls/ca.crt"\n')
     etc = tmp_path / "etc" / "instore"
     etc.mkdir(parents=True)
     path = etc / "store.toml"
@@ -151,13 +156,29 @@ def test_store_relative_paths() -> None:
     assert store_relative("/etc/instore/store.toml", "/var/lib/instore/gw.db") == Path("/var/lib/instore/gw.db")
 
 
+def test_the_gateway_signs_in_over_tls_as_its_store_file_says() -> None:
+    store = load_store(BOUTIQUE)
+    plain = broker_login(store, "/etc/instore/store.toml")  # the demo's: loopback, no TLS, anonymous
+    assert (plain.host, plain.port, plain.cafile, plain.username) == ("127.0.0.1", 1883, None, None)
+    deployed = store.model_copy(update={
+        "broker": store.broker.model_copy(update={"tls_port": 8883}),
+        "gateway": store.gateway.model_copy(update={"mqtt_cafile": "tls/ca.crt", "mqtt_password_file": "gw-pw"}),
+    })
+    login = broker_login(deployed, "/etc/instore/store.toml")
+    assert (login.port, login.cafile, login.username, login.password_file) == (
+        8883, Path("/etc/instore/tls/ca.crt"), "gateway", Path("/etc/instore/gw-pw"))
+    given = broker_login(deployed, "/etc/instore/store.toml", port=9883, password_file=Path("/run/pw"))
+    assert (given.port, given.password_file) == (9883, Path("/run/pw"))  # the command line wins
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_deploy_guide_on_one_machine(tmp_path: Path) -> None:
     port, tls_port, http = _free_port(), _free_port(), _free_port()
     store = store_file(tmp_path, port, tls_port)
     tls = store.parent / "tls"
-    r = instore("config", "tls", str(store), "--out", str(tls), cwd=tmp_path)
+    r = instore("config", "tls", str(store), "--out", str(tls), "--name", "gateway.shop.lan", "--name", "192.168.1.10",
+                cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "etc" / "mosquitto" / "instore"
     (tmp_path / "mosquitto-data").mkdir()
@@ -202,6 +223,11 @@ def test_deploy_guide_on_one_machine(tmp_path: Path) -> None:
                 return False
 
         wait(ready, 30, "the gateway connected to the broker (/readyz over HTTPS)")
+        # over the TLS listener, as its own broker user (Mosquitto logs the port, then the user)
+        log = broker.log.read_text()
+        on_tls = set(re.findall(rf"New connection from (127\.0\.0\.1:\d+) on port {tls_port}\.", log))
+        gateway_from = re.findall(r"New client connected from (127\.0\.0\.1:\d+) as gateway .*u'gateway'", log)
+        assert gateway_from and set(gateway_from) <= on_tls, log
         # a node reads its retained config, published over the gateway's one connection
         fr1, got = connect(port, "fr1", creds["fr1"], "fr1")
         clients.append(fr1)

@@ -144,6 +144,16 @@ def test_fleet_state_transitions_online_stale_offline_and_misconfigured() -> Non
     assert 'instore_gateway_nodes{state="offline"} 1.0' in core.metrics.render().decode()
 
 
+def test_fleet_view_shows_a_node_whose_card_is_full() -> None:
+    core = core_with(Clock())
+    full = status("fr1", disk_full=True, held_in_memory=12, queue_depth=40)
+    core.handle(topic("fr1", "status"), protocol.encode(full))
+    core.handle(topic("fr2", "status"), protocol.encode(status("fr2")))  # an older node: not reported
+    views = {v.node: v for v in core.fleet.view()}
+    assert (views["fr1"].disk_full, views["fr1"].held_in_memory, views["fr1"].queue_depth) == (True, 12, 40)
+    assert (views["fr2"].disk_full, views["fr2"].held_in_memory) == (None, 0)
+
+
 def test_fleet_view_is_pure() -> None:
     assert [v.state for v in fleet_view(STORE, {}, {}, now=0.0)] == ["unknown"] * len(STORE.nodes)
 
@@ -199,6 +209,18 @@ def test_fleet_page_shows_a_fitting_room_node_going_offline(mosquitto, serve, br
         # floor-west is connected but sends no windows: stale after 2 s
         page.wait_for_selector("article.node[data-node=floor-west][data-state=stale]", timeout=10000)
         assert page.locator("article.node[data-state=unknown]").count() == len(STORE.nodes) - 2
+        # fr2's card is full: its status says so and how many windows wait in memory only
+        full = status("fr2", disk_full=True, held_in_memory=7, queue_depth=9)
+        links["fr1"].client.publish(topic("fr2", "status"), protocol.encode(full), qos=1).wait_for_publish(5)
+        queue = page.wait_for_selector("article.node[data-node=fr2] dd.queue.bad", timeout=10000)
+        assert queue.inner_text() == "9 waiting, disk full, 7 in memory only"
+        page.click("button[data-lang=de]")
+        page.wait_for_function("document.documentElement.lang === 'de'")
+        queue = page.wait_for_selector("article.node[data-node=fr2] dd.queue.bad", timeout=10000)
+        assert queue.inner_text() == "9 wartend, Speicherkarte voll, 7 nur im Arbeitsspeicher"
+        page.click("button[data-lang=en]")
+        page.wait_for_function("document.documentElement.lang === 'en'")
+        page.wait_for_selector("article.node[data-node=fr1]", timeout=10000)
 
         links["fr1"].stop()  # the fitting-room node goes away
         page.wait_for_selector("article.node[data-node=fr1][data-state=offline]", timeout=10000)

@@ -132,6 +132,17 @@ def test_status_carries_the_door_sensors_health() -> None:
     assert exc.value.field == "door.state"
 
 
+def test_status_carries_the_queues_full_disk_and_older_nodes_still_decode() -> None:
+    msg = p.decode("status", json.dumps({**STATUS, "disk_full": True, "held_in_memory": 12}))
+    assert isinstance(msg, p.NodeStatus) and msg.disk_full is True and msg.held_in_memory == 12
+    older = p.decode("status", json.dumps(STATUS))  # a node from before the fields
+    assert isinstance(older, p.NodeStatus) and older.disk_full is None and older.held_in_memory == 0
+    for bad in ({"disk_full": "yes"}, {"held_in_memory": -1}, {"held_in_memory": "12"}):
+        with pytest.raises(p.WireError) as exc:
+            p.decode("status", json.dumps({**STATUS, **bad}))
+        assert exc.value.field == next(iter(bad))
+
+
 def test_oversized_payload_is_rejected_before_parsing() -> None:
     with pytest.raises(p.WireError) as exc:
         p.decode("ble", b" " * (p.MAX_PAYLOAD_BYTES + 1))
