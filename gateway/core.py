@@ -155,11 +155,15 @@ class GatewayCore:
         return self.rfid.on_window(w)
 
     def on_door(self, m: protocol.DoorCrossings) -> None:
-        """A door sensor's crossings (edge/door): counted by direction; presence fusion comes later."""
+        """A door sensor's crossings (edge/door): counted by direction, and weighed by the presence
+        engine at its next step (late ones, replayed after an outage, are news no more)."""
         if not self.fleet.window(m):
             return  # (node, seq) already processed: a re-delivery after an outage
-        for c in m.crossings:
-            self.metrics.door_crossings.labels(c.direction).inc()
+        with self.lock:
+            for c in m.crossings:
+                self.metrics.door_crossings.labels(c.direction).inc()
+                if not m.late:
+                    self.presence.add_crossing(m.door, c.t, c.direction)
 
     def emit(self, ev: PresenceEvent) -> StaffEvent:
         data: dict = {"zone": ev.zone, "from": ev.previous, "confidence": ev.confidence, "emitted_at": self.clock()}

@@ -55,6 +55,7 @@ from firmware_config.geometry import (
     shared_boundary,
 )
 from firmware_config.store import StoreFile, ZoneKind
+from gateway.door_fusion import DoorFusion, door_moves
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
@@ -120,6 +121,13 @@ class PresenceParams:
     forget_after_s: float = 120.0  # stop tracking an identity not heard for this long
     learned_offset_min_sd_db: float = 3.0  # a learned phone's prior is never narrower: pocket or hand, 5 dB grid
     restore_doubt: float = 0.05  # belief a customer restored after a restart left while the gateway was down
+    # door sensors (gateway/door_fusion.py, docs/door.md): a crossing weighs on the phones that fit it
+    door_detect_probability: float = 0.95  # a counter counts one person (published counter figures)
+    door_match_s: float = 1.5  # a move through the door matches a crossing within one step and the report delay
+    door_prior_rate_per_h: float = 60.0  # crossings per door and way before any is seen (a quiet shop)
+    door_rate_tau_s: float = 3600.0  # the learned crossing rate follows the day's footfall over about an hour
+    door_max_age_s: float = 10.0  # older crossings are a replayed backlog: no news about anyone now
+    door_max_ratio: float = 100.0  # one crossing never counts for more, however quiet the door
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +221,7 @@ class PresenceModel:
         self.away_cell = n_base - 1
         base_in = self.zone_in_store[base_owner]
         base_transition = self._transition(store, base_owner)  # sets self.door_cells (base)
+        self.door_moves = door_moves(store, base_transition, self.cell_xy, base_in, len(p.device_offsets_db))
 
         offsets = np.asarray(p.device_offsets_db, dtype=float)
         reps = len(offsets)
@@ -652,6 +661,11 @@ class PresenceEngine:
         self._expected = np.zeros(nn, dtype=bool)  # nodes that reported in the last step
         self._pending: dict[str, tuple[float, dict[int, float]]] = {}  # first heard since the last step
         self.prior = m.base_prior()
+        p = m.params
+        self.doors = DoorFusion(
+            m.door_moves, p.door_detect_probability, p.door_match_s, p.door_prior_rate_per_h, p.door_rate_tau_s,
+            p.door_max_age_s, p.door_max_ratio,
+        )
         self._prior_in = float((self.prior @ m.membership)[m.zone_in_store].sum())  # a newcomer's P(in store)
 
     def _admit(self) -> None:
@@ -777,6 +791,10 @@ class PresenceEngine:
             self._due += self.model.params.step_s
         return events
 
+    def add_crossing(self, door: str, t: float, direction: str) -> bool:
+        """A door sensor's crossing at `t`: weighed at the next step (False: not a street door here)."""
+        return self.doors.add(door, t, direction)
+
     def _step_due(self) -> list[PresenceEvent]:
         self._expected = self._reported.copy()
         if self._due is None:  # nothing collected yet
@@ -793,6 +811,7 @@ class PresenceEngine:
         post = self.belief @ m.transition  # the prediction, then the posterior in place
         m.drift(post, self.offset_w)
         used = np.zeros_like(self._heard)
+        door_rows, door_extra = self.doors.evidence(self.belief, self.inside, t)  # a door sensor's crossings
         if self._reported.any():
             ii, nn = _strongest(self._rssi, self._heard, p.rssi_nodes)
             used[ii, nn] = True
@@ -816,6 +835,7 @@ class PresenceEngine:
                 pairs = pairs[np.argsort(self.belief[pairs].argmax(axis=1))]  # alike beliefs together
                 change = self._rssi[pairs] - m.shadow_rho * self._last[pairs]
                 post[pairs] = m.predict_pairs(self.belief[pairs], change, paired[pairs])
+            post[door_rows] += door_extra
             ll -= ll.max(axis=1, keepdims=True)
             ll *= np.float32(p.evidence_weight)
             # a paired phone's detections count half, as everyone's; its new links are its
@@ -823,6 +843,8 @@ class PresenceEngine:
             ll[pairs] *= np.float32(1 / p.evidence_weight)
             np.exp(ll, out=ll)
             m.weigh(ll, post)
+        else:
+            post[door_rows] += door_extra
         post *= ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
         post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
         self.belief = post
