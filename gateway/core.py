@@ -16,6 +16,7 @@ import sqlite_utils
 from edge import protocol
 from firmware_config.store import StoreFile
 from gateway.customers import customer_card, recognisable_identities
+from gateway.door_health import DoorMonitor
 from gateway.events import Broadcaster, EventLog, StaffEvent
 from gateway.fleet import FleetMonitor
 from gateway.identities import IdentityResolver
@@ -82,6 +83,7 @@ class GatewayCore:
         self.fleet = FleetMonitor(store, clock, self.events, self.broadcaster, self.metrics)  # fleet: nodes, de-dup
         self.rfid = RfidService(self)  # RFID: fitting rooms, shelves, EPCIS log
         self.footfall = FootfallBuffer()  # anonymous counts per node and hour, for the dashboard
+        self.doors = DoorMonitor()  # door sensors: working, reporting a problem, or offline (/fleet)
 
     def handle(self, topic: str, payload: bytes) -> None:
         try:
@@ -115,6 +117,8 @@ class GatewayCore:
         elif isinstance(msg, protocol.NodeStatus):
             self.node_status[msg.node] = msg
             self.fleet.status(msg)
+            with self.lock:
+                self.doors.status(msg, self.clock())
 
     def on_ble(self, w: protocol.BleWindow) -> list[StaffEvent]:
         """One node window: resolve consenting customers, update presence, emit events.
@@ -160,6 +164,7 @@ class GatewayCore:
         if not self.fleet.window(m):
             return  # (node, seq) already processed: a re-delivery after an outage
         with self.lock:
+            self.doors.crossing(m, self.clock())
             for c in m.crossings:
                 self.metrics.door_crossings.labels(c.direction).inc()
                 if not m.late:

@@ -1,16 +1,24 @@
 """Door-sensor fusion for the presence engine: a crossing at t says someone went through that door then.
 
-A counter at a street door is anonymous and most people it counts carry no registered phone,
-so a crossing is not an entry by itself. It is evidence, weighed per tracked phone: the
-likelihood of an inward crossing reported at t is high if this phone just went in (it is
-inside, within a few steps of that door) and only the chance of someone else's crossing at
-that moment otherwise. That ratio multiplies the belief of the "just went in" states; the
-engine's own entry threshold then decides, so a phone that BLE already places at the door is
-announced about a second after the door, a passer-by whose readings say "on the pavement"
-is not, and a crossing the counter missed leaves BLE to decide alone (docs/door.md).
+A counter at a street door is anonymous, and most people it counts carry no registered phone,
+so a crossing is not an entry by itself. It is evidence, weighed per tracked phone. Each phone
+not yet announced either made the crossing (H1) or not (H0):
 
-Pure: crossings in with their own timestamps, factors out; the crossing rate of each door
-and direction is learned from the crossings themselves.
+    P(H1) before the crossing is known = kappa x m: m its belief near the door (either side),
+        kappa the chance that someone at the door goes through it within the match window: the
+        engine's own turn-in rate (its transition model) times that window;
+    P(crossing | H1) = the counter's detection probability pd,
+    P(crossing | H0) = someone else's crossing in the window: the door's learned rate x window.
+
+Under H1 the phone is just inside, walking in; under H0 its belief is as it was. The new belief
+is the mixture of the two by their posterior weights, and the engine's entry threshold decides:
+a phone BLE places at the door is announced about a second after it, a passer-by whose
+readings say "on the pavement, farther along" soon is not (the mixture's H1 part is refuted by
+the next windows), and a crossing the counter missed leaves BLE to decide alone. Outward
+crossings do the same for phones inside that BLE already doubts (docs/door.md).
+
+Pure: crossings in with their own timestamps; the crossing rate of each door and direction is
+learned from the crossings themselves.
 """
 
 from __future__ import annotations
@@ -19,12 +27,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
 
 from firmware_config.geometry import door_opening, segment_distance
 from firmware_config.store import StoreFile
 
 Direction = str  # "in" | "out"
+CONFIRM_ABOVE = 0.5  # a crossing that made "went in" likelier than not waits for one more step's windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,47 +43,44 @@ class Crossing:
 
 
 @dataclass(frozen=True, slots=True)
-class DoorMoves:
-    """The transition's moves through one street door (all transmit offsets): `inward` keeps
-    only the moves from outside into the store, `outward` only those out of it (K, K) each."""
+class DoorStates:
+    """One street door's states (index arrays, one row per transmit offset): `near_in` and
+    `near_out` within reach of the opening inside and outside the store (a crosser was there
+    just before); `into` the first states inside (walking in), `onto` the first outside, where
+    a crossing puts its crosser."""
 
-    inward: sparse.csr_matrix
-    outward: sparse.csr_matrix
+    near_in: np.ndarray
+    near_out: np.ndarray
+    into: np.ndarray
+    onto: np.ndarray
 
 
-def door_moves(
-    store: StoreFile, transition: sparse.spmatrix, cell_xy: np.ndarray, in_store: np.ndarray, n_offsets: int
-) -> dict[str, DoorMoves]:
-    """Per street door, the moves of one step's `transition` (base cells + `away`) that cross it.
-
-    Belief enters the store only through a street door (the transition has no other way in),
-    so every move between outside and inside belongs to the door nearest its inner end.
-    cell_xy: (C, 2) the base cells without `away`; in_store: (C + 1,) inside the store."""
+def door_states(
+    store: StoreFile, cell_xy: np.ndarray, in_store: np.ndarray, mode: np.ndarray, walk_in: int,
+    n_offsets: int, near_m: float, first_m: float,
+) -> dict[str, DoorStates]:
+    """Per street door, its states (see `DoorStates`). cell_xy: (C, 2) the base cells without
+    `away`; in_store, mode: (C,) each cell's side of the door and its mode (`walk_in` for
+    walking in, 0 for standing). States are offset-major: offset * (C + 1) + cell."""
     zones = {z.id: z for z in store.zones}
-    doors = store.street_doors()
-    if not doors:
-        return {}
-    jambs = []
-    for d in doors:
+    blocks = np.arange(n_offsets)[:, None] * (len(cell_xy) + 1)
+    out: dict[str, DoorStates] = {}
+    for d in store.street_doors():
         pa, pb = list(zones[d.zones[0]].polygon), list(zones[d.zones[1]].polygon)
-        jambs.append(tuple(np.asarray(j, dtype=float) for j in door_opening(d.position, d.width_m, pa, pb)))
-    edges = sparse.coo_matrix(transition)
-    src, dst, w = edges.row, edges.col, edges.data
-    inward = ~in_store[src] & in_store[dst]
-    outward = in_store[src] & ~in_store[dst]
-    inner = np.where(inward, dst, src)
-    xy = np.vstack([cell_xy, [[0.0, 0.0]]])  # `away` is never inside: no move of its own crosses a door
-    dist = np.asarray([[segment_distance(xy[c], a, b) for a, b in jambs] for c in inner]).reshape(len(inner), -1)
-    nearest = dist.argmin(axis=1) if len(inner) else np.zeros(0, dtype=int)
-    n = transition.shape[0]
+        j1, j2 = (np.asarray(j, dtype=float) for j in door_opening(d.position, d.width_m, pa, pb))
+        dist = np.asarray([segment_distance(p, j1, j2) for p in cell_xy])
+        first = dist <= first_m
+        into = first & in_store & (mode == walk_in)
+        if not into.any():  # no walking-in copies here: the standing cells just inside
+            into = first & in_store
+        onto = first & ~in_store & (mode == 0)
 
-    def keep(mask: np.ndarray) -> sparse.csr_matrix:
-        one = sparse.csr_matrix((w[mask], (src[mask], dst[mask])), shape=(n, n))
-        return sparse.block_diag([one] * n_offsets, format="csr", dtype=np.float32)
+        def states(mask: np.ndarray) -> np.ndarray:
+            return blocks + np.flatnonzero(mask)[None, :]
 
-    return {
-        d.id: DoorMoves(keep(inward & (nearest == k)), keep(outward & (nearest == k))) for k, d in enumerate(doors)
-    }
+        near = dist <= near_m
+        out[d.id] = DoorStates(states(near & in_store), states(near & ~in_store), states(into), states(onto))
+    return out
 
 
 @dataclass
@@ -83,25 +88,29 @@ class DoorFusion:
     """Queued crossings and each door's learned crossing rate; `apply` folds them into a step.
 
     detect_probability: a counter's chance to count one person (docs/door.md);
-    match_s: the window in which a phone's move through the door matches a crossing (one step and
-    the report's delay): the chance of someone else's crossing in it is what a crossing is up against;
-    prior_rate_per_h, rate_tau_s: the rate before any crossing is seen, and how fast it forgets;
+    match_s: the window in which a phone's crossing matches a reported one (a step and the report's
+    delay); kappa: P(a phone at the door goes through within match_s);
+    prior_rate_per_h, rate_tau_s: a door's crossing rate before any is seen, and how fast it forgets;
     max_age_s: crossings older than this at the step are stale (a backlog replayed after an outage);
-    max_ratio: the strongest a single crossing may count."""
+    max_ratio: the most a single crossing may count; out_below: an outward crossing weighs only on
+    phones inside whose P(in store) BLE already puts below this (a customer browsing by the door
+    is not sent out by every leaver who passes them)."""
 
-    moves: dict[str, DoorMoves]
+    states: dict[str, DoorStates]
     detect_probability: float
     match_s: float
+    kappa: float
     prior_rate_per_h: float
     rate_tau_s: float
     max_age_s: float
     max_ratio: float
+    out_below: float
     pending: list[Crossing] = field(default_factory=list)
     _rate: dict[tuple[str, Direction], tuple[float, float]] = field(default_factory=dict)  # (rate /s, at t)
 
     def add(self, door: str, t: float, direction: Direction) -> bool:
         """Queue a crossing for the next step (False: not a street door of this store)."""
-        if door not in self.moves or direction not in ("in", "out"):
+        if door not in self.states or direction not in ("in", "out"):
             return False
         self.pending.append(Crossing(door, t, direction))
         return True
@@ -112,26 +121,39 @@ class DoorFusion:
         rate, at = self._rate.get((c.door, c.direction), (self.prior_rate_per_h / 3600.0, c.t))
         rate *= math.exp(-max(0.0, c.t - at) / self.rate_tau_s)
         self._rate[(c.door, c.direction)] = (rate + 1.0 / self.rate_tau_s, max(c.t, at))
-        return min(self.max_ratio, max(1.0, self.detect_probability / (rate * self.match_s)))
+        return max(1.0, self.detect_probability / (rate * self.match_s))
 
-    def evidence(self, belief: np.ndarray, inside: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """The queued crossings as extra prediction for a step at `t` from `belief` (I, K):
-        (rows, extra) to add to those rows' predicted belief. An inward crossing multiplies by its
-        likelihood ratio the belief that moves in through that door in this step (phones not yet
-        announced), an outward one the belief that moves out (phones inside). Only the moves of
-        this step count: a phone that went in before is not pushed further by the next crossing."""
-        parts: list[tuple[np.ndarray, np.ndarray]] = []
+    def apply(self, post: np.ndarray, inside: np.ndarray, p_in: np.ndarray, t: float) -> np.ndarray:
+        """Fold the queued crossings into the predicted beliefs `post` (I, K) of a step at `t`, in
+        place (rows keep their sums). Returns the rows a crossing moved more than CONFIRM_ABOVE: they
+        wait one step of Bluetooth before an entry is announced (a passer-by at the door while
+        someone else goes in walks on, and the next windows say so)."""
+        moved = np.zeros(len(inside), dtype=bool)
+        ratios: dict[tuple[str, Direction], float] = {}
         for c in sorted(self.pending, key=lambda c: c.t):
-            if t - c.t > self.max_age_s:
+            if t - c.t <= self.max_age_s:  # one phone makes at most one of a step's crossings: n of them, n chances
+                ratios[(c.door, c.direction)] = ratios.get((c.door, c.direction), 0.0) + self.ratio(c)
+        for (door, direction), total_ratio in ratios.items():
+            ratio = min(self.max_ratio, total_ratio)
+            s = self.states[door]
+            going_in = direction == "in"
+            rows = np.flatnonzero(~inside if going_in else inside & (p_in < self.out_below))
+            if not len(rows):
                 continue
-            gain = np.float32(self.ratio(c) - 1.0)
-            which = np.flatnonzero(~inside if c.direction == "in" else inside)
-            moves = self.moves[c.door]
-            flow = belief[which] @ (moves.inward if c.direction == "in" else moves.outward)
-            parts.append((which, np.asarray(flow, dtype=np.float32) * gain))
-        rows = np.unique(np.concatenate([w for w, _ in parts])) if parts else np.zeros(0, dtype=int)
-        extra = np.zeros((len(rows), belief.shape[1]), dtype=np.float32)
-        for which, flow in parts:
-            extra[np.searchsorted(rows, which)] += flow
+            b = post[rows]  # (r, K) copy
+            cross, dest = (s.near_out, s.into) if going_in else (s.near_in, s.onto)
+            if dest.shape[1] == 0:
+                continue
+            crossing = b[:, cross].sum(axis=2)  # (r, offsets): belief on this side of the door, near it
+            m = crossing.sum(axis=1)
+            total = b.sum(axis=1)
+            prior = np.clip(self.kappa * m / np.maximum(total, 1e-30), 0.0, 1.0)
+            odds = prior * ratio / np.maximum(1.0 - prior, 1e-9)
+            w = (odds / (1.0 + odds)).astype(np.float32)  # P(H1 | crossing), per row
+            h1 = np.zeros_like(b)  # the belief under H1: just through the door, with the phone's offsets
+            for k in range(dest.shape[0]):
+                h1[:, dest[k]] += (crossing[:, k] * total / np.maximum(m, 1e-30) / dest.shape[1])[:, None]
+            post[rows] = (1.0 - w)[:, None] * b + w[:, None] * h1
+            moved[rows] |= w > CONFIRM_ABOVE
         self.pending = []
-        return rows, extra
+        return moved

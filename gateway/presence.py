@@ -55,7 +55,7 @@ from firmware_config.geometry import (
     shared_boundary,
 )
 from firmware_config.store import StoreFile, ZoneKind
-from gateway.door_fusion import DoorFusion, door_moves
+from gateway.door_fusion import DoorFusion, door_states
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
@@ -127,7 +127,9 @@ class PresenceParams:
     door_prior_rate_per_h: float = 60.0  # crossings per door and way before any is seen (a quiet shop)
     door_rate_tau_s: float = 3600.0  # the learned crossing rate follows the day's footfall over about an hour
     door_max_age_s: float = 10.0  # older crossings are a replayed backlog: no news about anyone now
-    door_max_ratio: float = 100.0  # one crossing never counts for more, however quiet the door
+    door_near_m: float = 3.0  # "at the door" for a crossing: BLE places a phone to within a few metres
+    door_out_below: float = 0.5  # an outward crossing weighs only on phones inside that BLE already doubts
+    door_max_ratio: float = 30.0  # one crossing never counts for more, however quiet the door
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,10 @@ class PresenceModel:
         self.away_cell = n_base - 1
         base_in = self.zone_in_store[base_owner]
         base_transition = self._transition(store, base_owner)  # sets self.door_cells (base)
-        self.door_moves = door_moves(store, base_transition, self.cell_xy, base_in, len(p.device_offsets_db))
+        self.door_states = door_states(
+            store, self.cell_xy, base_in[:-1], self.mode[:-1], WALK_IN, len(p.device_offsets_db), p.door_near_m,
+            p.portal_reach_m,
+        )
 
         offsets = np.asarray(p.device_offsets_db, dtype=float)
         reps = len(offsets)
@@ -663,8 +668,8 @@ class PresenceEngine:
         self.prior = m.base_prior()
         p = m.params
         self.doors = DoorFusion(
-            m.door_moves, p.door_detect_probability, p.door_match_s, p.door_prior_rate_per_h, p.door_rate_tau_s,
-            p.door_max_age_s, p.door_max_ratio,
+            m.door_states, p.door_detect_probability, p.door_match_s, p.turn_in_per_s * p.door_match_s,
+            p.door_prior_rate_per_h, p.door_rate_tau_s, p.door_max_age_s, p.door_max_ratio, p.door_out_below,
         )
         self._prior_in = float((self.prior @ m.membership)[m.zone_in_store].sum())  # a newcomer's P(in store)
 
@@ -811,7 +816,6 @@ class PresenceEngine:
         post = self.belief @ m.transition  # the prediction, then the posterior in place
         m.drift(post, self.offset_w)
         used = np.zeros_like(self._heard)
-        door_rows, door_extra = self.doors.evidence(self.belief, self.inside, t)  # a door sensor's crossings
         if self._reported.any():
             ii, nn = _strongest(self._rssi, self._heard, p.rssi_nodes)
             used[ii, nn] = True
@@ -835,7 +839,7 @@ class PresenceEngine:
                 pairs = pairs[np.argsort(self.belief[pairs].argmax(axis=1))]  # alike beliefs together
                 change = self._rssi[pairs] - m.shadow_rho * self._last[pairs]
                 post[pairs] = m.predict_pairs(self.belief[pairs], change, paired[pairs])
-            post[door_rows] += door_extra
+            unconfirmed = self.doors.apply(post, self.inside, self.p_in, t)  # a door sensor's crossings
             ll -= ll.max(axis=1, keepdims=True)
             ll *= np.float32(p.evidence_weight)
             # a paired phone's detections count half, as everyone's; its new links are its
@@ -844,7 +848,7 @@ class PresenceEngine:
             np.exp(ll, out=ll)
             m.weigh(ll, post)
         else:
-            post[door_rows] += door_extra
+            unconfirmed = self.doors.apply(post, self.inside, self.p_in, t)
         post *= ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
         post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
         self.belief = post
@@ -852,16 +856,16 @@ class PresenceEngine:
         self._last_used = used
         self._heard[:] = False
         self._reported[:] = False
-        return self._decide(t) + self._expire(t)
+        return self._decide(t, unconfirmed) + self._expire(t)
 
-    def _decide(self, t: float) -> list[PresenceEvent]:
+    def _decide(self, t: float, unconfirmed: np.ndarray) -> list[PresenceEvent]:
         m, p = self.model, self.model.params
         zone_post = self.belief @ m.membership
         self.p_in = p_in = zone_post[:, m.zone_in_store].sum(axis=1)
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         events = []
-        for i in np.flatnonzero(~self.inside & (p_in >= p.enter_probability)):
+        for i in np.flatnonzero(~self.inside & (p_in >= p.enter_probability) & ~unconfirmed):
             z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
             events.append(
                 PresenceEvent(
