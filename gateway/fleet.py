@@ -400,6 +400,8 @@ def fleet_router(core: GatewayCore, pusher: ConfigPusher | None = None) -> APIRo
 
     @router.get("/api/fleet", summary="Fleet of edge nodes: state, health, config versions")
     async def fleet_api() -> dict:
-        return core.fleet.to_json()
+        with core.lock:
+            doors = [asdict(v) for v in core.doors.view(core.clock())]
+        return core.fleet.to_json() | {"doors": doors}
 
     return router
