@@ -32,6 +32,7 @@ from firmware_config.geometry import door_opening, segment_distance
 from firmware_config.store import StoreFile
 
 Direction = str  # "in" | "out"
+NEGLIGIBLE = 1e-6  # a phone with less belief than this near the door cannot have made the crossing
 CONFIRM_ABOVE = 0.5  # a crossing that made "went in" likelier than not waits for one more step's windows
 
 
@@ -133,27 +134,29 @@ class DoorFusion:
         for c in sorted(self.pending, key=lambda c: c.t):
             if t - c.t <= self.max_age_s:  # one phone makes at most one of a step's crossings: n of them, n chances
                 ratios[(c.door, c.direction)] = ratios.get((c.door, c.direction), 0.0) + self.ratio(c)
-        for (door, direction), total_ratio in ratios.items():
-            ratio = min(self.max_ratio, total_ratio)
+        self.pending = []
+        for (door, direction), ratio in ratios.items():
             s = self.states[door]
             going_in = direction == "in"
             rows = np.flatnonzero(~inside if going_in else inside & (p_in < self.out_below))
+            cross, dest = (s.near_out, s.into) if going_in else (s.near_in, s.onto)
+            if not len(rows) or dest.shape[1] == 0:
+                continue
+            # belief on this side of the door, near it, per offset (r, offsets): of these rows alone
+            crossing = post[np.ix_(rows, cross.reshape(-1))].reshape(len(rows), *cross.shape).sum(axis=2)
+            near = crossing.sum(axis=1) > NEGLIGIBLE  # the rest are nowhere near: nothing to weigh
+            rows, crossing = rows[near], crossing[near]
             if not len(rows):
                 continue
-            b = post[rows]  # (r, K) copy
-            cross, dest = (s.near_out, s.into) if going_in else (s.near_in, s.onto)
-            if dest.shape[1] == 0:
-                continue
-            crossing = b[:, cross].sum(axis=2)  # (r, offsets): belief on this side of the door, near it
-            m = crossing.sum(axis=1)
-            total = b.sum(axis=1)
-            prior = np.clip(self.kappa * m / np.maximum(total, 1e-30), 0.0, 1.0)
-            odds = prior * ratio / np.maximum(1.0 - prior, 1e-9)
-            w = (odds / (1.0 + odds)).astype(np.float32)  # P(H1 | crossing), per row
-            h1 = np.zeros_like(b)  # the belief under H1: just through the door, with the phone's offsets
-            for k in range(dest.shape[0]):
-                h1[:, dest[k]] += (crossing[:, k] * total / np.maximum(m, 1e-30) / dest.shape[1])[:, None]
-            post[rows] = (1.0 - w)[:, None] * b + w[:, None] * h1
+            m, total = crossing.sum(axis=1), post[rows].sum(axis=1)
+            prior = np.clip(self.kappa * m / total, 0.0, 1.0)
+            odds = prior * min(self.max_ratio, ratio) / np.maximum(1.0 - prior, 1e-9)
+            w = odds / (1.0 + odds)  # P(H1 | crossing), per row
+            keep = w > NEGLIGIBLE
+            rows, w, crossing, m, total = rows[keep], w[keep], crossing[keep], m[keep], total[keep]
+            # (1 - w) x the belief + w x the belief under H1: just through the door, the phone's offsets kept
+            post[rows] *= (1.0 - w).astype(np.float32)[:, None]
+            into = (w * total / m)[:, None] * crossing / dest.shape[1]  # (r, offsets)
+            post[np.ix_(rows, dest.reshape(-1))] += np.repeat(into, dest.shape[1], axis=1).astype(np.float32)
             moved[rows] |= w > CONFIRM_ABOVE
-        self.pending = []
         return moved
