@@ -32,7 +32,7 @@ from firmware_config.geometry import door_opening, segment_distance
 from firmware_config.store import StoreFile
 
 Direction = str  # "in" | "out"
-NEGLIGIBLE = 1e-6  # a phone with less belief than this near the door cannot have made the crossing
+WEIGH_ABOVE = 1e-4  # a crossing that would move less of a phone's belief is not worth a pass over its row
 CONFIRM_ABOVE = 0.5  # a crossing that made "went in" likelier than not waits for one more step's windows
 
 
@@ -125,8 +125,8 @@ class DoorFusion:
         return max(1.0, self.detect_probability / (rate * self.match_s))
 
     def apply(self, post: np.ndarray, inside: np.ndarray, p_in: np.ndarray, t: float) -> np.ndarray:
-        """Fold the queued crossings into the predicted beliefs `post` (I, K) of a step at `t`, in
-        place (rows keep their sums). Returns the rows a crossing moved more than CONFIRM_ABOVE: they
+        """Fold the queued crossings into the predicted beliefs `post` (I, K, rows summing to 1) of a
+        step at `t`, in place. Returns the rows a crossing moved more than CONFIRM_ABOVE: they
         wait one step of Bluetooth before an entry is announced (a passer-by at the door while
         someone else goes in walks on, and the next windows say so)."""
         moved = np.zeros(len(inside), dtype=bool)
@@ -144,19 +144,15 @@ class DoorFusion:
                 continue
             # belief on this side of the door, near it, per offset (r, offsets): of these rows alone
             crossing = post[np.ix_(rows, cross.reshape(-1))].reshape(len(rows), *cross.shape).sum(axis=2)
-            near = crossing.sum(axis=1) > NEGLIGIBLE  # the rest are nowhere near: nothing to weigh
-            rows, crossing = rows[near], crossing[near]
-            if not len(rows):
-                continue
-            m, total = crossing.sum(axis=1), post[rows].sum(axis=1)
-            prior = np.clip(self.kappa * m / total, 0.0, 1.0)
+            m = crossing.sum(axis=1)
+            prior = np.clip(self.kappa * m, 0.0, 1.0)
             odds = prior * min(self.max_ratio, ratio) / np.maximum(1.0 - prior, 1e-9)
             w = odds / (1.0 + odds)  # P(H1 | crossing), per row
-            keep = w > NEGLIGIBLE
-            rows, w, crossing, m, total = rows[keep], w[keep], crossing[keep], m[keep], total[keep]
+            keep = w > WEIGH_ABOVE
+            rows, w, crossing, m = rows[keep], w[keep], crossing[keep], m[keep]
             # (1 - w) x the belief + w x the belief under H1: just through the door, the phone's offsets kept
             post[rows] *= (1.0 - w).astype(np.float32)[:, None]
-            into = (w * total / m)[:, None] * crossing / dest.shape[1]  # (r, offsets)
+            into = (w / m)[:, None] * crossing / dest.shape[1]  # (r, offsets)
             post[np.ix_(rows, dest.reshape(-1))] += np.repeat(into, dest.shape[1], axis=1).astype(np.float32)
             moved[rows] |= w > CONFIRM_ABOVE
         return moved

@@ -839,6 +839,8 @@ class PresenceEngine:
                 pairs = pairs[np.argsort(self.belief[pairs].argmax(axis=1))]  # alike beliefs together
                 change = self._rssi[pairs] - m.shadow_rho * self._last[pairs]
                 post[pairs] = m.predict_pairs(self.belief[pairs], change, paired[pairs])
+                if self.doors.pending:  # crossings weigh on predictions summing to 1, as everyone else's
+                    post[pairs] /= post[pairs].sum(axis=1, keepdims=True)
             unconfirmed = self.doors.apply(post, self.inside, self.p_in, t)  # a door sensor's crossings
             ll -= ll.max(axis=1, keepdims=True)
             ll *= np.float32(p.evidence_weight)
