@@ -4,18 +4,18 @@ A counter at a street door is anonymous, and most people it counts carry no regi
 so a crossing is not an entry by itself. It is evidence, weighed per tracked phone. Each phone
 not yet announced either made the crossing (H1) or not (H0):
 
-    P(H1) before the crossing is known = kappa x m: m its belief near the door (either side),
+    P(H1) before the crossing is known = kappa x m: m its belief near the door, outside,
         kappa the chance that someone at the door goes through it within the match window: the
         engine's own turn-in rate (its transition model) times that window;
     P(crossing | H1) = the counter's detection probability pd,
     P(crossing | H0) = someone else's crossing in the window: the door's learned rate x window.
 
 Under H1 the phone is just inside, walking in; under H0 its belief is as it was. The new belief
-is the mixture of the two by their posterior weights, and the engine's entry threshold decides:
-a phone BLE places at the door is announced about a second after it, a passer-by whose
-readings say "on the pavement, farther along" soon is not (the mixture's H1 part is refuted by
-the next windows), and a crossing the counter missed leaves BLE to decide alone. Outward
-crossings do the same for phones inside that BLE already doubts (docs/door.md).
+is the mixture of the two by their posterior weights, and the engine's entry threshold decides,
+one step later for a phone the crossing made likelier in than not: a phone BLE places at the
+door is announced one to two seconds after it, a passer-by who walks on is caught by the next
+windows, and a crossing the counter missed leaves BLE to decide alone. Outward crossings do
+the same for phones inside that BLE already doubts (docs/door.md).
 
 Pure: crossings in with their own timestamps; the crossing rate of each door and direction is
 learned from the crossings themselves.
@@ -93,7 +93,7 @@ class DoorFusion:
     delay); kappa: P(a phone at the door goes through within match_s);
     prior_rate_per_h, rate_tau_s: a door's crossing rate before any is seen, and how fast it forgets;
     max_age_s: crossings older than this at the step are stale (a backlog replayed after an outage);
-    max_ratio: the most a single crossing may count; out_below: an outward crossing weighs only on
+    max_ratio: the most one step's crossings of a door may count; out_below: an outward crossing weighs on
     phones inside whose P(in store) BLE already puts below this (a customer browsing by the door
     is not sent out by every leaver who passes them)."""
 
