@@ -61,3 +61,17 @@ def test_nodes_without_a_door_sensor_are_not_listed() -> None:
     core = GatewayCore(STORE, open_db(":memory:"), clock=lambda: 1000.0)
     core.handle(protocol.node_topic("boutique", NODE, "status"), status(door=None))
     assert doors(core) == []
+
+
+def test_the_fleet_api_lists_door_sensors() -> None:
+    import asyncio
+
+    from gateway.fleet import fleet_router
+
+    now = [1000.0]
+    core = GatewayCore(STORE, open_db(":memory:"), clock=lambda: now[0])
+    core.handle(protocol.node_topic("boutique", NODE, "door"), crossing(0, 999.5))
+    (api,) = [r for r in fleet_router(core).routes if getattr(r, "path", "") == "/api/fleet"]
+    now[0] += DOOR_OFFLINE_AFTER_S + 1
+    doors = asyncio.run(api.endpoint())["doors"]  # type: ignore[attr-defined]
+    assert [(d["node"], d["door"], d["sensor"], d["state"]) for d in doors] == [(NODE, "front", "beam", "offline")]
