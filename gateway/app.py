@@ -82,7 +82,7 @@ def create_app(
         return JSONResponse({"detail": detail}, status_code=422)
 
     app.include_router(
-        fleet_router(core.fleet, config_pusher),  # /fleet, /api/fleet; runs the config pusher
+        fleet_router(core.fleet, config_pusher, core.door_view),  # /fleet, /api/fleet; runs the config pusher
         dependencies=[Depends(require_staff)],
     )
 

@@ -10,6 +10,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
+from dataclasses import asdict
 
 import sqlite_utils
 
@@ -17,6 +18,7 @@ from edge import protocol
 from firmware_config.store import StoreFile
 from gateway.customers import customer_card, recognisable_identities
 from gateway.door_counts import record_crossings
+from gateway.door_health import DoorMonitor
 from gateway.events import Broadcaster, EventLog, StaffBus, StaffEvent
 from gateway.fleet import FleetMonitor
 from gateway.identities import IdentityResolver
@@ -85,6 +87,7 @@ class GatewayCore:
         self.rfid = RfidService(store, db, self.lock, clock, self.bus)  # RFID: fitting rooms, shelves, EPCIS log
         self.bus.subscribe(self.rfid.on_staff_event)  # a customer walking into a fitting room starts its session
         self.footfall = FootfallBuffer()  # anonymous counts per node and hour, for the dashboard
+        self.doors = DoorMonitor()  # door sensors: working, reporting a problem, or offline (/fleet)
 
     def handle(self, topic: str, payload: bytes) -> None:
         try:
@@ -118,6 +121,8 @@ class GatewayCore:
         elif isinstance(msg, protocol.NodeStatus):
             self.node_status[msg.node] = msg
             self.fleet.status(msg)
+            with self.lock:
+                self.doors.status(msg, self.clock())
 
     def on_ble(self, w: protocol.BleWindow) -> list[StaffEvent]:
         """One node window: resolve consenting customers, update presence, emit events.
@@ -158,13 +163,22 @@ class GatewayCore:
         return self.rfid.on_window(w)
 
     def on_door(self, m: protocol.DoorCrossings) -> None:
-        """A door sensor's crossings (edge/door): counted by direction; presence fusion comes later."""
+        """A door sensor's crossings (edge/door): counted by direction, and weighed by the presence
+        engine at its next step (late ones, replayed after an outage, are news no more)."""
         if not self.fleet.window(m):
             return  # (node, seq) already processed: a re-delivery after an outage
-        for c in m.crossings:
-            self.metrics.door_crossings.labels(c.direction).inc()
         with self.lock:
+            self.doors.crossing(m, self.clock())
+            for c in m.crossings:
+                self.metrics.door_crossings.labels(c.direction).inc()
+                if not m.late:
+                    self.presence.add_crossing(m.door, c.t, c.direction)
             record_crossings(self.db, m)  # footfall for the dashboard (gateway.door_counts)
+
+    def door_view(self) -> list[dict]:
+        """Each door sensor: working, reporting a problem, or offline (for /fleet)."""
+        with self.lock:
+            return [asdict(v) for v in self.doors.view(self.clock())]
 
     def emit(self, ev: PresenceEvent) -> StaffEvent:
         data: dict = {"zone": ev.zone, "from": ev.previous, "confidence": ev.confidence}

@@ -375,8 +375,11 @@ class FleetMonitor:
         }
 
 
-def fleet_router(fleet: FleetMonitor, pusher: ConfigPusher | None = None) -> APIRouter:
-    """`/fleet` and `/api/fleet`; the router's lifespan runs the config pusher, if any."""
+def fleet_router(
+    fleet: FleetMonitor, pusher: ConfigPusher | None = None, doors: Callable[[], list[dict]] | None = None
+) -> APIRouter:
+    """`/fleet` and `/api/fleet` (with the door sensors' state from `doors`); the router's lifespan runs
+    the config pusher, if any."""
     import contextlib
     from collections.abc import AsyncIterator
 
@@ -399,6 +402,6 @@ def fleet_router(fleet: FleetMonitor, pusher: ConfigPusher | None = None) -> API
 
     @router.get("/api/fleet", summary="Fleet of edge nodes: state, health, config versions")
     async def fleet_api() -> dict:
-        return fleet.to_json()
+        return fleet.to_json() | {"doors": doors() if doors else []}
 
     return router

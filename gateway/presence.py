@@ -55,6 +55,7 @@ from firmware_config.geometry import (
     shared_boundary,
 )
 from firmware_config.store import StoreFile, ZoneKind
+from gateway.door_fusion import DoorFusion, door_states
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
@@ -120,6 +121,15 @@ class PresenceParams:
     forget_after_s: float = 120.0  # stop tracking an identity not heard for this long
     learned_offset_min_sd_db: float = 3.0  # a learned phone's prior is never narrower: pocket or hand, 5 dB grid
     restore_doubt: float = 0.05  # belief a customer restored after a restart left while the gateway was down
+    # door sensors (gateway/door_fusion.py, docs/door.md): a crossing weighs on the phones that fit it
+    door_detect_probability: float = 0.95  # a counter counts one person (published counter figures)
+    door_match_s: float = 1.5  # a move through the door matches a crossing within one step and the report delay
+    door_prior_rate_per_h: float = 60.0  # crossings per door and way before any is seen (a quiet shop)
+    door_rate_tau_s: float = 3600.0  # the learned crossing rate follows the day's footfall over about an hour
+    door_max_age_s: float = 10.0  # older crossings are a replayed backlog: no news about anyone now
+    door_near_m: float = 3.0  # "at the door" for a crossing: BLE places a phone to within a few metres
+    door_out_below: float = 0.5  # an outward crossing weighs only on phones inside that BLE already doubts
+    door_max_ratio: float = 30.0  # one crossing never counts for more, however quiet the door
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +223,10 @@ class PresenceModel:
         self.away_cell = n_base - 1
         base_in = self.zone_in_store[base_owner]
         base_transition = self._transition(store, base_owner)  # sets self.door_cells (base)
+        self.door_states = door_states(
+            store, self.cell_xy, base_in[:-1], self.mode[:-1], WALK_IN, len(p.device_offsets_db), p.door_near_m,
+            p.portal_reach_m,
+        )
 
         offsets = np.asarray(p.device_offsets_db, dtype=float)
         reps = len(offsets)
@@ -652,6 +666,11 @@ class PresenceEngine:
         self._expected = np.zeros(nn, dtype=bool)  # nodes that reported in the last step
         self._pending: dict[str, tuple[float, dict[int, float]]] = {}  # first heard since the last step
         self.prior = m.base_prior()
+        p = m.params
+        self.doors = DoorFusion(
+            m.door_states, p.door_detect_probability, p.door_match_s, p.turn_in_per_s * p.door_match_s,
+            p.door_prior_rate_per_h, p.door_rate_tau_s, p.door_max_age_s, p.door_max_ratio, p.door_out_below,
+        )
         self._prior_in = float((self.prior @ m.membership)[m.zone_in_store].sum())  # a newcomer's P(in store)
 
     def _admit(self) -> None:
@@ -777,6 +796,10 @@ class PresenceEngine:
             self._due += self.model.params.step_s
         return events
 
+    def add_crossing(self, door: str, t: float, direction: str) -> bool:
+        """A door sensor's crossing at `t`: weighed at the next step (False: not a street door here)."""
+        return self.doors.add(door, t, direction)
+
     def _step_due(self) -> list[PresenceEvent]:
         self._expected = self._reported.copy()
         if self._due is None:  # nothing collected yet
@@ -816,6 +839,9 @@ class PresenceEngine:
                 pairs = pairs[np.argsort(self.belief[pairs].argmax(axis=1))]  # alike beliefs together
                 change = self._rssi[pairs] - m.shadow_rho * self._last[pairs]
                 post[pairs] = m.predict_pairs(self.belief[pairs], change, paired[pairs])
+                if self.doors.pending:  # crossings weigh on predictions summing to 1, as everyone else's
+                    post[pairs] /= post[pairs].sum(axis=1, keepdims=True)
+            unconfirmed = self.doors.apply(post, self.inside, self.p_in, t)  # a door sensor's crossings
             ll -= ll.max(axis=1, keepdims=True)
             ll *= np.float32(p.evidence_weight)
             # a paired phone's detections count half, as everyone's; its new links are its
@@ -823,6 +849,8 @@ class PresenceEngine:
             ll[pairs] *= np.float32(1 / p.evidence_weight)
             np.exp(ll, out=ll)
             m.weigh(ll, post)
+        else:
+            unconfirmed = self.doors.apply(post, self.inside, self.p_in, t)
         post *= ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
         post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
         self.belief = post
@@ -830,16 +858,16 @@ class PresenceEngine:
         self._last_used = used
         self._heard[:] = False
         self._reported[:] = False
-        return self._decide(t) + self._expire(t)
+        return self._decide(t, unconfirmed) + self._expire(t)
 
-    def _decide(self, t: float) -> list[PresenceEvent]:
+    def _decide(self, t: float, unconfirmed: np.ndarray) -> list[PresenceEvent]:
         m, p = self.model, self.model.params
         zone_post = self.belief @ m.membership
         self.p_in = p_in = zone_post[:, m.zone_in_store].sum(axis=1)
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         events = []
-        for i in np.flatnonzero(~self.inside & (p_in >= p.enter_probability)):
+        for i in np.flatnonzero(~self.inside & (p_in >= p.enter_probability) & ~unconfirmed):
             z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
             events.append(
                 PresenceEvent(

@@ -2,8 +2,10 @@
 
 Broker (Mosquitto or the embedded one), one edge-node process per BLE node of the store
 (each with the simulator's bleak backend), the gateway process, and the simulated air in
-this process. It prints the tablet URL, runs until Ctrl-C or `--duration`, then says how
-many people entered and how many alerts reached the tablet stream.
+this process. The scenario's door sensor (`[door_sensor]`) is simulated here too and its
+crossings published as the entrance node would send them. It prints the tablet URL, runs until
+Ctrl-C or `--duration`, then says how many people entered, how many alerts reached the tablet
+stream, and the footfall the door sensor gives.
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from pathlib import Path
 
 import httpx
 
+from edge import protocol
 from firmware_config.store import StoreFile
 from gateway.auth import create_staff
 from gateway.db import open_db
+from gateway.footfall import FIGURES, visitors_in
 from instore.broker import Broker, free_port, start_broker, wait_port
 from sim.air import AirServer
+from sim.door_sensor import DoorFeed
 from sim.emitter import Emitter
 from sim.enrol import enrol_world
 from sim.scenario import load_scenario
+from sim.truth import build_truth
 from sim.world import AgentKind, World, build_world
 
 DEMO_USER = "manager"
@@ -125,6 +131,7 @@ class Summary:
     unexpected_alerts: int
     adverts_sent: int
     regulars: list[tuple[str, float, float | None]] = field(default_factory=list)  # name, door, alert (s)
+    door: tuple[int, int, float, int] | None = None  # crossings sent in, out; visitors estimated; true entries
 
     def lines(self) -> list[str]:
         """The summary printed at the end; one line per regular says when they crossed the door and
@@ -142,6 +149,10 @@ class Summary:
             f"({self.alerts_for_expected} of {self.entries_regular} opted-in regulars who entered; "
             f"{self.unexpected_alerts} for anyone else)",
             *timings,
+            *([] if self.door is None else [
+                f"  footfall from the door sensor: {self.door[2]:.0f} visitors in (true: {self.door[3]}); "
+                f"it sent {self.door[0]} crossings in, {self.door[1]} out"
+            ]),
             f"  advertisements delivered to the edge nodes: {self.adverts_sent}",
         ]
 
@@ -163,6 +174,37 @@ def _expected(world: World, until: float) -> tuple[dict[str, tuple[float, str]],
         else:
             unconsented += 1
     return regulars, anon, unconsented, passers
+
+
+def _send_door(feed: DoorFeed, port: int, t0: float, until: float, stop: threading.Event, store_id: str) -> None:
+    """Publish the simulated door sensor's messages at their arrival times, as its node would."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"instore-{store_id}-demo-door")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        for arrival, node, payload in feed.messages:
+            if arrival > until or stop.wait(max(0.0, t0 + arrival - time.time())):
+                break
+            client.publish(protocol.node_topic(store_id, node, "door"), payload, qos=1)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _footfall(feed: DoorFeed, until: float) -> tuple[int, int, float, int]:
+    """(crossings sent in, out, visitors estimated from them, true entries) by `until`."""
+    sent = [r for r in feed.truth.door_reports if r.arrival <= until]
+    ins = [r for r in sent if r.direction == "in"]
+    hours = until / 3600.0
+    visitors = sum(
+        visitors_in([r.t for r in ins if r.door == door], hours, FIGURES[kind])
+        for door, kind in {(r.door, r.sensor) for r in ins}
+    )
+    true = sum(p.direction == "in" and p.t <= until for p in feed.truth.door_passes)
+    return len(ins), len(sent) - len(ins), visitors, true
 
 
 def run_demo(
@@ -188,6 +230,8 @@ def run_demo(
     procs: list[subprocess.Popen] = []
     counter = AlertCounter(f"http://127.0.0.1:{http_port}/api/stream")
     air_sent = 0
+    feeds: list[DoorFeed] = []  # the door sensor, once the run's clock starts
+    door_stop = threading.Event()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
         store_file = scenario_path.parent / sc.scenario.store
@@ -228,6 +272,11 @@ def run_demo(
                  f"(sign in as {DEMO_USER!r}, password {password!r})")
             t0 = time.time()
             until = duration if duration is not None else sc.scenario.duration_s
+            if sc.door_sensor.doors:
+                feeds.append(DoorFeed(world, store, build_truth(world), epoch=t0))
+                threading.Thread(
+                    target=_send_door, args=(feeds[0], broker.port, t0, until, door_stop, store.store.id), daemon=True
+                ).start()
             await air.run(lambda: time.time() - t0, until, stop)
             elapsed = time.time() - t0
             await asyncio.sleep(min(3.0, max(0.0, until - elapsed)) + 2.5)  # let the last windows arrive
@@ -237,6 +286,7 @@ def run_demo(
         air_sent, elapsed, t0 = asyncio.run(live())
     finally:
         counter.stop.set()
+        door_stop.set()
         for p in procs:
             if p.poll() is None:
                 p.terminate()
@@ -259,6 +309,7 @@ def run_demo(
         alerts_for_expected=len(alerted & regulars.keys()), unexpected_alerts=len(alerted - regulars.keys()),
         adverts_sent=air_sent,
         regulars=timings,
+        door=_footfall(feeds[0], elapsed) if feeds else None,
     )
 
 

@@ -18,6 +18,7 @@ from edge import protocol
 from edge.door.zones import CLEAN_CONFIDENCE
 from firmware_config.geometry import door_opening, segment_distance
 from firmware_config.store import NodeRole, StoreFile
+from gateway.footfall import FIGURES, visitors_in
 from sim.scenario import DoorSensor
 from sim.score import percentile
 from sim.truth import DoorPass, DoorReport, Truth
@@ -74,7 +75,8 @@ def true_crossings(world: World, doors: list[SensedDoor]) -> list[Crossing]:
 def _spells(rng: np.random.Generator, cfg: DoorSensor, duration: float) -> list[tuple[float, float]]:
     n = int(rng.poisson(cfg.offline_per_h * duration / 3600.0))
     starts = np.sort(rng.uniform(0.0, duration, n))
-    return [(float(s), float(s + rng.uniform(*cfg.offline_s))) for s in starts]
+    spells = [(float(s), float(s + rng.uniform(*cfg.offline_s))) for s in starts]
+    return spells + ([(float(cfg.unplugged_s[0]), float(cfg.unplugged_s[1]))] if cfg.unplugged_s else [])
 
 
 def simulate(
@@ -167,7 +169,8 @@ class DoorFeed:
         """One line for the score table: the sensor's footfall against the truth."""
         error = m["door.footfall_error"]
         return (
-            f"door sensor: {m['door.counted_in']} counted in for {m['door.true_entries']} true entries"
+            f"door sensor: {m['door.counted_in']} counted in, {m['door.visitors_in']:.0f} visitors estimated, for"
+            f" {m['door.true_entries']} true entries"
             + ("" if error is None else f" (footfall error {error:.1%})")
             + f"; missed {m['door.missed']}, side by side {m['door.pair_missed']}, offline {m['door.offline_missed']},"
             f" wrong way {m['door.wrong_direction']}, false triggers {m['door.false_triggers']}"
@@ -175,8 +178,17 @@ class DoorFeed:
 
 
 def door_metrics(truth: Truth, counted_in: float) -> dict:
-    """`door.footfall_error` = |counted inward crossings - true entries| / true entries, and its parts."""
+    """`door.footfall_error` = |estimated visitors in - true entries| / true entries, and its parts.
+
+    The estimate is `gateway.footfall.visitors_in` over the inward crossings that reached the
+    gateway, per door with its counter kind's figures; `door.counted_in` is the raw count."""
     entries = sum(p.direction == "in" for p in truth.door_passes)
+    hours = truth.duration_s / 3600.0
+    arrived = [r for r in truth.door_reports if r.direction == "in" and r.arrival <= truth.duration_s]
+    visitors = sum(
+        visitors_in([r.t for r in arrived if r.door == door], hours, FIGURES[kind])
+        for door, kind in sorted({(r.door, r.sensor) for r in arrived})
+    )
     outcomes = {k: sum(p.outcome == k for p in truth.door_passes) for k in ("missed", "pair_missed", "offline")}
     true_dir = {(p.agent, p.t): p.direction for p in truth.door_passes}
     wrong = sum(r.agent is not None and true_dir.get((r.agent, r.t)) != r.direction for r in truth.door_reports)
@@ -184,7 +196,8 @@ def door_metrics(truth: Truth, counted_in: float) -> dict:
     return {
         "door.true_entries": entries,
         "door.counted_in": int(counted_in),
-        "door.footfall_error": abs(counted_in - entries) / entries if entries else None,
+        "door.visitors_in": visitors,
+        "door.footfall_error": abs(visitors - entries) / entries if entries else None,
         "door.missed": outcomes["missed"],
         "door.pair_missed": outcomes["pair_missed"],
         "door.offline_missed": outcomes["offline"],

@@ -274,10 +274,11 @@ class DoorSensor(_Strict):
     transport_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] = (0.05, 0.2)  # uniform
     offline_per_h: Annotated[float, Field(ge=0, le=10)] = 0.1  # the sensor drops out now and then ...
     offline_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] = (60.0, 300.0)  # ... for minutes
+    unplugged_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] | None = None  # (from, to) s
 
     @model_validator(mode="after")
     def _ranges(self) -> DoorSensor:
-        _check_ranges(self, "transport_s", "offline_s")
+        _check_ranges(self, "transport_s", "offline_s", *(["unplugged_s"] if self.unplugged_s else []))
         return self
 
 

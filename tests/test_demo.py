@@ -9,6 +9,8 @@ from pathlib import Path
 from instore.broker import free_port
 from instore.demo import run_demo
 
+EARLY_AT_THE_DOOR_S = 10.0  # a regular approaching the door is within this of crossing it
+
 
 def test_the_demo_alerts_regulars_who_walk_in_and_nobody_else(tmp_path: Path) -> None:
     port = free_port()
@@ -22,9 +24,15 @@ def test_the_demo_alerts_regulars_who_walk_in_and_nobody_else(tmp_path: Path) ->
     assert summary.alerts_for_expected >= 1
     alerted = [(name, door, alert) for name, door, alert in summary.regulars if alert is not None]
     assert len(alerted) == summary.alerts_for_expected
-    assert all(alert > door for _, door, alert in alerted)  # an alert follows the door crossing
+    # an alert follows the door crossing, or comes as the regular reaches the door: one waiting at
+    # the door when someone else goes in may be taken for the one who did (docs/door.md)
+    assert all(alert > door - EARLY_AT_THE_DOOR_S for _, door, alert in alerted)
     lines = summary.lines()
     assert any(name in line and "crossed the door" in line for name, _, _ in summary.regulars for line in lines)
+    assert summary.door is not None  # the demo store's door sensor, and the footfall it gives
+    sent_in, _, visitors, true_in = summary.door
+    assert sent_in >= 1 and abs(visitors - true_in) <= max(2, 0.3 * true_in)
+    assert any(line.startswith("  footfall from the door sensor:") for line in lines)
     assert (tmp_path / "gateway.log").exists() and (tmp_path / "gateway.db").exists()
     with socket.socket() as s:  # the gateway has stopped: its port is free again
         s.bind(("127.0.0.1", port))

@@ -1,0 +1,158 @@
+"""Door-sensor fusion for the presence engine: a crossing at t says someone went through that door then.
+
+A counter at a street door is anonymous, and most people it counts carry no registered phone,
+so a crossing is not an entry by itself. It is evidence, weighed per tracked phone. Each phone
+not yet announced either made the crossing (H1) or not (H0):
+
+    P(H1) before the crossing is known = kappa x m: m its belief near the door, outside,
+        kappa the chance that someone at the door goes through it within the match window: the
+        engine's own turn-in rate (its transition model) times that window;
+    P(crossing | H1) = the counter's detection probability pd,
+    P(crossing | H0) = someone else's crossing in the window: the door's learned rate x window.
+
+Under H1 the phone is just inside, walking in; under H0 its belief is as it was. The new belief
+is the mixture of the two by their posterior weights, and the engine's entry threshold decides,
+one step later for a phone the crossing made likelier in than not: a phone BLE places at the
+door is announced one to two seconds after it, a passer-by who walks on is caught by the next
+windows, and a crossing the counter missed leaves BLE to decide alone. Outward crossings do
+the same for phones inside that BLE already doubts (docs/door.md).
+
+Pure: crossings in with their own timestamps; the crossing rate of each door and direction is
+learned from the crossings themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from firmware_config.geometry import door_opening, segment_distance
+from firmware_config.store import StoreFile
+
+Direction = str  # "in" | "out"
+WEIGH_ABOVE = 1e-4  # a crossing that would move less of a phone's belief is not worth a pass over its row
+CONFIRM_ABOVE = 0.5  # a crossing that made "went in" likelier than not waits for one more step's windows
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    door: str
+    t: float
+    direction: Direction
+
+
+@dataclass(frozen=True, slots=True)
+class DoorStates:
+    """One street door's states (index arrays, one row per transmit offset): `near_in` and
+    `near_out` within reach of the opening inside and outside the store (a crosser was there
+    just before); `into` the first states inside (walking in), `onto` the first outside, where
+    a crossing puts its crosser."""
+
+    near_in: np.ndarray
+    near_out: np.ndarray
+    into: np.ndarray
+    onto: np.ndarray
+
+
+def door_states(
+    store: StoreFile, cell_xy: np.ndarray, in_store: np.ndarray, mode: np.ndarray, walk_in: int,
+    n_offsets: int, near_m: float, first_m: float,
+) -> dict[str, DoorStates]:
+    """Per street door, its states (see `DoorStates`). cell_xy: (C, 2) the base cells without
+    `away`; in_store, mode: (C,) each cell's side of the door and its mode (`walk_in` for
+    walking in, 0 for standing). States are offset-major: offset * (C + 1) + cell."""
+    zones = {z.id: z for z in store.zones}
+    blocks = np.arange(n_offsets)[:, None] * (len(cell_xy) + 1)
+    out: dict[str, DoorStates] = {}
+    for d in store.street_doors():
+        pa, pb = list(zones[d.zones[0]].polygon), list(zones[d.zones[1]].polygon)
+        j1, j2 = (np.asarray(j, dtype=float) for j in door_opening(d.position, d.width_m, pa, pb))
+        dist = np.asarray([segment_distance(p, j1, j2) for p in cell_xy])
+        first = dist <= first_m
+        into = first & in_store & (mode == walk_in)
+        if not into.any():  # no walking-in copies here: the standing cells just inside
+            into = first & in_store
+        onto = first & ~in_store & (mode == 0)
+
+        def states(mask: np.ndarray) -> np.ndarray:
+            return blocks + np.flatnonzero(mask)[None, :]
+
+        near = dist <= near_m
+        out[d.id] = DoorStates(states(near & in_store), states(near & ~in_store), states(into), states(onto))
+    return out
+
+
+@dataclass
+class DoorFusion:
+    """Queued crossings and each door's learned crossing rate; `apply` folds them into a step.
+
+    detect_probability: a counter's chance to count one person (docs/door.md);
+    match_s: the window in which a phone's crossing matches a reported one (a step and the report's
+    delay); kappa: P(a phone at the door goes through within match_s);
+    prior_rate_per_h, rate_tau_s: a door's crossing rate before any is seen, and how fast it forgets;
+    max_age_s: crossings older than this at the step are stale (a backlog replayed after an outage);
+    max_ratio: the most one step's crossings of a door may count; out_below: an outward crossing weighs on
+    phones inside whose P(in store) BLE already puts below this (a customer browsing by the door
+    is not sent out by every leaver who passes them)."""
+
+    states: dict[str, DoorStates]
+    detect_probability: float
+    match_s: float
+    kappa: float
+    prior_rate_per_h: float
+    rate_tau_s: float
+    max_age_s: float
+    max_ratio: float
+    out_below: float
+    pending: list[Crossing] = field(default_factory=list)
+    _rate: dict[tuple[str, Direction], tuple[float, float]] = field(default_factory=dict)  # (rate /s, at t)
+
+    def add(self, door: str, t: float, direction: Direction) -> bool:
+        """Queue a crossing for the next step (False: not a street door of this store)."""
+        if door not in self.states or direction not in ("in", "out"):
+            return False
+        self.pending.append(Crossing(door, t, direction))
+        return True
+
+    def ratio(self, c: Crossing) -> float:
+        """Likelihood ratio of the crossing for a phone that made it against one that did not:
+        P(counted) / P(someone else's crossing within `match_s`), from the learned rate."""
+        rate, at = self._rate.get((c.door, c.direction), (self.prior_rate_per_h / 3600.0, c.t))
+        rate *= math.exp(-max(0.0, c.t - at) / self.rate_tau_s)
+        self._rate[(c.door, c.direction)] = (rate + 1.0 / self.rate_tau_s, max(c.t, at))
+        return max(1.0, self.detect_probability / (rate * self.match_s))
+
+    def apply(self, post: np.ndarray, inside: np.ndarray, p_in: np.ndarray, t: float) -> np.ndarray:
+        """Fold the queued crossings into the predicted beliefs `post` (I, K, rows summing to 1) of a
+        step at `t`, in place. Returns the rows a crossing moved more than CONFIRM_ABOVE: they
+        wait one step of Bluetooth before an entry is announced (a passer-by at the door while
+        someone else goes in walks on, and the next windows say so)."""
+        moved = np.zeros(len(inside), dtype=bool)
+        ratios: dict[tuple[str, Direction], float] = {}
+        for c in sorted(self.pending, key=lambda c: c.t):
+            if t - c.t <= self.max_age_s:  # one phone makes at most one of a step's crossings: n of them, n chances
+                ratios[(c.door, c.direction)] = ratios.get((c.door, c.direction), 0.0) + self.ratio(c)
+        self.pending = []
+        for (door, direction), ratio in ratios.items():
+            s = self.states[door]
+            going_in = direction == "in"
+            rows = np.flatnonzero(~inside if going_in else inside & (p_in < self.out_below))
+            cross, dest = (s.near_out, s.into) if going_in else (s.near_in, s.onto)
+            if not len(rows) or dest.shape[1] == 0:
+                continue
+            # belief on this side of the door, near it, per offset (r, offsets): of these rows alone
+            crossing = post[np.ix_(rows, cross.reshape(-1))].reshape(len(rows), *cross.shape).sum(axis=2)
+            m = crossing.sum(axis=1)
+            prior = np.clip(self.kappa * m, 0.0, 1.0)
+            odds = prior * min(self.max_ratio, ratio) / np.maximum(1.0 - prior, 1e-9)
+            w = odds / (1.0 + odds)  # P(H1 | crossing), per row
+            keep = w > WEIGH_ABOVE
+            rows, w, crossing, m = rows[keep], w[keep], crossing[keep], m[keep]
+            # (1 - w) x the belief + w x the belief under H1: just through the door, the phone's offsets kept
+            post[rows] *= (1.0 - w).astype(np.float32)[:, None]
+            into = (w / m)[:, None] * crossing / dest.shape[1]  # (r, offsets)
+            post[np.ix_(rows, dest.reshape(-1))] += np.repeat(into, dest.shape[1], axis=1).astype(np.float32)
+            moved[rows] |= w > CONFIRM_ABOVE
+        return moved
