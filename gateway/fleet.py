@@ -82,6 +82,14 @@ class SeqWindow:
         return True
 
 
+class Problem:
+    """A node's problem: a message key of the page catalogue (`fleet.problem.<key>`), its values, and
+    the English text for logs."""
+
+    def __init__(self, key: str, text: str, **params: object) -> None:
+        self.key, self.text, self.params = key, text, params
+
+
 @dataclass(slots=True)
 class NodeRecord:
     """What the gateway knows about one node (mutable, owned by FleetMonitor)."""
@@ -107,7 +115,8 @@ class NodeView:
     zone: str | None
     state: State
     misconfigured: bool
-    problems: tuple[str, ...]
+    problems: tuple[str, ...]  # in English, for logs and the API's readers
+    problem_keys: tuple[dict, ...]  # the same as message keys and values: the page shows them in its language
     last_window_age_s: float | None
     config_version: int | None
     expected_config_version: int | None
@@ -173,25 +182,30 @@ def fleet_view(
         st = rec.status if rec is not None else None
         state = node_state(rec, now, stale_after_s)
         want = expected.get(node_id)
-        problems: list[str] = []
+        problems: list[Problem] = []
         if role == "unknown":
-            problems.append("not in the store file")
+            problems.append(Problem("unknown_node", "not in the store file"))
         if st is not None and st.config_error:
-            problems.append(f"config refused: {st.config_error}")
+            problems.append(Problem("config_refused", f"config refused: {st.config_error}", error=st.config_error))
         behind = st is not None and st.state == "online" and want is not None and st.config_version != want
         if behind and st is not None:
-            problems.append(f"config version {st.config_version} is not the current {want}")
+            problems.append(Problem("config_behind", f"config version {st.config_version} is not the current {want}",
+                                    version=st.config_version, want=want))
         misconfigured = role == "unknown" or behind or bool(st is not None and st.config_error)
         if state == "stale":
-            problems.append(f"no window for {stale_after_s:.0f} s")
+            problems.append(Problem("no_window", f"no window for {stale_after_s:.0f} s", s=round(stale_after_s)))
         offset = rec.offset.offset_s if rec is not None else None
         if offset is not None and abs(offset - skew_s) > MAX_AHEAD_S:
-            problems.append(f"clock {offset - skew_s:+.0f} s off the other nodes'" if skew_s
-                            else f"clock {offset:+.0f} s off the gateway's")
+            if skew_s:
+                off = round(offset - skew_s)
+                problems.append(Problem("clock_off_nodes", f"clock {off:+d} s off the other nodes'", s=off))
+            else:
+                problems.append(Problem("clock_off_gateway", f"clock {round(offset):+d} s off the gateway's",
+                                        s=round(offset)))
         if st is not None and st.clock_synced is False:
-            problems.append("clock not synchronised")
+            problems.append(Problem("clock_unsynced", "clock not synchronised"))
         if st is not None and st.dropped:
-            problems.append(f"{st.dropped} windows dropped from its queue")
+            problems.append(Problem("dropped", f"{st.dropped} windows dropped from its queue", n=st.dropped))
         out.append(
             NodeView(
                 node=node_id,
@@ -199,7 +213,8 @@ def fleet_view(
                 zone=zone,
                 state=state,
                 misconfigured=misconfigured,
-                problems=tuple(problems),
+                problems=tuple(p.text for p in problems),
+                problem_keys=tuple({"key": p.key, **p.params} for p in problems),
                 last_window_age_s=None
                 if rec is None or rec.last_window_at is None
                 else round(now - rec.last_window_at, 1),

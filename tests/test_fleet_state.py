@@ -218,6 +218,8 @@ def test_fleet_page_shows_a_fitting_room_node_going_offline(mosquitto, serve, br
         page.wait_for_function("document.documentElement.lang === 'de'")
         queue = page.wait_for_selector("article.node[data-node=fr2] dd.queue.bad", timeout=10000)
         assert queue.inner_text() == "9 wartend, Speicherkarte voll, 7 nur im Arbeitsspeicher"
+        stale = page.wait_for_selector("article.node[data-node=floor-west] ul.problems li", timeout=10000)
+        assert stale.inner_text().startswith("seit ") and "kein Messfenster" in stale.inner_text()  # not English
         page.click("button[data-lang=en]")
         page.wait_for_function("document.documentElement.lang === 'en'")
         page.wait_for_selector("article.node[data-node=fr1]", timeout=10000)
