@@ -360,6 +360,32 @@ def config_mosquitto(
         typer.echo(f"wrote {f}")
 
 
+@config_app.command("nats")
+def config_nats(
+    stores: Annotated[list[Path], typer.Argument(help="Store files (TOML) with a [chain] section.")],
+    out: Annotated[Path, typer.Option(help="Directory for nats-<store>.conf, nats-hq.conf, chain-credentials.toml.")],
+    hq: Annotated[bool, typer.Option(help="Also write HQ's config: one account per given store.")] = False,
+    hq_port: Annotated[int, typer.Option(help="HQ's client port.")] = 4222,
+    hq_leaf_port: Annotated[int, typer.Option(help="HQ's leaf-node port (the stores' hq_url).")] = 7422,
+    hq_storage_dir: Annotated[str, typer.Option(help="HQ's JetStream directory.")] = "/var/lib/instore-nats-hq",
+    hq_cert: Annotated[Path | None, typer.Option(help="HQ's leaf TLS certificate (PEM).")] = None,
+    hq_key: Annotated[Path | None, typer.Option(help="HQ's leaf TLS key (PEM).")] = None,
+) -> None:
+    """Generate each store's NATS leaf config (JetStream domain = store id) and, with --hq, HQ's (docs/chain.md)."""
+    from firmware_config.nats import generate
+
+    parsed = [(_store_or_fail(s), s) for s in stores]
+    for (p, path) in parsed:
+        if p.chain is None:
+            _fail(f"{path}: chain: missing: add a [chain] section (docs/chain.md)")
+    files = generate(
+        parsed, out, hq=hq, hq_port=hq_port, hq_leaf_port=hq_leaf_port, hq_storage_dir=hq_storage_dir,
+        hq_certfile=str(hq_cert.resolve()) if hq_cert else None, hq_keyfile=str(hq_key.resolve()) if hq_key else None,
+    )
+    for f in [*files.leaf_confs.values(), *([files.hq_conf] if files.hq_conf else []), files.credentials]:
+        typer.echo(f"wrote {f}")
+
+
 @config_app.command("tls")
 def config_tls(
     store: Annotated[Path, typer.Argument(help="The store file (TOML).")],
