@@ -187,9 +187,14 @@ def _m9_consent_language(db: sqlite_utils.Database) -> None:
     db.table("consents").add_column("language", str, not_null_default="")
 
 
+def _m_chain_cursor(db: sqlite_utils.Database) -> None:
+    """The last event id the store's JetStream acknowledged (gateway.chain_publish): resume there."""
+    db.execute("CREATE TABLE chain_cursor (stream TEXT PRIMARY KEY, last_id INTEGER NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
-    _m8_presence_state, _m9_consent_language,
+    _m8_presence_state, _m9_consent_language, _m_chain_cursor,
 ]
 
 

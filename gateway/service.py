@@ -49,6 +49,12 @@ def build_gateway(
         from gateway.routes_whatsapp import mount_whatsapp
 
         mount_whatsapp(app, build_service(core, whatsapp))
+    if store.chain is not None:  # the chain link: business events to the store's NATS for HQ
+        from firmware_config.nats import stream_name
+        from gateway.chain_publish import ChainPublisher, Cursor, start_publisher
+
+        cursor = Cursor(db, core.lock, stream_name(store.store.id))
+        start_publisher(ChainPublisher(store.store.id, store.chain, core.events, cursor))
     return app, core
 
 

@@ -1,0 +1,180 @@
+"""The gateway's business events to the store's NATS JetStream, for HQ (docs/chain.md).
+
+`chain_message` (pure) decides what leaves the store: entries and visits of consenting
+customers, fitting sessions and follow-up requests that name one, each on
+`chain.<store>.events.<kind>` with the message id `<store>:<event id>`. Nothing else: no raw
+BLE or RFID windows (they are never in the event log), no events without a customer, no staff
+notes or node alerts. `ChainPublisher` is the thin adapter: it walks the event log from a
+durable cursor (the last id JetStream acknowledged, in SQLite), so a restart or a NATS outage
+loses nothing, and a crash between JetStream's ack and the cursor write republishes the same
+message id, which JetStream's duplicate window drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from firmware_config.nats import store_bytes, stream_name, subject_prefix
+from firmware_config.store import Chain
+from gateway.events import EventLog, StaffEvent
+
+log = logging.getLogger("instore.chain")
+
+# Event-log kind -> chain kind. Follow-up requests are staff tasks of kind "followup".
+CHAIN_KINDS = {
+    "entered": "entry",
+    "left": "visit",
+    "session_started": "fitting",
+    "session_ended": "fitting",
+    "task": "follow_up",
+}
+DEDUP_WINDOW_S = 3600.0  # JetStream drops a repeated message id this long: covers a crash-restart loop
+BATCH = 200  # events read from the log per round
+IDLE_POLL_S = 0.5  # how often an idle publisher looks for new events: the store-to-HQ latency floor
+RETRY_S = 1.0  # back-off after a failed publish (the store's own NATS restarting)
+PUBLISH_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChainMessage:
+    subject: str
+    msg_id: str
+    payload: bytes
+
+
+def chain_message(store_id: str, ev: StaffEvent) -> ChainMessage | None:
+    """The message for one event-log row, or None when it must not leave the store."""
+    kind = CHAIN_KINDS.get(ev.kind)
+    if kind is None or ev.customer_id is None:
+        return None
+    if ev.kind == "task" and ev.data.get("kind") != "followup":
+        return None
+    body = {"store": store_id, "id": ev.id, "ts": ev.ts, "kind": kind, "source_kind": ev.kind,
+            "customer_id": ev.customer_id, "data": ev.data}
+    return ChainMessage(f"{subject_prefix(store_id)}.events.{kind}", f"{store_id}:{ev.id}",
+                        json.dumps(body, separators=(",", ":")).encode())
+
+
+class Cursor:
+    """The last event id acknowledged by JetStream, persisted in the gateway database."""
+
+    def __init__(self, db: sqlite_utils.Database, lock: threading.RLock, stream: str):
+        self.db, self.lock, self.stream = db, lock, stream
+
+    def get(self) -> int:
+        with self.lock:
+            row = self.db.execute("SELECT last_id FROM chain_cursor WHERE stream = ?", [self.stream]).fetchone()
+        return int(row[0]) if row else 0
+
+    def set(self, last_id: int) -> None:
+        with self.lock:
+            self.db.execute(
+                "INSERT INTO chain_cursor (stream, last_id) VALUES (?, ?) "
+                "ON CONFLICT(stream) DO UPDATE SET last_id = excluded.last_id", [self.stream, last_id])
+
+
+class ChainPublisher:
+    """Publishes the event log to the store's JetStream from the cursor on, until stopped."""
+
+    def __init__(self, store_id: str, chain: Chain, events: EventLog, cursor: Cursor):
+        self.store_id, self.chain, self.events, self.cursor = store_id, chain, events, cursor
+        self.published = 0
+        self.skipped = 0
+        self.failures = 0
+
+    async def _ensure_stream(self, js) -> None:  # noqa: ANN001 (nats.js.JetStreamContext)
+        from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+
+        config = StreamConfig(
+            name=stream_name(self.store_id), subjects=[f"{subject_prefix(self.store_id)}.events.>"],
+            storage=StorageType.FILE, max_bytes=store_bytes(self.chain), discard=DiscardPolicy.OLD,
+            duplicate_window=DEDUP_WINDOW_S,
+        )
+        try:
+            await js.add_stream(config)
+        except Exception:  # noqa: BLE001 (exists with another config: bring it in line)
+            await js.update_stream(config)
+
+    async def publish_pending(self, js) -> int:  # noqa: ANN001
+        """Publish every event after the cursor; the cursor moves after each JetStream ack."""
+        done = 0
+        while batch := self.events.after(self.cursor.get(), BATCH):
+            for ev in batch:
+                msg = chain_message(self.store_id, ev)
+                if msg is None:
+                    self.skipped += 1
+                else:
+                    await js.publish(msg.subject, msg.payload, timeout=PUBLISH_TIMEOUT_S,
+                                     headers={"Nats-Msg-Id": msg.msg_id})
+                    self.published += 1
+                    done += 1
+                self.cursor.set(ev.id)
+        return done
+
+    async def run(self, stop: asyncio.Event) -> None:
+        import nats
+
+        url = f"nats://{self.chain.nats_host}:{self.chain.nats_port}"
+        nc = None
+        try:
+            while nc is None and not stop.is_set():
+                try:
+                    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=RETRY_S)
+                except Exception as exc:  # noqa: BLE001 (the store's NATS not up yet: wait for it)
+                    self.failures += 1
+                    log.warning("chain: cannot reach %s (retrying): %s", url, exc)
+                    await _sleep(stop, RETRY_S)
+            if nc is not None:
+                await self._loop(nc.jetstream(), stop)
+        finally:
+            if nc is not None:
+                await nc.close()
+
+    async def _loop(self, js, stop: asyncio.Event) -> None:  # noqa: ANN001
+        ready = False
+        while not stop.is_set():
+            try:
+                if not ready:
+                    await self._ensure_stream(js)
+                    ready = True
+                await self.publish_pending(js)
+                wait = IDLE_POLL_S
+            except Exception as exc:  # noqa: BLE001 (NATS down or timing out: retry, the cursor holds)
+                self.failures += 1
+                log.warning("chain publish failed (retrying): %s", exc)
+                wait = RETRY_S
+            await _sleep(stop, wait)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once when stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+def start_publisher(publisher: ChainPublisher) -> tuple[threading.Thread, threading.Event]:
+    """Run `publisher` in its own thread and event loop; set the returned event to stop it."""
+    stopping = threading.Event()
+
+    def main() -> None:
+        async def go() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(publisher.run(stop))
+            while not stopping.is_set() and not task.done():
+                await asyncio.sleep(0.1)
+            stop.set()
+            await task
+
+        asyncio.run(go())
+
+    thread = threading.Thread(target=main, name="chain-publish", daemon=True)
+    thread.start()
+    return thread, stopping
