@@ -3,6 +3,7 @@
 instore demo                    the whole simulated store on this machine
 instore edge --config NODE      an edge node (Raspberry Pi)
 instore gateway --config STORE  the store gateway
+instore hq --config HQ          the chain HQ (docs/chain.md)
 instore sim run SCENARIO        a fast simulated run, scored against ground truth
 instore bench [NAME...]         benchmarks, as JSON
 instore decode ble|epc HEX      decode a captured advertisement or tag
@@ -141,6 +142,32 @@ def gateway(
         broker_host=broker_host, broker_port=broker_port, whatsapp=whatsapp, username=username, password=password,
         tls_cert=tls_cert, tls_key=tls_key,
     )
+
+
+@app.command()
+def hq(config: Annotated[Path, typer.Option(help="HQ's TOML file (docs/chain.md).")]) -> None:
+    """The chain HQ: pull every store's events across its leaf link into the chain CRM (PostgreSQL)."""
+    import asyncio
+    import signal
+
+    from firmware_config.paths import store_relative
+    from firmware_config.validate import ConfigError
+    from instore.hq import Hq, load_config
+
+    _logging()
+    try:
+        cfg = load_config(config)
+        password = store_relative(config, cfg.password_file).read_text(encoding="utf-8").strip()
+    except (ConfigError, OSError) as exc:
+        _fail(str(exc))
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await Hq(cfg, password).run(stop)
+
+    asyncio.run(serve())
 
 
 @app.command()
