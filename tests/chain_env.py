@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 
 START_TIMEOUT_S = 15.0
@@ -82,6 +83,19 @@ def _pg_bindir() -> Path:
     pytest.fail("PostgreSQL not found (initdb/postgres): `apt-get install postgresql` (.ci/run does)")
 
 
+def _wait_postgres(dsn: str, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Until the cluster accepts a session (its port opens before it has finished starting)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg.connect(dsn, connect_timeout=1).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 @contextmanager
 def postgres() -> Iterator[str]:
     """A fresh cluster on a free loopback port; yields its connection string. PostgreSQL refuses
@@ -103,9 +117,10 @@ def postgres() -> Iterator[str]:
          "-c", "fsync=off"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=user,
     )
+    dsn = f"postgresql://chain@127.0.0.1:{port}/postgres"
     try:
-        wait_port(port)
-        yield f"postgresql://chain@127.0.0.1:{port}/postgres"
+        _wait_postgres(dsn)
+        yield dsn
     finally:
         proc.terminate()
         proc.wait(15)
