@@ -13,12 +13,15 @@ message id, which JetStream's duplicate window drops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import sqlite_utils
+from fastapi import FastAPI
 
 from firmware_config.nats import store_bytes, stream_name, subject_prefix
 from firmware_config.store import Chain
@@ -39,6 +42,7 @@ BATCH = 200  # events read from the log per round
 IDLE_POLL_S = 0.5  # how often an idle publisher looks for new events: the store-to-HQ latency floor
 RETRY_S = 1.0  # back-off after a failed publish (the store's own NATS restarting)
 PUBLISH_TIMEOUT_S = 5.0
+STOP_POLL_S = 0.1  # how soon the thread notices it is asked to stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,21 +164,41 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
-def start_publisher(publisher: ChainPublisher) -> tuple[threading.Thread, threading.Event]:
-    """Run `publisher` in its own thread and event loop; set the returned event to stop it."""
-    stopping = threading.Event()
+class PublisherThread:
+    """`publisher` in its own thread and event loop, away from the API's loop and the MQTT thread."""
 
-    def main() -> None:
-        async def go() -> None:
-            stop = asyncio.Event()
-            task = asyncio.create_task(publisher.run(stop))
-            while not stopping.is_set() and not task.done():
-                await asyncio.sleep(0.1)
-            stop.set()
-            await task
+    def __init__(self, publisher: ChainPublisher):
+        self.publisher = publisher
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="chain-publish", daemon=True)
 
-        asyncio.run(go())
+    async def _main(self) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.publisher.run(stop))
+        while not self._stopping.is_set() and not task.done():
+            await asyncio.sleep(STOP_POLL_S)
+        stop.set()
+        await task
 
-    thread = threading.Thread(target=main, name="chain-publish", daemon=True)
-    thread.start()
-    return thread, stopping
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(PUBLISH_TIMEOUT_S + 1)
+
+
+def attach(app: FastAPI, thread: PublisherThread) -> None:
+    """Run the publisher while the app serves: started after its startup, stopped before its end."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with inner(app):
+            thread.start()
+            try:
+                yield
+            finally:
+                thread.stop()
+
+    app.router.lifespan_context = lifespan

@@ -51,10 +51,10 @@ def build_gateway(
         mount_whatsapp(app, build_service(core, whatsapp))
     if store.chain is not None:  # the chain link: business events to the store's NATS for HQ
         from firmware_config.nats import stream_name
-        from gateway.chain_publish import ChainPublisher, Cursor, start_publisher
+        from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread, attach
 
         cursor = Cursor(db, core.lock, stream_name(store.store.id))
-        start_publisher(ChainPublisher(store.store.id, store.chain, core.events, cursor))
+        attach(app, PublisherThread(ChainPublisher(store.store.id, store.chain, core.events, cursor)))
     return app, core
 
 

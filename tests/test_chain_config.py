@@ -14,6 +14,7 @@ from firmware_config.nats import HQ_USER, generate, render_hq_conf, store_bytes,
 from firmware_config.store import Chain
 from firmware_config.validate import ConfigError, validate_text
 from instore.cli import app
+from instore.hq import load_config
 from tests.chain_env import nats_server_bin
 from tests.conftest import BOUTIQUE
 
@@ -93,3 +94,14 @@ def test_cli_refuses_a_store_without_chain_section(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["config", "nats", str(lone), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert f"{lone}: chain: missing" in result.output
+
+
+def test_hq_config_problems_name_file_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "hq.toml"
+    path.write_text('password_file = "pw"\npostgres = "postgresql://x"\nstores = ["a", "B!"]\nstore = 1\n',
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert f"{path}:3: stores[1]:" in text
+    assert f"{path}:4: store:" in text

@@ -23,9 +23,10 @@ from firmware_config import tls
 from firmware_config.nats import HQ_USER, generate, reply_prefix, store_user
 from firmware_config.store import StoreFile
 from firmware_config.validate import validate_text
-from gateway.chain_publish import ChainPublisher, Cursor
+from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread
 from gateway.db import open_db
 from gateway.events import EventLog
+from gateway.service import build_gateway
 from instore.hq import SCHEMA, Hq, HqConfig
 from tests.chain_env import NatsServer, free_port, postgres
 from tests.conftest import BOUTIQUE
@@ -102,13 +103,15 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         hq.stop()
 
 
-def _publisher(chain: Chain, sid: str, db_path: Path) -> tuple[ChainPublisher, Background]:
+def _publisher(chain: Chain, sid: str, db_path: Path) -> tuple[ChainPublisher, PublisherThread]:
     db = open_db(db_path)
     lock = threading.RLock()
     store = chain.stores[sid]
     assert store.chain is not None
     pub = ChainPublisher(sid, store.chain, EventLog(db, lock), Cursor(db, lock, f"chain-{sid}"))
-    return pub, Background(pub.run)
+    thread = PublisherThread(pub)
+    thread.start()
+    return pub, thread
 
 
 def _hq(chain: Chain, stores: list[str]) -> tuple[Hq, Background]:
@@ -130,13 +133,22 @@ def _wait_for(what: Callable[[], bool], timeout_s: float = ARRIVE_S) -> None:
         time.sleep(0.1)
 
 
+def _gateway_db(db_path: Path, first_id: int) -> EventLog:
+    """A gateway database whose event ids start at `first_id`: the tests share each store's
+    stream, and a store's event ids never restart over its life (docs/chain.md)."""
+    db = open_db(db_path)
+    db.execute("INSERT INTO events (id, ts, kind, customer_id, data) VALUES (?, 0, 'note', NULL, '{}')",
+               [first_id - 1])
+    return EventLog(db, threading.RLock())
+
+
 def _entry(log: EventLog, customer: str | None, t: float) -> int:
     return log.append(t, "entered", customer, {"zone": "entrance", "customer": {"name": customer}}).id
 
 
 def test_store_event_reaches_the_chain_crm_exactly_once_and_nothing_else_leaves(chain: Chain, tmp_path: Path) -> None:
     db_path = tmp_path / "gw.db"
-    log = EventLog(open_db(db_path), threading.RLock())
+    log = _gateway_db(db_path, 1000)
     entry = _entry(log, "c-1", 100.0)
     _entry(log, None, 101.0)  # an anonymous device: stays in the store
     log.append(102.0, "note", "c-1", {"text": "likes linen"})  # staff note: stays
@@ -154,12 +166,25 @@ def test_store_event_reaches_the_chain_crm_exactly_once_and_nothing_else_leaves(
     assert rows == [(f"a:{entry}", "entry", "c-1"), (f"a:{entry + 3}", "follow_up", "c-1")]
     assert _rows(chain, "SELECT entries, follow_ups, events, last_store FROM chain_customers "
                  "WHERE customer_id = 'c-1'") == [(1, 1, 2, "a")]
-    assert (pub.published, pub.skipped, hq.recorded, hq.duplicates, hq.forged) == (2, 2, 2, 0, 0)
+    assert (pub.published, pub.skipped, hq.recorded, hq.duplicates, hq.forged) == (2, 3, 2, 0, 0)
+
+
+def test_gateway_with_a_chain_section_publishes_while_it_serves(chain: Chain, tmp_path: Path, serve) -> None:  # noqa: ANN001
+    _gateway_db(tmp_path / "gw.db", 2000)
+    app, core = build_gateway(chain.stores["a"], db_path=tmp_path / "gw.db")
+    hq, hq_bg = _hq(chain, ["a"])
+    try:
+        serve(app)
+        core.events.append(500.0, "entered", "served-1", {"zone": "entrance"})
+        _wait_for(lambda: bool(_rows(chain, "SELECT 1 FROM chain_customers WHERE customer_id = 'served-1'")))
+    finally:
+        hq_bg.stop()
+    assert _rows(chain, "SELECT store, kind FROM chain_events WHERE customer_id = 'served-1'") == [("a", "entry")]
 
 
 def test_link_cut_and_gateway_restart_mid_cut_lose_and_duplicate_nothing(chain: Chain, tmp_path: Path) -> None:
     db_path = tmp_path / "gw.db"
-    log = EventLog(open_db(db_path), threading.RLock())
+    log = _gateway_db(db_path, 3000)
     ids = [_entry(log, f"cut-{i}", 200.0 + i) for i in range(5)]
     pub, pub_bg = _publisher(chain, "b", db_path)
     hq, hq_bg = _hq(chain, ["b"])
