@@ -17,8 +17,9 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlite_utils
 from fastapi import FastAPI
@@ -122,23 +123,14 @@ class ChainPublisher:
         return done
 
     async def run(self, stop: asyncio.Event) -> None:
-        import nats
-
         url = f"nats://{self.chain.nats_host}:{self.chain.nats_port}"
-        nc = None
-        try:
-            while nc is None and not stop.is_set():
-                try:
-                    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=RETRY_S)
-                except Exception as exc:  # noqa: BLE001 (the store's NATS not up yet: wait for it)
-                    self.failures += 1
-                    log.warning("chain: cannot reach %s (retrying): %s", url, exc)
-                    await _sleep(stop, RETRY_S)
+        async with connected(url, stop, self._failed) as nc:
             if nc is not None:
                 await self._loop(nc.jetstream(), stop)
-        finally:
-            if nc is not None:
-                await nc.close()
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        log.warning("chain: store NATS unreachable (retrying): %s", exc)
 
     async def _loop(self, js, stop: asyncio.Event) -> None:  # noqa: ANN001
         ready = False
@@ -153,10 +145,35 @@ class ChainPublisher:
                 self.failures += 1
                 log.warning("chain publish failed (retrying): %s", exc)
                 wait = RETRY_S
-            await _sleep(stop, wait)
+            await sleep_unless(stop, wait)
 
 
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+@contextlib.asynccontextmanager
+async def connected(
+    url: str, stop: asyncio.Event, on_failure: Callable[[Exception], None], **options: Any
+) -> AsyncIterator[Any]:
+    """A NATS connection that keeps reconnecting, once the first connect succeeds (it retries that
+    too, until `stop`: then it yields None); closed on exit, also when the server is gone."""
+    import nats
+
+    nc = None
+    while nc is None and not stop.is_set():
+        try:
+            nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=RETRY_S, **options)
+        except Exception as exc:  # noqa: BLE001 (server not up yet: wait for it)
+            on_failure(exc)
+            await sleep_unless(stop, RETRY_S)
+    try:
+        yield nc
+    finally:
+        if nc is not None:
+            try:
+                await nc.close()
+            except Exception as exc:  # noqa: BLE001 (closing towards a dead server: nothing left to do)
+                log.debug("closing NATS: %s", exc)
+
+
+async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     """Sleep, but wake at once when stopped."""
     try:
         await asyncio.wait_for(stop.wait(), seconds)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from firmware_config.nats import HQ_USER, reply_prefix, stream_name, subject_prefix
 from firmware_config.store import Identifier
 from firmware_config.validate import ConfigError, key_lines, model_problems, syntax_problem
+from gateway.chain_publish import connected, sleep_unless
 
 log = logging.getLogger("instore.hq")
 
@@ -31,6 +32,9 @@ CONSUMER = "hq"  # HQ's durable consumer on every store's stream
 FETCH_BATCH = 256  # messages per pull request: large enough to catch up at many times the live rate
 FETCH_WAIT_S = 1.0  # a pull waits this long for messages before asking again
 RETRY_S = 1.0  # back-off after the link or PostgreSQL failed
+# A batch delivered into a link that then dropped is sent again after this long: the bound on how
+# late HQ resumes after a cut. Short is harmless: a redelivery is a duplicate HQ already ignores.
+ACK_WAIT_S = 5.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chain_events (
@@ -140,47 +144,54 @@ class Hq:
         self.failures = 0
 
     async def pull_store(self, store: str, conn, stop: asyncio.Event) -> None:  # noqa: ANN001
-        import nats
         from nats.errors import TimeoutError as NatsTimeout
+        from nats.js.api import ConsumerConfig
 
-        nc = await nats.connect(self.config.nats_url, user=HQ_USER, password=self.password,
-                                inbox_prefix=reply_prefix(store).encode(), max_reconnect_attempts=-1,
-                                reconnect_time_wait=RETRY_S)
-        try:
+        async with connected(self.config.nats_url, stop, self._failed, user=HQ_USER, password=self.password,
+                             inbox_prefix=reply_prefix(store).encode()) as nc:
+            if nc is None:
+                return
             js = nc.jetstream(domain=store)
             sub = None
             while not stop.is_set():
                 try:
                     if sub is None:
                         sub = await js.pull_subscribe(f"{subject_prefix(store)}.events.>", durable=CONSUMER,
-                                                      stream=stream_name(store))
+                                                      stream=stream_name(store),
+                                                      config=ConsumerConfig(ack_wait=ACK_WAIT_S))
                     msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
                 except (TimeoutError, NatsTimeout):
                     continue
                 except Exception as exc:  # noqa: BLE001 (the link is down or the stream not yet made)
-                    self.failures += 1
-                    log.warning("hq: store %s: %s (retrying)", store, exc)
+                    self._failed(exc)
                     sub = None
-                    await asyncio.sleep(RETRY_S)
+                    await sleep_unless(stop, RETRY_S)
                     continue
                 for m in msgs:
-                    ev = classify(store, m.subject, (m.headers or {}).get("Nats-Msg-Id"), m.data)
-                    if ev.forged:
-                        self.forged += 1
-                        log.warning("hq: store %s: forged store identity (%s)", store, ev.forged)
-                    if await asyncio.to_thread(record, conn, ev):
-                        self.recorded += 1
-                    else:
-                        self.duplicates += 1
-                    await m.ack()
-        finally:
-            await nc.close()
+                    await self._take(store, conn, m)
+
+    async def _take(self, store: str, conn, m) -> None:  # noqa: ANN001 (psycopg.Connection, nats Msg)
+        ev = classify(store, m.subject, (m.headers or {}).get("Nats-Msg-Id"), m.data)
+        if ev.forged:
+            self.forged += 1
+            log.warning("hq: store %s: forged store identity (%s)", store, ev.forged)
+        if await asyncio.to_thread(record, conn, ev):
+            self.recorded += 1
+        else:
+            self.duplicates += 1
+        await m.ack()
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        log.warning("hq: %s (retrying)", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         import psycopg
 
-        conns = [await asyncio.to_thread(psycopg.connect, self.config.postgres, autocommit=True)
-                 for _ in self.config.stores]
+        def connect() -> psycopg.Connection:
+            return psycopg.connect(self.config.postgres, autocommit=True)
+
+        conns = [await asyncio.to_thread(connect) for _ in self.config.stores]
         try:
             await asyncio.to_thread(conns[0].execute, SCHEMA)
             await asyncio.gather(*(self.pull_store(s, c, stop) for s, c in zip(self.config.stores, conns, strict=True)))

@@ -62,9 +62,10 @@ class NatsServer:
         log.close()
         wait_port(self.port)
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
+        """Terminate (or SIGKILL: no chance to flush, as in a power cut) and wait."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.kill() if kill else self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
 

@@ -182,7 +182,9 @@ def test_gateway_with_a_chain_section_publishes_while_it_serves(chain: Chain, tm
     assert _rows(chain, "SELECT store, kind FROM chain_events WHERE customer_id = 'served-1'") == [("a", "entry")]
 
 
-def test_link_cut_and_gateway_restart_mid_cut_lose_and_duplicate_nothing(chain: Chain, tmp_path: Path) -> None:
+def test_cut_with_gateway_restart_and_store_server_kill_loses_and_duplicates_nothing(
+    chain: Chain, tmp_path: Path
+) -> None:
     db_path = tmp_path / "gw.db"
     log = _gateway_db(db_path, 3000)
     ids = [_entry(log, f"cut-{i}", 200.0 + i) for i in range(5)]
@@ -199,7 +201,11 @@ def test_link_cut_and_gateway_restart_mid_cut_lose_and_duplicate_nothing(chain: 
         before_restart = pub.published
         ids += [_entry(log, f"cut-{i}", 300.0 + i) for i in range(25, 40)]
         pub, pub_bg = _publisher(chain, "b", db_path)  # ...and resumes from its cursor
-        ids += [_entry(log, f"cut-{i}", 300.0 + i) for i in range(40, 50)]
+        ids += [_entry(log, f"cut-{i}", 300.0 + i) for i in range(40, 45)]
+        _wait_for(lambda: before_restart + pub.published == len(ids))
+        chain.leafs["b"].stop(kill=True)  # the store's NATS killed mid-cut: synced writes survive it
+        ids += [_entry(log, f"cut-{i}", 300.0 + i) for i in range(45, 50)]
+        chain.leafs["b"].start()
         time.sleep(max(0.0, CUT_S - (time.monotonic() - cut_started)))
         chain.hq.start()
         _wait_for(lambda: _rows(chain, count)[0][0] >= len(ids))
@@ -207,8 +213,9 @@ def test_link_cut_and_gateway_restart_mid_cut_lose_and_duplicate_nothing(chain: 
     finally:
         pub_bg.stop()
         hq_bg.stop()
-        if chain.hq.proc is None:
-            chain.hq.start()
+        for server in (chain.hq, chain.leafs["b"]):
+            if server.proc is None:
+                server.start()
     got = _rows(chain, "SELECT event_id FROM chain_events WHERE store = 'b' ORDER BY event_id")
     assert [r[0] for r in got] == ids  # every event once, none twice
     assert before_restart + pub.published == len(ids)  # the cursor: nothing published twice, even to the store
