@@ -105,3 +105,11 @@ def test_hq_config_problems_name_file_line_and_key(tmp_path: Path) -> None:
     text = str(err.value)
     assert f"{path}:3: stores[1]:" in text
     assert f"{path}:4: store:" in text
+
+
+def test_instore_hq_refuses_a_bad_config_with_file_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "hq.toml"
+    path.write_text('password_file = "pw"\npostgres = "postgresql://x"\nstores = []\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["hq", "--config", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:3: stores:" in result.output
