@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlite_utils
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Gauge
 
 from firmware_config.nats import store_bytes, stream_name, subject_prefix
 from firmware_config.store import Chain
@@ -87,11 +88,21 @@ class Cursor:
 class ChainPublisher:
     """Publishes the event log to the store's JetStream from the cursor on, until stopped."""
 
-    def __init__(self, store_id: str, chain: Chain, events: EventLog, cursor: Cursor):
+    def __init__(self, store_id: str, chain: Chain, events: EventLog, cursor: Cursor,
+                 registry: CollectorRegistry | None = None):
         self.store_id, self.chain, self.events, self.cursor = store_id, chain, events, cursor
         self.published = 0
         self.skipped = 0
         self.failures = 0
+        if registry is not None:  # read at scrape time: the backlog is what an outage has piled up
+            for name, doc, read in (
+                ("published", "Events published to the store's JetStream since start", lambda: self.published),
+                ("skipped", "Event-log rows that stay in the store, since start", lambda: self.skipped),
+                ("failures", "Failed attempts to reach or publish to the store's NATS", lambda: self.failures),
+                ("backlog", "Event-log rows not yet acknowledged by JetStream",
+                 lambda: self.events.last_id() - self.cursor.get()),
+            ):
+                Gauge(f"instore_gateway_chain_{name}", doc, registry=registry).set_function(read)
 
     async def _ensure_stream(self, js) -> None:  # noqa: ANN001 (nats.js.JetStreamContext)
         from nats.js.api import DiscardPolicy, StorageType, StreamConfig

@@ -54,7 +54,8 @@ def build_gateway(
         from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread, attach
 
         cursor = Cursor(db, core.lock, stream_name(store.store.id))
-        attach(app, PublisherThread(ChainPublisher(store.store.id, store.chain, core.events, cursor)))
+        publisher = ChainPublisher(store.store.id, store.chain, core.events, cursor, core.metrics.registry)
+        attach(app, PublisherThread(publisher))
     return app, core
 
 
