@@ -17,7 +17,7 @@ import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -143,10 +143,11 @@ class Hq:
         self.forged = 0
         self.failures = 0
 
-    async def pull_store(self, store: str, conn, stop: asyncio.Event) -> None:  # noqa: ANN001
+    async def pull_store(self, store: str, stop: asyncio.Event) -> None:
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import ConsumerConfig
 
+        db = Postgres(self.config.postgres)
         async with connected(self.config.nats_url, stop, self._failed, user=HQ_USER, password=self.password,
                              inbox_prefix=reply_prefix(store).encode()) as nc:
             if nc is None:
@@ -168,15 +169,22 @@ class Hq:
                     await sleep_unless(stop, RETRY_S)
                     continue
                 for m in msgs:
-                    await self._take(store, conn, m)
+                    try:
+                        await self._take(store, db, m)
+                    except Exception as exc:  # noqa: BLE001 (PostgreSQL away: the rest stays unacknowledged
+                        self._failed(exc)  # and comes again after ACK_WAIT_S)
+                        db.reset()
+                        await sleep_unless(stop, RETRY_S)
+                        break
+        db.reset()
 
-    async def _take(self, store: str, conn, m) -> None:  # noqa: ANN001 (psycopg.Connection, nats Msg)
+    async def _take(self, store: str, db: Postgres, m) -> None:  # noqa: ANN001 (nats Msg)
         ev = classify(store, m.subject, (m.headers or {}).get("Nats-Msg-Id"), m.data)
-        if ev.forged:
-            self.forged += 1
-            log.warning("hq: store %s: forged store identity (%s)", store, ev.forged)
-        if await asyncio.to_thread(record, conn, ev):
+        if await asyncio.to_thread(lambda: record(db.get(), ev)):
             self.recorded += 1
+            if ev.forged:
+                self.forged += 1
+                log.warning("hq: store %s: forged store identity (%s)", store, ev.forged)
         else:
             self.duplicates += 1
         await m.ack()
@@ -186,16 +194,33 @@ class Hq:
         log.warning("hq: %s (retrying)", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
+        schema = Postgres(self.config.postgres)
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(lambda: schema.get().execute(SCHEMA))
+                break
+            except Exception as exc:  # noqa: BLE001 (PostgreSQL not up yet)
+                self._failed(exc)
+                await sleep_unless(stop, RETRY_S)
+        schema.reset()
+        await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores))
+
+
+class Postgres:
+    """One connection, made on first use and again after `reset` (it broke, PostgreSQL restarted)."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self.conn: Any = None
+
+    def get(self) -> Any:  # psycopg.Connection, imported lazily like nats
         import psycopg
 
-        def connect() -> psycopg.Connection:
-            return psycopg.connect(self.config.postgres, autocommit=True)
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg.connect(self.dsn, autocommit=True)
+        return self.conn
 
-        conns = [await asyncio.to_thread(connect) for _ in self.config.stores]
-        try:
-            await asyncio.to_thread(conns[0].execute, SCHEMA)
-            await asyncio.gather(*(self.pull_store(s, c, stop) for s, c in zip(self.config.stores, conns, strict=True)))
-        finally:
-            for c in conns:
-                c.close()
-
+    def reset(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None

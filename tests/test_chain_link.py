@@ -286,3 +286,23 @@ def test_forged_store_id_is_flagged_counted_and_kept_out_of_the_customer_record(
     assert rows == [("a", "message id 'b:990001'; payload store 'b'")]
     assert _rows(chain, "SELECT 1 FROM chain_customers WHERE customer_id = 'victim'") == []
     assert _rows(chain, "SELECT 1 FROM chain_events WHERE store = 'b' AND event_id = 990001") == []
+
+
+def test_hq_rides_out_its_postgres_connection_dropping(chain: Chain, tmp_path: Path) -> None:
+    log = _gateway_db(tmp_path / "gw.db", 4000)
+    _, pub = _publisher(chain, "a", tmp_path / "gw.db")
+    hq, hq_bg = _hq(chain, ["a"])
+    seen = "SELECT count(*) FROM chain_events WHERE customer_id = %s"
+    try:
+        _entry(log, "pg-1", 1.0)
+        _wait_for(lambda: _rows(chain, seen, ["pg-1"]) == [(1,)])
+        killed = _rows(chain, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")
+        assert killed  # HQ's connection was cut (as by a PostgreSQL restart)
+        _entry(log, "pg-2", 2.0)
+        _wait_for(lambda: _rows(chain, seen, ["pg-2"]) == [(1,)])
+    finally:
+        pub.stop()
+        hq_bg.stop()
+    assert hq.failures >= 1
+    assert _rows(chain, seen, ["pg-1"]) == [(1,)]
