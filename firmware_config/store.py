@@ -201,6 +201,19 @@ class Gateway(_Strict):
     kpi: Kpi = Kpi()
 
 
+class Chain(_Strict):
+    """The store's link to a chain HQ over NATS JetStream (docs/chain.md); absent: a lone store."""
+
+    hq_url: Annotated[str, Field(pattern=r"^(tls|nats-leaf)://[^/\s@]+$")]  # HQ's leaf-node listener
+    hq_cafile: str | None = None  # the CA of HQ's leaf certificate; set for TLS on the link
+    nats_host: str = "127.0.0.1"  # the store's own NATS server, for the gateway
+    nats_port: Annotated[int, Field(ge=1, le=65535)] = 4222
+    storage_dir: str = "/var/lib/instore-nats"
+    events_per_s: Annotated[float, Field(gt=0, le=10_000)] = 2.0  # peak business-event rate
+    event_bytes: Annotated[int, Field(ge=64, le=1_000_000)] = 1024  # mean size of one event
+    outage_h: Annotated[float, Field(ge=72, le=24 * 90)] = 72.0  # outage the store's disk must bridge
+
+
 class StoreFile(_Strict):
     store: StoreInfo
     zones: Annotated[list[Zone], Field(min_length=1)]
@@ -209,6 +222,7 @@ class StoreFile(_Strict):
     nodes: list[Node] = []
     broker: Broker = Broker()
     gateway: Gateway = Gateway()
+    chain: Chain | None = None
 
     def zone(self, zone_id: str) -> Zone:
         for z in self.zones:

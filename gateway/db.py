@@ -223,9 +223,15 @@ def _m13_customers_whatsapp(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS wa_customers_whatsapp ON customers(whatsapp)")
 
 
+def _m14_chain_cursor(db: sqlite_utils.Database) -> None:
+    """The last event id the store's JetStream acknowledged (gateway.chain_publish): resume there."""
+    db.execute("CREATE TABLE chain_cursor (stream TEXT PRIMARY KEY, last_id INTEGER NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
     _m8_presence_state, _m9_consent_language, _m10_tasks, _m11_door_crossings, _m12_links, _m13_customers_whatsapp,
+    _m14_chain_cursor,
 ]
 
 

@@ -12,8 +12,8 @@ import html
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from gateway import checkin
 from cloud_sync.config import CheckinSection
+from gateway import checkin
 from gateway.i18n import localise
 from gateway.i18n import web as i18n_web
 from gateway.routes_common import page, require_manager, svc

@@ -49,6 +49,13 @@ def build_gateway(
         from gateway.whatsapp_host import build_whatsapp
 
         mount_whatsapp(app, build_whatsapp(core, whatsapp))
+    if store.chain is not None:  # the chain link: business events to the store's NATS for HQ
+        from firmware_config.nats import stream_name
+        from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread, attach
+
+        cursor = Cursor(db, core.lock, stream_name(store.store.id))
+        publisher = ChainPublisher(store.store.id, store.chain, core.events, cursor, core.metrics.registry)
+        attach(app, PublisherThread(publisher))
     return app, core
 
 

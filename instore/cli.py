@@ -3,6 +3,7 @@
 instore demo                    the whole simulated store on this machine
 instore edge --config NODE      an edge node (Raspberry Pi)
 instore gateway --config STORE  the store gateway
+instore hq --config HQ          the chain HQ (docs/chain.md)
 instore sim run SCENARIO        a fast simulated run, scored against ground truth
 instore bench [NAME...]         benchmarks, as JSON
 instore decode ble|epc HEX      decode a captured advertisement or tag
@@ -155,6 +156,32 @@ def gateway(
         broker_host=login.host, broker_port=login.port, broker_cafile=login.cafile, whatsapp=whatsapp,
         username=login.username, password=password, tls_cert=tls_cert, tls_key=tls_key,
     )
+
+
+@app.command()
+def hq(config: Annotated[Path, typer.Option(help="HQ's TOML file (docs/chain.md).")]) -> None:
+    """The chain HQ: pull every store's events across its leaf link into the chain CRM (PostgreSQL)."""
+    import asyncio
+    import signal
+
+    from firmware_config.paths import store_relative
+    from firmware_config.validate import ConfigError
+    from instore.hq import Hq, load_config
+
+    _logging()
+    try:
+        cfg = load_config(config)
+        password = store_relative(config, cfg.password_file).read_text(encoding="utf-8").strip()
+    except (ConfigError, OSError) as exc:
+        _fail(str(exc))
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await Hq(cfg, password).run(stop)
+
+    asyncio.run(serve())
 
 
 @app.command()
@@ -389,6 +416,32 @@ def config_mosquitto(
     bridge_pw = bridge_password_file.read_text(encoding="utf-8").strip() if bridge_password_file else None
     files = generate(parsed, out, persistence_dir=persistence_dir, bridge_password=bridge_pw, store_file=store)
     for f in (files.conf, files.passwd, files.acl, files.credentials):
+        typer.echo(f"wrote {f}")
+
+
+@config_app.command("nats")
+def config_nats(
+    stores: Annotated[list[Path], typer.Argument(help="Store files (TOML) with a [chain] section.")],
+    out: Annotated[Path, typer.Option(help="Directory for nats-<store>.conf, nats-hq.conf, chain-credentials.toml.")],
+    hq: Annotated[bool, typer.Option(help="Also write HQ's config: one account per given store.")] = False,
+    hq_port: Annotated[int, typer.Option(help="HQ's client port.")] = 4222,
+    hq_leaf_port: Annotated[int, typer.Option(help="HQ's leaf-node port (the stores' hq_url).")] = 7422,
+    hq_storage_dir: Annotated[str, typer.Option(help="HQ's JetStream directory.")] = "/var/lib/instore-nats-hq",
+    hq_cert: Annotated[Path | None, typer.Option(help="HQ's leaf TLS certificate (PEM).")] = None,
+    hq_key: Annotated[Path | None, typer.Option(help="HQ's leaf TLS key (PEM).")] = None,
+) -> None:
+    """Generate each store's NATS leaf config (JetStream domain = store id) and, with --hq, HQ's (docs/chain.md)."""
+    from firmware_config.nats import generate
+
+    parsed = [(_store_or_fail(s), s) for s in stores]
+    for (p, path) in parsed:
+        if p.chain is None:
+            _fail(f"{path}: chain: missing: add a [chain] section (docs/chain.md)")
+    files = generate(
+        parsed, out, hq=hq, hq_port=hq_port, hq_leaf_port=hq_leaf_port, hq_storage_dir=hq_storage_dir,
+        hq_certfile=str(hq_cert.resolve()) if hq_cert else None, hq_keyfile=str(hq_key.resolve()) if hq_key else None,
+    )
+    for f in [*files.leaf_confs.values(), *([files.hq_conf] if files.hq_conf else []), files.credentials]:
         typer.echo(f"wrote {f}")
 
 

@@ -71,7 +71,8 @@ def test_the_fleet_api_lists_door_sensors() -> None:
     now = [1000.0]
     core = GatewayCore(STORE, open_db(":memory:"), clock=lambda: now[0])
     core.handle(protocol.node_topic("boutique", NODE, "door"), crossing(0, 999.5))
-    (api,) = [r for r in fleet_router(core.fleet, None, core.door_view).routes if getattr(r, "path", "") == "/api/fleet"]
+    router = fleet_router(core.fleet, None, core.door_view)
+    (api,) = [r for r in router.routes if getattr(r, "path", "") == "/api/fleet"]
     now[0] += DOOR_OFFLINE_AFTER_S + 1
     doors = asyncio.run(api.endpoint())["doors"]  # type: ignore[attr-defined]
     assert [(d["node"], d["door"], d["sensor"], d["state"]) for d in doors] == [(NODE, "front", "beam", "offline")]
