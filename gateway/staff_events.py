@@ -107,6 +107,8 @@ class Task(_Data):
     request: Literal["size", "staff"] | None = None
     gtin: str | None = None
     size: str | None = None
+    urgent: bool = Field(False, description="rings on every tablet")
+    assigned_to: str | None = Field(None, description="the username it is assigned to; None: open to anyone")
 
 
 class TaskDone(_Data):
