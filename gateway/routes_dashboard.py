@@ -87,7 +87,8 @@ def _table(name: str, head: list[str], rows: list[list[str]], day: str, lang: st
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
     empty = f'<tr><td colspan="{len(head)}">{_e(i18n.t(lang, "dash.none"))}</td></tr>'
     return (
-        f'<div class="scroll"><table id="{name}"><thead><tr>{th}</tr></thead><tbody>{body or empty}</tbody></table>'
+        f'<div class="scroll" tabindex="0" role="region" aria-labelledby="{name}-h">'  # keyboard can scroll it
+        f'<table id="{name}"><thead><tr>{th}</tr></thead><tbody>{body or empty}</tbody></table>'
         f'</div><p class="csv"><a href="/api/kpi/{name}.csv?day={_e(day)}" download>'
         f"{_e(i18n.t(lang, 'dash.csv'))}</a></p>"
     )

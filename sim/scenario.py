@@ -86,7 +86,7 @@ def _check_shares(what: str, shares: dict[str, float]) -> None:
     """Shares of one whole must add up to 1; the error lists every key and its value."""
     total = sum(shares.values())
     if abs(total - 1.0) > SHARE_TOLERANCE:
-        terms = " + ".join(f"{k} {v:g}" for k, v in shares.items())
+        terms = " + ".join(f"{k} {v:g}" for k, v in shares.items() if v)  # a kind left at 0 says nothing
         raise ValueError(f"{what}: {terms} = {total:g}, the shares must add up to 1")
 
 

@@ -35,6 +35,7 @@ PUBLIC = {
     ("GET", "/icon-192.png"),  # home-screen icons: fetched before anyone signs in
     ("GET", "/icon-512.png"),
     ("GET", "/apple-touch-icon.png"),
+    ("GET", "/r/{token}"),  # a short link in a customer's WhatsApp message: an unguessable token, a redirect
 }
 KNOWN_MANAGER = {
     ("GET", "/dashboard"),
@@ -123,7 +124,7 @@ def test_every_protected_route_rejects_missing_forged_and_expired_sessions(serve
                     )
                 else:
                     assert r.status_code == 401, (method, path, headers, cookies, r.status_code)
-        not_plain_get = {("POST", "/api/enrol"), ("POST", "/api/login")}
+        not_plain_get = {("POST", "/api/enrol"), ("POST", "/api/login"), ("GET", "/r/{token}")}  # /r/: needs a token
         for method, path in PUBLIC - not_plain_get:
             assert c.request(method, path).status_code == 200, path
 
