@@ -134,6 +134,9 @@ SAME_MOMENT_S = 0.25
 #: garment on a shelf beside a room is read by the room's antenna once or twice a window, and one
 #: faded read can be 8 dB above its mean; a garment inside the room is read in nearly every round.
 SOLID_READ_SHARE = 0.5
+#: ...and at least this many reads. Why: until a place has read a garment in every round (its most
+#: reads learned), one or two reads say nothing about where the garment is.
+SOLID_MIN_READS = 3
 #: A shown tag is gone once the chance that a tag still there would have been missed that many
 #: windows in a row, at the rate it has been read so far, falls below this (clipped to the
 #: place's miss_min..miss_max windows). Why: a garment read every window (near the antenna,
@@ -630,7 +633,7 @@ class FittingRoomEngine:
             ti, pi, x, n = ti[first], pi[first], x[first], n[first]
         finite = np.isfinite(n)
         np.maximum.at(self.max_n, pi[finite], n[finite])
-        solid = n >= SOLID_READ_SHARE * self.max_n[pi]
+        solid = n >= np.maximum(SOLID_READ_SHARE * self.max_n[pi], SOLID_MIN_READS)
         held = self.peak[ti, pi] - self.decay[pi] * (t - self.peak_t[ti, pi])
         up = x >= held
         tu, pu = ti[up], pi[up]

@@ -361,7 +361,7 @@ class Reference:
                     tg["ns"] = tg["ns"] * f + (1.0 - f) / (1.0 - fr.RATE_DECAY)
                     tg["last_hit"] = self.wins[p]
                     tg["lvl"] += fr.LEVEL_WEIGHT * (x - tg["lvl"])
-            if x >= prm.enter_dbm and n >= fr.SOLID_READ_SHARE * self.max_n[p]:
+            if x >= prm.enter_dbm and n >= max(fr.SOLID_READ_SHARE * self.max_n[p], fr.SOLID_MIN_READS):
                 broken = t - st_["q"] > fr.RUN_GAP_S
                 st_["n"] = 1 if broken else st_["n"] + 1
                 st_["qmax"] = x if broken else max(st_["qmax"], x)
