@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from firmware_config.sdnotify import Notifier
-from gateway import routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff, screens
+from gateway import room_requests, routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff, screens
 from gateway.config_push import ConfigPusher
 from gateway.core import GatewayCore
 from gateway.db import MAX_ROW_ID
@@ -76,7 +76,7 @@ def create_app(
     )
 
     app.state.clienteling = Clienteling(core)  # clienteling: customers, staff app, till, dashboard
-    for module in (routes_auth, routes_customers, routes_staff, routes_pos, routes_dashboard, screens):
+    for module in (routes_auth, routes_customers, routes_staff, routes_pos, routes_dashboard, screens, room_requests):
         app.include_router(module.router)
     app.include_router(
         rfid_router(core),  # fitting-room screen, shelves, products, EPCIS export

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
+from gateway import room_requests
 from gateway.staff import ANSWERED_IN_S
 
 DWELL_BUCKETS_MIN = (5, 10, 20, 40)  # a quick pickup, a browse, a try-on, a long visit, beyond
@@ -65,9 +66,10 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
     return start.timestamp(), (start + timedelta(days=1)).timestamp()
 
 
-def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo) -> dict:
-    """All dashboard figures for one local day, as JSON-ready data."""
+def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo, now: float | None = None) -> dict:
+    """All dashboard figures for one local day, as JSON-ready data (``now``: what is still waiting)."""
     t0, t1 = day_bounds(day, tz)
+    requests = room_requests.kpis(db, t0, t1, t1 if now is None else now)
     hours = [t0 + 3600 * i for i in range(int(round((t1 - t0) / 3600)))]
     labels = [datetime.fromtimestamp(h, tz).strftime("%H") for h in hours]
 
@@ -128,6 +130,7 @@ def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo) -> dict:
             "alerts_answered_within_60s": within,
             "sales": sales_n,
             "sales_cents": sales_sum,
+            **requests["per_staff"].get(username, {"requests_answered": 0, "requests_answered_within_60s": 0}),
         }
     return {
         "day": day.isoformat(),
@@ -140,6 +143,7 @@ def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo) -> dict:
             "median_min": (sorted(dwell)[len(dwell) // 2] / 60) if dwell else None,
         },
         "alerts": {"answered_within_60s": fast, "answered_late": late, "missed": missed},
+        "room_requests": {k: v for k, v in requests.items() if k != "per_staff"},
         "sales": {
             "count": n_sales,
             "revenue_cents": revenue,

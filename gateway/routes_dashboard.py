@@ -24,7 +24,7 @@ Day = Annotated[date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="local
 def _figures(s, day: date | None) -> dict:  # noqa: ANN001
     s.maintain()  # fold in the latest visits first
     with s.lock:
-        return kpi.day_kpis(s.db, day or datetime.fromtimestamp(s.now(), s.tz).date(), s.tz)
+        return kpi.day_kpis(s.db, day or datetime.fromtimestamp(s.now(), s.tz).date(), s.tz, s.now())
 
 
 @router.get("/api/kpi", summary="Dashboard figures for a day (managers)")

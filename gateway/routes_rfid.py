@@ -13,8 +13,8 @@ Routes (``rfid_router(core)``):
   its own account; it shows only that room's garments, and greets by first name only a
   customer who opted in: never open to the store Wi-Fi, since it says who is in which room).
 - ``GET /api/fitting-room/{room}``, ``GET /api/fitting-room/{room}/stream`` (SSE, resumable
-  with ``Last-Event-ID``), ``POST /api/fitting-room/{room}/request`` ("another size" / "call
-  staff": a claimable task on the staff tablets).
+  with ``Last-Event-ID``), ``POST /api/fitting-room/{room}/request`` ("bring me this" / "call
+  staff": a request card on the staff tablets until answered, ``gateway.room_requests``).
 - Staff only: ``GET /epcis/events?since=``, ``GET /api/shelves``, ``GET /api/products/{gtin}``,
   ``POST /api/products/import`` (CSV body; managers).
 """
@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge import protocol
 from gateway import products as catalogue
+from gateway import room_requests
 from gateway.db import MAX_ROW_ID
 from gateway.epcis import LogRow, epcis_events
 from gateway.events import StaffEvent
@@ -54,7 +55,7 @@ log = logging.getLogger("instore.gateway.rfid")
 ROOM_KINDS = ("item_shown", "item_gone", "session_started", "session_ended")
 SHELF_KINDS = ("picked_up", "returned", "low_stock", "out_of_size")
 #: Event kinds a fitting-room screen reacts to (only ever for its own room).
-SCREEN_KINDS = (*ROOM_KINDS, "task", "task_done")
+SCREEN_KINDS = (*ROOM_KINDS, "room_request", "room_request_claimed", "room_request_done")
 
 
 class RfidService:
@@ -258,47 +259,20 @@ class RfidService:
             "greeting": greeting,
             "greeting_name": first_name,  # the screen greets in its own language
             "session": state["session"]["id"] if state["session"] else None,
+            "requests": room_requests.open_requests(db, room),  # the status stays until staff are done
         }
 
     def request_help(
-        self, room: str, kind: Literal["size", "staff"], gtin: str | None, size: str | None
+        self, room: str, kind: Literal["size", "staff"], gtin: str | None, size: str | None, colour: str | None = None
     ) -> dict:
-        """A customer pressed "request another size" or "call staff": a claimable task for staff."""
-        from gateway import staff as staff_tasks
-
-        name = self.room_names.get(room, room)
-        if kind == "size":
-            p = catalogue.product(self.core.db, gtin) if gtin else None
-            what = (p["name"] if p else "a garment") + (f" in {size}" if size else " in another size")
-            title = f"{name}: bring {what}"
-        else:
-            title = f"{name}: customer asks for help"
+        """A customer tapped "bring me this" or "call staff": a request card on every staff tablet
+        (gateway.room_requests); pressed twice, the same request."""
         with self.core.lock:
-            db = self.core.db
-            row = db.execute("SELECT id FROM tasks WHERE title = ? AND done_at IS NULL", [title]).fetchone()
-            if row is not None:  # pressed twice: one task, not two
-                return {"id": int(row[0]), "title": title, "duplicate": True}
             now = self.core.clock()
-            tid = staff_tasks.add_task(
-                db, kind="task", title=title, customer_id=None, due_at=None, created_by=None, now=now
-            )
-            self._emit(
-                now,
-                "task",
-                None,
-                {
-                    "id": tid,
-                    "title": title,
-                    "kind": "task",
-                    "room": room,
-                    "request": kind,
-                    "gtin": gtin,
-                    "size": size,
-                    "due_at": None,
-                    "by": f"fitting-room:{room}",
-                },
-            )
-        return {"id": tid, "title": title, "duplicate": False}
+            req, created = room_requests.create(self.core.db, room, kind, gtin, size, colour, now)
+            if created:
+                self._emit(now, "room_request", None, {**req, "room_name": self.room_names.get(room, room)})
+        return {**req, "duplicate": not created}
 
     def log_rows(self, since: float, until: float | None = None) -> list[LogRow]:
         sql = "SELECT id, t, kind, epc, place, place_kind FROM rfid_log WHERE t >= ?"
@@ -322,6 +296,7 @@ class HelpRequest(BaseModel):
     kind: Literal["size", "staff"]
     gtin: Annotated[str, Field(pattern=r"^\d{14}$")] | None = None
     size: Annotated[str, Field(max_length=20)] | None = None
+    colour: Annotated[str, Field(max_length=30)] | None = None
 
 
 def _since(value: str | None, tz: ZoneInfo, now: float) -> float:
@@ -369,10 +344,10 @@ def rfid_router(core: GatewayCore) -> APIRouter:
     @router.post(
         "/api/fitting-room/{room}/request",
         status_code=201,
-        summary="Request another size / call staff: a task on the staff tablets",
+        summary="Bring me this / call staff: a request card on the staff tablets",
     )
     def room_request(room: Room, body: HelpRequest) -> dict:
-        return svc.request_help(room_or_404(room), body.kind, body.gtin, body.size)
+        return svc.request_help(room_or_404(room), body.kind, body.gtin, body.size, body.colour)
 
     @router.get(
         "/api/fitting-room/{room}/stream",
@@ -388,7 +363,7 @@ def rfid_router(core: GatewayCore) -> APIRouter:
         last = resume_point(core.events, last_event_id, after)
 
         def mine(ev: StaffEvent) -> bool:
-            return ev.kind in SCREEN_KINDS and (ev.data.get("room") == room or ev.kind == "task_done")
+            return ev.kind in SCREEN_KINDS and ev.data.get("room") == room
 
         def wire(ev: StaffEvent) -> ServerSentEvent:
             # only what the screen needs to refresh: never customer data on an unauthenticated stream
