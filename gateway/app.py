@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from firmware_config.sdnotify import Notifier
-from gateway import room_requests, routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff, screens
+from gateway import routes_auth, routes_customers, routes_dashboard, routes_pos, routes_staff, screens
 from gateway.config_push import ConfigPusher
 from gateway.core import GatewayCore
 from gateway.db import MAX_ROW_ID
@@ -26,6 +26,7 @@ from gateway.i18n import web as i18n_web
 from gateway.mqtt_ingest import MqttIngest
 from gateway.routes_common import Clienteling, current_staff, require_staff
 from gateway.routes_rfid import rfid_router
+from gateway.routes_room_requests import router as room_requests_router
 from gateway.sse import event_stream, resume_point
 
 
@@ -76,8 +77,9 @@ def create_app(
     )
 
     app.state.clienteling = Clienteling(core)  # clienteling: customers, staff app, till, dashboard
-    for module in (routes_auth, routes_customers, routes_staff, routes_pos, routes_dashboard, screens, room_requests):
+    for module in (routes_auth, routes_customers, routes_staff, routes_pos, routes_dashboard, screens):
         app.include_router(module.router)
+    app.include_router(room_requests_router)  # fitting-room requests on the tablets
     app.include_router(
         rfid_router(core),  # fitting-room screen, shelves, products, EPCIS export
         dependencies=[Depends(screens.require_staff_or_room_screen)],  # a room's screen: its room's routes only

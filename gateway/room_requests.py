@@ -7,19 +7,17 @@ Tablets show an open request as a timed card at the top of the feed; unclaimed a
 ``ESCALATE_AFTER_S`` it escalates (every tablet rings again until someone takes it). The
 staff KPIs count requests answered in time, late and missed (docs/fitting-rooms.md).
 
-Functions take the database and the time; the routes below are the thin shell around them.
+Functions take the database and the time; ``gateway.routes_room_requests`` is the HTTP shell.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import sqlite_utils
-from fastapi import APIRouter, HTTPException, Path, Response
 
 from gateway import products as catalogue
-from gateway.db import MAX_ROW_ID, inserted_id
-from gateway.routes_common import StaffDep, Svc, page
+from gateway.db import inserted_id
 
 #: An unclaimed request escalates after this long. Why: a customer half-dressed behind a curtain
 #: waits; a minute is as long as "someone will be right with you" stays true (issue #20).
@@ -149,54 +147,3 @@ def kpis(db: sqlite_utils.Database, t0: float, t1: float, now: float) -> dict:
         else:
             out["missed"] += 1
     return {**out, "per_staff": per_staff}
-
-
-# ------------------------------------------------------------------------------------ routes
-
-router = APIRouter(tags=["staff"])
-RequestId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
-
-
-def _named(s: Svc, r: dict) -> dict:
-    return {**r, "room_name": s.core.rfid.room_names.get(r["room"], r["room"])}
-
-
-@router.get("/requests.js", include_in_schema=False)
-def script(_: StaffDep) -> Response:
-    """The tablet's request cards (gateway/static/requests.js)."""
-    return Response(page("requests.js"), media_type="text/javascript", headers={"Cache-Control": "no-cache"})
-
-
-@router.get("/api/room-requests", summary="Open fitting-room requests (staff tablets)")
-def list_open(_: StaffDep, s: Svc) -> dict:
-    with s.lock:
-        rows = [_named(s, r) for r in open_requests(s.db)]
-    return {"now": s.now(), "escalate_after_s": ESCALATE_AFTER_S, "requests": rows}
-
-
-@router.post("/api/room-requests/{request_id}/claim", summary="I'm on it: the room's screen says who is coming")
-def claim_route(request_id: RequestId, me: StaffDep, s: Svc) -> dict:
-    with s.lock:
-        try:
-            out = claim(s.db, request_id, me.id, s.now())
-        except KeyError:
-            raise HTTPException(404, f"no open request {request_id}") from None
-        except ValueError as e:
-            raise HTTPException(409, str(e)) from None
-    out = _named(s, out)
-    s.publish("room_request_claimed", None, out)
-    return out
-
-
-@router.post("/api/room-requests/{request_id}/done", summary="Request answered: off the tablets and the screen")
-def done_route(request_id: RequestId, me: StaffDep, s: Svc) -> dict:
-    with s.lock:
-        try:
-            out = finish(s.db, request_id, me.id, s.now())
-        except KeyError:
-            raise HTTPException(404, f"no open request {request_id}") from None
-        except ValueError as e:
-            raise HTTPException(409, str(e)) from None
-    out = _named(s, out)
-    s.publish("room_request_done", None, out)
-    return out
