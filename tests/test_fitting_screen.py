@@ -45,8 +45,8 @@ def gw(serve, tmp_path):  # noqa: ANN001, ANN201
     return core, serve(create_app(core)), clock, token
 
 
-def _screen(browser, url: str, token: str, lang: str, size: tuple[int, int] = (1080, 1920)):  # noqa: ANN001, ANN202
-    ctx = browser.new_context(viewport={"width": size[0], "height": size[1]}, service_workers="block")
+def _screen(browser, url: str, token: str, lang: str, size: tuple[int, int] = (1080, 1920), **ctx_args):  # noqa: ANN001, ANN003, ANN202
+    ctx = browser.new_context(viewport={"width": size[0], "height": size[1]}, service_workers="block", **ctx_args)
     host = url.split("//")[1].split(":")[0]
     ctx.add_cookies([
         {"name": SCREEN_COOKIE, "value": token, "domain": host, "path": "/"},
@@ -123,7 +123,11 @@ def test_call_staff_in_german_and_no_serious_accessibility_violations(gw, browse
         serious = [v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
         assert serious == [], results.generate_report()
         screen.context.close()
-    screen = _screen(browser, server.url, token, "de")
+    screen = _screen(browser, server.url, token, "en", extra_http_headers={"Accept-Language": "de"})
     screen.click("#call-staff")
-    screen.wait_for_selector("#status .request >> text=Wir haben dem Team Bescheid gegeben")
+    screen.wait_for_selector("#status .request >> text=We have let the team know")
+    # the customer chose English; once the session is over, the next one starts in the default again
+    Feed(core, clock.t).seconds(15, [])
+    screen.wait_for_selector("#status .request >> text=Wir haben dem Team Bescheid gegeben", timeout=15000)
+    assert screen.evaluate("LANG") == "de"
     _shot(screen, "screen-de-1080x1920-called.png")
