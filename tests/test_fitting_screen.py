@@ -87,6 +87,7 @@ def test_size_by_tapping_rings_on_the_tablet_claim_shows_and_survives_a_restart(
     rq = tablet.wait_for_selector("#room-requests .rq >> text=Fitting room 2: bring Organic tee, black, size L")
     assert rq is not None
     tablet.wait_for_function(f"window.roomRequestRings > {rings}")  # the sound was triggered
+    _shot(tablet, "tablet-request-en-1280x800.png")
     tablet.click("#room-requests .rq button.claim")  # "I'm on it"
     screen.wait_for_selector("#status .request.claimed >> text=Ana is bringing you: Organic tee, black, size L")
     _shot(screen, "screen-en-1080x1920-claimed.png")
