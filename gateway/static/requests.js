@@ -11,9 +11,9 @@
       border-radius: 10px; background: #fff3d6; border-left: 8px solid #b07a12; box-shadow: 0 1px 3px rgba(0,0,0,.15); }
     #room-requests .rq.claimed { background: #e3f3e6; border-left-color: #1d6a2e; }
     #room-requests .rq.escalated { background: #fde2e1; border-left-color: #a4262c; }
-    #room-requests .rq .what { font-weight: 700; font-size: 18px; }
-    #room-requests .rq .age { font-variant-numeric: tabular-nums; font-weight: 700; font-size: 18px; }
-    #room-requests .rq .who { color: #333; }
+    #room-requests .rq .rq-what { font-weight: 700; font-size: 18px; color: #1f1b16; text-transform: none; letter-spacing: 0; }
+    #room-requests .rq .rq-age { font-variant-numeric: tabular-nums; font-weight: 700; font-size: 18px; }
+    #room-requests .rq .rq-who { font-size: 15px; font-weight: 400; color: #333; }
     #room-requests .rq button { min-height: 44px; padding: 6px 16px; font: inherit; font-weight: 700; border: 0; border-radius: 8px;
       background: #1d4f91; color: #fff; cursor: pointer; }`;
   const style = document.createElement('style');
@@ -68,14 +68,14 @@
       card.className = 'rq' + (r.claimed_by ? ' claimed' : '') + (late ? ' escalated' : '');
       card.dataset.id = r.id;
       const head = document.createElement('div');
-      head.className = 'what';
+      head.className = 'rq-what';
       const room = r.room_name || r.room;
       head.textContent = r.kind === 'staff' ? t('requests.staff', {room}) : t('requests.bring', {room, what: what(r)});
       const timer = document.createElement('span');
-      timer.className = 'age';
+      timer.className = 'rq-age';
       timer.textContent = mmss(age(r));
       const who = document.createElement('div');
-      who.className = 'who';
+      who.className = 'rq-who';
       who.textContent = r.claimed_by ? t('requests.on_it', {name: r.claimed_by_name || r.claimed_by}) : (late ? t('requests.escalated') : t('requests.waiting'));
       const b = document.createElement('button');
       b.type = 'button';
