@@ -37,6 +37,7 @@ from gateway.routes_common import Clienteling, current_staff, require_staff
 from gateway.routes_kpi import router as kpi_router
 from gateway.routes_links import router as links_router
 from gateway.routes_rfid import rfid_router
+from gateway.routes_room_requests import router as room_requests_router
 from gateway.sse import event_stream, resume_point
 
 
@@ -92,6 +93,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(kpi_router)  # the KPI API and CSV export
     app.include_router(links_router)  # the short-link redirect, online orders through links
+    app.include_router(room_requests_router)  # fitting-room requests on the tablets
     app.include_router(
         rfid_router(core),  # fitting-room screen, shelves, products, EPCIS export
         dependencies=[Depends(screens.require_staff_or_room_screen)],  # a room's screen: its room's routes only

@@ -228,10 +228,23 @@ def _m14_chain_cursor(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE chain_cursor (stream TEXT PRIMARY KEY, last_id INTEGER NOT NULL)")
 
 
+def _m15_room_requests(db: sqlite_utils.Database) -> None:
+    """Requests from fitting-room screens until staff answer them (gateway.room_requests)."""
+    db.table("room_requests").create(
+        {
+            "id": int, "room": str, "kind": str, "gtin": str, "size": str, "colour": str, "created_at": float,
+            "claimed_by": int, "claimed_at": float, "done_at": float,
+        },
+        pk="id", foreign_keys=[("claimed_by", "staff", "id")],
+    )
+    db.table("room_requests").create_index(["done_at", "room"])
+    db.table("room_requests").create_index(["created_at"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
     _m8_presence_state, _m9_consent_language, _m10_tasks, _m11_door_crossings, _m12_links, _m13_customers_whatsapp,
-    _m14_chain_cursor,
+    _m14_chain_cursor, _m15_room_requests,
 ]
 
 

@@ -124,6 +124,19 @@ FAST_DECAY_DB_PER_S = 2.5
 #: Decisions are taken at most this often. Why: readers send their windows a few ms apart;
 #: deciding once per half second sees them together and keeps 40 readers cheap.
 DECIDE_EVERY_S = 0.5
+#: Readers' windows ending this close together report the same moment. Why: a garment read strongly
+#: by its room is shown once every other place that read it lately has reported that moment too
+#: (one of them might read it stronger), not a whole window later; readers send their windows a
+#: few ms apart, a reader running on its own phase is waited for.
+SAME_MOMENT_S = 0.25
+#: Only a window that read the tag in at least this share of the most reads its place has given
+#: one tag in a window counts towards showing it (runs of strong windows, STRONG_DB). Why: a
+#: garment on a shelf beside a room is read by the room's antenna once or twice a window, and one
+#: faded read can be 8 dB above its mean; a garment inside the room is read in nearly every round.
+SOLID_READ_SHARE = 0.5
+#: ...and at least this many reads. Why: until a place has read a garment in every round (its most
+#: reads learned), one or two reads say nothing about where the garment is.
+SOLID_MIN_READS = 3
 #: A shown tag is gone once the chance that a tag still there would have been missed that many
 #: windows in a row, at the rate it has been read so far, falls below this (clipped to the
 #: place's miss_min..miss_max windows). Why: a garment read every window (near the antenna,
@@ -135,9 +148,11 @@ GONE_ODDS = 1e-5
 #: it is read strongly for a window or two; nobody tries one garment in two rooms in a minute.
 HOP_S = 15.0
 HOP_EXTRA_N = 1
-#: A run whose strongest read is this far above the room's enter level shows the garment after
-#: one window. Why: a read that strong comes from well inside the room.
-STRONG_DB = 6.0
+#: A run whose strongest solid read (SOLID_READ_SHARE) is this far above the room's enter level
+#: shows the garment after one window. Why: the enter level already sits below what the room's
+#: far part reads, and outside the room solid reads that strong do not occur (simulator library:
+#: under 1 in 10^4 of the reads of garments outside); waiting for a second window costs a second.
+STRONG_DB = 0.0
 #: The read rate that sets the missed windows of GONE_ODDS weighs each window by this per window
 #: of age. Why: a garment moved in the room (hung up near the antenna, carried to the far corner)
 #: changes its read rate; the last half minute tells, not the whole stay.
@@ -424,6 +439,8 @@ class FittingRoomEngine:
         self.miss_min = np.asarray([q.miss_min for q in pp], dtype=np.int64)
         self.miss_max = np.asarray([q.miss_max for q in pp], dtype=np.int64)
         self.wins = np.zeros(len(self.places), dtype=np.int64)  # windows received per place
+        self.place_t = np.full(len(self.places), -np.inf)  # end of the latest window per place
+        self._pending: set[int] = set()  # strong single reads waiting for the other places' windows
         self.margin, self.move_s, self.decide_every = margin_db, move_s, decide_every_s
         P = len(self.places)
         self._P = P
@@ -435,8 +452,9 @@ class FittingRoomEngine:
         self.peak_t = np.zeros((cap, P))
         self.fpeak = np.full((cap, P), -np.inf)  # the same at FAST_DECAY_DB_PER_S: recent reads only
         self.fpeak_t = np.zeros((cap, P))
-        self.last_q = np.full((cap, P), -np.inf)  # last window read >= enter_dbm
+        self.last_q = np.full((cap, P), -np.inf)  # last solid window read >= enter_dbm
         self.last_k = np.full((cap, P), -np.inf)  # last window read >= keep_dbm
+        self.last_r = np.full((cap, P), -np.inf)  # last window read at all
         self.run_n = np.zeros((cap, P), dtype=np.int64)  # strong windows in the current run
         self.cur = np.full(cap, -1, dtype=np.int64)
         self.cur_since = np.zeros(cap)
@@ -453,6 +471,7 @@ class FittingRoomEngine:
         self.omax = np.full((cap, P), -np.inf)  # strongest read at each place since shown
         self.dep_t = np.full(cap, -np.inf)  # last read saying it is leaving its place
         self.qmax = np.full((cap, P), -np.inf)  # strongest read of the current run of strong windows
+        self.max_n = np.ones(P)  # most reads one tag gave one window at each place (SOLID_READ_SHARE)
         self._last_decision = -np.inf
         self.now = -np.inf
         self.rooms: dict[str, _Room] = {p.id: _Room() for p in self.places if p.kind == FITTING_ROOM}
@@ -478,6 +497,7 @@ class FittingRoomEngine:
         self.fpeak_t = ext(self.fpeak_t, 0.0)
         self.last_q = ext(self.last_q, -np.inf)
         self.last_k = ext(self.last_k, -np.inf)
+        self.last_r = ext(self.last_r, -np.inf)
         self.run_n = ext(self.run_n, 0)
         self.cur = ext(self.cur, -1)
         self.cur_since = ext(self.cur_since, 0.0)
@@ -518,6 +538,7 @@ class FittingRoomEngine:
         self.fpeak_t[idx] = 0.0
         self.last_q[idx] = -np.inf
         self.last_k[idx] = -np.inf
+        self.last_r[idx] = -np.inf
         self.run_n[idx] = 0
         self.left_t[idx] = -np.inf
         self.omax[idx] = -np.inf
@@ -537,9 +558,11 @@ class FittingRoomEngine:
         ants = self.node_ants.get(node)
         if ants is not None:
             self.wins[self.node_places[node]] += 1
+            self.place_t[self.node_places[node]] = np.maximum(self.place_t[self.node_places[node]], t)
         ti: list[int] = []
         pi: list[int] = []
         xs: list[float] = []
+        ns: list[int] = []
         if ants is not None:
             slot = self._slot
             for o in observations:
@@ -551,25 +574,30 @@ class FittingRoomEngine:
                 ti.append(slot(o.epc))
                 pi.append(p)
                 xs.append(o.rssi_mean)
+                ns.append(o.n)
         else:
             for o in observations:
                 key = (node, o.ant)
                 self.unknown_antennas[key] = self.unknown_antennas.get(key, 0) + 1
         if not ti:
-            return self.advance(t)
+            return self._touched(np.empty(0, dtype=np.int64), t)
         tia = np.asarray(ti, dtype=np.int64)
-        self._update(tia, np.asarray(pi, dtype=np.int64), np.asarray(xs, dtype=np.float64), t)
+        self._update(tia, np.asarray(pi, dtype=np.int64), np.asarray(xs, dtype=np.float64), t, np.asarray(ns))
         return self._touched(tia, t)
 
     def _touched(self, ti: np.ndarray, t: float) -> list[RoomEvent]:
         """Decide now for the tags this window read (a garment is shown as soon as its own
-        reader's window confirms it, not at the next periodic decision); everyone else at the
-        periodic decision."""
+        reader's window confirms it, not at the next periodic decision), and those waiting for
+        this moment's windows of other places (SAME_MOMENT_S); everyone else at the periodic
+        decision."""
         if t - self._last_decision >= self.decide_every or t < self.now:
             return self.advance(t)
         self.now = max(self.now, t)
         out: list[RoomEvent] = []
-        self._decide(np.unique(ti), t, out)
+        if self._pending:
+            ti = np.concatenate([ti, np.fromiter(self._pending, dtype=np.int64)])
+        if len(ti):
+            self._decide(np.unique(ti), t, out)
         return out
 
     def add_arrays(
@@ -584,21 +612,28 @@ class FittingRoomEngine:
         for n in set(node_of):
             if n in self.node_places:
                 self.wins[self.node_places[n]] += 1
+                self.place_t[self.node_places[n]] = np.maximum(self.place_t[self.node_places[n]], t)
         ti = np.asarray([self._slot(e) for e, k in zip(epc, ok.tolist(), strict=True) if k], dtype=np.int64)
         if not len(ti):
             return self.advance(t)
         self._update(ti, pis[ok], np.asarray(rssi, dtype=np.float64)[ok], t)
         return self._touched(ti, t)
 
-    def _update(self, ti: np.ndarray, pi: np.ndarray, x: np.ndarray, t: float) -> None:
+    def _update(self, ti: np.ndarray, pi: np.ndarray, x: np.ndarray, t: float, n: np.ndarray | None = None) -> None:
+        """Fold one moment's reads (tag, place, window RSSI, read count; no count: solid) into the state."""
+        if n is None:
+            n = np.full(len(ti), np.inf)
         # Several antennas of one place (a shelf run) in one window: keep the strongest.
         if len(ti) > 1:
             key = ti * max(self._P, 1) + pi
             order = np.lexsort((-x, key))
-            key, ti, pi, x = key[order], ti[order], pi[order], x[order]
+            key, ti, pi, x, n = key[order], ti[order], pi[order], x[order], n[order]
             first = np.ones(len(key), dtype=bool)
             first[1:] = key[1:] != key[:-1]
-            ti, pi, x = ti[first], pi[first], x[first]
+            ti, pi, x, n = ti[first], pi[first], x[first], n[first]
+        finite = np.isfinite(n)
+        np.maximum.at(self.max_n, pi[finite], n[finite])
+        solid = n >= np.maximum(SOLID_READ_SHARE * self.max_n[pi], SOLID_MIN_READS)
         held = self.peak[ti, pi] - self.decay[pi] * (t - self.peak_t[ti, pi])
         up = x >= held
         tu, pu = ti[up], pi[up]
@@ -617,6 +652,7 @@ class FittingRoomEngine:
         )
         self.dep_t[ti[dep]] = t
         self.omax[ti, pi] = np.maximum(self.omax[ti, pi], x)
+        self.last_r[ti, pi] = t
         k = x >= self.keep[pi]
         self.last_k[ti[k], pi[k]] = t
         h = k & (self.cur[ti] == pi)
@@ -627,7 +663,7 @@ class FittingRoomEngine:
         self.ns[th] = self.ns[th] * f + (gap if RATE_DECAY >= 1.0 else (1.0 - f) / (1.0 - RATE_DECAY))
         self.last_hit[th] = self.wins[pi[h]]
         self.lvl[th] += LEVEL_WEIGHT * (x[h] - self.lvl[th])
-        q = x >= self.enter[pi]
+        q = (x >= self.enter[pi]) & solid
         if q.any():
             tq, pq = ti[q], pi[q]
             broken = t - self.last_q[tq, pq] > RUN_GAP_S
@@ -705,15 +741,14 @@ class FittingRoomEngine:
         recent = self.is_room[best] & ((now - self.left_t[a] < HOP_S) | leaving)
         need_n = self.confirm_n[best] + np.where(recent, HOP_EXTRA_N, 0)
         run = self.run_n[a, best]
-        # one read well above a room's enter level shows a garment on its own, once every reader's
-        # window of that moment is in (the next decision), unless it has just left a room
-        single = (
-            self.is_room[best]
-            & ~recent
-            & (run >= 1)
-            & (self.qmax[a, best] >= self.enter[best] + STRONG_DB)
-            & (now > self.last_q[a, best])
-        )
+        # one read well above a room's enter level shows a garment on its own, once every other
+        # place that read it lately has sent its window of that moment, unless it has just left a room
+        others = (now - self.last_r[a] <= RUN_GAP_S) & (np.arange(self._P)[None, :] != best[:, None])
+        ready = (now > self.last_q[a, best]) | ~(others & (self.place_t[None, :] < now - SAME_MOMENT_S)).any(axis=1)
+        strong = self.is_room[best] & ~recent & (run >= 1) & (self.qmax[a, best] >= self.enter[best] + STRONG_DB)
+        single = strong & ready
+        self._pending.difference_update(a.tolist())
+        self._pending.update(a[strong & ~ready & (cur != best)].tolist())
         confirmed = (
             (best_score >= self.enter[best])
             & ((run >= need_n) | single)

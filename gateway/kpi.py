@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from firmware_config.store import OpeningHours
+from gateway import room_requests
 from gateway.door_counts import ESTIMATE
 from gateway.kpi_period import day_footfall
 from gateway.staff import ANSWERED_IN_S
@@ -65,9 +66,13 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
     return start.timestamp(), (start + timedelta(days=1)).timestamp()
 
 
-def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo, opening: OpeningHours | None = None) -> dict:
-    """All dashboard figures for one local day, as JSON-ready data; `footfall` counts opening hours only."""
+def day_kpis(
+    db: sqlite_utils.Database, day: date, tz: ZoneInfo, opening: OpeningHours | None = None, now: float | None = None
+) -> dict:
+    """All dashboard figures for one local day, as JSON-ready data; `footfall` counts opening hours only
+    (``now``: what is still waiting)."""
     t0, t1 = day_bounds(day, tz)
+    requests = room_requests.kpis(db, t0, t1, t1 if now is None else now)
     hours = [t0 + 3600 * i for i in range(int(round((t1 - t0) / 3600)))]
     labels = [datetime.fromtimestamp(h, tz).strftime("%H") for h in hours]
 
@@ -128,6 +133,7 @@ def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo, opening: Openin
             "alerts_answered_within_60s": within,
             "sales": sales_n,
             "sales_cents": sales_sum,
+            **requests["per_staff"].get(username, {"requests_answered": 0, "requests_answered_within_60s": 0}),
         }
     return {
         "day": day.isoformat(),
@@ -141,6 +147,7 @@ def day_kpis(db: sqlite_utils.Database, day: date, tz: ZoneInfo, opening: Openin
             "median_min": (sorted(dwell)[len(dwell) // 2] / 60) if dwell else None,
         },
         "alerts": {"answered_within_60s": fast, "answered_late": late, "missed": missed},
+        "room_requests": {k: v for k, v in requests.items() if k != "per_staff"},
         "sales": {
             "count": n_sales,
             "revenue_cents": revenue,

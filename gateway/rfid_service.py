@@ -19,6 +19,7 @@ import sqlite_utils
 from edge import protocol
 from firmware_config.store import StoreFile
 from gateway import products as catalogue
+from gateway import room_requests
 from gateway.epcis import LogRow
 from gateway.events import StaffBus, StaffEvent
 from gateway.fitting_rooms import FITTING_ROOM, FittingRoomEngine, Layout, Obs, RoomEvent
@@ -238,46 +239,20 @@ class RfidService:
             "greeting": greeting,
             "greeting_name": first_name,  # the screen greets in its own language
             "session": state["session"]["id"] if state["session"] else None,
+            "requests": room_requests.open_requests(self.db, room),  # the status stays until staff are done
         }
 
     def request_help(
-        self, room: str, kind: Literal["size", "staff"], gtin: str | None, size: str | None
+        self, room: str, kind: Literal["size", "staff"], gtin: str | None, size: str | None, colour: str | None = None
     ) -> dict:
-        """A customer pressed "request another size" or "call staff": a claimable task for staff."""
-        from gateway import staff as staff_tasks
-
-        name = self.room_names.get(room, room)
-        if kind == "size":
-            p = catalogue.product(self.db, gtin) if gtin else None
-            what = (p["name"] if p else "a garment") + (f" in {size}" if size else " in another size")
-            title = f"{name}: bring {what}"
-        else:
-            title = f"{name}: customer asks for help"
+        """A customer tapped "bring me this" or "call staff": a request card on every staff tablet
+        (gateway.room_requests); pressed twice, the same request."""
         with self.lock:
-            db = self.db
-            row = db.execute("SELECT id FROM tasks WHERE title = ? AND done_at IS NULL", [title]).fetchone()
-            if row is not None:  # pressed twice: one task, not two
-                return {"id": int(row[0]), "title": title, "duplicate": True}
             now = self.clock()
-            tid = staff_tasks.add_task(
-                db, kind="task", title=title, customer_id=None, due_at=None, created_by=None, now=now
-            )
-            self.bus.publish(
-                "task",
-                None,
-                {
-                    "id": tid,
-                    "title": title,
-                    "kind": "task",
-                    "room": room,
-                    "request": kind,
-                    "gtin": gtin,
-                    "size": size,
-                    "due_at": None,
-                    "by": f"fitting-room:{room}",
-                },
-            )
-        return {"id": tid, "title": title, "duplicate": False}
+            req, created = room_requests.create(self.db, room, kind, gtin, size, colour, now)
+            if created:
+                self.bus.publish("room_request", None, {**req, "room_name": self.room_names.get(room, room)})
+        return {**req, "duplicate": not created}
 
     def log_rows(self, since: float, until: float | None = None) -> list[LogRow]:
         sql = "SELECT id, t, kind, epc, place, place_kind FROM rfid_log WHERE t >= ?"

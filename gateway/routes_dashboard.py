@@ -25,14 +25,14 @@ from gateway.routes_kpi import Day
 
 router = APIRouter(tags=["dashboard"])
 
-REFRESH_S = 60  # the pages reload themselves this often: figures move slowly, a wall screen stays current
+REFRESH_S = 60  # the pages fetch fresh figures this often: figures move slowly, a wall screen stays current
 CHANNELS = ("journey", "campaign", "checkout", "staff")  # the order of the message table
 
 
 def _figures(s, day) -> dict:  # noqa: ANN001
     s.maintain()  # fold in the latest visits first
     with s.lock:
-        return kpi.day_kpis(s.db, day or routes_kpi.today(s), s.tz, s.core.store.store.opening_hours)
+        return kpi.day_kpis(s.db, day or routes_kpi.today(s), s.tz, s.core.store.store.opening_hours, s.now())
 
 
 @router.get("/api/kpi", summary="Dashboard figures for a day (managers)")

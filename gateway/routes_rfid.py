@@ -6,8 +6,8 @@ Routes (``rfid_router(core)``):
   its own account; it shows only that room's garments, and greets by first name only a
   customer who opted in: never open to the store Wi-Fi, since it says who is in which room).
 - ``GET /api/fitting-room/{room}``, ``GET /api/fitting-room/{room}/stream`` (SSE, resumable
-  with ``Last-Event-ID``), ``POST /api/fitting-room/{room}/request`` ("another size" / "call
-  staff": a claimable task on the staff tablets).
+  with ``Last-Event-ID``), ``POST /api/fitting-room/{room}/request`` ("bring me this" / "call
+  staff": a request card on the staff tablets until answered, ``gateway.room_requests``).
 - Staff only: ``GET /epcis/events?since=``, ``GET /api/shelves``, ``GET /api/products/{gtin}``,
   ``POST /api/products/import`` (CSV body; managers).
 """
@@ -43,7 +43,7 @@ __all__ = ["rfid_router"]
 log = logging.getLogger("instore.gateway.rfid")
 
 #: Event kinds a fitting-room screen reacts to (only ever for its own room).
-SCREEN_KINDS = (*ROOM_KINDS, "task", "task_done")
+SCREEN_KINDS = (*ROOM_KINDS, "room_request", "room_request_claimed", "room_request_done")
 
 
 # ------------------------------------------------------------------------------------ routes
@@ -58,6 +58,7 @@ class HelpRequest(BaseModel):
     kind: Literal["size", "staff"]
     gtin: Annotated[str, Field(pattern=r"^\d{14}$")] | None = None
     size: Annotated[str, Field(max_length=20)] | None = None
+    colour: Annotated[str, Field(max_length=30)] | None = None
 
 
 def _since(value: str | None, tz: ZoneInfo, now: float) -> float:
@@ -103,10 +104,10 @@ def rfid_router(core: GatewayCore) -> APIRouter:
     @router.post(
         "/api/fitting-room/{room}/request",
         status_code=201,
-        summary="Request another size / call staff: a task on the staff tablets",
+        summary="Bring me this / call staff: a request card on the staff tablets",
     )
     def room_request(room: Room, body: HelpRequest) -> dict:
-        return svc.request_help(room_or_404(room), body.kind, body.gtin, body.size)
+        return svc.request_help(room_or_404(room), body.kind, body.gtin, body.size, body.colour)
 
     @router.get(
         "/api/fitting-room/{room}/stream",
@@ -122,7 +123,7 @@ def rfid_router(core: GatewayCore) -> APIRouter:
         last = resume_point(core.events, last_event_id, after)
 
         def mine(ev: StaffEvent) -> bool:
-            return ev.kind in SCREEN_KINDS and (ev.data.get("room") == room or ev.kind == "task_done")
+            return ev.kind in SCREEN_KINDS and ev.data.get("room") == room
 
         def wire(ev: StaffEvent) -> ServerSentEvent:
             # only what the screen needs to refresh: never customer data on an unauthenticated stream

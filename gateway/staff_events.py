@@ -111,6 +111,25 @@ class Task(_Data):
     assigned_to: str | None = Field(None, description="the username it is assigned to; None: open to anyone")
 
 
+class RoomRequest(_Data):
+    """`room_request`, `room_request_claimed`, `room_request_done`: a fitting room's "bring me this" or
+    "call staff" (gateway.room_requests), as the tablets' cards and the room's screen show it."""
+
+    id: int
+    room: str
+    room_name: str
+    kind: Literal["size", "staff"]
+    gtin: str | None
+    product: str | None = Field(description="the product's name, when the request names one")
+    size: str | None
+    colour: str | None
+    created_at: float
+    claimed_by: str | None = Field(description="the username of who is on it")
+    claimed_by_name: str | None = Field(description="their first name: what the room's screen shows")
+    claimed_at: float | None
+    done_at: float | None
+
+
 class TaskDone(_Data):
     id: int
     by: str
@@ -181,6 +200,9 @@ KINDS: dict[str, type[_Data]] = {
     "out_of_size": Shelf,
     "task": Task,
     "task_done": TaskDone,
+    "room_request": RoomRequest,
+    "room_request_claimed": RoomRequest,
+    "room_request_done": RoomRequest,
     "claimed": Claimed,
     "released": Released,
     "note": Note,

@@ -2,10 +2,14 @@
 
 Broker (Mosquitto or the embedded one), one edge-node process per BLE node of the store
 (each with the simulator's bleak backend), the gateway process, and the simulated air in
-this process. The scenario's door sensor (`[door_sensor]`) is simulated here too and its
-crossings published as the entrance node would send them. It prints the tablet URL, runs until
-Ctrl-C or `--duration`, then says how many people entered, how many alerts reached the tablet
-stream, and the footfall the door sensor gives.
+this process. The store's RFID readers are simulated here too (`DemoReaders`: the windows the
+fitting-room and shelf readers would send, from the same shoppers), the scenario's catalogue is
+imported so the fitting-room screens show names, prices and other sizes, and a demo customer
+asks for another size of the first garment shown in a room (`ask_for_another_size`). The
+scenario's door sensor (`[door_sensor]`) is simulated too and its crossings published as the
+entrance node would send them. It prints the tablet URL, runs until Ctrl-C or `--duration`, then
+says how many people entered, how many alerts reached the tablet stream, and the footfall the
+door sensor gives.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
+import paho.mqtt.client as mqtt
 
 from edge import protocol
 from firmware_config.store import StoreFile
+from gateway import products
 from gateway.auth import create_staff
 from gateway.db import open_db
 from gateway.footfall import FIGURES, visitors_in
@@ -35,9 +42,11 @@ from sim.air import AirServer
 from sim.door_sensor import DoorFeed
 from sim.emitter import Emitter
 from sim.enrol import enrol_world
-from sim.scenario import load_scenario
+from sim.rfid_model import RfidModel
+from sim.run import _RfidEdge  # the simulator's readers: the same windows as `instore sim run`
+from sim.scenario import Scenario, load_scenario
 from sim.truth import build_truth
-from sim.world import AgentKind, World, build_world
+from sim.world import CATALOGUE, AgentKind, World, build_world
 
 DEMO_USER = "manager"
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "sim" / "scenarios" / "demo.toml"
@@ -67,6 +76,8 @@ class AlertCounter:
     entered: list[dict] = field(default_factory=list)
     first_alert: dict[str, float] = field(default_factory=dict)  # customer id -> wall-clock time it arrived
     other: int = 0
+    shown: int = 0  # garments shown in fitting rooms
+    requests: int = 0  # requests from the fitting-room screens
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -89,8 +100,61 @@ class AlertCounter:
                                 self.entered.append(ev)
                                 self.first_alert.setdefault(ev["customer_id"], time.time())
                             self.other += kind != "entered"
+                            self.shown += kind == "item_shown" and ev["data"].get("room") is not None
+                            self.requests += kind == "room_request"
             except httpx.HTTPError:
                 time.sleep(0.3)
+
+
+class DemoReaders:
+    """The store's RFID readers, simulated: every window of every reader published to the broker
+    as the edge nodes would, on the wall clock of the demo."""
+
+    def __init__(self, sc: Scenario, world: World, emitter: Emitter, broker_port: int, t0: float):
+        model = RfidModel(world, sc.rfid, np.random.default_rng([sc.scenario.seed, 31]), emitter.traj)
+        self.edge = _RfidEdge(world, model, t0, sc.rfid.window_s, "batch")
+        self.topics = {n: protocol.node_topic(world.store.store.id, n, "rfid") for n in self.edge.nodes}
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-rfid-readers")
+        self.client.connect("127.0.0.1", broker_port)
+        self.client.loop_start()
+        self.t0 = t0
+
+    async def run(self, until: float, stop: asyncio.Event) -> None:
+        while not stop.is_set() and time.time() - self.t0 < until:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.edge.w / 4)
+            for _, node, data in await asyncio.to_thread(self.edge.flush, min(time.time() - self.t0, until)):
+                self.client.publish(self.topics[node], data, qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+#: The demo customer asks for another size this long after the first garment is on a screen.
+ASK_AFTER_S = 5.0
+
+
+def ask_for_another_size(url: str, token: str, rooms: list[str], stop: threading.Event) -> dict | None:
+    """A demo customer in a fitting room asks for another size of the first garment shown there
+    that has one in stock, as they would by tapping its screen; returns the request."""
+    headers = {"Authorization": f"Bearer {token}"}
+    while not stop.is_set():
+        for room in rooms:
+            try:
+                items = httpx.get(f"{url}/api/fitting-room/{room}", headers=headers, timeout=5).json()["items"]
+            except (httpx.HTTPError, KeyError, ValueError):
+                continue
+            for it in items:
+                other = [v for v in it["variants"] if v["in_stock"] and v["colour"] == it["colour"]]
+                if other:
+                    stop.wait(ASK_AFTER_S)
+                    v = other[0]
+                    r = httpx.post(f"{url}/api/fitting-room/{room}/request", headers=headers, timeout=5,
+                                   json={"kind": "size", "gtin": v["gtin"], "size": v["size"], "colour": v["colour"]})
+                    return r.json() if r.status_code == 201 else None
+        stop.wait(1.0)
+    return None
 
 
 def _whatsapp_demo(wd: Path, http_port: int):  # noqa: ANN202
@@ -132,6 +196,8 @@ class Summary:
     adverts_sent: int
     regulars: list[tuple[str, float, float | None]] = field(default_factory=list)  # name, door, alert (s)
     door: tuple[int, int, float, int] | None = None  # crossings sent in, out; visitors estimated; true entries
+    garments_shown: int = 0  # on the fitting-room screens
+    room_requests: int = 0  # "bring me this in another size" and "call staff"
 
     def lines(self) -> list[str]:
         """The summary printed at the end; one line per regular says when they crossed the door and
@@ -154,6 +220,8 @@ class Summary:
                 f"it sent {self.door[0]} crossings in, {self.door[1]} out"
             ]),
             f"  advertisements delivered to the edge nodes: {self.adverts_sent}",
+            f"  garments shown on the fitting-room screens: {self.garments_shown}; "
+            f"requests from the screens: {self.room_requests}",
         ]
 
 
@@ -218,6 +286,8 @@ def run_demo(
     db_path = wd / "gateway.db"
     db = open_db(db_path)
     enrol_world(db, world, now=time.time())
+    catalogue = scenario_path.parent / sc.items.catalogue if sc.items.catalogue else CATALOGUE
+    products.import_products(db, products.parse_products_csv(catalogue.read_text(encoding="utf-8"), catalogue.name))
     password = secrets.token_urlsafe(9)
     create_staff(db, DEMO_USER, password, "manager", name="Demo manager")
     db.conn.close()
@@ -251,7 +321,8 @@ def run_demo(
                 loop.add_signal_handler(signal.SIGINT, stop.set)
                 loop.add_signal_handler(signal.SIGTERM, stop.set)
             epoch = time.time()
-            air = AirServer(Emitter(world, sc.scenario.seed, epoch=epoch), clock=time.time)
+            emitter = Emitter(world, sc.scenario.seed, epoch=epoch)
+            air = AirServer(emitter, clock=time.time)
             air_port = await air.start()
             ble_nodes = [n.id for n in store.nodes if n.ble is not None]
             for nid in ble_nodes:
@@ -277,7 +348,16 @@ def run_demo(
                 threading.Thread(
                     target=_send_door, args=(feeds[0], broker.port, t0, until, door_stop, store.store.id), daemon=True
                 ).start()
-            await air.run(lambda: time.time() - t0, until, stop)
+            readers = DemoReaders(sc, world, emitter, broker.port, t0) if sc.rfid.enabled and world.items else None
+            rooms = sorted(z.id for z in store.zones if str(z.kind) == "fitting_room")
+            threading.Thread(target=ask_for_another_size, daemon=True,
+                             args=(f"http://127.0.0.1:{http_port}", counter.token, rooms, counter.stop)).start()
+            try:
+                await asyncio.gather(air.run(lambda: time.time() - t0, until, stop),
+                                     *([readers.run(until, stop)] if readers else []))
+            finally:
+                if readers is not None:
+                    readers.close()
             elapsed = time.time() - t0
             await asyncio.sleep(min(3.0, max(0.0, until - elapsed)) + 2.5)  # let the last windows arrive
             await air.close()
@@ -308,7 +388,7 @@ def run_demo(
         entries_unconsented=unconsented, passers_by=passers, alerts=len(counter.entered),
         alerts_for_expected=len(alerted & regulars.keys()), unexpected_alerts=len(alerted - regulars.keys()),
         adverts_sent=air_sent,
-        regulars=timings,
+        regulars=timings, garments_shown=counter.shown, room_requests=counter.requests,
         door=_footfall(feeds[0], elapsed) if feeds else None,
     )
 

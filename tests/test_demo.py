@@ -15,13 +15,15 @@ EARLY_AT_THE_DOOR_S = 10.0  # a regular approaching the door is within this of c
 def test_the_demo_alerts_regulars_who_walk_in_and_nobody_else(tmp_path: Path) -> None:
     port = free_port()
     said: list[str] = []
-    summary = run_demo(duration=60, broker_kind="mosquitto", http_port=port, workdir=tmp_path, echo=said.append)
+    summary = run_demo(duration=80, broker_kind="mosquitto", http_port=port, workdir=tmp_path, echo=said.append)
 
     assert any(f"http://127.0.0.1:{port}/tablet" in line for line in said)
     assert summary.broker == "mosquitto" and summary.adverts_sent > 0
     assert summary.entries_regular >= 1 and summary.entries_anonymous >= 1
     assert summary.unexpected_alerts == 0  # anonymous shoppers and passers-by are never announced
     assert summary.alerts_for_expected >= 1
+    assert summary.garments_shown >= 1  # shoppers' garments are read in the fitting rooms (issue #20)
+    assert summary.room_requests >= 1  # and a demo customer asks for another size
     alerted = [(name, door, alert) for name, door, alert in summary.regulars if alert is not None]
     assert len(alerted) == summary.alerts_for_expected
     # an alert follows the door crossing, or comes as the regular reaches the door: one waiting at

@@ -292,6 +292,9 @@ class Reference:
         for (node, _), p in self.ant.items():
             self.node_places.setdefault(node, set()).add(p)
         self.wins = [0] * len(self.places)
+        self.place_t = [-math.inf] * len(self.places)  # latest window end per place
+        self.max_n = [1.0] * len(self.places)  # most reads of one tag in one window per place
+        self.pending: set[str] = set()  # strong single reads waiting for other places' windows
         # epc -> hs, ns (decayed keep reads / windows), last_hit, lvl, left (last gone from a room), dep
         self.tag: dict[str, dict] = {}
         self.now = -1e18
@@ -310,12 +313,15 @@ class Reference:
     def window(self, node: str, t: float, obs: list[Obs]) -> None:
         for p in self.node_places.get(node, ()):
             self.wins[p] += 1
-        best: dict[tuple[str, int], float] = {}
+            self.place_t[p] = max(self.place_t[p], t)
+        best: dict[tuple[str, int], tuple[float, int]] = {}
         for o in obs:
             p = self.ant.get((node, o.ant))
-            if p is not None:
-                best[(o.epc, p)] = max(best.get((o.epc, p), -1e9), o.rssi_mean)
-        for (epc, p), x in best.items():
+            if p is not None and o.rssi_mean > best.get((o.epc, p), (-1e9, 0))[0]:
+                best[(o.epc, p)] = (o.rssi_mean, o.n)
+        for (_, p), (_, n) in best.items():
+            self.max_n[p] = max(self.max_n[p], n)
+        for (epc, p), (x, n) in best.items():
             st_ = self.s.setdefault(
                 (epc, p),
                 {
@@ -328,8 +334,10 @@ class Reference:
                     "n": 0,
                     "qmax": -math.inf,
                     "omax": -math.inf,
+                    "r": -math.inf,
                 },
             )
+            st_["r"] = t
             tg, prm = self._tag(epc), self.prm[p]
             if x >= st_["peak"] - prm.decay_db_per_s * (t - st_["pt"]):
                 st_["peak"], st_["pt"] = x, t
@@ -353,15 +361,16 @@ class Reference:
                     tg["ns"] = tg["ns"] * f + (1.0 - f) / (1.0 - fr.RATE_DECAY)
                     tg["last_hit"] = self.wins[p]
                     tg["lvl"] += fr.LEVEL_WEIGHT * (x - tg["lvl"])
-            if x >= prm.enter_dbm:
+            if x >= prm.enter_dbm and n >= max(fr.SOLID_READ_SHARE * self.max_n[p], fr.SOLID_MIN_READS):
                 broken = t - st_["q"] > fr.RUN_GAP_S
                 st_["n"] = 1 if broken else st_["n"] + 1
                 st_["qmax"] = x if broken else max(st_["qmax"], x)
                 st_["q"] = t
             self.seen[epc] = max(self.seen.get(epc, -1e18), t)
         due = t - self.last_decision >= fr.DECIDE_EVERY_S
-        if best and not due and t >= self.now:
-            self.decide(t, sorted({e for e, _ in best}))  # the tags this window read, at once
+        now_tags = {e for e, _ in best} | self.pending
+        if now_tags and not due and t >= self.now:
+            self.decide(t, sorted(now_tags))  # the tags this window read and those waiting, at once
         elif due:
             self.last_decision = t
             self.decide(t)
@@ -395,10 +404,13 @@ class Reference:
             need = min(need, fr.DEPART_NEED)
         return self.wins[c] - tg["last_hit"] < need and now - self.s[(epc, c)]["k"] <= prm.hold_s
 
-    def decide(self, now: float, only: list[str] | None = None) -> None:
+    def decide(self, now: float, only: list[str] | None = None) -> None:  # noqa: C901  # the rules side by side, as the docs state them
         for epc in sorted(self.seen) if only is None else only:
+            if only is not None:
+                self.pending.discard(epc)
             if epc not in self.cur and now - self.seen[epc] > fr.RUN_GAP_S:
                 continue
+            self.pending.discard(epc)
             c = self.cur[epc][0] if epc in self.cur else None
             scores = []
             for p, prm in enumerate(self.prm):
@@ -425,14 +437,25 @@ class Reference:
             fresh = c is None or self.fresh(epc, c, now)
             recent = self.room[b] and (now - self._tag(epc)["left"] < fr.HOP_S or (not fresh and self.room[c]))
             run = stb["n"] if stb is not None else 0
-            single = (
+            strong = (
                 stb is not None
                 and self.room[b]
                 and not recent
                 and run >= 1
                 and stb["qmax"] >= self.prm[b].enter_dbm + fr.STRONG_DB
-                and now > stb["q"]
             )
+            # ready: every other place that read it lately has sent its window of this moment
+            ready = stb is not None and (
+                now > stb["q"]
+                or all(
+                    self.place_t[p] >= now - fr.SAME_MOMENT_S
+                    for (e, p), x in self.s.items()
+                    if e == epc and p != b and now - x["r"] <= fr.RUN_GAP_S
+                )
+            )
+            single = strong and ready
+            if strong and not ready and c != b:
+                self.pending.add(epc)
             ok = (
                 stb is not None
                 and bs >= self.prm[b].enter_dbm
@@ -471,18 +494,19 @@ _read = st.tuples(
     st.sampled_from(NODES),
     st.sampled_from([1, 2]),
     st.sampled_from([-45.0, -52.0, -60.0, -64.0, -68.0, -72.0, -79.0, -86.0]),
+    st.sampled_from([1, 2, 8]),  # read count: a window of one or two reads is not solid
 )
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(_read, max_size=8), min_size=5, max_size=60))
-def test_vectorised_engine_matches_the_reference(seconds: list[list[tuple[str, str, int, float]]]) -> None:
+def test_vectorised_engine_matches_the_reference(seconds: list[list[tuple[str, str, int, float, int]]]) -> None:
     eng, ref = FittingRoomEngine(layout()), Reference(layout())
     got: list[RoomEvent] = []
     for k, reads in enumerate(seconds):
         t = float(k + 1)
         for node in NODES:
-            obs = [Obs(e, a, 4, r) for e, n, a, r in reads if n == node]
+            obs = [Obs(e, a, k, r) for e, n, a, r, k in reads if n == node]
             got += eng.add_window(node, t, obs)
             ref.window(node, t, obs)
     mine = [(e.kind, e.t, e.place, e.epc) for e in got if e.kind.startswith("item")]
@@ -508,3 +532,79 @@ def test_engine_state_arrays_stay_consistent() -> None:
         assert eng.items_in(place) == sorted(e for e, p in shown.items() if p == place)
     with pytest.raises(KeyError):
         eng.room_state("shelf-a")
+
+
+# Issue #20: shown at the bound without letting sparse reads in.
+
+
+def test_one_solid_strong_window_shows_the_garment_in_that_windows_moment() -> None:
+    """Every reader has sent its window of t=3: the garment is shown at t=3, not a window later."""
+    eng = FittingRoomEngine(layout())
+    feed(eng, 1.0, {})
+    feed(eng, 2.0, {})
+    events = feed(eng, 3.0, {"fr1": [(A, -60.0)], "fr2": [(A, -74.0)]})
+    assert [(e.kind, e.t, e.place) for e in events if e.epc] == [("item_shown", 3.0, "fr1")]
+
+
+def test_single_strong_read_waits_for_a_neighbour_that_has_not_reported_the_moment() -> None:
+    """fr2 read the garment lately and has not sent its window of t=3 yet: no decision until it has."""
+    eng = FittingRoomEngine(layout())
+    feed(eng, 1.0, {})
+    feed(eng, 2.0, {"fr2": [(A, -70.0)]})
+    assert eng.add_window("fr1", 3.0, [Obs(A, 1, 8, -60.0)]) == []
+    shown = eng.add_window("fr2", 3.0, [Obs(A, 1, 8, -72.0)])
+    assert [(e.kind, e.t, e.place) for e in shown if e.epc] == [("item_shown", 3.0, "fr1")]
+
+
+def test_shelf_reading_into_a_room_sparse_strong_reads_never_show_it() -> None:
+    """A garment on a rail beside fr2 is read by fr2's antenna once or twice a window; now and then
+    one faded read is well above the room's enter level. It is never shown in the room, while a
+    garment in the room (read in every round) is."""
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    rng = np.random.default_rng(5)
+    for t in range(1, 121):
+        spike = t % 9 == 0
+        x = -50.0 if spike else float(rng.uniform(-76, -68))
+        events += [
+            *eng.add_window("fr1", float(t), []),
+            *eng.add_window("fr2", float(t), [Obs(A, 1, 1, x), Obs(B, 1, 8, -52.0)]),
+            *eng.add_window("fr3", float(t), []),
+            *eng.add_window("shelf-a", float(t), [Obs(A, 1, 8, -70.0)]),
+        ]
+    assert [(e.kind, e.place, e.epc) for e in events if e.place == "fr2" and e.epc] == [("item_shown", "fr2", B)]
+
+
+def test_garment_behind_the_body_weak_reads_keep_it_shown() -> None:
+    """Held by a customer in fr1: a window in three the body blocks it (20 dB down, a read or two)."""
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 121):
+        blocked = t % 3 == 0 or 40 <= t < 45
+        obs = [Obs(A, 1, 2, -74.0)] if blocked else [Obs(A, 1, 8, -54.0)]
+        events += eng.add_window("fr1", float(t), obs)
+        for node in ("fr2", "fr3", "shelf-a"):
+            events += eng.add_window(node, float(t), [])
+    assert [(e.kind, e.place) for e in events if e.epc] == [("item_shown", "fr1")]
+    assert eng.where(A) == "fr1"
+
+
+def test_several_rooms_busy_at_once_each_shows_its_own_garments() -> None:
+    """Three rooms each with a garment, each cross-read by the neighbours: each garment in its own
+    room, shown within one window of its first solid strong read, nothing in the wrong room."""
+    eng = FittingRoomEngine(layout())
+    own = {"fr1": A, "fr2": B, "fr3": C}
+    events: list[RoomEvent] = []
+    for t in range(1, 41):
+        reads: dict[str, list[tuple[str, float]]] = {}
+        for room, epc in own.items():
+            if t < 5:
+                continue
+            reads.setdefault(room, []).append((epc, -55.0 - (t % 4)))
+            for other in own:
+                if other != room:
+                    reads.setdefault(other, []).append((epc, -71.0 + (t % 3)))
+        events += feed(eng, float(t), reads)
+    shown = [(e.place, e.epc, e.t) for e in events if e.kind == "item_shown"]
+    assert sorted(shown) == sorted((room, epc, 5.0) for room, epc in own.items())
+    assert not [e for e in events if e.kind == "item_gone"]

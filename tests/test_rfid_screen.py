@@ -123,25 +123,16 @@ def test_screen_shows_garments_and_call_staff_reaches_the_tablet(gw, browser) ->
     text = card.inner_text()
     assert "Organic tee" in text and "Size M" in text and "black" in text and "€19.95" in text
     assert card.query_selector(".pic") is not None  # picture placeholder
-    assert (
-        card.query_selector(".variants span.in[data-gtin='04061234000026']") is not None
-    )  # L in the back room
-    assert card.query_selector(".variants span.out[data-gtin='04061234000033']") is not None  # navy: none
+    assert card.query_selector(".chip[data-value='L']") is not None  # L in the back room
+    assert card.query_selector(".chip[data-value='navy']") is None  # navy: none in stock
     assert screen.locator("article.item").count() == 2
     assert screen.is_hidden("#empty")
 
     screen.click("#call-staff")
-    screen.wait_for_selector("#toast >> text=on the way")
-    row = tablet.wait_for_selector(
-        "#tasks .row.task >> text=Fitting room 2: customer asks for help", timeout=10000
-    )
-    assert row is not None
-    tablet.click("#tasks .row.task button.claim")  # claimable like any task
-    tablet.wait_for_selector("#tasks .row.task .by >> text=ana", timeout=10000)
-
-    screen.on("dialog", lambda d: d.accept("L"))
-    screen.click(f"article.item[data-epc='{TEE_M}'] button.another-size")
-    tablet.wait_for_selector("#tasks .row.task >> text=Fitting room 2: bring Organic tee in L", timeout=10000)
+    screen.wait_for_selector("#status .request >> text=We have let the team know")
+    tablet.wait_for_selector("#room-requests .rq >> text=Fitting room 2: customer asks for help", timeout=10000)
+    tablet.click("#room-requests .rq button.claim")  # claimable: the screen says who is coming
+    screen.wait_for_selector("#status .request.claimed >> text=Ana is on the way to you", timeout=10000)
 
     # the customer leaves: the greeting goes with her
     core.rfid.on_presence(PresenceEvent("zone_changed", "c1", clock.t, "floor", "fr2", 0.9))
@@ -150,7 +141,7 @@ def test_screen_shows_garments_and_call_staff_reaches_the_tablet(gw, browser) ->
     assert screen.is_hidden("#greeting")
     kinds = [e.kind for e in core.events.after(0)]
     assert kinds.count("session_started") == 1 and kinds.count("session_ended") == 1
-    assert kinds.count("task") == 2
+    assert kinds.count("room_request") == 1 and kinds.count("room_request_claimed") == 1
     sess = core.db.execute("SELECT customer_id, zone, closed_at IS NOT NULL FROM fitting_sessions").fetchall()
     assert sess == [("c1", "fr2", 1)]
     tried = {r[0] for r in core.db.execute("SELECT epc FROM tried_items")}

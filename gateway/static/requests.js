@@ -1,0 +1,128 @@
+// Requests from the fitting rooms on the staff tablet: a timed, ringing card at the top of the feed
+// until someone says "I'm on it" (the room's screen then shows who is coming) and then "Done".
+// Unclaimed past the gateway's escalate_after_s, the card turns urgent and rings again on every tablet.
+// Its own container, stream and styles, so the tablet page only includes it (gateway/room_requests.py).
+(() => {
+  'use strict';
+  const RING_AGAIN_S = 15;  // an escalated request rings again this often: a missed ring must not be the last
+  const css = `
+    #room-requests { display: flex; flex-direction: column; gap: 10px; margin: 0 0 14px; }
+    #room-requests .rq { display: grid; grid-template-columns: 1fr auto; gap: 6px 12px; align-items: center; padding: 12px 14px;
+      border-radius: 10px; background: #fff3d6; border-left: 8px solid #b07a12; box-shadow: 0 1px 3px rgba(0,0,0,.15); }
+    #room-requests .rq.claimed { background: #e3f3e6; border-left-color: #1d6a2e; }
+    #room-requests .rq.escalated { background: #fde2e1; border-left-color: #a4262c; }
+    #room-requests .rq .rq-what { font-weight: 700; font-size: 18px; color: #1f1b16; text-transform: none; letter-spacing: 0; }
+    #room-requests .rq .rq-age { font-variant-numeric: tabular-nums; font-weight: 700; font-size: 18px; }
+    #room-requests .rq .rq-who { font-size: 15px; font-weight: 400; color: #333; }
+    #room-requests .rq button { min-height: 44px; padding: 6px 16px; font: inherit; font-weight: 700; border: 0; border-radius: 8px;
+      background: #1d4f91; color: #fff; cursor: pointer; }`;
+  const style = document.createElement('style');
+  style.textContent = css;
+  document.head.appendChild(style);
+  const box = document.createElement('section');
+  box.id = 'room-requests';
+  box.setAttribute('aria-label', t('requests.heading'));
+  box.setAttribute('aria-live', 'assertive');
+  const feed = document.getElementById('feed');
+  const host = feed ? feed.parentNode : (document.querySelector('main') || document.body);
+  host.insertBefore(box, feed || host.firstChild);
+
+  const open = new Map();  // id -> request
+  let offset = 0;          // gateway clock - this tablet's clock (s)
+  let escalateAfter = 60;
+  let me = null;
+  let audio = null;
+  window.roomRequestRings = 0;  // rings triggered (tests and the curious can read it)
+
+  function ring(urgent) {
+    window.roomRequestRings += 1;
+    try {
+      audio = audio || new AudioContext();
+      for (const [i, f] of (urgent ? [988, 784, 988] : [784, 988]).entries()) {
+        const o = audio.createOscillator(), g = audio.createGain(), at = audio.currentTime + i * 0.25;
+        o.frequency.value = f; g.gain.setValueAtTime(0.3, at); g.gain.exponentialRampToValueAtTime(0.001, at + 0.22);
+        o.connect(g).connect(audio.destination); o.start(at); o.stop(at + 0.22);
+      }
+    } catch (e) { /* no audio: the card and vibration still show */ }
+    if (navigator.vibrate) navigator.vibrate(urgent ? [200, 80, 200, 80, 200] : [150, 60, 150]);
+  }
+
+  function what(r) {
+    const item = r.product || t('room.garment');
+    if (r.size && r.colour) return t('room.what_colour_size', {item, colour: r.colour, size: r.size});
+    return r.size ? t('room.what_size', {item, size: r.size}) : item;
+  }
+  function age(r) { return Math.max(0, Date.now() / 1000 + offset - r.created_at); }
+  function mmss(s) { const m = Math.floor(s / 60); return m + ':' + String(Math.floor(s % 60)).padStart(2, '0'); }
+
+  async function post(url) {
+    const r = await fetch(url, {method: 'POST'});
+    if (r.ok) upsert(await r.json());
+  }
+
+  function paint() {
+    const rows = [...open.values()].sort((a, b) => a.created_at - b.created_at);
+    box.replaceChildren(...rows.map(r => {
+      const card = document.createElement('article');
+      const late = !r.claimed_by && age(r) >= escalateAfter;
+      card.className = 'rq' + (r.claimed_by ? ' claimed' : '') + (late ? ' escalated' : '');
+      card.dataset.id = r.id;
+      const head = document.createElement('div');
+      head.className = 'rq-what';
+      const room = r.room_name || r.room;
+      head.textContent = r.kind === 'staff' ? t('requests.staff', {room}) : t('requests.bring', {room, what: what(r)});
+      const timer = document.createElement('span');
+      timer.className = 'rq-age';
+      timer.textContent = mmss(age(r));
+      const who = document.createElement('div');
+      who.className = 'rq-who';
+      who.textContent = r.claimed_by ? t('requests.on_it', {name: r.claimed_by_name || r.claimed_by}) : (late ? t('requests.escalated') : t('requests.waiting'));
+      const b = document.createElement('button');
+      b.type = 'button';
+      if (!r.claimed_by) { b.className = 'claim'; b.textContent = t('requests.claim'); b.onclick = () => post('/api/room-requests/' + r.id + '/claim'); }
+      else { b.className = 'done'; b.textContent = t('requests.done'); b.onclick = () => post('/api/room-requests/' + r.id + '/done'); }
+      b.hidden = !!(r.claimed_by && me && r.claimed_by !== me);
+      card.append(head, timer, who, b);
+      return card;
+    }));
+  }
+
+  function upsert(r) {
+    if (r.done_at) open.delete(r.id); else open.set(r.id, {...(open.get(r.id) || {}), ...r});
+    paint();
+  }
+
+  let lastTick = Date.now() / 1000;
+  setInterval(() => {  // timers, and escalation: ring again on every tablet while nobody has it
+    const now = Date.now() / 1000;
+    for (const r of open.values()) {
+      const a = age(r), before = a - (now - lastTick);
+      if (!r.claimed_by && a >= escalateAfter && Math.floor((a - escalateAfter) / RING_AGAIN_S) !== Math.floor((before - escalateAfter) / RING_AGAIN_S)) ring(true);
+    }
+    lastTick = now;
+    paint();
+  }, 1000);
+
+  async function resync() {  // on load and after every reconnect (a gateway restart loses nothing: the rows are in its database)
+    const r = await fetch('/api/room-requests');
+    if (!r.ok) return;
+    const data = await r.json();
+    offset = data.now - Date.now() / 1000;
+    escalateAfter = data.escalate_after_s;
+    open.clear();
+    for (const x of data.requests) open.set(x.id, x);
+    paint();
+  }
+
+  (async () => {
+    try { const r = await fetch('/api/me'); if (r.ok) me = (await r.json()).username; } catch (e) { /* shown without own-claim check */ }
+    const src = new EventSource('/api/stream');
+    src.onopen = () => resync().catch(() => {});
+    src.addEventListener('room_request', e => {
+      const d = JSON.parse(e.data).data;
+      if (!open.has(d.id)) { upsert(d); ring(false); }
+    });
+    for (const kind of ['room_request_claimed', 'room_request_done'])
+      src.addEventListener(kind, e => upsert(JSON.parse(e.data).data));
+  })();
+})();
