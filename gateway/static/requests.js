@@ -23,9 +23,10 @@
   box.id = 'room-requests';
   box.setAttribute('aria-label', t('requests.heading'));
   box.setAttribute('aria-live', 'assertive');
+  const slot = document.getElementById('requests');  // the tablet keeps their place at the top of the feed
   const feed = document.getElementById('feed');
-  const host = feed ? feed.parentNode : (document.querySelector('main') || document.body);
-  host.insertBefore(box, feed || host.firstChild);
+  if (slot) slot.appendChild(box);
+  else (feed ? feed.parentNode : document.body).insertBefore(box, feed || document.body.firstChild);
 
   const open = new Map();  // id -> request
   let offset = 0;          // gateway clock - this tablet's clock (s)
@@ -34,8 +35,12 @@
   let audio = null;
   window.roomRequestRings = 0;  // rings triggered (tests and the curious can read it)
 
-  function ring(urgent) {
+  function ring(urgent, r) {
     window.roomRequestRings += 1;
+    if (window.instoreAlert) {  // on the staff tablet: its own bell, a system notification and the unseen count
+      window.instoreAlert('request', t('tablet.notify_request', {room: r.room_name || r.room}), what(r), 'rq:' + r.id, r.id);
+      return;
+    }
     try {
       audio = audio || new AudioContext();
       for (const [i, f] of (urgent ? [988, 784, 988] : [784, 988]).entries()) {
@@ -97,7 +102,7 @@
     const now = Date.now() / 1000;
     for (const r of open.values()) {
       const a = age(r), before = a - (now - lastTick);
-      if (!r.claimed_by && a >= escalateAfter && Math.floor((a - escalateAfter) / RING_AGAIN_S) !== Math.floor((before - escalateAfter) / RING_AGAIN_S)) ring(true);
+      if (!r.claimed_by && a >= escalateAfter && Math.floor((a - escalateAfter) / RING_AGAIN_S) !== Math.floor((before - escalateAfter) / RING_AGAIN_S)) ring(true, r);
     }
     lastTick = now;
     paint();
@@ -120,7 +125,7 @@
     src.onopen = () => resync().catch(() => {});
     src.addEventListener('room_request', e => {
       const d = JSON.parse(e.data).data;
-      if (!open.has(d.id)) { upsert(d); ring(false); }
+      if (!open.has(d.id)) { upsert(d); ring(false, d); }
     });
     for (const kind of ['room_request_claimed', 'room_request_done'])
       src.addEventListener(kind, e => upsert(JSON.parse(e.data).data));
