@@ -76,7 +76,7 @@ def test_kpis_count_answered_in_time_late_missed_and_waiting(db) -> None:  # noq
     }
     assert missed["id"] not in {r["id"] for r in rr.open_requests(db) if r["claimed_by"]}
     tz = ZoneInfo("Europe/Berlin")
-    day = kpi.day_kpis(db, datetime.fromtimestamp(T0, tz).date(), tz, now)
+    day = kpi.day_kpis(db, datetime.fromtimestamp(T0, tz).date(), tz, now=now)
     assert day["room_requests"] == {"answered_within_60s": 1, "answered_late": 1, "missed": 2, "waiting": 1}
     assert day["per_staff"]["ana"]["requests_answered_within_60s"] == 1
 
