@@ -10,12 +10,13 @@ not yet announced either made the crossing (H1) or not (H0):
     P(crossing | H1) = the counter's detection probability pd,
     P(crossing | H0) = someone else's crossing in the window: the door's learned rate x window.
 
-Under H1 the phone is just inside, walking in; under H0 its belief is as it was. The new belief
-is the mixture of the two by their posterior weights, and the engine's entry threshold decides,
-one step later for a phone the crossing made likelier in than not: a phone BLE places at the
-door is announced one to two seconds after it, a passer-by who walks on is caught by the next
-windows, and a crossing the counter missed leaves BLE to decide alone. Outward crossings do
-the same for phones inside that BLE already doubts (docs/door.md).
+One crossing is one person, and the phones that fit it share it out with the anonymous crosser
+(far likelier on a street). Under H1 the phone is just inside, walking in; under H0 its belief
+is as it was. The new belief is the mixture of the two by their posterior weights; the engine
+keeps each moved phone's H0 part and announces it only once the phone's own readings since
+favour H1 (a passer-by at the door while someone else goes in does not walk in), and a crossing
+the counter missed leaves BLE to decide alone. Outward crossings do the same for phones inside
+that BLE already doubts (docs/door.md).
 
 Pure: crossings in with their own timestamps; the crossing rate of each door and direction is
 learned from the crossings themselves.
