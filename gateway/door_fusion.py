@@ -10,12 +10,13 @@ not yet announced either made the crossing (H1) or not (H0):
     P(crossing | H1) = the counter's detection probability pd,
     P(crossing | H0) = someone else's crossing in the window: the door's learned rate x window.
 
-Under H1 the phone is just inside, walking in; under H0 its belief is as it was. The new belief
-is the mixture of the two by their posterior weights, and the engine's entry threshold decides,
-one step later for a phone the crossing made likelier in than not: a phone BLE places at the
-door is announced one to two seconds after it, a passer-by who walks on is caught by the next
-windows, and a crossing the counter missed leaves BLE to decide alone. Outward crossings do
-the same for phones inside that BLE already doubts (docs/door.md).
+One crossing is one person, and the phones that fit it share it out with the anonymous crosser
+(far likelier on a street). Under H1 the phone is just inside, walking in; under H0 its belief
+is as it was. The new belief is the mixture of the two by their posterior weights; the engine
+keeps each moved phone's H0 part and announces it only once the phone's own readings since
+favour H1 (a passer-by at the door while someone else goes in does not walk in), and a crossing
+the counter missed leaves BLE to decide alone. Outward crossings do the same for phones inside
+that BLE already doubts (docs/door.md).
 
 Pure: crossings in with their own timestamps; the crossing rate of each door and direction is
 learned from the crossings themselves.
@@ -33,7 +34,6 @@ from firmware_config.store import StoreFile
 
 Direction = str  # "in" | "out"
 WEIGH_ABOVE = 1e-4  # a crossing that would move less of a phone's belief is not worth a pass over its row
-CONFIRM_ABOVE = 0.5  # a crossing that made "went in" likelier than not waits for one more step's windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +124,21 @@ class DoorFusion:
         self._rate[(c.door, c.direction)] = (rate + 1.0 / self.rate_tau_s, max(c.t, at))
         return max(1.0, self.detect_probability / (rate * self.match_s))
 
-    def apply(self, post: np.ndarray, inside: np.ndarray, p_in: np.ndarray, t: float) -> np.ndarray:
+    def apply(
+        self, post: np.ndarray, inside: np.ndarray, p_in: np.ndarray, t: float
+    ) -> dict[int, tuple[float, np.ndarray]]:
         """Fold the queued crossings into the predicted beliefs `post` (I, K, rows summing to 1) of a
-        step at `t`, in place. Returns the rows a crossing moved more than CONFIRM_ABOVE: they
-        wait one step of Bluetooth before an entry is announced (a passer-by at the door while
-        someone else goes in walks on, and the next windows say so)."""
-        moved = np.zeros(len(inside), dtype=bool)
-        ratios: dict[tuple[str, Direction], float] = {}
+        step at `t`, in place. Returns the rows a crossing moved, each with P(H0) and its part that
+        did not cross (on the scale of `post`): the engine announces them only once their own
+        readings since favour the crossed part (a passer-by at the door while someone else goes
+        in does not walk in, and the next windows say so)."""
+        moved: dict[int, tuple[float, np.ndarray]] = {}
+        ratios: dict[tuple[str, Direction], list[float]] = {}
         for c in sorted(self.pending, key=lambda c: c.t):
-            if t - c.t <= self.max_age_s:  # one phone makes at most one of a step's crossings: n of them, n chances
-                ratios[(c.door, c.direction)] = ratios.get((c.door, c.direction), 0.0) + self.ratio(c)
+            if t - c.t <= self.max_age_s:
+                ratios.setdefault((c.door, c.direction), []).append(self.ratio(c))
         self.pending = []
-        for (door, direction), ratio in ratios.items():
+        for (door, direction), each in ratios.items():
             s = self.states[door]
             going_in = direction == "in"
             rows = np.flatnonzero(~inside if going_in else inside & (p_in < self.out_below))
@@ -146,13 +149,17 @@ class DoorFusion:
             crossing = post[np.ix_(rows, cross.reshape(-1))].reshape(len(rows), *cross.shape).sum(axis=2)
             m = crossing.sum(axis=1)
             prior = np.clip(self.kappa * m, 0.0, 1.0)
-            odds = prior * min(self.max_ratio, ratio) / np.maximum(1.0 - prior, 1e-9)
-            w = odds / (1.0 + odds)  # P(H1 | crossing), per row
+            odds = prior * min(self.max_ratio, float(np.mean(each))) / np.maximum(1.0 - prior, 1e-9)
+            # P(H1 | crossings), per row: each crossing is one person's, a phone's or (likelier) someone
+            # else's, so n crossings share out n people among the phones that fit them and the anonymous;
+            # never more than the phone alone at the door would get (a couple: two crossings, two phones)
+            n = len(each)
+            w = np.minimum(odds / (1.0 + odds), n * odds / (n + odds.sum()))
             keep = w > WEIGH_ABOVE
             rows, w, crossing, m = rows[keep], w[keep], crossing[keep], m[keep]
             # (1 - w) x the belief + w x the belief under H1: just through the door, the phone's offsets kept
             post[rows] *= (1.0 - w).astype(np.float32)[:, None]
+            moved |= {int(i): (1.0 - float(wi), post[i].copy()) for i, wi in zip(rows, w, strict=True)}
             into = (w / m)[:, None] * crossing / dest.shape[1]  # (r, offsets)
             post[np.ix_(rows, dest.reshape(-1))] += np.repeat(into, dest.shape[1], axis=1).astype(np.float32)
-            moved[rows] |= w > CONFIRM_ABOVE
         return moved

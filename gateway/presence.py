@@ -130,6 +130,8 @@ class PresenceParams:
     door_near_m: float = 3.0  # "at the door" for a crossing: BLE places a phone to within a few metres
     door_out_below: float = 0.5  # an outward crossing weighs only on phones inside that BLE already doubts
     door_max_ratio: float = 30.0  # one crossing never counts for more, however quiet the door
+    door_confirm_probability: float = 0.95  # P(made the crossing | readings since) to announce a phone it moved in
+    door_release_below: float = 0.01  # below this the crossing was someone else's: Bluetooth decides alone again
 
 
 @dataclass(frozen=True, slots=True)
@@ -666,6 +668,7 @@ class PresenceEngine:
         self._expected = np.zeros(nn, dtype=bool)  # nodes that reported in the last step
         self._pending: dict[str, tuple[float, dict[int, float]]] = {}  # first heard since the last step
         self.prior = m.base_prior()
+        self.held: dict[str, np.ndarray] = {}  # phones a crossing moved in: the part of the belief that did not cross
         p = m.params
         self.doors = DoorFusion(
             m.door_states, p.door_detect_probability, p.door_match_s, p.turn_in_per_s * p.door_match_s,
@@ -815,6 +818,9 @@ class PresenceEngine:
         m, p = self.model, self.model.params
         post = self.belief @ m.transition  # the prediction, then the posterior in place
         m.drift(post, self.offset_w)
+        held = np.asarray([self.index[i] for i in self.held], dtype=int)
+        stay = np.stack(list(self.held.values())) @ m.transition if len(held) else np.zeros((0, post.shape[1]))
+        m.drift(stay, self.offset_w[held])
         used = np.zeros_like(self._heard)
         if self._reported.any():
             ii, nn = _strongest(self._rssi, self._heard, p.rssi_nodes)
@@ -841,7 +847,8 @@ class PresenceEngine:
                 post[pairs] = m.predict_pairs(self.belief[pairs], change, paired[pairs])
                 if self.doors.pending:  # crossings weigh on predictions summing to 1, as everyone else's
                     post[pairs] /= post[pairs].sum(axis=1, keepdims=True)
-            unconfirmed = self.doors.apply(post, self.inside, self.p_in, t)  # a door sensor's crossings
+                self._predict_held_pairs(held, stay, post, pairs, change, paired[pairs])
+            stay = self._cross(held, stay, post, t)  # a door sensor's crossings
             ll -= ll.max(axis=1, keepdims=True)
             ll *= np.float32(p.evidence_weight)
             # a paired phone's detections count half, as everyone's; its new links are its
@@ -849,24 +856,69 @@ class PresenceEngine:
             ll[pairs] *= np.float32(1 / p.evidence_weight)
             np.exp(ll, out=ll)
             m.weigh(ll, post)
+            held = np.asarray([self.index[i] for i in self.held], dtype=int)
+            m.weigh(ll[held], stay)
         else:
-            unconfirmed = self.doors.apply(post, self.inside, self.p_in, t)
-        post *= ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
+            stay = self._cross(held, stay, post, t)
+        scale = ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
+        post *= scale
+        for k, identity in enumerate(self.held):  # the same scale: the share of each part is the evidence
+            self.held[identity] = stay[k] * scale[self.index[identity]]
         post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
         self.belief = post
         self._last = np.where(used, self._rssi, 0.0)
         self._last_used = used
         self._heard[:] = False
         self._reported[:] = False
-        return self._decide(t, unconfirmed) + self._expire(t)
+        return self._decide(t) + self._expire(t)
 
-    def _decide(self, t: float, unconfirmed: np.ndarray) -> list[PresenceEvent]:
+    def _predict_held_pairs(
+        self, held: np.ndarray, stay: np.ndarray, post: np.ndarray, pairs: np.ndarray, change: np.ndarray,
+        paired: np.ndarray,
+    ) -> None:
+        """A held phone judged in pairs: its did-not-cross part predicted with the same readings, in
+        one call with its whole belief, so both come out on the same scale as `post`."""
+        m = self.model
+        at = {int(i): j for j, i in enumerate(pairs)}
+        for k, i in enumerate(held):
+            j = at.get(int(i))
+            if j is None:
+                continue
+            both = m.predict_pairs(np.stack([self.belief[i], self.held[self.ids[i]]]), change[[j, j]], paired[[j, j]])
+            stay[k] = both[1] * (post[i].sum() / max(float(both[0].sum()), 1e-30))
+
+    def _cross(self, held: np.ndarray, stay: np.ndarray, post: np.ndarray, t: float) -> np.ndarray:
+        """Fold in the queued crossings; a phone one moved in is held with its part that made none
+        of them (a phone already held keeps its doubt: the next crossing takes its share of it).
+        Returns the held parts in `self.held` order."""
+        parts = dict(zip(self.held, stay, strict=True))
+        for i, (share, part) in self.doors.apply(post, self.inside, self.p_in, t).items():
+            identity = self.ids[i]
+            parts[identity] = parts[identity] * np.float32(share) if identity in parts else part
+        self.held = parts
+        return np.stack(list(parts.values())) if parts else np.zeros((0, post.shape[1]), dtype=np.float32)
+
+    def _decide(self, t: float) -> list[PresenceEvent]:
         m, p = self.model, self.model.params
         zone_post = self.belief @ m.membership
         self.p_in = p_in = zone_post[:, m.zone_in_store].sum(axis=1)
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         events = []
+        # a phone a crossing moved in is announced once its own readings since say it made that
+        # crossing (a passer-by at the door while someone else went in does not walk in), or once
+        # they put it inside without it, as Bluetooth alone would; once they say it did not make
+        # it, Bluetooth decides alone again
+        unconfirmed = np.zeros(len(self.ids), dtype=bool)
+        for identity, part in list(self.held.items()):
+            i = self.index[identity]
+            stayed = float(part.sum())
+            crossed = 1.0 - stayed / float(self.belief[i].sum())
+            if self.inside[i] or crossed < p.door_release_below:
+                del self.held[identity]
+            else:
+                alone = float((part @ m.membership)[m.zone_in_store].sum()) / max(stayed, 1e-30)
+                unconfirmed[i] = crossed < p.door_confirm_probability and alone < p.enter_probability
         for i in np.flatnonzero(~self.inside & (p_in >= p.enter_probability) & ~unconfirmed):
             z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
             events.append(
@@ -946,6 +998,7 @@ class PresenceEngine:
     def forget(self, identity: str) -> None:
         """Consent withdrawn or erased: drop every trace of the identity now."""
         self._pending.pop(identity, None)
+        self.held.pop(identity, None)
         self.rates.pop(identity, None)
         self.phones.pop(identity, None)
         i = self.index.get(identity)
@@ -954,6 +1007,8 @@ class PresenceEngine:
 
     def _drop(self, rows: set[int]) -> None:
         keep = np.asarray([i for i in range(len(self.ids)) if i not in rows], dtype=int)
+        for i in rows:
+            self.held.pop(self.ids[i], None)
         self.ids = [self.ids[i] for i in keep]
         self.index = {ident: i for i, ident in enumerate(self.ids)}
         per_identity = (

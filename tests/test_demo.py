@@ -9,8 +9,6 @@ from pathlib import Path
 from instore.broker import free_port
 from instore.demo import run_demo
 
-EARLY_AT_THE_DOOR_S = 10.0  # a regular approaching the door is within this of crossing it
-
 
 def test_the_demo_alerts_regulars_who_walk_in_and_nobody_else(tmp_path: Path) -> None:
     port = free_port()
@@ -26,9 +24,7 @@ def test_the_demo_alerts_regulars_who_walk_in_and_nobody_else(tmp_path: Path) ->
     assert summary.room_requests >= 1  # and a demo customer asks for another size
     alerted = [(name, door, alert) for name, door, alert in summary.regulars if alert is not None]
     assert len(alerted) == summary.alerts_for_expected
-    # an alert follows the door crossing, or comes as the regular reaches the door: one waiting at
-    # the door when someone else goes in may be taken for the one who did (docs/door.md)
-    assert all(alert > door - EARLY_AT_THE_DOOR_S for _, door, alert in alerted)
+    assert all(alert > door for _, door, alert in alerted)  # an alert follows the regular's own crossing
     lines = summary.lines()
     assert any(name in line and "crossed the door" in line for name, _, _ in summary.regulars for line in lines)
     assert summary.door is not None  # the demo store's door sensor, and the footfall it gives
