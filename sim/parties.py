@@ -95,12 +95,13 @@ def follow(
     w.times, w.pts = [lead.times[k] + lag for k in keep], [lead.pts[k] for k in keep]
     w.zones = [(t + lag, z) for t, z in lead.zones if not lo < t < hi]
     zone_of = _zone_lookup(w)
-    stops = [m for m in range(1, len(w.pts) - 2) if w.pts[m] == w.pts[m + 1] and w.times[m + 1] > w.times[m]]
-    for m in stops:
-        _stand_beside(w, m, zone_of(w.times[m]), plan, rng)
+    stops = _stops(w)
+    for m, n in stops:
+        _stand_beside(w, m, n, zone_of(w.times[m]), plan, rng)
     if alone is not None:
         floors, via = alone
-        long = [m for m in stops if w.times[m + 1] - w.times[m] >= ALONE_MIN_DWELL_S and zone_of(w.times[m]) in floors]
+        dwells = [k for m, n in stops for k in range(m, n)]
+        long = [k for k in dwells if w.times[k + 1] - w.times[k] >= ALONE_MIN_DWELL_S and zone_of(w.times[k]) in floors]
         if long:
             _browse_alone(w, long[int(rng.integers(len(long)))], zone_of, plan, rng, floors, via)
     return w
@@ -112,14 +113,31 @@ def _zone_lookup(w: Walk) -> Callable[[float], str]:
     return lambda t: zones[max(0, int(np.searchsorted(times, t, side="right")) - 1)]
 
 
-def _stand_beside(w: Walk, m: int, zone: str, plan: FloorPlan, rng: np.random.Generator) -> None:
-    """Move the stop at waypoints m, m+1 a little to one side, if that spot is reachable in a straight line."""
+def _stops(w: Walk) -> list[tuple[int, int]]:
+    """Where the walk stands still, as first and last waypoint (m, n) of each run at one spot,
+    not counting its start and end. Dwells in a row at one spot (browsing a shelf, then putting
+    things back on it) are one stop: moving each alone would leave the others' waypoints behind
+    and join the stop's ends by a line nobody checked against the walls."""
+    out = []
+    m = 1
+    while m < len(w.pts) - 2:
+        n = m
+        while n < len(w.pts) - 2 and w.pts[n + 1] == w.pts[m]:
+            n += 1
+        if n > m:
+            out.append((m, n))
+        m = n + 1
+    return out
+
+
+def _stand_beside(w: Walk, m: int, n: int, zone: str, plan: FloorPlan, rng: np.random.Generator) -> None:
+    """Move the stop at waypoints m..n a little to one side, if that spot is reachable in a straight line."""
     ang = float(rng.uniform(0, 2 * np.pi))
     r = float(rng.uniform(*BESIDE_M))
     p = np.asarray(w.pts[m]) + r * np.asarray([np.cos(ang), np.sin(ang)])
-    before, after = np.asarray(w.pts[m - 1]), np.asarray(w.pts[m + 2])
+    before, after = np.asarray(w.pts[m - 1]), np.asarray(w.pts[n + 1])
     if plan.clear(p, zone) and plan.visible(before, p, zone) and plan.visible(p, after, zone):
-        w.pts[m] = w.pts[m + 1] = (float(p[0]), float(p[1]))
+        w.pts[m : n + 1] = [(float(p[0]), float(p[1]))] * (n + 1 - m)
 
 
 def _browse_alone(

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from firmware_config.store import load_store
-from sim.parties import RoomBook, party_sizes
+from sim.parties import BESIDE_M, RoomBook, follow, party_sizes
+from sim.paths import FloorPlan, Walk
 from sim.scenario import Items, Population, Scenario, ScenarioInfo
 from sim.truth import build_truth
 from sim.world import Agent, World, build_world
@@ -117,3 +118,23 @@ def test_room_book_finds_the_first_free_span() -> None:
     assert book.free_from("r", 8, 6) == 40  # 8..14 overlaps, 20..25 is too short
     assert book.free_from("r", 8, 5) == 20  # 20..25 just fits
     assert book.free_from("r", 19, 4) == 20
+
+
+def test_a_member_stands_at_one_spot_through_several_dwells_in_a_row() -> None:
+    plan = FloorPlan(load_store(BOUTIQUE))
+    rng = np.random.default_rng(5)
+    a, shelf, b = (plan.point("floor", rng) for _ in range(3))
+    lead = Walk(0.0, a, "floor", 1.0)
+    lead.walk(shelf)
+    for seconds in (30.0, 50.0, 20.0):  # browse, pick, put back: three dwells at one shelf
+        lead.dwell(seconds)
+    lead.walk(b)
+    moved = 0
+    for seed in range(20):
+        w = follow(lead, plan, np.random.default_rng(seed), 0.5, outside_room=None, alone=None)
+        spots = set(w.pts[1:5])
+        assert len(spots) == 1  # still for the whole stop, not drifting from spot to spot
+        d = float(np.hypot(*np.subtract(spots.pop(), shelf)))
+        assert d == 0.0 or BESIDE_M[0] <= d <= BESIDE_M[1]
+        moved += d > 0
+    assert moved > 10  # mostly beside the first member, not on their toes

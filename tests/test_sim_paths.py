@@ -119,6 +119,17 @@ def _near_boundary(p: tuple[float, float], poly: list) -> bool:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layout=layouts, seed=st.integers(1, 10_000))
 def test_no_walk_crosses_a_wall_or_leaves_its_zone(layout: dict, seed: int) -> None:
+    _check_walks(layout, seed)
+
+
+def test_a_member_back_from_browsing_alone_walks_round_the_partition() -> None:
+    """Found by the property test: the first member stopped three times in a row at one spot;
+    v00001 stood beside them at a different place for each dwell, browsed alone from the first and
+    was sent from their own spot straight to the second, through the partition's end."""
+    _check_walks(_layout(8.0, 14.0, None, 2.0, partition=True), seed=4881)
+
+
+def _check_walks(layout: dict, seed: int) -> None:
     store = parse_store_dict(layout)
     world = _world(store, seed)
     walls = np.asarray([[*w.a, *w.b] for w in store.walls], float)
