@@ -15,7 +15,7 @@ from gateway.routes_whatsapp import mount_whatsapp
 from tests.conftest import ServerThread
 from tests.test_wa_inbox import make_service
 
-EXAMPLES_PER_ROUTE = 12  # x ~100 operations x (signed in, anonymous): a little over 2,000 requests
+EXAMPLES_PER_ROUTE = 20  # x 85 operations x (signed in, anonymous), fewer where a route has little to vary: ~2,200
 MIN_REQUESTS = 2_000  # fewer means routes left the schema or hypothesis gave up early
 # Signing out would end the fuzzer's own session; streams never end by themselves; the catalogue
 # sync waits on Meta's API with retries (no Meta here), which is a slow answer, not a fault.
