@@ -20,12 +20,13 @@ from gateway import i18n, kpi, routes_kpi
 from gateway.auth import Staff
 from gateway.door_counts import ESTIMATE
 from gateway.i18n import web as i18n_web
-from gateway.routes_common import ManagerDep, StaffDep, Svc, require_manager
+from gateway.routes_common import ManagerDep, StaffDep, Svc, page, require_manager
 from gateway.routes_kpi import Day
 
 router = APIRouter(tags=["dashboard"])
 
 REFRESH_S = 60  # the pages fetch fresh figures this often: figures move slowly, a wall screen stays current
+REFRESH_SCRIPT = page("refresh.js").replace("{{refresh_s}}", str(REFRESH_S))  # shared by both pages
 CHANNELS = ("journey", "campaign", "checkout", "staff")  # the order of the message table
 
 
@@ -175,7 +176,7 @@ def dashboard(
     }
     body = (
         i18n_web.page(request, "dashboard.html", s.core.store.store.language)
-        .replace("{{refresh_s}}", str(REFRESH_S))
+        .replace("{{refresh_script}}", REFRESH_SCRIPT)
         .replace("{{day_shown}}", _e(i18n.day(k["day"], lang)))
         .replace("{{day}}", _e(k["day"]))
         .replace("{{user}}", _e(me.name))
@@ -209,7 +210,7 @@ def my_page(me: StaffDep, s: Svc, request: Request, day: Day = None) -> HTMLResp
     ]
     body = (
         i18n_web.page(request, "my.html", s.core.store.store.language)
-        .replace("{{refresh_s}}", str(REFRESH_S))
+        .replace("{{refresh_script}}", REFRESH_SCRIPT)
         .replace("{{day_shown}}", _e(i18n.day(m["day"], lang)))
         .replace("{{day}}", _e(m["day"]))
         .replace("{{user}}", _e(me.name))
