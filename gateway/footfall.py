@@ -16,6 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 PAIR_GAP_S = 0.5  # closer behind the one before: side by side, one zone state for both (docs/door.md)
+# The share of people walking beside someone is measured from the counted crossings themselves,
+# which needs enough of them: on a few (a short demo, a quiet half hour) people arriving together
+# by chance look like pairs and the correction doubles the count. Below this many counted
+# crossings only missed singles and false triggers are corrected.
+MIN_CROSSINGS_FOR_PAIRS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,7 @@ def visitors_in(times: Sequence[float], hours: float, figures: CounterFigures = 
     if counted <= 0:
         return 0.0
     pd, q = figures.detect_probability, figures.pair_miss_probability
-    close = int((np.diff(t) < PAIR_GAP_S).sum()) if len(t) > 1 else 0
+    close = int((np.diff(t) < PAIR_GAP_S).sum()) if len(t) >= MIN_CROSSINGS_FOR_PAIRS else 0
     beside = min(1.0, close / (counted * pd * pd * (1.0 - q)))
     return counted / (pd * (1.0 - q * beside))
 

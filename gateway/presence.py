@@ -919,7 +919,7 @@ class PresenceEngine:
             else:
                 alone = float((part @ m.membership)[m.zone_in_store].sum()) / max(stayed, 1e-30)
                 unconfirmed[i] = crossed < p.door_confirm_probability and alone < p.enter_probability
-        for i in np.flatnonzero(~self.inside & (p_in >= p.enter_probability) & ~unconfirmed):
+        for i in map(int, np.flatnonzero(~self.inside & (p_in >= p.enter_probability) & ~unconfirmed)):
             z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
             events.append(
                 PresenceEvent(
@@ -927,7 +927,7 @@ class PresenceEngine:
                 )
             )
             self.inside[i], self.entered_at[i], self.zone[i], self.zone_since[i] = True, t, z, t
-        for i in np.flatnonzero(self.inside & (p_in <= p.exit_probability)):
+        for i in map(int, np.flatnonzero(self.inside & (p_in <= p.exit_probability))):
             z = int(np.argmax(np.where(m.zone_in_store, -1, zone_post[i])))
             events.append(
                 PresenceEvent(
@@ -945,7 +945,7 @@ class PresenceEngine:
         into_or_out_of_room = m.zone_is_room[best] | m.zone_is_room[self.zone]
         bar = np.where(into_or_out_of_room, p.room_switch_probability, p.switch_probability)
         moved = self.inside & m.zone_in_store[best] & (best != self.zone) & (conf >= bar)
-        for i in np.flatnonzero(moved):
+        for i in map(int, np.flatnonzero(moved)):
             old, new = int(self.zone[i]), int(best[i])
             events.append(
                 PresenceEvent(

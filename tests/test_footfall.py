@@ -48,3 +48,13 @@ def test_visitors_per_hour_counts_only_the_hour_asked_for() -> None:
     times = [10.0 + 60.0 * k for k in range(60)] + [4000.0]  # 60 people one minute apart, then one more
     assert visitors_per_hour(times, 0.0, 3600.0) == pytest.approx(visitors_in(times[:60], 1.0))
     assert visitors_per_hour(times, 0.0, 0.0) == 0.0
+
+
+def test_a_few_people_arriving_together_are_not_taken_for_pairs() -> None:
+    """Nine crossings in a bunch (a short demo): chance closeness is no evidence of side-by-side pairs."""
+    bunch = [10.0, 10.3, 10.6, 12.0, 12.2, 15.0, 15.4, 18.0, 21.0]
+    estimate = visitors_in(bunch, 30 / 3600, FIGURES["beam"])
+    assert estimate == pytest.approx(len(bunch) / FIGURES["beam"].detect_probability, rel=0.01)
+    # the same gaps in an hour's worth of crossings are evidence: the pair correction applies
+    many = [t + 60.0 * k for k in range(5) for t in bunch]
+    assert visitors_in(many, 1.0, FIGURES["beam"]) > 1.3 * len(many)
