@@ -62,13 +62,17 @@ def test_sign_in_live_feed_claim_and_dashboard(serve, browser, tmp_path) -> None
     assert "Ana" in ana.inner_text("#me")
 
     Feeder(core, clock).seconds(10, IBEACON.format(7))  # Alice walks in: the presence engine announces her
-    card = ana.wait_for_selector("article.alert[data-kind=entered][data-customer=c1]")
+    ana.wait_for_selector("article.alert[data-kind=entered][data-customer=c1]")
+    # the profile arrives after the card and redraws it: locators (found again on each use), not element handles
+    card = ana.locator("article.alert[data-customer=c1]")
+    card.locator("text=Pickup order 1042").wait_for(timeout=10000)
+    card.locator("text=tops M").wait_for(timeout=10000)
     text = card.inner_text()
     assert "Alice Adler" in text and "tops M" in text and "Linea" in text
     assert "Pickup order 1042 ready, back room shelf B" in text
     ana.wait_for_selector("#present .row[data-customer=c1] >> text=floor", timeout=10000)
 
-    card.query_selector("button.claim").click()  # ana: "I'll take it"
+    card.locator("button.claim").click()  # ana: "I'll take it"
     ben.wait_for_selector("article.alert[data-customer=c1].claimed-by-other", timeout=10000)
     assert "With ana" in ben.inner_text("article.alert[data-customer=c1] .claim-state")
     assert ben.is_disabled("article.alert[data-customer=c1] button.claim")
