@@ -1,21 +1,8 @@
 """Keep the WhatsApp Business catalogue in step with the store's products and stock.
 
-Meta's Catalog Batch API: ``POST /{catalog_id}/items_batch`` with ``item_type=PRODUCT_ITEM``,
-``allow_upsert=true`` and ``requests=[{"method": "UPDATE", "data": {"id": <retailer id>,
-"availability": "in stock" | "out of stock", "price": "49.90 EUR", ...}}]`` (at most 5000
-requests per call); the answer carries ``handles`` to poll ``check_batch_request_status``.
-The retailer id is the GTIN, which is what single-product messages name
-(``product_retailer_id``).
-
-Split in two like the rest of the package:
-
-* pure: :func:`item_data` (a product row -> the ``data`` object), :func:`changes` (what differs
-  from what was last synced, by a digest per item), :func:`batches` (request bodies of at most
-  ``batch_size`` items);
-* shell: :class:`CatalogueSync` posts the batches with retries (transport errors, 5xx,
-  throughput 130429 / 4, 80014 catalogue rate limits: backoff with jitter) and records each
-  item's digest in ``wa_catalogue_state`` only after its batch was accepted, so a failed run
-  is simply redone next time and an unchanged item is never sent again.
+Pure: :func:`item_data`, :func:`changes` (by a digest per item) and :func:`batches` build the
+Catalog Batch API requests (retailer id = GTIN); shell: :class:`CatalogueSync` posts them with
+retries and records a digest only after its batch was accepted. docs/whatsapp.md, "Catalogue".
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 """The WhatsApp channel's TOML file -> validated settings (pydantic, ``extra="forbid"``).
 
-One file per store gateway (``instore gateway --whatsapp whatsapp.toml``): where the Cloud
-API is, where the secrets are (files, never inline: the TOML is checked into config repos),
-the approved templates, quiet hours, the marketing cap, the journeys and their switches, the
-shop's checkout URL.  Every problem is reported at once as ``file:line: key: message``
-(``tomllib`` gives no key lines on 3.11, so the store file's line scanner is reused).
-
-Environment overrides (for containers and systemd credentials):
-``INSTORE_WA_ACCESS_TOKEN``, ``INSTORE_WA_APP_SECRET``, ``INSTORE_WA_VERIFY_TOKEN`` replace the
-corresponding secret; ``INSTORE_WA_BASE_URL`` replaces ``api.base_url``.
+One file per store gateway (``instore gateway --whatsapp whatsapp.toml``); secrets are files or
+``INSTORE_WA_*`` variables, never inline. Every problem is reported at once as ``file:line: key:
+message`` (``tomllib`` gives no key lines on 3.11, so the store file's line scanner is reused).
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
 """The staff inbox's storage: conversations per customer number, messages both ways, unread
 counts, assignment.  Plain SQL on a connection the caller owns (and locks).
 
-Tables (created next to the outbox's in the gateway database, so the generic erasure and the
-trace scan of ``gateway.consent`` see them):
-
-* ``wa_conversations``: one row per WhatsApp number (``wa_id``, E.164 digits without "+"),
-  the gateway customer it belongs to (if any), profile name, unread count, the staff member it
-  is assigned to, and when the last message was.
-* ``wa_inbox``: every message shown in a conversation, inbound (keyed by Meta's message id, so
-  a redelivered webhook adds nothing) and outbound (keyed by the outbox's idempotency key; its
-  delivery status is read from ``wa_outbox``).
-
-Why a separate table from ``wa_outbox``: the outbox is a send queue that journeys and the
-staff fill; the inbox is what staff read.  An outbound row links to its outbox row by key.
+Tables ``wa_conversations`` and ``wa_inbox``, apart from the outbox's send queue: the inbox is
+what staff read. docs/whatsapp.md, "Inbox".
 """
 
 from __future__ import annotations

@@ -1,26 +1,8 @@
 """Customer journeys as a pure rule engine: a snapshot and a clock in, messages to queue out.
 
-Three journeys, each switchable per store (``[journeys]`` in the WhatsApp TOML):
-
-* **tried but not bought**: a customer tried garments in a fitting room and did not buy those
-  GTINs (not at the till that day, nor since): the next day at ``send_at`` store time (moved
-  out of quiet hours) they get one message listing up to ``max_items`` of them.  One message
-  per customer and day of trying, however many sessions.  Marketing: needs marketing consent.
-* **back in your size**: a wished GTIN (the wishlist holds sizes as GTINs) goes from no stock
-  to some: a message at once (or when the quiet hours end).  Marketing.
-* **reminders**: appointments and alterations (staff tasks with a customer and a due time)
-  ``hours_before`` ahead.  Utility: needs service consent.
-
-Nothing here reads a clock, a database or the network: :func:`plan` is called with ``now``
-and a :class:`Snapshot` the shell builds, so a week of journeys runs in milliseconds in tests
-and the same inputs always give the same messages.  Every message's idempotency key is derived
-from the journey, the customer and the trigger (``j:<journey>:<customer>:<trigger>``), so
-running the engine again, or twice in parallel after a restart, never queues anything twice:
-the outbox's unique key drops the repeat.
-
-Template or free-form: inside the customer's 24 h window (their last message is recent enough
-that the window is still open when the message is due) a plain text goes out, which reads
-better; outside it, the configured approved template.
+Three journeys (tried but not bought, back in your size, reminders), each switchable per store.
+:func:`plan` reads no clock, database or network, and every message's idempotency key is derived
+from journey, customer and trigger, so a re-run never queues twice. docs/whatsapp.md, "Journeys".
 """
 
 from __future__ import annotations

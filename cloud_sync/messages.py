@@ -1,13 +1,8 @@
 """Request bodies for the WhatsApp Cloud API ``/messages`` endpoint (pure: no I/O, no clock).
 
-Every builder returns a plain ``dict`` ready to be JSON-encoded and runs it through
-:func:`validate`, the single source of truth for what a well-formed body is.  The emulator
-calls the same :func:`validate` so that a body our client would refuse is also one the
-emulator answers with error 100 (invalid parameter), like the real API.
-
-Limits follow Meta's published Cloud API reference (see ``docs/whatsapp.md``);
-where the spec page is silent (list/product limits, header/footer lengths) the values are
-Meta's documented ones.
+Every builder runs its body through :func:`validate`, which the emulator calls too, so a body our
+client would refuse is one the emulator answers with error 100, like the real API. Limits follow
+Meta's Cloud API reference (docs/whatsapp.md).
 """
 
 from __future__ import annotations

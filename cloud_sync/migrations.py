@@ -1,11 +1,7 @@
 """The WhatsApp channel's own tables, as numbered migrations (the gateway's are in gateway/db.py).
 
-The channel's tables live in the gateway's SQLite file (so erasure and the trace scan see
-them) but belong to the channel: it upgrades them itself, tracked in `wa_schema` (the
-gateway's `PRAGMA user_version` stays the gateway's). The gateway calls `migrate` when it
-builds the channel; the outbox worker and the crash harness call it on their own databases.
-Migration 1 is written with IF NOT EXISTS: databases made before the numbering pass it
-unchanged. Never edit a migration; append one.
+They live in the gateway's SQLite file but are tracked in `wa_schema`, not the gateway's
+`PRAGMA user_version` (docs/whatsapp.md, "How it fits together"). Never edit a migration; append one.
 """
 
 from __future__ import annotations

@@ -1,41 +1,9 @@
 """Durable WhatsApp outbox: SQLite (WAL) table, a paced worker, and the status-webhook sink.
 
-Exactly-once, as far as it can be had
--------------------------------------
-The Cloud API has no idempotency key: sending the same body twice sends two messages.  The
-worker therefore never re-sends a row unless it knows the API did not take it:
-
-1. ``enqueue`` inserts the row in the *caller's* transaction, keyed by a unique idempotency
-   key (a duplicate event enqueues nothing), and stores that key in the body as
-   ``biz_opaque_callback_data`` so every status webhook names the row it belongs to.
-2. Before the HTTP call the worker commits ``status='sending'`` (``pending -> sending`` is a
-   conditional UPDATE, so one claim wins).  After the answer it commits the outcome.
-3. A row found in ``'sending'`` (the worker was SIGKILLed between 2's two commits, or the
-   answer was lost to a read timeout) is *reconciled*, never blindly re-sent:
-   a. a recorded status webhook carrying the key proves the API took it -> adopt its wamid;
-   b. else, if a ``lookup`` is configured (only the emulator offers one:
-      ``GET /_emulator/messages?biz_opaque_callback_data=KEY``), its answer is exact;
-   c. else, once the row has been ``'sending'`` for ``reconcile_after_s`` with no webhook,
-      it is presumed not sent and goes back to ``'pending'``.
-
-Residual risk (honest version): with the real API, step 3c re-sends a message that the API
-*did* accept if its ``sent`` webhook has not been recorded within ``reconcile_after_s``
-(webhook delivery delayed or failing, receiver down).  Choose ``reconcile_after_s`` well above
-the observed webhook latency (minutes, not seconds, in production) and keep the receiver up;
-a late webhook still moves a re-queued row out of ``'pending'`` before it is re-sent, which
-narrows the window further.  The emulator's lookup (3b) closes the gap completely in tests,
-and its per-key counter (``GET /_emulator/stats``) is how the crash test proves "none twice".
-Power loss is covered only with ``synchronous=FULL`` (the worker's default) on the one write
-exactly-once rests on: the claim (step 2), fsynced before the HTTP call.  Every other write
-(outcomes, deferrals, reconciliation, status webhooks) commits with ``NORMAL``, without an
-fsync: a power cut may lose the last of them, which leaves a row in ``'sending'`` (resolved
-by step 3 as after a crash) or a status not yet recorded (Meta's ``sent`` webhook for a row
-still ``'accepted'`` changes nothing).  Only a power cut that loses a recorded ``sent``
-status of a row whose worker also died mid-send can lead to a re-send; the next claim's
-fsync makes everything before it durable, so the window is the time between two sends (and
-a later ``delivered`` or ``read`` webhook still stops the re-send, as above).  A SIGKILL is
-covered by WAL with any setting.  One worker per database: two workers would each reconcile
-the other's in-flight rows.
+The Cloud API has no idempotency key, so a row is never re-sent unless the API is known not to
+have taken it: a unique key per row, a fsynced ``pending -> sending`` claim before the call, and
+reconciliation of rows left in ``'sending'``. One worker per database. The steps and the residual
+risk: docs/whatsapp.md, "Outbox: exactly once".
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """The port: everything the WhatsApp channel needs from the gateway, and nothing more.
 
-The channel never imports `gateway` and never runs SQL on the gateway's tables; it asks
-through this Protocol. The gateway implements it (`gateway.whatsapp_host.GatewayHost`); a
-test can implement it with a dict. It lives here, beside its only consumer, because the
-channel must be importable without the gateway (docs/whatsapp.md, "The port").
-
-The channel's own tables (`wa_*`, `cloud_sync.migrations`) share the gateway's SQLite file
-and connection (`conn`, under `lock`), so the gateway's generic erasure and trace scan see them.
+The channel never imports `gateway` and runs no SQL on its tables; the gateway implements this
+Protocol (`gateway.whatsapp_host.GatewayHost`), a test can with a dict. It lives beside its only
+consumer so the channel imports without the gateway (docs/whatsapp.md, "How it fits together").
 """
 
 from __future__ import annotations

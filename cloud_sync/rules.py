@@ -1,17 +1,8 @@
 """When may a message go out?  (pure: the caller passes ``now`` and the customer's history)
 
-One function, :func:`decide`, answers for one message: send now, defer until a time, needs an
-approved template instead, or refuse with a reason.  It applies, in order:
-
-1. templates: the (name, language) must be registered and get its declared number of
-   parameters (else the API answers 132001 / 132000 and the message is lost anyway);
-2. consent per purpose (marketing needs marketing opt-in; a template's MARKETING category
-   makes the message marketing whatever purpose the caller gave);
-3. the 24-hour customer-service window: free-form (text/interactive/product) only within
-   24 h of the customer's last inbound message, otherwise a template is needed;
-4. quiet hours in the store's time zone (proactive purposes only: service replies and
-   one-time passwords are what the customer is waiting for);
-5. the marketing frequency cap (default one marketing message per 7 days).
+:func:`decide` answers for one message: send now, defer until a time, needs an approved
+template, or refuse with a reason. It checks templates, consent, the 24-hour window, quiet hours
+and the marketing cap, in that order (docs/whatsapp.md, "When a message may go out").
 """
 
 from __future__ import annotations

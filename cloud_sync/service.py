@@ -1,20 +1,8 @@
 """The WhatsApp channel inside the gateway process: wiring, not logic.
 
-:class:`WhatsAppService` joins the tested parts (rules, outbox, webhook, journeys, catalogue)
-to the gateway through a narrow port (:class:`cloud_sync.port.GatewayPort`: customers,
-consent, staff events, products); it never imports the gateway nor touches its tables. It is
-one class made of one mix-in per concern:
-
-* :mod:`cloud_sync.inbound`: webhook handlers (messages, statuses, STOP);
-* :mod:`cloud_sync.outbound`: staff actions (reply, template, product, checkout link,
-  assignment), decided by the same rules the outbox worker applies;
-* :mod:`cloud_sync.rounds`: journeys and the catalogue sync;
-* :mod:`cloud_sync.queries`: what the inbox pages read.
-
-Here: the consent hooks (withdrawing a WhatsApp purpose cancels that purpose's queued
-messages; erasure removes every WhatsApp row of the customer) and the background threads
-(the outbox worker, and a ticker running the journeys and the catalogue sync). The channel's
-tables are its own numbered migrations (:mod:`cloud_sync.migrations`) in the gateway's file.
+:class:`WhatsAppService` joins rules, outbox, webhook, journeys and catalogue to the gateway
+through :class:`cloud_sync.port.GatewayPort`, one mix-in per concern. Here: the consent hooks and
+the background threads (docs/whatsapp.md, "How it fits together").
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """Webhook receiver: a FastAPI ``APIRouter`` factory.
 
-* ``GET``: Meta's verification handshake (``hub.mode``, ``hub.verify_token``,
-  ``hub.challenge``) -> 200 with the challenge as plain text, else 403.
-* ``POST``: the ``X-Hub-Signature-256`` HMAC of the *raw* body is checked first; unsigned or
-  badly signed requests get 401 and change nothing.  The body is then parsed into typed events
-  (:mod:`cloud_sync.events`) and passed to the injected handlers. A malformed or unknown item
-  (a status value Meta added later) is logged and skipped; the items beside it are kept.
-
-Meta redelivers a webhook that was not answered 200 quickly, so every event is de-duplicated
-(statuses by message id + status, inbound messages by message id) and an event is marked seen
-only after its handlers succeeded: a handler exception answers 500 so Meta delivers again.
-
-Opt-out: a STOP-style text (STOP, STOPP, ARRÊT, ALTO, BASTA, ...) or the marketing opt-out
-button calls ``on_opt_out(wa_id)``; a single confirmation goes out through
-``send_opt_out_confirmation`` unless ``on_opt_out`` returns ``False`` (consent was already
-withdrawn: do not confirm again).  A 131050 failure in a status webhook (the customer stopped
-marketing inside WhatsApp) withdraws consent the same way, without a confirmation.
+``GET`` is Meta's verification handshake; a ``POST`` must carry a valid ``X-Hub-Signature-256``
+HMAC of the raw body (else 401). Events are de-duplicated and marked seen only after their
+handlers succeeded (else 500, so Meta redelivers); STOP and 131050 withdraw marketing consent.
+docs/whatsapp.md, "Webhook".
 """
 
 from __future__ import annotations
