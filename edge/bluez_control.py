@@ -1,11 +1,9 @@
 """BlueZ scan control without advertisement signals, for nodes reading the kernel's socket.
 
-bleak's scanner subscribes to every BlueZ device signal and unpacks each one, even with no
-callback. A node that reads advertisements from the management socket (`edge.mgmt_source`)
-needs D-Bus only to start and stop the scan, so this does just that on a D-Bus connection of
-its own that subscribes to nothing: dbus-daemon then delivers BlueZ's signals to nobody here.
-It has the start/stop shape of a bleak scanner, so `edge.scanning.ScannerStarter` runs it the
-same way (passive with the beacon patterns, active as the logged fallback).
+bleak's scanner unpacks every BlueZ device signal even with no callback; a node reading the
+management socket (`edge.mgmt_source`) needs D-Bus only to start and stop the scan, so this does
+that on a connection subscribed to nothing. It has a bleak scanner's start/stop shape, so
+`edge.scanning.ScannerStarter` runs it the same way.
 """
 
 from __future__ import annotations

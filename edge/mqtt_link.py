@@ -1,20 +1,9 @@
 """The node's MQTT connection: availability, reconnects, store-and-forward of windows.
 
-Follows the availability convention: a retained Last Will `offline` on the node's status
-topic, a retained `online` status on every (re)connect, and an explicit retained `offline`
-on clean shutdown, so the gateway's fleet view never shows a dead node as alive.
-
-Windows go through the node's disk queue (`edge.queue.DiskQueue`), never straight to paho:
-`send` stores the window with the next sequence number, and one publisher thread hands
-stored windows to paho in sequence order, at most `INFLIGHT_MAX` at a time, deleting each on
-its PUBACK. paho's own offline queue is never used for windows (it is memory, lost on a
-restart); while the broker is unreachable windows only accumulate on disk, marked `late` and
-written as they come (those in flight when the connection dropped too), and are drained in
-order after the reconnect.
-
-Ordering across a reconnect: windows paho had in flight when the connection dropped are
-re-sent by paho itself right after the CONNACK; the publisher waits until those are
-acknowledged before handing over newer ones, so the broker sees every window in order.
+A retained Last Will `offline`, `online` on every (re)connect and `offline` on clean shutdown
+(docs/wire.md). Windows go through the disk queue (`edge.queue.DiskQueue`), never paho's memory
+queue, and reach the broker in sequence order across reconnects (docs/deploy.md, "7. Outages:
+the node's disk queue").
 """
 
 from __future__ import annotations

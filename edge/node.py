@@ -1,17 +1,9 @@
 """The edge node process: scan, aggregate, publish. Same code on a Pi and in simulation.
 
-The scanner is bleak's `BleakScanner`; in simulation the node file names the simulator's
-backend (a `BaseBleakScanner` subclass) as an import string, so nothing here knows which it is
-talking to (`edge.scanning`: passive scanning with BlueZ patterns, active as the fallback).
-Where the node may, it reads the advertisements from the kernel's management socket instead of
-bleak's callbacks (`edge.mgmt_source`), and D-Bus only starts and stops the scan (`edge.bluez_control`).
-
-Windows go through the node's durable queue (`edge.queue`, via `NodeLink.send`). What may
-change at run time (window length, scan mode, RSSI floor, which beacons are forwarded)
-arrives on the node's retained config topic and is applied without a restart; a config the
-node refuses leaves the one in force untouched and is reported, with its reason, in the
-node's retained status. The last applied config is kept with the queue, so a node rebooted
-during an outage scans with it rather than with its file's defaults.
+The scanner is bleak's (or the simulator's backend, named by an import string in the node file),
+or the kernel's management socket where the node may (`edge.mgmt_source`). Windows go through the
+durable queue; config from the retained topic applies without a restart, and a refused one leaves
+the one in force (docs/deploy.md, "8. Node configs and the fleet page").
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """The wire contract: MQTT topics and payloads, defined once for every process.
 
-Edge nodes publish what they observed; the gateway and the tools decode it here. Topics
-carry the contract version (`instore/v1/...`) and every payload repeats it in `v`, so a
-node running old software is recognised rather than misread. Decoding is strict: it
-returns a typed, immutable message or raises `WireError` naming the field at fault, so the
-gateway can count the reject by reason and carry on with the next message.
-
-Topics (`<store>` and `<node>` are store-file identifiers):
-
-- `instore/v1/<store>/node/<node>/ble`     BleWindow, QoS 1
-- `instore/v1/<store>/node/<node>/rfid`    RfidWindow, QoS 1
-- `instore/v1/<store>/node/<node>/door`    DoorCrossings, QoS 1, sent at once (not in windows)
-- `instore/v1/<store>/node/<node>/status`  NodeStatus, retained; the Last Will sets it offline
-- `instore/v1/<store>/node/<node>/config`  NodeConfig, retained, gateway -> node
-- `instore/v1/<store>/event/<kind>`        StoreEvent, gateway output (the only topics bridged)
+Topics and payloads carry the contract version (`instore/v1/...`, `v`), so old node software is
+recognised rather than misread. Decoding is strict: a typed, immutable message, or a `WireError`
+naming the field at fault, so the gateway counts the reject and carries on. Topics and payloads:
+docs/wire.md.
 """
 
 from __future__ import annotations

@@ -1,33 +1,9 @@
 """The node's durable outbox: every window the broker has not acknowledged survives a restart.
 
-paho-mqtt keeps unacknowledged messages in memory only, so a node that is killed or loses
-power while the broker is unreachable would lose the whole outage. Here each window gets the
-node's next sequence number. While the broker is reachable it waits in memory for the
-broker's acknowledgement (PUBACK), which comes within milliseconds, and never touches the SD
-card. A window that cannot be delivered is written to a SQLite file (WAL) at once: one put
-while the link is down (`late`), every window in memory when the link reports the broker
-gone (`spill`), and any left unacknowledged for `SPILL_AFTER_S` (a connection that died
-without a word). Those writes are plain writes to the OS (`synchronous=NORMAL`); an fsync
-(`synchronous=FULL` on one commit) happens at most every `SYNC_EVERY_S`. Acknowledged rows are
-deleted in batches.
-
-The durability promise (docs/deploy.md): a SIGKILL or crash loses nothing that was undeliverable
-(the kernel keeps what the process wrote); a power cut loses at most the windows of the last
-`SYNC_EVERY_S` that the broker had not acknowledged; a clean stop, and any outage however long
-(up to the bound), loses nothing. Sequence numbers are reserved on disk (with an fsync) a
-block ahead, so a restart after a power cut never repeats a number the broker may have seen.
-After a reconnect or a restart the rows are drained in sequence order. The queue is bounded:
-at the bound the oldest windows are dropped (the newest are the most useful) and counted,
-persistently, so the fleet view can say how much an outage cost.
-
-A full or failing card (SQLite's "database or disk is full", an I/O error) does not stop the
-node: the windows stay in memory, still bounded, the failure is counted and logged, and the
-write is retried every `RETRY_AFTER_S`. Until it succeeds the crash and power-cut promises are
-suspended (memory is all there is; `disk_full` and `held_in_memory` say so in the node's
-status); sequence numbers go on from memory, reserved on disk at the retry.
-
-No MQTT here; the clock is injected. Thread-safe: the scan loop writes, the MQTT thread
-acknowledges.
+paho keeps unacknowledged messages in memory only. Here a window waits in memory for its PUBACK
+and goes to SQLite (WAL) only when it cannot be delivered, with an fsync at most every
+`SYNC_EVERY_S`; bounded, oldest dropped and counted. The promises: docs/deploy.md, "7. Outages:
+the node's disk queue". No MQTT here; the clock is injected; thread-safe (scan loop and MQTT).
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """The RFID reader loop of an edge node: reader drivers -> per-window aggregates -> publish.
 
-One :class:`~edge.rfid.driver.ReaderDriver` per serial reader (the M100-family modules have one
-antenna port each, so a reader *is* an antenna: the store file's antenna id rides along with
-every notice). Tag notices from all readers go into one
-:class:`~edge.window.RfidWindowAggregator`; every ``window_s`` the window is closed and handed to
-the ``publish`` callable the node gives us (its durable queue / MQTT link), so this module knows
-nothing about MQTT. An empty window is still published: it is the gateway's proof that the
-reader is alive and saw nothing.
-
-Each window carries the readers' combined state in ``reader`` ("ok", or e.g. "fr1:reconnecting"),
-and :meth:`RfidReaderLoop.health` gives the per-reader detail for the node's retained status.
-The clock is injected (the drivers get the same one), so tests run on a virtual reader
-(``sim.rfid_reader.VirtualReaderPty``) with real time or drive :meth:`flush` by hand.
+One :class:`~edge.rfid.driver.ReaderDriver` per serial reader (a reader is an antenna); every
+``window_s`` the window goes to the node's ``publish`` callable, empty windows too (proof the
+reader is alive). The clock is injected, so tests run on ``sim.rfid_reader.VirtualReaderPty``.
+docs/wire.md, "RfidWindow".
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """How the node asks bleak to scan: passive with BlueZ `or_patterns`, active as the fallback.
 
-BlueZ scans passively only through its advertisement-monitor API, which needs patterns saying
-which advertisements to pass up (bleak refuses a passive scan without them). The patterns are
-the store's two beacon formats, so BlueZ drops every other device before it crosses D-Bus.
-Where passive scanning is not possible (BlueZ without `--experimental`, older than 5.56, or a
-platform that has no passive mode) the node scans actively instead, with one warning; it never
-stops for it. The backend is bleak's own for the platform, or a `module:Class` import string
-naming another bleak scanner backend (the simulator's), so the node imports no simulator code.
+The patterns are the store's two beacon formats, so BlueZ drops other devices before D-Bus; where
+passive scanning is impossible the node scans actively with one warning (docs/deploy.md,
+"Bluetooth: passive scanning needs BlueZ's experimental interfaces"). The backend may be a
+`module:Class` string (the simulator's), so the node imports no simulator code.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """Pure parsers and encoders for BLE advertising data: Apple iBeacon and Eddystone frames.
 
-See ``docs/ble.md``. Everything here is pure: bytes in, frozen slotted dataclasses
-(or ``None`` / a precise :class:`BleFrameError`) out; no logging, no clock, no I/O.
-
-Two entry points, for the two shapes advertising data arrives in:
-
-- :func:`parse_advertisement` takes what bleak's ``AdvertisementData`` already split
-  (``manufacturer_data`` and ``service_data`` dicts). It runs for every advertisement an edge
-  node hears, so it does two dict look-ups and nothing for foreign devices.
-- :func:`parse_raw_advertising` takes the on-air bytes (AD structures), e.g. a capture pasted
-  into ``instore decode ble HEX`` via :func:`describe_hex`; its errors name absolute offsets.
-
-Errors name the byte offset at fault. For truncation that is the first missing byte, for an
-over-long frame the first byte too many, for a bad value the byte holding it.
+Bytes in, frozen slotted dataclasses (or ``None`` / a :class:`BleFrameError` naming the byte
+offset at fault) out; no logging, clock or I/O. :func:`parse_advertisement` takes bleak's split
+dicts and runs for every advertisement a node hears; :func:`parse_raw_advertising` takes on-air
+AD structures (``instore decode ble HEX``). docs/ble.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """Pure parser for the kernel's Bluetooth management events that carry advertisements.
 
-The Linux kernel reports every advertisement it hears on the management (mgmt) control
-channel, as bluetoothd reads it, before bluetoothd turns it into D-Bus signals. Reading them
-here skips D-Bus unmarshalling and bleak's bookkeeping (docs/deploy.md, "The kernel's
-management socket"). Two events carry advertisements, both little-endian after a 6-byte
-header (event code, controller index, parameter length):
-
-- Device Found (0x0012), during a discovery: address(6) type(1) rssi(1) flags(4) eir_len(2) eir
-- Advertisement Monitor Device Found (0x002F), during passive scanning with a monitor: the
-  same, after a 2-byte monitor handle.
-
-The EIR bytes are the advertisement's AD structures (plus the scan response's), split by
-`edge.ble.frames.split_ad_structures` into the manufacturer- and service-data dicts bleak's
-`AdvertisementData` has, so the node classifies both paths with the same code. Errors name
-the byte offset at fault.
+Device Found (0x0012) and Advertisement Monitor Device Found (0x002F), little-endian after a
+6-byte header; the EIR bytes are split into the dicts bleak's `AdvertisementData` has, so both
+paths classify with the same code. Reading them skips D-Bus and bleak (docs/deploy.md,
+"Bluetooth: advertisements from the kernel's management socket"). Errors name the byte offset.
 """
 
 from __future__ import annotations

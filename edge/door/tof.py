@@ -1,11 +1,9 @@
 """A VL53L1X time-of-flight sensor over I2C counting with two zones: the thin adapter.
 
-The sensor's 16 x 16 receiver is split in two regions of interest (ROI) across the door line
-and ranged alternately (ST UM2600, docs/door.md): a zone is occupied while its distance is
-below `threshold_mm` (someone under the sensor, nearer than the floor). Each reading is an
-edge for the core. Register access is SparkFun's pure-Python VL53L1X driver; its I2C calls
-go through `SmbusLink` onto an smbus2 `SMBus` (or a test's fake bus with the same two
-methods), so bus errors surface as `OSError` here, counted in the health and retried.
+Two regions of interest across the door line are ranged alternately (ST UM2600, docs/door.md);
+a zone is occupied while its distance is below `threshold_mm`. Register access is SparkFun's
+VL53L1X driver through `SmbusLink` onto an smbus2 `SMBus` (or a test's fake bus), so bus errors
+surface as `OSError`, counted in the health and retried.
 """
 
 from __future__ import annotations

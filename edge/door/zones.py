@@ -1,13 +1,9 @@
 """The two-zone crossing core: timestamped zone edges in, crossings out. Pure, no clock.
 
-Zone `a` and zone `b` lie one behind the other across the door. Each zone's raw edges are
-debounced on their own timestamps (a change counts once it has held `debounce_s`, and it
-counts from the first edge of its burst); the debounced states form a path of codes
-(1 = a only, 3 = both, 2 = b only) from the moment one zone is occupied until both are free
-again. a, both, b is a crossing from a to b; b, both, a the other way (ST's people-counting
-sequence, docs/door.md). A path with a pause or a step back that still enters by one zone
-and leaves by the other counts with a lower confidence; one that leaves where it came in
-(someone turned back), or that lasted longer than `blocked_after_s`, counts nothing.
+Zones `a` and `b` lie one behind the other across the door; each zone's edges are debounced on
+their own timestamps, and a, both, b is a crossing from a to b (ST's people-counting sequence).
+Paths with a pause or step back count with lower confidence; turn-backs and blocked doors count
+nothing. docs/door.md, "The method: two zones, one path".
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """Pure codec for the common low-cost UHF reader module serial protocol (M100 chip family).
 
-Frame layout (see ``docs/rfid.md`` section 1)::
-
-    HEADER | Type | Command | PL_MSB | PL_LSB | Parameters (PL bytes) | Checksum | END
-
-The checksum is the low byte of the sum of Type, Command, PL_MSB, PL_LSB and the parameters.
-There is **no byte escaping**: END and HEADER bytes may occur inside the parameters, so frames
-are delimited by the length field and validated by checksum and end byte.
-
-Erratum: the module-info answer printed in the module's documentation ends ``... 30 22 7E``,
-but its bytes sum to checksum ``0x92``; a correct parser rejects the printed frame. The virtual
-reader sends ``0x92`` and the tests pin both facts.
-
-Everything in this module is pure: bytes in, frozen slotted dataclasses (or a precise
-``FrameError``) out; no logging, no clock, no I/O.
+``HEADER | Type | Command | PL_MSB | PL_LSB | Parameters | Checksum | END``; the checksum is the
+low byte of the sum from Type to the last parameter. Nothing is escaped, so frames are delimited
+by the length field (docs/rfid.md, section 1, with the printed module-info erratum).
+Bytes in, frozen slotted dataclasses (or a ``FrameError``) out; no logging, clock or I/O.
 """
 
 from __future__ import annotations

@@ -1,22 +1,9 @@
 """Thin pyserial adapter for the UHF reader module: configure, inventory, survive.
 
-``ReaderDriver(url)`` opens the reader with ``serial.serial_for_url`` (so a
-``/dev/serial/by-id/...`` path, a pty or a ``socket://host:port`` URL all work), configures it
-(region, power, Gen2 query session/target/Q), starts a continuous multiple inventory and hands
-every tag notice to a callback ``on_notice(notice, t)`` with ``t`` from the injected clock.
-
-It survives what a reader on a USB-serial adapter does in a shop:
-
-* bytes lost or inserted, frames split across reads -> :class:`~edge.rfid.codec.StreamDecoder`
-  resynchronises, rejects are counted by reason;
-* the inventory ends (rounds exhausted) or the reader stops answering -> after
-  ``restart_after_s`` of silence the driver sends *stop* (a liveness probe: the module always
-  acknowledges it) and restarts the inventory; when the probe fails ``max_probe_failures`` times
-  the port is reopened;
-* the adapter is unplugged (the tty disappears) and plugged back -> the port is closed and
-  reopened with exponential backoff, without restarting the process, and reconfigured.
-
-All protocol knowledge lives in :mod:`edge.rfid.codec`; this module only does I/O and timing.
+``ReaderDriver(url)`` opens any ``serial_for_url`` URL, configures the reader, runs a continuous
+inventory and hands each tag notice to ``on_notice(notice, t)`` (injected clock). It survives
+garbled bytes, a silent reader and an unplugged adapter (docs/rfid.md, "What the driver
+survives"). Protocol knowledge lives in :mod:`edge.rfid.codec`; here only I/O and timing.
 """
 
 from __future__ import annotations
