@@ -1,15 +1,9 @@
 """Pushing each node its runtime config: retained, versioned, re-published on every connect.
 
-The configs are derived from the store file (`firmware_config.node_config.node_configs`);
-their versions are kept in the gateway database, so restarting the gateway with an unchanged
-store file re-publishes the same versions (nodes re-apply nothing) and an edit bumps only the
-nodes it touched (`carry_versions`). Each goes out retained on
-`instore/v1/<store>/node/<node>/config` as a `NodeConfig`, so a node that (re)connects at any
-time gets its current config from the broker without the gateway being up; the gateway
-re-publishes after each of its own reconnects in case the broker lost its retained store.
-
-`config_messages` is pure; `ConfigPusher` is the paho shell (its own connection, so config
-delivery does not depend on the ingest subscription's state).
+Configs come from the store file; their versions are kept in the database, so an unchanged file
+re-publishes the same versions and an edit bumps only the nodes it touched. Retained, so a node
+gets its config without the gateway up (docs/store-file.md, "What each node receives").
+`config_messages` is pure; `ConfigPusher` is the paho shell, on a connection apart from ingest.
 """
 
 from __future__ import annotations

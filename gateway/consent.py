@@ -1,15 +1,9 @@
 """Consent, withdrawal, erasure, export and retention: the customer's rights as code.
 
-Consent is data (`gateway.customers.record_consent`: one row per grant or withdrawal with
-when, how and the exact wording shown). This module makes a withdrawal take effect
-everywhere at once: the gateway stops recognising the customer in the same call, and every
-other part that acts on a purpose (the WhatsApp outbox, which may live elsewhere) registers
-a callback here and is told synchronously.
-
-Erasure is generic on purpose: it deletes from *every* table with a `customer_id` column,
-so a table added later (the RFID work's fitting-room sessions, say) is covered without
-anyone remembering to list it; `find_traces` scans every text column of every table for
-the customer's id, WhatsApp number and beacon keys, so erasure can be verified.
+Consent is data (`gateway.customers.record_consent`); here a withdrawal takes effect at once: parts
+acting on a purpose (the WhatsApp outbox) register a callback and are told synchronously. Erasure
+deletes from every table with a `customer_id` column, so later tables are covered unlisted;
+`find_traces` scans every text column for the customer's id, numbers and keys to verify it.
 """
 
 from __future__ import annotations

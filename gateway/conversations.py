@@ -1,12 +1,8 @@
 """Conversation KPIs from the WhatsApp inbox: conversations, first response time, missed, per staff.
 
-Pure: inbox rows in, figures out. A conversation starts with a customer's message after a day
-without messages between customer and staff in that thread (WhatsApp's own 24-hour service
-window; an automatic journey message does not count, so a reply to one opens a conversation).
-Its first response is the first message a staff member sends after it. Waiting is measured in
-opening time (gateway.opening_hours): a message at closing time waits until the shop opens. A
-conversation is missed when its first response took longer than the allowed wait, or has not
-come and the wait is already over. See docs/kpi.md.
+Pure: inbox rows in, figures out. What starts a conversation, what its first response is and
+when it counts as missed (waiting measured in opening time, gateway.opening_hours): docs/kpi.md,
+"Conversations".
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Eddystone-EID: compute ephemeral identifiers and resolve sightings to registered identities.
 
-See ``docs/ble.md``. A customer's app or fob broadcasts an 8-byte EID that changes
-every 2^K seconds; only the gateway, which holds the identity key (IK) agreed at enrolment,
-can tell whose it is. Resolving by trying every IK per sighting would cost two AES
-operations times the number of customers, so :class:`EidResolver` precomputes a table
-``eid -> identity`` and answers each sighting with one dict look-up.
-
-Pure: no clock (``now`` is passed in), no I/O, no logging. Not thread-safe (the gateway
-calls it from one event loop).
+Only the gateway, holding each identity key (IK), can tell whose an 8-byte EID is; trying every
+IK per sighting would cost two AES operations per customer, so :class:`EidResolver` answers with
+one look-up in a precomputed ``eid -> identity`` table (docs/ble.md, "Resolving at the gateway").
+Pure: ``now`` is passed in; no I/O, no logging. Not thread-safe (one event loop calls it).
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """GS1 EPC Tag Data Standard: SGTIN-96 / SGTIN-198 (and SSCC-96) binary <-> URI, GTIN-14.
 
-Pure functions, no I/O. Invalid input raises :class:`EpcError` (a ``ValueError``) whose message
-names the field and the value. See ``docs/rfid.md`` section 2 for the layout.
-
-Decoding entry points: :func:`decode_epc` (any header), :func:`decode_sgtin96`,
-:func:`decode_sgtin198`, :func:`decode_sscc96` and :func:`describe_epc` (JSON-ready dict, used
-by ``instore decode epc HEX``). Encoding: :func:`encode_sgtin96`, :func:`sgtin96_from_gtin`,
-:func:`gtin14_from`.
+Pure functions, no I/O. Invalid input raises :class:`EpcError` (a ``ValueError``) naming the
+field and the value. Layout: docs/rfid.md section 2. :func:`describe_epc` is behind
+``instore decode epc HEX``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """EPCIS 2.0 export of the store's RFID observations (GS1 EPCIS 2.0 JSON-LD).
 
-Brand owners and their supply-chain systems speak EPCIS, not our event log; the export lets
-them see which garments were on which shelf and tried on in which fitting room. One
-``ObjectEvent`` (action ``OBSERVE``) per decision of the item engine that puts a garment
-somewhere (the observations; "gone" is an inference, not a sighting, and is not exported),
-grouping the garments decided at the same time and place into one ``epcList``:
-
-- fitting room: ``bizStep`` ``sensor_reporting`` (the Core Business Vocabulary has no "tried
-  on"), ``disposition`` ``sellable_accessible``, ``readPoint`` = the room;
-- shelf: ``bizStep`` ``stocking`` (a garment put on / counted on the sales floor shelf),
-  ``disposition`` ``sellable_accessible``, ``readPoint`` = the shelf;
-- other places (tills): ``sensor_reporting``, ``sellable_accessible``.
-
-``bizLocation`` is the store. Identifiers are our own URIs (``urn:instore:<store>:...``) unless
-a GLN base is given. Vocabulary values use the EPCIS 2.0 bare-name form, which GS1's JSON
-Schema requires. EPCs that are not SGTIN/SSCC (not pure-identity URIs we can name) are skipped
-and counted. Pure: rows in, a JSON-ready dict out.
+Brand owners' supply-chain systems speak EPCIS, not our event log. One ``ObjectEvent``
+(``OBSERVE``) per decision of the item engine placing garments, grouped by time and place; "gone"
+is an inference and not exported. Vocabulary and identifiers: docs/rfid.md, "3. EPCIS export".
+Pure: rows in, a JSON-ready dict out.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """The staff-facing event log, its live fan-out, and the one bus that publishes to both.
 
-`StaffBus.publish` is the only way an event is made: it checks the data against its kind's
-model (`gateway.staff_events`), stamps it with the injected clock, stores it, counts it by
-kind and fans it out to the tablets and to in-process subscribers (docs/events.md).
-Every alert is first a row in SQLite with an increasing id; live clients get it pushed, and
-a client that reconnects with `Last-Event-ID` gets every row after that id replayed, so a
-tablet that lost Wi-Fi for a minute misses nothing and sees nothing twice.
+`StaffBus.publish` is the only way an event is made: checked against its kind's model
+(`gateway.staff_events`), stamped with the injected clock, stored with an increasing id, counted
+and fanned out. A client reconnecting with `Last-Event-ID` gets every later row replayed, so a
+tablet off Wi-Fi for a minute misses nothing and sees nothing twice (docs/events.md).
 """
 
 from __future__ import annotations

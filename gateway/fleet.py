@@ -1,18 +1,9 @@
 """The fleet of edge nodes: who is online, who is silent, who runs the wrong config.
 
-Three parts, from pure to shell:
-
-- `SeqWindow`: per-node de-duplication of windows on their sequence number. After an outage
-  a node re-sends what the broker never acknowledged, and the broker re-delivers what the
-  gateway never acknowledged, so the same `(node, seq)` can arrive twice; it must count once.
-- `fleet_view`: pure, from the last status and window time of every node to its state
-  (`online`, `stale`: no window for `stale_after_s`, `offline`, `unknown`) and whether it is
-  `misconfigured` (it refused its config, or runs a version behind the gateway's).
-- `FleetMonitor`: the thread-safe shell the ingest core calls; it keeps the records, counts
-  duplicates and late windows in Prometheus, and raises a `node_offline` staff event when a
-  fitting-room node goes offline (a fitting room without its reader loses alerts silently).
-
-`fleet_router` serves `/fleet` (a tablet-readable page) and `/api/fleet` (JSON).
+`SeqWindow` counts each `(node, seq)` once (after an outage node and broker both re-send);
+`fleet_view` is pure, from last status and window time to a node's state; `FleetMonitor` is the
+thread-safe shell (Prometheus counts, a `node_offline` event when a fitting-room node goes: its
+room would lose alerts silently). docs/deploy.md, "8. Node configs and the fleet page".
 """
 
 from __future__ import annotations

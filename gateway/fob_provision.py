@@ -1,13 +1,9 @@
-"""Provisioning a loyalty key fob over the Eddystone Configuration GATT Service with bleak (the
-shell around gateway/eddystone_config.py): used by `instore fob provision` (instore/fob.py) and
-by the enrolment page's staff button (gateway/routes_fob.py), which bind the key afterwards.
+"""Provisioning a loyalty key fob over the Eddystone Configuration GATT Service with bleak.
 
-Order, so that no fob is ever half-registered: the gateway is asked first whether the customer
-may be recognised (nothing touches the fob otherwise); the fob is unlocked, given an EID slot
-from a fresh Curve25519 key pair and read back; only when its current EID matches the identity
-key we derived is the key sent to the gateway. Any failure before that leaves the gateway
-untouched (a fob written but not confirmed is re-provisioned by running again). The protocol
-itself is gateway/eddystone_config.py; docs/carriers.md has the steps and their sources.
+The shell around gateway/eddystone_config.py, for `instore fob provision` and the enrolment
+page's staff button. The key goes to the gateway only after the fob's read-back EID matches it,
+so no fob is ever half-registered; a failure before that leaves the gateway untouched.
+The steps and their sources: docs/carriers.md, "Key fobs".
 """
 
 from __future__ import annotations

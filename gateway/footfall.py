@@ -1,11 +1,9 @@
 """Footfall from a door counter: visitors in per hour, corrected for what counters get wrong.
 
-A beam or time-of-flight counter keeps one state per zone, so the second of two people side by
-side is missed about half the time; it also misses some single people and counts a few false
-triggers (door swing, trolley). Counted crossings are therefore lower than visitors. This
-estimator undoes that with the counter kind's documented figures (docs/door.md) and the
-pair gaps it measures itself. Pure: crossing times in, a number out; the dashboard may swap
-it for another `visitors` function of the same shape.
+Counters miss the second of two people side by side, some singles, and count a few false
+triggers, so this undoes that with the counter kind's figures and the pair gaps it measures
+(docs/door.md, "Footfall"). Pure: crossing times in, a number out; the dashboard may swap it for
+another `visitors` function of the same shape.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Request guards in front of every route: body size limits (413) and the Origin check (403);
 over HTTPS every response also carries HSTS, so a tablet never falls back to plain HTTP.
 
-Both run before a route reads anything: a 150 MB POST to the webhook is refused at its
-Content-Length (or when the streamed body passes the limit), never held in memory, and a
-state-changing request a browser sends from another site is refused before it can use the
-staff member's session cookie (SameSite=Strict is the first line, this the second).
-Requests without an Origin (the till, curl, Meta's webhook) are not browsers' and pass.
+Both run before a route reads anything: an oversized body is refused before it is held in memory,
+and a browser's cross-site state change before it can use the session cookie (SameSite=Strict is
+the first line, this the second). docs/deploy.md, "9. Staff sign-in and the public pages".
 """
 
 from __future__ import annotations

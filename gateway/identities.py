@@ -1,15 +1,9 @@
 """Turning forwarded beacon ids into customers, for consenting customers only.
 
-Static iBeacon ids are a dictionary lookup; Eddystone-EIDs go through the `EidResolver`
-tables. Anything that does not resolve to a customer with recognition consent is not a
-person we may recognise: it is counted and dropped, never stored.
-
-All nodes' windows of one second end at the same time and mostly hear the same phones, so
-answers are kept while `now` stays the same: each id is resolved once per second, not once
-per node that heard it.
-
-A customer may carry several EID identities (the app and a key fob): each is registered in the
-`EidResolver` under its own id, `<customer>/<key hex>`, and resolves to the customer.
+iBeacon ids are a dict look-up, EIDs go through `EidResolver` (one entry per identity,
+`<customer>/<key hex>`); anything not resolving to a customer with recognition consent is counted
+and dropped, never stored. Answers are kept while `now` stays the same: all nodes' windows of a
+second hear the same phones, so each id is resolved once per second, not once per node.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The till link: sales recorded against the customer (when known) and the staff member.
 
-A sale names its items by EPC (RFID-tagged stock: the EPC's GTIN is derived, so the
-purchase history shows products, not tag serials) and/or GTIN (barcode-only items). If
-the till does not say who sold it, the sale is attributed to whoever has claimed the
-customer, which is how the dashboard credits associates for the regulars they look after.
-
-Other parts act on a sale through `SaleHooks` (the RFID work closes the customer's
-fitting-room session there): each hook gets the sale id, customer id (or None) and EPCs.
+Items by EPC (the GTIN is derived, so histories show products, not tag serials) and/or GTIN. A
+sale the till does not attribute goes to whoever claimed the customer, which is how associates
+are credited for their regulars. Other parts act on a sale through `SaleHooks` (sale id, customer
+id or None, EPCs); the RFID work closes the fitting-room session there.
 """
 
 from __future__ import annotations

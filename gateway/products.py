@@ -1,17 +1,9 @@
 """The product catalogue: GTIN -> name, brand, colour, size, price, picture; sizes and colours of a model.
 
-A garment's RFID tag carries only its GTIN and a serial (SGTIN); everything a customer or a
-staff member wants to see comes from this table. Shops get catalogues as CSV exports from
-their ERP, which are never clean, so the import checks every row and reports *all* problems
-at once as ``file:row: column: message`` (row = line number in the file, the header is row 1),
-the way a spreadsheet user can fix them.
-
-A *model* is one garment in all its sizes and colours: the ``model`` column when the export has
-one, else brand + name (the usual way one model's rows are spelled alike). ``variants`` answers
-"do you have this in M / in navy?" with the floor count (from the shelf tracker) and the back
-room count (from the catalogue's ``backroom`` column).
-
-This module also owns the RFID side's database tables (:func:`migrate_rfid`).
+A tag carries only GTIN and serial; all else comes from here. ERP CSV exports are never clean, so
+the import reports all problems at once as ``file:row: column: message`` (header = row 1). A model
+is the ``model`` column, else brand + name; ``variants`` gives floor and back-room counts per size
+and colour. Also owns the RFID side's tables (:func:`migrate_rfid`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """RFID ingest glue: reader windows and presence in, fitting-room and shelf events out.
 
-`RfidService` sits between the pure engines and the world: it feeds reader windows to the
-`FittingRoomEngine`, shelf decisions to the `ShelfTracker`, and customers walking into or out
-of fitting rooms (presence events, by subscription to the staff-event bus) to the engine's
-sessions. It writes decisions to `rfid_log` (the EPCIS export's source), fitting sessions to
-`fitting_sessions`/`tried_items`, and publishes every event on the bus. The HTTP routes
-are in `gateway.routes_rfid`.
+`RfidService` feeds reader windows to the `FittingRoomEngine`, shelf decisions to the
+`ShelfTracker`, and presence events (from the staff-event bus) to the engine's sessions; it writes
+`rfid_log` (the EPCIS export's source), `fitting_sessions` and `tried_items`, and publishes every
+event on the bus. The HTTP routes are in `gateway.routes_rfid`.
 """
 
 from __future__ import annotations

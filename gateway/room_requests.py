@@ -1,13 +1,9 @@
 """Requests from a fitting room ("bring me this in L", "call staff") until staff have answered them.
 
-A request is a row in ``room_requests``: created by the room's screen, claimed by one staff
-member ("I'm on it": the screen then says who is coming), closed when they are done. The row,
-not the screen, holds the state, so the screen's status survives a reload or a gateway restart.
-Tablets show an open request as a timed card at the top of the feed; unclaimed after
-``ESCALATE_AFTER_S`` it escalates (every tablet rings again until someone takes it). The
-staff KPIs count requests answered in time, late and missed (docs/fitting-rooms.md).
-
-Functions take the database and the time; ``gateway.routes_room_requests`` is the HTTP shell.
+A row in ``room_requests``, not the screen, holds the state (created, claimed, done), so it
+survives a reload or a restart; unclaimed after ``ESCALATE_AFTER_S`` it escalates on every tablet
+(docs/fitting-rooms.md, "Requests staff cannot miss"). Functions take the database and the
+time; ``gateway.routes_room_requests`` is the HTTP shell.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """What the clienteling routers share: the service object and the sign-in dependencies.
 
-`Clienteling` holds what the routes need besides the request (the core, the database and
-its lock, the clock, the consent and sale hook lists) and lives on `app.state`, so routers
-are plain module-level `APIRouter`s and tests build as many apps as they like.
-
-Auth: a session token in the `instore_session` cookie (HttpOnly, SameSite=Strict; the
-tablet's EventSource sends it like any same-origin request) or an `Authorization: Bearer`
-header (the till). API routes answer 401/403; pages redirect to the sign-in page.
+`Clienteling` (core, database and lock, clock, consent and sale hooks) lives on `app.state`, so
+routers are plain module-level `APIRouter`s and tests build as many apps as they like. Auth: the
+`instore_session` cookie (HttpOnly, SameSite=Strict; EventSource sends it) or `Authorization:
+Bearer` (the till). API routes answer 401/403; pages redirect to sign-in.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """The RFID side of the gateway's HTTP API (the ingest glue is :mod:`gateway.rfid_service`).
 
-Routes (``rfid_router(core)``):
-
-- ``GET /fitting-room/{room}``: the screen inside a fitting room (a store device signed in with
-  its own account; it shows only that room's garments, and greets by first name only a
-  customer who opted in: never open to the store Wi-Fi, since it says who is in which room).
-- ``GET /api/fitting-room/{room}``, ``GET /api/fitting-room/{room}/stream`` (SSE, resumable
-  with ``Last-Event-ID``), ``POST /api/fitting-room/{room}/request`` ("bring me this" / "call
-  staff": a request card on the staff tablets until answered, ``gateway.room_requests``).
-- Staff only: ``GET /epcis/events?since=``, ``GET /api/shelves``, ``GET /api/products/{gtin}``,
-  ``POST /api/products/import`` (CSV body; managers).
+``rfid_router(core)``: the fitting-room screen ``/fitting-room/{room}`` (a store device with its
+own account: it says who is in which room, so never open to the store Wi-Fi), its state, stream
+(resumable with ``Last-Event-ID``) and requests (``gateway.room_requests``); for staff the EPCIS
+export, shelves, products and the product CSV import (managers).
 """
 
 from __future__ import annotations

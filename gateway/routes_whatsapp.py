@@ -1,20 +1,9 @@
 """The WhatsApp channel's HTTP face on the gateway: the signed webhook and the staff inbox.
 
-``mount_whatsapp(app, service)`` adds, when the gateway runs with ``--whatsapp CONFIG``:
-
-- ``GET|POST /whatsapp/webhook``: Meta's webhook (public, but every POST must carry a valid
-  ``X-Hub-Signature-256``; the GET handshake needs the verify token);
-- ``GET /inbox``: the staff inbox page;
-- ``/api/whatsapp/...`` (signed-in staff; journeys and catalogue runs: managers):
-  conversations, one conversation's messages (marks it read), reply, template, product,
-  checkout link, assignment, templates, product search, appointments, journeys run,
-  catalogue sync.
-
-Refusals are 4xx with ``{"detail": {"field": ..., "message": ...}}``: 409 outside the 24 h
-window (pick a template), 422 for a template that is not approved or gets the wrong number of
-parameters, 403 without consent, 404 for an unknown conversation, product or staff member.
-The router's lifespan runs the service's background threads (outbox worker, journeys,
-catalogue) while the gateway serves.
+``mount_whatsapp(app, service)`` adds, with ``--whatsapp CONFIG``, Meta's webhook, the ``/inbox``
+page and the staff ``/api/whatsapp/...`` routes; refusals are 4xx with ``{"detail": {"field":
+..., "message": ...}}`` (routes and codes: docs/whatsapp.md, "What it adds to the gateway"). The
+router's lifespan runs the service's background threads while the gateway serves.
 """
 
 from __future__ import annotations

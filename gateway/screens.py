@@ -1,11 +1,9 @@
 """The `screen` device role: a fitting-room screen bound to one room, signed in until revoked.
 
-A screen on the fitting-room wall must not sign in as a staff member (it could read any
-customer's number and send WhatsApp messages) and must not stop after a staff session's 12 h.
-A manager sets it up on the device itself: signed in there, they turn the browser into the
-screen of one room (`POST /api/screens`); the device gets its own cookie, and the manager's
-session on it ends. The screen reaches that room's page, state, help requests and stream,
-nothing else. Managers list and revoke screens on `/fleet`.
+A wall screen must not sign in as staff (it could read customers' numbers and send WhatsApp
+messages) nor stop after a staff session's 12 h. A manager turns the device into one room's screen
+(`POST /api/screens`); it gets its own cookie and reaches only that room's page, state, requests
+and stream. Managers list and revoke screens on `/fleet`.
 """
 
 from __future__ import annotations

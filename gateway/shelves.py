@@ -1,17 +1,9 @@
 """Shelf presence: which garments are on which shelf, what was picked up or put back, and what
 is running out on the floor.
 
-Input: the fitting-room engine's ``item_shown`` / ``item_gone`` decisions for shelf places (the
-engine arbitrates every place of the store at once, so a garment read by a shelf antenna and
-a fitting-room antenna is put where it is strongest). Output: :class:`ShelfEvent` s:
-
-- ``picked_up`` / ``returned``: a garment left its shelf / came back to one (any shelf). A
-  garment's first sighting on a shelf is stock being counted, not a return: no event.
-- ``low_stock``: a GTIN's count on the floor fell to ``low_stock_at``; ``out_of_size``: it fell
-  to 0 (that size, in that colour, is gone from the floor; staff refill from the back room).
-  Each fires once per dip and re-arms when the count recovers above the threshold.
-
-Pure: observation times come with the events; no clock, no I/O.
+Input: the fitting-room engine's ``item_shown`` / ``item_gone`` decisions for shelf places; output:
+:class:`ShelfEvent` s (``picked_up``, ``returned``, ``low_stock``, ``out_of_size``; docs/rfid.md,
+"4. Shelves"). Pure: observation times come with the events; no clock, no I/O.
 """
 
 from __future__ import annotations
