@@ -1,21 +1,9 @@
 """A stand-in `bluetoothd` on a private D-Bus, so bleak's real BlueZ backend runs in tests.
 
-`PrivateBus` starts a `dbus-daemon` on a socket in a temporary directory; a node process given
-`DBUS_SYSTEM_BUS_ADDRESS` (`PrivateBus.env()`) takes it for the system bus. `StandInBlueZ` owns
-`org.bluez` there: one powered adapter `/org/bluez/hci0`, discovery (active scanning), the
-advertisement-monitor manager of BlueZ's `--experimental` mode (passive scanning, only where
-asked for, honouring the monitor's or-patterns as BlueZ does), and a device cache: the first
-advertisement of an address is an `InterfacesAdded` signal, each further one a
-`PropertiesChanged` signal, as BlueZ sends them. Nothing is sent while nobody scans.
-
-Connections: a `Peripheral` (say an iPhone running the store's app in the background) is heard
-every 50 ms while a discovery runs, accepts `org.bluez.Device1.Connect` after its connection time
-(or fails it with its failure probability, as a device walking away does), then exposes its
-GATT services and characteristics under the device path and sets `ServicesResolved`, so
-bleak's real BlueZ backend can `connect()` and `read_gatt_char(uuid)`; `Disconnect` removes them.
-A peripheral with a `gatt` server (say a key fob's Eddystone configuration service,
-sim/virtual_fob.py) answers reads and `WriteValue` itself: its ATT errors reach the client as
-BlueZ's D-Bus errors, and a `LinkLost` drops the link mid-operation as a fob moving away does.
+`PrivateBus` starts a `dbus-daemon` a node takes for its system bus (`PrivateBus.env()`);
+`StandInBlueZ` owns `org.bluez` there: one adapter, active and passive scanning, the device cache's
+signals as BlueZ sends them, and connectable `Peripheral`s with GATT (iPhones, key fobs). What it
+imitates: docs/scenarios.md, "The stand-in BlueZ".
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """The simulated door counter: the world's true door crossings in, what a sensor reports out.
 
-Pure: the true crossings come from the agents' itineraries (their door crossing times and
-where they were then), the sensor's misses, pair misses, wrong directions, false triggers,
-delays and offline spells from the scenario's `[door_sensor]` figures (docs/scenarios.md,
-each with its source) and one random stream of its own, so a scenario without a door sensor
-draws nothing and keeps every score. `DoorFeed` turns the reports into the `door` messages a
-node would send, for `sim.run.run_fast` to hand to the gateway in arrival order.
+Pure: true crossings from the agents' itineraries, errors from the scenario's `[door_sensor]`
+figures (docs/scenarios.md) and a random stream of its own, so a scenario without a door sensor
+draws nothing and keeps every score. `DoorFeed` turns the reports into the `door` messages a node
+would send, for `sim.run.run_fast` to hand to the gateway in arrival order.
 """
 
 from __future__ import annotations

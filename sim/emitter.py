@@ -1,15 +1,9 @@
 """What the scanners hear: every agent's advertisements through the radio model.
 
-`Emitter.step(t0, t1)` returns the packets received by each node in that interval. It is the
-one source of radio truth for both ways of running: the live air server (real time, real
-edge processes) and the fast in-process run (virtual clock, no broker), which uses
-`step_arrays` to get the same receptions as numpy arrays instead of one object per packet.
-
-The hot path is vectorised: advertising events of all live agents are drawn in "rounds"
-(round k holds every agent's k-th advertisement in the interval, so each agent's slow
-shadowing process is advanced exactly once per advertisement, in order), then positions,
-path loss, walls, the wearer's body, shadowing, fading and loss are computed for all
-transmissions x nodes at once. `tests/test_sim_radio.py` checks it against a plain-Python reference.
+`Emitter.step(t0, t1)` returns the packets each node received in that interval: the one source of
+radio truth for the live air server and the fast run (`step_arrays`, numpy arrays). Vectorised
+over transmissions x nodes, in rounds so each agent's shadowing advances once per advertisement
+(docs/scenarios.md, "Inside a run"); `tests/test_sim_radio.py` checks it against plain Python.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 """How fast could *any* engine announce an entry without announcing passers-by? (an oracle)
 
-The oracle sees every node's reading of every advertisement and knows each person's true
-path. For each consenting registered entrant and latency L it compares the likelihood of
-their readings up to L after the door crossing along their true path with the best walk-past
-explanation (any passer-by lane of `sim.lanes`, offset, speed 0.9-1.6 m/s, start); for each registered
-passer-by, the best walked-in explanation with their true walk. The likelihood is the radio
-model's own (Gaussian AR(1) shadowing shared by a link's consecutive readings, per-packet
-fading, best transmit offset, and every advertisement a node missed), so by Neyman-Pearson no
-engine on the same radio separates the two better. docs/scenarios.md explains the method and how to read the output.
-
+Per latency it weighs an entrant's readings along the true path against the best walk-past (and
+the reverse for passers-by) with the radio model's own likelihood: by Neyman-Pearson no engine
+does better. docs/scenarios.md, "How fast could any engine announce an entry?".
     python -m sim.entry_bound sim/scenarios/boutique.toml [--seeds 1-3] [--duration S]
 """
 

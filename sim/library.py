@@ -1,11 +1,9 @@
 """The whole scenario library, several seeds, one table: how targets are measured.
 
-Every target is measured on every scenario in `sim/scenarios/` with seeds 1 to 3, never on
-the scenario that looks best. `run_library` runs each (scenario, seed) in its own process
-(`jobs` at a time), `table` lays the scores out as Markdown (one row per scenario and
-metric, one column per seed) and `compare` puts two such runs side by side (before -> after).
-`run_oracles` runs the entry and fitting-room oracles (`sim.entry_bound`, `sim.room_bound`) the
-same way and `oracle_table` lays out their bounds.
+Every target on every scenario in `sim/scenarios/` with seeds 1 to 3, never on the one that looks
+best. `run_library` runs each (scenario, seed) in its own process, `table` lays the scores out as
+Markdown, `compare` puts two runs side by side; `run_oracles` and `oracle_table` do the same for
+the entry and fitting-room oracles.
 """
 
 from __future__ import annotations

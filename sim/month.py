@@ -1,13 +1,9 @@
 """A month of a store's regulars, day by day: follow-up messages, returns they cause, purchases.
 
-The radio simulator plays hours second by second; attribution needs weeks. This mode models
-the customer level only: each opted-in regular visits now and then by themselves, gets a
-follow-up WhatsApp message now and then, and a configurable share comes back within N days
-because of it; a visit may end in a purchase. The store's recognition is modelled by its
-measured recall (a visit the gateway does not recognise leaves an anonymous sale). The
-gateway's real attribution (gateway.kpi_whatsapp on a real gateway database) is then scored
-against two truths: what the messages *caused*, and what the attribution rule would credit
-with perfect recognition. See docs/kpi.md.
+The radio simulator plays hours, attribution needs weeks: this models only the customer level
+(recognition by its measured recall) and scores the gateway's real attribution against what the
+messages caused and what perfect recognition would credit. docs/kpi.md, "Checking it: the month
+mode".
 """
 
 from __future__ import annotations

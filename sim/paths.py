@@ -1,12 +1,9 @@
 """Walking on the floor plan: shortest routes that stay inside zones and pass walls only at openings.
 
-A visibility graph (docs/scenarios.md, "How people move"): its nodes are the zones' inner
-corners and the free ends of walls, pulled a little into their zone, and a pair of points
-either side of every opening between two connected zones (a declared door, a wall-free run
-of their shared boundary, or the middle of a curtain). Two nodes of one zone are joined when
-the straight line between them stays inside the zone and crosses no wall; the two points of
-an opening are joined through it. A walk is the shortest route through this graph. Pure:
-built from the store file, no clock, no randomness except the generator a caller passes.
+A visibility graph over the zones' inner corners, the free ends of walls and point pairs either
+side of every opening; a walk is the shortest route through it (docs/scenarios.md, "How people
+and garments move"). Pure: built from the store file, no clock, no randomness except the
+generator a caller passes.
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """UHF RFID read model: which tags each reader antenna reads, how often, how strongly.
 
-Passive tags are powered by the reader: a tag answers only when the forward power reaching
-it exceeds its sensitivity, so reads fall off sharply with distance, off the antenna's axis
-and through walls. Per antenna and tag:
-
-    forward = P_tx + G(theta) - PL(d) - walls - body          (dBm at the tag)
-    G(theta) = G0 + 10 log10(max(((1 + cos theta) / 2)^p, back lobe))   (cardioid patch)
-    PL(d)    = PL_1m + 10 n log10(d)
-    read in one inventory round with probability logistic((forward + fading - S_tag) / w)
-    RSSI at the reader = forward + fading + G(theta) - PL(d) - walls - body - backscatter loss
-
-Fitting-room partitions attenuate, so a tag in the next room is read sometimes and at a
-lower RSSI (a cross-read); a garment carried on the far side of a body loses `body_loss_db`
-with probability `body_block_probability` per window, so it is sometimes missed. Everything
-is vectorised over tags x antennas (only pairs within `max_range_m`), with `rounds` Gen2
-inventory rounds sampled per window, and produces per-window per-(tag, antenna) aggregates
-like `edge.window.RfidWindowAggregator` would from the individual reads.
+A passive tag answers only when the forward power reaching it exceeds its sensitivity, so reads
+fall off sharply with distance, off axis and through walls (cross-reads into the next room are
+rare and weak). Vectorised over tags x antennas, ``rounds`` Gen2 rounds per window, producing the
+aggregates `edge.window.RfidWindowAggregator` would. Equations: docs/scenarios.md, "Inside a run".
 """
 
 from __future__ import annotations

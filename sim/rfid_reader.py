@@ -1,25 +1,9 @@
 """A virtual UHF reader module speaking the M100-family serial protocol byte for byte.
 
-Two layers:
-
-* :class:`ReaderCore` - pure: host bytes in, reader bytes out, plus ``poll(now)`` for the tag
-  notices a running multiple inventory produces. State: power, region, Gen2 query parameters,
-  inventory running, rounds left. Tags come from ``tags_in_field(now) -> [(epc, rssi_dbm)]`` so
-  the simulator's radio model decides what the antenna sees.
-* :class:`VirtualReaderPty` - puts a core behind a pseudo-terminal (``os.openpty()``) so the real
-  driver opens ``.path`` (``/dev/pts/N``) or the stable ``.link_path`` symlink (like
-  ``/dev/serial/by-id/...``). Output is paced to the 115,200-baud link (10 bits per byte), which
-  caps notices near 480/s as on the real module. ``unplug()``/``replug()`` make the tty vanish
-  and come back (possibly as another ``/dev/pts/N``; the symlink is removed and recreated).
-
-Behaviour beyond the examples in docs/rfid.md, chosen to match common module firmware:
-* corrupted host frames (bad checksum/end) are ignored, like a UART that lost sync;
-* a frame of the wrong type, an unknown command or a malformed parameter block is answered
-  with the failure response ``0xFF`` code ``0x17``;
-* a multiple-inventory round that finds no tag sends nothing (``empty_round_error=True`` sends
-  the ``0x15`` failure instead, as some firmware does);
-* set baud rate (0x11) is accepted silently (no answer, as on the module); the pty ignores it;
-* unplugging power-cycles the module: settings return to their defaults, inventory stops.
+:class:`ReaderCore` is pure (host bytes in, reader bytes out, ``poll(now)`` for inventory notices;
+the radio model says which tags are in the field); :class:`VirtualReaderPty` puts it behind a
+pseudo-terminal paced to 115,200 baud, with ``unplug()``/``replug()``. Behaviour beyond the
+protocol's examples: docs/rfid.md, "The virtual reader".
 """
 
 from __future__ import annotations

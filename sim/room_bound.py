@@ -1,14 +1,8 @@
 """How soon could *any* engine show a garment carried into a fitting room? (an oracle)
 
-The oracle sees every antenna's reads of every garment and knows where each garment truly
-is. For each garment stay in a room and latency L it compares the likelihood of all reads
-from shortly before the stay to L after its start along the garment's true path with the
-best explanation that puts it anywhere outside that room; to know how many wrong rooms it
-would show, it also scores, for the same stays, the best "in another fitting room" explanation
-against the truth. The likelihood is the RFID model's own (binomial reads per inventory round
-under Gaussian fading, the read RSSI's mean, a carried tag sometimes behind the body), so no
-engine reading the same windows separates the rooms better. See docs/scenarios.md.
-
+Per latency it weighs the reads along the garment's true path against the best explanation
+outside the room (and, for wrong rooms, in another one) with the RFID model's own likelihood, so
+no engine does better. docs/scenarios.md, "How soon could any engine show a garment?".
     python -m sim.room_bound sim/scenarios/boutique.toml [--seeds 1-3] [--duration S]
 """
 

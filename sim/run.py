@@ -1,17 +1,9 @@
 """The fast mode: the system's pure cores driven in one process on the simulator's clock.
 
-No broker, no threads, no sleeping: the Emitter's receptions go, per node, through the edge's
-`classify` and window aggregation, every window is encoded and decoded with `edge.protocol`
-(so the wire contract is exercised exactly as in production) and handed to a `GatewayCore`
-(in-memory database, the world's customers enrolled, clock = simulation clock + EPOCH). The
-gateway's staff events, with their emission times, are scored against the ground truth.
-
-Two equivalent ways to aggregate a node's window:
-- `mode="packets"`: one `Packet` per reception through `classify` and a real
-  `BleWindowAggregator`, as an edge node does (the reference; slow for big runs);
-- `mode="batch"` (default): the same windows computed with numpy group-bys, `classify`
-  called once per distinct payload (it is pure). `tests/test_sim_run.py` checks both give
-  identical windows and events.
+No broker, threads or sleeping: receptions go through the edge's `classify` and window
+aggregation, every window through `edge.protocol` encode and decode, into a `GatewayCore` on the
+simulation clock; its events are scored against the ground truth. `mode="batch"` (default) and
+`mode="packets"` give identical windows (docs/scenarios.md, "Inside a run").
 """
 
 from __future__ import annotations

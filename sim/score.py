@@ -1,32 +1,8 @@
 """Scoring: ground truth and what the system reported in, metrics out. Pure functions.
 
-Method (docs/scenarios.md repeats it for readers of reports):
-
-- **Entry.** A true visit is a door crossing into the store by a registered customer with
-  recognition consent. Each `entered` event is matched to the earliest unmatched true visit
-  of the same customer whose span [crossing - ENTRY_EARLY_S, exit + ENTRY_LATE_S] contains
-  the event's observation time. Matched events are true positives; every other `entered`
-  event (anonymous, unconsented, a registered passer-by who never came in, a duplicate) is
-  a false positive; unmatched visits are misses. Latency = emission time - door crossing.
-  `entry.party.*` repeats recall and latency for members of parties of two or more.
-- **Left.** For each matched visit, the first `left` event of that customer emitted after
-  its `entered` event; latency = emission time - door crossing out.
-- **Zones.** Every 1-s slice of each true visit (crossing in to crossing out) of each
-  tracked customer is checked against the zone the events say they are in at that moment:
-  `entered` puts them in the zone of the node that saw them, `zone_changed` (when a presence
-  engine reports zones) in its zone, `left` nowhere. `zone.accuracy` is the fraction of
-  slices with the right zone; `zone.presence_accuracy` only asks "in the store or not".
-- **Fitting rooms.** A report (room, epc, shown_at, gone_at) matches an unmatched true stay of
-  that garment in that room when their time spans overlap. Precision = matched reports /
-  reports, recall = matched stays / stays, latency = shown_at - stay start. Gone latency =
-  gone_at - stay end for each matched pair whose stay ended before the run did (a report
-  still open at the end counts as gone at the end of the run: a lower bound); it is
-  negative when the garment was dropped from the screen while still in the room. Without
-  reports (no fitting-room engine yet) these metrics are None.
-- **Privacy.** Any event naming a customer without recognition consent, or anyone who is
-  not a registered customer, counts in `privacy.unconsented_identifications` (must be 0).
-
-Percentiles are numpy's default (linear interpolation between order statistics).
+Entries, exits, zones, fitting-room items and privacy, each matched against the ground truth; the
+method is in docs/scenarios.md, "Scores". Percentiles are numpy's default (linear interpolation
+between order statistics).
 """
 
 from __future__ import annotations

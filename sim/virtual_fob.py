@@ -1,12 +1,9 @@
 """A virtual Eddystone-EID key fob: the Eddystone Configuration GATT Service as a GATT server.
 
-Plugged into the stand-in BlueZ (`VirtualFob.peripheral()`), it lets bleak's real BlueZ backend
-provision it exactly as a real fob (`instore fob provision`): lock state and the unlock challenge,
-capabilities, the 34-byte EID registration from which it derives its identity key by X25519 and
-HKDF (the reference beacon's behaviour), the 14-byte read-back. Afterwards `advertisement(t)` is
-the Eddystone-EID frame it broadcasts, so the node and the gateway can be shown to recognise it.
-`drop_on_write` loses the link on one characteristic's write, after applying it, as a fob carried
-away mid-provisioning does. Layout and sources: docs/carriers.md.
+On the stand-in BlueZ, bleak's real backend provisions it like a real fob (`instore fob
+provision`); afterwards `advertisement(t)` is its EID frame, so node and gateway can be shown to
+recognise it. `drop_on_write` loses the link mid-provisioning as a fob carried away does.
+Layout and sources: docs/carriers.md.
 """
 
 from __future__ import annotations

@@ -1,30 +1,8 @@
 """A local stand-in for the WhatsApp Cloud API (FastAPI), run on loopback in tests and benches.
 
-What it imitates (the contract in ``docs/whatsapp.md``):
-
-* ``POST /{version}/{phone_number_id}/messages``: bearer token (190 / HTTP 401), body
-  validation with :func:`cloud_sync.messages.validate` (100), templates by name and language
-  (132001) and parameter count (132000), throughput per number with a token bucket (130429),
-  optionally the pair rate per recipient (131056), and the 24 h customer-service window for
-  free-form messages (131047).  Success answers carry ``wamid.`` ids in the real shape.
-* Signed status webhooks (``sent``, ``delivered``, ``read``) posted to ``webhook_url`` after
-  small random delays from a background task, echoing ``biz_opaque_callback_data``.
-* ``POST /_emulator/inbound``: a simulated customer sends text / a button / an interactive
-  reply; it is posted as a signed inbound webhook and opens that number's window.
-
-Differences from Meta, on purpose:
-
-* 131047 is reported *asynchronously* by default (HTTP 200, then a ``failed`` status
-  webhook), which is what the real API does for re-engagement; ``window_error="sync"``
-  returns it synchronously instead (the spec allows either path).
-* Test-only endpoints under ``/_emulator/``: ``stats`` (accepted sends per idempotency key and
-  the duplicates among them), ``messages?biz_opaque_callback_data=KEY`` (a by-key lookup the
-  real API does not have: the outbox can use it to reconcile exactly), ``errors`` (inject the
-  next error, sync or by webhook, for any code; ``"endpoint": "items_batch"`` targets the
-  catalogue), ``catalogue/{catalog_id}`` (the emulated catalogue's items), ``sent?to=NUMBER``
-  (accepted messages with bodies) and ``reset``.
-* ``POST /{version}/{catalog_id}/items_batch``: the Catalog Batch API (UPDATE upserts,
-  CREATE, DELETE; at most 5000 requests; answers ``handles``).
+Sends with Meta's error codes, signed status and inbound webhooks, the Catalog Batch API, and
+test-only endpoints under ``/_emulator/`` (a by-key lookup, per-key counts, error injection).
+What it imitates and where it differs on purpose: docs/whatsapp.md, "The Cloud API emulator".
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """The simulated store's people: who comes, where they walk, what they carry.
 
-Every agent's whole itinerary is generated up front from the scenario and the seed, so the
-ground truth (which zone, when; when they crossed the door; where each garment was) is
-known exactly and a run can be repeated bit for bit. Positions at any time come from
-interpolating the waypoints. Walks are planned on the floor plan (sim/paths.py), outside
-along lanes (sim/lanes.py); visitors come in parties and queue for fitting rooms
-(sim/parties.py).
-
-Garments: the store's shelves hold tagged items (SGTIN-96 EPCs minted from the product
-catalogue's GTINs). A shopper picks some up while browsing, carries them, may take them
-into a fitting room and leave some there (staff clear the room later), buys some at the
-till (a sold item is restocked after a while) and puts the rest back on a shelf.
+Every agent's itinerary (walks, parties, fitting rooms, garments picked up, tried, bought or put
+back) is generated up front from the scenario and the seed, so the ground truth is exact and a
+run repeats bit for bit; positions interpolate the waypoints. docs/scenarios.md, "How people and
+garments move".
 """
 
 from __future__ import annotations
