@@ -1,15 +1,9 @@
 """Mosquitto 2.0 configuration for a store broker, generated from the store file.
 
-Security is the point: no anonymous clients, one account per node (username = node id), and an
-ACL under which a node can publish only its own streams and read only its own config, so a
-compromised Pi can neither impersonate another node nor read or overwrite anyone's config.
-The gateway reads everything under the store and writes node configs and store events. An
-optional bridge forwards `instore/v1/<store>/event/#` to a central broker and nothing else:
-raw presence (BLE/RFID windows) never leaves the store.
-
-The password file uses Mosquitto's `$7$` format (PBKDF2-SHA512), written from Python so no
-`mosquitto_passwd` binary is needed on the machine that generates it. The `render_*` and
-`hash_password` functions are pure; `generate` writes the files.
+No anonymous clients, one account per node, and an ACL under which a node publishes only its own
+streams and reads only its own config, so a compromised Pi can neither impersonate another node
+nor touch anyone's config; a bridge exports store events only (docs/deploy.md, section 3). The
+`render_*` and `hash_password` (`$7$`, no `mosquitto_passwd` needed) are pure; `generate` writes.
 """
 
 from __future__ import annotations

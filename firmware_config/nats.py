@@ -1,11 +1,9 @@
 """NATS configuration for a chain of stores, generated from store files (docs/chain.md).
 
-Each store runs a NATS leaf node: JetStream with the store id as its domain, so the store's
-events are on its own disk first, and one leaf remote to HQ, authenticated with the store's own
-password. HQ's server holds one user per store whose permissions reach only that store's
-subjects: its events (`chain.<store>.>`), its JetStream API and acks as HQ calls them across the
-link, and its own reply prefix (`_HQ.<store>.>`): never `_INBOX.>`, which would let a store
-read HQ's traffic with every other store. The `render_*` functions are pure; `generate` writes.
+Each store runs a leaf node (JetStream, the store id as domain, so its events are on its own disk
+first) with one remote to HQ under its own password; HQ's user per store reaches only that store's
+subjects and reply prefix (`_HQ.<store>.>`, never `_INBOX.>`). docs/chain.md, "Identity, isolation
+and exactly once". The `render_*` functions are pure; `generate` writes.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """Each edge node's runtime configuration, derived from the store file.
 
-The gateway publishes it retained on `instore/v1/<store>/node/<node>/config`; the node applies
-it without a restart and reports the version it applied (conventions 9). Only what a node
-needs goes in: its scan window and mode, the RSSI floor, its calibrated reference RSSI, the
-store's own iBeacon UUIDs and Eddystone namespace (the node drops every other advertisement,
-so it never forwards strangers' devices: data minimisation), and its RFID reader's power,
-region and antennas. The serial device path is not here: it is hardware wiring that belongs
-to the node's own file and needs a restart to change.
-
-`node_configs` is pure; `carry_versions` keeps a node's version when its content is unchanged
-(compared by `config_hash`), so re-deriving from an edited store file only bumps the nodes the
-edit touched, and untouched nodes do not re-apply anything.
+Published retained, applied without a restart, its version reported back (conventions 9). Only
+what a node needs (data minimisation: the store's own beacon ids, so strangers' devices are never
+forwarded); the serial device path stays in the node's own file. `node_configs` is pure;
+`carry_versions` bumps only the nodes an edit touched. docs/store-file.md, "What each node receives".
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """A store-local certificate authority for HTTPS and MQTT over TLS (`instore config tls`).
 
-Staff passwords, session cookies and the enrolment reply (which carries a customer's beacon
-identity key) must not cross the store Wi-Fi in clear. A shop has no public domain name for
-its gateway, so it gets its own small CA: the root (`ca.crt`) is installed once on each
-tablet and given to Mosquitto as `cafile`; the gateway and the broker present a certificate
-signed by it for the names and addresses they are reached at. `ca.key` is needed only to issue
-a new certificate: keep it off the gateway after use.
-
-`make_ca` and `issue` are pure (keys and times are passed in); `generate` writes the files.
+Passwords, session cookies and enrolment replies (a customer's beacon key) must not cross the
+store Wi-Fi in clear, and a shop has no public domain name, so it gets its own small CA: `ca.crt`
+on each tablet and as Mosquitto's `cafile` (docs/deploy.md, section 3). `make_ca` and `issue`
+are pure (keys and times passed in); `generate` writes the files.
 """
 
 from __future__ import annotations

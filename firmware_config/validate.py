@@ -1,15 +1,9 @@
 """Validation of store files: every problem at once, each as `file:line: key: message`.
 
-An installer fixes a store file in one sitting only if it is told everything wrong with it in
-one go, with a line to jump to. So validation runs in three layers that all report into one
-list: TOML syntax (tomllib stops at the first syntax error), structure (the pydantic models in
-`firmware_config.store`: unknown keys with a did-you-mean, types, ranges) and cross-field
-checks that need the whole document (duplicate ids, unknown zones, nodes outside their zone,
-unreachable fitting rooms, the entrance/outside topology, doors and street boundaries, RFID
-devices given twice).
-
-`tomllib` on Python 3.11 gives no line numbers for keys, so a light scanner maps every key
-path to its line (see `key_lines`).
+An installer fixes a file in one sitting only if told everything wrong at once, with a line to
+jump to; so TOML syntax, structure (the pydantic models) and cross-field checks all report into
+one list (docs/store-file.md). `tomllib` on 3.11 gives no key lines, so a light scanner maps
+every key path to its line (`key_lines`).
 """
 
 from __future__ import annotations

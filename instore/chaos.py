@@ -1,19 +1,9 @@
 """`instore chaos`: randomised faults injected into the real processes, then the books are checked.
 
-One run: Mosquitto, `instore gateway` and one `instore edge` per node of the boutique (the
-simulator's radio as their Bluetooth backend, fed the busy boutique scenario), a signed-in
-live-stream client, and an auditor subscribed to every node window with a persistent session.
-Faults (`FAULT_KINDS`) are planned from a seed and injected while the store runs; afterwards
-every fault is healed, the queues drain, and the run is judged (`tally`): every window a node
-produced reached the broker (none lost), no customer was announced twice in one visit, every
-process stopped on SIGTERM within `STOP_WITHIN_S` (the gateway with the live stream open).
-
-Real time, compressed: the processes run on the wall clock, so a run is a slice of the busy
-hour (`--duration`, default 120 s) with faults scaled to it (a network cut of 20 s, not
-10 minutes); docs/deploy.md ("Faults") says what each fault does and what the compression
-leaves out. Clock faults and the full disk are injected by `shim`, which starts a process
-with `time.time` offset by a control file and its SQLite writes failing while a flag file
-exists (the way `faketime` and a full filesystem would, without root or a tmpfs).
+Mosquitto, the gateway and one edge process per boutique node run in real time; faults planned
+from a seed (`FAULT_KINDS`) are injected, healed, and the run judged (`tally`): no window lost, no
+customer announced twice, every process stopped on SIGTERM in time. Clock faults and a full disk
+come through `shim`. What each fault does: docs/deploy.md, "7b. Faults: `instore chaos`".
 """
 
 from __future__ import annotations

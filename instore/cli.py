@@ -1,14 +1,7 @@
 """`instore`: one command for every process and tool of the connected store.
 
-instore demo                    the whole simulated store on this machine
-instore edge --config NODE      an edge node (Raspberry Pi)
-instore gateway --config STORE  the store gateway
-instore hq --config HQ          the chain HQ (docs/chain.md)
-instore sim run SCENARIO        a fast simulated run, scored against ground truth
-instore bench [NAME...]         benchmarks, as JSON
-instore decode ble|epc HEX      decode a captured advertisement or tag
-instore config validate STORE   check a store file
-instore fob provision ADDRESS   register a loyalty key fob for a customer
+`instore demo` (the simulated store), `edge`, `gateway`, `hq` (docs/chain.md), `sim run`,
+`bench`, `decode ble|epc HEX`, `config validate`, `fob provision` and more: `instore --help`.
 """
 
 from __future__ import annotations

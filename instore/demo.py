@@ -1,15 +1,9 @@
 """`instore demo`: the whole simulated store as real processes on this machine.
 
-Broker (Mosquitto or the embedded one), one edge-node process per BLE node of the store
-(each with the simulator's bleak backend), the gateway process, and the simulated air in
-this process. The store's RFID readers are simulated here too (`DemoReaders`: the windows the
-fitting-room and shelf readers would send, from the same shoppers), the scenario's catalogue is
-imported so the fitting-room screens show names, prices and other sizes, and a demo customer
-asks for another size of the first garment shown in a room (`ask_for_another_size`). The
-scenario's door sensor (`[door_sensor]`) is simulated too and its crossings published as the
-entrance node would send them. It prints the tablet URL, runs until Ctrl-C or `--duration`, then
-says how many people entered, how many alerts reached the tablet stream, and the footfall the
-door sensor gives.
+Broker, one edge process per BLE node (the simulator's bleak backend) and the gateway, with the
+air, the RFID readers, the door sensor and the catalogue simulated in this process. It prints
+the tablet URL, runs until Ctrl-C or `--duration`, then sums up entries, alerts and footfall
+(docs/scenarios.md, "The demo").
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """`instore hq`: pulls every store's stream across its leaf link into the chain CRM (docs/chain.md).
 
-For each store HQ opens its own connection whose replies come back on `_HQ.<store>.>` (the one
-prefix that store may publish to) and reads the store's stream through the store's JetStream
-domain with a durable pull consumer, so what HQ has not acknowledged stays on the store's disk.
-The store's identity is the link it came through (the domain HQ pulled from), never the payload:
-`classify` (pure) flags an event whose subject, message id or `store` field names another store.
-Each event is written to PostgreSQL in one transaction with its customer record, keyed by
-(store, message id), and only then acknowledged: a redelivery after a cut changes nothing.
+Per store, a connection replying on `_HQ.<store>.>` and a durable pull consumer in the store's
+JetStream domain; a store's identity is the link, never the payload (`classify` flags events
+naming another store). Each event goes to PostgreSQL in one transaction keyed by (store, message
+id) and only then is acknowledged, so a redelivery changes nothing.
 """
 
 from __future__ import annotations
