@@ -1,9 +1,9 @@
 """`instore demo`: the whole simulated store as real processes on this machine.
 
-Broker, one edge process per BLE node (the simulator's bleak backend) and the gateway, with the
-air, the RFID readers, the door sensor and the catalogue simulated in this process. It prints
+Broker, one edge process per BLE node (the simulator's bleak backend) and the gateway; the air,
+RFID readers and door sensor are simulated here, the scenario's catalogue imported. It prints
 the tablet URL, runs until Ctrl-C or `--duration`, then sums up entries, alerts and footfall
-(docs/scenarios.md, "The demo").
+(docs/scenarios.md, "Inside a run").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `PrivateBus` starts a `dbus-daemon` a node takes for its system bus (`PrivateBus.env()`);
 `StandInBlueZ` owns `org.bluez` there: one adapter, active and passive scanning, the device cache's
 signals as BlueZ sends them, and connectable `Peripheral`s with GATT (iPhones, key fobs). What it
-imitates: docs/scenarios.md, "The stand-in BlueZ".
+imitates: docs/scenarios.md, "Inside a run".
 """
 
 from __future__ import annotations
