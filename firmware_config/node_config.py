@@ -1,6 +1,6 @@
 """Each edge node's runtime configuration, derived from the store file.
 
-Published retained, applied without a restart, its version reported back (conventions 9). Only
+Published retained, applied without a restart, its version reported back. Only
 what a node needs (data minimisation: the store's own beacon ids, so strangers' devices are never
 forwarded); the serial device path stays in the node's own file. `node_configs` is pure;
 `carry_versions` bumps only the nodes an edit touched. docs/store-file.md, "What each node receives".
