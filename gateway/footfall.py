@@ -49,19 +49,11 @@ def visitors_in(times: Sequence[float], hours: float, figures: CounterFigures = 
     counted one is a beside person counted after a counted predecessor, pd^2 (1 - q) of them.
     So counted = people x pd (1 - q s), after taking off the false triggers."""
     t = np.sort(np.asarray(times, dtype=float))
-    return visitors_from_counts(len(t), int((np.diff(t) < PAIR_GAP_S).sum()), hours, figures)
-
-
-def visitors_from_counts(
-    crossings: int, close: int, hours: float, figures: CounterFigures = CounterFigures()
-) -> float:
-    """`visitors_in` from counts (what a database can sum): `crossings` inward crossings over `hours`
-    open hours, `close` of them less than PAIR_GAP_S behind the one before."""
-    counted = crossings - figures.false_in_per_h * hours
+    counted = len(t) - figures.false_in_per_h * hours
     if counted <= 0:
         return 0.0
     pd, q = figures.detect_probability, figures.pair_miss_probability
-    close = close if crossings >= MIN_CROSSINGS_FOR_PAIRS else 0
+    close = int((np.diff(t) < PAIR_GAP_S).sum()) if len(t) >= MIN_CROSSINGS_FOR_PAIRS else 0
     beside = min(1.0, close / (counted * pd * pd * (1.0 - q)))
     return counted / (pd * (1.0 - q * beside))
 
