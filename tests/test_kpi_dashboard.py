@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 
 import httpx
 import numpy as np
@@ -15,7 +16,7 @@ from cloud_sync import inbox, migrations
 from cloud_sync.config import parse_config
 from edge import protocol
 from firmware_config.store import OpeningHours, load_store
-from gateway import auth, links
+from gateway import auth, kpi_period, links
 from gateway.app import create_app
 from gateway.core import GatewayCore
 from gateway.customers import add_customer
@@ -238,3 +239,33 @@ def test_checkout_links_go_through_the_gateway_when_it_has_a_public_address(tmp_
     assert target == ("https://shop.example.com/cart?items=04000000000011%3A1&ref=basket-7&store=boutique", "alice",
                       "basket-7")
     svc.close()
+
+
+def test_the_figures_are_read_outside_the_core_lock_on_a_database_file(serve, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    clock = Clock()
+    core = GatewayCore(STORE, open_db(tmp_path / "gateway.db"), clock=clock)
+    auth.create_staff(core.db, "mia", "mia-password", "manager", now=clock.t)
+    people, _ = a_day_at_the_door(core)
+    ingest_got_the_lock: list[bool] = []
+    week_on_week = kpi_period.week_on_week
+
+    def ingest() -> None:
+        got = core.lock.acquire(timeout=3)
+        ingest_got_the_lock.append(got)
+        if got:
+            core.lock.release()
+
+    def while_ingest_runs(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        """The figures, while another thread (ingest) needs the core's lock."""
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        thread.join()
+        return week_on_week(*args, **kwargs)
+
+    monkeypatch.setattr(kpi_period, "week_on_week", while_ingest_runs)
+    srv = serve(create_app(core))
+    with httpx.Client(base_url=srv.url, timeout=10) as mia:
+        assert mia.post("/api/login", json={"username": "mia", "password": "mia-password"}).status_code == 200
+        trend = mia.get("/api/kpi/trend").json()
+    assert ingest_got_the_lock == [True]
+    assert abs(trend["this_week"]["visitors"] - people) / people < 0.1
