@@ -4,8 +4,10 @@ Pure: messages and outcomes (visits, fitting-room sessions, sales) in, credits o
 and why, is in docs/kpi.md: an outcome of a customer is credited to the last message sent to
 that customer before it, if that message is at most `window_s` older; a message is credited
 with the next visit, the next fitting-room session and the next sale of its customer (the first
-of each it is the last touch for). Online orders through a message's checkout link are credited
-to that message directly, and counted apart from the shop's sales.
+of each it is the last touch for). A sale or fitting session belongs to the visit it is part of
+(so it goes to the message that brought the customer in), and one without a recognised visit
+is that customer's visit (the till saw them). Online orders through a message's checkout link
+are credited to that message directly, and counted apart from the shop's sales.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 OUTCOMES = ("visit", "fitting", "sale")  # what a message can bring about in the shop
+# A sale or fitting session this long after a recognised entry of its customer is part of that visit: longer
+# than nearly every shop visit (docs/kpi.md), shorter than the gap between two visits on one day.
+IN_VISIT_S = 3 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -60,12 +65,12 @@ def attribute(messages: Iterable[Message], outcomes: Iterable[Outcome], window_s
     for cid, ms in by_customer.items():
         ms.sort(key=lambda m: (m.at, m.id))
         times[cid] = [m.at for m in ms]
-    for o in sorted(outcomes, key=lambda o: o.at):
+    for touch, o in in_visits(outcomes):
         sent = by_customer.get(o.customer_id)
         if not sent:
             continue
-        i = bisect.bisect_left(times[o.customer_id], o.at) - 1  # the last message strictly before it
-        if i < 0 or o.at - sent[i].at > window_s:
+        i = bisect.bisect_left(times[o.customer_id], touch) - 1  # the last message strictly before it
+        if i < 0 or touch - sent[i].at > window_s:
             continue
         c = credits[sent[i].id]
         if o.kind == "visit" and c.visit_at is None:
@@ -75,6 +80,29 @@ def attribute(messages: Iterable[Message], outcomes: Iterable[Outcome], window_s
         elif o.kind == "sale" and c.sale_at is None:
             c.sale_at, c.sale_cents = o.at, o.amount_cents
     return credits
+
+
+def in_visits(outcomes: Iterable[Outcome]) -> list[tuple[float, Outcome]]:
+    """(touch time, outcome) in time order: a sale or fitting session touches when its visit began (a
+    message sent during the visit did not bring the customer in); one without a recognised visit in
+    IN_VISIT_S before it adds that visit, at its own time (the radio missed a customer the till knows)."""
+    entries: dict[str, list[float]] = defaultdict(list)
+    rest: list[Outcome] = []
+    for o in sorted(outcomes, key=lambda o: o.at):
+        if o.kind == "visit":
+            entries[o.customer_id].append(o.at)
+        else:
+            rest.append(o)
+    out = [(t, Outcome(cid, t, "visit")) for cid, ts in entries.items() for t in ts]
+    for o in rest:
+        seen = entries[o.customer_id]
+        i = bisect.bisect_right(seen, o.at) - 1
+        if i >= 0 and o.at - seen[i] <= IN_VISIT_S:
+            out.append((seen[i], o))
+        else:
+            bisect.insort(seen, o.at)
+            out += [(o.at, Outcome(o.customer_id, o.at, "visit")), (o.at, o)]
+    return sorted(out, key=lambda p: p[1].at)
 
 
 def add_online_orders(credits: dict[int, Credit], orders: Sequence[tuple[int, int]]) -> None:

@@ -241,10 +241,18 @@ def _m15_room_requests(db: sqlite_utils.Database) -> None:
     db.table("room_requests").create_index(["created_at"])
 
 
+def _m16_door_sensor_kind(db: sqlite_utils.Database) -> None:
+    """The kind of counter behind each crossing: footfall corrects a beam's misses unlike a 3-D counter's
+    (gateway.footfall); NULL for crossings stored before, read as a beam. The index covers the footfall
+    estimate's read of inward crossings in time order (gateway.door_counts)."""
+    db.table("door_crossings").add_column("sensor", str)
+    db.table("door_crossings").create_index(["direction", "ts", "door", "sensor"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
     _m8_presence_state, _m9_consent_language, _m10_tasks, _m11_door_crossings, _m12_links, _m13_customers_whatsapp,
-    _m14_chain_cursor, _m15_room_requests,
+    _m14_chain_cursor, _m15_room_requests, _m16_door_sensor_kind,
 ]
 
 

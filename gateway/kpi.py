@@ -66,31 +66,35 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
     return start.timestamp(), (start + timedelta(days=1)).timestamp()
 
 
-def day_kpis(
-    db: sqlite_utils.Database, day: date, tz: ZoneInfo, opening: OpeningHours | None = None, now: float | None = None
-) -> dict:
-    """All dashboard figures for one local day, as JSON-ready data; `footfall` counts opening hours only
-    (``now``: what is still waiting)."""
-    t0, t1 = day_bounds(day, tz)
-    requests = room_requests.kpis(db, t0, t1, t1 if now is None else now)
+def _per_hour(rows: list[tuple[float, float]], t0: float, n_hours: int) -> list[float]:
+    """Values summed into the hour of the day (from `t0`) they fall in; outside the day: dropped."""
+    out = [0.0] * n_hours
+    for t, v in rows:
+        i = int((t - t0) // 3600)
+        if 0 <= i < n_hours:
+            out[i] += v
+    return out
+
+
+def _hourly(db: sqlite_utils.Database, t0: float, t1: float, tz: ZoneInfo) -> dict:
+    """Hour labels, the peak of anonymous devices and the recognised visits in each hour of the day."""
     hours = [t0 + 3600 * i for i in range(int(round((t1 - t0) / 3600)))]
-    labels = [datetime.fromtimestamp(h, tz).strftime("%H") for h in hours]
-
-    def per_hour(rows: list[tuple[float, float]]) -> list[float]:
-        out = [0.0] * len(hours)
-        for t, v in rows:
-            i = int((t - t0) // 3600)
-            if 0 <= i < len(out):
-                out[i] += v
-        return out
-
-    footfall_rows = db.execute(
+    devices = db.execute(
         "SELECT hour * 3600.0, MAX(devices_max) FROM footfall WHERE hour >= ? AND hour < ? GROUP BY hour",
         [int(t0 // 3600), int(-(-t1 // 3600))],
     ).fetchall()
-    visit_rows = db.execute(
+    visits = db.execute(
         "SELECT entered_at, 1 FROM visits WHERE entered_at >= ? AND entered_at < ?", [t0, t1]
     ).fetchall()
+    return {
+        "hours": [datetime.fromtimestamp(h, tz).strftime("%H") for h in hours],
+        "footfall_per_hour": _per_hour(devices, t0, len(hours)),
+        "recognised_visits_per_hour": _per_hour(visits, t0, len(hours)),
+    }
+
+
+def _dwell(db: sqlite_utils.Database, t0: float, t1: float) -> dict:
+    """Visits of the day by dwell bucket, and the median dwell in minutes."""
     dwell = [
         r[0]
         for r in db.execute(
@@ -99,24 +103,37 @@ def day_kpis(
         )
     ]
     edges = [0, *DWELL_BUCKETS_MIN]
-    dwell_labels = [f"{a}-{b} min" for a, b in zip(edges, edges[1:], strict=False)] + [f"{edges[-1]}+ min"]
-    dwell_counts = [0] * len(dwell_labels)
+    labels = [f"{a}-{b} min" for a, b in zip(edges, edges[1:], strict=False)] + [f"{edges[-1]}+ min"]
+    counts = [0] * len(labels)
     for d in dwell:
-        dwell_counts[sum(d / 60 >= b for b in DWELL_BUCKETS_MIN)] += 1
+        counts[sum(d / 60 >= b for b in DWELL_BUCKETS_MIN)] += 1
+    return {"labels": labels, "counts": counts, "median_min": (sorted(dwell)[len(dwell) // 2] / 60) if dwell else None}
 
+
+def _alerts(db: sqlite_utils.Database, t0: float, t1: float) -> dict:
+    """The day's entry alerts: answered within ANSWERED_IN_S, later, or not at all."""
     alerts = db.execute(
         "SELECT e.id, a.answered_at - e.ts FROM events e LEFT JOIN alert_answers a ON a.event_id = e.id "
         "WHERE e.kind = 'entered' AND e.ts >= ? AND e.ts < ?",
         [t0, t1],
     ).fetchall()
-    fast = sum(1 for _, lat in alerts if lat is not None and lat <= ANSWERED_IN_S)
-    late = sum(1 for _, lat in alerts if lat is not None and lat > ANSWERED_IN_S)
-    missed = sum(1 for _, lat in alerts if lat is None)
+    return {
+        "answered_within_60s": sum(1 for _, lat in alerts if lat is not None and lat <= ANSWERED_IN_S),
+        "answered_late": sum(1 for _, lat in alerts if lat is not None and lat > ANSWERED_IN_S),
+        "missed": sum(1 for _, lat in alerts if lat is None),
+    }
 
-    n_sales, revenue = db.execute(
+
+def _sales(db: sqlite_utils.Database, t0: float, t1: float) -> dict:
+    n, revenue = db.execute(
         "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM sales WHERE ts >= ? AND ts < ?", [t0, t1]
     ).fetchone()
-    per_staff = {}
+    return {"count": n, "revenue_cents": revenue, "average_order_value_cents": (revenue / n) if n else None}
+
+
+def _per_staff(db: sqlite_utils.Database, t0: float, t1: float, requests: dict) -> dict:
+    """Alerts and fitting-room requests answered, and sales, per staff member (by username)."""
+    out = {}
     for sid, username in db.execute("SELECT id, username FROM staff ORDER BY username"):
         answered, within = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(answered_at - alert_ts <= ?), 0) FROM alert_answers "
@@ -128,32 +145,35 @@ def day_kpis(
             "WHERE staff_id = ? AND ts >= ? AND ts < ?",
             [sid, t0, t1],
         ).fetchone()
-        per_staff[username] = {
+        out[username] = {
             "alerts_answered": answered,
             "alerts_answered_within_60s": within,
             "sales": sales_n,
             "sales_cents": sales_sum,
-            **requests["per_staff"].get(username, {"requests_answered": 0, "requests_answered_within_60s": 0}),
+            **requests.get(username, {"requests_answered": 0, "requests_answered_within_60s": 0}),
         }
+    return out
+
+
+def day_kpis(
+    db: sqlite_utils.Database, day: date, tz: ZoneInfo, opening: OpeningHours | None = None, now: float | None = None
+) -> dict:
+    """All dashboard figures for one local day, as JSON-ready data; `footfall` counts opening hours only
+    (``now``: what is still waiting)."""
+    t0, t1 = day_bounds(day, tz)
+    requests = room_requests.kpis(db, t0, t1, t1 if now is None else now)
+    hourly = _hourly(db, t0, t1, tz)
     return {
         "day": day.isoformat(),
-        "hours": labels,
-        "footfall_per_hour": per_hour(footfall_rows),
+        "hours": hourly["hours"],
+        "footfall_per_hour": hourly["footfall_per_hour"],
         "footfall": day_footfall(db, day, opening, tz),
-        "recognised_visits_per_hour": per_hour(visit_rows),
-        "dwell": {
-            "labels": dwell_labels,
-            "counts": dwell_counts,
-            "median_min": (sorted(dwell)[len(dwell) // 2] / 60) if dwell else None,
-        },
-        "alerts": {"answered_within_60s": fast, "answered_late": late, "missed": missed},
+        "recognised_visits_per_hour": hourly["recognised_visits_per_hour"],
+        "dwell": _dwell(db, t0, t1),
+        "alerts": _alerts(db, t0, t1),
         "room_requests": {k: v for k, v in requests.items() if k != "per_staff"},
-        "sales": {
-            "count": n_sales,
-            "revenue_cents": revenue,
-            "average_order_value_cents": (revenue / n_sales) if n_sales else None,
-        },
-        "per_staff": per_staff,
+        "sales": _sales(db, t0, t1),
+        "per_staff": _per_staff(db, t0, t1, requests["per_staff"]),
     }
 
 

@@ -1,7 +1,8 @@
 """Footfall, sales and conversion in opening hours, per day and per week, and the week-on-week trend.
 
-Conversion is in-store sales per visitor, both counted in opening hours only: visitors from the
-door sensor (gateway.door_counts), or its labelled estimate when there is none. See docs/kpi.md.
+Conversion is in-store sales per visitor, both counted in opening hours only: visitors estimated
+from the door sensor's counts (gateway.door_counts), or from Bluetooth, labelled so, when there is
+none. See docs/kpi.md.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def day_footfall(db: sqlite_utils.Database, day: date, opening: OpeningHours | N
         "hours": [datetime.fromtimestamp(h, tz).strftime("%H") for h in starts],
         "visitors_in": ff.visitors_in,
         "visitors_out": ff.visitors_out,
+        "counted_in": ff.counted_in,
         "visitors": visitors,
         "sales": n,
         "revenue_cents": cents,

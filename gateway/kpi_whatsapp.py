@@ -62,19 +62,21 @@ def _messages(db: sqlite_utils.Database, t0: float, t1: float) -> tuple[list[Mes
 
 
 def _outcomes(db: sqlite_utils.Database, customers: list[str], t0: float, t1: float) -> list[Outcome]:
+    """Visits, fitting sessions and sales of these customers in [t0, t1), and visits begun up to
+    attribution.IN_VISIT_S before t0 (a sale early in the period may belong to one of them)."""
     if not customers:
         return []
     marks = ",".join("?" * len(customers))
     out: list[Outcome] = []
-    for sql, kind in (
+    for sql, kind, since in (
         (f"SELECT customer_id, entered_at, 0 FROM visits WHERE customer_id IN ({marks}) AND entered_at >= ? "
-         "AND entered_at < ?", "visit"),
+         "AND entered_at < ?", "visit", t0 - attribution.IN_VISIT_S),
         (f"SELECT customer_id, opened_at, 0 FROM fitting_sessions WHERE customer_id IN ({marks}) "
-         "AND opened_at >= ? AND opened_at < ?", "fitting"),
+         "AND opened_at >= ? AND opened_at < ?", "fitting", t0),
         (f"SELECT customer_id, ts, amount_cents FROM sales WHERE customer_id IN ({marks}) AND ts >= ? AND ts < ?",
-         "sale"),
+         "sale", t0),
     ):
-        out += [Outcome(c, at, kind, cents or 0) for c, at, cents in db.execute(sql, [*customers, t0, t1])]
+        out += [Outcome(c, at, kind, cents or 0) for c, at, cents in db.execute(sql, [*customers, since, t1])]
     return out
 
 
@@ -103,11 +105,12 @@ def figures(
     campaigns: dict[tuple[str, str], dict] = {}
     convs: list[conversations.Conversation] = []
     if _has_inbox(db):
-        msgs, threads, tokens = _messages(db, t0, t1)
         horizon = min(t1 + window_s, now)
+        later, threads, tokens = _messages(db, t0, horizon)  # a message after the period takes over from it
         credits = attribution.attribute(
-            msgs, _outcomes(db, sorted({m.customer_id for m in msgs if m.customer_id}), t0, horizon), window_s
+            later, _outcomes(db, sorted({m.customer_id for m in later if m.customer_id}), t0, horizon), window_s
         )
+        msgs = [m for m in later if m.at < t1]
         clicks = _clicks(db, tokens)
         attribution.add_online_orders(credits, _online_orders(db, tokens))
         start = t0 - conversations.CONVERSATION_GAP_S

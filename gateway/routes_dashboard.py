@@ -20,6 +20,7 @@ from gateway import i18n, kpi, routes_kpi
 from gateway.auth import Staff
 from gateway.door_counts import ESTIMATE
 from gateway.i18n import web as i18n_web
+from gateway.kpi_reader import reading
 from gateway.routes_common import ManagerDep, StaffDep, Svc, page, require_manager
 from gateway.routes_kpi import Day
 
@@ -32,8 +33,8 @@ CHANNELS = ("journey", "campaign", "checkout", "staff")  # the order of the mess
 
 def _figures(s, day) -> dict:  # noqa: ANN001
     s.maintain()  # fold in the latest visits first
-    with s.lock:
-        return kpi.day_kpis(s.db, day or routes_kpi.today(s), s.tz, s.core.store.store.opening_hours, s.now())
+    with reading(s.db, s.lock) as db:
+        return kpi.day_kpis(db, day or routes_kpi.today(s), s.tz, s.core.store.store.opening_hours, s.now())
 
 
 @router.get("/api/kpi", summary="Dashboard figures for a day (managers)")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from gateway import kpi, kpi_period, kpi_whatsapp
+from gateway.kpi_reader import reading
 from gateway.opening_hours import open_seconds
 from gateway.routes_common import Clienteling, ManagerDep, StaffDep, Svc
 
@@ -35,27 +36,27 @@ def whatsapp(s: Clienteling, last: date, days: int = WHATSAPP_DAYS) -> dict:
     opening = s.core.store.store.opening_hours
     t0, _ = kpi.day_bounds(last - timedelta(days=days - 1), s.tz)
     _, t1 = kpi.day_bounds(last, s.tz)
-    with s.lock:
+    with reading(s.db, s.lock) as db:
         f = kpi_whatsapp.figures(
-            s.db, t0, t1, s.now(), cfg.attribution_window_days * 86400.0, cfg.missed_after_min * 60.0,
+            db, t0, t1, s.now(), cfg.attribution_window_days * 86400.0, cfg.missed_after_min * 60.0,
             lambda a, b: open_seconds(a, b, opening, s.tz),
         )
-        names = dict(s.db.execute("SELECT id, username FROM staff").fetchall())
+        names = dict(db.execute("SELECT id, username FROM staff").fetchall())
     f["per_staff"] = {names.get(sid, str(sid)): v for sid, v in f["per_staff"].items()}
     return {"first_day": (last - timedelta(days=days - 1)).isoformat(), "last_day": last.isoformat(), **f}
 
 
 def trend(s: Clienteling, last: date) -> dict:
-    with s.lock:
-        return kpi_period.week_on_week(s.db, last, s.core.store.store.opening_hours, s.tz)
+    with reading(s.db, s.lock) as db:
+        return kpi_period.week_on_week(db, last, s.core.store.store.opening_hours, s.tz)
 
 
 def summary(s: Clienteling, day: date, week: dict | None = None) -> dict:
     """The manager's daily summary: the day before `day` and the week up to it against the week before
     (`week`: that trend when the caller has it already)."""
     yesterday = day - timedelta(days=1)
-    with s.lock:
-        figures = kpi_period.day_footfall(s.db, yesterday, s.core.store.store.opening_hours, s.tz)
+    with reading(s.db, s.lock) as db:
+        figures = kpi_period.day_footfall(db, yesterday, s.core.store.store.opening_hours, s.tz)
     return {"day": yesterday.isoformat(), "figures": figures,
             "conversations": whatsapp(s, yesterday, 1)["conversations"], "trend": week or trend(s, yesterday)}
 
@@ -78,8 +79,8 @@ def daily_summary(_: ManagerDep, s: Svc, day: Day = None) -> dict:
 
 def my_figures(s: Clienteling, username: str, last: date) -> dict:
     """One staff member's own figures for a day and their conversations of the week."""
-    with s.lock:
-        k = kpi.day_kpis(s.db, last, s.tz, s.core.store.store.opening_hours)
+    with reading(s.db, s.lock) as db:
+        k = kpi.day_kpis(db, last, s.tz, s.core.store.store.opening_hours)
     mine = k["per_staff"].get(username, {"alerts_answered": 0, "alerts_answered_within_60s": 0, "sales": 0,
                                           "sales_cents": 0})
     conv = whatsapp(s, last)["per_staff"].get(username)
@@ -94,15 +95,15 @@ def me(staff: StaffDep, s: Svc, day: Day = None) -> dict:
 def table_rows(s: Clienteling, table: Table, day: date) -> tuple[list[str], list[list]]:
     """One dashboard table as a header and rows (the CSV export)."""
     if table == "hours":
-        with s.lock:
-            f = kpi_period.day_footfall(s.db, day, s.core.store.store.opening_hours, s.tz)
+        with reading(s.db, s.lock) as db:
+            f = kpi_period.day_footfall(db, day, s.core.store.store.opening_hours, s.tz)
         outs = f["visitors_out"] or [None] * len(f["hours"])
         return ["hour", "visitors_in", "visitors_out", "source"], [
             [h, i, o, f["source"]] for h, i, o in zip(f["hours"], f["visitors_in"], outs, strict=True)
         ]
     if table == "staff":
-        with s.lock:
-            k = kpi.day_kpis(s.db, day, s.tz, s.core.store.store.opening_hours)
+        with reading(s.db, s.lock) as db:
+            k = kpi.day_kpis(db, day, s.tz, s.core.store.store.opening_hours)
         cols = ["alerts_answered", "alerts_answered_within_60s", "sales", "sales_cents"]
         return ["staff", *cols], [[u, *(v[c] for c in cols)] for u, v in k["per_staff"].items()]
     w = whatsapp(s, day)

@@ -218,6 +218,8 @@ def sim_month(
     seeds: Annotated[str, typer.Option(help="Seeds: a range (1-3) or a list (1,4).")] = "1-3",
     days: Annotated[int, typer.Option(min=7, max=92, help="Days to play.")] = 30,
     recall: Annotated[float, typer.Option(min=0, max=1, help="Share of visits the store recognises.")] = 0.98,
+    till: Annotated[float, typer.Option(min=0, max=1, help="Share of purchases the till rings up to the customer "
+                                        "by their loyalty number, card or phone number.")] = 0.8,
 ) -> None:
     """A month of a boutique's regulars: follow-ups, returns, purchases; attribution against ground truth."""
     from sim.library import parse_seeds
@@ -228,7 +230,7 @@ def sim_month(
     except ValueError as exc:
         _fail(str(exc))
     for seed in seed_list:
-        typer.echo(json.dumps(score_month(Month(days=days, recognition_recall=recall), seed)))
+        typer.echo(json.dumps(score_month(Month(days=days, recognition_recall=recall, till_id_share=till), seed)))
 
 
 @sim_app.command("library")

@@ -1,9 +1,9 @@
 """A month of a store's regulars, day by day: follow-up messages, returns they cause, purchases.
 
 The radio simulator plays hours, attribution needs weeks: this models only the customer level
-(recognition by its measured recall) and scores the gateway's real attribution against what the
-messages caused and what perfect recognition would credit. docs/kpi.md, "Checking it: the month
-mode".
+(recognition by its measured recall, the till by the share of purchases it rings up to the
+customer) and scores the gateway's real attribution against what the messages caused and what
+perfect recognition would credit. docs/kpi.md, "Checking it: the month mode".
 """
 
 from __future__ import annotations
@@ -11,15 +11,19 @@ from __future__ import annotations
 import random
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.attribution import Message, Outcome, attribute
 
 DAY = 86400.0
-T0 = 1_772_406_000.0  # Monday 2 March 2026, 00:00 in Berlin
+TZ = ZoneInfo("Europe/Berlin")  # the boutique's time zone: the month crosses the change to summer time
+FIRST_DAY = datetime(2026, 3, 2, tzinfo=TZ)  # a Monday
+T0 = FIRST_DAY.timestamp()
 OPEN_S, CLOSE_S = 10 * 3600.0, 18 * 3600.0  # visits happen in these hours of a day
 MESSAGE_AT_S = 19 * 3600.0  # follow-ups go out in the evening, after closing
 
@@ -37,6 +41,7 @@ class Month(BaseModel):
     buy_probability: Annotated[float, Field(ge=0, le=1)] = 0.4
     basket_cents: tuple[int, int] = (4000, 16000)
     recognition_recall: Annotated[float, Field(ge=0, le=1)] = 0.98  # the entry targets' recall
+    till_id_share: Annotated[float, Field(ge=0, le=1)] = 0.8  # purchases the till rings up to the member (docs/kpi.md)
     window_days: Annotated[float, Field(gt=0)] = 7.0
 
 
@@ -46,6 +51,12 @@ class MonthTruth:
     visits: list[tuple[str, float, int | None]] = field(default_factory=list)  # customer, time, message caused by
     sales: list[tuple[str, float, int, int | None]] = field(default_factory=list)  # ... cents, message
     recognised: set[int] = field(default_factory=set)  # indexes of the visits the store recognised
+    till_known: set[int] = field(default_factory=set)  # indexes of the sales the till rang up to the customer
+
+
+def local(day: int, seconds: float = 0.0) -> float:
+    """`seconds` past midnight on the store's clock, `day` days into the month (aware datetimes add wall time)."""
+    return (FIRST_DAY + timedelta(days=day, seconds=seconds)).timestamp()
 
 
 def simulate(m: Month, seed: int) -> MonthTruth:
@@ -59,19 +70,21 @@ def simulate(m: Month, seed: int) -> MonthTruth:
         if rng.random() < m.buy_probability:
             truth.sales.append((cid, t + 900, rng.randrange(*m.basket_cents), caused))
 
+    end = local(m.days)
     for day in range(m.days):
-        start = T0 + day * DAY
         for i in range(m.customers):
             cid = f"c{i}"
             if rng.random() < m.organic_visits_per_week / 7:
-                visit(cid, start + rng.uniform(OPEN_S, CLOSE_S), None)
+                visit(cid, local(day, rng.uniform(OPEN_S, CLOSE_S)), None)
             if rng.random() < m.messages_per_week / 7:
                 mid = len(truth.messages) + 1
-                truth.messages.append(Message(mid, cid, start + MESSAGE_AT_S, "journey", "tried"))
+                truth.messages.append(Message(mid, cid, local(day, MESSAGE_AT_S), "journey", "tried"))
                 if rng.random() < m.return_share:
-                    back = start + rng.randint(1, m.return_within_days) * DAY + rng.uniform(OPEN_S, CLOSE_S)
-                    if back < T0 + m.days * DAY:
+                    back = local(day + rng.randint(1, m.return_within_days), rng.uniform(OPEN_S, CLOSE_S))
+                    if back < end:
                         visit(cid, back, mid)
+    till = random.Random(f"till-{seed}")  # its own stream: the same month of visits whatever the till knows
+    truth.till_known = {i for i in range(len(truth.sales)) if till.random() < m.till_id_share}
     return truth
 
 
@@ -92,8 +105,9 @@ def _fill(db, truth: MonthTruth) -> None:  # noqa: ANN001
         if i in truth.recognised:
             db.execute("INSERT INTO visits (customer_id, entered_at) VALUES (?, ?)", [cid, t])
     recognised_at = {(truth.visits[i][0], truth.visits[i][1]) for i in truth.recognised}
-    for cid, t, cents, _ in truth.sales:
-        known = (cid, t - 900) in recognised_at  # staff saw the card: the till knows the customer
+    for i, (cid, t, cents, _) in enumerate(truth.sales):
+        # staff greeted a recognised customer by name and ring the sale up to them; else the loyalty id, if given
+        known = (cid, t - 900) in recognised_at or i in truth.till_known
         db.execute("INSERT INTO sales (ts, customer_id, amount_cents, currency, till) VALUES (?, ?, ?, 'EUR', 't1')",
                    [t, cid if known else None, cents])
 
@@ -116,7 +130,7 @@ def score_month(m: Month, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         db = open_db(Path(tmp) / "month.db")
         _fill(db, truth)
-        end = T0 + m.days * DAY
+        end = local(m.days)
         f = kpi_whatsapp.figures(db, T0, end, end, window_s, 1800.0, lambda a, b: b - a)
     row = next((r for r in f["messages"] if r["channel"] == "journey"), {"visits": 0, "revenue_cents": 0})
     caused_visits = sum(1 for _, _, mid in truth.visits if mid is not None)

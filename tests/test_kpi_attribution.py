@@ -7,9 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from cloud_sync import migrations
 from firmware_config.store import OpeningHours
-from gateway.attribution import Message, Outcome, add_online_orders, attribute, replies
+from gateway.attribution import IN_VISIT_S, Credit, Message, Outcome, add_online_orders, attribute, in_visits, replies
 from gateway.conversations import InboxRow, conversations, per_staff, percentile, summary
+from gateway.db import open_db
+from gateway.kpi_whatsapp import figures
 from gateway.opening_hours import open_hour_starts, open_seconds
 from tests.conftest import BOUTIQUE
 
@@ -159,3 +162,41 @@ def test_svg_bars_scale_to_whole_number_ticks_and_escape_labels() -> None:
     ticks = [int(v) for v in re.findall(r'text-anchor="end">(\d+)<', svg)]
     assert ticks == sorted(ticks) and ticks[0] == 0 and ticks[-1] >= 10 and len(set(ticks)) == len(ticks)
     assert "Visits &lt;today&gt;" in svg and "a&amp;b" in svg and "<today>" not in svg
+
+
+def test_a_sale_in_a_visit_goes_to_the_message_that_brought_the_customer_in() -> None:
+    visit = 2 * DAY
+    credits = attribute(
+        [msg(1, 0.0), msg(2, visit + 600, channel="staff", name="reply")],  # a reply while she is in the shop
+        [Outcome("alice", visit, "visit"), Outcome("alice", visit + 1200, "fitting"),
+         Outcome("alice", visit + IN_VISIT_S, "sale", 8000)],  # at the till as late as a visit goes
+        WEEK,
+    )
+    assert (credits[1].visit_at, credits[1].fitting_at, credits[1].sale_cents) == (visit, visit + 1200, 8000)
+    assert credits[2] == Credit()
+
+
+def test_a_sale_the_till_knows_without_a_recognised_visit_is_a_visit() -> None:
+    outcomes = [Outcome("alice", DAY, "sale", 3000), Outcome("bob", DAY, "visit"),
+                Outcome("bob", DAY + IN_VISIT_S + 1, "sale", 2000)]  # long after bob's visit: a second one
+    touches = in_visits(outcomes)
+    assert sorted((o.customer_id, o.kind, o.at) for _, o in touches if o.kind == "visit") == [
+        ("alice", "visit", DAY), ("bob", "visit", DAY), ("bob", "visit", DAY + IN_VISIT_S + 1)]
+    credits = attribute([msg(1, 0.0), msg(2, 0.0, "bob")], outcomes, WEEK)
+    assert (credits[1].visit_at, credits[1].sale_cents) == (DAY, 3000)
+    assert (credits[2].visit_at, credits[2].sale_cents) == (DAY, 2000)
+
+
+def test_the_period_credits_no_outcome_that_a_later_message_took_over() -> None:
+    db = open_db(":memory:")
+    migrations.migrate(db.conn)
+    db.execute("INSERT INTO customers (id, name, whatsapp, language, sizes, brands, notes, created_at) "
+               "VALUES ('alice', 'Alice', '+491701', 'de', '{}', '[]', '', 0)")
+    for mid, at in ((1, 3 * DAY), (2, 8 * DAY)):  # the second after the period asked for
+        db.execute("INSERT INTO wa_inbox (id, wa_id, customer_id, direction, kind, text, at) "
+                   "VALUES (?, '491701', 'alice', 'out', 'journey:tried', '', ?)", [mid, at])
+    db.execute("INSERT INTO visits (customer_id, entered_at) VALUES ('alice', ?)", [9 * DAY])
+    week = figures(db, 0.0, WEEK, 20 * DAY, WEEK, 1800.0, lambda a, b: b - a)["messages"]
+    assert [(r["messages"], r["visits"]) for r in week] == [(1, 0)]
+    later = figures(db, WEEK, 2 * WEEK, 20 * DAY, WEEK, 1800.0, lambda a, b: b - a)["messages"]
+    assert [(r["messages"], r["visits"]) for r in later] == [(1, 1)]

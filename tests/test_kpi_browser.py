@@ -87,7 +87,7 @@ def test_dashboard_in_german_on_a_phone_has_no_sideways_scroll(serve, browser, t
     with page.expect_response(lambda r: r.url.endswith("/dashboard") and r.ok):  # fresh figures each minute
         page.clock.fast_forward(61_000)
     tiles = page.locator(".tile .l").all_inner_texts()
-    assert "Besucher (Türzählung)" in tiles and "Konversion (Verkäufe je Besucher)" in tiles
+    assert "Besucher (aus Türzählung geschätzt)" in tiles and "Konversion (Verkäufe je Besucher)" in tiles
     assert page.locator("#summary").inner_text().startswith("01.03.2026")  # yesterday, written the German way
     assert "€" in page.locator(".tiles").inner_text() and "%" in page.locator(".tiles").inner_text()
     assert page.locator("#messages tbody tr").count() == 3  # two journeys and the staff replies

@@ -6,20 +6,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 
 import httpx
+import numpy as np
 import pytest
 
 from cloud_sync import inbox, migrations
 from cloud_sync.config import parse_config
 from edge import protocol
 from firmware_config.store import OpeningHours, load_store
-from gateway import auth, links
+from gateway import auth, kpi_period, links
 from gateway.app import create_app
 from gateway.core import GatewayCore
 from gateway.customers import add_customer
 from gateway.db import open_db
+from gateway.footfall import FIGURES, visitors_in
 from gateway.kpi import record_footfall
+from sim.door_sensor import SensedDoor, simulate
+from sim.scenario import DoorSensor
 from tests.conftest import BOUTIQUE
 from tests.test_wa_inbox import ALICE, ENV, config_text, make_service
 
@@ -73,27 +78,50 @@ def rows(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text)))
 
 
-def test_door_counts_give_visitors_per_open_hour_and_conversion(gw) -> None:  # noqa: ANN001
-    clients, core, _ = gw
+def a_day_at_the_door(core: GatewayCore) -> tuple[int, list[float]]:
+    """A busy Monday through a beam counter (sim.door_sensor: missed singles, the missed second of a pair,
+    false triggers, wrong ways), into the gateway: (people who came in, the inward crossings counted)."""
+    rng = np.random.default_rng(3)
+    people: list = []
+    t = 0.0
+    while t < 8 * H - 120:
+        t += float(rng.uniform(20.0, 60.0))
+        people.append((f"a{t}", f"g{t}", "front", t, "in"))
+        if rng.random() < 0.3:  # two side by side
+            people.append((f"b{t}", f"g{t}", "front", t + float(rng.uniform(0.1, 0.45)), "in"))
+    door_model = [SensedDoor("front", "beam", "entrance-1", (np.zeros(2), np.ones(2)))]
+    _, reports, _ = simulate(people, door_model, DoorSensor(doors={"front": "beam"}, offline_per_h=0.0), 8 * H, rng)
     topic = protocol.node_topic("boutique", "entrance-1", "door")
-    crossings = [(MON_10 + 1800, "in")] * 3 + [(MON_10 + H + 600, "in"), (MON_10 + H + 1200, "out"),
-                                               (MON_10 + H + 1300, "out"), (MON_10 - 2 * H, "in")]  # 08:00: closed
-    for seq, (t, direction) in enumerate(crossings):
-        core.handle(topic, door(seq, t, direction))
-    sale(core, MON_10 + 2700, 5000)
-    sale(core, MON_10 + H + 1800, 3000)
+    for seq, r in enumerate(reports):
+        core.handle(topic, door(seq, MON_10 + r.t, r.direction))
+    return len(people), [MON_10 + r.t for r in reports if r.direction == "in"]
+
+
+def test_door_counts_give_estimated_visitors_per_open_hour_and_conversion(gw) -> None:  # noqa: ANN001
+    clients, core, _ = gw
+    people, counted = a_day_at_the_door(core)
+    topic = protocol.node_topic("boutique", "entrance-1", "door")
+    core.handle(topic, door(len(counted) + 10_000, MON_10 - 2 * H, "in"))  # 08:00: closed, not counted
+    for i in range(100):
+        sale(core, MON_10 + 200 * i, 5000)
     sale(core, MON_10 - H, 9900)  # before opening: not part of the conversion
     k = clients["mia"].get("/api/kpi").json()["footfall"]
     assert k["source"] == "door" and k["hours"] == ["10", "11", "12", "13", "14", "15", "16", "17"]
-    assert (k["visitors_in"][:2], k["visitors_out"][:2], k["visitors"]) == ([3, 1], [0, 2], 4)
-    assert (k["sales"], k["revenue_cents"], k["conversion"], k["average_order_value_cents"]) == (2, 8000, 0.5, 4000)
+    assert sum(k["counted_in"]) == len(counted) < 0.9 * people  # the raw count is far too low ...
+    assert abs(k["visitors"] - people) / people < 0.05  # ... the estimate is not
+    assert k["visitors"] == pytest.approx(visitors_in(counted, 8.0, FIGURES["beam"]))
+    factor = k["visitors"] / len(counted)  # every hour's crossings corrected alike: the hours add up to the day
+    assert k["visitors_in"] == pytest.approx([n * factor for n in k["counted_in"]])
+    assert (k["sales"], k["revenue_cents"], k["average_order_value_cents"]) == (100, 500_000, 5000)
+    assert k["conversion"] == pytest.approx(100 / k["visitors"])
     table = rows(clients["mia"].get("/api/kpi/hours.csv").text)
-    assert table[0] == ["hour", "visitors_in", "visitors_out", "source"] and table[1] == ["10", "3.0", "0.0", "door"]
+    assert table[0] == ["hour", "visitors_in", "visitors_out", "source"] and table[1][0] == "10"
+    assert float(table[1][1]) == pytest.approx(k["visitors_in"][0])
     # the week-on-week trend: last week had nobody
     trend = clients["mia"].get("/api/kpi/trend").json()
-    assert trend["this_week"]["visitors"] == 4 and trend["change"]["visitors"] is None
+    assert trend["this_week"]["source"] == "door" and trend["change"]["visitors"] is None
     page = clients["mia"].get("/dashboard", headers={"accept-language": "en"}).text
-    assert "Visitors (door count)" in page and "50.0%" in page and "€80.00" in page
+    assert "Visitors (estimated from door counts)" in page and "€50.00" in page
 
 
 def test_without_a_door_sensor_the_figures_are_a_labelled_estimate(gw) -> None:  # noqa: ANN001
@@ -211,3 +239,33 @@ def test_checkout_links_go_through_the_gateway_when_it_has_a_public_address(tmp_
     assert target == ("https://shop.example.com/cart?items=04000000000011%3A1&ref=basket-7&store=boutique", "alice",
                       "basket-7")
     svc.close()
+
+
+def test_the_figures_are_read_outside_the_core_lock_on_a_database_file(serve, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    clock = Clock()
+    core = GatewayCore(STORE, open_db(tmp_path / "gateway.db"), clock=clock)
+    auth.create_staff(core.db, "mia", "mia-password", "manager", now=clock.t)
+    people, _ = a_day_at_the_door(core)
+    ingest_got_the_lock: list[bool] = []
+    week_on_week = kpi_period.week_on_week
+
+    def ingest() -> None:
+        got = core.lock.acquire(timeout=3)
+        ingest_got_the_lock.append(got)
+        if got:
+            core.lock.release()
+
+    def while_ingest_runs(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        """The figures, while another thread (ingest) needs the core's lock."""
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        thread.join()
+        return week_on_week(*args, **kwargs)
+
+    monkeypatch.setattr(kpi_period, "week_on_week", while_ingest_runs)
+    srv = serve(create_app(core))
+    with httpx.Client(base_url=srv.url, timeout=10) as mia:
+        assert mia.post("/api/login", json={"username": "mia", "password": "mia-password"}).status_code == 200
+        trend = mia.get("/api/kpi/trend").json()
+    assert ingest_got_the_lock == [True]
+    assert abs(trend["this_week"]["visitors"] - people) / people < 0.1
