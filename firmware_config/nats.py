@@ -5,7 +5,9 @@ events are on its own disk first, and one leaf remote to HQ, authenticated with 
 password. HQ's server holds one user per store whose permissions reach only that store's
 subjects: its events (`chain.<store>.>`), its JetStream API and acks as HQ calls them across the
 link, and its own reply prefix (`_HQ.<store>.>`): never `_INBOX.>`, which would let a store
-read HQ's traffic with every other store. The `render_*` functions are pure; `generate` writes.
+read HQ's traffic with every other store. Back from HQ, each store mirrors HQ's customer bucket
+(`chain-customers`) into its own domain, so its permissions also allow creating a mirror consumer
+on that one stream and receiving its deliveries. The `render_*` functions are pure; `generate` writes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ DEFAULT_HQ_PORT = 4222
 DEFAULT_HQ_LEAF_PORT = 7422
 DEFAULT_HQ_STORAGE_DIR = "/var/lib/instore-nats-hq"
 MAX_MEMORY_STORE = "64MB"  # streams are file-backed; memory only for JetStream's own bookkeeping
+HQ_DOMAIN = "hq"
+CUSTOMERS_BUCKET = "chain-customers"  # HQ's key-value bucket of the chain's customers, mirrored by every store
 
 
 def stream_name(store_id: str) -> str:
@@ -43,6 +47,11 @@ def subject_prefix(store_id: str) -> str:
 def reply_prefix(store_id: str) -> str:
     """HQ's inbox prefix when it talks to one store: the only replies that store may send."""
     return f"_HQ.{store_id}"
+
+
+def customers_stream() -> str:
+    """The stream behind the customer bucket: at HQ, and under the same name as each store's mirror."""
+    return f"KV_{CUSTOMERS_BUCKET}"
 
 
 def store_user(store_id: str) -> str:
@@ -91,10 +100,17 @@ def render_leaf_conf(store: StoreFile, password: str, *, store_file: str | Path 
 
 
 def store_permissions(store_id: str) -> dict[str, list[str]]:
-    """What a store's HQ account may send (publish) and receive (subscribe) over its link."""
+    """What a store's HQ account may send (publish) and receive (subscribe) over its link.
+
+    The last three of each list are the store's mirror of HQ's customer bucket: creating its mirror
+    consumer on that one stream, the flow control of its deliveries, the reply to the create
+    (`$JSC.R.`) and the deliveries (`$JS.M.`). Both carry only the customer bucket (docs/chain.md).
+    """
+    create = f"$JS.{HQ_DOMAIN}.API.CONSUMER.CREATE.{customers_stream()}"
     return {
-        "publish": [f"{subject_prefix(store_id)}.>", f"{reply_prefix(store_id)}.>"],
-        "subscribe": [f"$JS.{store_id}.API.>", f"$JS.ACK.{stream_name(store_id)}.>"],
+        "publish": [f"{subject_prefix(store_id)}.>", f"{reply_prefix(store_id)}.>",
+                    create, f"{create}.>", f"$JS.FC.{customers_stream()}.>"],
+        "subscribe": [f"$JS.{store_id}.API.>", f"$JS.ACK.{stream_name(store_id)}.>", "$JSC.R.>", "$JS.M.>"],
     }
 
 
@@ -119,7 +135,7 @@ def render_hq_conf(
         'server_name: "hq"',
         f"port: {port}",
         "jetstream {",
-        '  domain: "hq"',
+        f"  domain: {_q(HQ_DOMAIN)}",
         f"  store_dir: {_q(storage_dir)}",
         f"  max_memory_store: {MAX_MEMORY_STORE}",
         "}",

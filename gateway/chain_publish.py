@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlite_utils
 from fastapi import FastAPI
@@ -192,21 +192,26 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
-class PublisherThread:
-    """`publisher` in its own thread and event loop, away from the API's loop and the MQTT thread."""
+class Runner(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...  # pragma: no cover
 
-    def __init__(self, publisher: ChainPublisher):
-        self.publisher = publisher
+
+class PublisherThread:
+    """`publisher` (and `also`: the customer sync) in its own thread and event loop, away from the
+    API's loop and the MQTT thread."""
+
+    def __init__(self, publisher: ChainPublisher, *also: Runner):
+        self.publisher, self.also = publisher, also
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="chain-publish", daemon=True)
 
     async def _main(self) -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(self.publisher.run(stop))
-        while not self._stopping.is_set() and not task.done():
+        tasks = [asyncio.create_task(r.run(stop)) for r in (self.publisher, *self.also)]
+        while not self._stopping.is_set() and not all(t.done() for t in tasks):
             await asyncio.sleep(STOP_POLL_S)
         stop.set()
-        await task
+        await asyncio.gather(*tasks)
 
     def start(self) -> None:
         self._thread.start()

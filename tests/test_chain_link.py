@@ -10,26 +10,20 @@ import asyncio
 import json
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import nats
 import psycopg
 import pytest
 
-from firmware_config import tls
-from firmware_config.nats import HQ_USER, generate, reply_prefix, store_user
-from firmware_config.store import StoreFile
-from firmware_config.validate import validate_text
+from firmware_config.nats import HQ_USER, reply_prefix, store_user
 from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread
 from gateway.db import open_db
 from gateway.events import EventLog
 from gateway.service import build_gateway
-from instore.hq import SCHEMA, Hq, HqConfig
-from tests.chain_env import NatsServer, free_port, postgres
-from tests.conftest import BOUTIQUE
+from instore.hq import Hq, HqConfig
+from tests.chain_env import Chain, running_chain
 
 CUT_S = 5.0  # the link cut of the issue's first slice
 ARRIVE_S = 20.0  # generous bound for events to reach HQ after the link is back
@@ -61,46 +55,10 @@ class Background:
         assert not self.thread.is_alive()
 
 
-@dataclass
-class Chain:
-    stores: dict[str, StoreFile]
-    hq: NatsServer
-    leafs: dict[str, NatsServer]
-    hq_port: int
-    passwords: dict[str, str]
-    dsn: str
-
-
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    tmp = tmp_path_factory.mktemp("chain")
-    certs = tls.generate("hq", tmp / "tls", ["127.0.0.1", "localhost"])
-    hq_port, leaf_port = free_port(), free_port()
-    stores = {}
-    for sid in ("a", "b"):
-        text = BOUTIQUE.read_text(encoding="utf-8").replace('id = "boutique"', f'id = "{sid}"', 1)
-        text += (f'\n[chain]\nhq_url = "tls://127.0.0.1:{leaf_port}"\nhq_cafile = "{certs.ca_cert}"\n'
-                 f'nats_port = {free_port()}\nstorage_dir = "{tmp / ("js-" + sid)}"\n')
-        stores[sid] = validate_text(text, f"{sid}.toml")
-    files = generate([(s, None) for s in stores.values()], tmp / "conf", hq=True, hq_port=hq_port,
-                     hq_leaf_port=leaf_port, hq_storage_dir=str(tmp / "js-hq"), hq_certfile=str(certs.cert),
-                     hq_keyfile=str(certs.key))
-    assert files.hq_conf is not None
-    passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))
-    hq = NatsServer(files.hq_conf, hq_port)
-    leafs = {sid: NatsServer(files.leaf_confs[sid], s.chain.nats_port) for sid, s in stores.items() if s.chain}
-    hq.start()
-    for leaf in leafs.values():
-        leaf.start()
-    try:
-        with postgres() as dsn:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(SCHEMA)  # as `instore hq` makes it, before the tests look
-            yield Chain(stores, hq, leafs, hq_port, passwords, dsn)
-    finally:
-        for leaf in leafs.values():
-            leaf.stop()
-        hq.stop()
+    with running_chain(tmp_path_factory.mktemp("chain"), ["a", "b"]) as c:
+        yield c
 
 
 def _publisher(chain: Chain, sid: str, db_path: Path) -> tuple[ChainPublisher, PublisherThread]:
@@ -247,6 +205,9 @@ def test_a_store_cannot_write_or_read_another_store_or_hq_inboxes(chain: Chain) 
     async def cross(nc: nats.NATS) -> None:
         await nc.publish("chain.b.events.entry", b"{}")
         await nc.publish("$JS.b.API.STREAM.INFO.chain-b", b"")
+        await nc.publish("$KV.chain-customers.c-1", b"{}")  # the customer bucket: HQ writes it, stores mirror it
+        await nc.publish("$JS.hq.API.STREAM.PURGE.KV_chain-customers", b"")
+        await nc.publish("$JS.hq.API.CONSUMER.DELETE.KV_chain-customers.mirror-of-b", b"")
         for subject in ("chain.b.>", f"{reply_prefix('b')}.>", "_INBOX.>", "$JS.b.API.>", "$JS.ACK.chain-b.>", ">"):
             await nc.subscribe(subject)
 
@@ -258,6 +219,10 @@ def test_a_store_cannot_write_or_read_another_store_or_hq_inboxes(chain: Chain) 
     assert errors == [
         'nats: permissions violation for publish to "chain.b.events.entry"',
         'nats: permissions violation for publish to "$js.b.api.stream.info.chain-b"',
+        'nats: permissions violation for publish to "$kv.chain-customers.c-1"',
+        # HQ names its own domain's API without the domain in the refusal
+        'nats: permissions violation for publish to "$js.api.stream.purge.kv_chain-customers"',
+        'nats: permissions violation for publish to "$js.api.consumer.delete.kv_chain-customers.mirror-of-b"',
         'nats: permissions violation for subscription to "chain.b.>"',
         'nats: permissions violation for subscription to "_hq.b.>"',
         'nats: permissions violation for subscription to "_inbox.>"',

@@ -1,4 +1,5 @@
-"""The chain's pure decisions: what leaves a store (`chain_message`) and whose it is at HQ (`classify`)."""
+"""The chain's pure decisions: what leaves a store (`chain_message`), whose it is at HQ (`classify`), and
+the customer record between HQ and the stores (`merge_profile`, `bucket_value`, `snapshot`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import json
 
 import pytest
 
+from gateway.chain_customers import CHAIN_METHOD, bucket_entry, changed_customers, snapshot
 from gateway.chain_publish import chain_message
+from gateway.customers import Identity, add_customer, link_identity, record_consent
+from gateway.db import open_db
 from gateway.events import StaffEvent
-from instore.hq import classify
+from instore.hq import bucket_value, classify, merge_profile
 
 
 def _ev(kind: str, customer: str | None = "c-7", data: dict | None = None, id_: int = 42) -> StaffEvent:
@@ -74,3 +78,51 @@ def test_another_store_named_anywhere_is_flagged_and_the_link_store_kept(
     got = classify("a", subject, msg_id, data)
     assert got.store == "a"
     assert got.forged == reason
+
+
+def _snap(at: float, granted: bool, keys: list[str], name: str = "Anna", updated: float = 1.0) -> dict:
+    return {"id": "c-1", "name": name, "language": "de", "sizes": {}, "brands": [], "colours": [],
+            "updated_at": updated,
+            "consent": {"recognition": {"granted": granted, "at": at}},
+            "identities": [{"kind": "eid", "value": k, "k": 10, "epoch": 0} for k in keys]}
+
+
+def test_hq_record_takes_the_newest_consent_joins_keys_and_keeps_the_home_store() -> None:
+    first = merge_profile(None, _snap(10.0, True, ["k1"]), "a")
+    later = merge_profile(first, _snap(20.0, False, ["k2"], name="Anna B", updated=2.0), "b")
+    assert later["consent"]["recognition"] == {"granted": False, "at": 20.0}
+    assert [i["value"] for i in later["identities"]] == ["k1", "k2"]
+    assert (later["home"], later["name"]) == ("a", "Anna B")
+    stale = merge_profile(later, _snap(15.0, True, ["k1"], name="Old", updated=0.5), "c")
+    assert stale["consent"]["recognition"]["granted"] is False  # an older grant does not undo the withdrawal
+    assert stale["name"] == "Anna B"
+
+
+def test_the_bucket_carries_keys_only_while_recognition_is_granted() -> None:
+    granted = json.loads(bucket_value(merge_profile(None, _snap(1.0, True, ["k1"]), "a")))
+    withdrawn = json.loads(bucket_value(merge_profile(None, _snap(1.0, False, ["k1"]), "a")))
+    assert [i["value"] for i in granted["identities"]] == ["k1"]
+    assert withdrawn["identities"] == []
+
+
+def test_a_bucket_delete_or_purge_is_an_erasure() -> None:
+    assert bucket_entry("$KV.chain-customers.c-1", None, b'{"id": "c-1"}') == ("c-1", {"id": "c-1"})
+    assert bucket_entry("$KV.chain-customers.c-1", {"KV-Operation": "PURGE"}, b"") == ("c-1", None)
+    assert bucket_entry("$KV.chain-customers.c-1", {"KV-Operation": "DEL"}, b"") == ("c-1", None)
+
+
+def test_a_store_sends_up_its_own_consent_changes_and_keys_but_not_what_came_from_hq() -> None:
+    db = open_db(":memory:")
+    add_customer(db, "c-1", "Anna", whatsapp="+491701234567", notes="likes linen", now=1.0)
+    add_customer(db, "c-2", "Ben", now=1.0)
+    record_consent(db, "c-1", "recognition", True, now=2.0, method="enrolment-page")
+    link_identity(db, Identity("c-1", "eid", "ab" * 16, 10, 0))
+    record_consent(db, "c-2", "recognition", True, now=2.0, method=CHAIN_METHOD)
+    ids, consents, idents = changed_customers(db, 0, 0)
+    assert ids == ["c-1"]
+    assert changed_customers(db, consents, idents)[0] == []
+    snap = snapshot(db, "c-1")
+    assert snap is not None
+    assert "whatsapp" not in snap and "notes" not in snap  # the number and staff notes stay in the store
+    assert snap["consent"] == {"recognition": {"granted": True, "at": 2.0}}
+    assert [i["value"] for i in snap["identities"]] == ["ab" * 16]
