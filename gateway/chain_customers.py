@@ -24,7 +24,7 @@ import sqlite_utils
 from firmware_config.nats import CUSTOMERS_BUCKET, HQ_DOMAIN, customers_stream, subject_prefix
 from firmware_config.store import Chain
 from gateway import consent
-from gateway.chain_publish import Cursor, connected, sleep_unless
+from gateway.chain_publish import Cursor, Generation, connected, sleep_unless
 from gateway.customers import Identity, has_consent
 
 log = logging.getLogger("instore.chain")
@@ -150,6 +150,7 @@ class CustomerSync:
         self.applied_cursor = Cursor(side.db, side.lock, customers_stream())  # the bucket's last applied seq
         self.consent_cursor = Cursor(side.db, side.lock, CONSENT_CURSOR)
         self.identity_cursor = Cursor(side.db, side.lock, IDENTITY_CURSOR)
+        self.generation = Generation(side.db, side.lock)
         self.applied = 0
         self.sent = 0
         self.failures = 0
@@ -160,10 +161,11 @@ class CustomerSync:
             ids, consents, idents = changed_customers(self.side.db, self.consent_cursor.get(),
                                                       self.identity_cursor.get())
             records = [r for r in (snapshot(self.side.db, c) for c in ids) if r is not None]
+        msg_id = f"{self.store_id}:{self.generation.get()}:customer:{consents}.{idents}"
         for record in records:
             body = {"store": self.store_id, "kind": "customer", "customer_id": record["id"], "data": record}
             await js.publish(f"{subject_prefix(self.store_id)}.events.customer", json.dumps(body).encode(),
-                             headers={"Nats-Msg-Id": f"{self.store_id}:customer:{consents}.{idents}:{record['id']}"})
+                             headers={"Nats-Msg-Id": f"{msg_id}:{record['id']}"})
             self.sent += 1
         self.consent_cursor.set(consents)
         self.identity_cursor.set(idents)

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from firmware_config.nats import HQ_USER, reply_prefix, store_user
-from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread
+from gateway.chain_publish import ChainPublisher, Cursor, Generation, PublisherThread
 from gateway.db import open_db
 from gateway.events import EventLog
 from gateway.service import build_gateway
@@ -121,7 +121,8 @@ def test_store_event_reaches_the_chain_crm_exactly_once_and_nothing_else_leaves(
         pub_bg.stop()
         hq_bg.stop()
     rows = _rows(chain, "SELECT msg_id, kind, customer_id FROM chain_events WHERE store = 'a' ORDER BY event_id")
-    assert rows == [(f"a:{entry}", "entry", "c-1"), (f"a:{entry + 3}", "follow_up", "c-1")]
+    gen = Generation(log.db, log.lock).get()
+    assert rows == [(f"a:{gen}:{entry}", "entry", "c-1"), (f"a:{gen}:{entry + 3}", "follow_up", "c-1")]
     assert _rows(chain, "SELECT entries, follow_ups, events, last_store FROM chain_customers "
                  "WHERE customer_id = 'c-1'") == [(1, 1, 2, "a")]
     assert (pub.published, pub.skipped, hq.recorded, hq.duplicates, hq.forged) == (2, 3, 2, 0, 0)
@@ -182,6 +183,35 @@ def test_cut_with_gateway_restart_and_store_server_kill_loses_and_duplicates_not
     assert [r[0] for r in got] == ids  # every event once, none twice
     assert before_restart + pub.published == len(ids)  # the cursor: nothing published twice, even to the store
     assert _rows(chain, "SELECT count(*) FROM chain_customers WHERE customer_id LIKE %s", ["cut-%"]) == [(50,)]
+
+
+def test_a_gateway_database_restored_from_an_older_backup_gets_a_new_generation(chain: Chain, tmp_path: Path) -> None:
+    log = _gateway_db(tmp_path / "gw.db", 5000)
+    before = [_entry(log, f"restore-{i}", 600.0 + i) for i in range(2)]
+    backup = tmp_path / "backup.db"
+    log.db.conn.execute("VACUUM INTO ?", [str(backup)])  # the nightly backup
+    _, pub = _publisher(chain, "a", tmp_path / "gw.db")
+    hq, hq_bg = _hq(chain, ["a"])
+    count = "SELECT count(*) FROM chain_events WHERE customer_id LIKE 'restore-%%'"
+    try:
+        after = [_entry(log, f"restore-{i}", 610.0 + i) for i in range(2, 5)]
+        _wait_for(lambda: _rows(chain, count) == [(5,)])
+        pub.stop()  # the gateway's disk dies; its database comes back from the backup...
+        restored = EventLog(open_db(backup), threading.RLock())
+        old_generation = Generation(restored.db, restored.lock).get()
+        _, pub = _publisher(chain, "a", backup)
+        reused = [_entry(restored, f"restore-{i}", 700.0 + i) for i in range(5, 7)]  # ...and numbers events again
+        _wait_for(lambda: _rows(chain, count) == [(7,)])
+        time.sleep(1.0)  # a repeat of the two events in the backup would arrive by now
+    finally:
+        pub.stop()
+        hq_bg.stop()
+    assert reused == after[:2]  # the same event ids as events HQ already holds
+    assert Generation(restored.db, restored.lock).get() != old_generation
+    got = _rows(chain, "SELECT event_id, customer_id FROM chain_events WHERE customer_id LIKE 'restore-%%' "
+                "ORDER BY ts")
+    assert got == [(i, f"restore-{n}") for n, i in enumerate(before + after + reused)]
+    assert hq.duplicates == 0
 
 
 async def _violations(chain: Chain, user: str, attempts: Callable[[nats.NATS], Coroutine]) -> list[str]:

@@ -4,11 +4,12 @@ the customer record between HQ and the stores (`merge_profile`, `bucket_value`, 
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from gateway.chain_customers import CHAIN_METHOD, bucket_entry, changed_customers, snapshot
-from gateway.chain_publish import chain_message
+from gateway.chain_publish import Generation, chain_message, published_id
 from gateway.customers import Identity, add_customer, link_identity, record_consent
 from gateway.db import open_db
 from gateway.events import StaffEvent
@@ -30,12 +31,12 @@ def _ev(kind: str, customer: str | None = "c-7", data: dict | None = None, id_: 
     ],
 )
 def test_customer_business_events_leave_with_subject_and_message_id(kind: str, data: dict, chain_kind: str) -> None:
-    msg = chain_message("shop", _ev(kind, data=data))
+    msg = chain_message("shop", _ev(kind, data=data), "9f3a")
     assert msg is not None
     assert msg.subject == f"chain.shop.events.{chain_kind}"
-    assert msg.msg_id == "shop:42"
-    assert json.loads(msg.payload) == {"store": "shop", "id": 42, "ts": 1700.5, "kind": chain_kind,
-                                       "source_kind": kind, "customer_id": "c-7", "data": data}
+    assert msg.msg_id == "shop:9f3a:42"
+    assert json.loads(msg.payload) == {"store": "shop", "generation": "9f3a", "id": 42, "ts": 1700.5,
+                                       "kind": chain_kind, "source_kind": kind, "customer_id": "c-7", "data": data}
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,21 @@ def test_customer_business_events_leave_with_subject_and_message_id(kind: str, d
     ],
 )
 def test_everything_else_stays_in_the_store(ev: StaffEvent) -> None:
-    assert chain_message("shop", ev) is None
+    assert chain_message("shop", ev, "9f3a") is None
+
+
+def test_a_published_id_counts_only_for_this_store_and_generation() -> None:
+    assert published_id("shop:9f3a:42", "shop", "9f3a") == 42
+    assert published_id("shop:0b1c:42", "shop", "9f3a") is None  # an earlier database of the store
+    assert published_id("mall:9f3a:42", "shop", "9f3a") is None
+    assert published_id("shop:9f3a:customer:3.4:c-1", "shop", "9f3a") is None
+
+
+def test_every_new_database_has_its_own_generation() -> None:
+    first, second = (Generation(open_db(":memory:"), threading.RLock()) for _ in range(2))
+    assert first.get() != second.get()
+    old = first.get()
+    assert first.renew() == first.get() != old
 
 
 def _body(store: str) -> bytes:
