@@ -509,9 +509,20 @@ def bench(
     quick: Annotated[bool, typer.Option(help="Small sizes: a smoke run, not a measurement.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the benchmarks and exit.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Only JSON lines on stdout (no progress).")] = False,
+    param: Annotated[
+        list[str] | None, typer.Option(help="NAME=NUMBER for the benchmark's own sizes, e.g. stores=10 (repeatable).")
+    ] = None,
 ) -> None:
     """Run benchmarks from benchmarks/, printing one JSON object per benchmark."""
     from benchmarks import discover, run_one
+
+    params = {}
+    for p in param or []:
+        key, _, value = p.partition("=")
+        try:
+            params[key] = int(value) if value.isdigit() else float(value)
+        except ValueError:
+            _fail(f"--param {p!r}: expected NAME=NUMBER")
 
     found = discover()
     if list_:
@@ -525,7 +536,7 @@ def bench(
     for name in selected:
         if not json_out:
             typer.echo(f"running {name}...", err=True)
-        typer.echo(json.dumps(run_one(found[name], quick=quick)))
+        typer.echo(json.dumps(run_one(found[name], quick=quick, **params)))
 
 
 @fob_app.command("provision")
