@@ -159,13 +159,21 @@ def gateway(
 
 
 @app.command()
-def hq(config: Annotated[Path, typer.Option(help="HQ's TOML file (docs/chain.md).")]) -> None:
+def hq(
+    config: Annotated[Path, typer.Option(help="HQ's TOML file (docs/chain.md).")],
+    withdraw: Annotated[str | None, typer.Option(help="Instead: withdraw CUSTOMER's --purpose consent in every store.")]
+    = None,
+    purpose: Annotated[str, typer.Option(help="The consent purpose --withdraw withdraws.")] = "recognition",
+    erase: Annotated[str | None, typer.Option(help="Instead: erase CUSTOMER at HQ and in every store.")] = None,
+) -> None:
     """The chain HQ: pull every store's events across its leaf link into the chain CRM (PostgreSQL)."""
     import asyncio
     import signal
+    import time
 
     from firmware_config.paths import store_relative
     from firmware_config.validate import ConfigError
+    from gateway.db import PURPOSES
     from instore.hq import Hq, load_config
 
     _logging()
@@ -174,6 +182,16 @@ def hq(config: Annotated[Path, typer.Option(help="HQ's TOML file (docs/chain.md)
         password = store_relative(config, cfg.password_file).read_text(encoding="utf-8").strip()
     except (ConfigError, OSError) as exc:
         _fail(str(exc))
+
+    if withdraw or erase:
+        if purpose not in PURPOSES:
+            _fail(f"--purpose: unknown purpose {purpose!r}, expected one of {', '.join(PURPOSES)}")
+        customer = erase or withdraw or ""
+        done = asyncio.run(Hq(cfg, password).command(customer, erase=bool(erase), purpose=purpose, now=time.time()))
+        if not done:
+            _fail(f"customer {customer!r} not found at HQ")
+        typer.echo(f"{'erased' if erase else 'withdrew ' + purpose + ' of'} {customer}: every store follows")
+        return
 
     async def serve() -> None:
         stop = asyncio.Event()

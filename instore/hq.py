@@ -272,6 +272,21 @@ class Hq:
         await asyncio.to_thread(lambda: erase_customer(self.db.get(), customer_id))
         await self.kv.purge(customer_id)
 
+    async def command(self, customer_id: str, *, erase: bool, purpose: str, now: float) -> bool:
+        """One withdrawal or erasure from the command line, beside a running `instore hq`."""
+        import nats
+
+        nc = await nats.connect(self.config.nats_url, user=HQ_USER, password=self.password, allow_reconnect=False)
+        try:
+            self.kv = await self._bucket(nc.jetstream(), asyncio.Event())
+            if erase:
+                await self.erase(customer_id)
+                return True
+            return await self.withdraw(customer_id, purpose, now)
+        finally:
+            await nc.close()
+            self.db.reset()
+
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
         log.warning("hq: %s (retrying)", exc)

@@ -7,6 +7,7 @@ everywhere, and a store's copy of the chain's customers is on its own disk throu
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from typer.testing import CliRunner, Result
 
 from firmware_config.nats import HQ_USER, stream_name
 from gateway.chain_customers import CustomerSync, StoreSide
@@ -27,6 +29,7 @@ from gateway.customers import Identity, add_customer, has_consent, link_identity
 from gateway.db import open_db
 from gateway.eid import compute_eid
 from gateway.routes_common import Clienteling
+from instore.cli import app
 from instore.hq import Hq, HqConfig
 from tests.chain_env import Chain, running_chain
 
@@ -126,6 +129,13 @@ def _enrol(store: Store, name: str) -> tuple[str, bytes]:
     return cid, key
 
 
+def _hq_command(chain: Chain, tmp: Path, *args: str) -> Result:
+    (tmp / "hq-password").write_text(chain.passwords[HQ_USER], encoding="utf-8")
+    (tmp / "hq.toml").write_text(f'nats_url = "nats://127.0.0.1:{chain.hq_port}"\npassword_file = "hq-password"\n'
+                                 f'postgres = "{chain.dsn}"\nstores = {json.dumps(STORES)}\n', encoding="utf-8")
+    return CliRunner().invoke(app, ["hq", "--config", str(tmp / "hq.toml"), *args])
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     with running_chain(tmp_path_factory.mktemp("chain"), STORES) as c:
@@ -164,7 +174,8 @@ def test_customers_consent_and_erasure_reach_every_store(chain: Chain, tmp_path:
             _wait_for(lambda s=s: s.recognises(key, cid))
 
         needles = customer_needles(a.core.db, cid)
-        loop.call(hq.erase(cid))
+        erased = _hq_command(chain, tmp_path, "--erase", cid)  # an operator at HQ, beside the running `instore hq`
+        assert erased.exit_code == 0, erased.output
         for s in stores.values():
             _wait_for(lambda s=s: not s.has(cid))
             assert not s.recognises(key, cid)
@@ -176,6 +187,9 @@ def test_customers_consent_and_erasure_reach_every_store(chain: Chain, tmp_path:
         stores["c"].thread.stop()
         stores["c"] = _store(chain, "c", tmp_path / "c-new.db")
         _wait_for(lambda: stores["c"].recognises(regular_key, regular))  # ...and gets HQ's customers from its disk
+        chain.hq.start()
+        gone = _hq_command(chain, tmp_path, "--withdraw", cid)
+        assert gone.exit_code != 0 and f"customer {cid!r} not found at HQ" in gone.output
     finally:
         for s in stores.values():
             s.thread.stop()
