@@ -118,41 +118,24 @@ async def _publish(leaf_ports: dict[str, int], stores: int, rate: float, stop: A
 
 async def _consume(hq_url: str, password: str, lid: str, tally: Tally, stop: asyncio.Event) -> None:
     """HQ's pull of one leaf's stream, as `instore hq` does it, without PostgreSQL."""
-    from nats.errors import TimeoutError as NatsTimeout
-    from nats.js.api import ConsumerConfig
-
-    from firmware_config.nats import HQ_USER, reply_prefix, stream_name, subject_prefix
-    from gateway.chain_publish import connected, sleep_unless
-    from instore.hq import ACK_WAIT_S, CONSUMER, FETCH_BATCH, FETCH_WAIT_S, RETRY_S
+    from instore.hq import pull
 
     async def quiet(exc: Exception) -> None:  # the cut makes the client report every reconnect attempt
         return None
 
-    async with connected(hq_url, stop, lambda exc: None, user=HQ_USER, password=password, error_cb=quiet,
-                         inbox_prefix=reply_prefix(lid).encode()) as nc:
-        js, sub = nc.jetstream(domain=lid), None
-        while not stop.is_set():
-            try:
-                if sub is None:
-                    sub = await js.pull_subscribe(f"{subject_prefix(lid)}.events.>", durable=CONSUMER,
-                                                  stream=stream_name(lid), config=ConsumerConfig(ack_wait=ACK_WAIT_S))
-                msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
-            except (TimeoutError, NatsTimeout):
-                continue
-            except Exception:  # noqa: BLE001 (HQ's server is down: the cut)
-                sub = None
-                await sleep_unless(stop, RETRY_S)
-                continue
-            now = time.time()
-            for m in msgs:
-                msg_id = (m.headers or {}).get("Nats-Msg-Id", "")
-                if msg_id in tally.ids:
-                    tally.duplicates += 1
-                else:
-                    tally.ids.add(msg_id)
-                    tally.latencies_ms.append((now - json.loads(m.data)["sent"]) * 1000)
-                    tally.arrivals.append(now)
-                await m.ack()
+    async def take(msgs: list[Any]) -> None:
+        now = time.time()
+        for m in msgs:
+            msg_id = (m.headers or {}).get("Nats-Msg-Id", "")
+            if msg_id in tally.ids:
+                tally.duplicates += 1
+            else:
+                tally.ids.add(msg_id)
+                tally.latencies_ms.append((now - json.loads(m.data)["sent"]) * 1000)
+                tally.arrivals.append(now)
+            await m.ack()
+
+    await pull(hq_url, password, lid, stop, take, lambda exc: None, error_cb=quiet)
 
 
 async def _make_streams(leaf_ports: dict[str, int], chain: Any) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import tomllib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -197,6 +198,36 @@ def erase_customer(conn, customer_id: str) -> int:  # noqa: ANN001
                    for table in ("chain_profiles", "chain_customers", "chain_events"))
 
 
+async def pull(nats_url: str, password: str, store: str, stop: asyncio.Event,
+               take: Callable[[list[Any]], Awaitable[None]], on_failure: Callable[[Exception], None],
+               **options: Any) -> None:
+    """HQ's durable pull of one store's stream through the store's domain, with HQ's inbox prefix
+    for that store, handing each batch to `take` (which acknowledges), until `stop`."""
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.api import ConsumerConfig
+
+    async with connected(nats_url, stop, on_failure, user=HQ_USER, password=password,
+                         inbox_prefix=reply_prefix(store).encode(), **options) as nc:
+        if nc is None:
+            return
+        js = nc.jetstream(domain=store)
+        sub = None
+        while not stop.is_set():
+            try:
+                if sub is None:
+                    sub = await js.pull_subscribe(f"{subject_prefix(store)}.events.>", durable=CONSUMER,
+                                                  stream=stream_name(store), config=ConsumerConfig(ack_wait=ACK_WAIT_S))
+                msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+            except (TimeoutError, NatsTimeout):
+                continue
+            except Exception as exc:  # noqa: BLE001 (the link is down or the stream not yet made)
+                on_failure(exc)
+                sub = None
+                await sleep_unless(stop, RETRY_S)
+                continue
+            await take(msgs)
+
+
 class Hq:
     """Pulls each store's stream into PostgreSQL and keeps the customer bucket; counters say what happened."""
 
@@ -210,38 +241,19 @@ class Hq:
         self.db = Postgres(config.postgres)  # for `withdraw` and `erase`
 
     async def pull_store(self, store: str, stop: asyncio.Event) -> None:
-        from nats.errors import TimeoutError as NatsTimeout
-        from nats.js.api import ConsumerConfig
-
         db = Postgres(self.config.postgres)
-        async with connected(self.config.nats_url, stop, self._failed, user=HQ_USER, password=self.password,
-                             inbox_prefix=reply_prefix(store).encode()) as nc:
-            if nc is None:
-                return
-            js = nc.jetstream(domain=store)
-            sub = None
-            while not stop.is_set():
+
+        async def take(msgs: list[Any]) -> None:
+            for m in msgs:
                 try:
-                    if sub is None:
-                        sub = await js.pull_subscribe(f"{subject_prefix(store)}.events.>", durable=CONSUMER,
-                                                      stream=stream_name(store),
-                                                      config=ConsumerConfig(ack_wait=ACK_WAIT_S))
-                    msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
-                except (TimeoutError, NatsTimeout):
-                    continue
-                except Exception as exc:  # noqa: BLE001 (the link is down or the stream not yet made)
-                    self._failed(exc)
-                    sub = None
+                    await self._take(store, db, m)
+                except Exception as exc:  # noqa: BLE001 (PostgreSQL away: the rest stays unacknowledged
+                    self._failed(exc)  # and comes again after ACK_WAIT_S)
+                    db.reset()
                     await sleep_unless(stop, RETRY_S)
-                    continue
-                for m in msgs:
-                    try:
-                        await self._take(store, db, m)
-                    except Exception as exc:  # noqa: BLE001 (PostgreSQL away: the rest stays unacknowledged
-                        self._failed(exc)  # and comes again after ACK_WAIT_S)
-                        db.reset()
-                        await sleep_unless(stop, RETRY_S)
-                        break
+                    return
+
+        await pull(self.config.nats_url, self.password, store, stop, take, self._failed)
         db.reset()
 
     async def _take(self, store: str, db: Postgres, m) -> None:  # noqa: ANN001 (nats Msg)
