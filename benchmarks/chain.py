@@ -26,18 +26,16 @@ import multiprocessing
 import shutil
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from instore.broker import free_port
+from instore.chain_sim import local_chain
 from instore.nats_server import NatsServer
 
 NAME = "chain"
-STORE = Path(__file__).resolve().parent.parent / "firmware_config" / "examples" / "boutique.toml"
 STORES = 100  # issue #25's target shape
 RATE = 50.0  # events/s per store (issue #25)
 LEAFS = 10  # leaf servers this machine can run beside everything else; production: one per store
@@ -50,29 +48,6 @@ PUBLISHER_EXIT_S = 15.0  # the stores' process reports its count and ends within
 DRAIN_TIMEOUT_S = 120.0  # give up waiting for the backlog after this long
 FRESH_MS = 1000.0  # an event arriving at HQ this soon after it was sent: the backlog is gone
 SAMPLE_S = 0.5  # how often HQ's server memory is sampled
-
-
-def _configs(tmp: Path, leafs: int) -> tuple[NatsServer, list[tuple[str, NatsServer]], dict[str, str], Any]:
-    from firmware_config import tls
-    from firmware_config.nats import generate
-    from firmware_config.validate import validate_text
-
-    certs = tls.generate("hq", tmp / "tls", ["127.0.0.1"])
-    hq_port, leaf_port = free_port(), free_port()
-    stores = []
-    for i in range(leafs):
-        sid = f"leaf{i:03d}"
-        text = STORE.read_text(encoding="utf-8").replace('id = "boutique"', f'id = "{sid}"', 1)
-        text += (f'\n[chain]\nhq_url = "tls://127.0.0.1:{leaf_port}"\nhq_cafile = "{certs.ca_cert}"\n'
-                 f'nats_port = {free_port()}\nstorage_dir = "{tmp / ("js-" + sid)}"\n')
-        stores.append(validate_text(text, f"{sid}.toml"))
-    files = generate([(s, None) for s in stores], tmp / "conf", hq=True, hq_port=hq_port, hq_leaf_port=leaf_port,
-                     hq_storage_dir=str(tmp / "js-hq"), hq_certfile=str(certs.cert), hq_keyfile=str(certs.key))
-    assert files.hq_conf is not None
-    leaf_servers = [(s.store.id, NatsServer(files.leaf_confs[s.store.id], s.chain.nats_port))
-                    for s in stores if s.chain]
-    passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))
-    return NatsServer(files.hq_conf, hq_port), leaf_servers, passwords, stores[0].chain
 
 
 @dataclass
@@ -227,12 +202,14 @@ def run(quick: bool = False, stores: int = STORES, rate: float = RATE, leafs: in
         stores, leafs, live_s, cut_s = min(stores, 4), min(leafs, 2), 4.0, 3.0
     leafs = min(leafs, stores)
     tmp = Path(tempfile.mkdtemp(prefix="instore-chain-bench-"))
-    hq, leaf_servers, passwords, chain = _configs(tmp, leafs)
-    servers = [hq, *(s for _, s in leaf_servers)]
+    local = local_chain(tmp, [f"leaf{i:03d}" for i in range(leafs)])
+    hq, leaf_servers = local.hq, list(local.leafs.items())
+    servers = [hq, *local.leafs.values()]
     try:
         for s in servers:
             s.start()
-        figures = asyncio.run(_scenario(hq, leaf_servers, passwords["hq"], chain, stores, rate, live_s, cut_s))
+        chain = next(iter(local.stores.values())).chain
+        figures = asyncio.run(_scenario(hq, leaf_servers, local.passwords["hq"], chain, stores, rate, live_s, cut_s))
     finally:
         for s in servers:
             s.stop()

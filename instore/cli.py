@@ -256,6 +256,26 @@ def sim_month(
         typer.echo(json.dumps(score_month(Month(days=days, recognition_recall=recall), seed)))
 
 
+@sim_app.command("chain")
+def sim_chain(
+    stores: Annotated[int, typer.Option(min=1, help="Simulated stores, each with its own NATS leaf server.")] = 5,
+    rate: Annotated[float, typer.Option(min=0.1, help="Event-log rows each store writes a second.")] = 20.0,
+    duration: Annotated[float, typer.Option(min=3, help="Seconds the stores write events.")] = 30.0,
+    cut: Annotated[float, typer.Option(min=1, help="Seconds HQ's server is down, a third into the run.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Seed of the event mix.")] = 1,
+) -> None:
+    """Stores with real gateway publishers and NATS servers, a cut with a store server killed and a
+    gateway restarted in it; HQ's view checked against every store's event log (JSON)."""
+    from instore.chain_sim import CUT_AT, run_chain_sim
+
+    if duration * CUT_AT + cut >= duration:
+        _fail(f"--duration {duration:g}: the cut starts a third into the run and must end before it (> {cut * 1.5:g})")
+    report = run_chain_sim(stores=stores, rate=rate, duration_s=duration, cut_s=cut, seed=seed)
+    typer.echo(json.dumps(report))
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
 @sim_app.command("library")
 def sim_library(
     scenarios: Annotated[
