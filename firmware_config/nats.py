@@ -33,6 +33,9 @@ DEFAULT_HQ_STORAGE_DIR = "/var/lib/instore-nats-hq"
 MAX_MEMORY_STORE = "64MB"  # streams are file-backed; memory only for JetStream's own bookkeeping
 HQ_DOMAIN = "hq"
 CUSTOMERS_BUCKET = "chain-customers"  # HQ's key-value bucket of the chain's customers, mirrored by every store
+# The store's mirror of that bucket: 100,000 customers of about 1 KiB each, with JetStream's 1.5 overhead,
+# is about 150 MB; 256 MiB leaves room. Reserved on the store's disk beside the events (store_bytes).
+CUSTOMERS_BYTES = 256 * 1024 * 1024
 
 
 def stream_name(store_id: str) -> str:
@@ -83,7 +86,8 @@ def render_leaf_conf(store: StoreFile, password: str, *, store_file: str | Path 
         "jetstream {",
         f"  domain: {_q(sid)}",
         f"  store_dir: {_q(chain.storage_dir)}",
-        f"  max_file_store: {store_bytes(chain)}  # {chain.outage_h:g} h at {chain.events_per_s:g} events/s",
+        f"  max_file_store: {store_bytes(chain) + CUSTOMERS_BYTES}  # {chain.outage_h:g} h at "
+        f"{chain.events_per_s:g} events/s, and the chain's customers",
         f"  max_memory_store: {MAX_MEMORY_STORE}",
         "  sync_interval: always  # an event acknowledged to the gateway is on disk",
         "}",

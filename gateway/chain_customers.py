@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlite_utils
+from prometheus_client import CollectorRegistry, Gauge
 
-from firmware_config.nats import CUSTOMERS_BUCKET, HQ_DOMAIN, customers_stream, subject_prefix
+from firmware_config.nats import CUSTOMERS_BUCKET, CUSTOMERS_BYTES, HQ_DOMAIN, customers_stream, subject_prefix
 from firmware_config.store import Chain
 from gateway import consent
 from gateway.chain_publish import Cursor, Generation, connected, sleep_unless
@@ -145,7 +146,7 @@ def bucket_entry(subject: str, headers: dict | None, data: bytes) -> tuple[str, 
 class CustomerSync:
     """Both directions for one store: snapshots up with the event stream, HQ's bucket down."""
 
-    def __init__(self, store_id: str, chain: Chain, side: StoreSide):
+    def __init__(self, store_id: str, chain: Chain, side: StoreSide, registry: CollectorRegistry | None = None):
         self.store_id, self.chain, self.side = store_id, chain, side
         self.applied_cursor = Cursor(side.db, side.lock, customers_stream())  # the bucket's last applied seq
         self.consent_cursor = Cursor(side.db, side.lock, CONSENT_CURSOR)
@@ -154,6 +155,13 @@ class CustomerSync:
         self.applied = 0
         self.sent = 0
         self.failures = 0
+        if registry is not None:  # read at scrape time, as the publisher's
+            for name, doc, read in (
+                ("applied", "Entries of HQ's customer bucket applied here, since start", lambda: self.applied),
+                ("sent", "Customer snapshots sent to HQ, since start", lambda: self.sent),
+                ("failures", "Failed reads of the bucket or malformed entries, since start", lambda: self.failures),
+            ):
+                Gauge(f"instore_gateway_chain_customers_{name}", doc, registry=registry).set_function(read)
 
     async def publish_changes(self, js) -> int:  # noqa: ANN001 (nats.js.JetStreamContext)
         """Send a snapshot of every customer whose consent or keys changed here; cursors after each ack."""
@@ -172,11 +180,18 @@ class CustomerSync:
         return len(records)
 
     async def ensure_mirror(self, js) -> None:  # noqa: ANN001
-        """The store's copy of HQ's bucket: a mirror in the store's domain, kept up by its NATS."""
+        """The store's copy of HQ's bucket: a mirror in the store's domain, kept up by its NATS. Made
+        once: adding it again is refused for its storage reservation, which the first one holds."""
         from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
+        from nats.js.errors import NotFoundError
 
+        try:
+            await js.stream_info(customers_stream())
+            return
+        except NotFoundError:
+            pass
         await js.add_stream(StreamConfig(
-            name=customers_stream(), storage=StorageType.FILE, max_msgs_per_subject=1,
+            name=customers_stream(), storage=StorageType.FILE, max_msgs_per_subject=1, max_bytes=CUSTOMERS_BYTES,
             mirror=StreamSource(name=customers_stream(), external=ExternalStream(api=f"$JS.{HQ_DOMAIN}.API")),
         ))
 

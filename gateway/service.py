@@ -58,7 +58,8 @@ def build_gateway(
         publisher = ChainPublisher(store.store.id, store.chain, core.events, cursor, core.metrics.registry)
         crm = app.state.clienteling  # HQ's customer record applies through the same consent hooks as staff's
         side = StoreSide(db, core.lock, core, crm.hooks, crm.recognise)
-        attach(app, PublisherThread(publisher, CustomerSync(store.store.id, store.chain, side)))
+        sync = CustomerSync(store.store.id, store.chain, side, core.metrics.registry)
+        attach(app, PublisherThread(publisher, sync))
     return app, core
 
 

@@ -143,6 +143,7 @@ def test_gateway_with_a_chain_section_publishes_while_it_serves(chain: Chain, tm
     assert "instore_gateway_chain_published 1.0" in metrics
     assert "instore_gateway_chain_skipped 1.0" in metrics  # the seed row (a staff note)
     assert "instore_gateway_chain_backlog 0.0" in metrics
+    assert "instore_gateway_chain_customers_failures 0.0" in metrics  # the customer bucket: mirrored, read
 
 
 def test_cut_with_gateway_restart_and_store_server_kill_loses_and_duplicates_nothing(
