@@ -1,4 +1,4 @@
-"""Benchmarks: each module here defines `NAME` and `run(quick: bool) -> dict`.
+"""Benchmarks: each module here defines `NAME` and `run(quick: bool, **params) -> dict`.
 
 `instore bench` discovers them, runs them and prints one JSON object per benchmark with
 the figures, the target, whether it was met, and what machine it ran on.
@@ -37,9 +37,10 @@ def machine() -> dict:
     }
 
 
-def run_one(mod: ModuleType, quick: bool = False) -> dict:
+def run_one(mod: ModuleType, quick: bool = False, **params: float) -> dict:
+    """`params`: the benchmark's own sizes (`instore bench chain --param stores=10`)."""
     t0 = time.perf_counter()
-    figures = mod.run(quick=quick)
+    figures = mod.run(quick=quick, **params)
     return {
         "name": mod.NAME,
         "quick": quick,

@@ -2,8 +2,8 @@
 
 Each store runs a leaf node (JetStream, the store id as domain, so its events are on its own disk
 first) with one remote to HQ under its own password; HQ's user per store reaches only that store's
-subjects and reply prefix (`_HQ.<store>.>`, never `_INBOX.>`). docs/chain.md, "Identity, isolation
-and exactly once". The `render_*` functions are pure; `generate` writes.
+subjects and reply prefix (`_HQ.<store>.>`, never `_INBOX.>`) and the mirror of HQ's customer bucket.
+docs/chain.md, "Identity, isolation and exactly once". The `render_*` functions are pure; `generate` writes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ DEFAULT_HQ_PORT = 4222
 DEFAULT_HQ_LEAF_PORT = 7422
 DEFAULT_HQ_STORAGE_DIR = "/var/lib/instore-nats-hq"
 MAX_MEMORY_STORE = "64MB"  # streams are file-backed; memory only for JetStream's own bookkeeping
+HQ_DOMAIN = "hq"
+CUSTOMERS_BUCKET = "chain-customers"  # HQ's key-value bucket of the chain's customers, mirrored by every store
+# The store's mirror of that bucket: 100,000 customers of about 1 KiB each, with JetStream's 1.5 overhead,
+# is about 150 MB; 256 MiB leaves room. Reserved on the store's disk beside the events (store_bytes).
+CUSTOMERS_BYTES = 256 * 1024 * 1024
 
 
 def stream_name(store_id: str) -> str:
@@ -41,6 +46,11 @@ def subject_prefix(store_id: str) -> str:
 def reply_prefix(store_id: str) -> str:
     """HQ's inbox prefix when it talks to one store: the only replies that store may send."""
     return f"_HQ.{store_id}"
+
+
+def customers_stream() -> str:
+    """The stream behind the customer bucket: at HQ, and under the same name as each store's mirror."""
+    return f"KV_{CUSTOMERS_BUCKET}"
 
 
 def store_user(store_id: str) -> str:
@@ -72,7 +82,8 @@ def render_leaf_conf(store: StoreFile, password: str, *, store_file: str | Path 
         "jetstream {",
         f"  domain: {_q(sid)}",
         f"  store_dir: {_q(chain.storage_dir)}",
-        f"  max_file_store: {store_bytes(chain)}  # {chain.outage_h:g} h at {chain.events_per_s:g} events/s",
+        f"  max_file_store: {store_bytes(chain) + CUSTOMERS_BYTES}  # {chain.outage_h:g} h at "
+        f"{chain.events_per_s:g} events/s, and the chain's customers",
         f"  max_memory_store: {MAX_MEMORY_STORE}",
         "  sync_interval: always  # an event acknowledged to the gateway is on disk",
         "}",
@@ -89,10 +100,17 @@ def render_leaf_conf(store: StoreFile, password: str, *, store_file: str | Path 
 
 
 def store_permissions(store_id: str) -> dict[str, list[str]]:
-    """What a store's HQ account may send (publish) and receive (subscribe) over its link."""
+    """What a store's HQ account may send (publish) and receive (subscribe) over its link.
+
+    The last three of each list are the store's mirror of HQ's customer bucket: creating its mirror
+    consumer on that one stream, the flow control of its deliveries, the reply to the create
+    (`$JSC.R.`) and the deliveries (`$JS.M.`). Both carry only the customer bucket (docs/chain.md).
+    """
+    create = f"$JS.{HQ_DOMAIN}.API.CONSUMER.CREATE.{customers_stream()}"
     return {
-        "publish": [f"{subject_prefix(store_id)}.>", f"{reply_prefix(store_id)}.>"],
-        "subscribe": [f"$JS.{store_id}.API.>", f"$JS.ACK.{stream_name(store_id)}.>"],
+        "publish": [f"{subject_prefix(store_id)}.>", f"{reply_prefix(store_id)}.>",
+                    create, f"{create}.>", f"$JS.FC.{customers_stream()}.>"],
+        "subscribe": [f"$JS.{store_id}.API.>", f"$JS.ACK.{stream_name(store_id)}.>", "$JSC.R.>", "$JS.M.>"],
     }
 
 
@@ -117,7 +135,7 @@ def render_hq_conf(
         'server_name: "hq"',
         f"port: {port}",
         "jetstream {",
-        '  domain: "hq"',
+        f"  domain: {_q(HQ_DOMAIN)}",
         f"  store_dir: {_q(storage_dir)}",
         f"  max_memory_store: {MAX_MEMORY_STORE}",
         "}",

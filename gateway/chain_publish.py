@@ -2,7 +2,9 @@
 
 `chain_message` (pure) decides what leaves the store: entries and visits of consenting
 customers, fitting sessions and follow-up requests that name one, each on
-`chain.<store>.events.<kind>` with the message id `<store>:<event id>`. Nothing else: no raw
+`chain.<store>.events.<kind>` with the message id `<store>:<generation>:<event id>`, where the
+generation is a random id of the gateway database (`Generation`), so a database made anew or
+restored from a backup never reuses an id HQ has seen. Nothing else: no raw
 BLE or RFID windows (they are never in the event log), no events without a customer, no staff
 notes or node alerts. `ChainPublisher` is the thin adapter: it walks the event log from a
 durable cursor (the last id JetStream acknowledged, in SQLite), so a restart or a NATS outage
@@ -16,10 +18,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlite_utils
 from fastapi import FastAPI
@@ -27,6 +30,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from firmware_config.nats import store_bytes, stream_name, subject_prefix
 from firmware_config.store import Chain
+from gateway.db import GENERATION_BYTES
 from gateway.events import EventLog, StaffEvent
 
 log = logging.getLogger("instore.chain")
@@ -54,17 +58,43 @@ class ChainMessage:
     payload: bytes
 
 
-def chain_message(store_id: str, ev: StaffEvent) -> ChainMessage | None:
+def chain_message(store_id: str, ev: StaffEvent, generation: str) -> ChainMessage | None:
     """The message for one event-log row, or None when it must not leave the store."""
     kind = CHAIN_KINDS.get(ev.kind)
     if kind is None or ev.customer_id is None:
         return None
     if ev.kind == "task" and ev.data.get("kind") != "followup":
         return None
-    body = {"store": store_id, "id": ev.id, "ts": ev.ts, "kind": kind, "source_kind": ev.kind,
-            "customer_id": ev.customer_id, "data": ev.data}
-    return ChainMessage(f"{subject_prefix(store_id)}.events.{kind}", f"{store_id}:{ev.id}",
+    body = {"store": store_id, "generation": generation, "id": ev.id, "ts": ev.ts, "kind": kind,
+            "source_kind": ev.kind, "customer_id": ev.customer_id, "data": ev.data}
+    return ChainMessage(f"{subject_prefix(store_id)}.events.{kind}", f"{store_id}:{generation}:{ev.id}",
                         json.dumps(body, separators=(",", ":")).encode())
+
+
+def published_id(msg_id: str, store_id: str, generation: str) -> int | None:
+    """The event id in a message id this store published under `generation` (None: another's)."""
+    store, _, rest = msg_id.partition(":")
+    gen, _, event_id = rest.partition(":")
+    if store != store_id or gen != generation or not event_id.isdigit():
+        return None
+    return int(event_id)
+
+
+class Generation:
+    """The gateway database's generation (made by its migration; renewed when found restored)."""
+
+    def __init__(self, db: sqlite_utils.Database, lock: threading.RLock):
+        self.db, self.lock = db, lock
+
+    def get(self) -> str:
+        with self.lock:
+            return str(self.db.execute("SELECT generation FROM chain_generation WHERE id = 1").fetchone()[0])
+
+    def renew(self) -> str:
+        new = secrets.token_hex(GENERATION_BYTES)
+        with self.lock:
+            self.db.execute("UPDATE chain_generation SET generation = ? WHERE id = 1", [new])
+        return new
 
 
 class Cursor:
@@ -91,6 +121,8 @@ class ChainPublisher:
     def __init__(self, store_id: str, chain: Chain, events: EventLog, cursor: Cursor,
                  registry: CollectorRegistry | None = None):
         self.store_id, self.chain, self.events, self.cursor = store_id, chain, events, cursor
+        self.generation = Generation(events.db, events.lock)
+        self.opened_at_id = events.last_id()  # the database as it was opened, before this run added to it
         self.published = 0
         self.skipped = 0
         self.failures = 0
@@ -116,13 +148,35 @@ class ChainPublisher:
             await js.add_stream(config)
         except Exception:  # noqa: BLE001 (exists with another config: bring it in line)
             await js.update_stream(config)
+        await self._check_restored(js)
+
+    async def _check_restored(self, js) -> None:  # noqa: ANN001
+        """A database restored from an older backup has published, under its generation, ids past
+        its last event as opened: it gets a new generation, and its cursor moves past what it held
+        when opened (all of that was published before the restore; what came since is new)."""
+        from nats.js.errors import NotFoundError
+
+        generation, newest = self.generation.get(), 0
+        for kind in sorted(set(CHAIN_KINDS.values())):
+            try:
+                subject = f"{subject_prefix(self.store_id)}.events.{kind}"
+                last = await js.get_last_msg(stream_name(self.store_id), subject)
+            except NotFoundError:
+                continue
+            newest = max(newest, published_id((last.headers or {}).get("Nats-Msg-Id", ""), self.store_id,
+                                              generation) or 0)
+        if newest > self.opened_at_id:
+            log.warning("chain: the gateway database is older than what it published (event %d > %d): restored "
+                        "from a backup? New database generation", newest, self.opened_at_id)
+            self.generation.renew()
+            self.cursor.set(max(self.cursor.get(), self.opened_at_id))
 
     async def publish_pending(self, js) -> int:  # noqa: ANN001
         """Publish every event after the cursor; the cursor moves after each JetStream ack."""
-        done = 0
+        done, generation = 0, self.generation.get()
         while batch := self.events.after(self.cursor.get(), BATCH):
             for ev in batch:
-                msg = chain_message(self.store_id, ev)
+                msg = chain_message(self.store_id, ev, generation)
                 if msg is None:
                     self.skipped += 1
                 else:
@@ -192,21 +246,26 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
-class PublisherThread:
-    """`publisher` in its own thread and event loop, away from the API's loop and the MQTT thread."""
+class Runner(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...  # pragma: no cover
 
-    def __init__(self, publisher: ChainPublisher):
-        self.publisher = publisher
+
+class PublisherThread:
+    """`publisher` (and `also`: the customer sync) in its own thread and event loop, away from the
+    API's loop and the MQTT thread."""
+
+    def __init__(self, publisher: ChainPublisher, *also: Runner):
+        self.publisher, self.also = publisher, also
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="chain-publish", daemon=True)
 
     async def _main(self) -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(self.publisher.run(stop))
-        while not self._stopping.is_set() and not task.done():
+        tasks = [asyncio.create_task(r.run(stop)) for r in (self.publisher, *self.also)]
+        while not self._stopping.is_set() and not all(t.done() for t in tasks):
             await asyncio.sleep(STOP_POLL_S)
         stop.set()
-        await task
+        await asyncio.gather(*tasks)
 
     def start(self) -> None:
         self._thread.start()

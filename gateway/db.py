@@ -6,6 +6,7 @@ are numbered migrations applied at open, so an installed gateway upgrades in pla
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 import sqlite_utils
 
 PURPOSES = ("recognition", "whatsapp_service", "whatsapp_marketing")
+GENERATION_BYTES = 6  # a database generation: 48 random bits, never the same twice for one store
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer: a larger id matches no row and overflows the driver
 
 
@@ -249,10 +251,18 @@ def _m16_door_sensor_kind(db: sqlite_utils.Database) -> None:
     db.table("door_crossings").create_index(["direction", "ts", "door", "sensor"])
 
 
+def _m17_chain_generation(db: sqlite_utils.Database) -> None:
+    """A random id of this database, in the chain's message ids (gateway.chain_publish): a database
+    made anew (or found restored from an older backup, which then gets a new one) never reuses the
+    message ids HQ has already seen."""
+    db.execute("CREATE TABLE chain_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation TEXT NOT NULL)")
+    db.execute("INSERT INTO chain_generation (id, generation) VALUES (1, ?)", [secrets.token_hex(GENERATION_BYTES)])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
     _m8_presence_state, _m9_consent_language, _m10_tasks, _m11_door_crossings, _m12_links, _m13_customers_whatsapp,
-    _m14_chain_cursor, _m15_room_requests, _m16_door_sensor_kind,
+    _m14_chain_cursor, _m15_room_requests, _m16_door_sensor_kind, _m17_chain_generation,
 ]
 
 

@@ -51,11 +51,15 @@ def build_gateway(
         mount_whatsapp(app, build_whatsapp(core, whatsapp))
     if store.chain is not None:  # the chain link: business events to the store's NATS for HQ
         from firmware_config.nats import stream_name
+        from gateway.chain_customers import CustomerSync, StoreSide
         from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread, attach
 
         cursor = Cursor(db, core.lock, stream_name(store.store.id))
         publisher = ChainPublisher(store.store.id, store.chain, core.events, cursor, core.metrics.registry)
-        attach(app, PublisherThread(publisher))
+        crm = app.state.clienteling  # HQ's customer record applies through the same consent hooks as staff's
+        side = StoreSide(db, core.lock, core, crm.hooks, crm.recognise)
+        sync = CustomerSync(store.store.id, store.chain, side, core.metrics.registry)
+        attach(app, PublisherThread(publisher, sync))
     return app, core
 
 

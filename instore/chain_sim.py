@@ -1,0 +1,208 @@
+"""`instore sim chain`: simulated stores with their real gateway publishers, a real local NATS chain,
+a WAN cut with a store server killed and a gateway restarted inside it, and HQ's view checked
+against each store's event log (docs/chain.md, "Chain simulator").
+
+Each store has a gateway database whose event log a generator fills (recognised entries, which
+leave the store, and staff notes and anonymous entries, which must not) and the gateway's own
+`ChainPublisher`; HQ pulls every store with `instore.hq.pull` and keeps the message ids it saw.
+Ground truth is what `chain_message` makes of each store's event log: HQ must hold exactly that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import tempfile
+import threading
+import time
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware_config.nats import HQ_USER, generate, stream_name
+from firmware_config.store import StoreFile
+from instore.broker import free_port
+from instore.nats_server import NatsServer
+
+STORE = Path(__file__).resolve().parent.parent / "firmware_config" / "examples" / "boutique.toml"
+LEAVES_SHARE = 0.6  # of generated events, recognised entries (they leave); the rest are notes and anonymous
+CUT_AT = 1 / 3  # the cut starts a third into the run
+SETTLE_S = 60.0  # after the run, HQ gets this long to have every event (it resumes within ACK_WAIT_S)
+
+
+@dataclass
+class LocalChain:
+    hq: NatsServer
+    leafs: dict[str, NatsServer]
+    stores: dict[str, StoreFile]
+    passwords: dict[str, str]
+
+
+def local_chain(tmp: Path, store_ids: list[str]) -> LocalChain:
+    """HQ's and each store's NATS from the generated configs, on loopback with TLS leaf links (not started)."""
+    from firmware_config import tls
+    from firmware_config.validate import validate_text
+
+    certs = tls.generate("hq", tmp / "tls", ["127.0.0.1"])
+    hq_port, leaf_port = free_port(), free_port()
+    stores = {}
+    for sid in store_ids:
+        text = STORE.read_text(encoding="utf-8").replace('id = "boutique"', f'id = "{sid}"', 1)
+        text += (f'\n[chain]\nhq_url = "tls://127.0.0.1:{leaf_port}"\nhq_cafile = "{certs.ca_cert}"\n'
+                 f'nats_port = {free_port()}\nstorage_dir = "{tmp / ("js-" + sid)}"\n')
+        stores[sid] = validate_text(text, f"{sid}.toml")
+    files = generate([(s, None) for s in stores.values()], tmp / "conf", hq=True, hq_port=hq_port,
+                     hq_leaf_port=leaf_port, hq_storage_dir=str(tmp / "js-hq"), hq_certfile=str(certs.cert),
+                     hq_keyfile=str(certs.key))
+    assert files.hq_conf is not None
+    leafs = {sid: NatsServer(files.leaf_confs[sid], s.chain.nats_port) for sid, s in stores.items() if s.chain}
+    passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))
+    return LocalChain(NatsServer(files.hq_conf, hq_port), leafs, stores, passwords)
+
+
+@dataclass
+class HqView:
+    seen: dict[str, set[str]] = field(default_factory=dict)
+    repeats: Counter = field(default_factory=Counter)
+
+
+class SimStore:
+    """One store: its gateway database and event log, and the gateway's publisher in its thread."""
+
+    def __init__(self, sid: str, store: StoreFile, db_path: Path):
+        from gateway.db import open_db
+        from gateway.events import EventLog
+
+        self.sid, self.store, self.db_path = sid, store, db_path
+        self.events = EventLog(open_db(db_path), threading.RLock())
+        self.thread: Any = None
+
+    def start(self) -> None:
+        from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread
+
+        assert self.store.chain is not None
+        cursor = Cursor(self.events.db, self.events.lock, stream_name(self.sid))
+        self.thread = PublisherThread(ChainPublisher(self.sid, self.store.chain, self.events, cursor))
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.thread.stop()
+
+    def add_event(self, rng: random.Random, t: float) -> None:
+        if rng.random() < LEAVES_SHARE:
+            self.events.append(t, "entered", f"{self.sid}-c{rng.randrange(50)}", {"zone": "entrance"})
+        elif rng.random() < 0.5:
+            self.events.append(t, "entered", None, {"zone": "entrance"})  # anonymous: stays
+        else:
+            self.events.append(t, "note", f"{self.sid}-c{rng.randrange(50)}", {"text": "stays"})
+
+    def truth(self) -> set[str]:
+        from gateway.chain_publish import Generation, chain_message
+
+        generation = Generation(self.events.db, self.events.lock).get()
+        msgs = (chain_message(self.sid, ev, generation) for ev in self.events.after(0, 10**9))
+        return {m.msg_id for m in msgs if m is not None}
+
+
+async def _hq(chain: LocalChain, view: HqView, stop: asyncio.Event) -> None:
+    from instore.hq import pull
+
+    async def quiet(exc: Exception) -> None:  # the cut makes the client report every reconnect attempt
+        return None
+
+    def take_for(sid: str) -> Any:
+        async def take(msgs: list[Any]) -> None:
+            for m in msgs:
+                msg_id = (m.headers or {}).get("Nats-Msg-Id", "")
+                if msg_id in view.seen.setdefault(sid, set()):
+                    view.repeats[sid] += 1
+                view.seen[sid].add(msg_id)
+                await m.ack()
+        return take
+
+    url = f"nats://127.0.0.1:{chain.hq.port}"
+    await asyncio.gather(*(pull(url, chain.passwords[HQ_USER], sid, stop, take_for(sid), lambda exc: None,
+                                error_cb=quiet) for sid in chain.stores))
+
+
+async def _timeline(chain: LocalChain, stores: list[SimStore], rate: float, duration_s: float, cut_s: float,
+                    rng: random.Random) -> list[str]:
+    """Generate events for `duration_s`; cut HQ off, kill the first store's server and restart the
+    second store's gateway inside the cut. Returns what happened, in order."""
+    t0, log = time.monotonic(), []
+    cut_start, cut_end = duration_s * CUT_AT, duration_s * CUT_AT + cut_s
+    done: set[str] = set()
+    while (t := time.monotonic() - t0) < duration_s:
+        for s in stores:
+            s.add_event(rng, time.time())
+        steps = [("cut", cut_start, chain.hq.stop), ("kill", cut_start + cut_s / 3, _kill(chain, stores[0].sid)),
+                 ("restart", cut_start + cut_s / 2, _restart(stores[-1])), ("relink", cut_end, chain.hq.start)]
+        for name, at, act in steps:
+            if name not in done and t >= at:
+                await asyncio.to_thread(act)
+                done.add(name)
+                log.append(f"{t:.1f} s: {name}")
+        await asyncio.sleep(1.0 / rate)
+    return log
+
+
+def _kill(chain: LocalChain, sid: str) -> Any:
+    def act() -> None:
+        chain.leafs[sid].stop(kill=True)  # no flush: synced writes must survive it
+        chain.leafs[sid].start()
+    return act
+
+
+def _restart(store: SimStore) -> Any:
+    def act() -> None:
+        store.stop()
+        store.start()
+    return act
+
+
+async def _simulate(chain: LocalChain, stores: list[SimStore], rate: float, duration_s: float, cut_s: float,
+                    seed: int) -> dict:
+    view, stop = HqView(), asyncio.Event()
+    hq = asyncio.create_task(_hq(chain, view, stop))
+    log = await _timeline(chain, stores, rate, duration_s, cut_s, random.Random(seed))
+    truth = {s.sid: s.truth() for s in stores}
+    deadline = time.monotonic() + SETTLE_S
+    while any(not truth[sid] <= view.seen.get(sid, set()) for sid in truth) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    settled = time.monotonic()
+    await asyncio.sleep(1.0)  # anything extra would arrive by now
+    stop.set()
+    await hq
+    per_store = {sid: {"events": len(truth[sid]), "lost": len(truth[sid] - view.seen.get(sid, set())),
+                       "unexpected": len(view.seen.get(sid, set()) - truth[sid]), "repeats_at_hq": view.repeats[sid]}
+                 for sid in truth}
+    return {"timeline": log, "settled_after_run_s": round(settled - deadline + SETTLE_S, 2), "per_store": per_store,
+            "ok": all(v["lost"] == 0 and v["unexpected"] == 0 for v in per_store.values())}
+
+
+def run_chain_sim(stores: int = 5, rate: float = 20.0, duration_s: float = 30.0, cut_s: float = 10.0,
+                  seed: int = 1) -> dict:
+    """Run the chain simulation in a temporary directory; the report as a dict."""
+    tmp = Path(tempfile.mkdtemp(prefix="instore-sim-chain-"))
+    ids = [f"s{i:02d}" for i in range(stores)]
+    chain = local_chain(tmp, ids)
+    servers = [chain.hq, *chain.leafs.values()]
+    sims = [SimStore(sid, chain.stores[sid], tmp / f"{sid}.db") for sid in ids]
+    try:
+        for server in servers:
+            server.start()
+        for s in sims:
+            s.start()
+        report = asyncio.run(_simulate(chain, sims, rate, duration_s, cut_s, seed))
+    finally:
+        for s in sims:
+            if s.thread is not None:
+                s.stop()
+        for server in servers:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"stores": stores, "rate_per_store": rate, "duration_s": duration_s, "cut_s": cut_s, "seed": seed,
+            **report}

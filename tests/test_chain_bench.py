@@ -1,0 +1,28 @@
+"""`instore bench chain --quick`: the benchmark's own scenario on real servers loses nothing over its cut."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from instore.cli import app
+
+
+def test_bench_chain_quick_delivers_every_event_through_the_cut_and_reports_its_figures() -> None:
+    result = CliRunner().invoke(app, ["bench", "chain", "--quick", "--json", "--param", "stores=3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["shape"] == ("3 simulated stores x 50 events/s on 2 leaf servers "
+                               "(up to 2 stores share a leaf's stream)")
+    assert report["published"] > report["live_rate_per_s"] * report["live_s"] / 2  # the stores did publish
+    assert report["received_once"] == report["published"]  # every event reached HQ, also those of the cut
+    assert report["hq_resumed_after_relink_s"] > 0
+    assert {"p50", "p95"} <= set(report["store_to_hq_ms"])
+    assert report["hq_peak_rss_mb"] > 0
+
+
+def test_bench_params_must_be_numbers() -> None:
+    result = CliRunner().invoke(app, ["bench", "chain", "--param", "stores=many"])
+    assert result.exit_code != 0
+    assert "--param 'stores=many': expected NAME=NUMBER" in result.output
