@@ -938,9 +938,9 @@ class PresenceEngine:
             ll = m.detection_ll(self._heard, self._reported, self.rate)
             ll[pairs] *= np.float32(p.evidence_weight)
             # every reading by its level; a paired link's level only for what is news in it
-            # every reading by its level (a paired link's: what is news); one heading for the undecided's links
+            # every reading by its level (a paired link's: what is news); the phones at the door: one heading, all links
             weight = np.where(paired[ii, nn], m.paired_level_weight, 1.0)
-            m.level_ll(self._rssi, ii, nn, out=ll, weight=weight, mixed=~self.inside & undecided)
+            m.level_ll(self._rssi, ii, nn, out=ll, weight=weight, mixed=chosen)
             if len(pairs):
                 pairs = pairs[np.argsort(self.belief[pairs].argmax(axis=1))]  # alike beliefs together
                 change = self._rssi[pairs] - m.shadow_rho * self._last[pairs]
