@@ -63,7 +63,6 @@ WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
 WALK_IN = 2  # the mode of a "walking in" copy of a cell near a street door
 WALK_IN_KINDS = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # where customers walk on from the door
 LEVEL_BLOCK_ROWS = 256  # identities per block of `level_ll`: a block's likelihood rows stay in the CPU cache
-SECTOR_SAMPLES = 8  # headings averaged within each sector of the body mixture (its mean and spread per link)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +70,6 @@ class PresenceParams:
     path_loss_exponent: float = 2.2  # retail floor; installers may calibrate it per store
     sigma_db: float = 7.0  # a window's error on one link: shadowing (~6 dB) and fading
     body_loss_db: float = 12.0  # the wearer's torso between phone and node: 5-15 dB measured, by which way they face
-    # one heading shades all of a window's links at once: the level likelihood is a mixture over this many
-    # headings (sectors), not each link averaged over headings on its own (docs/presence.md)
-    body_headings: int = 4
     carry_loss_db: float = 2.0  # pocket or bag fabric: 0-4 dB, about 2 on average
     # transmit power, inferred with the place: 5 dB steps err by 1.4 dB SD, little against the ~8 dB of a link
     device_offsets_db: tuple[float, ...] = (-15.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0)
@@ -178,9 +174,8 @@ class PresenceModel:
         walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float).reshape(-1, 4)
         wall_db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
         mu, spread = _cell_rssi(self.cell_xy, self.cell_size, owner, zones, node_xy, ref, walls, wall_db, p)
-        path_mu, path_spread = mu - p.carry_loss_db, spread  # before the wearer's body, for the heading mixture
-        # the wearer's body: which way they face is unknown, so for detection (and the changes of
-        # `predict_pairs`) each link loses its average over headings and varies by its spread
+        # the wearer's body: which way they face is unknown, so each link loses its average over
+        # headings and varies by its spread (the slow shadowing comes on top)
         body_db, body_sd = _body_loss(p.body_loss_db)
         mu -= body_db + p.carry_loss_db
         # `away`: one virtual cell, out of range (heard by a node only through a rare reflection)
@@ -198,7 +193,6 @@ class PresenceModel:
         )
         self._offset_states(base_mu, base_spread, base_owner, base_in, base_transition)
         self._place_tables()
-        self._level_tables(path_mu, path_spread, node_xy)
         self._pair_tables(base_transition)
 
     def _zones_and_nodes(self, store: StoreFile) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +276,7 @@ class PresenceModel:
         p, n_base, reps = self.params, self.n_cells, len(self.params.device_offsets_db)
         # the likelihood is computed once per place (walking and standing there look alike to the
         # radio) and spread to the states by `emit`: (K,) -> column of the (I, U) likelihood
-        self._places = places = np.flatnonzero(self.mode == 0)
+        places = np.flatnonzero(self.mode == 0)
         column = np.full(n_base, -1)
         column[places] = np.arange(len(places))
         self.emit = (np.arange(reps)[:, None] * len(places) + column[self._twin][None, :]).reshape(-1)
@@ -292,35 +286,10 @@ class PresenceModel:
         self._away_u = self.owner[u] == len(self.zone_ids) - 1
         self._detection: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # per advertising rate
         self._miss, self._hit_t = self.detection_tables(p.adverts_per_s)
-
-    def _level_tables(self, path_mu: np.ndarray, path_spread: np.ndarray, node_xy: np.ndarray) -> None:
-        """Per node, heading and place (N, H, U): the reading expected when the wearer faces that
-        way (the body shades the links behind them) and the t density's constants; and the same
-        for one "heading" covering all (each link's body loss averaged over headings on its own).
-        path_mu, path_spread (cells, N): the readings before the body (carrying included)."""
-        p = self.params
-        self._level_h = self._heading_tables(path_mu, path_spread, node_xy, p.body_headings)
-        self._level_1 = self._heading_tables(path_mu, path_spread, node_xy, 1)
-
-    def _heading_tables(
-        self, path_mu: np.ndarray, path_spread: np.ndarray, node_xy: np.ndarray, headings: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(mean reading heard, 1 / (sigma sqrt(dof)), -log(sigma / sigma_db)), each (N, H, U)."""
-        p = self.params
-        body, body_sd = _heading_body(self.cell_xy, node_xy, p.body_loss_db, headings)  # (H, cells, N)
-        away = np.zeros((headings, 1, len(node_xy)))
-        mu = np.concatenate([path_mu[None] - body, away + p.sensitivity_dbm - 3.0], axis=1)  # (H, cells + away, N)
-        spread = np.concatenate([np.sqrt(path_spread[None] ** 2 + body_sd**2), away], axis=1)
-        offsets = np.asarray(p.device_offsets_db, dtype=float)
-        mu_u = offsets[None, :, None, None] + mu[:, None, self._places]  # (H, offsets, places, N)
-        sigma_u = np.broadcast_to(np.sqrt(p.sigma_db**2 + spread[:, None, self._places] ** 2), mu_u.shape)
-        mu_u, sigma_u = (a.reshape(headings, -1, len(node_xy)) for a in (mu_u, sigma_u))  # (H, U, N)
-        heard = mu_u + sigma_u * _mills((p.sensitivity_dbm - mu_u) / sigma_u)  # the mean of the packets heard
-        return (
-            np.ascontiguousarray(heard.transpose(2, 0, 1), dtype=np.float32),
-            np.ascontiguousarray((1.0 / (sigma_u * np.sqrt(p.tail_dof))).transpose(2, 0, 1), dtype=np.float32),
-            np.ascontiguousarray(-np.log(sigma_u / p.sigma_db).transpose(2, 0, 1), dtype=np.float32),
-        )
+        self._mu_heard_t = np.ascontiguousarray(self.mu_heard[u].T, dtype=np.float32)  # (N, U)
+        self._inv_sigma_t = np.ascontiguousarray(1.0 / self.sigma[u].T, dtype=np.float32)  # (N, U)
+        self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma[u].T / p.sigma_db), dtype=np.float32)  # (N, U)
+        self._inv_sigma_dof_t = self._inv_sigma_t / np.float32(np.sqrt(p.tail_dof))  # z / sqrt(dof) in one product
 
     def _pair_tables(self, base_transition: sparse.csr_matrix) -> None:
         """Consecutive windows of one link, for phones at the door (see `predict_pairs`): the
@@ -669,69 +638,34 @@ class PresenceModel:
             out[rows] = part
         return out
 
-    def level_ll(
-        self, rssi: np.ndarray, ii: np.ndarray, nn: np.ndarray, out: np.ndarray | None = None,
-        weight: np.ndarray | None = None, mixed: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """(I, U): the log-likelihood of the readings rssi[ii, nn] at each place, added to `out`
-        when given. Each reading is a Student t around its prediction, counted `weight` times (per
-        reading, default 1). For the rows `mixed` (I,) (default all) the readings share the
-        wearer's heading: the window's likelihood is the mean over `body_headings` headings of
-        their product. Other rows take each link's body loss averaged over headings on its own
-        (a quarter of the cost: the engine uses it for customers already announced)."""
+    def level_ll(self, rssi: np.ndarray, ii: np.ndarray, nn: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(I, U): Student t log-densities of the readings rssi[ii, nn] around each place's
+        prediction, added to `out` when given."""
+        p = self.params
         ll = np.zeros((len(rssi), self._miss.shape[1]), dtype=np.float32) if out is None else out
-        w = np.ones(len(ii), dtype=np.float32) if weight is None else np.asarray(weight, dtype=np.float32)
-        mix = np.ones(len(ii), dtype=bool) if mixed is None else mixed[ii]
-        for tables, sel in ((self._level_h, mix), (self._level_1, ~mix)):
-            if sel.any():
-                self._level(ll, rssi, ii[sel], nn[sel], w[sel], tables)
-        return ll
-
-    def _level(
-        self, ll: np.ndarray, rssi: np.ndarray, ii: np.ndarray, nn: np.ndarray, w: np.ndarray,
-        tables: tuple[np.ndarray, np.ndarray, np.ndarray],
-    ) -> None:
-        """Add the readings' log-likelihoods to `ll` with one set of per-heading tables (N, H, U).
-
-        A block of identities at a time, and in it one node at a time: the block's rows and a
-        node's readings x all places stay in the CPU cache. An identity has at most one reading
-        per node, so the rows add without collisions, in node order as ever."""
+        # a block of identities at a time, and in it one node at a time: the block's rows of `ll`
+        # and a node's readings x all places stay in the CPU cache. An identity has at most one
+        # reading per node, so the rows add without collisions, in node order as ever
+        scale = np.float32(-0.5 * (p.tail_dof + 1))
         order = np.argsort(ii, kind="stable")
-        ii, nn, w = ii[order], nn[order], w[order]
+        ii, nn = ii[order], nn[order]
         values = rssi[ii, nn].astype(np.float32)
-        block, headings = LEVEL_BLOCK_ROWS, tables[0].shape[1]
-        acc = np.empty((min(block, len(ll)), *tables[0].shape[1:]), dtype=np.float32) if headings > 1 else None
+        block = LEVEL_BLOCK_ROWS
         cuts = np.searchsorted(ii, np.arange(0, len(ll) + block, block)).tolist()
         for a, s0, s1 in zip(range(0, len(ll), block), cuts, cuts[1:], strict=False):
             if s0 == s1:
                 continue
-            rows = ll[a : a + block]
-            part = rows[:, None, :] if acc is None else acc[: len(rows)]  # one heading: straight into `ll`
-            if acc is not None:
-                part.fill(0.0)
-            self._level_block(part, ii[s0:s1] - a, nn[s0:s1], values[s0:s1], w[s0:s1], tables)
-            if acc is not None:
-                rows += _log_mean_exp(part)
-
-    def _level_block(
-        self, part: np.ndarray, rows: np.ndarray, nodes: np.ndarray, values: np.ndarray, w: np.ndarray,
-        tables: tuple[np.ndarray, np.ndarray, np.ndarray],
-    ) -> None:
-        """Add one block's readings' t log-densities, per heading and place, to `part` (rows, H, U)."""
-        mu_heard, inv_sigma_dof, log_sigma = tables
-        scale = np.float32(-0.5 * (self.params.tail_dof + 1))
-        weighted = bool((w != 1).any())
-        for n in np.unique(nodes).tolist():
-            at = nodes == n
-            z = values[at][:, None, None] - mu_heard[n]  # (h, H, U)
-            z *= inv_sigma_dof[n]
-            np.square(z, out=z)
-            np.log1p(z, out=z)
-            z *= scale
-            z += log_sigma[n]
-            if weighted:
-                z *= w[at][:, None, None]
-            part[rows[at]] += z
+            rows_b, nodes_b, values_b, ll_b = ii[s0:s1] - a, nn[s0:s1], values[s0:s1], ll[a : a + block]
+            for n in np.unique(nodes_b).tolist():
+                at = nodes_b == n
+                z = values_b[at][:, None] - self._mu_heard_t[n]  # (h, U)
+                z *= self._inv_sigma_dof_t[n]
+                np.square(z, out=z)
+                np.log1p(z, out=z)
+                z *= scale
+                z += self._log_sigma_t[n]
+                ll_b[rows_b[at]] += z
+        return ll
 
 
 @dataclass
@@ -935,13 +869,15 @@ class PresenceEngine:
             chosen = np.zeros(len(self.ids), dtype=bool)
             chosen[pairs] = True
             paired &= chosen[:, None]
+            level = ~paired[ii, nn]  # every other reading by its level, as before
             ll = m.detection_ll(self._heard, self._reported, self.rate)
             ll[pairs] *= np.float32(p.evidence_weight)
-            # every reading by its level; a paired link's level only for what is news in it
-            # every reading by its level (a paired link's: what is news); the phones at the door: one heading, all links
-            weight = np.where(paired[ii, nn], m.paired_level_weight, 1.0)
-            m.level_ll(self._rssi, ii, nn, out=ll, weight=weight, mixed=chosen)
+            m.level_ll(self._rssi, ii[level], nn[level], out=ll)
             if len(pairs):
+                row = np.full(len(self.ids), -1)
+                row[pairs] = np.arange(len(pairs))
+                again = m.level_ll(self._rssi[pairs], row[ii[~level]], nn[~level])  # the paired links' levels
+                ll[pairs] += np.float32(m.paired_level_weight) * again
                 pairs = pairs[np.argsort(self.belief[pairs].argmax(axis=1))]  # alike beliefs together
                 change = self._rssi[pairs] - m.shadow_rho * self._last[pairs]
                 post[pairs] = m.predict_pairs(self.belief[pairs], change, paired[pairs])
@@ -1213,32 +1149,6 @@ def _body_loss(body_db: float) -> tuple[float, float]:
     """Mean and SD (dB) of the body term body_db x ((1 - cos a) / 2)^2 over a uniform heading a:
     (1 - cos a) / 2 = sin^2(a / 2), whose 2nd and 4th powers average 3/8 and 35/128."""
     return body_db * 3 / 8, body_db * float(np.sqrt(35 / 128 - (3 / 8) ** 2))
-
-
-def _heading_body(xy: np.ndarray, node_xy: np.ndarray, body_db: float, headings: int) -> tuple[np.ndarray, ...]:
-    """Mean and SD (H, C, N) of the body term body_db x ((1 - cos a) / 2)^2 within each of
-    `headings` equal sectors of the wearer's heading (a: from the heading to the node; a node in
-    the cell costs nothing). Over all sectors the means average to `_body_loss`'s."""
-    sub = (np.arange(SECTOR_SAMPLES) + 0.5) / SECTOR_SAMPLES
-    theta = (np.arange(headings)[:, None] + sub[None, :] - 0.5) * (2 * np.pi / headings)  # (H, S)
-    dx = node_xy[None, :, 0] - xy[:, None, 0]  # (C, N)
-    dy = node_xy[None, :, 1] - xy[:, None, 1]
-    d = np.maximum(np.hypot(dx, dy), 1e-9)
-    cos = (np.cos(theta)[:, :, None, None] * dx + np.sin(theta)[:, :, None, None] * dy) / d  # (H, S, C, N)
-    cos = np.where(np.hypot(dx, dy) > 0, cos, 1.0)
-    loss = body_db * ((1.0 - cos) / 2.0) ** 2
-    return loss.mean(axis=1), loss.std(axis=1)
-
-
-def _log_mean_exp(part: np.ndarray) -> np.ndarray:
-    """log of the mean over axis 1 of exp(part): (rows, H, U) -> (rows, U); `part` is overwritten."""
-    top = part.max(axis=1)
-    part -= top[:, None, :]
-    np.exp(part, out=part)
-    out = part.sum(axis=1)
-    np.log(out, out=out)
-    out += top - np.float32(np.log(part.shape[1]))
-    return out
 
 
 def _runs(index: np.ndarray) -> list[tuple[int, int, int]]:

@@ -10,15 +10,7 @@ import pytest
 
 from firmware_config.geometry import segments_cross
 from firmware_config.store import load_store
-from gateway.presence import (
-    AWAY,
-    SECTOR_SAMPLES,
-    WALK_IN,
-    PresenceEngine,
-    PresenceModel,
-    PresenceParams,
-    _body_loss,
-)
+from gateway.presence import AWAY, WALK_IN, PresenceEngine, PresenceModel, PresenceParams, _body_loss
 from tests.conftest import BOUTIQUE
 
 
@@ -134,41 +126,7 @@ def p_detect_reference(model: PresenceModel, rate: float) -> np.ndarray:
     return p_det
 
 
-def _heading_reference(model: PresenceModel, k: int) -> list[tuple[list[float], list[float]]]:
-    """Per heading sector, state k's predicted mean heard and sigma per node, written out plainly:
-    the body term averaged over SECTOR_SAMPLES headings of the sector, the rest from the state's
-    per-link prediction (which has the body averaged over all headings)."""
-    from scipy.stats import norm
-
-    p, headings = model.params, model.params.body_headings
-    cell = k % model.n_cells
-    mean_all, sd_all = _body_loss(p.body_loss_db)
-    nodes = [n.position for n in load_store(BOUTIQUE).nodes if n.ble is not None]
-    out = []
-    for h in range(headings):
-        mus, sigmas = [], []
-        for j, (nx, ny) in enumerate(nodes):
-            mu, sigma = float(model.mu[k, j]), float(model.sigma[k, j])
-            if cell != model.away_cell:
-                cx, cy = model.cell_xy[cell]
-                losses = []
-                for s in range(SECTOR_SAMPLES):
-                    theta = (h + (s + 0.5) / SECTOR_SAMPLES - 0.5) * 2 * math.pi / headings
-                    d = math.hypot(nx - cx, ny - cy)
-                    cos = ((nx - cx) * math.cos(theta) + (ny - cy) * math.sin(theta)) / d if d > 0 else 1.0
-                    losses.append(p.body_loss_db * ((1 - cos) / 2) ** 2)
-                body, body_sd = float(np.mean(losses)), float(np.std(losses))
-                mu += mean_all - body
-                sigma = math.sqrt(sigma**2 - sd_all**2 + body_sd**2)
-            a = (p.sensitivity_dbm - mu) / sigma
-            mus.append(mu + sigma * norm.pdf(a) / norm.sf(a))
-            sigmas.append(sigma)
-        out.append((mus, sigmas))
-    return out
-
-
 def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
-    """Detection per link; levels as a mixture over the wearer's heading, shared by the window's links."""
     p = model.params
     rng = np.random.default_rng(4)
     n_i, n_n = 5, len(model.node_ids)
@@ -177,22 +135,21 @@ def test_vectorised_likelihood_matches_reference(model: PresenceModel) -> None:
     heard = (rng.random((n_i, n_n)) < 0.5) & reported[None, :]  # only a reporting node hears
     fast = model.log_likelihood(rssi, heard, reported)[:, model.emit]  # places -> states
     p_det = p_detect_reference(model, p.adverts_per_s)
-    for k in range(0, len(model.owner), 7):
-        per_heading = _heading_reference(model, k)
-        for i in range(n_i):
-            strongest = sorted((j for j in range(n_n) if heard[i, j]), key=lambda j: -rssi[i, j])[: p.rssi_nodes]
+    for i in range(n_i):
+        strongest = sorted((j for j in range(n_n) if heard[i, j]), key=lambda j: -rssi[i, j])[: p.rssi_nodes]
+        for k in range(0, len(model.owner), 7):
             ref = 0.0
             for j in range(n_n):
-                if reported[j]:
-                    ref += math.log(p_det[k, j] if heard[i, j] else 1 - p_det[k, j])
-            levels = []
-            for mus, sigmas in per_heading:
-                level = 0.0
-                for j in strongest:
-                    z = (rssi[i, j] - mus[j]) / sigmas[j]
-                    level += -0.5 * (p.tail_dof + 1) * math.log1p(z * z / p.tail_dof) - math.log(sigmas[j] / p.sigma_db)
-                levels.append(level)
-            ref += math.log(np.mean(np.exp(levels)))
+                if not reported[j]:
+                    continue
+                if heard[i, j]:
+                    ref += math.log(p_det[k, j])
+                    if j in strongest:
+                        sigma = model.sigma[k, j]
+                        z = (rssi[i, j] - model.mu_heard[k, j]) / sigma
+                        ref += -0.5 * (p.tail_dof + 1) * math.log1p(z * z / p.tail_dof) - math.log(sigma / p.sigma_db)
+                else:
+                    ref += math.log(1 - p_det[k, j])
             assert fast[i, k] == pytest.approx(ref, abs=1e-3)
 
 
