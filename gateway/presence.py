@@ -169,6 +169,35 @@ class PresenceModel:
     def __init__(self, store: StoreFile, params: PresenceParams = PresenceParams()):
         self.params = p = params
         zones = list(store.zones)
+        node_xy, ref = self._zones_and_nodes(store)
+        owner = self._cells(store, zones)
+        walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float).reshape(-1, 4)
+        wall_db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
+        mu, spread = _cell_rssi(self.cell_xy, self.cell_size, owner, zones, node_xy, ref, walls, wall_db, p)
+        # the wearer's body: which way they face is unknown, so each link loses its average over
+        # headings and varies by its spread (the slow shadowing comes on top)
+        body_db, body_sd = _body_loss(p.body_loss_db)
+        mu -= body_db + p.carry_loss_db
+        # `away`: one virtual cell, out of range (heard by a node only through a rare reflection)
+        base_mu = np.vstack([mu, np.full((1, len(node_xy)), p.sensitivity_dbm - 3.0)])  # (cells + away, N)
+        base_spread = np.vstack([np.sqrt(spread**2 + body_sd**2), np.zeros((1, len(node_xy)))])
+        base_owner = np.append(owner, len(zones))
+        n_base = len(base_owner)
+        self.n_cells = n_base  # states are (phone offset, cell): index = offset_index * n_cells + cell
+        self.away_cell = n_base - 1
+        base_in = self.zone_in_store[base_owner]
+        base_transition = self._transition(store, base_owner)  # sets self.door_cells (base)
+        self.door_states = door_states(
+            store, self.cell_xy, base_in[:-1], self.mode[:-1], WALK_IN, len(p.device_offsets_db), p.door_near_m,
+            p.portal_reach_m,
+        )
+        self._offset_states(base_mu, base_spread, base_owner, base_in, base_transition)
+        self._place_tables()
+        self._pair_tables(base_transition)
+
+    def _zones_and_nodes(self, store: StoreFile) -> tuple[np.ndarray, np.ndarray]:
+        """The zones' and BLE nodes' indexes; returns the nodes' positions (N, 2) and 1 m power (N,)."""
+        zones = list(store.zones)
         self.zone_ids = [z.id for z in zones] + [AWAY]
         self.kinds = [str(z.kind) for z in zones] + [AWAY]
         self.z_index = {z: i for i, z in enumerate(self.zone_ids)}
@@ -179,7 +208,12 @@ class PresenceModel:
         self.n_index = {n: i for i, n in enumerate(self.node_ids)}
         node_xy = np.asarray([n.position for n in nodes], dtype=float).reshape(-1, 2)
         ref = np.asarray([n.ble.ref_rssi_1m for n in nodes if n.ble is not None], dtype=np.float64)
+        return node_xy, ref
 
+    def _cells(self, store: StoreFile, zones: list) -> np.ndarray:
+        """The cells of every zone, with their moving copies; sets the cells' mode, standing twin,
+        size and position, and returns each cell's zone index."""
+        p = self.params
         cells, owner = [], []
         for zi, z in enumerate(zones):
             zc = _grid(list(z.polygon), self.spacing(str(z.kind)))
@@ -207,29 +241,15 @@ class PresenceModel:
         self.mode = np.asarray(mode + [0])
         self._twin = np.asarray(twin + [len(twin)])
         self.cell_size = np.asarray([self.spacing(self.kinds[o]) for o in owner])
-        self.cell_xy = xy = np.asarray(cells, dtype=float)
-        walls = np.asarray([[*w.a, *w.b] for w in store.walls], dtype=float).reshape(-1, 4)
-        wall_db = np.asarray([w.attenuation_db for w in store.walls], dtype=float)
-        mu, spread = _cell_rssi(xy, self.cell_size, np.asarray(owner), zones, node_xy, ref, walls, wall_db, p)
-        # the wearer's body: which way they face is unknown, so each link loses its average over
-        # headings and varies by its spread (the slow shadowing comes on top)
-        body_db, body_sd = _body_loss(p.body_loss_db)
-        mu -= body_db + p.carry_loss_db
-        # `away`: one virtual cell, out of range (heard by a node only through a rare reflection)
-        base_mu = np.vstack([mu, np.full((1, len(nodes)), p.sensitivity_dbm - 3.0)])  # (cells + away, N)
-        base_spread = np.vstack([np.sqrt(spread**2 + body_sd**2), np.zeros((1, len(nodes)))])
-        owner.append(len(zones))
-        base_owner = np.asarray(owner)
-        n_base = len(base_owner)
-        self.n_cells = n_base  # states are (phone offset, cell): index = offset_index * n_cells + cell
-        self.away_cell = n_base - 1
-        base_in = self.zone_in_store[base_owner]
-        base_transition = self._transition(store, base_owner)  # sets self.door_cells (base)
-        self.door_states = door_states(
-            store, self.cell_xy, base_in[:-1], self.mode[:-1], WALK_IN, len(p.device_offsets_db), p.door_near_m,
-            p.portal_reach_m,
-        )
+        self.cell_xy = np.asarray(cells, dtype=float)
+        return np.asarray(owner)
 
+    def _offset_states(
+        self, base_mu: np.ndarray, base_spread: np.ndarray, base_owner: np.ndarray, base_in: np.ndarray,
+        base_transition: sparse.csr_matrix,
+    ) -> None:
+        """The states (phone offset, cell): their predicted readings, zones and transition."""
+        p, n_base = self.params, self.n_cells
         offsets = np.asarray(p.device_offsets_db, dtype=float)
         reps = len(offsets)
         self.offset_prior = np.exp(-0.5 * (offsets / p.device_offset_sigma_db) ** 2)
@@ -244,12 +264,16 @@ class PresenceModel:
         self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
         n_k = len(self.owner)
         # dense: a (K, zones) product through BLAS is several times faster than a sparse one
-        self.membership = np.zeros((n_k, len(zones) + 1), dtype=np.float32)  # each state's zone (+ away)
+        self.membership = np.zeros((n_k, len(self.zone_ids)), dtype=np.float32)  # each state's zone (+ away)
         self.membership[np.arange(n_k), self.owner] = 1.0
         # what a node reports is the mean of the packets it *heard*: near the sensitivity only the
         # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
         alpha = (p.sensitivity_dbm - self.mu) / self.sigma
         self.mu_heard = self.mu + self.sigma * _mills(alpha)
+
+    def _place_tables(self) -> None:
+        """Per place (a cell's standing copy, per offset): what the likelihood needs, node-major."""
+        p, n_base, reps = self.params, self.n_cells, len(self.params.device_offsets_db)
         # the likelihood is computed once per place (walking and standing there look alike to the
         # radio) and spread to the states by `emit`: (K,) -> column of the (I, U) likelihood
         places = np.flatnonzero(self.mode == 0)
@@ -259,16 +283,19 @@ class PresenceModel:
         self._emit_runs = _runs(self.emit)
         u = (np.arange(reps)[:, None] * n_base + places[None, :]).reshape(-1)
         self._mu_u, self._sigma_u = self.mu[u], self.sigma[u]  # (U, N): what a window's packets share
-        self._away_u = self.owner[u] == len(zones)
+        self._away_u = self.owner[u] == len(self.zone_ids) - 1
         self._detection: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # per advertising rate
         self._miss, self._hit_t = self.detection_tables(p.adverts_per_s)
         self._mu_heard_t = np.ascontiguousarray(self.mu_heard[u].T, dtype=np.float32)  # (N, U)
         self._inv_sigma_t = np.ascontiguousarray(1.0 / self.sigma[u].T, dtype=np.float32)  # (N, U)
         self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma[u].T / p.sigma_db), dtype=np.float32)  # (N, U)
         self._inv_sigma_dof_t = self._inv_sigma_t / np.float32(np.sqrt(p.tail_dof))  # z / sqrt(dof) in one product
-        # consecutive windows of one link, for phones at the door (see `predict_pairs`): the
-        # edges of one offset block's transition and, per node and offset, what each edge
-        # predicts the change of the reading to be
+
+    def _pair_tables(self, base_transition: sparse.csr_matrix) -> None:
+        """Consecutive windows of one link, for phones at the door (see `predict_pairs`): the
+        edges of one offset block's transition and, per node and offset, what each edge
+        predicts the change of the reading to be."""
+        p, n_base, reps = self.params, self.n_cells, len(self.params.device_offsets_db)
         self.shadow_rho = rho = float(np.exp(-p.step_s / p.shadow_tau_s))
         # what is news in a repeated window's level when shadowing is AR(1): (1 - rho) / (1 + rho).
         # Without it a phone whose links hold steady (one facing away all along) is judged on its
@@ -394,9 +421,39 @@ class PresenceModel:
     def _transition(self, store: StoreFile, base_owner: np.ndarray) -> sparse.csr_matrix:
         """One step of `step_s` between the cells (+ away) of one phone."""
         p = self.params
+        xy, owner, mode = self.cell_xy, base_owner[:-1], self.mode[:-1]
+        n = len(owner)
+        outside = np.asarray([self.kinds[o] == ZoneKind.OUTSIDE for o in owner])
+        adj, door, turn, leave = self._adjacency(store, owner)
+        # a leaver steps out and stands, or walks off one way or the other: a third each
+        weight = adj.astype(float)
+        weight[np.ix_(~outside, outside)] /= 3.0
+        weight[leave] = 1.0 / 3.0
+        move = dict(p.stay_kinds)
+        rate = np.asarray([move.get(self.kinds[o], p.move_per_s) for o in owner]) * p.step_s
+        deg = weight.sum(axis=1)
+        t = np.zeros((n + 1, n + 1))
+        t[:n, :n] = weight * (rate / np.maximum(deg, 1e-9))[:, None]
+        # pavement cells at the far ends of the pavement lead out of range (and back)
+        free = mode == 0
+        edge = outside & free & _at_extent(xy, outside & free, p.cell_m)
+        t[np.flatnonzero(edge), n] = p.away_rate_per_s * p.step_s
+        self._walk(t, owner, turn)
+        self._walk_in(t, store)
+        t[np.arange(n + 1), np.arange(n + 1)] = 0.0
+        t[np.arange(n + 1), np.arange(n + 1)] = 1.0 - t.sum(axis=1)
+        # inside the doors to the street: where a belief stuck outside may restart. Only inside:
+        # a customer in the store never "teleports" out, they must be seen walking out
+        self.door_cells = door & self.zone_in_store[np.append(owner, len(self.zone_ids) - 1)]
+        return sparse.csr_matrix(t)
+
+    def _adjacency(self, store: StoreFile, owner: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Which cells a person can step between (n, n), which cells are at a street door (n + 1,),
+        where walkers passing a door turn in (n, n) and where leavers walk off along the street (n, n)."""
+        p = self.params
         zones = {z.id: z for z in store.zones}
         walls = [(w.a, w.b) for w in store.walls]
-        xy, owner, mode = self.cell_xy, base_owner[:-1], self.mode[:-1]
+        xy, mode = self.cell_xy, self.mode[:-1]
         n = len(owner)
         free = mode == 0
         d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
@@ -412,9 +469,7 @@ class PresenceModel:
         copies = np.flatnonzero(mode == WALK_IN)
         walk_in_of[self._twin[copies]] = copies
         for z in store.zones:  # across zones only where people can pass between connected zones
-            for other in z.connects:
-                if other not in zones:
-                    continue
+            for other in (o for o in z.connects if o in zones):
                 # from the street only through the middle of the door: a passer-by brushing its
                 # edge is not half let in
                 street = ZoneKind.OUTSIDE in (self.kinds[self.z_index[z.id]], self.kinds[self.z_index[other]])
@@ -434,26 +489,7 @@ class PresenceModel:
                         into = walk_in_of[in_side]
                         turn[np.ix_(walkers, np.where(into >= 0, into, in_side))] = True  # and walk on in
                         leave[np.ix_(in_side, walkers)] = True  # leavers walk away along the street
-        # a leaver steps out and stands, or walks off one way or the other: a third each
-        weight = adj.astype(float)
-        weight[np.ix_(~outside, outside)] /= 3.0
-        weight[leave] = 1.0 / 3.0
-        move = dict(p.stay_kinds)
-        rate = np.asarray([move.get(self.kinds[o], p.move_per_s) for o in owner]) * p.step_s
-        deg = weight.sum(axis=1)
-        t = np.zeros((n + 1, n + 1))
-        t[:n, :n] = weight * (rate / np.maximum(deg, 1e-9))[:, None]
-        # pavement cells at the far ends of the pavement lead out of range (and back)
-        edge = outside & free & _at_extent(xy, outside & free, p.cell_m)
-        t[np.flatnonzero(edge), n] = p.away_rate_per_s * p.step_s
-        self._walk(t, owner, turn)
-        self._walk_in(t, store)
-        t[np.arange(n + 1), np.arange(n + 1)] = 0.0
-        t[np.arange(n + 1), np.arange(n + 1)] = 1.0 - t.sum(axis=1)
-        # inside the doors to the street: where a belief stuck outside may restart. Only inside:
-        # a customer in the store never "teleports" out, they must be seen walking out
-        self.door_cells = door & self.zone_in_store[np.append(owner, len(self.zone_ids) - 1)]
-        return sparse.csr_matrix(t)
+        return adj, door, turn, leave
 
     def _walk(self, t: np.ndarray, owner: np.ndarray, turn: np.ndarray) -> None:
         """Walkers' rows of the transition `t` (filled in place; the diagonal is set later).
