@@ -851,7 +851,7 @@ class PresenceEngine:
         if not self.ids:
             self._reported[:] = False
             return []
-        m, p = self.model, self.model.params
+        m = self.model
         post = self.belief @ m.transition  # the prediction, then the posterior in place
         m.drift(post, self.offset_w)
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
@@ -859,48 +859,10 @@ class PresenceEngine:
         m.drift(stay, self.offset_w[held])
         used = np.zeros_like(self._heard)
         if self._reported.any():
-            ii, nn = _strongest(self._rssi, self._heard, p.rssi_nodes)
-            used[ii, nn] = True
-            # phones at the door, not yet inside: links read in both windows are judged as changes
-            paired = used & self._last_used
-            undecided = (self.p_in >= p.pair_from_probability) & (self.p_in <= 1 - p.pair_from_probability)
-            pairs = np.flatnonzero(~self.inside & undecided & paired.any(axis=1))
-            pairs = pairs[np.argsort(-self.p_in[pairs], kind="stable")[: p.pair_max]]
-            chosen = np.zeros(len(self.ids), dtype=bool)
-            chosen[pairs] = True
-            paired &= chosen[:, None]
-            level = ~paired[ii, nn]  # every other reading by its level, as before
-            ll = m.detection_ll(self._heard, self._reported, self.rate)
-            ll[pairs] *= np.float32(p.evidence_weight)
-            m.level_ll(self._rssi, ii[level], nn[level], out=ll)
-            if len(pairs):
-                row = np.full(len(self.ids), -1)
-                row[pairs] = np.arange(len(pairs))
-                again = m.level_ll(self._rssi[pairs], row[ii[~level]], nn[~level])  # the paired links' levels
-                ll[pairs] += np.float32(m.paired_level_weight) * again
-                pairs = pairs[np.argsort(self.belief[pairs].argmax(axis=1))]  # alike beliefs together
-                change = self._rssi[pairs] - m.shadow_rho * self._last[pairs]
-                post[pairs] = m.predict_pairs(self.belief[pairs], change, paired[pairs])
-                if self.doors.pending:  # crossings weigh on predictions summing to 1, as everyone else's
-                    post[pairs] /= post[pairs].sum(axis=1, keepdims=True)
-                self._predict_held_pairs(held, stay, post, pairs, change, paired[pairs])
-            stay = self._cross(held, stay, post, t)  # a door sensor's crossings
-            ll -= ll.max(axis=1, keepdims=True)
-            ll *= np.float32(p.evidence_weight)
-            # a paired phone's detections count half, as everyone's; its new links are its
-            # first look at them, and count in full
-            ll[pairs] *= np.float32(1 / p.evidence_weight)
-            np.exp(ll, out=ll)
-            m.weigh(ll, post)
-            held = np.asarray([self.index[i] for i in self.held], dtype=int)
-            m.weigh(ll[held], stay)
+            stay = self._weigh(t, post, held, stay, used)
         else:
             stay = self._cross(held, stay, post, t)
-        scale = ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
-        post *= scale
-        for k, identity in enumerate(self.held):  # the same scale: the share of each part is the evidence
-            self.held[identity] = stay[k] * scale[self.index[identity]]
-        post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
+        self._renormalise(post, stay)
         self.belief = post
         self._last = np.where(used, self._rssi, 0.0)
         self._last_used = used
@@ -934,6 +896,55 @@ class PresenceEngine:
         self.held = parts
         return np.stack(list(parts.values())) if parts else np.zeros((0, post.shape[1]), dtype=np.float32)
 
+    def _weigh(self, t: float, post: np.ndarray, held: np.ndarray, stay: np.ndarray, used: np.ndarray) -> np.ndarray:
+        """Weigh the predictions by this step's windows (marking the links `used`); the held parts too."""
+        m, p = self.model, self.model.params
+        ii, nn = _strongest(self._rssi, self._heard, p.rssi_nodes)
+        used[ii, nn] = True
+        # phones at the door, not yet inside: links read in both windows are judged as changes
+        paired = used & self._last_used
+        undecided = (self.p_in >= p.pair_from_probability) & (self.p_in <= 1 - p.pair_from_probability)
+        pairs = np.flatnonzero(~self.inside & undecided & paired.any(axis=1))
+        pairs = pairs[np.argsort(-self.p_in[pairs], kind="stable")[: p.pair_max]]
+        chosen = np.zeros(len(self.ids), dtype=bool)
+        chosen[pairs] = True
+        paired &= chosen[:, None]
+        level = ~paired[ii, nn]  # every other reading by its level, as before
+        ll = m.detection_ll(self._heard, self._reported, self.rate)
+        ll[pairs] *= np.float32(p.evidence_weight)
+        m.level_ll(self._rssi, ii[level], nn[level], out=ll)
+        if len(pairs):
+            row = np.full(len(self.ids), -1)
+            row[pairs] = np.arange(len(pairs))
+            again = m.level_ll(self._rssi[pairs], row[ii[~level]], nn[~level])  # the paired links' levels
+            ll[pairs] += np.float32(m.paired_level_weight) * again
+            pairs = pairs[np.argsort(self.belief[pairs].argmax(axis=1))]  # alike beliefs together
+            change = self._rssi[pairs] - m.shadow_rho * self._last[pairs]
+            post[pairs] = m.predict_pairs(self.belief[pairs], change, paired[pairs])
+            if self.doors.pending:  # crossings weigh on predictions summing to 1, as everyone else's
+                post[pairs] /= post[pairs].sum(axis=1, keepdims=True)
+            self._predict_held_pairs(held, stay, post, pairs, change, paired[pairs])
+        stay = self._cross(held, stay, post, t)  # a door sensor's crossings
+        ll -= ll.max(axis=1, keepdims=True)
+        ll *= np.float32(p.evidence_weight)
+        # a paired phone's detections count half, as everyone's; its new links are its
+        # first look at them, and count in full
+        ll[pairs] *= np.float32(1 / p.evidence_weight)
+        np.exp(ll, out=ll)
+        m.weigh(ll, post)
+        held = np.asarray([self.index[i] for i in self.held], dtype=int)
+        m.weigh(ll[held], stay)
+        return stay
+
+    def _renormalise(self, post: np.ndarray, stay: np.ndarray) -> None:
+        """Each phone's belief back to 1 less the floor mass spread over the door cells; the held parts alike."""
+        m, p = self.model, self.model.params
+        scale = ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
+        post *= scale
+        for k, identity in enumerate(self.held):  # the same scale: the share of each part is the evidence
+            self.held[identity] = stay[k] * scale[self.index[identity]]
+        post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
+
     def _decide(self, t: float) -> list[PresenceEvent]:
         m, p = self.model, self.model.params
         zone_post = self.belief @ m.membership
@@ -941,20 +952,7 @@ class PresenceEngine:
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         events = []
-        # a phone a crossing moved in is announced once its own readings since say it made that
-        # crossing (a passer-by at the door while someone else went in does not walk in), or once
-        # they put it inside without it, as Bluetooth alone would; once they say it did not make
-        # it, Bluetooth decides alone again
-        unconfirmed = np.zeros(len(self.ids), dtype=bool)
-        for identity, part in list(self.held.items()):
-            i = self.index[identity]
-            stayed = float(part.sum())
-            crossed = 1.0 - stayed / float(self.belief[i].sum())
-            if self.inside[i] or crossed < p.door_release_below:
-                del self.held[identity]
-            else:
-                alone = float((part @ m.membership)[m.zone_in_store].sum()) / max(stayed, 1e-30)
-                unconfirmed[i] = crossed < p.door_confirm_probability and alone < p.enter_probability
+        unconfirmed = self._unconfirmed()
         for i in map(int, np.flatnonzero(~self.inside & (p_in >= p.enter_probability) & ~unconfirmed)):
             z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
             events.append(
@@ -996,6 +994,24 @@ class PresenceEngine:
             )
             self.zone[i], self.zone_since[i] = new, t
         return events
+
+    def _unconfirmed(self) -> np.ndarray:
+        """Who a crossing moved in but is not announced yet: a phone is announced once its own readings
+        since say it made that crossing (a passer-by at the door while someone else went in does not
+        walk in), or once they put it inside without it, as Bluetooth alone would; once they say it
+        did not make it, Bluetooth decides alone again."""
+        m, p = self.model, self.model.params
+        unconfirmed = np.zeros(len(self.ids), dtype=bool)
+        for identity, part in list(self.held.items()):
+            i = self.index[identity]
+            stayed = float(part.sum())
+            crossed = 1.0 - stayed / float(self.belief[i].sum())
+            if self.inside[i] or crossed < p.door_release_below:
+                del self.held[identity]
+            else:
+                alone = float((part @ m.membership)[m.zone_in_store].sum()) / max(stayed, 1e-30)
+                unconfirmed[i] = crossed < p.door_confirm_probability and alone < p.enter_probability
+        return unconfirmed
 
     def _expire(self, t: float) -> list[PresenceEvent]:
         """Stop tracking identities not heard for `forget_after_s`; anyone still inside has left."""
