@@ -169,6 +169,10 @@ DEPART_DB = 9.0
 DEPART_AFTER_S = 20.0
 DEPART_WITHIN_S = 10.0
 DEPART_NEED = 5
+#: A read by a garment's room this far below its level there (LEVEL_WEIGHT) is not that garment in
+#: the room behind a body (12-20 dB down); any read above it is. Why: a garment read in every window,
+#: strongly or behind the body, that gets no such read for a few windows has left the room.
+SILENT_BELOW_DB = 22.0
 #: A tag not read anywhere for this long and not shown is forgotten (its slot reused).
 FORGET_AFTER_S = 600.0
 
@@ -412,6 +416,15 @@ class _Scores:
     cur_score: np.ndarray  # the current place's score to beat
 
 
+def _count_hits(hits: np.ndarray, windows: np.ndarray, last: np.ndarray, ti: np.ndarray, win: np.ndarray) -> None:
+    """Fold a read of tags ``ti`` in their place's window ``win`` into decayed read counts (RATE_DECAY)."""
+    gap = win - last[ti]
+    f = RATE_DECAY**gap
+    hits[ti] = hits[ti] * f + 1.0
+    windows[ti] = windows[ti] * f + (gap if RATE_DECAY >= 1.0 else (1.0 - f) / (1.0 - RATE_DECAY))
+    last[ti] = win
+
+
 class FittingRoomEngine:
     """Tag -> place arbitration for the whole store, plus fitting-room sessions.
 
@@ -490,6 +503,10 @@ class FittingRoomEngine:
         self.hs = np.zeros(cap)
         self.ns = np.zeros(cap)
         self.last_hit = np.zeros(cap, dtype=np.int64)
+        # the same for any read a garment still in its room could give (SILENT_BELOW_DB)
+        self.hw = np.zeros(cap)
+        self.nw = np.zeros(cap)
+        self.last_w = np.zeros(cap, dtype=np.int64)
         self.lvl = np.zeros(cap)  # running mean RSSI of those keep reads (LEVEL_WEIGHT)
         self.left_t = np.full(cap, -np.inf)  # when it was last gone from a fitting room
         self.omax = np.full((cap, P), -np.inf)  # strongest read at each place since shown
@@ -525,6 +542,9 @@ class FittingRoomEngine:
         self.hs = ext(self.hs, 0.0)
         self.ns = ext(self.ns, 0.0)
         self.last_hit = ext(self.last_hit, 0)
+        self.hw = ext(self.hw, 0.0)
+        self.nw = ext(self.nw, 0.0)
+        self.last_w = ext(self.last_w, 0)
         self.lvl = ext(self.lvl, 0.0)
         self.left_t = ext(self.left_t, -np.inf)
         self.omax = ext(self.omax, -np.inf)
@@ -673,13 +693,12 @@ class FittingRoomEngine:
         self.last_r[ti, pi] = t
         k = x >= self.keep[pi]
         self.last_k[ti[k], pi[k]] = t
-        h = k & (self.cur[ti] == pi)
+        at = self.cur[ti] == pi
+        w = at & self.is_room[pi] & (x >= np.minimum(self.keep[pi], self.lvl[ti] - SILENT_BELOW_DB))
+        _count_hits(self.hw, self.nw, self.last_w, ti[w], self.wins[pi[w]])
+        h = k & at
         th = ti[h]
-        gap = self.wins[pi[h]] - self.last_hit[th]
-        f = RATE_DECAY**gap
-        self.hs[th] = self.hs[th] * f + 1.0
-        self.ns[th] = self.ns[th] * f + (gap if RATE_DECAY >= 1.0 else (1.0 - f) / (1.0 - RATE_DECAY))
-        self.last_hit[th] = self.wins[pi[h]]
+        _count_hits(self.hs, self.ns, self.last_hit, th, self.wins[pi[h]])
         self.lvl[th] += LEVEL_WEIGHT * (x[h] - self.lvl[th])
         q = (x >= self.enter[pi]) & solid
         if q.any():
@@ -769,15 +788,21 @@ class FittingRoomEngine:
         """Which shown tags their place still holds (fewer missed windows than GONE_ODDS allows)."""
         has, cur_c = sc.has, sc.cur_c
         # recent read rate at the current place, and how many missed windows make it gone
-        rate = (self.hs[a] + RATE_PRIOR) / (self.ns[a] + 2.0 * RATE_PRIOR)
-        need = np.clip(
-            np.ceil(np.log(GONE_ODDS) / np.log1p(-rate)), self.miss_min[cur_c], self.miss_max[cur_c]
-        )
+        need = self._need(self.hs[a], self.ns[a], cur_c)
         # another place has just read it stronger than ever while it was here: on its way out
         departing = has & (now - self.dep_t[a] <= DEPART_WITHIN_S)
         need = np.where(departing, np.minimum(need, DEPART_NEED), need)
         misses = self.wins[cur_c] - self.last_hit[a]
-        return has & (misses < need) & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
+        # a room's garment that no longer gives even the weak reads it gave behind a body is gone
+        # sooner: one read in every window, however weakly, is plainly gone after a few silent ones
+        quiet = self.wins[cur_c] - self.last_w[a]
+        silent = self.is_room[cur_c] & (quiet >= self._need(self.hw[a], self.nw[a], cur_c))
+        return has & (misses < need) & ~silent & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
+
+    def _need(self, hits: np.ndarray, windows: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Missed windows after which a tag read ``hits`` of ``windows`` times is gone (GONE_ODDS)."""
+        rate = (hits + RATE_PRIOR) / (windows + 2.0 * RATE_PRIOR)
+        return np.clip(np.ceil(np.log(GONE_ODDS) / np.log1p(-rate)), self.miss_min[p], self.miss_max[p])
 
     def _confirmed(self, a: np.ndarray, now: float, sc: _Scores, cur_fresh: np.ndarray) -> np.ndarray:
         """Which tags their best place may show now (a run of strong windows, or one solid strong
@@ -835,6 +860,9 @@ class FittingRoomEngine:
         self.hs[i] = 1.0  # the read that confirmed it
         self.ns[i] = 1.0
         self.last_hit[i] = self.wins[p]
+        self.hw[i] = 1.0
+        self.nw[i] = 1.0
+        self.last_w[i] = self.wins[p]
         self.lvl[i] = self.peak[i, p]
         self.omax[i] = -np.inf
         self.dep_t[i] = -np.inf
