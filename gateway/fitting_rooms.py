@@ -19,12 +19,13 @@ should read of a garment in the far part of the room, computed from the store fi
 power, position, facing, room polygon, walls: :func:`room_levels`), because readers and rooms
 differ by 10 dB and more between stores. A shown tag stays through missed windows (the garment
 is behind a body, or far from the antenna): it is gone after a number of its place's windows
-without a read that grows the sparser its recent reads have been (``GONE_ODDS``), or after a
-few once another place reads it stronger than it ever did while the tag was shown (it is being
-carried out: ``DEPART_DB``). Just after leaving a room, a garment needs more strong windows to
-be shown in a room again (``HOP_S``), so that carrying it out past the curtains is not a new
-try-on. Tags a window reads are decided at once (a garment is shown on its own reader's window),
-the rest periodically.
+without a read that grows the sparser its recent reads have been (``GONE_ODDS``), after a few
+without any read a garment still in its room could give if it gave one nearly every window
+(``SILENT_BELOW_DB``), or after a few once another place reads it stronger than it ever did
+while the tag was shown (it is being carried out: ``DEPART_DB``). Just after leaving a room, a
+garment needs more strong windows to be shown in a room again (``HOP_S``), so that carrying it
+out past the curtains is not a new try-on. Tags a window reads are decided at once (a garment is
+shown on its own reader's window), the rest periodically.
 
 Pure: no clock (observation times come with the windows), no I/O, no logging. Vectorised over
 all tags x places with numpy; ``tests/test_rfid_fitting_rooms.py`` checks it against a plain
@@ -169,6 +170,10 @@ DEPART_DB = 9.0
 DEPART_AFTER_S = 20.0
 DEPART_WITHIN_S = 10.0
 DEPART_NEED = 5
+#: A read by a garment's room this far below its level there (LEVEL_WEIGHT) is not that garment in
+#: the room behind a body (12-20 dB down); any read above it is. Why: a garment read in every window,
+#: strongly or behind the body, that gets no such read for a few windows has left the room.
+SILENT_BELOW_DB = 22.0
 #: A tag not read anywhere for this long and not shown is forgotten (its slot reused).
 FORGET_AFTER_S = 600.0
 
@@ -400,6 +405,27 @@ class _Room:
     left: set[str] = field(default_factory=set)  # left behind by an ended session: not "tried" again
 
 
+@dataclass(frozen=True, slots=True)
+class _Scores:
+    """One decision's view of tags ``a`` (arrays aligned with ``a``)."""
+
+    best: np.ndarray  # the place that scores best (a room taking a garment over from a shelf)
+    best_score: np.ndarray
+    cur: np.ndarray  # the place it is shown at, -1 for none
+    has: np.ndarray  # shown somewhere
+    cur_c: np.ndarray  # cur, 0 where not shown (safe to index with)
+    cur_score: np.ndarray  # the current place's score to beat
+
+
+def _count_hits(hits: np.ndarray, windows: np.ndarray, last: np.ndarray, ti: np.ndarray, win: np.ndarray) -> None:
+    """Fold a read of tags ``ti`` in their place's window ``win`` into decayed read counts (RATE_DECAY)."""
+    gap = win - last[ti]
+    f = RATE_DECAY**gap
+    hits[ti] = hits[ti] * f + 1.0
+    windows[ti] = windows[ti] * f + (gap if RATE_DECAY >= 1.0 else (1.0 - f) / (1.0 - RATE_DECAY))
+    last[ti] = win
+
+
 class FittingRoomEngine:
     """Tag -> place arbitration for the whole store, plus fitting-room sessions.
 
@@ -421,7 +447,6 @@ class FittingRoomEngine:
         self.layout = layout
         prm = {**DEFAULT_PARAMS, **(params or {})}
         self.places = list(layout.places)
-        pp = [layout.params.get(p.id) or prm[p.kind] for p in self.places]
         self.place_index = {p.id: i for i, p in enumerate(self.places)}
         self.ant_place = {k: self.place_index[v] for k, v in layout.antennas.items()}
         self.node_ants: dict[str, dict[int, int]] = {}
@@ -430,6 +455,17 @@ class FittingRoomEngine:
         self.node_places = {
             n: np.unique(np.asarray(list(a.values()), dtype=np.int64)) for n, a in self.node_ants.items()
         }
+        self._init_places([layout.params.get(p.id) or prm[p.kind] for p in self.places])
+        self.margin, self.move_s, self.decide_every = margin_db, move_s, decide_every_s
+        self._init_tags(max(16, capacity))
+        self._last_decision = -np.inf
+        self.now = -np.inf
+        self.rooms: dict[str, _Room] = {p.id: _Room() for p in self.places if p.kind == FITTING_ROOM}
+        self._session_seq = 0
+        self.unknown_antennas: dict[tuple[str, int], int] = {}
+
+    def _init_places(self, pp: list[PlaceParams]) -> None:
+        """Per-place thresholds and window counters, one array entry per place."""
         self.is_room = np.asarray([p.kind == FITTING_ROOM for p in self.places], dtype=bool)
         self.enter = np.asarray([q.enter_dbm for q in pp], dtype=np.float64)
         self.keep = np.asarray([q.keep_dbm for q in pp], dtype=np.float64)
@@ -441,10 +477,12 @@ class FittingRoomEngine:
         self.wins = np.zeros(len(self.places), dtype=np.int64)  # windows received per place
         self.place_t = np.full(len(self.places), -np.inf)  # end of the latest window per place
         self._pending: set[int] = set()  # strong single reads waiting for the other places' windows
-        self.margin, self.move_s, self.decide_every = margin_db, move_s, decide_every_s
-        P = len(self.places)
-        self._P = P
-        cap = max(16, capacity)
+        self._P = len(self.places)
+        self.max_n = np.ones(self._P)  # most reads one tag gave one window at each place (SOLID_READ_SHARE)
+
+    def _init_tags(self, cap: int) -> None:
+        """Per-tag state: one row per tag slot (tags x places for the 2-d ones); grown by _grow."""
+        P = self._P
         self.epcs: list[str | None] = [None] * cap
         self.index: dict[str, int] = {}
         self._free: list[int] = list(range(cap - 1, -1, -1))
@@ -466,17 +504,15 @@ class FittingRoomEngine:
         self.hs = np.zeros(cap)
         self.ns = np.zeros(cap)
         self.last_hit = np.zeros(cap, dtype=np.int64)
+        # the same for any read a garment still in its room could give (SILENT_BELOW_DB)
+        self.hw = np.zeros(cap)
+        self.nw = np.zeros(cap)
+        self.last_w = np.zeros(cap, dtype=np.int64)
         self.lvl = np.zeros(cap)  # running mean RSSI of those keep reads (LEVEL_WEIGHT)
         self.left_t = np.full(cap, -np.inf)  # when it was last gone from a fitting room
         self.omax = np.full((cap, P), -np.inf)  # strongest read at each place since shown
         self.dep_t = np.full(cap, -np.inf)  # last read saying it is leaving its place
         self.qmax = np.full((cap, P), -np.inf)  # strongest read of the current run of strong windows
-        self.max_n = np.ones(P)  # most reads one tag gave one window at each place (SOLID_READ_SHARE)
-        self._last_decision = -np.inf
-        self.now = -np.inf
-        self.rooms: dict[str, _Room] = {p.id: _Room() for p in self.places if p.kind == FITTING_ROOM}
-        self._session_seq = 0
-        self.unknown_antennas: dict[tuple[str, int], int] = {}
 
     # ---------------------------------------------------------------------------------- tags
 
@@ -507,6 +543,9 @@ class FittingRoomEngine:
         self.hs = ext(self.hs, 0.0)
         self.ns = ext(self.ns, 0.0)
         self.last_hit = ext(self.last_hit, 0)
+        self.hw = ext(self.hw, 0.0)
+        self.nw = ext(self.nw, 0.0)
+        self.last_w = ext(self.last_w, 0)
         self.lvl = ext(self.lvl, 0.0)
         self.left_t = ext(self.left_t, -np.inf)
         self.omax = ext(self.omax, -np.inf)
@@ -655,13 +694,12 @@ class FittingRoomEngine:
         self.last_r[ti, pi] = t
         k = x >= self.keep[pi]
         self.last_k[ti[k], pi[k]] = t
-        h = k & (self.cur[ti] == pi)
+        at = self.cur[ti] == pi
+        w = at & self.is_room[pi] & (x >= np.minimum(self.keep[pi], self.lvl[ti] - SILENT_BELOW_DB))
+        _count_hits(self.hw, self.nw, self.last_w, ti[w], self.wins[pi[w]])
+        h = k & at
         th = ti[h]
-        gap = self.wins[pi[h]] - self.last_hit[th]
-        f = RATE_DECAY**gap
-        self.hs[th] = self.hs[th] * f + 1.0
-        self.ns[th] = self.ns[th] * f + (gap if RATE_DECAY >= 1.0 else (1.0 - f) / (1.0 - RATE_DECAY))
-        self.last_hit[th] = self.wins[pi[h]]
+        _count_hits(self.hs, self.ns, self.last_hit, th, self.wins[pi[h]])
         self.lvl[th] += LEVEL_WEIGHT * (x[h] - self.lvl[th])
         q = (x >= self.enter[pi]) & solid
         if q.any():
@@ -695,6 +733,23 @@ class FittingRoomEngine:
         return out
 
     def _decide(self, a: np.ndarray, now: float, out: list[RoomEvent]) -> None:
+        """Decide tags ``a`` at ``now``: gone, moved to another place, or shown."""
+        sc = self._scores(a, now)
+        cur_fresh = self._fresh(a, now, sc)
+        confirmed = self._confirmed(a, now, sc, cur_fresh)
+        # 1. shown tags whose place lost them for longer than the hold-over: gone
+        gone = sc.has & ~cur_fresh
+        # 2. shown tags beaten by another place by the margin: challenge, move after hysteresis
+        moving = self._challenge(a, now, sc, cur_fresh, confirmed)
+        # 3. unshown tags confirmed somewhere: shown
+        show = ~sc.has & confirmed
+        for k in np.nonzero(gone | moving)[0].tolist():
+            self._emit_gone(int(a[k]), int(sc.cur[k]), now, out)
+        for k in np.nonzero(show | moving | (gone & confirmed & (sc.best != sc.cur)))[0].tolist():
+            self._emit_shown(int(a[k]), int(sc.best[k]), now, out)
+
+    def _scores(self, a: np.ndarray, now: float) -> _Scores:
+        """The best place of each tag ``a`` and how it scores against the tag's current place."""
         # Only places that still read the tag compete (and the one it is shown at). Why: a garment
         # taken off a shelf where it read at -45 must not wait, behind that decaying peak, to be
         # shown in the room it is in.
@@ -721,23 +776,42 @@ class FittingRoomEngine:
         rbs = rscore[rows, rbest]
         cur_fast = np.minimum(cur_score, self.fpeak[a, cur_c] - FAST_DECAY_DB_PER_S * (now - self.fpeak_t[a, cur_c]))
         steal = has & ~self.is_room[cur_c] & (rbs > cur_fast + ROOM_OVER_PLACE_DB)
-        best = np.where(steal, rbest, best)
-        best_score = np.where(steal, rbs, best_score)
-        cur_score = np.where(steal, cur_fast + ROOM_OVER_PLACE_DB - self.margin, cur_score)
-        # recent read rate at the current place, and how many missed windows make it gone
-        rate = (self.hs[a] + RATE_PRIOR) / (self.ns[a] + 2.0 * RATE_PRIOR)
-        need = np.clip(
-            np.ceil(np.log(GONE_ODDS) / np.log1p(-rate)), self.miss_min[cur_c], self.miss_max[cur_c]
+        return _Scores(
+            best=np.where(steal, rbest, best),
+            best_score=np.where(steal, rbs, best_score),
+            cur=cur,
+            has=has,
+            cur_c=cur_c,
+            cur_score=np.where(steal, cur_fast + ROOM_OVER_PLACE_DB - self.margin, cur_score),
         )
+
+    def _fresh(self, a: np.ndarray, now: float, sc: _Scores) -> np.ndarray:
+        """Which shown tags their place still holds (fewer missed windows than GONE_ODDS allows)."""
+        has, cur_c = sc.has, sc.cur_c
+        # recent read rate at the current place, and how many missed windows make it gone
+        need = self._need(self.hs[a], self.ns[a], cur_c)
         # another place has just read it stronger than ever while it was here: on its way out
         departing = has & (now - self.dep_t[a] <= DEPART_WITHIN_S)
         need = np.where(departing, np.minimum(need, DEPART_NEED), need)
         misses = self.wins[cur_c] - self.last_hit[a]
-        cur_fresh = has & (misses < need) & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
+        # a room's garment that no longer gives even the weak reads it gave behind a body is gone
+        # sooner: one read in every window, however weakly, is plainly gone after a few silent ones
+        quiet = self.wins[cur_c] - self.last_w[a]
+        silent = self.is_room[cur_c] & (quiet >= self._need(self.hw[a], self.nw[a], cur_c))
+        return has & (misses < need) & ~silent & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
 
+    def _need(self, hits: np.ndarray, windows: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Missed windows after which a tag read ``hits`` of ``windows`` times is gone (GONE_ODDS)."""
+        rate = (hits + RATE_PRIOR) / (windows + 2.0 * RATE_PRIOR)
+        return np.clip(np.ceil(np.log(GONE_ODDS) / np.log1p(-rate)), self.miss_min[p], self.miss_max[p])
+
+    def _confirmed(self, a: np.ndarray, now: float, sc: _Scores, cur_fresh: np.ndarray) -> np.ndarray:
+        """Which tags their best place may show now (a run of strong windows, or one solid strong
+        window in a moment every other place has reported); strong ones still waiting go pending."""
+        best, cur_c = sc.best, sc.cur_c
         # Just out of a fitting room (or going now), a garment carried past the next curtains (or
         # back past its own) needs HOP_EXTRA_N more strong windows to be shown in a room.
-        leaving = has & ~cur_fresh & self.is_room[cur_c]
+        leaving = sc.has & ~cur_fresh & self.is_room[cur_c]
         recent = self.is_room[best] & ((now - self.left_t[a] < HOP_S) | leaving)
         need_n = self.confirm_n[best] + np.where(recent, HOP_EXTRA_N, 0)
         run = self.run_n[a, best]
@@ -748,21 +822,24 @@ class FittingRoomEngine:
         strong = self.is_room[best] & ~recent & (run >= 1) & (self.qmax[a, best] >= self.enter[best] + STRONG_DB)
         single = strong & ready
         self._pending.difference_update(a.tolist())
-        self._pending.update(a[strong & ~ready & (cur != best)].tolist())
-        confirmed = (
-            (best_score >= self.enter[best])
+        self._pending.update(a[strong & ~ready & (sc.cur != best)].tolist())
+        return (
+            (sc.best_score >= self.enter[best])
             & ((run >= need_n) | single)
             & (now - self.last_q[a, best] <= RUN_GAP_S)
         )
-        # 1. shown tags whose place lost them for longer than the hold-over: gone
-        gone = has & ~cur_fresh
-        # 2. shown tags beaten by another place by the margin: challenge, move after hysteresis
+
+    def _challenge(
+        self, a: np.ndarray, now: float, sc: _Scores, cur_fresh: np.ndarray, confirmed: np.ndarray
+    ) -> np.ndarray:
+        """Update the challenges of shown tags beaten by another place; returns the tags that move."""
+        best, cur, has, cur_c = sc.best, sc.cur, sc.has, sc.cur_c
         # A room holds a garment against a shelf or till at the level it has been reading it at,
         # not at its peak decayed over a gap between sparse reads: shelves next to the rooms read
         # the garments inside them, weaker than the room but more often.
         hold_lvl = has & self.is_room[cur_c] & ~self.is_room[best]
-        cur_score = np.where(hold_lvl, np.maximum(cur_score, self.lvl[a]), cur_score)
-        lead = has & cur_fresh & (best != cur) & (best_score > cur_score + self.margin)
+        cur_score = np.where(hold_lvl, np.maximum(sc.cur_score, self.lvl[a]), sc.cur_score)
+        lead = has & cur_fresh & (best != cur) & (sc.best_score > cur_score + self.margin)
         beats = lead & confirmed
         chal = self.chal[a]
         new_chal = beats & (chal != best)
@@ -770,22 +847,13 @@ class FittingRoomEngine:
         # taken away, and the room now reading it takes it over at once.
         gone_from_cur = ~self.is_room[cur_c] & (now - self.last_k[a, cur_c] > RUN_GAP_S)
         moving = beats & (((chal == best) & (now - self.chal_since[a] >= self.move_s - 1e-9)) | gone_from_cur)
-        # 3. unshown tags confirmed somewhere: shown
-        show = ~has & confirmed
-
         ci = a[new_chal]
         self.chal[ci] = best[new_chal]
         self.chal_since[ci] = now
         # a challenger that still leads by the margin keeps its challenge through a dip below
         # its enter level between two of its reads
         self.chal[a[has & ~(beats | (lead & (chal == best)))]] = -1
-
-        for k in np.nonzero(gone | moving)[0].tolist():
-            i = int(a[k])
-            self._emit_gone(i, int(cur[k]), now, out)
-        for k in np.nonzero(show | moving | (gone & confirmed & (best != cur)))[0].tolist():
-            i = int(a[k])
-            self._emit_shown(i, int(best[k]), now, out)
+        return moving
 
     def _emit_shown(self, i: int, p: int, now: float, out: list[RoomEvent]) -> None:
         self.cur[i] = p
@@ -793,6 +861,9 @@ class FittingRoomEngine:
         self.hs[i] = 1.0  # the read that confirmed it
         self.ns[i] = 1.0
         self.last_hit[i] = self.wins[p]
+        self.hw[i] = 1.0
+        self.nw[i] = 1.0
+        self.last_w[i] = self.wins[p]
         self.lvl[i] = self.peak[i, p]
         self.omax[i] = -np.inf
         self.dep_t[i] = -np.inf

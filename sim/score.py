@@ -13,12 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.fitting_rooms import FittingReport  # the gateway reports, the scorer reads
-from sim.truth import AgentTruth, Truth
+from sim.truth import AgentTruth, RoomItem, Truth
 
 ENTRY_EARLY_S = 30.0  # an entrance node may hear a customer strongly just before the door
 ENTRY_LATE_S = 60.0  # a detection after the exit (but within this) still belongs to the visit
 ZONE_SLICE_S = 1.0
 ROOM_CHANGE_TOLERANCE_S = 10.0  # a change into a fitting room is right if the customer was there this close
+#: A report may be shown this long before its stay starts: a garment coming through the curtain is
+#: read strongly a moment before the simulated stay begins; shown earlier, it was about something else.
+ROOM_EARLY_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +185,24 @@ def wrong_room_changes(truth: Truth, events: list[ReportedEvent]) -> tuple[int, 
     return wrong, visits
 
 
+def match_fitting_reports(truth: Truth, reports: list[FittingReport]) -> list[tuple[FittingReport, RoomItem]]:
+    """(report, true stay) pairs as the module docstring defines the match, in order of showing."""
+    stays: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(truth.room_items):
+        stays.setdefault((r.room, r.epc), []).append(i)
+    used: set[int] = set()
+    out = []
+    for rep in sorted(reports, key=lambda r: r.shown_at):
+        gone = rep.gone_at if rep.gone_at is not None else np.inf
+        for i in stays.get((rep.room, rep.epc), []):
+            s = truth.room_items[i]
+            if i not in used and s.start - ROOM_EARLY_S <= rep.shown_at < s.end and gone > s.start:
+                used.add(i)
+                out.append((rep, s))
+                break
+    return out
+
+
 def score_fitting_rooms(truth: Truth, reports: list[FittingReport] | None) -> dict:
     if reports is None:
         return {
@@ -194,29 +215,19 @@ def score_fitting_rooms(truth: Truth, reports: list[FittingReport] | None) -> di
             "fitting_room.gone_latency_p50_s": None,
             "fitting_room.gone_latency_p95_s": None,
         }
-    stays: dict[tuple[str, str], list[int]] = {}
-    for i, r in enumerate(truth.room_items):
-        stays.setdefault((r.room, r.epc), []).append(i)
-    used: set[int] = set()
-    lat = []
-    gone_lat = []
-    matched = 0
-    for rep in sorted(reports, key=lambda r: r.shown_at):
-        gone = rep.gone_at if rep.gone_at is not None else np.inf
-        for i in stays.get((rep.room, rep.epc), []):
-            s = truth.room_items[i]
-            if i not in used and rep.shown_at < s.end and gone > s.start:
-                used.add(i)
-                matched += 1
-                lat.append(rep.shown_at - s.start)
-                if s.end < truth.duration_s:
-                    gone_lat.append(min(gone, truth.duration_s) - s.end)
-                break
+    pairs = match_fitting_reports(truth, reports)
+    lat = [rep.shown_at - s.start for rep, s in pairs]
+    gone_lat = [
+        min(rep.gone_at if rep.gone_at is not None else np.inf, truth.duration_s) - s.end
+        for rep, s in pairs
+        if s.end < truth.duration_s
+    ]
+    matched = len(pairs)
     return {
         "fitting_room.true_stays": len(truth.room_items),
         "fitting_room.reports": len(reports),
         "fitting_room.item_precision": _ratio(matched, len(reports)),
-        "fitting_room.item_recall": _ratio(len(used), len(truth.room_items)),
+        "fitting_room.item_recall": _ratio(matched, len(truth.room_items)),
         "fitting_room.latency_p50_s": percentile(lat, 50),
         "fitting_room.latency_p95_s": percentile(lat, 95),
         "fitting_room.gone_latency_p50_s": percentile(gone_lat, 50),

@@ -295,7 +295,8 @@ class Reference:
         self.place_t = [-math.inf] * len(self.places)  # latest window end per place
         self.max_n = [1.0] * len(self.places)  # most reads of one tag in one window per place
         self.pending: set[str] = set()  # strong single reads waiting for other places' windows
-        # epc -> hs, ns (decayed keep reads / windows), last_hit, lvl, left (last gone from a room), dep
+        # epc -> hs, ns (decayed keep reads / windows), last_hit, lvl, left (last gone from a room), dep;
+        # hw, nw, last_w: the same for any read a garment in its room could give (SILENT_BELOW_DB)
         self.tag: dict[str, dict] = {}
         self.now = -1e18
         self.s: dict[tuple[str, int], dict] = {}
@@ -307,8 +308,17 @@ class Reference:
 
     def _tag(self, epc: str) -> dict:
         return self.tag.setdefault(
-            epc, {"hs": 0.0, "ns": 0.0, "last_hit": 0, "lvl": 0.0, "left": -math.inf, "dep": -math.inf}
+            epc,
+            {"hs": 0.0, "ns": 0.0, "last_hit": 0, "lvl": 0.0, "left": -math.inf, "dep": -math.inf}
+            | {"hw": 0.0, "nw": 0.0, "last_w": 0},
         )
+
+    def _hit(self, tg: dict, p: int, h: str, n: str, last: str) -> None:
+        gap = self.wins[p] - tg[last]
+        f = fr.RATE_DECAY**gap
+        tg[h] = tg[h] * f + 1.0
+        tg[n] = tg[n] * f + (1.0 - f) / (1.0 - fr.RATE_DECAY)
+        tg[last] = self.wins[p]
 
     def window(self, node: str, t: float, obs: list[Obs]) -> None:
         for p in self.node_places.get(node, ()):
@@ -352,14 +362,13 @@ class Reference:
             ):
                 tg["dep"] = t
             st_["omax"] = max(st_["omax"], x)
+            at = c is not None and c[0] == p
+            if at and self.room[p] and x >= min(prm.keep_dbm, tg["lvl"] - fr.SILENT_BELOW_DB):
+                self._hit(tg, p, "hw", "nw", "last_w")
             if x >= prm.keep_dbm:
                 st_["k"] = t
-                if c is not None and c[0] == p:
-                    gap = self.wins[p] - tg["last_hit"]
-                    f = fr.RATE_DECAY**gap
-                    tg["hs"] = tg["hs"] * f + 1.0
-                    tg["ns"] = tg["ns"] * f + (1.0 - f) / (1.0 - fr.RATE_DECAY)
-                    tg["last_hit"] = self.wins[p]
+                if at:
+                    self._hit(tg, p, "hs", "ns", "last_hit")
                     tg["lvl"] += fr.LEVEL_WEIGHT * (x - tg["lvl"])
             if x >= prm.enter_dbm and n >= max(fr.SOLID_READ_SHARE * self.max_n[p], fr.SOLID_MIN_READS):
                 broken = t - st_["q"] > fr.RUN_GAP_S
@@ -381,6 +390,7 @@ class Reference:
         self.cur[epc] = (p, now)
         tg = self._tag(epc)
         tg.update(hs=1.0, ns=1.0, last_hit=self.wins[p], lvl=self.s[(epc, p)]["peak"], dep=-math.inf)
+        tg.update(hw=1.0, nw=1.0, last_w=self.wins[p])
         for (e, _), st_ in self.s.items():
             if e == epc:
                 st_["omax"] = -math.inf
@@ -398,11 +408,16 @@ class Reference:
 
     def fresh(self, epc: str, c: int, now: float) -> bool:
         tg, prm = self.tag[epc], self.prm[c]
-        rate = (tg["hs"] + fr.RATE_PRIOR) / (tg["ns"] + 2 * fr.RATE_PRIOR)
-        need = min(max(math.ceil(math.log(fr.GONE_ODDS) / math.log1p(-rate)), prm.miss_min), prm.miss_max)
+
+        def need(h: float, n: float) -> int:
+            rate = (h + fr.RATE_PRIOR) / (n + 2 * fr.RATE_PRIOR)
+            return min(max(math.ceil(math.log(fr.GONE_ODDS) / math.log1p(-rate)), prm.miss_min), prm.miss_max)
+
+        keep_need = need(tg["hs"], tg["ns"])
         if now - tg["dep"] <= fr.DEPART_WITHIN_S:
-            need = min(need, fr.DEPART_NEED)
-        return self.wins[c] - tg["last_hit"] < need and now - self.s[(epc, c)]["k"] <= prm.hold_s
+            keep_need = min(keep_need, fr.DEPART_NEED)
+        silent = self.room[c] and self.wins[c] - tg["last_w"] >= need(tg["hw"], tg["nw"])
+        return self.wins[c] - tg["last_hit"] < keep_need and not silent and now - self.s[(epc, c)]["k"] <= prm.hold_s
 
     def decide(self, now: float, only: list[str] | None = None) -> None:  # noqa: C901  # the rules side by side, as the docs state them
         for epc in sorted(self.seen) if only is None else only:
@@ -608,3 +623,34 @@ def test_several_rooms_busy_at_once_each_shows_its_own_garments() -> None:
     shown = [(e.place, e.epc, e.t) for e in events if e.kind == "item_shown"]
     assert sorted(shown) == sorted((room, epc, 5.0) for room, epc in own.items())
     assert not [e for e in events if e.kind == "item_gone"]
+
+
+def _in_room_then_out(blocked_n: int, silent_after: int) -> list[RoomEvent]:
+    """A garment held in fr1 for a minute, behind the body every third window (``blocked_n`` weak
+    reads, 0: not read at all), then ``silent_after`` windows with no read by fr1."""
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 61):
+        blocked = t % 3 == 0
+        obs = ([Obs(A, 1, blocked_n, -75.0)] if blocked_n else []) if blocked else [Obs(A, 1, 8, -54.0)]
+        events += eng.add_window("fr1", float(t), obs)
+        for node in ("fr2", "fr3", "shelf-a"):
+            events += eng.add_window(node, float(t), [])
+    for t in range(61, 61 + silent_after):
+        events += feed(eng, float(t), {})
+    return events
+
+
+def test_garment_read_every_window_even_behind_the_body_is_gone_soon_after_it_stops() -> None:
+    """Weak reads behind the body (20 dB down, below the keep level) still say "here"; a garment
+    that gave one every window and then gives none has left the room, sooner than the keep reads
+    alone could tell (a keep read two windows in three needs 9 missed windows)."""
+    gone = [e for e in _in_room_then_out(blocked_n=3, silent_after=12) if e.kind == "item_gone"]
+    assert len(gone) == 1 and gone[0].t - 60.0 <= 5.0
+
+
+def test_garment_behind_the_body_not_read_at_all_is_not_gone_after_a_few_silent_windows() -> None:
+    """Far from the antenna the body-blocked windows give no read at all: then silence says
+    little, and six silent windows in the room must not drop the garment."""
+    events = _in_room_then_out(blocked_n=0, silent_after=6)
+    assert [e.kind for e in events if e.epc] == ["item_shown"]

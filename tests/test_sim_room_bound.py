@@ -11,6 +11,7 @@ from sim.rfid_model import RfidModel
 from sim.room_bound import LATENCIES_S, _ReadLikelihood, record_reads, room_margins
 from sim.run import run_fast
 from sim.scenario import Population, Scenario, ScenarioInfo
+from sim.score import match_fitting_reports
 from sim.truth import build_truth
 from sim.world import build_world
 from tests.conftest import BOUTIQUE
@@ -70,16 +71,4 @@ def test_the_fitting_room_engine_never_beats_the_oracle_on_the_same_reads(seed: 
 
 def _engine_latencies(result) -> list[float]:  # noqa: ANN001
     """shown_at - stay start of each report matched to a stay (the scorer's matching)."""
-    stays: dict[tuple[str, str], list[int]] = {}
-    for i, r in enumerate(result.truth.room_items):
-        stays.setdefault((r.room, r.epc), []).append(i)
-    used, out = set(), []
-    for rep in sorted(result.fitting_reports, key=lambda r: r.shown_at):
-        gone = rep.gone_at if rep.gone_at is not None else np.inf
-        for i in stays.get((rep.room, rep.epc), []):
-            s = result.truth.room_items[i]
-            if i not in used and rep.shown_at < s.end and gone > s.start:
-                used.add(i)
-                out.append(rep.shown_at - s.start)
-                break
-    return out
+    return [rep.shown_at - s.start for rep, s in match_fitting_reports(result.truth, result.fitting_reports)]

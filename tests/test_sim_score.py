@@ -188,3 +188,22 @@ def test_party_members_are_scored_apart() -> None:
     assert m["entry.party.recall"] == pytest.approx(0.5)
     assert m["entry.party.latency_p50_s"] == pytest.approx(3.0)
     assert m["entry.recall"] == pytest.approx(0.75)
+
+
+def test_fitting_room_report_long_before_a_stay_is_a_false_positive_not_that_stays_report() -> None:
+    """A garment carried past a room early is shown there; the report, still open when the garment
+    is really taken into the room much later, must not count for that stay (nor give it a
+    negative latency)."""
+    truth = _truth()
+    truth.room_items[:] = [RoomItem("fr1", "aa", 300.0, 400.0)]
+    early = FittingReport("fr1", "aa", 100.0, 350.0)  # shown 200 s before the stay, gone during it
+    m = score_fitting_rooms(truth, [early])
+    assert m["fitting_room.item_precision"] == 0.0 and m["fitting_room.item_recall"] == 0.0
+    assert m["fitting_room.latency_p50_s"] is None
+    on_time = FittingReport("fr1", "aa", 301.5, 405.0)
+    m = score_fitting_rooms(truth, [early, on_time])
+    assert m["fitting_room.item_precision"] == pytest.approx(0.5) and m["fitting_room.item_recall"] == 1.0
+    assert m["fitting_room.latency_p50_s"] == pytest.approx(1.5)
+    # shown a few seconds early (carried through the curtain) still counts, as an early show
+    m = score_fitting_rooms(truth, [FittingReport("fr1", "aa", 295.0, 405.0)])
+    assert m["fitting_room.item_precision"] == 1.0 and m["fitting_room.latency_p50_s"] == pytest.approx(-5.0)
