@@ -8,6 +8,10 @@ store's disk through an outage, and `CustomerSync` applies it to the gateway's d
 (`apply_record`): a customer enrolled elsewhere is recognised here, a consent withdrawn at HQ
 stops recognition here, a key deleted at HQ (an erasure) erases the customer here. Consent rows
 written from HQ's record carry the method `chain` and do not travel up again.
+
+An erasure made here goes up as an `erasure` event (the id and the time, nothing else), noted
+in `chain_erasures` by the consent hooks until HQ's purge of that key comes back: until then
+HQ's record of that customer is not applied here, so it cannot bring them back.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +45,7 @@ FETCH_WAIT_S = 1.0  # a pull waits this long for a change before asking again
 RETRY_S = 1.0  # back-off after the store's NATS failed
 CONSENT_CURSOR = "customers:consents"  # chain_cursor rows: the last consent and identity row sent up
 IDENTITY_CURSOR = "customers:identities"
+ERASURE_CURSOR = "customers:erasures"  # the last chain_erasures row sent up
 
 
 def _rows(db: sqlite_utils.Database, sql: str, params: list) -> list[dict]:
@@ -112,10 +118,14 @@ def _apply_consents(side: StoreSide, customer_id: str, record: dict) -> None:
 
 
 def apply_record(side: StoreSide, customer_id: str, record: dict | None) -> None:
-    """Bring the store in line with HQ's record of one customer (None: erased at HQ)."""
+    """Bring the store in line with HQ's record of one customer (None: erased at HQ, which also
+    settles an erasure made here). A customer erased here and not yet at HQ is not brought back."""
     with side.lock:
         if record is None:
             consent.erase_customer(side.db, side.core, side.hooks, customer_id)
+            side.db.execute("DELETE FROM chain_erasures WHERE erased = ?", [customer_id])
+            return
+        if side.db.execute("SELECT 1 FROM chain_erasures WHERE erased = ?", [customer_id]).fetchone():
             return
         recognised = has_consent(side.db, customer_id, "recognition")
         with consent.transaction(side.db):
@@ -146,19 +156,24 @@ def bucket_entry(subject: str, headers: dict | None, data: bytes) -> tuple[str, 
 class CustomerSync:
     """Both directions for one store: snapshots up with the event stream, HQ's bucket down."""
 
-    def __init__(self, store_id: str, chain: Chain, side: StoreSide, registry: CollectorRegistry | None = None):
-        self.store_id, self.chain, self.side = store_id, chain, side
+    def __init__(self, store_id: str, chain: Chain, side: StoreSide, registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.store_id, self.chain, self.side, self.clock = store_id, chain, side, clock
         self.applied_cursor = Cursor(side.db, side.lock, customers_stream())  # the bucket's last applied seq
         self.consent_cursor = Cursor(side.db, side.lock, CONSENT_CURSOR)
         self.identity_cursor = Cursor(side.db, side.lock, IDENTITY_CURSOR)
+        self.erasure_cursor = Cursor(side.db, side.lock, ERASURE_CURSOR)
         self.generation = Generation(side.db, side.lock)
         self.applied = 0
         self.sent = 0
+        self.erasures_sent = 0
         self.failures = 0
+        side.hooks.register_erase(self._note_erasure)
         if registry is not None:  # read at scrape time, as the publisher's
             for name, doc, read in (
                 ("applied", "Entries of HQ's customer bucket applied here, since start", lambda: self.applied),
                 ("sent", "Customer snapshots sent to HQ, since start", lambda: self.sent),
+                ("erasures_sent", "Erasures made here sent to HQ, since start", lambda: self.erasures_sent),
                 ("failures", "Failed reads of the bucket or malformed entries, since start", lambda: self.failures),
             ):
                 Gauge(f"instore_gateway_chain_customers_{name}", doc, registry=registry).set_function(read)
@@ -178,6 +193,24 @@ class CustomerSync:
         self.consent_cursor.set(consents)
         self.identity_cursor.set(idents)
         return len(records)
+
+    def _note_erasure(self, customer_id: str) -> None:
+        """The consent hook of an erasure here: note it for HQ (an erasure from HQ clears it again)."""
+        with self.side.lock:
+            self.side.db.execute("INSERT INTO chain_erasures (erased, at) VALUES (?, ?)", [customer_id, self.clock()])
+
+    async def publish_erasures(self, js) -> int:  # noqa: ANN001 (nats.js.JetStreamContext)
+        """Send every erasure made here since the cursor as an `erasure` event; the cursor after each ack."""
+        with self.side.lock:
+            rows = self.side.db.execute("SELECT seq, erased, at FROM chain_erasures WHERE seq > ? ORDER BY seq",
+                                        [self.erasure_cursor.get()]).fetchall()
+        for seq, customer_id, at in rows:
+            body = {"store": self.store_id, "kind": "erasure", "customer_id": customer_id, "ts": at}
+            await js.publish(f"{subject_prefix(self.store_id)}.events.erasure", json.dumps(body).encode(),
+                             headers={"Nats-Msg-Id": f"{self.store_id}:{self.generation.get()}:erasure:{seq}"})
+            self.erasure_cursor.set(seq)
+            self.erasures_sent += 1
+        return len(rows)
 
     async def ensure_mirror(self, js) -> None:  # noqa: ANN001
         """The store's copy of HQ's bucket: a mirror in the store's domain, kept up by its NATS. Made
@@ -219,6 +252,7 @@ class CustomerSync:
                     sub = await js.pull_subscribe(f"$KV.{CUSTOMERS_BUCKET}.>", stream=customers_stream(),
                                                   config=config)
                 await self.publish_changes(js)
+                await self.publish_erasures(js)
                 msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 continue

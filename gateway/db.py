@@ -259,10 +259,17 @@ def _m17_chain_generation(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO chain_generation (id, generation) VALUES (1, ?)", [secrets.token_hex(GENERATION_BYTES)])
 
 
+def _m18_chain_erasures(db: sqlite_utils.Database) -> None:
+    """Customers erased in this store, until HQ's erasure of them comes back (gateway.chain_customers).
+    Not `customer_id`: erasing the customer must not delete the note that the erasure is to be sent."""
+    db.execute("CREATE TABLE chain_erasures (seq INTEGER PRIMARY KEY AUTOINCREMENT, erased TEXT NOT NULL, "
+               "at REAL NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1, _m2, _m3_rfid, _m4_node_configs, _m5_identity_carrier, _m6_customer_numbers, _m7_screens,
     _m8_presence_state, _m9_consent_language, _m10_tasks, _m11_door_crossings, _m12_links, _m13_customers_whatsapp,
-    _m14_chain_cursor, _m15_room_requests, _m16_door_sensor_kind, _m17_chain_generation,
+    _m14_chain_cursor, _m15_room_requests, _m16_door_sensor_kind, _m17_chain_generation, _m18_chain_erasures,
 ]
 
 

@@ -4,7 +4,8 @@ Per store, a connection replying on `_HQ.<store>.>` and a durable pull consumer 
 JetStream domain; a store's identity is the link, never the payload (`classify` flags events
 naming another store). Each event goes to PostgreSQL in one transaction keyed by (store, message
 id) and only then is acknowledged. Customer snapshots from stores merge into HQ's record and go back
-to every store through the mirrored key-value bucket. docs/chain.md.
+to every store through the mirrored key-value bucket; an erasure leaves a tombstone that refuses
+later snapshots of that customer. docs/chain.md.
 """
 
 from __future__ import annotations
@@ -49,10 +50,14 @@ CREATE TABLE IF NOT EXISTS chain_customers (
 CREATE TABLE IF NOT EXISTS chain_profiles (
   customer_id TEXT PRIMARY KEY, record JSONB NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS chain_erasures (
+  customer_id TEXT PRIMARY KEY, erased_at DOUBLE PRECISION NOT NULL, by_store TEXT NOT NULL
+);
 """
 # The per-customer counter each chain kind bumps (gateway.chain_publish.CHAIN_KINDS).
 COUNTERS = {"entry": "entries", "visit": "visits", "fitting": "fittings", "follow_up": "follow_ups"}
 PROFILE = ("name", "language", "sizes", "brands", "colours", "updated_at")  # gateway.chain_customers.PROFILE
+OPERATOR = "hq"  # `by_store` of an erasure made at HQ (`instore hq --erase`)
 
 
 class HqConfig(BaseModel):
@@ -108,10 +113,36 @@ def classify(link_store: str, subject: str, msg_id: str | None, data: bytes) -> 
     return Classified(link_store, msg_id or subject, body, kind, "; ".join(reasons) or None)
 
 
-def record(conn, ev: Classified) -> bool:  # noqa: ANN001 (psycopg.Connection)
-    """Insert the event and, once, its effect on the customer record; False if already there."""
+def erasure(ev: Classified) -> tuple[str, float] | None:
+    """(customer id, when) of a store's erasure for HQ to apply; None for any other, forged or malformed event."""
+    customer, ts = ev.body.get("customer_id"), ev.body.get("ts")
+    if ev.kind != "erasure" or ev.forged or not isinstance(customer, str) or not isinstance(ts, int | float):
+        return None
+    return customer, float(ts)
+
+
+def _lock_customer(conn, customer_id: object) -> None:  # noqa: ANN001
+    """Serialise one customer's erasure with the snapshots and events of them (until the transaction ends)."""
+    if isinstance(customer_id, str):
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [customer_id])
+
+
+def erased_at(conn, customer_id: object) -> float | None:  # noqa: ANN001
+    """When the customer was erased at HQ (their tombstone), or None."""
+    if not isinstance(customer_id, str):
+        return None
+    row = conn.execute("SELECT erased_at FROM chain_erasures WHERE customer_id = %s", [customer_id]).fetchone()
+    return None if row is None else float(row[0])
+
+
+def record(conn, ev: Classified) -> str:  # noqa: ANN001 (psycopg.Connection)
+    """Insert the event and, once, its effect on the customer record: `recorded`, `duplicate` if already
+    there, `erased` (not recorded) if it names a customer erased at HQ."""
     body = ev.body
     with conn.transaction():
+        _lock_customer(conn, body.get("customer_id"))
+        if erased_at(conn, body.get("customer_id")) is not None:
+            return "erased"
         row = conn.execute(
             "INSERT INTO chain_events (store, msg_id, event_id, kind, customer_id, ts, body, forged) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
@@ -120,7 +151,7 @@ def record(conn, ev: Classified) -> bool:  # noqa: ANN001 (psycopg.Connection)
         ).fetchone()
         customer, ts = body.get("customer_id"), body.get("ts")
         if row is None or ev.forged or not isinstance(customer, str) or not isinstance(ts, int | float):
-            return row is not None
+            return "duplicate" if row is None else "recorded"
         counter = COUNTERS.get(ev.kind)
         bump = f", {counter} = chain_customers.{counter} + 1" if counter else ""
         conn.execute(
@@ -133,12 +164,16 @@ def record(conn, ev: Classified) -> bool:  # noqa: ANN001 (psycopg.Connection)
             "THEN excluded.last_store ELSE chain_customers.last_store END",
             [customer, ts, ts, ev.store],
         )
-    return True
+    return "recorded"
 
 
-def merge_profile(old: dict | None, snapshot: dict, store: str) -> dict:
+def merge_profile(old: dict | None, snapshot: dict, store: str, erased: float | None = None) -> dict | None:
     """HQ's record of a customer after one store's snapshot: the newer profile, the newest consent
-    per purpose, every identity key either side knows; `home` is the store that sent it first."""
+    per purpose, every identity key either side knows; `home` is the store that sent it first.
+    None if the customer was `erased` at HQ: no snapshot brings them back, however new (its store
+    had not heard of the erasure yet)."""
+    if erased is not None:
+        return None
     old = old or {"consent": {}, "identities": [], "home": store}
     newer = snapshot if (snapshot.get("updated_at") or 0) >= (old.get("updated_at") or 0) else old
     consents: dict[str, dict] = dict(old["consent"])
@@ -159,12 +194,16 @@ def bucket_value(record: dict) -> bytes:
     return json.dumps({**record, "identities": record["identities"] if granted else []}).encode()
 
 
-def save_profile(conn, store: str, snapshot: dict) -> dict:  # noqa: ANN001 (psycopg.Connection)
-    """Merge one store's snapshot into the customer's record in PostgreSQL; the record as saved."""
+def save_profile(conn, store: str, snapshot: dict) -> dict | None:  # noqa: ANN001 (psycopg.Connection)
+    """Merge one store's snapshot into the customer's record in PostgreSQL; the record as saved
+    (None: the customer was erased at HQ)."""
     with conn.transaction():
+        _lock_customer(conn, snapshot["id"])
         row = conn.execute("SELECT record FROM chain_profiles WHERE customer_id = %s FOR UPDATE",
                            [snapshot["id"]]).fetchone()
-        record = merge_profile(row[0] if row else None, snapshot, store)
+        record = merge_profile(row[0] if row else None, snapshot, store, erased_at(conn, snapshot["id"]))
+        if record is None:
+            return None
         conn.execute("INSERT INTO chain_profiles (customer_id, record) VALUES (%s, %s) ON CONFLICT (customer_id) "
                      "DO UPDATE SET record = excluded.record, updated_at = now()", [record["id"], json.dumps(record)])
     return record
@@ -184,9 +223,13 @@ def withdraw_consent(conn, customer_id: str, purpose: str, now: float) -> dict |
     return record
 
 
-def erase_customer(conn, customer_id: str) -> int:  # noqa: ANN001
-    """Delete the customer's record, counters and events at HQ; rows deleted."""
+def erase_customer(conn, customer_id: str, at: float, by: str) -> int:  # noqa: ANN001
+    """Delete the customer's record, counters and events at HQ and keep their tombstone (the first
+    erasure's time and who asked); rows deleted."""
     with conn.transaction():
+        _lock_customer(conn, customer_id)
+        conn.execute("INSERT INTO chain_erasures (customer_id, erased_at, by_store) VALUES (%s, %s, %s) "
+                     "ON CONFLICT DO NOTHING", [customer_id, at, by])
         return sum(conn.execute(f"DELETE FROM {table} WHERE customer_id = %s", [customer_id]).rowcount
                    for table in ("chain_profiles", "chain_customers", "chain_events"))
 
@@ -229,6 +272,8 @@ class Hq:
         self.recorded = 0
         self.duplicates = 0
         self.forged = 0
+        self.erased = 0  # erasures applied, from stores and from `instore hq --erase`
+        self.refused = 0  # events and snapshots of customers erased at HQ, not recorded
         self.failures = 0
         self.kv: Any = None  # the customer bucket (nats KeyValue), once `run` has it
         self.db = Postgres(config.postgres)  # for `withdraw` and `erase`
@@ -251,7 +296,19 @@ class Hq:
 
     async def _take(self, store: str, db: Postgres, m) -> None:  # noqa: ANN001 (nats Msg)
         ev = classify(store, m.subject, (m.headers or {}).get("Nats-Msg-Id"), m.data)
-        if await asyncio.to_thread(lambda: record(db.get(), ev)):
+        gone = erasure(ev)
+        if gone is not None:  # a store's erasure: as an operator's at HQ (repeats are harmless)
+            await self.erase(gone[0], gone[1], by=store, db=db)
+            await m.ack()
+            return
+        outcome = await asyncio.to_thread(lambda: record(db.get(), ev))
+        if outcome == "erased":
+            self.refused += 1
+            log.warning("hq: store %s: %s of customer %s ignored: erased at HQ", store, ev.kind,
+                        ev.body.get("customer_id"))
+            await m.ack()
+            return
+        if outcome == "recorded":
             self.recorded += 1
             if ev.forged:
                 self.forged += 1
@@ -261,9 +318,18 @@ class Hq:
         snapshot = ev.body.get("data")
         if ev.kind == "customer" and not ev.forged and isinstance(snapshot, dict) and snapshot.get("id"):
             # also for a repeat: the put may be what failed the first time, and putting again is harmless
-            saved = await asyncio.to_thread(lambda: save_profile(db.get(), store, snapshot))
-            await self.kv.put(saved["id"], bucket_value(saved))
+            await self._put(db, store, snapshot)
         await m.ack()
+
+    async def _put(self, db: Postgres, store: str, snapshot: dict) -> None:
+        """Save a store's snapshot and put the record in the bucket, unless the customer is erased."""
+        saved = await asyncio.to_thread(lambda: save_profile(db.get(), store, snapshot))
+        if saved is None:  # erased since the event was recorded
+            self.refused += 1
+            return
+        await self.kv.put(saved["id"], bucket_value(saved))
+        if await asyncio.to_thread(lambda: erased_at(db.get(), saved["id"])) is not None:
+            await self.kv.purge(saved["id"])  # erased between the save and the put: the purge must be last
 
     async def withdraw(self, customer_id: str, purpose: str, now: float) -> bool:
         """Withdraw a consent at HQ: every store applies it from the bucket. False: no such customer."""
@@ -272,10 +338,13 @@ class Hq:
             await self.kv.put(customer_id, bucket_value(saved))
         return saved is not None
 
-    async def erase(self, customer_id: str) -> None:
-        """Erase a customer at HQ and, through the bucket's purge, in every store."""
-        await asyncio.to_thread(lambda: erase_customer(self.db.get(), customer_id))
+    async def erase(self, customer_id: str, at: float, by: str = OPERATOR, db: Postgres | None = None) -> None:
+        """Erase a customer at HQ and, through the bucket's purge, in every store (`db`: the caller's connection)."""
+        conn = db or self.db
+        await asyncio.to_thread(lambda: erase_customer(conn.get(), customer_id, at, by))
         await self.kv.purge(customer_id)
+        self.erased += 1
+        log.info("hq: customer %s erased (asked by %s)", customer_id, by)
 
     async def command(self, customer_id: str, *, erase: bool, purpose: str, now: float) -> bool:
         """One withdrawal or erasure from the command line, beside a running `instore hq`."""
@@ -285,7 +354,7 @@ class Hq:
         try:
             self.kv = await self._bucket(nc.jetstream(), asyncio.Event())
             if erase:
-                await self.erase(customer_id)
+                await self.erase(customer_id, now)
                 return True
             return await self.withdraw(customer_id, purpose, now)
         finally:

@@ -1,7 +1,9 @@
 """HQ -> stores over REAL NATS (generated configs, TLS leaf links, each store mirroring HQ's bucket)
 and a REAL PostgreSQL: a customer enrolled in one store is recognised in the others, a consent
 withdrawn at HQ stops recognition in every store within 5 s, an erasure at HQ erases the customer
-everywhere, and a store's copy of the chain's customers is on its own disk through a cut.
+everywhere, and a store's copy of the chain's customers is on its own disk through a cut. An erasure
+in one store reaches HQ and the other stores, and a store's snapshot sent before it does not
+bring the customer back.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from firmware_config.nats import HQ_USER, stream_name
-from gateway.chain_customers import CustomerSync, StoreSide
+from gateway.chain_customers import CustomerSync, StoreSide, snapshot
 from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread
-from gateway.consent import customer_needles, find_traces, set_consent
+from gateway.consent import customer_needles, erase_customer, find_traces, set_consent
 from gateway.core import GatewayCore
 from gateway.customers import Identity, add_customer, has_consent, link_identity, record_consent
 from gateway.db import open_db
@@ -200,3 +202,67 @@ def test_customers_consent_and_erasure_reach_every_store(chain: Chain, tmp_path:
     with psycopg.connect(chain.dsn) as conn:
         for table in ("chain_profiles", "chain_customers", "chain_events"):
             assert conn.execute(f"SELECT count(*) FROM {table} WHERE customer_id = %s", [cid]).fetchone() == (0,)
+
+
+async def _publish_late(port: int, store: str, record: dict) -> None:
+    """A snapshot the store's gateway published before it heard of an erasure (e.g. during a cut)."""
+    import nats
+
+    nc = await nats.connect(f"nats://127.0.0.1:{port}", allow_reconnect=False)
+    try:
+        body = {"store": store, "kind": "customer", "customer_id": record["id"], "data": record}
+        await nc.jetstream().publish(f"chain.{store}.events.customer", json.dumps(body).encode(),
+                                     headers={"Nats-Msg-Id": f"{store}:late:customer:{record['id']}"})
+    finally:
+        await nc.close()
+
+
+def _hq_rows(dsn: str, customer_id: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE customer_id = %s", [customer_id]).fetchone()[0]
+                for t in ("chain_profiles", "chain_customers", "chain_events", "chain_erasures")}
+
+
+def test_an_erasure_in_one_store_reaches_hq_and_every_store_and_a_late_snapshot_does_not_undo_it(
+        chain: Chain, tmp_path: Path) -> None:
+    from nats.js.errors import KeyNotFoundError
+
+    loop = Loop()
+    hq = Hq(HqConfig(nats_url=f"nats://127.0.0.1:{chain.hq_port}", password_file="unused", postgres=chain.dsn,
+                     stores=STORES), chain.passwords[HQ_USER])
+    stop_hq = loop.start(hq.run)
+    stores = {sid: _store(chain, sid, tmp_path / f"{sid}.db") for sid in ("a", "b")}
+    a, b = stores["a"], stores["b"]
+    try:
+        cid, key = _enrol(a, "Clara")
+        _wait_for(lambda: b.recognises(key, cid))
+        with b.core.lock:
+            late = snapshot(b.core.db, cid)
+        assert late is not None
+        needles = customer_needles(a.core.db, cid)
+        with a.core.lock:  # the store's own erasure page
+            assert erase_customer(a.core.db, a.core, a.crm.hooks, cid)
+        _wait_for(lambda: not b.has(cid))
+        assert not b.recognises(key, cid)
+        _wait_for(lambda: _hq_rows(chain.dsn, cid) == {"chain_profiles": 0, "chain_customers": 0, "chain_events": 0,
+                                                        "chain_erasures": 1})
+
+        def a_is_clean() -> bool:  # the note for HQ goes once HQ's erasure has come back
+            with a.core.lock:
+                return find_traces(a.core.db, needles) == []
+        _wait_for(a_is_clean)
+
+        link = chain.stores["b"].chain
+        assert link is not None
+        loop.call(_publish_late(link.nats_port, "b", late))
+        _wait_for(lambda: hq.refused == 1)
+        assert _hq_rows(chain.dsn, cid) == {"chain_profiles": 0, "chain_customers": 0, "chain_events": 0,
+                                            "chain_erasures": 1}
+        with pytest.raises(KeyNotFoundError):  # the bucket never had the record back: no store gets it
+            loop.call(hq.kv.get(cid))
+        assert not a.has(cid) and not b.has(cid)
+    finally:
+        for s in stores.values():
+            s.thread.stop()
+        stop_hq()
+        loop.close()

@@ -8,12 +8,22 @@ import threading
 
 import pytest
 
-from gateway.chain_customers import CHAIN_METHOD, bucket_entry, changed_customers, snapshot
+from firmware_config.store import Chain
+from gateway.chain_customers import (
+    CHAIN_METHOD,
+    CustomerSync,
+    StoreSide,
+    apply_record,
+    bucket_entry,
+    changed_customers,
+    snapshot,
+)
 from gateway.chain_publish import Generation, chain_message, published_id
+from gateway.consent import ConsentHooks, erase_customer
 from gateway.customers import Identity, add_customer, link_identity, record_consent
 from gateway.db import open_db
 from gateway.events import StaffEvent
-from instore.hq import bucket_value, classify, merge_profile
+from instore.hq import bucket_value, classify, erasure, merge_profile
 
 
 def _ev(kind: str, customer: str | None = "c-7", data: dict | None = None, id_: int = 42) -> StaffEvent:
@@ -111,6 +121,46 @@ def test_hq_record_takes_the_newest_consent_joins_keys_and_keeps_the_home_store(
     stale = merge_profile(later, _snap(15.0, True, ["k1"], name="Old", updated=0.5), "c")
     assert stale["consent"]["recognition"]["granted"] is False  # an older grant does not undo the withdrawal
     assert stale["name"] == "Anna B"
+
+
+def test_no_snapshot_brings_back_a_customer_erased_at_hq_however_new() -> None:
+    record = merge_profile(None, _snap(10.0, True, ["k1"]), "a")
+    assert merge_profile(record, _snap(99.0, True, ["k2"], updated=99.0), "b", erased=50.0) is None
+    assert merge_profile(None, _snap(10.0, True, ["k1"]), "b", erased=50.0) is None
+
+
+def _erasure_body(store: str, customer: object = "c-1", ts: object = 7.5) -> bytes:
+    return json.dumps({"store": store, "kind": "erasure", "customer_id": customer, "ts": ts}).encode()
+
+
+def test_a_stores_erasure_is_applied_only_when_honest_and_well_formed() -> None:
+    assert erasure(classify("a", "chain.a.events.erasure", "a:g:erasure:1", _erasure_body("a"))) == ("c-1", 7.5)
+    assert erasure(classify("a", "chain.a.events.erasure", "a:g:erasure:1", _erasure_body("b"))) is None  # forged
+    assert erasure(classify("a", "chain.a.events.erasure", "a:g:erasure:1", _erasure_body("a", ts=None))) is None
+    assert erasure(classify("a", "chain.a.events.erasure", "a:g:erasure:1", _erasure_body("a", customer=3))) is None
+    assert erasure(classify("a", "chain.a.events.entry", "a:g:1", _body("a"))) is None
+
+
+class _Core:
+    def forget_customer(self, customer_id: str) -> None:
+        pass
+
+
+def test_an_erasure_here_is_noted_for_hq_and_blocks_hqs_record_until_hqs_erasure_comes_back() -> None:
+    db, lock, hooks = open_db(":memory:"), threading.RLock(), ConsentHooks()
+    side = StoreSide(db, lock, _Core(), hooks, lambda ident: None)
+    CustomerSync("a", Chain(hq_url="tls://hq:7422"), side, clock=lambda: 42.0)
+    add_customer(db, "c-1", "Anna", now=1.0)
+    assert erase_customer(db, side.core, hooks, "c-1")
+    assert db.execute("SELECT erased, at FROM chain_erasures").fetchall() == [("c-1", 42.0)]
+    apply_record(side, "c-1", merge_profile(None, _snap(1.0, True, ["k1"]), "b"))  # HQ has not heard yet
+    assert db.execute("SELECT count(*) FROM customers").fetchone() == (0,)
+    apply_record(side, "c-1", None)  # HQ's erasure came back: the note has done its work
+    assert db.execute("SELECT count(*) FROM chain_erasures").fetchone() == (0,)
+    apply_record(side, "c-2", merge_profile(None, {**_snap(1.0, True, ["k2"]), "id": "c-2"}, "b"))
+    apply_record(side, "c-2", None)  # erased at HQ first: nothing to send up
+    assert db.execute("SELECT count(*) FROM chain_erasures").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM customers").fetchone() == (0,)
 
 
 def test_the_bucket_carries_keys_only_while_recognition_is_granted() -> None:
