@@ -34,7 +34,6 @@ store_name = "Bench"
 [api]
 base_url = "{base}"
 phone_number_id = "106540352242922"
-lookup = "emulator"
 [journeys]
 enabled = false
 [catalogue]
@@ -86,6 +85,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from gateway.db import open_db
     from gateway.routes_whatsapp import mount_whatsapp
     from gateway.whatsapp_host import whatsapp_service
+    from sim.emulator_outbox import emulator_lookup
     from sim.whatsapp_emulator import EmulatorConfig, run_emulator
 
     n = 40 if quick else 300
@@ -100,7 +100,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             record_consent(db, f"c{i}", "whatsapp_service", True, now=now)
         auth.create_staff(db, "bench", "bench-password", "associate", now=now)
         core = GatewayCore(load_store(store), db, clock=time.time)
-        svc = whatsapp_service(core, parse_config(CONFIG.format(base=emu.url), environ=ENV))
+        svc = whatsapp_service(
+            core, parse_config(CONFIG.format(base=emu.url), environ=ENV), lookup=emulator_lookup(emu.url)
+        )
         app = create_app(core)
         mount_whatsapp(app, svc)
         gw = _Server(app).start()
