@@ -10,7 +10,7 @@ signed out: a tablet left open must not go on showing customers to whoever picks
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 
 from fastapi.sse import ServerSentEvent
@@ -72,7 +72,7 @@ async def event_stream(
         on_clients(broadcaster.clients)
 
 
-async def _missed(log: EventLog, last: int) -> AsyncIterator[StaffEvent]:
+async def _missed(log: EventLog, last: int) -> AsyncGenerator[StaffEvent, None]:
     """The events after `last` in the log, read in pages."""
     while True:
         missed = await asyncio.to_thread(log.after, last, PAGE)
@@ -85,7 +85,7 @@ async def _missed(log: EventLog, last: int) -> AsyncIterator[StaffEvent]:
 
 async def _live(
     queue: asyncio.Queue[StaffEvent | None], allowed: Callable[[], bool] | None
-) -> AsyncIterator[StaffEvent | None]:
+) -> AsyncGenerator[StaffEvent | None, None]:
     """Events as the broadcaster hands them over, None when a keep-alive is due; ends when the
     client fell too far behind or is no longer allowed."""
     loop = asyncio.get_running_loop()
