@@ -190,18 +190,22 @@ class _Scanner:
             if self._peek() in ("}", ""):
                 self._advance()
                 return
-            keys = self._key()
-            self._skip_blank(newlines=False)
-            self._advance()  # '='
-            self._skip_blank(newlines=False)
-            for i in range(1, len(keys) + 1):
-                self._record((*path, *keys[:i]))
-            self._value((*path, *keys))
+            self._key_value(path)
             self._skip_blank(newlines=False)
             if self._peek() == ",":
                 self._advance()
             elif self._peek() != "}":
                 raise ValueError(f"unexpected {self._peek()!r} at line {self.line}")
+
+    def _key_value(self, base: KeyPath) -> None:
+        """`key = value` here, its key path under `base` (and each dotted prefix) recorded."""
+        keys = self._key()
+        self._skip_blank(newlines=False)
+        self._advance()  # '='
+        self._skip_blank(newlines=False)
+        for i in range(1, len(keys) + 1):
+            self._record((*base, *keys[:i]))
+        self._value((*base, *keys))
 
     def scan(self) -> dict[KeyPath, int]:
         table: KeyPath = ()
@@ -223,13 +227,7 @@ class _Scanner:
                     table = self._resolve(keys)
                 self._record(table)
             else:
-                keys = self._key()
-                self._skip_blank(newlines=False)
-                self._advance()  # '='
-                self._skip_blank(newlines=False)
-                for i in range(1, len(keys) + 1):
-                    self._record((*table, *keys[:i]))
-                self._value((*table, *keys))
+                self._key_value(table)
 
 
 def key_lines(text: str) -> dict[KeyPath, int]:

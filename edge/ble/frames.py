@@ -378,27 +378,27 @@ def _iter_raw_frames(raw: bytes) -> Iterator[tuple[int, Frame]]:
             yield off, frame
 
 
+# AD type -> (the company id or 16-bit UUID that makes it ours, its parser, the error when too short).
+_AD_PAYLOADS: dict[int, tuple[int, Callable[[bytes], Frame | None], str]] = {
+    AD_MANUFACTURER_DATA: (APPLE_COMPANY_ID, parse_ibeacon, "manufacturer data truncated: no company id"),
+    AD_SERVICE_DATA_16: (EDDYSTONE_UUID16, parse_eddystone, "service data truncated: no 16-bit UUID"),
+}
+
+
 def _structure_frame(off: int, ad_type: int, data: bytes) -> Frame | None:
     """The frame in one AD structure at ``off``, or None when it is not ours."""
-    if ad_type == AD_MANUFACTURER_DATA:
-        if len(data) < 2:
-            raise BleFrameError(off + 2 + len(data), "manufacturer data truncated: no company id")
-        if data[0] | data[1] << 8 != APPLE_COMPANY_ID:
-            return None
-        try:
-            return parse_ibeacon(data[2:])
-        except BleFrameError as exc:
-            raise exc.shifted(off + 4) from None
-    if ad_type == AD_SERVICE_DATA_16:
-        if len(data) < 2:
-            raise BleFrameError(off + 2 + len(data), "service data truncated: no 16-bit UUID")
-        if data[0] | data[1] << 8 != EDDYSTONE_UUID16:
-            return None
-        try:
-            return parse_eddystone(data[2:])
-        except BleFrameError as exc:
-            raise exc.shifted(off + 4) from None
-    return None
+    ours = _AD_PAYLOADS.get(ad_type)
+    if ours is None:
+        return None
+    ident, parse, truncated = ours
+    if len(data) < 2:
+        raise BleFrameError(off + 2 + len(data), truncated)
+    if data[0] | data[1] << 8 != ident:
+        return None
+    try:
+        return parse(data[2:])
+    except BleFrameError as exc:
+        raise exc.shifted(off + 4) from None
 
 
 def parse_raw_advertising(raw: bytes) -> list[Frame]:
