@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.fanout import STORE, login, serve_app
+from benchmarks._server import STORE, login, serve_app
 
 NAME = "customer-card"
 TARGET_MAX_MS = 300.0
@@ -82,7 +82,8 @@ def run(quick: bool = False) -> dict:
         fill_s = time.perf_counter() - t
         create_staff(db, "bench", "bench-password", "associate")
         core = GatewayCore(load_store(STORE), db, clock=time.time)
-        server, thread, url = serve_app(create_app(core))
+        server = serve_app(create_app(core))
+        url = server.url
         try:
             token = login(url)
             ms = []
@@ -95,8 +96,7 @@ def run(quick: bool = False) -> dict:
                     ms.append((time.perf_counter() - t) * 1000)
                     r.raise_for_status()
         finally:
-            server.should_exit = True
-            thread.join(10)
+            server.stop()
     arr = np.asarray(ms)
     worst = float(arr.max())
     return {

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.fanout import STORE, login, serve_app
+from benchmarks._server import STORE, login, serve_app
 
 NAME = "dashboard"
 TARGET_P95_MS = 300.0
@@ -115,7 +115,8 @@ def run(quick: bool = False) -> dict:
         counts = fill(db, scale, rng)
         fill_s = time.perf_counter() - t
         core = GatewayCore(store, db, clock=lambda: T_END)
-        server, thread, url = serve_app(create_app(core))
+        server = serve_app(create_app(core))
+        url = server.url
         ms: dict[str, list[float]] = {e: [] for e in ENDPOINTS}
         cpu: dict[str, list[float]] = {e: [] for e in ENDPOINTS}
         try:
@@ -132,8 +133,7 @@ def run(quick: bool = False) -> dict:
                         cpu[e].append((time.process_time() - c0) * 1000)
                         r.raise_for_status()
         finally:
-            server.should_exit = True
-            thread.join(10)
+            server.stop()
     p95 = {e: round(float(np.percentile(v, 95)), 1) for e, v in ms.items()}
     return {
         **{f"rows_{k}": v for k, v in counts.items()},

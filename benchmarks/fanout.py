@@ -16,39 +16,12 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-import uvicorn
 
-from instore.broker import free_port
+from benchmarks._server import STORE, delay_stats, login, serve_app
 
 NAME = "fanout"
-STORE = Path(__file__).resolve().parent.parent / "firmware_config" / "examples" / "boutique.toml"
 CLIENTS = 50
 TARGET_P95_MS = 200.0
-
-
-def serve_app(app) -> tuple[uvicorn.Server, threading.Thread, str]:  # noqa: ANN001
-    """uvicorn on a free loopback port in a thread (shared with the customer-card benchmark)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise TimeoutError("uvicorn did not start")
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
-def login(url: str) -> str:
-    r = httpx.post(f"{url}/api/login", json={"username": "bench", "password": "bench-password"})
-    r.raise_for_status()
-    return r.json()["token"]
 
 
 async def _client(
@@ -87,7 +60,8 @@ def run(quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         core = GatewayCore(load_store(STORE), open_db(Path(tmp) / "gw.db"), clock=time.time)
         create_staff(core.db, "bench", "bench-password", "associate")
-        server, thread, url = serve_app(create_app(core))
+        server = serve_app(create_app(core))
+        url = server.url
         try:
             token = login(url)
             delays: list[float] = []
@@ -118,17 +92,14 @@ def run(quick: bool = False) -> dict:
 
             asyncio.run(main())
         finally:
-            server.should_exit = True
-            thread.join(10)
-    ms = np.asarray(delays) * 1000
-    p95 = float(np.percentile(ms, 95))
+            server.stop()
+    ms = [d * 1000 for d in delays]
+    stats, p95 = delay_stats(ms, "ms", 2)
     return {
         "clients": CLIENTS,
         "events": n_events,
-        "deliveries": int(len(ms)),
-        "delay_p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "delay_p95_ms": round(p95, 2),
-        "delay_max_ms": round(float(ms.max()), 2),
+        "deliveries": len(ms),
+        **stats,
         "target": {"delay_p95_ms": TARGET_P95_MS},
         "target_met": bool(p95 <= TARGET_P95_MS and len(ms) == CLIENTS * n_events),
     }

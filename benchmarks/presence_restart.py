@@ -78,11 +78,10 @@ def _hour(name: str, restarts: int, duration_s: float, db_path: Path) -> dict:
                 restart_s.append(time.perf_counter() - w0)
                 down_until = tick_end + DOWN_S
                 shown = {p["customer_id"]: p for p in staff.present_now(core.db, core.presence.present())}
-                for cid in before:
-                    entered, left = inside.get(cid, (None, None))
-                    if entered is not None and entered <= tick_end and (left is None or left > down_until):
-                        checked += 1
-                        lost += shown.get(cid, {}).get("claimed_by") != "ana"
+                through = _inside_through(before, inside, tick_end, down_until)
+                kept = [shown.get(cid, {}).get("claimed_by") == "ana" for cid in through]
+                checked += len(kept)
+                lost += kept.count(False)
             tick_end = t1
         if end >= down_until:
             now[0] = end + EPOCH
@@ -95,6 +94,18 @@ def _hour(name: str, restarts: int, duration_s: float, db_path: Path) -> dict:
         "lost_claims": lost,
         "restart_s_max": round(max(restart_s), 3) if restart_s else None,
     }
+
+
+def _inside_through(
+    before: dict, inside: dict[str, tuple[float, float | None]], tick_end: float, down_until: float
+) -> list[str]:
+    """Who was present at a restart and truly inside from before it until the gateway was back."""
+    out = []
+    for cid in before:
+        entered, left = inside.get(cid, (None, None))
+        if entered is not None and entered <= tick_end and (left is None or left > down_until):
+            out.append(cid)
+    return out
 
 
 def _scenario(name: str, quick: bool, tmp: Path) -> dict:

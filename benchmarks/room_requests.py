@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 
-from benchmarks.fanout import STORE, login, serve_app
+from benchmarks._server import STORE, delay_stats, login, serve_app
 
 NAME = "room-requests"
 TABLETS = 20
@@ -63,7 +62,8 @@ def run(quick: bool = False) -> dict:
         core = GatewayCore(load_store(STORE), open_db(Path(tmp) / "gw.db"), clock=time.time)
         manager = create_staff(core.db, "bench", "bench-password", "manager")
         _, screen_token = create_screen(core.db, "fr2", manager, time.time())
-        server, thread, url = serve_app(create_app(core))
+        server = serve_app(create_app(core))
+        url = server.url
         sent: dict[str, float] = {}
         delays: list[float] = []
         try:
@@ -93,19 +93,15 @@ def run(quick: bool = False) -> dict:
 
             asyncio.run(main())
         finally:
-            server.should_exit = True
-            thread.join(10)
-    s = np.asarray(delays)
-    p95 = float(np.percentile(s, 95))
+            server.stop()
+    stats, p95 = delay_stats(delays, "s", 4)
     return {
         "tablets": TABLETS,
         "requests": n,
-        "deliveries": int(len(s)),
-        "delay_p50_s": round(float(np.percentile(s, 50)), 4),
-        "delay_p95_s": round(p95, 4),
-        "delay_max_s": round(float(s.max()), 4),
+        "deliveries": len(delays),
+        **stats,
         "target": {"delay_p95_s": TARGET_P95_S},
-        "target_met": bool(p95 <= TARGET_P95_S and len(s) == TABLETS * n),
+        "target_met": bool(p95 <= TARGET_P95_S and len(delays) == TABLETS * n),
     }
 
 

@@ -9,7 +9,7 @@ a dropped connection after the body was written) and clear when it certainly did
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,21 +106,3 @@ class CloudApiClient:
         if status == 200 and isinstance(payload, Mapping) and payload.get("success") is True:
             return SendResult(message_id=message_id)
         return SendResult(error=errors.from_response(status, payload))
-
-
-def emulator_lookup(base_url: str, *, timeout_s: float = 5.0) -> Callable[[str], str | None]:
-    """Idempotency-key lookup offered by *our emulator only* (the real API has none).
-
-    Returns a function ``key -> wamid | None`` for :class:`cloud_sync.outbox.OutboxWorker`'s
-    reconciliation; it raises ``httpx.HTTPError`` when the emulator cannot answer.
-    """
-    http = httpx.Client(timeout=timeout_s)
-    url = f"{base_url.rstrip('/')}/_emulator/messages"
-
-    def lookup(key: str) -> str | None:
-        resp = http.get(url, params={"biz_opaque_callback_data": key})
-        resp.raise_for_status()
-        ids = resp.json().get("ids") or []
-        return str(ids[0]) if ids else None
-
-    return lookup

@@ -50,8 +50,6 @@ class ApiSection(_Strict):
     token_file: str | None = None
     catalog_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z_]{1,64}$")] | None = None
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
-    # "emulator": ask our emulator's by-key lookup when reconciling (tests, demo); the real API has none.
-    lookup: Literal["none", "emulator"] = "none"
 
     @field_validator("base_url")
     @classmethod

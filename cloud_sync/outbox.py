@@ -492,10 +492,10 @@ def _parse_templates(spec: str) -> list[Any]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, lookup_for: Callable[[str], Lookup] | None = None) -> int:
+    """`lookup_for`: base URL -> idempotency-key lookup (only developer tooling has one to give)."""
     from zoneinfo import ZoneInfo
 
-    from .client import emulator_lookup
     from .rules import Policy, TemplateRegistry
 
     ap = argparse.ArgumentParser(prog="python -m cloud_sync.outbox", description="Run one outbox worker.")
@@ -506,12 +506,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--token", required=True)
     ap.add_argument("--rate", type=float, default=80.0, help="messages per second (token bucket)")
     ap.add_argument("--reconcile-after", type=float, default=RECONCILE_AFTER_S)
-    ap.add_argument(
-        "--lookup",
-        choices=("none", "emulator"),
-        default="none",
-        help="'emulator': ask the emulator's by-key lookup when reconciling",
-    )
     ap.add_argument("--templates", default="", help="name:lang:CATEGORY:params,...")
     ap.add_argument("--tz", default="UTC")
     ap.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout (s)")
@@ -532,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bucket=TokenBucket(args.rate, 1.0, now=time.time()),
             rng=random.Random(args.seed),
             reconcile_after_s=args.reconcile_after,
-            lookup=emulator_lookup(args.base_url) if args.lookup == "emulator" else None,
+            lookup=lookup_for(args.base_url) if lookup_for is not None else None,
             on_alert=lambda e: print(f"ALERT {e.code}: {e.message}", file=sys.stderr, flush=True),
         )
         print("ready", flush=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from . import catalogue, daily_summary, inbox, journeys, outbox
 from .channel import EVENT_KIND, InboxError
-from .client import CloudApiClient, emulator_lookup
+from .client import CloudApiClient
 from .config import WhatsAppConfig
 from .inbound import Inbound
 from .migrations import migrate
@@ -41,8 +41,14 @@ CANCEL_ON_WITHDRAW = {  # gateway consent purpose -> outbox purposes whose queue
 
 
 class WhatsAppService(Inbound, Outbound, Rounds, Queries):
-    def __init__(self, gateway: GatewayPort, config: WhatsAppConfig, *, client: CloudApiClient | None = None) -> None:
+    def __init__(
+        self, gateway: GatewayPort, config: WhatsAppConfig, *, client: CloudApiClient | None = None,
+        lookup: outbox.Lookup | None = None,
+    ) -> None:
+        """`lookup`: an idempotency-key lookup for the outbox's reconciliation; the real API has none,
+        developer tooling injects our emulator's (sim/emulator_outbox.py)."""
         self.gateway, self.cfg = gateway, config
+        self.lookup = lookup
         self.lock, self.conn, self.db_path = gateway.lock, gateway.conn, gateway.db_path
         self.clock = gateway.clock
         self.policy = config.policy(gateway.timezone)
@@ -99,7 +105,6 @@ class WhatsAppService(Inbound, Outbound, Rounds, Queries):
         if self.cfg.outbox.worker:
             if not self.db_path:
                 raise RuntimeError("whatsapp: the outbox worker needs a gateway database file, not :memory:")
-            api = self.cfg.api
             self.worker = outbox.OutboxWorker(
                 self.db_path,
                 self.client,
@@ -107,7 +112,7 @@ class WhatsAppService(Inbound, Outbound, Rounds, Queries):
                 clock=time.time,
                 bucket=TokenBucket(self.cfg.outbox.rate_per_s, 1.0, now=time.time()),
                 reconcile_after_s=self.cfg.outbox.reconcile_after_s,
-                lookup=emulator_lookup(api.base_url) if api.lookup == "emulator" else None,
+                lookup=self.lookup,
                 poll_interval_s=0.05,
                 on_alert=lambda e: log.error("whatsapp alert %s: %s", e.code, e.message),
                 on_opt_out=self.on_opt_out,

@@ -300,59 +300,75 @@ class BleNode:
         self.link.start()
         self._rescan.clear()
         rfid_stop = threading.Event()
-        rfid_thread = None
-        if self.rfid is not None:  # the readers run on their own thread: serial reads block
-            rfid_thread = threading.Thread(target=self.rfid.run, args=(rfid_stop,), name="rfid", daemon=True)
-            rfid_thread.start()
-        scanner = None
+        rfid_thread = self._start_rfid(rfid_stop)
+        self._scanner: Scanner | None = None  # the loop may replace it; shutdown stops the latest
         try:  # from here on, a failure (the scanner not starting) still stops the link and the readers
             if self.door is not None:  # on its own thread too: GPIO edges and I2C reads
                 self.door.start()
             if self.cfg.ble.enabled:
-                sock = self.advert_socket()
-                if sock is not None:
-                    self.mgmt = MgmtSource(sock, self.on_advert)
-                    self.mgmt.start(asyncio.get_running_loop())
-                scanner = await self._start_scanner()
-                source = "mgmt" if self.mgmt is not None else "bleak callbacks"
-                log.info("node %s scanning (%s backend, advertisements from %s)", self.cfg.node.id,
-                         self.cfg.ble.backend, source)
+                self._scanner = await self._start_ble()
             self.systemd.ready(f"node {self.cfg.node.id}: scanner {self.scanner_state}")
-            next_flush = self.clock() + self.window_s
-            next_status = self.clock() + self.cfg.health.status_interval_s
-            while not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_flush - self.clock()))
-                except TimeoutError:
-                    pass
-                self.flush()
-                self.systemd.watchdog()  # the loop is alive: systemd restarts the node if this stops
-                next_flush += self.window_s  # a new window length applies from the next window
-                if next_flush < self.clock():  # fell behind (suspend, overload): skip, do not burst
-                    next_flush = self.clock() + self.window_s
-                if self._rescan.is_set() and not stop.is_set() and scanner is not None:
-                    self._rescan.clear()
-                    scanner = await self._restart_scanner(scanner)
-                if self.clock() >= next_status:
-                    next_status = self.clock() + self.cfg.health.status_interval_s
-                    if self.link.connected.is_set():
-                        self.link.publish_status()
+            await self._loop(stop)
         finally:
-            self.systemd.stopping()
-            self.scanner_state = "stopped"
-            if scanner is not None:
-                await scanner.stop()
-            if self.iphones is not None:
-                await self.iphones.close()
-            if self.mgmt is not None:
-                self.mgmt.stop()
-            if rfid_thread is not None:
-                rfid_stop.set()
-                await asyncio.to_thread(rfid_thread.join, 10.0)
-            if self.door is not None:
-                await asyncio.to_thread(self.door.stop)
-            self.link.stop()
-            self.queue.close()
+            await self._shutdown(rfid_thread, rfid_stop)
+
+    def _start_rfid(self, rfid_stop: threading.Event) -> threading.Thread | None:
+        if self.rfid is None:
+            return None
+        # the readers run on their own thread: serial reads block
+        rfid_thread = threading.Thread(target=self.rfid.run, args=(rfid_stop,), name="rfid", daemon=True)
+        rfid_thread.start()
+        return rfid_thread
+
+    async def _start_ble(self) -> Scanner:
+        sock = self.advert_socket()
+        if sock is not None:
+            self.mgmt = MgmtSource(sock, self.on_advert)
+            self.mgmt.start(asyncio.get_running_loop())
+        scanner = await self._start_scanner()
+        source = "mgmt" if self.mgmt is not None else "bleak callbacks"
+        log.info("node %s scanning (%s backend, advertisements from %s)", self.cfg.node.id,
+                 self.cfg.ble.backend, source)
+        return scanner
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        """Flush a window every `window_s`, restart the scanner on a new mode, report status."""
+        next_flush = self.clock() + self.window_s
+        next_status = self.clock() + self.cfg.health.status_interval_s
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_flush - self.clock()))
+            except TimeoutError:
+                pass
+            self.flush()
+            self.systemd.watchdog()  # the loop is alive: systemd restarts the node if this stops
+            next_flush += self.window_s  # a new window length applies from the next window
+            if next_flush < self.clock():  # fell behind (suspend, overload): skip, do not burst
+                next_flush = self.clock() + self.window_s
+            if self._rescan.is_set() and not stop.is_set() and self._scanner is not None:
+                self._rescan.clear()
+                self._scanner = await self._restart_scanner(self._scanner)
+            if self.clock() >= next_status:
+                next_status = self.clock() + self.cfg.health.status_interval_s
+                if self.link.connected.is_set():
+                    self.link.publish_status()
+
+    async def _shutdown(self, rfid_thread: threading.Thread | None, rfid_stop: threading.Event) -> None:
+        self.systemd.stopping()
+        self.scanner_state = "stopped"
+        if self._scanner is not None:
+            await self._scanner.stop()
+        if self.iphones is not None:
+            await self.iphones.close()
+        if self.mgmt is not None:
+            self.mgmt.stop()
+        if rfid_thread is not None:
+            rfid_stop.set()
+            await asyncio.to_thread(rfid_thread.join, 10.0)
+        if self.door is not None:
+            await asyncio.to_thread(self.door.stop)
+        self.link.stop()
+        self.queue.close()
 
     async def _restart_scanner(self, scanner: Scanner) -> Scanner:
         """Apply a new scan mode: stop the scanner and start one with the new mode."""

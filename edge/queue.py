@@ -145,24 +145,7 @@ class DiskQueue:
             self._syncing = sync
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany(
-                "INSERT INTO windows (seq, kind, late, payload) VALUES (?, ?, ?, ?)",
-                [(w.seq, w.kind, int(w.late), w.payload) for w in due],
-            )
-            before = self._db.total_changes
-            self._db.executemany("DELETE FROM windows WHERE seq = ?", [(s,) for s in self._acked_on_disk])
-            deleted = self._db.total_changes - before
-            live = self._on_disk + len(due) - deleted
-            excess = max(0, live + len(self._fresh) - len(due) - self.max_windows)
-            from_disk = min(excess, live)
-            if from_disk:
-                self._db.execute(
-                    "DELETE FROM windows WHERE seq IN (SELECT seq FROM windows ORDER BY seq LIMIT ?)", (from_disk,)
-                )
-            if excess:
-                self._set_meta("dropped", str(self._dropped + excess))
-            if next_seq is not None:
-                self._set_meta("next_seq", str(next_seq))
+            live, excess, from_disk = self._write_rows(due, next_seq)
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:  # SQLite ends it itself on a full disk
@@ -181,6 +164,28 @@ class DiskQueue:
         if sync:
             self._synced_at = now
             self.syncs += 1
+
+    def _write_rows(self, due: list[QueuedWindow], next_seq: int | None) -> tuple[int, int, int]:
+        """The statements inside `_write`'s transaction -> (rows live, windows over the bound, of them on disk)."""
+        self._db.executemany(
+            "INSERT INTO windows (seq, kind, late, payload) VALUES (?, ?, ?, ?)",
+            [(w.seq, w.kind, int(w.late), w.payload) for w in due],
+        )
+        before = self._db.total_changes
+        self._db.executemany("DELETE FROM windows WHERE seq = ?", [(s,) for s in self._acked_on_disk])
+        deleted = self._db.total_changes - before
+        live = self._on_disk + len(due) - deleted
+        excess = max(0, live + len(self._fresh) - len(due) - self.max_windows)
+        from_disk = min(excess, live)
+        if from_disk:
+            self._db.execute(
+                "DELETE FROM windows WHERE seq IN (SELECT seq FROM windows ORDER BY seq LIMIT ?)", (from_disk,)
+            )
+        if excess:
+            self._set_meta("dropped", str(self._dropped + excess))
+        if next_seq is not None:
+            self._set_meta("next_seq", str(next_seq))
+        return live, excess, from_disk
 
     def _try_write(self, now: float, **kw: object) -> bool:
         """`_write`, except that a card refusing it leaves the windows in memory (see the module doc)."""

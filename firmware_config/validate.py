@@ -13,7 +13,7 @@ import functools
 import re
 import tomllib
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
@@ -41,6 +41,7 @@ from firmware_config.store import (
     Node,
     NodeRole,
     Point,
+    RfidRadio,
     StoreFile,
     StoreInfo,
     Wall,
@@ -149,46 +150,56 @@ class _Scanner:
     def _value(self, path: KeyPath) -> None:
         c = self._peek()
         if c == "[":
-            self._advance()
-            index = 0
-            while True:
-                self._skip_blank(newlines=True)
-                if self._peek() in ("]", ""):
-                    self._advance()
-                    return
-                start = self.pos
-                self._record((*path, index))
-                self._value((*path, index))
-                self._skip_blank(newlines=True)
-                if self._peek() == ",":
-                    self._advance()
-                    index += 1
-                elif self.pos == start:
-                    raise ValueError(f"unexpected {self._peek()!r} at line {self.line}")
+            self._array(path)
         elif c == "{":
-            self._advance()
-            while True:
-                self._skip_blank(newlines=False)
-                if self._peek() in ("}", ""):
-                    self._advance()
-                    return
-                keys = self._key()
-                self._skip_blank(newlines=False)
-                self._advance()  # '='
-                self._skip_blank(newlines=False)
-                for i in range(1, len(keys) + 1):
-                    self._record((*path, *keys[:i]))
-                self._value((*path, *keys))
-                self._skip_blank(newlines=False)
-                if self._peek() == ",":
-                    self._advance()
-                elif self._peek() != "}":
-                    raise ValueError(f"unexpected {self._peek()!r} at line {self.line}")
+            self._inline_table(path)
         elif c in ('"', "'"):
             self._string()
         else:
             while self._peek() and self._peek() not in ",]}\n#":
                 self.pos += 1
+
+    def _array(self, path: KeyPath) -> None:
+        self._advance()
+        index = 0
+        while True:
+            self._skip_blank(newlines=True)
+            if self._peek() in ("]", ""):
+                self._advance()
+                return
+            start = self.pos
+            self._record((*path, index))
+            self._value((*path, index))
+            self._skip_blank(newlines=True)
+            if self._peek() == ",":
+                self._advance()
+                index += 1
+            elif self.pos == start:
+                raise ValueError(f"unexpected {self._peek()!r} at line {self.line}")
+
+    def _inline_table(self, path: KeyPath) -> None:
+        self._advance()
+        while True:
+            self._skip_blank(newlines=False)
+            if self._peek() in ("}", ""):
+                self._advance()
+                return
+            self._key_value(path)
+            self._skip_blank(newlines=False)
+            if self._peek() == ",":
+                self._advance()
+            elif self._peek() != "}":
+                raise ValueError(f"unexpected {self._peek()!r} at line {self.line}")
+
+    def _key_value(self, base: KeyPath) -> None:
+        """`key = value` here, its key path under `base` (and each dotted prefix) recorded."""
+        keys = self._key()
+        self._skip_blank(newlines=False)
+        self._advance()  # '='
+        self._skip_blank(newlines=False)
+        for i in range(1, len(keys) + 1):
+            self._record((*base, *keys[:i]))
+        self._value((*base, *keys))
 
     def scan(self) -> dict[KeyPath, int]:
         table: KeyPath = ()
@@ -210,13 +221,7 @@ class _Scanner:
                     table = self._resolve(keys)
                 self._record(table)
             else:
-                keys = self._key()
-                self._skip_blank(newlines=False)
-                self._advance()  # '='
-                self._skip_blank(newlines=False)
-                for i in range(1, len(keys) + 1):
-                    self._record((*table, *keys[:i]))
-                self._value((*table, *keys))
+                self._key_value(table)
 
 
 def key_lines(text: str) -> dict[KeyPath, int]:
@@ -494,10 +499,6 @@ def _check_topology(zones: list[tuple[int, Zone]], graph: dict[str, set[str]], d
     to appear in a fitting room it cannot walk to, so these are errors, not style.
     """
     kind = {z.id: z.kind for _, z in zones}
-    zones_by_id = {z.id: z for _, z in zones}
-    walls = [(w.a, w.b) for _, w in _valid_items(data, "walls", Wall)]
-    door_pairs = {frozenset(d) for d in _raw_door_zones(data)}
-    index = {z.id: i for i, z in zones}
     entrances = [z for z, k in kind.items() if k is ZoneKind.ENTRANCE]
     outside = [z for z, k in kind.items() if k is ZoneKind.OUTSIDE]
     if not zones:
@@ -508,6 +509,18 @@ def _check_topology(zones: list[tuple[int, Zone]], graph: dict[str, set[str]], d
         report.add(("zones",), "no zone of kind 'outside' (the pavement or mall beyond the door)")
     if entrances and outside and not any(kind[n] is ZoneKind.OUTSIDE for e in entrances for n in graph[e]):
         report.add(("zones",), "no entrance zone connects to an outside zone")
+    _check_outside_borders(zones, kind, data, report)
+    if entrances:
+        _check_rooms_reachable(zones, graph, kind, entrances, report)
+
+
+def _check_outside_borders(
+    zones: list[tuple[int, Zone]], kind: dict[str, ZoneKind], data: dict, report: _Report
+) -> None:
+    """Only entrances border the outside, and each such border has a declared door."""
+    zones_by_id = {z.id: z for _, z in zones}
+    walls = [(w.a, w.b) for _, w in _valid_items(data, "walls", Wall)]
+    door_pairs = {frozenset(d) for d in _raw_door_zones(data)}
     for i, z in zones:
         for j, other in enumerate(z.connects):
             if other not in kind or other == z.id:
@@ -523,6 +536,16 @@ def _check_topology(zones: list[tuple[int, Zone]], graph: dict[str, set[str]], d
             elif pair == {ZoneKind.OUTSIDE, ZoneKind.ENTRANCE} and frozenset((z.id, other)) not in door_pairs:
                 report.add(("zones", i, "connects", j), _no_door_message(z, zones_by_id[other], walls))
                 door_pairs.add(frozenset((z.id, other)))  # once per pair, however many sides declare it
+
+
+def _check_rooms_reachable(
+    zones: list[tuple[int, Zone]],
+    graph: dict[str, set[str]],
+    kind: dict[str, ZoneKind],
+    entrances: list[str],
+    report: _Report,
+) -> None:
+    index = {z.id: i for i, z in zones}
     reached = set(entrances)
     todo = list(entrances)
     while todo:
@@ -530,12 +553,11 @@ def _check_topology(zones: list[tuple[int, Zone]], graph: dict[str, set[str]], d
             if n not in reached:
                 reached.add(n)
                 todo.append(n)
-    if entrances:
-        for zid, k in kind.items():
-            if k is ZoneKind.FITTING_ROOM and zid not in reached:
-                report.add(
-                    ("zones", index[zid]), f"fitting room {zid!r} is not reachable from any entrance zone"
-                )
+    for zid, k in kind.items():
+        if k is ZoneKind.FITTING_ROOM and zid not in reached:
+            report.add(
+                ("zones", index[zid]), f"fitting room {zid!r} is not reachable from any entrance zone"
+            )
 
 
 #: A door's `position` may lie this far off its zones' shared boundary: slack for drawing
@@ -601,50 +623,60 @@ def _check_doors(
         if a.id == b.id:
             report.add(("doors", i, "zones"), f"a door joins two different zones (got {a.id!r} twice)")
             continue
-        outside = [z.id for z in (a, b) if z.kind is ZoneKind.OUTSIDE]
-        if d.kind is DoorKind.STREET and len(outside) != 1:
-            report.add(
-                ("doors", i, "kind"),
-                f"a street door joins an outside zone to the store (got {a.id!r} ({a.kind.value}) "
-                f"and {b.id!r} ({b.kind.value}))",
-            )
-        elif d.kind is DoorKind.INTERNAL and outside:
-            report.add(
-                ("doors", i, "kind"), f"zone {outside[0]!r} is outside: a door to it is kind = \"street\""
-            )
+        _check_door_kind(i, d, a, b, report)
         if b.id not in graph.get(a.id, ()):
             report.add(
                 ("doors", i, "zones"),
                 f"zones {a.id!r} and {b.id!r} are not connected: add {b.id!r} to zone {a.id!r}'s connects",
             )
-        segs = shared_boundary(list(a.polygon), list(b.polygon))
-        if not segs:
-            report.add(("doors", i, "zones"), f"zones {a.id!r} and {b.id!r} share no boundary")
-            continue
-        p = np.asarray(d.position, float)
-        off = min(segment_distance(p, np.asarray(s1, float), np.asarray(s2, float)) for s1, s2 in segs)
-        if off > DOOR_ON_BOUNDARY_M:
-            report.add(
-                ("doors", i, "position"),
-                f"{_fmt_point(d.position)} is {off:.1f} m from the boundary of {a.id!r} and {b.id!r} "
-                f"(at most {DOOR_ON_BOUNDARY_M:g} m)",
-            )
-            continue
-        jambs = door_opening(d.position, d.width_m, list(a.polygon), list(b.polygon))
-        if float(np.hypot(jambs[1][0] - jambs[0][0], jambs[1][1] - jambs[0][1])) < d.width_m - 1e-6:
-            report.add(
-                ("doors", i, "width_m"),
-                f"{d.width_m:g} m does not fit on the boundary of {a.id!r} and {b.id!r} around "
-                f"{_fmt_point(d.position)} (it ends within {d.width_m / 2:g} m of the position)",
-            )
-        k = _covering_wall(jambs, walls)
-        if k is not None:
-            lo, hi = sorted(jambs)
-            report.add(
-                ("doors", i),
-                f"the opening from {_fmt_point(lo)} to {_fmt_point(hi)} is covered by the wall "
-                f"at line {report.line(('walls', k))}: remove or split the wall where the door is",
-            )
+        _check_door_place(i, d, a, b, walls, report)
+
+
+def _check_door_kind(i: int, d: Door, a: Zone, b: Zone, report: _Report) -> None:
+    """A street door has the outside on exactly one side; an internal door on neither."""
+    outside = [z.id for z in (a, b) if z.kind is ZoneKind.OUTSIDE]
+    if d.kind is DoorKind.STREET and len(outside) != 1:
+        report.add(
+            ("doors", i, "kind"),
+            f"a street door joins an outside zone to the store (got {a.id!r} ({a.kind.value}) "
+            f"and {b.id!r} ({b.kind.value}))",
+        )
+    elif d.kind is DoorKind.INTERNAL and outside:
+        report.add(
+            ("doors", i, "kind"), f"zone {outside[0]!r} is outside: a door to it is kind = \"street\""
+        )
+
+
+def _check_door_place(i: int, d: Door, a: Zone, b: Zone, walls: list[tuple[int, Wall]], report: _Report) -> None:
+    """The door sits on the zones' shared boundary, fits on it, and no wall covers its opening."""
+    segs = shared_boundary(list(a.polygon), list(b.polygon))
+    if not segs:
+        report.add(("doors", i, "zones"), f"zones {a.id!r} and {b.id!r} share no boundary")
+        return
+    p = np.asarray(d.position, float)
+    off = min(segment_distance(p, np.asarray(s1, float), np.asarray(s2, float)) for s1, s2 in segs)
+    if off > DOOR_ON_BOUNDARY_M:
+        report.add(
+            ("doors", i, "position"),
+            f"{_fmt_point(d.position)} is {off:.1f} m from the boundary of {a.id!r} and {b.id!r} "
+            f"(at most {DOOR_ON_BOUNDARY_M:g} m)",
+        )
+        return
+    jambs = door_opening(d.position, d.width_m, list(a.polygon), list(b.polygon))
+    if float(np.hypot(jambs[1][0] - jambs[0][0], jambs[1][1] - jambs[0][1])) < d.width_m - 1e-6:
+        report.add(
+            ("doors", i, "width_m"),
+            f"{d.width_m:g} m does not fit on the boundary of {a.id!r} and {b.id!r} around "
+            f"{_fmt_point(d.position)} (it ends within {d.width_m / 2:g} m of the position)",
+        )
+    k = _covering_wall(jambs, walls)
+    if k is not None:
+        lo, hi = sorted(jambs)
+        report.add(
+            ("doors", i),
+            f"the opening from {_fmt_point(lo)} to {_fmt_point(hi)} is covered by the wall "
+            f"at line {report.line(('walls', k))}: remove or split the wall where the door is",
+        )
 
 
 def _check_nodes(
@@ -662,53 +694,66 @@ def _check_nodes(
                 ("nodes", i, "id"),
                 f"node id {n.id!r} is the gateway's MQTT username (gateway.mqtt_username); rename one",
             )
-        containing = [zid for zid, poly in polygons.items() if point_in_polygon(n.position, poly)]
-        if n.zone is not None and n.zone not in known:
-            report.add(("nodes", i, "zone"), f"unknown zone {n.zone!r}" + _did_you_mean(n.zone, known))
-        elif n.zone is not None and n.zone in polygons and n.zone not in containing:
-            where = (
-                f"it is inside {', '.join(map(repr, containing))}"
-                if containing
-                else "it is outside every zone"
-            )
-            report.add(
-                ("nodes", i, "zone"),
-                f"position {_fmt_point(n.position)} is not inside zone {n.zone!r} ({where})",
-            )
-        elif n.zone is None and all_zones_valid and polygons and not containing:
-            report.add(("nodes", i, "position"), f"{_fmt_point(n.position)} is outside every zone")
+        _check_node_zone(i, n, known, polygons, all_zones_valid, report)
         if n.ble is not None and n.ble.scan_mode not in SCAN_MODES:
             report.add(
                 ("nodes", i, "ble", "scan_mode"),
                 f"must be one of {', '.join(map(repr, SCAN_MODES))} (got {n.ble.scan_mode!r})",
             )
-        if n.rfid is None:
-            continue
-        if n.rfid.region not in RFID_REGIONS:
+        if n.rfid is not None:
+            _check_node_rfid(i, n.id, n.rfid, known, devices, report)
+
+
+def _check_node_zone(
+    i: int, n: Node, known: set[str], polygons: dict[str, list[Point]], all_zones_valid: bool, report: _Report
+) -> None:
+    """The node's zone exists and holds its position; without a zone, the position is in one."""
+    containing = [zid for zid, poly in polygons.items() if point_in_polygon(n.position, poly)]
+    if n.zone is not None and n.zone not in known:
+        report.add(("nodes", i, "zone"), f"unknown zone {n.zone!r}" + _did_you_mean(n.zone, known))
+    elif n.zone is not None and n.zone in polygons and n.zone not in containing:
+        where = (
+            f"it is inside {', '.join(map(repr, containing))}"
+            if containing
+            else "it is outside every zone"
+        )
+        report.add(
+            ("nodes", i, "zone"),
+            f"position {_fmt_point(n.position)} is not inside zone {n.zone!r} ({where})",
+        )
+    elif n.zone is None and all_zones_valid and polygons and not containing:
+        report.add(("nodes", i, "position"), f"{_fmt_point(n.position)} is outside every zone")
+
+
+def _check_node_rfid(
+    i: int, node_id: str, rfid: RfidRadio, known: set[str], devices: dict[str, tuple[int, str]], report: _Report
+) -> None:
+    """A known region, a serial device no other node uses, unique antenna ids in known zones."""
+    if rfid.region not in RFID_REGIONS:
+        report.add(
+            ("nodes", i, "rfid", "region"),
+            f"must be one of {', '.join(map(repr, RFID_REGIONS))} (got {rfid.region!r})"
+            + _did_you_mean(rfid.region, RFID_REGIONS),
+        )
+    if rfid.device in devices:
+        other, other_id = devices[rfid.device]
+        report.add(
+            ("nodes", i, "rfid", "device"),
+            f"device {rfid.device!r} is already used by node {other_id!r} "
+            f"(line {report.line(('nodes', other, 'rfid', 'device'))})",
+        )
+    else:
+        devices[rfid.device] = (i, node_id)
+    antenna_ids: set[int] = set()
+    for j, ant in enumerate(rfid.antennas):
+        if ant.id in antenna_ids:
+            report.add(("nodes", i, "rfid", "antennas", j, "id"), f"duplicate antenna id {ant.id}")
+        antenna_ids.add(ant.id)
+        if ant.zone is not None and ant.zone not in known:
             report.add(
-                ("nodes", i, "rfid", "region"),
-                f"must be one of {', '.join(map(repr, RFID_REGIONS))} (got {n.rfid.region!r})"
-                + _did_you_mean(n.rfid.region, RFID_REGIONS),
+                ("nodes", i, "rfid", "antennas", j, "zone"),
+                f"unknown zone {ant.zone!r}" + _did_you_mean(ant.zone, known),
             )
-        if n.rfid.device in devices:
-            other, other_id = devices[n.rfid.device]
-            report.add(
-                ("nodes", i, "rfid", "device"),
-                f"device {n.rfid.device!r} is already used by node {other_id!r} "
-                f"(line {report.line(('nodes', other, 'rfid', 'device'))})",
-            )
-        else:
-            devices[n.rfid.device] = (i, n.id)
-        antenna_ids: set[int] = set()
-        for j, ant in enumerate(n.rfid.antennas):
-            if ant.id in antenna_ids:
-                report.add(("nodes", i, "rfid", "antennas", j, "id"), f"duplicate antenna id {ant.id}")
-            antenna_ids.add(ant.id)
-            if ant.zone is not None and ant.zone not in known:
-                report.add(
-                    ("nodes", i, "rfid", "antennas", j, "zone"),
-                    f"unknown zone {ant.zone!r}" + _did_you_mean(ant.zone, known),
-                )
 
 
 def _check_walls(data: dict, report: _Report) -> None:
@@ -862,7 +907,12 @@ def advice(store: StoreFile, filename: str = "", lines: dict[KeyPath, int] | Non
         where = f"{filename}:{line}: " if filename and line else f"{filename}: " if filename else ""
         return f"warning: {where}zones.{zone.id}: {message}"
 
-    out = []
+    found = [*_open_rooms(store, walls), *_open_fronts(store, walls), *_overlapping_zones(store)]
+    return [warn(i, zone, message) for i, zone, message in found]
+
+
+def _open_rooms(store: StoreFile, walls: list[tuple[Point, Point]]) -> Iterator[tuple[int, Zone, str]]:
+    """Fitting rooms open to another zone along more than a curtain: (index, room, message)."""
     for i, room in enumerate(store.zones):
         if room.kind != ZoneKind.FITTING_ROOM:
             continue
@@ -871,41 +921,42 @@ def advice(store: StoreFile, filename: str = "", lines: dict[KeyPath, int] | Non
                 continue
             opening = sum(run_length(r) for r in open_runs(list(room.polygon), list(other.polygon), walls))
             if opening > MAX_ROOM_OPENING_M:
-                out.append(
-                    warn(
-                        i,
-                        room,
-                        f"open to zone {other.id!r} along {opening:.1f} m with no wall "
-                        f"(a curtain is at most {MAX_ROOM_OPENING_M:.0f} m): declare the partition in [[walls]]",
-                    )
+                yield (
+                    i,
+                    room,
+                    f"open to zone {other.id!r} along {opening:.1f} m with no wall "
+                    f"(a curtain is at most {MAX_ROOM_OPENING_M:.0f} m): declare the partition in [[walls]]",
                 )
+
+
+def _open_fronts(store: StoreFile, walls: list[tuple[Point, Point]]) -> Iterator[tuple[int, Zone, str]]:
+    """Outside zones open to the store beyond its doors: (index, outside zone, message)."""
     for i, street in enumerate(store.zones):
         if street.kind != ZoneKind.OUTSIDE:
             continue
         for inner in store.zones:
             gap = _open_beyond_doors(store, street, inner, walls) if inner.kind != ZoneKind.OUTSIDE else 0.0
             if gap > MAX_FRONT_GAP_M:
-                out.append(
-                    warn(
-                        i,
-                        street,
-                        f"open to zone {inner.id!r} along {gap:.1f} m beyond its doors with no wall: draw the "
-                        "shop front (glass, wall) in [[walls]], or the radio sees through it",
-                    )
+                yield (
+                    i,
+                    street,
+                    f"open to zone {inner.id!r} along {gap:.1f} m beyond its doors with no wall: draw the "
+                    "shop front (glass, wall) in [[walls]], or the radio sees through it",
                 )
+
+
+def _overlapping_zones(store: StoreFile) -> Iterator[tuple[int, Zone, str]]:
+    """Pairs of zones whose areas overlap: (index of the first, the first, message)."""
     for i, a in enumerate(store.zones):
         for b in store.zones[i + 1 :]:
             area = overlap_area(list(a.polygon), list(b.polygon))
             if area >= MIN_OVERLAP_M2:
-                out.append(
-                    warn(
-                        i,
-                        a,
-                        f"overlaps zone {b.id!r} by {area:.2f} m² (zones meet at their edges; "
-                        "a place inside both has no one zone)",
-                    )
+                yield (
+                    i,
+                    a,
+                    f"overlaps zone {b.id!r} by {area:.2f} m² (zones meet at their edges; "
+                    "a place inside both has no one zone)",
                 )
-    return out
 
 
 def _open_beyond_doors(store: StoreFile, a: Zone, b: Zone, walls: list[tuple[Point, Point]]) -> float:

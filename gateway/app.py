@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -51,9 +52,9 @@ async def _watchdog(systemd: Notifier) -> None:
         await asyncio.sleep(interval)
 
 
-def create_app(
-    core: GatewayCore, ingest: MqttIngest | None = None, config_pusher: ConfigPusher | None = None
-) -> FastAPI:
+def _lifespan(core: GatewayCore, ingest: MqttIngest | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the MQTT ingest and tell systemd the gateway serves; stop both on shutdown."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         core.broadcaster.loop = asyncio.get_running_loop()
@@ -70,9 +71,15 @@ def create_app(
             if ingest is not None:
                 ingest.stop()
 
+    return lifespan
+
+
+def create_app(
+    core: GatewayCore, ingest: MqttIngest | None = None, config_pusher: ConfigPusher | None = None
+) -> FastAPI:
     # the API docs are served below: behind sign-in, and from the package (no CDN in a shop)
-    app = FastAPI(title="instore gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title="instore gateway", version="0.1.0", lifespan=_lifespan(core, ingest), docs_url=None,
+                  redoc_url=None, openapi_url=None)
     app.add_middleware(RequestGuards)  # body size limits per route, the Origin check
 
     @app.exception_handler(RequestValidationError)
@@ -98,6 +105,15 @@ def create_app(
         rfid_router(core),  # fitting-room screen, shelves, products, EPCIS export
         dependencies=[Depends(screens.require_staff_or_room_screen)],  # a room's screen: its room's routes only
     )
+
+    _add_staff_page(app, core)
+    _add_docs(app)
+    _add_health(app, core, ingest)
+    return app
+
+
+def _add_staff_page(app: FastAPI, core: GatewayCore) -> None:
+    """The tablet page, and its staff events: polled after an id, or streamed live."""
 
     @app.get("/", include_in_schema=False, dependencies=[Depends(require_staff)])
     @app.get("/tablet", response_class=HTMLResponse, summary="Staff tablet page", dependencies=[Depends(require_staff)])
@@ -134,6 +150,10 @@ def create_app(
         ):
             yield sse
 
+
+def _add_docs(app: FastAPI) -> None:
+    """The API docs, behind sign-in and served from the package (no CDN in a shop)."""
+
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_staff)])
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
@@ -151,6 +171,10 @@ def create_app(
 
         return FileResponse(Path(swagger_ui_bundle.swagger_ui_path) / name)
 
+
+def _add_health(app: FastAPI, core: GatewayCore, ingest: MqttIngest | None) -> None:
+    """Liveness, readiness (the broker connected) and Prometheus metrics, open to probes and scrapers."""
+
     @app.get("/livez", summary="The process is alive")
     async def livez() -> dict:
         return {"status": "ok"}
@@ -165,5 +189,3 @@ def create_app(
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
         return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
-
-    return app

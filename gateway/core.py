@@ -101,17 +101,10 @@ class GatewayCore:
         self.rejects.ok()
         self.metrics.messages.labels(kind).inc()
         if isinstance(msg, protocol.BleWindow | protocol.RfidWindow):
-            verdict = self.fleet.check_time(msg)
-            if verdict in ("ahead", "behind"):  # a node clock set wrong: counted by node in fleet
-                gap = abs(self.clock() - msg.window[1])
-                where = "ahead of" if verdict == "ahead" else "behind"
-                wrong = protocol.WireError("window", f"ends {gap:.0f} s {where} the gateway's clock")
-                self.rejects.reject(topic, wrong)
+            admitted = self._admit_window(topic, msg)
+            if admitted is None:
                 return
-            if verdict == "lagging" and not msg.late:  # stale news, e.g. re-delivered after a restart
-                msg = msg.model_copy(update={"late": True})
-            if not self.fleet.window(msg):
-                return  # (node, seq) already processed: a re-delivery after an outage
+            msg = admitted
         if isinstance(msg, protocol.BleWindow):
             self.on_ble(msg)
         elif isinstance(msg, protocol.RfidWindow):
@@ -123,6 +116,23 @@ class GatewayCore:
             self.fleet.status(msg)
             with self.lock:
                 self.doors.status(msg, self.clock())
+
+    def _admit_window(
+        self, topic: str, msg: protocol.BleWindow | protocol.RfidWindow
+    ) -> protocol.BleWindow | protocol.RfidWindow | None:
+        """The window to process (marked late when it lags), or None: from a wrong clock or seen before."""
+        verdict = self.fleet.check_time(msg)
+        if verdict in ("ahead", "behind"):  # a node clock set wrong: counted by node in fleet
+            gap = abs(self.clock() - msg.window[1])
+            where = "ahead of" if verdict == "ahead" else "behind"
+            wrong = protocol.WireError("window", f"ends {gap:.0f} s {where} the gateway's clock")
+            self.rejects.reject(topic, wrong)
+            return None
+        if verdict == "lagging" and not msg.late:  # stale news, e.g. re-delivered after a restart
+            msg = msg.model_copy(update={"late": True})
+        if not self.fleet.window(msg):
+            return None  # (node, seq) already processed: a re-delivery after an outage
+        return msg
 
     def on_ble(self, w: protocol.BleWindow) -> list[StaffEvent]:
         """One node window: resolve consenting customers, update presence, emit events.

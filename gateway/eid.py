@@ -269,16 +269,8 @@ class EidResolver:
         if old == c:
             return
         lo, hi = c - _WINDOW_BACK, c + _WINDOW_AHEAD
-        if old is not None and c == old + 1:  # the common step, inlined: one out, one in
-            strip, start, table = ident.strip, ident.start, self._table
-            j = (hi - start) << 3
-            if 0 <= j and j + 8 <= len(strip):  # the new period's EID is at hand
-                i = (old - _WINDOW_BACK - start) << 3
-                if i >= 0 and table.get(strip[i : i + 8]) is ident:
-                    del table[strip[i : i + 8]]
-                table[strip[j : j + 8]] = ident
-                ident.center = c
-                return
+        if old is not None and c == old + 1 and self._step(ident, old, c):
+            return
         if old is not None:  # drop what leaves the window while the strip still has it
             for q in range(old - _WINDOW_BACK, old + _WINDOW_AHEAD + 1):
                 if not lo <= q <= hi:
@@ -292,6 +284,19 @@ class EidResolver:
             if old is None or not old - _WINDOW_BACK <= q <= old + _WINDOW_AHEAD:
                 self._put(ident, q)
         ident.center = c
+
+    def _step(self, ident: _Identity, old: int, c: int) -> bool:
+        """The common move by one period, one EID out and one in; False when the strip lacks the new one."""
+        strip, start, table = ident.strip, ident.start, self._table
+        j = (c + _WINDOW_AHEAD - start) << 3
+        if not (0 <= j and j + 8 <= len(strip)):
+            return False
+        i = (old - _WINDOW_BACK - start) << 3
+        if i >= 0 and table.get(strip[i : i + 8]) is ident:
+            del table[strip[i : i + 8]]
+        table[strip[j : j + 8]] = ident
+        ident.center = c
+        return True
 
     @staticmethod
     def _fill(ident: _Identity, lo: int, end: int) -> None:

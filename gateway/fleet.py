@@ -150,6 +150,41 @@ def _uptime(rec: NodeRecord | None, now: float) -> float | None:
     return round(rec.status.uptime_s + max(0.0, now - rec.status_at), 1)
 
 
+def _config_problems(role: str, st: protocol.NodeStatus | None, want: int | None) -> list[Problem]:
+    """What makes a node misconfigured: unknown to the store file, refusing its config, or behind."""
+    problems: list[Problem] = []
+    if role == "unknown":
+        problems.append(Problem("unknown_node", "not in the store file"))
+    if st is not None and st.config_error:
+        problems.append(Problem("config_refused", f"config refused: {st.config_error}", error=st.config_error))
+    if st is not None and st.state == "online" and want is not None and st.config_version != want:
+        problems.append(Problem("config_behind", f"config version {st.config_version} is not the current {want}",
+                                version=st.config_version, want=want))
+    return problems
+
+
+def _health_problems(
+    rec: NodeRecord | None, st: protocol.NodeStatus | None, state: str, stale_after_s: float, skew_s: float
+) -> list[Problem]:
+    """A node's running problems: silent, clock off or unsynchronised, windows dropped."""
+    problems: list[Problem] = []
+    if state == "stale":
+        problems.append(Problem("no_window", f"no window for {stale_after_s:.0f} s", s=round(stale_after_s)))
+    offset = rec.offset.offset_s if rec is not None else None
+    if offset is not None and abs(offset - skew_s) > MAX_AHEAD_S:
+        if skew_s:
+            off = round(offset - skew_s)
+            problems.append(Problem("clock_off_nodes", f"clock {off:+d} s off the other nodes'", s=off))
+        else:
+            problems.append(Problem("clock_off_gateway", f"clock {round(offset):+d} s off the gateway's",
+                                    s=round(offset)))
+    if st is not None and st.clock_synced is False:
+        problems.append(Problem("clock_unsynced", "clock not synchronised"))
+    if st is not None and st.dropped:
+        problems.append(Problem("dropped", f"{st.dropped} windows dropped from its queue", n=st.dropped))
+    return problems
+
+
 def fleet_view(
     store: StoreFile,
     records: Mapping[str, NodeRecord],
@@ -173,30 +208,9 @@ def fleet_view(
         st = rec.status if rec is not None else None
         state = node_state(rec, now, stale_after_s)
         want = expected.get(node_id)
-        problems: list[Problem] = []
-        if role == "unknown":
-            problems.append(Problem("unknown_node", "not in the store file"))
-        if st is not None and st.config_error:
-            problems.append(Problem("config_refused", f"config refused: {st.config_error}", error=st.config_error))
-        behind = st is not None and st.state == "online" and want is not None and st.config_version != want
-        if behind and st is not None:
-            problems.append(Problem("config_behind", f"config version {st.config_version} is not the current {want}",
-                                    version=st.config_version, want=want))
-        misconfigured = role == "unknown" or behind or bool(st is not None and st.config_error)
-        if state == "stale":
-            problems.append(Problem("no_window", f"no window for {stale_after_s:.0f} s", s=round(stale_after_s)))
-        offset = rec.offset.offset_s if rec is not None else None
-        if offset is not None and abs(offset - skew_s) > MAX_AHEAD_S:
-            if skew_s:
-                off = round(offset - skew_s)
-                problems.append(Problem("clock_off_nodes", f"clock {off:+d} s off the other nodes'", s=off))
-            else:
-                problems.append(Problem("clock_off_gateway", f"clock {round(offset):+d} s off the gateway's",
-                                        s=round(offset)))
-        if st is not None and st.clock_synced is False:
-            problems.append(Problem("clock_unsynced", "clock not synchronised"))
-        if st is not None and st.dropped:
-            problems.append(Problem("dropped", f"{st.dropped} windows dropped from its queue", n=st.dropped))
+        config_problems = _config_problems(role, st, want)
+        misconfigured = bool(config_problems)
+        problems = config_problems + _health_problems(rec, st, state, stale_after_s, skew_s)
         out.append(
             NodeView(
                 node=node_id,

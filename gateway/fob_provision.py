@@ -34,6 +34,13 @@ class Provisioned:
     epoch: int  # Unix time at which the fob's counter read 0 (the gateway's resolver needs it)
 
 
+@dataclass(slots=True)
+class _Progress:
+    """The step under way, named in the message when the fob fails or the connection drops."""
+
+    step: str = "reading the lock state"
+
+
 async def provision(
     address: str,
     lock_key: bytes,
@@ -55,48 +62,68 @@ async def provision(
         raise FobError(
             f"cannot connect to {address}: {exc or 'timed out'}; press the fob's button and hold it close"
         ) from None
-    step = "reading the lock state"
+    progress = _Progress()
     try:
-        if client.services.get_service(ec.SERVICE) is None:
-            raise FobError(f"{address} is not an Eddystone fob: it has no Eddystone configuration service")
-        if (await client.read_gatt_char(ec.LOCK_STATE))[:1] == bytes((ec.LOCKED,)):
-            step = "unlocking"
-            challenge = bytes(await client.read_gatt_char(ec.UNLOCK))
-            try:
-                await client.write_gatt_char(ec.UNLOCK, ec.unlock_token(lock_key, challenge), response=True)
-            except BleakError:
-                if not client.is_connected:
-                    raise
-            if (await client.read_gatt_char(ec.LOCK_STATE))[:1] == bytes((ec.LOCKED,)):
-                raise FobError("wrong lock key: the fob stayed locked (check the key printed on its box)")
-        step = "reading its capabilities"
-        caps = ec.parse_capabilities(bytes(await client.read_gatt_char(ec.CAPABILITIES)))
-        if not caps.eid:
-            raise FobError(f"{address} cannot broadcast Eddystone-EID (frame types 0x{caps.frame_types:04x})")
-        step = "writing the EID slot"
-        resolver = X25519PrivateKey.generate()
-        resolver_public = ec.public_bytes(resolver)
-        await client.write_gatt_char(ec.ACTIVE_SLOT, b"\x00", response=True)
-        await client.write_gatt_char(ec.ADV_SLOT_DATA, ec.eid_slot_write(resolver_public, k), response=True)
-        await asyncio.sleep(readback_wait_s)
-        step = "reading the EID slot back"
-        slot = ec.parse_eid_slot(bytes(await client.read_gatt_char(ec.ADV_SLOT_DATA)))
-        read_at = now()
-        beacon_public = bytes(await client.read_gatt_char(ec.PUBLIC_ECDH_KEY))
-        ik = ec.identity_key(resolver, beacon_public, resolver_public, beacon_public)
-        if not ec.readback_matches(ik, slot, k):
-            raise FobError("the fob's EID does not match the key we agreed: it did not register it; run again")
-        step = "finishing"
-        await client.write_gatt_char(ec.REMAIN_CONNECTABLE, b"\x00", response=True)  # back to beacon duty
-        return Provisioned(ik, k, round(read_at - slot.clock))
+        return await _register(client, address, lock_key, k, now, readback_wait_s, progress)
     except ec.FrameError as exc:
-        raise FobError(f"unexpected answer while {step}: {exc}") from None
+        raise FobError(f"unexpected answer while {progress.step}: {exc}") from None
     except BleakError as exc:
         if not client.is_connected:
             raise FobError(
-                f"the connection dropped while {step}: the fob was not registered; hold it close and run again"
+                f"the connection dropped while {progress.step}: the fob was not registered; hold it close and run again"
             ) from None
-        raise FobError(f"the fob refused while {step}: {exc}") from None
+        raise FobError(f"the fob refused while {progress.step}: {exc}") from None
     finally:
         if client.is_connected:
             await client.disconnect()
+
+
+async def _register(
+    client: Any,
+    address: str,
+    lock_key: bytes,
+    k: int,
+    now: Callable[[], float],
+    readback_wait_s: float,
+    progress: _Progress,
+) -> Provisioned:
+    """The steps on a connected fob, each named in `progress` before it starts."""
+    if client.services.get_service(ec.SERVICE) is None:
+        raise FobError(f"{address} is not an Eddystone fob: it has no Eddystone configuration service")
+    if (await client.read_gatt_char(ec.LOCK_STATE))[:1] == bytes((ec.LOCKED,)):
+        progress.step = "unlocking"
+        await _unlock(client, lock_key)
+    progress.step = "reading its capabilities"
+    caps = ec.parse_capabilities(bytes(await client.read_gatt_char(ec.CAPABILITIES)))
+    if not caps.eid:
+        raise FobError(f"{address} cannot broadcast Eddystone-EID (frame types 0x{caps.frame_types:04x})")
+    progress.step = "writing the EID slot"
+    resolver = X25519PrivateKey.generate()
+    resolver_public = ec.public_bytes(resolver)
+    await client.write_gatt_char(ec.ACTIVE_SLOT, b"\x00", response=True)
+    await client.write_gatt_char(ec.ADV_SLOT_DATA, ec.eid_slot_write(resolver_public, k), response=True)
+    await asyncio.sleep(readback_wait_s)
+    progress.step = "reading the EID slot back"
+    slot = ec.parse_eid_slot(bytes(await client.read_gatt_char(ec.ADV_SLOT_DATA)))
+    read_at = now()
+    beacon_public = bytes(await client.read_gatt_char(ec.PUBLIC_ECDH_KEY))
+    ik = ec.identity_key(resolver, beacon_public, resolver_public, beacon_public)
+    if not ec.readback_matches(ik, slot, k):
+        raise FobError("the fob's EID does not match the key we agreed: it did not register it; run again")
+    progress.step = "finishing"
+    await client.write_gatt_char(ec.REMAIN_CONNECTABLE, b"\x00", response=True)  # back to beacon duty
+    return Provisioned(ik, k, round(read_at - slot.clock))
+
+
+async def _unlock(client: Any, lock_key: bytes) -> None:
+    """Answer the fob's challenge with the lock key; FobError when it stays locked."""
+    from bleak.exc import BleakError
+
+    challenge = bytes(await client.read_gatt_char(ec.UNLOCK))
+    try:
+        await client.write_gatt_char(ec.UNLOCK, ec.unlock_token(lock_key, challenge), response=True)
+    except BleakError:
+        if not client.is_connected:
+            raise
+    if (await client.read_gatt_char(ec.LOCK_STATE))[:1] == bytes((ec.LOCKED,)):
+        raise FobError("wrong lock key: the fob stayed locked (check the key printed on its box)")

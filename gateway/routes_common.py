@@ -87,6 +87,11 @@ def throttled(retry_after: float | None) -> None:
         raise HTTPException(429, f"too many attempts: try again in {wait} s", headers={"Retry-After": str(wait)})
 
 
+def customer_not_found(customer_id: str) -> HTTPException:
+    """The one 404 every customer route answers for an unknown customer id."""
+    return HTTPException(404, f"customer {customer_id!r} not found")
+
+
 def svc(request: Request) -> Clienteling:
     return request.app.state.clienteling
 

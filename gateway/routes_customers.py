@@ -15,7 +15,7 @@ from gateway import customers, i18n, staff
 from gateway.db import PURPOSES
 from gateway.eid import IDENTITY_KEY_LEN
 from gateway.i18n import web as i18n_web
-from gateway.routes_common import ManagerDep, StaffDep, Svc, client_address, throttled
+from gateway.routes_common import ManagerDep, StaffDep, Svc, client_address, customer_not_found, throttled
 
 router = APIRouter()
 
@@ -196,16 +196,12 @@ def search(
     return [{"id": r[0], "name": r[1]} for r in rows]
 
 
-def _404(cid: str) -> HTTPException:
-    return HTTPException(404, f"customer {cid!r} not found")
-
-
 @router.get("/api/customers/{customer_id}", summary="The full customer record", tags=["customers"])
 def record(customer_id: CustomerId, _: StaffDep, s: Svc) -> dict:
     with s.lock:
         rec = customers.customer_record(s.db, customer_id)
     if rec is None:
-        raise _404(customer_id)
+        raise customer_not_found(customer_id)
     return rec
 
 
@@ -216,7 +212,7 @@ def card(customer_id: CustomerId, _: StaffDep, s: Svc) -> dict:
     with s.lock:
         c = customers.customer_card(s.db, customer_id)
     if c is None:
-        raise _404(customer_id)
+        raise customer_not_found(customer_id)
     return c
 
 
@@ -227,10 +223,10 @@ def edit(customer_id: CustomerId, body: CustomerEdit, _: StaffDep, s: Svc) -> di
         raise HTTPException(422, f"{next(k for k, v in changes.items() if v is None)}: may not be null")
     with s.lock:
         if not customers.update_customer(s.db, customer_id, changes, now=s.now()):
-            raise _404(customer_id)
+            raise customer_not_found(customer_id)
         card = customers.customer_card(s.db, customer_id)
         if card is None:
-            raise _404(customer_id)
+            raise customer_not_found(customer_id)
         return card
 
 
@@ -242,7 +238,7 @@ def add_note(customer_id: CustomerId, body: Note, me: StaffDep, s: Svc) -> dict:
         try:
             nid = staff.add_note(s.db, customer_id, me.id, body.text, now=s.now())
         except staff.NotFound as err:
-            raise _404(customer_id) from err
+            raise customer_not_found(customer_id) from err
     s.publish("note", customer_id, {"staff": me.username, "text": body.text})
     return {"id": nid}
 
@@ -256,7 +252,7 @@ def add_note(customer_id: CustomerId, body: Note, me: StaffDep, s: Svc) -> dict:
 def add_wish(customer_id: CustomerId, body: WishlistItem, _: StaffDep, s: Svc) -> dict:
     with s.lock:
         if not s.db.execute("SELECT 1 FROM customers WHERE id = ?", [customer_id]).fetchone():
-            raise _404(customer_id)
+            raise customer_not_found(customer_id)
         wid = s.db.execute(
             "INSERT INTO wishlist (customer_id, gtin, description, added_at) VALUES (?, ?, ?, ?)",
             [customer_id, body.gtin, body.description, s.now()],
@@ -272,7 +268,7 @@ def add_wish(customer_id: CustomerId, body: WishlistItem, _: StaffDep, s: Svc) -
 def change_consent(customer_id: CustomerId, body: ConsentChange, me: StaffDep, s: Svc) -> dict:
     with s.lock:
         if not s.db.execute("SELECT 1 FROM customers WHERE id = ?", [customer_id]).fetchone():
-            raise _404(customer_id)
+            raise customer_not_found(customer_id)
         wording = body.wording or consent_mod.wording_for(body.purpose)
         was = customers.has_consent(s.db, customer_id, body.purpose)
         consent_mod.set_consent(
@@ -311,7 +307,7 @@ def export(customer_id: CustomerId, _: ManagerDep, s: Svc) -> dict:
     with s.lock:
         data = consent_mod.export_customer(s.db, customer_id)
     if data is None:
-        raise _404(customer_id)
+        raise customer_not_found(customer_id)
     return data
 
 
@@ -324,6 +320,6 @@ def erase(customer_id: CustomerId, _: ManagerDep, s: Svc) -> dict:
     with s.lock:
         needles = consent_mod.customer_needles(s.db, customer_id)
         if not consent_mod.erase_customer(s.db, s.core, s.hooks, customer_id):
-            raise _404(customer_id)
+            raise customer_not_found(customer_id)
         traces = consent_mod.find_traces(s.db, needles)
     return {"erased": customer_id, "remaining_traces": [f"{t}.{c}" for t, c, _ in traces]}

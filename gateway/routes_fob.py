@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway import customers
 from gateway.eid import MAX_K
-from gateway.routes_common import Clienteling, StaffDep, Svc
+from gateway.routes_common import Clienteling, StaffDep, Svc, customer_not_found
 from gateway.routes_customers import CustomerId
 
 router = APIRouter(tags=["customers"])
@@ -42,7 +42,7 @@ class FobIn(BaseModel):
 
 def _check(s: Clienteling, customer_id: str) -> None:
     if not s.db.execute("SELECT 1 FROM customers WHERE id = ?", [customer_id]).fetchone():
-        raise HTTPException(404, f"customer {customer_id!r} not found")
+        raise customer_not_found(customer_id)
     if not customers.has_consent(s.db, customer_id, "recognition"):
         raise HTTPException(409, "recognition: the customer has not agreed to be recognised")
 

@@ -79,7 +79,13 @@ def rfid_router(core: GatewayCore) -> APIRouter:
     """The RFID routes bound to ``core`` (its ``rfid`` service)."""
     router = APIRouter(tags=["rfid"])
     svc: RfidService = core.rfid
-    tz = ZoneInfo(core.store.store.timezone)
+    _add_room_routes(router, core, svc)
+    _add_stock_routes(router, core, svc, ZoneInfo(core.store.store.timezone))
+    return router
+
+
+def _add_room_routes(router: APIRouter, core: GatewayCore, svc: RfidService) -> None:
+    """A fitting room's screen: its page, its garments, its requests to staff, its live stream."""
 
     def room_or_404(room: str) -> str:
         if room not in svc.room_names:
@@ -129,6 +135,10 @@ def rfid_router(core: GatewayCore) -> APIRouter:
 
         async for sse in event_stream(core.events, core.broadcaster, last, select=mine, wire=wire):
             yield sse
+
+
+def _add_stock_routes(router: APIRouter, core: GatewayCore, svc: RfidService, tz: ZoneInfo) -> None:
+    """Staff's stock routes: the EPCIS export, shelves, products and the catalogue import."""
 
     @router.get(
         "/epcis/events",
@@ -192,5 +202,3 @@ def rfid_router(core: GatewayCore) -> APIRouter:
         with core.lock:
             n = catalogue.import_products(core.db, result, strict=False)
         return {"imported": n, "errors": result.errors}
-
-    return router

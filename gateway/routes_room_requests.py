@@ -3,10 +3,13 @@ done, and the tablet's request cards script."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response
+from sqlite_utils import Database
 
+from gateway import auth
 from gateway import room_requests as rr
 from gateway.db import MAX_ROW_ID
 from gateway.routes_common import StaffDep, Svc, page
@@ -34,27 +37,25 @@ def list_open(_: StaffDep, s: Svc) -> dict:
 
 @router.post("/api/room-requests/{request_id}/claim", summary="I'm on it: the room's screen says who is coming")
 def claim_route(request_id: RequestId, me: StaffDep, s: Svc) -> dict:
-    with s.lock:
-        try:
-            out = rr.claim(s.db, request_id, me.id, s.now())
-        except KeyError:
-            raise HTTPException(404, f"no open request {request_id}") from None
-        except ValueError as e:
-            raise HTTPException(409, str(e)) from None
-    out = _named(s, out)
-    s.publish("room_request_claimed", None, out)
-    return out
+    return _move(request_id, me, s, rr.claim, "room_request_claimed")
 
 
 @router.post("/api/room-requests/{request_id}/done", summary="Request answered: off the tablets and the screen")
 def done_route(request_id: RequestId, me: StaffDep, s: Svc) -> dict:
+    return _move(request_id, me, s, rr.finish, "room_request_done")
+
+
+def _move(
+    request_id: int, me: auth.Staff, s: Svc, step: Callable[[Database, int, int, float], dict], kind: str
+) -> dict:
+    """Claim or finish a request (`step`), then tell the tablets and the screen (`kind`)."""
     with s.lock:
         try:
-            out = rr.finish(s.db, request_id, me.id, s.now())
+            out = step(s.db, request_id, me.id, s.now())
         except KeyError:
             raise HTTPException(404, f"no open request {request_id}") from None
         except ValueError as e:
             raise HTTPException(409, str(e)) from None
     out = _named(s, out)
-    s.publish("room_request_done", None, out)
+    s.publish(kind, None, out)
     return out

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 from importlib import resources
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from gateway import clientbook, staff
 from gateway.i18n import web as i18n_web
-from gateway.routes_common import StaffDep, Svc
+from gateway.routes_common import StaffDep, Svc, customer_not_found
 from gateway.routes_customers import CustomerId
 
 router = APIRouter()
@@ -49,7 +49,7 @@ def profile(customer_id: CustomerId, _: StaffDep, s: Svc) -> dict:
     with s.lock:
         rec = clientbook.profile(s.db, customer_id)
     if rec is None:
-        raise HTTPException(404, f"customer {customer_id!r} not found")
+        raise customer_not_found(customer_id)
     return rec
 
 

@@ -9,8 +9,9 @@ router's lifespan runs the service's background threads while the gateway serves
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
@@ -73,7 +74,17 @@ def _fail(exc: InboxError) -> HTTPException:
     return HTTPException(exc.status, {"field": exc.field, "message": exc.message})
 
 
-def api_router(service: WhatsAppService) -> APIRouter:
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking service method off the event loop; its InboxError becomes an HTTP error."""
+    try:
+        return await run_in_threadpool(fn, *args)
+    except InboxError as exc:
+        raise _fail(exc) from None
+
+
+def _lifespan(service: WhatsAppService) -> Callable[[object], AbstractAsyncContextManager[None]]:
+    """The channel's worker runs while the app does."""
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
         service.start()
@@ -82,25 +93,24 @@ def api_router(service: WhatsAppService) -> APIRouter:
         finally:
             await run_in_threadpool(service.stop)
 
-    r = APIRouter(
-        prefix="/api/whatsapp", tags=["whatsapp"], dependencies=[Depends(require_staff)], lifespan=lifespan
-    )
+    return lifespan
 
-    async def call(fn, *args):  # noqa: ANN001, ANN202
-        try:
-            return await run_in_threadpool(fn, *args)
-        except InboxError as exc:
-            raise _fail(exc) from None
+
+def api_router(service: WhatsAppService) -> APIRouter:
+    r = APIRouter(
+        prefix="/api/whatsapp", tags=["whatsapp"], dependencies=[Depends(require_staff)],
+        lifespan=_lifespan(service),
+    )
 
     @r.get("/conversations", summary="Conversations, newest first, with unread counts and assignee")
     async def conversations() -> list[dict]:
-        return await call(service.conversations)
+        return await _call(service.conversations)
 
     @r.get("/conversations/{wa_id}", summary="One conversation's messages (marks it read)")
     async def conversation(wa_id: WaId, read: bool = True) -> dict:
-        conv = await call(service.conversation, wa_id)
+        conv = await _call(service.conversation, wa_id)
         if read and conv["unread"]:
-            await call(service.mark_read, wa_id)
+            await _call(service.mark_read, wa_id)
             conv["unread"] = 0
         return conv
 
@@ -108,32 +118,32 @@ def api_router(service: WhatsAppService) -> APIRouter:
         "/conversations/{wa_id}/reply", status_code=202, summary="Free-form reply (inside the 24 h window)"
     )
     async def reply(wa_id: WaId, body: Reply, me: StaffDep) -> dict:
-        return await call(service.reply, wa_id, body.text, me.id, body.client_ref)
+        return await _call(service.reply, wa_id, body.text, me.id, body.client_ref)
 
     @r.post("/conversations/{wa_id}/template", status_code=202, summary="Send an approved template")
     async def template(wa_id: WaId, body: TemplateSend, me: StaffDep) -> dict:
-        return await call(
+        return await _call(
             service.send_template, wa_id, body.name, body.language, body.params, me.id, body.client_ref
         )
 
     @r.post("/conversations/{wa_id}/product", status_code=202, summary="Send one product from the catalogue")
     async def product(wa_id: WaId, body: ProductSend, me: StaffDep) -> dict:
-        return await call(service.send_product, wa_id, body.gtin, body.text, me.id, body.client_ref)
+        return await _call(service.send_product, wa_id, body.gtin, body.text, me.id, body.client_ref)
 
     @r.post("/conversations/{wa_id}/checkout", status_code=202, summary="Send a checkout link for a basket")
     async def checkout(wa_id: WaId, body: CheckoutSend, me: StaffDep) -> dict:
         items = [(i.gtin, i.quantity) for i in body.items]
-        return await call(service.send_checkout, wa_id, items, me.id, body.client_ref)
+        return await _call(service.send_checkout, wa_id, items, me.id, body.client_ref)
 
     @r.post("/conversations/{wa_id}/assign", summary="Assign the conversation to a staff member (or nobody)")
     async def assign(wa_id: WaId, body: Assign) -> dict:
-        return await call(service.assign, wa_id, body.staff)
+        return await _call(service.assign, wa_id, body.staff)
 
-    _picker_routes(r, service, call)
+    _picker_routes(r, service)
     return r
 
 
-def _picker_routes(r: APIRouter, service: WhatsAppService, call) -> None:  # noqa: ANN001
+def _picker_routes(r: APIRouter, service: WhatsAppService) -> None:
     """What the inbox's pickers and managers' buttons read and run (templates, products, staff,
     appointments, journeys, catalogue, counters)."""
 
@@ -173,16 +183,16 @@ def _picker_routes(r: APIRouter, service: WhatsAppService, call) -> None:  # noq
 
     @r.post("/appointments", status_code=201, summary="Book an appointment or alteration pickup (reminded)")
     async def appointment(body: AppointmentIn, me: StaffDep) -> dict:
-        aid = await call(service.add_appointment, body.customer_id, body.kind, body.title, body.at, me.id)
+        aid = await _call(service.add_appointment, body.customer_id, body.kind, body.title, body.at, me.id)
         return {"id": aid}
 
     @r.post("/journeys/run", summary="Run the journeys now (managers)")
     async def journeys_run(_: ManagerDep) -> dict:
-        return await call(service.run_journeys)
+        return await _call(service.run_journeys)
 
     @r.post("/catalogue/sync", summary="Push changed products and stock to the WhatsApp catalogue (managers)")
     async def catalogue_sync(_: ManagerDep) -> dict:
-        res = await call(service.sync_catalogue)
+        res = await _call(service.sync_catalogue)
         return {
             "changed": res.changed,
             "sent": res.sent,

@@ -10,7 +10,8 @@ signed out: a tablet left open must not go on showing customers to whoever picks
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 
 from fastapi.sse import ServerSentEvent
 
@@ -51,37 +52,58 @@ async def event_stream(
     on_clients(broadcaster.clients)
     try:
         yield ServerSentEvent(comment="connected", retry=1000)
-        while True:  # replay what was missed, in pages, then go live
-            missed = await asyncio.to_thread(log.after, last, PAGE)
-            for old in missed:
+        async with aclosing(_missed(log, last)) as missed:  # replay what was missed, then go live
+            async for old in missed:
                 if select(old):
                     yield wire(old)
                 last = old.id
-            if len(missed) < PAGE:
-                break
-        loop = asyncio.get_running_loop()
-        next_check = loop.time() + RECHECK_S if allowed is not None else float("inf")
-        next_keepalive = loop.time() + KEEPALIVE_S
-        while True:
-            if allowed is not None and loop.time() >= next_check:
-                if not await asyncio.to_thread(allowed):
-                    return
-                next_check = loop.time() + RECHECK_S
-            try:
-                wait = min(next_keepalive, next_check) - loop.time()
-                ev = await asyncio.wait_for(queue.get(), timeout=max(0.0, wait))
-            except TimeoutError:
-                if loop.time() >= next_keepalive:
+        async with aclosing(_live(queue, allowed)) as live:
+            async for ev in live:
+                if ev is None:
                     yield ServerSentEvent(comment="keep-alive")
-                    next_keepalive = loop.time() + KEEPALIVE_S
-                continue
-            if ev is None:  # fell too far behind: the client reconnects and replays
-                return
-            if ev.id <= last:
-                continue
-            last = ev.id
-            if select(ev):
-                yield wire(ev)
+                    continue
+                if ev.id <= last:
+                    continue
+                last = ev.id
+                if select(ev):
+                    yield wire(ev)
     finally:
         cancel()
         on_clients(broadcaster.clients)
+
+
+async def _missed(log: EventLog, last: int) -> AsyncGenerator[StaffEvent, None]:
+    """The events after `last` in the log, read in pages."""
+    while True:
+        missed = await asyncio.to_thread(log.after, last, PAGE)
+        for old in missed:
+            yield old
+            last = old.id
+        if len(missed) < PAGE:
+            break
+
+
+async def _live(
+    queue: asyncio.Queue[StaffEvent | None], allowed: Callable[[], bool] | None
+) -> AsyncGenerator[StaffEvent | None, None]:
+    """Events as the broadcaster hands them over, None when a keep-alive is due; ends when the
+    client fell too far behind or is no longer allowed."""
+    loop = asyncio.get_running_loop()
+    next_check = loop.time() + RECHECK_S if allowed is not None else float("inf")
+    next_keepalive = loop.time() + KEEPALIVE_S
+    while True:
+        if allowed is not None and loop.time() >= next_check:
+            if not await asyncio.to_thread(allowed):
+                return
+            next_check = loop.time() + RECHECK_S
+        try:
+            wait = min(next_keepalive, next_check) - loop.time()
+            ev = await asyncio.wait_for(queue.get(), timeout=max(0.0, wait))
+        except TimeoutError:
+            if loop.time() >= next_keepalive:
+                yield None
+                next_keepalive = loop.time() + KEEPALIVE_S
+            continue
+        if ev is None:  # fell too far behind: the client reconnects and replays
+            return
+        yield ev

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloud_sync.client import CloudApiClient
 from cloud_sync.config import WhatsAppConfig, load_config
+from cloud_sync.outbox import Lookup
 from cloud_sync.port import Contact, DueTask, Purchase, TriedSession
 from cloud_sync.service import WhatsAppService
 from gateway import consent, links, routes_kpi
@@ -184,10 +185,11 @@ class GatewayHost:
 
 def whatsapp_service(
     core: GatewayCore, config: WhatsAppConfig, *, clock: Callable[[], float] | None = None,
-    client: CloudApiClient | None = None,
+    client: CloudApiClient | None = None, lookup: Lookup | None = None,
 ) -> WhatsAppService:
-    """The WhatsApp channel on this gateway (its tables migrated; consent hooks attach on mount)."""
-    return WhatsAppService(GatewayHost(core, clock), config, client=client)
+    """The WhatsApp channel on this gateway (its tables migrated; consent hooks attach on mount).
+    `lookup`: see WhatsAppService (developer tooling only)."""
+    return WhatsAppService(GatewayHost(core, clock), config, client=client, lookup=lookup)
 
 
 def build_whatsapp(core: GatewayCore, config_path: str | Path) -> WhatsAppService:

@@ -388,47 +388,65 @@ class Run:
 
     def inject(self, f: Fault) -> Callable[[], None]:
         """Start fault `f`; returns what heals it."""
+        starts: dict[str, Callable[[Fault], Callable[[], None]]] = {
+            "broker_restart": self._stop_broker,
+            "network_cut": self._stop_broker,
+            "gateway_kill": self._kill_gateway,
+            "node_kill": self._kill_node,
+            "node_disk_full": self._fill_disk,
+            "node_clock_jump": self._jump_node_clock,
+            "gateway_clock_back": self._set_gateway_clock_back,
+        }
+        start = starts.get(f.kind)
+        if start is None:
+            raise ValueError(f"fault kind {f.kind!r}: not one of {', '.join(FAULT_KINDS)}")
+        return start(f)
+
+    def _stop_broker(self, f: Fault) -> Callable[[], None]:
+        broker = self.procs["broker"]
+        broker.down += 1
+        if broker.popen is not None and broker.popen.poll() is None:
+            broker.popen.terminate()
+            broker.popen.wait()
+
+        def heal() -> None:
+            broker.down -= 1
+            if not broker.down:
+                broker.start()
+
+        return heal
+
+    def _kill_gateway(self, f: Fault) -> Callable[[], None]:
+        self.scrape()
+        self.procs["gateway"].kill()  # the supervisor starts it again, like systemd
+        return lambda: None
+
+    def _kill_node(self, f: Fault) -> Callable[[], None]:
         p = self.procs
-        if f.kind in ("broker_restart", "network_cut"):
-            broker = p["broker"]
-            broker.down += 1
-            if broker.popen is not None and broker.popen.poll() is None:
-                broker.popen.terminate()
-                broker.popen.wait()
+        p[f.target].kill()
+        produced = _produced_in_order(p[f.target].ctrl)
+        first, healed = self.full_from.get(f.target, (len(produced), 0.0))
+        held = produced[first:] if time.monotonic() - healed < RETRY_AFTER_S + 1 else []  # the queue's retry
+        self.at_risk.setdefault(f.target, set()).update(produced[-KILL_MAY_LOSE:], held)
+        return lambda: None
 
-            def heal() -> None:
-                broker.down -= 1
-                if not broker.down:
-                    broker.start()
+    def _fill_disk(self, f: Fault) -> Callable[[], None]:
+        self._set(f.target, "disk_full", "")
+        self.full_from[f.target] = (len(_produced_in_order(self.procs[f.target].ctrl)), float("inf"))
 
-            return heal
-        if f.kind == "gateway_kill":
-            self.scrape()
-            p["gateway"].kill()  # the supervisor starts it again, like systemd
-            return lambda: None
-        if f.kind == "node_kill":
-            p[f.target].kill()
-            produced = _produced_in_order(p[f.target].ctrl)
-            first, healed = self.full_from.get(f.target, (len(produced), 0.0))
-            held = produced[first:] if time.monotonic() - healed < RETRY_AFTER_S + 1 else []  # the queue's retry
-            self.at_risk.setdefault(f.target, set()).update(produced[-KILL_MAY_LOSE:], held)
-            return lambda: None
-        if f.kind == "node_disk_full":
-            self._set(f.target, "disk_full", "")
-            self.full_from[f.target] = (len(_produced_in_order(p[f.target].ctrl)), float("inf"))
+        def heal_disk() -> None:
+            self._set(f.target, "disk_full", None)
+            self.full_from[f.target] = (self.full_from[f.target][0], time.monotonic())
 
-            def heal_disk() -> None:
-                self._set(f.target, "disk_full", None)
-                self.full_from[f.target] = (self.full_from[f.target][0], time.monotonic())
+        return heal_disk
 
-            return heal_disk
-        if f.kind == "node_clock_jump":
-            self._set(f.target, "clock_offset", str(NODE_CLOCK_JUMP_S))
-            return lambda: self._set(f.target, "clock_offset", None)
-        if f.kind == "gateway_clock_back":
-            self._set("gateway", "clock_offset", str(GATEWAY_CLOCK_BACK_S))
-            return lambda: self._set("gateway", "clock_offset", None)
-        raise ValueError(f"fault kind {f.kind!r}: not one of {', '.join(FAULT_KINDS)}")
+    def _jump_node_clock(self, f: Fault) -> Callable[[], None]:
+        self._set(f.target, "clock_offset", str(NODE_CLOCK_JUMP_S))
+        return lambda: self._set(f.target, "clock_offset", None)
+
+    def _set_gateway_clock_back(self, f: Fault) -> Callable[[], None]:
+        self._set("gateway", "clock_offset", str(GATEWAY_CLOCK_BACK_S))
+        return lambda: self._set("gateway", "clock_offset", None)
 
 
 class _Stream:

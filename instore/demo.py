@@ -170,7 +170,7 @@ def _whatsapp_demo(wd: Path, http_port: int):  # noqa: ANN202
     cfg.write_text(
         f'store_name = "Demo store"\n[api]\nbase_url = "{emulator.url}"\nphone_number_id = '
         f'"{EmulatorConfig.phone_number_ids[0]}"\ntoken_file = "wa_token"\ncatalog_id = "1000"\n'
-        f'lookup = "emulator"\n[webhook]\napp_secret_file = "wa_app_secret"\n'
+        f'[webhook]\napp_secret_file = "wa_app_secret"\n'
         f'verify_token = "{secrets.token_urlsafe(12)}"\n{tpl}'
     )
     return cfg, emulator

@@ -353,39 +353,61 @@ class StandInBlueZ:
             return None
         call = f"{msg.interface}.{msg.member}"
         self.calls.append(call)
-        if call == f"{OBJECT_MANAGER}.GetManagedObjects" and msg.path == "/":
-            objects = {ADAPTER_PATH: {ADAPTER: self._adapter_props()}}
-            if self.passive:
-                objects[ADAPTER_PATH][MONITOR_MANAGER] = {}
-            return Message.new_method_return(msg, "a{oa{sa{sv}}}", [objects])
-        if msg.path == ADAPTER_PATH and msg.interface == ADAPTER and msg.member in (
+        for answer in (self._objects_call, self._discovery_call, self._device_call, self._gatt_call,
+                       self._monitor_call):
+            reply = answer(msg)
+            if reply is not None:
+                return reply
+        return Message.new_error(msg, UNKNOWN_METHOD, f"stand-in BlueZ has no {call} at {msg.path}")
+
+    # Each answers the calls of one interface, None for a call that is not its own.
+
+    def _objects_call(self, msg: Message) -> Message | None:
+        if msg.interface != OBJECT_MANAGER or msg.member != "GetManagedObjects" or msg.path != "/":
+            return None
+        objects = {ADAPTER_PATH: {ADAPTER: self._adapter_props()}}
+        if self.passive:
+            objects[ADAPTER_PATH][MONITOR_MANAGER] = {}
+        return Message.new_method_return(msg, "a{oa{sa{sv}}}", [objects])
+
+    def _discovery_call(self, msg: Message) -> Message | None:
+        if msg.path != ADAPTER_PATH or msg.interface != ADAPTER or msg.member not in (
             "SetDiscoveryFilter", "StartDiscovery", "StopDiscovery",
         ):
-            if msg.member == "StartDiscovery" and not self.discovering and self.peripherals:
-                self._spawn(self._announce_peripherals())
-            if msg.member != "SetDiscoveryFilter":
-                self.discovering = msg.member == "StartDiscovery"
-            return Message.new_method_return(msg)
-        if msg.interface == DEVICE and msg.member in ("Connect", "Disconnect") and msg.path not in self.devices:
+            return None
+        if msg.member == "StartDiscovery" and not self.discovering and self.peripherals:
+            self._spawn(self._announce_peripherals())
+        if msg.member != "SetDiscoveryFilter":
+            self.discovering = msg.member == "StartDiscovery"
+        return Message.new_method_return(msg)
+
+    def _device_call(self, msg: Message) -> Message | bool | None:
+        if msg.interface != DEVICE or msg.member not in ("Connect", "Disconnect"):
+            return None
+        if msg.path not in self.devices:
             return Message.new_error(msg, UNKNOWN_OBJECT, f"stand-in BlueZ has no device {msg.path}")
-        if msg.interface == DEVICE:
-            if msg.member == "Connect":
-                self._spawn(self._connect(msg))
-                return True
-            if msg.member == "Disconnect":
-                return self._disconnect(msg)
-        if msg.interface == GATT_CHARACTERISTIC and msg.member in ("ReadValue", "WriteValue"):
-            return self._char_call(msg)
-        if msg.path == ADAPTER_PATH and msg.interface == MONITOR_MANAGER and self.passive:
-            key = (str(msg.sender), str(msg.body[0]))
-            if msg.member == "RegisterMonitor":
-                self.monitors[key] = None
-                asyncio.get_running_loop().create_task(self._read_patterns(key))
-                return Message.new_method_return(msg)
-            if msg.member == "UnregisterMonitor":
-                self.monitors.pop(key, None)
-                return Message.new_method_return(msg)
-        return Message.new_error(msg, UNKNOWN_METHOD, f"stand-in BlueZ has no {call} at {msg.path}")
+        if msg.member == "Connect":
+            self._spawn(self._connect(msg))
+            return True
+        return self._disconnect(msg)
+
+    def _gatt_call(self, msg: Message) -> Message | None:
+        if msg.interface != GATT_CHARACTERISTIC or msg.member not in ("ReadValue", "WriteValue"):
+            return None
+        return self._char_call(msg)
+
+    def _monitor_call(self, msg: Message) -> Message | None:
+        if msg.path != ADAPTER_PATH or msg.interface != MONITOR_MANAGER or not self.passive:
+            return None
+        key = (str(msg.sender), str(msg.body[0]))
+        if msg.member == "RegisterMonitor":
+            self.monitors[key] = None
+            asyncio.get_running_loop().create_task(self._read_patterns(key))
+            return Message.new_method_return(msg)
+        if msg.member == "UnregisterMonitor":
+            self.monitors.pop(key, None)
+            return Message.new_method_return(msg)
+        return None
 
     async def _read_patterns(self, key: tuple[str, str]) -> None:
         """Ask the client's monitor object for its patterns (it appears just after registering)."""

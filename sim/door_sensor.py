@@ -77,6 +77,17 @@ def _spells(rng: np.random.Generator, cfg: DoorSensor, duration: float) -> list[
     return spells + ([(float(cfg.unplugged_s[0]), float(cfg.unplugged_s[1]))] if cfg.unplugged_s else [])
 
 
+def _outcome(rng: np.random.Generator, cfg: DoorSensor, offline: bool, beside: bool, pair_miss: float) -> str:
+    """The fate of one crossing: "offline", "missed", "pair_missed" or "sensed" (draws in this order)."""
+    if offline:
+        return "offline"
+    if rng.random() >= cfg.detect_probability:
+        return "missed"
+    if beside and rng.random() < pair_miss:
+        return "pair_missed"
+    return "sensed"
+
+
 def simulate(
     crossings: list[Crossing],
     doors: list[SensedDoor],
@@ -108,14 +119,8 @@ def simulate(
                 continue
             beside = t - last[direction] < cfg.pair_gap_s
             last[direction] = t
-            if down(t):
-                outcome = "offline"
-            elif rng.random() >= cfg.detect_probability:
-                outcome = "missed"
-            elif beside and rng.random() < pair_miss:
-                outcome = "pair_missed"
-            else:
-                outcome = "sensed"
+            outcome = _outcome(rng, cfg, down(t), beside, pair_miss)
+            if outcome == "sensed":
                 wrong = rng.random() < cfg.direction_error
                 report(door, t, FLIP[direction] if wrong else direction, agent)
             passes.append(DoorPass(agent, party, door.id, t, direction, outcome))

@@ -426,6 +426,46 @@ def _progress_bar(duration: float) -> tuple[Callable[[float], None], Callable[[]
     return (lambda t: prog.update(task, completed=t)), prog.stop
 
 
+def _rfid_edge(world: World, sc: Scenario, emitter: Emitter, epoch: float, mode: str) -> _RfidEdge | None:
+    """The RFID side of the run, None without RFID, garments or antennas."""
+    if not (sc.rfid.enabled and world.items):
+        return None
+    model = RfidModel(world, sc.rfid, np.random.default_rng([sc.scenario.seed, 31]), emitter.traj)
+    if not len(model.ants):
+        return None
+    return _RfidEdge(world, model, epoch, sc.rfid.window_s, mode)
+
+
+def _progress_callbacks(
+    progress: bool | Callable[[float, float], None] | None, duration: float
+) -> tuple[Callable[[float], None] | None, Callable[[], None] | None]:
+    """(update with the simulated time, stop) for `run_fast`'s `progress` argument."""
+    if progress is True:
+        return _progress_bar(duration)
+    if callable(progress):
+        report = progress
+        return (lambda t: report(t, duration)), None
+    return None, None
+
+
+def _reported_events(core: GatewayCore, store: StoreFile, epoch: float) -> list[ReportedEvent]:
+    """The gateway's staff events as the scorer reads them, on the simulation's clock."""
+    zone_of = {n.id: n.zone for n in store.nodes}
+    events = []
+    for ev in core.events.after(0, limit=10**9):
+        d = ev.data
+        events.append(
+            ReportedEvent(
+                ev.kind,
+                ev.customer_id,
+                float(d.get("t_obs", ev.ts)) - epoch,
+                float(d.get("emitted_at", ev.ts)) - epoch,
+                d.get("zone") or zone_of.get(d.get("node", "")),
+            )
+        )
+    return events
+
+
 def run_fast(
     scenario: Scenario,
     store: StoreFile,
@@ -461,11 +501,7 @@ def run_fast(
     core = GatewayCore(store, db, clock=lambda: now[0])
     emitter = Emitter(world, seed=sc.scenario.seed, epoch=epoch)
     ble = _BleEdge(world, emitter, epoch, mode)
-    rfid = None
-    if sc.rfid.enabled and world.items:
-        model = RfidModel(world, sc.rfid, np.random.default_rng([sc.scenario.seed, 31]), emitter.traj)
-        if len(model.ants):
-            rfid = _RfidEdge(world, model, epoch, sc.rfid.window_s, mode)
+    rfid = _rfid_edge(world, sc, emitter, epoch, mode)
     door = DoorFeed(world, store, truth, epoch) if sc.door_sensor.doors else None  # sent at once, by arrival
     if tick_s is None:
         wins = [n.ble.window_s for n in store.nodes if n.ble is not None] + (
@@ -474,11 +510,7 @@ def run_fast(
         tick_s = min(wins + [MAX_TICK_S])
     duration = sc.scenario.duration_s
     n_ticks = int(np.ceil(duration / tick_s - _EPS))
-    update, stop = (None, None)
-    if progress is True:
-        update, stop = _progress_bar(duration)
-    elif callable(progress):
-        update = lambda t: progress(t, duration)  # noqa: E731
+    update, stop = _progress_callbacks(progress, duration)
     windows = {"ble": 0, "rfid": 0, "door": 0}
     topics = {
         (n.id, kind): protocol.node_topic(store.store.id, n.id, kind)
@@ -508,19 +540,7 @@ def run_fast(
         if stop is not None:
             stop()
     ble_packets, rfid_reads, iphone_metrics = radio_counts[0]
-    zone_of = {n.id: n.zone for n in store.nodes}
-    events = []
-    for ev in core.events.after(0, limit=10**9):
-        d = ev.data
-        events.append(
-            ReportedEvent(
-                ev.kind,
-                ev.customer_id,
-                float(d.get("t_obs", ev.ts)) - epoch,
-                float(d.get("emitted_at", ev.ts)) - epoch,
-                d.get("zone") or zone_of.get(d.get("node", "")),
-            )
-        )
+    events = _reported_events(core, store, epoch)
     wall = time.perf_counter() - wall0
     notes: list[str] = []
     reports = fitting_reports(

@@ -327,20 +327,8 @@ def store_path(path: str | Path, sc: Scenario) -> Path:
 def load_scenario(path: str | Path) -> tuple[Scenario, StoreFile]:
     """Parse and check a scenario and its store file; ScenarioError lists every problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: file not found") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(str(syntax_problem(exc, text, str(path)))) from None
+    text, data = _read_toml(path)
     lines = key_lines(text)
-
-    def where(*loc: str) -> str:
-        line = line_of(lines, loc)
-        return f"{path}:{line}: {'.'.join(loc)}" if line else f"{path}: {'.'.join(loc)}"
-
     if "zones" in data and "scenario" not in data:
         raise ScenarioError(
             f"{path}: (document): this is a store file ([[zones]]), not a scenario: check it with "
@@ -354,27 +342,51 @@ def load_scenario(path: str | Path) -> tuple[Scenario, StoreFile]:
     if sc.items.catalogue is not None:
         cat = (path.parent / sc.items.catalogue).resolve()
         if not cat.is_file():
-            raise ScenarioError(f"{where('items', 'catalogue')}: catalogue file {cat} not found")
+            raise ScenarioError(f"{_where(path, lines, 'items', 'catalogue')}: catalogue file {cat} not found")
         sc = sc.model_copy(update={"items": sc.items.model_copy(update={"catalogue": str(cat)})})
+    return sc, _load_store(path, lines, sc)
+
+
+def _read_toml(path: Path) -> tuple[str, dict]:
+    """The file's text and its TOML document; ScenarioError when missing or not TOML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: file not found") from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(str(syntax_problem(exc, text, str(path)))) from None
+
+
+def _where(path: Path, lines: dict, *loc: str) -> str:
+    """`file:line: key` of a scenario key, for an error message."""
+    line = line_of(lines, loc)
+    return f"{path}:{line}: {'.'.join(loc)}" if line else f"{path}: {'.'.join(loc)}"
+
+
+def _load_store(path: Path, lines: dict, sc: Scenario) -> StoreFile:
+    """The scenario's store file, valid, simulatable and with the door sensor's doors."""
+    where = _where(path, lines, "scenario", "store")
     store_file = store_path(path, sc)
     try:
         store = validate_text(store_file.read_text(encoding="utf-8"), str(store_file))
     except FileNotFoundError:
-        raise ScenarioError(f"{where('scenario', 'store')}: store file {store_file} not found") from None
+        raise ScenarioError(f"{where}: store file {store_file} not found") from None
     except ConfigError as exc:
-        raise ScenarioError(f"{where('scenario', 'store')}: invalid store file:\n{exc}") from None
+        raise ScenarioError(f"{where}: invalid store file:\n{exc}") from None
     problem = store_problem(store)
     if problem:
-        raise ScenarioError(f"{where('scenario', 'store')}: {store_file.name}: {problem}")
+        raise ScenarioError(f"{where}: {store_file.name}: {problem}")
     street = {d.id for d in store.street_doors()}
     for door in sc.door_sensor.doors:
         if door not in street:
             known = ", ".join(sorted(street))
             raise ScenarioError(
-                f"{where('door_sensor', 'doors', door)}: {store_file.name} has no street door {door!r} (its street "
-                f"doors: {known})"
+                f"{_where(path, lines, 'door_sensor', 'doors', door)}: {store_file.name} has no street door "
+                f"{door!r} (its street doors: {known})"
             )
-    return sc, store
+    return store
 
 
 def store_problem(store: StoreFile) -> str | None:

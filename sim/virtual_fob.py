@@ -77,30 +77,35 @@ class VirtualFob:
     def read(self, uuid: str) -> bytes:
         if self.state == ec.LOCKED and uuid not in LOCKED_READABLE:
             raise AttError(ec.READ_NOT_PERMITTED)
-        if uuid == ec.LOCK_STATE:
-            return bytes((self.state,))
-        if uuid == ec.UNLOCK:
-            if self.state != ec.LOCKED:
-                raise AttError(ec.READ_NOT_PERMITTED)
-            return self.challenge
-        if uuid == ec.CAPABILITIES:
-            return ec.encode_capabilities(1, 1, 0x0001 | 0x0002 | 0x0004 | ec.CAP_FRAME_EID, FOB_TX_POWERS)
-        if uuid == ec.PUBLIC_ECDH_KEY:
-            return ec.public_bytes(self._private)
-        if uuid == ec.EID_IDENTITY_KEY:
-            if self.identity_key is None:
-                raise AttError(ec.READ_NOT_PERMITTED)
-            return ec.aes_block(self.lock_key, self.identity_key)
-        if uuid == ec.ADV_SLOT_DATA:
-            if self.identity_key is None:
-                return URL_FRAME
-            eid = compute_eid(self.identity_key, self.k, self.beacon_clock())
-            return ec.encode_eid_slot(ec.EidSlot(self.k, self.beacon_clock(), eid))
-        if uuid == ec.ACTIVE_SLOT:
-            return b"\x00"
-        if uuid == ec.REMAIN_CONNECTABLE:
-            return b"\x01"
-        return b"\x00"
+        readers: dict[str, Callable[[], bytes]] = {
+            ec.LOCK_STATE: lambda: bytes((self.state,)),
+            ec.UNLOCK: self._read_challenge,
+            ec.CAPABILITIES: lambda: ec.encode_capabilities(
+                1, 1, 0x0001 | 0x0002 | 0x0004 | ec.CAP_FRAME_EID, FOB_TX_POWERS
+            ),
+            ec.PUBLIC_ECDH_KEY: lambda: ec.public_bytes(self._private),
+            ec.EID_IDENTITY_KEY: self._read_identity_key,
+            ec.ADV_SLOT_DATA: self._read_slot,
+            ec.ACTIVE_SLOT: lambda: b"\x00",
+            ec.REMAIN_CONNECTABLE: lambda: b"\x01",
+        }
+        return readers.get(uuid, lambda: b"\x00")()
+
+    def _read_challenge(self) -> bytes:
+        if self.state != ec.LOCKED:
+            raise AttError(ec.READ_NOT_PERMITTED)
+        return self.challenge
+
+    def _read_identity_key(self) -> bytes:
+        if self.identity_key is None:
+            raise AttError(ec.READ_NOT_PERMITTED)
+        return ec.aes_block(self.lock_key, self.identity_key)
+
+    def _read_slot(self) -> bytes:
+        if self.identity_key is None:
+            return URL_FRAME
+        eid = compute_eid(self.identity_key, self.k, self.beacon_clock())
+        return ec.encode_eid_slot(ec.EidSlot(self.k, self.beacon_clock(), eid))
 
     def write(self, uuid: str, value: bytes) -> None:
         self._apply(uuid, value)

@@ -350,25 +350,10 @@ class Emulator:
             return self.error(100, "item_type: only PRODUCT_ITEM is emulated")
         items = self.catalogue.setdefault(catalog_id, {})
         for i, r in enumerate(reqs):
-            data = r.get("data") if isinstance(r, dict) else None
-            method = r.get("method") if isinstance(r, dict) else None
-            if method not in ("CREATE", "UPDATE", "DELETE") or not isinstance(data, dict) or not data.get("id"):
-                return self.error(100, f"requests[{i}]: method CREATE|UPDATE|DELETE and data.id are required")
-            avail = data.get("availability")
-            if avail is not None and avail not in (
-                "in stock",
-                "out of stock",
-                "preorder",
-                "available for order",
-                "discontinued",
-            ):
-                return self.error(100, f"requests[{i}].data.availability: {avail!r} is not allowed")
-        for r in reqs:
-            rid = str(r["data"]["id"])
-            if r["method"] == "DELETE":
-                items.pop(rid, None)
-            elif r["method"] == "CREATE" or rid in items or body.get("allow_upsert", True):
-                items[rid] = {**items.get(rid, {}), **r["data"]}
+            problem = _batch_request_problem(i, r)
+            if problem is not None:
+                return self.error(100, problem)
+        _apply_batch(items, reqs, body.get("allow_upsert", True))
         self.catalogue_batches += 1
         return JSONResponse({"handles": [base64.urlsafe_b64encode(os.urandom(12)).decode().rstrip("=")]})
 
@@ -422,6 +407,31 @@ class Emulator:
         }
 
 
+_AVAILABILITIES = ("in stock", "out of stock", "preorder", "available for order", "discontinued")
+
+
+def _batch_request_problem(i: int, r: Any) -> str | None:
+    """What is wrong with the `i`-th request of a catalogue batch, None if nothing."""
+    data = r.get("data") if isinstance(r, dict) else None
+    method = r.get("method") if isinstance(r, dict) else None
+    if method not in ("CREATE", "UPDATE", "DELETE") or not isinstance(data, dict) or not data.get("id"):
+        return f"requests[{i}]: method CREATE|UPDATE|DELETE and data.id are required"
+    avail = data.get("availability")
+    if avail is not None and avail not in _AVAILABILITIES:
+        return f"requests[{i}].data.availability: {avail!r} is not allowed"
+    return None
+
+
+def _apply_batch(items: dict[str, Any], reqs: list[dict[str, Any]], allow_upsert: Any) -> None:
+    """Apply a checked batch: DELETE drops an item; CREATE, and UPDATE of a known item or with upsert, merge."""
+    for r in reqs:
+        rid = str(r["data"]["id"])
+        if r["method"] == "DELETE":
+            items.pop(rid, None)
+        elif r["method"] == "CREATE" or rid in items or allow_upsert:
+            items[rid] = {**items.get(rid, {}), **r["data"]}
+
+
 def create_emulator(config: EmulatorConfig | None = None) -> FastAPI:
     """The emulator app; its state is ``app.state.emulator`` (an :class:`Emulator`)."""
     emu = Emulator(config or EmulatorConfig())
@@ -436,6 +446,14 @@ def create_emulator(config: EmulatorConfig | None = None) -> FastAPI:
     async def items_batch(version: str, catalog_id: str, request: Request) -> JSONResponse:
         return await emu.items_batch(catalog_id, request)
 
+    _add_inspection(app, emu)
+    _add_controls(app, emu)
+    return app
+
+
+def _add_inspection(app: FastAPI, emu: Emulator) -> None:
+    """What tests read back: the catalogue, sent messages, counters, message ids by key."""
+
     @app.get("/_emulator/catalogue/{catalog_id}")
     async def catalogue(catalog_id: str) -> dict[str, Any]:
         return {"items": emu.catalogue.get(catalog_id, {}), "batches": emu.catalogue_batches}
@@ -446,10 +464,6 @@ def create_emulator(config: EmulatorConfig | None = None) -> FastAPI:
         recs = [r for r in emu.sent.values() if r["to"] == to]
         return {"messages": [{k: r[k] for k in ("id", "type", "key", "status", "body", "at")} for r in recs]}
 
-    @app.post("/_emulator/inbound")
-    async def inbound(request: Request) -> JSONResponse:
-        return await emu.inbound(await request.json())
-
     @app.get("/_emulator/stats")
     async def stats() -> dict[str, Any]:
         return emu.stats()
@@ -457,6 +471,14 @@ def create_emulator(config: EmulatorConfig | None = None) -> FastAPI:
     @app.get("/_emulator/messages")
     async def by_key(biz_opaque_callback_data: str) -> dict[str, Any]:
         return {"ids": emu.ids_by_key.get(biz_opaque_callback_data, [])}
+
+
+def _add_controls(app: FastAPI, emu: Emulator) -> None:
+    """What tests drive: a customer's message, injected errors, a reset."""
+
+    @app.post("/_emulator/inbound")
+    async def inbound(request: Request) -> JSONResponse:
+        return await emu.inbound(await request.json())
 
     @app.post("/_emulator/errors", response_model=None)
     async def inject(request: Request) -> dict[str, Any] | JSONResponse:
@@ -474,8 +496,6 @@ def create_emulator(config: EmulatorConfig | None = None) -> FastAPI:
             task.cancel()
         emu.reset()
         return {"ok": True}
-
-    return app
 
 
 # --- Running on loopback ----------------------------------------------------------------------

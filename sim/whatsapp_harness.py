@@ -142,10 +142,12 @@ def enqueue_templates(stack: Stack, n: int, *, prefix: str = "k") -> list[str]:
 def worker_cmd(
     stack: Stack, *, rate: float, reconcile_after_s: float, lookup: str, until_idle: bool, seed: int
 ) -> list[str]:
+    """The worker process's command line; with `lookup` "emulator", one that reconciles with the
+    emulator's by-key lookup (sim/emulator_outbox.py), else the plain production worker."""
     cmd = [
         sys.executable,
         "-m",
-        "cloud_sync.outbox",
+        "sim.emulator_outbox" if lookup == "emulator" else "cloud_sync.outbox",
         "--db",
         str(stack.db_path),
         "--base-url",
@@ -160,8 +162,6 @@ def worker_cmd(
         str(rate),
         "--reconcile-after",
         str(reconcile_after_s),
-        "--lookup",
-        lookup,
         "--templates",
         templates_arg(),
         "--timeout",

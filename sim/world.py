@@ -649,61 +649,57 @@ def _passers_by(
     return agents
 
 
-def build_world(sc: Scenario, store: StoreFile) -> World:
-    rng = np.random.default_rng(sc.scenario.seed)
-    pop, radio = sc.population, sc.radio
-    site = _Site(store, rng)
-    duration = sc.scenario.duration_s
-    arrivals_until = sc.scenario.arrivals_until_s or max(duration * 0.3, duration - 1200)
-    stock: _Stock | None = None
-    shelves: list[Shelf] = []
-    if sc.items.enabled:
-        shelves = _shelves(store, sc, site, rng)
-        stock = _Stock(sc, rng, shelves, load_catalogue(sc.items.catalogue or CATALOGUE))
-    by_zone: dict[str, list[Shelf]] = {}
-    for s in shelves:
-        by_zone.setdefault(s.zone, []).append(s)
+class _People:
+    """Registered customers, made as visitors and passers-by turn out to be regulars."""
 
-    customers: list[Customer] = []
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.customers: list[Customer] = []
 
-    def new_customer(consent: bool) -> Customer:
-        i = len(customers)
+    def new(self, consent: bool) -> Customer:
+        rng = self.rng
         c = Customer(
-            id=f"c{i:05d}",
+            id=f"c{len(self.customers):05d}",
             name=f"{_FIRST[rng.integers(len(_FIRST))]} {_LAST[rng.integers(len(_LAST))]}",
             identity_key=rng.bytes(16),
             recognition_consent=consent,
             sizes={"tops": _SIZES[rng.integers(len(_SIZES))], "trousers": str(int(rng.integers(28, 38)))},
             brands=tuple(sorted({_BRANDS[j] for j in rng.integers(len(_BRANDS), size=2)})),
         )
-        customers.append(c)
+        self.customers.append(c)
         return c
 
-    radio_rng = np.random.default_rng([sc.scenario.seed, RADIO_STREAM])
-    carriers = sc.carriers.kinds()
-    carrier_p = np.asarray([c.share for _, c in carriers])
-    carry_names = list(type(radio.carry).model_fields)
-    carry_p = np.asarray([getattr(radio.carry, k) for k in carry_names])
 
-    def pick(weights: np.ndarray) -> int:
-        return int(radio_rng.choice(len(weights), p=weights / weights.sum()))
+class _Phones:
+    """What each person carries and how it advertises, drawn from the radio's own random stream."""
 
-    def tx_offset(sigma_db: float, mean_db: float = 0.0) -> float:
-        return float(radio_rng.normal(mean_db, sigma_db))
+    def __init__(self, sc: Scenario):
+        self.radio = sc.radio
+        self.rng = np.random.default_rng([sc.scenario.seed, RADIO_STREAM])
+        self.carriers = sc.carriers.kinds()
+        self.carrier_p = np.asarray([c.share for _, c in self.carriers])
+        self.carry_names = list(type(self.radio.carry).model_fields)
+        self.carry_p = np.asarray([getattr(self.radio.carry, k) for k in self.carry_names])
 
-    def phone_agent(
-        aid: str, kind: AgentKind, p: Walk, customer: Customer | None,
+    def pick(self, weights: np.ndarray) -> int:
+        return int(self.rng.choice(len(weights), p=weights / weights.sum()))
+
+    def tx_offset(self, sigma_db: float, mean_db: float = 0.0) -> float:
+        return float(self.rng.normal(mean_db, sigma_db))
+
+    def agent(
+        self, aid: str, kind: AgentKind, p: Walk, customer: Customer | None,
         entered_at: float | None = None, left_at: float | None = None,
     ) -> Agent:
         """A person along a path with what they carry: a registered customer's carrier advertises
         at a rate of its kind, anonymous phones at random."""
         if customer is None:
-            carrier, offset = ANONYMOUS_PHONE, tx_offset(radio.tx_offset_sigma_db)
-            interval = float(radio_rng.uniform(*radio.anonymous_interval_s))
+            carrier, offset = ANONYMOUS_PHONE, self.tx_offset(self.radio.tx_offset_sigma_db)
+            interval = float(self.rng.uniform(*self.radio.anonymous_interval_s))
         else:
-            carrier, c = carriers[pick(carrier_p)]
-            offset = tx_offset(c.tx_sigma_db, c.tx_offset_db)
-            interval = 1.0 / c.rates_hz[pick(np.asarray(c.rate_weights))]
+            carrier, c = self.carriers[self.pick(self.carrier_p)]
+            offset = self.tx_offset(c.tx_sigma_db, c.tx_offset_db)
+            interval = 1.0 / c.rates_hz[self.pick(np.asarray(c.rate_weights))]
         return Agent(
             id=aid,
             kind=kind,
@@ -714,13 +710,16 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
             advert_interval_s=interval,
             customer=customer,
             carrier=carrier,
-            carry=carry_names[pick(carry_p)],
+            carry=self.carry_names[self.pick(self.carry_p)],
             entered_at=entered_at,
             left_at=left_at,
         )
 
-    agents = _visitors(site, sc, stock, by_zone, arrivals_until, new_customer, phone_agent)
-    agents += _passers_by(site, pop, duration, new_customer, phone_agent)
+
+def _staff(site: _Site, sc: Scenario, phones: _Phones, duration: float) -> list[Agent]:
+    """Staff with badges, walking between the shop floors all day."""
+    pop, rng = sc.population, site.rng
+    agents = []
     for i in range(pop.staff):
         home = site.floors[i % len(site.floors)]
         p = Walk(0.0, site.plan.point(home, rng), home, pop.walking_speed_mps)
@@ -734,13 +733,38 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
                 times=np.asarray(p.times),
                 xy=np.asarray(p.pts, dtype=float),
                 zones=p.zones,
-                tx_offset_db=tx_offset(sc.carriers.key_fob.tx_sigma_db),  # a beacon of one model, as a fob
+                tx_offset_db=phones.tx_offset(sc.carriers.key_fob.tx_sigma_db),  # a beacon of one model, as a fob
                 advert_interval_s=1.0,
                 badge_minor=i + 1,
                 carrier=BADGE,
                 carry="chest",
             )
         )
+    return agents
+
+
+def _stock_and_shelves(sc: Scenario, store: StoreFile, site: _Site) -> tuple[_Stock | None, list[Shelf]]:
+    """The garments and the shelves they start on, when the scenario has items."""
+    if not sc.items.enabled:
+        return None, []
+    shelves = _shelves(store, sc, site, site.rng)
+    return _Stock(sc, site.rng, shelves, load_catalogue(sc.items.catalogue or CATALOGUE)), shelves
+
+
+def build_world(sc: Scenario, store: StoreFile) -> World:
+    """The run's people, their paths and carriers, and the garments, all from the scenario's seed."""
+    rng = np.random.default_rng(sc.scenario.seed)
+    site = _Site(store, rng)
+    duration = sc.scenario.duration_s
+    arrivals_until = sc.scenario.arrivals_until_s or max(duration * 0.3, duration - 1200)
+    stock, shelves = _stock_and_shelves(sc, store, site)
+    by_zone: dict[str, list[Shelf]] = {}
+    for s in shelves:
+        by_zone.setdefault(s.zone, []).append(s)
+    people, phones = _People(rng), _Phones(sc)
+    agents = _visitors(site, sc, stock, by_zone, arrivals_until, people.new, phones.agent)
+    agents += _passers_by(site, sc.population, duration, people.new, phones.agent)
+    agents += _staff(site, sc, phones, duration)
     agents.sort(key=lambda a: (a.t_start, a.id))
     items = stock.items if stock else []
     for it in items:
@@ -749,7 +773,7 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
         store=store,
         scenario=sc,
         agents=agents,
-        customers=customers,
+        customers=people.customers,
         shelves=shelves,
         items=items,
     )

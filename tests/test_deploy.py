@@ -171,6 +171,28 @@ def test_the_gateway_signs_in_over_tls_as_its_store_file_says() -> None:
     assert (given.port, given.password_file) == (9883, Path("/run/pw"))  # the command line wins
 
 
+def _shut_down(
+    clients: list[mqtt.Client], procs: list[subprocess.Popen], radio: Radio | None, web: httpx.Client, broker: Broker_
+) -> None:
+    """Everything the deployment test started, stopped whatever happened (SIGTERM, then SIGKILL after 10 s)."""
+    for c in clients:
+        c.disconnect()
+        c.loop_stop()
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if radio is not None:
+        radio.close()
+    web.close()
+    broker.stop()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_deploy_guide_on_one_machine(tmp_path: Path) -> None:
@@ -284,22 +306,7 @@ def test_deploy_guide_on_one_machine(tmp_path: Path) -> None:
         took = time.monotonic() - started
         assert took < 5.0, f"SIGTERM took {took:.1f} s with a live stream open"
     finally:
-        for c in clients:
-            c.disconnect()
-            c.loop_stop()
-        for p in [*nodes, gw]:
-            if p.poll() is None:
-                p.terminate()
-        for p in [*nodes, gw]:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        if radio is not None:
-            radio.close()
-        web.close()
-        broker.stop()
+        _shut_down(clients, [*nodes, gw], radio, web, broker)
     log = (tmp_path / "gateway.log").read_text()
     assert "refused" not in log, log
     for n in nodes:

@@ -320,7 +320,7 @@ class Reference:
         tg[n] = tg[n] * f + (1.0 - f) / (1.0 - fr.RATE_DECAY)
         tg[last] = self.wins[p]
 
-    def window(self, node: str, t: float, obs: list[Obs]) -> None:
+    def window(self, node: str, t: float, obs: list[Obs]) -> None:  # noqa: C901 (mirrors the engine step by step)
         for p in self.node_places.get(node, ()):
             self.wins[p] += 1
             self.place_t[p] = max(self.place_t[p], t)

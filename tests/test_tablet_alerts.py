@@ -135,7 +135,7 @@ def test_a_reload_keeps_sound_on_after_one_touch(store, tablet_browser) -> None:
 
 
 def test_a_fitting_room_request_rings_its_own_ring_and_notifies(store, tablet_browser) -> None:  # noqa: ANN001
-    _, server = store
+    core, server = store
     page = sign_in(tablet_browser, server.url)
     touch(page)
     assert page.locator("#requests").count() == 1  # where requests.js puts its cards
@@ -145,6 +145,7 @@ def test_a_fitting_room_request_rings_its_own_ring_and_notifies(store, tablet_br
     page.wait_for_function("window.instoreAlerts.log.some(e => e.kind === 'request' && e.rang && e.notified)")
     assert page.evaluate("window.instoreRing('regular')") is True  # for other scripts of the page
     assert page.evaluate("window.instoreAlerts.chimes") == 2
+    assert core.broadcaster.clients == 1  # requests.js takes its events from the tablet's one stream
 
 
 def test_notes_and_tasks_from_the_card_and_an_urgent_task_rings(store, tablet_browser) -> None:  # noqa: ANN001

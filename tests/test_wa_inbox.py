@@ -21,6 +21,7 @@ from gateway.customers import add_customer, record_consent
 from gateway.db import open_db
 from gateway.routes_whatsapp import mount_whatsapp
 from gateway.whatsapp_host import whatsapp_service
+from sim.emulator_outbox import emulator_lookup
 from tests.conftest import BOUTIQUE
 from tests.test_clienteling_consent import Clock
 
@@ -43,7 +44,6 @@ store_name = "Linea"
 base_url = "{base_url}"
 phone_number_id = "106540352242922"
 catalog_id = "55501"
-lookup = "emulator"
 [[templates]]
 name = "tried_followup"
 language = "en"
@@ -120,7 +120,8 @@ def make_service(
 
     core = GatewayCore(load_store(BOUTIQUE), db, clock=_t.time if real_clock else clock)
     cfg = parse_config(config_text(base_url, worker=worker), environ=ENV)
-    return whatsapp_service(core, cfg, clock=_t.time if real_clock else clock), core, clock
+    svc = whatsapp_service(core, cfg, clock=_t.time if real_clock else clock, lookup=emulator_lookup(base_url))
+    return svc, core, clock
 
 
 def inbound_payload(sender: str, text: str, mid: str, ts: float) -> dict:

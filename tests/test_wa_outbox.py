@@ -13,11 +13,12 @@ import httpx
 import pytest
 
 from cloud_sync import messages as m
-from cloud_sync.client import CloudApiClient, emulator_lookup
+from cloud_sync.client import CloudApiClient
 from cloud_sync.events import StatusEvent
 from cloud_sync.outbox import OutboxWorker, enqueue, record_status, row_counts
 from cloud_sync.ratelimit import TokenBucket
 from cloud_sync.rules import Policy, QuietHours, Rules, TemplateRegistry
+from sim.emulator_outbox import emulator_lookup
 from sim.whatsapp_harness import TEMPLATES, Stack, enqueue_templates, permissive_rules
 
 TO = "491701234567"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 import uuid as _uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -241,45 +241,53 @@ def parse_eddystone(service_data: bytes) -> EddystoneFrame:
     Unknown frame types and TLM versions are errors too: we cannot say what they carry.
     """
     data = bytes(service_data) if type(service_data) is not bytes else service_data
-    n = len(data)
-    if n == 0:
+    if not data:
         raise BleFrameError(0, "Eddystone frame empty: frame type byte missing")
-    ft = data[0]
-    if ft == EDDYSTONE_EID:
-        if n != _EID_LEN:
-            raise _length_error("Eddystone-EID", n, _EID_LEN)
-        return EddystoneEID(_int8(data[1]), data[2:10])
-    if ft == EDDYSTONE_UID:
-        if n != _UID_LEN and n != _UID_LEN_RFU:
-            if n < _UID_LEN:
-                raise _length_error("Eddystone-UID", n, _UID_LEN)
-            # 19 bytes: the RFU field is cut short; more than 20: bytes too many.
-            raise BleFrameError(
-                min(n, _UID_LEN_RFU),
-                f"Eddystone-UID frame is {n} bytes, expected {_UID_LEN} or {_UID_LEN_RFU} (with RFU)",
-            )
-        return EddystoneUID(_int8(data[1]), data[2:12].hex(), data[12:18].hex())
-    if ft == EDDYSTONE_TLM:
-        if n < 2:
-            raise BleFrameError(1, "Eddystone-TLM truncated: version byte missing")
-        version = data[1]
-        if version == TLM_PLAIN:
-            if n != _TLM_LEN:
-                raise _length_error("Eddystone-TLM", n, _TLM_LEN)
-            battery, temp, adv, tenths = _TLM.unpack_from(data, 2)
-            if temp == TEMPERATURE_UNSUPPORTED:
-                temperature: float | None = None
-            else:
-                temperature = (temp - 65536 if temp > 32767 else temp) / 256
-            return EddystoneTLM(version, battery, temperature, adv, tenths / 10)
-        if version == TLM_ENCRYPTED:
-            if n != _ETLM_LEN:
-                raise _length_error("Eddystone-eTLM", n, _ETLM_LEN)
-            return EddystoneEncryptedTLM(data[2:14], data[14:16], data[16:18])
-        raise BleFrameError(1, f"unknown Eddystone-TLM version 0x{version:02x}")
-    if ft == EDDYSTONE_URL:
-        return _parse_url(data)
-    raise BleFrameError(0, f"unknown Eddystone frame type 0x{ft:02x}")
+    parse = _EDDYSTONE_PARSERS.get(data[0])
+    if parse is None:
+        raise BleFrameError(0, f"unknown Eddystone frame type 0x{data[0]:02x}")
+    return parse(data)
+
+
+def _parse_eid(data: bytes) -> EddystoneEID:
+    n = len(data)
+    if n != _EID_LEN:
+        raise _length_error("Eddystone-EID", n, _EID_LEN)
+    return EddystoneEID(_int8(data[1]), data[2:10])
+
+
+def _parse_uid(data: bytes) -> EddystoneUID:
+    n = len(data)
+    if n != _UID_LEN and n != _UID_LEN_RFU:
+        if n < _UID_LEN:
+            raise _length_error("Eddystone-UID", n, _UID_LEN)
+        # 19 bytes: the RFU field is cut short; more than 20: bytes too many.
+        raise BleFrameError(
+            min(n, _UID_LEN_RFU),
+            f"Eddystone-UID frame is {n} bytes, expected {_UID_LEN} or {_UID_LEN_RFU} (with RFU)",
+        )
+    return EddystoneUID(_int8(data[1]), data[2:12].hex(), data[12:18].hex())
+
+
+def _parse_tlm(data: bytes) -> EddystoneTLM | EddystoneEncryptedTLM:
+    n = len(data)
+    if n < 2:
+        raise BleFrameError(1, "Eddystone-TLM truncated: version byte missing")
+    version = data[1]
+    if version == TLM_PLAIN:
+        if n != _TLM_LEN:
+            raise _length_error("Eddystone-TLM", n, _TLM_LEN)
+        battery, temp, adv, tenths = _TLM.unpack_from(data, 2)
+        if temp == TEMPERATURE_UNSUPPORTED:
+            temperature: float | None = None
+        else:
+            temperature = (temp - 65536 if temp > 32767 else temp) / 256
+        return EddystoneTLM(version, battery, temperature, adv, tenths / 10)
+    if version == TLM_ENCRYPTED:
+        if n != _ETLM_LEN:
+            raise _length_error("Eddystone-eTLM", n, _ETLM_LEN)
+        return EddystoneEncryptedTLM(data[2:14], data[14:16], data[16:18])
+    raise BleFrameError(1, f"unknown Eddystone-TLM version 0x{version:02x}")
 
 
 def _parse_url(data: bytes) -> EddystoneURL:
@@ -301,6 +309,15 @@ def _parse_url(data: bytes) -> EddystoneURL:
         else:
             raise BleFrameError(i, f"Eddystone-URL byte 0x{b:02x} is reserved (not printable ASCII)")
     return EddystoneURL(_int8(data[1]), "".join(parts))
+
+
+# Frame type byte -> its parser (the URL parser is defined above this table).
+_EDDYSTONE_PARSERS: dict[int, Callable[[bytes], EddystoneFrame]] = {
+    EDDYSTONE_EID: _parse_eid,
+    EDDYSTONE_UID: _parse_uid,
+    EDDYSTONE_TLM: _parse_tlm,
+    EDDYSTONE_URL: _parse_url,
+}
 
 
 def parse_advertisement(
@@ -347,26 +364,32 @@ def split_ad_structures(raw: bytes) -> list[tuple[int, int, bytes]]:
 def _iter_raw_frames(raw: bytes) -> Iterator[tuple[int, Frame]]:
     """(structure offset, frame) for each recognised frame; errors carry absolute offsets."""
     for off, ad_type, data in split_ad_structures(raw):
-        if ad_type == AD_MANUFACTURER_DATA:
-            if len(data) < 2:
-                raise BleFrameError(off + 2 + len(data), "manufacturer data truncated: no company id")
-            if data[0] | data[1] << 8 != APPLE_COMPANY_ID:
-                continue
-            try:
-                beacon = parse_ibeacon(data[2:])
-            except BleFrameError as exc:
-                raise exc.shifted(off + 4) from None
-            if beacon is not None:
-                yield off, beacon
-        elif ad_type == AD_SERVICE_DATA_16:
-            if len(data) < 2:
-                raise BleFrameError(off + 2 + len(data), "service data truncated: no 16-bit UUID")
-            if data[0] | data[1] << 8 != EDDYSTONE_UUID16:
-                continue
-            try:
-                yield off, parse_eddystone(data[2:])
-            except BleFrameError as exc:
-                raise exc.shifted(off + 4) from None
+        frame = _structure_frame(off, ad_type, data)
+        if frame is not None:
+            yield off, frame
+
+
+# AD type -> (the company id or 16-bit UUID that makes it ours, its parser, the error when too short).
+_AD_PAYLOADS: dict[int, tuple[int, Callable[[bytes], Frame | None], str]] = {
+    AD_MANUFACTURER_DATA: (APPLE_COMPANY_ID, parse_ibeacon, "manufacturer data truncated: no company id"),
+    AD_SERVICE_DATA_16: (EDDYSTONE_UUID16, parse_eddystone, "service data truncated: no 16-bit UUID"),
+}
+
+
+def _structure_frame(off: int, ad_type: int, data: bytes) -> Frame | None:
+    """The frame in one AD structure at ``off``, or None when it is not ours."""
+    ours = _AD_PAYLOADS.get(ad_type)
+    if ours is None:
+        return None
+    ident, parse, truncated = ours
+    if len(data) < 2:
+        raise BleFrameError(off + 2 + len(data), truncated)
+    if data[0] | data[1] << 8 != ident:
+        return None
+    try:
+        return parse(data[2:])
+    except BleFrameError as exc:
+        raise exc.shifted(off + 4) from None
 
 
 def parse_raw_advertising(raw: bytes) -> list[Frame]:

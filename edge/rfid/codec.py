@@ -560,9 +560,6 @@ class StreamDecoder:
 
     def _scan(self, buf: bytearray, out: list[Frame], final: bool) -> int:
         header = self.header
-        end = self.end
-        max_params = self.max_params
-        valid_types = self.valid_types
         stats = self.stats
         n = len(buf)
         pos = 0
@@ -576,56 +573,42 @@ class StreamDecoder:
                 break
             garbage += h - pos
             pos = h
-            if n - h < 5:
-                if final:
-                    if n - h >= 2 and valid_types is not None and buf[h + 1] not in valid_types:
-                        stats["bad_type"] += 1
-                    else:
-                        stats["truncated"] += 1
-                    garbage += 1
-                    pos = h + 1
-                    continue
-                # A header needs its type byte before it can be judged.
-                if n - h >= 2 and valid_types is not None and buf[h + 1] not in valid_types:
-                    stats["bad_type"] += 1
-                    garbage += 1
-                    pos = h + 1
-                    continue
+            verdict = self._judge(buf, h, final)
+            if verdict is None:
                 break
-            ftype = buf[h + 1]
-            if valid_types is not None and ftype not in valid_types:
-                stats["bad_type"] += 1
+            if isinstance(verdict, str):  # not a frame: skip its header byte, look again after it
+                stats[verdict] += 1
                 garbage += 1
                 pos = h + 1
                 continue
-            plen = buf[h + 3] << 8 | buf[h + 4]
-            if plen > max_params:
-                stats["oversize"] += 1
-                garbage += 1
-                pos = h + 1
-                continue
-            stop = h + 5 + plen
-            if stop + 2 > n:
-                if final:
-                    stats["truncated"] += 1
-                    garbage += 1
-                    pos = h + 1
-                    continue
-                break
-            if (sum(buf[h + 1 : stop]) & 0xFF) != buf[stop]:
-                stats["bad_checksum"] += 1
-                garbage += 1
-                pos = h + 1
-                continue
-            if buf[stop + 1] != end:
-                stats["bad_end"] += 1
-                garbage += 1
-                pos = h + 1
-                continue
-            out.append(Frame(ftype, buf[h + 2], bytes(buf[h + 5 : stop])))
+            out.append(Frame(buf[h + 1], buf[h + 2], bytes(buf[h + 5 : verdict])))
             good += 1
-            pos = stop + 2
+            pos = verdict + 2
         if garbage:
             stats["garbage_bytes"] += garbage
         self.frames_ok += good
         return pos
+
+    def _judge(self, buf: bytearray, h: int, final: bool) -> int | str | None:
+        """The candidate whose header is at `h`: where its parameters stop when it is a good frame, the
+        stats key saying why not, or None while more bytes may still complete it (never when `final`)."""
+        n = len(buf)
+        valid_types = self.valid_types
+        if n - h < 5:
+            # A header needs its type byte before it can be judged.
+            if n - h >= 2 and valid_types is not None and buf[h + 1] not in valid_types:
+                return "bad_type"
+            return "truncated" if final else None
+        if valid_types is not None and buf[h + 1] not in valid_types:
+            return "bad_type"
+        plen = buf[h + 3] << 8 | buf[h + 4]
+        if plen > self.max_params:
+            return "oversize"
+        stop = h + 5 + plen
+        if stop + 2 > n:
+            return "truncated" if final else None
+        if (sum(buf[h + 1 : stop]) & 0xFF) != buf[stop]:
+            return "bad_checksum"
+        if buf[stop + 1] != self.end:
+            return "bad_end"
+        return stop

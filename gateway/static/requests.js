@@ -1,7 +1,9 @@
 // Requests from the fitting rooms on the staff tablet: a timed, ringing card at the top of the feed
 // until someone says "I'm on it" (the room's screen then shows who is coming) and then "Done".
 // Unclaimed past the gateway's escalate_after_s, the card turns urgent and rings again on every tablet.
-// Its own container, stream and styles, so the tablet page only includes it (gateway/room_requests.py).
+// Its own container and styles, so the tablet page only includes it (gateway/room_requests.py). Events come
+// from the page's one stream: the tablet dispatches them as `instore:event` DOM events (detail: the staff
+// event) and `instore:open` on every (re)connect, when the cards are fetched afresh.
 (() => {
   'use strict';
   const RING_AGAIN_S = 15;  // an escalated request rings again this often: a missed ring must not be the last
@@ -29,6 +31,8 @@
   else (feed ? feed.parentNode : document.body).insertBefore(box, feed || document.body.firstChild);
 
   const open = new Map();  // id -> request
+  let syncedAt = null;     // the gateway's clock at the last fetch: events up to then are in it (null: fetching)
+  const waiting = [];      // events that came while fetching, applied after it
   let offset = 0;          // gateway clock - this tablet's clock (s)
   let escalateAfter = 60;
   let me = null;
@@ -109,25 +113,37 @@
   }, 1000);
 
   async function resync() {  // on load and after every reconnect (a gateway restart loses nothing: the rows are in its database)
-    const r = await fetch('/api/room-requests');
-    if (!r.ok) return;
-    const data = await r.json();
-    offset = data.now - Date.now() / 1000;
-    escalateAfter = data.escalate_after_s;
-    open.clear();
-    for (const x of data.requests) open.set(x.id, x);
-    paint();
+    const before = syncedAt;
+    syncedAt = null;
+    try {
+      const r = await fetch('/api/room-requests');
+      if (!r.ok) return;
+      const data = await r.json();
+      offset = data.now - Date.now() / 1000;
+      escalateAfter = data.escalate_after_s;
+      open.clear();
+      for (const x of data.requests) open.set(x.id, x);
+      syncedAt = data.now;
+      paint();
+    } finally {
+      if (syncedAt === null) syncedAt = before;
+      if (syncedAt !== null) for (const ev of waiting.splice(0)) apply(ev);
+    }
   }
 
+  function apply(ev) {
+    if (ev.ts <= syncedAt) return;  // already in the fetched list (the tablet's stream replays its history)
+    if (ev.kind !== 'room_request') upsert(ev.data);
+    else if (!open.has(ev.data.id)) { upsert(ev.data); ring(false, ev.data); }
+  }
+
+  document.addEventListener('instore:event', e => {
+    if (!['room_request', 'room_request_claimed', 'room_request_done'].includes(e.detail.kind)) return;
+    if (syncedAt === null) waiting.push(e.detail); else apply(e.detail);
+  });
+  document.addEventListener('instore:open', () => resync().catch(() => {}));
   (async () => {
     try { const r = await fetch('/api/me'); if (r.ok) me = (await r.json()).username; } catch (e) { /* shown without own-claim check */ }
-    const src = new EventSource('/api/stream');
-    src.onopen = () => resync().catch(() => {});
-    src.addEventListener('room_request', e => {
-      const d = JSON.parse(e.data).data;
-      if (!open.has(d.id)) { upsert(d); ring(false, d); }
-    });
-    for (const kind of ['room_request_claimed', 'room_request_done'])
-      src.addEventListener(kind, e => upsert(JSON.parse(e.data).data));
+    await resync().catch(() => {});  // the page's stream may have opened before this script ran
   })();
 })();
