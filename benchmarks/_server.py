@@ -130,13 +130,13 @@ def whatsapp_gateway(
     `emulator_webhooks`: the emulator posts its webhooks (inbound, statuses) to this gateway."""
     from cloud_sync.config import parse_config
     from firmware_config.store import load_store
-    from gateway import auth
-    from gateway.app import create_app
-    from gateway.core import GatewayCore
-    from gateway.customers import add_customer, record_consent
-    from gateway.db import open_db
-    from gateway.routes_whatsapp import mount_whatsapp
-    from gateway.whatsapp_host import whatsapp_service
+    from gateway.channels.whatsapp_host import whatsapp_service
+    from gateway.ingest.core import GatewayCore
+    from gateway.storage import auth
+    from gateway.storage.customers import add_customer, record_consent
+    from gateway.storage.db import open_db
+    from gateway.web.app import create_app
+    from gateway.web.routes_whatsapp import mount_whatsapp
     from sim.emulator_outbox import emulator_lookup
     from sim.whatsapp_emulator import EmulatorConfig, run_emulator
 

@@ -119,7 +119,7 @@ async def _make_streams(leaf_ports: dict[str, int], chain: Any) -> None:
     from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
     from firmware_config.nats import store_bytes, stream_name, subject_prefix
-    from gateway.chain_publish import DEDUP_WINDOW_S
+    from gateway.channels.chain_publish import DEDUP_WINDOW_S
 
     for lid, port in leaf_ports.items():
         nc = await nats.connect(f"nats://127.0.0.1:{port}")

@@ -67,10 +67,10 @@ def fill(db, n: int, rng: random.Random) -> None:  # noqa: ANN001
 
 def run(quick: bool = False) -> dict:
     from firmware_config.store import load_store
-    from gateway.app import create_app
-    from gateway.auth import create_staff
-    from gateway.core import GatewayCore
-    from gateway.db import open_db
+    from gateway.ingest.core import GatewayCore
+    from gateway.storage.auth import create_staff
+    from gateway.storage.db import open_db
+    from gateway.web.app import create_app
 
     n = 10_000 if quick else 100_000
     samples = 50 if quick else 300

@@ -95,10 +95,10 @@ def fill(db, scale: float, rng: random.Random) -> dict:  # noqa: ANN001
 def run(quick: bool = False) -> dict:
     from cloud_sync import migrations
     from firmware_config.store import OpeningHours, load_store
-    from gateway.app import create_app
-    from gateway.auth import create_staff
-    from gateway.core import GatewayCore
-    from gateway.db import open_db
+    from gateway.ingest.core import GatewayCore
+    from gateway.storage.auth import create_staff
+    from gateway.storage.db import open_db
+    from gateway.web.app import create_app
 
     scale, samples = (0.1, 10) if quick else (1.0, 40)
     rng = random.Random(7)

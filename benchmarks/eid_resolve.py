@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 
-from gateway.eid import STAGGER_PERIODS, EidResolver, compute_eid
+from gateway.engines.eid import STAGGER_PERIODS, EidResolver, compute_eid
 
 NAME = "eid-resolve"
 TARGET_SIGHTINGS_PER_S = 50_000.0

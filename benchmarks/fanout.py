@@ -49,11 +49,11 @@ async def _client(
 
 def run(quick: bool = False) -> dict:
     from firmware_config.store import load_store
-    from gateway.app import create_app
-    from gateway.auth import create_staff
-    from gateway.core import GatewayCore
-    from gateway.db import open_db
-    from gateway.presence import PresenceEvent
+    from gateway.engines.presence import PresenceEvent
+    from gateway.ingest.core import GatewayCore
+    from gateway.storage.auth import create_staff
+    from gateway.storage.db import open_db
+    from gateway.web.app import create_app
 
     n_events = 5 if quick else 40
     spacing_s = 0.05

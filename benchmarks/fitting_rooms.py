@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from gateway.fitting_rooms import FittingRoomEngine, Layout, Obs, Place, fitting_reports
+from gateway.engines.fitting_rooms import FittingRoomEngine, Layout, Obs, Place, fitting_reports
 
 NAME = "fitting-rooms"
 READERS = 40

@@ -34,7 +34,7 @@ def _keys() -> list[bytes]:
 
 def window_payloads(n: int, nodes: int = 6) -> list[tuple[str, bytes]]:
     """(node, payload) pairs: windows of OBS_PER_WINDOW observations, half of enrolled customers."""
-    from gateway.eid import compute_eid
+    from gateway.engines.eid import compute_eid
 
     rng = np.random.default_rng(5)
     keys = _keys()
@@ -55,9 +55,9 @@ def window_payloads(n: int, nodes: int = 6) -> list[tuple[str, bytes]]:
 def gateway_subscriber(port: int, db_path: str, expected: int, qos: int, ready, result) -> None:  # noqa: ANN001
     """The gateway core behind a paho subscription, in its own process."""
     from firmware_config.store import load_store
-    from gateway.core import GatewayCore
-    from gateway.customers import Identity, add_customer, link_identity, record_consent
-    from gateway.db import open_db
+    from gateway.ingest.core import GatewayCore
+    from gateway.storage.customers import Identity, add_customer, link_identity, record_consent
+    from gateway.storage.db import open_db
 
     db = open_db(db_path)
     with db.conn:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_config.store import load_store
-from gateway.presence import PresenceEngine, PresenceModel
+from gateway.engines.presence import PresenceEngine, PresenceModel
 
 NAME = "presence"
 FLAGSHIP = Path(__file__).resolve().parent.parent / "firmware_config" / "examples" / "flagship.toml"

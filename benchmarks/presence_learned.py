@@ -15,8 +15,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from benchmarks._sim_windows import ble_windows
-from gateway.core import GatewayCore
-from gateway.db import open_db
+from gateway.ingest.core import GatewayCore
+from gateway.storage.db import open_db
 from sim.enrol import enrol_world
 from sim.run import EPOCH
 from sim.scenario import load_scenario

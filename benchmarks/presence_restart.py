@@ -19,10 +19,10 @@ from tempfile import TemporaryDirectory
 import numpy as np
 
 from benchmarks._sim_windows import ble_windows
-from gateway import staff
-from gateway.auth import create_staff
-from gateway.core import GatewayCore
-from gateway.db import open_db
+from gateway.ingest.core import GatewayCore
+from gateway.storage import staff
+from gateway.storage.auth import create_staff
+from gateway.storage.db import open_db
 from sim.enrol import enrol_world
 from sim.run import EPOCH
 from sim.scenario import load_scenario

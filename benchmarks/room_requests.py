@@ -51,11 +51,11 @@ async def _tablet(url: str, token: str, n: int, sent: dict[str, float], delays: 
 
 def run(quick: bool = False) -> dict:
     from firmware_config.store import load_store
-    from gateway.app import create_app
-    from gateway.auth import create_staff
-    from gateway.core import GatewayCore
-    from gateway.db import open_db
-    from gateway.screens import COOKIE, create_screen
+    from gateway.ingest.core import GatewayCore
+    from gateway.storage.auth import create_staff
+    from gateway.storage.db import open_db
+    from gateway.web.app import create_app
+    from gateway.web.screens import COOKIE, create_screen
 
     n = 5 if quick else 30
     with tempfile.TemporaryDirectory() as tmp:

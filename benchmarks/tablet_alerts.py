@@ -27,12 +27,12 @@ def run(quick: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
     from firmware_config.store import load_store
-    from gateway import auth
-    from gateway.app import create_app
-    from gateway.core import GatewayCore
-    from gateway.customers import add_customer
-    from gateway.db import open_db
-    from gateway.presence import PresenceEvent
+    from gateway.engines.presence import PresenceEvent
+    from gateway.ingest.core import GatewayCore
+    from gateway.storage import auth
+    from gateway.storage.customers import add_customer
+    from gateway.storage.db import open_db
+    from gateway.web.app import create_app
 
     n = 20 if quick else 100
     with tempfile.TemporaryDirectory() as tmp:

@@ -137,7 +137,7 @@ class ShopSection(_Strict):
     checkout_url: str = "https://shop.example.com/cart?items={items}&ref={ref}"
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     # The gateway's address as customers' phones reach it: checkout links then go through its
-    # click counter (`<link_base_url>/r/<token>`, gateway.links); unset, they point at the shop directly.
+    # click counter (`<link_base_url>/r/<token>`, gateway.storage.links); unset, they point at the shop directly.
     link_base_url: Annotated[str, Field(pattern=r"^https://[^/?#]+(/[^?#]*)?$")] | None = None
 
     @field_validator("checkout_url")
@@ -185,7 +185,7 @@ class OutboxSection(_Strict):
 
 
 class CheckinSection(_Strict):
-    """WhatsApp check-in (gateway.checkin): the number the QR codes open, where newcomers enrol."""
+    """WhatsApp check-in (gateway.channels.checkin): the number the QR codes open, where newcomers enrol."""
 
     number: Annotated[str, Field(pattern=r"^[1-9][0-9]{6,14}$")]  # the business number, E.164 digits (wa.me)
     enrol_url: str  # the public enrolment page, sent to numbers we do not know

@@ -1,4 +1,4 @@
-"""The WhatsApp channel's own tables, as numbered migrations (the gateway's are in gateway/db.py).
+"""The WhatsApp channel's own tables, as numbered migrations (the gateway's are in gateway/storage/db.py).
 
 They live in the gateway's SQLite file but are tracked in `wa_schema`, not the gateway's
 `PRAGMA user_version` (docs/whatsapp.md, "How it fits together"). Never edit a migration; append one.
@@ -100,7 +100,7 @@ CREATE INDEX IF NOT EXISTS wa_appointments_at ON wa_appointments(at);
 """
 
 _M2_INBOX_AT = """
-CREATE INDEX IF NOT EXISTS wa_inbox_at ON wa_inbox(at);  -- the dashboard's period figures (gateway.kpi_whatsapp)
+CREATE INDEX IF NOT EXISTS wa_inbox_at ON wa_inbox(at);  -- the dashboard's period figures (storage.kpi_whatsapp)
 """
 
 MIGRATIONS: list[str] = [_M1_OUTBOX + _M1_INBOX + _M1_CATALOGUE + _M1_JOURNEYS, _M2_INBOX_AT]

@@ -175,7 +175,7 @@ class Outbound(ChannelBase):
             lines.append(f"{qty} x {p['name']}" + (f" ({p['size']})" if p["size"] else ""))
         ref = client_ref or secrets.token_hex(6)
         url = self.checkout_url(basket, ref)
-        if self.cfg.shop.link_base_url:  # through the gateway's click counter (gateway.links)
+        if self.cfg.shop.link_base_url:  # through the gateway's click counter (gateway.storage.links)
             url = self.gateway.short_link(url, self.customer_for(wa_id), ref, self.cfg.shop.link_base_url)
         text = (
             f"Your basket at {self.cfg.store_name}: "

@@ -1,7 +1,7 @@
 """The port: everything the WhatsApp channel needs from the gateway, and nothing more.
 
 The channel never imports `gateway` and runs no SQL on its tables; the gateway implements this
-Protocol (`gateway.whatsapp_host.GatewayHost`), a test can with a dict. It lives beside its only
+Protocol (`gateway.channels.whatsapp_host.GatewayHost`), a test can with a dict. It lives beside its only
 consumer so the channel imports without the gateway (docs/whatsapp.md, "How it fits together").
 """
 

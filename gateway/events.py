@@ -19,7 +19,7 @@ import sqlite_utils
 from prometheus_client import Counter
 
 from gateway import staff_events
-from gateway.db import inserted_id
+from gateway.storage.db import inserted_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ from pathlib import Path
 import uvicorn
 
 from firmware_config.store import StoreFile
-from gateway.app import create_app
-from gateway.config_push import ConfigPusher
-from gateway.core import GatewayCore
-from gateway.db import open_db
-from gateway.mqtt_ingest import MqttIngest
+from gateway.ingest.config_push import ConfigPusher
+from gateway.ingest.core import GatewayCore
+from gateway.ingest.mqtt_ingest import MqttIngest
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 
 log = logging.getLogger("instore.gateway")
 
@@ -45,14 +45,14 @@ def build_gateway(
                                   broker_port or store.broker.port, client=ingest.client)
     app = create_app(core, ingest, pusher)
     if whatsapp is not None:  # the WhatsApp channel: webhook, inbox, outbox worker, journeys
-        from gateway.routes_whatsapp import mount_whatsapp
-        from gateway.whatsapp_host import build_whatsapp
+        from gateway.channels.whatsapp_host import build_whatsapp
+        from gateway.web.routes_whatsapp import mount_whatsapp
 
         mount_whatsapp(app, build_whatsapp(core, whatsapp))
     if store.chain is not None:  # the chain link: business events to the store's NATS for HQ
         from firmware_config.nats import stream_name
-        from gateway.chain_customers import CustomerSync, StoreSide
-        from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread, attach
+        from gateway.channels.chain_customers import CustomerSync, StoreSide
+        from gateway.channels.chain_publish import ChainPublisher, Cursor, PublisherThread, attach
 
         cursor = Cursor(db, core.lock, stream_name(store.store.id))
         publisher = ChainPublisher(store.store.id, store.chain, core.events, cursor, core.metrics.registry)

@@ -24,7 +24,7 @@ class _Data(BaseModel):
     emitted_at: float = Field(description="gateway clock when the event was published (stamped by the bus)")
 
 
-# --- presence (gateway.presence via gateway.core) -----------------------------------------
+# --- presence (gateway.engines.presence via gateway.ingest.core) -----------------------------------------
 
 
 class CheckedIn(BaseModel):
@@ -41,7 +41,9 @@ class Presence(_Data):
     confidence: float
     dwell_s: float | None = Field(None, description="`left`: visit length; `zone_changed`: time in the zone before")
     customer: dict[str, Any] | None = Field(None, description="`entered`: the customer card")
-    checked_in: CheckedIn | None = Field(None, description="`entered` by a WhatsApp check-in (gateway.checkin)")
+    checked_in: CheckedIn | None = Field(
+        None, description="`entered` by a WhatsApp check-in (gateway.channels.checkin)"
+    )
 
 
 # --- fleet ------------------------------------------------------------------------------------
@@ -56,7 +58,7 @@ class NodeOffline(_Data):
     message: str
 
 
-# --- RFID: fitting rooms and shelves (gateway.rfid_service) -----------------------------------
+# --- RFID: fitting rooms and shelves (gateway.ingest.rfid_service) -----------------------------------
 
 
 class TriedItem(BaseModel):
@@ -92,7 +94,7 @@ class Shelf(_Data):
     backroom: int | None = None
 
 
-# --- staff actions (gateway.routes_staff, routes_customers, fitting-room requests) ------------
+# --- staff actions (gateway.web.routes_staff, routes_customers, fitting-room requests) ------------
 
 
 class Task(_Data):
@@ -113,7 +115,7 @@ class Task(_Data):
 
 class RoomRequest(_Data):
     """`room_request`, `room_request_claimed`, `room_request_done`: a fitting room's "bring me this" or
-    "call staff" (gateway.room_requests), as the tablets' cards and the room's screen show it."""
+    "call staff" (gateway.storage.room_requests), as the tablets' cards and the room's screen show it."""
 
     id: int
     room: str
@@ -151,7 +153,7 @@ class Note(_Data):
     text: str
 
 
-# --- WhatsApp (cloud_sync through gateway.whatsapp_host) --------------------------------------
+# --- WhatsApp (cloud_sync through gateway.channels.whatsapp_host) --------------------------------------
 
 
 class OrderLine(BaseModel):

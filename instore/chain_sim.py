@@ -73,15 +73,15 @@ class SimStore:
     """One store: its gateway database and event log, and the gateway's publisher in its thread."""
 
     def __init__(self, sid: str, store: StoreFile, db_path: Path):
-        from gateway.db import open_db
         from gateway.events import EventLog
+        from gateway.storage.db import open_db
 
         self.sid, self.store, self.db_path = sid, store, db_path
         self.events = EventLog(open_db(db_path), threading.RLock())
         self.thread: Any = None
 
     def start(self) -> None:
-        from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread
+        from gateway.channels.chain_publish import ChainPublisher, Cursor, PublisherThread
 
         assert self.store.chain is not None
         cursor = Cursor(self.events.db, self.events.lock, stream_name(self.sid))
@@ -100,7 +100,7 @@ class SimStore:
             self.events.append(t, "note", f"{self.sid}-c{rng.randrange(50)}", {"text": "stays"})
 
     def truth(self) -> set[str]:
-        from gateway.chain_publish import Generation, chain_message
+        from gateway.channels.chain_publish import Generation, chain_message
 
         generation = Generation(self.events.db, self.events.lock).get()
         msgs = (chain_message(self.sid, ev, generation) for ev in self.events.after(0, 10**9))

@@ -311,8 +311,8 @@ class Run:
         return Proc(name, cmd, ctrl, self.workdir / f"{name}.log", self.env)
 
     def setup(self, air_port: int, world: Any) -> None:
-        from gateway.auth import create_staff
-        from gateway.db import open_db
+        from gateway.storage.auth import create_staff
+        from gateway.storage.db import open_db
         from sim.enrol import enrol_world
 
         store = self.workdir / "store.toml"

@@ -120,7 +120,7 @@ def gateway(
     Paths in the store file (the database) are relative to the store file."""
     from firmware_config.paths import store_relative
     from firmware_config.validate import ConfigError
-    from gateway.broker_login import broker_login
+    from gateway.ingest.broker_login import broker_login
     from gateway.service import run_gateway
 
     _logging()
@@ -166,7 +166,7 @@ def hq(
 
     from firmware_config.paths import store_relative
     from firmware_config.validate import ConfigError
-    from gateway.db import PURPOSES
+    from gateway.storage.db import PURPOSES
     from instore.hq import Hq, load_config
 
     _logging()
@@ -342,7 +342,7 @@ def decode_ble(
 @decode_app.command("epc")
 def decode_epc(hexdata: Annotated[str, typer.Argument(metavar="HEX", help="The tag's EPC in hex.")]) -> None:
     """Decode an EPC (SGTIN-96/198; other schemes reported by name with their raw hex)."""
-    from gateway.epc import EpcError, describe_epc
+    from gateway.engines.epc import EpcError, describe_epc
 
     try:
         out = describe_epc(hexdata)
@@ -518,8 +518,8 @@ def staff_add(
     """Add a staff account (the first manager is created this way); the database is the one the
     gateway uses: the store file's gateway.database, relative to the store file."""
     from firmware_config.paths import store_relative
-    from gateway.auth import create_staff
-    from gateway.db import open_db
+    from gateway.storage.auth import create_staff
+    from gateway.storage.db import open_db
 
     parsed = _store_or_fail(store)
     password = (
@@ -599,7 +599,7 @@ def fob_provision(
     """
     import asyncio
 
-    from gateway.fob_provision import FobError, provision
+    from gateway.channels.fob_provision import FobError, provision
     from instore.fob import Gateway
 
     try:

@@ -27,10 +27,10 @@ import paho.mqtt.client as mqtt
 
 from edge import protocol
 from firmware_config.store import StoreFile
-from gateway import products
-from gateway.auth import create_staff
-from gateway.db import open_db
-from gateway.footfall import FIGURES, visitors_in
+from gateway.engines.footfall import FIGURES, visitors_in
+from gateway.storage import products
+from gateway.storage.auth import create_staff
+from gateway.storage.db import open_db
 from instore.broker import Broker, free_port, start_broker, wait_port
 from sim.air import AirServer
 from sim.door_sensor import DoorFeed

@@ -1,4 +1,4 @@
-"""`instore fob provision`: register a loyalty key fob (gateway/fob_provision.py), then bind its
+"""`instore fob provision`: register a loyalty key fob (gateway/channels/fob_provision.py), then bind its
 identity key to the customer at the gateway over its API.
 
 The gateway is asked first whether the customer may be recognised, so a refusal touches no fob;
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from gateway.fob_provision import FobError, Provisioned
+from gateway.channels.fob_provision import FobError, Provisioned
 
 __all__ = ["FobError", "Gateway"]
 

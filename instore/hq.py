@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from firmware_config.nats import CUSTOMERS_BUCKET, HQ_USER, reply_prefix, stream_name, subject_prefix
 from firmware_config.store import Identifier
 from firmware_config.validate import ConfigError, key_lines, model_problems, syntax_problem
-from gateway.chain_publish import connected, sleep_unless
+from gateway.channels.chain_publish import connected, sleep_unless
 
 log = logging.getLogger("instore.hq")
 
@@ -54,9 +54,9 @@ CREATE TABLE IF NOT EXISTS chain_erasures (
   customer_id TEXT PRIMARY KEY, erased_at DOUBLE PRECISION NOT NULL, by_store TEXT NOT NULL
 );
 """
-# The per-customer counter each chain kind bumps (gateway.chain_publish.CHAIN_KINDS).
+# The per-customer counter each chain kind bumps (gateway.channels.chain_publish.CHAIN_KINDS).
 COUNTERS = {"entry": "entries", "visit": "visits", "fitting": "fittings", "follow_up": "follow_ups"}
-PROFILE = ("name", "language", "sizes", "brands", "colours", "updated_at")  # gateway.chain_customers.PROFILE
+PROFILE = ("name", "language", "sizes", "brands", "colours", "updated_at")  # gateway.channels.chain_customers.PROFILE
 OPERATOR = "hq"  # `by_store` of an erasure made at HQ (`instore hq --erase`)
 
 

@@ -16,7 +16,7 @@ from edge import protocol
 from edge.door.zones import CLEAN_CONFIDENCE
 from firmware_config.geometry import door_opening, segment_distance
 from firmware_config.store import NodeRole, StoreFile
-from gateway.footfall import FIGURES, visitors_in
+from gateway.engines.footfall import FIGURES, visitors_in
 from sim.scenario import DoorSensor
 from sim.score import percentile
 from sim.truth import DoorPass, DoorReport, Truth
@@ -183,7 +183,7 @@ class DoorFeed:
 def door_metrics(truth: Truth, counted_in: float) -> dict:
     """`door.footfall_error` = |estimated visitors in - true entries| / true entries, and its parts.
 
-    The estimate is `gateway.footfall.visitors_in` over the inward crossings that reached the
+    The estimate is `gateway.engines.footfall.visitors_in` over the inward crossings that reached the
     gateway, per door with its counter kind's figures; `door.counted_in` is the raw count."""
     entries = sum(p.direction == "in" for p in truth.door_passes)
     hours = truth.duration_s / 3600.0

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.ble.frames import EddystoneEID, IBeacon, encode_eddystone, encode_ibeacon
 from edge.iphone import MASK_LEN, OVERFLOW_TYPE
-from gateway.eid import compute_eid
+from gateway.engines.eid import compute_eid
 from sim.radio import (
     CARRY_POSITIONS,
     RadioParams,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from gateway.customers import Identity, add_customer, link_identity, record_consent
+from gateway.storage.customers import Identity, add_customer, link_identity, record_consent
 from sim.world import World
 
 WORDING = "Recognise me in store when I come in, so staff can help me (simulated enrolment)."

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.attribution import Message, Outcome, attribute
+from gateway.engines.attribution import Message, Outcome, attribute
 
 DAY = 86400.0
 TZ = ZoneInfo("Europe/Berlin")  # the boutique's time zone: the month crosses the change to summer time
@@ -122,8 +122,8 @@ def _rule_truth(truth: MonthTruth, window_s: float) -> tuple[int, int]:
 
 def score_month(m: Month, seed: int) -> dict:
     """The month through the gateway's attribution, against both truths (JSON-ready)."""
-    from gateway import kpi_whatsapp
-    from gateway.db import open_db
+    from gateway.storage import kpi_whatsapp
+    from gateway.storage.db import open_db
 
     truth = simulate(m, seed)
     window_s = m.window_days * DAY

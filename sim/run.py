@@ -24,10 +24,10 @@ from edge.beacon_filter import ForwardPolicy, classify
 from edge.protocol import VERSION, RfidObservation, RfidWindow
 from edge.window import BleWindowAggregator
 from firmware_config.store import StoreFile
-from gateway.core import GatewayCore
-from gateway.db import open_db
-from gateway.eid import compute_eid
-from gateway.fitting_rooms import FITTING_ROOM, RoomEvent, fitting_reports
+from gateway.engines.eid import compute_eid
+from gateway.engines.fitting_rooms import FITTING_ROOM, RoomEvent, fitting_reports
+from gateway.ingest.core import GatewayCore
+from gateway.storage.db import open_db
 from sim.door_sensor import DoorFeed
 from sim.emitter import ADDRESS_ROTATION_S, IPHONE_APP, Emitter, Reception
 from sim.enrol import enrol_world

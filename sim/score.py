@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.fitting_rooms import FittingReport  # the gateway reports, the scorer reads
+from gateway.engines.fitting_rooms import FittingReport  # the gateway reports, the scorer reads
 from sim.truth import AgentTruth, RoomItem, Truth
 
 ENTRY_EARLY_S = 30.0  # an entrance node may hear a customer strongly just before the door

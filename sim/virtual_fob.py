@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from edge.ble.frames import EDDYSTONE_SERVICE_UUID, EddystoneEID, encode_eddystone
-from gateway import eddystone_config as ec
-from gateway.eid import compute_eid
+from gateway.channels import eddystone_config as ec
+from gateway.engines.eid import compute_eid
 from sim.bluez_standin import AttError, LinkLost, Peripheral
 
 FOB_TX_POWERS = (-20, -8, -4, 0, 4)  # dBm the fob's radio supports (a typical nRF52 beacon's steps)

@@ -18,7 +18,7 @@ import numpy as np
 
 from firmware_config.geometry import point_in_polygon, polygon_centroid
 from firmware_config.store import NodeRole, StoreFile, ZoneKind
-from gateway.epc import sgtin96_from_gtin
+from gateway.engines.epc import sgtin96_from_gtin
 from sim.lanes import Lanes, project
 from sim.parties import LAG_S, ROOM_BUFFER_S, ROOM_MAX_WAIT_S, RoomBook, follow, party_sizes, wait_spots
 from sim.paths import FloorPlan, Gate, Walk
@@ -214,7 +214,7 @@ _CATALOGUE_COLUMNS = ("gtin", "name", "brand", "colour", "size", "price_eur", "c
 
 def load_catalogue(path: str | Path = CATALOGUE) -> list[Product]:
     """Read a product catalogue CSV; errors name the file, the row and the column."""
-    from gateway.epc import gs1_check_digit
+    from gateway.engines.epc import gs1_check_digit
 
     path = Path(path)
     out = []

@@ -10,8 +10,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from gateway.app import create_app
-from gateway.routes_whatsapp import mount_whatsapp
+from gateway.web.app import create_app
+from gateway.web.routes_whatsapp import mount_whatsapp
 from tests.conftest import ServerThread
 from tests.test_wa_inbox import make_service
 

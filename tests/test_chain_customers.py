@@ -23,14 +23,14 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from firmware_config.nats import HQ_USER, stream_name
-from gateway.chain_customers import CustomerSync, StoreSide, snapshot
-from gateway.chain_publish import ChainPublisher, Cursor, PublisherThread
-from gateway.consent import customer_needles, erase_customer, find_traces, set_consent
-from gateway.core import GatewayCore
-from gateway.customers import Identity, add_customer, has_consent, link_identity, record_consent
-from gateway.db import open_db
-from gateway.eid import compute_eid
-from gateway.routes_common import Clienteling
+from gateway.channels.chain_customers import CustomerSync, StoreSide, snapshot
+from gateway.channels.chain_publish import ChainPublisher, Cursor, PublisherThread
+from gateway.engines.eid import compute_eid
+from gateway.ingest.core import GatewayCore
+from gateway.storage.consent import customer_needles, erase_customer, find_traces, set_consent
+from gateway.storage.customers import Identity, add_customer, has_consent, link_identity, record_consent
+from gateway.storage.db import open_db
+from gateway.web.routes_common import Clienteling
 from instore.cli import app
 from instore.hq import Hq, HqConfig
 from tests.chain_env import Chain, running_chain

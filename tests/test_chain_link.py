@@ -18,10 +18,10 @@ import psycopg
 import pytest
 
 from firmware_config.nats import HQ_USER, reply_prefix, store_user
-from gateway.chain_publish import ChainPublisher, Cursor, Generation, PublisherThread
-from gateway.db import open_db
+from gateway.channels.chain_publish import ChainPublisher, Cursor, Generation, PublisherThread
 from gateway.events import EventLog
 from gateway.service import build_gateway
+from gateway.storage.db import open_db
 from instore.hq import Hq, HqConfig
 from tests.chain_env import Chain, running_chain
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from firmware_config.store import Chain
-from gateway.chain_customers import (
+from gateway.channels.chain_customers import (
     CHAIN_METHOD,
     CustomerSync,
     StoreSide,
@@ -18,11 +18,11 @@ from gateway.chain_customers import (
     changed_customers,
     snapshot,
 )
-from gateway.chain_publish import Generation, chain_message, published_id
-from gateway.consent import ConsentHooks, erase_customer
-from gateway.customers import Identity, add_customer, link_identity, record_consent
-from gateway.db import open_db
+from gateway.channels.chain_publish import Generation, chain_message, published_id
 from gateway.events import StaffEvent
+from gateway.storage.consent import ConsentHooks, erase_customer
+from gateway.storage.customers import Identity, add_customer, link_identity, record_consent
+from gateway.storage.db import open_db
 from instore.hq import bucket_value, classify, erasure, merge_profile
 
 

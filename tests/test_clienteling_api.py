@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.customers import normalise_whatsapp, recognisable_identities
-from gateway.db import open_db
-from gateway.epc import encode_sgtin96
-from gateway.pos import gtin_of_epc, valid_gtin
-from gateway.presence import PresenceEvent
+from gateway.engines.epc import encode_sgtin96
+from gateway.engines.presence import PresenceEvent
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.customers import normalise_whatsapp, recognisable_identities
+from gateway.storage.db import open_db
+from gateway.storage.pos import gtin_of_epc, valid_gtin
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE
 
 STORE = load_store(BOUTIQUE)

@@ -11,11 +11,11 @@ import pytest
 from fastapi.routing import APIRoute
 
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.db import open_db
-from gateway.routes_common import require_manager
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
+from gateway.web.routes_common import require_manager
 from tests.conftest import BOUTIQUE
 
 # Open on purpose: health and metrics (no customer data), the public enrolment page and its API,

@@ -8,13 +8,13 @@ import time
 import pytest
 
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.customers import Identity, add_customer, link_identity, record_consent
-from gateway.db import open_db
-from gateway.kpi import record_footfall
-from gateway.orders import create_order
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.customers import Identity, add_customer, link_identity, record_consent
+from gateway.storage.db import open_db
+from gateway.storage.kpi import record_footfall
+from gateway.storage.orders import create_order
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE
 from tests.test_clienteling_consent import IBEACON, Clock, Feeder
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from edge import protocol
 from firmware_config.store import load_store
-from gateway.consent import (
+from gateway.ingest.core import GatewayCore
+from gateway.storage.consent import (
     ConsentHooks,
     customer_needles,
     erase_customer,
@@ -22,8 +23,7 @@ from gateway.consent import (
     sync_visits,
     tables_with_customer_id,
 )
-from gateway.core import GatewayCore
-from gateway.customers import (
+from gateway.storage.customers import (
     Identity,
     add_customer,
     has_consent,
@@ -31,10 +31,10 @@ from gateway.customers import (
     recognisable_identities,
     record_consent,
 )
-from gateway.db import open_db
-from gateway.kpi import record_footfall
-from gateway.pos import record_sale
-from gateway.staff import add_note, add_task
+from gateway.storage.db import open_db
+from gateway.storage.kpi import record_footfall
+from gateway.storage.pos import record_sale
+from gateway.storage.staff import add_note, add_task
 from tests.conftest import BOUTIQUE
 
 STORE = load_store(BOUTIQUE)

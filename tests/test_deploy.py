@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_config.paths import store_relative
 from firmware_config.store import load_store
-from gateway.broker_login import broker_login
+from gateway.ingest.broker_login import broker_login
 from sim.air import AirServer
 from sim.emitter import Emitter
 from sim.scenario import Population, Scenario, ScenarioInfo

@@ -6,8 +6,8 @@ from edge import protocol
 from edge.config import BrokerSection
 from edge.mqtt_link import NodeLink
 from firmware_config.store import load_store
-from gateway.core import GatewayCore
-from gateway.db import open_db
+from gateway.ingest.core import GatewayCore
+from gateway.storage.db import open_db
 from tests.conftest import BOUTIQUE
 
 STORE = load_store(BOUTIQUE)

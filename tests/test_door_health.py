@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from edge import protocol
 from firmware_config.store import load_store
-from gateway.core import GatewayCore
-from gateway.db import open_db
-from gateway.door_health import DOOR_OFFLINE_AFTER_S
+from gateway.ingest.core import GatewayCore
+from gateway.ingest.door_health import DOOR_OFFLINE_AFTER_S
+from gateway.storage.db import open_db
 from tests.conftest import BOUTIQUE
 
 STORE = load_store(BOUTIQUE)
@@ -66,7 +66,7 @@ def test_nodes_without_a_door_sensor_are_not_listed() -> None:
 def test_the_fleet_api_lists_door_sensors() -> None:
     import asyncio
 
-    from gateway.fleet import fleet_router
+    from gateway.ingest.fleet import fleet_router
 
     now = [1000.0]
     core = GatewayCore(STORE, open_db(":memory:"), clock=lambda: now[0])

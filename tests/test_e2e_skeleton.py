@@ -17,9 +17,9 @@ import pytest
 from edge.config import BleSection, BrokerSection, NodeFile, NodeSection
 from edge.node import BleNode
 from firmware_config.store import load_store
-from gateway.auth import create_staff
-from gateway.db import open_db
 from gateway.service import build_gateway
+from gateway.storage.auth import create_staff
+from gateway.storage.db import open_db
 from sim.air import AirServer
 from sim.emitter import Emitter
 from sim.enrol import enrol_world

@@ -1,4 +1,4 @@
-"""gateway.eid: the published EID test vectors (docs/ble.md), and resolution across rotations, skew and removal."""
+"""gateway.engines.eid: the published EID test vectors (docs/ble.md); resolution across rotations, skew, removal."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import eid as eid_module
-from gateway.eid import STAGGER_PERIODS, EidResolver, compute_eid
+from gateway.engines import eid as eid_module
+from gateway.engines.eid import STAGGER_PERIODS, EidResolver, compute_eid
 
 IK = bytes.fromhex("0102030405060708090A111213141516")
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z

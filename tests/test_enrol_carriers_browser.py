@@ -9,9 +9,9 @@ import time
 import pytest
 
 from firmware_config.store import load_store
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.db import open_db
+from gateway.ingest.core import GatewayCore
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.epc import (
+from gateway.engines.epc import (
     MAX_SERIAL_96,
     SGTIN_PARTITIONS,
     EpcError,

@@ -10,11 +10,11 @@ import pytest
 
 from firmware_config.store import load_store
 from gateway import staff_events
-from gateway.core import GatewayCore
-from gateway.db import open_db
+from gateway.engines.presence import PresenceEvent
 from gateway.events import EventLog, StaffBus, StaffEvent
+from gateway.ingest.core import GatewayCore
 from gateway.metrics import GatewayMetrics
-from gateway.presence import PresenceEvent
+from gateway.storage.db import open_db
 from tests.conftest import BOUTIQUE
 
 

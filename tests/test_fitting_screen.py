@@ -13,14 +13,14 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from firmware_config.store import load_store
-from gateway import auth
-from gateway import products as cat
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.db import open_db
 from gateway.i18n import COOKIE as LANG_COOKIE
-from gateway.screens import COOKIE as SCREEN_COOKIE
-from gateway.screens import create_screen
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage import products as cat
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
+from gateway.web.screens import COOKIE as SCREEN_COOKIE
+from gateway.web.screens import create_screen
 from tests.conftest import BOUTIQUE
 from tests.test_rfid_screen import CSV, SHIRT, TEE_M, Clock, Feed, _sign_in
 

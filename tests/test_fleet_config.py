@@ -39,12 +39,12 @@ from edge.node import BleNode, read_cpu_temp
 from edge.rfid import codec
 from firmware_config.node_config import NodeRuntimeConfig, node_configs
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.app import create_app
-from gateway.config_push import ConfigPusher, config_message, load_versions
-from gateway.core import GatewayCore
-from gateway.db import open_db
-from gateway.mqtt_ingest import MqttIngest
+from gateway.ingest.config_push import ConfigPusher, config_message, load_versions
+from gateway.ingest.core import GatewayCore
+from gateway.ingest.mqtt_ingest import MqttIngest
+from gateway.storage import auth
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE
 from tests.test_fleet_outage import wait_until
 

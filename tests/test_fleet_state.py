@@ -13,12 +13,12 @@ from edge.config import BrokerSection
 from edge.mqtt_link import NodeLink
 from edge.window import BleWindowAggregator
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.db import open_db
-from gateway.fleet import SeqWindow, fleet_view, summary
-from gateway.mqtt_ingest import MqttIngest
+from gateway.ingest.core import GatewayCore
+from gateway.ingest.fleet import SeqWindow, fleet_view, summary
+from gateway.ingest.mqtt_ingest import MqttIngest
+from gateway.storage import auth
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE
 from tests.test_fleet_outage import wait_until
 

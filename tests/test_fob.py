@@ -17,14 +17,14 @@ from typer.testing import CliRunner
 
 from edge.ble.frames import EDDYSTONE_SERVICE_UUID, EddystoneEID, parse_eddystone
 from firmware_config.store import load_store
-from gateway import auth
-from gateway import eddystone_config as ec
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.customers import add_customer, record_consent
-from gateway.db import open_db
-from gateway.eid import compute_eid
-from gateway.fob_provision import FobError, Provisioned, provision
+from gateway.channels import eddystone_config as ec
+from gateway.channels.fob_provision import FobError, Provisioned, provision
+from gateway.engines.eid import compute_eid
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.customers import add_customer, record_consent
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 from instore.cli import app as cli_app
 from instore.fob import Gateway
 from sim.bluez_standin import Peripheral, PrivateBus, StandInBlueZ

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.footfall import FIGURES, visitors_in, visitors_per_hour
+from gateway.engines.footfall import FIGURES, visitors_in, visitors_per_hour
 from sim.door_sensor import SensedDoor, simulate
 from sim.scenario import DoorSensor
 

@@ -3,7 +3,7 @@ announce them a second time; someone who left, or came back later, is announced 
 
 from __future__ import annotations
 
-from gateway.core import GatewayCore
+from gateway.ingest.core import GatewayCore
 from tests.test_clienteling_consent import IBEACON, STORE, _setup
 from tests.test_time_trust import WireFeeder
 

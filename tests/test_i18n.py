@@ -9,11 +9,12 @@ import httpx
 import pytest
 
 from firmware_config.store import load_store
-from gateway import auth, i18n
-from gateway import consent as consent_mod
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.db import open_db
+from gateway import i18n
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage import consent as consent_mod
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE
 from tests.test_i18n_catalogue import IDENTICAL
 

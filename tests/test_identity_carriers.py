@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from firmware_config.store import load_store
-from gateway.core import GatewayCore
-from gateway.customers import Identity, add_customer, link_identity, recognisable_identities, record_consent
-from gateway.db import open_db
-from gateway.presence import PresenceEngine, PresenceModel
+from gateway.engines.presence import PresenceEngine, PresenceModel
+from gateway.ingest.core import GatewayCore
+from gateway.storage.customers import Identity, add_customer, link_identity, recognisable_identities, record_consent
+from gateway.storage.db import open_db
 from sim.enrol import enrol_world
 from sim.scenario import load_scenario
 from sim.world import build_world

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.customers import Identity
-from gateway.eid import compute_eid
-from gateway.identities import IdentityResolver
+from gateway.engines.eid import compute_eid
+from gateway.ingest.identities import IdentityResolver
+from gateway.storage.customers import Identity
 
 K = 4  # EIDs rotate every 16 s: a few seconds' steps cross boundaries
 EPOCH = 1_700_000_000

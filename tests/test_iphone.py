@@ -202,11 +202,11 @@ def test_an_erased_customers_phone_and_fob_are_never_recognised_again(tmp_path) 
     """The EID a node reads from the iPhone app (or hears from the Android app) and the fob's EID
     resolve through the same resolver: both go with the customer, also across a restart."""
     from firmware_config.store import load_store
-    from gateway.consent import ConsentHooks, erase_customer
-    from gateway.core import GatewayCore
-    from gateway.customers import Identity, add_customer, link_identity, record_consent
-    from gateway.db import open_db
-    from gateway.eid import compute_eid
+    from gateway.engines.eid import compute_eid
+    from gateway.ingest.core import GatewayCore
+    from gateway.storage.consent import ConsentHooks, erase_customer
+    from gateway.storage.customers import Identity, add_customer, link_identity, record_consent
+    from gateway.storage.db import open_db
     from tests.conftest import BOUTIQUE
 
     now, epoch = 1_800_000_000, 1_799_000_000

@@ -9,11 +9,20 @@ import pytest
 
 from cloud_sync import migrations
 from firmware_config.store import OpeningHours
-from gateway.attribution import IN_VISIT_S, Credit, Message, Outcome, add_online_orders, attribute, in_visits, replies
-from gateway.conversations import InboxRow, conversations, per_staff, percentile, summary
-from gateway.db import open_db
-from gateway.kpi_whatsapp import figures
-from gateway.opening_hours import open_hour_starts, open_seconds
+from gateway.engines.attribution import (
+    IN_VISIT_S,
+    Credit,
+    Message,
+    Outcome,
+    add_online_orders,
+    attribute,
+    in_visits,
+    replies,
+)
+from gateway.engines.conversations import InboxRow, conversations, per_staff, percentile, summary
+from gateway.engines.opening_hours import open_hour_starts, open_seconds
+from gateway.storage.db import open_db
+from gateway.storage.kpi_whatsapp import figures
 from tests.conftest import BOUTIQUE
 
 DAY = 86400.0
@@ -154,7 +163,7 @@ def test_opening_hours_errors_name_file_line_and_key() -> None:
 def test_svg_bars_scale_to_whole_number_ticks_and_escape_labels() -> None:
     import re
 
-    from gateway.svg_chart import bar_chart
+    from gateway.engines.svg_chart import bar_chart
 
     svg = bar_chart("Visits <today>", ["10", "11", "a&b"], {"in": [0, 5, 10], "out": [1, 2, 3]}, ["#000", "#111"])
     heights = [float(h) for h in re.findall(r'height="([\d.]+)" fill="#\d+"><title>', svg)]

@@ -10,11 +10,11 @@ import pytest
 
 from cloud_sync import inbox, migrations
 from edge import protocol
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.customers import add_customer
-from gateway.db import open_db
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.customers import add_customer
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 from tests.test_kpi_dashboard import DAY, MON_10, STORE, Clock, H
 
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 from cloud_sync import daily_summary
 from cloud_sync.config import parse_config
 from cloud_sync.service import WhatsAppService
-from gateway.app import create_app
-from gateway.customers import add_customer
-from gateway.routes_whatsapp import mount_whatsapp
-from gateway.whatsapp_host import whatsapp_service
+from gateway.channels.whatsapp_host import whatsapp_service
+from gateway.storage.customers import add_customer
+from gateway.web.app import create_app
+from gateway.web.routes_whatsapp import mount_whatsapp
 from tests.test_wa_inbox import ALICE, ENV, T0, config_text, make_service
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -16,13 +16,13 @@ from cloud_sync import inbox, migrations
 from cloud_sync.config import parse_config
 from edge import protocol
 from firmware_config.store import OpeningHours, load_store
-from gateway import auth, kpi_period, links
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.customers import add_customer
-from gateway.db import open_db
-from gateway.footfall import FIGURES, visitors_in
-from gateway.kpi import record_footfall
+from gateway.engines.footfall import FIGURES, visitors_in
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth, kpi_period, links
+from gateway.storage.customers import add_customer
+from gateway.storage.db import open_db
+from gateway.storage.kpi import record_footfall
+from gateway.web.app import create_app
 from sim.door_sensor import SensedDoor, simulate
 from sim.scenario import DoorSensor
 from tests.conftest import BOUTIQUE

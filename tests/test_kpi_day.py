@@ -1,12 +1,12 @@
-"""The day's figures (gateway.kpi.day_kpis) from hand-built rows: hours, dwell, alerts, sales, per staff."""
+"""The day's figures (gateway.storage.kpi.day_kpis) from hand-built rows: hours, dwell, alerts, sales, per staff."""
 
 from __future__ import annotations
 
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from gateway import auth, kpi
-from gateway.db import open_db
+from gateway.storage import auth, kpi
+from gateway.storage.db import open_db
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MON_10 = 1_772_442_000.0  # Monday 2 March 2026, 10:00 in Berlin

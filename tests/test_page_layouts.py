@@ -11,10 +11,10 @@ from pathlib import Path
 import axe_playwright_python
 import pytest
 
-from gateway.app import create_app
-from gateway.pos import record_sale
-from gateway.presence import PresenceEvent
-from gateway.routes_whatsapp import mount_whatsapp
+from gateway.engines.presence import PresenceEvent
+from gateway.storage.pos import record_sale
+from gateway.web.app import create_app
+from gateway.web.routes_whatsapp import mount_whatsapp
 from tests.test_wa_inbox import make_service
 
 pytestmark = pytest.mark.slow

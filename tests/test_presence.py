@@ -10,7 +10,7 @@ import pytest
 
 from firmware_config.geometry import segments_cross
 from firmware_config.store import load_store
-from gateway.presence import AWAY, WALK_IN, PresenceEngine, PresenceModel, PresenceParams, _body_loss
+from gateway.engines.presence import AWAY, WALK_IN, PresenceEngine, PresenceModel, PresenceParams, _body_loss
 from tests.conftest import BOUTIQUE
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from firmware_config.store import load_store
-from gateway.presence import PresenceEngine, PresenceModel
+from gateway.engines.presence import PresenceEngine, PresenceModel
 from tests.conftest import BOUTIQUE
 from tests.test_presence import _path
 
@@ -136,7 +136,7 @@ def test_stale_and_unknown_crossings_weigh_nothing(model: PresenceModel) -> None
 
 def test_the_crossing_weight_falls_as_the_door_gets_busier(model: PresenceModel) -> None:
     eng = PresenceEngine(model)
-    from gateway.door_fusion import Crossing
+    from gateway.engines.door_fusion import Crossing
 
     quiet = eng.doors.ratio(Crossing("front", 0.0, "in"))
     for k in range(200):  # 200 crossings in ten minutes

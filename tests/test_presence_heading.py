@@ -12,7 +12,7 @@ import pytest
 
 from firmware_config.geometry import crossings
 from firmware_config.store import load_store
-from gateway.presence import PresenceEngine, PresenceModel, PresenceParams
+from gateway.engines.presence import PresenceEngine, PresenceModel, PresenceParams
 from tests.conftest import BOUTIQUE
 
 STORE = load_store(BOUTIQUE)

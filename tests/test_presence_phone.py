@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from firmware_config.store import load_store
-from gateway.consent import ConsentHooks, erase_customer, set_consent
-from gateway.presence import LearnedPhone, PresenceEngine, PresenceModel
+from gateway.engines.presence import LearnedPhone, PresenceEngine, PresenceModel
+from gateway.storage.consent import ConsentHooks, erase_customer, set_consent
 from tests.conftest import BOUTIQUE
 from tests.test_presence import _path
 from tests.test_presence_restart import _enrol, _feed, _gateway

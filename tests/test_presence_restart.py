@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from firmware_config.store import load_store
-from gateway import staff
-from gateway.auth import create_staff
-from gateway.consent import ConsentHooks, erase_customer, set_consent
-from gateway.core import GatewayCore
-from gateway.customers import Identity, add_customer, link_identity, record_consent
-from gateway.db import open_db
+from gateway.ingest.core import GatewayCore
+from gateway.storage import staff
+from gateway.storage.auth import create_staff
+from gateway.storage.consent import ConsentHooks, erase_customer, set_consent
+from gateway.storage.customers import Identity, add_customer, link_identity, record_consent
+from gateway.storage.db import open_db
 from tests.conftest import BOUTIQUE
 from tests.test_presence import _path
 

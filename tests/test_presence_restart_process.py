@@ -18,10 +18,10 @@ import pytest
 
 from edge import protocol
 from firmware_config.store import load_store
-from gateway.auth import create_staff
-from gateway.customers import Identity, add_customer, link_identity, record_consent
-from gateway.db import open_db
-from gateway.presence import PresenceModel
+from gateway.engines.presence import PresenceModel
+from gateway.storage.auth import create_staff
+from gateway.storage.customers import Identity, add_customer, link_identity, record_consent
+from gateway.storage.db import open_db
 from instore.broker import free_port
 from tests.conftest import BOUTIQUE, ROOT
 from tests.test_presence import _path

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.guards import BODY_LIMITS, DEFAULT_BODY_LIMIT, body_limit
+from gateway.web.guards import BODY_LIMITS, DEFAULT_BODY_LIMIT, body_limit
 from tests.test_clienteling_api import gw  # noqa: F401  (the fixture)
 
 
@@ -25,7 +25,7 @@ def test_ids_beyond_64_bits_are_422(gw, path: str) -> None:  # noqa: ANN001, F81
 
 
 def test_a_stream_resumed_from_a_huge_last_event_id_starts_now(gw) -> None:  # noqa: ANN001, F811
-    from gateway.sse import resume_point
+    from gateway.web.sse import resume_point
 
     _, core, _ = gw
     assert resume_point(core.events, str(2**64), None) == core.events.last_id()

@@ -18,7 +18,7 @@ import pytest
 from edge.rfid import codec
 from edge.rfid.codec import Frame, StreamDecoder, TagNotice
 from edge.rfid.driver import ReaderDriver
-from gateway.epc import sgtin96_from_gtin
+from gateway.engines.epc import sgtin96_from_gtin
 from sim.rfid_reader import ReaderCore, VirtualReaderPty
 
 SPEC_EPC = bytes.fromhex("30751FEB705C5904E3D50D70")

@@ -12,11 +12,11 @@ from jsonschema import Draft7Validator, FormatChecker
 
 from edge import protocol
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.db import open_db
-from gateway.epcis import LogRow, epc_uri, epcis_document, tz_offset
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.db import open_db
+from gateway.storage.epcis import LogRow, epc_uri, epcis_document, tz_offset
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE, ROOT
 
 EPCIS_ASSETS = ROOT / "tests" / "assets" / "epcis"  # GS1's schema and example event (source: tests/assets/README.md)

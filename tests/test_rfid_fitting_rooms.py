@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import gateway.fitting_rooms as fr
-from gateway.fitting_rooms import (
+import gateway.engines.fitting_rooms as fr
+from gateway.engines.fitting_rooms import (
     FittingRoomEngine,
     Layout,
     Obs,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import products as cat
-from gateway.db import open_db
+from gateway.storage import products as cat
+from gateway.storage.db import open_db
 from tests.conftest import ROOT
 
 HEADER = "gtin,model,name,brand,colour,size,price_eur,category,backroom\n"

@@ -11,14 +11,14 @@ import pytest
 
 from edge import protocol
 from firmware_config.store import load_store
-from gateway import auth
-from gateway import products as cat
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.customers import add_customer, record_consent
-from gateway.db import open_db
-from gateway.epc import sgtin96_from_gtin
-from gateway.presence import PresenceEvent
+from gateway.engines.epc import sgtin96_from_gtin
+from gateway.engines.presence import PresenceEvent
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage import products as cat
+from gateway.storage.customers import add_customer, record_consent
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE
 
 pytestmark = pytest.mark.slow

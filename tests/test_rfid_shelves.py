@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.fitting_rooms import FittingRoomEngine, Layout, Obs, Place, RoomEvent
-from gateway.shelves import ShelfTracker, gtin_of_epc
+from gateway.engines.fitting_rooms import FittingRoomEngine, Layout, Obs, Place, RoomEvent
+from gateway.engines.shelves import ShelfTracker, gtin_of_epc
 
 # two pieces of one GTIN (serials 1 and 2) and one of another
 E1, E2 = "3034f7e0c80008c000000001", "3034f7e0c80008c000000002"

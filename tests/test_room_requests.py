@@ -10,12 +10,12 @@ import httpx
 import pytest
 
 from firmware_config.store import load_store
-from gateway import auth, kpi
-from gateway import products as cat
-from gateway import room_requests as rr
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.db import open_db
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth, kpi
+from gateway.storage import products as cat
+from gateway.storage import room_requests as rr
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE
 from tests.test_rfid_screen import CSV, Clock
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gateway import auth
+from gateway.storage import auth
 from tests.test_clienteling_api import gw  # noqa: F401  (the fixture)
 
 

@@ -126,7 +126,7 @@ def test_items_are_picked_carried_tried_bought_or_put_back(store) -> None:  # no
         population=Population(visitors=120, passers_by=0, staff=0, fitting_room_probability=0.8),
     )
     w = build_world(sc, store)
-    from gateway.epc import decode_sgtin96
+    from gateway.engines.epc import decode_sgtin96
 
     states = {m.state for i in w.items for m in i.moves}
     assert {ItemState.SHELF, ItemState.CARRIED, ItemState.ROOM, ItemState.GONE} <= states

@@ -7,11 +7,11 @@ import time
 import httpx
 
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.db import open_db
-from gateway.presence import PresenceEvent
+from gateway.engines.presence import PresenceEvent
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE
 
 
@@ -44,9 +44,9 @@ def test_stream_replays_only_events_after_last_event_id(serve, tmp_path) -> None
 
 def test_stream_ends_when_the_session_is_signed_out(serve, tmp_path, monkeypatch) -> None:  # noqa: ANN001
     """A tablet left open must not keep showing customers once its staff member signed out."""
-    import gateway.sse
+    import gateway.web.sse
 
-    monkeypatch.setattr(gateway.sse, "RECHECK_S", 0.2)
+    monkeypatch.setattr(gateway.web.sse, "RECHECK_S", 0.2)
     core = GatewayCore(load_store(BOUTIQUE), open_db(tmp_path / "gw.db"), clock=time.time)
     auth.create_staff(core.db, "ana", "associate-pass", "associate")
     server = serve(create_app(core))

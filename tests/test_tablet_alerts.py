@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from firmware_config.store import load_store
-from gateway import auth, i18n, staff
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.customers import add_customer, record_consent
-from gateway.db import open_db
-from gateway.pos import record_sale
-from gateway.presence import PresenceEvent
+from gateway import i18n
+from gateway.engines.presence import PresenceEvent
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth, staff
+from gateway.storage.customers import add_customer, record_consent
+from gateway.storage.db import open_db
+from gateway.storage.pos import record_sale
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE, CHROMIUM
 
 pytestmark = pytest.mark.slow

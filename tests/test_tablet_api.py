@@ -10,13 +10,13 @@ import httpx
 import pytest
 
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.clientbook import task_board
-from gateway.core import GatewayCore
-from gateway.customers import add_customer, record_consent
-from gateway.db import open_db
-from gateway.pos import record_sale
-from gateway.presence import PresenceEvent
+from gateway.engines.presence import PresenceEvent
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.clientbook import task_board
+from gateway.storage.customers import add_customer, record_consent
+from gateway.storage.db import open_db
+from gateway.storage.pos import record_sale
 from tests.conftest import BOUTIQUE
 
 STORE = load_store(BOUTIQUE)
@@ -34,7 +34,7 @@ def test_the_board_sorts_by_due_time_and_keeps_undated_tasks_for_today() -> None
 
 @pytest.fixture
 def gw(serve):  # noqa: ANN001, ANN201
-    from gateway.app import create_app
+    from gateway.web.app import create_app
 
     clock = [NOON]
     core = GatewayCore(STORE, open_db(":memory:"), clock=lambda: clock[0])

@@ -8,12 +8,12 @@ import time
 import pytest
 
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.customers import add_customer
-from gateway.db import open_db
-from gateway.presence import PresenceEvent
+from gateway.engines.presence import PresenceEvent
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.customers import add_customer
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
 from tests.conftest import BOUTIQUE
 
 pytestmark = pytest.mark.slow

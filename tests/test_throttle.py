@@ -5,11 +5,11 @@ from __future__ import annotations
 import httpx
 
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.db import open_db
-from gateway.throttle import Throttle
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
+from gateway.web.throttle import Throttle
 from tests.conftest import BOUTIQUE
 
 

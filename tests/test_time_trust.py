@@ -8,10 +8,10 @@ import time
 import httpx
 
 from edge import protocol
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.timecheck import MAX_AHEAD_S, MAX_BEHIND_S, OffsetEstimate, check_window_time
+from gateway.engines.timecheck import MAX_AHEAD_S, MAX_BEHIND_S, OffsetEstimate, check_window_time
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.web.app import create_app
 from tests.test_clienteling_consent import IBEACON, ON_FLOOR, _setup
 
 DAY = 86400.0

@@ -16,8 +16,8 @@ import pytest
 from cryptography import x509
 
 from firmware_config import tls
-from gateway import auth
-from gateway.db import open_db
+from gateway.storage import auth
+from gateway.storage.db import open_db
 from tests.conftest import BOUTIQUE, ROOT
 from tests.test_config_mosquitto import _free_port
 

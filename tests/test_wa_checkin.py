@@ -12,11 +12,11 @@ import pytest
 
 from cloud_sync.config import ConfigError, parse_config
 from firmware_config.store import ZoneKind, load_store
-from gateway import checkin
-from gateway.app import create_app
-from gateway.consent import sync_visits
-from gateway.routes_whatsapp import mount_whatsapp
-from gateway.whatsapp_host import whatsapp_service
+from gateway.channels import checkin
+from gateway.channels.whatsapp_host import whatsapp_service
+from gateway.storage.consent import sync_visits
+from gateway.web.app import create_app
+from gateway.web.routes_whatsapp import mount_whatsapp
 from tests.conftest import BOUTIQUE
 from tests.test_wa_inbox import ALICE, BOB, ENV, config_text, inbound_payload, make_service, post_signed
 
@@ -75,7 +75,7 @@ def stack(tmp_path: Path, serve):  # noqa: ANN001, ANN201
     mount_whatsapp(app, svc)
     server = serve(app)
     client = httpx.Client(base_url=server.url, timeout=10)
-    yield app.state.checkin, core, clock, client  # the check-in shell (gateway.checkin)
+    yield app.state.checkin, core, clock, client  # the check-in shell (gateway.channels.checkin)
     client.close()
     svc.close()
 

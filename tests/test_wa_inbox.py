@@ -14,13 +14,13 @@ from cloud_sync import messages, outbox, signature
 from cloud_sync.config import ConfigError, parse_config
 from cloud_sync.service import WhatsAppService
 from firmware_config.store import load_store
-from gateway import auth
-from gateway.app import create_app
-from gateway.core import GatewayCore
-from gateway.customers import add_customer, record_consent
-from gateway.db import open_db
-from gateway.routes_whatsapp import mount_whatsapp
-from gateway.whatsapp_host import whatsapp_service
+from gateway.channels.whatsapp_host import whatsapp_service
+from gateway.ingest.core import GatewayCore
+from gateway.storage import auth
+from gateway.storage.customers import add_customer, record_consent
+from gateway.storage.db import open_db
+from gateway.web.app import create_app
+from gateway.web.routes_whatsapp import mount_whatsapp
 from sim.emulator_outbox import emulator_lookup
 from tests.conftest import BOUTIQUE
 from tests.test_clienteling_consent import Clock

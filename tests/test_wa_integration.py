@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from cloud_sync import messages, outbox
-from gateway.app import create_app
-from gateway.customers import has_consent
-from gateway.routes_whatsapp import mount_whatsapp
+from gateway.storage.customers import has_consent
+from gateway.web.app import create_app
+from gateway.web.routes_whatsapp import mount_whatsapp
 from sim.whatsapp_emulator import EmulatorConfig, run_emulator
 from tests.test_wa_inbox import ALICE, SECRET, make_service
 
