@@ -2,6 +2,7 @@
 
     python docs/depgraph.py                   # package level, as Mermaid
     python docs/depgraph.py gateway           # the modules of one package
+    python docs/depgraph.py gateway --layers  # its sub-packages (and top-level modules)
     python docs/depgraph.py --root DIR ...    # another checkout (e.g. an older commit's tree)
 
 Used for docs/architecture.md and by tests/test_import_layers.py. Every import counts: at
@@ -118,6 +119,7 @@ def mermaid(edges: set[tuple[str, str]], title: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("package", nargs="?", help="one package's modules (default: package level)")
+    ap.add_argument("--layers", action="store_true", help="with a package: its sub-packages, not its modules")
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     args = ap.parse_args()
     found = imports(args.root, PRODUCTION)
@@ -129,7 +131,11 @@ def main() -> None:
         prefix = args.package + "."
         edges = {(i.source, i.target) for i in found if i.source.startswith(prefix) and i.target.startswith(prefix)}
         short = {(a.removeprefix(prefix), b.removeprefix(prefix)) for a, b in edges}
-        print(mermaid(short, f"modules of {args.package}: A --> B means A imports B"))
+        if args.layers:  # engines.presence -> engines
+            short = {(a.split(".")[0], b.split(".")[0]) for a, b in short}
+            edges = short = {(a, b) for a, b in short if a != b}
+        what = "sub-packages" if args.layers else "modules"
+        print(mermaid(short, f"{what} of {args.package}: A --> B means A imports B"))
     for c in cycles(edges):
         print(f"%% cycle: {' <-> '.join(c)}")
 

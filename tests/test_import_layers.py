@@ -75,3 +75,24 @@ def test_the_graph_sees_known_edges() -> None:
     assert ("instore.cli", "benchmarks", False) in found
     assert ("gateway.routes_rfid", "gateway.core", False) in found  # under TYPE_CHECKING
     assert depgraph.cycles({("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("d", "e")}) == [["a", "b", "c"]]
+
+
+#: gateway sub-package -> the gateway parts it may import (top-level modules by name)
+GATEWAY_LAYERS = {
+    "engines": {"engines"},
+    "storage": {"engines", "storage", "i18n"},
+    "ingest": {"engines", "storage", "ingest", "events", "staff_events", "metrics", "i18n"},
+    "channels": {"engines", "storage", "ingest", "channels", "events", "staff_events", "metrics", "i18n"},
+    "web": {"engines", "storage", "ingest", "channels", "web", "events", "staff_events", "metrics", "i18n"},
+}
+
+
+def test_gateway_sub_packages_import_only_the_layers_below() -> None:
+    """Engines are pure, storage knows no ingest, nothing below the web imports a route (docs/architecture.md)."""
+    wrong = []
+    for i in IMPORTS:
+        src, dst = i.source.split("."), i.target.split(".")
+        if src[0] == dst[0] == "gateway" and len(src) > 2 and src[1] in GATEWAY_LAYERS and len(dst) > 1:
+            if dst[1] not in GATEWAY_LAYERS[src[1]]:
+                wrong.append(f"{i.source}:{i.line} imports {i.target}")
+    assert wrong == []

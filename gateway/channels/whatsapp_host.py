@@ -2,7 +2,7 @@
 over the gateway's core, database and consent hooks, so the channel needs nothing else of it.
 
 `whatsapp_service` builds the channel on a core; `mount_whatsapp` (gateway.web.routes_whatsapp)
-attaches the consent hooks, which exist once the app (and its `Clienteling`) does.
+attaches the consent hooks and the dashboard's figures, which exist once the app does.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cloud_sync.client import CloudApiClient
 from cloud_sync.config import WhatsAppConfig, load_config
@@ -22,10 +22,6 @@ from gateway.ingest.core import GatewayCore
 from gateway.storage import consent, links
 from gateway.storage import products as catalogue
 from gateway.storage.customers import has_consent
-from gateway.web import routes_kpi
-
-if TYPE_CHECKING:
-    from gateway.web.routes_common import Clienteling
 
 
 def _db_file(core: GatewayCore) -> str:
@@ -44,7 +40,8 @@ class GatewayHost:
         self.store_id, self.timezone = core.store.store.id, core.store.store.timezone
         self.clock = clock or core.clock
         self.hooks: consent.ConsentHooks | None = None  # set by mount_whatsapp, with the app
-        self.clienteling: Clienteling | None = None  # the dashboard's figures; set by mount_whatsapp
+        # the dashboard's figures of a day (the web layer's, so set by mount_whatsapp)
+        self.day_figures: Callable[[date], dict[str, Any]] | None = None
 
     # customers and consent
 
@@ -117,9 +114,9 @@ class GatewayHost:
             return links.shorten(self.db, url, customer_id, ref, self.clock(), base_url)
 
     def daily_summary(self, day: date, language: str) -> list[str]:
-        if self.clienteling is None:
+        if self.day_figures is None:
             raise RuntimeError("the daily summary needs the gateway app (mount_whatsapp)")
-        figures = routes_kpi.summary(self.clienteling, day + timedelta(days=1))
+        figures = self.day_figures(day + timedelta(days=1))
         return summary_message.params(figures, language, self.core.store.gateway.kpi.currency)
 
     # products and stock

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
@@ -21,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from cloud_sync.service import InboxError, WhatsAppService
 from gateway.channels.whatsapp_host import GatewayHost
 from gateway.i18n import web as i18n_web
+from gateway.web import routes_kpi
 from gateway.web.routes_common import ManagerDep, StaffDep, require_staff
 
 WaId = Annotated[str, Path(pattern=r"^[1-9][0-9]{6,14}$", description="E.164 digits without '+'")]
@@ -215,7 +217,7 @@ def mount_whatsapp(app: FastAPI, service: WhatsAppService) -> None:
     """Add the webhook, the inbox page and its API to the gateway app; register the consent hooks."""
     if isinstance(service.gateway, GatewayHost):  # the consent hooks exist with the app
         service.gateway.hooks = app.state.clienteling.hooks
-        service.gateway.clienteling = app.state.clienteling
+        service.gateway.day_figures = partial(routes_kpi.summary, app.state.clienteling)
     service.attach()
     app.state.whatsapp = service
     app.include_router(service.webhook_router())  # public: the signature is the authentication
