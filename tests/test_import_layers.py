@@ -70,10 +70,10 @@ def test_the_gateway_and_the_whatsapp_channel_have_no_cycle_even_lazily() -> Non
 def test_the_graph_sees_known_edges() -> None:
     """The reader works: a few imports that exist are found, with their kind."""
     found = {(i.source, i.target, i.eager) for i in IMPORTS}
-    assert ("gateway.core", "gateway.rfid_service", True) in found
-    assert ("gateway.whatsapp_host", "cloud_sync.port", True) in found
+    assert ("gateway.ingest.core", "gateway.ingest.rfid_service", True) in found
+    assert ("gateway.channels.whatsapp_host", "cloud_sync.port", True) in found
     assert ("instore.cli", "benchmarks", False) in found
-    assert ("gateway.routes_rfid", "gateway.core", False) in found  # under TYPE_CHECKING
+    assert ("gateway.web.routes_rfid", "gateway.ingest.core", False) in found  # under TYPE_CHECKING
     assert depgraph.cycles({("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("d", "e")}) == [["a", "b", "c"]]
 
 
