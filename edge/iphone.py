@@ -25,6 +25,7 @@ MASK_LEN = 16  # 128 bits, one per hashed service UUID
 EID_LEN = 8
 
 MAX_CONCURRENT = 2  # links per node at once: the Pi's one radio keeps scanning for everyone else
+ATTEMPT_TIMEOUT_S = 8.0  # find + connect + read + disconnect; iOS sometimes never reports the link (Herald)
 BACKOFF_FIRST_S = 2.0  # after a failed read; iOS misses ~10 % of connections (Herald), so retry soon
 BACKOFF_MAX_S = 60.0  # doubling stops here: a phone that keeps failing is tried once a minute
 CACHE_MAX_S = 600.0  # re-read an address after this long even if it has not rotated (the EID rotates)
@@ -69,6 +70,7 @@ class IphoneTracker:
     """See the module docstring. Not thread-safe: the shell calls it from one event loop."""
 
     max_concurrent: int = MAX_CONCURRENT
+    attempt_timeout_s: float = ATTEMPT_TIMEOUT_S  # the shell gives up on a connection after this long
     addresses: dict[str, _Address] = field(default_factory=dict)
     in_flight: set[str] = field(default_factory=set)
     waiting: OrderedDict[str, None] = field(default_factory=OrderedDict)

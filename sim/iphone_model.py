@@ -3,9 +3,11 @@ connections it asks for played out on the simulation clock.
 
 A connection takes a time drawn from the carrier's `connect_s` range and fails with its
 `failure_probability` (sources in docs/carriers.md); a successful one reads the app's EID at that
-moment. Each node has its own random stream, consumed in the order of that node's receptions, so
-both aggregation modes of `sim.run` get the same reads. Not modelled: the extra observation the
-real node sends at the read itself (only later advertisements carry the identity here).
+moment. A failed one is iOS missing the connected state (Herald): nothing tells the node, which
+gives up only at its tracker's `attempt_timeout_s`. Each node has its own random stream, consumed
+in the order of that node's receptions, so both aggregation modes of `sim.run` get the same reads.
+Not modelled: the extra observation the real node sends at the read itself (only later
+advertisements carry the identity here).
 
 Each read is broken down (`ReadParts`) into the wait for a first link, the failed attempts, the
 waits between a failure and the next attempt, and the connection that read it, so the report says
@@ -104,8 +106,9 @@ class IphoneNodes:
         rng = self.rngs[node]
         lo, hi = self.carrier.connect_s
         for address in addresses:
-            done = t + float(rng.uniform(lo, hi))
+            took = float(rng.uniform(lo, hi))
             ok = bool(rng.random() >= self.carrier.failure_probability)
+            done = t + (took if ok else self.trackers[node].attempt_timeout_s)
             self._seq += 1
             heapq.heappush(self.due[node], (done, self._seq, address, ok))
             if (node, address) in self.first_heard:
