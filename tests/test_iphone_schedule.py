@@ -1,10 +1,13 @@
-"""Background iPhones: where a slow identity read's time goes (the simulator's breakdown)."""
+"""Background iPhones: when a node connects (a missed link retried at once, then backed off; the
+attempt timeout against the modelled connection times) and where a slow read's time goes."""
 
 from __future__ import annotations
 
 import pytest
 
-from sim.iphone_model import ReadParts, breakdown
+from edge.iphone import ATTEMPT_TIMEOUT_S, BACKOFF_FIRST_S, IphoneTracker
+from sim.iphone_model import IphoneNodes, ReadParts, breakdown
+from sim.scenario import IphoneApp
 
 
 def test_a_read_is_split_into_first_wait_failures_retry_waits_and_the_reading_connection() -> None:
@@ -23,3 +26,27 @@ def test_the_breakdown_describes_the_slowest_reads() -> None:
     assert b["carrier.iphone_app.read_tail_with_failure_share"] == 1.0
     assert b["carrier.iphone_app.reads_with_failure_share"] == 1 / 20
     assert breakdown([]) == {}
+
+
+def test_a_first_failure_is_retried_at_once_ahead_of_later_candidates() -> None:
+    t = IphoneTracker()
+    assert [a for x in "abcd" for a in t.heard(x, 0.0)[1]] == ["a", "b"]  # c, d wait for a link
+    assert t.done("a", None, 1.0) == ["a"]  # iOS missed the link: again, before c and d
+    assert t.done("a", None, 3.5) == ["c"]  # twice in a row: back off, the next in line goes
+    assert t.heard("a", 4.0) == (None, []) and "a" not in t.waiting
+    assert t.heard("a", 3.5 + BACKOFF_FIRST_S)[1] == [] and list(t.waiting) == ["d", "a"]  # then queued again
+    assert t.done("b", "eid:bb", 6.0) == ["d"]
+
+
+def test_the_attempt_timeout_covers_the_slowest_modelled_connection_and_little_more() -> None:
+    slowest = IphoneApp().connect_s[1]
+    assert slowest < ATTEMPT_TIMEOUT_S <= 1.5 * slowest  # never cuts a read short, gives up soon on a missed link
+
+
+def test_in_the_model_a_missed_link_holds_the_node_until_its_timeout_then_is_retried() -> None:
+    nodes = IphoneNodes(1, IphoneApp(share=0.3, failure_probability=1.0), seed=1, eid_of=lambda agent, t: "eid:00")
+    for t in (0.0, 1.0, 2.0 * ATTEMPT_TIMEOUT_S + 0.1, 2.0 * ATTEMPT_TIMEOUT_S + 1.0):
+        assert nodes.heard(0, 7, "A", t) is None
+    timeout = ATTEMPT_TIMEOUT_S
+    assert nodes.attempts[(0, "A")] == [(0.0, timeout, False), (timeout, 2 * timeout, False)]
+    assert nodes.trackers[0].failures == 2 and nodes.reads == []
