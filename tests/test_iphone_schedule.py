@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest
 
 from edge.iphone import ATTEMPT_TIMEOUT_S, BACKOFF_FIRST_S, IphoneTracker
+from firmware_config.store import load_store
+from sim.emitter import ADDRESS_ROTATION_S, Emitter
 from sim.iphone_model import IphoneNodes, ReadParts, breakdown
-from sim.scenario import IphoneApp
+from sim.scenario import IphoneApp, Population, Scenario, ScenarioInfo
+from sim.world import build_world
+from tests.conftest import BOUTIQUE
 
 
 def test_a_read_is_split_into_first_wait_failures_retry_waits_and_the_reading_connection() -> None:
@@ -50,3 +54,20 @@ def test_in_the_model_a_missed_link_holds_the_node_until_its_timeout_then_is_ret
     timeout = ATTEMPT_TIMEOUT_S
     assert nodes.attempts[(0, "A")] == [(0.0, timeout, False), (timeout, 2 * timeout, False)]
     assert nodes.trackers[0].failures == 2 and nodes.reads == []
+
+
+def test_phones_rotate_their_addresses_each_on_its_own_clock() -> None:
+    """Not all in the same second: that would make every node re-read every iPhone at once."""
+    world = build_world(
+        Scenario(
+            scenario=ScenarioInfo(name="r", store="x", duration_s=600, seed=1),
+            population=Population(visitors=30, passers_by=0, staff=0),
+        ),
+        load_store(BOUTIQUE),
+    )
+    em = Emitter(world, seed=1)
+    changes = [
+        next(t for t in range(ADDRESS_ROTATION_S + 1) if em.address(a, float(t)) != em.address(a, 0.0))
+        for a in range(len(world.agents))
+    ]
+    assert len(set(changes)) > len(changes) // 2 and all(0 < c <= ADDRESS_ROTATION_S for c in changes)
