@@ -9,9 +9,10 @@ forwarded, as `eid:<hex>`, exactly like an advertised EID.
 
 `IphoneTracker` is the pure core of that: advertisements in (address, time), decisions out
 (forward the cached identity, or connect now), within a connection budget per node: at most
-`max_concurrent` links, a back-off per address after a failed read, and a cache per advertising
-address so an address is read once until it rotates. The shell (edge/iphone_reader.py, or the
-simulator's model) carries out the connections and reports each result back.
+`max_concurrent` links given in the order candidates were queued, a failed read retried at once
+and then backed off, and a cache per advertising address so an address is read once until it
+rotates. The shell (edge/iphone_reader.py, or the simulator's model) carries out the connections
+and reports each result back.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ MASK_LEN = 16  # 128 bits, one per hashed service UUID
 EID_LEN = 8
 
 MAX_CONCURRENT = 2  # links per node at once: the Pi's one radio keeps scanning for everyone else
-BACKOFF_FIRST_S = 2.0  # after a failed read; iOS misses ~10 % of connections (Herald), so retry soon
+ATTEMPT_TIMEOUT_S = 2.5  # find + connect + read + disconnect: the slowest connection (2 s) and a margin; beyond
+# it iOS missed the connected state (~10 %, Herald): give up and retry rather than wait (docs/carriers.md)
+RETRIES_AT_ONCE = 1  # failures retried at once, first in the queue: one is iOS's chance miss, two suggest a collider
+BACKOFF_FIRST_S = 2.0  # after the failure that ends the immediate retries
 BACKOFF_MAX_S = 60.0  # doubling stops here: a phone that keeps failing is tried once a minute
 CACHE_MAX_S = 600.0  # re-read an address after this long even if it has not rotated (the EID rotates)
 CACHE_IDLE_S = 120.0  # an address not heard for this long has rotated or left: forget it
@@ -69,6 +73,7 @@ class IphoneTracker:
     """See the module docstring. Not thread-safe: the shell calls it from one event loop."""
 
     max_concurrent: int = MAX_CONCURRENT
+    attempt_timeout_s: float = ATTEMPT_TIMEOUT_S  # the shell gives up on a connection after this long
     addresses: dict[str, _Address] = field(default_factory=dict)
     in_flight: set[str] = field(default_factory=set)
     waiting: OrderedDict[str, None] = field(default_factory=OrderedDict)
@@ -97,7 +102,11 @@ class IphoneTracker:
         else:
             self.failures += 1
             a.failures += 1
-            a.retry_at = now + min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (a.failures - 1))
+            if a.failures <= RETRIES_AT_ONCE:  # it has waited longest: ahead of those heard after it
+                self.waiting[address] = None
+                self.waiting.move_to_end(address, last=False)
+            else:
+                a.retry_at = now + min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (a.failures - 1 - RETRIES_AT_ONCE))
         return self._start(now)
 
     def expire(self, now: float) -> None:

@@ -2,8 +2,9 @@
 
 Runs on the node's event loop (both advertisement paths call back there). Each connection finds
 the phone, connects, reads the store app's identity characteristic and disconnects, all within
-READ_TIMEOUT_S; any failure is a failed read for the tracker's back-off. The identity read and
-then each further advertisement of that address are forwarded with their RSSI, like any beacon.
+the tracker's `attempt_timeout_s`; any failure is a failed read for the tracker's back-off. The
+identity read and then each further advertisement of that address are forwarded with their RSSI,
+like any beacon.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from typing import Any
 from edge.iphone import IphoneTracker, parse_identity
 
 log = logging.getLogger("instore.edge.iphone")
-
-READ_TIMEOUT_S = 8.0  # find + connect + read + disconnect; iOS sometimes never reports the link (Herald)
 
 Forward = Callable[[str, float, float], None]  # (ident, rssi, time)
 
@@ -70,7 +69,7 @@ class IphoneReader:
     async def _read(self, address: str) -> None:
         ident = None
         try:
-            async with asyncio.timeout(READ_TIMEOUT_S):
+            async with asyncio.timeout(self.tracker.attempt_timeout_s):
                 value = await self._connect_and_read(address)
             ident = parse_identity(value)
             if ident is None:
@@ -87,7 +86,7 @@ class IphoneReader:
             from bleak import BleakClient
 
             self.client_factory = BleakClient
-        client = self.client_factory(address, timeout=READ_TIMEOUT_S)
+        client = self.client_factory(address, timeout=self.tracker.attempt_timeout_s)
         await client.connect()
         try:
             if client.services.get_service(self.service_uuid) is None:

@@ -131,6 +131,8 @@ class Emitter:
         self._eid_cache: dict[tuple[int, int], bytes] = {}
         self._spot_walls: dict[int, np.ndarray] = {}  # wall loss to every node from each standing spot
         self._addr_cache: dict[tuple[int, int], str] = {}
+        # each phone rotates on its own clock (a random phase), not every phone in the same second
+        self.rotation_phase = np.asarray([stable_hash(a.id, "rotation", seed) % ADDRESS_ROTATION_S for a in agents])
         bit = world.scenario.carriers.iphone_app.overflow_bit
         self.overflow = bytes((OVERFLOW_TYPE,)) + (1 << bit).to_bytes(MASK_LEN, "little")  # bit p: byte p // 8
 
@@ -138,7 +140,7 @@ class Emitter:
 
     def address(self, agent: int, t: float) -> str:
         """The agent's random static address at time t (rotates every ADDRESS_ROTATION_S)."""
-        period = int((t + self.epoch) // ADDRESS_ROTATION_S)
+        period = int((t + self.epoch + self.rotation_phase[agent]) // ADDRESS_ROTATION_S)
         key = (agent, period)
         addr = self._addr_cache.get(key)
         if addr is None:

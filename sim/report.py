@@ -122,6 +122,14 @@ def print_table(result: RunResult, file: TextIO | None = None, targets: dict[str
             f"{m['carrier.iphone_app.failed_reads']} failed reads, identity read p95 "
             f"{_fmt(m['carrier.iphone_app.read_latency_p95_s'])} s after the first advertisement"
         )
+    if "carrier.iphone_app.read_tail_connect_s" in m:
+        tail = "carrier.iphone_app.read_tail_"
+        console.print(
+            f"  slowest 5 % of reads, mean s: first wait {_fmt(m[tail + 'first_wait_s'])}, failed attempts "
+            f"{_fmt(m[tail + 'failed_s'])}, waits to retry {_fmt(m[tail + 'retry_wait_s'])}, reading connection "
+            f"{_fmt(m[tail + 'connect_s'])}; store-wide read p95 "
+            f"{_fmt(m['carrier.iphone_app.store_read_latency_p95_s'])} s (first heard by any node, read by any)"
+        )
     console.print(f"counts: {counts}")
     for k, v in result.counts.items():
         console.print(f"  {k}: {v:,}")

@@ -264,9 +264,8 @@ class _BleEdge:
         an = ~fwd
         if an.any():
             node, wk = rec.node[an], widx[an]
-            dev = rec.agent[an] * _KEY + np.floor((rec.t[an] + self.epoch) / ADDRESS_ROTATION_S).astype(
-                np.int64
-            )
+            since = rec.t[an] + self.epoch + self.em.rotation_phase[rec.agent[an]]
+            dev = rec.agent[an] * _KEY + np.floor(since / ADDRESS_ROTATION_S).astype(np.int64)
             groups, g, adverts = np.unique(node * (1 << 40) + wk, return_inverse=True, return_counts=True)
             devices = np.bincount(
                 np.unique(g.astype(np.int64) * (1 << 40) + dev) >> 40, minlength=len(groups)

@@ -68,9 +68,10 @@ def test_tracker_budget_cache_backoff_and_rotation() -> None:
     assert t.heard("addr0", 0.5) == (None, [])  # in flight: not again
     assert t.done("addr0", "eid:aa", 1.0) == ["addr2"]
     assert t.heard("addr0", 2.0) == ("eid:aa", [])  # cached for this address
-    assert t.done("addr1", None, 2.0) == ["addr3"]  # failed: backs off ...
-    assert t.heard("addr1", 3.0) == (None, [])
-    assert t.heard("addr1", 2.0 + iphone.BACKOFF_FIRST_S + 0.1)[0] is None and "addr1" in t.waiting  # ... then retries
+    assert t.done("addr1", None, 2.0) == ["addr1"]  # failed once: retried at once ...
+    assert t.done("addr1", None, 4.5) == ["addr3"]  # ... failed again: backs off ...
+    assert t.heard("addr1", 5.0) == (None, [])
+    assert t.heard("addr1", 4.5 + iphone.BACKOFF_FIRST_S + 0.1)[0] is None and "addr1" in t.waiting  # ... then retries
     assert t.heard("addr0", 1.0 + iphone.CACHE_MAX_S + 1)[0] == "eid:aa"  # stale: forwarded while re-read
     t.expire(1.0 + iphone.CACHE_MAX_S + iphone.CACHE_IDLE_S + 10)
     assert "addr5" not in t.addresses  # not heard since: rotated or left
