@@ -55,7 +55,7 @@ from firmware_config.geometry import (
     shared_boundary,
 )
 from firmware_config.store import StoreFile, ZoneKind
-from gateway.door_fusion import DoorFusion, door_states
+from gateway.door_fusion import DoorFusion, door_states, made_crossing
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
@@ -918,7 +918,8 @@ class PresenceEngine:
                 del self.held[identity]
             else:
                 alone = float((part @ m.membership)[m.zone_in_store].sum()) / max(stayed, 1e-30)
-                unconfirmed[i] = crossed < p.door_confirm_probability and alone < p.enter_probability
+                made = made_crossing(float(self.belief[i].sum()), stayed, alone * stayed, p.door_detect_probability)
+                unconfirmed[i] = made < p.door_confirm_probability and alone < p.enter_probability
         for i in map(int, np.flatnonzero(~self.inside & (p_in >= p.enter_probability) & ~unconfirmed)):
             z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
             events.append(
