@@ -543,8 +543,9 @@ def _passer_scores(orc: _Oracle, r: _Readings, agent: int, lat: np.ndarray,
     out = []
     for ev in evidence:
         sub = true[rows]
-        for d in np.unique(door) if ev is not None else ():
-            sub[door == d] -= ev.log_ratio(str(d), cross[door == d], horizon[door == d])
+        if ev is not None:
+            for d in np.unique(door):
+                sub[door == d] -= ev.log_ratio(str(d), cross[door == d], horizon[door == d])
         # announcing before anything is heard proves nothing either way: the score starts at 0
         out.append(_best_score(orc, r, int(orc.em.carry[agent]), (kt, kx), rows, sub, None, 0.0))
     return out
