@@ -2,8 +2,9 @@
 
 Per latency it weighs an entrant's readings along the true path against the best walk-past (and
 the reverse for passers-by) with the radio model's own likelihood: by Neyman-Pearson no engine
-does better. docs/scenarios.md, "How fast could any engine announce an entry?".
-    python -m sim.entry_bound sim/scenarios/boutique.toml [--seeds 1-3] [--duration S]
+does better. With --door it also sees every door-sensor report (`sim.door_evidence`).
+docs/scenarios.md, "How fast could any engine announce an entry?".
+    python -m sim.entry_bound sim/scenarios/boutique.toml [--seeds 1-3] [--duration S] [--door]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from scipy.special import log_expit
 
 from firmware_config.geometry import door_opening, point_in_polygon
 from firmware_config.store import StoreFile, ZoneKind
+from sim.door_evidence import DoorEvidence
 from sim.emitter import Emitter, Reception, radio_params
 from sim.lanes import LANE_EDGE_M as PASSER_EDGE_M
 from sim.lanes import Lanes
@@ -67,6 +69,7 @@ class Lane:
     away: np.ndarray  # unit normal into the outside zone
     s_range: tuple[float, float]  # the outside zone's extent along the front, from the centre
     offsets: np.ndarray  # lane offsets tried, metres from the front
+    door: str  # the street door's id
 
 
 def lanes(store: StoreFile) -> list[Lane]:
@@ -89,7 +92,7 @@ def lanes(store: StoreFile) -> list[Lane]:
         rel = np.asarray(opoly, float) - centre
         s, depth = rel @ along, float((rel @ away).max())
         offsets = np.arange(LANE_EDGE_M, max(LANE_EDGE_M, depth - LANE_EDGE_M) + 1e-9, LANE_STEP_M)
-        out.append(Lane(centre, along, away, (float(s.min()), float(s.max())), offsets))
+        out.append(Lane(centre, along, away, (float(s.min()), float(s.max())), offsets, d.id))
     return out
 
 
@@ -409,9 +412,10 @@ class _Oracle:
                     life.append(np.stack([t0, t0 + s[-1] / v], axis=1))
         return np.concatenate(kt), np.concatenate(kx), np.concatenate(life)
 
-    def walking_in(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Walk-in paths crossing the door at `times`: along a lane, through the door, straight in."""
-        kt, kx, cross = [], [], []
+    def walking_in(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Walk-in paths crossing the door at `times`: along a lane, through the door, straight in;
+        knots, crossing times and the door's id."""
+        kt, kx, cross, door = [], [], [], []
         for ln in self.lanes:
             for s0 in ln.s_range:
                 for off in ln.offsets:
@@ -423,7 +427,8 @@ class _Oracle:
                             kt.append(times[:, None] + rel[None, :])
                             kx.append(np.broadcast_to(np.stack(pts), (len(times), 4, 2)))
                             cross.append(times)
-        return np.concatenate(kt), np.concatenate(kx), np.concatenate(cross)
+                            door.append(np.full(len(times), ln.door))
+        return np.concatenate(kt), np.concatenate(kx), np.concatenate(cross), np.concatenate(door)
 
 
 def _grid(lo: float, hi: float) -> np.ndarray:
@@ -515,21 +520,40 @@ def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.
     return true - best
 
 
-def _passer_scores(orc: _Oracle, r: _Readings, agent: int, lat: np.ndarray) -> np.ndarray:
-    """Best walked-in explanation minus the true walk, per latency after the hypothesised crossing."""
+def _passer_scores(orc: _Oracle, r: _Readings, agent: int, lat: np.ndarray,
+                   evidence: tuple[DoorEvidence | None, ...]) -> list[np.ndarray]:
+    """Best walked-in explanation minus the true walk, per latency after the hypothesised crossing:
+    one row per entry of `evidence` (None: the radio alone; else with that door's reports too)."""
     if not len(r.t):
-        return np.zeros(len(lat))
+        return [np.zeros(len(lat)) for _ in evidence]
     true = _true_ll(orc, r, agent)
-    kt, kx, cross = orc.walking_in(_grid(r.t[0] - 10.0, r.t[r.ri[-1]]))  # crossings up to the last reading
+    kt, kx, cross, door = orc.walking_in(_grid(r.t[0] - 10.0, r.t[r.ri[-1]]))  # crossings up to the last reading
     ok = kt[:, 0] <= r.t[0]
-    kt, kx, cross = kt[ok], kx[ok], cross[ok]
-    rows = r.count(cross[:, None] + lat[None, :])  # (h, L)
-    # announcing before anything is heard proves nothing either way: the score starts at 0
-    return _best_score(orc, r, int(orc.em.carry[agent]), (kt, kx), rows, true[rows], None, 0.0)
+    kt, kx, cross, door = kt[ok], kx[ok], cross[ok], door[ok]
+    horizon = cross[:, None] + lat[None, :]
+    rows = r.count(horizon)  # (h, L)
+    out = []
+    for ev in evidence:
+        sub = true[rows]
+        if ev is not None:
+            for d in np.unique(door):
+                sub[door == d] -= ev.log_ratio(str(d), cross[door == d], horizon[door == d])
+        # announcing before anything is heard proves nothing either way: the score starts at 0
+        out.append(_best_score(orc, r, int(orc.em.carry[agent]), (kt, kx), rows, sub, None, 0.0))
+    return out
 
 
-def oracle_margins(world: World, em: Emitter, rec: Recording) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
-    """(entrant crossing times by agent id, entrant margins (E, L), passer scores (P, L), latency grid)."""
+def oracle_margins(world: World, em: Emitter, rec: Recording,
+                   door: DoorEvidence | None = None) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """(entrant crossing times by agent id, entrant margins (E, L), passer scores (P, L), latency grid);
+    with `door`, its reports are evidence too."""
+    entrants, margins, scores, lat = all_margins(world, em, rec, (door,))
+    return entrants, margins[0], scores[0], lat
+
+
+def all_margins(world: World, em: Emitter, rec: Recording, evidence: tuple[DoorEvidence | None, ...]
+                ) -> tuple[dict, list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """`oracle_margins` once per entry of `evidence` (None: the radio alone), the radio weighed once."""
     lat = np.union1d(np.arange(0.0, LATENCY_MAX_S + 1e-9, LATENCY_STEP_S), LATENCIES_S)
     orc = _Oracle(em, lanes(world.store), passer_lanes(world.store))
     offset_limit = max([abs(a.tx_offset_db) for a in world.agents], default=0.0)  # any offset the world has
@@ -552,10 +576,13 @@ def oracle_margins(world: World, em: Emitter, rec: Recording) -> tuple[dict, np.
             continue
         if a.kind == AgentKind.REGULAR and a.entered_at is not None:
             entrants[a.id] = a.entered_at
-            margins.append(_entrant_margins(orc, readings(i, a.entered_at + lat[-1]), i, a.entered_at, lat))
+            radio = _entrant_margins(orc, readings(i, a.entered_at + lat[-1]), i, a.entered_at, lat)
+            # the walk-past explanation made no crossing: the door's evidence is the true crossing's alone
+            margins.append([radio if ev is None else radio + ev.entrant(a.id, a.entered_at, lat) for ev in evidence])
         elif a.kind == AgentKind.PASSER_BY:
-            scores.append(_passer_scores(orc, readings(i), i, lat))
-    return entrants, np.asarray(margins).reshape(-1, len(lat)), np.asarray(scores).reshape(-1, len(lat)), lat
+            scores.append(_passer_scores(orc, readings(i), i, lat, evidence))
+    return (entrants, [np.asarray([m[k] for m in margins]).reshape(-1, len(lat)) for k in range(len(evidence))],
+            [np.asarray([s[k] for s in scores]).reshape(-1, len(lat)) for k in range(len(evidence))], lat)
 
 
 def _threshold(scores: np.ndarray, fa: int) -> np.ndarray:
@@ -609,16 +636,23 @@ def share_at(margins: np.ndarray, scores: np.ndarray, lat: np.ndarray, latency: 
     return float((m > _threshold(s, fa)[k]).mean()) if len(m) else 0.0
 
 
-def entry_bound(sc: Scenario, store: StoreFile, tick_s: float = 1.0) -> dict:
-    """The oracle's figures for one scenario (its seed) as a JSON-ready dict."""
+def entry_bound(sc: Scenario, store: StoreFile, tick_s: float = 1.0, door: bool = False) -> dict:
+    """The oracle's figures for one scenario (its seed) as a JSON-ready dict; with `door`, also
+    those of the oracle that weighs the door sensor's reports too (`door`)."""
     if not lanes(store):
         raise ScenarioError(f"{sc.scenario.store}: no street door between an outside zone and the store: "
                             "the oracle needs a declared [[doors]] entry with kind = \"street\"")
+    if door and not sc.door_sensor.doors:
+        raise ScenarioError(f"{sc.scenario.name}: --door: the scenario has no door sensor ([door_sensor] doors)")
     world = build_world(sc, store)
     em, rec = record_radio(world, sc.scenario.seed, tick_s)
-    entrants, margins, scores, lat = oracle_margins(world, em, rec)
-    return {"scenario": sc.scenario.name, "seed": sc.scenario.seed, "entrants": len(entrants),
-            "registered_passers_by": len(scores), **summarise(margins, scores, lat)}
+    evidence = DoorEvidence(world, store) if door else None
+    entrants, margins, scores, lat = all_margins(world, em, rec, (None, evidence) if evidence else (None,))
+    out = {"scenario": sc.scenario.name, "seed": sc.scenario.seed, "entrants": len(entrants),
+           "registered_passers_by": len(scores[0]), **summarise(margins[0], scores[0], lat)}
+    if evidence is not None:
+        out["door"] = {"reports": len(evidence.reports), **summarise(margins[1], scores[1], lat)}
+    return out
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -635,10 +669,12 @@ def parse_seeds(text: str) -> list[int]:
     return out
 
 
-def bound_cli(doc: str, run) -> None:  # noqa: ANN001
-    """The command line shared with `sim.room_bound`: one JSON line per seed."""
+def bound_cli(doc: str, run, door: bool = False) -> None:  # noqa: ANN001
+    """The command line shared with `sim.room_bound`: one JSON line per seed; `door` offers --door."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("scenario")
+    if door:
+        ap.add_argument("--door", action="store_true", help="also weigh the door sensor's reports (`door` in output)")
     ap.add_argument("--seeds", help="seeds to run, e.g. 1-3 or 1,4 (default: the scenario's)")
     ap.add_argument("--duration", type=float, help="simulated seconds (default: the scenario's)")
     args = ap.parse_args()
@@ -653,11 +689,11 @@ def bound_cli(doc: str, run) -> None:  # noqa: ANN001
         raise SystemExit(f"error: {exc}") from None
     for seed in seeds:
         try:
-            out = run(sc.with_seed(seed), store)
+            out = run(sc.with_seed(seed), store, **({"door": args.door} if door else {}))
         except (ScenarioError, ValueError) as exc:  # a scenario the world builder or the oracle cannot use
             raise SystemExit(f"error: {args.scenario}: {exc}") from None
         print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
-    bound_cli(__doc__, entry_bound)
+    bound_cli(__doc__, entry_bound, door=True)

@@ -224,6 +224,10 @@ def test_the_oracle_table_shows_each_seed_at_no_false_alarm() -> None:
     scores = np.asarray([[0, 4, 4, 4], [0, 2, 2, 2]], dtype=float)
     entry = {"entrants": 3, **summarise(margins, scores, lat, latencies=(2.5, 4.0, 10.0))}
     room = {"stays": 0, **summarise(np.zeros((0, 4)), np.zeros((0, 4)), lat, latencies=(2.0, 3.0))}
-    rows = oracle_table([{"scenario": "corner", "seed": 2, "entry": entry, "room": room}]).splitlines()
-    assert len(rows) == 3
-    assert rows[2] == "| corner | 2 | 3 | 0 | 0.333 | 0.333 | 0.667 | 10.0 / n/a | n/a | n/a | n/a / n/a |"
+    with_door = np.asarray([[0, 5, 5, 5], [0, 4.5, 4.5, 4.5], [0, 0, 5, 5]], dtype=float)  # all three by 4 s
+    door = {**entry, "door": summarise(with_door, scores, lat, latencies=(2.5, 4.0, 10.0))}
+    rows = oracle_table([{"scenario": "corner", "seed": 2, "entry": entry, "room": room},
+                         {"scenario": "boutique", "seed": 1, "entry": door, "room": room}]).splitlines()
+    assert len(rows) == 4
+    assert rows[2] == "| corner | 2 | 3 | 0 | 0.333 | 0.333 | 0.667 | 10.0 / n/a | – | n/a | n/a | n/a / n/a |"
+    assert rows[3].startswith("| boutique | 1 | 3 | 0 | 0.333 | 0.333 | 0.667 | 10.0 / n/a | 2.5 / 3.9 |")

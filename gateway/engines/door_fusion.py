@@ -36,6 +36,16 @@ Direction = str  # "in" | "out"
 WEIGH_ABOVE = 1e-4  # a crossing that would move less of a phone's belief is not worth a pass over its row
 
 
+def made_crossing(total: float, stayed: float, stayed_inside: float, detect_probability: float) -> float:
+    """P(a held phone made its crossing | readings since), from its whole belief (`total`) and the
+    part that did not make it (`stayed`, of which `stayed_inside` is in the store). That part can be
+    in the store only by a crossing the counter, watching the door, did not report: it counts
+    (1 - detect) as much there (a customer walking in after the door would otherwise leave "came in
+    unseen just after" as likely as "made the reported crossing", and wait for Bluetooth alone)."""
+    moved = total - stayed
+    return moved / max(moved + stayed - detect_probability * stayed_inside, 1e-30)
+
+
 @dataclass(frozen=True, slots=True)
 class Crossing:
     door: str

@@ -55,7 +55,7 @@ from firmware_config.geometry import (
     shared_boundary,
 )
 from firmware_config.store import StoreFile, ZoneKind
-from gateway.engines.door_fusion import DoorFusion, door_states
+from gateway.engines.door_fusion import DoorFusion, door_states, made_crossing
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
@@ -1010,7 +1010,8 @@ class PresenceEngine:
                 del self.held[identity]
             else:
                 alone = float((part @ m.membership)[m.zone_in_store].sum()) / max(stayed, 1e-30)
-                unconfirmed[i] = crossed < p.door_confirm_probability and alone < p.enter_probability
+                made = made_crossing(float(self.belief[i].sum()), stayed, alone * stayed, p.door_detect_probability)
+                unconfirmed[i] = made < p.door_confirm_probability and alone < p.enter_probability
         return unconfirmed
 
     def _expire(self, t: float) -> list[PresenceEvent]:
