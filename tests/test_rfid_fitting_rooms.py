@@ -654,3 +654,56 @@ def test_garment_behind_the_body_not_read_at_all_is_not_gone_after_a_few_silent_
     little, and six silent windows in the room must not drop the garment."""
     events = _in_room_then_out(blocked_n=0, silent_after=6)
     assert [e.kind for e in events if e.epc] == ["item_shown"]
+
+
+# Presence as evidence: the customer of a room's session walked out (issue #20, "gone").
+
+
+def _walk_out(presence: bool, confidence: float = 1.0) -> list[RoomEvent]:
+    """c1 tries A (behind her body every third window, then carried out: weak reads from outside
+    the curtain) and leaves B on the hook of fr1; presence says so at 61.2 if ``presence``."""
+    eng = FittingRoomEngine(layout())
+    events = eng.customer_entered("fr1", "c1", 0.5) if presence else []
+    for t in range(1, 81):
+        a = [(A, -75.0)] if t > 60 else ([] if t % 3 == 0 else [(A, -54.0)])
+        events += feed(eng, float(t), {"fr1": a + [(B, -52.0)]})
+        if presence and t == 61:
+            events += eng.customer_left("fr1", "c1", 61.2, confidence)
+    return events
+
+
+def test_customer_walking_out_of_the_room_takes_her_garments_with_her_at_once() -> None:
+    events = _walk_out(presence=True)
+    gone = [(e.epc, e.t) for e in events if e.kind == "item_gone"]
+    assert gone == [(A, 61.2)]  # B, still read well on the hook, stays
+    ended = [e for e in events if e.kind == "session_ended"]
+    assert len(ended) == 1 and ended[0].left_behind == (B,) and set(ended[0].items) == {A, B}
+
+
+def test_customer_without_a_phone_the_room_alone_decides_as_before() -> None:
+    gone = [(e.epc, e.t) for e in _walk_out(presence=False) if e.kind == "item_gone"]
+    assert [e for e, _ in gone] == [A] and gone[0][1] >= 63.0
+
+
+def test_unsure_zone_change_out_of_the_room_does_not_clear_it() -> None:
+    unsure = [(e.epc, e.t) for e in _walk_out(True, fr.PRESENCE_MIN_CONFIDENCE - 0.1) if e.kind == "item_gone"]
+    assert unsure == [(e.epc, e.t) for e in _walk_out(presence=False) if e.kind == "item_gone"]
+
+
+def _sparse_then_out_and_back(back: bool) -> list[RoomEvent]:
+    """A garment in the far part of fr1, read one window in three (last at 20); c1 steps out at 20.1 and, if
+    ``back``, presence has her in the room again at 20.4 (a wrong "out" corrected)."""
+    eng = FittingRoomEngine(layout())
+    eng.customer_entered("fr1", "c1", 0.5)
+    events: list[RoomEvent] = []
+    for t in range(1, 40):
+        events += feed(eng, float(t), {"fr1": [(A, -54.0)] if t % 3 == 2 else []})
+        if t == 20:
+            events += eng.customer_left("fr1", "c1", 20.1)
+            events += eng.customer_entered("fr1", "c1", 20.4) if back else []
+    return [e for e in events if e.epc]
+
+
+def test_customer_back_in_the_room_keeps_her_garments() -> None:
+    assert [e.kind for e in _sparse_then_out_and_back(back=True)] == ["item_shown"]
+    assert [e.kind for e in _sparse_then_out_and_back(back=False)][:2] == ["item_shown", "item_gone"]
