@@ -22,10 +22,11 @@ is behind a body, or far from the antenna): it is gone after a number of its pla
 without a read that grows the sparser its recent reads have been (``GONE_ODDS``), after a few
 without any read a garment still in its room could give if it gave one nearly every window
 (``SILENT_BELOW_DB``), or after a few once another place reads it stronger than it ever did
-while the tag was shown (it is being carried out: ``DEPART_DB``). Just after leaving a room, a
-garment needs more strong windows to be shown in a room again (``HOP_S``), so that carrying it
-out past the curtains is not a new try-on. Tags a window reads are decided at once (a garment is
-shown on its own reader's window), the rest periodically.
+while the tag was shown (it is being carried out: ``DEPART_DB``), or as soon as its room stops
+reading it well once presence says the room's customer walked out (``PRESENCE_OUT_S``). Just
+after leaving a room, a garment needs more strong windows to be shown in a room again
+(``HOP_S``), so that carrying it out past the curtains is not a new try-on. Tags a window reads
+are decided at once (a garment is shown on its own reader's window), the rest periodically.
 
 Pure: no clock (observation times come with the windows), no I/O, no logging. Vectorised over
 all tags x places with numpy; ``tests/test_rfid_fitting_rooms.py`` checks it against a plain
