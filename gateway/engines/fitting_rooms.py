@@ -22,11 +22,10 @@ is behind a body, or far from the antenna): it is gone after a number of its pla
 without a read that grows the sparser its recent reads have been (``GONE_ODDS``), after a few
 without any read a garment still in its room could give if it gave one nearly every window
 (``SILENT_BELOW_DB``), or after a few once another place reads it stronger than it ever did
-while the tag was shown (it is being carried out: ``DEPART_DB``), or as soon as its room stops
-reading it well once presence says the room's customer walked out (``PRESENCE_OUT_S``). Just
-after leaving a room, a garment needs more strong windows to be shown in a room again
-(``HOP_S``), so that carrying it out past the curtains is not a new try-on. Tags a window reads
-are decided at once (a garment is shown on its own reader's window), the rest periodically.
+while the tag was shown (it is being carried out: ``DEPART_DB``). Just after leaving a room, a
+garment needs more strong windows to be shown in a room again (``HOP_S``), so that carrying it
+out past the curtains is not a new try-on. Tags a window reads are decided at once (a garment is
+shown on its own reader's window), the rest periodically.
 
 Pure: no clock (observation times come with the windows), no I/O, no logging. Vectorised over
 all tags x places with numpy; ``tests/test_rfid_fitting_rooms.py`` checks it against a plain
@@ -175,15 +174,6 @@ DEPART_NEED = 5
 #: the room behind a body (12-20 dB down); any read above it is. Why: a garment read in every window,
 #: strongly or behind the body, that gets no such read for a few windows has left the room.
 SILENT_BELOW_DB = 22.0
-#: Once presence says the last tracked customer of a room left it (``customer_left`` with at least
-#: PRESENCE_MIN_CONFIDENCE), a garment shown there is gone when the room has not read it at its
-#: keep level for PRESENCE_OUT_S. Why: the customer carries their garments out with them, and the
-#: room's own windows need 10-14 s (p95) to tell; a garment left on the hook is read every window.
-PRESENCE_OUT_S = 1.5
-#: Below this confidence a presence "zone changed" away from a room is not trusted to clear it.
-#: Why: the presence engine's fitting-room zone is right 55-90 % of the time; a wrong change
-#: would drop the garments of a customer still inside behind her body.
-PRESENCE_MIN_CONFIDENCE = 0.6
 #: A tag not read anywhere for this long and not shown is forgotten (its slot reused).
 FORGET_AFTER_S = 600.0
 
@@ -523,7 +513,6 @@ class FittingRoomEngine:
         self.omax = np.full((cap, P), -np.inf)  # strongest read at each place since shown
         self.dep_t = np.full(cap, -np.inf)  # last read saying it is leaving its place
         self.qmax = np.full((cap, P), -np.inf)  # strongest read of the current run of strong windows
-        self.out_t = np.full(cap, -np.inf)  # when presence said its room's customer left (PRESENCE_OUT_S)
 
     # ---------------------------------------------------------------------------------- tags
 
@@ -562,7 +551,6 @@ class FittingRoomEngine:
         self.omax = ext(self.omax, -np.inf)
         self.dep_t = ext(self.dep_t, -np.inf)
         self.qmax = ext(self.qmax, -np.inf)
-        self.out_t = ext(self.out_t, -np.inf)
         self.epcs.extend([None] * (new - old))
         self._free.extend(range(new - 1, old - 1, -1))
 
@@ -595,7 +583,6 @@ class FittingRoomEngine:
         self.omax[idx] = -np.inf
         self.dep_t[idx] = -np.inf
         self.qmax[idx] = -np.inf
-        self.out_t[idx] = -np.inf
         self.seen[idx] = -np.inf
         self.chal[idx] = -1
 
@@ -811,9 +798,7 @@ class FittingRoomEngine:
         # sooner: one read in every window, however weakly, is plainly gone after a few silent ones
         quiet = self.wins[cur_c] - self.last_w[a]
         silent = self.is_room[cur_c] & (quiet >= self._need(self.hw[a], self.nw[a], cur_c))
-        # its customer has left the room (presence): only a garment the room still reads well stays
-        out = now - self.last_k[a, cur_c] > np.where(np.isfinite(self.out_t[a]), PRESENCE_OUT_S, np.inf)
-        return has & (misses < need) & ~silent & ~out & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
+        return has & (misses < need) & ~silent & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
 
     def _need(self, hits: np.ndarray, windows: np.ndarray, p: np.ndarray) -> np.ndarray:
         """Missed windows after which a tag read ``hits`` of ``windows`` times is gone (GONE_ODDS)."""
@@ -882,7 +867,6 @@ class FittingRoomEngine:
         self.lvl[i] = self.peak[i, p]
         self.omax[i] = -np.inf
         self.dep_t[i] = -np.inf
-        self.out_t[i] = -np.inf
         self.chal[i] = -1
         place = self.places[p]
         epc = self.epcs[i]
@@ -963,28 +947,19 @@ class FittingRoomEngine:
             return []
         out: list[RoomEvent] = []
         room.customers.setdefault(customer_id, t)
-        self.out_t[self.cur == self.place_index[room_id]] = -np.inf
         if room.session is None:
             self._start_session(self.places[self.place_index[room_id]], room, t, out)
         elif room.session.customer_id is None:
             room.session.customer_id = customer_id
         return out
 
-    def customer_left(self, room_id: str, customer_id: str, t: float, confidence: float = 1.0) -> list[RoomEvent]:
-        """Presence says the customer left the room; the session ends (items may stay behind).
-
-        The last tracked customer gone (confidently), the room's garments it no longer reads well
-        are gone at once (PRESENCE_OUT_S): she took them with her."""
+    def customer_left(self, room_id: str, customer_id: str, t: float) -> list[RoomEvent]:
+        """Presence says the customer left the room; the session ends (items may stay behind)."""
         room = self.rooms.get(room_id)
         if room is None or customer_id not in room.customers:
             return []
         del room.customers[customer_id]
         out: list[RoomEvent] = []
-        if not room.customers and confidence >= PRESENCE_MIN_CONFIDENCE:
-            held = np.nonzero(self.cur == self.place_index[room_id])[0]
-            self.out_t[held] = t
-            if len(held):
-                self._decide(held, max(t, self.now), out)
         if room.session is not None and not room.customers:
             self._end_session(self.places[self.place_index[room_id]], room, t, out)
         return out

@@ -67,15 +67,12 @@ class RfidService:
             self.on_presence(PresenceEvent(ev.kind, ev.customer_id or "", ev.ts, d["zone"], d["from"], d["confidence"]))
 
     def on_presence(self, ev: PresenceEvent) -> list[StaffEvent]:
-        """A presence event: customers walking into / out of fitting rooms drive sessions, and the
-        garments of a customer who walked out are gone at once (FittingRoomEngine.customer_left)."""
+        """A presence event: customers walking into / out of fitting rooms drive sessions."""
         out: list[RoomEvent] = []
         with self.lock:
             rooms = self.engine.rooms
             if ev.kind in ("zone_changed", "left") and ev.previous in rooms:
-                # out of the store is certain enough; a zone change is as sure as presence says
-                conf = 1.0 if ev.kind == "left" else ev.confidence
-                out += self.engine.customer_left(ev.previous, ev.identity, ev.t, conf)
+                out += self.engine.customer_left(ev.previous, ev.identity, ev.t)
             if ev.kind == "left":
                 for rid, room in rooms.items():
                     if ev.identity in room.customers:
