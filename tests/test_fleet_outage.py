@@ -163,7 +163,7 @@ def test_broker_outage_every_window_arrives_once_in_order_and_replays_are_late(b
     assert not late & {s for s, up in node.sent[:10]}  # live windows before the outage are not
     assert link.queue.depth == 0
     assert link.queue.dropped == 0
-    view = {v.node: v for v in gateway.ingest.core.fleet.view()}["entrance-1"]
+    view = {v.node: v for v in gateway.core.fleet.view()}["entrance-1"]
     assert view.windows == len(sent) and view.late_windows == len(late)
     print(
         f"\noutage {OUTAGE_S:.0f} s: {len(sent)} windows, {backlog} on disk at the restart, "
@@ -219,9 +219,9 @@ def test_store_and_forward_across_a_node_restart_with_redelivery_deduplicated(
     assert gateway.seqs("floor-west") == list(range(500, 535))
     late = [s for n, s, lt in gateway.processed if n == "floor-west" and lt]
     assert late == list(range(500, 530))  # queued while unreachable, replayed from the previous run's disk
-    rec = gateway.ingest.core.fleet.records["floor-west"]
+    rec = gateway.core.fleet.records["floor-west"]
     assert rec.duplicates == 10
-    body = gateway.ingest.core.metrics.render().decode()
+    body = gateway.core.metrics.render().decode()
     assert 'instore_gateway_duplicate_windows_total{kind="ble"} 10.0' in body
     second.stop()
 
@@ -239,12 +239,12 @@ def test_queue_bound_drops_the_oldest_and_the_status_reports_it(broker, gateway,
     assert [r.seq for r in link.queue.after(-1, 100)] == list(range(30, 50))  # the newest are kept
     broker.start()
     wait_until(lambda: len(gateway.seqs("fr2")) >= 20, 15, "the 20 kept windows")
-    wait_until(lambda: "fr2" in gateway.ingest.core.node_status, 5, "status")
+    wait_until(lambda: "fr2" in gateway.core.node_status, 5, "status")
     assert gateway.seqs("fr2") == list(range(30, 50))
-    status = gateway.ingest.core.node_status["fr2"]
+    status = gateway.core.node_status["fr2"]
     assert status.state == "online" and status.dropped == 30
     assert status.queue_depth == 20  # the status on reconnect shows the backlog it is about to drain
-    view = {v.node: v for v in gateway.ingest.core.fleet.view()}["fr2"]
+    view = {v.node: v for v in gateway.core.fleet.view()}["fr2"]
     assert view.dropped == 30 and "30 windows dropped from its queue" in view.problems
     link.stop()
     assert link.queue.depth == 0
