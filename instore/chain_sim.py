@@ -46,7 +46,7 @@ def local_chain(tmp: Path, store_ids: list[str]) -> LocalChain:
     from firmware_config import tls
     from firmware_config.validate import validate_text
 
-    certs = tls.generate("hq", tmp / "tls", ["127.0.0.1"])
+    certs = tls.generate("hq", tmp / "tls", ["127.0.0.1", "localhost"])
     hq_port, leaf_port = free_port(), free_port()
     stores = {}
     for sid in store_ids:

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,15 +21,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from firmware_config import tls
-from firmware_config.nats import generate
 from firmware_config.store import StoreFile
-from firmware_config.validate import validate_text
 from instore import nats_server as instore_nats
 from instore.broker import free_port
+from instore.chain_sim import local_chain
 from instore.hq import SCHEMA
 from instore.nats_server import NatsServer
-from tests.conftest import BOUTIQUE
 
 START_TIMEOUT_S = 15.0
 
@@ -113,21 +109,8 @@ class Chain:
 @contextmanager
 def running_chain(tmp: Path, store_ids: list[str]) -> Iterator[Chain]:
     """HQ's and each store's NATS from the generated configs (TLS leaf links) and a PostgreSQL."""
-    certs = tls.generate("hq", tmp / "tls", ["127.0.0.1", "localhost"])
-    hq_port, leaf_port = free_port(), free_port()
-    stores = {}
-    for sid in store_ids:
-        text = BOUTIQUE.read_text(encoding="utf-8").replace('id = "boutique"', f'id = "{sid}"', 1)
-        text += (f'\n[chain]\nhq_url = "tls://127.0.0.1:{leaf_port}"\nhq_cafile = "{certs.ca_cert}"\n'
-                 f'nats_port = {free_port()}\nstorage_dir = "{tmp / ("js-" + sid)}"\n')
-        stores[sid] = validate_text(text, f"{sid}.toml")
-    files = generate([(s, None) for s in stores.values()], tmp / "conf", hq=True, hq_port=hq_port,
-                     hq_leaf_port=leaf_port, hq_storage_dir=str(tmp / "js-hq"), hq_certfile=str(certs.cert),
-                     hq_keyfile=str(certs.key))
-    assert files.hq_conf is not None
-    passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))
-    hq = NatsServer(files.hq_conf, hq_port)
-    leafs = {sid: NatsServer(files.leaf_confs[sid], s.chain.nats_port) for sid, s in stores.items() if s.chain}
+    net = local_chain(tmp, store_ids)  # the configs as `instore sim chain` makes them
+    hq, leafs = net.hq, net.leafs
     hq.start()
     for leaf in leafs.values():
         leaf.start()
@@ -135,7 +118,7 @@ def running_chain(tmp: Path, store_ids: list[str]) -> Iterator[Chain]:
         with postgres() as dsn:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(SCHEMA)  # as `instore hq` makes it, before the tests look
-            yield Chain(stores, hq, leafs, hq_port, passwords, dsn)
+            yield Chain(net.stores, hq, leafs, hq.port, net.passwords, dsn)
     finally:
         for leaf in leafs.values():
             leaf.stop()
