@@ -3,6 +3,7 @@ on a phone (390 px: no sideways scroll) and on a desktop, with the tables' CSV l
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.test_kpi_dashboard import DAY, MON_10, STORE, Clock, H
 pytestmark = pytest.mark.slow
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
+SHOTS = os.environ.get("INSTORE_SHOTS")  # a folder: the tests also save the screenshots there
 
 
 def fill_history(core: GatewayCore, days: int = 14, seed: int = 1) -> None:
@@ -80,6 +82,12 @@ def open_dashboard(browser, url: str, lang: str, viewport: dict):  # noqa: ANN00
     return page
 
 
+def _shot(page, name: str) -> None:  # noqa: ANN001
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / name), full_page=True)
+
+
 def test_dashboard_in_german_on_a_phone_has_no_sideways_scroll(serve, browser, tmp_path) -> None:  # noqa: ANN001
     server = serve_history(serve, tmp_path)
     page = open_dashboard(browser, server.url, "de", PHONE)
@@ -93,7 +101,19 @@ def test_dashboard_in_german_on_a_phone_has_no_sideways_scroll(serve, browser, t
     assert page.locator("#messages tbody tr").count() == 3  # two journeys and the staff replies
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the page scrolls sideways: {width} px wide"
-    page.screenshot(path=str(tmp_path / "dashboard-de-phone.png"), full_page=True)
+    _shot(page, "dashboard-de-phone.png")
     with page.expect_download() as dl:
         page.click("a[href^='/api/kpi/messages.csv']")
     assert Path(dl.value.path()).read_text().startswith("channel,name,messages")
+
+
+def test_dashboard_in_english_on_a_desktop_labels_the_estimate(serve, browser, tmp_path) -> None:  # noqa: ANN001
+    server = serve_history(serve, tmp_path)
+    page = open_dashboard(browser, server.url, "en", DESKTOP)
+    assert page.locator("html").get_attribute("lang") == "en"
+    tiles = page.locator(".tile .l").all_inner_texts()
+    assert "Visitors (estimated from door counts)" in tiles and "Conversion (sales per visitor)" in tiles
+    assert page.locator("#messages tbody tr").count() == 3
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= DESKTOP["width"], f"the page scrolls sideways: {width} px wide"
+    _shot(page, "dashboard-en-desktop.png")
