@@ -25,6 +25,7 @@ from firmware_config.nats import CUSTOMERS_BUCKET, HQ_USER, reply_prefix, stream
 from firmware_config.store import Identifier
 from firmware_config.validate import ConfigError, key_lines, model_problems, syntax_problem
 from gateway.channels.chain_publish import connected, sleep_unless
+from instore import hq_outbox
 
 log = logging.getLogger("instore.hq")
 
@@ -67,6 +68,7 @@ class HqConfig(BaseModel):
     password_file: str  # the `hq` line of chain-credentials.toml, alone in a file
     postgres: str  # a libpq connection string
     stores: Annotated[list[Identifier], Field(min_length=1)]
+    whatsapp: hq_outbox.HqWhatsApp | None = None  # the chain's number: its one outbox runs at HQ
 
 
 def load_config(path: str | Path) -> HqConfig:
@@ -379,8 +381,13 @@ class Hq:
             if nc is None:
                 return
             self.kv = await self._bucket(nc.jetstream(), stop)
-            await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores))
+            await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores), *self._whatsapp(stop))
         self.db.reset()
+
+    def _whatsapp(self, stop: asyncio.Event) -> list[Awaitable[None]]:
+        """The WhatsApp outbox at HQ, when hq.toml has a `[whatsapp]` section (docs/chain.md)."""
+        wa = self.config.whatsapp
+        return [] if wa is None else [hq_outbox.run(wa, self.config.nats_url, self.password, self.config.stores, stop)]
 
     async def _bucket(self, js, stop: asyncio.Event) -> Any:  # noqa: ANN001
         """HQ's customer bucket, made on first start; one revision per key (the stores need the latest)."""
