@@ -102,7 +102,7 @@ class WhatsAppService(Inbound, Outbound, Rounds, Queries):
         if self._threads:
             return
         self._stop.clear()
-        if self.cfg.outbox.worker:
+        if self.cfg.outbox.worker and not self.cfg.outbox.at_hq:  # at_hq: HQ's outbox sends for the chain
             if not self.db_path:
                 raise RuntimeError("whatsapp: the outbox worker needs a gateway database file, not :memory:")
             self.worker = outbox.OutboxWorker(
