@@ -68,13 +68,16 @@ def test_budget_rules_defer_a_new_recipient_over_budget(tmp_path: Path) -> None:
         conn.execute("INSERT INTO wa_outbox (idempotency_key, customer, body, purpose, status, due_at, created_at, "
                      "sent_at) VALUES (?, ?, '{}', 'service', 'accepted', 0, 0, ?)", (f"k{n}", f"49{n}", sent_at))
     policy = Policy(ZoneInfo("UTC"), TemplateRegistry([]), quiet_hours=None)
-    rules = BudgetRules(Rules(policy, consent=lambda _c, _p: True), conn, budget=2)
+    rules = BudgetRules(Rules(policy, consent=lambda _c, _p: True), conn, budget=2, now=100.0)
     body = {"messaging_product": "whatsapp", "to": "493", "type": "text", "text": {"body": "hi"}}
     kw = {"body": body, "purpose": Purpose.SERVICE, "last_inbound_at": 99.0}
     held = rules.decide(customer="493", now=100.0, **kw)
     assert held.kind is DecisionKind.DEFER and held.until == 10.0 + DAY
-    assert rules.decide(customer="491", now=100.0, **kw).kind is DecisionKind.SEND_NOW
-    assert rules.decide(customer="493", now=10.0 + DAY + 1, **kw).kind is DecisionKind.SEND_NOW
+    assert rules.decide(customer="491", now=100.0, **kw).kind is DecisionKind.SEND_NOW  # counted already
+    # 491 was messaged again at 100: 492's slot (20) is the first to free
+    assert rules.decide(customer="493", now=10.0 + DAY + 1, **kw).kind is DecisionKind.DEFER
+    assert rules.decide(customer="493", now=20.0 + DAY + 1, **kw).kind is DecisionKind.SEND_NOW
+    assert rules.decide(customer="494", now=20.0 + DAY + 2, **kw).until == 100.0 + DAY  # 491 and 493 in the window
 
 
 def test_an_inbound_message_delays_the_next_send() -> None:
