@@ -344,6 +344,8 @@ class Hq:
         """Erase a customer at HQ and, through the bucket's purge, in every store (`db`: the caller's connection)."""
         conn = db or self.db
         await asyncio.to_thread(lambda: erase_customer(conn.get(), customer_id, at, by))
+        if self.config.whatsapp is not None:  # the customer's numbers in HQ's WhatsApp outbox
+            await asyncio.to_thread(hq_outbox.erase_customer, self.config.whatsapp, customer_id)
         await self.kv.purge(customer_id)
         self.erased += 1
         log.info("hq: customer %s erased (asked by %s)", customer_id, by)

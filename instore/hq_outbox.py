@@ -7,8 +7,9 @@ cloud_sync's outbox (its SQLite file, its idempotency key `<store>:<store's key>
 nothing twice), then acknowledges. The outbox's one worker sends with one token bucket for the
 number, charged for inbound messages too, its per-recipient spacing, and the portfolio's rolling
 24-hour unique-recipient budget (`BudgetRules`). The signed webhook receiver records statuses and
-replies in the outbox and notes each for its store (`hq_wa_relay`); the same connection publishes
-them into the store's own stream (`chain.<store>.wa.<kind>`), which only that store can read.
+replies in the outbox and notes each for its store (`hq_wa_relay`, until published); the same
+connection publishes them into the store's own stream (`chain.<store>.wa.<kind>`), which only that
+store can read. An erasure at HQ erases the customer's numbers from the outbox too (`erase`).
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ CREATE TABLE IF NOT EXISTS hq_wa_routes (
   key TEXT PRIMARY KEY, store TEXT NOT NULL, wa_id TEXT NOT NULL, customer_id TEXT, at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS hq_wa_routes_number ON hq_wa_routes(wa_id, at);
-CREATE TABLE IF NOT EXISTS hq_wa_relay (id INTEGER PRIMARY KEY, store TEXT NOT NULL, kind TEXT NOT NULL,
-  body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS hq_wa_relayed (store TEXT PRIMARY KEY, last_id INTEGER NOT NULL);
-"""
+CREATE INDEX IF NOT EXISTS hq_wa_routes_customer ON hq_wa_routes(customer_id);
+CREATE TABLE IF NOT EXISTS hq_wa_relay (id INTEGER PRIMARY KEY AUTOINCREMENT, store TEXT NOT NULL,
+  kind TEXT NOT NULL, body TEXT NOT NULL);
+"""  # a relay row goes once its store's stream has it; AUTOINCREMENT: its id (the message id) is never reused
 
 
 class HqWhatsApp(BaseModel):
@@ -254,14 +255,32 @@ class HqOutbox:
     def pending(self, store: str) -> list[tuple[int, str, bytes]]:
         with self.lock:
             return [(r[0], r[1], r[2].encode()) for r in self.conn.execute(
-                "SELECT id, kind, body FROM hq_wa_relay WHERE store = ? AND id > COALESCE("
-                "(SELECT last_id FROM hq_wa_relayed WHERE store = ?), 0) ORDER BY id LIMIT ?",
-                (store, store, RELAY_BATCH))]
+                "SELECT id, kind, body FROM hq_wa_relay WHERE store = ? ORDER BY id LIMIT ?", (store, RELAY_BATCH))]
 
-    def relayed(self, store: str, last_id: int) -> None:
-        self._write("INSERT INTO hq_wa_relayed (store, last_id) VALUES (?, ?) "
-                    "ON CONFLICT(store) DO UPDATE SET last_id = excluded.last_id", (store, last_id))
+    def relayed(self, row_id: int) -> None:
+        """The store's stream has it: HQ keeps no copy."""
+        self._write("DELETE FROM hq_wa_relay WHERE id = ?", (row_id,))
         self.counts["relayed"] += 1
+
+    def erase(self, customer_id: str) -> int:
+        """An erasure at HQ reaches the outbox: every row, status, window and route of the customer's
+        numbers, and what waits to be relayed about them; rows deleted."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                numbers = [r[0] for r in self.conn.execute(
+                    "SELECT DISTINCT wa_id FROM hq_wa_routes WHERE customer_id = ?", (customer_id,))]
+                gone = sum(self.conn.execute(sql, (number,)).rowcount for number in numbers for sql in (
+                    "DELETE FROM wa_status_events WHERE recipient_id = ?1 OR callback_data IN "
+                    "(SELECT key FROM hq_wa_routes WHERE wa_id = ?1)",
+                    "DELETE FROM wa_outbox WHERE customer = ?", "DELETE FROM wa_contacts WHERE customer = ?",
+                    "DELETE FROM hq_wa_relay WHERE instr(body, '\"' || ? || '\"') > 0",
+                    "DELETE FROM hq_wa_routes WHERE wa_id = ?"))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        return gone
 
     def worker(self, client: CloudApiClient) -> OutboxWorker:
         """cloud_sync's worker on this outbox: the shared bucket, the budget, consent checked in the store."""
@@ -279,13 +298,23 @@ class HqOutbox:
                             on_alert=lambda e: log.error("hq whatsapp alert %s: %s", e.code, e.message))
 
 
+def erase_customer(cfg: HqWhatsApp, customer_id: str) -> int:
+    """The outbox's part of an erasure at HQ, on a connection of its own (`instore hq --erase` runs
+    beside the serving `instore hq`); rows deleted."""
+    outbox = HqOutbox(cfg)
+    try:
+        return outbox.erase(customer_id)
+    finally:
+        outbox.conn.close()
+
+
 async def _relay_to(js: Any, outbox: HqOutbox, store: str) -> None:
     """Publish the store's pending statuses and replies into its stream; the cursor moves after each ack."""
     while rows := await asyncio.to_thread(outbox.pending, store):
         for rid, kind, body in rows:
             await js.publish(f"{whatsapp_subject(store)}.{kind}", body, timeout=PUBLISH_TIMEOUT_S,
                              headers={"Nats-Msg-Id": f"hq:{rid}"})
-            await asyncio.to_thread(outbox.relayed, store, rid)
+            await asyncio.to_thread(outbox.relayed, rid)
 
 
 async def serve_store(outbox: HqOutbox, nats_url: str, password: str, store: str, stop: asyncio.Event) -> None:

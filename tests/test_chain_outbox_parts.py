@@ -127,3 +127,18 @@ def test_a_reply_from_a_number_no_store_wrote_to_stays_at_hq(tmp_path: Path) -> 
     assert hq.take("a", "chain.a.events.message", "a:g:1", _event("a")) == "queued"
     hq.on_message(InboundMessage("wamid.10", "4917011", 19, "text", text="hello"))
     assert [kind for _id, kind, _body in hq.pending("a")] == ["message"]
+
+
+def test_an_erasure_at_hq_leaves_no_trace_of_the_number_in_the_outbox(tmp_path: Path) -> None:
+    hq = _hq(tmp_path)
+    assert hq.take("a", "chain.a.events.message", "a:g:1", _event("a")) == "queued"  # customer c1, 4917011
+    hq.on_message(InboundMessage("wamid.10", "4917011", 19, "text", text="hello"))
+    hq.on_status(StatusEvent("wamid.11", "sent", 20, "4917011", "a:k1"))
+    (first, _kind, _body), *_ = hq.pending("a")
+    hq.relayed(first)  # one published, one still waiting
+    assert len(hq.pending("a")) == 1
+    assert hq.erase("c1") > 0
+    tables = [r[0] for r in hq.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    left = {t: n for t in tables for n in [sum("4917011" in json.dumps(list(r)) for r in
+                                               hq.conn.execute(f"SELECT * FROM {t}"))] if n}
+    assert left == {}
