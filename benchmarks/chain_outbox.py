@@ -101,7 +101,7 @@ class HqUnderTest:
         self.client = CloudApiClient(emu_url, "v23.0", cfg.phone_number_id, TOKEN)
         self.worker = self.outbox.worker(self.client)
         self.halt = threading.Event()
-        self.sender = threading.Thread(target=self.worker.run, kwargs={"stop": self.halt}, daemon=True)
+        self.sender = threading.Thread(target=hq_outbox.keep_sending, args=(self.worker, self.halt), daemon=True)
         self.web = ServerThread(hq_outbox.webhook_app(self.outbox, SECRET), port=cfg.webhook_port)
         self.url, self.password, self.stores = f"nats://127.0.0.1:{hq_port}", password, stores
         self.links: tuple[asyncio.AbstractEventLoop, asyncio.Event, threading.Thread] | None = None

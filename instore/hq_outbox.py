@@ -308,13 +308,19 @@ def erase_customer(cfg: HqWhatsApp, customer_id: str) -> int:
         outbox.conn.close()
 
 
-async def _relay_to(js: Any, outbox: HqOutbox, store: str) -> None:
-    """Publish the store's pending statuses and replies into its stream; the cursor moves after each ack."""
-    while rows := await asyncio.to_thread(outbox.pending, store):
-        for rid, kind, body in rows:
-            await js.publish(f"{whatsapp_subject(store)}.{kind}", body, timeout=PUBLISH_TIMEOUT_S,
-                             headers={"Nats-Msg-Id": f"hq:{rid}"})
-            await asyncio.to_thread(outbox.relayed, rid)
+async def _relay_to(js: Any, outbox: HqOutbox, store: str) -> bool:
+    """Publish the store's pending statuses and replies into its stream, each row deleted after its ack;
+    False if the store's stream could not take them (not made yet, link down): the rows wait."""
+    try:
+        while rows := await asyncio.to_thread(outbox.pending, store):
+            for rid, kind, body in rows:
+                await js.publish(f"{whatsapp_subject(store)}.{kind}", body, timeout=PUBLISH_TIMEOUT_S,
+                                 headers={"Nats-Msg-Id": f"hq:{rid}"})
+                await asyncio.to_thread(outbox.relayed, rid)
+    except Exception as exc:  # noqa: BLE001 (the requests are pulled all the same)
+        log.warning("hq whatsapp: store %s: relay waits: %s", store, exc)
+        return False
+    return True
 
 
 async def serve_store(outbox: HqOutbox, nats_url: str, password: str, store: str, stop: asyncio.Event) -> None:
@@ -330,13 +336,14 @@ async def serve_store(outbox: HqOutbox, nats_url: str, password: str, store: str
         if nc is None:
             return
         js = nc.jetstream(domain=store)
-        sub = None
+        sub, relay_at = None, 0.0
         while not stop.is_set():
             try:
                 if sub is None:
                     sub = await js.pull_subscribe(f"{subject_prefix(store)}.events.{REQUEST_KIND}", durable=CONSUMER,
                                                   stream=stream_name(store), config=ConsumerConfig(ack_wait=ACK_WAIT_S))
-                await _relay_to(js, outbox, store)
+                if time.monotonic() >= relay_at and not await _relay_to(js, outbox, store):
+                    relay_at = time.monotonic() + RETRY_S
                 msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 continue
@@ -348,6 +355,19 @@ async def serve_store(outbox: HqOutbox, nats_url: str, password: str, store: str
             for m in msgs:
                 await asyncio.to_thread(outbox.take, store, m.subject, (m.headers or {}).get("Nats-Msg-Id"), m.data)
                 await m.ack()
+
+
+def keep_sending(worker: OutboxWorker, halt: threading.Event) -> None:
+    """The worker until `halt`, restarted after a failure (the row stays for the next round), as in a store."""
+    while not halt.is_set():
+        try:
+            worker.run(stop=halt)
+            if worker.halted is not None:
+                log.error("hq whatsapp: outbox halted: %s", worker.halted)
+                return
+        except Exception:  # noqa: BLE001 (a database or HTTP hiccup must not stop the number's outbox)
+            log.exception("hq whatsapp: outbox worker failed; restarting in %s s", RETRY_S)
+            halt.wait(RETRY_S)
 
 
 def webhook_app(outbox: HqOutbox, app_secret: str) -> Any:
@@ -375,7 +395,7 @@ async def run(cfg: HqWhatsApp, nats_url: str, password: str, stores: list[str], 
     halt = threading.Event()
     with CloudApiClient(cfg.base_url, cfg.version, cfg.phone_number_id, token) as client:
         worker = outbox.worker(client)
-        thread = threading.Thread(target=worker.run, kwargs={"stop": halt}, name="hq-wa-outbox", daemon=True)
+        thread = threading.Thread(target=keep_sending, args=(worker, halt), name="hq-wa-outbox", daemon=True)
         thread.start()
         server = uvicorn.Server(uvicorn.Config(webhook_app(outbox, secret), host=cfg.webhook_host,
                                                port=cfg.webhook_port, log_level="warning", lifespan="off"))
