@@ -17,7 +17,9 @@ from cloud_sync.events import InboundMessage, OrderItem, StatusEvent
 from cloud_sync.ratelimit import TokenBucket
 from cloud_sync.relay import from_wire, to_wire
 from cloud_sync.rules import DecisionKind, Policy, Purpose, Rules, TemplateRegistry
+from firmware_config.store import Chain
 from gateway.channels.chain_publish import chain_message
+from gateway.channels.chain_whatsapp import FromHq
 from instore import hq_outbox
 from instore.hq_outbox import RECIPIENT_WINDOW_S, BudgetRules, HqOutbox, RequestError, budget_release, message_request
 from tests.test_wa_inbox import ALICE, ENV, config_text, make_service
@@ -43,6 +45,23 @@ def test_a_store_at_hq_queues_a_request_for_hq_and_runs_no_worker(tmp_path: Path
     assert req.key == f"boutique:staff:{ALICE}:tab-1" and req.to == ALICE and req.customer_id == "alice"
     assert req.body["to"] == ALICE and req.body["template"]["name"] == "order_ready"
     assert req.purpose == "service"
+
+
+def test_a_store_applies_statuses_and_replies_relayed_by_hq(tmp_path: Path) -> None:
+    svc, core, clock = make_service(tmp_path)
+    svc.cfg = parse_config(config_text().replace("[outbox]\n", "[outbox]\nat_hq = true\n"), environ=ENV)
+    key = svc.send_template(ALICE, "order_ready", "en", ["#1042"], None, client_ref="tab-1")["key"]
+    from_hq = FromHq("boutique", Chain(hq_url="tls://hq:7422"), svc.handlers)
+    status = StatusEvent("wamid.1", "delivered", int(clock()), ALICE, key)  # HQ strips its `boutique:` prefix
+    reply = InboundMessage("wamid.2", ALICE, int(clock()), "text", text="Thanks!")
+    for ev in (status, reply, status):  # the status redelivered: applied once
+        from_hq.apply(json.dumps(to_wire(ev)).encode())
+    from_hq.apply(b"{not json")
+    row = core.db.execute("SELECT status, wamid FROM wa_outbox WHERE idempotency_key = ?", [key]).fetchone()
+    assert tuple(row) == ("delivered", "wamid.1")
+    texts = [r[0] for r in core.db.execute("SELECT text FROM wa_inbox WHERE wa_id = ? AND direction = 'in'", [ALICE])]
+    assert texts == ["Thanks!"]
+    assert (from_hq.applied, from_hq.unreadable) == (2, 1)
 
 
 def test_a_malformed_request_names_its_field() -> None:
