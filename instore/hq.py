@@ -298,6 +298,9 @@ class Hq:
 
     async def _take(self, store: str, db: Postgres, m) -> None:  # noqa: ANN001 (nats Msg)
         ev = classify(store, m.subject, (m.headers or {}).get("Nats-Msg-Id"), m.data)
+        if ev.kind == hq_outbox.REQUEST_KIND:  # for HQ's WhatsApp outbox (its own consumer): no number in the CRM
+            await m.ack()
+            return
         gone = erasure(ev)
         if gone is not None:  # a store's erasure: as an operator's at HQ (repeats are harmless)
             await self.erase(gone[0], gone[1], by=store, db=db)

@@ -161,3 +161,20 @@ def test_an_erasure_at_hq_leaves_no_trace_of_the_number_in_the_outbox(tmp_path: 
     left = {t: n for t in tables for n in [sum("4917011" in json.dumps(list(r)) for r in
                                                hq.conn.execute(f"SELECT * FROM {t}"))] if n}
     assert left == {}
+
+
+def test_the_crm_consumer_acknowledges_message_requests_without_recording_the_number() -> None:
+    import asyncio
+
+    from instore.hq import Hq, HqConfig, Postgres
+
+    class Msg:
+        subject, headers, data, acked = "chain.a.events.message", {"Nats-Msg-Id": "a:g:1"}, _event("a"), False
+
+        async def ack(self) -> None:
+            self.acked = True
+
+    hq = Hq(HqConfig(password_file="p", postgres="postgresql://nobody@127.0.0.1:9/none", stores=["a"]), "pw")
+    msg = Msg()
+    asyncio.run(hq._take("a", Postgres(hq.config.postgres), msg))  # PostgreSQL unreachable: never asked
+    assert msg.acked and (hq.recorded, hq.failures) == (0, 0)
