@@ -20,6 +20,7 @@ from .port import GatewayPort
 from .rules import Policy, Purpose, Rules
 
 EVENT_KIND = "message"  # staff event kind for everything WhatsApp (data.direction says which)
+HQ_REQUEST_KIND = "wa_request"  # staff event kind of a message for the chain HQ's outbox (outbox.at_hq)
 PURPOSE_CONSENT = {  # rules purpose -> the gateway's consent purpose
     Purpose.MARKETING: "whatsapp_marketing",
     Purpose.SERVICE: "whatsapp_service",
@@ -117,4 +118,8 @@ class ChannelBase:
                         "due_at": due_at,
                     },
                 )
+            if new and self.cfg.outbox.at_hq:  # the chain's HQ sends it (docs/chain.md, "WhatsApp at HQ")
+                message = {k: v for k, v in body.items() if k != "to"}
+                self.gateway.publish(HQ_REQUEST_KIND, cid, {"key": key, "to": wa_id, "purpose": purpose.value,
+                                                            "due_at": due_at, "message": message})
         return new

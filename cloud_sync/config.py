@@ -182,6 +182,9 @@ class OutboxSection(_Strict):
     rate_per_s: Annotated[float, Field(gt=0, le=1000)] = 20.0  # under Meta's 80/s default with headroom
     reconcile_after_s: Annotated[float, Field(gt=0, le=86400)] = 120.0
     worker: bool = True  # run the sending worker in the gateway process
+    # A store of a chain: HQ's one outbox sends for the shared number; the store queues requests for it
+    # (chain events) and runs no worker of its own (docs/chain.md, "WhatsApp at HQ").
+    at_hq: bool = False
 
 
 class CheckinSection(_Strict):

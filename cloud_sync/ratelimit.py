@@ -42,6 +42,12 @@ class TokenBucket:
             return 0.0
         return wait
 
+    def charge(self, now: float, n: float = 1.0) -> None:
+        """Take ``n`` tokens even if that leaves a debt: traffic that cannot wait (an inbound
+        message counts against the number's throughput) delays the next sends instead."""
+        self._refill(now)
+        self._tokens -= n
+
     def tokens(self, now: float) -> float:
         self._refill(now)
         return self._tokens

@@ -15,7 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from . import catalogue, daily_summary, inbox, journeys, outbox
-from .channel import EVENT_KIND, InboxError
+from .channel import EVENT_KIND, HQ_REQUEST_KIND, InboxError
 from .client import CloudApiClient
 from .config import WhatsAppConfig
 from .inbound import Inbound
@@ -102,7 +102,7 @@ class WhatsAppService(Inbound, Outbound, Rounds, Queries):
         if self._threads:
             return
         self._stop.clear()
-        if self.cfg.outbox.worker:
+        if self.cfg.outbox.worker and not self.cfg.outbox.at_hq:  # at_hq: HQ's outbox sends for the chain
             if not self.db_path:
                 raise RuntimeError("whatsapp: the outbox worker needs a gateway database file, not :memory:")
             self.worker = outbox.OutboxWorker(
@@ -198,6 +198,7 @@ class WhatsAppService(Inbound, Outbound, Rounds, Queries):
                 wa_id = number.lstrip("+")
                 inbox.erase_number(self.conn, wa_id, customer_id)
                 self.gateway.anonymise_events(EVENT_KIND, wa_id)  # stream rows from before the number was linked
+                self.gateway.anonymise_events(HQ_REQUEST_KIND, wa_id)  # requests for HQ's outbox, likewise
             self.conn.execute("DELETE FROM wa_appointments WHERE customer_id = ?", (customer_id,))
 
 

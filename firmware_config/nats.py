@@ -53,6 +53,16 @@ def customers_stream() -> str:
     return f"KV_{CUSTOMERS_BUCKET}"
 
 
+def whatsapp_stream(store_id: str) -> str:
+    """The store's stream of WhatsApp statuses and replies that HQ's outbox routes to it (in the store's domain)."""
+    return f"chain-{store_id}-wa"
+
+
+def whatsapp_subject(store_id: str) -> str:
+    """HQ publishes the store's WhatsApp statuses and replies under this prefix, into the store's stream."""
+    return f"{subject_prefix(store_id)}.wa"
+
+
 def store_user(store_id: str) -> str:
     return f"store-{store_id}"
 
@@ -102,7 +112,9 @@ def render_leaf_conf(store: StoreFile, password: str, *, store_file: str | Path 
 def store_permissions(store_id: str) -> dict[str, list[str]]:
     """What a store's HQ account may send (publish) and receive (subscribe) over its link.
 
-    The last three of each list are the store's mirror of HQ's customer bucket: creating its mirror
+    Subscribing to `chain.<store>.wa.>` lets HQ deliver the store's own WhatsApp statuses and replies
+    into the store's stream (HQ's outbox, docs/chain.md "WhatsApp at HQ"). The last three of each
+    list are the store's mirror of HQ's customer bucket: creating its mirror
     consumer on that one stream, the flow control of its deliveries, the reply to the create
     (`$JSC.R.`) and the deliveries (`$JS.M.`). Both carry only the customer bucket (docs/chain.md).
     """
@@ -110,7 +122,8 @@ def store_permissions(store_id: str) -> dict[str, list[str]]:
     return {
         "publish": [f"{subject_prefix(store_id)}.>", f"{reply_prefix(store_id)}.>",
                     create, f"{create}.>", f"$JS.FC.{customers_stream()}.>"],
-        "subscribe": [f"$JS.{store_id}.API.>", f"$JS.ACK.{stream_name(store_id)}.>", "$JSC.R.>", "$JS.M.>"],
+        "subscribe": [f"$JS.{store_id}.API.>", f"$JS.ACK.{stream_name(store_id)}.>", f"{whatsapp_subject(store_id)}.>",
+                      "$JSC.R.>", "$JS.M.>"],
     }
 
 

@@ -48,18 +48,24 @@ def build_gateway(
         from gateway.channels.whatsapp_host import build_whatsapp
         from gateway.web.routes_whatsapp import mount_whatsapp
 
-        mount_whatsapp(app, build_whatsapp(core, whatsapp))
+        wa = build_whatsapp(core, whatsapp)
+        mount_whatsapp(app, wa)
     if store.chain is not None:  # the chain link: business events to the store's NATS for HQ
         from firmware_config.nats import stream_name
         from gateway.channels.chain_customers import CustomerSync, StoreSide
-        from gateway.channels.chain_publish import ChainPublisher, Cursor, PublisherThread, attach
+        from gateway.channels.chain_publish import ChainPublisher, Cursor, PublisherThread, Runner, attach
 
         cursor = Cursor(db, core.lock, stream_name(store.store.id))
         publisher = ChainPublisher(store.store.id, store.chain, core.events, cursor, core.metrics.registry)
         crm = app.state.clienteling  # HQ's customer record applies through the same consent hooks as staff's
         side = StoreSide(db, core.lock, core, crm.hooks, crm.recognise)
         sync = CustomerSync(store.store.id, store.chain, side, core.metrics.registry)
-        attach(app, PublisherThread(publisher, sync))
+        also: list[Runner] = [sync]
+        if whatsapp is not None and wa.cfg.outbox.at_hq:  # statuses and replies from HQ's outbox
+            from gateway.channels.chain_whatsapp import FromHq
+
+            also.append(FromHq(store.store.id, store.chain, wa.handlers))
+        attach(app, PublisherThread(publisher, *also))
     return app, core
 
 

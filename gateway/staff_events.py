@@ -187,6 +187,17 @@ class Message(_Data):
     assigned_to: str | None = None
 
 
+class WaRequest(_Data):
+    """`wa_request`: a message for HQ's outbox to send from the chain's number (docs/chain.md, "WhatsApp at HQ")."""
+
+    key: str = Field(description="the store's idempotency key; HQ's is `<store>:<key>`")
+    to: str = Field(description="the WhatsApp number (digits): HQ's chain CRM does not hold numbers")
+    purpose: str = Field(description="cloud_sync's purpose: marketing, utility, authentication or service")
+    due_at: float = Field(description="not before (the store's quiet hours and frequency cap)")
+    message: dict[str, Any] = Field(description="the Cloud API message body without `to` (a template: name, "
+                                    "language, parameters)")
+
+
 KINDS: dict[str, type[_Data]] = {
     "entered": Presence,
     "zone_changed": Presence,
@@ -209,6 +220,7 @@ KINDS: dict[str, type[_Data]] = {
     "released": Released,
     "note": Note,
     "message": Message,
+    "wa_request": WaRequest,
 }
 
 

@@ -141,9 +141,11 @@ def gateway(
         from cloud_sync.config import load_config
 
         try:
-            load_config(whatsapp)
+            wa = load_config(whatsapp)
         except (ConfigError, FileNotFoundError) as exc:
             _fail(str(exc))
+        if wa.outbox.at_hq and store.chain is None:  # nothing would ever send its messages
+            _fail(f"{whatsapp}: outbox.at_hq: HQ's outbox needs the store file's [chain] section (docs/chain.md)")
     run_gateway(
         store, host=host, port=port, db_path=db or store_relative(config, store.gateway.database),
         broker_host=login.host, broker_port=login.port, broker_cafile=login.cafile, whatsapp=whatsapp,

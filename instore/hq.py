@@ -25,6 +25,7 @@ from firmware_config.nats import CUSTOMERS_BUCKET, HQ_USER, reply_prefix, stream
 from firmware_config.store import Identifier
 from firmware_config.validate import ConfigError, key_lines, model_problems, syntax_problem
 from gateway.channels.chain_publish import connected, sleep_unless
+from instore import hq_outbox
 
 log = logging.getLogger("instore.hq")
 
@@ -67,6 +68,7 @@ class HqConfig(BaseModel):
     password_file: str  # the `hq` line of chain-credentials.toml, alone in a file
     postgres: str  # a libpq connection string
     stores: Annotated[list[Identifier], Field(min_length=1)]
+    whatsapp: hq_outbox.HqWhatsApp | None = None  # the chain's number: its one outbox runs at HQ
 
 
 def load_config(path: str | Path) -> HqConfig:
@@ -296,6 +298,9 @@ class Hq:
 
     async def _take(self, store: str, db: Postgres, m) -> None:  # noqa: ANN001 (nats Msg)
         ev = classify(store, m.subject, (m.headers or {}).get("Nats-Msg-Id"), m.data)
+        if ev.kind == hq_outbox.REQUEST_KIND:  # for HQ's WhatsApp outbox (its own consumer): no number in the CRM
+            await m.ack()
+            return
         gone = erasure(ev)
         if gone is not None:  # a store's erasure: as an operator's at HQ (repeats are harmless)
             await self.erase(gone[0], gone[1], by=store, db=db)
@@ -342,6 +347,8 @@ class Hq:
         """Erase a customer at HQ and, through the bucket's purge, in every store (`db`: the caller's connection)."""
         conn = db or self.db
         await asyncio.to_thread(lambda: erase_customer(conn.get(), customer_id, at, by))
+        if self.config.whatsapp is not None:  # the customer's numbers in HQ's WhatsApp outbox
+            await asyncio.to_thread(hq_outbox.erase_customer, self.config.whatsapp, customer_id)
         await self.kv.purge(customer_id)
         self.erased += 1
         log.info("hq: customer %s erased (asked by %s)", customer_id, by)
@@ -379,8 +386,13 @@ class Hq:
             if nc is None:
                 return
             self.kv = await self._bucket(nc.jetstream(), stop)
-            await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores))
+            await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores), *self._whatsapp(stop))
         self.db.reset()
+
+    def _whatsapp(self, stop: asyncio.Event) -> list[Awaitable[None]]:
+        """The WhatsApp outbox at HQ, when hq.toml has a `[whatsapp]` section (docs/chain.md)."""
+        wa = self.config.whatsapp
+        return [] if wa is None else [hq_outbox.run(wa, self.config.nats_url, self.password, self.config.stores, stop)]
 
     async def _bucket(self, js, stop: asyncio.Event) -> Any:  # noqa: ANN001
         """HQ's customer bucket, made on first start; one revision per key (the stores need the latest)."""

@@ -1,7 +1,8 @@
 """The gateway's business events to the store's NATS JetStream, for HQ (docs/chain.md).
 
 `chain_message` (pure) decides what leaves the store: entries and visits of consenting
-customers, fitting sessions and follow-up requests that name one, each on
+customers, fitting sessions and follow-up requests that name one, message requests for HQ's
+WhatsApp outbox, each on
 `chain.<store>.events.<kind>` with the message id `<store>:<generation>:<event id>`, where the
 generation is a random id of the gateway database (`Generation`), so a database made anew or
 restored from a backup never reuses an id HQ has seen. Nothing else: no raw
@@ -42,6 +43,7 @@ CHAIN_KINDS = {
     "session_started": "fitting",
     "session_ended": "fitting",
     "task": "follow_up",
+    "wa_request": "message",  # for HQ's WhatsApp outbox (instore.hq_outbox); names the number, maybe no customer
 }
 DEDUP_WINDOW_S = 3600.0  # JetStream drops a repeated message id this long: covers a crash-restart loop
 BATCH = 200  # events read from the log per round
@@ -61,7 +63,7 @@ class ChainMessage:
 def chain_message(store_id: str, ev: StaffEvent, generation: str) -> ChainMessage | None:
     """The message for one event-log row, or None when it must not leave the store."""
     kind = CHAIN_KINDS.get(ev.kind)
-    if kind is None or ev.customer_id is None:
+    if kind is None or (ev.customer_id is None and ev.kind != "wa_request"):
         return None
     if ev.kind == "task" and ev.data.get("kind") != "followup":
         return None
