@@ -98,7 +98,7 @@ async def _consume(hq_url: str, password: str, lid: str, tally: Tally, stop: asy
     async def quiet(exc: Exception) -> None:  # the cut makes the client report every reconnect attempt
         return None
 
-    async def take(msgs: list[Any]) -> None:
+    async def take(msgs: list[Any]) -> int:
         now = time.time()
         for m in msgs:
             msg_id = (m.headers or {}).get("Nats-Msg-Id", "")
@@ -108,7 +108,7 @@ async def _consume(hq_url: str, password: str, lid: str, tally: Tally, stop: asy
                 tally.ids.add(msg_id)
                 tally.latencies_ms.append((now - json.loads(m.data)["sent"]) * 1000)
                 tally.arrivals.append(now)
-            await m.ack()
+        return len(msgs)  # `pull` acknowledges them
 
     await pull(hq_url, password, lid, stop, take, lambda exc: None, error_cb=quiet)
 
