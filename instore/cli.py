@@ -158,8 +158,10 @@ def hq(
     = None,
     purpose: Annotated[str, typer.Option(help="The consent purpose --withdraw withdraws.")] = "recognition",
     erase: Annotated[str | None, typer.Option(help="Instead: erase CUSTOMER at HQ and in every store.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes sharing the stores (each store pulled by one).")] = 1,
 ) -> None:
-    """The chain HQ: pull every store's events across its leaf link into the chain CRM (PostgreSQL)."""
+    """The chain HQ: pull every store's events across its leaf link into the chain CRM (PostgreSQL);
+    /metrics and /healthz on the config's metrics port."""
     import asyncio
     import signal
     import time
@@ -187,10 +189,15 @@ def hq(
         return
 
     async def serve() -> None:
+        from instore.hq_metrics import MetricsServer
+        from instore.hq_workers import Supervisor
+
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await Hq(cfg, password).run(stop)
+        supervisor = Supervisor(cfg, password, workers)
+        with MetricsServer(cfg.metrics_host, cfg.metrics_port, supervisor.snapshot, supervisor.health):
+            await supervisor.run(stop)
 
     asyncio.run(serve())
 
