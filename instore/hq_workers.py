@@ -109,9 +109,14 @@ class Supervisor:
                   for w in self.workers]
         return {"ok": all(s["alive"] for s in states), "workers": states}
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def start(self) -> None:
+        """Start the workers not yet started (`run` does; callers may earlier to know their pids)."""
         for w in self.workers:
-            self._start(w)
+            if w.process is None:
+                self._start(w)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.start()
         while not stop.is_set():
             for w in self.workers:
                 self._read(w)
