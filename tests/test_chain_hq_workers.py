@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from firmware_config.nats import HQ_USER, stream_name, subject_prefix
 from instore.broker import free_port
+from instore.hq import Classified, classify, customer_totals, runs
 from instore.hq_workers import shares, worker_of
 from tests.chain_env import Chain, running_chain
 
@@ -39,6 +40,20 @@ def test_stores_go_to_one_worker_each_by_a_stable_hash() -> None:
     assert all(len(share) > 10 for share in split)  # no worker left idle or swamped
     assert worker_of("s042", 4) == worker_of("s042", 4) == [i for i, sh in enumerate(split) if "s042" in sh][0]
     assert shares(["a", "d"], 2) == [["d"], ["a"]]
+
+
+def test_a_batch_is_cut_at_each_erasure_and_sums_each_customers_events_as_one_by_one() -> None:
+    def ev(n: int, kind: str, customer: str, ts: float) -> Classified:
+        body = {"store": "a", "id": n, "kind": kind, "customer_id": customer, "ts": ts}
+        return classify("a", f"chain.a.events.{kind}", f"a:1:{n}", json.dumps(body).encode())
+
+    batch = [ev(1, "entry", "c1", 5.0), ev(2, "visit", "c1", 3.0), ev(3, "erasure", "c2", 4.0),
+             ev(4, "entry", "c2", 6.0), ev(5, "fitting", "c3", 7.0)]
+    assert [[e.msg_id for e in run] for run in runs(batch)] == [["a:1:1", "a:1:2"], ["a:1:3"], ["a:1:4", "a:1:5"]]
+    forged = classify("a", "chain.a.events.entry", "b:1:9", b'{"store": "b", "customer_id": "c1", "ts": 9.0}')
+    # columns: customer, first seen, last seen, events, entries, visits, fittings, follow-ups
+    assert customer_totals([*batch[:2], forged, *batch[3:]]) == [
+        ["c1", "c2", "c3"], [3.0, 6.0, 7.0], [5.0, 6.0, 7.0], [2, 1, 1], [1, 1, 0], [1, 0, 0], [0, 0, 1], [0, 0, 0]]
 
 
 @pytest.fixture(scope="module")
