@@ -365,7 +365,10 @@ class Hq:
         self.erased = 0  # erasures applied, from stores and from `instore hq --erase`
         self.failures = 0
         self.kv: Any = None  # the customer bucket (nats KeyValue), once `run` has it
-        self.db = Postgres(config.postgres)  # for `withdraw` and `erase`
+        # ONE PostgreSQL connection per process (a worker's stores take turns: each turn is a whole batch),
+        # so a chain of hundreds of stores stays within PostgreSQL's max_connections
+        self.db = Postgres(config.postgres)
+        self.writing = asyncio.Lock()
 
     def _total(self, name: str) -> int:
         return sum(getattr(st, name) for st in self.stats.values())
@@ -376,7 +379,6 @@ class Hq:
     refused = property(lambda self: self._total("refused"))  # events and snapshots of customers erased at HQ
 
     async def pull_store(self, store: str, stop: asyncio.Event) -> None:
-        db = Postgres(self.config.postgres)
         stats = self.stats[store]
 
         async def take(msgs: list[Any]) -> int:
@@ -385,18 +387,25 @@ class Hq:
             done = 0
             for run in runs(evs):
                 try:
-                    await self._take(store, db, run)
+                    await self._write(store, run)
                 except Exception as exc:  # noqa: BLE001 (PostgreSQL away: the rest stays unacknowledged
                     stats.write_errors += 1  # and comes again after ACK_WAIT_S)
                     self._failed(exc)
-                    db.reset()
                     await sleep_unless(stop, RETRY_S)
                     break
                 done += len(run)
             return done
 
         await pull(self.config.nats_url, self.password, store, stop, take, self._failed)
-        db.reset()
+
+    async def _write(self, store: str, evs: list[Classified]) -> None:
+        """`_take` on the process's one connection, a batch at a time; a failure drops the connection."""
+        async with self.writing:
+            try:
+                await self._take(store, self.db, evs)
+            except Exception:
+                self.db.reset()
+                raise
 
     async def _take(self, store: str, db: Postgres, evs: list[Classified]) -> None:
         """One run of `runs`: a store's erasure, or events recorded in one transaction and then their snapshots."""
