@@ -140,11 +140,6 @@ def erased_at(conn, customer_id: object) -> float | None:  # noqa: ANN001
     return None if row is None else float(row[0])
 
 
-def record(conn, ev: Classified) -> str:  # noqa: ANN001 (psycopg.Connection)
-    """One event as `record_batch` records it."""
-    return record_batch(conn, [ev])[0]
-
-
 INSERT_EVENTS = (
     "INSERT INTO chain_events (store, msg_id, event_id, kind, customer_id, ts, body, forged) "
     "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::float8[], "
