@@ -3,9 +3,9 @@
 Per store, a connection replying on `_HQ.<store>.>` and a durable pull consumer in the store's
 JetStream domain; a store's identity is the link, never the payload (`classify` flags events
 naming another store). Each fetched batch goes to PostgreSQL in one transaction keyed by (store,
-message id) and only then is acknowledged, by one cumulative ack. Customer snapshots from stores merge into HQ's record and go back
-to every store through the mirrored key-value bucket; an erasure leaves a tombstone that refuses
-later snapshots of that customer. docs/chain.md.
+message id) and only then is acknowledged, by one cumulative ack. Customer snapshots from stores
+merge into HQ's record and go back to every store through the mirrored key-value bucket; an
+erasure leaves a tombstone that refuses later snapshots of that customer. docs/chain.md.
 """
 
 from __future__ import annotations
