@@ -360,9 +360,10 @@ class Hq:
         self.erased = 0  # erasures applied, from stores and from `instore hq --erase`
         self.failures = 0
         self.kv: Any = None  # the customer bucket (nats KeyValue), once `run` has it
-        # ONE PostgreSQL connection per process (a worker's stores take turns: each turn is a whole batch),
-        # so a chain of hundreds of stores stays within PostgreSQL's max_connections
-        self.db = Postgres(config.postgres)
+        self.db = Postgres(config.postgres)  # for `withdraw` and `erase`
+        # ONE connection for the stores' batches (they take turns, a whole batch each), so a chain of
+        # hundreds of stores stays within PostgreSQL's max_connections
+        self.writes = Postgres(config.postgres)
         self.writing = asyncio.Lock()
 
     def _total(self, name: str) -> int:
@@ -397,9 +398,9 @@ class Hq:
         """`_take` on the process's one connection, a batch at a time; a failure drops the connection."""
         async with self.writing:
             try:
-                await self._take(store, self.db, evs)
+                await self._take(store, self.writes, evs)
             except Exception:
-                self.db.reset()
+                self.writes.reset()
                 raise
 
     async def _take(self, store: str, db: Postgres, evs: list[Classified]) -> None:
@@ -482,6 +483,7 @@ class Hq:
                 return
             self.kv = await self._bucket(nc.jetstream(), stop)
             await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores))
+        self.writes.reset()
         self.db.reset()
 
     async def _bucket(self, js, stop: asyncio.Event) -> Any:  # noqa: ANN001
