@@ -4,7 +4,9 @@ Real servers from the generated configs (`instore config nats`: TLS leaf links, 
 JetStream in each leaf, `no_advertise` at HQ). Each simulated store publishes `rate` entries a
 second to its leaf's stream with a message id; HQ pulls every leaf's stream through the leaf's
 JetStream domain with the durable consumer `instore hq` uses (same batch, ack wait, inbox
-prefix) and acknowledges each message. PostgreSQL is left out: this measures the NATS path.
+prefix, cumulative acks). PostgreSQL is left out: this measures the NATS path. With
+`--param pg=1` HQ is `instore hq`'s own worker processes (`--param workers=N`) writing a local
+PostgreSQL instead: HQ's real throughput, with CPU per process (benchmarks/_chain_hq.py).
 
 Reported: store-to-HQ latency (publish in the store -> HQ's consumer has it) p50/p95 while the
 links are up; after HQ's server is stopped for `cut_s` and started again: how long until HQ
@@ -48,6 +50,7 @@ PUBLISHER_EXIT_S = 15.0  # the stores' process reports its count and ends within
 DRAIN_TIMEOUT_S = 120.0  # give up waiting for the backlog after this long
 FRESH_MS = 1000.0  # an event arriving at HQ this soon after it was sent: the backlog is gone
 SAMPLE_S = 0.5  # how often HQ's server memory is sampled
+CUSTOMERS = 200  # regulars per store: HQ's customer records see many updates per batch
 
 
 @dataclass
@@ -81,9 +84,12 @@ async def _publish(leaf_ports: dict[str, int], stores: int, rate: float, stop: A
             for n in range(stores):
                 lid, sid = lids[n % len(lids)], f"s{n:03d}"
                 counts[sid] = counts.get(sid, 0) + 1
-                body = json.dumps({"store": sid, "id": counts[sid], "sent": time.time(), "pad": pad}).encode()
+                # as the leaf's store (HQ takes the store from the link), a recognised customer's entry
+                now = time.time()
+                body = json.dumps({"store": lid, "id": counts[sid], "sent": now, "ts": now, "kind": "entry",
+                                   "customer_id": f"{sid}-c{counts[sid] % CUSTOMERS}", "pad": pad}).encode()
                 await conns[lid].publish(f"chain.{lid}.events.entry", body,
-                                         headers={"Nats-Msg-Id": f"{sid}:bench:{counts[sid]}"})
+                                         headers={"Nats-Msg-Id": f"{lid}:{sid}:{counts[sid]}"})
             t_next += tick
             await asyncio.sleep(max(0.0, t_next - time.monotonic()))
     finally:
@@ -98,7 +104,7 @@ async def _consume(hq_url: str, password: str, lid: str, tally: Tally, stop: asy
     async def quiet(exc: Exception) -> None:  # the cut makes the client report every reconnect attempt
         return None
 
-    async def take(msgs: list[Any]) -> None:
+    async def take(msgs: list[Any]) -> int:
         now = time.time()
         for m in msgs:
             msg_id = (m.headers or {}).get("Nats-Msg-Id", "")
@@ -108,7 +114,7 @@ async def _consume(hq_url: str, password: str, lid: str, tally: Tally, stop: asy
                 tally.ids.add(msg_id)
                 tally.latencies_ms.append((now - json.loads(m.data)["sent"]) * 1000)
                 tally.arrivals.append(now)
-            await m.ack()
+        return len(msgs)  # `pull` acknowledges them
 
     await pull(hq_url, password, lid, stop, take, lambda exc: None, error_cb=quiet)
 
@@ -197,7 +203,7 @@ async def _scenario(hq: NatsServer, leafs: list[tuple[str, NatsServer]], passwor
 
 
 def run(quick: bool = False, stores: int = STORES, rate: float = RATE, leafs: int = LEAFS,
-        live_s: float = LIVE_S, cut_s: float = CUT_S) -> dict:
+        live_s: float = LIVE_S, cut_s: float = CUT_S, pg: float = 0, workers: float = 1) -> dict:
     if quick:
         stores, leafs, live_s, cut_s = min(stores, 4), min(leafs, 2), 4.0, 3.0
     leafs = min(leafs, stores)
@@ -209,7 +215,14 @@ def run(quick: bool = False, stores: int = STORES, rate: float = RATE, leafs: in
         for s in servers:
             s.start()
         chain = next(iter(local.stores.values())).chain
-        figures = asyncio.run(_scenario(hq, leaf_servers, local.passwords["hq"], chain, stores, rate, live_s, cut_s))
+        if pg:
+            from benchmarks._chain_hq import pg_scenario
+
+            figures = asyncio.run(pg_scenario(hq, leaf_servers, local.passwords["hq"], chain, stores, rate, live_s,
+                                              cut_s, int(workers)))
+        else:
+            figures = asyncio.run(_scenario(hq, leaf_servers, local.passwords["hq"], chain, stores, rate, live_s,
+                                            cut_s))
     finally:
         for s in servers:
             s.stop()
@@ -217,7 +230,8 @@ def run(quick: bool = False, stores: int = STORES, rate: float = RATE, leafs: in
     p50 = figures["store_to_hq_ms"]["p50"]
     return {
         "shape": f"{stores} simulated stores x {rate:g} events/s on {leafs} leaf servers"
-                 + ("" if leafs == stores else f" (up to {math.ceil(stores / leafs)} stores share a leaf's stream)"),
+                 + ("" if leafs == stores else f" (up to {math.ceil(stores / leafs)} stores share a leaf's stream)")
+                 + (f", HQ: {int(workers)} worker(s) writing PostgreSQL" if pg else ""),
         "live_s": live_s, "cut_s": cut_s, "live_rate_per_s": stores * rate,
         **figures,
         "target": {"store_to_hq_p50_ms": TARGET_P50_MS, "catchup_x_live": TARGET_CATCHUP_X},

@@ -114,13 +114,13 @@ async def _hq(chain: LocalChain, view: HqView, stop: asyncio.Event) -> None:
         return None
 
     def take_for(sid: str) -> Any:
-        async def take(msgs: list[Any]) -> None:
+        async def take(msgs: list[Any]) -> int:
             for m in msgs:
                 msg_id = (m.headers or {}).get("Nats-Msg-Id", "")
                 if msg_id in view.seen.setdefault(sid, set()):
                     view.repeats[sid] += 1
                 view.seen[sid].add(msg_id)
-                await m.ack()
+            return len(msgs)  # `pull` acknowledges them
         return take
 
     url = f"nats://127.0.0.1:{chain.hq.port}"

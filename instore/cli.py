@@ -160,8 +160,10 @@ def hq(
     = None,
     purpose: Annotated[str, typer.Option(help="The consent purpose --withdraw withdraws.")] = "recognition",
     erase: Annotated[str | None, typer.Option(help="Instead: erase CUSTOMER at HQ and in every store.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes sharing the stores (each store pulled by one).")] = 1,
 ) -> None:
-    """The chain HQ: pull every store's events across its leaf link into the chain CRM (PostgreSQL)."""
+    """The chain HQ: pull every store's events across its leaf link into the chain CRM (PostgreSQL);
+    /metrics and /healthz on the config's metrics port."""
     import asyncio
     import signal
     import time
@@ -189,10 +191,18 @@ def hq(
         return
 
     async def serve() -> None:
+        from instore import hq_outbox
+        from instore.hq_metrics import MetricsServer
+        from instore.hq_workers import Supervisor
+
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await Hq(cfg, password).run(stop)
+        supervisor = Supervisor(cfg, password, workers)
+        # the number's one outbox runs here, beside the workers (each pulls only its share of the stores)
+        outbox = [] if cfg.whatsapp is None else [hq_outbox.run(cfg.whatsapp, cfg.nats_url, password, cfg.stores, stop)]
+        with MetricsServer(cfg.metrics_host, cfg.metrics_port, supervisor.snapshot, supervisor.health):
+            await asyncio.gather(supervisor.run(stop), *outbox)
 
     asyncio.run(serve())
 

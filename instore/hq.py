@@ -2,10 +2,10 @@
 
 Per store, a connection replying on `_HQ.<store>.>` and a durable pull consumer in the store's
 JetStream domain; a store's identity is the link, never the payload (`classify` flags events
-naming another store). Each event goes to PostgreSQL in one transaction keyed by (store, message
-id) and only then is acknowledged. Customer snapshots from stores merge into HQ's record and go back
-to every store through the mirrored key-value bucket; an erasure leaves a tombstone that refuses
-later snapshots of that customer. docs/chain.md.
+naming another store). Each fetched batch goes to PostgreSQL in one transaction keyed by (store,
+message id) and only then is acknowledged, by one cumulative ack. Customer snapshots from stores
+merge into HQ's record and go back to every store through the mirrored key-value bucket; an
+erasure leaves a tombstone that refuses later snapshots of that customer. docs/chain.md.
 """
 
 from __future__ import annotations
@@ -26,12 +26,15 @@ from firmware_config.store import Identifier
 from firmware_config.validate import ConfigError, key_lines, model_problems, syntax_problem
 from gateway.channels.chain_publish import connected, sleep_unless
 from instore import hq_outbox
+from instore.hq_metrics import StoreStats
 
 log = logging.getLogger("instore.hq")
 
 CONSUMER = "hq"  # HQ's durable consumer on every store's stream
-FETCH_BATCH = 256  # messages per pull request: large enough to catch up at many times the live rate
-FETCH_WAIT_S = 1.0  # a pull waits this long for messages before asking again
+# Messages per pull request: JetStream's default cap of unacknowledged messages per consumer, so one
+# batch, one PostgreSQL transaction and one acknowledgement carry everything that waits.
+FETCH_BATCH = 1000
+FETCH_WAIT_S = 0.5  # a pull with nothing waiting expires after this and asks again (lag reads 0)
 RETRY_S = 1.0  # back-off after the link or PostgreSQL failed
 # A batch delivered into a link that then dropped is sent again after this long: the bound on how
 # late HQ resumes after a cut. Short is harmless: a redelivery is a duplicate HQ already ignores.
@@ -69,6 +72,8 @@ class HqConfig(BaseModel):
     postgres: str  # a libpq connection string
     stores: Annotated[list[Identifier], Field(min_length=1)]
     whatsapp: hq_outbox.HqWhatsApp | None = None  # the chain's number: its one outbox runs at HQ
+    metrics_host: str = "127.0.0.1"  # /metrics and /healthz (instore.hq_metrics)
+    metrics_port: int = Field(9464, ge=0, le=65535)  # 0: any free port
 
 
 def load_config(path: str | Path) -> HqConfig:
@@ -137,36 +142,89 @@ def erased_at(conn, customer_id: object) -> float | None:  # noqa: ANN001
     return None if row is None else float(row[0])
 
 
-def record(conn, ev: Classified) -> str:  # noqa: ANN001 (psycopg.Connection)
-    """Insert the event and, once, its effect on the customer record: `recorded`, `duplicate` if already
-    there, `erased` (not recorded) if it names a customer erased at HQ."""
-    body = ev.body
+INSERT_EVENTS = (
+    "INSERT INTO chain_events (store, msg_id, event_id, kind, customer_id, ts, body, forged) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::float8[], "
+    "%s::jsonb[], %s::text[]) ON CONFLICT DO NOTHING RETURNING msg_id"
+)
+UPSERT_CUSTOMERS = (
+    "INSERT INTO chain_customers (customer_id, first_seen, last_seen, last_store, events, entries, visits, "
+    "fittings, follow_ups) SELECT c, f, l, %s, n, e, v, fi, fu FROM unnest(%s::text[], %s::float8[], %s::float8[], "
+    "%s::int[], %s::int[], %s::int[], %s::int[], %s::int[]) AS t(c, f, l, n, e, v, fi, fu) "
+    "ON CONFLICT (customer_id) DO UPDATE SET events = chain_customers.events + excluded.events, "
+    "entries = chain_customers.entries + excluded.entries, visits = chain_customers.visits + excluded.visits, "
+    "fittings = chain_customers.fittings + excluded.fittings, "
+    "follow_ups = chain_customers.follow_ups + excluded.follow_ups, "
+    "first_seen = LEAST(chain_customers.first_seen, excluded.first_seen), "
+    "last_seen = GREATEST(chain_customers.last_seen, excluded.last_seen), "
+    "last_store = CASE WHEN excluded.last_seen >= chain_customers.last_seen "
+    "THEN excluded.last_store ELSE chain_customers.last_store END"
+)
+# Advisory locks in one order (by hash), so two workers' batches never wait on each other in a cycle.
+LOCK_CUSTOMERS = ("SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(c) AS h "
+                  "FROM unnest(%s::text[]) AS c ORDER BY h) AS locks")
+
+
+def _customer(ev: Classified) -> str | None:
+    c = ev.body.get("customer_id")
+    return c if isinstance(c, str) else None
+
+
+def _ts(ev: Classified) -> float | None:
+    ts = ev.body.get("ts")
+    return float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else None
+
+
+def event_columns(evs: list[Classified]) -> list[list]:
+    """The events as `INSERT_EVENTS`'s column arrays."""
+    ids = [ev.body.get("id") for ev in evs]
+    return [[ev.store for ev in evs], [ev.msg_id for ev in evs],
+            [i if isinstance(i, int) and not isinstance(i, bool) else None for i in ids], [ev.kind for ev in evs],
+            [_customer(ev) for ev in evs], [_ts(ev) for ev in evs], [json.dumps(ev.body) for ev in evs],
+            [ev.forged for ev in evs]]
+
+
+def customer_totals(evs: list[Classified]) -> list[list]:
+    """What newly recorded events of one store add to each customer, as `UPSERT_CUSTOMERS`'s column arrays
+    (the same sums, minima and maxima as recording them one by one)."""
+    totals: dict[str, list] = {}
+    for ev in evs:
+        customer, ts = _customer(ev), _ts(ev)
+        if ev.forged or customer is None or ts is None:
+            continue
+        t = totals.setdefault(customer, [ts, ts, 0, 0, 0, 0, 0])
+        t[0], t[1], t[2] = min(t[0], ts), max(t[1], ts), t[2] + 1
+        if ev.kind in COUNTERS:
+            t[3 + list(COUNTERS).index(ev.kind)] += 1
+    return [list(totals), *(list(col) for col in zip(*totals.values(), strict=True))] if totals else []
+
+
+def record_batch(conn, evs: list[Classified]) -> list[str]:  # noqa: ANN001 (psycopg.Connection)
+    """Insert one store's events and, once each, their effect on the customer records, in ONE transaction:
+    per event `recorded`, `duplicate` if already there (or earlier in `evs`), `erased` (not recorded) if it
+    names a customer erased at HQ. A crash before the commit leaves nothing; after it, a redelivery is all
+    duplicates."""
+    customers = sorted({c for ev in evs if (c := _customer(ev)) is not None})
     with conn.transaction():
-        _lock_customer(conn, body.get("customer_id"))
-        if erased_at(conn, body.get("customer_id")) is not None:
-            return "erased"
-        row = conn.execute(
-            "INSERT INTO chain_events (store, msg_id, event_id, kind, customer_id, ts, body, forged) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-            [ev.store, ev.msg_id, body.get("id") if isinstance(body.get("id"), int) else None, ev.kind,
-             body.get("customer_id"), body.get("ts"), json.dumps(body), ev.forged],
-        ).fetchone()
-        customer, ts = body.get("customer_id"), body.get("ts")
-        if row is None or ev.forged or not isinstance(customer, str) or not isinstance(ts, int | float):
-            return "duplicate" if row is None else "recorded"
-        counter = COUNTERS.get(ev.kind)
-        bump = f", {counter} = chain_customers.{counter} + 1" if counter else ""
-        conn.execute(
-            f"INSERT INTO chain_customers (customer_id, first_seen, last_seen, last_store, events"
-            f"{', ' + counter if counter else ''}) VALUES (%s, %s, %s, %s, 1{', 1' if counter else ''}) "
-            f"ON CONFLICT (customer_id) DO UPDATE SET events = chain_customers.events + 1{bump}, "
-            "first_seen = LEAST(chain_customers.first_seen, excluded.first_seen), "
-            "last_seen = GREATEST(chain_customers.last_seen, excluded.last_seen), "
-            "last_store = CASE WHEN excluded.last_seen >= chain_customers.last_seen "
-            "THEN excluded.last_store ELSE chain_customers.last_store END",
-            [customer, ts, ts, ev.store],
-        )
-    return "recorded"
+        conn.execute(LOCK_CUSTOMERS, [customers])
+        erased = {r[0] for r in conn.execute("SELECT customer_id FROM chain_erasures WHERE customer_id = ANY(%s)",
+                                             [customers])}
+        kept = [ev for ev in evs if _customer(ev) not in erased]
+        inserted = {r[0] for r in conn.execute(INSERT_EVENTS, event_columns(kept))} if kept else set()
+        outcomes, fresh = [], []
+        for ev in evs:
+            if _customer(ev) in erased:
+                outcomes.append("erased")
+            elif ev.msg_id in inserted:
+                inserted.discard(ev.msg_id)  # a second copy in the same batch is a duplicate
+                outcomes.append("recorded")
+                fresh.append(ev)
+            else:
+                outcomes.append("duplicate")
+        totals = customer_totals(fresh)
+        if totals:
+            conn.execute(UPSERT_CUSTOMERS, [evs[0].store, *totals])
+    return outcomes
 
 
 def merge_profile(old: dict | None, snapshot: dict, store: str, erased: float | None = None) -> dict | None:
@@ -236,101 +294,146 @@ def erase_customer(conn, customer_id: str, at: float, by: str) -> int:  # noqa: 
                    for table in ("chain_profiles", "chain_customers", "chain_events"))
 
 
+async def _subscribe(js, store: str) -> tuple[Any, bool]:  # noqa: ANN001 (nats JetStreamContext)
+    """HQ's durable pull consumer on the store's stream, and whether it acknowledges cumulatively (a
+    consumer an earlier HQ made keeps its explicit acks: JetStream cannot change an ack policy)."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    sub = await js.pull_subscribe(f"{subject_prefix(store)}.events.>", durable=CONSUMER, stream=stream_name(store),
+                                  config=ConsumerConfig(ack_wait=ACK_WAIT_S, ack_policy=AckPolicy.ALL))
+    return sub, (await sub.consumer_info()).config.ack_policy == AckPolicy.ALL
+
+
+async def acknowledge(msgs: list[Any], ack_all: bool) -> None:
+    """Acknowledge handled messages: the last one alone acknowledges all before it under ack policy `all`."""
+    for m in msgs[-1:] if ack_all else msgs:
+        await m.ack()
+
+
 async def pull(nats_url: str, password: str, store: str, stop: asyncio.Event,
-               take: Callable[[list[Any]], Awaitable[None]], on_failure: Callable[[Exception], None],
+               take: Callable[[list[Any]], Awaitable[int]], on_failure: Callable[[Exception], None],
                **options: Any) -> None:
     """HQ's durable pull of one store's stream through the store's domain, with HQ's inbox prefix
-    for that store, handing each batch to `take` (which acknowledges), until `stop`."""
+    for that store, until `stop`. Each batch goes to `take`, which says how many of its first
+    messages it handled; those are acknowledged (the rest come again after ACK_WAIT_S). An empty
+    batch: nothing was waiting."""
     from nats.errors import TimeoutError as NatsTimeout
-    from nats.js.api import ConsumerConfig
 
     async with connected(nats_url, stop, on_failure, user=HQ_USER, password=password,
                          inbox_prefix=reply_prefix(store).encode(), **options) as nc:
         if nc is None:
             return
         js = nc.jetstream(domain=store)
-        sub = None
+        sub, ack_all = None, True
         while not stop.is_set():
             try:
                 if sub is None:
-                    sub = await js.pull_subscribe(f"{subject_prefix(store)}.events.>", durable=CONSUMER,
-                                                  stream=stream_name(store), config=ConsumerConfig(ack_wait=ACK_WAIT_S))
+                    sub, ack_all = await _subscribe(js, store)
                 msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
+                await take([])
                 continue
             except Exception as exc:  # noqa: BLE001 (the link is down or the stream not yet made)
                 on_failure(exc)
                 sub = None
                 await sleep_unless(stop, RETRY_S)
                 continue
-            await take(msgs)
+            await acknowledge(msgs[:await take(msgs)], ack_all)
+
+
+def runs(evs: list[Classified]) -> list[list[Classified]]:
+    """The batch cut at each erasure (applied alone, in order): everything between goes in one transaction."""
+    out: list[list[Classified]] = []
+    for ev in evs:
+        if erasure(ev) is not None or not out or erasure(out[-1][0]) is not None:
+            out.append([ev])
+        else:
+            out[-1].append(ev)
+    return out
 
 
 class Hq:
-    """Pulls each store's stream into PostgreSQL and keeps the customer bucket; counters say what happened."""
+    """Pulls each store's stream into PostgreSQL and keeps the customer bucket; counters (per store in
+    `stats`) say what happened."""
 
     def __init__(self, config: HqConfig, password: str):
         self.config, self.password = config, password
-        self.recorded = 0
-        self.duplicates = 0
-        self.forged = 0
+        self.stats = {s: StoreStats() for s in config.stores}
         self.erased = 0  # erasures applied, from stores and from `instore hq --erase`
-        self.refused = 0  # events and snapshots of customers erased at HQ, not recorded
         self.failures = 0
         self.kv: Any = None  # the customer bucket (nats KeyValue), once `run` has it
         self.db = Postgres(config.postgres)  # for `withdraw` and `erase`
+        # ONE connection for the stores' batches (they take turns, a whole batch each), so a chain of
+        # hundreds of stores stays within PostgreSQL's max_connections
+        self.writes = Postgres(config.postgres)
+        self.writing = asyncio.Lock()
+
+    def _total(self, name: str) -> int:
+        return sum(getattr(st, name) for st in self.stats.values())
+
+    recorded = property(lambda self: self._total("taken"))
+    duplicates = property(lambda self: self._total("duplicates"))
+    forged = property(lambda self: self._total("forged"))
+    refused = property(lambda self: self._total("refused"))  # events and snapshots of customers erased at HQ
 
     async def pull_store(self, store: str, stop: asyncio.Event) -> None:
-        db = Postgres(self.config.postgres)
+        stats = self.stats[store]
 
-        async def take(msgs: list[Any]) -> None:
-            for m in msgs:
+        async def take(msgs: list[Any]) -> int:
+            stats.lag = msgs[-1].metadata.num_pending if msgs else 0
+            evs = [classify(store, m.subject, (m.headers or {}).get("Nats-Msg-Id"), m.data) for m in msgs]
+            done = 0
+            for run in runs(evs):
                 try:
-                    await self._take(store, db, m)
+                    await self._write(store, run)
                 except Exception as exc:  # noqa: BLE001 (PostgreSQL away: the rest stays unacknowledged
-                    self._failed(exc)  # and comes again after ACK_WAIT_S)
-                    db.reset()
+                    stats.write_errors += 1  # and comes again after ACK_WAIT_S)
+                    self._failed(exc)
                     await sleep_unless(stop, RETRY_S)
-                    return
+                    break
+                done += len(run)
+            return done
 
         await pull(self.config.nats_url, self.password, store, stop, take, self._failed)
-        db.reset()
 
-    async def _take(self, store: str, db: Postgres, m) -> None:  # noqa: ANN001 (nats Msg)
-        ev = classify(store, m.subject, (m.headers or {}).get("Nats-Msg-Id"), m.data)
-        if ev.kind == hq_outbox.REQUEST_KIND:  # for HQ's WhatsApp outbox (its own consumer): no number in the CRM
-            await m.ack()
-            return
-        gone = erasure(ev)
+    async def _write(self, store: str, evs: list[Classified]) -> None:
+        """`_take` on the process's one connection, a batch at a time; a failure drops the connection."""
+        async with self.writing:
+            try:
+                await self._take(store, self.writes, evs)
+            except Exception:
+                self.writes.reset()
+                raise
+
+    async def _take(self, store: str, db: Postgres, evs: list[Classified]) -> None:
+        """One run of `runs`: a store's erasure, or events recorded in one transaction and then their snapshots."""
+        gone = erasure(evs[0])
         if gone is not None:  # a store's erasure: as an operator's at HQ (repeats are harmless)
             await self.erase(gone[0], gone[1], by=store, db=db)
-            await m.ack()
             return
-        outcome = await asyncio.to_thread(lambda: record(db.get(), ev))
-        if outcome == "erased":
-            self.refused += 1
-            log.warning("hq: store %s: %s of customer %s ignored: erased at HQ", store, ev.kind,
-                        ev.body.get("customer_id"))
-            await m.ack()
+        evs = [ev for ev in evs if ev.kind != hq_outbox.REQUEST_KIND]  # HQ's outbox has its own consumer:
+        if not evs:  # no number in the CRM
             return
-        if outcome == "recorded":
-            self.recorded += 1
-            if ev.forged:
-                self.forged += 1
+        outcomes = await asyncio.to_thread(lambda: record_batch(db.get(), evs))
+        for ev, outcome in zip(evs, outcomes, strict=True):
+            self.stats[store].count(outcome, ev)
+            if outcome == "erased":
+                log.warning("hq: store %s: %s of customer %s ignored: erased at HQ", store, ev.kind,
+                            ev.body.get("customer_id"))
+            elif ev.forged and outcome == "recorded":
                 log.warning("hq: store %s: forged store identity (%s)", store, ev.forged)
-        else:
-            self.duplicates += 1
-        snapshot = ev.body.get("data")
-        if ev.kind == "customer" and not ev.forged and isinstance(snapshot, dict) and snapshot.get("id"):
-            # also for a repeat: the put may be what failed the first time, and putting again is harmless
-            await self._put(db, store, snapshot)
-        await m.ack()
+        for ev, outcome in zip(evs, outcomes, strict=True):
+            snapshot = ev.body.get("data")
+            if outcome != "erased" and ev.kind == "customer" and not ev.forged and isinstance(snapshot, dict) \
+                    and snapshot.get("id"):
+                # also for a repeat: the put may be what failed the first time, and putting again is harmless
+                await self._put(db, store, snapshot)
 
     async def _put(self, db: Postgres, store: str, snapshot: dict) -> None:
         """Save a store's snapshot and put the record in the bucket, unless the customer is erased."""
         saved = await asyncio.to_thread(lambda: save_profile(db.get(), store, snapshot))
         if saved is None:  # erased since the event was recorded
-            self.refused += 1
+            self.stats[store].refused += 1
             return
         await self.kv.put(saved["id"], bucket_value(saved))
         if await asyncio.to_thread(lambda: erased_at(db.get(), saved["id"])) is not None:
@@ -387,6 +490,7 @@ class Hq:
                 return
             self.kv = await self._bucket(nc.jetstream(), stop)
             await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores), *self._whatsapp(stop))
+        self.writes.reset()
         self.db.reset()
 
     def _whatsapp(self, stop: asyncio.Event) -> list[Awaitable[None]]:

@@ -26,3 +26,14 @@ def test_bench_params_must_be_numbers() -> None:
     result = CliRunner().invoke(app, ["bench", "chain", "--param", "stores=many"])
     assert result.exit_code != 0
     assert "--param 'stores=many': expected NAME=NUMBER" in result.output
+
+
+def test_bench_chain_with_pg_runs_hqs_own_workers_into_postgresql() -> None:
+    result = CliRunner().invoke(app, ["bench", "chain", "--quick", "--json", "--param", "stores=3",
+                                      "--param", "pg=1", "--param", "workers=2"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["shape"].endswith("HQ: 2 worker(s) writing PostgreSQL")
+    assert report["received_once"] == report["published"] > report["live_rate_per_s"]  # rows in PostgreSQL
+    assert report["cores_live"]["hq_workers"] > 0 and report["hq_workers_peak_rss_mb"] > 0
+    assert report["hq_and_pg_cores_per_1000_per_s"]["live"] > 0

@@ -166,15 +166,9 @@ def test_an_erasure_at_hq_leaves_no_trace_of_the_number_in_the_outbox(tmp_path: 
 def test_the_crm_consumer_acknowledges_message_requests_without_recording_the_number() -> None:
     import asyncio
 
-    from instore.hq import Hq, HqConfig, Postgres
+    from instore.hq import Hq, HqConfig, Postgres, classify
 
-    class Msg:
-        subject, headers, data, acked = "chain.a.events.message", {"Nats-Msg-Id": "a:g:1"}, _event("a"), False
-
-        async def ack(self) -> None:
-            self.acked = True
-
+    request = classify("a", "chain.a.events.message", "a:g:1", _event("a"))
     hq = Hq(HqConfig(password_file="p", postgres="postgresql://nobody@127.0.0.1:9/none", stores=["a"]), "pw")
-    msg = Msg()
-    asyncio.run(hq._take("a", Postgres(hq.config.postgres), msg))  # PostgreSQL unreachable: never asked
-    assert msg.acked and (hq.recorded, hq.failures) == (0, 0)
+    asyncio.run(hq._take("a", Postgres(hq.config.postgres), [request]))  # PostgreSQL unreachable: never asked
+    assert (hq.recorded, hq.failures) == (0, 0)
