@@ -37,6 +37,7 @@ class AgentTruth:
     carrier: str = ""  # what transmitted: a [carriers] kind, "phone" (anonymous) or "badge" (staff)
     party: str | None = None  # visitors who came together share a party id
     party_size: int = 1
+    window_s: tuple[float, float] | None = None  # a passer-by standing at the shop front from..to (never enters)
 
     def zone_at(self, t: float) -> str | None:
         for s in self.stays:
@@ -163,6 +164,7 @@ def build_truth(world: World) -> Truth:
                 a.carrier,
                 a.party,
                 a.party_size,
+                a.window_s,
             )
         )
     room_items: list[RoomItem] = []
