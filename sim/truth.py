@@ -106,7 +106,11 @@ class Truth:
 
     @classmethod
     def from_dict(cls, d: dict) -> Truth:
-        agents = [AgentTruth(**{**a, "stays": tuple(ZoneStay(**s) for s in a["stays"])}) for a in d["agents"]]
+        agents = [
+            AgentTruth(**{**a, "stays": tuple(ZoneStay(**s) for s in a["stays"]),
+                          "window_s": tuple(a["window_s"]) if a.get("window_s") else None})
+            for a in d["agents"]
+        ]
         return cls(
             d["duration_s"],
             agents,
