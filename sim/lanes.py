@@ -15,12 +15,15 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
 
-from firmware_config.geometry import point_in_polygon
+from firmware_config.geometry import point_in_polygon, shared_boundary
 from firmware_config.store import StoreFile, ZoneKind
 from sim.paths import CLEARANCE_M, FloorPlan, distance_to_segments, polygon_edges, reflex_corners
 
 LANE_EDGE_M = 0.3  # a lane keeps this far from the outside zone's own edges
 OFFSET_STEP_M = 0.1  # lanes are cached per offset rounded to this
+FRONT_END_M = 0.3  # a window shopper stands at least this far from either end of a stretch of shop front
+SPOT_TRIES = 20  # spots drawn in front of the shop before a window shopper walks on without stopping
+SALES = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # the zones whose street side is the shop front
 
 
 class Lanes:
@@ -33,6 +36,11 @@ class Lanes:
         self.store_side = np.concatenate(inside) if inside else np.zeros((0, 4))
         self.ends = {z: self._ends(z) for z in self.zones}
         self._lane = lru_cache(maxsize=None)(self._build)
+        sales = [z.id for z in store.zones if z.kind in SALES]
+        # The shop front of each outside zone: where it meets the sales area (display windows, doors).
+        self.front = {
+            z: [seg for s in sales for seg in shared_boundary(plan.polys[z], plan.polys[s])] for z in self.zones
+        }
 
     def _ends(self, zone: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """The zone's two far end edges, each as (store-side corner, other corner)."""
@@ -58,6 +66,25 @@ class Lanes:
         n = np.asarray([-u[1], u[0]])
         q = p + by * n
         return q if point_in_polygon((float(q[0]), float(q[1])), self.plan.polys[zone]) else p - by * n
+
+    def window_spot(
+        self, zone: str, gap_m: tuple[float, float], rng: np.random.Generator
+    ) -> tuple[float, float] | None:
+        """A spot `gap_m` (low, high) metres out from the zone's shop front, facing a display window
+        or a door (any stretch, by length), where someone can stand; None if the zone has no front."""
+        segs = [(np.asarray(a, float), np.asarray(b, float)) for a, b in self.front[zone]]
+        lengths = np.asarray([np.hypot(*(b - a)) for a, b in segs])
+        if not len(segs) or lengths.sum() <= 0:
+            return None
+        for _ in range(SPOT_TRIES):
+            a, b = segs[int(rng.choice(len(segs), p=lengths / lengths.sum()))]
+            length = float(np.hypot(*(b - a)))
+            end = min(FRONT_END_M, length / 2) / length
+            on = a + (b - a) * float(rng.uniform(end, 1 - end))
+            p = self._inward(on, a, b, zone, float(rng.uniform(*gap_m)))
+            if self.plan.clear(p, zone):
+                return float(p[0]), float(p[1])
+        return None
 
     def width(self, zone: str) -> float:
         """The narrower end's width: lanes lie within it."""

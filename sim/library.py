@@ -25,6 +25,7 @@ METRICS: tuple[str, ...] = (
     "entry.recall",
     "entry.latency_p50_s",
     "entry.latency_p95_s",
+    "entry.window_shoppers_announced_per_h",
     "left.latency_p95_s",
     "zone.accuracy",
     "zone.wrong_room_changes_per_100_visits",

@@ -19,6 +19,7 @@ ROWS: list[tuple[str, str]] = [
     ("entry.recall", "consenting regulars' visits that produced an entered event"),
     ("entry.latency_p50_s", "door crossing -> entered event, median (s)"),
     ("entry.latency_p95_s", "door crossing -> entered event, 95th percentile (s)"),
+    ("entry.window_shoppers_announced_per_h", "registered passers-by stopping at the window announced, per hour"),
     ("entry.party.recall", "the same, for members of parties of 2 or more"),
     ("entry.party.latency_p95_s", "door crossing -> entered event, party members, p95 (s)"),
     ("left.latency_p95_s", "door crossing out -> left event, 95th percentile (s)"),

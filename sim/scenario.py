@@ -58,6 +58,9 @@ class Population(_Strict):
     passers_by: Annotated[int, Field(ge=0)] = 200  # walk past on the pavement, never enter
     passer_by_regular_fraction: Annotated[float, Field(ge=0, le=1)] = 0.1
     passer_by_lane_m: Annotated[float, Field(ge=0)] = 2.0  # distance of their lane from the shop front
+    # Window shoppers: passers-by who stop at the shop front, then walk on (sources: docs/scenarios.md).
+    window_shopper_fraction: Annotated[float, Field(ge=0, le=1)] = 0.1  # top of street shops' 5-10 % capture rates
+    window_dwell_s: tuple[float, float] = (5.0, 60.0)  # past the ~2.5 s glance that decides a stop, up to a minute
     staff: Annotated[int, Field(ge=0)] = 2
     fitting_room_probability: Annotated[float, Field(ge=0, le=1)] = 0.5
     purchase_probability: Annotated[float, Field(ge=0, le=1)] = 0.5
@@ -73,7 +76,7 @@ class Population(_Strict):
 
     @model_validator(mode="after")
     def _ranges(self) -> Population:
-        _check_ranges(self, "browse_stops", "browse_dwell_s", "fitting_dwell_s", "till_dwell_s")
+        _check_ranges(self, "browse_stops", "browse_dwell_s", "fitting_dwell_s", "till_dwell_s", "window_dwell_s")
         if sum(self.party_size_weights) <= 0:
             raise ValueError("party_size_weights: at least one party size needs a weight above 0")
         return self

@@ -93,6 +93,20 @@ def score_party_entries(truth: Truth, matches: list[EntryMatch]) -> dict:
     }
 
 
+def score_window_shoppers(truth: Truth, events: list[ReportedEvent]) -> dict:
+    """Registered window shoppers (passers-by who stood at the shop front and walked on) that an
+    `entered` event named: each is a false positive the precision already counts; this says how
+    many per hour came from someone standing at the glass."""
+    shoppers = {a.customer_id for a in truth.agents if a.window_s is not None and a.consent and a.customer_id}
+    named = {e.customer_id for e in events if e.kind == "entered" and e.customer_id in shoppers}
+    hours = truth.duration_s / 3600.0
+    return {
+        "entry.window_shoppers": len(shoppers),
+        "entry.window_shoppers_announced": len(named),
+        "entry.window_shoppers_announced_per_h": len(named) / hours if hours > 0 else None,
+    }
+
+
 def score_entries(truth: Truth, events: list[ReportedEvent]) -> dict:
     matches, n_events, n_true = match_entries(truth, events)
     lat = [m.emitted_at - m.entered_at for m in matches]
@@ -120,7 +134,7 @@ def score_entries(truth: Truth, events: list[ReportedEvent]) -> dict:
         "left.detected": len(left_lat),
         "left.latency_p50_s": percentile(left_lat, 50),
         "left.latency_p95_s": percentile(left_lat, 95),
-    } | score_party_entries(truth, matches)
+    } | score_party_entries(truth, matches) | score_window_shoppers(truth, events)
 
 
 def predicted_zones(events: list[ReportedEvent]) -> dict[str, tuple[np.ndarray, list[str | None]]]:

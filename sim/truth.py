@@ -37,6 +37,7 @@ class AgentTruth:
     carrier: str = ""  # what transmitted: a [carriers] kind, "phone" (anonymous) or "badge" (staff)
     party: str | None = None  # visitors who came together share a party id
     party_size: int = 1
+    window_s: tuple[float, float] | None = None  # a passer-by standing at the shop front from..to (never enters)
 
     def zone_at(self, t: float) -> str | None:
         for s in self.stays:
@@ -105,7 +106,11 @@ class Truth:
 
     @classmethod
     def from_dict(cls, d: dict) -> Truth:
-        agents = [AgentTruth(**{**a, "stays": tuple(ZoneStay(**s) for s in a["stays"])}) for a in d["agents"]]
+        agents = [
+            AgentTruth(**{**a, "stays": tuple(ZoneStay(**s) for s in a["stays"]),
+                          "window_s": tuple(a["window_s"]) if a.get("window_s") else None})
+            for a in d["agents"]
+        ]
         return cls(
             d["duration_s"],
             agents,
@@ -163,6 +168,7 @@ def build_truth(world: World) -> Truth:
                 a.carrier,
                 a.party,
                 a.party_size,
+                a.window_s,
             )
         )
     room_items: list[RoomItem] = []

@@ -27,6 +27,7 @@ from sim.scenario import Population, Scenario
 ANONYMOUS_PHONE = "phone"  # the carrier of someone we may not identify
 BADGE = "badge"  # a staff member's iBeacon badge, worn on the chest
 RADIO_STREAM = 15  # the radio draws (carriers, power, carry) have their own random stream: paths never move with them
+WINDOW_STREAM = 16  # who stops at the shop window, where and how long: their own stream, other paths never move
 
 
 class AgentKind(StrEnum):
@@ -65,6 +66,7 @@ class Agent:
     carry: str = "hand"  # where it is carried: a key of sim.radio.CARRY
     party: str | None = None  # visitors who came together share a party id
     party_size: int = 1
+    window_s: tuple[float, float] | None = None  # a window shopper: standing at the shop front from..to
 
     @property
     def t_start(self) -> float:
@@ -312,6 +314,7 @@ VISITOR_LANE_M = (0.3, 3.0)  # how far from the store side visitors walk along t
 SAME_DOOR_PROBABILITY = 0.7  # visitors leave by the door they came in; else by any street door
 PASSER_BY_SPEED_MPS = (0.9, 1.6)
 PASSER_BY_LANE_SIGMA_M = 0.5  # passers-by spread this much around the scenario's lane
+WINDOW_GAP_M = (0.3, 1.5)  # a window shopper stands this far out from the glass or door: arm's length to a step back
 STAFF_DWELL_S = (30.0, 300.0)
 PUT_BACK_S = (5.0, 20.0)  # at the shelf, putting garments back
 
@@ -632,8 +635,10 @@ def _passers_by(
     duration: float,
     new_customer: Callable[[bool], Customer],
     phone_agent: Callable[..., Agent],
+    window_rng: np.random.Generator,
 ) -> list[Agent]:
-    """People walking along a lane of an outside zone from one end to the other."""
+    """People walking along a lane of an outside zone from one end to the other; a share of them
+    (`window_shopper_fraction`, drawn from `window_rng`) stop at the shop front on the way."""
     rng = site.rng
     agents = []
     for i in range(pop.passers_by):
@@ -642,11 +647,36 @@ def _passers_by(
         lane = lane if rng.random() < 0.5 else lane[::-1]
         p = Walk(float(rng.uniform(0, duration)), (float(lane[0][0]), float(lane[0][1])), zone, 1.0)
         p.speed = float(rng.uniform(*PASSER_BY_SPEED_MPS))
+        spot = None
+        if window_rng.random() < pop.window_shopper_fraction:
+            spot = site.lanes.window_spot(zone, WINDOW_GAP_M, window_rng)
+        window = _walk_past(site, p, lane, spot, float(window_rng.uniform(*pop.window_dwell_s)))
+        customer = new_customer(True) if rng.random() < pop.passer_by_regular_fraction else None
+        a = phone_agent(f"p{i:05d}", AgentKind.PASSER_BY, p, customer)
+        a.window_s = window
+        agents.append(a)
+    return agents
+
+
+def _walk_past(
+    site: _Site, p: Walk, lane: np.ndarray, spot: tuple[float, float] | None, dwell_s: float
+) -> tuple[float, float] | None:
+    """Walk the lane; with a spot, step out of it to the shop front there, stand `dwell_s` and step
+    back. Returns the time standing at the front (None without a spot)."""
+    if spot is None:
         for xy in lane[1:]:
             p.walk((float(xy[0]), float(xy[1])))
-        customer = new_customer(True) if rng.random() < pop.passer_by_regular_fraction else None
-        agents.append(phone_agent(f"p{i:05d}", AgentKind.PASSER_BY, p, customer))
-    return agents
+        return None
+    k, q = project(lane, np.asarray(spot, float))
+    for xy in [*lane[1 : k + 1], q]:
+        p.walk((float(xy[0]), float(xy[1])))
+    p.follow(site.plan.route(p.pts[-1], p.zone, spot, p.zone))
+    stop = p.t
+    p.dwell(dwell_s)
+    p.follow(site.plan.route(spot, p.zone, (float(q[0]), float(q[1])), p.zone))
+    for xy in lane[k + 1 :]:
+        p.walk((float(xy[0]), float(xy[1])))
+    return stop, stop + dwell_s
 
 
 class _People:
@@ -763,7 +793,8 @@ def build_world(sc: Scenario, store: StoreFile) -> World:
         by_zone.setdefault(s.zone, []).append(s)
     people, phones = _People(rng), _Phones(sc)
     agents = _visitors(site, sc, stock, by_zone, arrivals_until, people.new, phones.agent)
-    agents += _passers_by(site, sc.population, duration, people.new, phones.agent)
+    window_rng = np.random.default_rng([sc.scenario.seed, WINDOW_STREAM])
+    agents += _passers_by(site, sc.population, duration, people.new, phones.agent, window_rng)
     agents += _staff(site, sc, phones, duration)
     agents.sort(key=lambda a: (a.t_start, a.id))
     items = stock.items if stock else []

@@ -117,6 +117,7 @@ class DoorFusion:
     max_ratio: float
     out_below: float
     pending: list[Crossing] = field(default_factory=list)
+    seen: dict[str, float] = field(default_factory=dict)  # per door, the latest crossing it reported
     _rate: dict[tuple[str, Direction], tuple[float, float]] = field(default_factory=dict)  # (rate /s, at t)
 
     def add(self, door: str, t: float, direction: Direction) -> bool:
@@ -124,7 +125,13 @@ class DoorFusion:
         if door not in self.states or direction not in ("in", "out"):
             return False
         self.pending.append(Crossing(door, t, direction))
+        self.seen[door] = max(t, self.seen.get(door, t))
         return True
+
+    def watching(self, t: float, watch_s: float) -> bool:
+        """Does a counter watch every street door (each reported a crossing within `watch_s`)? Then
+        nobody comes in unseen, bar the counter's misses."""
+        return all(t - self.seen.get(d, -math.inf) <= watch_s for d in self.states)
 
     def ratio(self, c: Crossing) -> float:
         """Likelihood ratio of the crossing for a phone that made it against one that did not:

@@ -132,6 +132,8 @@ class PresenceParams:
     door_max_ratio: float = 30.0  # one crossing never counts for more, however quiet the door
     door_confirm_probability: float = 0.95  # P(made the crossing | readings since) to announce a phone it moved in
     door_release_below: float = 0.01  # below this the crossing was someone else's: Bluetooth decides alone again
+    door_watch_s: float = 75.0  # a counter silent this long may be off (as /fleet judges it): its silence says nothing
+    door_offered_s: float = 60.0  # a phone a crossing weighed on this recently may have made it: its entry is as before
 
 
 @dataclass(frozen=True, slots=True)
@@ -705,6 +707,7 @@ class PresenceEngine:
         self._pending: dict[str, tuple[float, dict[int, float]]] = {}  # first heard since the last step
         self.prior = m.base_prior()
         self.held: dict[str, np.ndarray] = {}  # phones a crossing moved in: the part of the belief that did not cross
+        self.offered: dict[str, float] = {}  # when a crossing last weighed on each phone (`_unconfirmed`)
         p = m.params
         self.doors = DoorFusion(
             m.door_states, p.door_detect_probability, p.door_match_s, p.turn_in_per_s * p.door_match_s,
@@ -889,9 +892,11 @@ class PresenceEngine:
         """Fold in the queued crossings; a phone one moved in is held with its part that made none
         of them (a phone already held keeps its doubt: the next crossing takes its share of it).
         Returns the held parts in `self.held` order."""
-        parts = dict(zip(self.held, stay, strict=True))
+        parts, p = dict(zip(self.held, stay, strict=True)), self.model.params
         for i, (share, part) in self.doors.apply(post, self.inside, self.p_in, t).items():
             identity = self.ids[i]
+            if share < 1.0 - p.door_release_below:  # the crossing may well be theirs
+                self.offered[identity] = t
             parts[identity] = parts[identity] * np.float32(share) if identity in parts else part
         self.held = parts
         return np.stack(list(parts.values())) if parts else np.zeros((0, post.shape[1]), dtype=np.float32)
@@ -952,7 +957,7 @@ class PresenceEngine:
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         events = []
-        unconfirmed = self._unconfirmed()
+        unconfirmed = self._unconfirmed(t)
         for i in map(int, np.flatnonzero(~self.inside & (p_in >= p.enter_probability) & ~unconfirmed)):
             z = int(np.argmax(np.where(m.zone_in_store, zone_post[i], -1)))
             events.append(
@@ -995,13 +1000,14 @@ class PresenceEngine:
             self.zone[i], self.zone_since[i] = new, t
         return events
 
-    def _unconfirmed(self) -> np.ndarray:
+    def _unconfirmed(self, t: float) -> np.ndarray:
         """Who a crossing moved in but is not announced yet: a phone is announced once its own readings
         since say it made that crossing (a passer-by at the door while someone else went in does not
         walk in), or once they put it inside without it, as Bluetooth alone would; once they say it
-        did not make it, Bluetooth decides alone again."""
+        did not make it, Bluetooth decides alone again. And who Bluetooth alone puts inside though
+        counters watch every street door and no crossing could be theirs (`_unseen`)."""
         m, p = self.model, self.model.params
-        unconfirmed = np.zeros(len(self.ids), dtype=bool)
+        unconfirmed = self._unseen(t)
         for identity, part in list(self.held.items()):
             i = self.index[identity]
             stayed = float(part.sum())
@@ -1013,6 +1019,24 @@ class PresenceEngine:
                 made = made_crossing(float(self.belief[i].sum()), stayed, alone * stayed, p.door_detect_probability)
                 unconfirmed[i] = made < p.door_confirm_probability and alone < p.enter_probability
         return unconfirmed
+
+    def _unseen(self, t: float) -> np.ndarray:
+        """Phones not inside that counters watching every street door did not see come in (no crossing
+        weighed on them for `door_offered_s`): coming in unseen takes a miss, (1 - detect) as likely,
+        so their odds of being inside must pass the entry bar at that discount. A window shopper at
+        the glass, whose standing twin just inside fits the readings as well, stays outside."""
+        p = self.model.params
+        unseen = np.zeros(len(self.ids), dtype=bool)
+        if not self.doors.watching(t, p.door_watch_s):
+            return unseen
+        unseen[:] = ~self.inside
+        for identity, at in list(self.offered.items()):
+            if t - at > p.door_offered_s:
+                del self.offered[identity]
+            else:
+                unseen[self.index[identity]] = False
+        odds = self.p_in / np.maximum(1.0 - self.p_in, 1e-9) * (1.0 - p.door_detect_probability)
+        return unseen & (odds < p.enter_probability / (1.0 - p.enter_probability))
 
     def _expire(self, t: float) -> list[PresenceEvent]:
         """Stop tracking identities not heard for `forget_after_s`; anyone still inside has left."""
@@ -1052,6 +1076,7 @@ class PresenceEngine:
         """Consent withdrawn or erased: drop every trace of the identity now."""
         self._pending.pop(identity, None)
         self.held.pop(identity, None)
+        self.offered.pop(identity, None)
         self.rates.pop(identity, None)
         self.phones.pop(identity, None)
         i = self.index.get(identity)
@@ -1062,6 +1087,7 @@ class PresenceEngine:
         keep = np.asarray([i for i in range(len(self.ids)) if i not in rows], dtype=int)
         for i in rows:
             self.held.pop(self.ids[i], None)
+            self.offered.pop(self.ids[i], None)
         self.ids = [self.ids[i] for i in keep]
         self.index = {ident: i for i, ident in enumerate(self.ids)}
         per_identity = (
