@@ -63,6 +63,7 @@ WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
 WALK_IN = 2  # the mode of a "walking in" copy of a cell near a street door
 WALK_IN_KINDS = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # where customers walk on from the door
 LEVEL_BLOCK_ROWS = 256  # identities per block of `level_ll`: a block's likelihood rows stay in the CPU cache
+LEVEL_LOG_TERMS = 8  # a row's readings multiplied before one log: factors below ~100, products fit float32
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,9 +294,13 @@ class PresenceModel:
         self._detection: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # per advertising rate
         self._miss, self._hit_t = self.detection_tables(p.adverts_per_s)
         self._mu_heard_t = np.ascontiguousarray(self.mu_heard[u].T, dtype=np.float32)  # (N, U)
-        self._inv_sigma_t = np.ascontiguousarray(1.0 / self.sigma[u].T, dtype=np.float32)  # (N, U)
-        self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma[u].T / p.sigma_db), dtype=np.float32)  # (N, U)
-        self._inv_sigma_dof_t = self._inv_sigma_t / np.float32(np.sqrt(p.tail_dof))  # z / sqrt(dof) in one product
+        # a reading's Student t log-density, -(dof + 1) / 2 x log(1 + d^2 / (dof sigma^2)) - log(sigma / sigma_db)
+        # with d = reading - mu_heard, is -(dof + 1) / 2 x log(s + c d^2): `level_ll` multiplies a row's
+        # factors s + c d^2 and takes one log for them all (the log is the costly part)
+        sigma_t = self.sigma[u].T
+        s = (sigma_t / p.sigma_db) ** (2 / (p.tail_dof + 1))
+        self._level_s_t = np.ascontiguousarray(s, dtype=np.float32)  # (N, U)
+        self._level_c_t = np.ascontiguousarray(s / (p.tail_dof * sigma_t**2), dtype=np.float32)  # (N, U)
 
     def _pair_tables(self, base_transition: sparse.csr_matrix) -> None:
         """Consecutive windows of one link, for phones at the door (see `predict_pairs`): the
@@ -667,31 +672,37 @@ class PresenceModel:
     def level_ll(self, rssi: np.ndarray, ii: np.ndarray, nn: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(I, U): Student t log-densities of the readings rssi[ii, nn] around each place's
         prediction, added to `out` when given."""
-        p = self.params
         ll = np.zeros((len(rssi), self._miss.shape[1]), dtype=np.float32) if out is None else out
         # a block of identities at a time, and in it one node at a time: the block's rows of `ll`
         # and a node's readings x all places stay in the CPU cache. An identity has at most one
-        # reading per node, so the rows add without collisions, in node order as ever
-        scale = np.float32(-0.5 * (p.tail_dof + 1))
+        # reading per node, so the rows multiply without collisions; a row's readings are logged
+        # together, LEVEL_LOG_TERMS at a time (`rank`: a reading's place among its row's)
         order = np.argsort(ii, kind="stable")
         ii, nn = ii[order], nn[order]
         values = rssi[ii, nn].astype(np.float32)
+        rank = np.arange(len(ii)) - np.searchsorted(ii, ii)
         block = LEVEL_BLOCK_ROWS
         cuts = np.searchsorted(ii, np.arange(0, len(ll) + block, block)).tolist()
         for a, s0, s1 in zip(range(0, len(ll), block), cuts, cuts[1:], strict=False):
-            if s0 == s1:
-                continue
-            rows_b, nodes_b, values_b, ll_b = ii[s0:s1] - a, nn[s0:s1], values[s0:s1], ll[a : a + block]
-            for n in np.unique(nodes_b).tolist():
-                at = nodes_b == n
-                z = values_b[at][:, None] - self._mu_heard_t[n]  # (h, U)
-                z *= self._inv_sigma_dof_t[n]
-                np.square(z, out=z)
-                np.log1p(z, out=z)
-                z *= scale
-                z += self._log_sigma_t[n]
-                ll_b[rows_b[at]] += z
+            for k in range(0, int(rank[s0:s1].max(initial=-1)) + 1, LEVEL_LOG_TERMS):
+                at = s0 + np.flatnonzero((rank[s0:s1] >= k) & (rank[s0:s1] < k + LEVEL_LOG_TERMS))
+                self._level_block(ll[a : a + block], ii[at] - a, nn[at], values[at])
         return ll
+
+    def _level_block(self, ll_b: np.ndarray, rows: np.ndarray, nodes: np.ndarray, values: np.ndarray) -> None:
+        """ll_b += the Student t log-densities of the readings `values` (at most one per row and node,
+        LEVEL_LOG_TERMS per row): one log of each row's product of factors, not one per reading."""
+        prod = np.ones_like(ll_b)
+        for n in np.unique(nodes).tolist():
+            at = nodes == n
+            d = values[at][:, None] - self._mu_heard_t[n]  # (h, U)
+            np.square(d, out=d)
+            d *= self._level_c_t[n]
+            d += self._level_s_t[n]
+            prod[rows[at]] *= d
+        np.log(prod, out=prod)
+        prod *= np.float32(-0.5 * (self.params.tail_dof + 1))
+        ll_b += prod
 
 
 @dataclass
