@@ -63,6 +63,7 @@ WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
 WALK_IN = 2  # the mode of a "walking in" copy of a cell near a street door
 WALK_IN_KINDS = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # where customers walk on from the door
 LEVEL_BLOCK_ROWS = 256  # identities per block of `level_ll`: a block's likelihood rows stay in the CPU cache
+EXP_BLOCK_COLUMNS = 64  # places per block of `exp_like`: the block's transposition stays in the CPU cache
 LEVEL_LOG_TERMS = 8  # a row's readings multiplied before one log: factors below ~100, products fit float32
 
 
@@ -321,6 +322,16 @@ class PresenceModel:
         self._pair_change = np.ascontiguousarray(
             mu_b[:, :, self._pair_dst] - rho * mu_b[:, :, self._pair_src], dtype=np.float32
         )  # (N, offsets, edges)
+
+    def exp_like(self, ll: np.ndarray, post: np.ndarray) -> np.ndarray:
+        """exp(ll), laid out in memory as `post`, the beliefs it weighs: out of the transition's product
+        they are identity-minor (Fortran order), and `weigh` across orders is several times slower."""
+        if post.flags.c_contiguous:
+            return np.exp(ll, out=ll)
+        out = np.empty(ll.shape, dtype=ll.dtype, order="F")
+        for a in range(0, ll.shape[1], EXP_BLOCK_COLUMNS):
+            np.exp(ll[:, a : a + EXP_BLOCK_COLUMNS], out=out[:, a : a + EXP_BLOCK_COLUMNS])
+        return out
 
     def weigh(self, lik: np.ndarray, post: np.ndarray) -> None:
         """post *= lik[:, emit], in place, by contiguous runs (a column gather is slow)."""
@@ -969,10 +980,10 @@ class PresenceEngine:
         # a paired phone's detections count half, as everyone's; its new links are its
         # first look at them, and count in full
         ll[pairs] *= np.float32(1 / p.evidence_weight)
-        np.exp(ll, out=ll)
-        m.weigh(ll, post)
+        lik = m.exp_like(ll, post)
+        m.weigh(lik, post)
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
-        m.weigh(ll[held], stay)
+        m.weigh(lik[held], stay)
         return stay
 
     def _renormalise(self, post: np.ndarray, stay: np.ndarray) -> None:
