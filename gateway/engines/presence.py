@@ -980,10 +980,10 @@ class PresenceEngine:
         # a paired phone's detections count half, as everyone's; its new links are its
         # first look at them, and count in full
         ll[pairs] *= np.float32(1 / p.evidence_weight)
-        lik = m.exp_like(ll, post)
-        m.weigh(lik, post)
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
-        m.weigh(lik[held], stay)
+        held_lik = np.exp(ll[held])  # from `ll`'s rows, contiguous (`exp_like`'s are strided)
+        m.weigh(m.exp_like(ll, post), post)
+        m.weigh(held_lik, stay)
         return stay
 
     def _renormalise(self, post: np.ndarray, stay: np.ndarray) -> None:
