@@ -175,7 +175,9 @@ class DoorFusion:
             keep = w > WEIGH_ABOVE
             rows, w, crossing, m = rows[keep], w[keep], crossing[keep], m[keep]
             # (1 - w) x the belief + w x the belief under H1: just through the door, the phone's offsets kept
-            post[rows] *= (1.0 - w).astype(np.float32)[:, None]
+            scale = np.ones(len(post), dtype=np.float32)  # all rows in one pass: a row of `post` is strided
+            scale[rows] = 1.0 - w
+            post *= scale[:, None]
             moved |= {int(i): (1.0 - float(wi), post[i].copy()) for i, wi in zip(rows, w, strict=True)}
             into = (w / m)[:, None] * crossing / dest.shape[1]  # (r, offsets)
             post[np.ix_(rows, dest.reshape(-1))] += np.repeat(into, dest.shape[1], axis=1).astype(np.float32)

@@ -63,6 +63,8 @@ WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
 WALK_IN = 2  # the mode of a "walking in" copy of a cell near a street door
 WALK_IN_KINDS = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # where customers walk on from the door
 LEVEL_BLOCK_ROWS = 256  # identities per block of `level_ll`: a block's likelihood rows stay in the CPU cache
+EXP_BLOCK_COLUMNS = 64  # places per block of `exp_like`: the block's transposition stays in the CPU cache
+LEVEL_LOG_TERMS = 8  # a row's readings multiplied before one log: factors below ~100, products fit float32
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +258,12 @@ class PresenceModel:
         reps = len(offsets)
         self.offset_prior = np.exp(-0.5 * (offsets / p.device_offset_sigma_db) ** 2)
         self.offset_prior /= self.offset_prior.sum()
+        self._population_w = self.offset_prior.astype(np.float32)
+        # `drift` with the population's prior as a matrix: each offset block mixed with its neighbours
+        up, down = (x[0] for x in self._offset_steps(self._population_w[None, :]))
+        mix = np.diag(up, 1) + np.diag(down, -1)
+        mix += np.diag(1 - mix.sum(axis=1))
+        self._population_drift = sparse.kron(mix, sparse.identity(n_base), format="csr").astype(np.float32)
         self.mu = (offsets[:, None, None] + base_mu[None]).reshape(reps * n_base, -1)  # (K states, N nodes)
         # a cell is an area, not a point: next to a node the RSSI varies by many dB within it
         self.sigma = np.tile(np.sqrt(p.sigma_db**2 + base_spread**2), (reps, 1))  # (K, N)
@@ -265,9 +273,11 @@ class PresenceModel:
         # a phone keeps its power: one block per offset; float32 halves the memory traffic of every step
         self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
         n_k = len(self.owner)
-        # dense: a (K, zones) product through BLAS is several times faster than a sparse one
-        self.membership = np.zeros((n_k, len(self.zone_ids)), dtype=np.float32)  # each state's zone (+ away)
-        self.membership[np.arange(n_k), self.owner] = 1.0
+        # sparse: the beliefs come out of the transition's product identity-minor (Fortran order), and
+        # summed state by state a sparse product is several times faster than BLAS on them (Cost)
+        self.membership = sparse.csr_matrix(  # each state's zone (+ away)
+            (np.ones(n_k, dtype=np.float32), (np.arange(n_k), self.owner)), shape=(n_k, len(self.zone_ids))
+        )
         # what a node reports is the mean of the packets it *heard*: near the sensitivity only the
         # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
         alpha = (p.sensitivity_dbm - self.mu) / self.sigma
@@ -289,9 +299,13 @@ class PresenceModel:
         self._detection: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # per advertising rate
         self._miss, self._hit_t = self.detection_tables(p.adverts_per_s)
         self._mu_heard_t = np.ascontiguousarray(self.mu_heard[u].T, dtype=np.float32)  # (N, U)
-        self._inv_sigma_t = np.ascontiguousarray(1.0 / self.sigma[u].T, dtype=np.float32)  # (N, U)
-        self._log_sigma_t = np.ascontiguousarray(-np.log(self.sigma[u].T / p.sigma_db), dtype=np.float32)  # (N, U)
-        self._inv_sigma_dof_t = self._inv_sigma_t / np.float32(np.sqrt(p.tail_dof))  # z / sqrt(dof) in one product
+        # a reading's Student t log-density, -(dof + 1) / 2 x log(1 + d^2 / (dof sigma^2)) - log(sigma / sigma_db)
+        # with d = reading - mu_heard, is -(dof + 1) / 2 x log(s + c d^2): `level_ll` multiplies a row's
+        # factors s + c d^2 and takes one log for them all (the log is the costly part)
+        sigma_t = self.sigma[u].T
+        s = (sigma_t / p.sigma_db) ** (2 / (p.tail_dof + 1))
+        self._level_s_t = np.ascontiguousarray(s, dtype=np.float32)  # (N, U)
+        self._level_c_t = np.ascontiguousarray(s / (p.tail_dof * sigma_t**2), dtype=np.float32)  # (N, U)
 
     def _pair_tables(self, base_transition: sparse.csr_matrix) -> None:
         """Consecutive windows of one link, for phones at the door (see `predict_pairs`): the
@@ -311,6 +325,16 @@ class PresenceModel:
             mu_b[:, :, self._pair_dst] - rho * mu_b[:, :, self._pair_src], dtype=np.float32
         )  # (N, offsets, edges)
 
+    def exp_like(self, ll: np.ndarray, post: np.ndarray) -> np.ndarray:
+        """exp(ll), laid out in memory as `post`, the beliefs it weighs: out of the transition's product
+        they are identity-minor (Fortran order), and `weigh` across orders is several times slower."""
+        if post.flags.c_contiguous:
+            return np.exp(ll, out=ll)
+        out = np.empty(ll.shape, dtype=ll.dtype, order="F")
+        for a in range(0, ll.shape[1], EXP_BLOCK_COLUMNS):
+            np.exp(ll[:, a : a + EXP_BLOCK_COLUMNS], out=out[:, a : a + EXP_BLOCK_COLUMNS])
+        return out
+
     def weigh(self, lik: np.ndarray, post: np.ndarray) -> None:
         """post *= lik[:, emit], in place, by contiguous runs (a column gather is slow)."""
         for s0, s1, u0 in self._emit_runs:
@@ -322,17 +346,37 @@ class PresenceModel:
         stationary distribution is the row's offset prior `weights` (n, offsets): the drift
         lets a turn shade every link, and never by itself pulls a phone away from its prior
         (the population's, or its own learned one)."""
-        q = np.float32(self.params.offset_step_per_s * self.params.step_s)
-        if q <= 0 or len(post) == 0:
+        if self.params.offset_step_per_s <= 0 or len(post) == 0:
             return
-        w = np.maximum(weights, np.float32(1e-30))
-        ratio = w[:, 1:] / w[:, :-1]
-        up = (q * np.minimum(1, ratio))[:, :, None]  # o -> o+1
-        down = (q * np.minimum(1, 1 / ratio))[:, :, None]  # o+1 -> o
+        up, down = (x[:, :, None] for x in self._offset_steps(weights))
         b = post.reshape(len(post), -1, self.n_cells)
         rise, fall = up * b[:, :-1], down * b[:, 1:]
         b[:, :-1] += fall - rise
         b[:, 1:] += rise - fall
+
+    def _offset_steps(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`drift`'s chances (n, offsets - 1) of stepping o -> o+1 and o+1 -> o, for offset priors `weights`."""
+        q = np.float32(self.params.offset_step_per_s * self.params.step_s)
+        w = np.maximum(weights, np.float32(1e-30))
+        ratio = w[:, 1:] / w[:, :-1]
+        return q * np.minimum(1, ratio), q * np.minimum(1, 1 / ratio)
+
+    def predict(self, belief: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """One step's prediction: `belief @ transition`, then the offset `drift`. The rows with the
+        population's offset prior (all but learned phones) drift in one sparse product, several times
+        cheaper than `drift`'s strided updates of the whole belief (docs/presence.md, Cost)."""
+        post = belief @ self.transition
+        if self.params.offset_step_per_s <= 0 or len(post) == 0:
+            return post
+        population = (weights == self._population_w).all(axis=1)
+        if population.all():
+            return post @ self._population_drift
+        if population.any():
+            post[population] = post[population] @ self._population_drift
+        own = post[~population]
+        self.drift(own, weights[~population])
+        post[~population] = own
+        return post
 
     def predict_pairs(self, belief: np.ndarray, change: np.ndarray, both: np.ndarray) -> np.ndarray:
         """The prediction `belief @ transition` (J, K), each move weighted by how well it explains
@@ -643,31 +687,37 @@ class PresenceModel:
     def level_ll(self, rssi: np.ndarray, ii: np.ndarray, nn: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(I, U): Student t log-densities of the readings rssi[ii, nn] around each place's
         prediction, added to `out` when given."""
-        p = self.params
         ll = np.zeros((len(rssi), self._miss.shape[1]), dtype=np.float32) if out is None else out
         # a block of identities at a time, and in it one node at a time: the block's rows of `ll`
         # and a node's readings x all places stay in the CPU cache. An identity has at most one
-        # reading per node, so the rows add without collisions, in node order as ever
-        scale = np.float32(-0.5 * (p.tail_dof + 1))
+        # reading per node, so the rows multiply without collisions; a row's readings are logged
+        # together, LEVEL_LOG_TERMS at a time (`rank`: a reading's place among its row's)
         order = np.argsort(ii, kind="stable")
         ii, nn = ii[order], nn[order]
         values = rssi[ii, nn].astype(np.float32)
+        rank = np.arange(len(ii)) - np.searchsorted(ii, ii)
         block = LEVEL_BLOCK_ROWS
         cuts = np.searchsorted(ii, np.arange(0, len(ll) + block, block)).tolist()
         for a, s0, s1 in zip(range(0, len(ll), block), cuts, cuts[1:], strict=False):
-            if s0 == s1:
-                continue
-            rows_b, nodes_b, values_b, ll_b = ii[s0:s1] - a, nn[s0:s1], values[s0:s1], ll[a : a + block]
-            for n in np.unique(nodes_b).tolist():
-                at = nodes_b == n
-                z = values_b[at][:, None] - self._mu_heard_t[n]  # (h, U)
-                z *= self._inv_sigma_dof_t[n]
-                np.square(z, out=z)
-                np.log1p(z, out=z)
-                z *= scale
-                z += self._log_sigma_t[n]
-                ll_b[rows_b[at]] += z
+            for k in range(0, int(rank[s0:s1].max(initial=-1)) + 1, LEVEL_LOG_TERMS):
+                at = s0 + np.flatnonzero((rank[s0:s1] >= k) & (rank[s0:s1] < k + LEVEL_LOG_TERMS))
+                self._level_block(ll[a : a + block], ii[at] - a, nn[at], values[at])
         return ll
+
+    def _level_block(self, ll_b: np.ndarray, rows: np.ndarray, nodes: np.ndarray, values: np.ndarray) -> None:
+        """ll_b += the Student t log-densities of the readings `values` (at most one per row and node,
+        LEVEL_LOG_TERMS per row): one log of each row's product of factors, not one per reading."""
+        prod = np.ones_like(ll_b)
+        for n in np.unique(nodes).tolist():
+            at = nodes == n
+            d = values[at][:, None] - self._mu_heard_t[n]  # (h, U)
+            np.square(d, out=d)
+            d *= self._level_c_t[n]
+            d += self._level_s_t[n]
+            prod[rows[at]] *= d
+        np.log(prod, out=prod)
+        prod *= np.float32(-0.5 * (self.params.tail_dof + 1))
+        ll_b += prod
 
 
 @dataclass
@@ -855,11 +905,11 @@ class PresenceEngine:
             self._reported[:] = False
             return []
         m = self.model
-        post = self.belief @ m.transition  # the prediction, then the posterior in place
-        m.drift(post, self.offset_w)
+        post = m.predict(self.belief, self.offset_w)  # the prediction, then the posterior in place
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
-        stay = np.stack(list(self.held.values())) @ m.transition if len(held) else np.zeros((0, post.shape[1]))
-        m.drift(stay, self.offset_w[held])
+        stay = np.zeros((0, post.shape[1]))
+        if len(held):
+            stay = m.predict(np.stack(list(self.held.values())), self.offset_w[held])
         used = np.zeros_like(self._heard)
         if self._reported.any():
             stay = self._weigh(t, post, held, stay, used)
@@ -935,10 +985,10 @@ class PresenceEngine:
         # a paired phone's detections count half, as everyone's; its new links are its
         # first look at them, and count in full
         ll[pairs] *= np.float32(1 / p.evidence_weight)
-        np.exp(ll, out=ll)
-        m.weigh(ll, post)
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
-        m.weigh(ll[held], stay)
+        held_lik = np.exp(ll[held])  # from `ll`'s rows, contiguous (`exp_like`'s are strided)
+        m.weigh(m.exp_like(ll, post), post)
+        m.weigh(held_lik, stay)
         return stay
 
     def _renormalise(self, post: np.ndarray, stay: np.ndarray) -> None:
@@ -1008,15 +1058,20 @@ class PresenceEngine:
         counters watch every street door and no crossing could be theirs (`_unseen`)."""
         m, p = self.model, self.model.params
         unconfirmed = self._unseen(t)
-        for identity, part in list(self.held.items()):
-            i = self.index[identity]
-            stayed = float(part.sum())
-            crossed = 1.0 - stayed / float(self.belief[i].sum())
+        if not self.held:
+            return unconfirmed
+        # the sums for all held phones at once: a row of the (Fortran-order) belief is slow to sum alone
+        rows = np.asarray([self.index[identity] for identity in self.held])
+        parts = np.stack(list(self.held.values()))
+        totals, stayed_all = self.belief[rows].sum(axis=1).tolist(), parts.sum(axis=1).tolist()
+        stayed_in = (parts @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
+        for identity, i, total, stayed, here in zip(list(self.held), rows, totals, stayed_all, stayed_in, strict=True):
+            crossed = 1.0 - stayed / total
             if self.inside[i] or crossed < p.door_release_below:
                 del self.held[identity]
             else:
-                alone = float((part @ m.membership)[m.zone_in_store].sum()) / max(stayed, 1e-30)
-                made = made_crossing(float(self.belief[i].sum()), stayed, alone * stayed, p.door_detect_probability)
+                alone = here / max(stayed, 1e-30)
+                made = made_crossing(total, stayed, alone * stayed, p.door_detect_probability)
                 unconfirmed[i] = made < p.door_confirm_probability and alone < p.enter_probability
         return unconfirmed
 

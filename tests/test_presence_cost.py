@@ -1,0 +1,53 @@
+"""The presence step's cheaper paths compute what the plain ones do (docs/presence.md, Cost)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from firmware_config.store import load_store
+from gateway.engines.presence import LearnedPhone, PresenceModel, _strongest
+from tests.conftest import BOUTIQUE
+
+
+@pytest.fixture(scope="module")
+def model() -> PresenceModel:
+    return PresenceModel(load_store(BOUTIQUE))
+
+
+def test_predict_drifts_the_population_and_learned_phones_as_drift_does(model: PresenceModel) -> None:
+    rng = np.random.default_rng(3)
+    belief = rng.random((6, len(model.owner))).astype(np.float32)
+    belief /= belief.sum(axis=1, keepdims=True)
+    weights = np.tile(model.offset_prior, (6, 1)).astype(np.float32)
+    weights[[1, 4]] = model.offset_weights(LearnedPhone(8.0, 4.0, 3))  # two learned phones among the rest
+    for rows in ([0, 2, 3], [1, 4], list(range(6))):  # the population only, learned only, mixed
+        expected = belief[rows] @ model.transition
+        model.drift(expected, weights[rows])
+        np.testing.assert_allclose(model.predict(belief[rows], weights[rows]), expected, rtol=1e-5, atol=1e-9)
+
+
+def test_level_ll_is_the_sum_of_each_readings_student_t(model: PresenceModel) -> None:
+    p = model.params
+    rng = np.random.default_rng(4)
+    rssi = rng.uniform(-100.0, -40.0, (5, len(model.node_ids)))
+    heard = rng.random(rssi.shape) < 0.8
+    ii, nn = _strongest(rssi, heard, 20)  # more readings a row than one product holds
+    u = np.flatnonzero(model.mode == 0)
+    places = (np.arange(len(p.device_offsets_db))[:, None] * model.n_cells + u[None, :]).reshape(-1)
+    mu, sigma = model.mu_heard[places], model.sigma[places]  # (U, N)
+    expected = np.zeros((len(rssi), len(places)))
+    for i, n in zip(ii, nn, strict=True):
+        z = (rssi[i, n] - mu[:, n]) / sigma[:, n]
+        expected[i] += -0.5 * (p.tail_dof + 1) * np.log1p(z * z / p.tail_dof) - np.log(sigma[:, n] / p.sigma_db)
+    np.testing.assert_allclose(model.level_ll(rssi, ii, nn), expected, atol=1e-3)
+
+
+def test_exp_like_keeps_the_values_in_the_beliefs_memory_order(model: PresenceModel) -> None:
+    ll = -np.random.default_rng(5).random((7, 300), dtype=np.float32) * 20
+    expected = np.exp(ll)
+    for order in ("C", "F"):
+        post = np.ones((7, len(model.owner)), dtype=np.float32, order=order)
+        lik = model.exp_like(ll.copy(), post)
+        assert lik.flags.f_contiguous == (order == "F")
+        np.testing.assert_array_equal(lik, expected)
