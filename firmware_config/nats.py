@@ -27,6 +27,9 @@ DEFAULT_HQ_PORT = 4222
 DEFAULT_HQ_LEAF_PORT = 7422
 DEFAULT_HQ_STORAGE_DIR = "/var/lib/instore-nats-hq"
 MAX_MEMORY_STORE = "64MB"  # streams are file-backed; memory only for JetStream's own bookkeeping
+# Go's soft heap limit for HQ's server (GOMEMLIMIT, set by the unit): catching up 100 stores took a
+# prototype 1.5 GB unbounded; the Go runtime collects harder near this (docs/chain.md, HQ memory).
+HQ_GOMEMLIMIT = "768MiB"
 HQ_DOMAIN = "hq"
 CUSTOMERS_BUCKET = "chain-customers"  # HQ's key-value bucket of the chain's customers, mirrored by every store
 # The store's mirror of that bucket: 100,000 customers of about 1 KiB each, with JetStream's 1.5 overhead,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware_config.nats import HQ_USER, generate, stream_name
+from firmware_config.nats import HQ_GOMEMLIMIT, HQ_USER, MAX_MEMORY_STORE, generate, stream_name
 from firmware_config.store import StoreFile
 from instore.broker import free_port
 from instore.nats_server import NatsServer
@@ -31,6 +32,7 @@ STORE = Path(__file__).resolve().parent.parent / "firmware_config" / "examples" 
 LEAVES_SHARE = 0.6  # of generated events, recognised entries (they leave); the rest are notes and anonymous
 CUT_AT = 1 / 3  # the cut starts a third into the run
 SETTLE_S = 60.0  # after the run, HQ gets this long to have every event (it resumes within ACK_WAIT_S)
+SAMPLE_S = 1.0  # how often the servers' resident memory is sampled
 
 
 @dataclass
@@ -60,13 +62,17 @@ def local_chain(tmp: Path, store_ids: list[str]) -> LocalChain:
     assert files.hq_conf is not None
     leafs = {sid: NatsServer(files.leaf_confs[sid], s.chain.nats_port) for sid, s in stores.items() if s.chain}
     passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))
-    return LocalChain(NatsServer(files.hq_conf, hq_port), leafs, stores, passwords)
+    hq = NatsServer(files.hq_conf, hq_port, env={"GOMEMLIMIT": HQ_GOMEMLIMIT})  # as the unit sets it
+    return LocalChain(hq, leafs, stores, passwords)
 
 
 @dataclass
 class HqView:
     seen: dict[str, set[str]] = field(default_factory=dict)
     repeats: Counter = field(default_factory=Counter)
+    relinked: float | None = None  # monotonic time HQ's server was started again after the cut
+    resumed: float | None = None  # the first message HQ received after that
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)  # "hq", "leaf" (the largest store server)
 
 
 class SimStore:
@@ -115,6 +121,8 @@ async def _hq(chain: LocalChain, view: HqView, stop: asyncio.Event) -> None:
 
     def take_for(sid: str) -> Any:
         async def take(msgs: list[Any]) -> None:
+            if view.relinked is not None and view.resumed is None and msgs:
+                view.resumed = time.monotonic()
             for m in msgs:
                 msg_id = (m.headers or {}).get("Nats-Msg-Id", "")
                 if msg_id in view.seen.setdefault(sid, set()):
@@ -128,12 +136,21 @@ async def _hq(chain: LocalChain, view: HqView, stop: asyncio.Event) -> None:
                                 error_cb=quiet) for sid in chain.stores))
 
 
-async def _timeline(chain: LocalChain, stores: list[SimStore], rate: float, duration_s: float, cut_s: float,
-                    rng: random.Random) -> list[str]:
-    """Generate events for `duration_s`; cut HQ off, kill the first store's server and restart the
-    second store's gateway inside the cut. Returns what happened, in order."""
+async def _sample(chain: LocalChain, view: HqView, stop: asyncio.Event) -> None:
+    """Keep the peak resident memory of HQ's server and of the largest store server."""
+    while not stop.is_set():
+        for name, rss in (("hq", chain.hq.rss_mb()), ("leaf", max(s.rss_mb() for s in chain.leafs.values()))):
+            view.peak_rss_mb[name] = round(max(view.peak_rss_mb.get(name, 0.0), rss), 1)
+        await asyncio.sleep(SAMPLE_S)
+
+
+async def _timeline(chain: LocalChain, stores: list[SimStore], rate: float, duration_s: float, cut: tuple[float, float],
+                    rng: random.Random, view: HqView) -> list[str]:
+    """Generate events for `duration_s`; cut HQ off (`cut`: start and length), kill the first store's
+    server and restart the last store's gateway inside the cut. Returns what happened, in order."""
     t0, log = time.monotonic(), []
-    cut_start, cut_end = duration_s * CUT_AT, duration_s * CUT_AT + cut_s
+    cut_start, cut_s = cut
+    cut_end = cut_start + cut_s
     done: set[str] = set()
     while (t := time.monotonic() - t0) < duration_s:
         for s in stores:
@@ -142,9 +159,12 @@ async def _timeline(chain: LocalChain, stores: list[SimStore], rate: float, dura
                  ("restart", cut_start + cut_s / 2, _restart(stores[-1])), ("relink", cut_end, chain.hq.start)]
         for name, at, act in steps:
             if name not in done and t >= at:
+                if name == "relink":
+                    view.relinked = time.monotonic()
                 await asyncio.to_thread(act)
                 done.add(name)
                 log.append(f"{t:.1f} s: {name}")
+                print(log[-1], file=sys.stderr, flush=True)  # a long run's progress
         await asyncio.sleep(1.0 / rate)
     return log
 
@@ -163,11 +183,12 @@ def _restart(store: SimStore) -> Any:
     return act
 
 
-async def _simulate(chain: LocalChain, stores: list[SimStore], rate: float, duration_s: float, cut_s: float,
-                    seed: int) -> dict:
+async def _simulate(chain: LocalChain, stores: list[SimStore], rate: float, duration_s: float,
+                    cut: tuple[float, float], seed: int) -> dict:
     view, stop = HqView(), asyncio.Event()
     hq = asyncio.create_task(_hq(chain, view, stop))
-    log = await _timeline(chain, stores, rate, duration_s, cut_s, random.Random(seed))
+    sampler = asyncio.create_task(_sample(chain, view, stop))
+    log = await _timeline(chain, stores, rate, duration_s, cut, random.Random(seed), view)
     truth = {s.sid: s.truth() for s in stores}
     deadline = time.monotonic() + SETTLE_S
     while any(not truth[sid] <= view.seen.get(sid, set()) for sid in truth) and time.monotonic() < deadline:
@@ -176,16 +197,22 @@ async def _simulate(chain: LocalChain, stores: list[SimStore], rate: float, dura
     await asyncio.sleep(1.0)  # anything extra would arrive by now
     stop.set()
     await hq
+    await sampler
     per_store = {sid: {"events": len(truth[sid]), "lost": len(truth[sid] - view.seen.get(sid, set())),
                        "unexpected": len(view.seen.get(sid, set()) - truth[sid]), "repeats_at_hq": view.repeats[sid]}
                  for sid in truth}
-    return {"timeline": log, "settled_after_run_s": round(settled - deadline + SETTLE_S, 2), "per_store": per_store,
+    resumed = None if view.resumed is None or view.relinked is None else round(view.resumed - view.relinked, 2)
+    memory = {"peak_rss_mb": view.peak_rss_mb, "hq_gomemlimit": HQ_GOMEMLIMIT, "max_memory_store": MAX_MEMORY_STORE}
+    return {"timeline": log, "settled_after_run_s": round(settled - deadline + SETTLE_S, 2),
+            "hq_resumed_after_relink_s": resumed, "memory": memory, "per_store": per_store,
             "ok": all(v["lost"] == 0 and v["unexpected"] == 0 for v in per_store.values())}
 
 
 def run_chain_sim(stores: int = 5, rate: float = 20.0, duration_s: float = 30.0, cut_s: float = 10.0,
-                  seed: int = 1) -> dict:
-    """Run the chain simulation in a temporary directory; the report as a dict."""
+                  seed: int = 1, cut_at_s: float | None = None) -> dict:
+    """Run the chain simulation in a temporary directory; the report as a dict. The cut starts
+    `cut_at_s` into the run (default a third of it)."""
+    cut_start = duration_s * CUT_AT if cut_at_s is None else cut_at_s
     tmp = Path(tempfile.mkdtemp(prefix="instore-sim-chain-"))
     ids = [f"s{i:02d}" for i in range(stores)]
     chain = local_chain(tmp, ids)
@@ -196,7 +223,7 @@ def run_chain_sim(stores: int = 5, rate: float = 20.0, duration_s: float = 30.0,
             server.start()
         for s in sims:
             s.start()
-        report = asyncio.run(_simulate(chain, sims, rate, duration_s, cut_s, seed))
+        report = asyncio.run(_simulate(chain, sims, rate, duration_s, (cut_start, cut_s), seed))
     finally:
         for s in sims:
             if s.thread is not None:
@@ -204,5 +231,5 @@ def run_chain_sim(stores: int = 5, rate: float = 20.0, duration_s: float = 30.0,
         for server in servers:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"stores": stores, "rate_per_store": rate, "duration_s": duration_s, "cut_s": cut_s, "seed": seed,
-            **report}
+    return {"stores": stores, "rate_per_store": rate, "duration_s": duration_s, "cut_at_s": round(cut_start, 1),
+            "cut_s": cut_s, "seed": seed, **report}
