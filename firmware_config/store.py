@@ -201,10 +201,13 @@ class Gateway(_Strict):
     kpi: Kpi = Kpi()
 
 
+HqUrl = Annotated[str, Field(pattern=r"^(tls|nats-leaf)://[^/\s@]+$")]
+
+
 class Chain(_Strict):
     """The store's link to a chain HQ over NATS JetStream (docs/chain.md); absent: a lone store."""
 
-    hq_url: Annotated[str, Field(pattern=r"^(tls|nats-leaf)://[^/\s@]+$")]  # HQ's leaf-node listener
+    hq_url: HqUrl | Annotated[list[HqUrl], Field(min_length=1)]  # HQ's leaf-node listener (every cluster node's)
     hq_cafile: str | None = None  # the CA of HQ's leaf certificate; set for TLS on the link
     nats_host: str = "127.0.0.1"  # the store's own NATS server, for the gateway
     nats_port: Annotated[int, Field(ge=1, le=65535)] = 4222
@@ -212,6 +215,10 @@ class Chain(_Strict):
     events_per_s: Annotated[float, Field(gt=0, le=10_000)] = 2.0  # peak business-event rate
     event_bytes: Annotated[int, Field(ge=64, le=1_000_000)] = 1024  # mean size of one event
     outage_h: Annotated[float, Field(ge=72, le=24 * 90)] = 72.0  # outage the store's disk must bridge
+
+    def hq_urls(self) -> list[str]:
+        """HQ's leaf listeners: one for the demo, each node's of the production cluster."""
+        return [self.hq_url] if isinstance(self.hq_url, str) else list(self.hq_url)
 
 
 class StoreFile(_Strict):

@@ -465,9 +465,12 @@ def config_nats(
     hq_storage_dir: Annotated[str, typer.Option(help="HQ's JetStream directory.")] = "/var/lib/instore-nats-hq",
     hq_cert: Annotated[Path | None, typer.Option(help="HQ's leaf TLS certificate (PEM).")] = None,
     hq_key: Annotated[Path | None, typer.Option(help="HQ's leaf TLS key (PEM).")] = None,
+    hq_node: Annotated[list[str] | None, typer.Option(
+        help="A host of HQ's cluster (repeat for each; production: three): nats-hq-<n>.conf per node.")] = None,
+    hq_cluster_port: Annotated[int, typer.Option(help="The port HQ's nodes route between themselves on.")] = 6222,
 ) -> None:
     """Generate each store's NATS leaf config (JetStream domain = store id) and, with --hq, HQ's (docs/chain.md)."""
-    from firmware_config.nats import generate
+    from firmware_config.nats import generate, hq_nodes
 
     parsed = [(_store_or_fail(s), s) for s in stores]
     for (p, path) in parsed:
@@ -476,8 +479,11 @@ def config_nats(
     files = generate(
         parsed, out, hq=hq, hq_port=hq_port, hq_leaf_port=hq_leaf_port, hq_storage_dir=hq_storage_dir,
         hq_certfile=str(hq_cert.resolve()) if hq_cert else None, hq_keyfile=str(hq_key.resolve()) if hq_key else None,
+        hq_cluster=hq_nodes(hq_node or [], port=hq_port, cluster_port=hq_cluster_port, leaf_port=hq_leaf_port,
+                            storage_dir=hq_storage_dir),
     )
-    for f in [*files.leaf_confs.values(), *([files.hq_conf] if files.hq_conf else []), files.credentials]:
+    hq_files = [files.hq_conf] if files.hq_conf else list(files.hq_node_confs.values())
+    for f in [*files.leaf_confs.values(), *hq_files, files.credentials]:
         typer.echo(f"wrote {f}")
 
 
