@@ -16,7 +16,17 @@ import nats
 from typer.testing import CliRunner
 
 from firmware_config import tls
-from firmware_config.nats import HQ_USER, ROUTE_USER, HqNode, customers_stream, generate, store_bytes, stream_name
+from firmware_config.nats import (
+    DEFAULT_HQ_STORAGE_DIR,
+    HQ_GOMEMLIMIT,
+    HQ_USER,
+    ROUTE_USER,
+    HqNode,
+    customers_stream,
+    generate,
+    store_bytes,
+    stream_name,
+)
 from firmware_config.validate import validate_text
 from instore.broker import free_port
 from instore.chain_sim import STORE, SimStore
@@ -189,3 +199,10 @@ async def _until_current(js, node: str, deadline: float) -> bool:  # noqa: ANN00
             pass
         await asyncio.sleep(0.5)
     return False
+
+
+def test_hq_unit_drop_in_sets_the_configured_memory_limit_and_storage() -> None:
+    text = (Path(__file__).resolve().parent.parent / "deploy" / "instore-nats-hq.conf").read_text(encoding="utf-8")
+    settings = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith(("#", "[")))
+    assert settings["Environment"] == f"GOMEMLIMIT={HQ_GOMEMLIMIT}"
+    assert f"/var/lib/{settings['StateDirectory']}" == DEFAULT_HQ_STORAGE_DIR  # writable under ProtectSystem=strict
