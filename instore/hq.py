@@ -235,7 +235,7 @@ def erase_customer(conn, customer_id: str, at: float, by: str) -> int:  # noqa: 
                    for table in ("chain_profiles", "chain_customers", "chain_events"))
 
 
-async def pull(nats_url: str, password: str, store: str, stop: asyncio.Event,
+async def pull(nats_url: str | list[str], password: str, store: str, stop: asyncio.Event,
                take: Callable[[list[Any]], Awaitable[None]], on_failure: Callable[[Exception], None],
                **options: Any) -> None:
     """HQ's durable pull of one store's stream through the store's domain, with HQ's inbox prefix
