@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware_config.nats import HQ_GOMEMLIMIT, HQ_USER, MAX_MEMORY_STORE, generate, stream_name
+from firmware_config.nats import HQ_GOMEMLIMIT, HQ_USER, MAX_MEMORY_STORE, HqNode, generate, stream_name
 from firmware_config.store import StoreFile
 from instore.broker import free_port
 from instore.nats_server import NatsServer
@@ -37,33 +37,44 @@ SAMPLE_S = 1.0  # how often the servers' resident memory is sampled
 
 @dataclass
 class LocalChain:
-    hq: NatsServer
+    hq: NatsServer  # HQ's server; with a cluster, its first node
     leafs: dict[str, NatsServer]
     stores: dict[str, StoreFile]
     passwords: dict[str, str]
+    hq_peers: dict[str, NatsServer] = field(default_factory=dict)  # a cluster's other nodes, by name
+
+    def hq_servers(self) -> list[NatsServer]:
+        return [self.hq, *self.hq_peers.values()]
+
+    def hq_urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{s.port}" for s in self.hq_servers()]
 
 
-def local_chain(tmp: Path, store_ids: list[str]) -> LocalChain:
-    """HQ's and each store's NATS from the generated configs, on loopback with TLS leaf links (not started)."""
+def local_chain(tmp: Path, store_ids: list[str], hq_nodes: int = 1) -> LocalChain:
+    """HQ's and each store's NATS from the generated configs, on loopback with TLS leaf links (not
+    started); with `hq_nodes` > 1 HQ is a cluster of that many nodes (production: three)."""
     from firmware_config import tls
     from firmware_config.validate import validate_text
 
     certs = tls.generate("hq", tmp / "tls", ["127.0.0.1", "localhost"])
-    hq_port, leaf_port = free_port(), free_port()
+    nodes = [HqNode(f"hq-{i}", "127.0.0.1", free_port(), free_port(), free_port(), str(tmp / f"js-hq-{i}"))
+             for i in range(1, hq_nodes + 1)]
+    urls = ", ".join(f'"tls://127.0.0.1:{n.leaf_port}"' for n in nodes)
     stores = {}
     for sid in store_ids:
         text = STORE.read_text(encoding="utf-8").replace('id = "boutique"', f'id = "{sid}"', 1)
-        text += (f'\n[chain]\nhq_url = "tls://127.0.0.1:{leaf_port}"\nhq_cafile = "{certs.ca_cert}"\n'
+        text += (f'\n[chain]\nhq_url = [{urls}]\nhq_cafile = "{certs.ca_cert}"\n'
                  f'nats_port = {free_port()}\nstorage_dir = "{tmp / ("js-" + sid)}"\n')
         stores[sid] = validate_text(text, f"{sid}.toml")
-    files = generate([(s, None) for s in stores.values()], tmp / "conf", hq=True, hq_port=hq_port,
-                     hq_leaf_port=leaf_port, hq_storage_dir=str(tmp / "js-hq"), hq_certfile=str(certs.cert),
-                     hq_keyfile=str(certs.key))
-    assert files.hq_conf is not None
+    one = nodes[0]
+    files = generate([(s, None) for s in stores.values()], tmp / "conf", hq=True, hq_port=one.port,
+                     hq_leaf_port=one.leaf_port, hq_storage_dir=one.storage_dir, hq_certfile=str(certs.cert),
+                     hq_keyfile=str(certs.key), hq_cluster=nodes if hq_nodes > 1 else ())
+    confs = files.hq_node_confs or {one.name: files.hq_conf}
+    hq = {n.name: NatsServer(confs[n.name], n.port, env={"GOMEMLIMIT": HQ_GOMEMLIMIT}) for n in nodes}  # as the unit
     leafs = {sid: NatsServer(files.leaf_confs[sid], s.chain.nats_port) for sid, s in stores.items() if s.chain}
     passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))
-    hq = NatsServer(files.hq_conf, hq_port, env={"GOMEMLIMIT": HQ_GOMEMLIMIT})  # as the unit sets it
-    return LocalChain(hq, leafs, stores, passwords)
+    return LocalChain(hq.pop(one.name), leafs, stores, passwords, hq)
 
 
 @dataclass
@@ -131,15 +142,15 @@ async def _hq(chain: LocalChain, view: HqView, stop: asyncio.Event) -> None:
                 await m.ack()
         return take
 
-    url = f"nats://127.0.0.1:{chain.hq.port}"
-    await asyncio.gather(*(pull(url, chain.passwords[HQ_USER], sid, stop, take_for(sid), lambda exc: None,
+    await asyncio.gather(*(pull(chain.hq_urls(), chain.passwords[HQ_USER], sid, stop, take_for(sid), lambda exc: None,
                                 error_cb=quiet) for sid in chain.stores))
 
 
 async def _sample(chain: LocalChain, view: HqView, stop: asyncio.Event) -> None:
     """Keep the peak resident memory of HQ's server and of the largest store server."""
     while not stop.is_set():
-        for name, rss in (("hq", chain.hq.rss_mb()), ("leaf", max(s.rss_mb() for s in chain.leafs.values()))):
+        hq, leaf = max(s.rss_mb() for s in chain.hq_servers()), max(s.rss_mb() for s in chain.leafs.values())
+        for name, rss in (("hq", hq), ("leaf", leaf)):
             view.peak_rss_mb[name] = round(max(view.peak_rss_mb.get(name, 0.0), rss), 1)
         await asyncio.sleep(SAMPLE_S)
 
@@ -155,8 +166,10 @@ async def _timeline(chain: LocalChain, stores: list[SimStore], rate: float, dura
     while (t := time.monotonic() - t0) < duration_s:
         for s in stores:
             s.add_event(rng, time.time())
-        steps = [("cut", cut_start, chain.hq.stop), ("kill", cut_start + cut_s / 3, _kill(chain, stores[0].sid)),
-                 ("restart", cut_start + cut_s / 2, _restart(stores[-1])), ("relink", cut_end, chain.hq.start)]
+        steps = [("cut", cut_start, _each(chain.hq_servers(), "stop")),
+                 ("kill", cut_start + cut_s / 3, _kill(chain, stores[0].sid)),
+                 ("restart", cut_start + cut_s / 2, _restart(stores[-1])),
+                 ("relink", cut_end, _each(chain.hq_servers(), "start"))]
         for name, at, act in steps:
             if name not in done and t >= at:
                 if name == "relink":
@@ -167,6 +180,14 @@ async def _timeline(chain: LocalChain, stores: list[SimStore], rate: float, dura
                 print(log[-1], file=sys.stderr, flush=True)  # a long run's progress
         await asyncio.sleep(1.0 / rate)
     return log
+
+
+def _each(servers: list[NatsServer], method: str) -> Any:
+    """Stop or start every HQ server: the cut takes the whole of HQ off the stores."""
+    def act() -> None:
+        for server in servers:
+            getattr(server, method)()
+    return act
 
 
 def _kill(chain: LocalChain, sid: str) -> Any:
@@ -209,14 +230,14 @@ async def _simulate(chain: LocalChain, stores: list[SimStore], rate: float, dura
 
 
 def run_chain_sim(stores: int = 5, rate: float = 20.0, duration_s: float = 30.0, cut_s: float = 10.0,
-                  seed: int = 1, cut_at_s: float | None = None) -> dict:
+                  seed: int = 1, cut_at_s: float | None = None, hq_nodes: int = 1) -> dict:
     """Run the chain simulation in a temporary directory; the report as a dict. The cut starts
     `cut_at_s` into the run (default a third of it)."""
     cut_start = duration_s * CUT_AT if cut_at_s is None else cut_at_s
     tmp = Path(tempfile.mkdtemp(prefix="instore-sim-chain-"))
     ids = [f"s{i:02d}" for i in range(stores)]
-    chain = local_chain(tmp, ids)
-    servers = [chain.hq, *chain.leafs.values()]
+    chain = local_chain(tmp, ids, hq_nodes)
+    servers = [*chain.hq_servers(), *chain.leafs.values()]
     sims = [SimStore(sid, chain.stores[sid], tmp / f"{sid}.db") for sid in ids]
     try:
         for server in servers:
@@ -231,5 +252,5 @@ def run_chain_sim(stores: int = 5, rate: float = 20.0, duration_s: float = 30.0,
         for server in servers:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"stores": stores, "rate_per_store": rate, "duration_s": duration_s, "cut_at_s": round(cut_start, 1),
-            "cut_s": cut_s, "seed": seed, **report}
+    return {"stores": stores, "hq_nodes": hq_nodes, "rate_per_store": rate, "duration_s": duration_s,
+            "cut_at_s": round(cut_start, 1), "cut_s": cut_s, "seed": seed, **report}

@@ -260,6 +260,7 @@ def sim_chain(
     seed: Annotated[int, typer.Option(help="Seed of the event mix.")] = 1,
     cut_at: Annotated[float | None, typer.Option(min=1, help="Seconds into the run the cut starts (default: a third).")]
     = None,
+    hq_nodes: Annotated[int, typer.Option(min=1, max=5, help="HQ's NATS servers: 1 (the demo) or 3 (production).")] = 1,
 ) -> None:
     """Stores with real gateway publishers and NATS servers, a cut with a store server killed and a
     gateway restarted in it; HQ's view checked against every store's event log (JSON)."""
@@ -268,7 +269,8 @@ def sim_chain(
     start = duration * CUT_AT if cut_at is None else cut_at
     if start + cut >= duration:
         _fail(f"--duration {duration:g}: the cut ({start:g} s + {cut:g} s) must end before the run does")
-    report = run_chain_sim(stores=stores, rate=rate, duration_s=duration, cut_s=cut, seed=seed, cut_at_s=cut_at)
+    report = run_chain_sim(stores=stores, rate=rate, duration_s=duration, cut_s=cut, seed=seed, cut_at_s=cut_at,
+                           hq_nodes=hq_nodes)
     typer.echo(json.dumps(report))
     if not report["ok"]:
         raise typer.Exit(1)

@@ -15,21 +15,17 @@ from pathlib import Path
 import nats
 from typer.testing import CliRunner
 
-from firmware_config import tls
 from firmware_config.nats import (
     DEFAULT_HQ_STORAGE_DIR,
     HQ_GOMEMLIMIT,
     HQ_USER,
     ROUTE_USER,
-    HqNode,
     customers_stream,
-    generate,
     store_bytes,
     stream_name,
 )
-from firmware_config.validate import validate_text
-from instore.broker import free_port
-from instore.chain_sim import STORE, SimStore
+from firmware_config.store import StoreFile
+from instore.chain_sim import STORE, SimStore, local_chain
 from instore.cli import app
 from instore.hq import Hq, HqConfig, pull
 from instore.nats_server import NatsServer
@@ -41,22 +37,11 @@ PUTS_WHILE_DOWN = 20  # bucket writes HQ makes while one node is dead: the rejoi
 ARRIVE_S = 30.0  # bound for HQ to hold everything, and for the rejoined node to be current
 
 
-def _cluster(tmp: Path) -> tuple[dict[str, NatsServer], NatsServer, object, list[str], str]:
-    certs = tls.generate("hq", tmp / "tls", ["127.0.0.1", "localhost"])
-    nodes = [HqNode(f"hq-{i}", "127.0.0.1", free_port(), free_port(), free_port(), str(tmp / f"js-hq-{i}"))
-             for i in (1, 2, 3)]
-    urls = ", ".join(f'"tls://127.0.0.1:{n.leaf_port}"' for n in nodes)
-    text = STORE.read_text(encoding="utf-8").replace('id = "boutique"', 'id = "a"', 1)
-    text += (f'\n[chain]\nhq_url = [{urls}]\nhq_cafile = "{certs.ca_cert}"\nnats_port = {free_port()}\n'
-             f'storage_dir = "{tmp / "js-a"}"\n')
-    store = validate_text(text, "a.toml")
-    files = generate([(store, None)], tmp / "conf", hq=True, hq_cluster=nodes, hq_certfile=str(certs.cert),
-                     hq_keyfile=str(certs.key))
-    servers = {n.name: NatsServer(files.hq_node_confs[n.name], n.port) for n in nodes}
-    assert store.chain is not None
-    leaf = NatsServer(files.leaf_confs["a"], store.chain.nats_port)
-    password = tomllib.loads(files.credentials.read_text(encoding="utf-8"))[HQ_USER]
-    return servers, leaf, store, [f"nats://127.0.0.1:{n.port}" for n in nodes], password
+def _cluster(tmp: Path) -> tuple[dict[str, NatsServer], NatsServer, StoreFile, list[str], str]:
+    """HQ's three nodes and store a's server from the configs `instore sim chain --hq-nodes 3` uses."""
+    net = local_chain(tmp, ["a"], hq_nodes=3)
+    servers = {s.conf.stem.removeprefix("nats-"): s for s in net.hq_servers()}
+    return servers, net.leafs["a"], net.stores["a"], net.hq_urls(), net.passwords[HQ_USER]
 
 
 def test_generated_cluster_configs_route_each_node_to_the_two_others(tmp_path: Path) -> None:
