@@ -133,22 +133,26 @@ async def _scenario(servers: dict[str, NatsServer], leaf: NatsServer, sim: SimSt
     await asyncio.sleep(2.0)
     servers[killed].stop(kill=True)
     killed_at = time.monotonic()
-    for i in range(PUTS_WHILE_DOWN):
-        await _retry(lambda i=i: kv.put(f"down-{i}", b"x"))  # a new leader is elected within a few seconds
+    await _retry(lambda: kv.put("down-0", b"x"))  # a new leader is elected within a few seconds
+    written_at = time.monotonic()
+    for i in range(1, PUTS_WHILE_DOWN):
+        await _retry(lambda i=i: kv.put(f"down-{i}", b"x"))
     await asyncio.sleep(max(0.0, KILLED_S - (time.monotonic() - killed_at)))
     servers[killed].start()
-    await asyncio.sleep(2.0)
+    restarted = time.monotonic()
+    rejoined = await _until_current(js, killed, restarted + ARRIVE_S)
+    current_at = time.monotonic()
+    await asyncio.sleep(1.0)
     writing.set()
     await writer
     truth = sim.truth()
     deadline = time.monotonic() + ARRIVE_S
     while not truth <= seen and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    rejoined = await _until_current(js, killed, deadline)
     keys = len(await kv.keys())
-    leaf_js = (await nats.connect(f"nats://127.0.0.1:{leaf.port}")).jetstream()
-    max_bytes = (await leaf_js.stream_info(stream_name("a"))).config.max_bytes
-    await leaf_js._nc.close()
+    leaf_nc = await nats.connect(f"nats://127.0.0.1:{leaf.port}")
+    max_bytes = (await leaf_nc.jetstream().stream_info(stream_name("a"))).config.max_bytes
+    await leaf_nc.close()
     stop.set()
     await puller
     await nc.close()
@@ -156,8 +160,9 @@ async def _scenario(servers: dict[str, NatsServer], leaf: NatsServer, sim: SimSt
     gap = max((b - a for a, b in zip([killed_at, *during], during, strict=False)), default=None)
     return {"killed": killed, "events": len(truth), "lost": len(truth - seen), "unexpected": len(seen - truth),
             "repeats": repeats[0], "longest_gap_after_kill_s": None if gap is None else round(gap, 2),
-            "rejoined_current": rejoined, "bucket_keys": keys, "puts": 2 * PUTS_WHILE_DOWN,
-            "stream_max_bytes": max_bytes}
+            "first_write_after_kill_s": round(written_at - killed_at, 2), "rejoined_current": rejoined,
+            "current_after_restart_s": round(current_at - restarted, 2), "bucket_keys": keys,
+            "puts": 2 * PUTS_WHILE_DOWN, "stream_max_bytes": max_bytes}
 
 
 async def _retry(act, timeout_s: float = ARRIVE_S) -> None:  # noqa: ANN001
