@@ -108,7 +108,7 @@ def render_leaf_conf(store: StoreFile, password: str, *, store_file: str | Path 
         "  remotes [",
         "    {",
     ]
-    urls = [_with_user(url, store_user(sid), password) for url in chain.hq_urls()]
+    urls = [_with_user(url, store_user(sid), password) for url in chain.hq_url]
     lines.append(f"      url: {_q(urls[0])}" if len(urls) == 1 else f"      urls: {_list(urls)}  # every HQ node")
     if chain.hq_cafile:
         ca = store_relative(store_file, chain.hq_cafile) if store_file is not None else chain.hq_cafile

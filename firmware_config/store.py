@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 Point = tuple[float, float]
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]
@@ -207,7 +207,8 @@ HqUrl = Annotated[str, Field(pattern=r"^(tls|nats-leaf)://[^/\s@]+$")]
 class Chain(_Strict):
     """The store's link to a chain HQ over NATS JetStream (docs/chain.md); absent: a lone store."""
 
-    hq_url: HqUrl | Annotated[list[HqUrl], Field(min_length=1)]  # HQ's leaf-node listener (every cluster node's)
+    # HQ's leaf-node listener, or every node's of HQ's cluster (a list)
+    hq_url: Annotated[list[HqUrl], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(min_length=1)]
     hq_cafile: str | None = None  # the CA of HQ's leaf certificate; set for TLS on the link
     nats_host: str = "127.0.0.1"  # the store's own NATS server, for the gateway
     nats_port: Annotated[int, Field(ge=1, le=65535)] = 4222
@@ -215,10 +216,6 @@ class Chain(_Strict):
     events_per_s: Annotated[float, Field(gt=0, le=10_000)] = 2.0  # peak business-event rate
     event_bytes: Annotated[int, Field(ge=64, le=1_000_000)] = 1024  # mean size of one event
     outage_h: Annotated[float, Field(ge=72, le=24 * 90)] = 72.0  # outage the store's disk must bridge
-
-    def hq_urls(self) -> list[str]:
-        """HQ's leaf listeners: one for the demo, each node's of the production cluster."""
-        return [self.hq_url] if isinstance(self.hq_url, str) else list(self.hq_url)
 
 
 class StoreFile(_Strict):
