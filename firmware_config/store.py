@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 Point = tuple[float, float]
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]
@@ -201,10 +201,14 @@ class Gateway(_Strict):
     kpi: Kpi = Kpi()
 
 
+HqUrl = Annotated[str, Field(pattern=r"^(tls|nats-leaf)://[^/\s@]+$")]
+
+
 class Chain(_Strict):
     """The store's link to a chain HQ over NATS JetStream (docs/chain.md); absent: a lone store."""
 
-    hq_url: Annotated[str, Field(pattern=r"^(tls|nats-leaf)://[^/\s@]+$")]  # HQ's leaf-node listener
+    # HQ's leaf-node listener, or every node's of HQ's cluster (a list)
+    hq_url: Annotated[list[HqUrl], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(min_length=1)]
     hq_cafile: str | None = None  # the CA of HQ's leaf certificate; set for TLS on the link
     nats_host: str = "127.0.0.1"  # the store's own NATS server, for the gateway
     nats_port: Annotated[int, Field(ge=1, le=65535)] = 4222

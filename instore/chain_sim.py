@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware_config.nats import HQ_USER, generate, stream_name
+from firmware_config.nats import HQ_GOMEMLIMIT, HQ_USER, MAX_MEMORY_STORE, HqNode, generate, stream_name
 from firmware_config.store import StoreFile
 from instore.broker import free_port
 from instore.nats_server import NatsServer
@@ -31,42 +32,58 @@ STORE = Path(__file__).resolve().parent.parent / "firmware_config" / "examples" 
 LEAVES_SHARE = 0.6  # of generated events, recognised entries (they leave); the rest are notes and anonymous
 CUT_AT = 1 / 3  # the cut starts a third into the run
 SETTLE_S = 60.0  # after the run, HQ gets this long to have every event (it resumes within ACK_WAIT_S)
+SAMPLE_S = 1.0  # how often the servers' resident memory is sampled
 
 
 @dataclass
 class LocalChain:
-    hq: NatsServer
+    hq: NatsServer  # HQ's server; with a cluster, its first node
     leafs: dict[str, NatsServer]
     stores: dict[str, StoreFile]
     passwords: dict[str, str]
+    hq_peers: dict[str, NatsServer] = field(default_factory=dict)  # a cluster's other nodes, by name
+
+    def hq_servers(self) -> list[NatsServer]:
+        return [self.hq, *self.hq_peers.values()]
+
+    def hq_urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{s.port}" for s in self.hq_servers()]
 
 
-def local_chain(tmp: Path, store_ids: list[str]) -> LocalChain:
-    """HQ's and each store's NATS from the generated configs, on loopback with TLS leaf links (not started)."""
+def local_chain(tmp: Path, store_ids: list[str], hq_nodes: int = 1) -> LocalChain:
+    """HQ's and each store's NATS from the generated configs, on loopback with TLS leaf links (not
+    started); with `hq_nodes` > 1 HQ is a cluster of that many nodes (production: three)."""
     from firmware_config import tls
     from firmware_config.validate import validate_text
 
     certs = tls.generate("hq", tmp / "tls", ["127.0.0.1", "localhost"])
-    hq_port, leaf_port = free_port(), free_port()
+    nodes = [HqNode(f"hq-{i}", "127.0.0.1", free_port(), free_port(), free_port(), str(tmp / f"js-hq-{i}"))
+             for i in range(1, hq_nodes + 1)]
+    urls = ", ".join(f'"tls://127.0.0.1:{n.leaf_port}"' for n in nodes)
     stores = {}
     for sid in store_ids:
         text = STORE.read_text(encoding="utf-8").replace('id = "boutique"', f'id = "{sid}"', 1)
-        text += (f'\n[chain]\nhq_url = "tls://127.0.0.1:{leaf_port}"\nhq_cafile = "{certs.ca_cert}"\n'
+        text += (f'\n[chain]\nhq_url = [{urls}]\nhq_cafile = "{certs.ca_cert}"\n'
                  f'nats_port = {free_port()}\nstorage_dir = "{tmp / ("js-" + sid)}"\n')
         stores[sid] = validate_text(text, f"{sid}.toml")
-    files = generate([(s, None) for s in stores.values()], tmp / "conf", hq=True, hq_port=hq_port,
-                     hq_leaf_port=leaf_port, hq_storage_dir=str(tmp / "js-hq"), hq_certfile=str(certs.cert),
-                     hq_keyfile=str(certs.key))
-    assert files.hq_conf is not None
+    one = nodes[0]
+    files = generate([(s, None) for s in stores.values()], tmp / "conf", hq=True, hq_port=one.port,
+                     hq_leaf_port=one.leaf_port, hq_storage_dir=one.storage_dir, hq_certfile=str(certs.cert),
+                     hq_keyfile=str(certs.key), hq_cluster=nodes if hq_nodes > 1 else ())
+    confs = files.hq_node_confs or {one.name: files.hq_conf}
+    hq = {n.name: NatsServer(confs[n.name], n.port, env={"GOMEMLIMIT": HQ_GOMEMLIMIT}) for n in nodes}  # as the unit
     leafs = {sid: NatsServer(files.leaf_confs[sid], s.chain.nats_port) for sid, s in stores.items() if s.chain}
     passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))
-    return LocalChain(NatsServer(files.hq_conf, hq_port), leafs, stores, passwords)
+    return LocalChain(hq.pop(one.name), leafs, stores, passwords, hq)
 
 
 @dataclass
 class HqView:
     seen: dict[str, set[str]] = field(default_factory=dict)
     repeats: Counter = field(default_factory=Counter)
+    relinked: float | None = None  # monotonic time HQ's server was started again after the cut
+    resumed: float | None = None  # the first message HQ received after that
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)  # "hq", "leaf" (the largest store server)
 
 
 class SimStore:
@@ -115,6 +132,8 @@ async def _hq(chain: LocalChain, view: HqView, stop: asyncio.Event) -> None:
 
     def take_for(sid: str) -> Any:
         async def take(msgs: list[Any]) -> int:
+            if view.relinked is not None and view.resumed is None and msgs:
+                view.resumed = time.monotonic()
             for m in msgs:
                 msg_id = (m.headers or {}).get("Nats-Msg-Id", "")
                 if msg_id in view.seen.setdefault(sid, set()):
@@ -123,30 +142,52 @@ async def _hq(chain: LocalChain, view: HqView, stop: asyncio.Event) -> None:
             return len(msgs)  # `pull` acknowledges them
         return take
 
-    url = f"nats://127.0.0.1:{chain.hq.port}"
-    await asyncio.gather(*(pull(url, chain.passwords[HQ_USER], sid, stop, take_for(sid), lambda exc: None,
+    await asyncio.gather(*(pull(chain.hq_urls(), chain.passwords[HQ_USER], sid, stop, take_for(sid), lambda exc: None,
                                 error_cb=quiet) for sid in chain.stores))
 
 
-async def _timeline(chain: LocalChain, stores: list[SimStore], rate: float, duration_s: float, cut_s: float,
-                    rng: random.Random) -> list[str]:
-    """Generate events for `duration_s`; cut HQ off, kill the first store's server and restart the
-    second store's gateway inside the cut. Returns what happened, in order."""
+async def _sample(chain: LocalChain, view: HqView, stop: asyncio.Event) -> None:
+    """Keep the peak resident memory of HQ's server and of the largest store server."""
+    while not stop.is_set():
+        hq, leaf = max(s.rss_mb() for s in chain.hq_servers()), max(s.rss_mb() for s in chain.leafs.values())
+        for name, rss in (("hq", hq), ("leaf", leaf)):
+            view.peak_rss_mb[name] = round(max(view.peak_rss_mb.get(name, 0.0), rss), 1)
+        await asyncio.sleep(SAMPLE_S)
+
+
+async def _timeline(chain: LocalChain, stores: list[SimStore], rate: float, duration_s: float, cut: tuple[float, float],
+                    rng: random.Random, view: HqView) -> list[str]:
+    """Generate events for `duration_s`; cut HQ off (`cut`: start and length), kill the first store's
+    server and restart the last store's gateway inside the cut. Returns what happened, in order."""
     t0, log = time.monotonic(), []
-    cut_start, cut_end = duration_s * CUT_AT, duration_s * CUT_AT + cut_s
+    cut_start, cut_s = cut
+    cut_end = cut_start + cut_s
     done: set[str] = set()
     while (t := time.monotonic() - t0) < duration_s:
         for s in stores:
             s.add_event(rng, time.time())
-        steps = [("cut", cut_start, chain.hq.stop), ("kill", cut_start + cut_s / 3, _kill(chain, stores[0].sid)),
-                 ("restart", cut_start + cut_s / 2, _restart(stores[-1])), ("relink", cut_end, chain.hq.start)]
+        steps = [("cut", cut_start, _each(chain.hq_servers(), "stop")),
+                 ("kill", cut_start + cut_s / 3, _kill(chain, stores[0].sid)),
+                 ("restart", cut_start + cut_s / 2, _restart(stores[-1])),
+                 ("relink", cut_end, _each(chain.hq_servers(), "start"))]
         for name, at, act in steps:
             if name not in done and t >= at:
+                if name == "relink":
+                    view.relinked = time.monotonic()
                 await asyncio.to_thread(act)
                 done.add(name)
                 log.append(f"{t:.1f} s: {name}")
+                print(log[-1], file=sys.stderr, flush=True)  # a long run's progress
         await asyncio.sleep(1.0 / rate)
     return log
+
+
+def _each(servers: list[NatsServer], method: str) -> Any:
+    """Stop or start every HQ server: the cut takes the whole of HQ off the stores."""
+    def act() -> None:
+        for server in servers:
+            getattr(server, method)()
+    return act
 
 
 def _kill(chain: LocalChain, sid: str) -> Any:
@@ -163,11 +204,12 @@ def _restart(store: SimStore) -> Any:
     return act
 
 
-async def _simulate(chain: LocalChain, stores: list[SimStore], rate: float, duration_s: float, cut_s: float,
-                    seed: int) -> dict:
+async def _simulate(chain: LocalChain, stores: list[SimStore], rate: float, duration_s: float,
+                    cut: tuple[float, float], seed: int) -> dict:
     view, stop = HqView(), asyncio.Event()
     hq = asyncio.create_task(_hq(chain, view, stop))
-    log = await _timeline(chain, stores, rate, duration_s, cut_s, random.Random(seed))
+    sampler = asyncio.create_task(_sample(chain, view, stop))
+    log = await _timeline(chain, stores, rate, duration_s, cut, random.Random(seed), view)
     truth = {s.sid: s.truth() for s in stores}
     deadline = time.monotonic() + SETTLE_S
     while any(not truth[sid] <= view.seen.get(sid, set()) for sid in truth) and time.monotonic() < deadline:
@@ -176,27 +218,33 @@ async def _simulate(chain: LocalChain, stores: list[SimStore], rate: float, dura
     await asyncio.sleep(1.0)  # anything extra would arrive by now
     stop.set()
     await hq
+    await sampler
     per_store = {sid: {"events": len(truth[sid]), "lost": len(truth[sid] - view.seen.get(sid, set())),
                        "unexpected": len(view.seen.get(sid, set()) - truth[sid]), "repeats_at_hq": view.repeats[sid]}
                  for sid in truth}
-    return {"timeline": log, "settled_after_run_s": round(settled - deadline + SETTLE_S, 2), "per_store": per_store,
+    resumed = None if view.resumed is None or view.relinked is None else round(view.resumed - view.relinked, 2)
+    memory = {"peak_rss_mb": view.peak_rss_mb, "hq_gomemlimit": HQ_GOMEMLIMIT, "max_memory_store": MAX_MEMORY_STORE}
+    return {"timeline": log, "settled_after_run_s": round(settled - deadline + SETTLE_S, 2),
+            "hq_resumed_after_relink_s": resumed, "memory": memory, "per_store": per_store,
             "ok": all(v["lost"] == 0 and v["unexpected"] == 0 for v in per_store.values())}
 
 
 def run_chain_sim(stores: int = 5, rate: float = 20.0, duration_s: float = 30.0, cut_s: float = 10.0,
-                  seed: int = 1) -> dict:
-    """Run the chain simulation in a temporary directory; the report as a dict."""
+                  seed: int = 1, cut_at_s: float | None = None, hq_nodes: int = 1) -> dict:
+    """Run the chain simulation in a temporary directory; the report as a dict. The cut starts
+    `cut_at_s` into the run (default a third of it)."""
+    cut_start = duration_s * CUT_AT if cut_at_s is None else cut_at_s
     tmp = Path(tempfile.mkdtemp(prefix="instore-sim-chain-"))
     ids = [f"s{i:02d}" for i in range(stores)]
-    chain = local_chain(tmp, ids)
-    servers = [chain.hq, *chain.leafs.values()]
+    chain = local_chain(tmp, ids, hq_nodes)
+    servers = [*chain.hq_servers(), *chain.leafs.values()]
     sims = [SimStore(sid, chain.stores[sid], tmp / f"{sid}.db") for sid in ids]
     try:
         for server in servers:
             server.start()
         for s in sims:
             s.start()
-        report = asyncio.run(_simulate(chain, sims, rate, duration_s, cut_s, seed))
+        report = asyncio.run(_simulate(chain, sims, rate, duration_s, (cut_start, cut_s), seed))
     finally:
         for s in sims:
             if s.thread is not None:
@@ -204,5 +252,5 @@ def run_chain_sim(stores: int = 5, rate: float = 20.0, duration_s: float = 30.0,
         for server in servers:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"stores": stores, "rate_per_store": rate, "duration_s": duration_s, "cut_s": cut_s, "seed": seed,
-            **report}
+    return {"stores": stores, "hq_nodes": hq_nodes, "rate_per_store": rate, "duration_s": duration_s,
+            "cut_at_s": round(cut_start, 1), "cut_s": cut_s, "seed": seed, **report}

@@ -270,14 +270,19 @@ def sim_chain(
     duration: Annotated[float, typer.Option(min=3, help="Seconds the stores write events.")] = 30.0,
     cut: Annotated[float, typer.Option(min=1, help="Seconds HQ's server is down, a third into the run.")] = 10.0,
     seed: Annotated[int, typer.Option(help="Seed of the event mix.")] = 1,
+    cut_at: Annotated[float | None, typer.Option(min=1, help="Seconds into the run the cut starts (default: a third).")]
+    = None,
+    hq_nodes: Annotated[int, typer.Option(min=1, max=5, help="HQ's NATS servers: 1 (the demo) or 3 (production).")] = 1,
 ) -> None:
     """Stores with real gateway publishers and NATS servers, a cut with a store server killed and a
     gateway restarted in it; HQ's view checked against every store's event log (JSON)."""
     from instore.chain_sim import CUT_AT, run_chain_sim
 
-    if duration * CUT_AT + cut >= duration:
-        _fail(f"--duration {duration:g}: the cut starts a third into the run and must end before it (> {cut * 1.5:g})")
-    report = run_chain_sim(stores=stores, rate=rate, duration_s=duration, cut_s=cut, seed=seed)
+    start = duration * CUT_AT if cut_at is None else cut_at
+    if start + cut >= duration:
+        _fail(f"--duration {duration:g}: the cut ({start:g} s + {cut:g} s) must end before the run does")
+    report = run_chain_sim(stores=stores, rate=rate, duration_s=duration, cut_s=cut, seed=seed, cut_at_s=cut_at,
+                           hq_nodes=hq_nodes)
     typer.echo(json.dumps(report))
     if not report["ok"]:
         raise typer.Exit(1)
@@ -474,9 +479,12 @@ def config_nats(
     hq_storage_dir: Annotated[str, typer.Option(help="HQ's JetStream directory.")] = "/var/lib/instore-nats-hq",
     hq_cert: Annotated[Path | None, typer.Option(help="HQ's leaf TLS certificate (PEM).")] = None,
     hq_key: Annotated[Path | None, typer.Option(help="HQ's leaf TLS key (PEM).")] = None,
+    hq_node: Annotated[list[str] | None, typer.Option(
+        help="A host of HQ's cluster (repeat for each; production: three): nats-hq-<n>.conf per node.")] = None,
+    hq_cluster_port: Annotated[int, typer.Option(help="The port HQ's nodes route between themselves on.")] = 6222,
 ) -> None:
     """Generate each store's NATS leaf config (JetStream domain = store id) and, with --hq, HQ's (docs/chain.md)."""
-    from firmware_config.nats import generate
+    from firmware_config.nats import generate, hq_nodes
 
     parsed = [(_store_or_fail(s), s) for s in stores]
     for (p, path) in parsed:
@@ -485,8 +493,11 @@ def config_nats(
     files = generate(
         parsed, out, hq=hq, hq_port=hq_port, hq_leaf_port=hq_leaf_port, hq_storage_dir=hq_storage_dir,
         hq_certfile=str(hq_cert.resolve()) if hq_cert else None, hq_keyfile=str(hq_key.resolve()) if hq_key else None,
+        hq_cluster=hq_nodes(hq_node or [], port=hq_port, cluster_port=hq_cluster_port, leaf_port=hq_leaf_port,
+                            storage_dir=hq_storage_dir),
     )
-    for f in [*files.leaf_confs.values(), *([files.hq_conf] if files.hq_conf else []), files.credentials]:
+    hq_files = [files.hq_conf] if files.hq_conf else list(files.hq_node_confs.values())
+    for f in [*files.leaf_confs.values(), *hq_files, files.credentials]:
         typer.echo(f"wrote {f}")
 
 

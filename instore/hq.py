@@ -67,7 +67,8 @@ OPERATOR = "hq"  # `by_store` of an erasure made at HQ (`instore hq --erase`)
 class HqConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str | list[str] = "nats://127.0.0.1:4222"  # the production cluster: every node's
+    replicas: Annotated[int, Field(ge=1, le=5)] = 1  # of HQ's customer bucket: 3 on the production cluster
     password_file: str  # the `hq` line of chain-credentials.toml, alone in a file
     postgres: str  # a libpq connection string
     stores: Annotated[list[Identifier], Field(min_length=1)]
@@ -310,7 +311,7 @@ async def acknowledge(msgs: list[Any], ack_all: bool) -> None:
         await m.ack()
 
 
-async def pull(nats_url: str, password: str, store: str, stop: asyncio.Event,
+async def pull(nats_url: str | list[str], password: str, store: str, stop: asyncio.Event,
                take: Callable[[list[Any]], Awaitable[int]], on_failure: Callable[[Exception], None],
                **options: Any) -> None:
     """HQ's durable pull of one store's stream through the store's domain, with HQ's inbox prefix
@@ -505,7 +506,8 @@ class Hq:
         while True:
             try:
                 return await js.create_key_value(KeyValueConfig(bucket=CUSTOMERS_BUCKET, history=1,
-                                                                storage=StorageType.FILE))
+                                                                storage=StorageType.FILE,
+                                                                replicas=self.config.replicas))
             except Exception as exc:  # noqa: BLE001 (HQ's NATS starting up; a bucket that exists is returned)
                 self._failed(exc)
                 if stop.is_set():

@@ -28,14 +28,15 @@ def nats_server_bin() -> str:
 class NatsServer:
     """One `nats-server -c conf` process that can be stopped and started again (a link cut)."""
 
-    def __init__(self, conf: Path, port: int):
-        self.conf, self.port = conf, port
+    def __init__(self, conf: Path, port: int, env: dict[str, str] | None = None):
+        self.conf, self.port, self.env = conf, port, env
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         """Start it, its output appended to `<conf>.log`, and wait until it listens."""
         log = open(self.conf.with_suffix(".log"), "ab")  # noqa: SIM115 (kept for the process's life)
-        self.proc = subprocess.Popen([nats_server_bin(), "-c", str(self.conf)], stdout=log, stderr=log)
+        self.proc = subprocess.Popen([nats_server_bin(), "-c", str(self.conf)], stdout=log, stderr=log,
+                                     env={**os.environ, **(self.env or {})})
         log.close()
         wait_port(self.port, START_TIMEOUT_S)
 
@@ -50,7 +51,11 @@ class NatsServer:
         """Its resident memory now (0 while stopped)."""
         if self.proc is None:
             return 0.0
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text(encoding="utf-8").splitlines():
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text(encoding="utf-8")
+        except OSError:  # it has just died (a SIGKILL in a test)
+            return 0.0
+        for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return 0.0

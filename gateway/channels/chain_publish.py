@@ -217,7 +217,7 @@ class ChainPublisher:
 
 @contextlib.asynccontextmanager
 async def connected(
-    url: str, stop: asyncio.Event, on_failure: Callable[[Exception], None], **options: Any
+    url: str | list[str], stop: asyncio.Event, on_failure: Callable[[Exception], None], **options: Any
 ) -> AsyncIterator[Any]:
     """A NATS connection that keeps reconnecting, once the first connect succeeds (it retries that
     too, until `stop`: then it yields None); closed on exit, also when the server is gone."""
