@@ -51,15 +51,3 @@ def test_exp_like_keeps_the_values_in_the_beliefs_memory_order(model: PresenceMo
         lik = model.exp_like(ll.copy(), post)
         assert lik.flags.f_contiguous == (order == "F")
         np.testing.assert_array_equal(lik, expected)
-
-
-def test_exp_like_shifts_and_scales_each_row_as_the_whole_array_would_be(model: PresenceModel) -> None:
-    rng = np.random.default_rng(6)
-    ll = -rng.random((7, 300), dtype=np.float32) * 20
-    shift = ll.max(axis=1, keepdims=True)
-    scale = np.full_like(shift, 0.5)
-    scale[[2, 5]] = 1.0  # paired phones: their evidence in full
-    expected = np.exp((ll - shift) * scale)
-    for order in ("C", "F"):
-        post = np.ones((7, len(model.owner)), dtype=np.float32, order=order)
-        np.testing.assert_array_equal(model.exp_like(ll.copy(), post, shift, scale), expected)

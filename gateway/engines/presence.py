@@ -325,19 +325,14 @@ class PresenceModel:
             mu_b[:, :, self._pair_dst] - rho * mu_b[:, :, self._pair_src], dtype=np.float32
         )  # (N, offsets, edges)
 
-    def exp_like(
-        self, ll: np.ndarray, post: np.ndarray, shift: np.ndarray | None = None, scale: np.ndarray | None = None
-    ) -> np.ndarray:
-        """exp((ll - shift) x scale) (shift, scale: (I, 1), per row; `ll` is overwritten), laid out in memory
-        as `post`, the beliefs it weighs: out of the transition's product they are identity-minor (Fortran
-        order), and `weigh` across orders is several times slower. Shifted and scaled a block at a time,
-        while the block is in the CPU cache, not in two more passes over the whole array."""
+    def exp_like(self, ll: np.ndarray, post: np.ndarray) -> np.ndarray:
+        """exp(ll), laid out in memory as `post`, the beliefs it weighs: out of the transition's product
+        they are identity-minor (Fortran order), and `weigh` across orders is several times slower."""
         if post.flags.c_contiguous:
-            return np.exp(_shift_scale(ll, shift, scale), out=ll)
+            return np.exp(ll, out=ll)
         out = np.empty(ll.shape, dtype=ll.dtype, order="F")
         for a in range(0, ll.shape[1], EXP_BLOCK_COLUMNS):
-            block = _shift_scale(ll[:, a : a + EXP_BLOCK_COLUMNS], shift, scale)
-            np.exp(block, out=out[:, a : a + EXP_BLOCK_COLUMNS])
+            np.exp(ll[:, a : a + EXP_BLOCK_COLUMNS], out=out[:, a : a + EXP_BLOCK_COLUMNS])
         return out
 
     def weigh(self, lik: np.ndarray, post: np.ndarray) -> None:
@@ -989,14 +984,14 @@ class PresenceEngine:
             post[pairs] = predicted
             self._predict_held_pairs(held, stay, post, pairs, change, paired[pairs])
         stay = self._cross(held, stay, post, t)  # a door sensor's crossings
-        top = ll.max(axis=1, keepdims=True)
-        scale = np.full_like(top, p.evidence_weight)
-        # a paired phone's detections count half, as everyone's (above); its new links are its
+        ll -= ll.max(axis=1, keepdims=True)
+        ll *= np.float32(p.evidence_weight)
+        # a paired phone's detections count half, as everyone's; its new links are its
         # first look at them, and count in full
-        scale[pairs] = 1.0
+        ll[pairs] *= np.float32(1 / p.evidence_weight)
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
-        held_lik = np.exp(_shift_scale(ll[held], top[held], scale[held]))  # `ll`'s rows: contiguous
-        m.weigh(m.exp_like(ll, post, top, scale), post)
+        held_lik = np.exp(ll[held])  # from `ll`'s rows, contiguous (`exp_like`'s are strided)
+        m.weigh(m.exp_like(ll, post), post)
         m.weigh(held_lik, stay)
         return stay
 
@@ -1256,15 +1251,6 @@ def _body_loss(body_db: float) -> tuple[float, float]:
     """Mean and SD (dB) of the body term body_db x ((1 - cos a) / 2)^2 over a uniform heading a:
     (1 - cos a) / 2 = sin^2(a / 2), whose 2nd and 4th powers average 3/8 and 35/128."""
     return body_db * 3 / 8, body_db * float(np.sqrt(35 / 128 - (3 / 8) ** 2))
-
-
-def _shift_scale(ll: np.ndarray, shift: np.ndarray | None, scale: np.ndarray | None) -> np.ndarray:
-    """(ll - shift) x scale, in place; either may be None (nothing to do)."""
-    if shift is not None:
-        ll -= shift
-    if scale is not None:
-        ll *= scale
-    return ll
 
 
 def _runs(index: np.ndarray) -> list[tuple[int, int, int]]:
