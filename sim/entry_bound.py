@@ -45,8 +45,9 @@ GRID_STEP_M = 0.05  # mean tables for hypotheses: far below the 2 dB fading, a f
 OFFSET_STEP_DB = 2.0  # transmit offsets where the misses are weighed; far finer than their ~5-dB edge
 COARSE_OFFSETS = 5  # offsets the misses are weighed at to bound a hypothesis before weighing it fully
 TOP_FIRST = 4  # hypotheses per horizon fully weighed first, to prune the rest (speed only)
-WINDOW_PLACE_STEP_M = 2.5  # stop places along the shop front: a few per front, the door's surroundings included
-WINDOW_GAPS = 2  # stop distances from the front tried: the ends of the simulator's WINDOW_GAP_M
+WINDOW_PLACE_STEP_M = 2.5  # stop places along the shop front this far apart, from in front of each street door out
+DOOR_ON_FRONT_M = 0.3  # a door's centre this close to a stretch of shop front is on it (walls are thinner)
+WINDOW_GAPS = 3  # stop distances from the front tried, spread over the simulator's WINDOW_GAP_M
 WINDOW_DWELLS = 3  # dwells tried, spread over the scenario's window_dwell_s (a long stand explains any shorter one)
 WINDOW_SPEED_MPS = float(np.mean(PASSER_BY_SPEED_MPS))  # one walking pace to and from the stop: the stand dominates
 WINDOW_TIME_STEP_S = 0.5  # spacing of a stopping walk's start times: coarser than walking past, to stay tractable
@@ -115,19 +116,21 @@ def window_walks(store: StoreFile, lane_m: float) -> list[tuple[np.ndarray, int]
     along the front at one of WINDOW_GAPS distances from it, back into the lane and on. Each is its
     points (K, 2) and the index of the first of its two knots at the spot (where it stands)."""
     ln = Lanes(store, FloorPlan(store))
+    doors = [ld.centre for ld in lanes(store)]
     out = []
     for z in ln.zones:
         lane = ln.lane(z, lane_m)
-        for spot in _front_spots(ln, z):
+        for spot in _front_spots(ln, z, doors):
             for pts in (lane, lane[::-1]):
                 k, q = project(pts, spot)
                 out.append((np.asarray([*pts[: k + 1], q, spot, spot, q, *pts[k + 1 :]], float), k + 2))
     return out
 
 
-def _front_spots(ln: Lanes, zone: str) -> list[np.ndarray]:
+def _front_spots(ln: Lanes, zone: str, doors: list[np.ndarray]) -> list[np.ndarray]:
     """Where a window shopper may stand in front of the zone's shop front (`Lanes.window_spot`'s
-    spots, on a grid instead of drawn)."""
+    spots, on a grid instead of drawn): the grid runs from in front of a street door on that
+    stretch of front (the spot most like walking in), else from the stretch's middle."""
     out = []
     for a, b in ln.front[zone]:
         a, b = np.asarray(a, float), np.asarray(b, float)
@@ -135,13 +138,17 @@ def _front_spots(ln: Lanes, zone: str) -> list[np.ndarray]:
         if length <= 0:
             continue
         end = min(FRONT_END_M, length / 2)
-        normal = np.asarray([a[1] - b[1], b[0] - a[0]]) / length
+        along = (b - a) / length
+        normal = np.asarray([-along[1], along[0]])
         if not point_in_polygon(tuple((a + b) / 2 + 0.1 * normal), ln.plan.polys[zone]):
             normal = -normal
-        n = int(np.floor((length - 2 * end) / WINDOW_PLACE_STEP_M)) + 1
-        for u in np.linspace(end, length - end, n) if n > 1 else [length / 2]:
+        on = [float((c - a) @ along) for c in doors if abs(float((c - a) @ normal)) < DOOR_ON_FRONT_M]
+        anchor = next((u for u in on if end <= u <= length - end), length / 2)
+        us = anchor + WINDOW_PLACE_STEP_M * np.arange(-np.floor((anchor - end) / WINDOW_PLACE_STEP_M),
+                                                      np.floor((length - end - anchor) / WINDOW_PLACE_STEP_M) + 1)
+        for u in us:
             for gap in np.linspace(*WINDOW_GAP_M, WINDOW_GAPS):
-                p = a + (b - a) * u / length + gap * normal
+                p = a + u * along + gap * normal
                 if ln.plan.clear(p, zone):
                     out.append(p)
     return out
