@@ -2,7 +2,8 @@
 
 Per latency it weighs an entrant's readings along the true path against the best walk-past (and
 the reverse for passers-by) with the radio model's own likelihood: by Neyman-Pearson no engine
-does better. With --door it also sees every door-sensor report (`sim.door_evidence`).
+does better. Walking past may stop at the shop window, as the scenario's window shoppers do.
+With --door it also sees every door-sensor report (`sim.door_evidence`).
 docs/scenarios.md, "How fast could any engine announce an entry?".
     python -m sim.entry_bound sim/scenarios/boutique.toml [--seeds 1-3] [--duration S] [--door]
 """
