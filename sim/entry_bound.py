@@ -610,13 +610,12 @@ def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.
 
 
 def _passer_scores(orc: _Oracle, r: _Readings, agent: int, lat: np.ndarray,
-                   evidence: tuple[DoorEvidence | None, ...], stopped: bool = False) -> list[np.ndarray]:
-    """Best walked-in explanation minus the true walk (with its prior: `stopped` at the window or
-    not), per latency after the hypothesised crossing: one row per entry of `evidence` (None: the
-    radio alone; else with that door's reports too)."""
+                   evidence: tuple[DoorEvidence | None, ...]) -> list[np.ndarray]:
+    """Best walked-in explanation minus the true walk, per latency after the hypothesised crossing:
+    one row per entry of `evidence` (None: the radio alone; else with that door's reports too)."""
     if not len(r.t):
         return [np.zeros(len(lat)) for _ in evidence]
-    true = _true_ll(orc, r, agent) + orc.prior(stopped)
+    true = _true_ll(orc, r, agent)
     kt, kx, cross, door = orc.walking_in(_grid(r.t[0] - 10.0, r.t[r.ri[-1]]))  # crossings up to the last reading
     ok = kt[:, 0] <= r.t[0]
     kt, kx, cross, door = kt[ok], kx[ok], cross[ok], door[ok]
@@ -672,7 +671,7 @@ def all_margins(world: World, em: Emitter, rec: Recording, evidence: tuple[DoorE
             # the walk-past explanation made no crossing: the door's evidence is the true crossing's alone
             margins.append([radio if ev is None else radio + ev.entrant(a.id, a.entered_at, lat) for ev in evidence])
         elif a.kind == AgentKind.PASSER_BY:
-            scores.append(_passer_scores(orc, readings(i), i, lat, evidence, a.window_s is not None))
+            scores.append(_passer_scores(orc, readings(i), i, lat, evidence))
     return (entrants, [np.asarray([m[k] for m in margins]).reshape(-1, len(lat)) for k in range(len(evidence))],
             [np.asarray([s[k] for s in scores]).reshape(-1, len(lat)) for k in range(len(evidence))], lat)
 
