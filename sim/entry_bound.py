@@ -2,7 +2,8 @@
 
 Per latency it weighs an entrant's readings along the true path against the best walk-past (and
 the reverse for passers-by) with the radio model's own likelihood: by Neyman-Pearson no engine
-does better. With --door it also sees every door-sensor report (`sim.door_evidence`).
+does better. Walking past may stop at the shop window, as the scenario's window shoppers do.
+With --door it also sees every door-sensor report (`sim.door_evidence`).
 docs/scenarios.md, "How fast could any engine announce an entry?".
     python -m sim.entry_bound sim/scenarios/boutique.toml [--seeds 1-3] [--duration S] [--door]
 """
@@ -21,12 +22,12 @@ from firmware_config.geometry import door_opening, point_in_polygon
 from firmware_config.store import StoreFile, ZoneKind
 from sim.door_evidence import DoorEvidence
 from sim.emitter import Emitter, Reception, radio_params
+from sim.lanes import FRONT_END_M, Lanes, project
 from sim.lanes import LANE_EDGE_M as PASSER_EDGE_M
-from sim.lanes import Lanes
 from sim.paths import FloorPlan
 from sim.radio import RadioParams, body_loss, mean_rssi
-from sim.scenario import Scenario, ScenarioError, load_scenario
-from sim.world import AgentKind, World, build_world
+from sim.scenario import Population, Scenario, ScenarioError, load_scenario
+from sim.world import PASSER_BY_SPEED_MPS, WINDOW_GAP_M, AgentKind, World, build_world
 
 LATENCIES_S = (1.2, 2.5, 3.0, 4.0, 5.0, 10.0)  # the latencies the issues' targets are stated at
 FALSE_ALARMS = (0, 1, 2, 5)  # passers-by the oracle may announce
@@ -45,6 +46,12 @@ GRID_STEP_M = 0.05  # mean tables for hypotheses: far below the 2 dB fading, a f
 OFFSET_STEP_DB = 2.0  # transmit offsets where the misses are weighed; far finer than their ~5-dB edge
 COARSE_OFFSETS = 5  # offsets the misses are weighed at to bound a hypothesis before weighing it fully
 TOP_FIRST = 4  # hypotheses per horizon fully weighed first, to prune the rest (speed only)
+WINDOW_PLACE_STEP_M = 2.5  # stop places along the shop front this far apart, from in front of each street door out
+DOOR_ON_FRONT_M = 0.3  # a door's centre this close to a stretch of shop front is on it (walls are thinner)
+WINDOW_GAPS = 3  # stop distances from the front tried, spread over the simulator's WINDOW_GAP_M
+WINDOW_DWELLS = 3  # dwells tried, spread over the scenario's window_dwell_s (a long stand explains any shorter one)
+WINDOW_SPEED_MPS = float(np.mean(PASSER_BY_SPEED_MPS))  # one walking pace to and from the stop: the stand dominates
+WINDOW_TIME_STEP_S = 0.5  # spacing of a stopping walk's start times: coarser than walking past, to stay tractable
 PROBIT_SCALE = np.pi / 8  # E[logistic(x)], x ~ N(m, v) ~= logistic(m / sqrt(1 + v pi / 8)) (probit match)
 
 
@@ -102,6 +109,50 @@ def passer_lanes(store: StoreFile) -> list[np.ndarray]:
     ln = Lanes(store, FloorPlan(store))
     return [ln.lane(z, float(off)) for z in ln.zones
             for off in np.arange(PASSER_EDGE_M, max(PASSER_EDGE_M, ln.width(z) - PASSER_EDGE_M) + 1e-9, LANE_STEP_M)]
+
+
+def window_walks(store: StoreFile, lane_m: float) -> list[tuple[np.ndarray, int]]:
+    """Walks that stop at the shop front as the simulator's window shoppers do (`sim.world._walk_past`):
+    along the scenario's lane of an outside zone, either way, out to a spot WINDOW_PLACE_STEP_M apart
+    along the front at one of WINDOW_GAPS distances from it, back into the lane and on. Each is its
+    points (K, 2) and the index of the first of its two knots at the spot (where it stands)."""
+    ln = Lanes(store, FloorPlan(store))
+    doors = [ld.centre for ld in lanes(store)]
+    out = []
+    for z in ln.zones:
+        lane = ln.lane(z, lane_m)
+        for spot in _front_spots(ln, z, doors):
+            for pts in (lane, lane[::-1]):
+                k, q = project(pts, spot)
+                out.append((np.asarray([*pts[: k + 1], q, spot, spot, q, *pts[k + 1 :]], float), k + 2))
+    return out
+
+
+def _front_spots(ln: Lanes, zone: str, doors: list[np.ndarray]) -> list[np.ndarray]:
+    """Where a window shopper may stand in front of the zone's shop front (`Lanes.window_spot`'s
+    spots, on a grid instead of drawn): the grid runs from in front of a street door on that
+    stretch of front (the spot most like walking in), else from the stretch's middle."""
+    out = []
+    for a, b in ln.front[zone]:
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        length = float(np.hypot(*(b - a)))
+        if length <= 0:
+            continue
+        end = min(FRONT_END_M, length / 2)
+        along = (b - a) / length
+        normal = np.asarray([-along[1], along[0]])
+        if not point_in_polygon(tuple((a + b) / 2 + 0.1 * normal), ln.plan.polys[zone]):
+            normal = -normal
+        on = [float((c - a) @ along) for c in doors if abs(float((c - a) @ normal)) < DOOR_ON_FRONT_M]
+        anchor = next((u for u in on if end <= u <= length - end), length / 2)
+        us = anchor + WINDOW_PLACE_STEP_M * np.arange(-np.floor((anchor - end) / WINDOW_PLACE_STEP_M),
+                                                      np.floor((length - end - anchor) / WINDOW_PLACE_STEP_M) + 1)
+        for u in us:
+            for gap in np.linspace(*WINDOW_GAP_M, WINDOW_GAPS):
+                p = a + u * along + gap * normal
+                if ln.plan.clear(p, zone):
+                    out.append(p)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,11 +374,15 @@ class _Oracle:
     interpolated bilinearly; true paths use `mean_rssi` directly.
     """
 
-    def __init__(self, em: Emitter, lanes_: list[Lane], paths: list[np.ndarray]):
-        self.em, self.lanes, self.paths = em, lanes_, paths
+    def __init__(self, em: Emitter, lanes_: list[Lane], paths: list[np.ndarray],
+                 stops: list[tuple[np.ndarray, int]] | None = None, window: Population | None = None):
+        self.em, self.lanes, self.paths, self.stops = em, lanes_, paths, stops or []
+        share = window.window_shopper_fraction if window is not None else 0.0
+        self.share, self.dwells = share, np.linspace(*window.window_dwell_s, WINDOW_DWELLS) if window else np.zeros(0)
         self.params = em.params
         pts = [ln.centre + s * ln.along + o * ln.away for ln in lanes_ for s in ln.s_range
-               for o in (ln.offsets[-1] + LANE_EDGE_M, -max(WALK_IN_DEPTHS_M))] + [p for path in paths for p in path]
+               for o in (ln.offsets[-1] + LANE_EDGE_M, -max(WALK_IN_DEPTHS_M))] + \
+            [p for path in [*paths, *(w for w, _ in self.stops)] for p in path]
         lo = np.min(pts, axis=0) - 2 * GRID_STEP_M if pts else np.zeros(2)
         hi = np.max(pts, axis=0) + 2 * GRID_STEP_M if pts else np.ones(2)
         self.origin = lo
@@ -411,6 +466,39 @@ class _Oracle:
                     kx.append(np.broadcast_to(pts, (len(t0), k, 2)))
                     life.append(np.stack([t0, t0 + s[-1] / v], axis=1))
         return np.concatenate(kt), np.concatenate(kx), np.concatenate(life)
+
+    def prior(self, stopped: bool) -> float:
+        """log P(a passer-by stops at the window) or log P(walks straight past): the scenario's share."""
+        p = self.share if stopped else 1.0 - self.share
+        return float(np.log(p)) if p > 0 else -np.inf
+
+    def stopping(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Window-shopper walks (`window_walks`) there at time t, for each dwell, starting every
+        WINDOW_TIME_STEP_S; knots and (start, end) as `passing`."""
+        kt, kx, life = [], [], []
+        if not self.stops or not len(self.dwells) or self.share <= 0:
+            return np.zeros((0, 1)), np.zeros((0, 1, 2)), np.zeros((0, 2))
+        k = max(len(p) for p, _ in self.stops)
+        for pts, stand in self.stops:
+            pts = np.concatenate([pts, np.repeat(pts[-1:], k - len(pts), axis=0)])
+            walked = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))]) / WINDOW_SPEED_MPS
+            for dwell in self.dwells:
+                rel = walked + dwell * (np.arange(k) > stand)
+                t0 = np.arange(t - rel[-1], t + 1e-9, WINDOW_TIME_STEP_S)
+                kt.append(t0[:, None] + rel[None, :])
+                kx.append(np.broadcast_to(pts, (len(t0), k, 2)))
+                life.append(np.stack([t0, t0 + rel[-1]], axis=1))
+        return np.concatenate(kt), np.concatenate(kx), np.concatenate(life)
+
+    def walking_past(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`passing` and `stopping` together (knots padded to one count) and each one's log prior."""
+        parts = [(*self.passing(t), self.prior(False)), (*self.stopping(t), self.prior(True))]
+        parts = [x for x in parts if len(x[0]) and np.isfinite(x[3])]
+        k = max(x[0].shape[1] for x in parts)
+        kt = np.concatenate([np.pad(x[0], ((0, 0), (0, k - x[0].shape[1])), mode="edge") for x in parts])
+        kx = np.concatenate([np.pad(x[1], ((0, 0), (0, k - x[1].shape[1]), (0, 0)), mode="edge") for x in parts])
+        prior = np.concatenate([np.full(len(x[0]), x[3]) for x in parts])
+        return kt, kx, np.concatenate([x[2] for x in parts]), prior
 
     def walking_in(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Walk-in paths crossing the door at `times`: along a lane, through the door, straight in;
@@ -512,11 +600,12 @@ def _entrant_margins(orc: _Oracle, r: _Readings, agent: int, t0: float, lat: np.
     true = _true_ll(orc, r, agent)[k]
     if not len(r.t):
         return np.zeros(len(lat))
-    kt, kx, life = orc.passing(r.t[0])  # there from the first reading on
+    kt, kx, life, prior = orc.walking_past(r.t[0])  # there from the first reading on, stopping or not
     end = life[:, 1]
     valid = r.n_read[k][None, :] <= r.n_read[r.count(end)][:, None]  # no reading after the walk ended
     rows = np.broadcast_to(k[None, :], valid.shape)
-    best = _best_score(orc, r, int(orc.em.carry[agent]), (kt, kx), rows, np.where(valid, 0.0, np.inf), end, -np.inf)
+    sub = np.where(valid, -prior[:, None], np.inf)
+    best = _best_score(orc, r, int(orc.em.carry[agent]), (kt, kx), rows, sub, end, -np.inf)
     return true - best
 
 
@@ -555,7 +644,9 @@ def all_margins(world: World, em: Emitter, rec: Recording, evidence: tuple[DoorE
                 ) -> tuple[dict, list[np.ndarray], list[np.ndarray], np.ndarray]:
     """`oracle_margins` once per entry of `evidence` (None: the radio alone), the radio weighed once."""
     lat = np.union1d(np.arange(0.0, LATENCY_MAX_S + 1e-9, LATENCY_STEP_S), LATENCIES_S)
-    orc = _Oracle(em, lanes(world.store), passer_lanes(world.store))
+    pop = world.scenario.population
+    orc = _Oracle(em, lanes(world.store), passer_lanes(world.store), window_walks(world.store, pop.passer_by_lane_m),
+                  pop)
     offset_limit = max([abs(a.tx_offset_db) for a in world.agents], default=0.0)  # any offset the world has
     p = radio_params(world)
     by_agent = np.argsort(rec.agent, kind="stable")
@@ -607,8 +698,11 @@ def _percentile(values: np.ndarray, q: float) -> float | None:
 def summarise(
     margins: np.ndarray, scores: np.ndarray, lat: np.ndarray,
     latencies: tuple[float, ...] = LATENCIES_S, false_alarms: tuple[int, ...] = FALSE_ALARMS,
+    stopped: np.ndarray | None = None,
 ) -> dict:
-    """Shares announced within each latency and latency percentiles, per false-alarm budget.
+    """Shares announced within each latency and latency percentiles, per false-alarm budget; with
+    `stopped` (per passer-by: stood at the window?), how many of the passers-by announced by the
+    last latency stood at the window.
 
     Evidence only accumulates: an entrant counts as announced by L if their margin beat the
     threshold at any l <= L, and a passer-by's score at L is their best at any l <= L.
@@ -625,6 +719,8 @@ def summarise(
         first = np.where(caught.any(axis=1), lat[np.argmax(caught, axis=1)], np.inf) if len(m) else np.zeros(0)
         out["latency"].append({"false_alarms": fa, "p50_s": _percentile(first, 50), "p95_s": _percentile(first, 95),
                                "never_within_s": float(lat[-1]), "never": int(np.isinf(first).sum())})
+        if stopped is not None and len(s):
+            out["latency"][-1]["window_shoppers"] = int((stopped & (s[:, -1] > _threshold(s, fa)[-1])).sum())
     return out
 
 
@@ -648,10 +744,13 @@ def entry_bound(sc: Scenario, store: StoreFile, tick_s: float = 1.0, door: bool 
     em, rec = record_radio(world, sc.scenario.seed, tick_s)
     evidence = DoorEvidence(world, store) if door else None
     entrants, margins, scores, lat = all_margins(world, em, rec, (None, evidence) if evidence else (None,))
-    out = {"scenario": sc.scenario.name, "seed": sc.scenario.seed, "entrants": len(entrants),
-           "registered_passers_by": len(scores[0]), **summarise(margins[0], scores[0], lat)}
+    stopped = np.asarray([a.window_s is not None for a in world.agents if a.kind == AgentKind.PASSER_BY
+                          and a.customer is not None and a.customer.recognition_consent], bool)
+    out = {"scenario": sc.scenario.name, "seed": sc.scenario.seed, "duration_s": sc.scenario.duration_s,
+           "entrants": len(entrants), "registered_passers_by": len(scores[0]),
+           "window_shoppers": int(stopped.sum()), **summarise(margins[0], scores[0], lat, stopped=stopped)}
     if evidence is not None:
-        out["door"] = {"reports": len(evidence.reports), **summarise(margins[1], scores[1], lat)}
+        out["door"] = {"reports": len(evidence.reports), **summarise(margins[1], scores[1], lat, stopped=stopped)}
     return out
 
 

@@ -15,6 +15,7 @@ from sim.emitter import radio_params
 from sim.entry_bound import (
     LATENCIES_S,
     _best_score,
+    _grid,
     _Oracle,
     _Readings,
     _true_ll,
@@ -25,6 +26,7 @@ from sim.entry_bound import (
     record_radio,
     share_at,
     summarise,
+    window_walks,
 )
 from sim.radio import RadioParams
 from sim.run import run_fast
@@ -37,11 +39,13 @@ SCENARIO = ROOT / "sim" / "scenarios" / "boutique.toml"
 
 
 def _recorded_boutique(seed: int) -> Scenario:
-    """Ten minutes of the boutique with many registered people, so the comparison has data."""
+    """Ten minutes of the boutique with many registered people, a third of the passers-by stopping
+    at the window, so the comparison has data."""
     return Scenario(
         scenario=ScenarioInfo(name="bound", store=str(BOUTIQUE), duration_s=600.0, seed=seed, arrivals_until_s=420),
         population=Population(visitors=24, regular_fraction=0.7, unconsented_fraction=0.0, passers_by=70,
-                              passer_by_regular_fraction=0.35, staff=1, browse_dwell_s=(10, 60)),
+                              passer_by_regular_fraction=0.35, staff=1, browse_dwell_s=(10, 60),
+                              window_shopper_fraction=0.3),
     )
 
 
@@ -231,3 +235,52 @@ def test_the_oracle_table_shows_each_seed_at_no_false_alarm() -> None:
     assert len(rows) == 4
     assert rows[2] == "| corner | 2 | 3 | 0 | 0.333 | 0.333 | 0.667 | 10.0 / n/a | – | n/a | n/a | n/a / n/a |"
     assert rows[3].startswith("| boutique | 1 | 3 | 0 | 0.333 | 0.333 | 0.667 | 10.0 / n/a | 2.5 / 3.9 |")
+
+
+def test_a_window_shopper_standing_outside_the_door_is_not_announced() -> None:
+    """A registered passer-by walks the boutique's pavement, stands 1 m outside the door for 40 s
+    and walks on. In the first 2 s at the spot, when someone stepping up to the door may still walk
+    in, the best walk-in and the best walk past that stops at the window (with the scenario's prior
+    for stopping) tie; from then on the stop explains their readings better, so the oracle, whose
+    threshold at 0 false alarms is at least 0 (and the best score of all other passers-by), does
+    not announce them. Walking past without stopping, the only explanation before, loses by far."""
+    store = load_store(BOUTIQUE)
+    sc = Scenario(scenario=ScenarioInfo(name="window", store=str(BOUTIQUE), duration_s=120.0, seed=1),
+                  population=Population(visitors=1, regular_fraction=0.0, passers_by=1,
+                                        passer_by_regular_fraction=1.0, staff=0))
+    world = build_world(sc, store)
+    i = next(k for k, a in enumerate(world.agents) if a.kind == AgentKind.PASSER_BY)
+    a = world.agents[i]
+    assert a.customer is not None and a.customer.recognition_consent
+    # the door's centre is (10, 0), the pavement y < 0; the lane 2 m out, walked at 1.25 m/s
+    a.xy = np.asarray([(-5.0, -2.0), (10.0, -2.0), (10.0, -1.0), (10.0, -1.0), (10.0, -2.0), (25.0, -2.0)])
+    a.times = np.asarray([10.0, 22.0, 22.8, 62.8, 63.6, 75.6])
+    a.zones, a.window_s = [(10.0, "pavement")], (22.8, 62.8)
+    em, rec = record_radio(world, 1)
+    sel = rec.agent == i
+    r = _Readings(rec.t[sel], rec.node[sel], rec.rssi[sel], radio_params(world),
+                  max(abs(b.tx_offset_db) for b in world.agents), rec.sent_t[rec.sent_agent == i], len(em.nodes))
+    orc = _Oracle(em, lanes(store), passer_lanes(store), window_walks(store, sc.population.passer_by_lane_m),
+                  sc.population)
+    carry = int(em.carry[i])
+    k = r.count(np.arange(24.0, 62.0, 2.0))  # horizons during the stand
+
+    kt, kx, cross, _ = orc.walking_in(_grid(r.t[0] - 10.0, r.t[r.ri[-1]]))
+    ok = kt[:, 0] <= r.t[0]
+    crossed = np.where(cross[ok, None] <= r.t[k - 1][None, :], 0.0, np.inf)  # the oracle weighs a walk-in once in
+    walked_in = _best_score(orc, r, carry, (kt[ok], kx[ok]), np.broadcast_to(k, crossed.shape), crossed, None,
+                            -np.inf)
+
+    def walked_past(kt: np.ndarray, kx: np.ndarray, end: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        valid = r.n_read[k][None, :] <= r.n_read[r.count(end)][:, None]  # still there at each horizon
+        sub = np.where(valid, -prior[:, None], np.inf)
+        return _best_score(orc, r, carry, (kt, kx), np.broadcast_to(k, sub.shape), sub, end, -np.inf)
+
+    kt, kx, life, prior = orc.walking_past(r.t[0])
+    assert (prior < 0).all() and np.isclose(prior, np.log(0.1)).any()  # stopping costs log(share)
+    evidence = walked_in - walked_past(kt, kx, life[:, 1], prior)
+    early = r.t[k - 1] < a.window_s[0] + 2.0
+    assert early.any() and (evidence[early] < 0.5).all() and (evidence[~early] < 0).all(), evidence
+    kt, kx, life = orc.passing(r.t[0])
+    plain = walked_in - walked_past(kt, kx, life[:, 1], np.full(len(kt), orc.prior(False)))
+    assert plain.max() > 10.0, plain
