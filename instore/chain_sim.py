@@ -70,7 +70,7 @@ def local_chain(tmp: Path, store_ids: list[str], hq_nodes: int = 1) -> LocalChai
     files = generate([(s, None) for s in stores.values()], tmp / "conf", hq=True, hq_port=one.port,
                      hq_leaf_port=one.leaf_port, hq_storage_dir=one.storage_dir, hq_certfile=str(certs.cert),
                      hq_keyfile=str(certs.key), hq_cluster=nodes if hq_nodes > 1 else ())
-    confs = files.hq_node_confs or {one.name: files.hq_conf}
+    confs = files.hq_node_confs or ({one.name: files.hq_conf} if files.hq_conf else {})  # hq=True writes it
     hq = {n.name: NatsServer(confs[n.name], n.port, env={"GOMEMLIMIT": HQ_GOMEMLIMIT}) for n in nodes}  # as the unit
     leafs = {sid: NatsServer(files.leaf_confs[sid], s.chain.nats_port) for sid, s in stores.items() if s.chain}
     passwords = tomllib.loads(files.credentials.read_text(encoding="utf-8"))

@@ -77,7 +77,7 @@ class HqCollector:
 
 def registry(source: Callable[[], Snapshot]) -> CollectorRegistry:
     reg = CollectorRegistry()
-    reg.register(HqCollector(source))  # type: ignore[arg-type]
+    reg.register(HqCollector(source))
     return reg
 
 

@@ -293,7 +293,7 @@ class HqOutbox:
         rules = Rules(Policy(tz=ZoneInfo("UTC"), templates=templates, quiet_hours=None),
                       consent=lambda _c, _p: True)  # the store checked consent and quiet hours (`due_at`)
         budget = BudgetRules(rules, self.conn, self.cfg.recipients_per_24h, self.clock())
-        return OutboxWorker(self.cfg.db, client, budget, clock=self.clock, bucket=self.bucket,  # type: ignore[arg-type]
+        return OutboxWorker(self.cfg.db, client, budget, clock=self.clock, bucket=self.bucket,  # type: ignore[arg-type]  # BudgetRules wraps Rules (same check/policy), not a subclass
                             poll_interval_s=WORKER_POLL_S,
                             on_alert=lambda e: log.error("hq whatsapp alert %s: %s", e.code, e.message))
 
@@ -323,7 +323,8 @@ async def _relay_to(js: Any, outbox: HqOutbox, store: str) -> bool:
     return True
 
 
-async def serve_store(outbox: HqOutbox, nats_url: str, password: str, store: str, stop: asyncio.Event) -> None:
+async def serve_store(outbox: HqOutbox, nats_url: str | list[str], password: str, store: str,
+                      stop: asyncio.Event) -> None:
     """One store's link for the outbox: pull its message requests, push its statuses and replies."""
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import ConsumerConfig
@@ -383,7 +384,8 @@ def webhook_app(outbox: HqOutbox, app_secret: str) -> Any:
     return app
 
 
-async def run(cfg: HqWhatsApp, nats_url: str, password: str, stores: list[str], stop: asyncio.Event) -> None:
+async def run(cfg: HqWhatsApp, nats_url: str | list[str], password: str, stores: list[str],
+              stop: asyncio.Event) -> None:
     """`instore hq`'s WhatsApp part: the stores' links, the worker thread and the webhook receiver, until `stop`."""
     from pathlib import Path
 

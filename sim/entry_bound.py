@@ -133,8 +133,8 @@ def _front_spots(ln: Lanes, zone: str, doors: list[np.ndarray]) -> list[np.ndarr
     spots, on a grid instead of drawn): the grid runs from in front of a street door on that
     stretch of front (the spot most like walking in), else from the stretch's middle."""
     out = []
-    for a, b in ln.front[zone]:
-        a, b = np.asarray(a, float), np.asarray(b, float)
+    for front_a, front_b in ln.front[zone]:
+        a, b = np.asarray(front_a, float), np.asarray(front_b, float)
         length = float(np.hypot(*(b - a)))
         if length <= 0:
             continue

@@ -62,9 +62,9 @@ class _Evidence:
             for a, c, m in got.get(k, []):
                 n[a], mean[a] = c, m
             idx, xy, carried = self.model.positions((k + 0.5) * self.w)
-            j = np.flatnonzero(idx == self.item_of[epc])
-            if len(j):
-                j = int(j[0])
+            hit = np.flatnonzero(idx == self.item_of[epc])
+            if len(hit):
+                j = int(hit[0])
                 xy_true[i] = xy[j]
                 fwd, ow = pair_link_budget(self.model.params, self.model.ants, np.repeat(xy[j : j + 1], A, 0),
                                            np.arange(A), self.model.walls, self.model.wall_db)
@@ -167,12 +167,12 @@ def _near_windows(ev: _Evidence, epc: str, k_all: np.ndarray, rooms: dict) -> di
     if not len(ks):
         return {}
     i = ev.item_of[epc]
-    pos = []
+    spots = []
     for k in ks.tolist():
         idx, xy, _ = ev.model.positions((k + 0.5) * ev.w)
         j = np.flatnonzero(idx == i)
-        pos.append(xy[j[0]] if len(j) else (np.nan, np.nan))
-    pos = np.asarray(pos, float)
+        spots.append(xy[j[0]] if len(j) else (np.nan, np.nan))
+    pos = np.asarray(spots, float)
     has = ~np.isnan(pos[:, 0])
     in_room = np.asarray([has[m] and any(point_in_polygon(tuple(pos[m]), p) for p in rooms.values())
                           for m in range(len(ks))], bool)
