@@ -16,7 +16,7 @@ run: $(VENV)/.installed
 	$(BIN)/instore demo
 
 test: $(VENV)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=30  # the slowest tests, for keeping CI short
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
