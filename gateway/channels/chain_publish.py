@@ -2,7 +2,7 @@
 
 `chain_message` (pure) decides what leaves the store: entries and visits of consenting
 customers, fitting sessions and follow-up requests that name one, message requests for HQ's
-WhatsApp outbox, each on
+WhatsApp outbox (sales and hourly footfall come from their own tables: `chain_sales`), each on
 `chain.<store>.events.<kind>` with the message id `<store>:<generation>:<event id>`, where the
 generation is a random id of the gateway database (`Generation`), so a database made anew or
 restored from a backup never reuses an id HQ has seen. Nothing else: no raw
@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -121,8 +122,11 @@ class ChainPublisher:
     """Publishes the event log to the store's JetStream from the cursor on, until stopped."""
 
     def __init__(self, store_id: str, chain: Chain, events: EventLog, cursor: Cursor,
-                 registry: CollectorRegistry | None = None):
+                 registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time):
+        from gateway.channels.chain_sales import SalesFeed
+
         self.store_id, self.chain, self.events, self.cursor = store_id, chain, events, cursor
+        self.sales = SalesFeed(store_id, events.db, events.lock, clock)  # sales and footfall, from their tables
         self.generation = Generation(events.db, events.lock)
         self.opened_at_id = events.last_id()  # the database as it was opened, before this run added to it
         self.published = 0
@@ -187,7 +191,9 @@ class ChainPublisher:
                     self.published += 1
                     done += 1
                 self.cursor.set(ev.id)
-        return done
+        sales = await self.sales.publish_pending(js, PUBLISH_TIMEOUT_S)
+        self.published += sales
+        return done + sales
 
     async def run(self, stop: asyncio.Event) -> None:
         url = f"nats://{self.chain.nats_host}:{self.chain.nats_port}"
