@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from firmware_config.nats import CUSTOMERS_BUCKET, HQ_USER, reply_prefix, stream_name, subject_prefix
 from firmware_config.store import Identifier
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS chain_sales (
   currency TEXT NOT NULL, customer_id TEXT, PRIMARY KEY (store, msg_id)
 );
 CREATE INDEX IF NOT EXISTS chain_sales_ts ON chain_sales (ts);
+CREATE INDEX IF NOT EXISTS chain_events_day ON chain_events (ts) WHERE kind IN ('entry', 'visit', 'fitting');
 CREATE INDEX IF NOT EXISTS chain_sales_customer ON chain_sales (customer_id);
 CREATE TABLE IF NOT EXISTS chain_footfall (
   store TEXT NOT NULL, hour DOUBLE PRECISION NOT NULL, visitors_in DOUBLE PRECISION NOT NULL,
@@ -86,6 +88,18 @@ class HqConfig(BaseModel):
     whatsapp: hq_outbox.HqWhatsApp | None = None  # the chain's number: its one outbox runs at HQ
     metrics_host: str = "127.0.0.1"  # /metrics and /healthz (instore.hq_metrics)
     metrics_port: int = Field(9464, ge=0, le=65535)  # 0: any free port
+    # /dashboard on the metrics port, for whoever sends this token (a file relative to hq.toml); unset: no dashboard
+    dashboard_token_file: str | None = None
+    timezone: str = "UTC"  # the chain's days on the dashboard (an IANA name)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as Europe/Berlin)") from None
+        return v
 
 
 def load_config(path: str | Path) -> HqConfig:
