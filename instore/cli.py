@@ -195,19 +195,12 @@ def hq(
         return
 
     async def serve() -> None:
-        from instore import hq_outbox
-        from instore.hq_metrics import MetricsServer
-        from instore.hq_workers import Supervisor
+        from instore.hq_workers import serve as serve_hq
 
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        supervisor = Supervisor(cfg, password, workers)
-        # the number's one outbox runs here, beside the workers (each pulls only its share of the stores)
-        outbox = [] if cfg.whatsapp is None else [hq_outbox.run(cfg.whatsapp, cfg.nats_url, password, cfg.stores, stop)]
-        with MetricsServer(cfg.metrics_host, cfg.metrics_port, supervisor.snapshot, supervisor.health,
-                           dashboard=_hq_dashboard(config, cfg)):
-            await asyncio.gather(supervisor.run(stop), *outbox)
+        await serve_hq(cfg, password, workers, stop, _hq_dashboard(config, cfg))
 
     asyncio.run(serve())
 

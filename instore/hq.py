@@ -85,7 +85,7 @@ class HqConfig(BaseModel):
     password_file: str  # the `hq` line of chain-credentials.toml, alone in a file
     postgres: str  # a libpq connection string
     stores: Annotated[list[Identifier], Field(min_length=1)]
-    whatsapp: hq_outbox.HqWhatsApp | None = None  # the chain's number: its one outbox runs at HQ
+    whatsapp: hq_outbox.HqWhatsApp | None = None  # the chain's number: its one outbox (hq_workers.serve)
     metrics_host: str = "127.0.0.1"  # /metrics and /healthz (instore.hq_metrics)
     metrics_port: int = Field(9464, ge=0, le=65535)  # 0: any free port
     # /dashboard on the metrics port, for whoever sends this token (a file relative to hq.toml); unset: no dashboard
@@ -566,14 +566,9 @@ class Hq:
             if nc is None:
                 return
             self.kv = await self._bucket(nc.jetstream(), stop)
-            await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores), *self._whatsapp(stop))
+            await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores))
         self.writes.reset()
         self.db.reset()
-
-    def _whatsapp(self, stop: asyncio.Event) -> list[Awaitable[None]]:
-        """The WhatsApp outbox at HQ, when hq.toml has a `[whatsapp]` section (docs/chain.md)."""
-        wa = self.config.whatsapp
-        return [] if wa is None else [hq_outbox.run(wa, self.config.nats_url, self.password, self.config.stores, stop)]
 
     async def _bucket(self, js, stop: asyncio.Event) -> Any:  # noqa: ANN001
         """HQ's customer bucket, made on first start; one revision per key (the stores need the latest)."""

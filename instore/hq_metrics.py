@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 # name in StoreStats -> (Prometheus name, help); the counters end in _total when rendered
 COUNTERS = {
@@ -78,9 +79,10 @@ class HqCollector:
         yield lag
 
 
-def registry(source: Callable[[], Snapshot]) -> CollectorRegistry:
+def registry(source: Callable[[], Snapshot], *others: Collector) -> CollectorRegistry:
     reg = CollectorRegistry()
-    reg.register(HqCollector(source))
+    for collector in (HqCollector(source), *others):
+        reg.register(collector)
     return reg
 
 
@@ -89,8 +91,8 @@ class MetricsServer:
     (when given) in a thread."""
 
     def __init__(self, host: str, port: int, source: Callable[[], Snapshot], health: Callable[[], dict],
-                 dashboard: Page | None = None):
-        reg = registry(source)
+                 dashboard: Page | None = None, collectors: Sequence[Collector] = ()):
+        reg = registry(source, *collectors)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
