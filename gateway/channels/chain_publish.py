@@ -226,14 +226,13 @@ async def connected(
     url: str | list[str], stop: asyncio.Event, on_failure: Callable[[Exception], None], **options: Any
 ) -> AsyncIterator[Any]:
     """A NATS connection that keeps reconnecting, once the first connect succeeds (it retries that
-    too, until `stop`: then it yields None); closed on exit, also when the server is gone."""
-    import nats
-
+    too, each failure to `on_failure`, until `stop`: then it yields None); closed on exit, also when
+    the server is gone."""
     nc = None
     while nc is None and not stop.is_set():
         try:
-            nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=RETRY_S, **options)
-        except Exception as exc:  # noqa: BLE001 (server not up yet: wait for it)
+            nc = await _first_connect(url, stop, on_failure, **options)
+        except Exception as exc:  # noqa: BLE001 (refused outright: wait and try again)
             on_failure(exc)
             await sleep_unless(stop, RETRY_S)
     try:
@@ -244,6 +243,41 @@ async def connected(
                 await nc.close()
             except Exception as exc:  # noqa: BLE001 (closing towards a dead server: nothing left to do)
                 log.debug("closing NATS: %s", exc)
+
+
+async def _first_connect(url: str | list[str], stop: asyncio.Event, on_failure: Callable[[Exception], None],
+                         **options: Any) -> Any:
+    """nats-py retries a first connect inside `connect` for as long as it reconnects later (for ever),
+    past any `stop`: so it runs as a task, cancelled (and its client closed) when `stop` comes first;
+    None then. Its failed attempts go to `on_failure`; later errors (reconnecting) are only logged."""
+    from nats.aio.client import Client
+
+    nc, up = Client(), asyncio.Event()
+
+    async def failed(exc: Exception) -> None:
+        if up.is_set():
+            log.warning("NATS: %s", exc)
+        else:
+            on_failure(exc)
+
+    connecting = asyncio.ensure_future(nc.connect(
+        url, max_reconnect_attempts=-1, error_cb=failed, **options,
+        reconnect_time_wait=RETRY_S))  # type: ignore[arg-type]  # nats-py sleeps it: a float works, its hint says int
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await connecting
+        with contextlib.suppress(Exception):
+            await nc.close()
+        return None
+    connecting.result()  # raises what made it give up
+    up.set()
+    return nc
 
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
