@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,7 +15,13 @@ import pytest
 from edge import protocol
 from firmware_config.nats import HQ_USER, stream_name
 from gateway.channels.chain_publish import ChainPublisher, Cursor, PublisherThread
-from gateway.channels.chain_sales import FOOTFALL_SETTLE_S, closed_hours, footfall_message, sale_message
+from gateway.channels.chain_sales import (
+    FOOTFALL_SETTLE_S,
+    SalesFeed,
+    closed_hours,
+    footfall_message,
+    sale_message,
+)
 from gateway.ingest.core import GatewayCore
 from gateway.storage import door_counts, pos
 from gateway.storage.customers import add_customer, record_consent
@@ -23,6 +29,7 @@ from gateway.storage.db import open_db
 from instore.hq import Classified, Hq, HqConfig, classify, footfall_columns, record_batch, sale_columns
 from tests.chain_env import Chain, running_chain
 from tests.test_chain_customers import Loop, _wait_for
+from tests.test_kpi_dashboard import STORE
 
 STORES = ["a"]
 
@@ -59,6 +66,45 @@ def test_malformed_and_forged_sales_and_hours_stay_out_of_the_figures() -> None:
         [["a"], [hour.msg_id], [3600.0], [2.5], [2.0]]
 
 
+def test_the_feed_sends_each_closed_hour_once_and_a_restored_database_no_sale_twice(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "a.db")
+    core = GatewayCore(STORE, db, clock=time.time)
+    h = 490_000  # an epoch hour
+    now = [(h + 1) * 3600.0 + FOOTFALL_SETTLE_S]  # hour h has just settled
+    _cross(core, h * 3600.0, ins=3, outs=1)
+    for _ in range(2):
+        _sale(core, h * 3600.0 + 10, 500)
+    feed = SalesFeed("a", db, core.lock, lambda: now[0])
+
+    def send(pending: Callable[[], list], cursor: Cursor) -> list[int]:  # as publish_pending, without NATS
+        keys = [key for key, _ in pending()]
+        for key in keys:
+            cursor.set(key)
+        return keys
+
+    assert send(feed.pending_footfall, feed.footfall) == [h]
+    assert send(feed.pending_footfall, feed.footfall) == []
+    _cross(core, h * 3600.0 + 1800, ins=1, outs=0)  # late for hour h: it was sent, it stays in the store
+    _cross(core, (h + 1) * 3600.0, ins=2, outs=2)
+    assert send(feed.pending_footfall, feed.footfall) == []  # hour h+1 has not settled yet
+    now[0] += 3600.0
+    assert send(feed.pending_footfall, feed.footfall) == [h + 1]
+
+    assert send(feed.pending_sales, feed.sales) == [1, 2]
+    with core.lock:
+        db.execute("UPDATE chain_cursor SET last_id = 0 WHERE stream = 'sales'")  # the backup's cursor
+    restored = SalesFeed("a", db, core.lock, lambda: now[0])
+    restored.restored()
+    _sale(core, now[0], 700)
+    assert [key for key, _ in restored.pending_sales()] == [3]  # only what came after the restore
+
+
+def _sale(core: GatewayCore, ts: float, cents: int, customer: str | None = None) -> None:
+    with core.lock:
+        pos.record_sale(core.db, now=ts, amount_cents=cents, currency="EUR", epcs=[], gtins=["4006381333931"],
+                        customer_id=customer)
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     with running_chain(tmp_path_factory.mktemp("chain"), STORES) as c:
@@ -91,9 +137,8 @@ def test_sales_and_footfall_reach_hq_once_and_an_erasure_keeps_the_amount(chain:
         add_customer(db, "c-yes", "Anna", now=now)
         record_consent(db, "c-yes", "recognition", True, now=now, method="enrolment-page")
         add_customer(db, "c-no", "Ben", now=now)  # never opted in: HQ gets the sale, not who bought
-        for cid, cents in (("c-yes", 1999), ("c-no", 500), (None, 1000)):
-            pos.record_sale(db, now=now, amount_cents=cents, currency="EUR", epcs=[], gtins=["4006381333931"],
-                            customer_id=cid)
+    for cid, cents in (("c-yes", 1999), ("c-no", 500), (None, 1000)):
+        _sale(core, now, cents, cid)
     _cross(core, hour, ins=5, outs=3)
     _cross(core, now - 60, ins=1, outs=0)  # the current hour: not closed yet, stays in the store
     expected_in = door_counts.visitors(db, [hour]).visitors_in[0]
@@ -115,9 +160,7 @@ def test_sales_and_footfall_reach_hq_once_and_an_erasure_keeps_the_amount(chain:
 
         loop.call(hq.erase("c-yes", time.time()))  # erased at HQ: the amount stays, who bought goes
         assert _rows(chain.dsn, "SELECT customer_id FROM chain_sales WHERE amount_cents = 1999") == [(None,)]
-        with core.lock:  # the store has not heard yet and sells to them again
-            pos.record_sale(db, now=time.time(), amount_cents=2500, currency="EUR", epcs=[],
-                            gtins=["4006381333931"], customer_id="c-yes")
+        _sale(core, time.time(), 2500, "c-yes")  # the store has not heard yet and sells to them again
         _wait_for(lambda: _rows(chain.dsn, "SELECT customer_id FROM chain_sales WHERE amount_cents = 2500")
                   == [(None,)])
         assert _rows(chain.dsn, "SELECT count(*) FROM chain_events WHERE customer_id = 'c-yes'") == [(0,)]

@@ -24,7 +24,7 @@ from firmware_config.validate import ConfigError
 from gateway.channels.chain_publish import ChainPublisher, Cursor, PublisherThread
 from gateway.i18n import number, price
 from gateway.ingest.core import GatewayCore
-from gateway.storage import door_counts, pos
+from gateway.storage import door_counts
 from gateway.storage.customers import add_customer, record_consent
 from gateway.storage.db import open_db
 from gateway.storage.kpi import day_bounds
@@ -34,12 +34,11 @@ from instore.hq_dashboard import Dashboard, authorised
 from instore.hq_metrics import MetricsServer
 from tests.chain_env import Chain, running_chain
 from tests.test_chain_customers import Loop, _wait_for
-from tests.test_chain_sales import _cross
+from tests.test_chain_sales import _cross, _sale
 
 pytestmark = pytest.mark.slow
 STORES = ["a", "b"]
 TOKEN = "s3cret-token"
-GTIN = "4006381333931"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -73,12 +72,6 @@ def test_hq_toml_names_a_bad_zone_and_a_missing_token_file(tmp_path: Path) -> No
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     with running_chain(tmp_path_factory.mktemp("chain"), STORES) as c:
         yield c
-
-
-def _sale(core: GatewayCore, ts: float, cents: int, customer: str | None = None) -> None:
-    with core.lock:
-        pos.record_sale(core.db, now=ts, amount_cents=cents, currency="EUR", epcs=[], gtins=[GTIN],
-                        customer_id=customer)
 
 
 def _fill(chain: Chain, tmp: Path, day: date) -> dict[str, float]:

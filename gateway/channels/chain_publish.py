@@ -176,6 +176,7 @@ class ChainPublisher:
                         "from a backup? New database generation", newest, self.opened_at_id)
             self.generation.renew()
             self.cursor.set(max(self.cursor.get(), self.opened_at_id))
+            self.sales.restored()
 
     async def publish_pending(self, js) -> int:  # noqa: ANN001
         """Publish every event after the cursor; the cursor moves after each JetStream ack."""

@@ -26,7 +26,7 @@ SHARING_PURPOSE = "recognition"  # the consent under which a customer's id trave
 # A door node buffers its crossings while the broker is away, so an hour is sent this long after it
 # ends: later crossings of it stay in the store's own figures only.
 FOOTFALL_SETTLE_S = 900.0
-BATCH = 200  # sales read per round
+BATCH = 200  # sales or footfall hours read per round
 
 
 def _message(store_id: str, generation: str, kind: str, key: str, body: dict) -> tuple[str, str, bytes]:
@@ -50,10 +50,14 @@ def footfall_message(store_id: str, generation: str, hour: int, visitors_in: flo
         "data": {"hour": hour * 3600.0, "in": round(visitors_in, 2), "out": round(visitors_out, 2)}})
 
 
+def last_closed(now: float) -> int:
+    """The last hour (epoch hours) that ended FOOTFALL_SETTLE_S or more before `now`."""
+    return int((now - FOOTFALL_SETTLE_S) // 3600) - 1
+
+
 def closed_hours(crossing_hours: list[int], after: int, now: float) -> list[int]:
     """The hours with crossings past the cursor `after` that ended FOOTFALL_SETTLE_S before `now`."""
-    last = int((now - FOOTFALL_SETTLE_S) // 3600) - 1
-    return sorted(h for h in set(crossing_hours) if after < h <= last)
+    return sorted(h for h in set(crossing_hours) if after < h <= last_closed(now))
 
 
 class SalesFeed:
@@ -67,6 +71,14 @@ class SalesFeed:
         self.sales = Cursor(db, lock, SALES_CURSOR)
         self.footfall = Cursor(db, lock, FOOTFALL_CURSOR)
         self.generation = Generation(db, lock)
+        self.examined = 0  # the last closed hour found without crossings to send: the table is not read again
+        with lock:  # the database as opened (`restored`)
+            self.opened_at_sale = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM sales").fetchone()[0])
+
+    def restored(self) -> None:
+        """The database is a restored backup (`ChainPublisher._check_restored`): every sale it held was sent
+        before the disk was lost, so the cursor moves past them (under a new generation they would count twice)."""
+        self.sales.set(max(self.sales.get(), self.opened_at_sale))
 
     def pending_sales(self) -> list[tuple[int, tuple[str, str, bytes]]]:
         """(sale id, message) of the next sales after the cursor."""
@@ -79,14 +91,20 @@ class SalesFeed:
                 for sid, ts, cents, cur, cid in rows]
 
     def pending_footfall(self) -> list[tuple[int, tuple[str, str, bytes]]]:
-        """(hour, message) of every closed hour with door crossings after the cursor."""
+        """(hour, message) of the next closed hours with door crossings after the cursor (read once an hour
+        closes, not on every poll; at most BATCH hours a round, so a long history never holds the lock long)."""
         after, now = self.footfall.get(), self.clock()
+        last = last_closed(now)
+        if last <= max(after, self.examined):
+            return []
         with self.lock:
             found = [r[0] for r in self.db.execute(
                 "SELECT DISTINCT CAST(ts / 3600 AS INTEGER) FROM door_crossings WHERE ts >= ? AND ts < ?",
-                [(after + 1) * 3600.0, now]).fetchall()]
-            hours = closed_hours(found, after, now)
+                [(after + 1) * 3600.0, (last + 1) * 3600.0]).fetchall()]
+            hours = closed_hours(found, after, now)[:BATCH]
             figures = [door_counts.visitors(self.db, [h * 3600.0]) for h in hours]
+        if not hours:
+            self.examined = last
         gen = self.generation.get()
         return [(h, footfall_message(self.store_id, gen, h, f.visitors_in[0], (f.visitors_out or [0.0])[0]))
                 for h, f in zip(hours, figures, strict=True)]
