@@ -36,6 +36,22 @@ def test_a_stop_before_the_server_was_ever_reached_ends_the_connect() -> None:
     assert took < 1.5 + STOP_WITHIN_S
 
 
+def test_a_callers_own_error_callback_hears_the_failed_attempts_too() -> None:
+    heard: list[Exception] = []
+
+    async def hear(exc: Exception) -> None:
+        heard.append(exc)
+
+    async def main() -> tuple[object, list[Exception]]:
+        stop, failures = asyncio.Event(), []
+        asyncio.get_running_loop().call_later(1.5, stop.set)
+        async with connected(f"nats://127.0.0.1:{free_port()}", stop, failures.append, error_cb=hear) as nc:
+            return nc, failures
+
+    nc, failures = asyncio.run(asyncio.wait_for(main(), 1.5 + STOP_WITHIN_S))
+    assert nc is None and failures and len(heard) == len(failures)
+
+
 def test_the_publisher_stops_while_its_nats_never_came(tmp_path: Path) -> None:
     db, lock = open_db(tmp_path / "gw.db"), threading.RLock()
     chain = Chain(hq_url="tls://hq:7422", nats_port=free_port())

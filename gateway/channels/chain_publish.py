@@ -250,16 +250,19 @@ async def _first_connect(url: str | list[str], stop: asyncio.Event, on_failure: 
                          **options: Any) -> Any:
     """nats-py retries a first connect inside `connect` for as long as it reconnects later (for ever),
     past any `stop`: so it runs as a task, cancelled (and its client closed) when `stop` comes first;
-    None then. Its failed attempts go to `on_failure`; later errors (reconnecting) are only logged."""
+    None then. Its failed attempts go to `on_failure`; every error also to the caller's `error_cb` if
+    it gave one, else later errors (reconnecting) are logged."""
     from nats.aio.client import Client
 
-    nc, up = Client(), asyncio.Event()
+    nc, up, theirs = Client(), asyncio.Event(), options.pop("error_cb", None)
 
     async def failed(exc: Exception) -> None:
-        if up.is_set():
-            log.warning("NATS: %s", exc)
-        else:
+        if not up.is_set():
             on_failure(exc)
+        if theirs is not None:
+            await theirs(exc)
+        elif up.is_set():
+            log.warning("NATS: %s", exc)
 
     connecting = asyncio.ensure_future(nc.connect(
         url, max_reconnect_attempts=-1, error_cb=failed, **options,
