@@ -5,7 +5,9 @@ JetStream domain; a store's identity is the link, never the payload (`classify` 
 naming another store). Each fetched batch goes to PostgreSQL in one transaction keyed by (store,
 message id) and only then is acknowledged, by one cumulative ack. Customer snapshots from stores
 merge into HQ's record and go back to every store through the mirrored key-value bucket; an
-erasure leaves a tombstone that refuses later snapshots of that customer. docs/chain.md.
+erasure leaves a tombstone that refuses later snapshots of that customer. Sales and footfall hours
+also land in tables of their own (`chain_sales`, `chain_footfall`) for the chain dashboard
+(instore.hq_dashboard); an erased customer's sales stay there without their id. docs/chain.md.
 """
 
 from __future__ import annotations

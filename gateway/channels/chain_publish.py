@@ -2,12 +2,13 @@
 
 `chain_message` (pure) decides what leaves the store: entries and visits of consenting
 customers, fitting sessions and follow-up requests that name one, message requests for HQ's
-WhatsApp outbox (sales and hourly footfall come from their own tables: `chain_sales`), each on
+WhatsApp outbox, each on
 `chain.<store>.events.<kind>` with the message id `<store>:<generation>:<event id>`, where the
 generation is a random id of the gateway database (`Generation`), so a database made anew or
-restored from a backup never reuses an id HQ has seen. Nothing else: no raw
+restored from a backup never reuses an id HQ has seen. Nothing else from the event log: no raw
 BLE or RFID windows (they are never in the event log), no events without a customer, no staff
-notes or node alerts. `ChainPublisher` is the thin adapter: it walks the event log from a
+notes or node alerts. Sales and hourly footfall come from their own tables
+(gateway.channels.chain_sales). `ChainPublisher` is the thin adapter: it walks the event log from a
 durable cursor (the last id JetStream acknowledged, in SQLite), so a restart or a NATS outage
 loses nothing, and a crash between JetStream's ack and the cursor write republishes the same
 message id, which JetStream's duplicate window drops.
