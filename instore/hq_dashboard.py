@@ -179,4 +179,5 @@ class Dashboard:
                 figures = day_figures(conn, self.stores, t0, t1)
         except psycopg.Error as exc:
             return 503, f"the chain CRM is unreachable: {exc}\n".encode(), "text/plain", {}
-        return 200, render(figures, day, lang).encode(), "text/html; charset=utf-8", {"Content-Language": lang}
+        return 200, render(figures, day, lang).encode(), "text/html; charset=utf-8", {
+            "Content-Language": lang, "Cache-Control": "no-store"}  # figures behind a token: no shared caches
