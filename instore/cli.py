@@ -10,9 +10,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from instore.hq import HqConfig
+    from instore.hq_metrics import Page
 
 app = typer.Typer(
     help="Connected-store edge system: edge nodes, gateway, simulator and tools.",
@@ -191,20 +195,33 @@ def hq(
         return
 
     async def serve() -> None:
-        from instore import hq_outbox
-        from instore.hq_metrics import MetricsServer
-        from instore.hq_workers import Supervisor
+        from instore.hq_workers import serve as serve_hq
 
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        supervisor = Supervisor(cfg, password, workers)
-        # the number's one outbox runs here, beside the workers (each pulls only its share of the stores)
-        outbox = [] if cfg.whatsapp is None else [hq_outbox.run(cfg.whatsapp, cfg.nats_url, password, cfg.stores, stop)]
-        with MetricsServer(cfg.metrics_host, cfg.metrics_port, supervisor.snapshot, supervisor.health):
-            await asyncio.gather(supervisor.run(stop), *outbox)
+        await serve_hq(cfg, password, workers, stop, _hq_dashboard(config, cfg))
 
     asyncio.run(serve())
+
+
+def _hq_dashboard(path: Path, cfg: HqConfig) -> Page | None:
+    """HQ's /dashboard when hq.toml names its token file (docs/chain.md, "Chain dashboard")."""
+    import time
+    from zoneinfo import ZoneInfo
+
+    from firmware_config.paths import store_relative
+    from instore.hq_dashboard import Dashboard
+
+    if cfg.dashboard_token_file is None:
+        return None
+    try:
+        token = store_relative(path, cfg.dashboard_token_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        _fail(f"{path}: dashboard_token_file: {exc}")
+    if not token:
+        _fail(f"{path}: dashboard_token_file: {cfg.dashboard_token_file} is empty")
+    return Dashboard(cfg.postgres, list(cfg.stores), token, ZoneInfo(cfg.timezone), time.time)
 
 
 @app.command()

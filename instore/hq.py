@@ -5,7 +5,9 @@ JetStream domain; a store's identity is the link, never the payload (`classify` 
 naming another store). Each fetched batch goes to PostgreSQL in one transaction keyed by (store,
 message id) and only then is acknowledged, by one cumulative ack. Customer snapshots from stores
 merge into HQ's record and go back to every store through the mirrored key-value bucket; an
-erasure leaves a tombstone that refuses later snapshots of that customer. docs/chain.md.
+erasure leaves a tombstone that refuses later snapshots of that customer. Sales and footfall hours
+also land in tables of their own (`chain_sales`, `chain_footfall`) for the chain dashboard
+(instore.hq_dashboard); an erased customer's sales stay there without their id. docs/chain.md.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from firmware_config.nats import CUSTOMERS_BUCKET, HQ_USER, reply_prefix, stream_name, subject_prefix
 from firmware_config.store import Identifier
@@ -57,11 +60,23 @@ CREATE TABLE IF NOT EXISTS chain_profiles (
 CREATE TABLE IF NOT EXISTS chain_erasures (
   customer_id TEXT PRIMARY KEY, erased_at DOUBLE PRECISION NOT NULL, by_store TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS chain_sales (
+  store TEXT NOT NULL, msg_id TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, amount_cents BIGINT NOT NULL,
+  currency TEXT NOT NULL, customer_id TEXT, PRIMARY KEY (store, msg_id)
+);
+CREATE INDEX IF NOT EXISTS chain_sales_ts ON chain_sales (ts);
+CREATE INDEX IF NOT EXISTS chain_events_day ON chain_events (ts) WHERE kind IN ('entry', 'visit', 'fitting');
+CREATE INDEX IF NOT EXISTS chain_sales_customer ON chain_sales (customer_id);
+CREATE TABLE IF NOT EXISTS chain_footfall (
+  store TEXT NOT NULL, hour DOUBLE PRECISION NOT NULL, visitors_in DOUBLE PRECISION NOT NULL,
+  visitors_out DOUBLE PRECISION NOT NULL, msg_id TEXT NOT NULL, PRIMARY KEY (store, hour)
+);
 """
 # The per-customer counter each chain kind bumps (gateway.channels.chain_publish.CHAIN_KINDS).
 COUNTERS = {"entry": "entries", "visit": "visits", "fitting": "fittings", "follow_up": "follow_ups"}
 PROFILE = ("name", "language", "sizes", "brands", "colours", "updated_at")  # gateway.channels.chain_customers.PROFILE
 OPERATOR = "hq"  # `by_store` of an erasure made at HQ (`instore hq --erase`)
+SALE, FOOTFALL = "sale", "footfall"  # chain kinds with tables of their own (gateway.channels.chain_sales)
 
 
 class HqConfig(BaseModel):
@@ -72,9 +87,21 @@ class HqConfig(BaseModel):
     password_file: str  # the `hq` line of chain-credentials.toml, alone in a file
     postgres: str  # a libpq connection string
     stores: Annotated[list[Identifier], Field(min_length=1)]
-    whatsapp: hq_outbox.HqWhatsApp | None = None  # the chain's number: its one outbox runs at HQ
+    whatsapp: hq_outbox.HqWhatsApp | None = None  # the chain's number: its one outbox (hq_workers.serve)
     metrics_host: str = "127.0.0.1"  # /metrics and /healthz (instore.hq_metrics)
     metrics_port: int = Field(9464, ge=0, le=65535)  # 0: any free port
+    # /dashboard on the metrics port, for whoever sends this token (a file relative to hq.toml); unset: no dashboard
+    dashboard_token_file: str | None = None
+    timezone: str = "UTC"  # the chain's days on the dashboard (an IANA name)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as Europe/Berlin)") from None
+        return v
 
 
 def load_config(path: str | Path) -> HqConfig:
@@ -200,6 +227,52 @@ def customer_totals(evs: list[Classified]) -> list[list]:
     return [list(totals), *(list(col) for col in zip(*totals.values(), strict=True))] if totals else []
 
 
+INSERT_SALES = (
+    "INSERT INTO chain_sales (store, msg_id, ts, amount_cents, currency, customer_id) SELECT * FROM unnest("
+    "%s::text[], %s::text[], %s::float8[], %s::bigint[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING"
+)
+# An hour is the store's first word on it: a database made anew sends it under a new message id, counted once.
+INSERT_FOOTFALL = (
+    "INSERT INTO chain_footfall (store, msg_id, hour, visitors_in, visitors_out) SELECT * FROM unnest("
+    "%s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[]) ON CONFLICT DO NOTHING"
+)
+
+
+def _number(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def sale_columns(evs: list[Classified]) -> list[list]:
+    """The well-formed sales among newly recorded events as `INSERT_SALES`'s column arrays (none: [])."""
+    rows = []
+    for ev in evs:
+        data, ts = ev.body.get("data"), _ts(ev)
+        if ev.kind != SALE or ev.forged or ts is None or not isinstance(data, dict):
+            continue
+        cents, currency = data.get("amount_cents"), data.get("currency")
+        if isinstance(cents, int) and not isinstance(cents, bool) and isinstance(currency, str):
+            rows.append((ev.store, ev.msg_id, ts, cents, currency, _customer(ev)))
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def footfall_columns(evs: list[Classified]) -> list[list]:
+    """The well-formed footfall hours among newly recorded events as `INSERT_FOOTFALL`'s column arrays."""
+    rows = []
+    for ev in evs:
+        data = ev.body.get("data")
+        if ev.kind != FOOTFALL or ev.forged or not isinstance(data, dict):
+            continue
+        hour, vin, vout = _number(data.get("hour")), _number(data.get("in")), _number(data.get("out"))
+        if hour is not None and vin is not None and vout is not None:
+            rows.append((ev.store, ev.msg_id, hour, vin, vout))
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def anonymous(ev: Classified) -> Classified:
+    """A sale of a customer erased at HQ: kept for the chain's figures, without who bought."""
+    return Classified(ev.store, ev.msg_id, {**ev.body, "customer_id": None}, ev.kind, ev.forged)
+
+
 def record_batch(conn, evs: list[Classified]) -> list[str]:  # noqa: ANN001 (psycopg.Connection)
     """Insert one store's events and, once each, their effect on the customer records, in ONE transaction:
     per event `recorded`, `duplicate` if already there (or earlier in `evs`), `erased` (not recorded) if it
@@ -210,6 +283,7 @@ def record_batch(conn, evs: list[Classified]) -> list[str]:  # noqa: ANN001 (psy
         conn.execute(LOCK_CUSTOMERS, [customers])
         erased = {r[0] for r in conn.execute("SELECT customer_id FROM chain_erasures WHERE customer_id = ANY(%s)",
                                              [customers])}
+        evs = [anonymous(ev) if ev.kind == SALE and _customer(ev) in erased else ev for ev in evs]
         kept = [ev for ev in evs if _customer(ev) not in erased]
         inserted = {r[0] for r in conn.execute(INSERT_EVENTS, event_columns(kept))} if kept else set()
         outcomes, fresh = [], []
@@ -225,6 +299,9 @@ def record_batch(conn, evs: list[Classified]) -> list[str]:  # noqa: ANN001 (psy
         totals = customer_totals(fresh)
         if totals:
             conn.execute(UPSERT_CUSTOMERS, [evs[0].store, *totals])
+        for sql, columns in ((INSERT_SALES, sale_columns(fresh)), (INSERT_FOOTFALL, footfall_columns(fresh))):
+            if columns:
+                conn.execute(sql, columns)
     return outcomes
 
 
@@ -286,9 +363,10 @@ def withdraw_consent(conn, customer_id: str, purpose: str, now: float) -> dict |
 
 def erase_customer(conn, customer_id: str, at: float, by: str) -> int:  # noqa: ANN001
     """Delete the customer's record, counters and events at HQ and keep their tombstone (the first
-    erasure's time and who asked); rows deleted."""
+    erasure's time and who asked); rows deleted. Their sales stay in the chain's figures, without their id."""
     with conn.transaction():
         _lock_customer(conn, customer_id)
+        conn.execute("UPDATE chain_sales SET customer_id = NULL WHERE customer_id = %s", [customer_id])
         conn.execute("INSERT INTO chain_erasures (customer_id, erased_at, by_store) VALUES (%s, %s, %s) "
                      "ON CONFLICT DO NOTHING", [customer_id, at, by])
         return sum(conn.execute(f"DELETE FROM {table} WHERE customer_id = %s", [customer_id]).rowcount
@@ -490,14 +568,9 @@ class Hq:
             if nc is None:
                 return
             self.kv = await self._bucket(nc.jetstream(), stop)
-            await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores), *self._whatsapp(stop))
+            await asyncio.gather(*(self.pull_store(s, stop) for s in self.config.stores))
         self.writes.reset()
         self.db.reset()
-
-    def _whatsapp(self, stop: asyncio.Event) -> list[Awaitable[None]]:
-        """The WhatsApp outbox at HQ, when hq.toml has a `[whatsapp]` section (docs/chain.md)."""
-        wa = self.config.whatsapp
-        return [] if wa is None else [hq_outbox.run(wa, self.config.nats_url, self.password, self.config.stores, stop)]
 
     async def _bucket(self, js, stop: asyncio.Event) -> Any:  # noqa: ANN001
         """HQ's customer bucket, made on first start; one revision per key (the stores need the latest)."""

@@ -1,4 +1,5 @@
-"""HQ's counters per store and the small HTTP server of `instore hq`: Prometheus `/metrics` and `/healthz`.
+"""HQ's counters per store and the small HTTP server of `instore hq`: Prometheus `/metrics`, `/healthz`
+and, when configured, the chain dashboard `/dashboard` (instore.hq_dashboard).
 
 The counters are plain integers in each worker (no Prometheus objects on the hot path); the server
 renders whatever snapshot it is given, merged over the workers (each store belongs to one worker).
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 # name in StoreStats -> (Prometheus name, help); the counters end in _total when rendered
 COUNTERS = {
@@ -24,6 +26,8 @@ COUNTERS = {
     "refused": ("instore_hq_refused_erased", "Events and snapshots of customers erased at HQ (not recorded)"),
     "write_errors": ("instore_hq_write_errors", "Failed PostgreSQL writes of a batch (retried)"),
 }
+# path, headers (lower-case names) -> status, body, content type, extra headers
+Page = Callable[[str, Mapping[str, str]], tuple[int, bytes, str, dict[str, str]]]
 LAG = ("instore_hq_consumer_lag", "Messages in the store's stream that HQ's consumer has not yet been given")
 
 
@@ -75,17 +79,20 @@ class HqCollector:
         yield lag
 
 
-def registry(source: Callable[[], Snapshot]) -> CollectorRegistry:
+def registry(source: Callable[[], Snapshot], *others: Collector) -> CollectorRegistry:
     reg = CollectorRegistry()
-    reg.register(HqCollector(source))
+    for collector in (HqCollector(source), *others):
+        reg.register(collector)
     return reg
 
 
 class MetricsServer:
-    """`/metrics` (Prometheus text) and `/healthz` (200 while `health` says ok, else 503) in a thread."""
+    """`/metrics` (Prometheus text), `/healthz` (200 while `health` says ok, else 503) and `/dashboard`
+    (when given) in a thread."""
 
-    def __init__(self, host: str, port: int, source: Callable[[], Snapshot], health: Callable[[], dict]):
-        reg = registry(source)
+    def __init__(self, host: str, port: int, source: Callable[[], Snapshot], health: Callable[[], dict],
+                 dashboard: Page | None = None, collectors: Sequence[Collector] = ()):
+        reg = registry(source, *collectors)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -94,11 +101,15 @@ class MetricsServer:
                 elif self.path == "/healthz":
                     state = health()
                     self._send(200 if state["ok"] else 503, json.dumps(state).encode(), "application/json")
+                elif dashboard is not None and self.path.split("?")[0] == "/dashboard":
+                    self._send(*dashboard(self.path, {k.lower(): v for k, v in self.headers.items()}))
                 else:
                     self._send(404, b"not found\n", "text/plain")
 
-            def _send(self, code: int, body: bytes, kind: str) -> None:
+            def _send(self, code: int, body: bytes, kind: str, extra: Mapping[str, str] | None = None) -> None:
                 self.send_response(code)
+                for name, value in (extra or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

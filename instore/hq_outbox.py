@@ -21,10 +21,11 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
+from prometheus_client.core import Metric
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud_sync import relay
@@ -32,7 +33,7 @@ from cloud_sync.client import CloudApiClient
 from cloud_sync.config import TemplateSection
 from cloud_sync.events import InboundMessage, StatusEvent
 from cloud_sync.migrations import migrate
-from cloud_sync.outbox import OutboxWorker, connect, enqueue, record_inbound, record_status
+from cloud_sync.outbox import OutboxWorker, connect, enqueue, record_inbound, record_status, row_counts
 from cloud_sync.ratelimit import TokenBucket
 from cloud_sync.rules import Decision, DecisionKind, Policy, Purpose, Rules
 from firmware_config.nats import HQ_USER, reply_prefix, stream_name, subject_prefix, whatsapp_subject
@@ -138,6 +139,7 @@ class BudgetRules:
     def __init__(self, rules: Rules, conn: sqlite3.Connection, budget: int, now: float):
         self.rules, self.budget = rules, budget
         self.policy = rules.policy
+        self.deferred = 0  # sends deferred by the budget, since start
         self.recent: OrderedDict[str, float] = OrderedDict(conn.execute(
             "SELECT customer, MAX(COALESCE(sent_at, sending_since)) AS t FROM wa_outbox "
             "WHERE COALESCE(sent_at, sending_since) > ? GROUP BY customer ORDER BY t",
@@ -151,6 +153,7 @@ class BudgetRules:
             self.recent.popitem(last=False)
         until = budget_release(self.recent, customer, now, self.budget)
         if until is not None:
+            self.deferred += 1
             return Decision(DecisionKind.DEFER, until=until, reason="24-hour recipient budget")
         self.recent[customer] = now
         self.recent.move_to_end(customer)
@@ -163,10 +166,13 @@ class SharedBucket(TokenBucket):
     def __init__(self, rate_per_s: float, *, now: float):
         super().__init__(rate_per_s, 1.0, now=now)
         self._lock = threading.Lock()
+        self.waited = 0  # sends that had to wait for the number's rate, since start
 
     def take(self, now: float, n: float = 1.0) -> float:
         with self._lock:
-            return super().take(now, n)
+            wait = super().take(now, n)
+            self.waited += wait > 0
+            return wait
 
     def charge(self, now: float, n: float = 1.0) -> None:
         with self._lock:
@@ -184,6 +190,8 @@ class HqOutbox:
         self.conn.executescript(SCHEMA)
         self.bucket = SharedBucket(cfg.rate_per_s, now=clock())
         self.counts = {"queued": 0, "duplicate": 0, "forged": 0, "bad": 0, "relayed": 0, "unrouted": 0}
+        self.sender: OutboxWorker | None = None  # the one worker, once `worker` made it
+        self.budget: BudgetRules | None = None
 
     def _write(self, sql: str, args: tuple = ()) -> Any:
         with self.lock:
@@ -292,10 +300,18 @@ class HqOutbox:
                                       for t in self.cfg.templates])
         rules = Rules(Policy(tz=ZoneInfo("UTC"), templates=templates, quiet_hours=None),
                       consent=lambda _c, _p: True)  # the store checked consent and quiet hours (`due_at`)
-        budget = BudgetRules(rules, self.conn, self.cfg.recipients_per_24h, self.clock())
-        return OutboxWorker(self.cfg.db, client, budget, clock=self.clock, bucket=self.bucket,  # type: ignore[arg-type]  # BudgetRules wraps Rules (same check/policy), not a subclass
-                            poll_interval_s=WORKER_POLL_S,
-                            on_alert=lambda e: log.error("hq whatsapp alert %s: %s", e.code, e.message))
+        self.budget = BudgetRules(rules, self.conn, self.cfg.recipients_per_24h, self.clock())
+        self.sender = OutboxWorker(self.cfg.db, client, self.budget, clock=self.clock, bucket=self.bucket,  # type: ignore[arg-type]  # BudgetRules wraps Rules (same check/policy), not a subclass
+                                   poll_interval_s=WORKER_POLL_S,
+                                   on_alert=lambda e: log.error("hq whatsapp alert %s: %s", e.code, e.message))
+        return self.sender
+
+    def metrics(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(counters since start, outbox rows per status now) for HQ's /metrics (`OutboxCollector`)."""
+        counters = {**self.counts, "sent": self.sender.sent_count if self.sender else 0,
+                    "rate_limited": self.bucket.waited, "budget_deferred": self.budget.deferred if self.budget else 0}
+        with self.lock:
+            return counters, row_counts(self.conn)
 
 
 def erase_customer(cfg: HqWhatsApp, customer_id: str) -> int:
@@ -384,16 +400,16 @@ def webhook_app(outbox: HqOutbox, app_secret: str) -> Any:
     return app
 
 
-async def run(cfg: HqWhatsApp, nats_url: str | list[str], password: str, stores: list[str],
+async def run(outbox: HqOutbox, nats_url: str | list[str], password: str, stores: list[str],
               stop: asyncio.Event) -> None:
     """`instore hq`'s WhatsApp part: the stores' links, the worker thread and the webhook receiver, until `stop`."""
     from pathlib import Path
 
     import uvicorn
 
+    cfg = outbox.cfg
     token = Path(cfg.token_file).read_text(encoding="utf-8").strip()
     secret = Path(cfg.app_secret_file).read_text(encoding="utf-8").strip()
-    outbox = HqOutbox(cfg)
     halt = threading.Event()
     with CloudApiClient(cfg.base_url, cfg.version, cfg.phone_number_id, token) as client:
         worker = outbox.worker(client)
@@ -410,3 +426,36 @@ async def run(cfg: HqWhatsApp, nats_url: str | list[str], password: str, stores:
             await serving
             await asyncio.to_thread(thread.join, 10)
             worker.close()
+
+
+# counter in HqOutbox.metrics -> (Prometheus name, help); rendered with _total
+OUTBOX_COUNTERS = {
+    "queued": ("instore_hq_whatsapp_queued", "Stores' message requests queued in HQ's outbox"),
+    "duplicate": ("instore_hq_whatsapp_duplicates", "Message requests already queued (their key is known)"),
+    "forged": ("instore_hq_whatsapp_forged", "Message requests naming another store than their link's (refused)"),
+    "bad": ("instore_hq_whatsapp_bad", "Malformed message requests (refused)"),
+    "sent": ("instore_hq_whatsapp_sent", "Messages the Cloud API accepted"),
+    "rate_limited": ("instore_hq_whatsapp_rate_limited", "Sends that waited for the number's rate"),
+    "budget_deferred": ("instore_hq_whatsapp_budget_deferred", "Sends deferred by the 24-hour recipient budget"),
+    "relayed": ("instore_hq_whatsapp_relayed", "Statuses and replies delivered into their store's stream"),
+    "unrouted": ("instore_hq_whatsapp_unrouted", "Statuses and replies no store owns (kept at HQ)"),
+}
+ROWS = ("instore_hq_whatsapp_outbox_rows", "HQ's outbox rows by status (pending: queued, failed: given up)")
+
+
+class OutboxCollector:
+    """HQ's outbox on /metrics: its counters since start and its rows per status, read at scrape time."""
+
+    def __init__(self, outbox: HqOutbox):
+        self.outbox = outbox
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        counters, rows = self.outbox.metrics()
+        for key, (name, doc) in OUTBOX_COUNTERS.items():
+            yield CounterMetricFamily(name, doc, value=counters[key])
+        family = GaugeMetricFamily(*ROWS, labels=["status"])
+        for status in sorted({"pending", "failed", *rows}):
+            family.add_metric([status], rows.get(status, 0))
+        yield family

@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.channels.chain_publish import sleep_unless
 from instore.hq import Hq, HqConfig
-from instore.hq_metrics import Snapshot, snapshot
+from instore.hq_metrics import MetricsServer, Page, Snapshot, snapshot
 
 log = logging.getLogger("instore.hq")
 
@@ -87,7 +87,8 @@ class Supervisor:
 
     def _start(self, w: Worker) -> None:
         recv, send = self.ctx.Pipe(duplex=False)
-        cfg = self.config.model_copy(update={"stores": w.stores, "whatsapp": None})  # one outbox: the supervisor's
+        # the outbox runs in the supervisor (`serve`); a worker uses its [whatsapp] only to erase from it
+        cfg = self.config.model_copy(update={"stores": w.stores})
         w.process = self.ctx.Process(target=_worker, args=(cfg.model_dump_json(), self.password, send), daemon=True)
         w.process.start()
         send.close()  # the worker's end: its death then reads as EOF here
@@ -132,3 +133,18 @@ class Supervisor:
             await asyncio.to_thread(w.process.join, STOP_S)
             if w.process.is_alive():
                 w.process.kill()
+
+
+async def serve(config: HqConfig, password: str, workers: int, stop: asyncio.Event,
+                dashboard: Page | None = None) -> None:
+    """`instore hq`: the workers, the number's one WhatsApp outbox (with a `[whatsapp]` section) and the
+    HTTP server (/metrics with the outbox's counters, /healthz, /dashboard), until `stop`."""
+    from instore import hq_outbox
+
+    supervisor = Supervisor(config, password, workers)
+    outbox = None if config.whatsapp is None else hq_outbox.HqOutbox(config.whatsapp)
+    collectors = [] if outbox is None else [hq_outbox.OutboxCollector(outbox)]
+    with MetricsServer(config.metrics_host, config.metrics_port, supervisor.snapshot, supervisor.health,
+                       dashboard=dashboard, collectors=collectors):
+        sending = [] if outbox is None else [hq_outbox.run(outbox, config.nats_url, password, config.stores, stop)]
+        await asyncio.gather(supervisor.run(stop), *sending)

@@ -5,9 +5,10 @@ customers, fitting sessions and follow-up requests that name one, message reques
 WhatsApp outbox, each on
 `chain.<store>.events.<kind>` with the message id `<store>:<generation>:<event id>`, where the
 generation is a random id of the gateway database (`Generation`), so a database made anew or
-restored from a backup never reuses an id HQ has seen. Nothing else: no raw
+restored from a backup never reuses an id HQ has seen. Nothing else from the event log: no raw
 BLE or RFID windows (they are never in the event log), no events without a customer, no staff
-notes or node alerts. `ChainPublisher` is the thin adapter: it walks the event log from a
+notes or node alerts. Sales and hourly footfall come from their own tables
+(gateway.channels.chain_sales). `ChainPublisher` is the thin adapter: it walks the event log from a
 durable cursor (the last id JetStream acknowledged, in SQLite), so a restart or a NATS outage
 loses nothing, and a crash between JetStream's ack and the cursor write republishes the same
 message id, which JetStream's duplicate window drops.
@@ -21,6 +22,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -121,8 +123,11 @@ class ChainPublisher:
     """Publishes the event log to the store's JetStream from the cursor on, until stopped."""
 
     def __init__(self, store_id: str, chain: Chain, events: EventLog, cursor: Cursor,
-                 registry: CollectorRegistry | None = None):
+                 registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time):
+        from gateway.channels.chain_sales import SalesFeed
+
         self.store_id, self.chain, self.events, self.cursor = store_id, chain, events, cursor
+        self.sales = SalesFeed(store_id, events.db, events.lock, clock)  # sales and footfall, from their tables
         self.generation = Generation(events.db, events.lock)
         self.opened_at_id = events.last_id()  # the database as it was opened, before this run added to it
         self.published = 0
@@ -172,6 +177,7 @@ class ChainPublisher:
                         "from a backup? New database generation", newest, self.opened_at_id)
             self.generation.renew()
             self.cursor.set(max(self.cursor.get(), self.opened_at_id))
+            self.sales.restored()
 
     async def publish_pending(self, js) -> int:  # noqa: ANN001
         """Publish every event after the cursor; the cursor moves after each JetStream ack."""
@@ -187,7 +193,9 @@ class ChainPublisher:
                     self.published += 1
                     done += 1
                 self.cursor.set(ev.id)
-        return done
+        sales = await self.sales.publish_pending(js, PUBLISH_TIMEOUT_S)
+        self.published += sales
+        return done + sales
 
     async def run(self, stop: asyncio.Event) -> None:
         url = f"nats://{self.chain.nats_host}:{self.chain.nats_port}"
@@ -220,14 +228,13 @@ async def connected(
     url: str | list[str], stop: asyncio.Event, on_failure: Callable[[Exception], None], **options: Any
 ) -> AsyncIterator[Any]:
     """A NATS connection that keeps reconnecting, once the first connect succeeds (it retries that
-    too, until `stop`: then it yields None); closed on exit, also when the server is gone."""
-    import nats
-
+    too, each failure to `on_failure`, until `stop`: then it yields None); closed on exit, also when
+    the server is gone."""
     nc = None
     while nc is None and not stop.is_set():
         try:
-            nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=RETRY_S, **options)
-        except Exception as exc:  # noqa: BLE001 (server not up yet: wait for it)
+            nc = await _first_connect(url, stop, on_failure, **options)
+        except Exception as exc:  # noqa: BLE001 (refused outright: wait and try again)
             on_failure(exc)
             await sleep_unless(stop, RETRY_S)
     try:
@@ -238,6 +245,44 @@ async def connected(
                 await nc.close()
             except Exception as exc:  # noqa: BLE001 (closing towards a dead server: nothing left to do)
                 log.debug("closing NATS: %s", exc)
+
+
+async def _first_connect(url: str | list[str], stop: asyncio.Event, on_failure: Callable[[Exception], None],
+                         **options: Any) -> Any:
+    """nats-py retries a first connect inside `connect` for as long as it reconnects later (for ever),
+    past any `stop`: so it runs as a task, cancelled (and its client closed) when `stop` comes first;
+    None then. Its failed attempts go to `on_failure`; every error also to the caller's `error_cb` if
+    it gave one, else later errors (reconnecting) are logged."""
+    from nats.aio.client import Client
+
+    nc, up, theirs = Client(), asyncio.Event(), options.pop("error_cb", None)
+
+    async def failed(exc: Exception) -> None:
+        if not up.is_set():
+            on_failure(exc)
+        if theirs is not None:
+            await theirs(exc)
+        elif up.is_set():
+            log.warning("NATS: %s", exc)
+
+    connecting = asyncio.ensure_future(nc.connect(
+        url, max_reconnect_attempts=-1, error_cb=failed, **options,
+        reconnect_time_wait=RETRY_S))  # type: ignore[arg-type]  # nats-py sleeps it: a float works, its hint says int
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await connecting
+        with contextlib.suppress(Exception):
+            await nc.close()
+        return None
+    connecting.result()  # raises what made it give up
+    up.set()
+    return nc
 
 
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
