@@ -18,7 +18,8 @@ import pytest
 from jsonschema import Draft7Validator, FormatChecker
 
 from firmware_config.nats import HQ_USER, stream_name
-from gateway.channels.chain_epcis import EPCIS_CURSOR, epcis_messages, whole_times
+from gateway.channels import chain_epcis
+from gateway.channels.chain_epcis import EPCIS_CURSOR, EpcisFeed, epcis_messages, whole_times
 from gateway.channels.chain_publish import ChainPublisher, Cursor, PublisherThread
 from gateway.events import EventLog
 from gateway.storage.db import open_db
@@ -100,6 +101,33 @@ def test_the_query_names_a_garment_as_a_uri_or_in_hex() -> None:
     assert query_epc(None) is None
     with pytest.raises(ValueError, match="epc: 'zz'"):
         query_epc("zz")
+
+
+def test_the_feed_reads_after_its_cursor_in_whole_instants_and_a_restored_database_sends_nothing_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = EventLog(open_db(tmp_path / "a.db"), threading.RLock())
+    monkeypatch.setattr(chain_epcis, "BATCH", 2)
+    _observe(events, (T0, "item_shown", sgtin(1), "fr1", "fitting_room"),
+             (T0 + 1, "item_shown", sgtin(2), "shelf-w1", "shelf"),
+             (T0 + 1, "item_shown", sgtin(3), "shelf-w1", "shelf"),
+             (T0 + 2, "item_shown", "e2801160600002", "fr1", "fitting_room"))
+    feed = EpcisFeed("a", events.db, events.lock, "UTC")
+
+    def send() -> list[list[str]]:  # as publish_pending, without NATS: the EPC lists of one round
+        last, messages = feed.pending()
+        feed.cursor.set(last or feed.cursor.get())
+        return [json.loads(payload)["data"]["epcList"] for _, _, payload in messages]
+
+    assert send() == [[epc_uri(sgtin(1))]]  # rows 1-2 read, row 2's instant may go on past the limit
+    assert send() == [[epc_uri(sgtin(2)), epc_uri(sgtin(3))]]  # one event, not split over two rounds
+    assert send() == [] and feed.cursor.get() == 4 and feed.skipped == 1  # not an SGTIN: not sent
+    assert feed.pending() == (0, [])
+    events.db.execute("UPDATE chain_cursor SET last_id = 0 WHERE stream = ?", [EPCIS_CURSOR])  # the backup's
+    restored = EpcisFeed("a", events.db, events.lock, "UTC")
+    restored.restored()
+    _observe(events, (T0 + 3, "returned", sgtin(1), "shelf-w1", "shelf"))
+    last, messages = restored.pending()
+    assert last == 5 and len(messages) == 1  # only what came after the restore
 
 
 @pytest.fixture(scope="module")
