@@ -167,7 +167,7 @@ def hq(
     workers: Annotated[int, typer.Option(min=1, help="Processes sharing the stores (each store pulled by one).")] = 1,
 ) -> None:
     """The chain HQ: pull every store's events across its leaf link into the chain CRM (PostgreSQL);
-    /metrics and /healthz on the config's metrics port."""
+    /metrics and /healthz on the config's metrics port, and with a dashboard token /dashboard and /epcis/events."""
     import asyncio
     import signal
     import time
