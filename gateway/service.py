@@ -56,7 +56,8 @@ def build_gateway(
         from gateway.channels.chain_publish import ChainPublisher, Cursor, PublisherThread, Runner, attach
 
         cursor = Cursor(db, core.lock, stream_name(store.store.id))
-        publisher = ChainPublisher(store.store.id, store.chain, core.events, cursor, core.metrics.registry)
+        publisher = ChainPublisher(store.store.id, store.chain, core.events, cursor, core.metrics.registry,
+                                   timezone=store.store.timezone)
         crm = app.state.clienteling  # HQ's customer record applies through the same consent hooks as staff's
         side = StoreSide(db, core.lock, core, crm.hooks, crm.recognise)
         sync = CustomerSync(store.store.id, store.chain, side, core.metrics.registry)

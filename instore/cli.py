@@ -167,7 +167,7 @@ def hq(
     workers: Annotated[int, typer.Option(min=1, help="Processes sharing the stores (each store pulled by one).")] = 1,
 ) -> None:
     """The chain HQ: pull every store's events across its leaf link into the chain CRM (PostgreSQL);
-    /metrics and /healthz on the config's metrics port."""
+    /metrics and /healthz on the config's metrics port, and with a dashboard token /dashboard and /epcis/events."""
     import asyncio
     import signal
     import time
@@ -200,28 +200,31 @@ def hq(
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await serve_hq(cfg, password, workers, stop, _hq_dashboard(config, cfg))
+        await serve_hq(cfg, password, workers, stop, *_hq_pages(config, cfg))
 
     asyncio.run(serve())
 
 
-def _hq_dashboard(path: Path, cfg: HqConfig) -> Page | None:
-    """HQ's /dashboard when hq.toml names its token file (docs/chain.md, "Chain dashboard")."""
+def _hq_pages(path: Path, cfg: HqConfig) -> tuple[Page | None, Page | None]:
+    """HQ's /dashboard and /epcis/events when hq.toml names its token file (docs/chain.md, "Chain dashboard",
+    "EPCIS capture")."""
     import time
     from zoneinfo import ZoneInfo
 
     from firmware_config.paths import store_relative
     from instore.hq_dashboard import Dashboard
+    from instore.hq_epcis import EpcisQuery
 
     if cfg.dashboard_token_file is None:
-        return None
+        return None, None
     try:
         token = store_relative(path, cfg.dashboard_token_file).read_text(encoding="utf-8").strip()
     except OSError as exc:
         _fail(f"{path}: dashboard_token_file: {exc}")
     if not token:
         _fail(f"{path}: dashboard_token_file: {cfg.dashboard_token_file} is empty")
-    return Dashboard(cfg.postgres, list(cfg.stores), token, ZoneInfo(cfg.timezone), time.time)
+    page = (cfg.postgres, list(cfg.stores), token, ZoneInfo(cfg.timezone), time.time)
+    return Dashboard(*page), EpcisQuery(*page)
 
 
 @app.command()

@@ -7,7 +7,8 @@ message id) and only then is acknowledged, by one cumulative ack. Customer snaps
 merge into HQ's record and go back to every store through the mirrored key-value bucket; an
 erasure leaves a tombstone that refuses later snapshots of that customer. Sales and footfall hours
 also land in tables of their own (`chain_sales`, `chain_footfall`) for the chain dashboard
-(instore.hq_dashboard); an erased customer's sales stay there without their id. docs/chain.md.
+(instore.hq_dashboard); an erased customer's sales stay there without their id. The stores' EPCIS
+events are captured in `chain_epcis` (instore.hq_epcis). docs/chain.md.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from firmware_config.nats import CUSTOMERS_BUCKET, HQ_USER, reply_prefix, stream
 from firmware_config.store import Identifier
 from firmware_config.validate import ConfigError, key_lines, model_problems, syntax_problem
 from gateway.channels.chain_publish import connected, sleep_unless
-from instore import hq_outbox
+from instore import hq_epcis, hq_outbox
 from instore.hq_metrics import StoreStats
 
 log = logging.getLogger("instore.hq")
@@ -71,6 +72,13 @@ CREATE TABLE IF NOT EXISTS chain_footfall (
   store TEXT NOT NULL, hour DOUBLE PRECISION NOT NULL, visitors_in DOUBLE PRECISION NOT NULL,
   visitors_out DOUBLE PRECISION NOT NULL, msg_id TEXT NOT NULL, PRIMARY KEY (store, hour)
 );
+CREATE TABLE IF NOT EXISTS chain_epcis (
+  store TEXT NOT NULL, msg_id TEXT NOT NULL, event_time DOUBLE PRECISION NOT NULL, epcs TEXT[] NOT NULL,
+  biz_step TEXT NOT NULL, disposition TEXT, read_point TEXT NOT NULL, biz_location TEXT, event JSONB NOT NULL,
+  PRIMARY KEY (store, msg_id)
+);
+CREATE INDEX IF NOT EXISTS chain_epcis_epcs ON chain_epcis USING GIN (epcs);
+CREATE INDEX IF NOT EXISTS chain_epcis_time ON chain_epcis (event_time);
 """
 # The per-customer counter each chain kind bumps (gateway.channels.chain_publish.CHAIN_KINDS).
 COUNTERS = {"entry": "entries", "visit": "visits", "fitting": "fittings", "follow_up": "follow_ups"}
@@ -302,6 +310,7 @@ def record_batch(conn, evs: list[Classified]) -> list[str]:  # noqa: ANN001 (psy
         for sql, columns in ((INSERT_SALES, sale_columns(fresh)), (INSERT_FOOTFALL, footfall_columns(fresh))):
             if columns:
                 conn.execute(sql, columns)
+        hq_epcis.record(conn, fresh)
     return outcomes
 
 
@@ -501,6 +510,10 @@ class Hq:
                             ev.body.get("customer_id"))
             elif ev.forged and outcome == "recorded":
                 log.warning("hq: store %s: forged store identity (%s)", store, ev.forged)
+            elif outcome == "recorded" and hq_epcis.malformed(ev):
+                self.stats[store].epcis_malformed += 1
+                log.warning("hq: store %s: EPCIS event %s is no readable ObjectEvent; recorded, not captured",
+                            store, ev.msg_id)
         for ev, outcome in zip(evs, outcomes, strict=True):
             snapshot = ev.body.get("data")
             if outcome != "erased" and ev.kind == "customer" and not ev.forged and isinstance(snapshot, dict) \

@@ -1,5 +1,6 @@
 """HQ's counters per store and the small HTTP server of `instore hq`: Prometheus `/metrics`, `/healthz`
-and, when configured, the chain dashboard `/dashboard` (instore.hq_dashboard).
+and, when configured, the chain dashboard `/dashboard` (instore.hq_dashboard) and the chain's EPCIS
+query `/epcis/events` (instore.hq_epcis).
 
 The counters are plain integers in each worker (no Prometheus objects on the hot path); the server
 renders whatever snapshot it is given, merged over the workers (each store belongs to one worker).
@@ -25,6 +26,7 @@ COUNTERS = {
     "forged": ("instore_hq_forged", "Recorded events naming another store than their link's (flagged)"),
     "refused": ("instore_hq_refused_erased", "Events and snapshots of customers erased at HQ (not recorded)"),
     "write_errors": ("instore_hq_write_errors", "Failed PostgreSQL writes of a batch (retried)"),
+    "epcis_malformed": ("instore_hq_epcis_malformed", "EPCIS events of the store that are no readable ObjectEvent"),
 }
 # path, headers (lower-case names) -> status, body, content type, extra headers
 Page = Callable[[str, Mapping[str, str]], tuple[int, bytes, str, dict[str, str]]]
@@ -40,6 +42,7 @@ class StoreStats:
     forged: int = 0
     refused: int = 0
     write_errors: int = 0
+    epcis_malformed: int = 0  # recorded as sent, left out of chain_epcis (instore.hq_epcis.malformed)
     lag: int = 0
 
     def count(self, outcome: str, ev: object) -> None:
@@ -87,12 +90,13 @@ def registry(source: Callable[[], Snapshot], *others: Collector) -> CollectorReg
 
 
 class MetricsServer:
-    """`/metrics` (Prometheus text), `/healthz` (200 while `health` says ok, else 503) and `/dashboard`
-    (when given) in a thread."""
+    """`/metrics` (Prometheus text), `/healthz` (200 while `health` says ok, else 503), `/dashboard` and
+    `/epcis/events` (each when given) in a thread."""
 
     def __init__(self, host: str, port: int, source: Callable[[], Snapshot], health: Callable[[], dict],
-                 dashboard: Page | None = None, collectors: Sequence[Collector] = ()):
+                 dashboard: Page | None = None, collectors: Sequence[Collector] = (), epcis: Page | None = None):
         reg = registry(source, *collectors)
+        pages = {path: page for path, page in (("/dashboard", dashboard), ("/epcis/events", epcis)) if page}
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -101,8 +105,8 @@ class MetricsServer:
                 elif self.path == "/healthz":
                     state = health()
                     self._send(200 if state["ok"] else 503, json.dumps(state).encode(), "application/json")
-                elif dashboard is not None and self.path.split("?")[0] == "/dashboard":
-                    self._send(*dashboard(self.path, {k.lower(): v for k, v in self.headers.items()}))
+                elif (page := pages.get(self.path.split("?")[0])) is not None:
+                    self._send(*page(self.path, {k.lower(): v for k, v in self.headers.items()}))
                 else:
                     self._send(404, b"not found\n", "text/plain")
 

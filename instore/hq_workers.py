@@ -136,15 +136,15 @@ class Supervisor:
 
 
 async def serve(config: HqConfig, password: str, workers: int, stop: asyncio.Event,
-                dashboard: Page | None = None) -> None:
+                dashboard: Page | None = None, epcis: Page | None = None) -> None:
     """`instore hq`: the workers, the number's one WhatsApp outbox (with a `[whatsapp]` section) and the
-    HTTP server (/metrics with the outbox's counters, /healthz, /dashboard), until `stop`."""
+    HTTP server (/metrics with the outbox's counters, /healthz, /dashboard, /epcis/events), until `stop`."""
     from instore import hq_outbox
 
     supervisor = Supervisor(config, password, workers)
     outbox = None if config.whatsapp is None else hq_outbox.HqOutbox(config.whatsapp)
     collectors = [] if outbox is None else [hq_outbox.OutboxCollector(outbox)]
     with MetricsServer(config.metrics_host, config.metrics_port, supervisor.snapshot, supervisor.health,
-                       dashboard=dashboard, collectors=collectors):
+                       dashboard=dashboard, collectors=collectors, epcis=epcis):
         sending = [] if outbox is None else [hq_outbox.run(outbox, config.nats_url, password, config.stores, stop)]
         await asyncio.gather(supervisor.run(stop), *sending)

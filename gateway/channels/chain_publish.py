@@ -8,7 +8,8 @@ generation is a random id of the gateway database (`Generation`), so a database 
 restored from a backup never reuses an id HQ has seen. Nothing else from the event log: no raw
 BLE or RFID windows (they are never in the event log), no events without a customer, no staff
 notes or node alerts. Sales and hourly footfall come from their own tables
-(gateway.channels.chain_sales). `ChainPublisher` is the thin adapter: it walks the event log from a
+(gateway.channels.chain_sales), EPCIS events from the RFID observation log
+(gateway.channels.chain_epcis). `ChainPublisher` is the thin adapter: it walks the event log from a
 durable cursor (the last id JetStream acknowledged, in SQLite), so a restart or a NATS outage
 loses nothing, and a crash between JetStream's ack and the cursor write republishes the same
 message id, which JetStream's duplicate window drops.
@@ -123,11 +124,14 @@ class ChainPublisher:
     """Publishes the event log to the store's JetStream from the cursor on, until stopped."""
 
     def __init__(self, store_id: str, chain: Chain, events: EventLog, cursor: Cursor,
-                 registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time):
+                 registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time,
+                 timezone: str = "UTC"):
+        from gateway.channels.chain_epcis import EpcisFeed
         from gateway.channels.chain_sales import SalesFeed
 
         self.store_id, self.chain, self.events, self.cursor = store_id, chain, events, cursor
         self.sales = SalesFeed(store_id, events.db, events.lock, clock)  # sales and footfall, from their tables
+        self.epcis = EpcisFeed(store_id, events.db, events.lock, timezone)  # the RFID export's events (store time)
         self.generation = Generation(events.db, events.lock)
         self.opened_at_id = events.last_id()  # the database as it was opened, before this run added to it
         self.published = 0
@@ -178,6 +182,7 @@ class ChainPublisher:
             self.generation.renew()
             self.cursor.set(max(self.cursor.get(), self.opened_at_id))
             self.sales.restored()
+            self.epcis.restored()
 
     async def publish_pending(self, js) -> int:  # noqa: ANN001
         """Publish every event after the cursor; the cursor moves after each JetStream ack."""
@@ -193,9 +198,10 @@ class ChainPublisher:
                     self.published += 1
                     done += 1
                 self.cursor.set(ev.id)
-        sales = await self.sales.publish_pending(js, PUBLISH_TIMEOUT_S)
-        self.published += sales
-        return done + sales
+        tables = await self.sales.publish_pending(js, PUBLISH_TIMEOUT_S)
+        tables += await self.epcis.publish_pending(js, PUBLISH_TIMEOUT_S)
+        self.published += tables
+        return done + tables
 
     async def run(self, stop: asyncio.Event) -> None:
         url = f"nats://{self.chain.nats_host}:{self.chain.nats_port}"

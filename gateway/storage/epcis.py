@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.engines.epc import EpcError, Sgtin, Sscc, decode_epc
 
-__all__ = ["CONTEXT", "LogRow", "epc_uri", "epcis_document", "iso_time", "tz_offset"]
+__all__ = ["CONTEXT", "LogRow", "envelope", "epc_uri", "epcis_document", "epcis_events", "iso_time", "tz_offset"]
 
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 SCHEMA_VERSION = "2.0"
@@ -125,11 +125,15 @@ def epcis_events(
                 "bizLocation": {"id": f"{base}:store"},
             }
         )
-    doc = {
+    return envelope(events, created, tz), skipped
+
+
+def envelope(events: list[dict], created: float, tz: tzinfo) -> dict:
+    """The ``EPCISDocument`` holding ``events`` (also HQ's answer to a chain query, instore.hq_epcis)."""
+    return {
         "@context": [CONTEXT],
         "type": "EPCISDocument",
         "schemaVersion": SCHEMA_VERSION,
         "creationDate": iso_time(created, tz),
         "epcisBody": {"eventList": events},
     }
-    return doc, skipped
