@@ -33,6 +33,7 @@ from instore.hq import Hq, HqConfig, load_config
 from instore.hq_dashboard import Dashboard, authorised
 from instore.hq_metrics import MetricsServer
 from tests.chain_env import Chain, running_chain
+from tests.shots import save_shot
 from tests.test_chain_customers import Loop, _wait_for
 from tests.test_chain_sales import _cross, _sale
 
@@ -149,6 +150,7 @@ def test_the_chain_dashboard_in_german_and_english(chain: Chain, tmp_path: Path,
             assert chain_row[0] == "Kette"
             assert chain_row[1:] == _expected("de", visitors["a"] + visitors["b"], 1, 1, 1, 3, 7999)
             assert page.locator("figure svg").count() == 1
+            save_shot(page, f"hq-dashboard-de-{viewport['width']}.png")
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             found = Axe().run(page).response["violations"]
             assert [v["id"] for v in found if v["impact"] in ("serious", "critical")] == []
@@ -158,4 +160,5 @@ def test_the_chain_dashboard_in_german_and_english(chain: Chain, tmp_path: Path,
             assert _cells(page, "a") == _expected("en", visitors["a"], 1, 1, 1, 2, 2999)
             assert _cells(page, "")[0] == "Chain"
             assert "Figures of" in page.inner_text("h2")
+            save_shot(page, f"hq-dashboard-en-{viewport['width']}.png")
             ctx.close()

@@ -3,7 +3,6 @@ on a phone (390 px: no sideways scroll) and on a desktop, with the tables' CSV l
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -16,12 +15,12 @@ from gateway.storage import auth
 from gateway.storage.customers import add_customer
 from gateway.storage.db import open_db
 from gateway.web.app import create_app
+from tests.shots import save_shot
 from tests.test_kpi_dashboard import DAY, MON_10, STORE, Clock, H
 
 pytestmark = pytest.mark.slow
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
-SHOTS = os.environ.get("INSTORE_SHOTS")  # a folder: the tests also save the screenshots there
 
 
 def fill_history(core: GatewayCore, days: int = 14, seed: int = 1) -> None:
@@ -82,12 +81,6 @@ def open_dashboard(browser, url: str, lang: str, viewport: dict):  # noqa: ANN00
     return page
 
 
-def _shot(page, name: str) -> None:  # noqa: ANN001
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / name), full_page=True)
-
-
 def test_dashboard_in_german_on_a_phone_has_no_sideways_scroll(serve, browser, tmp_path) -> None:  # noqa: ANN001
     server = serve_history(serve, tmp_path)
     page = open_dashboard(browser, server.url, "de", PHONE)
@@ -101,7 +94,7 @@ def test_dashboard_in_german_on_a_phone_has_no_sideways_scroll(serve, browser, t
     assert page.locator("#messages tbody tr").count() == 3  # two journeys and the staff replies
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"the page scrolls sideways: {width} px wide"
-    _shot(page, "dashboard-de-phone.png")
+    save_shot(page, "dashboard-de-phone.png")
     with page.expect_download() as dl:
         page.click("a[href^='/api/kpi/messages.csv']")
     assert Path(dl.value.path()).read_text().startswith("channel,name,messages")
@@ -116,4 +109,4 @@ def test_dashboard_in_english_on_a_desktop_labels_the_estimate(serve, browser, t
     assert page.locator("#messages tbody tr").count() == 3
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= DESKTOP["width"], f"the page scrolls sideways: {width} px wide"
-    _shot(page, "dashboard-en-desktop.png")
+    save_shot(page, "dashboard-en-desktop.png")
