@@ -154,7 +154,8 @@ class DoorFusion:
     max_ratio: float
     out_below: float
     pending: list[Crossing] = field(default_factory=list)
-    seen: dict[str, float] = field(default_factory=dict)  # per door, the latest crossing it reported
+    seen: dict[str, float] = field(default_factory=dict)  # per door, the latest crossing or working heartbeat
+    faulty: set[str] = field(default_factory=set)  # doors whose node's last status said the sensor is not working
     _rate: dict[tuple[str, Direction], tuple[float, float]] = field(default_factory=dict)  # (rate /s, at t)
 
     def add(self, door: str, t: float, direction: Direction) -> bool:
@@ -162,13 +163,28 @@ class DoorFusion:
         if door not in self.states or direction not in ("in", "out"):
             return False
         self.pending.append(Crossing(door, t, direction))
-        self.seen[door] = max(t, self.seen.get(door, t))
+        self._heard(door, t)
         return True
 
+    def status(self, door: str, t: float, ok: bool) -> bool:
+        """The sensor's health in its node's status at `t` (the heartbeat, docs/door.md): working or not
+        (False: not a street door of this store)."""
+        if door not in self.states:
+            return False
+        if ok:
+            self._heard(door, t)
+        else:
+            self.faulty.add(door)
+        return True
+
+    def _heard(self, door: str, t: float) -> None:
+        self.seen[door] = max(t, self.seen.get(door, t))
+        self.faulty.discard(door)
+
     def watching(self, t: float, watch_s: float) -> bool:
-        """Does a counter watch every street door (each reported a crossing within `watch_s`)? Then
-        nobody comes in unseen, bar the counter's misses."""
-        return all(t - self.seen.get(d, -math.inf) <= watch_s for d in self.states)
+        """Does a counter watch every street door (each reported a crossing or a working heartbeat within
+        `watch_s`, and no fault since)? Then nobody comes in unseen, bar the counter's misses."""
+        return all(d not in self.faulty and t - self.seen.get(d, -math.inf) <= watch_s for d in self.states)
 
     def ratio(self, c: Crossing) -> float:
         """Likelihood ratio of the crossing for a phone that made it against one that did not:

@@ -893,6 +893,11 @@ class PresenceEngine:
         """A door sensor's crossing at `t`: weighed at the next step (False: not a street door here)."""
         return self.doors.add(door, t, direction)
 
+    def add_door_status(self, door: str, t: float, ok: bool) -> bool:
+        """A door sensor's health from its node's status at `t`: a working sensor watches the door even
+        while nobody crosses (False: not a street door here)."""
+        return self.doors.status(door, t, ok)
+
     def _step_due(self) -> list[PresenceEvent]:
         self._expected = self._reported.copy()
         if self._due is None:  # nothing collected yet
