@@ -36,13 +36,18 @@ Direction = str  # "in" | "out"
 WEIGH_ABOVE = 1e-4  # a crossing that would move less of a phone's belief is not worth a pass over its row
 
 
-def made_crossing(total: float, stayed: float, stayed_inside: float, detect_probability: float) -> float:
-    """P(a held phone made its crossing | readings since), from its whole belief (`total`) and the
-    part that did not make it (`stayed`, of which `stayed_inside` is in the store). That part can be
-    in the store only by a crossing the counter, watching the door, did not report: it counts
-    (1 - detect) as much there (a customer walking in after the door would otherwise leave "came in
-    unseen just after" as likely as "made the reported crossing", and wait for Bluetooth alone)."""
-    moved = total - stayed
+def made_crossing(
+    total: float, total_inside: float, stayed: float, stayed_inside: float, detect_probability: float
+) -> float:
+    """P(a held phone made its crossing | readings since), from its whole belief (`total`, of which
+    `total_inside` is in the store) and the part that did not make it (`stayed`, of which `stayed_inside`
+    is in the store). That part can be in the store only by a crossing the counter, watching the door,
+    did not report: it counts (1 - detect) as much there (a customer walking in after the door would
+    otherwise leave "came in unseen just after" as likely as "made the reported crossing", and wait for
+    Bluetooth alone). Likewise the part that made it can be outside again only by an outward crossing
+    not reported for it: a passer-by walking on keeps no share of someone else's crossing."""
+    moved_out = max(0.0, (total - total_inside) - (stayed - stayed_inside))
+    moved = total - stayed - detect_probability * moved_out
     return moved / max(moved + stayed - detect_probability * stayed_inside, 1e-30)
 
 

@@ -1076,15 +1076,17 @@ class PresenceEngine:
         parts = np.stack(list(self.held.values()))
         totals, stayed_all = self.belief[rows].sum(axis=1).tolist(), parts.sum(axis=1).tolist()
         stayed_in = (parts @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
+        totals_in = (self.belief[rows] @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
         made: dict[str, float] = {}
         alone: dict[str, float] = {}
         bar = p.enter_probability
-        for identity, i, total, stayed, here in zip(list(self.held), rows, totals, stayed_all, stayed_in, strict=True):
+        sums = zip(list(self.held), rows, totals, totals_in, stayed_all, stayed_in, strict=True)
+        for identity, i, total, total_in, stayed, here in sums:
             if self.inside[i] or 1.0 - stayed / total < p.door_release_below:
                 del self.held[identity]
             else:
                 alone[identity] = here / max(stayed, 1e-30)
-                made[identity] = made_crossing(total, stayed, here, p.door_detect_probability)
+                made[identity] = made_crossing(total, total_in, stayed, here, p.door_detect_probability)
         self.shares = {k: s for k, s in self.shares.items() if t - s.group[2] <= p.door_offered_s}
         announced = {k for k in self.shares if k in self.index and self.inside[self.index[k]]}
         for identity, share in explained_away(made, self.shares, announced).items():
