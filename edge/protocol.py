@@ -192,7 +192,7 @@ class DoorCrossings(_Msg):
 class DoorHealth(_Msg):
     """The door sensor's state in the node status: a blocked beam, no readings, bus errors."""
 
-    sensor: Literal["beam", "tof"]
+    sensor: DoorSensorKind  # as in the door message (the simulator's counters report their health too)
     state: Literal["ok", "starting", "blocked", "no_data", "error"]
     detail: str = ""
     crossings: Annotated[int, Field(ge=0)] = 0  # since the node started

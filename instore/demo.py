@@ -247,10 +247,10 @@ def _send_door(feed: DoorFeed, port: int, t0: float, until: float, stop: threadi
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
-        for arrival, node, payload in feed.messages:
+        for arrival, node, kind, payload in feed.messages:
             if arrival > until or stop.wait(max(0.0, t0 + arrival - time.time())):
                 break
-            client.publish(protocol.node_topic(store_id, node, "door"), payload, qos=1)
+            client.publish(protocol.node_topic(store_id, node, kind), payload, qos=1)
     finally:
         client.loop_stop()
         client.disconnect()

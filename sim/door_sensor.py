@@ -26,6 +26,8 @@ DOOR_STREAM = 41  # the door sensors' own random stream: the world and the radio
 ON_DOOR_M = 0.3  # a crossing this close to a door's opening went through that door
 MIN_REPORT_DELAY_S = 0.05  # a counter reports once both of its zones are free again: never at once
 FLIP: dict[protocol.Direction, protocol.Direction] = {"in": "out", "out": "in"}
+STATUS_INTERVAL_S = 30.0  # the edge node's default status period (edge/config.py `status_interval_s`): the heartbeat
+STATUS_TRANSPORT_S = 0.1  # a status's way to the gateway: fixed, so the door's random stream draws as before
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,7 @@ class DoorFeed:
         )
         self.truth = truth
         seq: dict[str, int] = {}
-        self.messages: list[tuple[float, str, bytes]] = []  # (arrival, node, payload)
+        self.messages: list[tuple[float, str, str, bytes]] = []  # (arrival, node, kind, payload)
         for r in truth.door_reports:
             seq[r.node] = seq.get(r.node, -1) + 1
             crossing = protocol.DoorCrossing(t=r.t + epoch, direction=r.direction, confidence=r.confidence)
@@ -153,10 +155,12 @@ class DoorFeed:
                 v=protocol.VERSION, store=store.store.id, node=r.node, seq=seq[r.node], ts=r.sent_at + epoch,
                 door=r.door, sensor=r.sensor, crossings=[crossing],
             )
-            self.messages.append((r.arrival, r.node, protocol.encode(msg)))
+            self.messages.append((r.arrival, r.node, "door", protocol.encode(msg)))
+        self.messages += heartbeats(store.store.id, doors, truth.door_offline, duration, epoch)
+        self.messages.sort(key=lambda m: m[0])
         self._next = 0
 
-    def due(self, t: float) -> list[tuple[float, str, bytes]]:
+    def due(self, t: float) -> list[tuple[float, str, str, bytes]]:
         """The messages that arrive at the gateway by simulation time t, not handed out before."""
         start = self._next
         while self._next < len(self.messages) and self.messages[self._next][0] <= t:
@@ -178,6 +182,23 @@ class DoorFeed:
             + f"; missed {m['door.missed']}, side by side {m['door.pair_missed']}, offline {m['door.offline_missed']},"
             f" wrong way {m['door.wrong_direction']}, false triggers {m['door.false_triggers']}"
         )
+
+
+def heartbeats(
+    store: str, doors: list[SensedDoor], offline: list[tuple[str, float, float]], duration: float, epoch: float
+) -> list[tuple[float, str, str, bytes]]:
+    """The status each sensor's node sends every STATUS_INTERVAL_S, as the edge node does: the sensor
+    `ok`, or `no_data` during an offline spell (a sensor its driver gets nothing from)."""
+    out = []
+    for door in doors:
+        spells = [(a, b) for d, a, b in offline if d == door.id]
+        for t in np.arange(0.0, duration, STATUS_INTERVAL_S).tolist():
+            down = any(a <= t < b for a, b in spells)
+            health = protocol.DoorHealth(sensor=door.kind, state="no_data" if down else "ok")
+            msg = protocol.NodeStatus(v=protocol.VERSION, store=store, node=door.node, state="online", ts=t + epoch,
+                                      door=health)
+            out.append((t + STATUS_TRANSPORT_S, door.node, "status", protocol.encode(msg)))
+    return out
 
 
 def door_metrics(truth: Truth, counted_in: float) -> dict:

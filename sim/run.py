@@ -510,11 +510,11 @@ def run_fast(
     duration = sc.scenario.duration_s
     n_ticks = int(np.ceil(duration / tick_s - _EPS))
     update, stop = _progress_callbacks(progress, duration)
-    windows = {"ble": 0, "rfid": 0, "door": 0}
+    windows = {"ble": 0, "rfid": 0, "door": 0, "status": 0}
     topics = {
         (n.id, kind): protocol.node_topic(store.store.id, n.id, kind)
         for n in store.nodes
-        for kind in ("ble", "rfid", "door")
+        for kind in ("ble", "rfid", "door", "status")
     }
     payloads: list[bytes] = []
     every = max(1, int(round(60.0 / tick_s)))
@@ -525,7 +525,7 @@ def run_fast(
             t1 = min((i + 1) * tick_s, duration)
             out = list(batch)
             if door is not None:
-                out += [(arrival, 2, node, "door", data) for arrival, node, data in door.due(t1)]
+                out += [(arrival, 2, node, kind, data) for arrival, node, kind, data in door.due(t1)]
             out.sort(key=lambda x: (x[0], x[1], x[2]))
             for end, _, node, kind, data in out:
                 now[0] = end + epoch

@@ -76,3 +76,28 @@ def test_the_fleet_api_lists_door_sensors() -> None:
     now[0] += DOOR_OFFLINE_AFTER_S + 1
     doors = asyncio.run(api.endpoint())["doors"]  # type: ignore[attr-defined]
     assert [(d["node"], d["door"], d["sensor"], d["state"]) for d in doors] == [(NODE, "front", "beam", "offline")]
+
+
+def heartbeat(ts: float, door: str = "ok") -> bytes:
+    health = protocol.DoorHealth(sensor="beam", state=door)  # type: ignore[arg-type]  # reason: a state under test
+    return protocol.encode(protocol.NodeStatus(v=1, store="boutique", node=NODE, state="online", ts=ts, door=health))
+
+
+def test_the_presence_engine_counts_a_door_watched_while_its_sensor_sends_working_heartbeats() -> None:
+    """Nobody crosses for minutes: the status heartbeat says the counter still watches (docs/door.md);
+    a sensor its node reports not working watches nothing from that status on."""
+    now = [1000.0]
+    core = GatewayCore(STORE, open_db(":memory:"), clock=lambda: now[0])
+    watch = core.presence.model.params.door_watch_s
+    core.handle(protocol.node_topic("boutique", NODE, "door"), crossing(0, 999.5))
+    status_topic = protocol.node_topic("boutique", NODE, "status")
+    for k in range(1, 8):  # 210 s of heartbeats, no crossing
+        now[0] = 1000.0 + 30.0 * k
+        core.handle(status_topic, heartbeat(now[0]))
+    fusion = core.presence.doors
+    assert fusion.watching(now[0] + 1.0, watch)
+    assert not fusion.watching(now[0] + watch + 1.0, watch)  # the heartbeats stopped: unplugged node or sensor
+    core.handle(status_topic, heartbeat(now[0] + 5.0, door="no_data"))
+    assert not fusion.watching(now[0] + 6.0, watch)  # the node says the sensor gives nothing
+    core.handle(protocol.node_topic("boutique", NODE, "door"), crossing(1, now[0] + 7.0))
+    assert fusion.watching(now[0] + 8.0, watch)  # a crossing: it works again

@@ -13,7 +13,7 @@ import pytest
 
 from edge import protocol
 from firmware_config.store import load_store
-from sim.door_sensor import SensedDoor, simulate
+from sim.door_sensor import SensedDoor, heartbeats, simulate
 from sim.run import run_fast
 from sim.scenario import DoorSensor, Population, Scenario, ScenarioInfo, load_scenario
 from sim.truth import Truth
@@ -160,3 +160,12 @@ def test_two_library_scenarios_carry_a_door_sensor() -> None:
         sc, _ = load_scenario(ROOT / "sim" / "scenarios" / f"{name}.toml")
         kinds[name] = sc.door_sensor.doors
     assert kinds == {"boutique": {"front": "beam"}, "high_street": {"front": "tof"}}
+
+
+def test_the_simulated_sensor_sends_the_node_status_heartbeat_and_reports_its_offline_spells() -> None:
+    msgs = heartbeats("boutique", [door("tof")], [("front", 100.0, 200.0)], 300.0, 0.0)
+    sent = [(arrival, node, kind, protocol.decode("status", p)) for arrival, node, kind, p in msgs]
+    assert [m.ts for *_, m in sent] == [30.0 * k for k in range(10)]  # every STATUS_INTERVAL_S, as the edge node
+    assert all(node == "entrance-1" and kind == "status" and a > m.ts for a, node, kind, m in sent)
+    states = {m.ts: m.door.state for *_, m in sent if isinstance(m, protocol.NodeStatus) and m.door is not None}
+    assert [t for t, s in states.items() if s != "ok"] == [120.0, 150.0, 180.0]  # no data while offline

@@ -36,14 +36,56 @@ Direction = str  # "in" | "out"
 WEIGH_ABOVE = 1e-4  # a crossing that would move less of a phone's belief is not worth a pass over its row
 
 
-def made_crossing(total: float, stayed: float, stayed_inside: float, detect_probability: float) -> float:
-    """P(a held phone made its crossing | readings since), from its whole belief (`total`) and the
-    part that did not make it (`stayed`, of which `stayed_inside` is in the store). That part can be
-    in the store only by a crossing the counter, watching the door, did not report: it counts
-    (1 - detect) as much there (a customer walking in after the door would otherwise leave "came in
-    unseen just after" as likely as "made the reported crossing", and wait for Bluetooth alone)."""
-    moved = total - stayed
+def made_crossing(
+    total: float, total_inside: float, stayed: float, stayed_inside: float, detect_probability: float
+) -> float:
+    """P(a held phone made its crossing | readings since), from its whole belief (`total`, of which
+    `total_inside` is in the store) and the part that did not make it (`stayed`, of which `stayed_inside`
+    is in the store). That part can be in the store only by a crossing the counter, watching the door,
+    did not report: it counts (1 - detect) as much there (a customer walking in after the door would
+    otherwise leave "came in unseen just after" as likely as "made the reported crossing", and wait for
+    Bluetooth alone). Likewise the part that made it can be outside again only by an outward crossing
+    not reported for it: a passer-by walking on keeps no share of someone else's crossing."""
+    moved_out = max(0.0, (total - total_inside) - (stayed - stayed_inside))
+    moved = total - stayed - detect_probability * moved_out
     return moved / max(moved + stayed - detect_probability * stayed_inside, 1e-30)
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """What one phone got of a step's crossings of one door and way (`group`): its weight `w`, its
+    odds before the crossings were shared out, and `n`, the number of crossings shared."""
+
+    group: tuple[str, str, float]
+    w: float
+    odds: float
+    n: int
+
+
+def explained_away(made: dict[str, float], shares: dict[str, Share], announced: set[str]) -> dict[str, float]:
+    """P(made its crossing | readings since) of each held phone, judged with the other phones that shared
+    the crossing (one crossing is one person): a phone whose readings since say it did not make it (a
+    passer-by walking on) leaves its share to the others. Each phone's readings scale its odds by the
+    likelihood ratio they gave it alone; the shares are then shared out again as at the crossing. Never
+    below `made` (a companion confirmed takes nothing back: it may have had its own, uncounted crossing);
+    a group one of whose phones was announced on it keeps `made`."""
+    groups: dict[tuple[str, str, float], list[str]] = {}
+    for identity, sh in shares.items():
+        groups.setdefault(sh.group, []).append(identity)
+    out = dict(made)
+    for members in groups.values():
+        if len(members) < 2 or any(i in announced for i in members):
+            continue
+        scaled = {}
+        for i in members:  # odds x the readings' likelihood ratio; a released phone (not held) made none
+            sh, p = shares[i], min(max(made.get(i, 0.0), 1e-9), 1 - 1e-9)
+            scaled[i] = sh.odds * (p / (1 - p)) / (sh.w / max(1 - sh.w, 1e-9)) if i in made else 0.0
+        total, n = sum(scaled.values()), shares[members[0]].n
+        for i in members:
+            if i in made:
+                joint = min(scaled[i] / (1 + scaled[i]), n * scaled[i] / (n + total))
+                out[i] = max(made[i], joint)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +159,8 @@ class DoorFusion:
     max_ratio: float
     out_below: float
     pending: list[Crossing] = field(default_factory=list)
-    seen: dict[str, float] = field(default_factory=dict)  # per door, the latest crossing it reported
+    seen: dict[str, float] = field(default_factory=dict)  # per door, the latest crossing or working heartbeat
+    faulty: set[str] = field(default_factory=set)  # doors whose node's last status said the sensor is not working
     _rate: dict[tuple[str, Direction], tuple[float, float]] = field(default_factory=dict)  # (rate /s, at t)
 
     def add(self, door: str, t: float, direction: Direction) -> bool:
@@ -125,13 +168,28 @@ class DoorFusion:
         if door not in self.states or direction not in ("in", "out"):
             return False
         self.pending.append(Crossing(door, t, direction))
-        self.seen[door] = max(t, self.seen.get(door, t))
+        self._heard(door, t)
         return True
 
+    def status(self, door: str, t: float, ok: bool) -> bool:
+        """The sensor's health in its node's status at `t` (the heartbeat, docs/door.md): working or not
+        (False: not a street door of this store)."""
+        if door not in self.states:
+            return False
+        if ok:
+            self._heard(door, t)
+        else:
+            self.faulty.add(door)
+        return True
+
+    def _heard(self, door: str, t: float) -> None:
+        self.seen[door] = max(t, self.seen.get(door, t))
+        self.faulty.discard(door)
+
     def watching(self, t: float, watch_s: float) -> bool:
-        """Does a counter watch every street door (each reported a crossing within `watch_s`)? Then
-        nobody comes in unseen, bar the counter's misses."""
-        return all(t - self.seen.get(d, -math.inf) <= watch_s for d in self.states)
+        """Does a counter watch every street door (each reported a crossing or a working heartbeat within
+        `watch_s`, and no fault since)? Then nobody comes in unseen, bar the counter's misses."""
+        return all(d not in self.faulty and t - self.seen.get(d, -math.inf) <= watch_s for d in self.states)
 
     def ratio(self, c: Crossing) -> float:
         """Likelihood ratio of the crossing for a phone that made it against one that did not:
@@ -143,13 +201,13 @@ class DoorFusion:
 
     def apply(
         self, post: np.ndarray, inside: np.ndarray, p_in: np.ndarray, t: float
-    ) -> dict[int, tuple[float, np.ndarray]]:
+    ) -> dict[int, tuple[float, np.ndarray, Share]]:
         """Fold the queued crossings into the predicted beliefs `post` (I, K, rows summing to 1) of a
         step at `t`, in place. Returns the rows a crossing moved, each with P(H0) and its part that
         did not cross (on the scale of `post`): the engine announces them only once their own
         readings since favour the crossed part (a passer-by at the door while someone else goes
-        in does not walk in, and the next windows say so)."""
-        moved: dict[int, tuple[float, np.ndarray]] = {}
+        in does not walk in, and the next windows say so), and what each got of the crossings (`Share`)."""
+        moved: dict[int, tuple[float, np.ndarray, Share]] = {}
         ratios: dict[tuple[str, Direction], list[float]] = {}
         for c in sorted(self.pending, key=lambda c: c.t):
             if t - c.t <= self.max_age_s:
@@ -173,12 +231,14 @@ class DoorFusion:
             n = len(each)
             w = np.minimum(odds / (1.0 + odds), n * odds / (n + odds.sum()))
             keep = w > WEIGH_ABOVE
-            rows, w, crossing, m = rows[keep], w[keep], crossing[keep], m[keep]
+            rows, w, crossing, m, odds = rows[keep], w[keep], crossing[keep], m[keep], odds[keep]
             # (1 - w) x the belief + w x the belief under H1: just through the door, the phone's offsets kept
             scale = np.ones(len(post), dtype=np.float32)  # all rows in one pass: a row of `post` is strided
             scale[rows] = 1.0 - w
             post *= scale[:, None]
-            moved |= {int(i): (1.0 - float(wi), post[i].copy()) for i, wi in zip(rows, w, strict=True)}
+            group = (door, direction, t)
+            moved |= {int(i): (1.0 - float(wi), post[i].copy(), Share(group, float(wi), float(oi), n))
+                      for i, wi, oi in zip(rows, w, odds, strict=True)}
             into = (w / m)[:, None] * crossing / dest.shape[1]  # (r, offsets)
             post[np.ix_(rows, dest.reshape(-1))] += np.repeat(into, dest.shape[1], axis=1).astype(np.float32)
         return moved

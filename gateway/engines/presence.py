@@ -55,7 +55,7 @@ from firmware_config.geometry import (
     shared_boundary,
 )
 from firmware_config.store import StoreFile, ZoneKind
-from gateway.engines.door_fusion import DoorFusion, door_states, made_crossing
+from gateway.engines.door_fusion import DoorFusion, Share, door_states, explained_away, made_crossing
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
@@ -758,6 +758,7 @@ class PresenceEngine:
         self.prior = m.base_prior()
         self.held: dict[str, np.ndarray] = {}  # phones a crossing moved in: the part of the belief that did not cross
         self.offered: dict[str, float] = {}  # when a crossing last weighed on each phone (`_unconfirmed`)
+        self.shares: dict[str, Share] = {}  # what each phone got of the last crossing that moved it (`_unconfirmed`)
         p = m.params
         self.doors = DoorFusion(
             m.door_states, p.door_detect_probability, p.door_match_s, p.turn_in_per_s * p.door_match_s,
@@ -892,6 +893,11 @@ class PresenceEngine:
         """A door sensor's crossing at `t`: weighed at the next step (False: not a street door here)."""
         return self.doors.add(door, t, direction)
 
+    def add_door_status(self, door: str, t: float, ok: bool) -> bool:
+        """A door sensor's health from its node's status at `t`: a working sensor watches the door even
+        while nobody crosses (False: not a street door here)."""
+        return self.doors.status(door, t, ok)
+
     def _step_due(self) -> list[PresenceEvent]:
         self._expected = self._reported.copy()
         if self._due is None:  # nothing collected yet
@@ -943,10 +949,11 @@ class PresenceEngine:
         of them (a phone already held keeps its doubt: the next crossing takes its share of it).
         Returns the held parts in `self.held` order."""
         parts, p = dict(zip(self.held, stay, strict=True)), self.model.params
-        for i, (share, part) in self.doors.apply(post, self.inside, self.p_in, t).items():
+        for i, (share, part, got) in self.doors.apply(post, self.inside, self.p_in, t).items():
             identity = self.ids[i]
             if share < 1.0 - p.door_release_below:  # the crossing may well be theirs
                 self.offered[identity] = t
+            self.shares[identity] = got
             parts[identity] = parts[identity] * np.float32(share) if identity in parts else part
         self.held = parts
         return np.stack(list(parts.values())) if parts else np.zeros((0, post.shape[1]), dtype=np.float32)
@@ -1069,14 +1076,21 @@ class PresenceEngine:
         parts = np.stack(list(self.held.values()))
         totals, stayed_all = self.belief[rows].sum(axis=1).tolist(), parts.sum(axis=1).tolist()
         stayed_in = (parts @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
-        for identity, i, total, stayed, here in zip(list(self.held), rows, totals, stayed_all, stayed_in, strict=True):
-            crossed = 1.0 - stayed / total
-            if self.inside[i] or crossed < p.door_release_below:
+        totals_in = (self.belief[rows] @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
+        made: dict[str, float] = {}
+        alone: dict[str, float] = {}
+        bar = p.enter_probability
+        sums = zip(list(self.held), rows, totals, totals_in, stayed_all, stayed_in, strict=True)
+        for identity, i, total, total_in, stayed, here in sums:
+            if self.inside[i] or 1.0 - stayed / total < p.door_release_below:
                 del self.held[identity]
             else:
-                alone = here / max(stayed, 1e-30)
-                made = made_crossing(total, stayed, alone * stayed, p.door_detect_probability)
-                unconfirmed[i] = made < p.door_confirm_probability and alone < p.enter_probability
+                alone[identity] = here / max(stayed, 1e-30)
+                made[identity] = made_crossing(total, total_in, stayed, here, p.door_detect_probability)
+        self.shares = {k: s for k, s in self.shares.items() if t - s.group[2] <= p.door_offered_s}
+        announced = {k for k in self.shares if k in self.index and self.inside[self.index[k]]}
+        for identity, share in explained_away(made, self.shares, announced).items():
+            unconfirmed[self.index[identity]] = share < p.door_confirm_probability and alone[identity] < bar
         return unconfirmed
 
     def _unseen(self, t: float) -> np.ndarray:
@@ -1136,6 +1150,7 @@ class PresenceEngine:
         self._pending.pop(identity, None)
         self.held.pop(identity, None)
         self.offered.pop(identity, None)
+        self.shares.pop(identity, None)
         self.rates.pop(identity, None)
         self.phones.pop(identity, None)
         i = self.index.get(identity)
@@ -1147,6 +1162,7 @@ class PresenceEngine:
         for i in rows:
             self.held.pop(self.ids[i], None)
             self.offered.pop(self.ids[i], None)
+            self.shares.pop(self.ids[i], None)
         self.ids = [self.ids[i] for i in keep]
         self.index = {ident: i for i, ident in enumerate(self.ids)}
         per_identity = (

@@ -116,6 +116,9 @@ class GatewayCore:
             self.fleet.status(msg)
             with self.lock:
                 self.doors.status(msg, self.clock())
+                door = self.doors.door_of(msg.node)
+                if msg.door is not None and door is not None and msg.state == "online":
+                    self.presence.add_door_status(door, msg.ts, msg.door.state == "ok")
 
     def _admit_window(
         self, topic: str, msg: protocol.BleWindow | protocol.RfidWindow

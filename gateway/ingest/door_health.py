@@ -55,6 +55,11 @@ class DoorMonitor:
         if m.door is not None and not rec.node_offline:
             rec.sensor, rec.health, rec.heard_at = m.door.sensor, m.door, now
 
+    def door_of(self, node: str) -> str | None:
+        """The door a node's sensor watches, once a crossing named it."""
+        rec = self._sensors.get(node)
+        return None if rec is None else rec.door
+
     def view(self, now: float) -> list[DoorView]:
         out = []
         for node, rec in sorted(self._sensors.items()):
