@@ -124,6 +124,38 @@ def sample_reads(
     return read, rssi
 
 
+class BodyShadow:
+    """Which carried garments their carrier's body hides from each antenna.
+
+    A body hides the bundle one person carries together and for a spell (people turn slowly), so
+    the blocked state is a two-state Markov process in continuous time per (carrier, antenna),
+    shared by that carrier's garments: blocked share `body_block_probability` in the long run,
+    mean blocked spell `body_block_spell_s`. A share `body_block_own_share` of the (garment,
+    window) pairs is blocked on its own instead, with the same probability (a garment held apart).
+    docs/scenarios.md, "Inside a run".
+    """
+
+    def __init__(self, params: Rfid, rng: np.random.Generator):
+        self.params, self.rng = params, rng
+        self.state: dict[int, tuple[bool, float]] = {}  # key -> (blocked, when last drawn)
+
+    def blocked(self, keys: np.ndarray, u: np.ndarray, t: float) -> np.ndarray:
+        """Blocked mask at t of pairs keyed by (carrier, antenna); u: one uniform per pair."""
+        p = self.params.body_block_probability
+        own = self.params.body_block_own_share
+        uniq, inv = np.unique(keys, return_inverse=True)
+        draw = self.rng.random(len(uniq))
+        # both switching rates sum to 1 / (spell x (1 - p)): blocked share p, mean blocked spell
+        rate = 1.0 / (self.params.body_block_spell_s * max(1.0 - p, 1e-9))
+        shared = np.empty(len(uniq), dtype=bool)
+        for i, k in enumerate(uniq.tolist()):
+            prev = self.state.get(k)
+            q = p if prev is None else p + (prev[0] - p) * np.exp(-rate * abs(t - prev[1]))
+            shared[i] = draw[i] < q
+            self.state[k] = (bool(shared[i]), t)
+        return np.where(u < own, u < own * p, shared[inv])
+
+
 class RfidModel:
     """Steps every RFID antenna of the store through the world's item moves, window by window."""
 
@@ -131,6 +163,7 @@ class RfidModel:
         self, world: World, params: Rfid, rng: np.random.Generator, traj: Trajectories | None = None
     ):
         self.world, self.params, self.rng = world, params, rng
+        self.shadow = BodyShadow(params, rng.spawn(1)[0])  # its own stream: every other draw stays as it was
         self.ants = store_antennas(world)
         self.traj = traj or Trajectories(world.agents)
         self.walls = np.asarray([[*w.a, *w.b] for w in world.store.walls], dtype=float).reshape(-1, 4)
@@ -157,12 +190,20 @@ class RfidModel:
         self.first = np.asarray(starts, dtype=np.int64)
         self.n_items = len(items)
 
+    def _move_at(self, idx: np.ndarray, t: float) -> np.ndarray:
+        """Index of each item's latest move at t (before its first move: its first)."""
+        return np.searchsorted(self.key, idx * self.span + t, side="right") - 1
+
+    def carriers(self, idx: np.ndarray, t: float) -> np.ndarray:
+        """The agent index carrying each of the (carried) items idx at t."""
+        return self.carrier[self._move_at(idx, t)]
+
     def positions(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(indices of items in the store at t, their (n, 2) positions, carried mask)."""
         if self.n_items == 0:
             return np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, bool)
         idx = np.arange(self.n_items)
-        k = np.searchsorted(self.key, idx * self.span + t, side="right") - 1
+        k = self._move_at(idx, t)
         valid = k >= self.first
         k = np.where(valid, k, 0)
         st = np.where(valid, self.state[k], _STATES[ItemState.ABSENT])
@@ -185,7 +226,8 @@ class RfidModel:
         if not len(self.ants):
             return []
         p = self.params
-        idx, xy, carried = self.positions((t0 + t1) / 2)
+        tm = (t0 + t1) / 2
+        idx, xy, carried = self.positions(tm)
         if not len(idx):
             return []
         d2 = (xy[:, None, 0] - self.ants.xy[None, :, 0]) ** 2 + (
@@ -195,7 +237,12 @@ class RfidModel:
         if not len(ti):
             return []
         fwd, ow = pair_link_budget(p, self.ants, xy[ti], ai, self.walls, self.wall_db)
-        body = carried[ti] & (self.rng.random(len(ti)) < p.body_block_probability)
+        u = self.rng.random(len(ti))  # one per pair, carried or not: the read draws below stay as they were
+        car = carried[ti]
+        body = np.zeros(len(ti), dtype=bool)
+        if car.any():
+            keys = self.carriers(idx[ti[car]], tm) * len(self.ants) + ai[car]
+            body[car] = self.shadow.blocked(keys, u[car], tm)
         fwd = fwd - body * p.body_loss_db
         ow = ow - body * p.body_loss_db
         rounds = max(1, int(round(p.rounds_per_s * (t1 - t0))))

@@ -245,6 +245,10 @@ class Rfid(_Strict):
     read_width_db: Annotated[float, Field(gt=0, le=10)] = 1.5  # how sharply reads fail near tag sensitivity
     body_block_probability: Annotated[float, Field(ge=0, le=1)] = 0.35  # a carried tag is behind the body
     body_loss_db: Annotated[float, Field(ge=0, le=40)] = 12.0
+    body_block_spell_s: Annotated[float, Field(gt=0, le=60)] = (
+        1.5  # mean time a body hides its carrier's bundle from one antenna: a half turn takes 1-2 s
+    )
+    body_block_own_share: Annotated[float, Field(ge=0, le=1)] = 0.2  # a garment held apart, blocked on its own
     max_range_m: Annotated[float, Field(gt=0, le=50)] = 8.0  # pairs further apart are never evaluated
 
 

@@ -414,9 +414,12 @@ class Reference:
             return min(max(math.ceil(math.log(fr.GONE_ODDS) / math.log1p(-rate)), prm.miss_min), prm.miss_max)
 
         keep_need = need(tg["hs"], tg["ns"])
-        if now - tg["dep"] <= fr.DEPART_WITHIN_S:
+        departing = now - tg["dep"] <= fr.DEPART_WITHIN_S
+        if departing:
             keep_need = min(keep_need, fr.DEPART_NEED)
         silent = self.room[c] and self.wins[c] - tg["last_w"] >= need(tg["hw"], tg["nw"])
+        if self.room[c] and self.wins[c] - tg["last_w"] <= 1 and not departing:
+            keep_need += fr.BODY_SPELL_EXTRA
         return self.wins[c] - tg["last_hit"] < keep_need and not silent and now - self.s[(epc, c)]["k"] <= prm.hold_s
 
     def decide(self, now: float, only: list[str] | None = None) -> None:  # noqa: C901  # the rules side by side, as the docs state them
@@ -602,6 +605,35 @@ def test_garment_behind_the_body_weak_reads_keep_it_shown() -> None:
             events += eng.add_window(node, float(t), [])
     assert [(e.kind, e.place) for e in events if e.epc] == [("item_shown", "fr1")]
     assert eng.where(A) == "fr1"
+
+
+def _bundle_behind_the_body(spell: int, after: int, weak_after: bool) -> list[RoomEvent]:
+    """A garment held in fr1 for a minute, then ``spell`` windows behind the customer's body (read
+    weakly every window), then strong again for ``after`` windows; or, ``weak_after`` False,
+    carried out: weak for two windows, then silent."""
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 61 + spell + after):
+        if t <= 60:
+            obs = [Obs(A, 1, 8, -54.0)] if t % 3 else [Obs(A, 1, 4, -66.0)]
+        elif t <= 60 + spell:
+            obs = [Obs(A, 1, 3, -74.0)] if weak_after or t <= 62 else []
+        else:
+            obs = [Obs(A, 1, 8, -54.0)] if weak_after else []
+        events += eng.add_window("fr1", float(t), obs)
+        for node in ("fr2", "fr3", "shelf-a"):
+            events += eng.add_window(node, float(t), [])
+    return events
+
+
+def test_a_long_body_spell_read_weakly_every_window_does_not_split_the_stay() -> None:
+    """A body hides a customer's garments for a spell, often several windows: weak reads in
+    every window keep the garment in the room longer than the keep reads alone would."""
+    events = _bundle_behind_the_body(spell=6, after=20, weak_after=True)
+    assert [e.kind for e in events if e.epc] == ["item_shown"]
+    # carried out instead: weak for two windows, then silent, gone within a few windows
+    gone = [e for e in _bundle_behind_the_body(spell=20, after=0, weak_after=False) if e.kind == "item_gone"]
+    assert len(gone) == 1 and gone[0].t - 60.0 <= 6.0
 
 
 def test_several_rooms_busy_at_once_each_shows_its_own_garments() -> None:

@@ -19,7 +19,8 @@ should read of a garment in the far part of the room, computed from the store fi
 power, position, facing, room polygon, walls: :func:`room_levels`), because readers and rooms
 differ by 10 dB and more between stores. A shown tag stays through missed windows (the garment
 is behind a body, or far from the antenna): it is gone after a number of its place's windows
-without a read that grows the sparser its recent reads have been (``GONE_ODDS``), after a few
+without a read that grows the sparser its recent reads have been (``GONE_ODDS``; a few more
+while it is still read weakly every window, as behind a body: ``BODY_SPELL_EXTRA``), after a few
 without any read a garment still in its room could give if it gave one nearly every window
 (``SILENT_BELOW_DB``), or after a few once another place reads it stronger than it ever did
 while the tag was shown (it is being carried out: ``DEPART_DB``). Just after leaving a room, a
@@ -82,7 +83,7 @@ class PlaceParams:
 #: Fitting rooms. Why: unblocked in-room reads sit at -40..-62 dBm, cross-reads through a
 #: partition and floor tags in front of the curtain at -66..-80 (simulator, boutique); -63
 #: splits them. A read behind the customer's body loses 12-20 dB, and a carried garment is
-#: behind the body about one window in three, independently: 9 missed windows make a false
+#: behind the body about one window in three (in spells: BODY_SPELL_EXTRA): 9 missed windows make a false
 #: "gone" rare (0.35^9 per window) and still show a garment carried out as gone within ~10 s.
 #: For rooms in a store file the enter/keep levels come from room_params instead.
 ROOM_PARAMS = PlaceParams(
@@ -174,6 +175,12 @@ DEPART_NEED = 5
 #: the room behind a body (12-20 dB down); any read above it is. Why: a garment read in every window,
 #: strongly or behind the body, that gets no such read for a few windows has left the room.
 SILENT_BELOW_DB = 22.0
+#: A room's garment that lost its keep reads but is still read in every window (as weakly as a
+#: garment behind its customer's body) is gone after this many more missed windows. Why: a body
+#: hides a customer's whole bundle for a spell (a second or two, sometimes several), so runs of
+#: weak windows are longer than independent misses would make them; a garment carried out
+#: through the curtain falls silent within a few windows instead (SILENT_BELOW_DB).
+BODY_SPELL_EXTRA = 3
 #: A tag not read anywhere for this long and not shown is forgotten (its slot reused).
 FORGET_AFTER_S = 600.0
 
@@ -798,6 +805,7 @@ class FittingRoomEngine:
         # sooner: one read in every window, however weakly, is plainly gone after a few silent ones
         quiet = self.wins[cur_c] - self.last_w[a]
         silent = self.is_room[cur_c] & (quiet >= self._need(self.hw[a], self.nw[a], cur_c))
+        need = np.where(self.is_room[cur_c] & (quiet <= 1) & ~departing, need + BODY_SPELL_EXTRA, need)
         return has & (misses < need) & ~silent & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
 
     def _need(self, hits: np.ndarray, windows: np.ndarray, p: np.ndarray) -> np.ndarray:
