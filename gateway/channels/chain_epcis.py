@@ -14,6 +14,7 @@ from datetime import datetime
 
 import sqlite_utils
 
+from gateway.channels.chain_cursor import Cursor, Generation
 from gateway.channels.chain_sales import _message
 from gateway.storage.epcis import LogRow, epcis_events
 
@@ -50,8 +51,6 @@ class EpcisFeed:
     """The observation log after its cursor (a row of `chain_cursor`), as EPCIS chain messages."""
 
     def __init__(self, store_id: str, db: sqlite_utils.Database, lock: threading.RLock, timezone: str):
-        from gateway.channels.chain_publish import Cursor, Generation
-
         self.store_id, self.db, self.lock, self.timezone = store_id, db, lock, timezone
         self.cursor = Cursor(db, lock, EPCIS_CURSOR)
         self.generation = Generation(db, lock)

@@ -21,21 +21,21 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import sqlite_utils
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
 from firmware_config.nats import store_bytes, stream_name, subject_prefix
 from firmware_config.store import Chain
+from gateway.channels.chain_cursor import Cursor, Generation
+from gateway.channels.chain_epcis import EpcisFeed
+from gateway.channels.chain_sales import SalesFeed
 from gateway.events import EventLog, StaffEvent
-from gateway.storage.db import GENERATION_BYTES
 
 log = logging.getLogger("instore.chain")
 
@@ -85,50 +85,12 @@ def published_id(msg_id: str, store_id: str, generation: str) -> int | None:
     return int(event_id)
 
 
-class Generation:
-    """The gateway database's generation (made by its migration; renewed when found restored)."""
-
-    def __init__(self, db: sqlite_utils.Database, lock: threading.RLock):
-        self.db, self.lock = db, lock
-
-    def get(self) -> str:
-        with self.lock:
-            return str(self.db.execute("SELECT generation FROM chain_generation WHERE id = 1").fetchone()[0])
-
-    def renew(self) -> str:
-        new = secrets.token_hex(GENERATION_BYTES)
-        with self.lock:
-            self.db.execute("UPDATE chain_generation SET generation = ? WHERE id = 1", [new])
-        return new
-
-
-class Cursor:
-    """The last event id acknowledged by JetStream, persisted in the gateway database."""
-
-    def __init__(self, db: sqlite_utils.Database, lock: threading.RLock, stream: str):
-        self.db, self.lock, self.stream = db, lock, stream
-
-    def get(self) -> int:
-        with self.lock:
-            row = self.db.execute("SELECT last_id FROM chain_cursor WHERE stream = ?", [self.stream]).fetchone()
-        return int(row[0]) if row else 0
-
-    def set(self, last_id: int) -> None:
-        with self.lock:
-            self.db.execute(
-                "INSERT INTO chain_cursor (stream, last_id) VALUES (?, ?) "
-                "ON CONFLICT(stream) DO UPDATE SET last_id = excluded.last_id", [self.stream, last_id])
-
-
 class ChainPublisher:
     """Publishes the event log to the store's JetStream from the cursor on, until stopped."""
 
     def __init__(self, store_id: str, chain: Chain, events: EventLog, cursor: Cursor,
                  registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time,
                  timezone: str = "UTC"):
-        from gateway.channels.chain_epcis import EpcisFeed
-        from gateway.channels.chain_sales import SalesFeed
-
         self.store_id, self.chain, self.events, self.cursor = store_id, chain, events, cursor
         self.sales = SalesFeed(store_id, events.db, events.lock, clock)  # sales and footfall, from their tables
         self.epcis = EpcisFeed(store_id, events.db, events.lock, timezone)  # the RFID export's events (store time)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from firmware_config.nats import subject_prefix
+from gateway.channels.chain_cursor import Cursor, Generation
 from gateway.storage import door_counts
 from gateway.storage.customers import has_consent
 
@@ -65,8 +66,6 @@ class SalesFeed:
 
     def __init__(self, store_id: str, db: sqlite_utils.Database, lock: threading.RLock,
                  clock: Callable[[], float]):
-        from gateway.channels.chain_publish import Cursor, Generation
-
         self.store_id, self.db, self.lock, self.clock = store_id, db, lock, clock
         self.sales = Cursor(db, lock, SALES_CURSOR)
         self.footfall = Cursor(db, lock, FOOTFALL_CURSOR)
