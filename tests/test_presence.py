@@ -3,6 +3,7 @@ vectorised likelihood against a plain-Python reference."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -66,7 +67,8 @@ def test_customer_enters_browses_uses_fitting_room_2_and_leaves(model: PresenceM
     # noticed after the door (t=3) and past the shop-front strip, before reaching the fitting room
     assert kinds[0][0] == "entered" and 3.0 <= events[0].t <= 40.0
     rooms = [e for e in events if e.kind == "zone_changed" and e.zone.startswith("fr")]
-    assert [e.zone for e in rooms] == ["fr2"] and 48.0 <= rooms[0].t <= 56.0
+    # in the room at 48 s; reported once its belief has held the room bar for `room_hold_s` (8 s)
+    assert [e.zone for e in rooms] == ["fr2"] and 48.0 <= rooms[0].t <= 64.0
     left = [e for e in events if e.kind == "left"]
     assert len(left) == 1 and 112.0 <= left[0].t <= 132.0  # out of the door at 112 s
     assert left[0].dwell_s == pytest.approx(left[0].t - events[0].t, abs=0.2)
@@ -452,3 +454,16 @@ def test_the_body_term_is_the_shadow_cone_averaged_over_headings() -> None:
     loss = 12.0 * ((1 - np.cos(a)) / 2) ** 2
     mean, sd = _body_loss(12.0)
     assert mean == pytest.approx(loss.mean(), abs=1e-3) and sd == pytest.approx(loss.std(), abs=1e-3)
+
+
+@pytest.mark.parametrize(("hold_s", "stay_s", "reported"), [(0.0, 6.0, True), (8.0, 6.0, False), (8.0, 20.0, True)])
+def test_a_look_into_a_fitting_room_is_no_room_change(hold_s: float, stay_s: float, reported: bool) -> None:
+    """A customer who looks into fr1 for a few seconds is not sent there on the tablet; one who stays is."""
+    params = dataclasses.replace(PresenceParams(), room_hold_s=hold_s)
+    model = PresenceModel(load_store(BOUTIQUE), params)
+    story = [(0.0, (10.0, -3.0)), (3.0, (10.0, 0.0)), (8.0, (10.0, 5.0)), (40.0, (10.0, 5.0)), (44.0, (15.0, 8.0)),
+             (46.0, (15.0, 10.5)), (46.0 + stay_s, (15.0, 10.5)), (52.0 + stay_s, (10.0, 5.0)), (100.0, (10.0, 5.0))]
+    rooms = [e for e in _play(model, {"c": story}, 100) if e.kind == "zone_changed" and e.zone == "fr1"]
+    assert bool(rooms) is reported
+    if reported:  # never before the customer got there, and not more than the hold and a few steps after
+        assert 46.0 <= rooms[0].t <= 46.0 + hold_s + 8.0

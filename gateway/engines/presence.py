@@ -120,6 +120,7 @@ class PresenceParams:
     exit_probability: float = 0.15  # P(in store) below which the customer has left
     switch_probability: float = 0.6  # zone posterior needed to report a zone change
     room_switch_probability: float = 0.95  # into/out of a fitting room: a wrong room is worse than a late one
+    room_hold_s: float = 8.0  # ... and held this long: a passing belief in the next room is no move (docs/presence.md)
     forget_after_s: float = 120.0  # stop tracking an identity not heard for this long
     learned_offset_min_sd_db: float = 3.0  # a learned phone's prior is never narrower: pocket or hand, 5 dB grid
     restore_doubt: float = 0.05  # belief a customer restored after a restart left while the gateway was down
@@ -759,6 +760,7 @@ class PresenceEngine:
         self.held: dict[str, np.ndarray] = {}  # phones a crossing moved in: the part of the belief that did not cross
         self.offered: dict[str, float] = {}  # when a crossing last weighed on each phone (`_unconfirmed`)
         self.shares: dict[str, Share] = {}  # what each phone got of the last crossing that moved it (`_unconfirmed`)
+        self.room_leads: dict[str, tuple[int, float]] = {}  # a room change waiting out `room_hold_s`: zone, since
         p = m.params
         self.doors = DoorFusion(
             m.door_states, p.door_detect_probability, p.door_match_s, p.turn_in_per_s * p.door_match_s,
@@ -1042,11 +1044,26 @@ class PresenceEngine:
             )
             self.inside[i], self.zone[i], self.zone_since[i] = False, z, t
             self._learn(int(i))
+        return events + self._moves(t, best, conf)
+
+    def _moves(self, t: float, best: np.ndarray, conf: np.ndarray) -> list[PresenceEvent]:
+        """Zone changes of the customers inside. Into or out of a fitting room the new zone must hold
+        the bar for `room_hold_s` of consecutive steps: rooms are small and side by side, and a
+        moment's belief in the next room sends staff to the wrong curtain (docs/presence.md)."""
+        m, p = self.model, self.model.params
         into_or_out_of_room = m.zone_is_room[best] | m.zone_is_room[self.zone]
         bar = np.where(into_or_out_of_room, p.room_switch_probability, p.switch_probability)
         moved = self.inside & m.zone_in_store[best] & (best != self.zone) & (conf >= bar)
+        leads, self.room_leads = self.room_leads, {}
+        events = []
         for i in map(int, np.flatnonzero(moved)):
             old, new = int(self.zone[i]), int(best[i])
+            if into_or_out_of_room[i]:
+                zone, since = leads.get(self.ids[i], (new, t))
+                since = since if zone == new else t
+                if t - since < p.room_hold_s:
+                    self.room_leads[self.ids[i]] = (new, since)
+                    continue
             events.append(
                 PresenceEvent(
                     "zone_changed",
