@@ -154,17 +154,28 @@ def authorised(header: str | None, token: str) -> bool:
     return hmac.compare_digest(value.encode(), token.encode())
 
 
-class Dashboard:
-    """`GET /dashboard?day=YYYY-MM-DD&lang=de|en` for `instore hq`'s HTTP server (one connection per request)."""
+class TokenRoute:
+    """A GET route of `instore hq`'s HTTP server behind the dashboard token, reading PostgreSQL on a
+    connection of its own per request."""
 
     def __init__(self, dsn: str, stores: list[str], token: str, tz: ZoneInfo, clock: Callable[[], float]):
         self.dsn, self.stores, self.token, self.tz, self.clock = dsn, stores, token, tz, clock
 
-    def __call__(self, path: str, headers: Mapping[str, str]) -> Response:
-        """The page for a request (`headers` with lower-case names)."""
+    def admit(self, path: str, headers: Mapping[str, str]) -> dict[str, str] | Response:
+        """The request's query (last value of each name), or the 401 for a request without the token."""
         if not authorised(headers.get("authorization"), self.token):
             return 401, b"authorisation required\n", "text/plain", {"WWW-Authenticate": REALM}
-        query = {k: v[-1] for k, v in parse_qs(urlsplit(path).query).items()}
+        return {k: v[-1] for k, v in parse_qs(urlsplit(path).query).items()}
+
+
+class Dashboard(TokenRoute):
+    """`GET /dashboard?day=YYYY-MM-DD&lang=de|en`."""
+
+    def __call__(self, path: str, headers: Mapping[str, str]) -> Response:
+        """The page for a request (`headers` with lower-case names)."""
+        query = self.admit(path, headers)
+        if not isinstance(query, dict):
+            return query
         lang = choose(query.get("lang"), None, headers.get("accept-language"))
         try:
             day = date.fromisoformat(query["day"]) if "day" in query else datetime.fromtimestamp(

@@ -9,14 +9,13 @@ dashboard's token: the matching events as an EPCIS 2.0 document, the same shape 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 from gateway.storage.epcis import envelope, epc_uri
-from instore.hq_dashboard import REALM, Response, authorised
+from instore.hq_dashboard import Response, TokenRoute
 
 if TYPE_CHECKING:
     from instore.hq import Classified
@@ -108,18 +107,15 @@ def _bounds(query: Mapping[str, str], tz: ZoneInfo) -> tuple[float, float]:
     return bounds[0], bounds[1]
 
 
-class EpcisQuery:
+class EpcisQuery(TokenRoute):
     """`GET /epcis/events?epc=...&store=...&from=...&until=...` for `instore hq`'s HTTP server (one
     connection per request): the chain's events of that EPC (any, if not given) in that store (any of
     `stores`), oldest first, at most MAX_EVENTS (then the header `X-Instore-Truncated: true`)."""
 
-    def __init__(self, dsn: str, stores: list[str], token: str, tz: ZoneInfo, clock: Callable[[], float]):
-        self.dsn, self.stores, self.token, self.tz, self.clock = dsn, stores, token, tz, clock
-
     def __call__(self, path: str, headers: Mapping[str, str]) -> Response:
-        if not authorised(headers.get("authorization"), self.token):
-            return 401, b"authorisation required\n", "text/plain", {"WWW-Authenticate": REALM}
-        query = {k: v[-1] for k, v in parse_qs(urlsplit(path).query).items()}
+        query = self.admit(path, headers)
+        if not isinstance(query, dict):
+            return query
         try:
             epc, (t0, t1) = query_epc(query.get("epc")), _bounds(query, self.tz)
             if query.get("store", self.stores[0]) not in self.stores:
