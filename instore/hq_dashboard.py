@@ -21,8 +21,8 @@ from gateway.engines.svg_chart import bar_chart
 from gateway.i18n import LANGUAGES, choose, number, price, t
 from gateway.i18n import day as day_text
 from gateway.storage.kpi import day_bounds
+from instore.hq_metrics import Response
 
-Response = tuple[int, bytes, str, dict[str, str]]  # status, body, content type, extra headers
 COLOURS = ["#9bb7ad", "#0a7d5a"]  # the store dashboard's: visitors light, sales dark
 REALM = 'Basic realm="instore hq", charset="UTF-8"'
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from gateway.storage.epcis import envelope, epc_uri
-from instore.hq_dashboard import Response, TokenRoute
+from instore.hq_dashboard import TokenRoute
+from instore.hq_metrics import Response
 
 if TYPE_CHECKING:
     from instore.hq import Classified

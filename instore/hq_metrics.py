@@ -28,8 +28,8 @@ COUNTERS = {
     "write_errors": ("instore_hq_write_errors", "Failed PostgreSQL writes of a batch (retried)"),
     "epcis_malformed": ("instore_hq_epcis_malformed", "EPCIS events of the store that are no readable ObjectEvent"),
 }
-# path, headers (lower-case names) -> status, body, content type, extra headers
-Page = Callable[[str, Mapping[str, str]], tuple[int, bytes, str, dict[str, str]]]
+Response = tuple[int, bytes, str, dict[str, str]]  # status, body, content type, extra headers
+Page = Callable[[str, Mapping[str, str]], Response]  # path, headers (lower-case names) -> response
 LAG = ("instore_hq_consumer_lag", "Messages in the store's stream that HQ's consumer has not yet been given")
 
 
