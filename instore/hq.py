@@ -567,7 +567,9 @@ class Hq:
         self.failures += 1
         log.warning("hq: %s (retrying)", exc)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def make_schema(self, stop: asyncio.Event) -> None:
+        """HQ's tables, once PostgreSQL answers. Run before any batch: its `CREATE INDEX` waits for
+        every open write on those tables, so a worker making it beside another's batch would stall."""
         schema = Postgres(self.config.postgres)
         while not stop.is_set():
             try:
@@ -577,6 +579,11 @@ class Hq:
                 self._failed(exc)
                 await sleep_unless(stop, RETRY_S)
         schema.reset()
+
+    async def run(self, stop: asyncio.Event, schema: bool = True) -> None:
+        """Pull every store until `stop`; `schema=False` where the supervisor made the tables already."""
+        if schema:
+            await self.make_schema(stop)
         async with connected(self.config.nats_url, stop, self._failed, user=HQ_USER, password=self.password) as nc:
             if nc is None:
                 return

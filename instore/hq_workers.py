@@ -63,7 +63,7 @@ def _worker(config_json: str, password: str, out: Connection) -> None:
                     stop.set()
                 await sleep_unless(stop, PUSH_S)
 
-        await asyncio.gather(hq.run(stop), push())
+        await asyncio.gather(hq.run(stop, schema=False), push())
 
     asyncio.run(main())
 
@@ -117,6 +117,8 @@ class Supervisor:
                 self._start(w)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Make the tables, then start the workers and restart the dead until `stop`."""
+        await Hq(self.config, self.password).make_schema(stop)
         self.start()
         while not stop.is_set():
             for w in self.workers:

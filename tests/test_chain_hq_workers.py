@@ -62,10 +62,10 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         yield c
 
 
-def _wait_for(what: Callable[[], object], timeout_s: float = WAIT_S) -> None:
+def _wait_for(what: Callable[[], object], timeout_s: float = WAIT_S, why: Callable[[], object] = str) -> None:
     deadline = time.monotonic() + timeout_s
     while not what():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out {why()}"
         time.sleep(0.2)
 
 
@@ -116,7 +116,8 @@ def test_a_worker_killed_mid_batch_writes_nothing_twice_and_metrics_count_per_st
                "AND query LIKE 'INSERT INTO chain_customers%'")
     try:
         with psycopg.connect(chain.dsn, autocommit=True) as watch:
-            _wait_for(lambda: watch.execute(waiting).fetchone()[0] == 2)
+            sessions = "SELECT wait_event_type, left(query, 60) FROM pg_stat_activity WHERE query <> ''"
+            _wait_for(lambda: watch.execute(waiting).fetchone()[0] == 2, why=lambda: watch.execute(sessions).fetchall())
             workers = _health(port)["workers"]
             assert [w["stores"] for w in workers] == [["d"], ["a"]]  # the stores split over the two workers
             os.kill(workers[1]["pid"], signal.SIGKILL)  # store a's worker dies mid-batch, nothing acknowledged
