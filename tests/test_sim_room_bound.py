@@ -8,7 +8,7 @@ import pytest
 from firmware_config.store import load_store
 from sim.entry_bound import share_at, summarise
 from sim.rfid_model import RfidModel
-from sim.room_bound import LATENCIES_S, _ReadLikelihood, record_reads, room_margins
+from sim.room_bound import LATENCIES_S, _ReadLikelihood, _SpellFilter, record_reads, room_margins
 from sim.run import run_fast
 from sim.scenario import Population, Scenario, ScenarioInfo
 from sim.score import match_fitting_reports
@@ -44,8 +44,32 @@ def test_read_counts_follow_the_fading_averaged_read_probability() -> None:
     assert silent[1] > -5 and silent[0] < silent[1] - 5
 
 
+def _silent_run(spell_s: float, windows: int) -> tuple[float, float]:
+    """(spell filter, windows on their own): log-likelihood of a near carried garment silent `windows` in a row."""
+    sc = _busy_rooms(1)
+    sc = sc.model_copy(update={"rfid": sc.rfid.model_copy(update={"body_block_spell_s": spell_s})})
+    model = RfidModel(build_world(sc, load_store(BOUTIQUE)), sc.rfid, np.random.default_rng(0))
+    like, spells = _ReadLikelihood(model), _SpellFilter(sc.rfid, sc.rfid.window_s)
+    near, level, silent = np.asarray([-15.0]), np.asarray([-30.0]), (np.asarray([0]), np.asarray([0.0]))
+    alpha, total = spells.start((1,)), 0.0
+    for _ in range(windows):
+        alpha, ll = spells.step(alpha, *like.cases(near, level, *silent, 8), carried=True)
+        total += float(ll[0])
+    return total, windows * float(like(near, level, *silent, 8, True)[0])
+
+
+def test_a_body_spell_makes_a_run_of_silent_windows_likely() -> None:
+    """Behind the body for a spell, a near garment's silence comes in runs: the second silent window
+    is far less surprising than the first; with spells far shorter than a window, windows are independent."""
+    spell, alone = _silent_run(3.0, 6)
+    assert spell > alone + 2
+    short, alone = _silent_run(1e-4, 6)
+    assert short == pytest.approx(alone, abs=0.05)
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_the_fitting_room_engine_never_beats_the_oracle_on_the_same_reads(seed: int) -> None:
+    """On the default (realistic) world: carried garments behind their carrier's body in spells."""
     sc = _busy_rooms(seed)
     store = load_store(BOUTIQUE)
     result = run_fast(sc, store, tick_s=1.0)
