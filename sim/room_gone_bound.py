@@ -40,6 +40,8 @@ class _Evidence:
         self.w = sc.rfid.window_s
         self.rounds = max(1, int(round(sc.rfid.rounds_per_s * self.w)))
         self.model, self.reads, self.like = model, reads, _ReadLikelihood(model)
+        log = model.body_log or {}
+        self.blocked = {int(round(t0 / self.w)): v for t0, v in log.items()}
         self.item_of = {e: i for i, e in enumerate(model.epc)}
         ants = model.ants
         self.pts, zone = _grid(world.store)
@@ -51,28 +53,49 @@ class _Evidence:
         self.g_far = np.hypot(*(self.pts[:, None, :] - ants.xy[None, :, :]).transpose(2, 0, 1)) \
             >= model.params.max_range_m
 
+    def body(self, k: int, item: int) -> np.ndarray:
+        """(A,) what hid the garment at window k, from the simulator's ground truth: 1 behind its
+        carrier's body, 0 not, -1 unknown (not drawn: not carried, out of range, or no log)."""
+        out = np.full(len(self.model.ants), -1)
+        got = self.blocked.get(k)
+        if got is not None:
+            sel = got[0] == item
+            out[got[1][sel]] = got[2][sel]
+        return out
+
+    def _ll(self, fwd: np.ndarray, ow: np.ndarray, n: np.ndarray, mean: np.ndarray,
+            body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-antenna log-likelihoods (not carried, carried), a carried garment's body state taken
+        as known where it is: the spells are no hidden state for the oracle (helps it)."""
+        free = self.like(fwd, ow, n, mean, self.rounds, False)
+        loss = self.model.params.body_loss_db
+        hid = self.like(fwd - loss, ow - loss, n, mean, self.rounds, False)
+        either = self.like(fwd, ow, n, mean, self.rounds, True)
+        return free, np.where(body == 1, hid, np.where(body == 0, free, either))
+
     def windows(self, epc: str, ks: np.ndarray, sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(true-path ll (K,), grid ll (K, 2 carried?, len(sub)), true positions (K, 2)) over windows ks."""
         A = len(self.model.ants)
         got = self.reads.get(epc, {})
         true_ll, alt = np.zeros(len(ks)), np.zeros((len(ks), 2, len(sub)))
         xy_true = np.full((len(ks), 2), np.nan)
+        item = self.item_of[epc]
         for i, k in enumerate(ks.tolist()):
             n, mean = np.zeros(A), np.zeros(A)
             for a, c, m in got.get(k, []):
                 n[a], mean[a] = c, m
+            body = self.body(k, item)
             idx, xy, carried = self.model.positions((k + 0.5) * self.w)
-            hit = np.flatnonzero(idx == self.item_of[epc])
+            hit = np.flatnonzero(idx == item)
             if len(hit):
                 j = int(hit[0])
                 xy_true[i] = xy[j]
                 fwd, ow = pair_link_budget(self.model.params, self.model.ants, np.repeat(xy[j : j + 1], A, 0),
                                            np.arange(A), self.model.walls, self.model.wall_db)
                 far = np.hypot(*(xy[j] - self.model.ants.xy).T) >= self.model.params.max_range_m
-                ll = self.like(fwd, ow, n, mean, self.rounds, bool(carried[j]))
+                ll = self._ll(fwd, ow, n, mean, body)[int(carried[j])]
                 true_ll[i] = np.where(far, np.where(n > 0, -np.inf, 0.0), ll).sum()
-            for b, car in enumerate((False, True)):
-                ll = self.like(self.g_fwd[sub], self.g_ow[sub], n[None, :], mean[None, :], self.rounds, car)
+            for b, ll in enumerate(self._ll(self.g_fwd[sub], self.g_ow[sub], n[None, :], mean[None, :], body[None, :])):
                 alt[i, b] = np.where(self.g_far[sub], np.where(n[None, :] > 0, -np.inf, 0.0), ll).sum(axis=1)
         return true_ll, alt, xy_true
 
@@ -211,7 +234,7 @@ def room_gone_bound(sc: Scenario, store: StoreFile) -> dict:
     """Both oracles' figures for one scenario (its seed) as a JSON-ready dict."""
     world = build_world(sc, store)
     truth = build_truth(world)
-    model, reads = record_reads(world, sc.scenario.seed)
+    model, reads = record_reads(world, sc.scenario.seed, log_body=True)
     ev = _Evidence(world, model, reads)
     gm, gs, glat = gone_margins(world, truth, ev)
     margins, wrong, lat = room_margins(world, truth, model, reads)
