@@ -4,7 +4,10 @@ Two questions `sim.room_bound` leaves open, answered with its likelihood of ever
 - gone: after a garment leaves its room, when do the reads favour its true path over the best
   place in the room by more than any stretch of the same length inside a stay favours the best
   place just outside over the best place in the room (no false alarm)? Both sides are taken the
-  way that helps the oracle, so no engine says "gone" sooner with as few false alarms.
+  way that helps the oracle, so no engine says "gone" sooner with as few false alarms. It knows
+  which carried garments the body hid from which antenna in every window (the simulator's ground
+  truth): a body hides a bundle for spells, and weighing windows independently made long weak runs
+  look like "outside" (the engine beat that oracle).
 - the queue: a garment held outside a room (a customer waiting at a busy room's curtain) is a
   false-alarm candidate for that room; with these candidates, the oracle's precision and recall of
   showing garments within a latency. docs/fitting-rooms.md, "The oracles".

@@ -43,6 +43,7 @@ def run_and_oracle():  # noqa: ANN201
 
 def test_the_engine_never_says_gone_sooner_than_the_oracle(run_and_oracle) -> None:  # noqa: ANN001
     sc, result, world, truth, _, _, ev = run_and_oracle
+    assert any(hid.any() for _, _, hid in ev.blocked.values())  # bodies hid garments, and the oracle knows when
     gm, gs, glat = gone_margins(world, truth, ev)
     followed = [s for s in truth.room_items if s.end + 20.0 <= sc.scenario.duration_s]
     assert len(gm) == len(followed) >= 8
