@@ -38,13 +38,17 @@ GONE_FALSE_ALARMS = (0, 2)  # stays the oracle may split (the engine splits 0 to
 class _Evidence:
     """Per-window log-likelihoods of one garment's reads: along its true path and at grid points."""
 
-    def __init__(self, world: World, model: RfidModel, reads: dict):
+    def __init__(self, world: World, model: RfidModel, reads: dict, know_body: bool = True):
         sc = world.scenario
         self.w = sc.rfid.window_s
         self.rounds = max(1, int(round(sc.rfid.rounds_per_s * self.w)))
         self.model, self.reads, self.like = model, reads, _ReadLikelihood(model)
-        log = model.body_log or {}
+        log = (model.body_log or {}) if know_body else {}
         self.blocked = {int(round(t0 / self.w)): v for t0, v in log.items()}
+        p = model.params
+        # the spell process (sim.rfid_model.BodyShadow): what is left of a blocked state after a window
+        self.p_block, self.own = p.body_block_probability, p.body_block_own_share
+        self.persist = float(np.exp(-self.w / (p.body_block_spell_s * max(1.0 - self.p_block, 1e-9))))
         self.item_of = {e: i for i, e in enumerate(model.epc)}
         ants = model.ants
         self.pts, zone = _grid(world.store)
@@ -66,15 +70,24 @@ class _Evidence:
             out[got[1][sel]] = got[2][sel]
         return out
 
-    def _ll(self, fwd: np.ndarray, ow: np.ndarray, n: np.ndarray, mean: np.ndarray,
-            body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-antenna log-likelihoods (not carried, carried), a carried garment's body state taken
-        as known where it is: the spells are no hidden state for the oracle (helps it)."""
+    def _ll(self, fwd: np.ndarray, ow: np.ndarray, n: np.ndarray, mean: np.ndarray, body: np.ndarray,
+            prior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-antenna log-likelihoods (not carried, carried) and the next window's prior that the
+        body hides a carried garment. Where the body state is known (`body`) it is taken as such;
+        elsewhere a forward filter over the spell process weighs the window given the ones before."""
         free = self.like(fwd, ow, n, mean, self.rounds, False)
         loss = self.model.params.body_loss_db
         hid = self.like(fwd - loss, ow - loss, n, mean, self.rounds, False)
-        either = self.like(fwd, ow, n, mean, self.rounds, True)
-        return free, np.where(body == 1, hid, np.where(body == 0, free, either))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alone = np.logaddexp(np.log(self.p_block) + hid, np.log1p(-self.p_block) + free)  # held apart
+            e_hid = np.logaddexp(np.log(self.own) + alone, np.log1p(-self.own) + hid)
+            e_free = np.logaddexp(np.log(self.own) + alone, np.log1p(-self.own) + free)
+            lb, lf = np.log(prior) + e_hid, np.log1p(-prior) + e_free
+            either = np.logaddexp(lb, lf)
+            post = np.where(np.isfinite(either), np.exp(lb - either), self.p_block)
+        post = np.where(body >= 0, body, post)
+        carried = np.where(body == 1, hid, np.where(body == 0, free, either))
+        return free, carried, self.p_block + (post - self.p_block) * self.persist
 
     def windows(self, epc: str, ks: np.ndarray, sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(true-path ll (K,), grid ll (K, 2 carried?, len(sub)), true positions (K, 2)) over windows ks."""
@@ -83,6 +96,7 @@ class _Evidence:
         true_ll, alt = np.zeros(len(ks)), np.zeros((len(ks), 2, len(sub)))
         xy_true = np.full((len(ks), 2), np.nan)
         item = self.item_of[epc]
+        prior_true, prior_alt = np.full(A, self.p_block), np.full((len(sub), A), self.p_block)
         for i, k in enumerate(ks.tolist()):
             n, mean = np.zeros(A), np.zeros(A)
             for a, c, m in got.get(k, []):
@@ -96,9 +110,12 @@ class _Evidence:
                 fwd, ow = pair_link_budget(self.model.params, self.model.ants, np.repeat(xy[j : j + 1], A, 0),
                                            np.arange(A), self.model.walls, self.model.wall_db)
                 far = np.hypot(*(xy[j] - self.model.ants.xy).T) >= self.model.params.max_range_m
-                ll = self._ll(fwd, ow, n, mean, body)[int(carried[j])]
+                free, car, nxt = self._ll(fwd, ow, n, mean, body, prior_true)
+                ll, prior_true = (car, nxt) if carried[j] else (free, np.full(A, self.p_block))
                 true_ll[i] = np.where(far, np.where(n > 0, -np.inf, 0.0), ll).sum()
-            for b, ll in enumerate(self._ll(self.g_fwd[sub], self.g_ow[sub], n[None, :], mean[None, :], body[None, :])):
+            *both, prior_alt = self._ll(self.g_fwd[sub], self.g_ow[sub], n[None, :], mean[None, :], body[None, :],
+                                        prior_alt)
+            for b, ll in enumerate(both):
                 alt[i, b] = np.where(self.g_far[sub], np.where(n[None, :] > 0, -np.inf, 0.0), ll).sum(axis=1)
         return true_ll, alt, xy_true
 
