@@ -164,6 +164,7 @@ class RfidModel:
     ):
         self.world, self.params, self.rng = world, params, rng
         self.shadow = BodyShadow(params, rng.spawn(1)[0])  # its own stream: every other draw stays as it was
+        self.body_log: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None  # t0 -> items, ants, hid
         self.ants = store_antennas(world)
         self.traj = traj or Trajectories(world.agents)
         self.walls = np.asarray([[*w.a, *w.b] for w in world.store.walls], dtype=float).reshape(-1, 4)
@@ -243,6 +244,8 @@ class RfidModel:
         if car.any():
             keys = self.carriers(idx[ti[car]], tm) * len(self.ants) + ai[car]
             body[car] = self.shadow.blocked(keys, u[car], tm)
+            if self.body_log is not None:  # the ground truth an oracle may know (sim.room_gone_bound)
+                self.body_log[t0] = (idx[ti[car]], ai[car], body[car])
         fwd = fwd - body * p.body_loss_db
         ow = ow - body * p.body_loss_db
         rounds = max(1, int(round(p.rounds_per_s * (t1 - t0))))

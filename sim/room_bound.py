@@ -127,10 +127,12 @@ def _grid(store: StoreFile) -> tuple[np.ndarray, list[str]]:
     return np.asarray(pts, float).reshape(-1, 2), zone
 
 
-def record_reads(world: World, seed: int) -> tuple[RfidModel, dict[str, dict[int, list]]]:
-    """Every window's reads of a run, drawn as `sim.run.run_fast` draws them: epc -> window -> reads."""
+def record_reads(world: World, seed: int, log_body: bool = False) -> tuple[RfidModel, dict[str, dict[int, list]]]:
+    """Every window's reads of a run, drawn as `sim.run.run_fast` draws them: epc -> window -> reads
+    (``log_body``: the model also keeps which carried garments the body hid, `RfidModel.body_log`)."""
     sc = world.scenario
     model = RfidModel(world, sc.rfid, np.random.default_rng([seed, 31]), Trajectories(world.agents))
+    model.body_log = {} if log_body else None
     index = {(n, int(a)): i for i, (n, a) in enumerate(zip(model.ants.node, model.ants.ant, strict=True))}
     reads: dict[str, dict[int, list]] = {}
     w, k = sc.rfid.window_s, 0

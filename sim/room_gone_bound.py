@@ -4,7 +4,10 @@ Two questions `sim.room_bound` leaves open, answered with its likelihood of ever
 - gone: after a garment leaves its room, when do the reads favour its true path over the best
   place in the room by more than any stretch of the same length inside a stay favours the best
   place just outside over the best place in the room (no false alarm)? Both sides are taken the
-  way that helps the oracle, so no engine says "gone" sooner with as few false alarms.
+  way that helps the oracle, so no engine says "gone" sooner with as few false alarms. It knows
+  which carried garments the body hid from which antenna in every window (the simulator's ground
+  truth): a body hides a bundle for spells, and weighing windows independently made long weak runs
+  look like "outside" (the engine beat that oracle).
 - the queue: a garment held outside a room (a customer waiting at a busy room's curtain) is a
   false-alarm candidate for that room; with these candidates, the oracle's precision and recall of
   showing garments within a latency. docs/fitting-rooms.md, "The oracles".
@@ -35,11 +38,17 @@ GONE_FALSE_ALARMS = (0, 2)  # stays the oracle may split (the engine splits 0 to
 class _Evidence:
     """Per-window log-likelihoods of one garment's reads: along its true path and at grid points."""
 
-    def __init__(self, world: World, model: RfidModel, reads: dict):
+    def __init__(self, world: World, model: RfidModel, reads: dict, know_body: bool = True):
         sc = world.scenario
         self.w = sc.rfid.window_s
         self.rounds = max(1, int(round(sc.rfid.rounds_per_s * self.w)))
         self.model, self.reads, self.like = model, reads, _ReadLikelihood(model)
+        log = (model.body_log or {}) if know_body else {}
+        self.blocked = {int(round(t0 / self.w)): v for t0, v in log.items()}
+        p = model.params
+        # the spell process (sim.rfid_model.BodyShadow): what is left of a blocked state after a window
+        self.p_block, self.own = p.body_block_probability, p.body_block_own_share
+        self.persist = float(np.exp(-self.w / (p.body_block_spell_s * max(1.0 - self.p_block, 1e-9))))
         self.item_of = {e: i for i, e in enumerate(model.epc)}
         ants = model.ants
         self.pts, zone = _grid(world.store)
@@ -51,28 +60,62 @@ class _Evidence:
         self.g_far = np.hypot(*(self.pts[:, None, :] - ants.xy[None, :, :]).transpose(2, 0, 1)) \
             >= model.params.max_range_m
 
+    def body(self, k: int, item: int) -> np.ndarray:
+        """(A,) what hid the garment at window k, from the simulator's ground truth: 1 behind its
+        carrier's body, 0 not, -1 unknown (not drawn: not carried, out of range, or no log)."""
+        out = np.full(len(self.model.ants), -1)
+        got = self.blocked.get(k)
+        if got is not None:
+            sel = got[0] == item
+            out[got[1][sel]] = got[2][sel]
+        return out
+
+    def _ll(self, fwd: np.ndarray, ow: np.ndarray, n: np.ndarray, mean: np.ndarray, body: np.ndarray,
+            prior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-antenna log-likelihoods (not carried, carried) and the next window's prior that the
+        body hides a carried garment. Where the body state is known (`body`) it is taken as such;
+        elsewhere a forward filter over the spell process weighs the window given the ones before."""
+        free = self.like(fwd, ow, n, mean, self.rounds, False)
+        loss = self.model.params.body_loss_db
+        hid = self.like(fwd - loss, ow - loss, n, mean, self.rounds, False)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alone = np.logaddexp(np.log(self.p_block) + hid, np.log1p(-self.p_block) + free)  # held apart
+            e_hid = np.logaddexp(np.log(self.own) + alone, np.log1p(-self.own) + hid)
+            e_free = np.logaddexp(np.log(self.own) + alone, np.log1p(-self.own) + free)
+            lb, lf = np.log(prior) + e_hid, np.log1p(-prior) + e_free
+            either = np.logaddexp(lb, lf)
+            post = np.where(np.isfinite(either), np.exp(lb - either), self.p_block)
+        post = np.where(body >= 0, body, post)
+        carried = np.where(body == 1, hid, np.where(body == 0, free, either))
+        return free, carried, self.p_block + (post - self.p_block) * self.persist
+
     def windows(self, epc: str, ks: np.ndarray, sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(true-path ll (K,), grid ll (K, 2 carried?, len(sub)), true positions (K, 2)) over windows ks."""
         A = len(self.model.ants)
         got = self.reads.get(epc, {})
         true_ll, alt = np.zeros(len(ks)), np.zeros((len(ks), 2, len(sub)))
         xy_true = np.full((len(ks), 2), np.nan)
+        item = self.item_of[epc]
+        prior_true, prior_alt = np.full(A, self.p_block), np.full((len(sub), A), self.p_block)
         for i, k in enumerate(ks.tolist()):
             n, mean = np.zeros(A), np.zeros(A)
             for a, c, m in got.get(k, []):
                 n[a], mean[a] = c, m
+            body = self.body(k, item)
             idx, xy, carried = self.model.positions((k + 0.5) * self.w)
-            hit = np.flatnonzero(idx == self.item_of[epc])
+            hit = np.flatnonzero(idx == item)
             if len(hit):
                 j = int(hit[0])
                 xy_true[i] = xy[j]
                 fwd, ow = pair_link_budget(self.model.params, self.model.ants, np.repeat(xy[j : j + 1], A, 0),
                                            np.arange(A), self.model.walls, self.model.wall_db)
                 far = np.hypot(*(xy[j] - self.model.ants.xy).T) >= self.model.params.max_range_m
-                ll = self.like(fwd, ow, n, mean, self.rounds, bool(carried[j]))
+                free, car, nxt = self._ll(fwd, ow, n, mean, body, prior_true)
+                ll, prior_true = (car, nxt) if carried[j] else (free, np.full(A, self.p_block))
                 true_ll[i] = np.where(far, np.where(n > 0, -np.inf, 0.0), ll).sum()
-            for b, car in enumerate((False, True)):
-                ll = self.like(self.g_fwd[sub], self.g_ow[sub], n[None, :], mean[None, :], self.rounds, car)
+            *both, prior_alt = self._ll(self.g_fwd[sub], self.g_ow[sub], n[None, :], mean[None, :], body[None, :],
+                                        prior_alt)
+            for b, ll in enumerate(both):
                 alt[i, b] = np.where(self.g_far[sub], np.where(n[None, :] > 0, -np.inf, 0.0), ll).sum(axis=1)
         return true_ll, alt, xy_true
 
@@ -211,7 +254,7 @@ def room_gone_bound(sc: Scenario, store: StoreFile) -> dict:
     """Both oracles' figures for one scenario (its seed) as a JSON-ready dict."""
     world = build_world(sc, store)
     truth = build_truth(world)
-    model, reads = record_reads(world, sc.scenario.seed)
+    model, reads = record_reads(world, sc.scenario.seed, log_body=True)
     ev = _Evidence(world, model, reads)
     gm, gs, glat = gone_margins(world, truth, ev)
     margins, wrong, lat = room_margins(world, truth, model, reads)

@@ -10,7 +10,7 @@ from sim.entry_bound import share_at
 from sim.room_bound import LATENCIES_S, record_reads, room_margins
 from sim.room_gone_bound import GONE_LATENCIES_S, _Evidence, gone_margins, oracle_precision_recall, queue_scores
 from sim.run import run_fast
-from sim.scenario import Population, Rfid, Scenario, ScenarioInfo
+from sim.scenario import Population, Scenario, ScenarioInfo
 from sim.score import match_fitting_reports
 from sim.truth import build_truth
 from sim.world import build_world
@@ -18,7 +18,6 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.timeout(600)  # a simulated run and both oracles: slow on a busy machine
 MALL = ROOT / "firmware_config" / "examples" / "mall_unit.toml"  # its rooms read the queue spot in front
-ORACLE_SPELL_S = 0.001  # blocked spells far shorter than a window: independent windows, as the oracles assume
 
 
 def _queues(seed: int) -> Scenario:
@@ -27,9 +26,6 @@ def _queues(seed: int) -> Scenario:
         scenario=ScenarioInfo(name="queues", store=str(MALL), duration_s=600.0, seed=seed, arrivals_until_s=300),
         population=Population(visitors=14, passers_by=5, staff=1, fitting_room_probability=0.9,
                               browse_dwell_s=(10, 40), fitting_dwell_s=(40, 120)),
-        # the oracles weigh each window on its own: a bound only for a body that blocks window by
-        # window; with spells (the default) the engine beat it (docs/fitting-rooms.md)
-        rfid=Rfid(body_block_spell_s=ORACLE_SPELL_S),
     )
 
 
@@ -40,13 +36,14 @@ def run_and_oracle():  # noqa: ANN201
     result = run_fast(sc, store, tick_s=1.0)
     world = build_world(sc, store)
     truth = build_truth(world)
-    model, reads = record_reads(world, 1)
+    model, reads = record_reads(world, 1, log_body=True)  # the gone oracle knows the body's spells
     ev = _Evidence(world, model, reads)
     return sc, result, world, truth, model, reads, ev
 
 
 def test_the_engine_never_says_gone_sooner_than_the_oracle(run_and_oracle) -> None:  # noqa: ANN001
     sc, result, world, truth, _, _, ev = run_and_oracle
+    assert any(hid.any() for _, _, hid in ev.blocked.values())  # bodies hid garments, and the oracle knows when
     gm, gs, glat = gone_margins(world, truth, ev)
     followed = [s for s in truth.room_items if s.end + 20.0 <= sc.scenario.duration_s]
     assert len(gm) == len(followed) >= 8
