@@ -38,12 +38,12 @@ GONE_FALSE_ALARMS = (0, 2)  # stays the oracle may split (the engine splits 0 to
 class _Evidence:
     """Per-window log-likelihoods of one garment's reads: along its true path and at grid points."""
 
-    def __init__(self, world: World, model: RfidModel, reads: dict, know_body: bool = True):
+    def __init__(self, world: World, model: RfidModel, reads: dict):
         sc = world.scenario
         self.w = sc.rfid.window_s
         self.rounds = max(1, int(round(sc.rfid.rounds_per_s * self.w)))
         self.model, self.reads, self.like = model, reads, _ReadLikelihood(model)
-        log = (model.body_log or {}) if know_body else {}
+        log = model.body_log or {}
         self.blocked = {int(round(t0 / self.w)): v for t0, v in log.items()}
         p = model.params
         # the spell process (sim.rfid_model.BodyShadow): what is left of a blocked state after a window
