@@ -40,11 +40,10 @@ SCENARIO = ROOT / "sim" / "scenarios" / "boutique.toml"
 
 def _recorded_boutique(seed: int) -> Scenario:
     """Ten minutes of the boutique with many registered people, a third of the passers-by stopping
-    at the window, so the comparison has data: 11-12 entrants and 17-20 registered passers-by per
-    seed (the oracle's time grows with every registered person it weighs)."""
+    at the window, so the comparison has data."""
     return Scenario(
         scenario=ScenarioInfo(name="bound", store=str(BOUTIQUE), duration_s=600.0, seed=seed, arrivals_until_s=420),
-        population=Population(visitors=16, regular_fraction=0.7, unconsented_fraction=0.0, passers_by=52,
+        population=Population(visitors=24, regular_fraction=0.7, unconsented_fraction=0.0, passers_by=70,
                               passer_by_regular_fraction=0.35, staff=1, browse_dwell_s=(10, 60),
                               window_shopper_fraction=0.3),
     )

@@ -17,11 +17,10 @@ from tests.conftest import BOUTIQUE
 
 
 def _recorded_boutique_with_door(seed: int) -> Scenario:
-    """Ten minutes of the boutique with many registered people (11-12 entrants, 17-20 registered
-    passers-by per seed) and a break-beam counter on its door."""
+    """Ten minutes of the boutique with many registered people and a break-beam counter on its door."""
     return Scenario(
         scenario=ScenarioInfo(name="bound", store=str(BOUTIQUE), duration_s=600.0, seed=seed, arrivals_until_s=420),
-        population=Population(visitors=16, regular_fraction=0.7, unconsented_fraction=0.0, passers_by=52,
+        population=Population(visitors=24, regular_fraction=0.7, unconsented_fraction=0.0, passers_by=70,
                               passer_by_regular_fraction=0.35, staff=1, browse_dwell_s=(10, 60)),
         door_sensor=DoorSensor(doors={"front": "beam"}, false_triggers_per_h=20.0),  # a few false triggers in 10 min
     )
