@@ -16,7 +16,7 @@ run: $(VENV)/.installed
 	$(BIN)/instore demo
 
 test: $(VENV)/.installed
-	$(BIN)/pytest --durations=30  # the slowest tests, for keeping CI short
+	$(BIN)/pytest -n 2 --dist loadfile --durations=30  # two workers, a file's tests on one; the slowest listed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from instore.demo import run_demo
 def test_the_demo_alerts_regulars_who_walk_in_and_nobody_else(tmp_path: Path) -> None:
     port = free_port()
     said: list[str] = []
-    summary = run_demo(duration=80, broker_kind="mosquitto", http_port=port, workdir=tmp_path, echo=said.append)
+    summary = run_demo(duration=65, broker_kind="mosquitto", http_port=port, workdir=tmp_path, echo=said.append)
 
     assert any(f"http://127.0.0.1:{port}/tablet" in line for line in said)
     assert summary.broker == "mosquitto" and summary.adverts_sent > 0

@@ -151,7 +151,7 @@ def test_seeds_are_ranges_or_lists_and_bad_ones_say_so() -> None:
 def test_cli_prints_one_json_line_per_seed_and_one_line_errors(tmp_path) -> None:  # noqa: ANN001
     tiny = tmp_path / "tiny.toml"
     tiny.write_text(f'[scenario]\nname = "tiny"\nstore = "{BOUTIQUE.as_posix()}"\nduration_s = 600\n'
-                    "[population]\nvisitors = 3\nregular_fraction = 1.0\npassers_by = 6\n"
+                    "[population]\nvisitors = 1\nregular_fraction = 1.0\npassers_by = 2\n"
                     "passer_by_regular_fraction = 1.0\n", encoding="utf-8")
     r = subprocess.run([sys.executable, "-m", "sim.entry_bound", str(tiny), "--seeds", "1-2", "--duration", "90"],
                        capture_output=True, text=True, timeout=280)

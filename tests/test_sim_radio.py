@@ -221,9 +221,11 @@ def test_the_emitter_matches_the_plain_reference_with_body_and_heading() -> None
 
 
 def test_standing_people_reuse_their_spot_s_wall_loss_exactly() -> None:
-    """The emitter caches the wall loss of a standing spot; it must equal the loss computed afresh."""
+    """The emitter caches the wall loss of a standing spot; it must equal the loss computed afresh.
+    The flagship's walls and nodes with a tenth of its crowd: still hundreds of spots, each reused."""
     sc, store = load_scenario("sim/scenarios/flagship.toml")
-    sc = sc.model_copy(update={"scenario": sc.scenario.model_copy(update={"duration_s": 240.0})})
+    crowd = sc.population.model_copy(update={"visitors": 300, "passers_by": 600})
+    sc = sc.model_copy(update={"scenario": sc.scenario.model_copy(update={"duration_s": 240.0}), "population": crowd})
     em = Emitter(build_world(sc, store), seed=1)
     seen_standing = seen_walking = 0
     for k in range(240):
