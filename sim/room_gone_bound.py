@@ -22,7 +22,7 @@ from firmware_config.geometry import point_in_polygon, segment_distance
 from firmware_config.store import StoreFile, ZoneKind
 from sim.entry_bound import _threshold, bound_cli, summarise
 from sim.rfid_model import RfidModel, pair_link_budget
-from sim.room_bound import EARLY_S, LATENCIES_S, _grid, _ReadLikelihood, record_reads, room_margins
+from sim.room_bound import EARLY_S, LATENCIES_S, _grid, _ReadLikelihood, _SpellFilter, record_reads, room_margins
 from sim.scenario import Scenario
 from sim.truth import Truth, build_truth
 from sim.world import World, build_world
@@ -45,10 +45,7 @@ class _Evidence:
         self.model, self.reads, self.like = model, reads, _ReadLikelihood(model)
         log = model.body_log or {}
         self.blocked = {int(round(t0 / self.w)): v for t0, v in log.items()}
-        p = model.params
-        # the spell process (sim.rfid_model.BodyShadow): what is left of a blocked state after a window
-        self.p_block, self.own = p.body_block_probability, p.body_block_own_share
-        self.persist = float(np.exp(-self.w / (p.body_block_spell_s * max(1.0 - self.p_block, 1e-9))))
+        self.spells = _SpellFilter(model.params, self.w)  # where the body state is not known
         self.item_of = {e: i for i, e in enumerate(model.epc)}
         ants = model.ants
         self.pts, zone = _grid(world.store)
@@ -71,23 +68,15 @@ class _Evidence:
         return out
 
     def _ll(self, fwd: np.ndarray, ow: np.ndarray, n: np.ndarray, mean: np.ndarray, body: np.ndarray,
-            prior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-antenna log-likelihoods (not carried, carried) and the next window's prior that the
-        body hides a carried garment. Where the body state is known (`body`) it is taken as such;
-        elsewhere a forward filter over the spell process weighs the window given the ones before."""
-        free = self.like(fwd, ow, n, mean, self.rounds, False)
-        loss = self.model.params.body_loss_db
-        hid = self.like(fwd - loss, ow - loss, n, mean, self.rounds, False)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            alone = np.logaddexp(np.log(self.p_block) + hid, np.log1p(-self.p_block) + free)  # held apart
-            e_hid = np.logaddexp(np.log(self.own) + alone, np.log1p(-self.own) + hid)
-            e_free = np.logaddexp(np.log(self.own) + alone, np.log1p(-self.own) + free)
-            lb, lf = np.log(prior) + e_hid, np.log1p(-prior) + e_free
-            either = np.logaddexp(lb, lf)
-            post = np.where(np.isfinite(either), np.exp(lb - either), self.p_block)
-        post = np.where(body >= 0, body, post)
-        carried = np.where(body == 1, hid, np.where(body == 0, free, either))
-        return free, carried, self.p_block + (post - self.p_block) * self.persist
+            state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-antenna log-likelihoods (not carried, carried) and the spell filter's new state. Where
+        the body state is known (`body`) it is taken as such; elsewhere the filter weighs the window
+        given the ones before."""
+        free, hid = self.like.cases(fwd, ow, n, mean, self.rounds)
+        state, either = self.spells.step(state, free, hid, True)
+        known = np.stack([np.where(body == 1, -np.inf, 0.0), np.where(body == 0, -np.inf, 0.0)], axis=-1)
+        state = np.where((body >= 0)[..., None], known, state)
+        return free, np.where(body == 1, hid, np.where(body == 0, free, either)), state
 
     def windows(self, epc: str, ks: np.ndarray, sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(true-path ll (K,), grid ll (K, 2 carried?, len(sub)), true positions (K, 2)) over windows ks."""
@@ -96,7 +85,7 @@ class _Evidence:
         true_ll, alt = np.zeros(len(ks)), np.zeros((len(ks), 2, len(sub)))
         xy_true = np.full((len(ks), 2), np.nan)
         item = self.item_of[epc]
-        prior_true, prior_alt = np.full(A, self.p_block), np.full((len(sub), A), self.p_block)
+        state_true, state_alt = self.spells.start((A,)), self.spells.start((len(sub), A))
         for i, k in enumerate(ks.tolist()):
             n, mean = np.zeros(A), np.zeros(A)
             for a, c, m in got.get(k, []):
@@ -110,11 +99,11 @@ class _Evidence:
                 fwd, ow = pair_link_budget(self.model.params, self.model.ants, np.repeat(xy[j : j + 1], A, 0),
                                            np.arange(A), self.model.walls, self.model.wall_db)
                 far = np.hypot(*(xy[j] - self.model.ants.xy).T) >= self.model.params.max_range_m
-                free, car, nxt = self._ll(fwd, ow, n, mean, body, prior_true)
-                ll, prior_true = (car, nxt) if carried[j] else (free, np.full(A, self.p_block))
+                free, car, nxt = self._ll(fwd, ow, n, mean, body, state_true)
+                ll, state_true = (car, nxt) if carried[j] else (free, self.spells.start((A,)))
                 true_ll[i] = np.where(far, np.where(n > 0, -np.inf, 0.0), ll).sum()
-            *both, prior_alt = self._ll(self.g_fwd[sub], self.g_ow[sub], n[None, :], mean[None, :], body[None, :],
-                                        prior_alt)
+            *both, state_alt = self._ll(self.g_fwd[sub], self.g_ow[sub], n[None, :], mean[None, :], body[None, :],
+                                        state_alt)
             for b, ll in enumerate(both):
                 alt[i, b] = np.where(self.g_far[sub], np.where(n[None, :] > 0, -np.inf, 0.0), ll).sum(axis=1)
         return true_ll, alt, xy_true
