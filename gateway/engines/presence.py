@@ -270,6 +270,8 @@ class PresenceModel:
         self.sigma = np.tile(np.sqrt(p.sigma_db**2 + base_spread**2), (reps, 1))  # (K, N)
         self.owner = np.tile(base_owner, reps)
         self.cell_in_store = np.tile(base_in, reps)
+        away = base_owner == len(self.zone_ids) - 1
+        self.standing_outside = np.tile(~base_in & ~away & (self.mode == 0), reps)  # `_at_the_glass`
         self.door_cells = np.tile(self.door_cells, reps)
         # a phone keeps its power: one block per offset; float32 halves the memory traffic of every step
         self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
@@ -1029,7 +1031,8 @@ class PresenceEngine:
                 )
             )
             self.inside[i], self.entered_at[i], self.zone[i], self.zone_since[i] = True, t, z, t
-        for i in map(int, np.flatnonzero(self.inside & (p_in <= p.exit_probability))):
+        leaving = self.inside & (p_in <= p.exit_probability)
+        for i in map(int, np.flatnonzero(leaving & ~self._at_the_glass(leaving))):
             z = int(np.argmax(np.where(m.zone_in_store, -1, zone_post[i])))
             events.append(
                 PresenceEvent(
@@ -1045,6 +1048,18 @@ class PresenceEngine:
             self.inside[i], self.zone[i], self.zone_since[i] = False, z, t
             self._learn(int(i))
         return events + self._moves(t, best, conf)
+
+    def _at_the_glass(self, leaving: np.ndarray) -> np.ndarray:
+        """Of those `leaving`, the ones heard this step whose belief outside mostly stands still: a phone standing
+        just inside the glass reads as one standing just outside it (the radio twin, docs/presence.md
+        "Standing inside the glass"), so standing out there is no evidence of having walked out."""
+        m = self.model
+        held = np.zeros(len(self.ids), dtype=bool)
+        for i in np.flatnonzero(leaving & self._last_used.any(axis=1)).tolist():
+            b = self.belief[i]
+            out = b[~m.cell_in_store].sum()
+            held[i] = b[m.standing_outside].sum() > out / 2
+        return held
 
     def _moves(self, t: float, best: np.ndarray, conf: np.ndarray) -> list[PresenceEvent]:
         """Zone changes of the customers inside. Into or out of a fitting room the new zone must hold
