@@ -11,7 +11,10 @@ fitting rooms. Both are scored by `sim.score`. docs/scenarios.md, "How well coul
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -281,27 +284,45 @@ def radio_tick(world: World) -> float:
     return min(wins + [MAX_TICK_S])
 
 
-def zone_oracle(world: World, truth: Truth, em: Emitter, rec: Recording) -> ZoneOracle:
-    """The oracle over every visit `sim.score.score_zones` scores."""
+def zone_oracle(world: World, truth: Truth, em: Emitter, rec: Recording,
+                progress: Callable[[int, int], None] | None = None) -> ZoneOracle:
+    """The oracle over every visit `sim.score.score_zones` scores; `progress(done, total)` after each."""
     places = build_places(world.store)
     radio = _Radio(em, places)
     out = ZoneOracle(confusion=Counter(), events=[])
     index = {ag.id: i for i, ag in enumerate(world.agents)}
-    for a in truth.agents:
-        if not (a.consent and a.customer_id and a.entered_at is not None):
-            continue
+    visits = [a for a in truth.agents if a.consent and a.customer_id and a.entered_at is not None]
+    for done, a in enumerate(visits, 1):
+        assert a.entered_at is not None  # as selected
         end = a.left_at if a.left_at is not None else truth.duration_s
         if end > a.entered_at + ZONE_SLICE_S / 2:
             place_visit(places, radio, rec, index[a.id], a, end, out)
+        if progress is not None:
+            progress(done, len(visits))
     return out
 
 
-def zone_bound(sc: Scenario, store: StoreFile) -> dict:
-    """The oracle's figures for one scenario (its seed) as a JSON-ready dict."""
+@contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """Visits smoothed so far, on stderr (gone when done)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(file=sys.stderr), transient=True) as prog:
+        task = prog.add_task(label, total=None)
+        yield lambda done, total: prog.update(task, completed=done, total=total)
+
+
+def zone_bound(sc: Scenario, store: StoreFile, progress: bool | None = None) -> dict:
+    """The oracle's figures for one scenario (its seed) as a JSON-ready dict; `progress`: a bar on
+    stderr (default: when stderr is a terminal)."""
     world = build_world(sc, store)
     truth = build_truth(world)
     em, rec = record_radio(world, sc.scenario.seed, radio_tick(world))
-    orc = zone_oracle(world, truth, em, rec)
+    with _progress_bar(f"{sc.scenario.name} seed {sc.scenario.seed}: visits") if (
+            sys.stderr.isatty() if progress is None else progress) else nullcontext() as bar:
+        orc = zone_oracle(world, truth, em, rec, bar)
     assert orc.events is not None and orc.confusion is not None
     wrong, visits = wrong_room_changes(truth, orc.events)
     return {
