@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -60,10 +60,11 @@ class Places:
     inside: np.ndarray  # (Z,) bool: a zone of the store (not the pavement)
     room: np.ndarray  # (Z,) bool: a fitting room
     move: sparse.csr_matrix  # (C, C) row-stochastic, one STEP_S
+    member: np.ndarray  # (C, Z) one-hot: each place's zone
 
 
 def _lattice(poly: list, step: float) -> np.ndarray:
-    """Points of a global `step` lattice inside the polygon (at least its first vertex's nearest)."""
+    """Points of a global `step` lattice inside the polygon (a zone smaller than a cell: its vertices' mean)."""
     a = np.asarray(poly, float)
     lo, hi = np.floor(a.min(axis=0) / step) * step + step / 2, a.max(axis=0)
     gx, gy = np.meshgrid(np.arange(lo[0], hi[0], step), np.arange(lo[1], hi[1], step), indexing="ij")
@@ -112,7 +113,7 @@ def build_places(store: StoreFile) -> Places:
     m = sparse.diags(1.0 / np.asarray(m.sum(axis=1)).reshape(-1)) @ m
     inside = np.asarray([z.kind != ZoneKind.OUTSIDE for z in store.zones])
     room = np.asarray([z.kind == ZoneKind.FITTING_ROOM for z in store.zones])
-    return Places(xy, zone, zones, inside, room, m.tocsr())
+    return Places(xy, zone, zones, inside, room, m.tocsr(), np.eye(len(zones))[zone])
 
 
 class _Radio:
@@ -244,8 +245,8 @@ class ZoneOracle:
     slices: int = 0
     right: int = 0
     rule_right: int = 0
-    confusion: Counter | None = None
-    events: list[ReportedEvent] | None = None
+    confusion: Counter = field(default_factory=Counter)
+    events: list[ReportedEvent] = field(default_factory=list)
 
 
 def place_visit(places: Places, radio: _Radio, rec: Recording, agent: int, a: AgentTruth, end: float,
@@ -257,14 +258,11 @@ def place_visit(places: Places, radio: _Radio, rec: Recording, agent: int, a: Ag
     steps = max(1, int(np.ceil((t1 - t0) / STEP_S)))
     sent, rssi = _readings(rec, agent, t0, t1, len(radio.em.nodes))
     ll = step_loglik(radio, agent, sent, rssi, t0, steps)
-    member = sparse.csr_matrix((np.ones(len(places.zone)), (np.arange(len(places.zone)), places.zone)),
-                               shape=(len(places.zone), len(places.zones)))
-    zone_p = np.asarray(member.T @ smooth(places.move, ll).T).T  # (steps, Z)
+    zone_p = smooth(places.move, ll) @ places.member  # (steps, Z)
     names: list[str | None] = [z if places.inside[k] else None for k, z in enumerate(places.zones)]
     best = [names[z] for z in np.argmax(zone_p, axis=1).tolist()]
     ruled = [names[z] for z in engine_rule_zones(zone_p, places.room, PresenceParams()).tolist()]
     times = t0 + (np.arange(steps) + 0.5) * STEP_S
-    assert out.confusion is not None and out.events is not None
     out.events += _path_events(a.customer_id, times, ruled)
     for t in np.arange(a.entered_at + ZONE_SLICE_S / 2, end, ZONE_SLICE_S).tolist():
         k = min(steps - 1, int((t - t0) / STEP_S))
@@ -289,7 +287,7 @@ def zone_oracle(world: World, truth: Truth, em: Emitter, rec: Recording,
     """The oracle over every visit `sim.score.score_zones` scores; `progress(done, total)` after each."""
     places = build_places(world.store)
     radio = _Radio(em, places)
-    out = ZoneOracle(confusion=Counter(), events=[])
+    out = ZoneOracle()
     index = {ag.id: i for i, ag in enumerate(world.agents)}
     visits = [a for a in truth.agents if a.consent and a.customer_id and a.entered_at is not None]
     for done, a in enumerate(visits, 1):
@@ -323,7 +321,6 @@ def zone_bound(sc: Scenario, store: StoreFile, progress: bool | None = None) -> 
     with _progress_bar(f"{sc.scenario.name} seed {sc.scenario.seed}: visits") if (
             sys.stderr.isatty() if progress is None else progress) else nullcontext() as bar:
         orc = zone_oracle(world, truth, em, rec, bar)
-    assert orc.events is not None and orc.confusion is not None
     wrong, visits = wrong_room_changes(truth, orc.events)
     return {
         "scenario": sc.scenario.name, "seed": sc.scenario.seed, "duration_s": sc.scenario.duration_s,
