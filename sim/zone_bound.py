@@ -28,7 +28,7 @@ from gateway.engines.presence import PresenceParams
 from sim.emitter import Emitter
 from sim.entry_bound import PROBIT_SCALE, ROUNDING_VAR_DB2, Recording, bound_cli, record_radio
 from sim.paths import find_gates
-from sim.radio import BODY_SHADOW_POWER, CARRY, CARRY_POSITIONS, mean_rssi
+from sim.radio import body_loss, mean_rssi
 from sim.run import MAX_TICK_S
 from sim.scenario import Scenario
 from sim.score import ZONE_SLICE_S, ReportedEvent, wrong_room_changes
@@ -126,12 +126,8 @@ class _Radio:
     def __init__(self, em: Emitter, places: Places):
         p = self.p = em.params
         self.em = em
-        xy, rx = places.xy, em.node_xy
-        self.base = mean_rssi(xy, rx, np.zeros(len(xy)), em.walls, em.wall_db, p, em.node_offset)  # (C, N)
-        dx, dy = rx[None, :, 0] - xy[:, None, 0], rx[None, :, 1] - xy[:, None, 1]
-        d = np.hypot(dx, dy)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.ux, self.uy = np.where(d > 0, dx / d, 1.0), np.where(d > 0, dy / d, 0.0)
+        self.xy = xy = places.xy
+        self.base = mean_rssi(xy, em.node_xy, np.zeros(len(xy)), em.walls, em.wall_db, p, em.node_offset)  # (C, N)
         # a heard advert's RSSI is its level plus shadowing, fading and rounding (the chance of
         # hearing it depends on that RSSI alone, not on the place); a miss is weighed with the
         # reception edge widened by the shadowing and fading it may have had (probit match)
@@ -150,12 +146,11 @@ class _Radio:
     def level(self, agent: int, t: np.ndarray) -> np.ndarray:
         """(A, C, N): the mean RSSI at every place and node of the agent's adverts sent at `t`,
         as the emitter computes it (`sim.radio.body_loss` with the agent's true heading and carry)."""
-        p, em = self.p, self.em
-        carry = CARRY[CARRY_POSITIONS[int(em.carry[agent])]]
-        side = np.radians(carry[0]) + em.headings(np.full(len(t), agent), t)  # (A,)
-        cos = self.ux[None] * np.cos(side)[:, None, None] + self.uy[None] * np.sin(side)[:, None, None]
-        body = p.body_loss_db * ((1 - cos) / 2) ** BODY_SHADOW_POWER
-        return self.base[None] + (em.tx_offset[agent] - carry[1]) - body
+        em, c, n = self.em, len(self.xy), len(self.em.node_xy)
+        heading = np.repeat(em.headings(np.full(len(t), agent), t), c)
+        body = body_loss(np.tile(self.xy, (len(t), 1)), heading, np.full(len(heading), em.carry[agent]), em.node_xy,
+                         self.p.body_loss_db)
+        return self.base[None] + em.tx_offset[agent] - body.reshape(len(t), c, n)
 
     def loglik(self, agent: int, t: np.ndarray, rssi: np.ndarray) -> np.ndarray:
         """(A, C): log-likelihood per advert sent at `t` (A,) of its readings `rssi` (A, N; nan: missed)."""
