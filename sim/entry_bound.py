@@ -768,10 +768,13 @@ def parse_seeds(text: str) -> list[int]:
     return out
 
 
-def bound_cli(doc: str, run, door: bool = False) -> None:  # noqa: ANN001
-    """The command line shared with `sim.room_bound`: one JSON line per seed; `door` offers --door."""
+def bound_cli(doc: str, run, door: bool = False, text=None) -> None:  # noqa: ANN001
+    """The command line shared with `sim.room_bound`: one JSON line per seed; `door` offers --door;
+    with `text` (result -> str), that line unless --json."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("scenario")
+    if text is not None:
+        ap.add_argument("--json", action="store_true", help="one JSON line per seed instead of text")
     if door:
         ap.add_argument("--door", action="store_true", help="also weigh the door sensor's reports (`door` in output)")
     ap.add_argument("--seeds", help="seeds to run, e.g. 1-3 or 1,4 (default: the scenario's)")
@@ -791,7 +794,7 @@ def bound_cli(doc: str, run, door: bool = False) -> None:  # noqa: ANN001
             out = run(sc.with_seed(seed), store, **({"door": args.door} if door else {}))
         except (ScenarioError, ValueError) as exc:  # a scenario the world builder or the oracle cannot use
             raise SystemExit(f"error: {args.scenario}: {exc}") from None
-        print(json.dumps(out), flush=True)
+        print(json.dumps(out) if text is None or args.json else text(out), flush=True)
 
 
 if __name__ == "__main__":
