@@ -32,10 +32,12 @@ def model() -> PresenceModel:
     return PresenceModel(_store(0.8))
 
 
-def _play(model: PresenceModel, where: Where, until: float, screens: Screens | None = None) -> list[PresenceEvent]:
+def _play(
+    model: PresenceModel, where: Where, until: float, screens: Screens | None = None, eng: PresenceEngine | None = None
+) -> list[PresenceEvent]:
     """One customer whose readings each second are those the model expects where `where` says; the
     rooms' screens (room -> when its newest garment was shown, None: empty) reported every second."""
-    eng = PresenceEngine(model)
+    eng = eng or PresenceEngine(model)
     events: list[PresenceEvent] = []
     t = 0.0
     while t < until:
@@ -88,6 +90,15 @@ def test_a_customer_without_tagged_garments_is_still_reported_later(model: Prese
     without = _rooms(_play(model, lambda t: _path(story, t), 160, _shown(None, 0.0)))
     assert [zone for zone, _ in with_garments] == ["fr2"] and [zone for zone, _ in without] == ["fr2"]
     assert with_garments[0][1] + 20.0 <= without[0][1]  # Bluetooth alone must hold the room far longer
+
+
+def test_forget_drops_what_the_rooms_weighed_on_too(model: PresenceModel) -> None:
+    story = [*IN[:-1], (26.0, (17.0, 8.0)), (28.0, (17.0, 10.5)), (60.0, (17.0, 10.5))]
+    eng = PresenceEngine(model)
+    _play(model, lambda t: _path(story, t), 60, _shown(None, 0.0), eng)
+    assert "c" in eng.alone_leads  # Bluetooth alone has put them in fr2, and the empty screen doubts it
+    eng.forget("c")
+    assert "c" not in eng.alone_leads and eng.zone_of("c") is None
 
 
 def test_without_room_rfid_the_events_are_those_of_bluetooth_alone(model: PresenceModel) -> None:

@@ -1232,6 +1232,7 @@ class PresenceEngine:
         self.shares.pop(identity, None)
         self.rates.pop(identity, None)
         self.phones.pop(identity, None)
+        self.alone_leads.pop(identity, None)
         i = self.index.get(identity)
         if i is not None:
             self._drop({i})
