@@ -92,6 +92,9 @@ class StoreInfo(_Strict):
     ] = ["f7826da6-4fa2-4e98-8024-bc5b71e0893e"]
     eid_rotation_exponent: Annotated[int, Field(ge=0, le=15)] = 10
     opening_hours: OpeningHours | None = None  # unset: every hour counts on the dashboard
+    # share of fitting-room visits whose room screen shows garments (tagged, read): the presence engine
+    # weighs a room's RFID as evidence of who is in it (docs/presence.md); 0 ignores it
+    room_garment_share: Annotated[float, Field(ge=0, le=0.95)] = 0.8
 
 
 class Zone(_Strict):

@@ -982,6 +982,12 @@ class FittingRoomEngine:
             e for e in (self.epcs[i] for i in np.nonzero(self.cur == p)[0].tolist()) if e is not None
         )
 
+    def newest_shown(self, place_id: str) -> float | None:
+        """When the garment shown most recently at a place was shown; None: nothing shown there."""
+        p = self.place_index.get(place_id)
+        shown = self.cur_since[self.cur == p] if p is not None else np.empty(0)
+        return float(shown.max()) if len(shown) else None
+
     def where(self, epc: str) -> str | None:
         i = self.index.get(epc)
         if i is None or self.cur[i] < 0:

@@ -137,6 +137,10 @@ class PresenceParams:
     door_release_below: float = 0.01  # below this the crossing was someone else's: Bluetooth decides alone again
     door_watch_s: float = 75.0  # a counter silent this long may be off (as /fleet judges it): its silence says nothing
     door_offered_s: float = 60.0  # a phone a crossing weighed on this recently may have made it: its entry is as before
+    # a fitting room's RFID (gateway/engines/fitting_rooms.py): garments on its screen weigh on who is in it
+    room_rfid_max_age_s: float = 5.0  # readers report every second: a room's state older than this says nothing
+    room_fill_s: float = 30.0  # a garment shown this recently came in with someone: shown 2-6 s after they step
+    # in, and Bluetooth puts them in the room within this (the 8-s hold included); older ones were there before
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +212,7 @@ class PresenceModel:
         self.z_index = {z: i for i, z in enumerate(self.zone_ids)}
         self.zone_in_store = np.asarray([k not in (ZoneKind.OUTSIDE, AWAY) for k in self.kinds])
         self.zone_is_room = np.asarray([k == ZoneKind.FITTING_ROOM for k in self.kinds])
+        self.room_garment_share = store.store.room_garment_share  # visits whose room shows garments
         nodes = [n for n in store.nodes if n.ble is not None]
         self.node_ids = [n.id for n in nodes]
         self.n_index = {n: i for i, n in enumerate(self.node_ids)}
@@ -763,6 +768,8 @@ class PresenceEngine:
         self.offered: dict[str, float] = {}  # when a crossing last weighed on each phone (`_unconfirmed`)
         self.shares: dict[str, Share] = {}  # what each phone got of the last crossing that moved it (`_unconfirmed`)
         self.room_leads: dict[str, tuple[int, float]] = {}  # a room change waiting out `room_hold_s`: zone, since
+        self.rooms_shown: dict[int, tuple[float | None, float]] = {}  # room zone -> newest garment shown at, heard at
+        self.alone_leads: dict[str, tuple[int, float, float | None]] = {}  # Bluetooth's likeliest room: since, at bar
         p = m.params
         self.doors = DoorFusion(
             m.door_states, p.door_detect_probability, p.door_match_s, p.turn_in_per_s * p.door_match_s,
@@ -902,6 +909,16 @@ class PresenceEngine:
         while nobody crosses (False: not a street door here)."""
         return self.doors.status(door, t, ok)
 
+    def add_room_screen(self, room: str, t: float, newest: float | None) -> bool:
+        """A fitting room's screen at `t` (its RFID reader's window): when the newest garment on it was
+        shown, None if it shows none; weighed at the next decisions (`_room_evidence`). False: not a
+        fitting room here."""
+        z = self.model.z_index.get(room)
+        if z is None or not self.model.zone_is_room[z]:
+            return False
+        self.rooms_shown[z] = (newest, t)
+        return True
+
     def _step_due(self) -> list[PresenceEvent]:
         self._expected = self._reported.copy()
         if self._due is None:  # nothing collected yet
@@ -1019,6 +1036,7 @@ class PresenceEngine:
         m, p = self.model, self.model.params
         zone_post = self.belief @ m.membership
         self.p_in = p_in = zone_post[:, m.zone_in_store].sum(axis=1)
+        zone_post = self._room_evidence(zone_post, t)
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         events = []
@@ -1060,6 +1078,50 @@ class PresenceEngine:
             out = b[~m.cell_in_store].sum()
             held[i] = b[m.standing_outside].sum() > out / 2
         return held
+
+    def _room_evidence(self, zone_post: np.ndarray, t: float) -> np.ndarray:
+        """The zone posteriors (I, Z) weighed by what the fitting rooms' screens show now, for the zone
+        decisions only: the belief is untouched (a screen's state lasts, it is not news every step).
+
+        A customer walks into a room with garments in a share q of visits (`room_garment_share`), and
+        they are on its screen seconds later. So a screen that showed no garment from `room_fill_s`
+        before Bluetooth alone made the room a customer's likeliest zone (or before now, if it has not)
+        makes "in this room" 1 - q as likely for them: it is empty, or shows what someone left behind.
+        Not for a customer reported in the room, unless the screen is empty (their garments were shown
+        long ago), nor for one Bluetooth alone has kept at the room bar for `room_hold_s` / (1 - q)
+        (untagged garments). A garment just shown weighs for nobody: whoever brought it in is as often
+        an anonymous shopper or a companion as the likeliest tracked customer (docs/presence.md)."""
+        m, p = self.model, self.model.params
+        q = m.room_garment_share
+        live = [(z, newest) for z, (newest, at) in self.rooms_shown.items() if t - at <= p.room_rfid_max_age_s]
+        if not live or q <= 0 or not len(zone_post):
+            return zone_post
+        lead, came, sure = self._alone_leads(zone_post, t, p.room_hold_s / (1 - q))
+        ratio = np.ones_like(zone_post)
+        for z, newest in live:
+            here = lead == z
+            doubted = ~(here & sure)
+            if newest is not None:
+                doubted &= (newest < np.where(here, came, t) - p.room_fill_s) & ~(self.inside & (self.zone == z))
+            ratio[doubted, z] = 1 - q
+        weighed = zone_post * ratio
+        return weighed * (zone_post.sum(axis=1, keepdims=True) / weighed.sum(axis=1, keepdims=True))
+
+    def _alone_leads(self, zone_post: np.ndarray, t: float, sure_s: float) -> tuple[np.ndarray, ...]:
+        """Per identity, the room (zone index, else -1) that Bluetooth alone makes its likeliest zone,
+        since when it has (consecutive steps), and whether it has also held the room bar for `sure_s`."""
+        p = self.model.params
+        best = zone_post.argmax(axis=1)
+        conf = zone_post[np.arange(len(best)), best]
+        leads, self.alone_leads = self.alone_leads, {}
+        lead, came, sure = np.full(len(best), -1), np.full(len(best), t), np.zeros(len(best), dtype=bool)
+        for i in map(int, np.flatnonzero(self.model.zone_is_room[best])):
+            zone, start, held = leads.get(self.ids[i], (int(best[i]), t, None))
+            start, held = (start, held) if zone == best[i] else (t, None)
+            held = (t if held is None else held) if conf[i] >= p.room_switch_probability else None
+            lead[i], came[i], sure[i] = best[i], start, held is not None and t - held >= sure_s
+            self.alone_leads[self.ids[i]] = (int(best[i]), start, held)
+        return lead, came, sure
 
     def _moves(self, t: float, best: np.ndarray, conf: np.ndarray) -> list[PresenceEvent]:
         """Zone changes of the customers inside. Into or out of a fitting room the new zone must hold
@@ -1185,6 +1247,7 @@ class PresenceEngine:
         self.shares.pop(identity, None)
         self.rates.pop(identity, None)
         self.phones.pop(identity, None)
+        self.alone_leads.pop(identity, None)
         i = self.index.get(identity)
         if i is not None:
             self._drop({i})

@@ -172,8 +172,14 @@ class GatewayCore:
             self.presence._due = due + math.floor((t - due - MAX_CATCHUP_S) / step) * step
 
     def on_rfid(self, w: protocol.RfidWindow) -> list[StaffEvent]:
-        """One RFID reader window: garments in fitting rooms and on shelves (gateway.ingest.rfid_service)."""
-        return self.rfid.on_window(w)
+        """One RFID reader window: garments in fitting rooms and on shelves (gateway.ingest.rfid_service);
+        the rooms' screens then weigh on who the presence engine puts in them."""
+        events = self.rfid.on_window(w)
+        if not w.late:
+            with self.lock:
+                for room, newest in self.rfid.room_screens(w.node):
+                    self.presence.add_room_screen(room, w.window[1], newest)
+        return events
 
     def on_door(self, m: protocol.DoorCrossings) -> None:
         """A door sensor's crossings (edge/door): counted by direction, and weighed by the presence

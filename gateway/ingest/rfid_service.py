@@ -60,6 +60,13 @@ class RfidService:
             self.windows += 1
             return self._apply(self.engine.add_window(w.node, w.window[1], obs))
 
+    def room_screens(self, node: str) -> list[tuple[str, float | None]]:
+        """The fitting rooms a reader's antennas watch, each with when the newest garment on its screen
+        was shown (None: the screen is empty)."""
+        e = self.engine
+        rooms = {e.places[i].id for i in e.node_ants.get(node, {}).values()} & set(e.rooms)
+        return [(rid, e.newest_shown(rid)) for rid in sorted(rooms)]
+
     def on_staff_event(self, ev: StaffEvent) -> None:
         """Bus subscriber: presence events drive fitting-room sessions."""
         if ev.kind in PRESENCE_KINDS:
