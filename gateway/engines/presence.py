@@ -121,6 +121,7 @@ class PresenceParams:
     switch_probability: float = 0.6  # zone posterior needed to report a zone change
     room_switch_probability: float = 0.95  # into/out of a fitting room: a wrong room is worse than a late one
     room_hold_s: float = 8.0  # ... and held this long: a passing belief in the next room is no move (docs/presence.md)
+    room_leave_probability: float = 0.05  # out of a room once its own posterior stays below this for `room_hold_s`
     forget_after_s: float = 120.0  # stop tracking an identity not heard for this long
     learned_offset_min_sd_db: float = 3.0  # a learned phone's prior is never narrower: pocket or hand, 5 dB grid
     restore_doubt: float = 0.05  # belief a customer restored after a restart left while the gateway was down
@@ -768,6 +769,7 @@ class PresenceEngine:
         self.offered: dict[str, float] = {}  # when a crossing last weighed on each phone (`_unconfirmed`)
         self.shares: dict[str, Share] = {}  # what each phone got of the last crossing that moved it (`_unconfirmed`)
         self.room_leads: dict[str, tuple[int, float]] = {}  # a room change waiting out `room_hold_s`: zone, since
+        self.room_falls: dict[str, float] = {}  # since when the reported room's own posterior is below its leave bar
         self.rooms_shown: dict[int, tuple[float | None, float]] = {}  # room zone -> newest garment shown at, heard at
         self.alone_leads: dict[str, tuple[int, float, float | None]] = {}  # Bluetooth's likeliest room: since, at bar
         p = m.params
@@ -1037,8 +1039,6 @@ class PresenceEngine:
         zone_post = self.belief @ m.membership
         self.p_in = p_in = zone_post[:, m.zone_in_store].sum(axis=1)
         zone_post = self._room_evidence(zone_post, t)
-        best = zone_post.argmax(axis=1)
-        conf = zone_post[np.arange(len(best)), best]
         events = []
         unconfirmed = self._unconfirmed(t)
         for i in map(int, np.flatnonzero(~self.inside & (p_in >= p.enter_probability) & ~unconfirmed)):
@@ -1065,7 +1065,7 @@ class PresenceEngine:
             )
             self.inside[i], self.zone[i], self.zone_since[i] = False, z, t
             self._learn(int(i))
-        return events + self._moves(t, best, conf)
+        return events + self._moves(t, zone_post)
 
     def _at_the_glass(self, leaving: np.ndarray) -> np.ndarray:
         """Of those `leaving`, the ones heard this step whose belief outside mostly stands still: a phone standing
@@ -1123,24 +1123,26 @@ class PresenceEngine:
             self.alone_leads[self.ids[i]] = (int(best[i]), start, held)
         return lead, came, sure
 
-    def _moves(self, t: float, best: np.ndarray, conf: np.ndarray) -> list[PresenceEvent]:
+    def _moves(self, t: float, zone_post: np.ndarray) -> list[PresenceEvent]:
         """Zone changes of the customers inside. Into or out of a fitting room the new zone must hold
         the bar for `room_hold_s` of consecutive steps: rooms are small and side by side, and a
-        moment's belief in the next room sends staff to the wrong curtain (docs/presence.md)."""
+        moment's belief in the next room sends staff to the wrong curtain (docs/presence.md). Out of
+        a room also once the room's own posterior has stayed below its leave bar as long (`_out_of_rooms`)."""
         m, p = self.model, self.model.params
+        best = zone_post.argmax(axis=1)
+        conf = zone_post[np.arange(len(best)), best]
         into_or_out_of_room = m.zone_is_room[best] | m.zone_is_room[self.zone]
         bar = np.where(into_or_out_of_room, p.room_switch_probability, p.switch_probability)
         moved = self.inside & m.zone_in_store[best] & (best != self.zone) & (conf >= bar)
+        out = self._out_of_rooms(t, zone_post)
         leads, self.room_leads = self.room_leads, {}
         events = []
-        for i in map(int, np.flatnonzero(moved)):
+        for i in map(int, np.flatnonzero(moved | (out >= 0))):
             old, new = int(self.zone[i]), int(best[i])
-            if into_or_out_of_room[i]:
-                zone, since = leads.get(self.ids[i], (new, t))
-                since = since if zone == new else t
-                if t - since < p.room_hold_s:
-                    self.room_leads[self.ids[i]] = (new, since)
+            if not moved[i] or (into_or_out_of_room[i] and not self._held(i, new, t, leads)):
+                if out[i] < 0:
                     continue
+                new = int(out[i])
             events.append(
                 PresenceEvent(
                     "zone_changed",
@@ -1148,12 +1150,40 @@ class PresenceEngine:
                     t,
                     m.zone_ids[new],
                     m.zone_ids[old],
-                    round(float(conf[i]), 3),
+                    round(float(zone_post[i, new]), 3),
                     round(t - float(self.zone_since[i]), 1),
                 )
             )
             self.zone[i], self.zone_since[i] = new, t
         return events
+
+    def _held(self, i: int, new: int, t: float, leads: dict[str, tuple[int, float]]) -> bool:
+        """Whether identity `i`'s room change to `new` has held the room bar for `room_hold_s`; if not, it waits."""
+        zone, since = leads.get(self.ids[i], (new, t))
+        since = since if zone == new else t
+        if t - since < self.model.params.room_hold_s:
+            self.room_leads[self.ids[i]] = (new, since)
+            return False
+        return True
+
+    def _out_of_rooms(self, t: float, zone_post: np.ndarray) -> np.ndarray:
+        """Per identity, the likeliest zone outside every room for a customer reported in a room whose
+        own posterior has stayed below `room_leave_probability` for `room_hold_s` of consecutive steps,
+        else -1. No other zone need reach the room bar: near the rooms the floor's belief is shared
+        with the entrance, the till and the other rooms. Not into another room: that keeps the entry
+        rule (docs/presence.md "Out of a room when the room itself falls")."""
+        m, p = self.model, self.model.params
+        out = np.full(len(self.ids), -1)
+        falls, self.room_falls = self.room_falls, {}
+        own = zone_post[np.arange(len(self.ids)), self.zone]
+        elsewhere = m.zone_in_store & ~m.zone_is_room
+        for i in map(int, np.flatnonzero(self.inside & m.zone_is_room[self.zone] & (own < p.room_leave_probability))):
+            since = falls.get(self.ids[i], t)
+            if t - since < p.room_hold_s:
+                self.room_falls[self.ids[i]] = since
+            else:
+                out[i] = int(np.argmax(np.where(elsewhere, zone_post[i], -1)))
+        return out
 
     def _unconfirmed(self, t: float) -> np.ndarray:
         """Who a crossing moved in but is not announced yet: a phone is announced once its own readings
@@ -1248,6 +1278,7 @@ class PresenceEngine:
         self.rates.pop(identity, None)
         self.phones.pop(identity, None)
         self.alone_leads.pop(identity, None)
+        self.room_falls.pop(identity, None)
         i = self.index.get(identity)
         if i is not None:
             self._drop({i})
