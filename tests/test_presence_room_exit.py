@@ -60,7 +60,7 @@ def test_a_customer_who_walks_out_of_a_room_and_browses_nearby_is_reported_out(
     assert [zone for zone, _ in _changes(_play(never, {"c": story}, 160))] == ["fr1"]
     changes = _changes(_play(model, {"c": story}, 160))
     assert [zone for zone, _ in changes] == ["fr1", "floor"]
-    assert 84.0 < changes[1][1] <= 84.0 + 18.0
+    assert 84.0 < changes[1][1] <= 84.0 + 12.0
 
 
 def test_customers_standing_in_adjacent_rooms_with_noisy_readings_stay_in_them(model: PresenceModel) -> None:

@@ -121,7 +121,8 @@ class PresenceParams:
     switch_probability: float = 0.6  # zone posterior needed to report a zone change
     room_switch_probability: float = 0.95  # into/out of a fitting room: a wrong room is worse than a late one
     room_hold_s: float = 8.0  # ... and held this long: a passing belief in the next room is no move (docs/presence.md)
-    room_leave_probability: float = 0.05  # out of a room once its own posterior stays below this for `room_hold_s`
+    room_leave_probability: float = 0.05  # out of a room once its own posterior stays below this ...
+    room_leave_hold_s: float = 3.0  # ... this long: a belief falling from 0.95 that low is no passing dip
     forget_after_s: float = 120.0  # stop tracking an identity not heard for this long
     learned_offset_min_sd_db: float = 3.0  # a learned phone's prior is never narrower: pocket or hand, 5 dB grid
     restore_doubt: float = 0.05  # belief a customer restored after a restart left while the gateway was down
@@ -1168,7 +1169,7 @@ class PresenceEngine:
 
     def _out_of_rooms(self, t: float, zone_post: np.ndarray) -> np.ndarray:
         """Per identity, the likeliest zone outside every room for a customer reported in a room whose
-        own posterior has stayed below `room_leave_probability` for `room_hold_s` of consecutive steps,
+        own posterior has stayed below `room_leave_probability` for `room_leave_hold_s` of consecutive steps,
         else -1. No other zone need reach the room bar: near the rooms the floor's belief is shared
         with the entrance, the till and the other rooms. Not into another room: that keeps the entry
         rule (docs/presence.md "Out of a room when the room itself falls")."""
@@ -1179,7 +1180,7 @@ class PresenceEngine:
         elsewhere = m.zone_in_store & ~m.zone_is_room
         for i in map(int, np.flatnonzero(self.inside & m.zone_is_room[self.zone] & (own < p.room_leave_probability))):
             since = falls.get(self.ids[i], t)
-            if t - since < p.room_hold_s:
+            if t - since < p.room_leave_hold_s:
                 self.room_falls[self.ids[i]] = since
             else:
                 out[i] = int(np.argmax(np.where(elsewhere, zone_post[i], -1)))
