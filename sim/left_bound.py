@@ -155,20 +155,28 @@ class _Agents:
         self.sent = np.argsort(rec.sent_agent, kind="stable")
         self.sent_bounds = np.searchsorted(rec.sent_agent[self.sent], np.arange(len(world.agents) + 1))
 
-    def readings(self, i: int, start: float, until: float) -> _Readings:
+    def readings(self, i: int, start: float, until: float, beyond: bool = False) -> _Readings:
+        """Agent i's readings and misses from start to until; with `beyond`, also the adverts a
+        phone still there would have sent after the agent left the world (nobody heard them)."""
         rec = self.rec
         sel = self.by_agent[self.bounds[i] : self.bounds[i + 1]]
         sel = sel[(rec.t[sel] >= start) & (rec.t[sel] <= until)]
         tx = rec.sent_t[self.sent[self.sent_bounds[i] : self.sent_bounds[i + 1]]]
+        if beyond and len(tx):
+            every = self.em.interval[i]
+            tx = np.concatenate([tx, tx.max() + every * np.arange(1, (until - tx.max()) // every + 1)])
         tx = tx[(tx >= start) & (tx <= until)]
         return _Readings(rec.t[sel], rec.node[sel], rec.rssi[sel], self.p, self.limit, tx, len(self.em.nodes))
 
     def truth(self, r: _Readings, i: int) -> tuple[np.ndarray, _Branching]:
-        """The true path's log-likelihood at every prefix of r, and an oracle branching off it."""
+        """The true path's log-likelihood at every prefix of r (silent once the agent left the
+        world: what a hypothesis still there would have sent costs it nothing), and an oracle
+        branching off it."""
         idx = np.full(len(r.t), i)
         xy, angle = self.em.traj.positions(idx, r.t), self.em.headings(idx, r.t)
         mean = self.orc.exact(r, xy, angle, int(self.em.carry[i]))  # as `sim.entry_bound._true_ll`
-        return r.prefix_ll(mean[:, None])[:, 0], _Branching(self.orc, mean)
+        gone = np.asarray([self.em.traj.t_end[i]])
+        return r.prefix_ll(mean[:, None], gone)[:, 0], _Branching(self.orc, mean)
 
     def branches(self, i: int, times: np.ndarray) -> list[tuple[float, np.ndarray]]:
         xy = self.em.traj.positions(np.full(len(times), i), times)
@@ -178,7 +186,7 @@ class _Agents:
 def _leaver_margins(ag: _Agents, spots: np.ndarray, i: int, tx: float, lat: np.ndarray) -> np.ndarray:
     """True path minus the best "still inside" explanation, for the events up to tx + each latency."""
     first = tx - BRANCH_BEFORE_S
-    r = ag.readings(i, first - READ_BEFORE_S, tx + lat[-1])
+    r = ag.readings(i, first - READ_BEFORE_S, tx + lat[-1], beyond=True)  # staying, they would still be heard
     if not len(r.t):
         return np.zeros(len(lat))
     k = r.count(tx + lat)
