@@ -289,7 +289,7 @@ def summary(out: dict) -> str:
         return f"  {name}: p50 / p95 " + ", ".join(cells)
 
     lines = [f"{out['scenario']} seed {out['seed']}: {out['leavers']} leavers, {out['stayers']} stayers "
-             f"(null: more than the share left later than {LATENCY_MAX_S} s)", row("radio", out)]
+             f"(None: too many not separated within {LATENCY_MAX_S} s)", row("radio", out)]
     if "door" in out:
         lines.append(row(f"radio + door ({out['door']['reports']} reports)", out["door"]))
     return "\n".join(lines)
