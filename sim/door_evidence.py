@@ -11,6 +11,7 @@ one before, the sensor online). So by a horizon H the likelihood ratio is
 
 F the share of reports that arrived within H - tc of their crossing, p_dir p for an inward
 report and p x the direction error for an outward one. The derivation is in docs/scenarios.md.
+The leave oracle (`sim.left_bound`) asks the same of an outward crossing (`inward=False`).
 """
 
 from __future__ import annotations
