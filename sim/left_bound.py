@@ -155,12 +155,14 @@ class _Agents:
         self.sent = np.argsort(rec.sent_agent, kind="stable")
         self.sent_bounds = np.searchsorted(rec.sent_agent[self.sent], np.arange(len(world.agents) + 1))
 
-    def readings(self, i: int, start: float, until: float, beyond: bool = False) -> _Readings:
+    def readings(self, i: int, start: float, until: float, beyond: bool = False, misses: bool = True) -> _Readings:
         """Agent i's readings and misses from start to until; with `beyond`, also the adverts a
         phone still there would have sent after the agent left the world (nobody heard them)."""
         rec = self.rec
         sel = self.by_agent[self.bounds[i] : self.bounds[i + 1]]
         sel = sel[(rec.t[sel] >= start) & (rec.t[sel] <= until)]
+        if not misses:
+            return _Readings(rec.t[sel], rec.node[sel], rec.rssi[sel], self.p, self.limit)
         tx = rec.sent_t[self.sent[self.sent_bounds[i] : self.sent_bounds[i + 1]]]
         if beyond and len(tx):
             every = self.em.interval[i]
@@ -211,7 +213,10 @@ def _stayer_scores(ag: _Agents, i: int, span: tuple[float, float], lat: np.ndarr
                     if np.hypot(*(doors - p).T).min() <= NEAR_DOOR_M]
         if not branches:
             continue
-        r = ag.readings(i, branches[0][0] - READ_BEFORE_S, min(span[1], branches[-1][0] + walk + lat[-1]))
+        # the readings alone: with the misses (each independent given the link's readings) a quiet
+        # phone's true path is over-charged for runs of misses (docs/scenarios.md)
+        r = ag.readings(i, branches[0][0] - READ_BEFORE_S, min(span[1], branches[-1][0] + walk + lat[-1]),
+                        misses=False)
         if not len(r.t):
             continue
         true, orc = ag.truth(r, i)
