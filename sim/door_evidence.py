@@ -11,6 +11,7 @@ one before, the sensor online). So by a horizon H the likelihood ratio is
 
 F the share of reports that arrived within H - tc of their crossing, p_dir p for an inward
 report and p x the direction error for an outward one. The derivation is in docs/scenarios.md.
+The leave oracle (`sim.left_bound`) asks the same of an outward crossing (`inward=False`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class DoorEvidence:
         passes, self.reports, offline = simulate(true_crossings(world, doors), doors, cfg, duration, rng)
         # the true path's door: the oracle knows each entrant's path, so the door they went through
         self.entered_by = {(p.agent, p.t): p.door for p in passes if p.direction == "in"}
+        self.left_by = {(p.agent, p.t): p.door for p in passes if p.direction == "out"}  # `sim.left_bound`
         self.detect, self.direction_error, self.pair_gap = cfg.detect_probability, cfg.direction_error, cfg.pair_gap_s
         self.delays = np.sort([r.arrival - r.t for r in self.reports])
         self.doors = {d.id: self._door(d.id, getattr(cfg.pair_miss_probability, d.kind), duration,
@@ -68,27 +70,27 @@ class DoorEvidence:
             return (dt >= 0).astype(float)
         return np.searchsorted(self.delays, dt, side="right") / len(self.delays)
 
-    def _report_probability(self, d: _Door, tc: np.ndarray) -> np.ndarray:
+    def _report_probability(self, d: _Door, tc: np.ndarray, inward: bool = True) -> np.ndarray:
         """p per hypothesised crossing time: counted, unless beside a crossing just reported or offline."""
-        inward = d.t[True]
-        before = np.searchsorted(inward, tc - MATCH_S / 2) - np.searchsorted(inward, tc - self.pair_gap)
+        same = d.t[inward]
+        before = np.searchsorted(same, tc - MATCH_S / 2) - np.searchsorted(same, tc - self.pair_gap)
         online = ~np.any([(a <= tc) & (tc < b) for a, b in d.offline], axis=0) if d.offline else True
         return self.detect * np.where(before > 0, 1.0 - d.pair_miss, 1.0) * online
 
-    def log_ratio(self, door: str | None, tc: np.ndarray, horizon: np.ndarray) -> np.ndarray:
-        """(H, L): log P(reports arrived by horizon[h, l] | crossed `door` inward at tc[h]) / P(... | not).
+    def log_ratio(self, door: str | None, tc: np.ndarray, horizon: np.ndarray, inward: bool = True) -> np.ndarray:
+        """(H, L): log P(reports arrived by horizon[h, l] | crossed `door` at tc[h], inward or out) / P(... | not).
 
         A door without a sensor (or None) says nothing: 0."""
         d = self.doors.get(door or "")
         if d is None:
             return np.zeros(horizon.shape)
-        p = self._report_probability(d, tc)
+        p = self._report_probability(d, tc, inward)
         ratio = 1.0 - p[:, None] * self._arrived_share(horizon - tc[:, None])
-        for inward, share in ((True, 1.0 - self.direction_error), (False, self.direction_error)):
-            t, arrival = d.t[inward], d.arrival[inward]
+        for way, share in ((inward, 1.0 - self.direction_error), (not inward, self.direction_error)):
+            t, arrival = d.t[way], d.arrival[way]
             lo = np.searchsorted(t, tc - MATCH_S / 2)
             hi = np.searchsorted(t, tc + MATCH_S / 2, side="right")
-            weight = p * share / (MATCH_S * d.rate[inward])
+            weight = p * share / (MATCH_S * d.rate[way])
             for k in range(int((hi - lo).max(initial=0))):  # the reports in each window, one at a time
                 i = np.minimum(lo + k, len(t) - 1)
                 mine = (lo + k < hi)[:, None] & (arrival[i][:, None] <= horizon)

@@ -391,6 +391,7 @@ class _Oracle:
         self.grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
         self.flat = np.zeros(0)  # every mean table built so far, flattened one after the other
         self.base: dict[tuple[float, float, int], int] = {}  # (heading, carry) -> its table's start in `flat`
+        self.plain: np.ndarray | None = None  # `mean_rssi` on the grid, before the body's terms
 
     def _table(self, heading: tuple[float, float], carry: int) -> int:
         """Where the mean table for this walking direction and carry position starts in `flat`."""
@@ -399,8 +400,10 @@ class _Oracle:
         if base is None:
             em, g = self.em, self.grid
             head = np.broadcast_to(np.asarray(heading), g.shape)
-            tab = (mean_rssi(g, em.node_xy, np.zeros(len(g)), em.walls, em.wall_db, self.params, em.node_offset)
-                   + extra_terms_db(g, head, em.node_xy, carry, self.params.body_loss_db))
+            if self.plain is None:  # the same for every heading and carry: walls are slow to trace
+                self.plain = mean_rssi(g, em.node_xy, np.zeros(len(g)), em.walls, em.wall_db, self.params,
+                                       em.node_offset)
+            tab = self.plain + extra_terms_db(g, head, em.node_xy, carry, self.params.body_loss_db)
             base = self.base[key] = len(self.flat)
             self.flat = np.concatenate([self.flat, tab.reshape(-1)])
         return base
@@ -770,13 +773,13 @@ def parse_seeds(text: str) -> list[int]:
 
 def bound_cli(doc: str, run, door: bool = False, text=None) -> None:  # noqa: ANN001
     """The command line shared with `sim.room_bound`: one JSON line per seed; `door` offers --door;
-    with `text` (result -> str), that line unless --json."""
+    with `text` (a seed's output -> str), that text unless --json."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("scenario")
-    if text is not None:
-        ap.add_argument("--json", action="store_true", help="one JSON line per seed instead of text")
     if door:
         ap.add_argument("--door", action="store_true", help="also weigh the door sensor's reports (`door` in output)")
+    if text is not None:
+        ap.add_argument("--json", action="store_true", help="one JSON line per seed instead of a summary")
     ap.add_argument("--seeds", help="seeds to run, e.g. 1-3 or 1,4 (default: the scenario's)")
     ap.add_argument("--duration", type=float, help="simulated seconds (default: the scenario's)")
     args = ap.parse_args()
