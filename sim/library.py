@@ -27,6 +27,7 @@ METRICS: tuple[str, ...] = (
     "entry.latency_p95_s",
     "entry.window_shoppers_announced_per_h",
     "left.latency_p95_s",
+    "left.while_inside",
     "zone.accuracy",
     "zone.wrong_room_changes_per_100_visits",
     "fitting_room.item_precision",

@@ -23,6 +23,7 @@ ROWS: list[tuple[str, str]] = [
     ("entry.party.recall", "the same, for members of parties of 2 or more"),
     ("entry.party.latency_p95_s", "door crossing -> entered event, party members, p95 (s)"),
     ("left.latency_p95_s", "door crossing out -> left event, 95th percentile (s)"),
+    ("left.while_inside", "registered visitors told `left` while still inside (false lefts)"),
     ("zone.accuracy", "1-s slices of tracked visits with the right zone"),
     ("zone.presence_accuracy", "1-s slices of tracked visits shown as in the store"),
     ("zone.wrong_room_changes_per_100_visits", "changes into a fitting room the customer was not in"),

@@ -107,6 +107,20 @@ def score_window_shoppers(truth: Truth, events: list[ReportedEvent]) -> dict:
     }
 
 
+def lefts_while_inside(truth: Truth, events: list[ReportedEvent]) -> int:
+    """Registered visitors told `left` while they were still inside: the engine's false `left`s
+    (the false-alarm budget of `sim.left_bound`)."""
+    inside: dict[str, list[tuple[float, float]]] = {}
+    for a in truth.agents:
+        if a.consent and a.customer_id and a.entered_at is not None:
+            end = a.left_at if a.left_at is not None else truth.duration_s
+            inside.setdefault(a.customer_id, []).append((a.entered_at, end))
+    return len({
+        e.customer_id for e in events
+        if e.kind == "left" and e.customer_id and any(lo <= e.t_obs < hi for lo, hi in inside.get(e.customer_id, []))
+    })
+
+
 def score_entries(truth: Truth, events: list[ReportedEvent]) -> dict:
     matches, n_events, n_true = match_entries(truth, events)
     lat = [m.emitted_at - m.entered_at for m in matches]
@@ -116,11 +130,13 @@ def score_entries(truth: Truth, events: list[ReportedEvent]) -> dict:
         if e.kind == "left" and e.customer_id:
             lefts.setdefault(e.customer_id, []).append(e)
     for m in matches:
-        after = sorted(
-            (e for e in lefts.get(m.customer_id, []) if e.emitted_at >= m.emitted_at),
+        if m.left_at is None:
+            continue
+        after = sorted(  # a `left` seen before the crossing out is a false one (`lefts_while_inside`), not a latency
+            (e for e in lefts.get(m.customer_id, []) if e.emitted_at >= m.emitted_at and e.t_obs >= m.left_at),
             key=lambda e: e.emitted_at,
         )
-        if after and m.left_at is not None:
+        if after:
             left_lat.append(after[0].emitted_at - m.left_at)
     return {
         "entry.true_visits": n_true,
@@ -134,6 +150,7 @@ def score_entries(truth: Truth, events: list[ReportedEvent]) -> dict:
         "left.detected": len(left_lat),
         "left.latency_p50_s": percentile(left_lat, 50),
         "left.latency_p95_s": percentile(left_lat, 95),
+        "left.while_inside": lefts_while_inside(truth, events),
     } | score_party_entries(truth, matches) | score_window_shoppers(truth, events)
 
 

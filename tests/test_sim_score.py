@@ -69,6 +69,21 @@ def test_entry_precision_recall_and_latency_are_exact() -> None:
     assert m["sim.speedup"] == pytest.approx(100.0)
 
 
+def test_a_left_while_still_inside_is_a_false_left_not_a_latency() -> None:
+    events = [
+        ev("entered", "c1", 101.0, "entrance"),
+        ev("left", "c1", 150.0),  # c1 is inside until 200
+        ev("entered", "c1", 160.0, "entrance"),
+        ev("left", "c1", 207.0),  # the true `left`: 7 s after the crossing out
+        ev("entered", "c2", 303.0, "entrance"),
+        ev("left", "c2", 420.0),
+    ]
+    m = score(_truth(), events, wall_s=10.0)
+    assert m["left.while_inside"] == 1
+    assert m["left.detected"] == 2
+    assert m["left.latency_p50_s"] == pytest.approx(13.5)  # 7 and 20, not -50 and 20
+
+
 def test_percentile_is_linear_interpolation() -> None:
     assert percentile([1, 3, 5], 95) == pytest.approx(4.8)
     assert percentile([], 50) is None
