@@ -735,9 +735,9 @@ def share_at(margins: np.ndarray, scores: np.ndarray, lat: np.ndarray, latency: 
     return float((m > _threshold(s, fa)[k]).mean()) if len(m) else 0.0
 
 
-def entry_bound(sc: Scenario, store: StoreFile, tick_s: float = 1.0, door: bool = False) -> dict:
-    """The oracle's figures for one scenario (its seed) as a JSON-ready dict; with `door`, also
-    those of the oracle that weighs the door sensor's reports too (`door`)."""
+def door_oracle_run(sc: Scenario, store: StoreFile, tick_s: float, door: bool, margins_of) -> tuple:  # noqa: ANN001
+    """What the entry and the leave oracle (`sim.left_bound`) start from: the scenario checked, its
+    world and radio recorded, the door's evidence if asked; (world, evidence, `margins_of`'s result)."""
     if not lanes(store):
         raise ScenarioError(f"{sc.scenario.store}: no street door between an outside zone and the store: "
                             "the oracle needs a declared [[doors]] entry with kind = \"street\"")
@@ -746,7 +746,13 @@ def entry_bound(sc: Scenario, store: StoreFile, tick_s: float = 1.0, door: bool 
     world = build_world(sc, store)
     em, rec = record_radio(world, sc.scenario.seed, tick_s)
     evidence = DoorEvidence(world, store) if door else None
-    entrants, margins, scores, lat = all_margins(world, em, rec, (None, evidence) if evidence else (None,))
+    return world, evidence, margins_of(world, em, rec, (None, evidence) if evidence else (None,))
+
+
+def entry_bound(sc: Scenario, store: StoreFile, tick_s: float = 1.0, door: bool = False) -> dict:
+    """The oracle's figures for one scenario (its seed) as a JSON-ready dict; with `door`, also
+    those of the oracle that weighs the door sensor's reports too (`door`)."""
+    world, evidence, (entrants, margins, scores, lat) = door_oracle_run(sc, store, tick_s, door, all_margins)
     stopped = np.asarray([a.window_s is not None for a in world.agents if a.kind == AgentKind.PASSER_BY
                           and a.customer is not None and a.customer.recognition_consent], bool)
     out = {"scenario": sc.scenario.name, "seed": sc.scenario.seed, "duration_s": sc.scenario.duration_s,

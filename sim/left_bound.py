@@ -26,13 +26,13 @@ from sim.entry_bound import (
     _Oracle,
     _Readings,
     bound_cli,
+    door_oracle_run,
     lanes,
-    record_radio,
     summarise,
 )
 from sim.paths import FloorPlan
-from sim.scenario import Scenario, ScenarioError
-from sim.world import AgentKind, World, build_world
+from sim.scenario import Scenario
+from sim.world import AgentKind, World
 
 LATENCIES_S = (2.5, 5.0, 10.0, 20.0)  # the issue's `left` target is a p95 of 10 s
 LATENCY_STEP_S = 0.25  # resolution of the oracle's own latency percentiles (as the entry oracle's)
@@ -268,15 +268,7 @@ def all_margins(world: World, em: Emitter, rec: Recording, evidence: tuple[DoorE
 def left_bound(sc: Scenario, store: StoreFile, tick_s: float = 1.0, door: bool = False) -> dict:
     """The oracle's figures for one scenario (its seed) as a JSON-ready dict; with `door`, also
     those of the oracle that weighs the door sensor's reports too (`door`)."""
-    if not lanes(store):
-        raise ScenarioError(f"{sc.scenario.store}: no street door between an outside zone and the store: "
-                            "the oracle needs a declared [[doors]] entry with kind = \"street\"")
-    if door and not sc.door_sensor.doors:
-        raise ScenarioError(f"{sc.scenario.name}: --door: the scenario has no door sensor ([door_sensor] doors)")
-    world = build_world(sc, store)
-    em, rec = record_radio(world, sc.scenario.seed, tick_s)
-    evidence = DoorEvidence(world, store) if door else None
-    leavers, margins, scores, lat = all_margins(world, em, rec, (None, evidence) if evidence else (None,))
+    _, evidence, (leavers, margins, scores, lat) = door_oracle_run(sc, store, tick_s, door, all_margins)
     out = {"scenario": sc.scenario.name, "seed": sc.scenario.seed, "duration_s": sc.scenario.duration_s,
            "leavers": len(leavers), "stayers": len(scores[0]),
            **summarise(margins[0], scores[0], lat, LATENCIES_S, FALSE_ALARMS)}
