@@ -277,6 +277,15 @@ def test_store_language():
     ]
 
 
+def test_room_garment_share_is_a_share_below_one():
+    text = edit(('timezone = "Europe/Berlin"', 'timezone = "Europe/Berlin"\nroom_garment_share = 1.0'))
+    assert problems(text) == [
+        "mini.toml:4: store.room_garment_share: Input should be less than or equal to 0.95 (got 1.0)",
+    ]
+    text = edit(('timezone = "Europe/Berlin"', 'timezone = "Europe/Berlin"\nroom_garment_share = 0'))
+    assert validate_text(text, "mini.toml").store.room_garment_share == 0
+
+
 def test_every_problem_reported_at_once_in_line_order():
     text = edit(
         ('connects = ["door"]', 'connects = ["dor"]'),
