@@ -49,6 +49,7 @@ from firmware_config.geometry import (
     door_opening,
     passage_points,
     point_in_polygon,
+    polygon_area,
     polygon_centroid,
     segment_distance,
     segments_cross,
@@ -118,11 +119,14 @@ class PresenceParams:
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
     enter_probability: float = 0.9  # P(in store) to report an entry: only a door lets belief in, so it says "crossed"
     exit_probability: float = 0.15  # P(in store) below which the customer has left
-    switch_probability: float = 0.6  # zone posterior needed to report a zone change
+    switch_probability: float = 0.5  # zone posterior needed to report a zone change into a zone no smaller
     room_switch_probability: float = 0.95  # into/out of a fitting room: a wrong room is worse than a late one
     room_hold_s: float = 8.0  # ... and held this long: a passing belief in the next room is no move (docs/presence.md)
     room_leave_probability: float = 0.05  # out of a room once its own posterior stays below this ...
     room_leave_hold_s: float = 3.0  # ... this long: a belief falling from 0.95 that low is no passing dip
+    # into a smaller zone that is no room: the till or the strip beside the floor, whose belief flickers over
+    # the plain bar while the customer browses next to it (docs/presence.md "Holding the floor")
+    small_zone_probability: float = 0.75
     forget_after_s: float = 120.0  # stop tracking an identity not heard for this long
     learned_offset_min_sd_db: float = 3.0  # a learned phone's prior is never narrower: pocket or hand, 5 dB grid
     restore_doubt: float = 0.05  # belief a customer restored after a restart left while the gateway was down
@@ -214,6 +218,7 @@ class PresenceModel:
         self.z_index = {z: i for i, z in enumerate(self.zone_ids)}
         self.zone_in_store = np.asarray([k not in (ZoneKind.OUTSIDE, AWAY) for k in self.kinds])
         self.zone_is_room = np.asarray([k == ZoneKind.FITTING_ROOM for k in self.kinds])
+        self.zone_area = np.asarray([polygon_area(list(z.polygon)) for z in zones] + [0.0])  # `away`: none
         self.room_garment_share = store.store.room_garment_share  # visits whose room shows garments
         nodes = [n for n in store.nodes if n.ble is not None]
         self.node_ids = [n.id for n in nodes]
@@ -1133,7 +1138,11 @@ class PresenceEngine:
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         into_or_out_of_room = m.zone_is_room[best] | m.zone_is_room[self.zone]
-        bar = np.where(into_or_out_of_room, p.room_switch_probability, p.switch_probability)
+        smaller = m.zone_area[best] < m.zone_area[self.zone]
+        bar = np.where(
+            into_or_out_of_room, p.room_switch_probability,
+            np.where(smaller, p.small_zone_probability, p.switch_probability),
+        )
         moved = self.inside & m.zone_in_store[best] & (best != self.zone) & (conf >= bar)
         out = self._out_of_rooms(t, zone_post)
         leads, self.room_leads = self.room_leads, {}
