@@ -119,14 +119,15 @@ class PresenceParams:
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
     enter_probability: float = 0.9  # P(in store) to report an entry: only a door lets belief in, so it says "crossed"
     exit_probability: float = 0.15  # P(in store) below which the customer has left
-    switch_probability: float = 0.5  # zone posterior needed to report a zone change into a zone no smaller
+    switch_probability: float = 0.5  # zone posterior needed to report a zone change (into a small zone: below)
     room_switch_probability: float = 0.95  # into/out of a fitting room: a wrong room is worse than a late one
     room_hold_s: float = 8.0  # ... and held this long: a passing belief in the next room is no move (docs/presence.md)
     room_leave_probability: float = 0.05  # out of a room once its own posterior stays below this ...
     room_leave_hold_s: float = 3.0  # ... this long: a belief falling from 0.95 that low is no passing dip
-    # into a smaller zone that is no room: the till or the strip beside the floor, whose belief flickers over
+    # into a small zone that is no room: the till or the strip beside the floor, whose belief flickers over
     # the plain bar while the customer browses next to it (docs/presence.md "Holding the floor")
     small_zone_probability: float = 0.75
+    small_zone_share: float = 0.5  # "small": at most this share of the reported zone's area (two floors of a size: not)
     forget_after_s: float = 120.0  # stop tracking an identity not heard for this long
     learned_offset_min_sd_db: float = 3.0  # a learned phone's prior is never narrower: pocket or hand, 5 dB grid
     restore_doubt: float = 0.05  # belief a customer restored after a restart left while the gateway was down
@@ -1130,19 +1131,19 @@ class PresenceEngine:
         return lead, came, sure
 
     def _moves(self, t: float, zone_post: np.ndarray) -> list[PresenceEvent]:
-        """Zone changes of the customers inside. Into or out of a fitting room the new zone must hold
-        the bar for `room_hold_s` of consecutive steps: rooms are small and side by side, and a
+        """Zone changes of the customers inside. Into a small zone that is no room the new zone needs
+        `small_zone_probability`: the floor held against the till and the strip (docs/presence.md). Into
+        or out of a fitting room the new zone must hold the bar for `room_hold_s` of consecutive steps:
+        rooms are small and side by side, and a
         moment's belief in the next room sends staff to the wrong curtain (docs/presence.md). Out of
         a room also once the room's own posterior has stayed below its leave bar as long (`_out_of_rooms`)."""
         m, p = self.model, self.model.params
         best = zone_post.argmax(axis=1)
         conf = zone_post[np.arange(len(best)), best]
         into_or_out_of_room = m.zone_is_room[best] | m.zone_is_room[self.zone]
-        smaller = m.zone_area[best] < m.zone_area[self.zone]
-        bar = np.where(
-            into_or_out_of_room, p.room_switch_probability,
-            np.where(smaller, p.small_zone_probability, p.switch_probability),
-        )
+        small = m.zone_area[best] <= p.small_zone_share * m.zone_area[self.zone]
+        bar = np.where(small, p.small_zone_probability, p.switch_probability)
+        bar = np.where(into_or_out_of_room, p.room_switch_probability, bar)
         moved = self.inside & m.zone_in_store[best] & (best != self.zone) & (conf >= bar)
         out = self._out_of_rooms(t, zone_post)
         leads, self.room_leads = self.room_leads, {}
