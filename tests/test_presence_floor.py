@@ -1,5 +1,6 @@
 """The floor held against its small neighbours (docs/presence.md, "Holding the floor"): hand-built stories
-in the mall unit, whose till has a node of its own, with 4 dB of noise and a fifth of the adverts lost."""
+in the mall unit, whose till has a node of its own, with 4 dB of noise and a fifth of the adverts lost;
+which zones are small, in the corner shop."""
 
 from __future__ import annotations
 
