@@ -25,11 +25,6 @@ def test_predict_drifts_the_population_and_learned_phones_as_drift_does(model: P
         expected = belief[rows] @ model.transition
         model.drift(expected, weights[rows])
         np.testing.assert_allclose(model.predict(belief[rows], weights[rows]), expected, rtol=1e-5, atol=1e-9)
-    settled = np.asarray([False, True, False, True, True, False])  # long inside: the slower drift
-    expected = belief @ model.transition
-    model.drift(expected, weights, settled)
-    np.testing.assert_allclose(model.predict(belief, weights, settled), expected, rtol=1e-5, atol=1e-9)
-    assert not np.allclose(model.predict(belief, weights), expected, rtol=1e-5, atol=1e-9)
 
 
 def test_level_ll_is_the_sum_of_each_readings_student_t(model: PresenceModel) -> None:

@@ -79,10 +79,6 @@ class PresenceParams:
     # the wearer turns: the torso then shades every link at once (up to 12 dB), which looks like a
     # change of transmit power, not a move; per second, the chance the effective offset steps up or down
     offset_step_per_s: float = 0.02
-    # heard inside this long, the phone's offset is known from the visit: its drift slows to the settled
-    # chance, so a leaver's fading must be explained by where they are, not by a weaker phone (docs/presence.md)
-    offset_settle_s: float = 30.0
-    settled_offset_step_per_s: float = 0.002
     evidence_weight: float = 0.5  # shadowing lasts seconds: consecutive windows count as half each
     shadow_tau_s: float = 4.0  # how long a link's slow shadowing lasts (body, pocket, orientation)
     change_sigma_db: float = 4.5  # a link's reading from one window to the next, beyond what the move explains
@@ -272,8 +268,10 @@ class PresenceModel:
         self.offset_prior /= self.offset_prior.sum()
         self._population_w = self.offset_prior.astype(np.float32)
         # `drift` with the population's prior as a matrix: each offset block mixed with its neighbours
-        self._population_drift = self._drift_matrix(p.offset_step_per_s)
-        self._settled_drift = self._drift_matrix(p.settled_offset_step_per_s)
+        up, down = (x[0] for x in self._offset_steps(self._population_w[None, :]))
+        mix = np.diag(up, 1) + np.diag(down, -1)
+        mix += np.diag(1 - mix.sum(axis=1))
+        self._population_drift = sparse.kron(mix, sparse.identity(n_base), format="csr").astype(np.float32)
         self.mu = (offsets[:, None, None] + base_mu[None]).reshape(reps * n_base, -1)  # (K states, N nodes)
         # a cell is an area, not a point: next to a node the RSSI varies by many dB within it
         self.sigma = np.tile(np.sqrt(p.sigma_db**2 + base_spread**2), (reps, 1))  # (K, N)
@@ -294,14 +292,6 @@ class PresenceModel:
         # lucky (strong) packets get through, so expect the truncated mean, not the path-loss mean
         alpha = (p.sensitivity_dbm - self.mu) / self.sigma
         self.mu_heard = self.mu + self.sigma * _mills(alpha)
-
-    def _drift_matrix(self, step_per_s: float) -> sparse.csr_matrix:
-        """`drift` at this chance per second with the population's prior, as a (K, K) matrix."""
-        chance = np.full((1, 1), step_per_s, dtype=np.float32)
-        up, down = (x[0] for x in self._offset_steps(self._population_w[None, :], chance))
-        mix = np.diag(up, 1) + np.diag(down, -1)
-        mix += np.diag(1 - mix.sum(axis=1))
-        return sparse.kron(mix, sparse.identity(self.n_cells), format="csr").astype(np.float32)
 
     def _place_tables(self) -> None:
         """Per place (a cell's standing copy, per offset): what the likelihood needs, node-major."""
@@ -360,49 +350,41 @@ class PresenceModel:
         for s0, s1, u0 in self._emit_runs:
             post[:, s0:s1] *= lik[:, u0 : u0 + s1 - s0]
 
-    def drift(self, post: np.ndarray, weights: np.ndarray, settled: np.ndarray | None = None) -> None:
+    def drift(self, post: np.ndarray, weights: np.ndarray) -> None:
         """In place: each phone's effective offset (power plus the wearer's body) steps to a
-        neighbouring offset, at most `offset_step_per_s` per step (`settled_offset_step_per_s` for
-        the rows `settled`), as a Metropolis walk whose stationary distribution is the row's offset
-        prior `weights` (n, offsets): the drift lets a turn shade every link, and never by itself
-        pulls a phone away from its prior (the population's, or its own learned one)."""
+        neighbouring offset, at most `offset_step_per_s` per step, as a Metropolis walk whose
+        stationary distribution is the row's offset prior `weights` (n, offsets): the drift
+        lets a turn shade every link, and never by itself pulls a phone away from its prior
+        (the population's, or its own learned one)."""
         if self.params.offset_step_per_s <= 0 or len(post) == 0:
             return
-        p = self.params
-        chance = np.full((len(post), 1), p.offset_step_per_s, dtype=np.float32)
-        if settled is not None:
-            chance[settled] = p.settled_offset_step_per_s
-        up, down = (x[:, :, None] for x in self._offset_steps(weights, chance))
+        up, down = (x[:, :, None] for x in self._offset_steps(weights))
         b = post.reshape(len(post), -1, self.n_cells)
         rise, fall = up * b[:, :-1], down * b[:, 1:]
         b[:, :-1] += fall - rise
         b[:, 1:] += rise - fall
 
-    def _offset_steps(self, weights: np.ndarray, step_per_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`drift`'s chances (n, offsets - 1) of stepping o -> o+1 and o+1 -> o, for offset priors `weights`
-        and chances per second `step_per_s` (a scalar or (n, 1))."""
-        q = step_per_s * np.float32(self.params.step_s)
+    def _offset_steps(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`drift`'s chances (n, offsets - 1) of stepping o -> o+1 and o+1 -> o, for offset priors `weights`."""
+        q = np.float32(self.params.offset_step_per_s * self.params.step_s)
         w = np.maximum(weights, np.float32(1e-30))
         ratio = w[:, 1:] / w[:, :-1]
         return q * np.minimum(1, ratio), q * np.minimum(1, 1 / ratio)
 
-    def predict(self, belief: np.ndarray, weights: np.ndarray, settled: np.ndarray | None = None) -> np.ndarray:
-        """One step's prediction: `belief @ transition`, then the offset `drift` (slower for the rows
-        `settled`). The rows with the population's offset prior (all but learned phones) drift in a sparse
-        product, several times cheaper than `drift`'s strided updates of the whole belief (docs/presence.md, Cost)."""
+    def predict(self, belief: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """One step's prediction: `belief @ transition`, then the offset `drift`. The rows with the
+        population's offset prior (all but learned phones) drift in one sparse product, several times
+        cheaper than `drift`'s strided updates of the whole belief (docs/presence.md, Cost)."""
         post = belief @ self.transition
         if self.params.offset_step_per_s <= 0 or len(post) == 0:
             return post
-        settled = np.zeros(len(post), dtype=bool) if settled is None else settled
         population = (weights == self._population_w).all(axis=1)
-        if population.all() and not settled.any():
+        if population.all():
             return post @ self._population_drift
-        for rows, matrix in ((~settled, self._population_drift), (settled, self._settled_drift)):
-            rows = rows & population
-            if rows.any():
-                post[rows] = post[rows] @ matrix
+        if population.any():
+            post[population] = post[population] @ self._population_drift
         own = post[~population]
-        self.drift(own, weights[~population], settled[~population])
+        self.drift(own, weights[~population])
         post[~population] = own
         return post
 
@@ -953,8 +935,7 @@ class PresenceEngine:
             self._reported[:] = False
             return []
         m = self.model
-        settled = self.inside & (t - self.entered_at >= m.params.offset_settle_s)
-        post = m.predict(self.belief, self.offset_w, settled)  # the prediction, then the posterior in place
+        post = m.predict(self.belief, self.offset_w)  # the prediction, then the posterior in place
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
         stay = np.zeros((0, post.shape[1]))
         if len(held):
