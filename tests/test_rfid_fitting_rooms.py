@@ -364,14 +364,14 @@ class Reference:
             st_["omax"] = max(st_["omax"], x)
             at = c is not None and c[0] == p
             solid = n >= max(fr.SOLID_READ_SHARE * self.max_n[p], fr.SOLID_MIN_READS)
-            body = at and self.room[p] and solid  # its own room reads it in most rounds: a keep read
-            if body or at and self.room[p] and x >= min(prm.keep_dbm, tg["lvl"] - fr.SILENT_BELOW_DB):
+            # its own room still reads it in most rounds, however weakly: not silent
+            if at and self.room[p] and (solid or x >= min(prm.keep_dbm, tg["lvl"] - fr.SILENT_BELOW_DB)):
                 self._hit(tg, p, "hw", "nw", "last_w")
             if x >= prm.keep_dbm:
                 st_["k"] = t
-            if body or at and x >= prm.keep_dbm:
-                self._hit(tg, p, "hs", "ns", "last_hit")
-                tg["lvl"] += fr.LEVEL_WEIGHT * (x - tg["lvl"])
+                if at:
+                    self._hit(tg, p, "hs", "ns", "last_hit")
+                    tg["lvl"] += fr.LEVEL_WEIGHT * (x - tg["lvl"])
             if x >= prm.enter_dbm and solid:
                 broken = t - st_["q"] > fr.RUN_GAP_S
                 st_["n"] = 1 if broken else st_["n"] + 1
