@@ -1,10 +1,11 @@
 """Where the fitting-room engine's false reports and missed stays come from, and what the rooms read.
 
 Runs a scenario as `sim.run.run_fast` does and sorts every report the scorer does not match and
-every true stay it misses by cause (a garment shown while its customer waits in front of the room,
-in another room, or otherwise), and gives, per room, the level its own antenna reads the garments
-of true stays at beside the level of garments read outside every room at its enter level (the
-queue). docs/fitting-rooms.md, "Why recall is low, and why a level does not tell the queue".
+every true stay it misses by cause (a second report of a stay split by a false "gone", a garment
+shown while its customer waits in front of the room, in another room, just after it left the room,
+in a room it never entered, or otherwise), and gives, per room, the level its own antenna reads
+the garments of true stays at beside the level of garments read outside every room at its enter
+level (the queue). docs/fitting-rooms.md, "Why recall is low, and why a level does not tell the queue".
     python -m sim.room_queue sim/scenarios/mall_unit.toml [--seeds 1-3] [--duration S]
 """
 
@@ -41,17 +42,26 @@ def _open_at(rep: FittingReport, t: float) -> bool:
 
 
 def _false_cause(rep: FittingReport, stays: list[RoomItem]) -> str:
-    """Why an unmatched report is false: its garment was waiting in front of a room (a stay of its own
-    starts later, within ROOM_MAX_WAIT_S: in the room it is shown in, or another), it was in another
-    room meanwhile, or something else."""
+    """Why an unmatched report is false: a second report of a stay in that room whose first report took
+    the match (the stay was split: shown, gone, shown again), its garment was waiting in front of a room
+    (a stay of its own starts later, within ROOM_MAX_WAIT_S: in the room it is shown in, or another), it
+    was in another room meanwhile, it had just left that room (within GONE_MAX_S: carried out past its
+    curtain), it had no stay there then (carried past, read from a shelf), or something else."""
+    gone = rep.gone_at if rep.gone_at is not None else np.inf
+    own = [s for s in stays if s.room == rep.room]
+    if any(s.start - ROOM_EARLY_S <= rep.shown_at < s.end and gone > s.start for s in own):
+        return "split"
     later = [s for s in stays if rep.shown_at + ROOM_EARLY_S < s.start <= rep.shown_at + ROOM_MAX_WAIT_S]
     if any(s.room == rep.room for s in later):
         return "queued"
     if later:
         return "queued_for_other_room"
-    gone = rep.gone_at if rep.gone_at is not None else np.inf
     if any(s.room != rep.room and s.start < gone and s.end > rep.shown_at for s in stays):
         return "other_room"
+    if any(s.end <= rep.shown_at < s.end + GONE_MAX_S for s in own):
+        return "after_stay"
+    if not any(s.start < gone and s.end > rep.shown_at for s in own):
+        return "never_entered"
     return "other"
 
 

@@ -49,3 +49,19 @@ def test_levels_of_stays_beside_the_garments_read_outside_at_the_enter_level() -
             "stays_at_or_below_outside": 1,
         }
     }
+
+
+def test_a_split_stay_a_garment_carried_out_and_one_never_in_the_room_are_told_apart() -> None:
+    truth = Truth(3600.0, room_items=[RoomItem("fr1", A, 100.0, 400.0), RoomItem("fr2", B, 100.0, 200.0)])
+    reports = [
+        FittingReport("fr1", A, 101.0, 250.0),  # gone while still in the room (a long body spell)...
+        FittingReport("fr1", A, 258.0, 402.0),  # ...and shown again: the second report of one stay
+        FittingReport("fr1", A, 409.0, 413.0),  # carried back past its curtain on the way out
+        FittingReport("fr2", B, 102.0, 206.0),
+        FittingReport("fr1", B, 210.0, 214.0),  # carried past fr1's curtain after leaving fr2
+        FittingReport("fr2", C, 900.0, 904.0),  # C never had a stay: read from a shelf
+    ]
+    assert causes(truth, reports) == {
+        "false_reports": {"after_stay": 1, "never_entered": 2, "split": 1},
+        "missed_stays": {},
+    }
