@@ -4,7 +4,9 @@ Two questions `sim.room_bound` leaves open, answered with its likelihood of ever
 - gone: after a garment leaves its room, when do the reads favour its true path over the best
   place in the room by more than any stretch of the same length inside a stay favours the best
   place just outside over the best place in the room (no false alarm)? Both sides are taken the
-  way that helps the oracle, so no engine says "gone" sooner with as few false alarms. A body
+  way that helps the oracle; its test shows the engine never beats it on busy minutes of
+  `mall_unit`, but on `corner` the engine does (docs/fitting-rooms.md, "The honest gone oracle"),
+  so it is not yet a bound everywhere. A body
   hides a bundle for spells, so the body state is hidden and each hypothesis is weighed with the
   reads marginalised over it (a forward filter per antenna over the scenario's spell process, one
   pass from inside the stay to after it); ``--body-known`` instead tells it the simulator's ground
