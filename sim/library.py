@@ -34,6 +34,7 @@ METRICS: tuple[str, ...] = (
     "fitting_room.item_recall",
     "fitting_room.latency_p95_s",
     "fitting_room.gone_latency_p95_s",
+    "fitting_room.split_stays_per_100",
     "privacy.unconsented_identifications",
     "sim.speedup",
 )

@@ -234,6 +234,35 @@ def match_fitting_reports(truth: Truth, reports: list[FittingReport]) -> list[tu
     return out
 
 
+def reports_per_stay(truth: Truth, reports: list[FittingReport]) -> list[list[FittingReport]]:
+    """For each true stay, in order of showing, every report of its garment in its room that could
+    be about it (shown from ``ROOM_EARLY_S`` before the stay until its end, and not gone before it
+    started). Two or more is a split stay: the garment left the screen while still in the room."""
+    by_key: dict[tuple[str, str], list[FittingReport]] = {}
+    for rep in sorted(reports, key=lambda r: r.shown_at):
+        by_key.setdefault((rep.room, rep.epc), []).append(rep)
+    return [
+        [
+            rep
+            for rep in by_key.get((s.room, s.epc), [])
+            if s.start - ROOM_EARLY_S <= rep.shown_at < s.end
+            and (rep.gone_at if rep.gone_at is not None else np.inf) > s.start
+        ]
+        for s in truth.room_items
+    ]
+
+
+def _gone_latencies(truth: Truth, per_stay: list[list[FittingReport]]) -> list[float]:
+    """Last report's ``gone_at`` minus the stay's end, for stays that ended before the run: a split
+    stay's early "gone" is not its gone (the garment came back on the screen)."""
+    out = []
+    for s, reps in zip(truth.room_items, per_stay, strict=True):
+        if reps and s.end < truth.duration_s:
+            last = reps[-1].gone_at
+            out.append(min(last if last is not None else np.inf, truth.duration_s) - s.end)
+    return out
+
+
 def score_fitting_rooms(truth: Truth, reports: list[FittingReport] | None) -> dict:
     if reports is None:
         return {
@@ -245,14 +274,13 @@ def score_fitting_rooms(truth: Truth, reports: list[FittingReport] | None) -> di
             "fitting_room.latency_p95_s": None,
             "fitting_room.gone_latency_p50_s": None,
             "fitting_room.gone_latency_p95_s": None,
+            "fitting_room.split_stays_per_100": None,
         }
     pairs = match_fitting_reports(truth, reports)
     lat = [rep.shown_at - s.start for rep, s in pairs]
-    gone_lat = [
-        min(rep.gone_at if rep.gone_at is not None else np.inf, truth.duration_s) - s.end
-        for rep, s in pairs
-        if s.end < truth.duration_s
-    ]
+    per_stay = reports_per_stay(truth, reports)
+    gone_lat = _gone_latencies(truth, per_stay)
+    split = sum(1 for reps in per_stay if len(reps) > 1)
     matched = len(pairs)
     return {
         "fitting_room.true_stays": len(truth.room_items),
@@ -263,6 +291,7 @@ def score_fitting_rooms(truth: Truth, reports: list[FittingReport] | None) -> di
         "fitting_room.latency_p95_s": percentile(lat, 95),
         "fitting_room.gone_latency_p50_s": percentile(gone_lat, 50),
         "fitting_room.gone_latency_p95_s": percentile(gone_lat, 95),
+        "fitting_room.split_stays_per_100": _ratio(100 * split, len(truth.room_items)),
     }
 
 

@@ -222,3 +222,17 @@ def test_fitting_room_report_long_before_a_stay_is_a_false_positive_not_that_sta
     # shown a few seconds early (carried through the curtain) still counts, as an early show
     m = score_fitting_rooms(truth, [FittingReport("fr1", "aa", 295.0, 405.0)])
     assert m["fitting_room.item_precision"] == 1.0 and m["fitting_room.latency_p50_s"] == pytest.approx(-5.0)
+
+
+def test_a_split_stay_is_gone_when_its_last_report_is_and_counts_as_split() -> None:
+    reports = [
+        FittingReport("fr1", "aa", 12.0, 15.0),  # gone while still in the room (stay 10-20)...
+        FittingReport("fr1", "aa", 16.0, 23.0),  # ...shown again: the stay's gone is 23, 3 s late
+        FittingReport("fr1", "bb", 11.0, 22.0),  # one report: 2 s late
+    ]
+    m = score_fitting_rooms(_truth(), reports)
+    assert m["fitting_room.gone_latency_p50_s"] == pytest.approx(2.5)
+    assert m["fitting_room.split_stays_per_100"] == pytest.approx(100 / 4)
+    assert m["fitting_room.item_precision"] == pytest.approx(2 / 3)  # the second report is still a false one
+    m = score_fitting_rooms(_truth(), reports[1:])
+    assert m["fitting_room.split_stays_per_100"] == 0
