@@ -22,7 +22,7 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 from scipy.special import expit
 
-from firmware_config.geometry import point_in_polygon, segments_cross
+from firmware_config.geometry import point_in_polygon, polygon_area, segments_cross
 from firmware_config.store import StoreFile, ZoneKind
 from gateway.engines.presence import PresenceParams
 from sim.emitter import Emitter
@@ -62,6 +62,7 @@ class Places:
     zones: list[str]
     inside: np.ndarray  # (Z,) bool: a zone of the store (not the pavement)
     room: np.ndarray  # (Z,) bool: a fitting room
+    area: np.ndarray  # (Z,) m², from the store file: the engine's small-zone bar reads it
     move: sparse.csr_matrix  # (C, C) row-stochastic, one STEP_S
     member: np.ndarray  # (C, Z) one-hot: each place's zone
 
@@ -116,7 +117,8 @@ def build_places(store: StoreFile) -> Places:
     m = sparse.diags((1 - stay) / np.where(out > 0, out, 1.0)) @ m.tocsr() + sparse.diags(stay)
     inside = np.asarray([z.kind != ZoneKind.OUTSIDE for z in store.zones])
     room = np.asarray([z.kind == ZoneKind.FITTING_ROOM for z in store.zones])
-    return Places(xy, zone, zones, inside, room, m.tocsr(), np.eye(len(zones))[zone])
+    area = np.asarray([polygon_area(list(z.polygon)) for z in store.zones])
+    return Places(xy, zone, zones, inside, room, area, m.tocsr(), np.eye(len(zones))[zone])
 
 
 class _Radio:
@@ -203,11 +205,12 @@ def smooth(move: sparse.csr_matrix, ll: np.ndarray) -> np.ndarray:
     return alpha
 
 
-def engine_rule_zones(zone_p: np.ndarray, room: np.ndarray, params: PresenceParams) -> np.ndarray:
+def engine_rule_zones(zone_p: np.ndarray, room: np.ndarray, area: np.ndarray, params: PresenceParams) -> np.ndarray:
     """(steps,) zone indexes: the smoothed zone probabilities (steps, Z) read with the engine's rule
-    for zone changes (`PresenceParams`): the new zone needs `switch_probability`, or into or out of
-    a fitting room `room_switch_probability` held `room_hold_s`. Offline the hold looks ahead, so a
-    move is dated from when its belief began, not `room_hold_s` later."""
+    for zone changes (`PresenceParams`): the new zone needs `switch_probability` (`small_zone_probability`
+    into a zone at most `small_zone_share` of the current one's area), or into or out of a fitting
+    room `room_switch_probability` held `room_hold_s`. Offline the hold looks ahead, so a move is
+    dated from when its belief began, not `room_hold_s` later."""
     best, conf = np.argmax(zone_p, axis=1), zone_p.max(axis=1)
     hold = int(np.ceil(params.room_hold_s / STEP_S))
     out = np.empty(len(best), np.int64)
@@ -215,7 +218,9 @@ def engine_rule_zones(zone_p: np.ndarray, room: np.ndarray, params: PresencePara
     for k, b in enumerate(best.tolist()):
         if b != cur:
             roomy = bool(room[b] or room[cur])
-            bar = params.room_switch_probability if roomy else params.switch_probability
+            small = area[b] <= params.small_zone_share * area[cur]
+            bar = params.small_zone_probability if small else params.switch_probability
+            bar = params.room_switch_probability if roomy else bar
             ahead = slice(k, k + hold if roomy else k + 1)
             if bool(np.all(best[ahead] == b) and np.all(conf[ahead] >= bar)):
                 cur = b
@@ -259,7 +264,7 @@ def place_visit(places: Places, radio: _Radio, rec: Recording, agent: int, a: Ag
     zone_p = smooth(places.move, ll) @ places.member  # (steps, Z)
     names: list[str | None] = [z if places.inside[k] else None for k, z in enumerate(places.zones)]
     best = [names[z] for z in np.argmax(zone_p, axis=1).tolist()]
-    ruled = [names[z] for z in engine_rule_zones(zone_p, places.room, PresenceParams()).tolist()]
+    ruled = [names[z] for z in engine_rule_zones(zone_p, places.room, places.area, PresenceParams()).tolist()]
     times = t0 + (np.arange(steps) + 0.5) * STEP_S
     out.events += _path_events(a.customer_id, times, ruled)
     for t in np.arange(a.entered_at + ZONE_SLICE_S / 2, end, ZONE_SLICE_S).tolist():

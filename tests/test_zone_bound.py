@@ -70,10 +70,21 @@ def test_a_passing_belief_in_a_room_is_no_room_change_and_a_held_one_is_dated_fr
     p = np.tile([0.99, 0.01], (6 * hold, 1))
     p[hold : hold + hold // 2] = [0.01, 0.99]  # too short a spell in the room
     p[3 * hold :] = [0.01, 0.99]  # into the room for good
-    zones = engine_rule_zones(p, room, params)
+    area = np.asarray([40.0, 4.0])
+    zones = engine_rule_zones(p, room, area, params)
     assert not zones[: 3 * hold].any() and zones[3 * hold :].all()
     p[3 * hold :] = [0.2, 0.8]  # in the lead, but under the bar: no move
-    assert not engine_rule_zones(p, room, params).any()
+    assert not engine_rule_zones(p, room, area, params).any()
+
+
+def test_the_floor_is_held_against_a_small_neighbour_as_the_engine_holds_it() -> None:
+    """Into a zone at most `small_zone_share` of the current one's area takes `small_zone_probability`."""
+    params = PresenceParams()
+    room = np.asarray([False, False])  # zone 0 the floor, zone 1 the till
+    p = np.tile([0.3, 0.7], (5, 1))  # the till leads, between the plain bar and the small-zone bar...
+    p[0] = [0.9, 0.1]  # ...after a start on the floor
+    assert not engine_rule_zones(p, room, np.asarray([40.0, 4.0]), params).any()
+    assert engine_rule_zones(p, room, np.asarray([40.0, 30.0]), params)[1:].all()  # two floors: the plain bar
 
 
 def test_wrong_room_changes_are_scored_by_the_scorer_on_the_oracle_s_events() -> None:
