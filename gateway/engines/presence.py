@@ -55,7 +55,7 @@ from firmware_config.geometry import (
     shared_boundary,
 )
 from firmware_config.store import StoreFile, ZoneKind
-from gateway.engines.door_fusion import DoorFusion, Share, door_states, explained_away, made_crossing
+from gateway.engines.door_fusion import DoorFusion, Share, door_states, explained_away, made_crossing, rows_of
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
@@ -1198,10 +1198,10 @@ class PresenceEngine:
             return unconfirmed
         # the sums for all held phones at once: a row of the (Fortran-order) belief is slow to sum alone
         rows = np.asarray([self.index[identity] for identity in self.held])
-        parts = np.stack(list(self.held.values()))
-        totals, stayed_all = self.belief[rows].sum(axis=1).tolist(), parts.sum(axis=1).tolist()
+        parts, beliefs = np.stack(list(self.held.values())), rows_of(self.belief, rows)
+        totals, stayed_all = beliefs.sum(axis=1).tolist(), parts.sum(axis=1).tolist()
         stayed_in = (parts @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
-        totals_in = (self.belief[rows] @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
+        totals_in = (beliefs @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
         made: dict[str, float] = {}
         alone: dict[str, float] = {}
         bar = p.enter_probability
