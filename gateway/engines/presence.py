@@ -941,7 +941,7 @@ class PresenceEngine:
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
         stay = np.zeros((0, post.shape[1]))
         if len(held):
-            stay = m.predict(_stack_rows(list(self.held.values())), self.offset_w[held])
+            stay = m.predict(np.stack(list(self.held.values())), self.offset_w[held])
         used = np.zeros_like(self._heard)
         if self._reported.any():
             stay = self._weigh(t, post, held, stay, used)
@@ -982,7 +982,7 @@ class PresenceEngine:
             self.shares[identity] = got
             parts[identity] = parts[identity] * np.float32(share) if identity in parts else part
         self.held = parts
-        return _stack_rows(list(parts.values())) if parts else np.zeros((0, post.shape[1]), dtype=np.float32)
+        return np.stack(list(parts.values())) if parts else np.zeros((0, post.shape[1]), dtype=np.float32)
 
     def _weigh(self, t: float, post: np.ndarray, held: np.ndarray, stay: np.ndarray, used: np.ndarray) -> np.ndarray:
         """Weigh the predictions by this step's windows (marking the links `used`); the held parts too."""
@@ -1024,7 +1024,7 @@ class PresenceEngine:
         # first look at them, and count in full
         ll *= _row_scale(len(ll), pairs, 1 / p.evidence_weight)
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
-        held_lik = np.exp(rows_of(ll, held))  # in the held parts' (Fortran) order
+        held_lik = np.exp(np.ascontiguousarray(rows_of(ll, held)))  # in the held parts' (C) order
         m.weigh(m.exp_like(ll, post), post)
         m.weigh(held_lik, stay)
         return stay
@@ -1202,7 +1202,7 @@ class PresenceEngine:
             return unconfirmed
         # the sums for all held phones at once: a row of the (Fortran-order) belief is slow to sum alone
         rows = np.asarray([self.index[identity] for identity in self.held])
-        parts, beliefs = _stack_rows(list(self.held.values())), rows_of(self.belief, rows)
+        parts, beliefs = np.stack(list(self.held.values())), rows_of(self.belief, rows)
         totals, stayed_all = beliefs.sum(axis=1).tolist(), parts.sum(axis=1).tolist()
         stayed_in = (parts @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
         totals_in = (beliefs @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
@@ -1345,12 +1345,6 @@ def _inward(at: tuple[float, float], pa: list, pb: list) -> np.ndarray:
     normal = np.asarray([-u[1], u[0]]) / np.hypot(*u)
     probe = (at[0] + 0.3 * normal[0], at[1] + 0.3 * normal[1])
     return normal if point_in_polygon(probe, pb) else -normal
-
-
-def _stack_rows(rows: list[np.ndarray]) -> np.ndarray:
-    """The rows (held parts) as one array in Fortran order, as the beliefs: the sparse product takes it without
-    a transposed copy, and rows of Fortran-order arrays (`rows_of`) are read and written a cache line at a time."""
-    return np.stack(rows, axis=1).T
 
 
 def _row_scale(rows: int, scaled: np.ndarray, factor: float) -> np.ndarray:
