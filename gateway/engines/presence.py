@@ -1024,7 +1024,7 @@ class PresenceEngine:
         # first look at them, and count in full
         ll *= _row_scale(len(ll), pairs, 1 / p.evidence_weight)
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
-        held_lik = np.exp(ll[held])  # in the held parts' (C) order: gathered straight into it, one strided pass
+        held_lik = np.exp(np.ascontiguousarray(rows_of(ll, held)))  # in the held parts' (C) order
         m.weigh(m.exp_like(ll, post), post)
         m.weigh(held_lik, stay)
         return stay
