@@ -63,7 +63,7 @@ WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
 WALK_IN = 2  # the mode of a "walking in" copy of a cell near a street door
 WALK_IN_KINDS = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # where customers walk on from the door
 LEVEL_BLOCK_ROWS = 256  # identities per block of `level_ll`: a block's likelihood rows stay in the CPU cache
-CROSS_BLOCK_COLUMNS = 64  # places per block where C and Fortran order meet: the block's transposition stays in cache
+EXP_BLOCK_COLUMNS = 64  # places per block of `exp_like`: the block's transposition stays in the CPU cache
 LEVEL_LOG_TERMS = 8  # a row's readings multiplied before one log: factors below ~100, products fit float32
 
 
@@ -338,11 +338,11 @@ class PresenceModel:
     def exp_like(self, ll: np.ndarray, post: np.ndarray) -> np.ndarray:
         """exp(ll), laid out in memory as `post`, the beliefs it weighs: out of the transition's product
         they are identity-minor (Fortran order), and `weigh` across orders is several times slower."""
-        if post.flags.c_contiguous == ll.flags.c_contiguous:  # `ll` from `detection_ll` is Fortran order too
+        if post.flags.c_contiguous:
             return np.exp(ll, out=ll)
         out = np.empty(ll.shape, dtype=ll.dtype, order="F")
-        for a in range(0, ll.shape[1], CROSS_BLOCK_COLUMNS):
-            np.exp(ll[:, a : a + CROSS_BLOCK_COLUMNS], out=out[:, a : a + CROSS_BLOCK_COLUMNS])
+        for a in range(0, ll.shape[1], EXP_BLOCK_COLUMNS):
+            np.exp(ll[:, a : a + EXP_BLOCK_COLUMNS], out=out[:, a : a + EXP_BLOCK_COLUMNS])
         return out
 
     def weigh(self, lik: np.ndarray, post: np.ndarray) -> None:
@@ -677,16 +677,15 @@ class PresenceModel:
 
     def detection_ll(self, heard: np.ndarray, reported: np.ndarray, rates: np.ndarray | None = None) -> np.ndarray:
         """(I, U): every reporting node's log P(miss), swapped for log P(hit) where it heard;
-        `rates` (I,): each identity's advertising rate (default: `adverts_per_s` for all).
-        Fortran order, as the beliefs it will weigh (`exp_like`): the product's transpose, the same floats."""
+        `rates` (I,): each identity's advertising rate (default: `adverts_per_s` for all)."""
         distinct = np.unique(rates) if rates is not None else [self.params.adverts_per_s]
         missed = reported.astype(np.float32)
         if len(distinct) == 1:  # everyone alike: no row selection, one product written in place
             miss, hit = self.detection_tables(float(distinct[0]))
-            out = (hit.T @ heard.astype(np.float32).T).T
+            out = heard.astype(np.float32) @ hit
             out += missed @ miss
             return out
-        out = np.empty((len(heard), self._miss.shape[1]), dtype=np.float32, order="F")
+        out = np.empty((len(heard), self._miss.shape[1]), dtype=np.float32)
         for rate in distinct:
             rows = rates == rate
             miss, hit = self.detection_tables(float(rate))
@@ -718,7 +717,7 @@ class PresenceModel:
     def _level_block(self, ll_b: np.ndarray, rows: np.ndarray, nodes: np.ndarray, values: np.ndarray) -> None:
         """ll_b += the Student t log-densities of the readings `values` (at most one per row and node,
         LEVEL_LOG_TERMS per row): one log of each row's product of factors, not one per reading."""
-        prod = np.ones(ll_b.shape, dtype=ll_b.dtype)  # rows in C order (`ll_b` may be a Fortran-order block)
+        prod = np.ones_like(ll_b)
         for n in np.unique(nodes).tolist():
             at = nodes == n
             d = values[at][:, None] - self._mu_heard_t[n]  # (h, U)
@@ -728,8 +727,7 @@ class PresenceModel:
             prod[rows[at]] *= d
         np.log(prod, out=prod)
         prod *= np.float32(-0.5 * (self.params.tail_dof + 1))
-        for a in range(0, ll_b.shape[1], CROSS_BLOCK_COLUMNS):  # added across orders a cache block at a time
-            ll_b[:, a : a + CROSS_BLOCK_COLUMNS] += prod[:, a : a + CROSS_BLOCK_COLUMNS]
+        ll_b += prod
 
 
 @dataclass
@@ -999,8 +997,7 @@ class PresenceEngine:
         paired &= chosen[:, None]
         level = ~paired[ii, nn]  # every other reading by its level, as before
         ll = m.detection_ll(self._heard, self._reported, self.rate)
-        # rows of the Fortran-order `ll` scaled in one whole pass (x 1 elsewhere), not a strided gather and scatter
-        ll *= _row_scale(len(ll), pairs, p.evidence_weight)
+        ll[pairs] *= np.float32(p.evidence_weight)
         m.level_ll(self._rssi, ii[level], nn[level], out=ll)
         if len(pairs):
             row = np.full(len(self.ids), -1)
@@ -1022,9 +1019,9 @@ class PresenceEngine:
         ll *= np.float32(p.evidence_weight)
         # a paired phone's detections count half, as everyone's; its new links are its
         # first look at them, and count in full
-        ll *= _row_scale(len(ll), pairs, 1 / p.evidence_weight)
+        ll[pairs] *= np.float32(1 / p.evidence_weight)
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
-        held_lik = np.exp(np.ascontiguousarray(rows_of(ll, held)))  # in the held parts' (C) order
+        held_lik = np.exp(ll[held])  # from `ll`'s rows, contiguous (`exp_like`'s are strided)
         m.weigh(m.exp_like(ll, post), post)
         m.weigh(held_lik, stay)
         return stay
@@ -1034,9 +1031,8 @@ class PresenceEngine:
         m, p = self.model, self.model.params
         scale = ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
         post *= scale
-        if self.held:  # the same scale: the share of each part is the evidence
-            stay *= scale[[self.index[identity] for identity in self.held]]
-            self.held = dict(zip(self.held, stay, strict=True))
+        for k, identity in enumerate(self.held):  # the same scale: the share of each part is the evidence
+            self.held[identity] = stay[k] * scale[self.index[identity]]
         post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
 
     def _decide(self, t: float) -> list[PresenceEvent]:
@@ -1345,13 +1341,6 @@ def _inward(at: tuple[float, float], pa: list, pb: list) -> np.ndarray:
     normal = np.asarray([-u[1], u[0]]) / np.hypot(*u)
     probe = (at[0] + 0.3 * normal[0], at[1] + 0.3 * normal[1])
     return normal if point_in_polygon(probe, pb) else -normal
-
-
-def _row_scale(rows: int, scaled: np.ndarray, factor: float) -> np.ndarray:
-    """(rows, 1) factors: `factor` for the rows `scaled`, 1 (the same floats) for the others."""
-    out = np.ones((rows, 1), dtype=np.float32)
-    out[scaled] = np.float32(factor)
-    return out
 
 
 def _strongest(rssi: np.ndarray, heard: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
