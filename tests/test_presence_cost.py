@@ -60,12 +60,3 @@ def test_rows_of_gives_the_rows_of_either_memory_order() -> None:
     for order in ("C", "F"):
         np.testing.assert_array_equal(rows_of(np.asarray(a, order=order), rows), a[rows])
 
-
-def test_detection_ll_is_the_plain_products_in_the_beliefs_order(model: PresenceModel) -> None:
-    rng = np.random.default_rng(7)
-    heard = rng.random((5, len(model.node_ids))) < 0.4
-    reported = rng.random(len(model.node_ids)) < 0.9
-    miss, hit = model.detection_tables(model.params.adverts_per_s)
-    ll = model.detection_ll(heard, reported)
-    assert ll.flags.f_contiguous
-    np.testing.assert_allclose(ll, heard.astype(np.float32) @ hit + reported.astype(np.float32) @ miss, rtol=1e-6)

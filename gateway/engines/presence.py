@@ -1031,8 +1031,9 @@ class PresenceEngine:
         m, p = self.model, self.model.params
         scale = ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
         post *= scale
-        for k, identity in enumerate(self.held):  # the same scale: the share of each part is the evidence
-            self.held[identity] = stay[k] * scale[self.index[identity]]
+        if self.held:  # the same scale: the share of each part is the evidence
+            stay *= scale[[self.index[identity] for identity in self.held]]
+            self.held = dict(zip(self.held, stay, strict=True))
         post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
 
     def _decide(self, t: float) -> list[PresenceEvent]:
