@@ -59,4 +59,3 @@ def test_rows_of_gives_the_rows_of_either_memory_order() -> None:
     rows = np.asarray([7, 0, 3, 3])
     for order in ("C", "F"):
         np.testing.assert_array_equal(rows_of(np.asarray(a, order=order), rows), a[rows])
-
