@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from firmware_config.store import load_store
+from gateway.engines.door_fusion import rows_of
 from gateway.engines.presence import LearnedPhone, PresenceModel, _strongest
 from tests.conftest import BOUTIQUE
 
@@ -51,3 +52,10 @@ def test_exp_like_keeps_the_values_in_the_beliefs_memory_order(model: PresenceMo
         lik = model.exp_like(ll.copy(), post)
         assert lik.flags.f_contiguous == (order == "F")
         np.testing.assert_array_equal(lik, expected)
+
+
+def test_rows_of_gives_the_rows_of_either_memory_order() -> None:
+    a = np.random.default_rng(6).random((9, 40), dtype=np.float32)
+    rows = np.asarray([7, 0, 3, 3])
+    for order in ("C", "F"):
+        np.testing.assert_array_equal(rows_of(np.asarray(a, order=order), rows), a[rows])

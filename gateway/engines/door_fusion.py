@@ -36,6 +36,14 @@ Direction = str  # "in" | "out"
 WEIGH_ABOVE = 1e-4  # a crossing that would move less of a phone's belief is not worth a pass over its row
 
 
+def rows_of(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """a[rows], the same floats. A belief out of the transition's product is Fortran order: taken as columns of
+    its transpose, the rows come in one sequential pass (several times faster than one strided row at a time)."""
+    if a.flags.f_contiguous and not a.flags.c_contiguous:
+        return np.take(a.T, rows, axis=1).T
+    return a[rows]
+
+
 def made_crossing(
     total: float, total_inside: float, stayed: float, stayed_inside: float, detect_probability: float
 ) -> float:
@@ -237,8 +245,9 @@ class DoorFusion:
             scale[rows] = 1.0 - w
             post *= scale[:, None]
             group = (door, direction, t)
-            moved |= {int(i): (1.0 - float(wi), post[i].copy(), Share(group, float(wi), float(oi), n))
-                      for i, wi, oi in zip(rows, w, odds, strict=True)}
+            parts = rows_of(post, rows)  # copies, in one pass
+            moved |= {int(i): (1.0 - float(wi), parts[k], Share(group, float(wi), float(oi), n))
+                      for k, (i, wi, oi) in enumerate(zip(rows, w, odds, strict=True))}
             into = (w / m)[:, None] * crossing / dest.shape[1]  # (r, offsets)
             post[np.ix_(rows, dest.reshape(-1))] += np.repeat(into, dest.shape[1], axis=1).astype(np.float32)
         return moved

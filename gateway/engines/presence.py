@@ -56,7 +56,7 @@ from firmware_config.geometry import (
     shared_boundary,
 )
 from firmware_config.store import StoreFile, ZoneKind
-from gateway.engines.door_fusion import DoorFusion, Share, door_states, explained_away, made_crossing
+from gateway.engines.door_fusion import DoorFusion, Share, door_states, explained_away, made_crossing, rows_of
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
@@ -1037,8 +1037,9 @@ class PresenceEngine:
         m, p = self.model, self.model.params
         scale = ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
         post *= scale
-        for k, identity in enumerate(self.held):  # the same scale: the share of each part is the evidence
-            self.held[identity] = stay[k] * scale[self.index[identity]]
+        if self.held:  # the same scale: the share of each part is the evidence
+            stay *= scale[[self.index[identity] for identity in self.held]]
+            self.held = dict(zip(self.held, stay, strict=True))
         post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
 
     def _decide(self, t: float) -> list[PresenceEvent]:
@@ -1208,10 +1209,10 @@ class PresenceEngine:
             return unconfirmed
         # the sums for all held phones at once: a row of the (Fortran-order) belief is slow to sum alone
         rows = np.asarray([self.index[identity] for identity in self.held])
-        parts = np.stack(list(self.held.values()))
-        totals, stayed_all = self.belief[rows].sum(axis=1).tolist(), parts.sum(axis=1).tolist()
+        parts, beliefs = np.stack(list(self.held.values())), rows_of(self.belief, rows)
+        totals, stayed_all = beliefs.sum(axis=1).tolist(), parts.sum(axis=1).tolist()
         stayed_in = (parts @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
-        totals_in = (self.belief[rows] @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
+        totals_in = (beliefs @ m.membership)[:, m.zone_in_store].sum(axis=1).tolist()
         made: dict[str, float] = {}
         alone: dict[str, float] = {}
         bar = p.enter_probability
