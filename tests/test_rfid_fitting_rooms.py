@@ -310,7 +310,7 @@ class Reference:
         return self.tag.setdefault(
             epc,
             {"hs": 0.0, "ns": 0.0, "last_hit": 0, "lvl": 0.0, "left": -math.inf, "dep": -math.inf}
-            | {"hw": 0.0, "nw": 0.0, "last_w": 0},
+            | {"hw": 0.0, "nw": 0.0, "last_w": 0, "wait": -math.inf},
         )
 
     def _hit(self, tg: dict, p: int, h: str, n: str, last: str) -> None:
@@ -392,7 +392,7 @@ class Reference:
         self.cur[epc] = (p, now)
         tg = self._tag(epc)
         tg.update(hs=1.0, ns=1.0, last_hit=self.wins[p], lvl=self.s[(epc, p)]["peak"], dep=-math.inf)
-        tg.update(hw=1.0, nw=1.0, last_w=self.wins[p])
+        tg.update(hw=1.0, nw=1.0, last_w=self.wins[p], wait=-math.inf)
         for (e, _), st_ in self.s.items():
             if e == epc:
                 st_["omax"] = -math.inf
@@ -423,6 +423,16 @@ class Reference:
         if self.room[c] and self.wins[c] - tg["last_w"] <= 1 and not departing:
             keep_need += fr.BODY_SPELL_EXTRA
         return self.wins[c] - tg["last_hit"] < keep_need and not silent and now - self.s[(epc, c)]["k"] <= prm.hold_s
+
+    def waits(self, epc: str, c: int, now: float) -> bool:
+        """Gone from room ``c`` before its window of this moment is in: wait for it, once per shown span."""
+        tg = self._tag(epc)
+        t0 = now if tg["wait"] == -math.inf else tg["wait"]
+        if self.room[c] and self.place_t[c] < t0 - fr.SAME_MOMENT_S and now - t0 <= fr.GONE_WAIT_MAX_S:
+            tg["wait"] = t0
+            self.pending.add(epc)
+            return True
+        return False
 
     def decide(self, now: float, only: list[str] | None = None) -> None:  # noqa: C901  # the rules side by side, as the docs state them
         for epc in sorted(self.seen) if only is None else only:
@@ -487,6 +497,8 @@ class Reference:
                     self.show(epc, b, now)
                 continue
             if not fresh:
+                if self.waits(epc, c, now):
+                    continue
                 self.gone(epc, c, now)
                 if ok and b != c:
                     self.show(epc, b, now)
@@ -706,6 +718,26 @@ def test_garment_read_every_window_even_behind_the_body_is_gone_soon_after_it_st
     alone could tell (a keep read two windows in three needs 9 missed windows)."""
     gone = [e for e in _in_room_then_out(blocked_n=3, silent_after=12) if e.kind == "item_gone"]
     assert len(gone) == 1 and gone[0].t - 60.0 <= 5.0
+
+
+def _silent_spell_in_fr2(back_at: int | None) -> list[RoomEvent]:
+    """A garment read strongly in fr2 every window for a minute, then silent until ``back_at`` (None:
+    never). Every second fr1 sends its window first: the periodic decision runs on it, before fr2's."""
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 80):
+        here = t <= 60 or (back_at is not None and t >= back_at)
+        events += feed(eng, float(t), {"fr2": [(A, -54.0)]} if here else {})
+    return events
+
+
+def test_gone_waits_for_its_rooms_own_window_of_that_moment() -> None:
+    """Issue #20: at t=66 the garment's hold-over runs out on fr1's window, while fr2's window of
+    t=66, which reads it again, is still on its way: the garment stays shown (no split stay).
+    Carried out instead, it is gone in that same moment, once fr2's window of it is in."""
+    assert [e.kind for e in _silent_spell_in_fr2(back_at=66) if e.epc] == ["item_shown"]
+    gone = [(e.t, e.place) for e in _silent_spell_in_fr2(back_at=None) if e.kind == "item_gone"]
+    assert gone == [(66.0, "fr2")]
 
 
 def test_garment_behind_the_body_not_read_at_all_is_not_gone_after_a_few_silent_windows() -> None:

@@ -182,6 +182,11 @@ SILENT_BELOW_DB = 22.0
 #: weak windows are longer than independent misses would make them; a garment carried out
 #: through the curtain falls silent within a few windows instead (SILENT_BELOW_DB).
 BODY_SPELL_EXTRA = 3
+#: A room's garment found gone on another reader's window, before the room's own window of that
+#: moment is in, waits for it (once per shown span), at most this long. Why: that window may hold a
+#: keep read (a garment behind its customer, not carried out); a reader that stopped sending must
+#: not keep its garments on the screen (a room's window is 1 s).
+GONE_WAIT_MAX_S = 2.0
 #: A tag not read anywhere for this long and not shown is forgotten (its slot reused).
 FORGET_AFTER_S = 600.0
 
@@ -521,6 +526,7 @@ class FittingRoomEngine:
         self.omax = np.full((cap, P), -np.inf)  # strongest read at each place since shown
         self.dep_t = np.full(cap, -np.inf)  # last read saying it is leaving its place
         self.qmax = np.full((cap, P), -np.inf)  # strongest read of the current run of strong windows
+        self.wait_t = np.full(cap, -np.inf)  # when its gone first waited for its room's window (GONE_WAIT_MAX_S)
 
     # ---------------------------------------------------------------------------------- tags
 
@@ -559,6 +565,7 @@ class FittingRoomEngine:
         self.omax = ext(self.omax, -np.inf)
         self.dep_t = ext(self.dep_t, -np.inf)
         self.qmax = ext(self.qmax, -np.inf)
+        self.wait_t = ext(self.wait_t, -np.inf)
         self.epcs.extend([None] * (new - old))
         self._free.extend(range(new - 1, old - 1, -1))
 
@@ -750,6 +757,7 @@ class FittingRoomEngine:
         confirmed = self._confirmed(a, now, sc, cur_fresh)
         # 1. shown tags whose place lost them for longer than the hold-over: gone
         gone = sc.has & ~cur_fresh
+        gone &= ~self._waiting(a, sc.cur_c, now, gone)
         # 2. shown tags beaten by another place by the margin: challenge, move after hysteresis
         moving = self._challenge(a, now, sc, cur_fresh, confirmed)
         # 3. unshown tags confirmed somewhere: shown
@@ -758,6 +766,16 @@ class FittingRoomEngine:
             self._emit_gone(int(a[k]), int(sc.cur[k]), now, out)
         for k in np.nonzero(show | moving | (gone & confirmed & (sc.best != sc.cur)))[0].tolist():
             self._emit_shown(int(a[k]), int(sc.best[k]), now, out)
+
+    def _waiting(self, a: np.ndarray, c: np.ndarray, now: float, gone: np.ndarray) -> np.ndarray:
+        """Which tags ``a`` about to be gone from rooms ``c`` wait for the room's own window of this
+        moment instead, once per shown span (GONE_WAIT_MAX_S); they go pending until it is in."""
+        first = self.wait_t[a] == -np.inf
+        t0 = np.where(first, now, self.wait_t[a])
+        hold = gone & self.is_room[c] & (self.place_t[c] < t0 - SAME_MOMENT_S) & (now - t0 <= GONE_WAIT_MAX_S)
+        self.wait_t[a[hold & first]] = now
+        self._pending.update(a[hold].tolist())
+        return hold
 
     def _scores(self, a: np.ndarray, now: float) -> _Scores:
         """The best place of each tag ``a`` and how it scores against the tag's current place."""
@@ -880,6 +898,7 @@ class FittingRoomEngine:
         self.omax[i] = -np.inf
         self.dep_t[i] = -np.inf
         self.chal[i] = -1
+        self.wait_t[i] = -np.inf
         place = self.places[p]
         epc = self.epcs[i]
         assert epc is not None
