@@ -526,7 +526,8 @@ class FittingRoomEngine:
         self.omax = np.full((cap, P), -np.inf)  # strongest read at each place since shown
         self.dep_t = np.full(cap, -np.inf)  # last read saying it is leaving its place
         self.qmax = np.full((cap, P), -np.inf)  # strongest read of the current run of strong windows
-        self.wait_t = np.full(cap, -np.inf)  # when its gone first waited for its room's window (GONE_WAIT_MAX_S)
+        self.wait_t = np.full(cap, -np.inf)  # when its gone waited for its room's window; inf: done (GONE_WAIT_MAX_S)
+        self.last_s = np.full(cap, -np.inf)  # last solid read by the place it is shown at (SOLID_READ_SHARE)
 
     # ---------------------------------------------------------------------------------- tags
 
@@ -566,6 +567,7 @@ class FittingRoomEngine:
         self.dep_t = ext(self.dep_t, -np.inf)
         self.qmax = ext(self.qmax, -np.inf)
         self.wait_t = ext(self.wait_t, -np.inf)
+        self.last_s = ext(self.last_s, -np.inf)
         self.epcs.extend([None] * (new - old))
         self._free.extend(range(new - 1, old - 1, -1))
 
@@ -710,6 +712,7 @@ class FittingRoomEngine:
         k = x >= self.keep[pi]
         self.last_k[ti[k], pi[k]] = t
         at = self.cur[ti] == pi
+        self.last_s[ti[at & solid]] = t
         # A room's own solid read (SOLID_READ_SHARE) of its garment, however weak, is not silence: near
         # the antenna a garment behind the body is still read in most rounds, 20-25 dB down, while
         # outside the curtain a room reads it once or twice a window.
@@ -757,7 +760,7 @@ class FittingRoomEngine:
         confirmed = self._confirmed(a, now, sc, cur_fresh)
         # 1. shown tags whose place lost them for longer than the hold-over: gone
         gone = sc.has & ~cur_fresh
-        gone &= ~self._waiting(a, sc.cur_c, now, gone)
+        gone = self._gone_after_wait(a, sc.cur_c, now, gone)
         # 2. shown tags beaten by another place by the margin: challenge, move after hysteresis
         moving = self._challenge(a, now, sc, cur_fresh, confirmed)
         # 3. unshown tags confirmed somewhere: shown
@@ -767,15 +770,20 @@ class FittingRoomEngine:
         for k in np.nonzero(show | moving | (gone & confirmed & (sc.best != sc.cur)))[0].tolist():
             self._emit_shown(int(a[k]), int(sc.best[k]), now, out)
 
-    def _waiting(self, a: np.ndarray, c: np.ndarray, now: float, gone: np.ndarray) -> np.ndarray:
-        """Which tags ``a`` about to be gone from rooms ``c`` wait for the room's own window of this
-        moment instead, once per shown span (GONE_WAIT_MAX_S); they go pending until it is in."""
-        first = self.wait_t[a] == -np.inf
-        t0 = np.where(first, now, self.wait_t[a])
-        hold = gone & self.is_room[c] & (self.place_t[c] < t0 - SAME_MOMENT_S) & (now - t0 <= GONE_WAIT_MAX_S)
-        self.wait_t[a[hold & first]] = now
-        self._pending.update(a[hold].tolist())
-        return hold
+    def _gone_after_wait(self, a: np.ndarray, c: np.ndarray, now: float, gone: np.ndarray) -> np.ndarray:
+        """Tags ``a`` gone from rooms ``c`` before the room's own window of this moment is in wait for it
+        (pending), once per shown span (GONE_WAIT_MAX_S); then only a solid read by the room in that
+        window keeps them. Returns which tags are gone now."""
+        w = self.wait_t[a]
+        first = gone & (w == -np.inf) & self.is_room[c] & (self.place_t[c] < now - SAME_MOMENT_S)
+        waiting = np.isfinite(w)
+        behind = waiting & (self.place_t[c] < w - SAME_MOMENT_S) & (now - w <= GONE_WAIT_MAX_S)
+        verdict = waiting & ~behind
+        self.wait_t[a[first]] = now
+        self.wait_t[a[verdict]] = np.inf
+        self._pending.update(a[first | behind].tolist())
+        unread = self.last_s[a] < w - SAME_MOMENT_S
+        return (gone & ~(first | behind | verdict)) | (verdict & (gone | unread))
 
     def _scores(self, a: np.ndarray, now: float) -> _Scores:
         """The best place of each tag ``a`` and how it scores against the tag's current place."""
@@ -933,6 +941,7 @@ class FittingRoomEngine:
             self.left_t[i] = now
             self.run_n[i, self.is_room] = 0
         self.chal[i] = -1
+        self.wait_t[i] = -np.inf
         room = self.rooms.get(place.id)
         session = room.session.id if room is not None and room.session is not None else None
         out.append(RoomEvent("item_gone", now, place.id, place.kind, epc, session, since=since))
