@@ -183,9 +183,10 @@ SILENT_BELOW_DB = 22.0
 #: through the curtain falls silent within a few windows instead (SILENT_BELOW_DB).
 BODY_SPELL_EXTRA = 3
 #: A room's garment found gone on another reader's window, before the room's own window of that
-#: moment is in, waits for it (once per shown span), at most this long. Why: that window may hold a
-#: keep read (a garment behind its customer, not carried out); a reader that stopped sending must
-#: not keep its garments on the screen (a room's window is 1 s).
+#: moment is in, waits for it (once per shown span), at most this long; a solid read by the room in
+#: it keeps the garment. Why: a garment behind its customer is read in most rounds of that window,
+#: one on a rail outside in one or two; a reader that stopped sending must not hold its garments
+#: (a room's window is 1 s). docs/fitting-rooms.md, issue #20.
 GONE_WAIT_MAX_S = 2.0
 #: A tag not read anywhere for this long and not shown is forgotten (its slot reused).
 FORGET_AFTER_S = 600.0
