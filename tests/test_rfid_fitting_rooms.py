@@ -310,7 +310,7 @@ class Reference:
         return self.tag.setdefault(
             epc,
             {"hs": 0.0, "ns": 0.0, "last_hit": 0, "lvl": 0.0, "left": -math.inf, "dep": -math.inf}
-            | {"hw": 0.0, "nw": 0.0, "last_w": 0},
+            | {"hw": 0.0, "nw": 0.0, "last_w": 0, "wait": -math.inf, "last_s": -math.inf},
         )
 
     def _hit(self, tg: dict, p: int, h: str, n: str, last: str) -> None:
@@ -364,6 +364,8 @@ class Reference:
             st_["omax"] = max(st_["omax"], x)
             at = c is not None and c[0] == p
             solid = n >= max(fr.SOLID_READ_SHARE * self.max_n[p], fr.SOLID_MIN_READS)
+            if at and solid:
+                tg["last_s"] = t
             # its own room still reads it in most rounds, however weakly: not silent
             if at and self.room[p] and (solid or x >= min(prm.keep_dbm, tg["lvl"] - fr.SILENT_BELOW_DB)):
                 self._hit(tg, p, "hw", "nw", "last_w")
@@ -392,7 +394,7 @@ class Reference:
         self.cur[epc] = (p, now)
         tg = self._tag(epc)
         tg.update(hs=1.0, ns=1.0, last_hit=self.wins[p], lvl=self.s[(epc, p)]["peak"], dep=-math.inf)
-        tg.update(hw=1.0, nw=1.0, last_w=self.wins[p])
+        tg.update(hw=1.0, nw=1.0, last_w=self.wins[p], wait=-math.inf)
         for (e, _), st_ in self.s.items():
             if e == epc:
                 st_["omax"] = -math.inf
@@ -401,6 +403,7 @@ class Reference:
     def gone(self, epc: str, c: int, now: float) -> None:
         self.out.append(("item_gone", now, self.places[c].id, epc))
         del self.cur[epc]
+        self._tag(epc)["wait"] = -math.inf
         self.chal.pop(epc, None)
         if self.room[c]:
             self._tag(epc)["left"] = now
@@ -423,6 +426,22 @@ class Reference:
         if self.room[c] and self.wins[c] - tg["last_w"] <= 1 and not departing:
             keep_need += fr.BODY_SPELL_EXTRA
         return self.wins[c] - tg["last_hit"] < keep_need and not silent and now - self.s[(epc, c)]["k"] <= prm.hold_s
+
+    def gone_after_wait(self, epc: str, c: int, now: float, gone: bool) -> bool | None:
+        """Gone from room ``c`` before its window of this moment is in: wait for it (None), once per shown
+        span; then only a solid read by the room in that window keeps the garment."""
+        tg = self._tag(epc)
+        w = tg["wait"]
+        first = gone and w == -math.inf and self.room[c] and self.place_t[c] < now - fr.SAME_MOMENT_S
+        waiting = math.isfinite(w)
+        if first or (waiting and self.place_t[c] < w - fr.SAME_MOMENT_S and now - w <= fr.GONE_WAIT_MAX_S):
+            tg["wait"] = now if first else w
+            self.pending.add(epc)
+            return None
+        if waiting:
+            tg["wait"] = math.inf
+            return gone or tg["last_s"] < w - fr.SAME_MOMENT_S
+        return gone
 
     def decide(self, now: float, only: list[str] | None = None) -> None:  # noqa: C901  # the rules side by side, as the docs state them
         for epc in sorted(self.seen) if only is None else only:
@@ -486,7 +505,10 @@ class Reference:
                 if ok:
                     self.show(epc, b, now)
                 continue
-            if not fresh:
+            gone_now = self.gone_after_wait(epc, c, now, not fresh)
+            if gone_now is None:
+                continue
+            if gone_now:
                 self.gone(epc, c, now)
                 if ok and b != c:
                     self.show(epc, b, now)
@@ -706,6 +728,33 @@ def test_garment_read_every_window_even_behind_the_body_is_gone_soon_after_it_st
     alone could tell (a keep read two windows in three needs 9 missed windows)."""
     gone = [e for e in _in_room_then_out(blocked_n=3, silent_after=12) if e.kind == "item_gone"]
     assert len(gone) == 1 and gone[0].t - 60.0 <= 5.0
+
+
+def _silent_spell_in_fr2(back_at: int | None, reads: int = 8) -> list[RoomEvent]:
+    """A garment read strongly in fr2 every window for a minute, then silent until ``back_at`` (None:
+    never), then read ``reads`` times a window. Every second fr1 sends its window first: the periodic
+    decision runs on it, before fr2's."""
+    eng = FittingRoomEngine(layout())
+    events: list[RoomEvent] = []
+    for t in range(1, 80):
+        back = back_at is not None and t >= back_at
+        obs = [Obs(A, 1, reads if back else 8, -54.0)] if t <= 60 or back else []
+        events += eng.add_window("fr1", float(t), [])
+        events += eng.add_window("fr2", float(t), obs)
+        for node in ("fr3", "shelf-a"):
+            events += eng.add_window(node, float(t), [])
+    return events
+
+
+def test_gone_waits_for_its_rooms_own_window_of_that_moment() -> None:
+    """Issue #20: at t=66 the garment's hold-over runs out on fr1's window, while fr2's window of
+    t=66, which reads it again, is still on its way: the garment stays shown (no split stay).
+    Carried out instead, it is gone in that same moment, once fr2's window of it is in; so it is when
+    that window reads it only once or twice (a garment on a rail outside the curtain), however strongly."""
+    assert [e.kind for e in _silent_spell_in_fr2(back_at=66) if e.epc] == ["item_shown"]
+    for back_at, reads in ((None, 8), (66, 2)):
+        gone = [(e.t, e.place) for e in _silent_spell_in_fr2(back_at, reads) if e.kind == "item_gone"]
+        assert gone == [(66.0, "fr2")]
 
 
 def test_garment_behind_the_body_not_read_at_all_is_not_gone_after_a_few_silent_windows() -> None:

@@ -182,6 +182,12 @@ SILENT_BELOW_DB = 22.0
 #: weak windows are longer than independent misses would make them; a garment carried out
 #: through the curtain falls silent within a few windows instead (SILENT_BELOW_DB).
 BODY_SPELL_EXTRA = 3
+#: A room's garment found gone on another reader's window, before the room's own window of that
+#: moment is in, waits for it (once per shown span), at most this long; a solid read by the room in
+#: it keeps the garment. Why: a garment behind its customer is read in most rounds of that window,
+#: one on a rail outside in one or two; a reader that stopped sending must not hold its garments
+#: (a room's window is 1 s). docs/fitting-rooms.md, issue #20.
+GONE_WAIT_MAX_S = 2.0
 #: A tag not read anywhere for this long and not shown is forgotten (its slot reused).
 FORGET_AFTER_S = 600.0
 
@@ -521,6 +527,8 @@ class FittingRoomEngine:
         self.omax = np.full((cap, P), -np.inf)  # strongest read at each place since shown
         self.dep_t = np.full(cap, -np.inf)  # last read saying it is leaving its place
         self.qmax = np.full((cap, P), -np.inf)  # strongest read of the current run of strong windows
+        self.wait_t = np.full(cap, -np.inf)  # when its gone waited for its room's window; inf: done (GONE_WAIT_MAX_S)
+        self.last_s = np.full(cap, -np.inf)  # last solid read by the place it is shown at (SOLID_READ_SHARE)
 
     # ---------------------------------------------------------------------------------- tags
 
@@ -559,6 +567,8 @@ class FittingRoomEngine:
         self.omax = ext(self.omax, -np.inf)
         self.dep_t = ext(self.dep_t, -np.inf)
         self.qmax = ext(self.qmax, -np.inf)
+        self.wait_t = ext(self.wait_t, -np.inf)
+        self.last_s = ext(self.last_s, -np.inf)
         self.epcs.extend([None] * (new - old))
         self._free.extend(range(new - 1, old - 1, -1))
 
@@ -703,6 +713,7 @@ class FittingRoomEngine:
         k = x >= self.keep[pi]
         self.last_k[ti[k], pi[k]] = t
         at = self.cur[ti] == pi
+        self.last_s[ti[at & solid]] = t
         # A room's own solid read (SOLID_READ_SHARE) of its garment, however weak, is not silence: near
         # the antenna a garment behind the body is still read in most rounds, 20-25 dB down, while
         # outside the curtain a room reads it once or twice a window.
@@ -750,6 +761,7 @@ class FittingRoomEngine:
         confirmed = self._confirmed(a, now, sc, cur_fresh)
         # 1. shown tags whose place lost them for longer than the hold-over: gone
         gone = sc.has & ~cur_fresh
+        gone = self._gone_after_wait(a, sc.cur_c, now, gone)
         # 2. shown tags beaten by another place by the margin: challenge, move after hysteresis
         moving = self._challenge(a, now, sc, cur_fresh, confirmed)
         # 3. unshown tags confirmed somewhere: shown
@@ -758,6 +770,21 @@ class FittingRoomEngine:
             self._emit_gone(int(a[k]), int(sc.cur[k]), now, out)
         for k in np.nonzero(show | moving | (gone & confirmed & (sc.best != sc.cur)))[0].tolist():
             self._emit_shown(int(a[k]), int(sc.best[k]), now, out)
+
+    def _gone_after_wait(self, a: np.ndarray, c: np.ndarray, now: float, gone: np.ndarray) -> np.ndarray:
+        """Tags ``a`` gone from rooms ``c`` before the room's own window of this moment is in wait for it
+        (pending), once per shown span (GONE_WAIT_MAX_S); then only a solid read by the room in that
+        window keeps them. Returns which tags are gone now."""
+        w = self.wait_t[a]
+        first = gone & (w == -np.inf) & self.is_room[c] & (self.place_t[c] < now - SAME_MOMENT_S)
+        waiting = np.isfinite(w)
+        behind = waiting & (self.place_t[c] < w - SAME_MOMENT_S) & (now - w <= GONE_WAIT_MAX_S)
+        verdict = waiting & ~behind
+        self.wait_t[a[first]] = now
+        self.wait_t[a[verdict]] = np.inf
+        self._pending.update(a[first | behind].tolist())
+        unread = self.last_s[a] < w - SAME_MOMENT_S
+        return (gone & ~(first | behind | verdict)) | (verdict & (gone | unread))
 
     def _scores(self, a: np.ndarray, now: float) -> _Scores:
         """The best place of each tag ``a`` and how it scores against the tag's current place."""
@@ -880,6 +907,7 @@ class FittingRoomEngine:
         self.omax[i] = -np.inf
         self.dep_t[i] = -np.inf
         self.chal[i] = -1
+        self.wait_t[i] = -np.inf
         place = self.places[p]
         epc = self.epcs[i]
         assert epc is not None
@@ -914,6 +942,7 @@ class FittingRoomEngine:
             self.left_t[i] = now
             self.run_n[i, self.is_room] = 0
         self.chal[i] = -1
+        self.wait_t[i] = -np.inf
         room = self.rooms.get(place.id)
         session = room.session.id if room is not None and room.session is not None else None
         out.append(RoomEvent("item_gone", now, place.id, place.kind, epc, session, since=since))
