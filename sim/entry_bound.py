@@ -777,13 +777,18 @@ def parse_seeds(text: str) -> list[int]:
     return out
 
 
-def bound_cli(doc: str, run, door: bool = False, text=None) -> None:  # noqa: ANN001
-    """The command line shared with `sim.room_bound`: one JSON line per seed; `door` offers --door;
-    with `text` (a seed's output -> str), that text unless --json."""
+DOOR_FLAG = {"door": "also weigh the door sensor's reports (`door` in output)"}
+
+
+def bound_cli(doc: str, run, flags: dict[str, str] | None = None, text=None) -> None:  # noqa: ANN001
+    """The command line shared with `sim.room_bound`: one JSON line per seed; each of `flags` (keyword of
+    `run` -> help) is offered as an on/off option (``door`` as --door); with `text` (a seed's output ->
+    str), that text unless --json."""
+    flags = flags or {}
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("scenario")
-    if door:
-        ap.add_argument("--door", action="store_true", help="also weigh the door sensor's reports (`door` in output)")
+    for name, help_text in flags.items():
+        ap.add_argument("--" + name.replace("_", "-"), action="store_true", help=help_text)
     if text is not None:
         ap.add_argument("--json", action="store_true", help="one JSON line per seed instead of a summary")
     ap.add_argument("--seeds", help="seeds to run, e.g. 1-3 or 1,4 (default: the scenario's)")
@@ -800,11 +805,11 @@ def bound_cli(doc: str, run, door: bool = False, text=None) -> None:  # noqa: AN
         raise SystemExit(f"error: {exc}") from None
     for seed in seeds:
         try:
-            out = run(sc.with_seed(seed), store, **({"door": args.door} if door else {}))
+            out = run(sc.with_seed(seed), store, **{name: getattr(args, name) for name in flags})
         except (ScenarioError, ValueError) as exc:  # a scenario the world builder or the oracle cannot use
             raise SystemExit(f"error: {args.scenario}: {exc}") from None
         print(json.dumps(out) if text is None or args.json else text(out), flush=True)
 
 
 if __name__ == "__main__":
-    bound_cli(__doc__, entry_bound, door=True)
+    bound_cli(__doc__, entry_bound, DOOR_FLAG)

@@ -18,6 +18,7 @@ from firmware_config.store import StoreFile, ZoneKind
 from sim.door_evidence import DoorEvidence
 from sim.emitter import Emitter, radio_params
 from sim.entry_bound import (
+    DOOR_FLAG,
     FALSE_ALARMS,
     WALK_IN_SPEEDS,
     Lane,
@@ -293,4 +294,4 @@ def summary(out: dict) -> str:
 
 
 if __name__ == "__main__":
-    bound_cli(__doc__, left_bound, door=True, text=summary)
+    bound_cli(__doc__, left_bound, DOOR_FLAG, text=summary)
