@@ -280,3 +280,13 @@ def test_visits_are_folded_in_incrementally_from_events() -> None:
     core.events.append(400.0, "left", "c1", {"dwell_s": 300.0})
     assert sync_visits(db) == 1 and sync_visits(db) == 0
     assert db.execute("SELECT entered_at, left_at, dwell_s FROM visits").fetchall() == [(100.0, 400.0, 300.0)]
+
+
+def test_a_trace_is_the_whole_id_not_part_of_another_word(tmp_path) -> None:  # noqa: ANN001
+    """Customer c1 is no trace in a random token that happens to contain "c1" (the chain's generation was)."""
+    db, _, _, _ = _rich_customer(tmp_path)
+    db.execute("UPDATE chain_generation SET generation = 'a3c1f0e9b2d4'")
+    assert ("chain_generation", "generation", "c1") not in find_traces(db, ["c1"])
+    db.execute("UPDATE chain_generation SET generation = 'c1'")
+    assert ("chain_generation", "generation", "c1") in find_traces(db, ["c1"])
+    assert ("notes", "customer_id", "c1") in find_traces(db, ["c1"])

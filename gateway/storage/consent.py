@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -183,16 +184,20 @@ def customer_needles(db: sqlite_utils.Database, customer_id: str) -> list[str]:
     return needles
 
 
+def _whole(needle: str) -> re.Pattern[str]:
+    """The needle not inside a longer word: customer "c1" is no trace in "c12" or in a random hex token."""
+    return re.compile(rf"(?<![0-9a-z]){re.escape(needle.lower())}(?![0-9a-z])")
+
+
 def find_traces(db: sqlite_utils.Database, needles: list[str]) -> list[tuple[str, str, str]]:
-    """(table, column, needle) for every text column anywhere that contains one of the needles."""
+    """(table, column, needle) for every text column anywhere that holds one of the needles as a whole word."""
     found = []
     for table, col in personal_columns(db):
         for needle in needles:
-            hit = db.execute(
-                f'SELECT 1 FROM "{table}" WHERE instr(lower(CAST("{col}" AS TEXT)), lower(?)) > 0 LIMIT 1',
-                [needle],
-            ).fetchone()
-            if hit:
+            whole = _whole(needle)
+            text = f'lower(CAST("{col}" AS TEXT))'
+            rows = db.execute(f'SELECT {text} FROM "{table}" WHERE instr({text}, lower(?)) > 0', [needle])
+            if any(whole.search(text) for (text,) in rows):
                 found.append((table, col, needle))
     return found
 
