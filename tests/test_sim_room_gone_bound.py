@@ -89,3 +89,16 @@ def test_queued_garments_are_false_alarm_candidates_and_the_engine_never_beats_t
     at = oracle_precision_recall(margins, both, lat, 3.0)
     assert at["recall_no_false_alarm"] <= oracle_precision_recall(margins, wrong, lat, 3.0)["recall_no_false_alarm"]
     assert 0 < at["precision"] <= 1 and 0 < at["recall"] <= 1
+
+
+def test_without_the_true_path_after_the_stay_the_oracle_says_gone_no_sooner(run_and_oracle) -> None:  # noqa: ANN001
+    """The honest oracle weighs the garment's true path after the stay, which no radio gives; weighing the
+    best fixed place just outside instead (the rivals inside the stay) can only slow it on these stays."""
+    sc, result, world, truth, model, reads, ev = run_and_oracle
+    gm, gs, glat = gone_margins(world, truth, ev)
+    pm, ps, _ = gone_margins(world, truth, ev, place_after=True)
+    assert ps.shape == gs.shape and np.array_equal(ps, gs)  # the inside side is the same
+    assert not np.allclose(pm, gm)
+    for L in GONE_LATENCIES_S:
+        assert share_at(pm, ps, glat, L, 0) <= share_at(gm, gs, glat, L, 0), L
+    assert share_at(pm, ps, glat, 10.0, 0) < share_at(gm, gs, glat, 10.0, 0)
