@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from instore.cli import app
 
 
+@pytest.mark.timeout(300)  # 11 s alone; on a busy machine HQ's catch-up after the cut waits up to DRAIN_TIMEOUT_S
 def test_bench_chain_quick_delivers_every_event_through_the_cut_and_reports_its_figures() -> None:
     result = CliRunner().invoke(app, ["bench", "chain", "--quick", "--json", "--param", "stores=3"])
     assert result.exit_code == 0, result.output
