@@ -25,7 +25,7 @@ from sim.room_bound import EARLY_S
 from sim.room_gone_bound import GONE_MAX_S
 from sim.run import EPOCH, run_fast
 from sim.scenario import Scenario
-from sim.score import ROOM_EARLY_S, match_fitting_reports, score_fitting_rooms
+from sim.score import ROOM_EARLY_S, match_fitting_reports, report_fits_stay, score_fitting_rooms
 from sim.truth import RoomItem, Truth
 
 #: A garment read outside every room at a room's enter level in at least this many solid windows is
@@ -49,7 +49,7 @@ def _false_cause(rep: FittingReport, stays: list[RoomItem]) -> str:
     curtain), it had no stay there then (carried past, read from a shelf), or something else."""
     gone = rep.gone_at if rep.gone_at is not None else np.inf
     own = [s for s in stays if s.room == rep.room]
-    if any(s.start - ROOM_EARLY_S <= rep.shown_at < s.end and gone > s.start for s in own):
+    if any(report_fits_stay(rep, s) for s in own):
         return "split"
     later = [s for s in stays if rep.shown_at + ROOM_EARLY_S < s.start <= rep.shown_at + ROOM_MAX_WAIT_S]
     if any(s.room == rep.room for s in later):

@@ -216,6 +216,13 @@ def wrong_room_changes(truth: Truth, events: list[ReportedEvent]) -> tuple[int, 
     return wrong, visits
 
 
+def report_fits_stay(rep: FittingReport, s: RoomItem) -> bool:
+    """Whether a report of the stay's garment in its room could be about that stay: shown from
+    ``ROOM_EARLY_S`` before it until its end, and not gone before it started."""
+    gone = rep.gone_at if rep.gone_at is not None else np.inf
+    return s.start - ROOM_EARLY_S <= rep.shown_at < s.end and gone > s.start
+
+
 def match_fitting_reports(truth: Truth, reports: list[FittingReport]) -> list[tuple[FittingReport, RoomItem]]:
     """(report, true stay) pairs as the module docstring defines the match, in order of showing."""
     stays: dict[tuple[str, str], list[int]] = {}
@@ -224,10 +231,9 @@ def match_fitting_reports(truth: Truth, reports: list[FittingReport]) -> list[tu
     used: set[int] = set()
     out = []
     for rep in sorted(reports, key=lambda r: r.shown_at):
-        gone = rep.gone_at if rep.gone_at is not None else np.inf
         for i in stays.get((rep.room, rep.epc), []):
             s = truth.room_items[i]
-            if i not in used and s.start - ROOM_EARLY_S <= rep.shown_at < s.end and gone > s.start:
+            if i not in used and report_fits_stay(rep, s):
                 used.add(i)
                 out.append((rep, s))
                 break
@@ -236,20 +242,12 @@ def match_fitting_reports(truth: Truth, reports: list[FittingReport]) -> list[tu
 
 def reports_per_stay(truth: Truth, reports: list[FittingReport]) -> list[list[FittingReport]]:
     """For each true stay, in order of showing, every report of its garment in its room that could
-    be about it (shown from ``ROOM_EARLY_S`` before the stay until its end, and not gone before it
-    started). Two or more is a split stay: the garment left the screen while still in the room."""
+    be about it (`report_fits_stay`). Two or more is a split stay: the garment left the screen while
+    still in the room."""
     by_key: dict[tuple[str, str], list[FittingReport]] = {}
     for rep in sorted(reports, key=lambda r: r.shown_at):
         by_key.setdefault((rep.room, rep.epc), []).append(rep)
-    return [
-        [
-            rep
-            for rep in by_key.get((s.room, s.epc), [])
-            if s.start - ROOM_EARLY_S <= rep.shown_at < s.end
-            and (rep.gone_at if rep.gone_at is not None else np.inf) > s.start
-        ]
-        for s in truth.room_items
-    ]
+    return [[rep for rep in by_key.get((s.room, s.epc), []) if report_fits_stay(rep, s)] for s in truth.room_items]
 
 
 def _gone_latencies(truth: Truth, per_stay: list[list[FittingReport]]) -> list[float]:
