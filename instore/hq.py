@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from firmware_config.store import Identifier
 from firmware_config.validate import ConfigError, key_lines, model_problems, syntax_problem
 from gateway.channels.chain_publish import connected, sleep_unless
 from instore import hq_epcis, hq_outbox
+from instore.hq_acks import CumulativeAcks
 from instore.hq_metrics import StoreStats
 
 log = logging.getLogger("instore.hq")
@@ -382,20 +384,36 @@ def erase_customer(conn, customer_id: str, at: float, by: str) -> int:  # noqa: 
                    for table in ("chain_profiles", "chain_customers", "chain_events"))
 
 
-async def _subscribe(js, store: str) -> tuple[Any, bool]:  # noqa: ANN001 (nats JetStreamContext)
-    """HQ's durable pull consumer on the store's stream, and whether it acknowledges cumulatively (a
-    consumer an earlier HQ made keeps its explicit acks: JetStream cannot change an ack policy)."""
+async def _subscribe(js, store: str) -> tuple[Any, CumulativeAcks | None]:  # noqa: ANN001 (JetStreamContext)
+    """HQ's durable pull consumer on the store's stream, and its cumulative acknowledgements from
+    the consumer's ack floor; None when it acknowledges each message (a consumer an earlier HQ made
+    keeps its explicit acks: JetStream cannot change an ack policy)."""
     from nats.js.api import AckPolicy, ConsumerConfig
 
     sub = await js.pull_subscribe(f"{subject_prefix(store)}.events.>", durable=CONSUMER, stream=stream_name(store),
                                   config=ConsumerConfig(ack_wait=ACK_WAIT_S, ack_policy=AckPolicy.ALL))
-    return sub, (await sub.consumer_info()).config.ack_policy == AckPolicy.ALL
+    info = await sub.consumer_info()
+    if info.config.ack_policy != AckPolicy.ALL:
+        return sub, None
+    return sub, CumulativeAcks(info.ack_floor.stream_seq if info.ack_floor else 0)
 
 
-async def acknowledge(msgs: list[Any], ack_all: bool) -> None:
-    """Acknowledge handled messages: the last one alone acknowledges all before it under ack policy `all`."""
-    for m in msgs[-1:] if ack_all else msgs:
-        await m.ack()
+async def acknowledge(js, store: str, msgs: list[Any], acks: CumulativeAcks | None,  # noqa: ANN001
+                      asked: list[float]) -> None:
+    """Acknowledge handled messages: each one, or under ack policy `all` the newest one at or below
+    the floor of what was handled without a hole (instore.hq_acks). While a hole waits, the stream's
+    first sequence is asked once per ack wait (`asked`: when it was last asked)."""
+    if acks is None:
+        for m in msgs:
+            await m.ack()
+        return
+    floor = acks.handled(m.metadata.sequence.stream for m in msgs)
+    if acks.holes and time.monotonic() - asked[0] >= ACK_WAIT_S:
+        asked[0] = time.monotonic()
+        floor = acks.stream_starts_at((await js.stream_info(stream_name(store))).state.first_seq)
+    below = [m for m in msgs if m.metadata.sequence.stream <= floor]
+    if below:
+        await max(below, key=lambda m: m.metadata.sequence.stream).ack()
 
 
 async def pull(nats_url: str | list[str], password: str, store: str, stop: asyncio.Event,
@@ -412,11 +430,11 @@ async def pull(nats_url: str | list[str], password: str, store: str, stop: async
         if nc is None:
             return
         js = nc.jetstream(domain=store)
-        sub, ack_all = None, True
+        sub, acks, asked = None, None, [float("-inf")]
         while not stop.is_set():
             try:
                 if sub is None:
-                    sub, ack_all = await _subscribe(js, store)
+                    sub, acks = await _subscribe(js, store)
                 msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 await take([])
@@ -426,7 +444,7 @@ async def pull(nats_url: str | list[str], password: str, store: str, stop: async
                 sub = None
                 await sleep_unless(stop, RETRY_S)
                 continue
-            await acknowledge(msgs[:await take(msgs)], ack_all)
+            await acknowledge(js, store, msgs[:await take(msgs)], acks, asked)
 
 
 def runs(evs: list[Classified]) -> list[list[Classified]]:
