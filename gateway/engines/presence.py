@@ -66,6 +66,10 @@ WALK_IN_KINDS = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # where cust
 LEVEL_BLOCK_ROWS = 256  # identities per block of `level_ll`: a block's likelihood rows stay in the CPU cache
 EXP_BLOCK_COLUMNS = 64  # places per block of `exp_like`: the block's transposition stays in the CPU cache
 LEVEL_LOG_TERMS = 8  # a row's readings multiplied before one log: factors below ~100, products fit float32
+# "the readings fell" (`_fallen`): the strongest links' mean over the last RECENT steps against that of the
+# steps 8 to 14 ago (a walk of 10 to 17 m, twice the slow shadowing's 4 s and more before the recent steps)
+LEVEL_RECENT_STEPS, LEVEL_EARLIER_STEPS = 3, (8, 15)
+LEVEL_TOP_LINKS = 3  # the level of a step: its strongest links' mean (the weak ones come and go)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,9 @@ class PresenceParams:
     prior_in_store: float = 1e-3  # a phone first heard inside (switched on, gateway restarted)
     enter_probability: float = 0.9  # P(in store) to report an entry: only a door lets belief in, so it says "crossed"
     exit_probability: float = 0.15  # P(in store) below which the customer has left
+    # ... and, while still heard, once its strongest readings fell this much, or it stayed below that long
+    left_fall_db: float = 5.0  # (docs/presence.md "Walking to the glass")
+    left_heard_hold_s: float = 10.0
     switch_probability: float = 0.5  # zone posterior needed to report a zone change (into a small zone: below)
     room_switch_probability: float = 0.95  # into/out of a fitting room: a wrong room is worse than a late one
     room_hold_s: float = 8.0  # ... and held this long: a passing belief in the next room is no move (docs/presence.md)
@@ -284,7 +291,7 @@ class PresenceModel:
         self.owner = np.tile(base_owner, reps)
         self.cell_in_store = np.tile(base_in, reps)
         away = base_owner == len(self.zone_ids) - 1
-        self.standing_outside = np.tile(~base_in & ~away & (self.mode == 0), reps)  # `_at_the_glass`
+        self.standing_outside = np.tile(~base_in & ~away & (self.mode == 0), reps)  # `_not_out_yet`
         self.door_cells = np.tile(self.door_cells, reps)
         # a phone keeps its power: one block per offset; float32 halves the memory traffic of every step
         self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
@@ -767,6 +774,8 @@ class PresenceEngine:
         self._heard = np.zeros((0, nn), dtype=bool)
         self._last = np.zeros((0, nn))  # the readings used in the last step, for `predict_pairs`
         self._last_used = np.zeros((0, nn), dtype=bool)
+        self._levels = np.zeros((0, LEVEL_EARLIER_STEPS[1]), dtype=np.float32)  # each step's `_level`, a ring
+        self._steps = 0  # steps taken: the next one's slot in `_levels`
         self._reported = np.zeros(nn, dtype=bool)
         self._due: float | None = None  # end of the step period being collected
         self._expected = np.zeros(nn, dtype=bool)  # nodes that reported in the last step
@@ -777,6 +786,7 @@ class PresenceEngine:
         self.shares: dict[str, Share] = {}  # what each phone got of the last crossing that moved it (`_unconfirmed`)
         self.room_leads: dict[str, tuple[int, float]] = {}  # a room change waiting out `room_hold_s`: zone, since
         self.room_falls: dict[str, float] = {}  # since when the reported room's own posterior is below its leave bar
+        self.below_exit: dict[str, float] = {}  # since when a customer inside, heard, is below the exit bar
         self.rooms_shown: dict[int, tuple[float | None, float]] = {}  # room zone -> newest garment shown at, heard at
         self.alone_leads: dict[str, tuple[int, float, float | None]] = {}  # Bluetooth's likeliest room: since, at bar
         p = m.params
@@ -837,6 +847,7 @@ class PresenceEngine:
         self._heard = np.vstack([self._heard, heard])
         self._last = np.vstack([self._last, np.zeros((n, nn))])
         self._last_used = np.vstack([self._last_used, np.zeros((n, nn), dtype=bool)])
+        self._levels = np.vstack([self._levels, np.full((n, self._levels.shape[1]), np.nan, dtype=np.float32)])
 
     def restore(self, identity: str, zone: str, entered_at: float, zone_since: float, t: float) -> bool:
         """Resume an identity announced before a gateway restart as inside `zone`, without a new
@@ -955,6 +966,8 @@ class PresenceEngine:
         self.belief = post
         self._last = np.where(used, self._rssi, 0.0)
         self._last_used = used
+        self._levels[:, self._steps % self._levels.shape[1]] = _level(self._rssi, used)
+        self._steps += 1
         self._heard[:] = False
         self._reported[:] = False
         return self._decide(t) + self._expire(t)
@@ -1058,7 +1071,7 @@ class PresenceEngine:
             )
             self.inside[i], self.entered_at[i], self.zone[i], self.zone_since[i] = True, t, z, t
         leaving = self.inside & (p_in <= p.exit_probability)
-        for i in map(int, np.flatnonzero(leaving & ~self._at_the_glass(leaving))):
+        for i in map(int, np.flatnonzero(leaving & ~self._not_out_yet(leaving, t))):
             z = int(np.argmax(np.where(m.zone_in_store, -1, zone_post[i])))
             events.append(
                 PresenceEvent(
@@ -1075,17 +1088,30 @@ class PresenceEngine:
             self._learn(int(i))
         return events + self._moves(t, zone_post)
 
-    def _at_the_glass(self, leaving: np.ndarray) -> np.ndarray:
-        """Of those `leaving`, the ones heard this step whose belief outside mostly stands still: a phone standing
-        just inside the glass reads as one standing just outside it (the radio twin, docs/presence.md
-        "Standing inside the glass"), so standing out there is no evidence of having walked out."""
-        m = self.model
+    def _not_out_yet(self, leaving: np.ndarray, t: float) -> np.ndarray:
+        """Of those `leaving`, the ones heard this step not to be told `left` yet. Those whose belief outside
+        mostly stands still: a phone standing just inside the glass reads as one standing just outside it
+        (the radio twin, docs/presence.md "Standing inside the glass"), so standing out there is no evidence
+        of having walked out. And those below the exit bar for less than `left_heard_hold_s`: a customer
+        walking inside towards the glass reads as one walking out of the door and along the pavement, and
+        stands at the window soon after (docs/presence.md "Walking to the glass")."""
+        m, p = self.model, self.model.params
         held = np.zeros(len(self.ids), dtype=bool)
+        below, self.below_exit = self.below_exit, {}
         for i in np.flatnonzero(leaving & self._last_used.any(axis=1)).tolist():
-            b = self.belief[i]
-            out = b[~m.cell_in_store].sum()
-            held[i] = b[m.standing_outside].sum() > out / 2
+            b, since = self.belief[i], below.get(self.ids[i], t)
+            self.below_exit[self.ids[i]] = since
+            waits = t - since < p.left_heard_hold_s and not self._fallen(i)
+            held[i] = waits or b[m.standing_outside].sum() > b[~m.cell_in_store].sum() / 2
         return held
+
+    def _fallen(self, i: int) -> bool:
+        """Have identity `i`'s strongest readings fallen by `left_fall_db` from 8-14 steps ago to the last 3?"""
+        ring, n = self._levels[i], self._levels.shape[1]
+        recent = ring[[(self._steps - 1 - k) % n for k in range(LEVEL_RECENT_STEPS)]]
+        earlier = ring[[(self._steps - 1 - k) % n for k in range(*LEVEL_EARLIER_STEPS)]]
+        recent, earlier = recent[np.isfinite(recent)], earlier[np.isfinite(earlier)]
+        return bool(len(recent) and len(earlier) and earlier.mean() - recent.mean() >= self.model.params.left_fall_db)
 
     def _room_evidence(self, zone_post: np.ndarray, t: float) -> np.ndarray:
         """The zone posteriors (I, Z) weighed by what the fitting rooms' screens show now, for the zone
@@ -1291,6 +1317,7 @@ class PresenceEngine:
         self.phones.pop(identity, None)
         self.alone_leads.pop(identity, None)
         self.room_falls.pop(identity, None)
+        self.below_exit.pop(identity, None)
         i = self.index.get(identity)
         if i is not None:
             self._drop({i})
@@ -1306,7 +1333,7 @@ class PresenceEngine:
         per_identity = (
             "belief", "offset_w", "inside", "p_in", "zone", "zone_since", "entered_at", "last_heard", "rate"
         )
-        for name in per_identity + ("_rssi", "_heard", "_last", "_last_used"):
+        for name in per_identity + ("_rssi", "_heard", "_last", "_last_used", "_levels"):
             setattr(self, name, getattr(self, name)[keep])
 
     def zone_of(self, identity: str) -> tuple[str, bool] | None:
@@ -1405,6 +1432,15 @@ def _body_loss(body_db: float) -> tuple[float, float]:
     """Mean and SD (dB) of the body term body_db x ((1 - cos a) / 2)^2 over a uniform heading a:
     (1 - cos a) / 2 = sin^2(a / 2), whose 2nd and 4th powers average 3/8 and 35/128."""
     return body_db * 3 / 8, body_db * float(np.sqrt(35 / 128 - (3 / 8) ** 2))
+
+
+def _level(rssi: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Per identity, the mean of its LEVEL_TOP_LINKS strongest readings used this step (NaN: none)."""
+    k = min(LEVEL_TOP_LINKS, rssi.shape[1])
+    top = -np.partition(-np.where(used, rssi, -np.inf), k - 1, axis=1)[:, :k]
+    heard = np.isfinite(top)
+    n = heard.sum(axis=1)
+    return np.where(n > 0, np.where(heard, top, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
 
 
 def _runs(index: np.ndarray) -> list[tuple[int, int, int]]:
