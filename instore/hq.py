@@ -444,7 +444,11 @@ async def pull(nats_url: str | list[str], password: str, store: str, stop: async
                 sub = None
                 await sleep_unless(stop, RETRY_S)
                 continue
-            await acknowledge(js, store, msgs[:await take(msgs)], acks, asked)
+            handled = msgs[:await take(msgs)]
+            try:
+                await acknowledge(js, store, handled, acks, asked)
+            except Exception as exc:  # noqa: BLE001 (the link dropped: what was not acknowledged comes again)
+                on_failure(exc)
 
 
 def runs(evs: list[Classified]) -> list[list[Classified]]:
