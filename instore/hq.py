@@ -398,18 +398,17 @@ async def _subscribe(js, store: str) -> tuple[Any, CumulativeAcks | None]:  # no
     return sub, CumulativeAcks(info.ack_floor.stream_seq if info.ack_floor else 0)
 
 
-async def acknowledge(js, store: str, msgs: list[Any], acks: CumulativeAcks | None,  # noqa: ANN001
-                      asked: list[float]) -> None:
+async def acknowledge(js, store: str, msgs: list[Any], acks: CumulativeAcks | None) -> None:  # noqa: ANN001
     """Acknowledge handled messages: each one, or under ack policy `all` the newest one at or below
     the floor of what was handled without a hole (instore.hq_acks). While a hole waits, the stream's
-    first sequence is asked once per ack wait (`asked`: when it was last asked)."""
+    first sequence is asked once per ack wait."""
     if acks is None:
         for m in msgs:
             await m.ack()
         return
     floor = acks.handled(m.metadata.sequence.stream for m in msgs)
-    if acks.holes and time.monotonic() - asked[0] >= ACK_WAIT_S:
-        asked[0] = time.monotonic()
+    if acks.holes and time.monotonic() - acks.asked_at >= ACK_WAIT_S:
+        acks.asked_at = time.monotonic()
         floor = acks.stream_starts_at((await js.stream_info(stream_name(store))).state.first_seq)
     below = [m for m in msgs if m.metadata.sequence.stream <= floor]
     if below:
@@ -430,7 +429,7 @@ async def pull(nats_url: str | list[str], password: str, store: str, stop: async
         if nc is None:
             return
         js = nc.jetstream(domain=store)
-        sub, acks, asked = None, None, [float("-inf")]
+        sub, acks = None, None
         while not stop.is_set():
             try:
                 if sub is None:
@@ -446,7 +445,7 @@ async def pull(nats_url: str | list[str], password: str, store: str, stop: async
                 continue
             handled = msgs[:await take(msgs)]
             try:
-                await acknowledge(js, store, handled, acks, asked)
+                await acknowledge(js, store, handled, acks)
             except Exception as exc:  # noqa: BLE001 (the link dropped: what was not acknowledged comes again)
                 on_failure(exc)
 

@@ -19,6 +19,7 @@ class CumulativeAcks:
     def __init__(self, floor: int) -> None:
         self.floor = floor  # every stream sequence up to here is handled, or gone from the stream
         self._above: set[int] = set()
+        self.asked_at = float("-inf")  # when the stream was last asked for its first sequence (the caller's clock)
 
     @property
     def holes(self) -> bool:
