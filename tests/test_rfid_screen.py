@@ -176,3 +176,34 @@ def test_no_greeting_without_consent_and_stream_replays_after_last_event_id(gw) 
         again = c.post("/api/fitting-room/fr2/request", json={"kind": "staff"})
         assert r.status_code == 201 and again.json() == {**r.json(), "duplicate": True}
         assert c.post("/api/fitting-room/fr2/request", json={"kind": "coffee"}).status_code == 422
+
+
+# Holds every answer of the room's API until the test opens the gate; counts answers and the
+# stream's item_gone events (a second stream of the same room), so the test knows where the page is.
+GATE = """() => {
+  window.__answers = 0; window.__gone = 0;
+  window.__gate = new Promise(r => { window.__open = r; });
+  const real = window.fetch;
+  window.fetch = async (...a) => { const r = await real(...a); window.__answers++; await window.__gate; return r; };
+  new EventSource('/api/fitting-room/fr2/stream').addEventListener('item_gone', () => { window.__gone++; });
+}"""
+
+
+def test_a_change_told_while_the_screen_is_fetching_is_fetched_again(gw, browser) -> None:  # noqa: ANN001
+    """The screen fetches its room once at a time; a garment gone while an answer is on its way must
+    not leave the screen on that (older) answer."""
+    core, server, clock = gw
+    feed = Feed(core, clock.t)
+    screen = _sign_in(browser, server.url, "screen-fr2", "screen-password", "/fitting-room/fr2")
+    screen.wait_for_selector("#conn.live")
+    feed.seconds(4, [TEE_M, SHIRT])
+    screen.wait_for_function("document.querySelectorAll('article.item').length === 2")
+    screen.evaluate(GATE)
+    feed.seconds(12, [TEE_M])  # the shirt is gone: the screen asks, its answer (the tee) waits
+    screen.wait_for_function("window.__answers >= 1 && window.__gone >= 1")
+    feed.seconds(12, [])  # the tee is gone too, while that answer still waits
+    screen.wait_for_function("window.__gone >= 2")
+    screen.wait_for_timeout(300)  # the page's own stream has told it by now
+    screen.evaluate("window.__open()")
+    screen.wait_for_selector("#empty", state="visible", timeout=5000)
+    assert screen.locator("article.item").count() == 0
