@@ -83,7 +83,7 @@ def _sign_in(browser, url: str, user: str, pw: str, path: str = "/tablet"):  # n
     page.fill("#u", user)
     page.fill("#p", pw)
     page.click("#go")
-    page.wait_for_url("**" + path)
+    page.wait_for_url(url + path)  # the page itself, not the sign-in page whose ?next= ends with it
     return page
 
 
@@ -178,14 +178,20 @@ def test_no_greeting_without_consent_and_stream_replays_after_last_event_id(gw) 
         assert c.post("/api/fitting-room/fr2/request", json={"kind": "coffee"}).status_code == 422
 
 
-# Holds every answer of the room's API until the test opens the gate; counts answers and the
-# stream's item_gone events (a second stream of the same room), so the test knows where the page is.
+# Counts the item_gone events the page's own stream hands to its listener (patched in before the
+# page's script runs), and holds every answer of the room's API until the test opens the gate.
+COUNT_GONE = """(() => {
+  window.__gone = 0;
+  const add = EventSource.prototype.addEventListener;
+  EventSource.prototype.addEventListener = function (kind, fn, ...rest) {
+    return add.call(this, kind, kind === 'item_gone' ? (e) => { window.__gone++; return fn(e); } : fn, ...rest);
+  };
+})();"""
 GATE = """() => {
-  window.__answers = 0; window.__gone = 0;
+  window.__answers = 0;
   window.__gate = new Promise(r => { window.__open = r; });
   const real = window.fetch;
   window.fetch = async (...a) => { const r = await real(...a); window.__answers++; await window.__gate; return r; };
-  new EventSource('/api/fitting-room/fr2/stream').addEventListener('item_gone', () => { window.__gone++; });
 }"""
 
 
@@ -195,6 +201,8 @@ def test_a_change_told_while_the_screen_is_fetching_is_fetched_again(gw, browser
     core, server, clock = gw
     feed = Feed(core, clock.t)
     screen = _sign_in(browser, server.url, "screen-fr2", "screen-password", "/fitting-room/fr2")
+    screen.add_init_script(COUNT_GONE)
+    screen.reload()
     screen.wait_for_selector("#conn.live")
     feed.seconds(4, [TEE_M, SHIRT])
     screen.wait_for_function("document.querySelectorAll('article.item').length === 2")
@@ -202,8 +210,7 @@ def test_a_change_told_while_the_screen_is_fetching_is_fetched_again(gw, browser
     feed.seconds(12, [TEE_M])  # the shirt is gone: the screen asks, its answer (the tee) waits
     screen.wait_for_function("window.__answers >= 1 && window.__gone >= 1")
     feed.seconds(12, [])  # the tee is gone too, while that answer still waits
-    screen.wait_for_function("window.__gone >= 2")
-    screen.wait_for_timeout(300)  # the page's own stream has told it by now
+    screen.wait_for_function("window.__gone >= 2")  # told: its listener has run
     screen.evaluate("window.__open()")
     screen.wait_for_selector("#empty", state="visible", timeout=5000)
     assert screen.locator("article.item").count() == 0
