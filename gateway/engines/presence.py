@@ -126,8 +126,6 @@ class PresenceParams:
     # ... and, while still heard, once its strongest readings fell this much, or it stayed below that long
     left_fall_db: float = 5.0  # (docs/presence.md "Walking to the glass")
     left_heard_hold_s: float = 10.0
-    # with no counter watching the doors, `left` also at this P(in store) once the readings fell
-    fallen_exit_probability: float = 0.3  # (docs/presence.md "Readings that fell")
     switch_probability: float = 0.5  # zone posterior needed to report a zone change (into a small zone: below)
     room_switch_probability: float = 0.95  # into/out of a fitting room: a wrong room is worse than a late one
     room_hold_s: float = 8.0  # ... and held this long: a passing belief in the next room is no move (docs/presence.md)
@@ -1073,9 +1071,6 @@ class PresenceEngine:
             )
             self.inside[i], self.entered_at[i], self.zone[i], self.zone_since[i] = True, t, z, t
         leaving = self.inside & (p_in <= p.exit_probability)
-        if not self.doors.watching(t, p.door_watch_s):  # (docs/presence.md "Readings that fell")
-            for i in np.flatnonzero(self.inside & ~leaving & (p_in <= p.fallen_exit_probability)).tolist():
-                leaving[i] = self._fallen(i)  # moving away from the nodes, and likely out
         for i in map(int, np.flatnonzero(leaving & ~self._not_out_yet(leaving, t))):
             z = int(np.argmax(np.where(m.zone_in_store, -1, zone_post[i])))
             events.append(
