@@ -104,6 +104,23 @@ def test_one_crossing_is_shared_by_the_phones_at_the_door(model: PresenceModel) 
     assert alone[0] > 0.5 and sum(two) <= 1.0 and two[0] == pytest.approx(two[1])
 
 
+def test_a_crossing_does_not_weigh_on_a_phone_it_would_give_less_than_the_release_share(model: PresenceModel) -> None:
+    """A phone down the pavement keeps a sliver of belief by the door: a crossing would give it less than
+    `door_release_below`, which would release it at once, so its row is left alone (not moved, not held)."""
+    eng = PresenceEngine(model)
+    at_door = eng.doors.states["front"].near_out.reshape(-1)
+    far = model.state_at(2.0, -1.5)
+    post = np.zeros((2, len(model.owner)), np.float32)
+    post[0, at_door] = 1.0 / len(at_door)  # at the door
+    post[1, far] = 1.0 - 0.01
+    post[1, at_door] = 0.01 / len(at_door)  # a sliver by the door: P(H1) about kappa x 0.01
+    before = post[1].copy()
+    assert eng.add_crossing("front", 9.5, "in")
+    moved = eng.doors.apply(post, np.zeros(2, bool), np.zeros(2), 10.0)
+    assert list(moved) == [0] and 1.0 - moved[0][0] > model.params.door_release_below
+    assert (post[1] == before).all()
+
+
 def test_a_couple_with_one_phone_is_one_announcement(model: PresenceModel) -> None:
     events = _play(model, {"a": ENTRANT}, 60, [(DOOR_T, "in"), (DOOR_T + 0.3, "in")])
     assert [e.kind for e in events if e.kind in ("entered", "left")] == ["entered"]

@@ -33,7 +33,6 @@ from firmware_config.geometry import door_opening, segment_distance
 from firmware_config.store import StoreFile
 
 Direction = str  # "in" | "out"
-WEIGH_ABOVE = 1e-4  # a crossing that would move less of a phone's belief is not worth a pass over its row
 
 
 def rows_of(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -155,7 +154,9 @@ class DoorFusion:
     max_age_s: crossings older than this at the step are stale (a backlog replayed after an outage);
     max_ratio: the most one step's crossings of a door may count; out_below: an outward crossing weighs on
     phones inside whose P(in store) BLE already puts below this (a customer browsing by the door
-    is not sent out by every leaver who passes them)."""
+    is not sent out by every leaver who passes them); weigh_above: a crossing weighs on a phone only if
+    it gives it more than this (the engine's release share: a phone given less would be released at
+    its first decision, and holding it costs a pass over its row; docs/door.md, Cost)."""
 
     states: dict[str, DoorStates]
     detect_probability: float
@@ -166,6 +167,7 @@ class DoorFusion:
     max_age_s: float
     max_ratio: float
     out_below: float
+    weigh_above: float
     pending: list[Crossing] = field(default_factory=list)
     seen: dict[str, float] = field(default_factory=dict)  # per door, the latest crossing or working heartbeat
     faulty: set[str] = field(default_factory=set)  # doors whose node's last status said the sensor is not working
@@ -238,7 +240,7 @@ class DoorFusion:
             # never more than the phone alone at the door would get (a couple: two crossings, two phones)
             n = len(each)
             w = np.minimum(odds / (1.0 + odds), n * odds / (n + odds.sum()))
-            keep = w > WEIGH_ABOVE
+            keep = w > self.weigh_above
             rows, w, crossing, m, odds = rows[keep], w[keep], crossing[keep], m[keep], odds[keep]
             # (1 - w) x the belief + w x the belief under H1: just through the door, the phone's offsets kept
             scale = np.ones(len(post), dtype=np.float32)  # all rows in one pass: a row of `post` is strided

@@ -148,7 +148,8 @@ class PresenceParams:
     door_out_below: float = 0.5  # an outward crossing weighs only on phones inside that BLE already doubts
     door_max_ratio: float = 30.0  # one crossing never counts for more, however quiet the door
     door_confirm_probability: float = 0.95  # P(made the crossing | readings since) to announce a phone it moved in
-    door_release_below: float = 0.01  # below this the crossing was someone else's: Bluetooth decides alone again
+    # below this the crossing was someone else's: BLE decides alone (and a crossing giving less is not weighed)
+    door_release_below: float = 0.01
     door_watch_s: float = 75.0  # a counter silent this long may be off (as /fleet judges it): its silence says nothing
     door_offered_s: float = 60.0  # a phone a crossing weighed on this recently may have made it: its entry is as before
     # a fitting room's RFID (gateway/engines/fitting_rooms.py): garments on its screen weigh on who is in it
@@ -793,6 +794,7 @@ class PresenceEngine:
         self.doors = DoorFusion(
             m.door_states, p.door_detect_probability, p.door_match_s, p.turn_in_per_s * p.door_match_s,
             p.door_prior_rate_per_h, p.door_rate_tau_s, p.door_max_age_s, p.door_max_ratio, p.door_out_below,
+            p.door_release_below,
         )
         self._prior_in = float((self.prior @ m.membership)[m.zone_in_store].sum())  # a newcomer's P(in store)
 
