@@ -20,6 +20,9 @@ from gateway.engines.presence import PresenceEngine, PresenceModel
 
 NAME = "presence"
 STANDING_KINDS = (ZoneKind.FLOOR, ZoneKind.TILL, ZoneKind.FITTING_ROOM, ZoneKind.OUTSIDE)  # where people stand
+# The first steps admit every identity at once and compile the engine's loops (or load them from
+# numba's cache): work done once per process, not every second, so left out of the timing.
+WARM_UP_S = 2
 FLAGSHIP = Path(__file__).resolve().parent.parent / "firmware_config" / "examples" / "flagship.toml"
 
 
@@ -45,13 +48,19 @@ def run(quick: bool = False) -> dict:
             node, t + j / len(nodes), {ids[i]: float(rssi[i, j]) for i in np.flatnonzero(heard_mask[:, j])}
         )
     windows = [{ids[i]: float(rssi[i, j]) for i in np.flatnonzero(heard_mask[:, j])} for j in range(len(nodes))]
-    cpu0, wall0 = time.process_time(), time.perf_counter()
     doors = [d.id for d in store.street_doors()]
-    for s in range(1, seconds + 1):
+
+    def second(s: int) -> None:
         for d in doors:
             engine.add_crossing(d, s - 0.5, "in" if s % 2 else "out")
         for j, node in enumerate(nodes):
             engine.add_window(node, s + j / len(nodes), windows[j])
+
+    for s in range(1, WARM_UP_S + 1):  # untimed: once per process, not every second
+        second(s)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for s in range(WARM_UP_S + 1, WARM_UP_S + seconds + 1):
+        second(s)
     cpu = time.process_time() - cpu0
     wall = time.perf_counter() - wall0
     share = cpu / seconds
@@ -60,6 +69,7 @@ def run(quick: bool = False) -> dict:
         "nodes": len(nodes),
         "states_per_identity": int(model.mu.shape[0]),
         "simulated_s": seconds,
+        "warm_up_s": WARM_UP_S,
         "cpu_s_per_simulated_s": round(share, 4),
         "core_share": round(share, 4),
         "wall_s_per_simulated_s": round(wall / seconds, 4),

@@ -28,6 +28,23 @@ def test_predict_drifts_the_population_and_learned_phones_as_drift_does(model: P
         np.testing.assert_allclose(model.predict(belief[rows], weights[rows]), expected, rtol=1e-5, atol=1e-9)
 
 
+def test_predict_of_identity_minor_beliefs_is_the_sparse_products_float_for_float(model: PresenceModel) -> None:
+    """The compiled pass (transition and the population's drift at once) gives the very floats of the two
+    sparse products it replaced, so no decision depends on which ran; a learned phone drifts as `drift` says."""
+    rng = np.random.default_rng(7)
+    belief = np.asfortranarray(rng.random((9, len(model.owner)), dtype=np.float32))
+    weights = np.tile(model.offset_prior, (9, 1)).astype(np.float32)
+    weights[5] = model.offset_weights(LearnedPhone(-6.0, 4.0, 2))
+    expected = (belief @ model.transition) @ model._population_drift
+    own = belief[[5]] @ model.transition
+    model.drift(own, weights[[5]])
+    expected[5] = own[0]
+    out = np.empty(belief.shape, dtype=np.float32, order="F")
+    got = model.predict(belief, weights, out)
+    assert got is out
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_level_ll_is_the_sum_of_each_readings_student_t(model: PresenceModel) -> None:
     p = model.params
     rng = np.random.default_rng(4)

@@ -39,6 +39,7 @@ Pure: windows and their timestamps in, events out; no clock, no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from scipy import sparse
@@ -57,13 +58,13 @@ from firmware_config.geometry import (
 )
 from firmware_config.store import StoreFile, ZoneKind
 from gateway.engines.door_fusion import DoorFusion, Share, door_states, explained_away, made_crossing, rows_of
+from gateway.engines.presence_kernels import level_products, predict_blocks
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
 WALK_LANE_SIGMA_M = 0.5  # walkers keep to their lane on the pavement
 WALK_IN = 2  # the mode of a "walking in" copy of a cell near a street door
 WALK_IN_KINDS = (ZoneKind.ENTRANCE, ZoneKind.FLOOR, ZoneKind.TILL)  # where customers walk on from the door
-LEVEL_BLOCK_ROWS = 256  # identities per block of `level_ll`: a block's likelihood rows stay in the CPU cache
 EXP_BLOCK_COLUMNS = 64  # places per block of `exp_like`: the block's transposition stays in the CPU cache
 LEVEL_LOG_TERMS = 8  # a row's readings multiplied before one log: factors below ~100, products fit float32
 # "the readings fell" (`_fallen`): the strongest links' mean over the last RECENT steps against that of the
@@ -286,6 +287,7 @@ class PresenceModel:
         mix = np.diag(up, 1) + np.diag(down, -1)
         mix += np.diag(1 - mix.sum(axis=1))
         self._population_drift = sparse.kron(mix, sparse.identity(n_base), format="csr").astype(np.float32)
+        self._population_mix = mix.astype(np.float32)  # the same, for `predict_blocks`
         self.mu = (offsets[:, None, None] + base_mu[None]).reshape(reps * n_base, -1)  # (K states, N nodes)
         # a cell is an area, not a point: next to a node the RSSI varies by many dB within it
         self.sigma = np.tile(np.sqrt(p.sigma_db**2 + base_spread**2), (reps, 1))  # (K, N)
@@ -296,6 +298,8 @@ class PresenceModel:
         self.door_cells = np.tile(self.door_cells, reps)
         # a phone keeps its power: one block per offset; float32 halves the memory traffic of every step
         self.transition = sparse.block_diag([base_transition] * reps, format="csr", dtype=np.float32)
+        self._cell_transition = base_transition.astype(np.float32).tocsc()  # one block, by destination
+        self._cell_transition.sort_indices()  # sources ascending: summed as the sparse product sums them
         n_k = len(self.owner)
         # sparse: the beliefs come out of the transition's product identity-minor (Fortran order), and
         # summed state by state a sparse product is several times faster than BLAS on them (Cost)
@@ -349,12 +353,14 @@ class PresenceModel:
             mu_b[:, :, self._pair_dst] - rho * mu_b[:, :, self._pair_src], dtype=np.float32
         )  # (N, offsets, edges)
 
-    def exp_like(self, ll: np.ndarray, post: np.ndarray) -> np.ndarray:
+    def exp_like(self, ll: np.ndarray, post: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """exp(ll), laid out in memory as `post`, the beliefs it weighs: out of the transition's product
-        they are identity-minor (Fortran order), and `weigh` across orders is several times slower."""
+        they are identity-minor (Fortran order), and `weigh` across orders is several times slower.
+        Written into `out` when given (of `ll`'s shape, Fortran order)."""
         if post.flags.c_contiguous:
             return np.exp(ll, out=ll)
-        out = np.empty(ll.shape, dtype=ll.dtype, order="F")
+        if out is None:
+            out = np.empty(ll.shape, dtype=ll.dtype, order="F")
         for a in range(0, ll.shape[1], EXP_BLOCK_COLUMNS):
             np.exp(ll[:, a : a + EXP_BLOCK_COLUMNS], out=out[:, a : a + EXP_BLOCK_COLUMNS])
         return out
@@ -385,21 +391,29 @@ class PresenceModel:
         ratio = w[:, 1:] / w[:, :-1]
         return q * np.minimum(1, ratio), q * np.minimum(1, 1 / ratio)
 
-    def predict(self, belief: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def predict(self, belief: np.ndarray, weights: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One step's prediction: `belief @ transition`, then the offset `drift`. The rows with the
-        population's offset prior (all but learned phones) drift in one sparse product, several times
-        cheaper than `drift`'s strided updates of the whole belief (docs/presence.md, Cost)."""
-        post = belief @ self.transition
-        if self.params.offset_step_per_s <= 0 or len(post) == 0:
-            return post
-        population = (weights == self._population_w).all(axis=1)
-        if population.all():
-            return post @ self._population_drift
-        if population.any():
-            post[population] = post[population] @ self._population_drift
-        own = post[~population]
-        self.drift(own, weights[~population])
-        post[~population] = own
+        population's offset prior (all but learned phones) drift by the population's matrix, in the
+        same pass as the transition for a Fortran-order belief (`predict_blocks`, into `out` when given,
+        of its shape and order), else as a second sparse product; several times cheaper than `drift`'s
+        strided updates (docs/presence.md, Cost)."""
+        drifts = self.params.offset_step_per_s > 0 and len(belief) > 0
+        population = (weights == self._population_w).all(axis=1) if drifts else np.zeros(len(belief), dtype=bool)
+        if belief.flags.f_contiguous and belief.dtype == np.float32 and len(belief):
+            post = np.empty(belief.shape[::-1], dtype=np.float32).T if out is None else out  # identity-minor
+            t = self._cell_transition
+            unmixed = np.flatnonzero(~population)
+            predict_blocks(belief.T, t.indptr, t.indices, t.data, self._population_mix, unmixed, post.T)
+        else:
+            post = belief @ self.transition
+            if population.all():
+                return post @ self._population_drift
+            if population.any():
+                post[population] = post[population] @ self._population_drift
+        if drifts and not population.all():
+            own = post[~population]
+            self.drift(own, weights[~population])
+            post[~population] = own
         return post
 
     def predict_pairs(self, belief: np.ndarray, change: np.ndarray, both: np.ndarray) -> np.ndarray:
@@ -653,6 +667,11 @@ class PresenceModel:
         ii, nn = _strongest(rssi, heard, self.params.rssi_nodes)
         return self.detection_ll(heard, reported) + self.level_ll(rssi, ii, nn)
 
+    @property
+    def n_places(self) -> int:
+        """Places with a distinct prediction (U): the likelihoods' width, mapped to states by `emit`."""
+        return int(self._miss.shape[1])
+
     def detection_tables(self, adverts_per_s: float) -> tuple[np.ndarray, np.ndarray]:
         """(log P(miss), log P(hit) - log P(miss)), each (N, U), for a carrier advertising at this
         rate: a node's window hears it if any of its rate x window packets gets through."""
@@ -689,17 +708,21 @@ class PresenceModel:
             out += wq * (1.0 - (1.0 - p_packet) ** n)
         return out
 
-    def detection_ll(self, heard: np.ndarray, reported: np.ndarray, rates: np.ndarray | None = None) -> np.ndarray:
+    def detection_ll(
+        self, heard: np.ndarray, reported: np.ndarray, rates: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """(I, U): every reporting node's log P(miss), swapped for log P(hit) where it heard;
-        `rates` (I,): each identity's advertising rate (default: `adverts_per_s` for all)."""
+        `rates` (I,): each identity's advertising rate (default: `adverts_per_s` for all); written
+        into `out` when given (C order)."""
         distinct = np.unique(rates) if rates is not None else [self.params.adverts_per_s]
         missed = reported.astype(np.float32)
+        if out is None:
+            out = np.empty((len(heard), self.n_places), dtype=np.float32)
         if len(distinct) == 1:  # everyone alike: no row selection, one product written in place
             miss, hit = self.detection_tables(float(distinct[0]))
-            out = heard.astype(np.float32) @ hit
+            np.matmul(heard.astype(np.float32), hit, out=out)
             out += missed @ miss
             return out
-        out = np.empty((len(heard), self._miss.shape[1]), dtype=np.float32)
         for rate in distinct:
             rows = rates == rate
             miss, hit = self.detection_tables(float(rate))
@@ -708,40 +731,29 @@ class PresenceModel:
             out[rows] = part
         return out
 
-    def level_ll(self, rssi: np.ndarray, ii: np.ndarray, nn: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def level_ll(
+        self, rssi: np.ndarray, ii: np.ndarray, nn: np.ndarray, out: np.ndarray | None = None,
+        work: np.ndarray | None = None,
+    ) -> np.ndarray:
         """(I, U): Student t log-densities of the readings rssi[ii, nn] around each place's
-        prediction, added to `out` when given."""
-        ll = np.zeros((len(rssi), self._miss.shape[1]), dtype=np.float32) if out is None else out
-        # a block of identities at a time, and in it one node at a time: the block's rows of `ll`
-        # and a node's readings x all places stay in the CPU cache. An identity has at most one
-        # reading per node, so the rows multiply without collisions; a row's readings are logged
-        # together, LEVEL_LOG_TERMS at a time (`rank`: a reading's place among its row's)
+        prediction, added to `out` when given; `work`, an array of its shape to compute in."""
+        ll = np.zeros((len(rssi), self.n_places), dtype=np.float32) if out is None else out
+        # a row's readings multiplied (compiled: one pass over each row) and logged together, LEVEL_LOG_TERMS
+        # at a time (`rank`: a reading's place among its row's), each product in node order
         order = np.argsort(ii, kind="stable")
         ii, nn = ii[order], nn[order]
-        values = rssi[ii, nn].astype(np.float32)
         rank = np.arange(len(ii)) - np.searchsorted(ii, ii)
-        block = LEVEL_BLOCK_ROWS
-        cuts = np.searchsorted(ii, np.arange(0, len(ll) + block, block)).tolist()
-        for a, s0, s1 in zip(range(0, len(ll), block), cuts, cuts[1:], strict=False):
-            for k in range(0, int(rank[s0:s1].max(initial=-1)) + 1, LEVEL_LOG_TERMS):
-                at = s0 + np.flatnonzero((rank[s0:s1] >= k) & (rank[s0:s1] < k + LEVEL_LOG_TERMS))
-                self._level_block(ll[a : a + block], ii[at] - a, nn[at], values[at])
+        prod = np.empty_like(ll) if work is None else work
+        for k in range(0, int(rank.max(initial=-1)) + 1, LEVEL_LOG_TERMS):
+            at = np.flatnonzero((rank >= k) & (rank < k + LEVEL_LOG_TERMS))
+            at = at[np.lexsort((nn[at], ii[at]))]
+            starts = np.searchsorted(ii[at], np.arange(len(ll) + 1))
+            values = rssi[ii[at], nn[at]].astype(np.float32)
+            level_products(prod, starts, nn[at], values, self._mu_heard_t, self._level_c_t, self._level_s_t)
+            np.log(prod, out=prod)
+            prod *= np.float32(-0.5 * (self.params.tail_dof + 1))
+            ll += prod
         return ll
-
-    def _level_block(self, ll_b: np.ndarray, rows: np.ndarray, nodes: np.ndarray, values: np.ndarray) -> None:
-        """ll_b += the Student t log-densities of the readings `values` (at most one per row and node,
-        LEVEL_LOG_TERMS per row): one log of each row's product of factors, not one per reading."""
-        prod = np.ones_like(ll_b)
-        for n in np.unique(nodes).tolist():
-            at = nodes == n
-            d = values[at][:, None] - self._mu_heard_t[n]  # (h, U)
-            np.square(d, out=d)
-            d *= self._level_c_t[n]
-            d += self._level_s_t[n]
-            prod[rows[at]] *= d
-        np.log(prod, out=prod)
-        prod *= np.float32(-0.5 * (self.params.tail_dof + 1))
-        ll_b += prod
 
 
 @dataclass
@@ -797,6 +809,7 @@ class PresenceEngine:
             p.door_release_below,
         )
         self._prior_in = float((self.prior @ m.membership)[m.zone_in_store].sum())  # a newcomer's P(in store)
+        self._work: dict[str, np.ndarray] = {}  # each step's large arrays, kept for the next (`_kept`)
 
     def _admit(self) -> None:
         """Start tracking the identities first heard since the last step, all at once (one copy
@@ -954,7 +967,7 @@ class PresenceEngine:
             self._reported[:] = False
             return []
         m = self.model
-        post = m.predict(self.belief, self.offset_w)  # the prediction, then the posterior in place
+        post = m.predict(self.belief, self.offset_w, self._kept("belief", self.belief.shape, "F"))  # then in place
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
         stay = np.zeros((0, post.shape[1]))
         if len(held):
@@ -965,7 +978,7 @@ class PresenceEngine:
         else:
             stay = self._cross(held, stay, post, t)
         self._renormalise(post, stay)
-        self.belief = post
+        self.belief, self._work["belief"] = post, self.belief  # the last belief: the next prediction's array
         self._last = np.where(used, self._rssi, 0.0)
         self._last_used = used
         self._levels[:, self._steps % self._levels.shape[1]] = _level(self._rssi, used)
@@ -1017,9 +1030,10 @@ class PresenceEngine:
         chosen[pairs] = True
         paired &= chosen[:, None]
         level = ~paired[ii, nn]  # every other reading by its level, as before
-        ll = m.detection_ll(self._heard, self._reported, self.rate)
+        shape = (len(self.ids), m.n_places)
+        ll = m.detection_ll(self._heard, self._reported, self.rate, self._kept("ll", shape))
         ll[pairs] *= np.float32(p.evidence_weight)
-        m.level_ll(self._rssi, ii[level], nn[level], out=ll)
+        m.level_ll(self._rssi, ii[level], nn[level], out=ll, work=self._kept("level", shape))
         if len(pairs):
             row = np.full(len(self.ids), -1)
             row[pairs] = np.arange(len(pairs))
@@ -1043,9 +1057,17 @@ class PresenceEngine:
         ll[pairs] *= np.float32(1 / p.evidence_weight)
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
         held_lik = np.exp(ll[held])  # from `ll`'s rows, contiguous (`exp_like`'s are strided)
-        m.weigh(m.exp_like(ll, post), post)
+        m.weigh(m.exp_like(ll, post, self._kept("like", shape, "F")), post)
         m.weigh(held_lik, stay)
         return stay
+
+    def _kept(self, name: str, shape: tuple[int, ...], order: Literal["C", "F"] = "C") -> np.ndarray:
+        """A float32 work array kept from step to step: a fresh one of 50-100 MB costs more in page faults
+        than the pass that fills it (docs/presence.md, Cost)."""
+        a = self._work.get(name)
+        if a is None or a.shape != shape or not (a.flags.f_contiguous if order == "F" else a.flags.c_contiguous):
+            a = self._work[name] = np.empty(shape, dtype=np.float32, order=order)
+        return a
 
     def _renormalise(self, post: np.ndarray, stay: np.ndarray) -> None:
         """Each phone's belief back to 1 less the floor mass spread over the door cells; the held parts alike."""
