@@ -61,6 +61,16 @@ def test_systemd_units_are_notify_watchdog_and_unprivileged():
     assert {"char-ttyUSB rw", "char-gpiochip rw", "char-i2c rw"} <= set(edge["DeviceAllow"])
 
 
+def test_the_gateway_unit_lets_numba_run_and_cache_its_compiled_loops():
+    """The presence engine's loops are compiled (numba): making that code executable is what
+    MemoryDenyWriteExecute forbids, and the read-only venv cannot hold the cache, so the unit gives it
+    the service's cache directory. The edge, which compiles nothing, keeps the restriction."""
+    gateway, edge = _unit("instore-gateway.service")["Service"], _unit("instore-edge.service")["Service"]
+    assert "MemoryDenyWriteExecute" not in gateway and edge["MemoryDenyWriteExecute"] == ["yes"]
+    assert gateway["CacheDirectory"] == ["instore"] and gateway["ProtectSystem"] == ["strict"]
+    assert "NUMBA_CACHE_DIR=/var/cache/instore/numba" in gateway["Environment"]
+
+
 LIBRARY = {  # the scenario library's stores beyond the boutique and flagship: file -> summary line
     "corner.toml": "corner: 7 zones, 7 nodes (1 entrance, 2 fitting rooms), 2 RFID readers: OK",
     "mall_unit.toml": "mall-unit: 6 zones, 6 nodes (1 entrance, 2 fitting rooms), 2 RFID readers: OK",
