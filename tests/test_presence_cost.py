@@ -8,6 +8,7 @@ import pytest
 from firmware_config.store import load_store
 from gateway.engines.door_fusion import rows_of
 from gateway.engines.presence import LearnedPhone, PresenceModel, _strongest
+from gateway.engines.presence_kernels import scale_and_sum_zones, weigh_and_sum
 from tests.conftest import BOUTIQUE
 
 
@@ -43,6 +44,28 @@ def test_predict_of_identity_minor_beliefs_is_the_sparse_products_float_for_floa
     got = model.predict(belief, weights, out)
     assert got is out
     np.testing.assert_array_equal(got, expected)
+
+
+def test_weighing_and_renormalising_in_one_pass_give_the_floats_of_the_numpy_passes(model: PresenceModel) -> None:
+    """The compiled passes: the posterior weighed with its row sums, then renormalised with its zone sums,
+    float for float what `weigh`, `sum`, the scale, the door cells' floor and the membership product give."""
+    rng = np.random.default_rng(8)
+    post = np.asfortranarray(rng.random((11, len(model.owner)), dtype=np.float32))
+    lik = np.asfortranarray(rng.random((11, model.n_places), dtype=np.float32))
+    expected = post.copy(order="F")
+    model.weigh(lik, expected)
+    sums = np.empty(11, dtype=np.float32)
+    weigh_and_sum(post.T, lik.T, model.emit, sums)
+    np.testing.assert_array_equal(post, expected)
+    np.testing.assert_array_equal(sums, expected.sum(axis=1))
+    floor = 1e-3
+    scale = ((1 - floor) / sums).astype(np.float32)
+    expected *= scale[:, None]
+    expected[:, model.door_cells] += floor / model.door_cells.sum()  # a float64 scalar: added in double
+    zones_t = np.empty((len(model.zone_ids), 11), dtype=np.float32)
+    scale_and_sum_zones(post.T, scale, model.door_cells, float(floor / model.door_cells.sum()), model.owner, zones_t)
+    np.testing.assert_array_equal(post, expected)
+    np.testing.assert_array_equal(zones_t.T, expected @ model.membership)
 
 
 def test_level_ll_is_the_sum_of_each_readings_student_t(model: PresenceModel) -> None:

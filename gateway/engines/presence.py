@@ -58,7 +58,7 @@ from firmware_config.geometry import (
 )
 from firmware_config.store import StoreFile, ZoneKind
 from gateway.engines.door_fusion import DoorFusion, Share, door_states, explained_away, made_crossing, rows_of
-from gateway.engines.presence_kernels import level_products, predict_blocks
+from gateway.engines.presence_kernels import level_products, predict_blocks, scale_and_sum_zones, weigh_and_sum
 
 AWAY = "away"
 NEGLIGIBLE = 1e-6  # belief below this in a state: moves out of it are not worth weighing
@@ -973,11 +973,12 @@ class PresenceEngine:
         if len(held):
             stay = m.predict(np.stack(list(self.held.values())), self.offset_w[held])
         used = np.zeros_like(self._heard)
+        sums = None
         if self._reported.any():
-            stay = self._weigh(t, post, held, stay, used)
+            stay, sums = self._weigh(t, post, held, stay, used)
         else:
             stay = self._cross(held, stay, post, t)
-        self._renormalise(post, stay)
+        zone_post = self._renormalise(post, stay, sums)
         self.belief, self._work["belief"] = post, self.belief  # the last belief: the next prediction's array
         self._last = np.where(used, self._rssi, 0.0)
         self._last_used = used
@@ -985,7 +986,7 @@ class PresenceEngine:
         self._steps += 1
         self._heard[:] = False
         self._reported[:] = False
-        return self._decide(t) + self._expire(t)
+        return self._decide(t, zone_post) + self._expire(t)
 
     def _predict_held_pairs(
         self, held: np.ndarray, stay: np.ndarray, post: np.ndarray, pairs: np.ndarray, change: np.ndarray,
@@ -1016,8 +1017,11 @@ class PresenceEngine:
         self.held = parts
         return np.stack(list(parts.values())) if parts else np.zeros((0, post.shape[1]), dtype=np.float32)
 
-    def _weigh(self, t: float, post: np.ndarray, held: np.ndarray, stay: np.ndarray, used: np.ndarray) -> np.ndarray:
-        """Weigh the predictions by this step's windows (marking the links `used`); the held parts too."""
+    def _weigh(
+        self, t: float, post: np.ndarray, held: np.ndarray, stay: np.ndarray, used: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Weigh the predictions by this step's windows (marking the links `used`); the held parts too.
+        Returns the held parts and each identity's total after weighing."""
         m, p = self.model, self.model.params
         ii, nn = _strongest(self._rssi, self._heard, p.rssi_nodes)
         used[ii, nn] = True
@@ -1058,9 +1062,10 @@ class PresenceEngine:
         ll[pairs] *= np.float32(1 / p.evidence_weight)
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
         held_lik = np.exp(ll[held])  # from `ll`'s rows, contiguous (`exp_like`'s are strided)
-        m.weigh(m.exp_like(ll, post, spare.reshape(shape, order="F")), post)
+        sums = np.empty(len(post), dtype=np.float32)
+        weigh_and_sum(post.T, m.exp_like(ll, post, spare.reshape(shape, order="F")).T, m.emit, sums)
         m.weigh(held_lik, stay)
-        return stay
+        return stay, sums
 
     def _kept(self, name: str, shape: tuple[int, ...], order: Literal["C", "F"] = "C") -> np.ndarray:
         """A float32 work array kept from step to step: a fresh one of 50-100 MB costs more in page faults
@@ -1070,19 +1075,22 @@ class PresenceEngine:
             a = self._work[name] = np.empty(shape, dtype=np.float32, order=order)
         return a
 
-    def _renormalise(self, post: np.ndarray, stay: np.ndarray) -> None:
-        """Each phone's belief back to 1 less the floor mass spread over the door cells; the held parts alike."""
+    def _renormalise(self, post: np.ndarray, stay: np.ndarray, sums: np.ndarray | None) -> np.ndarray:
+        """Each phone's belief back to 1 less the floor mass spread over the door cells; the held parts alike.
+        `sums`: each row's total, if known. Returns the zone posteriors (I, Z), summed in the same pass."""
         m, p = self.model, self.model.params
-        scale = ((1 - p.floor_mass) / post.sum(axis=1, keepdims=True)).astype(np.float32)
-        post *= scale
+        scale = ((1 - p.floor_mass) / (post.sum(axis=1) if sums is None else sums)).astype(np.float32)
         if self.held:  # the same scale: the share of each part is the evidence
-            stay *= scale[[self.index[identity] for identity in self.held]]
+            stay *= scale[[self.index[identity] for identity in self.held], None]
             self.held = dict(zip(self.held, stay, strict=True))
-        post[:, m.door_cells] += p.floor_mass / m.door_cells.sum()
+        zones_t = np.empty((len(m.zone_ids), len(post)), dtype=np.float32)
+        door_add = float(p.floor_mass / m.door_cells.sum())
+        scale_and_sum_zones(post.T, scale, m.door_cells, door_add, m.owner, zones_t)
+        return zones_t.T
 
-    def _decide(self, t: float) -> list[PresenceEvent]:
+    def _decide(self, t: float, zone_post: np.ndarray) -> list[PresenceEvent]:
+        """Entries, `left`s and moves from this step's zone posteriors (I, Z)."""
         m, p = self.model, self.model.params
-        zone_post = self.belief @ m.membership
         self.p_in = p_in = zone_post[:, m.zone_in_store].sum(axis=1)
         zone_post = self._room_evidence(zone_post, t)
         events = []

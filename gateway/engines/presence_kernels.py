@@ -12,9 +12,14 @@ from numba import njit
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def level_products(
-    out: np.ndarray, starts: np.ndarray, nodes: np.ndarray, values: np.ndarray,
-    mu: np.ndarray, c: np.ndarray, s: np.ndarray,
-) -> None:  # pragma: no cover - compiled (covered through `PresenceModel.level_ll`)
+    out: np.ndarray,
+    starts: np.ndarray,
+    nodes: np.ndarray,
+    values: np.ndarray,
+    mu: np.ndarray,
+    c: np.ndarray,
+    s: np.ndarray,
+) -> None:
     """out[i, u] = the product over row i's readings r of s[n, u] + c[n, u] (values[r] - mu[n, u])^2,
     n = nodes[r], for the readings starts[i]:starts[i + 1] (in the order given); 1 for a row without.
     One pass over each row, where numpy scattered a product per node into every row."""
@@ -33,9 +38,14 @@ def level_products(
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def predict_blocks(
-    belief_t: np.ndarray, indptr: np.ndarray, sources: np.ndarray, weights: np.ndarray,
-    mix: np.ndarray, unmixed: np.ndarray, out_t: np.ndarray,
-) -> None:  # pragma: no cover - compiled (covered through `PresenceModel.predict`)
+    belief_t: np.ndarray,
+    indptr: np.ndarray,
+    sources: np.ndarray,
+    weights: np.ndarray,
+    mix: np.ndarray,
+    unmixed: np.ndarray,
+    out_t: np.ndarray,
+) -> None:
     """One step's prediction, transition and offset drift in one pass, on identity-minor arrays
     (belief_t, out_t: (offsets x cells, identities), the transposed views of Fortran-order beliefs).
 
@@ -66,3 +76,40 @@ def predict_blocks(
             for i in unmixed:
                 dest[i] = acc[o, i]
 
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def weigh_and_sum(post_t: np.ndarray, lik_t: np.ndarray, emit: np.ndarray, sums: np.ndarray) -> None:
+    """post_t[s] *= lik_t[emit[s]] for every state s, in place, and sums[i] = identity i's total after
+    it (post_t, lik_t: identity-minor): the weighting and the row sums in one pass over the belief."""
+    sums[:] = 0.0
+    for s in range(post_t.shape[0]):
+        p, lik = post_t[s], lik_t[emit[s]]
+        for i in range(p.shape[0]):
+            x = p[i] * lik[i]
+            p[i] = x
+            sums[i] += x
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def scale_and_sum_zones(
+    post_t: np.ndarray,
+    scale: np.ndarray,
+    door: np.ndarray,
+    door_add: float,
+    zone: np.ndarray,
+    zones_t: np.ndarray,
+) -> None:
+    """post_t[s] *= scale (per identity), plus door_add in the states `door` (added in double precision,
+    as numpy added it), in place, and zones_t[z, i] = identity i's total over the states of zone z after
+    it (post_t: identity-minor; zone[s]: the zone of state s): the renormalisation and the zone sums in
+    one pass over the belief."""
+    zones_t[:] = 0.0
+    for s in range(post_t.shape[0]):
+        p, z = post_t[s], zones_t[zone[s]]
+        for i in range(p.shape[0]):
+            p[i] *= scale[i]
+        if door[s]:
+            for i in range(p.shape[0]):
+                p[i] = p[i] + door_add
+        for i in range(p.shape[0]):
+            z[i] += p[i]
