@@ -2,7 +2,8 @@
 
 Each kernel computes the same floats as the numpy code it replaced, in the same order (no fast-math,
 no fused multiply-add), so the engine's decisions do not depend on which one ran; they only cost
-less (docs/presence.md, "Compiled loops"). Compiled on first use and cached beside the module."""
+less (docs/presence.md, "Compiled loops"). Compiled on first use and cached beside the module, or
+in NUMBA_CACHE_DIR (the gateway's systemd unit sets it)."""
 
 from __future__ import annotations
 
