@@ -7,7 +7,7 @@ import pytest
 
 from firmware_config.store import load_store
 from gateway.engines.door_fusion import rows_of
-from gateway.engines.presence import LearnedPhone, PresenceModel, _strongest
+from gateway.engines.presence import LearnedPhone, PresenceEngine, PresenceModel, _strongest
 from gateway.engines.presence_kernels import scale_and_sum_zones, weigh_and_sum
 from tests.conftest import BOUTIQUE
 
@@ -99,3 +99,25 @@ def test_rows_of_gives_the_rows_of_either_memory_order() -> None:
     rows = np.asarray([7, 0, 3, 3])
     for order in ("C", "F"):
         np.testing.assert_array_equal(rows_of(np.asarray(a, order=order), rows), a[rows])
+
+
+def test_phones_coming_and_going_reuse_the_steps_work_memory_and_an_erasure_clears_it(model: PresenceModel) -> None:
+    """The step's large arrays live in buffers kept between steps (a fresh 100 MB array costs more in page
+    faults than the pass that fills it); a phone more reuses them. Erasure leaves none behind."""
+    eng = PresenceEngine(model)
+
+    def second(t: float, ids: list[str]) -> None:
+        for j, node in enumerate(model.node_ids):
+            eng.add_window(node, t + j / len(model.node_ids), {i: -70.0 - j for i in ids})
+
+    ids = [f"c{k}" for k in range(16)]
+    for t in range(4):
+        second(float(t), ids)
+    buffers = {name: id(a) for name, a in eng._work.items()}
+    assert {"belief0", "belief1", "ll", "wide"} <= set(buffers)
+    for t in range(4, 8):  # one more phone
+        second(float(t), ids + ["new"])
+    assert len(eng.ids) == 17
+    assert {name: id(a) for name, a in eng._work.items()} == buffers
+    eng.forget("c3")
+    assert eng._work == {} and eng.zone_of("c3") is None

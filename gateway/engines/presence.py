@@ -810,6 +810,7 @@ class PresenceEngine:
         )
         self._prior_in = float((self.prior @ m.membership)[m.zone_in_store].sum())  # a newcomer's P(in store)
         self._work: dict[str, np.ndarray] = {}  # each step's large arrays, kept for the next (`_kept`)
+        self._spare = 0  # which of the two kept beliefs the next prediction writes (the other is `belief`)
 
     def _admit(self) -> None:
         """Start tracking the identities first heard since the last step, all at once (one copy
@@ -967,7 +968,7 @@ class PresenceEngine:
             self._reported[:] = False
             return []
         m = self.model
-        post = m.predict(self.belief, self.offset_w, self._kept("belief", self.belief.shape, "F"))  # then in place
+        post = m.predict(self.belief, self.offset_w, self._kept(f"belief{self._spare}", self.belief.shape, "F"))
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
         stay = np.zeros((0, post.shape[1]))
         if len(held):
@@ -979,7 +980,7 @@ class PresenceEngine:
         else:
             stay = self._cross(held, stay, post, t)
         zone_post = self._renormalise(post, stay, sums)
-        self.belief, self._work["belief"] = post, self.belief  # the last belief: the next prediction's array
+        self.belief, self._spare = post, 1 - self._spare  # the last belief's array: the next prediction's
         self._last = np.where(used, self._rssi, 0.0)
         self._last_used = used
         self._levels[:, self._steps % self._levels.shape[1]] = _level(self._rssi, used)
@@ -1068,12 +1069,14 @@ class PresenceEngine:
         return stay, sums
 
     def _kept(self, name: str, shape: tuple[int, ...], order: Literal["C", "F"] = "C") -> np.ndarray:
-        """A float32 work array kept from step to step: a fresh one of 50-100 MB costs more in page faults
-        than the pass that fills it (docs/presence.md, Cost)."""
-        a = self._work.get(name)
-        if a is None or a.shape != shape or not (a.flags.f_contiguous if order == "F" else a.flags.c_contiguous):
-            a = self._work[name] = np.empty(shape, dtype=np.float32, order=order)
-        return a
+        """A float32 work array of this shape, in memory kept from step to step: a fresh one of 50-100 MB
+        costs more in page faults than the pass that fills it (docs/presence.md, Cost). Each name keeps
+        one flat buffer, with room for an eighth more rows, so that phones coming and going reuse it."""
+        size = int(np.prod(shape))
+        flat = self._work.get(name)
+        if flat is None or len(flat) < size:
+            flat = self._work[name] = np.empty(size + size // 8, dtype=np.float32)
+        return flat[:size].reshape(shape, order=order)
 
     def _renormalise(self, post: np.ndarray, stay: np.ndarray, sums: np.ndarray | None) -> np.ndarray:
         """Each phone's belief back to 1 less the floor mass spread over the door cells; the held parts alike.
@@ -1341,7 +1344,9 @@ class PresenceEngine:
                 self.rate[i] = rate
 
     def forget(self, identity: str) -> None:
-        """Consent withdrawn or erased: drop every trace of the identity now."""
+        """Consent withdrawn or erased: drop every trace of the identity now (the work arrays too, which
+        may hold its last rows)."""
+        self._work.clear()
         self._pending.pop(identity, None)
         self.held.pop(identity, None)
         self.offered.pop(identity, None)
