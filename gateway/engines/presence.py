@@ -849,7 +849,7 @@ class PresenceEngine:
         for k, identity in enumerate(ids):
             self.index[identity] = first + k
             self.ids.append(identity)
-        self.belief = np.vstack([self.belief, belief])
+        self.belief = self._into_spare(np.arange(len(self.belief)), belief)
         self.offset_w = np.vstack([self.offset_w, weights.astype(np.float32)])
         self.inside = np.append(self.inside, np.zeros(n, dtype=bool))
         self.p_in = np.append(self.p_in, np.full(n, self._prior_in, dtype=np.float32))
@@ -1077,6 +1077,16 @@ class PresenceEngine:
         if flat is None or len(flat) < size:
             flat = self._work[name] = np.empty(size + size // 8, dtype=np.float32)
         return flat[:size].reshape(shape, order=order)
+
+    def _into_spare(self, rows: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """The belief's rows `rows`, then the rows `new`, written identity-minor into the kept belief buffer
+        the belief is not in (the next prediction then writes the other): phones coming and going leave the
+        belief where the compiled prediction takes it, in memory already mapped (`_kept`)."""
+        out = self._kept(f"belief{self._spare}", (len(rows) + len(new), self.belief.shape[1]), "F")
+        np.take(self.belief.T, rows, axis=1, out=out[: len(rows)].T, mode="clip")
+        out[len(rows) :] = new
+        self._spare = 1 - self._spare
+        return out
 
     def _renormalise(self, post: np.ndarray, stay: np.ndarray, sums: np.ndarray | None) -> np.ndarray:
         """Each phone's belief back to 1 less the floor mass spread over the door cells; the held parts alike.
@@ -1368,8 +1378,9 @@ class PresenceEngine:
             self.shares.pop(self.ids[i], None)
         self.ids = [self.ids[i] for i in keep]
         self.index = {ident: i for i, ident in enumerate(self.ids)}
+        self.belief = self._into_spare(keep, np.zeros((0, self.belief.shape[1]), dtype=np.float32))
         per_identity = (
-            "belief", "offset_w", "inside", "p_in", "zone", "zone_since", "entered_at", "last_heard", "rate"
+            "offset_w", "inside", "p_in", "zone", "zone_since", "entered_at", "last_heard", "rate"
         )
         for name in per_identity + ("_rssi", "_heard", "_last", "_last_used", "_levels"):
             setattr(self, name, getattr(self, name)[keep])
