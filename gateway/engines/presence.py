@@ -1037,9 +1037,9 @@ class PresenceEngine:
         level = ~paired[ii, nn]  # every other reading by its level, as before
         shape = (len(self.ids), m.n_places)
         ll = m.detection_ll(self._heard, self._reported, self.rate, self._kept("ll", shape))
-        spare = self._kept("wide", (shape[0] * shape[1],))  # the level products, then exp(ll): one at a time
+        wide = self._kept("wide", (shape[0] * shape[1],))  # the level products, then exp(ll): one at a time
         ll[pairs] *= np.float32(p.evidence_weight)
-        m.level_ll(self._rssi, ii[level], nn[level], out=ll, work=spare.reshape(shape))
+        m.level_ll(self._rssi, ii[level], nn[level], out=ll, work=wide.reshape(shape))
         if len(pairs):
             row = np.full(len(self.ids), -1)
             row[pairs] = np.arange(len(pairs))
@@ -1064,7 +1064,7 @@ class PresenceEngine:
         held = np.asarray([self.index[i] for i in self.held], dtype=int)
         held_lik = np.exp(ll[held])  # from `ll`'s rows, contiguous (`exp_like`'s are strided)
         sums = np.empty(len(post), dtype=np.float32)
-        weigh_and_sum(post.T, m.exp_like(ll, post, spare.reshape(shape, order="F")).T, m.emit, sums)
+        weigh_and_sum(post.T, m.exp_like(ll, post, wide.reshape(shape, order="F")).T, m.emit, sums)
         m.weigh(held_lik, stay)
         return stay, sums
 
