@@ -122,3 +122,12 @@ def test_phones_coming_and_going_reuse_the_steps_work_memory_and_an_erasure_clea
     eng.forget("c3")  # the only buffer left holds the belief of the others
     assert eng.zone_of("c3") is None and len(eng.ids) == 16
     assert len(eng._work) == 1 and all(np.shares_memory(a, eng.belief) for a in eng._work.values())
+
+
+def test_rows_of_writes_into_a_given_array_of_either_memory_order() -> None:
+    a = np.random.default_rng(9).random((9, 40), dtype=np.float32)
+    rows = np.asarray([7, 0, 3, 3])
+    for order in ("C", "F"):
+        out = np.empty((len(rows), 40), dtype=np.float32, order="F")
+        assert rows_of(np.asarray(a, order=order), rows, out) is out
+        np.testing.assert_array_equal(out, a[rows])

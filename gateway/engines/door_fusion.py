@@ -35,12 +35,16 @@ from firmware_config.store import StoreFile
 Direction = str  # "in" | "out"
 
 
-def rows_of(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """a[rows], the same floats. A belief out of the transition's product is Fortran order: taken as columns of
-    its transpose, the rows come in one sequential pass (several times faster than one strided row at a time)."""
-    if a.flags.f_contiguous and not a.flags.c_contiguous:
-        return np.take(a.T, rows, axis=1).T
-    return a[rows]
+def rows_of(a: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a[rows], the same floats; written into `out` when given (the presence engine's kept arrays). A belief
+    out of the transition's product is Fortran order: taken as columns of its transpose, the rows come in
+    one sequential pass (several times faster than one strided row at a time)."""
+    fortran = a.flags.f_contiguous and not a.flags.c_contiguous
+    if out is None:
+        return np.take(a.T, rows, axis=1).T if fortran else a[rows]
+    # filled in place (numpy buffers an `out` when it may raise; the rows are the caller's own)
+    np.take(a.T if fortran else a, rows, axis=1 if fortran else 0, out=out.T if fortran else out, mode="clip")
+    return out
 
 
 def made_crossing(

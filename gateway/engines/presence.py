@@ -1083,7 +1083,7 @@ class PresenceEngine:
         the belief is not in (the next prediction then writes the other): phones coming and going leave the
         belief where the compiled prediction takes it, in memory already mapped (`_kept`)."""
         out = self._kept(f"belief{self._spare}", (len(rows) + len(new), self.belief.shape[1]), "F")
-        np.take(self.belief.T, rows, axis=1, out=out[: len(rows)].T, mode="clip")
+        rows_of(self.belief, rows, out[: len(rows)])
         out[len(rows) :] = new
         self._spare = 1 - self._spare
         return out
