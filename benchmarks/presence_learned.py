@@ -5,12 +5,14 @@ second visit is the same run again: the same world and seed (the same customers,
 paths and radio draws) on the same gateway database, whose identities now hold each phone
 learned at the first visit's "left". Only the prior differs, so the change in entry latency
 is the learned phone's. Target: entry p95 of those regulars at least 30 % lower the second
-time. Boutique and corner, seeds 1 to 3, `DURATION_S` of each (the arrivals in its first 70 %).
+time. Every scenario of the library, seeds 1 to 3, `DURATION_S` of each (the arrivals in its first
+70 %), `jobs` runs at a time (`--param jobs=N`).
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -18,6 +20,7 @@ from benchmarks._sim_windows import ble_windows
 from gateway.ingest.core import GatewayCore
 from gateway.storage.db import open_db
 from sim.enrol import enrol_world
+from sim.library import scenario_paths
 from sim.run import EPOCH
 from sim.scenario import load_scenario
 from sim.score import ReportedEvent, match_entries, percentile
@@ -25,7 +28,6 @@ from sim.truth import build_truth
 from sim.world import World, build_world
 
 NAME = "presence-learned"
-SCENARIOS = Path(__file__).resolve().parent.parent / "sim" / "scenarios"
 DURATION_S = 1800.0
 TARGET_P95_CUT = 0.30
 
@@ -45,8 +47,9 @@ def _visit(world: World, db_path: Path, seed: int) -> list[ReportedEvent]:
     ]
 
 
-def _one(name: str, seed: int, duration_s: float, tmp: Path) -> dict:
-    sc, store = load_scenario(SCENARIOS / f"{name}.toml")
+def _one(path: Path, seed: int, duration_s: float, tmp: Path) -> dict:
+    sc, store = load_scenario(path)
+    name = sc.scenario.name
     info = sc.scenario.model_copy(update={"duration_s": duration_s, "arrivals_until_s": duration_s * 0.7})
     sc = sc.model_copy(update={"scenario": info}).with_seed(seed)
     world = build_world(sc, store)
@@ -72,10 +75,12 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 2)
 
 
-def run(quick: bool = False) -> dict:
-    cases = [("boutique", 1)] if quick else [(n, s) for n in ("boutique", "corner") for s in (1, 2, 3)]
-    with TemporaryDirectory() as tmp:
-        rows = [_one(n, s, 300.0 if quick else DURATION_S, Path(tmp)) for n, s in cases]
+def run(quick: bool = False, jobs: int = 2) -> dict:
+    paths = scenario_paths(["boutique"] if quick else ())
+    cases = [(p, s) for p in paths for s in ((1,) if quick else (1, 2, 3))]
+    with TemporaryDirectory() as tmp, ProcessPoolExecutor(max_workers=max(1, int(jobs))) as pool:
+        futures = [pool.submit(_one, p, s, 300.0 if quick else DURATION_S, Path(tmp)) for p, s in cases]
+        rows = [f.result() for f in futures]
     cuts = [r["p95_cut"] for r in rows if r["p95_cut"] is not None]
     return {
         "runs": rows,
