@@ -102,3 +102,15 @@ def test_the_learned_phone_is_kept_across_a_restart_and_goes_with_consent(tmp_pa
     row = core.db.execute("SELECT offset_db, offset_var_db2, offset_visits FROM identities").fetchall()
     assert row == [(None, None, None)]  # alice's identity is still linked; what was learned from it is gone
     assert _gateway(db_path, 300.0).presence.phones == {}
+
+
+def test_the_second_visit_benchmark_plays_a_run_twice_and_learns_its_regulars_phones() -> None:
+    """`instore bench presence-learned` (quick: the boutique, seed 1, five minutes): both passes announce
+    the same regulars, whose phones the first pass learned; the library's scenarios are its cases."""
+    from benchmarks import presence_learned as bench
+
+    out = bench.run(quick=True, jobs=1)
+    (row,) = out["runs"]
+    assert (row["scenario"], row["seed"]) == ("boutique", 1) and row["regulars_learned"] > 0
+    assert row["first.matched"] == row["second.matched"] > 0
+    assert row["second.entry_p50_s"] is not None and out["target_met"] is None
