@@ -11,7 +11,15 @@ import pytest
 
 from firmware_config.geometry import segments_cross
 from firmware_config.store import load_store
-from gateway.engines.presence import AWAY, WALK_IN, PresenceEngine, PresenceModel, PresenceParams, _body_loss
+from gateway.engines.presence import (
+    AWAY,
+    WALK_IN,
+    PresenceEngine,
+    PresenceEvent,
+    PresenceModel,
+    PresenceParams,
+    _body_loss,
+)
 from tests.conftest import BOUTIQUE
 
 
@@ -191,7 +199,12 @@ def test_a_step_runs_as_soon_as_every_node_has_reported(model: PresenceModel) ->
     eng = PresenceEngine(model)
     steps: list[float] = []
     step = eng.step
-    eng.step = lambda t: steps.append(t) or step(t)  # type: ignore[method-assign]
+
+    def counted(t: float) -> list[PresenceEvent]:
+        steps.append(t)
+        return step(t)
+
+    eng.step = counted  # type: ignore[method-assign]
     for second in (1.0, 2.0):
         for node in model.node_ids:
             eng.add_window(node, second, {"c": -70.0})
