@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.special import betainc
 
 if TYPE_CHECKING:
     from firmware_config.store import Antenna, Node, StoreFile
@@ -79,6 +80,9 @@ class PlaceParams:
     decay_db_per_s: float  # how fast the arbitration score forgets a strong read
     miss_min: int = 3  # a shown tag is gone after this many of its place's windows without a keep read...
     miss_max: int = 9  # ...or more, up to this, the sparser its reads have been (see GONE_ODDS)
+    #: share of inventory rounds that read a garment just outside the place (room_outside_share);
+    #: 1.0: the read count does not tell inside from outside (only SOLID_READ_SHARE applies)
+    outside_share: float = 1.0
 
 
 #: Fitting rooms. Why: unblocked in-room reads sit at -40..-62 dBm, cross-reads through a
@@ -118,7 +122,7 @@ MARGIN_DB = 6.0
 #: held up to the curtain must not hop back and forth; a real move lasts far longer.
 MOVE_S = 3.0
 #: A fitting room takes a garment over from a shelf or till when it reads it this much stronger
-#: than that place's recent reads (a peak decaying at FAST_DECAY_DB_PER_S), not the slow peak of
+#: than that place's recent solid reads (a peak decaying at FAST_DECAY_DB_PER_S), not the slow peak of
 #: the garment carried past the shelf. Why: a shelf antenna next to the rooms reads a garment
 #: inside a room 5-10 dB weaker than the room's own antenna (flagship simulator), while a
 #: garment on a shelf is read by a room antenna, if at all, far weaker.
@@ -140,6 +144,12 @@ SOLID_READ_SHARE = 0.5
 #: ...and at least this many reads. Why: until a place has read a garment in every round (its most
 #: reads learned), one or two reads say nothing about where the garment is.
 SOLID_MIN_READS = 3
+#: A read at or above a room's enter level counts towards showing a garment anyway (as a solid one)
+#: once the reads of its span (reads at that level with gaps <= RUN_GAP_S) are more than a garment
+#: just outside the room (room_outside_share) gives in that many rounds but this often. Why: where
+#: the room's far part is barely energised its garments are read in one to three of eight rounds,
+#: never half of the most, while a garment outside is read in fewer still (docs/fitting-rooms.md).
+SOLID_OUTSIDE_ODDS = 0.01
 #: A shown tag is gone once the chance that a tag still there would have been missed that many
 #: windows in a row, at the rate it has been read so far, falls below this (clipped to the
 #: place's miss_min..miss_max windows). Why: a garment read every window (near the antenna,
@@ -219,6 +229,14 @@ ROOM_GRID_M = 0.2  # survey grid inside the room polygon (inset by one step)
 #: 12 dBm readers); where reads are solid a lower cap shows garments carried out sooner.
 ROOM_EDGE_MARGIN_DB = 3.0
 ROOM_EDGE_MISS_MAX = 15
+#: Per-read spread of the forward power (multipath, frequency hopping) and how sharply a tag stops
+#: answering near its wake-up level: together they turn a forward margin into a read share per round.
+LINK_FADING_DB = 3.0
+LINK_READ_WIDTH_DB = 1.5
+#: "Just outside a room" is this quantile of the forward power over the floor of every other zone
+#: within LINK_REACH_M of the room's antenna: the strongest 1 % of the floor around it.
+ROOM_OUTSIDE_QUANTILE = 0.99
+LINK_REACH_M = 8.0
 
 
 def link_rssi(
@@ -265,39 +283,86 @@ def _room_antennas(store: StoreFile, ants: Mapping[tuple[str, int], str], pid: s
     return out
 
 
-def room_levels(store: StoreFile, node: Node, antenna: Antenna, forward: bool = False) -> float:
-    """The reference level of a fitting-room antenna: what it reads of a garment in the far part
-    of its own room (``ROOM_FAR_QUANTILE`` of a survey grid over the room polygon); with
-    ``forward``, the forward power that garment gets (against LINK_TAG_SENSITIVITY_DBM)."""
+def _survey_grid(
+    poly: list[tuple[float, float]], near: tuple[float, float, float] | None = None
+) -> list[tuple[float, float]]:
+    """Points ROOM_GRID_M apart inside a polygon (inset by one step); with ``near`` (x, y, r) only
+    those within r of (x, y)."""
     from firmware_config.geometry import point_in_polygon
 
-    zone_id = antenna.zone or node.zone
-    if zone_id is None or node.rfid is None:
-        raise ValueError(f"node {node.id!r} antenna {antenna.id}: not an RFID antenna in a zone")
-    poly = [(float(p[0]), float(p[1])) for p in store.zone(zone_id).polygon]
     xs, ys = [p[0] for p in poly], [p[1] for p in poly]
     g = ROOM_GRID_M
     gx = np.arange(min(xs) + g, max(xs) - g / 2, g)
     gy = np.arange(min(ys) + g, max(ys) - g / 2, g)
-    pts = np.asarray([(x, y) for x in gx for y in gy if point_in_polygon((x, y), poly)], dtype=np.float64)
+    if near is not None:
+        cx, cy, r = near
+        gx, gy = gx[np.abs(gx - cx) <= r], gy[np.abs(gy - cy) <= r]
+        return [
+            (float(x), float(y))
+            for x in gx
+            for y in gy
+            if np.hypot(x - cx, y - cy) <= r and point_in_polygon((x, y), poly)
+        ]
+    return [(float(x), float(y)) for x in gx for y in gy if point_in_polygon((x, y), poly)]
+
+
+def _walls(store: StoreFile) -> np.ndarray:
+    return np.asarray([[*w.a, *w.b, w.attenuation_db] for w in store.walls], dtype=np.float64).reshape(-1, 5)
+
+
+def room_levels(store: StoreFile, node: Node, antenna: Antenna, forward: bool = False) -> float:
+    """The reference level of a fitting-room antenna: what it reads of a garment in the far part
+    of its own room (``ROOM_FAR_QUANTILE`` of a survey grid over the room polygon); with
+    ``forward``, the forward power that garment gets (against LINK_TAG_SENSITIVITY_DBM)."""
+    zone_id = antenna.zone or node.zone
+    if zone_id is None or node.rfid is None:
+        raise ValueError(f"node {node.id!r} antenna {antenna.id}: not an RFID antenna in a zone")
+    poly = [(float(p[0]), float(p[1])) for p in store.zone(zone_id).polygon]
+    pts = np.asarray(_survey_grid(poly), dtype=np.float64).reshape(-1, 2)
     if not len(pts):
-        pts = np.asarray([[sum(xs) / len(xs), sum(ys) / len(ys)]])
-    walls = np.asarray(
-        [[*w.a, *w.b, w.attenuation_db] for w in store.walls],
-        dtype=np.float64,
-    ).reshape(-1, 5)
+        pts = np.asarray([[sum(p[0] for p in poly) / len(poly), sum(p[1] for p in poly) / len(poly)]])
     lv = link_rssi(
         float(node.rfid.power_dbm),
         (antenna.position[0], antenna.position[1]),
         float(antenna.facing_deg),
         pts,
-        walls,
+        _walls(store),
         forward,
     )
     return float(np.quantile(lv, ROOM_FAR_QUANTILE))
 
 
-def room_params(far_dbm: float, far_forward_dbm: float = 0.0) -> PlaceParams:
+def read_share(forward_dbm: np.ndarray | float) -> np.ndarray:
+    """Expected share of inventory rounds that read a tag getting ``forward_dbm`` on average."""
+    z = np.linspace(-4.0, 4.0, 81)
+    w = np.exp(-0.5 * z**2)
+    f = np.asarray(forward_dbm, dtype=np.float64)[..., None] + LINK_FADING_DB * z
+    p = 1.0 / (1.0 + np.exp(-(f - LINK_TAG_SENSITIVITY_DBM) / LINK_READ_WIDTH_DB))
+    return np.asarray((p * w).sum(-1) / w.sum())
+
+
+def room_outside_share(store: StoreFile, node: Node, antenna: Antenna) -> float:
+    """Read share per round (read_share) of a garment just outside the antenna's room: the
+    ROOM_OUTSIDE_QUANTILE of the forward power over every other zone's floor within LINK_REACH_M."""
+    zone_id = antenna.zone or node.zone
+    if node.rfid is None:
+        raise ValueError(f"node {node.id!r} antenna {antenna.id}: not an RFID antenna")
+    ax, ay = float(antenna.position[0]), float(antenna.position[1])
+    pts = [
+        p
+        for z in store.zones
+        if z.id != zone_id
+        for p in _survey_grid([(float(q[0]), float(q[1])) for q in z.polygon], (ax, ay, LINK_REACH_M))
+    ]
+    if not pts:
+        return 0.0
+    fwd = link_rssi(
+        float(node.rfid.power_dbm), (ax, ay), float(antenna.facing_deg), np.asarray(pts), _walls(store), True
+    )
+    return float(read_share(float(np.quantile(fwd, ROOM_OUTSIDE_QUANTILE))))
+
+
+def room_params(far_dbm: float, far_forward_dbm: float = 0.0, outside_share: float = 1.0) -> PlaceParams:
     """A room's thresholds from its reference level (see ROOM_ENTER_BELOW_DB, ROOM_KEEP_BELOW_DB)
     and, from the forward power its far part gets, its missed-window cap (ROOM_EDGE_MARGIN_DB)."""
     edge = far_forward_dbm - LINK_TAG_SENSITIVITY_DBM < ROOM_EDGE_MARGIN_DB
@@ -309,6 +374,7 @@ def room_params(far_dbm: float, far_forward_dbm: float = 0.0) -> PlaceParams:
         decay_db_per_s=ROOM_PARAMS.decay_db_per_s,
         miss_min=ROOM_PARAMS.miss_min,
         miss_max=ROOM_EDGE_MISS_MAX if edge else ROOM_PARAMS.miss_max,
+        outside_share=outside_share,
     )
 
 
@@ -396,7 +462,8 @@ class Layout:
                 if ra:
                     far = min(room_levels(store, n, a) for n, a in ra)
                     fwd = max(room_levels(store, n, a, forward=True) for n, a in ra)
-                    params[pid] = room_params(far, fwd)
+                    out = max(room_outside_share(store, n, a) for n, a in ra)
+                    params[pid] = room_params(far, fwd, out)
         return cls(tuple(places.values()), ants, params)
 
     def rooms(self) -> list[str]:
@@ -493,6 +560,7 @@ class FittingRoomEngine:
         self._pending: set[int] = set()  # strong single reads waiting for the other places' windows
         self._P = len(self.places)
         self.max_n = np.ones(self._P)  # most reads one tag gave one window at each place (SOLID_READ_SHARE)
+        self.outside = np.asarray([q.outside_share for q in pp], dtype=np.float64)
 
     def _init_tags(self, cap: int) -> None:
         """Per-tag state: one row per tag slot (tags x places for the 2-d ones); grown by _grow."""
@@ -529,6 +597,12 @@ class FittingRoomEngine:
         self.qmax = np.full((cap, P), -np.inf)  # strongest read of the current run of strong windows
         self.wait_t = np.full(cap, -np.inf)  # when its gone waited for its room's window; inf: done (GONE_WAIT_MAX_S)
         self.last_s = np.full(cap, -np.inf)  # last solid read by the place it is shown at (SOLID_READ_SHARE)
+        # the current span of reads >= enter_dbm at each place (_inside_evidence): reads, rounds,
+        # its last read and that read's window of the place
+        self.ev_n = np.zeros((cap, P))
+        self.ev_r = np.zeros((cap, P))
+        self.ev_t = np.full((cap, P), -np.inf)
+        self.ev_w = np.zeros((cap, P), dtype=np.int64)
 
     # ---------------------------------------------------------------------------------- tags
 
@@ -569,6 +643,10 @@ class FittingRoomEngine:
         self.qmax = ext(self.qmax, -np.inf)
         self.wait_t = ext(self.wait_t, -np.inf)
         self.last_s = ext(self.last_s, -np.inf)
+        self.ev_n = ext(self.ev_n, 0.0)
+        self.ev_r = ext(self.ev_r, 0.0)
+        self.ev_t = ext(self.ev_t, -np.inf)
+        self.ev_w = ext(self.ev_w, 0)
         self.epcs.extend([None] * (new - old))
         self._free.extend(range(new - 1, old - 1, -1))
 
@@ -598,6 +676,7 @@ class FittingRoomEngine:
         self.last_r[idx] = -np.inf
         self.run_n[idx] = 0
         self.left_t[idx] = -np.inf
+        self.ev_t[idx] = -np.inf
         self.omax[idx] = -np.inf
         self.dep_t[idx] = -np.inf
         self.qmax[idx] = -np.inf
@@ -696,7 +775,9 @@ class FittingRoomEngine:
         tu, pu = ti[up], pi[up]
         self.peak[tu, pu] = x[up]
         self.peak_t[tu, pu] = t
-        up = x >= self.fpeak[ti, pi] - FAST_DECAY_DB_PER_S * (t - self.fpeak_t[ti, pi])
+        # recent reads are solid ones: a shelf reads a garment carried off it into a room the way it
+        # reads one beside it, in a round or two a window, however strongly (ROOM_OVER_PLACE_DB)
+        up = (x >= self.fpeak[ti, pi] - FAST_DECAY_DB_PER_S * (t - self.fpeak_t[ti, pi])) & solid
         tu, pu = ti[up], pi[up]
         self.fpeak[tu, pu] = x[up]
         self.fpeak_t[tu, pu] = t
@@ -723,7 +804,8 @@ class FittingRoomEngine:
         th = ti[h]
         _count_hits(self.hs, self.ns, self.last_hit, th, self.wins[pi[h]])
         self.lvl[th] += LEVEL_WEIGHT * (x[h] - self.lvl[th])
-        q = (x >= self.enter[pi]) & solid
+        q = x >= self.enter[pi]
+        q[q] = solid[q] | self._inside_evidence(ti[q], pi[q], n[q], t)
         if q.any():
             tq, pq = ti[q], pi[q]
             broken = t - self.last_q[tq, pq] > RUN_GAP_S
@@ -731,6 +813,22 @@ class FittingRoomEngine:
             self.qmax[tq, pq] = np.where(broken, x[q], np.maximum(self.qmax[tq, pq], x[q]))
             self.last_q[tq, pq] = t
         self.seen[ti] = np.maximum(self.seen[ti], t)
+
+    def _inside_evidence(self, ti: np.ndarray, pi: np.ndarray, n: np.ndarray, t: float) -> np.ndarray:
+        """Fold reads at or above the enter level into each (tag, place)'s span of them (broken by a gap
+        over RUN_GAP_S; a window of the place without one counts as max_n rounds without a read) and
+        say which spans hold more reads than a garment just outside would give (SOLID_OUTSIDE_ODDS)."""
+        broken = t - self.ev_t[ti, pi] > RUN_GAP_S
+        rounds = self.max_n[pi]
+        silent = np.maximum(self.wins[pi] - self.ev_w[ti, pi] - 1, 0) * rounds
+        k = np.where(np.isfinite(n), n, rounds)
+        self.ev_r[ti, pi] = np.where(broken, 0.0, self.ev_r[ti, pi] + silent) + rounds
+        self.ev_n[ti, pi] = np.where(broken, 0.0, self.ev_n[ti, pi]) + k
+        self.ev_t[ti, pi] = t
+        self.ev_w[ti, pi] = self.wins[pi]
+        reads = np.minimum(self.ev_n[ti, pi], self.ev_r[ti, pi])
+        tail = betainc(np.maximum(reads, 1.0), self.ev_r[ti, pi] - reads + 1.0, self.outside[pi])
+        return np.asarray((reads >= 1) & (tail < SOLID_OUTSIDE_ODDS))
 
     # ------------------------------------------------------------------------------ decisions
 
