@@ -294,16 +294,14 @@ def _survey_grid(
     g = ROOM_GRID_M
     gx = np.arange(min(xs) + g, max(xs) - g / 2, g)
     gy = np.arange(min(ys) + g, max(ys) - g / 2, g)
-    if near is not None:
-        cx, cy, r = near
-        gx, gy = gx[np.abs(gx - cx) <= r], gy[np.abs(gy - cy) <= r]
-        return [
-            (float(x), float(y))
-            for x in gx
-            for y in gy
-            if np.hypot(x - cx, y - cy) <= r and point_in_polygon((x, y), poly)
-        ]
-    return [(float(x), float(y)) for x in gx for y in gy if point_in_polygon((x, y), poly)]
+    cx, cy, r = near if near is not None else (0.0, 0.0, np.inf)
+    gx, gy = gx[np.abs(gx - cx) <= r], gy[np.abs(gy - cy) <= r]
+    return [
+        (float(x), float(y))
+        for x in gx
+        for y in gy
+        if np.hypot(x - cx, y - cy) <= r and point_in_polygon((x, y), poly)
+    ]
 
 
 def _walls(store: StoreFile) -> np.ndarray:
@@ -805,7 +803,10 @@ class FittingRoomEngine:
         _count_hits(self.hs, self.ns, self.last_hit, th, self.wins[pi[h]])
         self.lvl[th] += LEVEL_WEIGHT * (x[h] - self.lvl[th])
         q = x >= self.enter[pi]
-        q[q] = solid[q] | self._inside_evidence(ti[q], pi[q], n[q], t)
+        # only where the read count can tell inside from outside (a place with outside_share < 1)
+        e = q & (self.outside[pi] < 1.0)
+        q &= solid
+        q[e] |= self._inside_evidence(ti[e], pi[e], n[e], t)
         if q.any():
             tq, pq = ti[q], pi[q]
             broken = t - self.last_q[tq, pq] > RUN_GAP_S
