@@ -539,7 +539,9 @@ class Reference:
             ch = self.chal.get(epc)
             if lead and ok:
                 stc = self.s[(epc, c)]
-                left = not self.room[c] and now - stc["k"] > fr.RUN_GAP_S
+                left = not self.room[c] and (
+                    now - stc["k"] > fr.RUN_GAP_S or (self.room[b] and now - stc["q"] > fr.RUN_GAP_S)
+                )
                 if (ch is not None and ch[0] == b and now - ch[1] >= fr.MOVE_S - 1e-9) or left:
                     self.gone(epc, c, now)
                     self.show(epc, b, now)
@@ -687,6 +689,24 @@ def test_room_takes_over_a_garment_its_shelf_reads_only_now_and_then() -> None:
             events += eng.add_window(node, float(t), obs)
     moved = [e.t for e in events if e.kind == "item_shown" and e.place == "fr1"]
     assert eng.where(A) == "fr1" and moved[0] <= 6.0 + fr.MOVE_S + 2.0
+
+
+def test_room_takes_over_at_once_a_garment_its_shelf_no_longer_reads_solidly() -> None:
+    """A garment taken from the shelf and carried about near it (the shelf reads it in a round a
+    window) is shown in the room as soon as the room reads it: a shelf that has not read it solidly
+    for RUN_GAP_S has no claim to the room's MOVE_S of hysteresis, whether the room reads it in
+    every round or, barely energised, in two of eight."""
+    for share, room_n in ((1.0, 8), (0.04, 2)):
+        eng = FittingRoomEngine(layout(share))
+        events: list[RoomEvent] = []
+        for t in range(1, 30):
+            obs = {"shelf-a": [Obs(A, 1, 8, -62.0) if t <= 5 else Obs(A, 1, 1, -66.0)]}
+            if t >= 16:
+                obs["fr2"] = [Obs(A, 1, room_n, -58.0)]
+            for node in NODES:
+                events += eng.add_window(node, float(t), obs.get(node, []))
+        moved = [e.t for e in events if e.kind == "item_shown" and e.place == "fr2"]
+        assert eng.where(A) == "fr2" and moved[0] < 16.0 + fr.MOVE_S, (share, moved)
 
 
 def test_store_file_link_budget_sets_how_much_a_garment_outside_each_room_is_read() -> None:

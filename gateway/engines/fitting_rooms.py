@@ -891,7 +891,7 @@ class FittingRoomEngine:
         # taken off a shelf where it read at -45 must not wait, behind that decaying peak, to be
         # shown in the room it is in.
         # A shelf or till that stopped reading the garment it shows (taken away) holds it only at
-        # its keep level, so the room the garment is now read in takes it over after MOVE_S.
+        # its keep level, so the room the garment is now read in takes it over (at once: `_challenge`).
         stale = now - self.last_k[a] > RUN_GAP_S
         here = np.arange(self._P)[None, :] == self.cur[a][:, None]
         score = self.peak[a] - self.decay[None, :] * (now - self.peak_t[a])
@@ -982,8 +982,11 @@ class FittingRoomEngine:
         chal = self.chal[a]
         new_chal = beats & (chal != best)
         # A shelf or till that no longer reads the garment has no claim to hysteresis: it was
-        # taken away, and the room now reading it takes it over at once.
-        gone_from_cur = ~self.is_room[cur_c] & (now - self.last_k[a, cur_c] > RUN_GAP_S)
+        # taken away, and the room now reading it takes it over at once. Against a fitting room
+        # the shelf's reads must be solid: it keeps reading a garment carried near it in a round.
+        gone_from_cur = ~self.is_room[cur_c] & (
+            (now - self.last_k[a, cur_c] > RUN_GAP_S) | (self.is_room[best] & (now - self.last_q[a, cur_c] > RUN_GAP_S))
+        )
         moving = beats & (((chal == best) & (now - self.chal_since[a] >= self.move_s - 1e-9)) | gone_from_cur)
         ci = a[new_chal]
         self.chal[ci] = best[new_chal]
