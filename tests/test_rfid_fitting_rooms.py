@@ -167,6 +167,28 @@ def test_room_keeps_a_sparsely_read_garment_against_a_shelf_reading_it_more_ofte
     assert [k for k in kinds(events) if k[2] == A] == [("item_shown", "fr1", A)]
 
 
+def test_garment_carried_towards_a_shelf_is_leaving_though_its_reads_there_rise_gradually() -> None:
+    """The shelf read the garment faintly while its room read it; carried out towards the shelf, the
+    shelf's reads rise a few dB a window. Measured against what the shelf read while the room still
+    read the garment, not against its own rising reads, that is leaving: gone after DEPART_NEED
+    missed windows, not after the room's hold-over."""
+    def run(leaving: bool) -> float:
+        eng = FittingRoomEngine(layout())
+        events: list[RoomEvent] = []
+        for t in range(1, 41):
+            reads = {"fr1": [(A, -60.0)]} if t % 2 else {}  # read one window in two
+            if t % 5 == 0:
+                reads["shelf-a"] = [(A, -80.0)]
+            events += feed(eng, float(t), reads)
+        rising = {41: -74.0, 42: -68.0, 43: -63.0, 44: -58.0, 45: -54.0}
+        for t in range(41, 80):
+            at = rising.get(t) if leaving else None
+            events += feed(eng, float(t), {"shelf-a": [(A, at)]} if at is not None else {})
+        return next(e.t for e in events if e.kind == "item_gone" and e.place == "fr1")
+
+    assert run(leaving=True) <= 39 + fr.DEPART_NEED + 3 < run(leaving=False)
+
+
 def test_garment_read_strongly_elsewhere_on_its_way_out_is_gone_sooner() -> None:
     def run(leaving: bool) -> float:
         eng = FittingRoomEngine(layout())
@@ -382,7 +404,9 @@ class Reference:
                 and t - c[1] >= fr.DEPART_AFTER_S
             ):
                 tg["dep"] = t
-            st_["omax"] = max(st_["omax"], x)
+            own = None if c is None else self.s.get((epc, c[0]))
+            if own is not None and t - own["k"] <= fr.RUN_GAP_S:
+                st_["omax"] = max(st_["omax"], x)
             at = c is not None and c[0] == p
             if at and solid:
                 tg["last_s"] = t

@@ -175,8 +175,9 @@ RATE_DECAY = 0.97
 RATE_PRIOR = 2.0
 #: Weight of a new keep read in the running mean of a shown tag's level at its place.
 LEVEL_WEIGHT = 0.2
-#: A shown tag read by another place DEPART_DB stronger than that place read it since it was shown
-#: (and at least at that place's enter level), after DEPART_AFTER_S shown, is leaving: for
+#: A shown tag read by another place DEPART_DB stronger than that place read it since it was shown,
+#: while its own place still read it (a keep read within RUN_GAP_S), and at least at that place's
+#: enter level, after DEPART_AFTER_S shown, is leaving: for
 #: DEPART_WITHIN_S it is gone after DEPART_NEED missed windows.
 DEPART_DB = 9.0
 DEPART_AFTER_S = 20.0
@@ -787,7 +788,10 @@ class FittingRoomEngine:
             & (t - self.cur_since[ti] >= DEPART_AFTER_S)
         )
         self.dep_t[ti[dep]] = t
-        self.omax[ti, pi] = np.maximum(self.omax[ti, pi], x)
+        # the baseline is what each place read while the garment's own place still read it: the
+        # rising reads of a shelf it is carried towards must not raise it on the way out
+        steady = (c >= 0) & (t - self.last_k[ti, np.maximum(c, 0)] <= RUN_GAP_S)
+        self.omax[ti[steady], pi[steady]] = np.maximum(self.omax[ti[steady], pi[steady]], x[steady])
         self.last_r[ti, pi] = t
         k = x >= self.keep[pi]
         self.last_k[ti[k], pi[k]] = t
