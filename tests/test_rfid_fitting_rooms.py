@@ -44,12 +44,20 @@ def layout(fr2_outside_share: float = 1.0) -> Layout:
     return Layout(places, ants, {} if fr2_outside_share == 1.0 else {"fr2": fr2})
 
 
-def feed(eng: FittingRoomEngine, t: float, reads: dict[str, list[tuple[str, float]]]) -> list[RoomEvent]:
+NODES = ["fr1", "fr2", "fr3", "shelf-a"]
+
+
+def feed_obs(eng: FittingRoomEngine, t: float, obs: dict[str, list[Obs]]) -> list[RoomEvent]:
     """One second: every reader sends its window (empty ones too), as the nodes do."""
     out: list[RoomEvent] = []
-    for node in ("fr1", "fr2", "fr3", "shelf-a"):
-        out += eng.add_window(node, t, [Obs(e, 1, 8, r) for e, r in reads.get(node, [])])
+    for node in NODES:
+        out += eng.add_window(node, t, obs.get(node, []))
     return out
+
+
+def feed(eng: FittingRoomEngine, t: float, reads: dict[str, list[tuple[str, float]]]) -> list[RoomEvent]:
+    """One second of (epc, rssi) reads, each read in all 8 rounds of its window."""
+    return feed_obs(eng, t, {node: [Obs(e, 1, 8, r) for e, r in rr] for node, rr in reads.items()})
 
 
 def kinds(events: list[RoomEvent]) -> list[tuple[str, str, str | None]]:
@@ -576,7 +584,6 @@ class Reference:
 
 
 EPCS = [A, B, C]
-NODES = ["fr1", "fr2", "fr3", "shelf-a"]
 _read = st.tuples(
     st.sampled_from(EPCS),
     st.sampled_from(NODES),
@@ -708,9 +715,7 @@ def test_room_takes_over_a_garment_its_shelf_reads_only_now_and_then() -> None:
         events += feed(eng, float(t), {"shelf-a": [(A, -62.0)]})
     assert eng.where(A) == "shelf-a"
     for t in range(6, 20):
-        for node in NODES:
-            obs = {"shelf-a": [Obs(A, 1, 1, -62.0)], "fr1": [Obs(A, 1, 8, -60.0)]}.get(node, [])
-            events += eng.add_window(node, float(t), obs)
+        events += feed_obs(eng, float(t), {"shelf-a": [Obs(A, 1, 1, -62.0)], "fr1": [Obs(A, 1, 8, -60.0)]})
     moved = [e.t for e in events if e.kind == "item_shown" and e.place == "fr1"]
     assert eng.where(A) == "fr1" and moved[0] <= 6.0 + fr.MOVE_S + 2.0
 
@@ -727,8 +732,7 @@ def test_room_takes_over_at_once_a_garment_its_shelf_no_longer_reads_solidly() -
             obs = {"shelf-a": [Obs(A, 1, 8, -62.0) if t <= 5 else Obs(A, 1, 1, -66.0)]}
             if t >= 16:
                 obs["fr2"] = [Obs(A, 1, room_n, -58.0)]
-            for node in NODES:
-                events += eng.add_window(node, float(t), obs.get(node, []))
+            events += feed_obs(eng, float(t), obs)
         moved = [e.t for e in events if e.kind == "item_shown" and e.place == "fr2"]
         assert eng.where(A) == "fr2" and moved[0] < 16.0 + fr.MOVE_S, (share, moved)
 
@@ -754,9 +758,7 @@ def test_garment_behind_the_body_weak_reads_keep_it_shown() -> None:
     for t in range(1, 121):
         blocked = t % 3 == 0 or 40 <= t < 45
         obs = [Obs(A, 1, 2, -74.0)] if blocked else [Obs(A, 1, 8, -54.0)]
-        events += eng.add_window("fr1", float(t), obs)
-        for node in ("fr2", "fr3", "shelf-a"):
-            events += eng.add_window(node, float(t), [])
+        events += feed_obs(eng, float(t), {"fr1": obs})
     assert [(e.kind, e.place) for e in events if e.epc] == [("item_shown", "fr1")]
     assert eng.where(A) == "fr1"
 
@@ -774,9 +776,7 @@ def _bundle_behind_the_body(spell: int, after: int, weak_after: bool) -> list[Ro
             obs = [Obs(A, 1, 3, -74.0)] if weak_after or t <= 62 else []
         else:
             obs = [Obs(A, 1, 8, -54.0)] if weak_after else []
-        events += eng.add_window("fr1", float(t), obs)
-        for node in ("fr2", "fr3", "shelf-a"):
-            events += eng.add_window(node, float(t), [])
+        events += feed_obs(eng, float(t), {"fr1": obs})
     return events
 
 
@@ -801,9 +801,7 @@ def _long_spell_read_solidly(reads: int) -> list[RoomEvent]:
             obs = [Obs(A, 1, 8, -54.0)] if t % 3 else [Obs(A, 1, 2, -75.0)]
         else:
             obs = [Obs(A, 1, reads, -78.0)]
-        events += eng.add_window("fr1", float(t), obs)
-        for node in ("fr2", "fr3", "shelf-a"):
-            events += eng.add_window(node, float(t), [])
+        events += feed_obs(eng, float(t), {"fr1": obs})
     return events
 
 
@@ -844,9 +842,7 @@ def _in_room_then_out(blocked_n: int, silent_after: int) -> list[RoomEvent]:
     for t in range(1, 61):
         blocked = t % 3 == 0
         obs = ([Obs(A, 1, blocked_n, -75.0)] if blocked_n else []) if blocked else [Obs(A, 1, 8, -54.0)]
-        events += eng.add_window("fr1", float(t), obs)
-        for node in ("fr2", "fr3", "shelf-a"):
-            events += eng.add_window(node, float(t), [])
+        events += feed_obs(eng, float(t), {"fr1": obs})
     for t in range(61, 61 + silent_after):
         events += feed(eng, float(t), {})
     return events
@@ -869,10 +865,7 @@ def _silent_spell_in_fr2(back_at: int | None, reads: int = 8) -> list[RoomEvent]
     for t in range(1, 80):
         back = back_at is not None and t >= back_at
         obs = [Obs(A, 1, reads if back else 8, -54.0)] if t <= 60 or back else []
-        events += eng.add_window("fr1", float(t), [])
-        events += eng.add_window("fr2", float(t), obs)
-        for node in ("fr3", "shelf-a"):
-            events += eng.add_window(node, float(t), [])
+        events += feed_obs(eng, float(t), {"fr2": obs})
     return events
 
 

@@ -988,9 +988,9 @@ class FittingRoomEngine:
         # A shelf or till that no longer reads the garment has no claim to hysteresis: it was
         # taken away, and the room now reading it takes it over at once. Against a fitting room
         # the shelf's reads must be solid: it keeps reading a garment carried near it in a round.
-        gone_from_cur = ~self.is_room[cur_c] & (
-            (now - self.last_k[a, cur_c] > RUN_GAP_S) | (self.is_room[best] & (now - self.last_q[a, cur_c] > RUN_GAP_S))
-        )
+        unread = now - self.last_k[a, cur_c] > RUN_GAP_S
+        unsolid = now - self.last_q[a, cur_c] > RUN_GAP_S
+        gone_from_cur = ~self.is_room[cur_c] & (unread | (self.is_room[best] & unsolid))
         moving = beats & (((chal == best) & (now - self.chal_since[a] >= self.move_s - 1e-9)) | gone_from_cur)
         ci = a[new_chal]
         self.chal[ci] = best[new_chal]
