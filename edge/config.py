@@ -122,7 +122,7 @@ class DoorSection(_Strict):
     """A door-crossing sensor on this node (edge/door, docs/door.md); absent: none."""
 
     kind: Literal["beam", "tof"]
-    door: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]  # the store file's [[doors]] id
+    door: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")]  # [[doors]] id, or a fitting room's: its curtain
     inside: Literal["a", "b"] = "b"  # which beam / zone is on the shop side (walk through once to check)
     debounce_s: Annotated[float, Field(ge=0, le=0.5)] = 0.03  # a change must hold this long to count
     blocked_after_s: Annotated[float, Field(gt=0, le=3600)] = 120.0  # occupied longer: reported as blocked

@@ -22,6 +22,9 @@ class GatewayMetrics:
                                         registry=r)
         self.door_crossings = Counter("instore_gateway_door_crossings", "Door sensor crossings, by direction",
                                       ["direction"], registry=r)
+        self.curtain_crossings = Counter("instore_gateway_curtain_crossings",
+                                         "Fitting-room curtain sensor crossings, by direction", ["direction"],
+                                         registry=r)
         self.events = Counter("instore_gateway_events", "Staff events emitted, by kind", ["kind"], registry=r)
         self.link_clicks = Counter("instore_gateway_link_clicks", "Short-link requests: redirected or unknown token",
                                    ["result"], registry=r)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 if TYPE_CHECKING:
+    from edge.protocol import DoorSensorKind
     from instore.hq import HqConfig
     from instore.hq_metrics import Page
 
@@ -40,6 +42,15 @@ fob_app = typer.Typer(
     help="Loyalty key fobs (Eddystone-EID beacons) for regulars without the app.", no_args_is_help=True
 )
 app.add_typer(fob_app, name="fob")
+
+
+class CurtainKind(StrEnum):
+    """The crossing counters the simulator models (docs/scenarios.md, door sensor)."""
+
+    beam = "beam"
+    tof = "tof"
+    thermal = "thermal"
+    stereo = "stereo"
 
 
 class _JsonFormatter(logging.Formatter):
@@ -325,6 +336,11 @@ def sim_library(
     max_duration: Annotated[
         float | None, typer.Option(min=1, help="With --oracle: simulated seconds at most per scenario (an hour).")
     ] = None,
+    curtains: Annotated[
+        CurtainKind | None,
+        typer.Option(help="Put a crossing sensor of this kind across every fitting room's curtain "
+                     "(docs/fitting-rooms.md, 'Curtain sensors'); default: as each scenario says."),
+    ] = None,
 ) -> None:
     """Run the whole scenario library with several seeds and print one Markdown table.
 
@@ -351,7 +367,8 @@ def sim_library(
             cap = max_duration or ORACLE_MAX_DURATION_S
             results = run_oracles(paths, seed_list, jobs, cap, on_done=lambda _r: prog.advance(task))
         else:
-            reports = run_library(paths, seed_list, jobs, on_done=lambda _r: prog.advance(task))
+            kind = None if curtains is None else cast("DoorSensorKind", curtains.value)
+            reports = run_library(paths, seed_list, jobs, on_done=lambda _r: prog.advance(task), curtains=kind)
     if oracle:
         if out is not None:
             out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")

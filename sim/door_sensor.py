@@ -17,12 +17,13 @@ from edge.door.zones import CLEAN_CONFIDENCE
 from firmware_config.geometry import door_opening, segment_distance
 from firmware_config.store import NodeRole, StoreFile
 from gateway.engines.footfall import FIGURES, visitors_in
-from sim.scenario import DoorSensor
+from sim.scenario import CurtainSensor, DoorSensor
 from sim.score import percentile
 from sim.truth import DoorPass, DoorReport, Truth
 from sim.world import World
 
 DOOR_STREAM = 41  # the door sensors' own random stream: the world and the radio never move with it
+CURTAIN_STREAM = 43  # the curtain sensors' own
 ON_DOOR_M = 0.3  # a crossing this close to a door's opening went through that door
 MIN_REPORT_DELAY_S = 0.05  # a counter reports once both of its zones are free again: never at once
 FLIP: dict[protocol.Direction, protocol.Direction] = {"in": "out", "out": "in"}
@@ -34,8 +35,8 @@ STATUS_TRANSPORT_S = 0.1  # a status's way to the gateway: fixed, so the door's 
 class SensedDoor:
     id: str
     kind: protocol.DoorSensorKind
-    node: str  # the edge node that carries the sensor: the entrance node nearest the door
-    jambs: tuple[np.ndarray, np.ndarray]
+    node: str  # the edge node that carries the sensor: the entrance node nearest the door, a room's own
+    jambs: tuple[np.ndarray, np.ndarray] | None  # None: a curtain (crossings from the zone changes)
 
 
 def sensed_doors(store: StoreFile, cfg: DoorSensor) -> list[SensedDoor]:
@@ -52,7 +53,34 @@ def sensed_doors(store: StoreFile, cfg: DoorSensor) -> list[SensedDoor]:
     return out
 
 
+def sensed_curtains(store: StoreFile, cfg: CurtainSensor) -> list[SensedDoor]:
+    """The fitting rooms with a curtain sensor, each carried by the room's own node (its id is the room's)."""
+    out = []
+    for z in store.zones:
+        if z.id in cfg.doors:
+            nodes = [n for n in store.nodes if n.zone == z.id and n.role == NodeRole.FITTING_ROOM]
+            out.append(SensedDoor(z.id, cfg.doors[z.id], (nodes or list(store.nodes))[0].id, None))
+    return out
+
+
 Crossing = tuple[str, str | None, str, float, protocol.Direction]  # agent, party, door, t, direction
+
+
+def curtain_crossings(world: World, rooms: list[SensedDoor]) -> list[Crossing]:
+    """(agent, party, room, t, direction) of every way into and out of a sensed room during the run."""
+    duration = world.scenario.scenario.duration_s
+    ids = {r.id for r in rooms}
+    out: list[Crossing] = []
+    for a in world.agents:
+        prev: str | None = None
+        for t, z in a.zones:
+            if 0.0 <= t < duration:
+                if prev in ids:
+                    out.append((a.id, a.party, str(prev), float(t), "out"))
+                if z in ids:
+                    out.append((a.id, a.party, z, float(t), "in"))
+            prev = z
+    return sorted(out, key=lambda c: (c[2], c[3], c[0]))
 
 
 def true_crossings(world: World, doors: list[SensedDoor]) -> list[Crossing]:
@@ -65,7 +93,7 @@ def true_crossings(world: World, doors: list[SensedDoor]) -> list[Crossing]:
             if t is None or not 0.0 <= t < duration:
                 continue
             p = np.asarray(a.position(t))
-            near = [(segment_distance(p, *d.jambs), d) for d in doors]
+            near = [(segment_distance(p, *d.jambs), d) for d in doors if d.jambs is not None]
             dist, door = min(near, key=lambda x: x[0], default=(np.inf, None))
             if door is not None and dist <= ON_DOOR_M:
                 out.append((a.id, a.party, door.id, float(t), direction))
@@ -134,7 +162,60 @@ def simulate(
     return passes, reports, offline
 
 
-class DoorFeed:
+def _messages(
+    store: str, reports: list[DoorReport], doors: list[SensedDoor], offline: list[tuple[str, float, float]],
+    duration: float, epoch: float,
+) -> list[tuple[float, str, str, bytes]]:
+    """Each report as the `door` message its node sends, and the nodes' heartbeats, by arrival."""
+    seq: dict[str, int] = {}
+    messages: list[tuple[float, str, str, bytes]] = []  # (arrival, node, kind, payload)
+    for r in reports:
+        seq[r.node] = seq.get(r.node, -1) + 1
+        crossing = protocol.DoorCrossing(t=r.t + epoch, direction=r.direction, confidence=r.confidence)
+        msg = protocol.DoorCrossings(
+            v=protocol.VERSION, store=store, node=r.node, seq=seq[r.node], ts=r.sent_at + epoch,
+            door=r.door, sensor=r.sensor, crossings=[crossing],
+        )
+        messages.append((r.arrival, r.node, "door", protocol.encode(msg)))
+    messages += heartbeats(store, doors, offline, duration, epoch)
+    messages.sort(key=lambda m: m[0])
+    return messages
+
+
+class _Feed:
+    """Messages handed out by arrival time."""
+
+    messages: list[tuple[float, str, str, bytes]]
+    _next = 0
+
+    def due(self, t: float) -> list[tuple[float, str, str, bytes]]:
+        """The messages that arrive at the gateway by simulation time t, not handed out before."""
+        start = self._next
+        while self._next < len(self.messages) and self.messages[self._next][0] <= t:
+            self._next += 1
+        return self.messages[start:self._next]
+
+
+class CurtainFeed(_Feed):
+    """The fitting rooms' curtain sensors of a run: their `door` messages (the room's id as the door), by
+    arrival. Their own random stream, so a scenario without them draws nothing and keeps every score."""
+
+    def __init__(self, world: World, store: StoreFile, epoch: float):
+        cfg = world.scenario.curtain_sensor
+        rooms = sensed_curtains(store, cfg)
+        rng = np.random.default_rng([world.scenario.scenario.seed, CURTAIN_STREAM])
+        duration = world.scenario.scenario.duration_s
+        self.passes, reports, offline = simulate(curtain_crossings(world, rooms), rooms, cfg, duration, rng)
+        self.messages = _messages(store.store.id, reports, rooms, offline, duration, epoch)
+
+    def metrics(self) -> dict:
+        """The curtains' true crossings and what their sensors made of them."""
+        fate = [p.outcome for p in self.passes]
+        return {"curtain.crossings": len(fate), "curtain.sensed": fate.count("sensed"),
+                "curtain.missed": len(fate) - fate.count("sensed")}
+
+
+class DoorFeed(_Feed):
     """The door sensors of a run: the ground truth's door lists and the messages, by arrival."""
 
     def __init__(self, world: World, store: StoreFile, truth: Truth, epoch: float):
@@ -146,26 +227,7 @@ class DoorFeed:
             true_crossings(world, doors), doors, cfg, duration, rng
         )
         self.truth = truth
-        seq: dict[str, int] = {}
-        self.messages: list[tuple[float, str, str, bytes]] = []  # (arrival, node, kind, payload)
-        for r in truth.door_reports:
-            seq[r.node] = seq.get(r.node, -1) + 1
-            crossing = protocol.DoorCrossing(t=r.t + epoch, direction=r.direction, confidence=r.confidence)
-            msg = protocol.DoorCrossings(
-                v=protocol.VERSION, store=store.store.id, node=r.node, seq=seq[r.node], ts=r.sent_at + epoch,
-                door=r.door, sensor=r.sensor, crossings=[crossing],
-            )
-            self.messages.append((r.arrival, r.node, "door", protocol.encode(msg)))
-        self.messages += heartbeats(store.store.id, doors, truth.door_offline, duration, epoch)
-        self.messages.sort(key=lambda m: m[0])
-        self._next = 0
-
-    def due(self, t: float) -> list[tuple[float, str, str, bytes]]:
-        """The messages that arrive at the gateway by simulation time t, not handed out before."""
-        start = self._next
-        while self._next < len(self.messages) and self.messages[self._next][0] <= t:
-            self._next += 1
-        return self.messages[start:self._next]
+        self.messages = _messages(store.store.id, truth.door_reports, doors, truth.door_offline, duration, epoch)
 
     def metrics(self, counted_in: float) -> dict:
         """Footfall against the truth: `counted_in` is what the gateway counted as inward."""

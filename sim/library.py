@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from edge.protocol import DoorSensorKind
+
 LIBRARY = Path(__file__).resolve().parent / "scenarios"
 
 ORACLE_MAX_DURATION_S = 3600.0  # oracles run on at most an hour: a day is far too long for them
@@ -67,15 +69,18 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _run_one(path: str, seed: int) -> dict:
-    """One scored run; `cpu_s` (this process's CPU time) judges speed on a busy machine too."""
+def _run_one(path: str, seed: int, curtains: DoorSensorKind | None = None) -> dict:
+    """One scored run (`curtains`: a curtain sensor of that kind on every fitting room); `cpu_s` (this
+    process's CPU time) judges speed on a busy machine too."""
     import time
 
     from sim.report import report_dict
     from sim.run import run_fast
-    from sim.scenario import load_scenario
+    from sim.scenario import load_scenario, with_curtains
 
     sc, store = load_scenario(path)
+    if curtains is not None:
+        sc = with_curtains(sc, store, curtains)
     cpu0 = time.process_time()
     rep = report_dict(run_fast(sc, store, seed=seed))
     rep["cpu_s"] = round(time.process_time() - cpu0, 2)
@@ -103,13 +108,14 @@ def _oracle_one(path: str, seed: int, max_duration_s: float) -> dict:
 
 
 def run_library(
-    paths: list[Path], seeds: list[int], jobs: int = 2, on_done: Callable[[dict], None] | None = None
+    paths: list[Path], seeds: list[int], jobs: int = 2, on_done: Callable[[dict], None] | None = None,
+    curtains: DoorSensorKind | None = None,
 ) -> list[dict]:
     """Every (scenario, seed) run and scored, `jobs` processes at a time; reports in library order."""
     runs = [(str(p), s) for p in paths for s in seeds]
     results: dict[tuple[str, int], dict] = {}
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(_run_one, p, s): (p, s) for p, s in runs}
+        futures = {pool.submit(_run_one, p, s, curtains): (p, s) for p, s in runs}
         for fut in as_completed(futures):
             rep = fut.result()
             rep["file"] = Path(futures[fut][0]).name

@@ -28,7 +28,7 @@ from gateway.engines.eid import compute_eid
 from gateway.engines.fitting_rooms import FITTING_ROOM, RoomEvent, fitting_reports
 from gateway.ingest.core import GatewayCore
 from gateway.storage.db import open_db
-from sim.door_sensor import DoorFeed
+from sim.door_sensor import CurtainFeed, DoorFeed
 from sim.emitter import ADDRESS_ROTATION_S, IPHONE_APP, Emitter, Reception
 from sim.enrol import enrol_world
 from sim.iphone_model import IphoneNodes
@@ -465,6 +465,21 @@ def _reported_events(core: GatewayCore, store: StoreFile, epoch: float) -> list[
     return events
 
 
+def _sensor_scores(
+    core: GatewayCore, door: DoorFeed | None, curtain: CurtainFeed | None, messages: int, notes: list[str]
+) -> dict:
+    """The door counter's footfall against the truth (and its line in `notes`), the curtains' counts."""
+    out: dict = {}
+    if door is not None:
+        counted_in = sum(s.value for m in core.metrics.door_crossings.collect() for s in m.samples
+                         if s.name.endswith("_total") and s.labels["direction"] == "in")
+        out |= door.metrics(counted_in) | {"count.door_messages": messages}
+        notes.append(door.note(out))
+    if curtain is not None:
+        out |= curtain.metrics()
+    return out
+
+
 def run_fast(
     scenario: Scenario,
     store: StoreFile,
@@ -502,6 +517,8 @@ def run_fast(
     ble = _BleEdge(world, emitter, epoch, mode)
     rfid = _rfid_edge(world, sc, emitter, epoch, mode)
     door = DoorFeed(world, store, truth, epoch) if sc.door_sensor.doors else None  # sent at once, by arrival
+    curtain = CurtainFeed(world, store, epoch) if sc.curtain_sensor.doors else None
+    feeds = [f for f in (door, curtain) if f is not None]
     if tick_s is None:
         wins = [n.ble.window_s for n in store.nodes if n.ble is not None] + (
             [sc.rfid.window_s] if rfid else []
@@ -524,8 +541,8 @@ def run_fast(
         for i, batch in enumerate(ticks):
             t1 = min((i + 1) * tick_s, duration)
             out = list(batch)
-            if door is not None:
-                out += [(arrival, 2, node, kind, data) for arrival, node, kind, data in door.due(t1)]
+            for feed in feeds:
+                out += [(arrival, 2, node, kind, data) for arrival, node, kind, data in feed.due(t1)]
             out.sort(key=lambda x: (x[0], x[1], x[2]))
             for end, _, node, kind, data in out:
                 now[0] = end + epoch
@@ -560,11 +577,7 @@ def run_fast(
         "items_sold": truth.items_sold,
     }
     metrics = score(truth, events, reports, wall) | score_carriers(truth, events) | iphone_metrics
-    if door is not None:
-        counted_in = sum(s.value for m in core.metrics.door_crossings.collect() for s in m.samples
-                         if s.name.endswith("_total") and s.labels["direction"] == "in")
-        metrics |= door.metrics(counted_in) | {"count.door_messages": windows["door"]}
-        notes.append(door.note(metrics))
+    metrics |= _sensor_scores(core, door, curtain, windows["door"], notes)
     for k, v in counts.items():
         metrics[f"count.{k}"] = v
     return RunResult(

@@ -289,6 +289,13 @@ class DoorSensor(_Strict):
         return self
 
 
+class CurtainSensor(DoorSensor):
+    """Crossing counters across fitting-room curtains (sim/door_sensor.py `CurtainFeed`); none by default.
+
+    `doors` names the fitting rooms (zone ids) whose curtain has one; each is carried by the room's own
+    node. The figures are the door counters' (a beam across a curtain makes the same errors)."""
+
+
 class Scenario(_Strict):
     scenario: ScenarioInfo
     population: Population = Population()
@@ -297,12 +304,19 @@ class Scenario(_Strict):
     items: Items = Items()
     rfid: Rfid = Rfid()
     door_sensor: DoorSensor = DoorSensor()
+    curtain_sensor: CurtainSensor = CurtainSensor()
 
     def with_seed(self, seed: int | None) -> Scenario:
         """The same scenario with another seed (None: unchanged)."""
         if seed is None:
             return self
         return self.model_copy(update={"scenario": self.scenario.model_copy(update={"seed": seed})})
+
+
+def with_curtains(sc: Scenario, store: StoreFile, kind: DoorSensorKind) -> Scenario:
+    """The same scenario with a curtain sensor of ``kind`` on every fitting room of its store."""
+    rooms = {z.id: kind for z in store.zones if z.kind == ZoneKind.FITTING_ROOM}
+    return sc.model_copy(update={"curtain_sensor": sc.curtain_sensor.model_copy(update={"doors": rooms})})
 
 
 class ScenarioError(ValueError):
@@ -392,6 +406,13 @@ def _load_store(path: Path, lines: dict, sc: Scenario) -> StoreFile:
             raise ScenarioError(
                 f"{_where(path, lines, 'door_sensor', 'doors', door)}: {store_file.name} has no street door "
                 f"{door!r} (its street doors: {known})"
+            )
+    rooms = {z.id for z in store.zones if z.kind == ZoneKind.FITTING_ROOM}
+    for room in sc.curtain_sensor.doors:
+        if room not in rooms:
+            raise ScenarioError(
+                f"{_where(path, lines, 'curtain_sensor', 'doors', room)}: {store_file.name} has no fitting room "
+                f"{room!r} (its fitting rooms: {', '.join(sorted(rooms)) or 'none'})"
             )
     return store
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from sim.library import LIBRARY, parse_seeds, run_library, scenario_paths, table
+from sim.scenario import load_scenario, with_curtains
 
 
 def test_seeds_are_ranges_or_lists_and_nonsense_is_named():
@@ -41,3 +42,14 @@ def test_every_scenario_and_seed_is_run_and_laid_out_with_before_and_after(tmp_p
     assert "| short | sim.duration_s | 120.0 | 120.0 |" in md
     old = [dict(r, metrics={**r["metrics"], "sim.duration_s": 60.0}) for r in reports]
     assert "| short | sim.duration_s | 60.0 → 120.0 | 60.0 → 120.0 |" in table(reports, ["sim.duration_s"], before=old)
+
+
+def test_curtains_put_a_sensor_on_every_fitting_room_of_every_scenario(tmp_path):
+    (plain,) = run_library([_short(tmp_path)], [1], jobs=1)
+    (fitted,) = run_library([_short(tmp_path)], [1], jobs=1, curtains="beam")
+    assert "curtain.crossings" not in plain["metrics"]
+    assert fitted["metrics"]["curtain.crossings"] >= 0 and "curtain.missed" in fitted["metrics"]
+    sc, store = load_scenario(_short(tmp_path))
+    assert set(with_curtains(sc, store, "tof").curtain_sensor.doors.items()) == {
+        ("fr1", "tof"), ("fr2", "tof"), ("fr3", "tof")
+    }

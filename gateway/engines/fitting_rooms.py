@@ -27,7 +27,9 @@ once another place reads it stronger than it ever did while the tag was shown (i
 carried out: ``DEPART_DB``). Just after leaving a room, a
 garment needs more strong windows to be shown in a room again (``HOP_S``), so that carrying it
 out past the curtains is not a new try-on. Tags a window reads are decided at once (a garment is
-shown on its own reader's window), the rest periodically.
+shown on its own reader's window), the rest periodically. A crossing counter across a room's curtain
+(:meth:`FittingRoomEngine.curtain`), where there is one, says who went in and out: a waiting
+customer's garments are held back, and a silence inside is not taken for leaving unless someone left.
 
 Pure: no clock (observation times come with the windows), no I/O, no logging. Vectorised over
 all tags x places with numpy; ``tests/test_rfid_fitting_rooms.py`` checks it against a plain
@@ -199,6 +201,25 @@ BODY_SPELL_EXTRA = 3
 #: one on a rail outside in one or two; a reader that stopped sending must not hold its garments
 #: (a room's window is 1 s). docs/fitting-rooms.md, issue #20.
 GONE_WAIT_MAX_S = 2.0
+# A crossing counter across a room's curtain (docs/fitting-rooms.md, "Curtain sensors"): while its last
+# crossing was inward, someone is in the room, and a garment whose reads there began more than
+# QUEUE_AFTER_S after that crossing (and not broken by as long a gap) is a waiting customer's, read
+# through the curtain (the garments carried in are read within seconds): held until an inward
+# crossing after its reads began, the room freed, or QUEUE_MAX_S of reads (a garment handed in
+# without a crossing is not held for ever).
+QUEUE_AFTER_S = 20.0
+QUEUE_MAX_S = 600.0
+# Someone went out through the curtain since a garment was shown (or came in after it: the party
+# before left unseen), and the room has not read it at its keep level more than OUT_WITHIN_S after
+# that (the curtain passage): it may have gone with them, so fewer missed windows say so (OUT_ODDS
+# in place of GONE_ODDS). Nobody crossed since (but its own carrier, who may cross a step after it
+# is shown: CURTAIN_SLACK_S), and the room is occupied: the garment is still inside, however long
+# its silence behind the body, up to OCCUPIED_HOLD_S without a keep read (the longest silences
+# inside a stay are 15 windows, docs/fitting-rooms.md; beyond, a way out the sensor missed).
+OUT_ODDS = 1e-2
+OUT_WITHIN_S = 3.0
+CURTAIN_SLACK_S = 2.0
+OCCUPIED_HOLD_S = 16.0
 #: A tag not read anywhere for this long and not shown is forgotten (its slot reused).
 FORGET_AFTER_S = 600.0
 
@@ -542,6 +563,9 @@ class FittingRoomEngine:
         self.now = -np.inf
         self.rooms: dict[str, _Room] = {p.id: _Room() for p in self.places if p.kind == FITTING_ROOM}
         self._session_seq = 0
+        # the latest inward and outward crossing of each place's curtain sensor (-inf: none heard)
+        self.in_t = np.full(self._P, -np.inf)
+        self.out_t = np.full(self._P, -np.inf)
         self.unknown_antennas: dict[tuple[str, int], int] = {}
 
     def _init_places(self, pp: list[PlaceParams]) -> None:
@@ -574,6 +598,7 @@ class FittingRoomEngine:
         self.last_q = np.full((cap, P), -np.inf)  # last solid window read >= enter_dbm
         self.last_k = np.full((cap, P), -np.inf)  # last window read >= keep_dbm
         self.last_r = np.full((cap, P), -np.inf)  # last window read at all
+        self.since = np.full((cap, P), -np.inf)  # first window of the current span of reads (gaps <= QUEUE_AFTER_S)
         self.run_n = np.zeros((cap, P), dtype=np.int64)  # strong windows in the current run
         self.cur = np.full(cap, -1, dtype=np.int64)
         self.cur_since = np.zeros(cap)
@@ -623,6 +648,7 @@ class FittingRoomEngine:
         self.last_q = ext(self.last_q, -np.inf)
         self.last_k = ext(self.last_k, -np.inf)
         self.last_r = ext(self.last_r, -np.inf)
+        self.since = ext(self.since, -np.inf)
         self.run_n = ext(self.run_n, 0)
         self.cur = ext(self.cur, -1)
         self.cur_since = ext(self.cur_since, 0.0)
@@ -673,6 +699,7 @@ class FittingRoomEngine:
         self.last_q[idx] = -np.inf
         self.last_k[idx] = -np.inf
         self.last_r[idx] = -np.inf
+        self.since[idx] = -np.inf
         self.run_n[idx] = 0
         self.left_t[idx] = -np.inf
         self.ev_t[idx] = -np.inf
@@ -792,6 +819,8 @@ class FittingRoomEngine:
         # rising reads of a shelf it is carried towards must not raise it on the way out
         steady = (c >= 0) & (t - self.last_k[ti, np.maximum(c, 0)] <= RUN_GAP_S)
         self.omax[ti[steady], pi[steady]] = np.maximum(self.omax[ti[steady], pi[steady]], x[steady])
+        fresh = t - self.last_r[ti, pi] > QUEUE_AFTER_S
+        self.since[ti[fresh], pi[fresh]] = t
         self.last_r[ti, pi] = t
         k = x >= self.keep[pi]
         self.last_k[ti[k], pi[k]] = t
@@ -940,12 +969,29 @@ class FittingRoomEngine:
         quiet = self.wins[cur_c] - self.last_w[a]
         silent = self.is_room[cur_c] & (quiet >= self._need(self.hw[a], self.nw[a], cur_c))
         need = np.where(self.is_room[cur_c] & (quiet <= 1) & ~departing, need + BODY_SPELL_EXTRA, need)
-        return has & (misses < need) & ~silent & (now - self.last_k[a, cur_c] <= self.hold[cur_c])
+        need, inside = self._curtain(a, has & ~departing, cur_c, now, need)
+        return inside | (has & (misses < need) & ~silent & (now - self.last_k[a, cur_c] <= self.hold[cur_c]))
 
-    def _need(self, hits: np.ndarray, windows: np.ndarray, p: np.ndarray) -> np.ndarray:
+    def _curtain(
+        self, a: np.ndarray, has: np.ndarray, c: np.ndarray, now: float, need: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What the curtain sensors of rooms ``c`` say of shown tags ``a``: the missed windows that make
+        them gone once someone went out (OUT_ODDS), and which are inside whatever their silence."""
+        watched = has & self.is_room[c] & np.isfinite(self.in_t[c])
+        since = self.cur_since[a]
+        # someone went out since it was shown, or came in after it (one party a room: the one
+        # before left unseen, or someone joined them)
+        came_in = np.where(self.in_t[c] > since + CURTAIN_SLACK_S, self.in_t[c], -np.inf)
+        crossed = np.maximum(self.out_t[c], came_in)
+        went_out = watched & (crossed > since) & (self.last_k[a, c] <= crossed + OUT_WITHIN_S)
+        need = np.where(went_out, np.minimum(need, self._need(self.hs[a], self.ns[a], c, OUT_ODDS)), need)
+        inside = watched & (crossed <= since) & (self.in_t[c] > self.out_t[c])
+        return need, inside & (now - self.last_k[a, c] <= OCCUPIED_HOLD_S)
+
+    def _need(self, hits: np.ndarray, windows: np.ndarray, p: np.ndarray, odds: float = GONE_ODDS) -> np.ndarray:
         """Missed windows after which a tag read ``hits`` of ``windows`` times is gone (GONE_ODDS)."""
         rate = (hits + RATE_PRIOR) / (windows + 2.0 * RATE_PRIOR)
-        return np.clip(np.ceil(np.log(GONE_ODDS) / np.log1p(-rate)), self.miss_min[p], self.miss_max[p])
+        return np.clip(np.ceil(np.log(odds) / np.log1p(-rate)), self.miss_min[p], self.miss_max[p])
 
     def _confirmed(self, a: np.ndarray, now: float, sc: _Scores, cur_fresh: np.ndarray) -> np.ndarray:
         """Which tags their best place may show now (a run of strong windows, or one solid strong
@@ -969,7 +1015,18 @@ class FittingRoomEngine:
             (sc.best_score >= self.enter[best])
             & ((run >= need_n) | single)
             & (now - self.last_q[a, best] <= RUN_GAP_S)
+            & ~self._queued(a, best, now)
         )
+
+    def _queued(self, a: np.ndarray, p: np.ndarray, now: float) -> np.ndarray:
+        """Tags ``a`` read at rooms ``p`` whose curtain sensor says someone went in well before their
+        reads there began, and nobody since: a waiting customer's garments (QUEUE_AFTER_S, QUEUE_MAX_S).
+        A garment out of a room since that crossing (its own, shown there, lost behind a body) is not held."""
+        since, went_in = self.since[a, p], self.in_t[p]
+        occupied = went_in > self.out_t[p]
+        fresh = self.left_t[a] < went_in
+        late = since > np.where(occupied, went_in, np.inf) + QUEUE_AFTER_S
+        return occupied & fresh & late & (now - since < QUEUE_MAX_S)
 
     def _challenge(
         self, a: np.ndarray, now: float, sc: _Scores, cur_fresh: np.ndarray, confirmed: np.ndarray
@@ -1110,6 +1167,23 @@ class FittingRoomEngine:
         if room.session is not None and not room.customers:
             self._end_session(self.places[self.place_index[room_id]], room, t, out)
         return out
+
+    def curtain(self, room_id: str, t: float, direction: str) -> list[RoomEvent]:
+        """A crossing at ``t`` through the curtain of fitting room ``room_id`` (its crossing counter);
+        returns the events of the decision it brings (garments held for it shown). Unknown rooms: none."""
+        p = self.place_index.get(room_id)
+        if p is None or not self.is_room[p]:
+            return []
+        times = self.in_t if direction == "in" else self.out_t
+        times[p] = max(times[p], t)
+        return self.advance(self.now, force=True) if np.isfinite(self.now) else []
+
+    def curtain_down(self, room_id: str) -> None:
+        """The curtain sensor of ``room_id`` stopped working: its garments are judged on the reads alone
+        until its next crossing."""
+        p = self.place_index.get(room_id)
+        if p is not None:
+            self.in_t[p] = self.out_t[p] = -np.inf
 
     # -------------------------------------------------------------------------------- queries
 

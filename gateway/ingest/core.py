@@ -112,12 +112,19 @@ class GatewayCore:
         elif isinstance(msg, protocol.DoorCrossings):
             self.on_door(msg)
         elif isinstance(msg, protocol.NodeStatus):
-            self.node_status[msg.node] = msg
-            self.fleet.status(msg)
-            with self.lock:
-                self.doors.status(msg, self.clock())
-                door = self.doors.door_of(msg.node)
-                if msg.door is not None and door is not None and msg.state == "online":
+            self.on_status(msg)
+
+    def on_status(self, msg: protocol.NodeStatus) -> None:
+        """A node's status: the fleet's view, and its door sensor's health for the engine that weighs it."""
+        self.node_status[msg.node] = msg
+        self.fleet.status(msg)
+        with self.lock:
+            self.doors.status(msg, self.clock())
+            door = self.doors.door_of(msg.node)
+            if msg.door is not None and door is not None and msg.state == "online":
+                if self.rfid.is_room(door):
+                    self.rfid.curtain_status(door, msg.door.state == "ok")
+                else:
                     self.presence.add_door_status(door, msg.ts, msg.door.state == "ok")
 
     def _admit_window(
@@ -188,6 +195,12 @@ class GatewayCore:
             return  # (node, seq) already processed: a re-delivery after an outage
         with self.lock:
             self.doors.crossing(m, self.clock())
+            if self.rfid.is_room(m.door):  # a curtain: the fitting rooms' business, not footfall's
+                for c in m.crossings:
+                    self.metrics.curtain_crossings.labels(c.direction).inc()
+                if not m.late:
+                    self.rfid.on_curtain(m)
+                return
             for c in m.crossings:
                 self.metrics.door_crossings.labels(c.direction).inc()
                 if not m.late:

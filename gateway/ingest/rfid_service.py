@@ -60,6 +60,25 @@ class RfidService:
             self.windows += 1
             return self._apply(self.engine.add_window(w.node, w.window[1], obs))
 
+    def on_curtain(self, m: protocol.DoorCrossings) -> list[StaffEvent]:
+        """A fitting room's curtain sensor (a door sensor whose door is the room's id): who went in or out
+        holds back a waiting customer's garments until they go in (docs/fitting-rooms.md)."""
+        out: list[RoomEvent] = []
+        with self.lock:
+            for c in m.crossings:
+                out += self.engine.curtain(m.door, c.t, c.direction)
+            return self._apply(out)
+
+    def curtain_status(self, room: str, ok: bool) -> None:
+        """The health of a room's curtain sensor from its node's status: one not working holds nothing back."""
+        if not ok:
+            with self.lock:
+                self.engine.curtain_down(room)
+
+    def is_room(self, door: str) -> bool:
+        """A door id that names a fitting room: its sensor watches the curtain."""
+        return door in self.engine.rooms
+
     def room_screens(self, node: str) -> list[tuple[str, float | None]]:
         """The fitting rooms a reader's antennas watch, each with when the newest garment on its screen
         was shown (None: the screen is empty)."""
