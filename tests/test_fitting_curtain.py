@@ -110,6 +110,8 @@ def test_the_gateway_hands_curtain_crossings_to_the_fitting_rooms_not_to_footfal
                                  door=protocol.DoorHealth(sensor="beam", state="no_data"))
     core.handle(protocol.node_topic("boutique", "fr1", "status"), protocol.encode(status))
     assert engine.in_t[p] == -float("inf")  # a sensor that stopped working holds nothing back
+    (view,) = core.door_view()
+    assert (view["door"], view["curtain"], view["state"]) == ("fr1", True, "no_data")  # /fleet says so
 
 
 def test_scenario_curtain_sensor_names_fitting_rooms(tmp_path: Path) -> None:

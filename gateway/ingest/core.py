@@ -208,9 +208,10 @@ class GatewayCore:
             record_crossings(self.db, m)  # footfall for the dashboard (gateway.storage.door_counts)
 
     def door_view(self) -> list[dict]:
-        """Each door sensor: working, reporting a problem, or offline (for /fleet)."""
+        """Each door sensor: working, reporting a problem, or offline (for /fleet); `curtain` if it watches
+        a fitting room's opening."""
         with self.lock:
-            return [asdict(v) for v in self.doors.view(self.clock())]
+            return [asdict(v) | {"curtain": self.rfid.is_room(v.door or "")} for v in self.doors.view(self.clock())]
 
     def emit(self, ev: PresenceEvent) -> StaffEvent:
         data: dict = {"zone": ev.zone, "from": ev.previous, "confidence": ev.confidence}
