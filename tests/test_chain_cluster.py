@@ -13,6 +13,8 @@ import tomllib
 from pathlib import Path
 
 import nats
+import nats.errors
+import nats.js.errors
 from typer.testing import CliRunner
 
 from firmware_config.nats import (
@@ -149,7 +151,7 @@ async def _scenario(servers: dict[str, NatsServer], leaf: NatsServer, sim: SimSt
     deadline = time.monotonic() + ARRIVE_S
     while not truth <= seen and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    keys = len(await kv.keys())
+    keys = await _bucket_keys(kv, 2 * PUTS_WHILE_DOWN, time.monotonic() + ARRIVE_S)
     leaf_nc = await nats.connect(f"nats://127.0.0.1:{leaf.port}")
     max_bytes = (await leaf_nc.jetstream().stream_info(stream_name("a"))).config.max_bytes
     await leaf_nc.close()
@@ -175,6 +177,19 @@ async def _retry(act, timeout_s: float = ARRIVE_S) -> None:  # noqa: ANN001
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+async def _bucket_keys(kv, expected: int, deadline: float) -> int:  # noqa: ANN001
+    """How many keys the bucket lists, asked again while it answers fewer than `expected` (or none:
+    a watcher placed while the cluster settles after the rejoin can see an empty bucket) until `deadline`."""
+    while True:
+        try:
+            keys = len(await kv.keys())
+        except (nats.js.errors.NoKeysError, nats.errors.TimeoutError):
+            keys = 0
+        if keys >= expected or time.monotonic() > deadline:
+            return keys
+        await asyncio.sleep(0.5)
 
 
 async def _until_current(js, node: str, deadline: float) -> bool:  # noqa: ANN001
