@@ -252,6 +252,10 @@ class StoreFile(_Strict):
     def street_doors(self) -> list[Door]:
         return [d for d in self.doors if d.kind == DoorKind.STREET]
 
+    def fitting_rooms(self) -> list[str]:
+        """The ids of the fitting-room zones, in file order."""
+        return [z.id for z in self.zones if z.kind == ZoneKind.FITTING_ROOM]
+
     def node(self, node_id: str) -> Node:
         for n in self.nodes:
             if n.id == node_id:

@@ -343,7 +343,7 @@ def run_demo(
                     target=_send_door, args=(feeds[0], broker.port, t0, until, door_stop, store.store.id), daemon=True
                 ).start()
             readers = DemoReaders(sc, world, emitter, broker.port, t0) if sc.rfid.enabled and world.items else None
-            rooms = sorted(z.id for z in store.zones if str(z.kind) == "fitting_room")
+            rooms = sorted(store.fitting_rooms())
             threading.Thread(target=ask_for_another_size, daemon=True,
                              args=(f"http://127.0.0.1:{http_port}", counter.token, rooms, counter.stop)).start()
             try:

@@ -56,10 +56,10 @@ def sensed_doors(store: StoreFile, cfg: DoorSensor) -> list[SensedDoor]:
 def sensed_curtains(store: StoreFile, cfg: CurtainSensor) -> list[SensedDoor]:
     """The fitting rooms with a curtain sensor, each carried by the room's own node (its id is the room's)."""
     out = []
-    for z in store.zones:
-        if z.id in cfg.doors:
-            nodes = [n for n in store.nodes if n.zone == z.id and n.role == NodeRole.FITTING_ROOM]
-            out.append(SensedDoor(z.id, cfg.doors[z.id], (nodes or list(store.nodes))[0].id, None))
+    for room in store.fitting_rooms():
+        if room in cfg.doors:
+            nodes = [n for n in store.nodes if n.zone == room and n.role == NodeRole.FITTING_ROOM]
+            out.append(SensedDoor(room, cfg.doors[room], (nodes or list(store.nodes))[0].id, None))
     return out
 
 

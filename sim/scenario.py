@@ -315,7 +315,7 @@ class Scenario(_Strict):
 
 def with_curtains(sc: Scenario, store: StoreFile, kind: DoorSensorKind) -> Scenario:
     """The same scenario with a curtain sensor of ``kind`` on every fitting room of its store."""
-    rooms = {z.id: kind for z in store.zones if z.kind == ZoneKind.FITTING_ROOM}
+    rooms = dict.fromkeys(store.fitting_rooms(), kind)
     return sc.model_copy(update={"curtain_sensor": sc.curtain_sensor.model_copy(update={"doors": rooms})})
 
 
@@ -407,7 +407,7 @@ def _load_store(path: Path, lines: dict, sc: Scenario) -> StoreFile:
                 f"{_where(path, lines, 'door_sensor', 'doors', door)}: {store_file.name} has no street door "
                 f"{door!r} (its street doors: {known})"
             )
-    rooms = {z.id for z in store.zones if z.kind == ZoneKind.FITTING_ROOM}
+    rooms = set(store.fitting_rooms())
     for room in sc.curtain_sensor.doors:
         if room not in rooms:
             raise ScenarioError(
