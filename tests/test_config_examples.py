@@ -88,7 +88,7 @@ def test_library_stores_validate_without_warnings_and_are_installed_like_the_bou
         entrances = [n.position for n in store.nodes if n.role is NodeRole.ENTRANCE]
         for door in store.street_doors():
             assert min(math.dist(door.position, p) for p in entrances) <= 3.0, (name, door.id)
-        for room in (z.id for z in store.zones if z.kind is ZoneKind.FITTING_ROOM):
+        for room in store.fitting_rooms():
             readers = [n for n in store.nodes if n.zone == room and n.rfid is not None]
             assert readers and readers[0].rfid.antennas[0].zone == room, (name, room)
 
@@ -105,5 +105,6 @@ def test_library_stores_have_the_shapes_they_promise():
     two = validate_file(EXAMPLES / "two_doors.toml")
     assert len({d.zones[0] for d in two.street_doors()}) == 2  # two doors onto two different outside zones
     deep = validate_file(EXAMPLES / "deep_narrow.toml")
-    rooms = [z for z in deep.zones if z.kind is ZoneKind.FITTING_ROOM]
+    rooms = [deep.zone(r) for r in deep.fitting_rooms()]
     assert rooms and all(min(y for _, y in z.polygon) >= 25 for z in rooms)  # at the back of a 30 m shop
+    assert validate_file(EXAMPLES / "boutique.toml").fitting_rooms() == ["fr1", "fr2", "fr3"]  # in file order

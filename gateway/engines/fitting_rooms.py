@@ -565,8 +565,8 @@ class FittingRoomEngine:
         self._session_seq = 0
         # the latest inward and outward crossing of each place's curtain sensor (-inf: none heard)
         self.in_t = np.full(self._P, -np.inf)
-        self.curtains = False  # a curtain sensor has reported (no curtain rule costs anything until then)
         self.out_t = np.full(self._P, -np.inf)
+        self.curtains = False  # a curtain sensor has reported (no curtain rule costs anything until then)
         self.unknown_antennas: dict[tuple[str, int], int] = {}
 
     def _init_places(self, pp: list[PlaceParams]) -> None:
