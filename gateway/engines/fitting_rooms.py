@@ -566,7 +566,6 @@ class FittingRoomEngine:
         # the latest inward and outward crossing of each place's curtain sensor (-inf: none heard)
         self.in_t = np.full(self._P, -np.inf)
         self.out_t = np.full(self._P, -np.inf)
-        self.curtains = False  # a curtain sensor has reported (no curtain rule costs anything until then)
         self.unknown_antennas: dict[tuple[str, int], int] = {}
 
     def _init_places(self, pp: list[PlaceParams]) -> None:
@@ -978,7 +977,7 @@ class FittingRoomEngine:
     ) -> tuple[np.ndarray, np.ndarray]:
         """What the curtain sensors of rooms ``c`` say of shown tags ``a``: the missed windows that make
         them gone once someone went out (OUT_ODDS), and which are inside whatever their silence."""
-        if not self.curtains:
+        if not np.isfinite(self.in_t).any():  # no curtain sensor heard (or all down): nothing to say
             return need, np.zeros(len(a), dtype=bool)
         watched = has & self.is_room[c] & np.isfinite(self.in_t[c])
         since = self.cur_since[a]
@@ -1025,12 +1024,12 @@ class FittingRoomEngine:
         """Tags ``a`` read at rooms ``p`` whose curtain sensor says someone went in well before their
         reads there began, and nobody since: a waiting customer's garments (QUEUE_AFTER_S, QUEUE_MAX_S).
         A garment out of a room since that crossing (its own, shown there, lost behind a body) is not held."""
-        if not self.curtains:
+        if not np.isfinite(self.in_t).any():
             return np.zeros(len(a), dtype=bool)
         since, went_in = self.since[a, p], self.in_t[p]
         occupied = went_in > self.out_t[p]
         fresh = self.left_t[a] < went_in
-        late = since > np.where(occupied, went_in, np.inf) + QUEUE_AFTER_S
+        late = since > went_in + QUEUE_AFTER_S
         return occupied & fresh & late & (now - since < QUEUE_MAX_S)
 
     def _challenge(
@@ -1181,7 +1180,6 @@ class FittingRoomEngine:
             return []
         times = self.in_t if direction == "in" else self.out_t
         times[p] = max(times[p], t)
-        self.curtains = True
         return self.advance(self.now, force=True) if np.isfinite(self.now) else []
 
     def curtain_down(self, room_id: str) -> None:
