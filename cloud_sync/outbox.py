@@ -119,7 +119,8 @@ def record_status(conn: sqlite3.Connection, ev: StatusEvent, now: float) -> bool
     Idempotent on ``(message id, status)``.  Rows never move backwards (``read`` arriving
     before ``delivered`` is kept as ``read``).  A ``pending`` row is upgraded too: a late
     ``sent`` proves the API took a row that reconciliation had presumed lost, and stops it
-    being sent a second time.
+    being sent a second time.  A status that comes before the worker has recorded its send
+    stamps the row with when the send began (``sending_since``), not with its own arrival.
     """
     err = ev.errors[0] if ev.errors else None
     conn.execute("BEGIN IMMEDIATE")
@@ -147,8 +148,8 @@ def record_status(conn: sqlite3.Connection, ev: StatusEvent, now: float) -> bool
         allowed = _FAILABLE if ev.status == "failed" else _UPGRADABLE[ev.status]
         marks = ",".join("?" * len(allowed))
         conn.execute(
-            f"UPDATE wa_outbox SET status = ?, wamid = COALESCE(wamid, ?), sent_at = COALESCE(sent_at, ?), "
-            f"error_code = ?, error_action = ?, error_detail = ? "
+            f"UPDATE wa_outbox SET status = ?, wamid = COALESCE(wamid, ?), "
+            f"sent_at = COALESCE(sent_at, sending_since, ?), error_code = ?, error_action = ?, error_detail = ? "
             f"WHERE {where} AND status IN ({marks})",
             (
                 ev.status,

@@ -284,6 +284,17 @@ def test_late_webhook_rescues_requeued_row(stack: Stack) -> None:
     assert stack.stats()["messages_total"] == 0
 
 
+def test_a_status_before_the_workers_record_stamps_the_send_not_its_arrival(stack: Stack) -> None:
+    """The emulator's webhook can beat the worker's own update after the API answered (a loaded
+    machine): the row's `sent_at` is when the send began, which pair pacing and reports rely on."""
+    enqueue_templates(stack, 1)
+    began = time.time() - 5.0
+    _park_in_sending(stack, "k0", began)
+    record_status(stack.conn, StatusEvent("wamid.E", "sent", 1, TO, "k0"), began + 5.0)
+    (row,) = rows(stack)
+    assert (row["status"], row["sent_at"]) == ("sent", began)
+
+
 def test_status_updates_idempotent_and_never_backwards(stack: Stack) -> None:
     enqueue_templates(stack, 1)
     now = time.time()
