@@ -156,7 +156,7 @@ def room_margins(
     ants = model.ants
     pts, zone = _grid(world.store)
     zone_arr = np.asarray(zone)
-    rooms = sorted({z.id for z in world.store.zones if z.kind == ZoneKind.FITTING_ROOM})
+    rooms = sorted(world.store.fitting_rooms())
     gp = np.repeat(np.arange(len(pts)), len(ants))
     ga = np.tile(np.arange(len(ants)), len(pts))
     g_fwd, g_ow = (x.reshape(len(pts), len(ants)) for x in
